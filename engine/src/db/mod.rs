@@ -1,0 +1,250 @@
+//! Storage: one pool over SQLite or Postgres (sqlx `Any`), one set of queries for both.
+//!
+//! Queries are written with `?` placeholders and translated for Postgres; values go in as text or
+//! integers only (instants as Unix milliseconds, money as minor units, flags as 0/1), which both
+//! databases and the `Any` driver agree on. The few statements that differ live in [`Backend`].
+
+mod sql;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Transaction};
+use tokio::sync::Notify;
+
+pub use sql::{Arg, Sql};
+
+use crate::error::{Error, Result};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Some(Self::Postgres)
+        } else {
+            None
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// The database handle every service works through. Cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+    /// Woken after every commit that appended events, so readers of the log need not poll.
+    events_appended: Arc<Notify>,
+}
+
+impl Db {
+    /// Opens the database at `url` (creating a SQLite file and its folder if needed).
+    pub async fn connect(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_url(url).ok_or_else(|| {
+            Error::Internal(format!(
+                "unsupported database URL (expected sqlite:// or postgres://): {url}"
+            ))
+        })?;
+        let mut url = url.to_owned();
+        if backend == Backend::Sqlite {
+            url = prepare_sqlite_url(&url)?;
+        }
+        let options = AnyConnectOptions::from_str(&url)?;
+        let pool_options = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Sqlite => 8,
+                Backend::Postgres => 16,
+            })
+            .acquire_timeout(Duration::from_secs(10));
+        let pool = match backend {
+            Backend::Sqlite => {
+                pool_options
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            // WAL lets readers run beside the one writer; a writer waits for the
+                            // lock instead of failing at once (CLI commands beside a server).
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
+                                 PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(options)
+                    .await?
+            }
+            Backend::Postgres => pool_options.connect_with(options).await?,
+        };
+        Ok(Self {
+            pool,
+            backend,
+            events_appended: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Applies every pending migration of this backend.
+    pub async fn migrate(&self) -> Result<()> {
+        match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
+        }
+        Ok(())
+    }
+
+    /// True when every migration this binary knows of has been applied.
+    pub async fn migrations_applied(&self) -> Result<bool> {
+        let known = match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.iter().count(),
+            Backend::Postgres => POSTGRES_MIGRATIONS.iter().count(),
+        } as i64;
+        let applied = match Sql::new("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+            .fetch_one(self)
+            .await
+        {
+            Ok(row) => sql::get_i64(&row, 0)?,
+            // No migrations table yet: nothing applied.
+            Err(Error::Database(_)) => 0,
+            Err(e) => return Err(e),
+        };
+        Ok(applied >= known)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Starts a transaction that will write. On SQLite it takes the write lock up front
+    /// (`BEGIN IMMEDIATE`), so a read-then-write never fails half way with `SQLITE_BUSY`.
+    pub async fn begin(&self) -> Result<Tx> {
+        let inner = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        Ok(Tx {
+            inner,
+            backend: self.backend,
+            events_appended: false,
+            notify: self.events_appended.clone(),
+        })
+    }
+
+    /// Resolves when events are appended after this call (or spuriously); callers re-read the log.
+    pub fn events_notified(&self) -> Arc<Notify> {
+        self.events_appended.clone()
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// A write transaction. Dropping it without [`Tx::commit`] rolls it back.
+pub struct Tx {
+    inner: Transaction<'static, sqlx::Any>,
+    backend: Backend,
+    events_appended: bool,
+    notify: Arc<Notify>,
+}
+
+impl Tx {
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub(crate) fn conn(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.inner
+    }
+
+    /// Marks that this transaction appended to the event log: readers are woken on commit.
+    pub(crate) fn note_event(&mut self) {
+        self.events_appended = true;
+    }
+
+    pub async fn commit(self) -> Result<()> {
+        self.inner.commit().await?;
+        if self.events_appended {
+            self.notify.notify_waiters();
+        }
+        Ok(())
+    }
+}
+
+/// Where a query runs: the pool, or an open transaction.
+pub trait Runner: Send {
+    fn backend(&self) -> Backend;
+    fn executor(&mut self) -> impl Executor<'_, Database = sqlx::Any>;
+}
+
+impl Runner for &Db {
+    fn backend(&self) -> Backend {
+        self.backend
+    }
+    fn executor(&mut self) -> impl Executor<'_, Database = sqlx::Any> {
+        &self.pool
+    }
+}
+
+impl Runner for &mut Tx {
+    fn backend(&self) -> Backend {
+        self.backend
+    }
+    fn executor(&mut self) -> impl Executor<'_, Database = sqlx::Any> {
+        self.conn()
+    }
+}
+
+/// Makes sure the folder of a SQLite file exists and that the file is created on first use.
+fn prepare_sqlite_url(url: &str) -> Result<String> {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Ok(url.to_owned());
+    }
+    if let Some(parent) = Path::new(path).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            Error::Internal(format!("cannot create data directory {}: {e}", parent.display()))
+        })?;
+    }
+    Ok(if url.contains("mode=") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    })
+}
+
+/// Row helpers shared by the store modules.
+pub mod row {
+    pub use super::sql::{get_bool, get_i64, get_opt_i64, get_opt_str, get_str};
+    pub use sqlx::any::AnyRow as Row;
+}
+
+pub type Row = AnyRow;

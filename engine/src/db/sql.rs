@@ -1,0 +1,210 @@
+//! A small SQL builder: text with `?` placeholders plus its arguments, run on either backend.
+
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
+
+use super::{Backend, Runner};
+use crate::error::{Error, Result};
+
+/// A value bound to a placeholder. Only types every backend stores the same way.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Arg {
+    Text(Option<String>),
+    Int(Option<i64>),
+}
+
+impl From<&str> for Arg {
+    fn from(v: &str) -> Self {
+        Arg::Text(Some(v.to_owned()))
+    }
+}
+impl From<String> for Arg {
+    fn from(v: String) -> Self {
+        Arg::Text(Some(v))
+    }
+}
+impl From<&String> for Arg {
+    fn from(v: &String) -> Self {
+        Arg::Text(Some(v.clone()))
+    }
+}
+impl From<Option<String>> for Arg {
+    fn from(v: Option<String>) -> Self {
+        Arg::Text(v)
+    }
+}
+impl From<Option<&str>> for Arg {
+    fn from(v: Option<&str>) -> Self {
+        Arg::Text(v.map(str::to_owned))
+    }
+}
+impl From<&Option<String>> for Arg {
+    fn from(v: &Option<String>) -> Self {
+        Arg::Text(v.clone())
+    }
+}
+impl From<i64> for Arg {
+    fn from(v: i64) -> Self {
+        Arg::Int(Some(v))
+    }
+}
+impl From<Option<i64>> for Arg {
+    fn from(v: Option<i64>) -> Self {
+        Arg::Int(v)
+    }
+}
+/// Flags are stored as 0/1 integers on both backends.
+impl From<bool> for Arg {
+    fn from(v: bool) -> Self {
+        Arg::Int(Some(v as i64))
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Sql {
+    text: String,
+    args: Vec<Arg>,
+}
+
+impl Sql {
+    pub fn new(text: &str) -> Self {
+        Self {
+            text: text.to_owned(),
+            args: Vec::new(),
+        }
+    }
+
+    /// Binds the next `?`.
+    pub fn arg(mut self, value: impl Into<Arg>) -> Self {
+        self.args.push(value.into());
+        self
+    }
+
+    /// Appends text (with its own `?`s, bound by following [`Sql::arg`] or [`Sql::bind`] calls).
+    pub fn push(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
+    }
+
+    pub fn bind(&mut self, value: impl Into<Arg>) -> &mut Self {
+        self.args.push(value.into());
+        self
+    }
+
+    /// Appends `text` with one argument, e.g. `and(" AND name = ?", name)`.
+    pub fn and(&mut self, text: &str, value: impl Into<Arg>) -> &mut Self {
+        self.push(text).bind(value)
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub fn args(&self) -> &[Arg] {
+        &self.args
+    }
+
+    /// The statement in the backend's placeholder syntax.
+    fn render(&self, backend: Backend) -> String {
+        match backend {
+            Backend::Sqlite => self.text.clone(),
+            Backend::Postgres => {
+                let mut out = String::with_capacity(self.text.len() + 8);
+                let mut n = 0;
+                for ch in self.text.chars() {
+                    if ch == '?' {
+                        n += 1;
+                        out.push('$');
+                        out.push_str(&n.to_string());
+                    } else {
+                        out.push(ch);
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    fn query(&self, backend: Backend) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+        let mut query = sqlx::query(AssertSqlSafe(self.render(backend)));
+        for arg in &self.args {
+            query = match arg {
+                Arg::Text(v) => query.bind(v.clone()),
+                Arg::Int(v) => query.bind(*v),
+            };
+        }
+        query
+    }
+
+    pub async fn fetch_all(&self, mut runner: impl Runner) -> Result<Vec<AnyRow>> {
+        let backend = runner.backend();
+        Ok(self.query(backend).fetch_all(runner.executor()).await?)
+    }
+
+    pub async fn fetch_optional(&self, mut runner: impl Runner) -> Result<Option<AnyRow>> {
+        let backend = runner.backend();
+        Ok(self.query(backend).fetch_optional(runner.executor()).await?)
+    }
+
+    pub async fn fetch_one(&self, mut runner: impl Runner) -> Result<AnyRow> {
+        let backend = runner.backend();
+        Ok(self.query(backend).fetch_one(runner.executor()).await?)
+    }
+
+    /// Runs the statement and returns the number of rows it changed.
+    pub async fn execute(&self, mut runner: impl Runner) -> Result<u64> {
+        let backend = runner.backend();
+        Ok(self
+            .query(backend)
+            .execute(runner.executor())
+            .await?
+            .rows_affected())
+    }
+}
+
+fn decode_error(column: &str, e: sqlx::Error) -> Error {
+    Error::Internal(format!("cannot read column {column}: {e}"))
+}
+
+pub fn get_str(row: &AnyRow, column: &str) -> Result<String> {
+    row.try_get::<String, _>(column)
+        .map_err(|e| decode_error(column, e))
+}
+
+pub fn get_opt_str(row: &AnyRow, column: &str) -> Result<Option<String>> {
+    row.try_get::<Option<String>, _>(column)
+        .map_err(|e| decode_error(column, e))
+}
+
+pub fn get_i64<I: sqlx::ColumnIndex<AnyRow> + std::fmt::Debug + Copy>(
+    row: &AnyRow,
+    column: I,
+) -> Result<i64> {
+    row.try_get::<i64, _>(column)
+        .map_err(|e| decode_error(&format!("{column:?}"), e))
+}
+
+pub fn get_opt_i64(row: &AnyRow, column: &str) -> Result<Option<i64>> {
+    row.try_get::<Option<i64>, _>(column)
+        .map_err(|e| decode_error(column, e))
+}
+
+pub fn get_bool(row: &AnyRow, column: &str) -> Result<bool> {
+    Ok(get_i64(row, column)? != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_for_postgres() {
+        let mut sql = Sql::new("SELECT * FROM t WHERE a = ?").arg(1i64);
+        sql.and(" AND b = ?", "x");
+        assert_eq!(sql.render(Backend::Sqlite), "SELECT * FROM t WHERE a = ? AND b = ?");
+        assert_eq!(
+            sql.render(Backend::Postgres),
+            "SELECT * FROM t WHERE a = $1 AND b = $2"
+        );
+    }
+}

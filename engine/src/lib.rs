@@ -1,0 +1,25 @@
+//! The timix engine: domain model, storage, auth and roles, and the event log. No HTTP here:
+//! the web layer extracts and authorizes a request, calls a service function of this crate, and
+//! maps its [`Error`] to a response.
+
+pub mod api_keys;
+pub mod auth;
+pub mod bootstrap;
+pub mod customers;
+pub mod db;
+pub mod error;
+pub mod events;
+pub mod fields;
+pub mod ids;
+pub mod list;
+pub mod money;
+pub mod org_users;
+pub mod organizations;
+pub mod patch;
+pub mod projects;
+pub mod subtasks;
+pub mod tasks;
+pub mod time;
+
+pub use db::{Backend, Db};
+pub use error::{Error, FieldError, Result};

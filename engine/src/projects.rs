@@ -1,0 +1,426 @@
+//! Projects: work for one customer, billed hourly, at a fixed fee, or not at all.
+
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{Actor, Permission};
+use crate::customers::{self, check_path_external_id};
+use crate::db::{Db, Sql, Tx, row};
+use crate::error::{Error, FieldError, Problems, Result};
+use crate::events;
+use crate::fields::{self, LONG_TEXT, SHORT_TEXT};
+use crate::ids;
+use crate::list::{self, FilterKind, ListParams, ListSpec, Page};
+use crate::money::{Amount, format_amount, patch_amount};
+use crate::patch::Patch;
+use crate::time::{format_ms, now_ms, parse_date_field};
+
+pub const NOUN: &str = "project";
+pub const BILLING_METHODS: [&str; 3] = ["hourly", "fixed_fee", "non_billable"];
+
+pub const LIST: ListSpec = ListSpec {
+    table: "projects",
+    sorts: &[("name", "name")],
+    filters: &[
+        ("customerId", "customer_id", FilterKind::Text),
+        ("name", "name", FilterKind::Text),
+        ("code", "code", FilterKind::Text),
+        ("externalId", "external_id", FilterKind::Text),
+        ("billingMethod", "billing_method", FilterKind::Text),
+        ("isArchived", "is_archived", FilterKind::Bool),
+    ],
+    search: Some("name"),
+    soft_delete: true,
+};
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Project {
+    /// `prj_…`
+    pub id: String,
+    pub customer_id: String,
+    pub name: String,
+    pub code: Option<String>,
+    /// `hourly`, `fixed_fee` or `non_billable`.
+    pub billing_method: String,
+    /// The customer's currency when the project was created; all amounts below are in it.
+    pub currency: String,
+    pub hourly_rate: Option<String>,
+    pub fixed_fee: Option<String>,
+    pub budget_hours: Option<f64>,
+    pub budget_amount: Option<String>,
+    /// `YYYY-MM-DD`
+    pub starts_on: Option<String>,
+    pub ends_on: Option<String>,
+    pub notes: Option<String>,
+    pub external_id: Option<String>,
+    pub is_archived: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// The body of `POST`, `PATCH` and `PUT /by-external-id`. On create `customerId` and `name` are
+/// required; `billingMethod` defaults to `hourly`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProjectInput {
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub customer_id: Patch<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "Website relaunch")]
+    pub name: Patch<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub code: Patch<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "hourly")]
+    pub billing_method: Patch<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "110.00")]
+    pub hourly_rate: Patch<Amount>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub fixed_fee: Patch<Amount>,
+    #[serde(default)]
+    #[schema(value_type = Option<f64>)]
+    pub budget_hours: Patch<f64>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub budget_amount: Patch<Amount>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "2026-01-01")]
+    pub starts_on: Patch<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub ends_on: Patch<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub notes: Patch<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub external_id: Patch<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<bool>)]
+    pub is_archived: Patch<bool>,
+}
+
+#[derive(Debug, Clone)]
+struct Record {
+    customer_id: String,
+    name: String,
+    code: Option<String>,
+    billing_method: String,
+    currency: String,
+    hourly_rate: Option<i64>,
+    fixed_fee: Option<i64>,
+    budget_seconds: Option<i64>,
+    budget_amount: Option<i64>,
+    starts_on: Option<String>,
+    ends_on: Option<String>,
+    notes: Option<String>,
+    external_id: Option<String>,
+    is_archived: bool,
+}
+
+impl Record {
+    fn from_row(r: &row::Row) -> Result<Self> {
+        Ok(Self {
+            customer_id: row::get_str(r, "customer_id")?,
+            name: row::get_str(r, "name")?,
+            code: row::get_opt_str(r, "code")?,
+            billing_method: row::get_str(r, "billing_method")?,
+            currency: row::get_str(r, "currency")?,
+            hourly_rate: row::get_opt_i64(r, "hourly_rate")?,
+            fixed_fee: row::get_opt_i64(r, "fixed_fee")?,
+            budget_seconds: row::get_opt_i64(r, "budget_seconds")?,
+            budget_amount: row::get_opt_i64(r, "budget_amount")?,
+            starts_on: row::get_opt_str(r, "starts_on")?,
+            ends_on: row::get_opt_str(r, "ends_on")?,
+            notes: row::get_opt_str(r, "notes")?,
+            external_id: row::get_opt_str(r, "external_id")?,
+            is_archived: row::get_bool(r, "is_archived")?,
+        })
+    }
+
+    /// The record after `input`, checked. The parent customer (already resolved) gives the
+    /// currency of a new project.
+    fn apply(input: ProjectInput, current: Option<&Record>, customer_id: String, currency: String) -> Result<Self> {
+        let mut p = Problems::default();
+        let cur = |f: fn(&Record) -> Option<String>| current.and_then(f);
+        let name = fields::patch_required(&mut p, "name", input.name, cur(|c| Some(c.name.clone())));
+        let name = p.take(fields::required_text("name", name, SHORT_TEXT));
+        let code = p.take(fields::opt_text("code", input.code.apply(cur(|c| c.code.clone())), SHORT_TEXT));
+        let billing_method = fields::patch_required(
+            &mut p,
+            "billingMethod",
+            input.billing_method,
+            Some(current.map_or("hourly".to_owned(), |c| c.billing_method.clone())),
+        )
+        .and_then(|m| p.take(fields::one_of("billingMethod", m, &BILLING_METHODS)));
+        let money = |p: &mut Problems, field: &str, patch: Patch<Amount>, old: Option<i64>| {
+            p.take(patch_amount(field, patch, old, &currency, &currency))
+        };
+        let hourly_rate = money(&mut p, "hourlyRate", input.hourly_rate, current.and_then(|c| c.hourly_rate));
+        let fixed_fee = money(&mut p, "fixedFee", input.fixed_fee, current.and_then(|c| c.fixed_fee));
+        let budget_amount =
+            money(&mut p, "budgetAmount", input.budget_amount, current.and_then(|c| c.budget_amount));
+        let budget_seconds = match input.budget_hours {
+            Patch::Absent => Some(current.and_then(|c| c.budget_seconds)),
+            Patch::Null => Some(None),
+            Patch::Value(h) => p.take(fields::opt_hours("budgetHours", Some(h))),
+        };
+        let date = |p: &mut Problems, field: &str, patch: Patch<String>, old: Option<String>| {
+            match patch.apply(old) {
+                None => Some(None),
+                Some(d) => p.take(parse_date_field(field, &d)).map(Some),
+            }
+        };
+        let starts_on = date(&mut p, "startsOn", input.starts_on, cur(|c| c.starts_on.clone()));
+        let ends_on = date(&mut p, "endsOn", input.ends_on, cur(|c| c.ends_on.clone()));
+        if let (Some(Some(s)), Some(Some(e))) = (&starts_on, &ends_on)
+            && e < s
+        {
+            p.push(FieldError::new("endsOn", "invalid", "endsOn must not be before startsOn"));
+        }
+        if billing_method.as_deref() == Some("fixed_fee") && fixed_fee == Some(None) {
+            p.push(FieldError::new("fixedFee", "required", "fixedFee is required when billingMethod is fixed_fee"));
+        }
+        let notes = p.take(fields::opt_text("notes", input.notes.apply(cur(|c| c.notes.clone())), LONG_TEXT));
+        let external_id = p.take(fields::opt_text(
+            "externalId",
+            input.external_id.apply(cur(|c| c.external_id.clone())),
+            SHORT_TEXT,
+        ));
+        let is_archived = fields::patch_required(
+            &mut p,
+            "isArchived",
+            input.is_archived,
+            Some(current.is_some_and(|c| c.is_archived)),
+        );
+        p.into_result()?;
+        let missing = || Error::Internal("project fields missing after validation".into());
+        Ok(Record {
+            customer_id,
+            name: name.ok_or_else(missing)?,
+            code: code.ok_or_else(missing)?,
+            billing_method: billing_method.ok_or_else(missing)?,
+            currency,
+            hourly_rate: hourly_rate.ok_or_else(missing)?,
+            fixed_fee: fixed_fee.ok_or_else(missing)?,
+            budget_seconds: budget_seconds.ok_or_else(missing)?,
+            budget_amount: budget_amount.ok_or_else(missing)?,
+            starts_on: starts_on.ok_or_else(missing)?,
+            ends_on: ends_on.ok_or_else(missing)?,
+            notes: notes.ok_or_else(missing)?,
+            external_id: external_id.ok_or_else(missing)?,
+            is_archived: is_archived.ok_or_else(missing)?,
+        })
+    }
+}
+
+pub(crate) fn from_row(r: &row::Row) -> Result<Project> {
+    let rec = Record::from_row(r)?;
+    let money = |m: Option<i64>| m.map(|m| format_amount(m, &rec.currency));
+    Ok(Project {
+        id: row::get_str(r, "id")?,
+        hourly_rate: money(rec.hourly_rate),
+        fixed_fee: money(rec.fixed_fee),
+        budget_amount: money(rec.budget_amount),
+        budget_hours: fields::hours(rec.budget_seconds),
+        customer_id: rec.customer_id,
+        name: rec.name,
+        code: rec.code,
+        billing_method: rec.billing_method,
+        currency: rec.currency,
+        starts_on: rec.starts_on,
+        ends_on: rec.ends_on,
+        notes: rec.notes,
+        external_id: rec.external_id,
+        is_archived: rec.is_archived,
+        created_at: format_ms(row::get_i64(r, "created_at")?),
+        updated_at: format_ms(row::get_i64(r, "updated_at")?),
+    })
+}
+
+pub async fn list(db: &Db, actor: &Actor, params: &ListParams) -> Result<Page<Project>> {
+    actor.require(Permission::ReadAll)?;
+    list::list(db, actor.org_id(), &LIST, params, from_row).await
+}
+
+pub async fn get(db: &Db, actor: &Actor, id: &str) -> Result<Project> {
+    actor.require(Permission::ReadAll)?;
+    let row = fields::live_row(db, LIST.table, actor.org_id(), id)
+        .await?
+        .ok_or(Error::NotFound(NOUN))?;
+    from_row(&row)
+}
+
+pub async fn create(db: &Db, actor: &Actor, input: ProjectInput) -> Result<Project> {
+    actor.require(Permission::WriteProjects)?;
+    let mut tx = db.begin().await?;
+    let project = insert(&mut tx, actor, input).await?;
+    tx.commit().await?;
+    Ok(project)
+}
+
+async fn insert(tx: &mut Tx, actor: &Actor, mut input: ProjectInput) -> Result<Project> {
+    let customer_id = match std::mem::take(&mut input.customer_id) {
+        Patch::Value(id) => id,
+        _ => {
+            // Report every other problem of the body with the missing parent.
+            let mut errors = vec![FieldError::required("customerId")];
+            if let Err(Error::Validation(more)) = Record::apply(input, None, String::new(), "EUR".into()) {
+                errors.extend(more);
+            }
+            return Err(Error::Validation(errors));
+        }
+    };
+    let customer = customers::parent(tx, actor.org_id(), &customer_id, "customerId").await?;
+    let rec = Record::apply(input, None, customer.id, customer.currency)?;
+    let id = ids::new_id(ids::PROJECT);
+    let now = now_ms();
+    Sql::new(
+        "INSERT INTO projects (id, org_id, customer_id, name, code, billing_method, currency, hourly_rate, \
+         fixed_fee, budget_seconds, budget_amount, starts_on, ends_on, notes, external_id, is_archived, \
+         created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .arg(&id)
+    .arg(actor.org_id())
+    .arg(rec.customer_id)
+    .arg(rec.name)
+    .arg(rec.code)
+    .arg(rec.billing_method)
+    .arg(rec.currency)
+    .arg(rec.hourly_rate)
+    .arg(rec.fixed_fee)
+    .arg(rec.budget_seconds)
+    .arg(rec.budget_amount)
+    .arg(rec.starts_on)
+    .arg(rec.ends_on)
+    .arg(rec.notes)
+    .arg(rec.external_id)
+    .arg(rec.is_archived)
+    .arg(now)
+    .arg(now)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| fields::external_id_conflict(e, NOUN))?;
+    let project = reload(tx, &id).await?;
+    events::created(tx, actor.org_id(), NOUN, &id, &project).await?;
+    Ok(project)
+}
+
+async fn reload(tx: &mut Tx, id: &str) -> Result<Project> {
+    let row = Sql::new("SELECT * FROM projects WHERE id = ?").arg(id).fetch_one(&mut *tx).await?;
+    from_row(&row)
+}
+
+pub async fn update(db: &Db, actor: &Actor, id: &str, input: ProjectInput) -> Result<Project> {
+    actor.require(Permission::WriteProjects)?;
+    let mut tx = db.begin().await?;
+    let row = fields::live_row(&mut tx, LIST.table, actor.org_id(), id)
+        .await?
+        .ok_or(Error::NotFound(NOUN))?;
+    let project = apply_update(&mut tx, actor, &row, input).await?;
+    tx.commit().await?;
+    Ok(project)
+}
+
+async fn apply_update(tx: &mut Tx, actor: &Actor, row: &row::Row, mut input: ProjectInput) -> Result<Project> {
+    let before = from_row(row)?;
+    let current = Record::from_row(row)?;
+    let customer_id = match std::mem::take(&mut input.customer_id) {
+        Patch::Absent => current.customer_id.clone(),
+        Patch::Null => return Err(Error::validation("customerId", "required", "customerId cannot be null")),
+        Patch::Value(id) if id == current.customer_id => id,
+        Patch::Value(id) => {
+            let customer = customers::parent(tx, actor.org_id(), &id, "customerId").await?;
+            if customer.currency != current.currency {
+                return Err(Error::validation(
+                    "customerId",
+                    "currency_mismatch",
+                    format!("the project's amounts are in {}, the new customer bills in {}", current.currency, customer.currency),
+                ));
+            }
+            customer.id
+        }
+    };
+    let currency = current.currency.clone();
+    let rec = Record::apply(input, Some(&current), customer_id, currency)?;
+    Sql::new(
+        "UPDATE projects SET customer_id = ?, name = ?, code = ?, billing_method = ?, hourly_rate = ?, \
+         fixed_fee = ?, budget_seconds = ?, budget_amount = ?, starts_on = ?, ends_on = ?, notes = ?, \
+         external_id = ?, is_archived = ?, updated_at = ? WHERE id = ?",
+    )
+    .arg(rec.customer_id)
+    .arg(rec.name)
+    .arg(rec.code)
+    .arg(rec.billing_method)
+    .arg(rec.hourly_rate)
+    .arg(rec.fixed_fee)
+    .arg(rec.budget_seconds)
+    .arg(rec.budget_amount)
+    .arg(rec.starts_on)
+    .arg(rec.ends_on)
+    .arg(rec.notes)
+    .arg(rec.external_id)
+    .arg(rec.is_archived)
+    .arg(now_ms())
+    .arg(&before.id)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| fields::external_id_conflict(e, NOUN))?;
+    let after = reload(tx, &before.id).await?;
+    events::updated(tx, actor.org_id(), NOUN, &before.id, &before, &after).await?;
+    Ok(after)
+}
+
+pub async fn upsert_by_external_id(
+    db: &Db,
+    actor: &Actor,
+    external_id: &str,
+    mut input: ProjectInput,
+) -> Result<(Project, bool)> {
+    actor.require(Permission::WriteProjects)?;
+    check_path_external_id(&input.external_id, external_id)?;
+    input.external_id = Patch::Value(external_id.to_owned());
+    let mut tx = db.begin().await?;
+    let existing = fields::live_row_by_external_id(&mut tx, LIST.table, actor.org_id(), external_id).await?;
+    let result = match existing {
+        Some(row) => (apply_update(&mut tx, actor, &row, input).await?, false),
+        None => (insert(&mut tx, actor, input).await?, true),
+    };
+    tx.commit().await?;
+    Ok(result)
+}
+
+/// Deletes a project that has no tasks left.
+pub async fn delete(db: &Db, actor: &Actor, id: &str) -> Result<()> {
+    actor.require(Permission::WriteProjects)?;
+    let mut tx = db.begin().await?;
+    let row = fields::live_row(&mut tx, LIST.table, actor.org_id(), id)
+        .await?
+        .ok_or(Error::NotFound(NOUN))?;
+    let tasks = fields::count_live_children(&mut tx, "tasks", "project_id", id).await?;
+    if tasks > 0 {
+        return Err(Error::conflict(format!(
+            "the project still has {tasks} task(s); delete them first, or archive the project"
+        )));
+    }
+    let last = from_row(&row)?;
+    fields::soft_delete(&mut tx, LIST.table, id, now_ms()).await?;
+    events::deleted(&mut tx, actor.org_id(), NOUN, id, &last).await?;
+    tx.commit().await
+}
+
+/// The parent check used by tasks: a live, not archived project of the organization.
+pub(crate) async fn parent(tx: &mut Tx, org_id: &str, id: &str, field: &str) -> Result<Project> {
+    let row = fields::live_row(&mut *tx, LIST.table, org_id, id).await?.ok_or_else(|| {
+        Error::validation(field, "not_found", format!("{field} does not name a project of this organization"))
+    })?;
+    let project = from_row(&row)?;
+    if project.is_archived {
+        return Err(Error::validation(field, "archived", format!("{field} names an archived project")));
+    }
+    Ok(project)
+}

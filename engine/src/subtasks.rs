@@ -1,0 +1,312 @@
+//! Subtasks: the leaves of the hierarchy that time is logged against.
+
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{Actor, Permission};
+use crate::customers::check_path_external_id;
+use crate::db::{Db, Sql, Tx, row};
+use crate::error::{Error, FieldError, Problems, Result};
+use crate::events;
+use crate::fields::{self, SHORT_TEXT};
+use crate::ids;
+use crate::list::{self, FilterKind, ListParams, ListSpec, Page};
+use crate::org_users;
+use crate::patch::Patch;
+use crate::tasks::{self, STATUSES};
+use crate::time::{format_ms, now_ms};
+
+pub const NOUN: &str = "subtask";
+
+pub const LIST: ListSpec = ListSpec {
+    table: "subtasks",
+    sorts: &[("name", "name"), ("status", "status")],
+    filters: &[
+        ("taskId", "task_id", FilterKind::Text),
+        ("projectId", "project_id", FilterKind::Text),
+        ("name", "name", FilterKind::Text),
+        ("status", "status", FilterKind::Text),
+        ("assigneeId", "assignee_id", FilterKind::Text),
+        ("userId", "assignee_id", FilterKind::Text),
+        ("externalId", "external_id", FilterKind::Text),
+    ],
+    search: Some("name"),
+    soft_delete: true,
+};
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Subtask {
+    /// `sub_…`
+    pub id: String,
+    pub task_id: String,
+    /// The task's project (derived).
+    pub project_id: String,
+    pub name: String,
+    /// `open`, `in_progress` or `done`.
+    pub status: String,
+    pub estimate_hours: Option<f64>,
+    pub assignee_id: Option<String>,
+    pub external_id: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// The body of `POST`, `PATCH` and `PUT /by-external-id`. On create `taskId` and `name` are
+/// required; `projectId` is derived from the task and cannot be set.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SubtaskInput {
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub task_id: Patch<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "Wireframes")]
+    pub name: Patch<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "open")]
+    pub status: Patch<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<f64>)]
+    pub estimate_hours: Patch<f64>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub assignee_id: Patch<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub external_id: Patch<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Record {
+    name: String,
+    status: String,
+    estimate_seconds: Option<i64>,
+    assignee_id: Option<String>,
+    external_id: Option<String>,
+}
+
+impl Record {
+    fn from_row(r: &row::Row) -> Result<Self> {
+        Ok(Self {
+            name: row::get_str(r, "name")?,
+            status: row::get_str(r, "status")?,
+            estimate_seconds: row::get_opt_i64(r, "estimate_seconds")?,
+            assignee_id: row::get_opt_str(r, "assignee_id")?,
+            external_id: row::get_opt_str(r, "external_id")?,
+        })
+    }
+
+    fn apply(input: SubtaskInput, current: Option<&Record>) -> Result<Self> {
+        let mut p = Problems::default();
+        let cur = |f: fn(&Record) -> Option<String>| current.and_then(f);
+        let name = fields::patch_required(&mut p, "name", input.name, cur(|c| Some(c.name.clone())));
+        let name = p.take(fields::required_text("name", name, SHORT_TEXT));
+        let status = fields::patch_required(
+            &mut p,
+            "status",
+            input.status,
+            Some(current.map_or("open".to_owned(), |c| c.status.clone())),
+        )
+        .and_then(|s| p.take(fields::one_of("status", s, &STATUSES)));
+        let estimate_seconds = match input.estimate_hours {
+            Patch::Absent => Some(current.and_then(|c| c.estimate_seconds)),
+            Patch::Null => Some(None),
+            Patch::Value(h) => p.take(fields::opt_hours("estimateHours", Some(h))),
+        };
+        let external_id = p.take(fields::opt_text(
+            "externalId",
+            input.external_id.apply(cur(|c| c.external_id.clone())),
+            SHORT_TEXT,
+        ));
+        p.into_result()?;
+        let missing = || Error::Internal("subtask fields missing after validation".into());
+        Ok(Record {
+            name: name.ok_or_else(missing)?,
+            status: status.ok_or_else(missing)?,
+            estimate_seconds: estimate_seconds.ok_or_else(missing)?,
+            assignee_id: input.assignee_id.apply(cur(|c| c.assignee_id.clone())),
+            external_id: external_id.ok_or_else(missing)?,
+        })
+    }
+}
+
+pub(crate) fn from_row(r: &row::Row) -> Result<Subtask> {
+    let rec = Record::from_row(r)?;
+    Ok(Subtask {
+        id: row::get_str(r, "id")?,
+        task_id: row::get_str(r, "task_id")?,
+        project_id: row::get_str(r, "project_id")?,
+        estimate_hours: fields::hours(rec.estimate_seconds),
+        name: rec.name,
+        status: rec.status,
+        assignee_id: rec.assignee_id,
+        external_id: rec.external_id,
+        created_at: format_ms(row::get_i64(r, "created_at")?),
+        updated_at: format_ms(row::get_i64(r, "updated_at")?),
+    })
+}
+
+pub async fn list(db: &Db, actor: &Actor, params: &ListParams) -> Result<Page<Subtask>> {
+    actor.require(Permission::ReadAll)?;
+    list::list(db, actor.org_id(), &LIST, params, from_row).await
+}
+
+pub async fn get(db: &Db, actor: &Actor, id: &str) -> Result<Subtask> {
+    actor.require(Permission::ReadAll)?;
+    let row = fields::live_row(db, LIST.table, actor.org_id(), id)
+        .await?
+        .ok_or(Error::NotFound(NOUN))?;
+    from_row(&row)
+}
+
+pub async fn create(db: &Db, actor: &Actor, input: SubtaskInput) -> Result<Subtask> {
+    actor.require(Permission::WriteSubtasks)?;
+    let mut tx = db.begin().await?;
+    let subtask = insert(&mut tx, actor, input).await?;
+    tx.commit().await?;
+    Ok(subtask)
+}
+
+async fn insert(tx: &mut Tx, actor: &Actor, mut input: SubtaskInput) -> Result<Subtask> {
+    let task_id = match std::mem::take(&mut input.task_id) {
+        Patch::Value(id) => id,
+        _ => {
+            let mut errors = vec![FieldError::required("taskId")];
+            if let Err(Error::Validation(more)) = Record::apply(input, None) {
+                errors.extend(more);
+            }
+            return Err(Error::Validation(errors));
+        }
+    };
+    let task = tasks::parent(tx, actor.org_id(), &task_id, "taskId").await?;
+    let rec = Record::apply(input, None)?;
+    org_users::check_assignee(tx, actor.org_id(), rec.assignee_id.as_deref()).await?;
+    let id = ids::new_id(ids::SUBTASK);
+    let now = now_ms();
+    Sql::new(
+        "INSERT INTO subtasks (id, org_id, task_id, project_id, name, status, estimate_seconds, assignee_id, \
+         external_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .arg(&id)
+    .arg(actor.org_id())
+    .arg(&task.id)
+    .arg(&task.project_id)
+    .arg(rec.name)
+    .arg(rec.status)
+    .arg(rec.estimate_seconds)
+    .arg(rec.assignee_id)
+    .arg(rec.external_id)
+    .arg(now)
+    .arg(now)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| fields::external_id_conflict(e, NOUN))?;
+    let subtask = reload(tx, &id).await?;
+    events::created(tx, actor.org_id(), NOUN, &id, &subtask).await?;
+    Ok(subtask)
+}
+
+async fn reload(tx: &mut Tx, id: &str) -> Result<Subtask> {
+    let row = Sql::new("SELECT * FROM subtasks WHERE id = ?").arg(id).fetch_one(&mut *tx).await?;
+    from_row(&row)
+}
+
+pub async fn update(db: &Db, actor: &Actor, id: &str, input: SubtaskInput) -> Result<Subtask> {
+    actor.require(Permission::WriteSubtasks)?;
+    let mut tx = db.begin().await?;
+    let row = fields::live_row(&mut tx, LIST.table, actor.org_id(), id)
+        .await?
+        .ok_or(Error::NotFound(NOUN))?;
+    let subtask = apply_update(&mut tx, actor, &row, input).await?;
+    tx.commit().await?;
+    Ok(subtask)
+}
+
+async fn apply_update(tx: &mut Tx, actor: &Actor, row: &row::Row, mut input: SubtaskInput) -> Result<Subtask> {
+    let before = from_row(row)?;
+    let (task_id, project_id) = match std::mem::take(&mut input.task_id) {
+        Patch::Absent => (before.task_id.clone(), before.project_id.clone()),
+        Patch::Null => return Err(Error::validation("taskId", "required", "taskId cannot be null")),
+        Patch::Value(id) if id == before.task_id => (id, before.project_id.clone()),
+        Patch::Value(id) => {
+            let task = tasks::parent(tx, actor.org_id(), &id, "taskId").await?;
+            (task.id, task.project_id)
+        }
+    };
+    let assignee_patched = !input.assignee_id.is_absent();
+    let rec = Record::apply(input, Some(&Record::from_row(row)?))?;
+    if assignee_patched {
+        org_users::check_assignee(tx, actor.org_id(), rec.assignee_id.as_deref()).await?;
+    }
+    Sql::new(
+        "UPDATE subtasks SET task_id = ?, project_id = ?, name = ?, status = ?, estimate_seconds = ?, \
+         assignee_id = ?, external_id = ?, updated_at = ? WHERE id = ?",
+    )
+    .arg(task_id)
+    .arg(project_id)
+    .arg(rec.name)
+    .arg(rec.status)
+    .arg(rec.estimate_seconds)
+    .arg(rec.assignee_id)
+    .arg(rec.external_id)
+    .arg(now_ms())
+    .arg(&before.id)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| fields::external_id_conflict(e, NOUN))?;
+    let after = reload(tx, &before.id).await?;
+    events::updated(tx, actor.org_id(), NOUN, &before.id, &before, &after).await?;
+    Ok(after)
+}
+
+/// When a task moves to another project its subtasks' derived `projectId` follows, each with
+/// its own `subtask.updated` event so that sync clients see the change.
+pub(crate) async fn follow_task_move(tx: &mut Tx, org_id: &str, task_id: &str, project_id: &str) -> Result<()> {
+    let rows = Sql::new("SELECT * FROM subtasks WHERE task_id = ? AND deleted_at IS NULL")
+        .arg(task_id)
+        .fetch_all(&mut *tx)
+        .await?;
+    for row in rows {
+        let before = from_row(&row)?;
+        Sql::new("UPDATE subtasks SET project_id = ?, updated_at = ? WHERE id = ?")
+            .arg(project_id)
+            .arg(now_ms())
+            .arg(&before.id)
+            .execute(&mut *tx)
+            .await?;
+        let after = reload(tx, &before.id).await?;
+        events::updated(tx, org_id, NOUN, &before.id, &before, &after).await?;
+    }
+    Ok(())
+}
+
+pub async fn upsert_by_external_id(
+    db: &Db,
+    actor: &Actor,
+    external_id: &str,
+    mut input: SubtaskInput,
+) -> Result<(Subtask, bool)> {
+    actor.require(Permission::WriteSubtasks)?;
+    check_path_external_id(&input.external_id, external_id)?;
+    input.external_id = Patch::Value(external_id.to_owned());
+    let mut tx = db.begin().await?;
+    let existing = fields::live_row_by_external_id(&mut tx, LIST.table, actor.org_id(), external_id).await?;
+    let result = match existing {
+        Some(row) => (apply_update(&mut tx, actor, &row, input).await?, false),
+        None => (insert(&mut tx, actor, input).await?, true),
+    };
+    tx.commit().await?;
+    Ok(result)
+}
+
+pub async fn delete(db: &Db, actor: &Actor, id: &str) -> Result<()> {
+    actor.require(Permission::WriteSubtasks)?;
+    let mut tx = db.begin().await?;
+    let row = fields::live_row(&mut tx, LIST.table, actor.org_id(), id)
+        .await?
+        .ok_or(Error::NotFound(NOUN))?;
+    let last = from_row(&row)?;
+    fields::soft_delete(&mut tx, LIST.table, id, now_ms()).await?;
+    events::deleted(&mut tx, actor.org_id(), NOUN, id, &last).await?;
+    tx.commit().await
+}

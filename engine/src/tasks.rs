@@ -1,0 +1,374 @@
+//! Tasks: units of work in a project, with their own rate, estimate and assignee.
+
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{Actor, Permission};
+use crate::customers::check_path_external_id;
+use crate::db::{Db, Sql, Tx, row};
+use crate::error::{Error, FieldError, Problems, Result};
+use crate::events;
+use crate::fields::{self, LONG_TEXT, SHORT_TEXT};
+use crate::ids;
+use crate::list::{self, FilterKind, ListParams, ListSpec, Page};
+use crate::money::{Amount, format_amount, patch_amount};
+use crate::org_users;
+use crate::patch::Patch;
+use crate::projects;
+use crate::subtasks;
+use crate::time::{format_ms, now_ms};
+
+pub const NOUN: &str = "task";
+pub const STATUSES: [&str; 3] = ["open", "in_progress", "done"];
+
+pub const LIST: ListSpec = ListSpec {
+    table: "tasks",
+    sorts: &[("name", "name"), ("status", "status")],
+    filters: &[
+        ("projectId", "project_id", FilterKind::Text),
+        ("name", "name", FilterKind::Text),
+        ("status", "status", FilterKind::Text),
+        ("assigneeId", "assignee_id", FilterKind::Text),
+        ("userId", "assignee_id", FilterKind::Text),
+        ("externalId", "external_id", FilterKind::Text),
+        ("billable", "billable", FilterKind::Bool),
+    ],
+    search: Some("name"),
+    soft_delete: true,
+};
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Task {
+    /// `tsk_…`
+    pub id: String,
+    pub project_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// `open`, `in_progress` or `done`.
+    pub status: String,
+    pub billable: bool,
+    /// The project's currency.
+    pub currency: String,
+    pub hourly_rate: Option<String>,
+    pub estimate_hours: Option<f64>,
+    /// An org user (`usr_…`).
+    pub assignee_id: Option<String>,
+    pub external_id: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// The body of `POST`, `PATCH` and `PUT /by-external-id`. On create `projectId` and `name` are
+/// required; `status` defaults to `open`, `billable` to whether the project is billable.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TaskInput {
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub project_id: Patch<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "Design")]
+    pub name: Patch<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub description: Patch<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "open")]
+    pub status: Patch<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<bool>)]
+    pub billable: Patch<bool>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub hourly_rate: Patch<Amount>,
+    #[serde(default)]
+    #[schema(value_type = Option<f64>)]
+    pub estimate_hours: Patch<f64>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub assignee_id: Patch<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub external_id: Patch<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Record {
+    name: String,
+    description: Option<String>,
+    status: String,
+    billable: bool,
+    hourly_rate: Option<i64>,
+    estimate_seconds: Option<i64>,
+    assignee_id: Option<String>,
+    external_id: Option<String>,
+}
+
+impl Record {
+    fn from_row(r: &row::Row) -> Result<Self> {
+        Ok(Self {
+            name: row::get_str(r, "name")?,
+            description: row::get_opt_str(r, "description")?,
+            status: row::get_str(r, "status")?,
+            billable: row::get_bool(r, "billable")?,
+            hourly_rate: row::get_opt_i64(r, "hourly_rate")?,
+            estimate_seconds: row::get_opt_i64(r, "estimate_seconds")?,
+            assignee_id: row::get_opt_str(r, "assignee_id")?,
+            external_id: row::get_opt_str(r, "external_id")?,
+        })
+    }
+
+    fn apply(input: TaskInput, current: Option<&Record>, currency: &str, default_billable: bool) -> Result<Self> {
+        let mut p = Problems::default();
+        let cur = |f: fn(&Record) -> Option<String>| current.and_then(f);
+        let name = fields::patch_required(&mut p, "name", input.name, cur(|c| Some(c.name.clone())));
+        let name = p.take(fields::required_text("name", name, SHORT_TEXT));
+        let description = p.take(fields::opt_text(
+            "description",
+            input.description.apply(cur(|c| c.description.clone())),
+            LONG_TEXT,
+        ));
+        let status = fields::patch_required(
+            &mut p,
+            "status",
+            input.status,
+            Some(current.map_or("open".to_owned(), |c| c.status.clone())),
+        )
+        .and_then(|s| p.take(fields::one_of("status", s, &STATUSES)));
+        let billable = fields::patch_required(
+            &mut p,
+            "billable",
+            input.billable,
+            Some(current.map_or(default_billable, |c| c.billable)),
+        );
+        let hourly_rate =
+            p.take(patch_amount("hourlyRate", input.hourly_rate, current.and_then(|c| c.hourly_rate), currency, currency));
+        let estimate_seconds = match input.estimate_hours {
+            Patch::Absent => Some(current.and_then(|c| c.estimate_seconds)),
+            Patch::Null => Some(None),
+            Patch::Value(h) => p.take(fields::opt_hours("estimateHours", Some(h))),
+        };
+        let external_id = p.take(fields::opt_text(
+            "externalId",
+            input.external_id.apply(cur(|c| c.external_id.clone())),
+            SHORT_TEXT,
+        ));
+        p.into_result()?;
+        let missing = || Error::Internal("task fields missing after validation".into());
+        Ok(Record {
+            name: name.ok_or_else(missing)?,
+            description: description.ok_or_else(missing)?,
+            status: status.ok_or_else(missing)?,
+            billable: billable.ok_or_else(missing)?,
+            hourly_rate: hourly_rate.ok_or_else(missing)?,
+            estimate_seconds: estimate_seconds.ok_or_else(missing)?,
+            // Checked against the organization's users by the caller.
+            assignee_id: input.assignee_id.apply(cur(|c| c.assignee_id.clone())),
+            external_id: external_id.ok_or_else(missing)?,
+        })
+    }
+}
+
+pub(crate) fn from_row(r: &row::Row) -> Result<Task> {
+    let rec = Record::from_row(r)?;
+    let currency = row::get_str(r, "currency")?;
+    Ok(Task {
+        id: row::get_str(r, "id")?,
+        project_id: row::get_str(r, "project_id")?,
+        hourly_rate: rec.hourly_rate.map(|m| format_amount(m, &currency)),
+        estimate_hours: fields::hours(rec.estimate_seconds),
+        currency,
+        name: rec.name,
+        description: rec.description,
+        status: rec.status,
+        billable: rec.billable,
+        assignee_id: rec.assignee_id,
+        external_id: rec.external_id,
+        created_at: format_ms(row::get_i64(r, "created_at")?),
+        updated_at: format_ms(row::get_i64(r, "updated_at")?),
+    })
+}
+
+pub async fn list(db: &Db, actor: &Actor, params: &ListParams) -> Result<Page<Task>> {
+    actor.require(Permission::ReadAll)?;
+    list::list(db, actor.org_id(), &LIST, params, from_row).await
+}
+
+pub async fn get(db: &Db, actor: &Actor, id: &str) -> Result<Task> {
+    actor.require(Permission::ReadAll)?;
+    let row = fields::live_row(db, LIST.table, actor.org_id(), id)
+        .await?
+        .ok_or(Error::NotFound(NOUN))?;
+    from_row(&row)
+}
+
+pub async fn create(db: &Db, actor: &Actor, input: TaskInput) -> Result<Task> {
+    actor.require(Permission::WriteTasks)?;
+    let mut tx = db.begin().await?;
+    let task = insert(&mut tx, actor, input).await?;
+    tx.commit().await?;
+    Ok(task)
+}
+
+async fn insert(tx: &mut Tx, actor: &Actor, mut input: TaskInput) -> Result<Task> {
+    let project_id = match std::mem::take(&mut input.project_id) {
+        Patch::Value(id) => id,
+        _ => {
+            let mut errors = vec![FieldError::required("projectId")];
+            if let Err(Error::Validation(more)) = Record::apply(input, None, "EUR", true) {
+                errors.extend(more);
+            }
+            return Err(Error::Validation(errors));
+        }
+    };
+    let project = projects::parent(tx, actor.org_id(), &project_id, "projectId").await?;
+    let rec = Record::apply(input, None, &project.currency, project.billing_method != "non_billable")?;
+    org_users::check_assignee(tx, actor.org_id(), rec.assignee_id.as_deref()).await?;
+    let id = ids::new_id(ids::TASK);
+    let now = now_ms();
+    Sql::new(
+        "INSERT INTO tasks (id, org_id, project_id, name, description, status, billable, currency, hourly_rate, \
+         estimate_seconds, assignee_id, external_id, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .arg(&id)
+    .arg(actor.org_id())
+    .arg(&project.id)
+    .arg(rec.name)
+    .arg(rec.description)
+    .arg(rec.status)
+    .arg(rec.billable)
+    .arg(&project.currency)
+    .arg(rec.hourly_rate)
+    .arg(rec.estimate_seconds)
+    .arg(rec.assignee_id)
+    .arg(rec.external_id)
+    .arg(now)
+    .arg(now)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| fields::external_id_conflict(e, NOUN))?;
+    let task = reload(tx, &id).await?;
+    events::created(tx, actor.org_id(), NOUN, &id, &task).await?;
+    Ok(task)
+}
+
+async fn reload(tx: &mut Tx, id: &str) -> Result<Task> {
+    let row = Sql::new("SELECT * FROM tasks WHERE id = ?").arg(id).fetch_one(&mut *tx).await?;
+    from_row(&row)
+}
+
+pub async fn update(db: &Db, actor: &Actor, id: &str, input: TaskInput) -> Result<Task> {
+    actor.require(Permission::WriteTasks)?;
+    let mut tx = db.begin().await?;
+    let row = fields::live_row(&mut tx, LIST.table, actor.org_id(), id)
+        .await?
+        .ok_or(Error::NotFound(NOUN))?;
+    let task = apply_update(&mut tx, actor, &row, input).await?;
+    tx.commit().await?;
+    Ok(task)
+}
+
+async fn apply_update(tx: &mut Tx, actor: &Actor, row: &row::Row, mut input: TaskInput) -> Result<Task> {
+    let before = from_row(row)?;
+    let project_id = match std::mem::take(&mut input.project_id) {
+        Patch::Absent => before.project_id.clone(),
+        Patch::Null => return Err(Error::validation("projectId", "required", "projectId cannot be null")),
+        Patch::Value(id) if id == before.project_id => id,
+        Patch::Value(id) => {
+            let project = projects::parent(tx, actor.org_id(), &id, "projectId").await?;
+            if project.currency != before.currency {
+                return Err(Error::validation(
+                    "projectId",
+                    "currency_mismatch",
+                    format!("the task's rate is in {}, the new project bills in {}", before.currency, project.currency),
+                ));
+            }
+            project.id
+        }
+    };
+    let assignee_patched = !input.assignee_id.is_absent();
+    let rec = Record::apply(input, Some(&Record::from_row(row)?), &before.currency, before.billable)?;
+    if assignee_patched {
+        org_users::check_assignee(tx, actor.org_id(), rec.assignee_id.as_deref()).await?;
+    }
+    let now = now_ms();
+    Sql::new(
+        "UPDATE tasks SET project_id = ?, name = ?, description = ?, status = ?, billable = ?, hourly_rate = ?, \
+         estimate_seconds = ?, assignee_id = ?, external_id = ?, updated_at = ? WHERE id = ?",
+    )
+    .arg(&project_id)
+    .arg(rec.name)
+    .arg(rec.description)
+    .arg(rec.status)
+    .arg(rec.billable)
+    .arg(rec.hourly_rate)
+    .arg(rec.estimate_seconds)
+    .arg(rec.assignee_id)
+    .arg(rec.external_id)
+    .arg(now)
+    .arg(&before.id)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| fields::external_id_conflict(e, NOUN))?;
+    if project_id != before.project_id {
+        subtasks::follow_task_move(tx, actor.org_id(), &before.id, &project_id).await?;
+    }
+    let after = reload(tx, &before.id).await?;
+    events::updated(tx, actor.org_id(), NOUN, &before.id, &before, &after).await?;
+    Ok(after)
+}
+
+pub async fn upsert_by_external_id(
+    db: &Db,
+    actor: &Actor,
+    external_id: &str,
+    mut input: TaskInput,
+) -> Result<(Task, bool)> {
+    actor.require(Permission::WriteTasks)?;
+    check_path_external_id(&input.external_id, external_id)?;
+    input.external_id = Patch::Value(external_id.to_owned());
+    let mut tx = db.begin().await?;
+    let existing = fields::live_row_by_external_id(&mut tx, LIST.table, actor.org_id(), external_id).await?;
+    let result = match existing {
+        Some(row) => (apply_update(&mut tx, actor, &row, input).await?, false),
+        None => (insert(&mut tx, actor, input).await?, true),
+    };
+    tx.commit().await?;
+    Ok(result)
+}
+
+/// Deletes a task that has no subtasks left.
+pub async fn delete(db: &Db, actor: &Actor, id: &str) -> Result<()> {
+    actor.require(Permission::WriteTasks)?;
+    let mut tx = db.begin().await?;
+    let row = fields::live_row(&mut tx, LIST.table, actor.org_id(), id)
+        .await?
+        .ok_or(Error::NotFound(NOUN))?;
+    let children = fields::count_live_children(&mut tx, "subtasks", "task_id", id).await?;
+    if children > 0 {
+        return Err(Error::conflict(format!(
+            "the task still has {children} subtask(s); delete them first"
+        )));
+    }
+    let last = from_row(&row)?;
+    fields::soft_delete(&mut tx, LIST.table, id, now_ms()).await?;
+    events::deleted(&mut tx, actor.org_id(), NOUN, id, &last).await?;
+    tx.commit().await
+}
+
+/// The parent check used by subtasks: a live task whose project is not archived.
+pub(crate) async fn parent(tx: &mut Tx, org_id: &str, id: &str, field: &str) -> Result<Task> {
+    let row = fields::live_row(&mut *tx, LIST.table, org_id, id).await?.ok_or_else(|| {
+        Error::validation(field, "not_found", format!("{field} does not name a task of this organization"))
+    })?;
+    let task = from_row(&row)?;
+    let archived = Sql::new("SELECT is_archived FROM projects WHERE id = ?")
+        .arg(&task.project_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    if row::get_bool(&archived, "is_archived")? {
+        return Err(Error::validation(field, "archived", format!("{field} names a task of an archived project")));
+    }
+    Ok(task)
+}
