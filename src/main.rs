@@ -1,1 +1,308 @@
-fn main() {}
+//! The `timix` command line: serve, migrate, and the operator's commands.
+
+mod config;
+
+use std::process::ExitCode;
+
+use anyhow::{Context, anyhow};
+use clap::{Parser, Subcommand, ValueEnum};
+use timix_engine::Db;
+use timix_engine::bootstrap::{BootstrapInput, bootstrap};
+use timix_engine::organizations::{self, BillingState, Plan};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{GlobalArgs, LogFormat, Settings};
+
+#[derive(Parser)]
+#[command(name = "timix", version, about = "Self-hosted integration platform for time tracking and billing")]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API (and, in later roles, the workers).
+    Serve {
+        /// Which parts this process runs.
+        #[arg(long, value_enum, default_value = "all")]
+        role: ServeRole,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Create an organization with an owner and an API key; prints one line of JSON.
+    Bootstrap {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long, value_enum)]
+        plan: PlanArg,
+        /// Password for the owner's web login.
+        #[arg(long)]
+        password: Option<String>,
+        /// Default currency of the organization (ISO 4217).
+        #[arg(long, default_value = "EUR")]
+        currency: String,
+        /// IANA time zone of the organization.
+        #[arg(long, default_value = "UTC")]
+        timezone: String,
+    },
+    /// API keys (operator commands).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Organizations (operator commands).
+    Org {
+        #[command(subcommand)]
+        command: OrgCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key for any user; prints {"id", "apiKey"}.
+    Create {
+        #[arg(long)]
+        user: String,
+        #[arg(long, default_value = "operator")]
+        name: String,
+        /// RFC 3339 instant after which the key stops working.
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum OrgCommand {
+    /// Change an organization's plan or billing state; prints the organization.
+    Update {
+        org_id: String,
+        #[arg(long, value_enum)]
+        plan: Option<PlanArg>,
+        #[arg(long, value_enum)]
+        billing_state: Option<BillingStateArg>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ServeRole {
+    Api,
+    Worker,
+    All,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PlanArg {
+    Free,
+    Starter,
+    Professional,
+    Business,
+}
+
+impl From<PlanArg> for Plan {
+    fn from(p: PlanArg) -> Self {
+        match p {
+            PlanArg::Free => Plan::Free,
+            PlanArg::Starter => Plan::Starter,
+            PlanArg::Professional => Plan::Professional,
+            PlanArg::Business => Plan::Business,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+#[value(rename_all = "snake_case")]
+enum BillingStateArg {
+    Active,
+    PastDue,
+    ReadOnly,
+}
+
+impl From<BillingStateArg> for BillingState {
+    fn from(s: BillingStateArg) -> Self {
+        match s {
+            BillingStateArg::Active => BillingState::Active,
+            BillingStateArg::PastDue => BillingState::PastDue,
+            BillingStateArg::ReadOnly => BillingState::ReadOnly,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::resolve(&cli.global) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    init_logging(&settings);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => return fail(anyhow!("cannot start the runtime: {e}")),
+    };
+    match runtime.block_on(run(cli.command, settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+/// One clear line on stderr, non-zero exit.
+fn fail(error: anyhow::Error) -> ExitCode {
+    let chain: Vec<String> = error.chain().map(|e| e.to_string()).collect();
+    eprintln!("timix: {}", chain.join(": "));
+    ExitCode::FAILURE
+}
+
+fn init_logging(settings: &Settings) {
+    let filter = EnvFilter::try_new(&settings.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match settings.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
+    if settings.database_url.starts_with("sqlite:") {
+        settings.prepare_data_dir()?;
+    }
+    let db = Db::connect(&settings.database_url).await.context("cannot open the database")?;
+    db.migrate().await.context("cannot migrate the database")?;
+    Ok(db)
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { role } => serve(settings, role).await,
+        Command::Migrate => {
+            let db = open_database(&settings).await?;
+            tracing::info!(backend = db.backend().name(), "Migrations applied.");
+            db.close().await;
+            Ok(())
+        }
+        Command::Bootstrap {
+            org,
+            email,
+            plan,
+            password,
+            currency,
+            timezone,
+        } => {
+            let db = open_database(&settings).await?;
+            let done = bootstrap(
+                &db,
+                BootstrapInput {
+                    org_name: &org,
+                    email: &email,
+                    plan: plan.into(),
+                    password: password.as_deref(),
+                    currency: &currency,
+                    timezone: &timezone,
+                },
+            )
+            .await
+            .map_err(describe)?;
+            println!("{}", serde_json::to_string(&done)?);
+            db.close().await;
+            Ok(())
+        }
+        Command::Keys {
+            command: KeysCommand::Create { user, name, expires_at },
+        } => {
+            let expires_at = expires_at
+                .map(|t| timix_engine::time::parse_instant(&t).ok_or_else(|| anyhow!("--expires-at must be RFC 3339")))
+                .transpose()?;
+            let db = open_database(&settings).await?;
+            let created = timix_engine::api_keys::create_for_user(&db, &user, &name, expires_at)
+                .await
+                .map_err(describe)?;
+            println!("{}", serde_json::json!({"id": created.api_key.id, "apiKey": created.key}));
+            db.close().await;
+            Ok(())
+        }
+        Command::Org {
+            command: OrgCommand::Update { org_id, plan, billing_state },
+        } => {
+            let db = open_database(&settings).await?;
+            let org = organizations::operator_update(&db, &org_id, plan.map(Into::into), billing_state.map(Into::into))
+                .await
+                .map_err(describe)?;
+            println!("{}", serde_json::to_string(&org)?);
+            db.close().await;
+            Ok(())
+        }
+    }
+}
+
+/// Engine errors for a terminal: validation details spelled out.
+fn describe(error: timix_engine::Error) -> anyhow::Error {
+    match error {
+        timix_engine::Error::Validation(details) => anyhow!(
+            "{}",
+            details.iter().map(|d| format!("{}: {}", d.field, d.message)).collect::<Vec<_>>().join("; ")
+        ),
+        other => anyhow!(other),
+    }
+}
+
+async fn serve(settings: Settings, _role: ServeRole) -> anyhow::Result<()> {
+    let db = open_database(&settings).await?;
+    let listener = tokio::net::TcpListener::bind(&settings.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.bind))?;
+    let address = listener.local_addr()?;
+    let purge = tokio::spawn(purge_tombstones(db.clone()));
+    let app = timix_web::app(timix_web::AppState { db: db.clone() });
+    tracing::info!(
+        backend = db.backend().name(),
+        allow_private_targets = settings.allow_private_targets,
+        webhook_retry_schedule = ?settings.webhook_retry_schedule,
+        "listening on {address}"
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server failed")?;
+    purge.abort();
+    db.close().await;
+    tracing::info!("Stopped after finishing in-flight requests.");
+    Ok(())
+}
+
+/// Forgets tombstones past the sync retention window, hourly.
+async fn purge_tombstones(db: Db) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        match timix_engine::list::purge_tombstones(&db, &["subtasks", "tasks", "projects", "customers"]).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "Purged expired tombstones."),
+            Err(error) => tracing::warn!(%error, "Could not purge tombstones."),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("Shutting down: draining in-flight requests.");
+}

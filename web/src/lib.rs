@@ -1,1 +1,97 @@
-//! placeholder
+//! The HTTP surface of timix: the core API under `/api/integration/v1`, its OpenAPI document
+//! and the interactive reference at `/docs`. Handlers extract, call the engine, and map results.
+
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod request_id;
+pub mod response;
+pub mod routes;
+
+use std::any::Any;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Response, StatusCode, header};
+use axum::middleware;
+use axum::response::IntoResponse;
+use timix_engine::Db;
+use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::error::ApiError;
+use crate::routes::BASE;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+}
+
+/// The OpenAPI document of the API, as served at `/api/integration/v1/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_router().1
+}
+
+fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .nest(BASE, routes::router())
+        .split_for_parts()
+}
+
+/// The whole application.
+pub fn app(state: AppState) -> Router {
+    let (api, document) = api_router();
+    Router::new()
+        .merge(api)
+        .fallback(|| async { ApiError::not_found_route() })
+        .with_state(state)
+        .merge(SwaggerUi::new("/docs").url(format!("{BASE}/openapi.json"), document))
+        .layer(middleware::map_response(envelope_for_bare_errors))
+        .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn(request_id::layer))
+}
+
+/// Responses made by the framework itself (405, a path it cannot parse…) carry no envelope;
+/// give them one, keeping their status and headers (`Allow`).
+async fn envelope_for_bare_errors(response: Response<Body>) -> Response<Body> {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (code, message) = match status {
+        StatusCode::NOT_FOUND => ("not_found", "no such endpoint"),
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "this endpoint does not support the method"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the body is too large"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "send JSON with Content-Type: application/json"),
+        s if s.is_server_error() => ("internal_error", "something went wrong on our side; it has been logged"),
+        _ => ("invalid_parameter", "the request is malformed"),
+    };
+    let (parts, _) = response.into_parts();
+    let mut fresh = ApiError::new(status, code, message).into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            fresh.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    fresh
+}
+
+fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response<Body> {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    tracing::error!(request_id = %request_id::current(), %detail, "A request handler panicked.");
+    ApiError::internal().into_response()
+}

@@ -1,0 +1,184 @@
+//! Settings: a flag beats an environment variable, which beats the optional config file
+//! (`--config`, `TIMIX_CONFIG`, or `./timix.toml` when present), which beats the default.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use clap::Args;
+use serde::Deserialize;
+
+/// Flags shared by every command.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Config file (TOML) with any of: bind, data_dir, database_url, allow_private_targets,
+    /// webhook_retry_schedule, log, log_format.
+    #[arg(long, env = "TIMIX_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Listen address [default: 127.0.0.1:8080].
+    #[arg(long, env = "TIMIX_BIND", global = true)]
+    pub bind: Option<String>,
+    /// Folder for the SQLite database and generated keys [default: ./timix-data].
+    #[arg(long, env = "TIMIX_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// sqlite://… or postgres://… [default: the SQLite file in the data dir].
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Let webhooks, hooks and connections reach loopback and private addresses.
+    #[arg(long, env = "TIMIX_ALLOW_PRIVATE_TARGETS", global = true, num_args = 0..=1,
+          default_missing_value = "true", value_parser = parse_flag)]
+    pub allow_private_targets: Option<bool>,
+    /// Delays between webhook delivery attempts, e.g. `5s,5m,30m,2h`.
+    #[arg(long, env = "TIMIX_WEBHOOK_RETRY_SCHEDULE", global = true)]
+    pub webhook_retry_schedule: Option<String>,
+    /// Log filter, e.g. `info` or `timix_web=debug` [default: info].
+    #[arg(long, env = "TIMIX_LOG", global = true)]
+    pub log: Option<String>,
+    /// `text` or `json` [default: text].
+    #[arg(long, env = "TIMIX_LOG_FORMAT", global = true)]
+    pub log_format: Option<String>,
+}
+
+fn parse_flag(text: &str) -> Result<bool, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        other => Err(format!("expected 1 or 0, got {other:?}")),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    bind: Option<String>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    allow_private_targets: Option<bool>,
+    webhook_retry_schedule: Option<String>,
+    log: Option<String>,
+    log_format: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The resolved settings of this process.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub bind: String,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub allow_private_targets: bool,
+    pub webhook_retry_schedule: Vec<Duration>,
+    pub log: String,
+    pub log_format: LogFormat,
+}
+
+pub const DEFAULT_RETRY_SCHEDULE: &str = "5s,5m,30m,2h,5h,10h,14h,20h,24h";
+
+impl Settings {
+    pub fn resolve(args: &GlobalArgs) -> anyhow::Result<Self> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None if Path::new("timix.toml").exists() => read_file(Path::new("timix.toml"))?,
+            None => FileConfig::default(),
+        };
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./timix-data"));
+        let database_url = args
+            .database_url
+            .clone()
+            .or(file.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("timix.db").display()));
+        if timix_engine::Backend::from_url(&database_url).is_none() {
+            bail!("DATABASE_URL must start with sqlite:// or postgres://");
+        }
+        let log_format = match args.log_format.clone().or(file.log_format).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => bail!("TIMIX_LOG_FORMAT must be text or json, not {other:?}"),
+        };
+        let schedule = args
+            .webhook_retry_schedule
+            .clone()
+            .or(file.webhook_retry_schedule)
+            .unwrap_or_else(|| DEFAULT_RETRY_SCHEDULE.to_owned());
+        Ok(Settings {
+            bind: args.bind.clone().or(file.bind).unwrap_or_else(|| "127.0.0.1:8080".to_owned()),
+            data_dir,
+            database_url,
+            allow_private_targets: args.allow_private_targets.or(file.allow_private_targets).unwrap_or(false),
+            webhook_retry_schedule: parse_schedule(&schedule)?,
+            log: args.log.clone().or(file.log).unwrap_or_else(|| "info".to_owned()),
+            log_format,
+        })
+    }
+
+    /// Creates the data directory and checks that it can be written.
+    pub fn prepare_data_dir(&self) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("cannot create data dir {}", self.data_dir.display()))?;
+        let probe = self.data_dir.join(".write-test");
+        std::fs::write(&probe, b"")
+            .with_context(|| format!("data dir {} is not writable", self.data_dir.display()))?;
+        let _ = std::fs::remove_file(probe);
+        Ok(())
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| anyhow!("config file {} is invalid: {}", path.display(), e.message()))
+}
+
+/// Parses `5s,5m,2h` into durations.
+pub fn parse_schedule(text: &str) -> anyhow::Result<Vec<Duration>> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|item| {
+            let split = item.find(|c: char| !c.is_ascii_digit()).unwrap_or(item.len());
+            let (number, unit) = item.split_at(split);
+            let n: u64 = number
+                .parse()
+                .map_err(|_| anyhow!("webhook retry schedule: {item:?} is not like 5s, 5m or 2h"))?;
+            let seconds = match unit {
+                "ms" => return Ok(Duration::from_millis(n)),
+                "s" | "" => n,
+                "m" => n * 60,
+                "h" => n * 3600,
+                "d" => n * 86400,
+                _ => bail!("webhook retry schedule: unknown unit in {item:?} (use ms, s, m, h or d)"),
+            };
+            Ok(Duration::from_secs(seconds))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_parse_with_units() {
+        let s = parse_schedule("5s, 5m,2h,1d,250ms").unwrap();
+        assert_eq!(
+            s,
+            vec![
+                Duration::from_secs(5),
+                Duration::from_secs(300),
+                Duration::from_secs(7200),
+                Duration::from_secs(86400),
+                Duration::from_millis(250)
+            ]
+        );
+        assert!(parse_schedule("5x").is_err());
+        assert!(parse_schedule("soon").is_err());
+    }
+}

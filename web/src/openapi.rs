@@ -1,0 +1,109 @@
+//! The OpenAPI 3.1 document: generated from the handlers' annotations, plus the shared pieces
+//! (security schemes, list envelopes, list parameters) declared here.
+
+use serde::Serialize;
+use timix_engine::api_keys::ApiKey;
+use timix_engine::customers::Customer;
+use timix_engine::org_users::OrgUser;
+use timix_engine::projects::Project;
+use timix_engine::subtasks::Subtask;
+use timix_engine::tasks::Task;
+use utoipa::openapi::security::{ApiKey as ApiKeyScheme, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "timix integration API",
+        description = "The core API of timix: customers, projects, tasks and subtasks, people and keys, \
+and the ordered event log. JSON in camelCase; errors in one envelope; lists paginated with \
+`X-Total-Count`. Authenticate with `X-Api-Key: bbl_…` or `Authorization: Bearer bbl_…`.",
+        license(name = "Apache-2.0")
+    ),
+    modifiers(&Security),
+    security(("apiKey" = []), ("bearer" = [])),
+    tags(
+        (name = "system", description = "Health and identity"),
+        (name = "organization", description = "The key's organization"),
+        (name = "org-users", description = "People, roles, capacity and rates"),
+        (name = "api-keys", description = "Keys: shown once, stored hashed"),
+        (name = "customers", description = "Top of the work hierarchy"),
+        (name = "projects", description = "Work for a customer"),
+        (name = "tasks", description = "Work items of a project"),
+        (name = "subtasks", description = "Leaves that time is logged against"),
+        (name = "events", description = "The ordered change log"),
+    )
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "apiKey",
+            SecurityScheme::ApiKey(ApiKeyScheme::Header(ApiKeyValue::with_description(
+                "X-Api-Key",
+                "An API key, bbl_…",
+            ))),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("bbl_…").build()),
+        );
+    }
+}
+
+/// Parameters every list accepts.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct ListQueryDoc {
+    /// Page number from 1 (default 1).
+    page: Option<i64>,
+    /// Items per page, 1–200 (default 50).
+    #[param(rename = "pageSize")]
+    page_size: Option<i64>,
+    /// Opaque keyset cursor: pass `nextCursor` of the previous page (empty to start).
+    cursor: Option<String>,
+    /// Comma list of fields, `-` for descending; default `-createdAt`. `id` breaks ties.
+    sort: Option<String>,
+    /// Only records updated at or after this instant, oldest first; see `X-Sync-Watermark`.
+    #[param(rename = "updatedSince")]
+    updated_since: Option<String>,
+    /// Only records created at or after this instant.
+    #[param(rename = "createdSince")]
+    created_since: Option<String>,
+    /// With `updatedSince`: also return deleted records as tombstones.
+    #[param(rename = "includeDeleted")]
+    include_deleted: Option<bool>,
+    /// Name contains this text (case-insensitive).
+    q: Option<String>,
+}
+
+macro_rules! list_schema {
+    ($name:ident, $item:ident) => {
+        /// One page of a list.
+        #[derive(Serialize, ToSchema)]
+        #[serde(rename_all = "camelCase")]
+        #[allow(dead_code)]
+        pub struct $name {
+            items: Vec<$item>,
+            total_count: i64,
+            /// Null when paging by cursor.
+            page: Option<i64>,
+            page_size: i64,
+            has_more: bool,
+            /// Pass as `cursor` for the next page; null on the last page.
+            next_cursor: Option<String>,
+        }
+    };
+}
+
+list_schema!(CustomerList, Customer);
+list_schema!(ProjectList, Project);
+list_schema!(TaskList, Task);
+list_schema!(SubtaskList, Subtask);
+list_schema!(OrgUserList, OrgUser);
+list_schema!(ApiKeyList, ApiKey);

@@ -1,0 +1,42 @@
+//! `X-Request-Id` on every response: the caller's own if it sent a sane one, else a new one.
+//! It is kept in a task-local so that error envelopes and logs can name it.
+
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+pub const HEADER: &str = "x-request-id";
+
+/// The id of the request being served ("" outside of one).
+pub fn current() -> String {
+    REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
+}
+
+fn acceptable(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+pub async fn layer(request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| acceptable(v))
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("req_{}", ulid::Ulid::generate()));
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let started = std::time::Instant::now();
+    let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).await;
+    tracing::debug!(request_id = %id, %method, %path, status = response.status().as_u16(),
+        elapsed_ms = started.elapsed().as_millis() as u64, "Request served.");
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(HEADER, value);
+    }
+    response
+}

@@ -1,0 +1,134 @@
+//! `/health`, `/me` and `/organization`.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Serialize;
+use timix_engine::auth::{Role, rate_limit_per_minute};
+use timix_engine::organizations::{self, BillingState, Organization, OrganizationPatch, Plan};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+use crate::error::{ApiResult, ErrorEnvelope};
+use crate::extract::{Auth, JsonBody};
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+    pub version: &'static str,
+}
+
+/// Liveness: answers while the process serves requests. No authentication.
+#[utoipa::path(get, path = "/health", tag = "system", security(()), responses((status = 200, body = Health)))]
+pub async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+    })
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Me {
+    pub api_key: MeKey,
+    pub user: MeUser,
+    pub organization: MeOrganization,
+    /// What this key may do, e.g. `read`, `customers:write`.
+    pub permissions: Vec<&'static str>,
+    pub rate_limit: MeRateLimit,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MeKey {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+    pub expires_at: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MeUser {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    /// The key's effective role.
+    pub role: Role,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MeOrganization {
+    pub id: String,
+    pub name: String,
+    pub plan: Plan,
+    pub billing_state: BillingState,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MeRateLimit {
+    pub limit: u32,
+    pub window_seconds: u32,
+}
+
+/// Who this key is: the key, its user, the organization, permissions and rate limit.
+/// A good connection test.
+#[utoipa::path(get, path = "/me", tag = "system",
+    responses((status = 200, body = Me), (status = 401, body = ErrorEnvelope)))]
+pub async fn me(Auth(actor): Auth) -> Json<Me> {
+    Json(Me {
+        permissions: actor.permissions(),
+        api_key: MeKey {
+            id: actor.api_key.id.clone(),
+            name: actor.api_key.name.clone(),
+            prefix: actor.api_key.prefix.clone(),
+            expires_at: timix_engine::time::format_opt(actor.api_key.expires_at),
+        },
+        user: MeUser {
+            id: actor.user_id.clone(),
+            email: actor.user_email.clone(),
+            name: actor.user_name.clone(),
+            role: actor.role,
+        },
+        rate_limit: MeRateLimit {
+            limit: rate_limit_per_minute(actor.organization.plan),
+            window_seconds: 60,
+        },
+        organization: MeOrganization {
+            id: actor.organization.id,
+            name: actor.organization.name,
+            plan: actor.organization.plan,
+            billing_state: actor.organization.billing_state,
+        },
+    })
+}
+
+#[utoipa::path(get, path = "/organization", tag = "organization",
+    responses((status = 200, body = Organization), (status = 401, body = ErrorEnvelope)))]
+pub async fn get_organization(State(state): State<AppState>, Auth(actor): Auth) -> ApiResult<Json<Organization>> {
+    Ok(Json(organizations::get(&state.db, &actor).await?))
+}
+
+/// Owners change the name, currency, time zone and first day of the week. Plan and billing
+/// state are refused here: the operator changes them.
+#[utoipa::path(patch, path = "/organization", tag = "organization", request_body = OrganizationPatch,
+    responses((status = 200, body = Organization), (status = 403, body = ErrorEnvelope),
+              (status = 422, body = ErrorEnvelope)))]
+pub async fn update_organization(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    JsonBody(patch): JsonBody<OrganizationPatch>,
+) -> ApiResult<Json<Organization>> {
+    Ok(Json(organizations::update(&state.db, &actor, patch).await?))
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(me))
+        .routes(routes!(get_organization, update_organization))
+}

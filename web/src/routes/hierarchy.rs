@@ -1,0 +1,148 @@
+//! Customers, projects, tasks and subtasks: the same CRUD shape over each engine module.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use timix_engine::customers::{self, Customer, CustomerInput};
+use timix_engine::list::ListParams;
+use timix_engine::projects::{self, Project, ProjectInput};
+use timix_engine::subtasks::{self, Subtask, SubtaskInput};
+use timix_engine::tasks::{self, Task, TaskInput};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+use crate::error::{ApiResult, ErrorEnvelope};
+use crate::extract::{Auth, JsonBody, QueryPairs};
+use crate::openapi::{CustomerList, ListQueryDoc, ProjectList, SubtaskList, TaskList};
+use crate::response::{Created, ListResponse, upserted};
+use crate::routes::BASE;
+
+/// Writes the six handlers and the router of one resource. The engine module must offer
+/// `list`, `get`, `create`, `update`, `delete` and `upsert_by_external_id` with the same shapes.
+macro_rules! crud_resource {
+    (
+        $module:ident, engine = $engine:ident, item = $item:ident, input = $input:ident, list = $list:ident,
+        tag = $tag:tt, collection = $collection:tt, one = $one:tt, by_external_id = $by_ext:tt,
+        filters = [$($filter:tt),*]
+    ) => {
+        pub mod $module {
+            use super::*;
+
+            #[utoipa::path(get, path = $collection, tag = $tag,
+                params(ListQueryDoc, $(($filter = Option<String>, Query, description = "Exact match")),*),
+                responses((status = 200, body = $list, description = "One page, newest first unless sorted",
+                           headers(("X-Total-Count" = i64), ("X-Sync-Watermark" = String))),
+                          (status = "4XX", body = ErrorEnvelope)))]
+            pub async fn list(
+                State(state): State<AppState>,
+                Auth(actor): Auth,
+                QueryPairs(query): QueryPairs,
+            ) -> ApiResult<ListResponse<$item>> {
+                let params = ListParams::parse(&$engine::LIST, &query)?;
+                Ok(ListResponse($engine::list(&state.db, &actor, &params).await?))
+            }
+
+            #[utoipa::path(post, path = $collection, tag = $tag, request_body = $input,
+                responses((status = 201, body = $item, headers(("Location" = String))),
+                          (status = 422, body = ErrorEnvelope, description = "Invalid fields, or a missing or archived parent"),
+                          (status = "4XX", body = ErrorEnvelope)))]
+            pub async fn create(
+                State(state): State<AppState>,
+                Auth(actor): Auth,
+                JsonBody(input): JsonBody<$input>,
+            ) -> ApiResult<Created<$item>> {
+                let body = $engine::create(&state.db, &actor, input).await?;
+                Ok(Created { location: format!("{BASE}{}/{}", $collection, body.id), body })
+            }
+
+            #[utoipa::path(get, path = $one, tag = $tag, params(("id" = String, Path)),
+                responses((status = 200, body = $item), (status = 404, body = ErrorEnvelope)))]
+            pub async fn get(
+                State(state): State<AppState>,
+                Auth(actor): Auth,
+                Path(id): Path<String>,
+            ) -> ApiResult<Json<$item>> {
+                Ok(Json($engine::get(&state.db, &actor, &id).await?))
+            }
+
+            #[utoipa::path(patch, path = $one, tag = $tag, params(("id" = String, Path)), request_body = $input,
+                responses((status = 200, body = $item), (status = 404, body = ErrorEnvelope),
+                          (status = 422, body = ErrorEnvelope)))]
+            pub async fn update(
+                State(state): State<AppState>,
+                Auth(actor): Auth,
+                Path(id): Path<String>,
+                JsonBody(input): JsonBody<$input>,
+            ) -> ApiResult<Json<$item>> {
+                Ok(Json($engine::update(&state.db, &actor, &id, input).await?))
+            }
+
+            #[utoipa::path(delete, path = $one, tag = $tag, params(("id" = String, Path)),
+                responses((status = 204, description = "Deleted"), (status = 404, body = ErrorEnvelope),
+                          (status = 409, body = ErrorEnvelope, description = "Still has children")))]
+            pub async fn delete(
+                State(state): State<AppState>,
+                Auth(actor): Auth,
+                Path(id): Path<String>,
+            ) -> ApiResult<StatusCode> {
+                $engine::delete(&state.db, &actor, &id).await?;
+                Ok(StatusCode::NO_CONTENT)
+            }
+
+            /// Find-or-create by your own id: updates the record with this `externalId` (200) or
+            /// creates it (201).
+            #[utoipa::path(put, path = $by_ext, tag = $tag, params(("externalId" = String, Path)),
+                request_body = $input,
+                responses((status = 200, body = $item, description = "Updated"),
+                          (status = 201, body = $item, description = "Created"),
+                          (status = 422, body = ErrorEnvelope)))]
+            pub async fn upsert(
+                State(state): State<AppState>,
+                Auth(actor): Auth,
+                Path(external_id): Path<String>,
+                JsonBody(input): JsonBody<$input>,
+            ) -> ApiResult<Response> {
+                let (body, created) =
+                    $engine::upsert_by_external_id(&state.db, &actor, &external_id, input).await?;
+                Ok(upserted(format!("{BASE}{}/{}", $collection, body.id), body, created))
+            }
+
+            pub fn router() -> OpenApiRouter<AppState> {
+                OpenApiRouter::new()
+                    .routes(routes!(list, create))
+                    .routes(routes!(get, update, delete))
+                    .routes(routes!(upsert))
+            }
+        }
+    };
+}
+
+crud_resource!(customer_routes, engine = customers, item = Customer, input = CustomerInput, list = CustomerList,
+    tag = "customers", collection = "/customers", one = "/customers/{id}",
+    by_external_id = "/customers/by-external-id/{externalId}",
+    filters = ["name", "email", "externalId", "isArchived"]);
+
+crud_resource!(project_routes, engine = projects, item = Project, input = ProjectInput, list = ProjectList,
+    tag = "projects", collection = "/projects", one = "/projects/{id}",
+    by_external_id = "/projects/by-external-id/{externalId}",
+    filters = ["customerId", "name", "code", "externalId", "billingMethod", "isArchived"]);
+
+crud_resource!(task_routes, engine = tasks, item = Task, input = TaskInput, list = TaskList,
+    tag = "tasks", collection = "/tasks", one = "/tasks/{id}",
+    by_external_id = "/tasks/by-external-id/{externalId}",
+    filters = ["projectId", "name", "status", "assigneeId", "userId", "externalId", "billable"]);
+
+crud_resource!(subtask_routes, engine = subtasks, item = Subtask, input = SubtaskInput, list = SubtaskList,
+    tag = "subtasks", collection = "/subtasks", one = "/subtasks/{id}",
+    by_external_id = "/subtasks/by-external-id/{externalId}",
+    filters = ["taskId", "projectId", "name", "status", "assigneeId", "userId", "externalId"]);
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(customer_routes::router())
+        .merge(project_routes::router())
+        .merge(task_routes::router())
+        .merge(subtask_routes::router())
+}

@@ -1,0 +1,21 @@
+//! The core API's routes, one module per resource, each ending with its `router()`.
+
+pub mod account;
+pub mod events;
+pub mod hierarchy;
+pub mod people;
+
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::AppState;
+
+/// Where the API lives.
+pub const BASE: &str = "/api/integration/v1";
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(account::router())
+        .merge(people::router())
+        .merge(hierarchy::router())
+        .merge(events::router())
+}
