@@ -93,12 +93,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct Problems(Vec<FieldError>);
 
 impl Problems {
+    /// Records a problem; only the first problem of each field is kept.
     pub fn push(&mut self, error: FieldError) {
-        self.0.push(error);
+        if !self.0.iter().any(|e| e.field == error.field) {
+            self.0.push(error);
+        }
     }
 
     pub fn add(&mut self, field: &str, code: &str, message: impl Into<String>) {
-        self.0.push(FieldError::new(field, code, message));
+        self.push(FieldError::new(field, code, message));
     }
 
     pub fn is_empty(&self) -> bool {
@@ -119,7 +122,7 @@ impl Problems {
         match result {
             Ok(v) => Some(v),
             Err(e) => {
-                self.0.push(e);
+                self.push(e);
                 None
             }
         }

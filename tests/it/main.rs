@@ -1,1 +1,13 @@
+//! Black-box tests of the whole service over real HTTP. The same suite runs on SQLite and, with
+//! `TIMIX_TEST_DATABASE=postgres`, on Postgres.
 
+mod harness;
+
+mod auth;
+mod errors;
+mod events;
+mod hierarchy;
+mod isolation;
+mod lists;
+mod roles;
+mod server;

@@ -65,13 +65,25 @@ where
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+            )
+        };
+        // Refuse a declared oversize at once, without reading what the client is sending.
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+            return Err(too_large());
+        }
         let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    format!("the body is larger than {MAX_BODY_BYTES} bytes"),
-                )
+                too_large()
             } else {
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", rejection.body_text())
             }
@@ -117,7 +129,8 @@ fn shape_error(error: &serde_path_to_error::Error<serde_json::Error>) -> FieldEr
     let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
     if let Some(rest) = message.strip_prefix("unknown field `") {
         let field = rest.split('`').next().unwrap_or_default();
-        let field = if path.is_empty() { field.to_owned() } else { format!("{path}.{field}") };
+        // The path already ends with the unknown field when it is nested.
+        let field = if path.is_empty() { field.to_owned() } else { path.clone() };
         return FieldError::new(field.clone(), "unknown_field", format!("{field} is not a field of this resource"));
     }
     FieldError::new(path.clone(), "invalid_type", format!("{path}: {message}"))

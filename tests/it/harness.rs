@@ -1,0 +1,371 @@
+//! Starts the real `timix` binary on a random port, on SQLite (default) or on a fresh Postgres
+//! database (`TIMIX_TEST_DATABASE=postgres` with `TIMIX_TEST_POSTGRES_URL`), and talks to it.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+pub const BASE: &str = "/api/integration/v1";
+const BIN: &str = env!("CARGO_BIN_EXE_timix");
+
+/// Which database the suite runs on.
+pub fn backend() -> &'static str {
+    match std::env::var("TIMIX_TEST_DATABASE").as_deref() {
+        Ok("postgres") => "postgres",
+        Ok("sqlite") | Err(_) => "sqlite",
+        Ok(other) => panic!("TIMIX_TEST_DATABASE must be sqlite or postgres, not {other}"),
+    }
+}
+
+/// A database for one server: a SQLite file in a fresh folder, or a fresh Postgres database.
+pub struct TestDb {
+    pub dir: PathBuf,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        let dir = std::env::temp_dir().join(format!("timix-test-{}", ulid::Ulid::generate()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = if backend() == "postgres" {
+            let admin = std::env::var("TIMIX_TEST_POSTGRES_URL")
+                .expect("TIMIX_TEST_DATABASE=postgres needs TIMIX_TEST_POSTGRES_URL (an admin URL)");
+            let name = format!("timix_t_{}", ulid::Ulid::generate().to_string().to_lowercase());
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&admin)
+                .await
+                .unwrap_or_else(|e| panic!("cannot reach Postgres at TIMIX_TEST_POSTGRES_URL: {e}"));
+            sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .await
+                .unwrap();
+            let (prefix, _) = admin.rsplit_once('/').expect("URL has a database part");
+            format!("{prefix}/{name}")
+        } else {
+            format!("sqlite://{}", dir.join("data").join("timix.db").display())
+        };
+        TestDb { dir, url }
+    }
+
+    /// Runs a `timix` command against this database and returns its stdout, or panics.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = self.cli_raw(args);
+        assert!(
+            out.status.success(),
+            "timix {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn cli_raw(&self, args: &[&str]) -> std::process::Output {
+        Command::new(BIN)
+            .args(args)
+            .env("DATABASE_URL", &self.url)
+            .env("TIMIX_DATA_DIR", self.dir.join("data"))
+            .env("TIMIX_LOG", "warn")
+            .env_remove("TIMIX_CONFIG")
+            .current_dir(&self.dir)
+            .output()
+            .unwrap()
+    }
+
+    /// `timix bootstrap`: an organization with an owner and a key.
+    pub fn bootstrap(&self, plan: &str) -> Org {
+        let email = format!("owner-{}@example.com", ulid::Ulid::generate().to_string().to_lowercase());
+        let out = self.cli(&["bootstrap", "--org", "Test Org", "--email", &email, "--plan", plan]);
+        let v: Value = serde_json::from_str(out.trim()).unwrap();
+        Org {
+            id: v["organizationId"].as_str().unwrap().to_owned(),
+            owner_id: v["userId"].as_str().unwrap().to_owned(),
+            key: v["apiKey"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// `timix keys create --user`.
+    pub fn key_for(&self, user_id: &str, extra: &[&str]) -> String {
+        let mut args = vec!["keys", "create", "--user", user_id];
+        args.extend_from_slice(extra);
+        let v: Value = serde_json::from_str(self.cli(&args).trim()).unwrap();
+        v["apiKey"].as_str().unwrap().to_owned()
+    }
+}
+
+pub struct Org {
+    pub id: String,
+    pub owner_id: String,
+    pub key: String,
+}
+
+/// A running `timix serve`.
+pub struct Server {
+    pub db: TestDb,
+    pub address: String,
+    child: Child,
+    pub log: Arc<Mutex<String>>,
+    http: reqwest::Client,
+}
+
+impl Server {
+    pub async fn start() -> Server {
+        Self::start_with(TestDb::new().await, &[]).await
+    }
+
+    pub async fn start_with(db: TestDb, env: &[(&str, &str)]) -> Server {
+        let mut command = Command::new(BIN);
+        command
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .env("DATABASE_URL", &db.url)
+            .env("TIMIX_DATA_DIR", db.dir.join("data"))
+            .env("TIMIX_LOG", "info")
+            .env_remove("TIMIX_CONFIG")
+            .current_dir(&db.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("listening on ").nth(1)
+                    && let Some(tx) = tx.take()
+                {
+                    let address: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || ".:[]".contains(*c))
+                        .collect();
+                    let _ = tx.send(address);
+                }
+                sink.lock().unwrap().push_str(&line);
+                sink.lock().unwrap().push('\n');
+            }
+        });
+        let address = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("server did not start; log:\n{}", log.lock().unwrap());
+            }
+        };
+        Server {
+            db,
+            address,
+            child,
+            log,
+            http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+        }
+    }
+
+    /// `http://host:port` followed by `path` as given.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// A client acting with `key`.
+    pub fn as_key(&self, key: &str) -> Client {
+        Client {
+            http: self.http.clone(),
+            server: self.url(""),
+            key: Some(key.to_owned()),
+        }
+    }
+
+    pub fn anonymous(&self) -> Client {
+        Client {
+            http: self.http.clone(),
+            server: self.url(""),
+            key: None,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        signal(self.child.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "server did not stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill").args([&format!("-{name}"), &pid.to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+/// An HTTP answer, decoded.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts the status, printing the body when it differs.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Resp {
+        assert_eq!(self.status, status, "unexpected status; body: {}", self.body);
+        self
+    }
+
+    /// Asserts an error envelope with this status and code.
+    #[track_caller]
+    pub fn expect_error(self, status: u16, code: &str) -> Resp {
+        assert_eq!(self.status, status, "unexpected status; body: {}", self.body);
+        assert_eq!(self.body["error"]["code"], code, "unexpected error: {}", self.body);
+        assert!(self.body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert_eq!(
+            self.body["error"]["requestId"].as_str(),
+            self.header("x-request-id"),
+            "the envelope names the request id"
+        );
+        self
+    }
+
+    /// The `field`s of a 422's details.
+    pub fn error_fields(&self) -> Vec<String> {
+        self.body["error"]["details"]
+            .as_array()
+            .map(|d| d.iter().map(|x| x["field"].as_str().unwrap_or_default().to_owned()).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn id(&self) -> String {
+        self.body["id"].as_str().expect("body has an id").to_owned()
+    }
+
+    pub fn items(&self) -> Vec<Value> {
+        self.body["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub fn item_ids(&self) -> Vec<String> {
+        self.items().iter().map(|i| i["id"].as_str().unwrap().to_owned()).collect()
+    }
+}
+
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    server: String,
+    pub key: Option<String>,
+}
+
+impl Client {
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let url = if path.starts_with(BASE) || path.starts_with("/docs") {
+            format!("{}{path}", self.server)
+        } else {
+            format!("{}{BASE}{path}", self.server)
+        };
+        let builder = self.http.request(method, url);
+        match &self.key {
+            Some(k) => builder.header("X-Api-Key", k),
+            None => builder,
+        }
+    }
+
+    pub async fn send(&self, builder: reqwest::RequestBuilder) -> Resp {
+        let response = builder.send().await.expect("request reaches the server");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Resp { status, headers, body }
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.send(self.request(Method::GET, path)).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Resp {
+        self.send(self.request(Method::POST, path).json(&body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Resp {
+        self.send(self.request(Method::PATCH, path).json(&body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Resp {
+        self.send(self.request(Method::PUT, path).json(&body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.send(self.request(Method::DELETE, path)).await
+    }
+
+    // Shortcuts that build the hierarchy; each asserts success.
+
+    pub async fn customer(&self, name: &str) -> String {
+        self.post("/customers", json!({"name": name})).await.expect(201).id()
+    }
+
+    pub async fn project(&self, customer_id: &str, name: &str) -> String {
+        self.post("/projects", json!({"customerId": customer_id, "name": name}))
+            .await
+            .expect(201)
+            .id()
+    }
+
+    pub async fn task(&self, project_id: &str, name: &str) -> String {
+        self.post("/tasks", json!({"projectId": project_id, "name": name}))
+            .await
+            .expect(201)
+            .id()
+    }
+
+    pub async fn subtask(&self, task_id: &str, name: &str) -> String {
+        self.post("/subtasks", json!({"taskId": task_id, "name": name}))
+            .await
+            .expect(201)
+            .id()
+    }
+
+    /// An org user with `role` (created by this client) and a key of theirs from the CLI.
+    pub async fn user_with_key(&self, db: &TestDb, role: &str) -> (String, Client) {
+        let email = format!("{role}-{}@example.com", ulid::Ulid::generate().to_string().to_lowercase());
+        let user = self
+            .post("/org-users", json!({"email": email, "name": format!("A {role}"), "role": role}))
+            .await
+            .expect(201)
+            .id();
+        let key = db.key_for(&user, &[]);
+        let mut client = self.clone();
+        client.key = Some(key);
+        (user, client)
+    }
+}
