@@ -110,12 +110,23 @@ impl Settings {
             .or(file.webhook_retry_schedule)
             .unwrap_or_else(|| DEFAULT_RETRY_SCHEDULE.to_owned());
         Ok(Settings {
-            bind: args.bind.clone().or(file.bind).unwrap_or_else(|| "127.0.0.1:8080".to_owned()),
+            bind: args
+                .bind
+                .clone()
+                .or(file.bind)
+                .unwrap_or_else(|| "127.0.0.1:8080".to_owned()),
             data_dir,
             database_url,
-            allow_private_targets: args.allow_private_targets.or(file.allow_private_targets).unwrap_or(false),
+            allow_private_targets: args
+                .allow_private_targets
+                .or(file.allow_private_targets)
+                .unwrap_or(false),
             webhook_retry_schedule: parse_schedule(&schedule)?,
-            log: args.log.clone().or(file.log).unwrap_or_else(|| "info".to_owned()),
+            log: args
+                .log
+                .clone()
+                .or(file.log)
+                .unwrap_or_else(|| "info".to_owned()),
             log_format,
         })
     }
@@ -133,8 +144,10 @@ impl Settings {
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
-    toml::from_str(&text).map_err(|e| anyhow!("config file {} is invalid: {}", path.display(), e.message()))
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text)
+        .map_err(|e| anyhow!("config file {} is invalid: {}", path.display(), e.message()))
 }
 
 /// Parses `5s,5m,2h` into durations.
@@ -143,18 +156,22 @@ pub fn parse_schedule(text: &str) -> anyhow::Result<Vec<Duration>> {
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|item| {
-            let split = item.find(|c: char| !c.is_ascii_digit()).unwrap_or(item.len());
+            let split = item
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(item.len());
             let (number, unit) = item.split_at(split);
-            let n: u64 = number
-                .parse()
-                .map_err(|_| anyhow!("webhook retry schedule: {item:?} is not like 5s, 5m or 2h"))?;
+            let n: u64 = number.parse().map_err(|_| {
+                anyhow!("webhook retry schedule: {item:?} is not like 5s, 5m or 2h")
+            })?;
             let seconds = match unit {
                 "ms" => return Ok(Duration::from_millis(n)),
                 "s" | "" => n,
                 "m" => n * 60,
                 "h" => n * 3600,
                 "d" => n * 86400,
-                _ => bail!("webhook retry schedule: unknown unit in {item:?} (use ms, s, m, h or d)"),
+                _ => {
+                    bail!("webhook retry schedule: unknown unit in {item:?} (use ms, s, m, h or d)")
+                }
             };
             Ok(Duration::from_secs(seconds))
         })

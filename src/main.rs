@@ -14,7 +14,11 @@ use tracing_subscriber::EnvFilter;
 use crate::config::{GlobalArgs, LogFormat, Settings};
 
 #[derive(Parser)]
-#[command(name = "timix", version, about = "Self-hosted integration platform for time tracking and billing")]
+#[command(
+    name = "timix",
+    version,
+    about = "Self-hosted integration platform for time tracking and billing"
+)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -172,7 +176,9 @@ async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
     if settings.database_url.starts_with("sqlite:") {
         settings.prepare_data_dir()?;
     }
-    let db = Db::connect(&settings.database_url).await.context("cannot open the database")?;
+    let db = Db::connect(&settings.database_url)
+        .await
+        .context("cannot open the database")?;
     db.migrate().await.context("cannot migrate the database")?;
     Ok(db)
 }
@@ -213,26 +219,47 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys {
-            command: KeysCommand::Create { user, name, expires_at },
+            command:
+                KeysCommand::Create {
+                    user,
+                    name,
+                    expires_at,
+                },
         } => {
             let expires_at = expires_at
-                .map(|t| timix_engine::time::parse_instant(&t).ok_or_else(|| anyhow!("--expires-at must be RFC 3339")))
+                .map(|t| {
+                    timix_engine::time::parse_instant(&t)
+                        .ok_or_else(|| anyhow!("--expires-at must be RFC 3339"))
+                })
                 .transpose()?;
             let db = open_database(&settings).await?;
             let created = timix_engine::api_keys::create_for_user(&db, &user, &name, expires_at)
                 .await
                 .map_err(describe)?;
-            println!("{}", serde_json::json!({"id": created.api_key.id, "apiKey": created.key}));
+            println!(
+                "{}",
+                serde_json::json!({"id": created.api_key.id, "apiKey": created.key})
+            );
             db.close().await;
             Ok(())
         }
         Command::Org {
-            command: OrgCommand::Update { org_id, plan, billing_state },
+            command:
+                OrgCommand::Update {
+                    org_id,
+                    plan,
+                    billing_state,
+                },
         } => {
             let db = open_database(&settings).await?;
-            let org = organizations::operator_update(&db, &org_id, plan.map(Into::into), billing_state.map(Into::into))
-                .await
-                .map_err(describe)?;
+            let org = organizations::operator_update(
+                &db,
+                &org_id,
+                plan.map(Into::into),
+                billing_state.map(Into::into),
+            )
+            .await
+            .map_err(describe)?;
             println!("{}", serde_json::to_string(&org)?);
             db.close().await;
             Ok(())
@@ -245,7 +272,11 @@ fn describe(error: timix_engine::Error) -> anyhow::Error {
     match error {
         timix_engine::Error::Validation(details) => anyhow!(
             "{}",
-            details.iter().map(|d| format!("{}: {}", d.field, d.message)).collect::<Vec<_>>().join("; ")
+            details
+                .iter()
+                .map(|d| format!("{}: {}", d.field, d.message))
+                .collect::<Vec<_>>()
+                .join("; ")
         ),
         other => anyhow!(other),
     }
@@ -280,7 +311,12 @@ async fn purge_tombstones(db: Db) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
     loop {
         tick.tick().await;
-        match timix_engine::list::purge_tombstones(&db, &["subtasks", "tasks", "projects", "customers"]).await {
+        match timix_engine::list::purge_tombstones(
+            &db,
+            &["subtasks", "tasks", "projects", "customers"],
+        )
+        .await
+        {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "Purged expired tombstones."),
             Err(error) => tracing::warn!(%error, "Could not purge tombstones."),

@@ -112,7 +112,11 @@ pub async fn create(db: &Db, actor: &Actor, input: ApiKeyInput) -> Result<Create
         None => Some(actor.role),
         Some(Some(role)) => Some(role),
         Some(None) => {
-            p.add("role", "invalid", "role must be one of owner, admin, manager, member, viewer");
+            p.add(
+                "role",
+                "invalid",
+                "role must be one of owner, admin, manager, member, viewer",
+            );
             None
         }
     };
@@ -127,7 +131,9 @@ pub async fn create(db: &Db, actor: &Actor, input: ApiKeyInput) -> Result<Create
     }
     p.into_result()?;
     let (Some(name), Some(role), Some(expires_at)) = (name, role, expires_at) else {
-        return Err(Error::Internal("key fields missing after validation".into()));
+        return Err(Error::Internal(
+            "key fields missing after validation".into(),
+        ));
     };
     if role > actor.role {
         return Err(Error::forbidden(format!(
@@ -137,7 +143,15 @@ pub async fn create(db: &Db, actor: &Actor, input: ApiKeyInput) -> Result<Create
         )));
     }
     let mut tx = db.begin().await?;
-    let created = insert(&mut tx, actor.org_id(), &actor.user_id, &name, role, expires_at).await?;
+    let created = insert(
+        &mut tx,
+        actor.org_id(),
+        &actor.user_id,
+        &name,
+        role,
+        expires_at,
+    )
+    .await?;
     tx.commit().await?;
     Ok(created)
 }
@@ -170,7 +184,10 @@ pub async fn insert(
     .arg(now)
     .execute(&mut *tx)
     .await?;
-    let row = Sql::new("SELECT * FROM api_keys WHERE id = ?").arg(&id).fetch_one(&mut *tx).await?;
+    let row = Sql::new("SELECT * FROM api_keys WHERE id = ?")
+        .arg(&id)
+        .fetch_one(&mut *tx)
+        .await?;
     let api_key = from_row(&row)?;
     events::created(tx, org_id, NOUN, &id, &api_key).await?;
     Ok(CreatedApiKey { api_key, key })
@@ -191,7 +208,15 @@ pub async fn create_for_user(
         .ok_or(Error::NotFound("user"))?;
     let role = row::get_str(&user, "role")?;
     let role = Role::parse(&role).ok_or_else(|| Error::Internal(format!("stored role {role}")))?;
-    let created = insert(&mut tx, &row::get_str(&user, "org_id")?, user_id, name, role, expires_at).await?;
+    let created = insert(
+        &mut tx,
+        &row::get_str(&user, "org_id")?,
+        user_id,
+        name,
+        role,
+        expires_at,
+    )
+    .await?;
     tx.commit().await?;
     Ok(created)
 }
@@ -216,7 +241,10 @@ pub async fn revoke(db: &Db, actor: &Actor, id: &str) -> Result<()> {
         .arg(id)
         .execute(&mut tx)
         .await?;
-    let row = Sql::new("SELECT * FROM api_keys WHERE id = ?").arg(id).fetch_one(&mut tx).await?;
+    let row = Sql::new("SELECT * FROM api_keys WHERE id = ?")
+        .arg(id)
+        .fetch_one(&mut tx)
+        .await?;
     let revoked = from_row(&row)?;
     events::append(
         &mut tx,

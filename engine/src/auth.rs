@@ -11,7 +11,17 @@ use crate::time::{Millis, now_ms};
 
 /// Roles from least to most powerful; the derived order is the hierarchy.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -196,7 +206,8 @@ pub mod key_format {
         let Some(body) = key.strip_prefix(PREFIX) else {
             return false;
         };
-        if body.len() != RANDOM_LEN + CHECKSUM_LEN || !body.bytes().all(|b| b.is_ascii_alphanumeric())
+        if body.len() != RANDOM_LEN + CHECKSUM_LEN
+            || !body.bytes().all(|b| b.is_ascii_alphanumeric())
         {
             return false;
         }
@@ -326,10 +337,14 @@ mod tests {
             assert!(key_format::is_well_formed(&key), "{key}");
             let mut bytes = key.into_bytes();
             bytes[10] = if bytes[10] == b'a' { b'b' } else { b'a' };
-            assert!(!key_format::is_well_formed(&String::from_utf8(bytes).unwrap()));
+            assert!(!key_format::is_well_formed(
+                &String::from_utf8(bytes).unwrap()
+            ));
         }
         assert!(!key_format::is_well_formed("bbl_short"));
-        assert!(!key_format::is_well_formed("xyz_0123456789012345678901234567890123456"));
+        assert!(!key_format::is_well_formed(
+            "xyz_0123456789012345678901234567890123456"
+        ));
     }
 
     #[test]

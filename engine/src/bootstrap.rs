@@ -52,7 +52,15 @@ pub async fn bootstrap(db: &Db, input: BootstrapInput<'_>) -> Result<Bootstrappe
         },
     )
     .await?;
-    let key = api_keys::insert(&mut tx, &organization_id, &user_id, "bootstrap", Role::Owner, None).await?;
+    let key = api_keys::insert(
+        &mut tx,
+        &organization_id,
+        &user_id,
+        "bootstrap",
+        Role::Owner,
+        None,
+    )
+    .await?;
     tx.commit().await?;
     Ok(Bootstrapped {
         organization_id,

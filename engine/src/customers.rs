@@ -113,24 +113,48 @@ impl Record {
     }
 
     /// The record after `input`, checked. `current` is `None` on create.
-    fn apply(input: CustomerInput, current: Option<&Record>, default_currency: &str) -> Result<Self> {
+    fn apply(
+        input: CustomerInput,
+        current: Option<&Record>,
+        default_currency: &str,
+    ) -> Result<Self> {
         let mut p = Problems::default();
         let cur = |f: fn(&Record) -> Option<String>| current.and_then(f);
-        let name = fields::patch_required(&mut p, "name", input.name, cur(|c| Some(c.name.clone())));
+        let name =
+            fields::patch_required(&mut p, "name", input.name, cur(|c| Some(c.name.clone())));
         let name = p.take(fields::required_text("name", name, SHORT_TEXT));
-        let email = p.take(fields::opt_email("email", input.email.apply(cur(|c| c.email.clone()))));
-        let phone = p.take(fields::opt_text("phone", input.phone.apply(cur(|c| c.phone.clone())), SHORT_TEXT));
-        let address =
-            p.take(fields::opt_text("address", input.address.apply(cur(|c| c.address.clone())), LONG_TEXT));
-        let notes = p.take(fields::opt_text("notes", input.notes.apply(cur(|c| c.notes.clone())), LONG_TEXT));
+        let email = p.take(fields::opt_email(
+            "email",
+            input.email.apply(cur(|c| c.email.clone())),
+        ));
+        let phone = p.take(fields::opt_text(
+            "phone",
+            input.phone.apply(cur(|c| c.phone.clone())),
+            SHORT_TEXT,
+        ));
+        let address = p.take(fields::opt_text(
+            "address",
+            input.address.apply(cur(|c| c.address.clone())),
+            LONG_TEXT,
+        ));
+        let notes = p.take(fields::opt_text(
+            "notes",
+            input.notes.apply(cur(|c| c.notes.clone())),
+            LONG_TEXT,
+        ));
         let external_id = p.take(fields::opt_text(
             "externalId",
             input.external_id.apply(cur(|c| c.external_id.clone())),
             SHORT_TEXT,
         ));
         let old_currency = current.map_or(default_currency, |c| &c.currency).to_owned();
-        let currency = fields::patch_required(&mut p, "currency", input.currency, Some(old_currency.clone()))
-            .and_then(|c| p.take(parse_currency("currency", &c)));
+        let currency = fields::patch_required(
+            &mut p,
+            "currency",
+            input.currency,
+            Some(old_currency.clone()),
+        )
+        .and_then(|c| p.take(parse_currency("currency", &c)));
         let hourly_rate = currency.as_ref().and_then(|new| {
             p.take(patch_amount(
                 "hourlyRate",
@@ -147,11 +171,41 @@ impl Record {
             Some(current.is_some_and(|c| c.is_archived)),
         );
         p.into_result()?;
-        match (name, email, phone, address, notes, external_id, currency, hourly_rate, is_archived) {
-            (Some(name), Some(email), Some(phone), Some(address), Some(notes), Some(external_id), Some(currency), Some(hourly_rate), Some(is_archived)) => {
-                Ok(Record { name, email, phone, address, currency, hourly_rate, notes, external_id, is_archived })
-            }
-            _ => Err(Error::Internal("customer fields missing after validation".into())),
+        match (
+            name,
+            email,
+            phone,
+            address,
+            notes,
+            external_id,
+            currency,
+            hourly_rate,
+            is_archived,
+        ) {
+            (
+                Some(name),
+                Some(email),
+                Some(phone),
+                Some(address),
+                Some(notes),
+                Some(external_id),
+                Some(currency),
+                Some(hourly_rate),
+                Some(is_archived),
+            ) => Ok(Record {
+                name,
+                email,
+                phone,
+                address,
+                currency,
+                hourly_rate,
+                notes,
+                external_id,
+                is_archived,
+            }),
+            _ => Err(Error::Internal(
+                "customer fields missing after validation".into(),
+            )),
         }
     }
 }
@@ -243,9 +297,18 @@ pub async fn update(db: &Db, actor: &Actor, id: &str, input: CustomerInput) -> R
     Ok(customer)
 }
 
-async fn apply_update(tx: &mut Tx, actor: &Actor, row: &row::Row, input: CustomerInput) -> Result<Customer> {
+async fn apply_update(
+    tx: &mut Tx,
+    actor: &Actor,
+    row: &row::Row,
+    input: CustomerInput,
+) -> Result<Customer> {
     let before = from_row(row)?;
-    let rec = Record::apply(input, Some(&Record::from_row(row)?), &actor.organization.currency)?;
+    let rec = Record::apply(
+        input,
+        Some(&Record::from_row(row)?),
+        &actor.organization.currency,
+    )?;
     Sql::new(
         "UPDATE customers SET name = ?, email = ?, phone = ?, address = ?, currency = ?, hourly_rate = ?, \
          notes = ?, external_id = ?, is_archived = ?, updated_at = ? WHERE id = ?",
@@ -281,7 +344,8 @@ pub async fn upsert_by_external_id(
     check_path_external_id(&input.external_id, external_id)?;
     input.external_id = Patch::Value(external_id.to_owned());
     let mut tx = db.begin().await?;
-    let existing = fields::live_row_by_external_id(&mut tx, LIST.table, actor.org_id(), external_id).await?;
+    let existing =
+        fields::live_row_by_external_id(&mut tx, LIST.table, actor.org_id(), external_id).await?;
     let result = match existing {
         Some(row) => (apply_update(&mut tx, actor, &row, input).await?, false),
         None => {
@@ -331,12 +395,22 @@ pub async fn delete(db: &Db, actor: &Actor, id: &str) -> Result<()> {
 
 /// The parent check used by projects: a live, not archived customer of the organization.
 pub(crate) async fn parent(tx: &mut Tx, org_id: &str, id: &str, field: &str) -> Result<Customer> {
-    let row = fields::live_row(&mut *tx, LIST.table, org_id, id).await?.ok_or_else(|| {
-        Error::validation(field, "not_found", format!("{field} does not name a customer of this organization"))
-    })?;
+    let row = fields::live_row(&mut *tx, LIST.table, org_id, id)
+        .await?
+        .ok_or_else(|| {
+            Error::validation(
+                field,
+                "not_found",
+                format!("{field} does not name a customer of this organization"),
+            )
+        })?;
     let customer = from_row(&row)?;
     if customer.is_archived {
-        return Err(Error::validation(field, "archived", format!("{field} names an archived customer")));
+        return Err(Error::validation(
+            field,
+            "archived",
+            format!("{field} names an archived customer"),
+        ));
     }
     Ok(customer)
 }

@@ -211,9 +211,15 @@ impl EventQuery {
         for (name, value) in params {
             match name.as_str() {
                 "after" => {
-                    query.after = value.parse().ok().filter(|v: &i64| *v >= 0).ok_or_else(|| {
-                        Error::InvalidParameter("after must be a non-negative integer (an event seq)".into())
-                    })?
+                    query.after = value
+                        .parse()
+                        .ok()
+                        .filter(|v: &i64| *v >= 0)
+                        .ok_or_else(|| {
+                            Error::InvalidParameter(
+                                "after must be a non-negative integer (an event seq)".into(),
+                            )
+                        })?
                 }
                 "types" => {
                     query.types = value

@@ -10,13 +10,21 @@ pub const SHORT_TEXT: usize = 200;
 pub const LONG_TEXT: usize = 10_000;
 
 /// A trimmed optional text; empty means none.
-pub fn opt_text(field: &str, value: Option<String>, max: usize) -> Result<Option<String>, FieldError> {
+pub fn opt_text(
+    field: &str,
+    value: Option<String>,
+    max: usize,
+) -> Result<Option<String>, FieldError> {
     let Some(value) = value else { return Ok(None) };
     let value = value.trim().to_owned();
     if value.is_empty() {
         Ok(None)
     } else if value.chars().count() > max {
-        Err(FieldError::new(field, "too_long", format!("{field} must be at most {max} characters")))
+        Err(FieldError::new(
+            field,
+            "too_long",
+            format!("{field} must be at most {max} characters"),
+        ))
     } else {
         Ok(Some(value))
     }
@@ -43,7 +51,11 @@ pub fn opt_email(field: &str, value: Option<String>) -> Result<Option<String>, F
     if valid {
         Ok(Some(value.to_lowercase()))
     } else {
-        Err(FieldError::new(field, "invalid", format!("{field} must be an email address")))
+        Err(FieldError::new(
+            field,
+            "invalid",
+            format!("{field} must be an email address"),
+        ))
     }
 }
 
@@ -81,7 +93,12 @@ pub fn one_of(field: &str, value: String, allowed: &[&str]) -> Result<String, Fi
 }
 
 /// Applies a patch to a required field: `null` is refused.
-pub fn patch_required<T>(problems: &mut Problems, field: &str, patch: Patch<T>, current: Option<T>) -> Option<T> {
+pub fn patch_required<T>(
+    problems: &mut Problems,
+    field: &str,
+    patch: Patch<T>,
+    current: Option<T>,
+) -> Option<T> {
     match patch {
         Patch::Null => {
             problems.add(field, "required", format!("{field} cannot be null"));
@@ -115,7 +132,12 @@ pub fn external_id_conflict(error: Error, noun: &str) -> Error {
 }
 
 /// The live (not deleted) row `id` of `table` in `org_id`.
-pub async fn live_row(runner: impl Runner, table: &str, org_id: &str, id: &str) -> Result<Option<row::Row>> {
+pub async fn live_row(
+    runner: impl Runner,
+    table: &str,
+    org_id: &str,
+    id: &str,
+) -> Result<Option<row::Row>> {
     let mut sql = Sql::new("SELECT * FROM ");
     sql.push(table)
         .push(" WHERE id = ? AND org_id = ? AND deleted_at IS NULL")
@@ -140,7 +162,12 @@ pub async fn live_row_by_external_id(
 }
 
 /// Counts the live rows of `table` whose `column` is `id` (children that block a delete).
-pub async fn count_live_children(runner: impl Runner, table: &str, column: &str, id: &str) -> Result<i64> {
+pub async fn count_live_children(
+    runner: impl Runner,
+    table: &str,
+    column: &str,
+    id: &str,
+) -> Result<i64> {
     let mut sql = Sql::new("SELECT COUNT(*) FROM ");
     sql.push(table)
         .push(" WHERE ")

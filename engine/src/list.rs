@@ -112,7 +112,9 @@ impl ListParams {
                         .ok()
                         .filter(|p| (1..=MAX_PAGE_SIZE).contains(p))
                         .ok_or_else(|| {
-                            bad(format!("{name} must be an integer from 1 to {MAX_PAGE_SIZE}"))
+                            bad(format!(
+                                "{name} must be an integer from 1 to {MAX_PAGE_SIZE}"
+                            ))
                         })?;
                 }
                 "cursor" => cursor_text = Some(value.clone()),
@@ -136,8 +138,7 @@ impl ListParams {
                     }
                 }
                 other => {
-                    let Some((_, column, kind)) = spec.filters.iter().find(|f| f.0 == other)
-                    else {
+                    let Some((_, column, kind)) = spec.filters.iter().find(|f| f.0 == other) else {
                         return Err(bad(format!("unknown parameter {other}")));
                     };
                     let arg = match kind {
@@ -237,10 +238,14 @@ fn parse_sort(spec: &ListSpec, text: &str) -> Result<Vec<SortKey>> {
 }
 
 fn decode_cursor(text: &str, sort_text: &str, keys: usize) -> Result<Vec<Value>> {
-    let invalid = || bad("cursor is not valid for this list (pass nextCursor unchanged, with the same sort)");
+    let invalid =
+        || bad("cursor is not valid for this list (pass nextCursor unchanged, with the same sort)");
     let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| invalid())?;
     let value: Value = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
-    let (Some(sort), Some(values)) = (value.get("s").and_then(Value::as_str), value.get("v").and_then(Value::as_array)) else {
+    let (Some(sort), Some(values)) = (
+        value.get("s").and_then(Value::as_str),
+        value.get("v").and_then(Value::as_array),
+    ) else {
         return Err(invalid());
     };
     // The sort keys plus the id tie-breaker.
@@ -257,7 +262,10 @@ fn encode_cursor(sort_text: &str, values: Vec<Value>) -> String {
 fn value_to_arg(v: &Value) -> Result<Arg> {
     match v {
         Value::String(s) => Ok(Arg::from(s.as_str())),
-        Value::Number(n) => n.as_i64().map(Arg::from).ok_or_else(|| bad("cursor is not valid")),
+        Value::Number(n) => n
+            .as_i64()
+            .map(Arg::from)
+            .ok_or_else(|| bad("cursor is not valid")),
         _ => Err(bad("cursor is not valid")),
     }
 }
@@ -332,10 +340,17 @@ pub async fn list<T>(
         filter.push(" AND deleted_at IS NULL");
     }
     for (column, arg) in &params.filters {
-        filter.push(" AND ").push(column).push(" = ?").bind(arg.clone());
+        filter
+            .push(" AND ")
+            .push(column)
+            .push(" = ?")
+            .bind(arg.clone());
     }
     if let (Some(q), Some(column)) = (&params.q, spec.search) {
-        let escaped = q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        let escaped = q
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
         filter
             .push(" AND LOWER(")
             .push(column)

@@ -38,10 +38,14 @@ pub fn parse_amount(field: &str, text: &str, currency: &str) -> Result<i64, Fiel
             ),
         )
     };
-    let (whole, fraction) = match text.split_once('.') {
+    let (whole, raw_fraction) = match text.split_once('.') {
         Some((w, f)) => (w, f),
         None => (text, ""),
     };
+    if text.contains('.') && raw_fraction.is_empty() {
+        return Err(invalid());
+    }
+    let fraction = raw_fraction;
     // Trailing zeros beyond the currency's digits change nothing: "125.00" is 125 JPY.
     let significant = fraction.trim_end_matches('0');
     let fraction = if significant.len() <= digits as usize && fraction.len() > digits as usize {
@@ -54,7 +58,6 @@ pub fn parse_amount(field: &str, text: &str, currency: &str) -> Result<i64, Fiel
         || !whole.bytes().all(|b| b.is_ascii_digit())
         || fraction.len() > digits as usize
         || !fraction.bytes().all(|b| b.is_ascii_digit())
-        || (text.contains('.') && fraction.is_empty())
     {
         return Err(invalid());
     }
@@ -93,7 +96,9 @@ impl<'de> serde::Deserialize<'de> for Amount {
         match serde_json::Value::deserialize(deserializer)? {
             serde_json::Value::String(s) => Ok(Amount(s.trim().to_owned())),
             serde_json::Value::Number(n) => Ok(Amount(n.to_string())),
-            _ => Err(serde::de::Error::custom("expected a decimal string such as \"125.00\"")),
+            _ => Err(serde::de::Error::custom(
+                "expected a decimal string such as \"125.00\"",
+            )),
         }
     }
 }
@@ -148,7 +153,17 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_an_exact_amount() {
-        for bad in ["", "-1", "1.", ".5", "1.005", "1e3", "abc", "1,5", "99999999999999"] {
+        for bad in [
+            "",
+            "-1",
+            "1.",
+            ".5",
+            "1.005",
+            "1e3",
+            "abc",
+            "1,5",
+            "99999999999999",
+        ] {
             assert!(parse_amount("a", bad, "EUR").is_err(), "{bad}");
         }
         assert!(parse_amount("a", "1.5", "JPY").is_err());

@@ -102,7 +102,8 @@ impl Record {
         Ok(Self {
             email: row::get_str(r, "email")?,
             name: row::get_str(r, "name")?,
-            role: Role::parse(&role).ok_or_else(|| Error::Internal(format!("stored role {role}")))?,
+            role: Role::parse(&role)
+                .ok_or_else(|| Error::Internal(format!("stored role {role}")))?,
             is_active: row::get_bool(r, "is_active")?,
             weekly_capacity_seconds: row::get_opt_i64(r, "weekly_capacity_seconds")?,
             cost_rate: row::get_opt_i64(r, "cost_rate")?,
@@ -115,7 +116,8 @@ impl Record {
     fn apply(input: OrgUserInput, current: Option<&Record>, currency: &str) -> Result<Self> {
         let mut p = Problems::default();
         let cur = |f: fn(&Record) -> Option<String>| current.and_then(f);
-        let email = fields::patch_required(&mut p, "email", input.email, cur(|c| Some(c.email.clone())));
+        let email =
+            fields::patch_required(&mut p, "email", input.email, cur(|c| Some(c.email.clone())));
         let email = match email {
             Some(e) => p.take(fields::opt_email("email", Some(e))).flatten(),
             None if current.is_none() => {
@@ -124,7 +126,8 @@ impl Record {
             }
             None => None,
         };
-        let name = fields::patch_required(&mut p, "name", input.name, cur(|c| Some(c.name.clone())));
+        let name =
+            fields::patch_required(&mut p, "name", input.name, cur(|c| Some(c.name.clone())));
         let name = p.take(fields::required_text("name", name, SHORT_TEXT));
         let role = fields::patch_required(
             &mut p,
@@ -135,23 +138,40 @@ impl Record {
         .and_then(|r| {
             let parsed = Role::parse(&r);
             if parsed.is_none() {
-                p.add("role", "invalid", "role must be one of owner, admin, manager, member, viewer");
+                p.add(
+                    "role",
+                    "invalid",
+                    "role must be one of owner, admin, manager, member, viewer",
+                );
             }
             parsed
         });
-        let is_active =
-            fields::patch_required(&mut p, "isActive", input.is_active, Some(current.is_none_or(|c| c.is_active)));
+        let is_active = fields::patch_required(
+            &mut p,
+            "isActive",
+            input.is_active,
+            Some(current.is_none_or(|c| c.is_active)),
+        );
         let weekly_capacity_seconds = match input.weekly_capacity_hours {
             Patch::Absent => Some(current.and_then(|c| c.weekly_capacity_seconds)),
             Patch::Null => Some(None),
             Patch::Value(h) if h > 168.0 => {
-                p.add("weeklyCapacityHours", "invalid", "weeklyCapacityHours must be from 0 to 168");
+                p.add(
+                    "weeklyCapacityHours",
+                    "invalid",
+                    "weeklyCapacityHours must be from 0 to 168",
+                );
                 None
             }
             Patch::Value(h) => p.take(fields::opt_hours("weeklyCapacityHours", Some(h))),
         };
-        let cost_rate =
-            p.take(patch_amount("costRate", input.cost_rate, current.and_then(|c| c.cost_rate), currency, currency));
+        let cost_rate = p.take(patch_amount(
+            "costRate",
+            input.cost_rate,
+            current.and_then(|c| c.cost_rate),
+            currency,
+            currency,
+        ));
         let billable_rate = p.take(patch_amount(
             "billableRate",
             input.billable_rate,
@@ -174,7 +194,9 @@ impl Record {
             weekly_capacity_seconds: weekly_capacity_seconds.ok_or_else(missing)?,
             cost_rate: cost_rate.ok_or_else(missing)?,
             billable_rate: billable_rate.ok_or_else(missing)?,
-            holiday_profile_id: input.holiday_profile_id.apply(cur(|c| c.holiday_profile_id.clone())),
+            holiday_profile_id: input
+                .holiday_profile_id
+                .apply(cur(|c| c.holiday_profile_id.clone())),
             external_id: external_id.ok_or_else(missing)?,
         })
     }
@@ -202,7 +224,10 @@ fn from_row_in(r: &row::Row, currency: &str) -> Result<OrgUser> {
 pub async fn list(db: &Db, actor: &Actor, params: &ListParams) -> Result<Page<OrgUser>> {
     actor.require(Permission::ReadAll)?;
     let currency = actor.organization.currency.clone();
-    list::list(db, actor.org_id(), &LIST, params, |r| from_row_in(r, &currency)).await
+    list::list(db, actor.org_id(), &LIST, params, |r| {
+        from_row_in(r, &currency)
+    })
+    .await
 }
 
 pub async fn get(db: &Db, actor: &Actor, id: &str) -> Result<OrgUser> {
@@ -237,7 +262,12 @@ pub async fn create(db: &Db, actor: &Actor, input: OrgUserInput) -> Result<OrgUs
     Ok(user)
 }
 
-async fn insert(tx: &mut Tx, org_id: &str, rec: &Record, password_hash: Option<String>) -> Result<String> {
+async fn insert(
+    tx: &mut Tx,
+    org_id: &str,
+    rec: &Record,
+    password_hash: Option<String>,
+) -> Result<String> {
     let id = ids::new_id(ids::USER);
     let now = now_ms();
     Sql::new(
@@ -266,7 +296,10 @@ async fn insert(tx: &mut Tx, org_id: &str, rec: &Record, password_hash: Option<S
 }
 
 async fn reload(tx: &mut Tx, id: &str, currency: &str) -> Result<OrgUser> {
-    let row = Sql::new("SELECT * FROM org_users WHERE id = ?").arg(id).fetch_one(&mut *tx).await?;
+    let row = Sql::new("SELECT * FROM org_users WHERE id = ?")
+        .arg(id)
+        .fetch_one(&mut *tx)
+        .await?;
     from_row_in(&row, currency)
 }
 
@@ -292,7 +325,11 @@ pub async fn update(db: &Db, actor: &Actor, id: &str, input: OrgUserInput) -> Re
         .ok_or(Error::NotFound(NOUN))?;
     let before = from_row_in(&row, &currency)?;
     if before.role > actor.role {
-        return Err(Error::forbidden(format!("a {} cannot change an {}", actor.role.as_str(), before.role.as_str())));
+        return Err(Error::forbidden(format!(
+            "a {} cannot change an {}",
+            actor.role.as_str(),
+            before.role.as_str()
+        )));
     }
     let profile_patched = !input.holiday_profile_id.is_absent();
     let rec = Record::apply(input, Some(&Record::from_row(&row)?), &currency)?;
@@ -302,7 +339,9 @@ pub async fn update(db: &Db, actor: &Actor, id: &str, input: OrgUserInput) -> Re
         && (rec.role != Role::Owner || !rec.is_active)
         && is_last_owner(&mut tx, actor.org_id(), id).await?
     {
-        return Err(Error::conflict("the organization needs at least one active owner"));
+        return Err(Error::conflict(
+            "the organization needs at least one active owner",
+        ));
     }
     if profile_patched {
         check_holiday_profile(&mut tx, actor.org_id(), rec.holiday_profile_id.as_deref()).await?;
@@ -340,10 +379,16 @@ pub async fn delete(db: &Db, actor: &Actor, id: &str) -> Result<()> {
         .ok_or(Error::NotFound(NOUN))?;
     let last = from_row_in(&row, &actor.organization.currency)?;
     if last.role > actor.role {
-        return Err(Error::forbidden(format!("a {} cannot remove an {}", actor.role.as_str(), last.role.as_str())));
+        return Err(Error::forbidden(format!(
+            "a {} cannot remove an {}",
+            actor.role.as_str(),
+            last.role.as_str()
+        )));
     }
     if last.role == Role::Owner && is_last_owner(&mut tx, actor.org_id(), id).await? {
-        return Err(Error::conflict("the organization needs at least one active owner"));
+        return Err(Error::conflict(
+            "the organization needs at least one active owner",
+        ));
     }
     let now = now_ms();
     fields::soft_delete(&mut tx, LIST.table, id, now).await?;
@@ -359,12 +404,22 @@ pub async fn delete(db: &Db, actor: &Actor, id: &str) -> Result<()> {
 
 /// An assignee must be a live, active user of the organization.
 pub(crate) async fn check_assignee(tx: &mut Tx, org_id: &str, user_id: Option<&str>) -> Result<()> {
-    let Some(user_id) = user_id else { return Ok(()) };
+    let Some(user_id) = user_id else {
+        return Ok(());
+    };
     let row = fields::live_row(&mut *tx, LIST.table, org_id, user_id).await?;
     match row {
         Some(r) if row::get_bool(&r, "is_active")? => Ok(()),
-        Some(_) => Err(Error::validation("assigneeId", "inactive", "assigneeId names a deactivated user")),
-        None => Err(Error::validation("assigneeId", "not_found", "assigneeId does not name a user of this organization")),
+        Some(_) => Err(Error::validation(
+            "assigneeId",
+            "inactive",
+            "assigneeId names a deactivated user",
+        )),
+        None => Err(Error::validation(
+            "assigneeId",
+            "not_found",
+            "assigneeId does not name a user of this organization",
+        )),
     }
 }
 
@@ -389,7 +444,12 @@ pub struct NewUser<'a> {
 }
 
 /// Creates a user inside `tx` without an acting user (operator path), logging `org_user.created`.
-pub async fn insert_operator(tx: &mut Tx, org_id: &str, currency: &str, new: NewUser<'_>) -> Result<String> {
+pub async fn insert_operator(
+    tx: &mut Tx,
+    org_id: &str,
+    currency: &str,
+    new: NewUser<'_>,
+) -> Result<String> {
     let input = OrgUserInput {
         email: Patch::Value(new.email.to_owned()),
         name: Patch::Value(new.name.to_owned()),
@@ -407,7 +467,11 @@ pub async fn insert_operator(tx: &mut Tx, org_id: &str, currency: &str, new: New
 pub fn hash_password(password: &str) -> Result<String> {
     use argon2::password_hash::{PasswordHasher, SaltString};
     if password.chars().count() < 8 {
-        return Err(Error::validation("password", "too_short", "password must be at least 8 characters"));
+        return Err(Error::validation(
+            "password",
+            "too_short",
+            "password must be at least 8 characters",
+        ));
     }
     let salt_bytes: [u8; 16] = rand::random();
     let salt = SaltString::encode_b64(&salt_bytes)

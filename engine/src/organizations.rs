@@ -30,9 +30,14 @@ impl Plan {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Plan::Free, Plan::Starter, Plan::Professional, Plan::Business]
-            .into_iter()
-            .find(|p| p.as_str() == text)
+        [
+            Plan::Free,
+            Plan::Starter,
+            Plan::Professional,
+            Plan::Business,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == text)
     }
 
     /// Whether the organization may create API keys through the API.
@@ -103,7 +108,8 @@ impl Organization {
         Ok(Self {
             id: row::get_str(r, "id")?,
             name: row::get_str(r, "name")?,
-            plan: Plan::parse(&plan).ok_or_else(|| Error::Internal(format!("stored plan {plan}")))?,
+            plan: Plan::parse(&plan)
+                .ok_or_else(|| Error::Internal(format!("stored plan {plan}")))?,
             billing_state: BillingState::parse(&state)
                 .ok_or_else(|| Error::Internal(format!("stored billing state {state}")))?,
             currency: row::get_str(r, "currency")?,
@@ -157,9 +163,17 @@ pub async fn find(db: &Db, org_id: &str) -> Result<Organization> {
 pub fn check_name(field: &str, name: &str) -> Result<String, FieldError> {
     let name = name.trim();
     if name.is_empty() {
-        Err(FieldError::new(field, "required", format!("{field} must not be empty")))
+        Err(FieldError::new(
+            field,
+            "required",
+            format!("{field} must not be empty"),
+        ))
     } else if name.chars().count() > 200 {
-        Err(FieldError::new(field, "too_long", format!("{field} must be at most 200 characters")))
+        Err(FieldError::new(
+            field,
+            "too_long",
+            format!("{field} must be at most 200 characters"),
+        ))
     } else {
         Ok(name.to_owned())
     }
@@ -168,7 +182,13 @@ pub fn check_name(field: &str, name: &str) -> Result<String, FieldError> {
 fn check_timezone(tz: &str) -> Result<String, FieldError> {
     tz.parse::<chrono_tz::Tz>()
         .map(|_| tz.to_owned())
-        .map_err(|_| FieldError::new("timezone", "invalid", "timezone must be an IANA time zone such as Europe/Berlin"))
+        .map_err(|_| {
+            FieldError::new(
+                "timezone",
+                "invalid",
+                "timezone must be an IANA time zone such as Europe/Berlin",
+            )
+        })
 }
 
 fn check_weekday(day: &str) -> Result<String, FieldError> {
@@ -187,7 +207,11 @@ pub async fn update(db: &Db, actor: &Actor, patch: OrganizationPatch) -> Result<
     actor.require(Permission::WriteOrganization)?;
     let mut problems = Problems::default();
     if !patch.plan.is_absent() {
-        problems.add("plan", "read_only", "the plan is changed by the operator (timix org update)");
+        problems.add(
+            "plan",
+            "read_only",
+            "the plan is changed by the operator (timix org update)",
+        );
     }
     if !patch.billing_state.is_absent() {
         problems.add(
@@ -220,7 +244,9 @@ pub async fn update(db: &Db, actor: &Actor, patch: OrganizationPatch) -> Result<
     problems.into_result()?;
     let (Some(name), Some(currency), Some(timezone), Some(week)) = (name, currency, timezone, week)
     else {
-        return Err(Error::Internal("validated organization fields missing".into()));
+        return Err(Error::Internal(
+            "validated organization fields missing".into(),
+        ));
     };
     let mut tx = db.begin().await?;
     Sql::new(
@@ -250,7 +276,8 @@ pub struct NewOrganization<'a> {
 pub async fn insert(tx: &mut Tx, new: NewOrganization<'_>) -> Result<String> {
     let id = ids::new_id(ids::ORGANIZATION);
     let name = check_name("org", new.name).map_err(|e| Error::Validation(vec![e]))?;
-    let currency = parse_currency("currency", new.currency).map_err(|e| Error::Validation(vec![e]))?;
+    let currency =
+        parse_currency("currency", new.currency).map_err(|e| Error::Validation(vec![e]))?;
     let timezone = check_timezone(new.timezone).map_err(|e| Error::Validation(vec![e]))?;
     let now = now_ms();
     Sql::new(

@@ -144,12 +144,22 @@ impl Record {
 
     /// The record after `input`, checked. The parent customer (already resolved) gives the
     /// currency of a new project.
-    fn apply(input: ProjectInput, current: Option<&Record>, customer_id: String, currency: String) -> Result<Self> {
+    fn apply(
+        input: ProjectInput,
+        current: Option<&Record>,
+        customer_id: String,
+        currency: String,
+    ) -> Result<Self> {
         let mut p = Problems::default();
         let cur = |f: fn(&Record) -> Option<String>| current.and_then(f);
-        let name = fields::patch_required(&mut p, "name", input.name, cur(|c| Some(c.name.clone())));
+        let name =
+            fields::patch_required(&mut p, "name", input.name, cur(|c| Some(c.name.clone())));
         let name = p.take(fields::required_text("name", name, SHORT_TEXT));
-        let code = p.take(fields::opt_text("code", input.code.apply(cur(|c| c.code.clone())), SHORT_TEXT));
+        let code = p.take(fields::opt_text(
+            "code",
+            input.code.apply(cur(|c| c.code.clone())),
+            SHORT_TEXT,
+        ));
         let billing_method = fields::patch_required(
             &mut p,
             "billingMethod",
@@ -160,32 +170,64 @@ impl Record {
         let money = |p: &mut Problems, field: &str, patch: Patch<Amount>, old: Option<i64>| {
             p.take(patch_amount(field, patch, old, &currency, &currency))
         };
-        let hourly_rate = money(&mut p, "hourlyRate", input.hourly_rate, current.and_then(|c| c.hourly_rate));
-        let fixed_fee = money(&mut p, "fixedFee", input.fixed_fee, current.and_then(|c| c.fixed_fee));
-        let budget_amount =
-            money(&mut p, "budgetAmount", input.budget_amount, current.and_then(|c| c.budget_amount));
+        let hourly_rate = money(
+            &mut p,
+            "hourlyRate",
+            input.hourly_rate,
+            current.and_then(|c| c.hourly_rate),
+        );
+        let fixed_fee = money(
+            &mut p,
+            "fixedFee",
+            input.fixed_fee,
+            current.and_then(|c| c.fixed_fee),
+        );
+        let budget_amount = money(
+            &mut p,
+            "budgetAmount",
+            input.budget_amount,
+            current.and_then(|c| c.budget_amount),
+        );
         let budget_seconds = match input.budget_hours {
             Patch::Absent => Some(current.and_then(|c| c.budget_seconds)),
             Patch::Null => Some(None),
             Patch::Value(h) => p.take(fields::opt_hours("budgetHours", Some(h))),
         };
-        let date = |p: &mut Problems, field: &str, patch: Patch<String>, old: Option<String>| {
-            match patch.apply(old) {
+        let date =
+            |p: &mut Problems, field: &str, patch: Patch<String>, old: Option<String>| match patch
+                .apply(old)
+            {
                 None => Some(None),
                 Some(d) => p.take(parse_date_field(field, &d)).map(Some),
-            }
-        };
-        let starts_on = date(&mut p, "startsOn", input.starts_on, cur(|c| c.starts_on.clone()));
+            };
+        let starts_on = date(
+            &mut p,
+            "startsOn",
+            input.starts_on,
+            cur(|c| c.starts_on.clone()),
+        );
         let ends_on = date(&mut p, "endsOn", input.ends_on, cur(|c| c.ends_on.clone()));
         if let (Some(Some(s)), Some(Some(e))) = (&starts_on, &ends_on)
             && e < s
         {
-            p.push(FieldError::new("endsOn", "invalid", "endsOn must not be before startsOn"));
+            p.push(FieldError::new(
+                "endsOn",
+                "invalid",
+                "endsOn must not be before startsOn",
+            ));
         }
         if billing_method.as_deref() == Some("fixed_fee") && fixed_fee == Some(None) {
-            p.push(FieldError::new("fixedFee", "required", "fixedFee is required when billingMethod is fixed_fee"));
+            p.push(FieldError::new(
+                "fixedFee",
+                "required",
+                "fixedFee is required when billingMethod is fixed_fee",
+            ));
         }
-        let notes = p.take(fields::opt_text("notes", input.notes.apply(cur(|c| c.notes.clone())), LONG_TEXT));
+        let notes = p.take(fields::opt_text(
+            "notes",
+            input.notes.apply(cur(|c| c.notes.clone())),
+            LONG_TEXT,
+        ));
         let external_id = p.take(fields::opt_text(
             "externalId",
             input.external_id.apply(cur(|c| c.external_id.clone())),
@@ -269,7 +311,9 @@ async fn insert(tx: &mut Tx, actor: &Actor, mut input: ProjectInput) -> Result<P
         _ => {
             // Report every other problem of the body with the missing parent.
             let mut errors = vec![FieldError::required("customerId")];
-            if let Err(Error::Validation(more)) = Record::apply(input, None, String::new(), "EUR".into()) {
+            if let Err(Error::Validation(more)) =
+                Record::apply(input, None, String::new(), "EUR".into())
+            {
                 errors.extend(more);
             }
             return Err(Error::Validation(errors));
@@ -311,7 +355,10 @@ async fn insert(tx: &mut Tx, actor: &Actor, mut input: ProjectInput) -> Result<P
 }
 
 async fn reload(tx: &mut Tx, id: &str) -> Result<Project> {
-    let row = Sql::new("SELECT * FROM projects WHERE id = ?").arg(id).fetch_one(&mut *tx).await?;
+    let row = Sql::new("SELECT * FROM projects WHERE id = ?")
+        .arg(id)
+        .fetch_one(&mut *tx)
+        .await?;
     from_row(&row)
 }
 
@@ -326,12 +373,23 @@ pub async fn update(db: &Db, actor: &Actor, id: &str, input: ProjectInput) -> Re
     Ok(project)
 }
 
-async fn apply_update(tx: &mut Tx, actor: &Actor, row: &row::Row, mut input: ProjectInput) -> Result<Project> {
+async fn apply_update(
+    tx: &mut Tx,
+    actor: &Actor,
+    row: &row::Row,
+    mut input: ProjectInput,
+) -> Result<Project> {
     let before = from_row(row)?;
     let current = Record::from_row(row)?;
     let customer_id = match std::mem::take(&mut input.customer_id) {
         Patch::Absent => current.customer_id.clone(),
-        Patch::Null => return Err(Error::validation("customerId", "required", "customerId cannot be null")),
+        Patch::Null => {
+            return Err(Error::validation(
+                "customerId",
+                "required",
+                "customerId cannot be null",
+            ));
+        }
         Patch::Value(id) if id == current.customer_id => id,
         Patch::Value(id) => {
             let customer = customers::parent(tx, actor.org_id(), &id, "customerId").await?;
@@ -339,7 +397,10 @@ async fn apply_update(tx: &mut Tx, actor: &Actor, row: &row::Row, mut input: Pro
                 return Err(Error::validation(
                     "customerId",
                     "currency_mismatch",
-                    format!("the project's amounts are in {}, the new customer bills in {}", current.currency, customer.currency),
+                    format!(
+                        "the project's amounts are in {}, the new customer bills in {}",
+                        current.currency, customer.currency
+                    ),
                 ));
             }
             customer.id
@@ -385,7 +446,8 @@ pub async fn upsert_by_external_id(
     check_path_external_id(&input.external_id, external_id)?;
     input.external_id = Patch::Value(external_id.to_owned());
     let mut tx = db.begin().await?;
-    let existing = fields::live_row_by_external_id(&mut tx, LIST.table, actor.org_id(), external_id).await?;
+    let existing =
+        fields::live_row_by_external_id(&mut tx, LIST.table, actor.org_id(), external_id).await?;
     let result = match existing {
         Some(row) => (apply_update(&mut tx, actor, &row, input).await?, false),
         None => (insert(&mut tx, actor, input).await?, true),
@@ -415,12 +477,22 @@ pub async fn delete(db: &Db, actor: &Actor, id: &str) -> Result<()> {
 
 /// The parent check used by tasks: a live, not archived project of the organization.
 pub(crate) async fn parent(tx: &mut Tx, org_id: &str, id: &str, field: &str) -> Result<Project> {
-    let row = fields::live_row(&mut *tx, LIST.table, org_id, id).await?.ok_or_else(|| {
-        Error::validation(field, "not_found", format!("{field} does not name a project of this organization"))
-    })?;
+    let row = fields::live_row(&mut *tx, LIST.table, org_id, id)
+        .await?
+        .ok_or_else(|| {
+            Error::validation(
+                field,
+                "not_found",
+                format!("{field} does not name a project of this organization"),
+            )
+        })?;
     let project = from_row(&row)?;
     if project.is_archived {
-        return Err(Error::validation(field, "archived", format!("{field} names an archived project")));
+        return Err(Error::validation(
+            field,
+            "archived",
+            format!("{field} names an archived project"),
+        ));
     }
     Ok(project)
 }

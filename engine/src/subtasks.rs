@@ -99,7 +99,8 @@ impl Record {
     fn apply(input: SubtaskInput, current: Option<&Record>) -> Result<Self> {
         let mut p = Problems::default();
         let cur = |f: fn(&Record) -> Option<String>| current.and_then(f);
-        let name = fields::patch_required(&mut p, "name", input.name, cur(|c| Some(c.name.clone())));
+        let name =
+            fields::patch_required(&mut p, "name", input.name, cur(|c| Some(c.name.clone())));
         let name = p.take(fields::required_text("name", name, SHORT_TEXT));
         let status = fields::patch_required(
             &mut p,
@@ -207,7 +208,10 @@ async fn insert(tx: &mut Tx, actor: &Actor, mut input: SubtaskInput) -> Result<S
 }
 
 async fn reload(tx: &mut Tx, id: &str) -> Result<Subtask> {
-    let row = Sql::new("SELECT * FROM subtasks WHERE id = ?").arg(id).fetch_one(&mut *tx).await?;
+    let row = Sql::new("SELECT * FROM subtasks WHERE id = ?")
+        .arg(id)
+        .fetch_one(&mut *tx)
+        .await?;
     from_row(&row)
 }
 
@@ -222,11 +226,22 @@ pub async fn update(db: &Db, actor: &Actor, id: &str, input: SubtaskInput) -> Re
     Ok(subtask)
 }
 
-async fn apply_update(tx: &mut Tx, actor: &Actor, row: &row::Row, mut input: SubtaskInput) -> Result<Subtask> {
+async fn apply_update(
+    tx: &mut Tx,
+    actor: &Actor,
+    row: &row::Row,
+    mut input: SubtaskInput,
+) -> Result<Subtask> {
     let before = from_row(row)?;
     let (task_id, project_id) = match std::mem::take(&mut input.task_id) {
         Patch::Absent => (before.task_id.clone(), before.project_id.clone()),
-        Patch::Null => return Err(Error::validation("taskId", "required", "taskId cannot be null")),
+        Patch::Null => {
+            return Err(Error::validation(
+                "taskId",
+                "required",
+                "taskId cannot be null",
+            ));
+        }
         Patch::Value(id) if id == before.task_id => (id, before.project_id.clone()),
         Patch::Value(id) => {
             let task = tasks::parent(tx, actor.org_id(), &id, "taskId").await?;
@@ -261,7 +276,12 @@ async fn apply_update(tx: &mut Tx, actor: &Actor, row: &row::Row, mut input: Sub
 
 /// When a task moves to another project its subtasks' derived `projectId` follows, each with
 /// its own `subtask.updated` event so that sync clients see the change.
-pub(crate) async fn follow_task_move(tx: &mut Tx, org_id: &str, task_id: &str, project_id: &str) -> Result<()> {
+pub(crate) async fn follow_task_move(
+    tx: &mut Tx,
+    org_id: &str,
+    task_id: &str,
+    project_id: &str,
+) -> Result<()> {
     let rows = Sql::new("SELECT * FROM subtasks WHERE task_id = ? AND deleted_at IS NULL")
         .arg(task_id)
         .fetch_all(&mut *tx)
@@ -290,7 +310,8 @@ pub async fn upsert_by_external_id(
     check_path_external_id(&input.external_id, external_id)?;
     input.external_id = Patch::Value(external_id.to_owned());
     let mut tx = db.begin().await?;
-    let existing = fields::live_row_by_external_id(&mut tx, LIST.table, actor.org_id(), external_id).await?;
+    let existing =
+        fields::live_row_by_external_id(&mut tx, LIST.table, actor.org_id(), external_id).await?;
     let result = match existing {
         Some(row) => (apply_update(&mut tx, actor, &row, input).await?, false),
         None => (insert(&mut tx, actor, input).await?, true),

@@ -118,10 +118,16 @@ impl Record {
         })
     }
 
-    fn apply(input: TaskInput, current: Option<&Record>, currency: &str, default_billable: bool) -> Result<Self> {
+    fn apply(
+        input: TaskInput,
+        current: Option<&Record>,
+        currency: &str,
+        default_billable: bool,
+    ) -> Result<Self> {
         let mut p = Problems::default();
         let cur = |f: fn(&Record) -> Option<String>| current.and_then(f);
-        let name = fields::patch_required(&mut p, "name", input.name, cur(|c| Some(c.name.clone())));
+        let name =
+            fields::patch_required(&mut p, "name", input.name, cur(|c| Some(c.name.clone())));
         let name = p.take(fields::required_text("name", name, SHORT_TEXT));
         let description = p.take(fields::opt_text(
             "description",
@@ -141,8 +147,13 @@ impl Record {
             input.billable,
             Some(current.map_or(default_billable, |c| c.billable)),
         );
-        let hourly_rate =
-            p.take(patch_amount("hourlyRate", input.hourly_rate, current.and_then(|c| c.hourly_rate), currency, currency));
+        let hourly_rate = p.take(patch_amount(
+            "hourlyRate",
+            input.hourly_rate,
+            current.and_then(|c| c.hourly_rate),
+            currency,
+            currency,
+        ));
         let estimate_seconds = match input.estimate_hours {
             Patch::Absent => Some(current.and_then(|c| c.estimate_seconds)),
             Patch::Null => Some(None),
@@ -222,7 +233,12 @@ async fn insert(tx: &mut Tx, actor: &Actor, mut input: TaskInput) -> Result<Task
         }
     };
     let project = projects::parent(tx, actor.org_id(), &project_id, "projectId").await?;
-    let rec = Record::apply(input, None, &project.currency, project.billing_method != "non_billable")?;
+    let rec = Record::apply(
+        input,
+        None,
+        &project.currency,
+        project.billing_method != "non_billable",
+    )?;
     org_users::check_assignee(tx, actor.org_id(), rec.assignee_id.as_deref()).await?;
     let id = ids::new_id(ids::TASK);
     let now = now_ms();
@@ -254,7 +270,10 @@ async fn insert(tx: &mut Tx, actor: &Actor, mut input: TaskInput) -> Result<Task
 }
 
 async fn reload(tx: &mut Tx, id: &str) -> Result<Task> {
-    let row = Sql::new("SELECT * FROM tasks WHERE id = ?").arg(id).fetch_one(&mut *tx).await?;
+    let row = Sql::new("SELECT * FROM tasks WHERE id = ?")
+        .arg(id)
+        .fetch_one(&mut *tx)
+        .await?;
     from_row(&row)
 }
 
@@ -269,11 +288,22 @@ pub async fn update(db: &Db, actor: &Actor, id: &str, input: TaskInput) -> Resul
     Ok(task)
 }
 
-async fn apply_update(tx: &mut Tx, actor: &Actor, row: &row::Row, mut input: TaskInput) -> Result<Task> {
+async fn apply_update(
+    tx: &mut Tx,
+    actor: &Actor,
+    row: &row::Row,
+    mut input: TaskInput,
+) -> Result<Task> {
     let before = from_row(row)?;
     let project_id = match std::mem::take(&mut input.project_id) {
         Patch::Absent => before.project_id.clone(),
-        Patch::Null => return Err(Error::validation("projectId", "required", "projectId cannot be null")),
+        Patch::Null => {
+            return Err(Error::validation(
+                "projectId",
+                "required",
+                "projectId cannot be null",
+            ));
+        }
         Patch::Value(id) if id == before.project_id => id,
         Patch::Value(id) => {
             let project = projects::parent(tx, actor.org_id(), &id, "projectId").await?;
@@ -281,14 +311,22 @@ async fn apply_update(tx: &mut Tx, actor: &Actor, row: &row::Row, mut input: Tas
                 return Err(Error::validation(
                     "projectId",
                     "currency_mismatch",
-                    format!("the task's rate is in {}, the new project bills in {}", before.currency, project.currency),
+                    format!(
+                        "the task's rate is in {}, the new project bills in {}",
+                        before.currency, project.currency
+                    ),
                 ));
             }
             project.id
         }
     };
     let assignee_patched = !input.assignee_id.is_absent();
-    let rec = Record::apply(input, Some(&Record::from_row(row)?), &before.currency, before.billable)?;
+    let rec = Record::apply(
+        input,
+        Some(&Record::from_row(row)?),
+        &before.currency,
+        before.billable,
+    )?;
     if assignee_patched {
         org_users::check_assignee(tx, actor.org_id(), rec.assignee_id.as_deref()).await?;
     }
@@ -329,7 +367,8 @@ pub async fn upsert_by_external_id(
     check_path_external_id(&input.external_id, external_id)?;
     input.external_id = Patch::Value(external_id.to_owned());
     let mut tx = db.begin().await?;
-    let existing = fields::live_row_by_external_id(&mut tx, LIST.table, actor.org_id(), external_id).await?;
+    let existing =
+        fields::live_row_by_external_id(&mut tx, LIST.table, actor.org_id(), external_id).await?;
     let result = match existing {
         Some(row) => (apply_update(&mut tx, actor, &row, input).await?, false),
         None => (insert(&mut tx, actor, input).await?, true),
@@ -359,16 +398,26 @@ pub async fn delete(db: &Db, actor: &Actor, id: &str) -> Result<()> {
 
 /// The parent check used by subtasks: a live task whose project is not archived.
 pub(crate) async fn parent(tx: &mut Tx, org_id: &str, id: &str, field: &str) -> Result<Task> {
-    let row = fields::live_row(&mut *tx, LIST.table, org_id, id).await?.ok_or_else(|| {
-        Error::validation(field, "not_found", format!("{field} does not name a task of this organization"))
-    })?;
+    let row = fields::live_row(&mut *tx, LIST.table, org_id, id)
+        .await?
+        .ok_or_else(|| {
+            Error::validation(
+                field,
+                "not_found",
+                format!("{field} does not name a task of this organization"),
+            )
+        })?;
     let task = from_row(&row)?;
     let archived = Sql::new("SELECT is_archived FROM projects WHERE id = ?")
         .arg(&task.project_id)
         .fetch_one(&mut *tx)
         .await?;
     if row::get_bool(&archived, "is_archived")? {
-        return Err(Error::validation(field, "archived", format!("{field} names a task of an archived project")));
+        return Err(Error::validation(
+            field,
+            "archived",
+            format!("{field} names a task of an archived project"),
+        ));
     }
     Ok(task)
 }

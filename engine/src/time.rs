@@ -48,7 +48,13 @@ pub fn parse_instant_field(field: &str, text: &str) -> Result<Millis, FieldError
 pub fn parse_date_field(field: &str, text: &str) -> Result<String, FieldError> {
     NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .map(|d| d.format("%Y-%m-%d").to_string())
-        .map_err(|_| FieldError::new(field, "invalid", format!("{field} must be a date YYYY-MM-DD")))
+        .map_err(|_| {
+            FieldError::new(
+                field,
+                "invalid",
+                format!("{field} must be a date YYYY-MM-DD"),
+            )
+        })
 }
 
 #[cfg(test)]
@@ -59,7 +65,10 @@ mod tests {
     fn instants_round_trip_with_milliseconds() {
         let ms = parse_instant("2026-01-31T09:00:00.250+01:00").unwrap();
         assert_eq!(format_ms(ms), "2026-01-31T08:00:00.250Z");
-        assert_eq!(parse_instant("2026-01-31"), parse_instant("2026-01-31T00:00:00Z"));
+        assert_eq!(
+            parse_instant("2026-01-31"),
+            parse_instant("2026-01-31T00:00:00Z")
+        );
         assert_eq!(parse_instant("yesterday"), None);
     }
 }

@@ -9,11 +9,23 @@ async fn unknown_routes_and_wrong_methods_get_the_envelope() {
     let server = Server::start().await;
     let org = server.db.bootstrap("business");
     let client = server.as_key(&org.key);
-    client.get("/nothing-here").await.expect_error(404, "not_found");
-    client.get("/api/other").await.expect_error(404, "not_found");
-    let r = client.send(client.request(reqwest::Method::PUT, "/customers")).await.expect_error(405, "method_not_allowed");
+    client
+        .get("/nothing-here")
+        .await
+        .expect_error(404, "not_found");
+    client
+        .get("/api/other")
+        .await
+        .expect_error(404, "not_found");
+    let r = client
+        .send(client.request(reqwest::Method::PUT, "/customers"))
+        .await
+        .expect_error(405, "method_not_allowed");
     assert!(r.header("allow").unwrap().contains("GET"));
-    client.send(client.request(reqwest::Method::POST, "/health")).await.expect_error(405, "method_not_allowed");
+    client
+        .send(client.request(reqwest::Method::POST, "/health"))
+        .await
+        .expect_error(405, "method_not_allowed");
 }
 
 #[tokio::test]
@@ -22,18 +34,38 @@ async fn bodies_that_are_not_right_json_are_refused_clearly() {
     let org = server.db.bootstrap("business");
     let client = server.as_key(&org.key);
     let post = |body: &'static str, content_type: &'static str| {
-        client.request(reqwest::Method::POST, "/customers").header("content-type", content_type).body(body)
+        client
+            .request(reqwest::Method::POST, "/customers")
+            .header("content-type", content_type)
+            .body(body)
     };
-    client.send(post("{\"name\": ", "application/json")).await.expect_error(400, "invalid_json");
-    client.send(post("name=x", "application/x-www-form-urlencoded")).await.expect_error(415, "unsupported_media_type");
-    client.send(post("{\"name\": \"x\"}", "text/plain")).await.expect_error(415, "unsupported_media_type");
-    client.send(post("{\"name\": \"x\"}", "application/json; charset=utf-8")).await.expect(201);
-    let r = client.send(post("[1, 2]", "application/json")).await.expect_error(422, "validation_failed");
+    client
+        .send(post("{\"name\": ", "application/json"))
+        .await
+        .expect_error(400, "invalid_json");
+    client
+        .send(post("name=x", "application/x-www-form-urlencoded"))
+        .await
+        .expect_error(415, "unsupported_media_type");
+    client
+        .send(post("{\"name\": \"x\"}", "text/plain"))
+        .await
+        .expect_error(415, "unsupported_media_type");
+    client
+        .send(post("{\"name\": \"x\"}", "application/json; charset=utf-8"))
+        .await
+        .expect(201);
+    let r = client
+        .send(post("[1, 2]", "application/json"))
+        .await
+        .expect_error(422, "validation_failed");
     assert_eq!(r.error_fields(), vec![""]);
 
     // Too large: refused from its Content-Length, before the body is read.
     let mut stream = std::net::TcpStream::connect(&server.address).unwrap();
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
     let head = format!(
         "POST /api/integration/v1/customers HTTP/1.1\r\nHost: x\r\nX-Api-Key: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         org.key,
@@ -46,9 +78,15 @@ async fn bodies_that_are_not_right_json_are_refused_clearly() {
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("\"payload_too_large\""), "{answer}");
 
-    let r = client.post("/customers", json!({"name": 5})).await.expect_error(422, "validation_failed");
+    let r = client
+        .post("/customers", json!({"name": 5}))
+        .await
+        .expect_error(422, "validation_failed");
     assert_eq!(r.error_fields(), vec!["name"]);
-    let r = client.post("/customers", json!({"name": "x", "colour": "red"})).await.expect_error(422, "validation_failed");
+    let r = client
+        .post("/customers", json!({"name": "x", "colour": "red"}))
+        .await
+        .expect_error(422, "validation_failed");
     assert_eq!(r.error_fields(), vec!["colour"]);
     assert_eq!(r.body["error"]["details"][0]["code"], "unknown_field");
 }
@@ -59,26 +97,50 @@ async fn missing_and_invalid_fields_are_all_named_in_details() {
     let org = server.db.bootstrap("business");
     let client = server.as_key(&org.key);
     let r = client
-        .post("/customers", json!({"email": "not-an-email", "currency": "euro", "hourlyRate": "12.345"}))
+        .post(
+            "/customers",
+            json!({"email": "not-an-email", "currency": "euro", "hourlyRate": "12.345"}),
+        )
         .await
         .expect_error(422, "validation_failed");
     let mut fields = r.error_fields();
     fields.sort();
     assert_eq!(fields, vec!["currency", "email", "name"]);
-    let r = client.post("/projects", json!({"billingMethod": "barter"})).await.expect_error(422, "validation_failed");
+    let r = client
+        .post("/projects", json!({"billingMethod": "barter"}))
+        .await
+        .expect_error(422, "validation_failed");
     let mut fields = r.error_fields();
     fields.sort();
     assert_eq!(fields, vec!["billingMethod", "customerId", "name"]);
-    let r = client.post("/org-users", json!({"name": "No Email"})).await.expect_error(422, "validation_failed");
+    let r = client
+        .post("/org-users", json!({"name": "No Email"}))
+        .await
+        .expect_error(422, "validation_failed");
     assert_eq!(r.error_fields(), vec!["email"]);
-    let r = client.patch("/organization", json!({"plan": "business", "weekStartsOn": "caturday"})).await;
+    let r = client
+        .patch(
+            "/organization",
+            json!({"plan": "business", "weekStartsOn": "caturday"}),
+        )
+        .await;
     let mut fields = r.expect_error(422, "validation_failed").error_fields();
     fields.sort();
     assert_eq!(fields, vec!["plan", "weekStartsOn"]);
-    let r = client.patch("/organization", json!({"timezone": "Mars/Olympus"})).await;
-    assert_eq!(r.expect_error(422, "validation_failed").error_fields(), vec!["timezone"]);
+    let r = client
+        .patch("/organization", json!({"timezone": "Mars/Olympus"}))
+        .await;
+    assert_eq!(
+        r.expect_error(422, "validation_failed").error_fields(),
+        vec!["timezone"]
+    );
     // A valid change goes through and is returned.
-    let r = client.patch("/organization", json!({"timezone": "Europe/Berlin", "weekStartsOn": "sunday", "currency": "USD"})).await;
+    let r = client
+        .patch(
+            "/organization",
+            json!({"timezone": "Europe/Berlin", "weekStartsOn": "sunday", "currency": "USD"}),
+        )
+        .await;
     let r = r.expect(200);
     assert_eq!(r.body["timezone"], "Europe/Berlin");
     assert_eq!(r.body["weekStartsOn"], "sunday");
@@ -97,10 +159,18 @@ async fn every_response_carries_a_request_id_and_echoes_the_callers() {
         server.anonymous().get("/me").await,
         client.get("/customers/cus_missing").await,
     ] {
-        assert!(r.header("x-request-id").is_some_and(|v| v.len() > 4), "{:?}", r.headers);
+        assert!(
+            r.header("x-request-id").is_some_and(|v| v.len() > 4),
+            "{:?}",
+            r.headers
+        );
     }
     let r = client
-        .send(client.request(reqwest::Method::GET, "/customers/cus_missing").header("X-Request-Id", "trace-abc-123"))
+        .send(
+            client
+                .request(reqwest::Method::GET, "/customers/cus_missing")
+                .header("X-Request-Id", "trace-abc-123"),
+        )
         .await
         .expect_error(404, "not_found");
     assert_eq!(r.header("x-request-id"), Some("trace-abc-123"));
@@ -128,6 +198,9 @@ async fn bad_query_parameters_are_400s() {
         "/events?limit=1001",
         "/events?after=-1",
     ] {
-        client.get(path).await.expect_error(400, "invalid_parameter");
+        client
+            .get(path)
+            .await
+            .expect_error(400, "invalid_parameter");
     }
 }

@@ -9,25 +9,48 @@ async fn every_change_appends_one_event_in_order() {
     let server = Server::start().await;
     let org = server.db.bootstrap("business");
     let c = server.as_key(&org.key);
-    let start = c.get("/events").await.expect(200).body["nextAfter"].as_i64().unwrap();
+    let start = c.get("/events").await.expect(200).body["nextAfter"]
+        .as_i64()
+        .unwrap();
     let customer = c.customer("Acme").await;
-    c.patch(&format!("/customers/{customer}"), json!({"name": "Acme Corp", "notes": "vip"})).await.expect(200);
+    c.patch(
+        &format!("/customers/{customer}"),
+        json!({"name": "Acme Corp", "notes": "vip"}),
+    )
+    .await
+    .expect(200);
     // A PATCH that changes nothing logs nothing.
-    c.patch(&format!("/customers/{customer}"), json!({"name": "Acme Corp"})).await.expect(200);
+    c.patch(
+        &format!("/customers/{customer}"),
+        json!({"name": "Acme Corp"}),
+    )
+    .await
+    .expect(200);
     let project = c.project(&customer, "Site").await;
     let task = c.task(&project, "Build").await;
     let subtask = c.subtask(&task, "Part").await;
     c.delete(&format!("/subtasks/{subtask}")).await.expect(204);
     // Refused writes log nothing.
-    c.post("/projects", json!({"customerId": "cus_nope", "name": "x"})).await.expect(422);
-    c.delete(&format!("/customers/{customer}")).await.expect(409);
+    c.post("/projects", json!({"customerId": "cus_nope", "name": "x"}))
+        .await
+        .expect(422);
+    c.delete(&format!("/customers/{customer}"))
+        .await
+        .expect(409);
 
     let page = c.get(&format!("/events?after={start}")).await.expect(200);
     let items = page.items();
     let types: Vec<&str> = items.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(
         types,
-        vec!["customer.created", "customer.updated", "project.created", "task.created", "subtask.created", "subtask.deleted"]
+        vec![
+            "customer.created",
+            "customer.updated",
+            "project.created",
+            "task.created",
+            "subtask.created",
+            "subtask.deleted"
+        ]
     );
     let seqs: Vec<i64> = items.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
@@ -40,7 +63,10 @@ async fn every_change_appends_one_event_in_order() {
     assert_eq!(update["organizationId"], org.id);
     assert_eq!(update["changedFields"], json!(["name", "notes"]));
     assert_eq!(update["previous"], json!({"name": "Acme", "notes": null}));
-    assert_eq!(update["data"]["name"], "Acme Corp", "data is the full resource after the change");
+    assert_eq!(
+        update["data"]["name"], "Acme Corp",
+        "data is the full resource after the change"
+    );
     assert_eq!(update["data"]["id"], customer);
     assert_eq!(items[5]["data"]["id"], subtask);
     assert!(items[0].get("changedFields").is_none());
@@ -50,12 +76,26 @@ async fn every_change_appends_one_event_in_order() {
     let empty = c.get(&format!("/events?after={last}")).await.expect(200);
     assert!(empty.items().is_empty());
     assert_eq!(empty.body["nextAfter"], last);
-    let only = c.get(&format!("/events?after={start}&types=project.created,task.created")).await.expect(200);
+    let only = c
+        .get(&format!(
+            "/events?after={start}&types=project.created,task.created"
+        ))
+        .await
+        .expect(200);
     assert_eq!(only.items().len(), 2);
-    let limited = c.get(&format!("/events?after={start}&limit=2")).await.expect(200);
+    let limited = c
+        .get(&format!("/events?after={start}&limit=2"))
+        .await
+        .expect(200);
     assert_eq!(limited.items().len(), 2);
     assert_eq!(limited.body["hasMore"], true);
-    let rest = c.get(&format!("/events?after={}&limit=1000", limited.body["nextAfter"])).await.expect(200);
+    let rest = c
+        .get(&format!(
+            "/events?after={}&limit=1000",
+            limited.body["nextAfter"]
+        ))
+        .await
+        .expect(200);
     assert_eq!(rest.items().len(), 4);
 }
 
@@ -68,15 +108,25 @@ async fn concurrent_writes_get_distinct_increasing_seqs() {
     let mut handles = Vec::new();
     for i in 0..40 {
         let c = c.clone();
-        handles.push(tokio::spawn(async move { c.post("/customers", json!({"name": format!("C{i}")})).await.status }));
+        handles.push(tokio::spawn(async move {
+            c.post("/customers", json!({"name": format!("C{i}")}))
+                .await
+                .status
+        }));
     }
     for h in handles {
         assert_eq!(h.await.unwrap(), 201);
     }
-    let page = c.get(&format!("/events?after={start}&limit=1000")).await.expect(200);
+    let page = c
+        .get(&format!("/events?after={start}&limit=1000"))
+        .await
+        .expect(200);
     let items = page.items();
     assert_eq!(items.len(), 40, "one event per acknowledged write");
-    let mut resources: Vec<&str> = items.iter().map(|e| e["resourceId"].as_str().unwrap()).collect();
+    let mut resources: Vec<&str> = items
+        .iter()
+        .map(|e| e["resourceId"].as_str().unwrap())
+        .collect();
     resources.sort();
     resources.dedup();
     assert_eq!(resources.len(), 40);

@@ -33,16 +33,25 @@ impl TestDb {
         let dir = std::env::temp_dir().join(format!("timix-test-{}", ulid::Ulid::generate()));
         std::fs::create_dir_all(&dir).unwrap();
         let url = if backend() == "postgres" {
-            let admin = std::env::var("TIMIX_TEST_POSTGRES_URL")
-                .expect("TIMIX_TEST_DATABASE=postgres needs TIMIX_TEST_POSTGRES_URL (an admin URL)");
-            let name = format!("timix_t_{}", ulid::Ulid::generate().to_string().to_lowercase());
+            let admin = std::env::var("TIMIX_TEST_POSTGRES_URL").expect(
+                "TIMIX_TEST_DATABASE=postgres needs TIMIX_TEST_POSTGRES_URL (an admin URL)",
+            );
+            let name = format!(
+                "timix_t_{}",
+                ulid::Ulid::generate().to_string().to_lowercase()
+            );
             use sqlx::Connection;
             let mut conn = sqlx::PgConnection::connect(&admin)
                 .await
-                .unwrap_or_else(|e| panic!("cannot reach Postgres at TIMIX_TEST_POSTGRES_URL: {e}"));
-            sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .await
-                .unwrap();
+                .unwrap_or_else(|e| {
+                    panic!("cannot reach Postgres at TIMIX_TEST_POSTGRES_URL: {e}")
+                });
+            sqlx::Executor::execute(
+                &mut conn,
+                sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
+            )
+            .await
+            .unwrap();
             let (prefix, _) = admin.rsplit_once('/').expect("URL has a database part");
             format!("{prefix}/{name}")
         } else {
@@ -76,8 +85,19 @@ impl TestDb {
 
     /// `timix bootstrap`: an organization with an owner and a key.
     pub fn bootstrap(&self, plan: &str) -> Org {
-        let email = format!("owner-{}@example.com", ulid::Ulid::generate().to_string().to_lowercase());
-        let out = self.cli(&["bootstrap", "--org", "Test Org", "--email", &email, "--plan", plan]);
+        let email = format!(
+            "owner-{}@example.com",
+            ulid::Ulid::generate().to_string().to_lowercase()
+        );
+        let out = self.cli(&[
+            "bootstrap",
+            "--org",
+            "Test Org",
+            "--email",
+            &email,
+            "--plan",
+            plan,
+        ]);
         let v: Value = serde_json::from_str(out.trim()).unwrap();
         Org {
             id: v["organizationId"].as_str().unwrap().to_owned(),
@@ -163,7 +183,10 @@ impl Server {
             address,
             child,
             log,
-            http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
         }
     }
 
@@ -201,7 +224,10 @@ impl Server {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "server did not stop after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "server did not stop after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -215,7 +241,10 @@ impl Drop for Server {
 }
 
 pub fn signal(pid: u32, name: &str) {
-    let status = Command::new("kill").args([&format!("-{name}"), &pid.to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
 }
 
@@ -235,16 +264,32 @@ impl Resp {
     /// Asserts the status, printing the body when it differs.
     #[track_caller]
     pub fn expect(self, status: u16) -> Resp {
-        assert_eq!(self.status, status, "unexpected status; body: {}", self.body);
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.body
+        );
         self
     }
 
     /// Asserts an error envelope with this status and code.
     #[track_caller]
     pub fn expect_error(self, status: u16, code: &str) -> Resp {
-        assert_eq!(self.status, status, "unexpected status; body: {}", self.body);
-        assert_eq!(self.body["error"]["code"], code, "unexpected error: {}", self.body);
-        assert!(self.body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.body
+        );
+        assert_eq!(
+            self.body["error"]["code"], code,
+            "unexpected error: {}",
+            self.body
+        );
+        assert!(
+            self.body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
         assert_eq!(
             self.body["error"]["requestId"].as_str(),
             self.header("x-request-id"),
@@ -257,7 +302,11 @@ impl Resp {
     pub fn error_fields(&self) -> Vec<String> {
         self.body["error"]["details"]
             .as_array()
-            .map(|d| d.iter().map(|x| x["field"].as_str().unwrap_or_default().to_owned()).collect())
+            .map(|d| {
+                d.iter()
+                    .map(|x| x["field"].as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -270,7 +319,10 @@ impl Resp {
     }
 
     pub fn item_ids(&self) -> Vec<String> {
-        self.items().iter().map(|i| i["id"].as_str().unwrap().to_owned()).collect()
+        self.items()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_owned())
+            .collect()
     }
 }
 
@@ -303,9 +355,14 @@ impl Client {
         let body = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
         };
-        Resp { status, headers, body }
+        Resp {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub async fn get(&self, path: &str) -> Resp {
@@ -313,11 +370,13 @@ impl Client {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Resp {
-        self.send(self.request(Method::POST, path).json(&body)).await
+        self.send(self.request(Method::POST, path).json(&body))
+            .await
     }
 
     pub async fn patch(&self, path: &str, body: Value) -> Resp {
-        self.send(self.request(Method::PATCH, path).json(&body)).await
+        self.send(self.request(Method::PATCH, path).json(&body))
+            .await
     }
 
     pub async fn put(&self, path: &str, body: Value) -> Resp {
@@ -331,14 +390,20 @@ impl Client {
     // Shortcuts that build the hierarchy; each asserts success.
 
     pub async fn customer(&self, name: &str) -> String {
-        self.post("/customers", json!({"name": name})).await.expect(201).id()
-    }
-
-    pub async fn project(&self, customer_id: &str, name: &str) -> String {
-        self.post("/projects", json!({"customerId": customer_id, "name": name}))
+        self.post("/customers", json!({"name": name}))
             .await
             .expect(201)
             .id()
+    }
+
+    pub async fn project(&self, customer_id: &str, name: &str) -> String {
+        self.post(
+            "/projects",
+            json!({"customerId": customer_id, "name": name}),
+        )
+        .await
+        .expect(201)
+        .id()
     }
 
     pub async fn task(&self, project_id: &str, name: &str) -> String {
@@ -357,9 +422,15 @@ impl Client {
 
     /// An org user with `role` (created by this client) and a key of theirs from the CLI.
     pub async fn user_with_key(&self, db: &TestDb, role: &str) -> (String, Client) {
-        let email = format!("{role}-{}@example.com", ulid::Ulid::generate().to_string().to_lowercase());
+        let email = format!(
+            "{role}-{}@example.com",
+            ulid::Ulid::generate().to_string().to_lowercase()
+        );
         let user = self
-            .post("/org-users", json!({"email": email, "name": format!("A {role}"), "role": role}))
+            .post(
+                "/org-users",
+                json!({"email": email, "name": format!("A {role}"), "role": role}),
+            )
             .await
             .expect(201)
             .id();

@@ -13,7 +13,10 @@ async fn another_organizations_records_are_invisible_everywhere() {
     let them = server.as_key(&theirs.key);
 
     let customer = them
-        .post("/customers", json!({"name": "Secret", "externalId": "shared-ext"}))
+        .post(
+            "/customers",
+            json!({"name": "Secret", "externalId": "shared-ext"}),
+        )
         .await
         .expect(201)
         .id();
@@ -21,7 +24,11 @@ async fn another_organizations_records_are_invisible_everywhere() {
     let task = them.task(&project, "Secret task").await;
     let subtask = them.subtask(&task, "Secret subtask").await;
     let (user, _) = them.user_with_key(&server.db, "member").await;
-    let key = them.post("/api-keys", json!({"name": "theirs"})).await.expect(201).id();
+    let key = them
+        .post("/api-keys", json!({"name": "theirs"}))
+        .await
+        .expect(201)
+        .id();
 
     for (collection, id) in [
         ("customers", &customer),
@@ -34,27 +41,65 @@ async fn another_organizations_records_are_invisible_everywhere() {
         let path = format!("/{collection}/{id}");
         me.get(&path).await.expect_error(404, "not_found");
         if collection != "api-keys" {
-            me.patch(&path, json!({"name": "Mine now"})).await.expect_error(404, "not_found");
+            me.patch(&path, json!({"name": "Mine now"}))
+                .await
+                .expect_error(404, "not_found");
         }
         me.delete(&path).await.expect_error(404, "not_found");
         let list = me.get(&format!("/{collection}")).await.expect(200);
         assert!(!list.item_ids().contains(id), "{collection} list leaks");
     }
     // Filters by their ids find nothing; parents of theirs cannot be used.
-    assert!(me.get(&format!("/projects?customerId={customer}")).await.items().is_empty());
-    let r = me.post("/projects", json!({"customerId": customer, "name": "x"})).await.expect(422);
+    assert!(
+        me.get(&format!("/projects?customerId={customer}"))
+            .await
+            .items()
+            .is_empty()
+    );
+    let r = me
+        .post("/projects", json!({"customerId": customer, "name": "x"}))
+        .await
+        .expect(422);
     assert_eq!(r.body["error"]["details"][0]["code"], "not_found");
-    me.post("/tasks", json!({"projectId": project, "name": "x"})).await.expect(422);
-    me.post("/subtasks", json!({"taskId": task, "name": "x"})).await.expect(422);
+    me.post("/tasks", json!({"projectId": project, "name": "x"}))
+        .await
+        .expect(422);
+    me.post("/subtasks", json!({"taskId": task, "name": "x"}))
+        .await
+        .expect(422);
     let mine_customer = me.customer("Mine").await;
     let mine_project = me.project(&mine_customer, "Mine").await;
-    me.post("/tasks", json!({"projectId": mine_project, "name": "x", "assigneeId": user})).await.expect(422);
+    me.post(
+        "/tasks",
+        json!({"projectId": mine_project, "name": "x", "assigneeId": user}),
+    )
+    .await
+    .expect(422);
     // External ids are per organization: the same one makes a new record here.
-    let own = me.put("/customers/by-external-id/shared-ext", json!({"name": "Mine too"})).await.expect(201);
+    let own = me
+        .put(
+            "/customers/by-external-id/shared-ext",
+            json!({"name": "Mine too"}),
+        )
+        .await
+        .expect(201);
     assert_ne!(own.id(), customer);
-    assert_eq!(them.get(&format!("/customers/{customer}")).await.body["name"], "Secret");
+    assert_eq!(
+        them.get(&format!("/customers/{customer}")).await.body["name"],
+        "Secret"
+    );
     // Their events are not in my log.
     let events = me.get("/events?limit=1000").await.expect(200);
-    assert!(events.items().iter().all(|e| e["organizationId"] == mine.id.as_str()));
-    assert!(!events.items().iter().any(|e| e["resourceId"] == customer.as_str()));
+    assert!(
+        events
+            .items()
+            .iter()
+            .all(|e| e["organizationId"] == mine.id.as_str())
+    );
+    assert!(
+        !events
+            .items()
+            .iter()
+            .any(|e| e["resourceId"] == customer.as_str())
+    );
 }

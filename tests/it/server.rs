@@ -17,9 +17,16 @@ async fn starts_on_a_fresh_machine_and_answers_health() {
     let health = server.anonymous().get("/health").await.expect(200);
     assert_eq!(health.body["status"], "ok");
     assert_eq!(health.body["version"], env!("CARGO_PKG_VERSION"));
-    assert!(health.header("x-request-id").is_some_and(|id| !id.is_empty()));
+    assert!(
+        health
+            .header("x-request-id")
+            .is_some_and(|id| !id.is_empty())
+    );
     if backend() == "sqlite" {
-        assert!(data_dir.join("timix.db").exists(), "the SQLite file is created in the data dir");
+        assert!(
+            data_dir.join("timix.db").exists(),
+            "the SQLite file is created in the data dir"
+        );
         let mode = std::fs::read(data_dir.join("timix.db")).unwrap();
         // Byte 18 of the header is the write version: 2 means WAL.
         assert_eq!(mode[18], 2, "the database is in WAL mode");
@@ -35,14 +42,26 @@ async fn serve_with_no_configuration_uses_the_default_data_dir() {
     let dir = std::env::temp_dir().join(format!("timix-bare-{}", ulid::Ulid::generate()));
     std::fs::create_dir_all(&dir).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_timix"))
-        .args(["bootstrap", "--org", "Bare", "--email", "bare@example.com", "--plan", "free"])
+        .args([
+            "bootstrap",
+            "--org",
+            "Bare",
+            "--email",
+            "bare@example.com",
+            "--plan",
+            "free",
+        ])
         .current_dir(&dir)
         .env_remove("DATABASE_URL")
         .env_remove("TIMIX_DATA_DIR")
         .env_remove("TIMIX_CONFIG")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(dir.join("timix-data").join("timix.db").exists());
 }
 
@@ -52,31 +71,53 @@ async fn bad_configuration_exits_non_zero_with_one_clear_line() {
     let cases: Vec<(Vec<(&str, String)>, &str)> = vec![
         (vec![("DATABASE_URL", "mysql://x".into())], "DATABASE_URL"),
         (vec![("TIMIX_LOG_FORMAT", "xml".into())], "TIMIX_LOG_FORMAT"),
-        (vec![("TIMIX_WEBHOOK_RETRY_SCHEDULE", "5 parsecs".into())], "retry schedule"),
         (
-            vec![("DATABASE_URL", "postgres://nobody:nothing@127.0.0.1:1/none".into())],
+            vec![("TIMIX_WEBHOOK_RETRY_SCHEDULE", "5 parsecs".into())],
+            "retry schedule",
+        ),
+        (
+            vec![(
+                "DATABASE_URL",
+                "postgres://nobody:nothing@127.0.0.1:1/none".into(),
+            )],
             "cannot open the database",
         ),
         (
             vec![
-                ("DATABASE_URL", "sqlite:///proc/timix-cannot-live-here/x.db".into()),
+                (
+                    "DATABASE_URL",
+                    "sqlite:///proc/timix-cannot-live-here/x.db".into(),
+                ),
                 ("TIMIX_DATA_DIR", "/proc/timix-cannot-live-here".into()),
             ],
             "data dir",
         ),
-        (vec![("TIMIX_CONFIG", db.dir.join("missing.toml").display().to_string())], "config file"),
+        (
+            vec![(
+                "TIMIX_CONFIG",
+                db.dir.join("missing.toml").display().to_string(),
+            )],
+            "config file",
+        ),
     ];
     for (env, expected) in cases {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_timix"));
-        command.args(["serve", "--bind", "127.0.0.1:0"]).current_dir(&db.dir);
-        command.env("DATABASE_URL", &db.url).env("TIMIX_DATA_DIR", db.dir.join("data"));
+        command
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .current_dir(&db.dir);
+        command
+            .env("DATABASE_URL", &db.url)
+            .env("TIMIX_DATA_DIR", db.dir.join("data"));
         for (k, v) in &env {
             command.env(k, v);
         }
         let out = command.output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{env:?} should fail");
-        let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("timix: ")).collect();
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("timix: "))
+            .collect();
         assert_eq!(lines.len(), 1, "{env:?}: one reason line, got: {stderr}");
         assert!(lines[0].contains(expected), "{env:?}: {stderr}");
     }
@@ -95,17 +136,26 @@ async fn a_port_in_use_is_a_clear_failure() {
 async fn flags_beat_environment_which_beats_the_config_file() {
     let db = TestDb::new().await;
     let config = db.dir.join("timix.toml");
-    std::fs::write(&config, "bind = \"127.0.0.1:1\"\nlog_format = \"json\"\nlog = \"error\"\n").unwrap();
+    std::fs::write(
+        &config,
+        "bind = \"127.0.0.1:1\"\nlog_format = \"json\"\nlog = \"error\"\n",
+    )
+    .unwrap();
     // The file's bind is beaten by the flag and its log filter by TIMIX_LOG=info (else the
     // ready line would not be logged); its log format applies (JSON lines).
     let server = Server::start_with(db, &[("TIMIX_CONFIG", config.to_str().unwrap())]).await;
     server.anonymous().get("/health").await.expect(200);
     let log = server.log.lock().unwrap().clone();
     let first = log.lines().find(|l| l.contains("listening on")).unwrap();
-    assert!(serde_json::from_str::<Value>(first).is_ok(), "JSON log line: {first}");
+    assert!(
+        serde_json::from_str::<Value>(first).is_ok(),
+        "JSON log line: {first}"
+    );
     // An unknown key in the file is refused with its name.
     std::fs::write(&config, "bnd = \"x\"\n").unwrap();
-    let out = server.db.cli_raw(&["migrate", "--config", config.to_str().unwrap()]);
+    let out = server
+        .db
+        .cli_raw(&["migrate", "--config", config.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("bnd"));
 }
@@ -119,13 +169,27 @@ async fn migrate_bootstrap_keys_and_org_update_work_beside_a_running_server() {
     let me = owner.get("/me").await.expect(200);
     assert_eq!(me.body["organization"]["plan"], "starter");
     assert_eq!(me.body["user"]["role"], "owner");
-    assert_eq!(me.body["rateLimit"], json!({"limit": 120, "windowSeconds": 60}));
+    assert_eq!(
+        me.body["rateLimit"],
+        json!({"limit": 120, "windowSeconds": 60})
+    );
 
-    let updated = server.db.cli(&["org", "update", &org.id, "--plan", "business", "--billing-state", "past_due"]);
+    let updated = server.db.cli(&[
+        "org",
+        "update",
+        &org.id,
+        "--plan",
+        "business",
+        "--billing-state",
+        "past_due",
+    ]);
     let updated: Value = serde_json::from_str(updated.trim()).unwrap();
     assert_eq!(updated["plan"], "business");
     let me = owner.get("/me").await.expect(200);
-    assert_eq!(me.body["organization"]["plan"], "business", "a plan change applies at once");
+    assert_eq!(
+        me.body["organization"]["plan"], "business",
+        "a plan change applies at once"
+    );
     assert_eq!(me.body["organization"]["billingState"], "past_due");
     assert_eq!(me.body["rateLimit"]["limit"], 1000);
 
@@ -133,7 +197,9 @@ async fn migrate_bootstrap_keys_and_org_update_work_beside_a_running_server() {
     let me = server.as_key(&key).get("/me").await.expect(200);
     assert_eq!(me.body["apiKey"]["name"], "ops");
 
-    let bad = server.db.cli_raw(&["org", "update", "org_nope", "--plan", "free"]);
+    let bad = server
+        .db
+        .cli_raw(&["org", "update", "org_nope", "--plan", "free"]);
     assert!(!bad.status.success());
 }
 
@@ -143,7 +209,9 @@ async fn sigterm_finishes_the_request_in_flight_and_exits_zero() {
     let org = server.db.bootstrap("business");
     let body = json!({"name": "Drained Ltd"}).to_string();
     let mut stream = TcpStream::connect(&server.address).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let head = format!(
         "POST /api/integration/v1/customers HTTP/1.1\r\nHost: x\r\nX-Api-Key: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         org.key,
@@ -163,8 +231,19 @@ async fn sigterm_finishes_the_request_in_flight_and_exits_zero() {
     let status = server.terminate();
     assert!(status.success(), "exit status {status:?}");
     // The acknowledged customer is there after a restart.
-    let restarted = Server::start_with(TestDb { dir: server.db.dir.clone(), url: server.db.url.clone() }, &[]).await;
-    let list = restarted.as_key(&org.key).get("/customers?name=Drained%20Ltd").await.expect(200);
+    let restarted = Server::start_with(
+        TestDb {
+            dir: server.db.dir.clone(),
+            url: server.db.url.clone(),
+        },
+        &[],
+    )
+    .await;
+    let list = restarted
+        .as_key(&org.key)
+        .get("/customers?name=Drained%20Ltd")
+        .await
+        .expect(200);
     assert_eq!(list.body["totalCount"], 1);
 }
 
@@ -172,18 +251,46 @@ async fn sigterm_finishes_the_request_in_flight_and_exits_zero() {
 async fn openapi_document_and_reference_page_are_served_by_the_binary() {
     let server = Server::start().await;
     let client = server.anonymous();
-    let doc = client.get("/api/integration/v1/openapi.json").await.expect(200);
+    let doc = client
+        .get("/api/integration/v1/openapi.json")
+        .await
+        .expect(200);
     assert!(doc.body["openapi"].as_str().unwrap().starts_with("3.1"));
     let paths = doc.body["paths"].as_object().unwrap();
     for path in [
-        "/health", "/me", "/organization", "/org-users", "/org-users/{id}", "/api-keys", "/api-keys/{id}",
-        "/customers", "/customers/{id}", "/customers/by-external-id/{externalId}", "/projects", "/projects/{id}",
-        "/tasks", "/tasks/{id}", "/subtasks", "/subtasks/{id}", "/events",
+        "/health",
+        "/me",
+        "/organization",
+        "/org-users",
+        "/org-users/{id}",
+        "/api-keys",
+        "/api-keys/{id}",
+        "/customers",
+        "/customers/{id}",
+        "/customers/by-external-id/{externalId}",
+        "/projects",
+        "/projects/{id}",
+        "/tasks",
+        "/tasks/{id}",
+        "/subtasks",
+        "/subtasks/{id}",
+        "/events",
     ] {
-        assert!(paths.contains_key(&format!("/api/integration/v1{path}")), "missing {path}");
+        assert!(
+            paths.contains_key(&format!("/api/integration/v1{path}")),
+            "missing {path}"
+        );
     }
     let schemas = doc.body["components"]["schemas"].as_object().unwrap();
-    for schema in ["Customer", "Project", "Task", "Subtask", "ErrorEnvelope", "CustomerList", "Event"] {
+    for schema in [
+        "Customer",
+        "Project",
+        "Task",
+        "Subtask",
+        "ErrorEnvelope",
+        "CustomerList",
+        "Event",
+    ] {
         assert!(schemas.contains_key(schema), "missing schema {schema}");
     }
     assert!(doc.body["components"]["securitySchemes"]["apiKey"].is_object());
@@ -192,7 +299,15 @@ async fn openapi_document_and_reference_page_are_served_by_the_binary() {
     let html = page.body.as_str().unwrap();
     assert!(html.contains("swagger-ui"), "{html}");
     let init = client.get("/docs/swagger-initializer.js").await.expect(200);
-    assert!(init.body.as_str().unwrap().contains("/api/integration/v1/openapi.json"));
+    assert!(
+        init.body
+            .as_str()
+            .unwrap()
+            .contains("/api/integration/v1/openapi.json")
+    );
     let bundle = client.get("/docs/swagger-ui-bundle.js").await.expect(200);
-    assert!(bundle.body.as_str().unwrap().len() > 100_000, "the bundle is served, not fetched from a CDN");
+    assert!(
+        bundle.body.as_str().unwrap().len() > 100_000,
+        "the bundle is served, not fetched from a CDN"
+    );
 }

@@ -54,7 +54,11 @@ impl ApiError {
         };
         Self {
             details: Some(details),
-            ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", message)
+            ..Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                message,
+            )
         }
     }
 
@@ -76,15 +80,24 @@ impl From<Error> for ApiError {
         match error {
             Error::Unauthenticated { code, message } => {
                 let mut e = Self::new(StatusCode::UNAUTHORIZED, code, message);
-                e.headers.push((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+                e.headers
+                    .push((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
                 e
             }
             Error::Forbidden { code, message } => Self::new(StatusCode::FORBIDDEN, code, message),
-            Error::NotFound(noun) => Self::new(StatusCode::NOT_FOUND, "not_found", format!("{noun} not found")),
-            Error::InvalidParameter(message) => Self::new(StatusCode::BAD_REQUEST, "invalid_parameter", message),
+            Error::NotFound(noun) => Self::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("{noun} not found"),
+            ),
+            Error::InvalidParameter(message) => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid_parameter", message)
+            }
             Error::Validation(details) => Self::validation(details),
             Error::Conflict { code, message } => Self::new(StatusCode::CONFLICT, code, message),
-            Error::SyncWindowExpired(message) => Self::new(StatusCode::GONE, "sync_window_expired", message),
+            Error::SyncWindowExpired(message) => {
+                Self::new(StatusCode::GONE, "sync_window_expired", message)
+            }
             Error::Database(sqlx::Error::PoolTimedOut) => {
                 tracing::error!("Database pool exhausted.");
                 let mut e = Self::new(
@@ -92,7 +105,8 @@ impl From<Error> for ApiError {
                     "unavailable",
                     "the service is overloaded; retry shortly",
                 );
-                e.headers.push((header::RETRY_AFTER, HeaderValue::from_static("1")));
+                e.headers
+                    .push((header::RETRY_AFTER, HeaderValue::from_static("1")));
                 e
             }
             other => {

@@ -24,7 +24,13 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let state = AppState::from_ref(state);
-        let header_text = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+        let header_text = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+        };
         let key = header_text("x-api-key").or_else(|| {
             header_text(header::AUTHORIZATION.as_str()).and_then(|v| {
                 v.strip_prefix("Bearer ")
@@ -81,19 +87,30 @@ where
         if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
             return Err(too_large());
         }
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                too_large()
-            } else {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", rejection.body_text())
-            }
-        })?;
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    too_large()
+                } else {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_body",
+                        rejection.body_text(),
+                    )
+                }
+            })?;
         // An empty body is an empty object: `POST /…/stop` needs no body.
         let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
             Bytes::from_static(b"{}")
         } else {
             let is_json = content_type.as_deref().is_some_and(|ct| {
-                let essence = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+                let essence = ct
+                    .split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_ascii_lowercase();
                 essence == "application/json" || essence.ends_with("+json")
             });
             if !is_json {
@@ -106,7 +123,11 @@ where
             bytes
         };
         let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not valid JSON: {e}"))
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("the body is not valid JSON: {e}"),
+            )
         })?;
         if !value.is_object() {
             return Err(ApiError::validation(vec![FieldError::new(
@@ -126,12 +147,24 @@ fn shape_error(error: &serde_path_to_error::Error<serde_json::Error>) -> FieldEr
     let path = error.path().to_string();
     let path = if path == "." { String::new() } else { path };
     let message = error.inner().to_string();
-    let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
+    let message = message
+        .split(" at line ")
+        .next()
+        .unwrap_or(&message)
+        .to_owned();
     if let Some(rest) = message.strip_prefix("unknown field `") {
         let field = rest.split('`').next().unwrap_or_default();
         // The path already ends with the unknown field when it is nested.
-        let field = if path.is_empty() { field.to_owned() } else { path.clone() };
-        return FieldError::new(field.clone(), "unknown_field", format!("{field} is not a field of this resource"));
+        let field = if path.is_empty() {
+            field.to_owned()
+        } else {
+            path.clone()
+        };
+        return FieldError::new(
+            field.clone(),
+            "unknown_field",
+            format!("{field} is not a field of this resource"),
+        );
     }
     FieldError::new(path.clone(), "invalid_type", format!("{path}: {message}"))
 }
@@ -146,6 +179,12 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryPairs {
         let query = parts.uri.query().unwrap_or_default();
         serde_urlencoded::from_str::<Vec<(String, String)>>(query)
             .map(QueryPairs)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", format!("malformed query string: {e}")))
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_parameter",
+                    format!("malformed query string: {e}"),
+                )
+            })
     }
 }

@@ -70,10 +70,19 @@ async fn envelope_for_bare_errors(response: Response<Body>) -> Response<Body> {
     }
     let (code, message) = match status {
         StatusCode::NOT_FOUND => ("not_found", "no such endpoint"),
-        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "this endpoint does not support the method"),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "this endpoint does not support the method",
+        ),
         StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the body is too large"),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "send JSON with Content-Type: application/json"),
-        s if s.is_server_error() => ("internal_error", "something went wrong on our side; it has been logged"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported_media_type",
+            "send JSON with Content-Type: application/json",
+        ),
+        s if s.is_server_error() => (
+            "internal_error",
+            "something went wrong on our side; it has been logged",
+        ),
         _ => ("invalid_parameter", "the request is malformed"),
     };
     let (parts, _) = response.into_parts();

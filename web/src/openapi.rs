@@ -8,7 +8,9 @@ use timix_engine::org_users::OrgUser;
 use timix_engine::projects::Project;
 use timix_engine::subtasks::Subtask;
 use timix_engine::tasks::Task;
-use utoipa::openapi::security::{ApiKey as ApiKeyScheme, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey as ApiKeyScheme, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 #[derive(OpenApi)]
@@ -50,7 +52,12 @@ impl Modify for Security {
         );
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("bbl_…").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("bbl_…")
+                    .build(),
+            ),
         );
     }
 }

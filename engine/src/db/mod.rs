@@ -229,7 +229,10 @@ fn prepare_sqlite_url(url: &str) -> Result<String> {
         && !parent.as_os_str().is_empty()
     {
         std::fs::create_dir_all(parent).map_err(|e| {
-            Error::Internal(format!("cannot create data directory {}: {e}", parent.display()))
+            Error::Internal(format!(
+                "cannot create data directory {}: {e}",
+                parent.display()
+            ))
         })?;
     }
     Ok(if url.contains("mode=") {

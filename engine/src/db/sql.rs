@@ -125,7 +125,10 @@ impl Sql {
         }
     }
 
-    fn query(&self, backend: Backend) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+    fn query(
+        &self,
+        backend: Backend,
+    ) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
         let mut query = sqlx::query(AssertSqlSafe(self.render(backend)));
         for arg in &self.args {
             query = match arg {
@@ -143,7 +146,10 @@ impl Sql {
 
     pub async fn fetch_optional(&self, mut runner: impl Runner) -> Result<Option<AnyRow>> {
         let backend = runner.backend();
-        Ok(self.query(backend).fetch_optional(runner.executor()).await?)
+        Ok(self
+            .query(backend)
+            .fetch_optional(runner.executor())
+            .await?)
     }
 
     pub async fn fetch_one(&self, mut runner: impl Runner) -> Result<AnyRow> {
@@ -201,7 +207,10 @@ mod tests {
     fn placeholders_are_numbered_for_postgres() {
         let mut sql = Sql::new("SELECT * FROM t WHERE a = ?").arg(1i64);
         sql.and(" AND b = ?", "x");
-        assert_eq!(sql.render(Backend::Sqlite), "SELECT * FROM t WHERE a = ? AND b = ?");
+        assert_eq!(
+            sql.render(Backend::Sqlite),
+            "SELECT * FROM t WHERE a = ? AND b = ?"
+        );
         assert_eq!(
             sql.render(Backend::Postgres),
             "SELECT * FROM t WHERE a = $1 AND b = $2"

@@ -109,7 +109,10 @@ pub async fn me(Auth(actor): Auth) -> Json<Me> {
 
 #[utoipa::path(get, path = "/organization", tag = "organization",
     responses((status = 200, body = Organization), (status = 401, body = ErrorEnvelope)))]
-pub async fn get_organization(State(state): State<AppState>, Auth(actor): Auth) -> ApiResult<Json<Organization>> {
+pub async fn get_organization(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+) -> ApiResult<Json<Organization>> {
     Ok(Json(organizations::get(&state.db, &actor).await?))
 }
 

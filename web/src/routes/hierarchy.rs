@@ -119,25 +119,80 @@ macro_rules! crud_resource {
     };
 }
 
-crud_resource!(customer_routes, engine = customers, item = Customer, input = CustomerInput, list = CustomerList,
-    tag = "customers", collection = "/customers", one = "/customers/{id}",
+crud_resource!(
+    customer_routes,
+    engine = customers,
+    item = Customer,
+    input = CustomerInput,
+    list = CustomerList,
+    tag = "customers",
+    collection = "/customers",
+    one = "/customers/{id}",
     by_external_id = "/customers/by-external-id/{externalId}",
-    filters = ["name", "email", "externalId", "isArchived"]);
+    filters = ["name", "email", "externalId", "isArchived"]
+);
 
-crud_resource!(project_routes, engine = projects, item = Project, input = ProjectInput, list = ProjectList,
-    tag = "projects", collection = "/projects", one = "/projects/{id}",
+crud_resource!(
+    project_routes,
+    engine = projects,
+    item = Project,
+    input = ProjectInput,
+    list = ProjectList,
+    tag = "projects",
+    collection = "/projects",
+    one = "/projects/{id}",
     by_external_id = "/projects/by-external-id/{externalId}",
-    filters = ["customerId", "name", "code", "externalId", "billingMethod", "isArchived"]);
+    filters = [
+        "customerId",
+        "name",
+        "code",
+        "externalId",
+        "billingMethod",
+        "isArchived"
+    ]
+);
 
-crud_resource!(task_routes, engine = tasks, item = Task, input = TaskInput, list = TaskList,
-    tag = "tasks", collection = "/tasks", one = "/tasks/{id}",
+crud_resource!(
+    task_routes,
+    engine = tasks,
+    item = Task,
+    input = TaskInput,
+    list = TaskList,
+    tag = "tasks",
+    collection = "/tasks",
+    one = "/tasks/{id}",
     by_external_id = "/tasks/by-external-id/{externalId}",
-    filters = ["projectId", "name", "status", "assigneeId", "userId", "externalId", "billable"]);
+    filters = [
+        "projectId",
+        "name",
+        "status",
+        "assigneeId",
+        "userId",
+        "externalId",
+        "billable"
+    ]
+);
 
-crud_resource!(subtask_routes, engine = subtasks, item = Subtask, input = SubtaskInput, list = SubtaskList,
-    tag = "subtasks", collection = "/subtasks", one = "/subtasks/{id}",
+crud_resource!(
+    subtask_routes,
+    engine = subtasks,
+    item = Subtask,
+    input = SubtaskInput,
+    list = SubtaskList,
+    tag = "subtasks",
+    collection = "/subtasks",
+    one = "/subtasks/{id}",
     by_external_id = "/subtasks/by-external-id/{externalId}",
-    filters = ["taskId", "projectId", "name", "status", "assigneeId", "userId", "externalId"]);
+    filters = [
+        "taskId",
+        "projectId",
+        "name",
+        "status",
+        "assigneeId",
+        "userId",
+        "externalId"
+    ]
+);
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

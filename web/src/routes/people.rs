@@ -26,7 +26,9 @@ pub async fn list_users(
     QueryPairs(query): QueryPairs,
 ) -> ApiResult<ListResponse<OrgUser>> {
     let params = ListParams::parse(&org_users::LIST, &query)?;
-    Ok(ListResponse(org_users::list(&state.db, &actor, &params).await?))
+    Ok(ListResponse(
+        org_users::list(&state.db, &actor, &params).await?,
+    ))
 }
 
 /// Admins add users; nobody gives a role above their own.
@@ -47,7 +49,11 @@ pub async fn create_user(
 
 #[utoipa::path(get, path = "/org-users/{id}", tag = "org-users", params(("id" = String, Path)),
     responses((status = 200, body = OrgUser), (status = 404, body = ErrorEnvelope)))]
-pub async fn get_user(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<String>) -> ApiResult<Json<OrgUser>> {
+pub async fn get_user(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<OrgUser>> {
     Ok(Json(org_users::get(&state.db, &actor, &id).await?))
 }
 
@@ -60,13 +66,19 @@ pub async fn update_user(
     Path(id): Path<String>,
     JsonBody(input): JsonBody<OrgUserInput>,
 ) -> ApiResult<Json<OrgUser>> {
-    Ok(Json(org_users::update(&state.db, &actor, &id, input).await?))
+    Ok(Json(
+        org_users::update(&state.db, &actor, &id, input).await?,
+    ))
 }
 
 /// Removes the user and revokes their keys.
 #[utoipa::path(delete, path = "/org-users/{id}", tag = "org-users", params(("id" = String, Path)),
     responses((status = 204), (status = "4XX", body = ErrorEnvelope)))]
-pub async fn delete_user(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete_user(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     org_users::delete(&state.db, &actor, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -80,7 +92,9 @@ pub async fn list_keys(
     QueryPairs(query): QueryPairs,
 ) -> ApiResult<ListResponse<ApiKey>> {
     let params = ListParams::parse(&api_keys::LIST, &query)?;
-    Ok(ListResponse(api_keys::list(&state.db, &actor, &params).await?))
+    Ok(ListResponse(
+        api_keys::list(&state.db, &actor, &params).await?,
+    ))
 }
 
 /// Creates a key for the calling user (professional and business plans). The full key is in
@@ -102,14 +116,22 @@ pub async fn create_key(
 
 #[utoipa::path(get, path = "/api-keys/{id}", tag = "api-keys", params(("id" = String, Path)),
     responses((status = 200, body = ApiKey), (status = 404, body = ErrorEnvelope)))]
-pub async fn get_key(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<String>) -> ApiResult<Json<ApiKey>> {
+pub async fn get_key(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ApiKey>> {
     Ok(Json(api_keys::get(&state.db, &actor, &id).await?))
 }
 
 /// Revokes the key; its next request is refused with `api_key_revoked`.
 #[utoipa::path(delete, path = "/api-keys/{id}", tag = "api-keys", params(("id" = String, Path)),
     responses((status = 204), (status = "4XX", body = ErrorEnvelope)))]
-pub async fn revoke_key(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     api_keys::revoke(&state.db, &actor, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
