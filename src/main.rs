@@ -28,9 +28,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the API (and, in later roles, the workers).
+    /// Run the service.
     Serve {
-        /// Which parts this process runs.
+        /// Which parts this process runs: `api` (HTTP), `worker` (background work) or both.
         #[arg(long, value_enum, default_value = "all")]
         role: ServeRole,
     },
@@ -282,25 +282,34 @@ fn describe(error: timix_engine::Error) -> anyhow::Error {
     }
 }
 
-async fn serve(settings: Settings, _role: ServeRole) -> anyhow::Result<()> {
+async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
     let db = open_database(&settings).await?;
-    let listener = tokio::net::TcpListener::bind(&settings.bind)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.bind))?;
-    let address = listener.local_addr()?;
-    let purge = tokio::spawn(purge_tombstones(db.clone()));
-    let app = timix_web::app(timix_web::AppState { db: db.clone() });
-    tracing::info!(
-        backend = db.backend().name(),
-        allow_private_targets = settings.allow_private_targets,
-        webhook_retry_schedule = ?settings.webhook_retry_schedule,
-        "listening on {address}"
-    );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server failed")?;
-    purge.abort();
+    // Background work: today the tombstone purge; a worker process runs only this.
+    let background = matches!(role, ServeRole::Worker | ServeRole::All)
+        .then(|| tokio::spawn(purge_tombstones(db.clone())));
+    if matches!(role, ServeRole::Worker) {
+        tracing::info!(backend = db.backend().name(), "worker started");
+        shutdown_signal().await;
+    } else {
+        let listener = tokio::net::TcpListener::bind(&settings.bind)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.bind))?;
+        let address = listener.local_addr()?;
+        let app = timix_web::app(timix_web::AppState { db: db.clone() });
+        tracing::info!(
+            backend = db.backend().name(),
+            allow_private_targets = settings.allow_private_targets,
+            webhook_retry_schedule = ?settings.webhook_retry_schedule,
+            "listening on {address}"
+        );
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("server failed")?;
+    }
+    if let Some(task) = background {
+        task.abort();
+    }
     db.close().await;
     tracing::info!("Stopped after finishing in-flight requests.");
     Ok(())

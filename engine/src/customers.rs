@@ -3,14 +3,15 @@
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Actor, Permission};
-use crate::db::{Db, Sql, Tx, row};
+use crate::db::{Sql, Tx, row};
 use crate::error::{Error, Problems, Result};
 use crate::events;
 use crate::fields::{self, LONG_TEXT, SHORT_TEXT};
 use crate::ids;
-use crate::list::{self, FilterKind, ListParams, ListSpec, Page};
+use crate::list::{FilterKind, ListSpec};
 use crate::money::{Amount, format_amount, parse_currency, patch_amount};
 use crate::patch::Patch;
+use crate::resource::{self, Resource};
 use crate::time::{format_ms, now_ms};
 
 pub const NOUN: &str = "customer";
@@ -27,6 +28,44 @@ pub const LIST: ListSpec = ListSpec {
     search: Some("name"),
     soft_delete: true,
 };
+
+/// The shared operations ([`resource`]) for this resource.
+pub struct Customers;
+
+impl Resource for Customers {
+    type Item = Customer;
+    type Input = CustomerInput;
+    const NOUN: &'static str = NOUN;
+    const LIST: ListSpec = LIST;
+    const WRITE: Permission = Permission::WriteCustomers;
+    const CHILDREN: Option<(&'static str, &'static str, &'static str)> =
+        Some(("projects", "customer_id", "project(s)"));
+
+    fn decode(row: &row::Row) -> Result<Customer> {
+        from_row(row)
+    }
+
+    fn id(item: &Customer) -> &str {
+        &item.id
+    }
+
+    fn external_id(input: &mut CustomerInput) -> &mut Patch<String> {
+        &mut input.external_id
+    }
+
+    async fn insert(tx: &mut Tx, actor: &Actor, input: CustomerInput) -> Result<Customer> {
+        insert(tx, actor, input).await
+    }
+
+    async fn update(
+        tx: &mut Tx,
+        actor: &Actor,
+        row: &row::Row,
+        input: CustomerInput,
+    ) -> Result<Customer> {
+        apply_update(tx, actor, row, input).await
+    }
+}
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -84,7 +123,7 @@ pub struct CustomerInput {
 }
 
 /// A customer as stored.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct Record {
     name: String,
     email: Option<String>,
@@ -228,29 +267,8 @@ pub(crate) fn from_row(r: &row::Row) -> Result<Customer> {
     })
 }
 
-pub async fn list(db: &Db, actor: &Actor, params: &ListParams) -> Result<Page<Customer>> {
-    actor.require(Permission::ReadAll)?;
-    list::list(db, actor.org_id(), &LIST, params, from_row).await
-}
-
-pub async fn get(db: &Db, actor: &Actor, id: &str) -> Result<Customer> {
-    actor.require(Permission::ReadAll)?;
-    let row = fields::live_row(db, LIST.table, actor.org_id(), id)
-        .await?
-        .ok_or(Error::NotFound(NOUN))?;
-    from_row(&row)
-}
-
-pub async fn create(db: &Db, actor: &Actor, input: CustomerInput) -> Result<Customer> {
-    actor.require(Permission::WriteCustomers)?;
-    let record = Record::apply(input, None, &actor.organization.currency)?;
-    let mut tx = db.begin().await?;
-    let customer = insert(&mut tx, actor, record).await?;
-    tx.commit().await?;
-    Ok(customer)
-}
-
-async fn insert(tx: &mut Tx, actor: &Actor, rec: Record) -> Result<Customer> {
+async fn insert(tx: &mut Tx, actor: &Actor, input: CustomerInput) -> Result<Customer> {
+    let rec = Record::apply(input, None, &actor.organization.currency)?;
     let id = ids::new_id(ids::CUSTOMER);
     let now = now_ms();
     Sql::new(
@@ -273,27 +291,8 @@ async fn insert(tx: &mut Tx, actor: &Actor, rec: Record) -> Result<Customer> {
     .execute(&mut *tx)
     .await
     .map_err(|e| fields::external_id_conflict(e, NOUN))?;
-    let customer = reload(tx, &id).await?;
+    let customer = resource::reload::<Customers>(tx, &id).await?;
     events::created(tx, actor.org_id(), NOUN, &id, &customer).await?;
-    Ok(customer)
-}
-
-async fn reload(tx: &mut Tx, id: &str) -> Result<Customer> {
-    let row = Sql::new("SELECT * FROM customers WHERE id = ?")
-        .arg(id)
-        .fetch_one(&mut *tx)
-        .await?;
-    from_row(&row)
-}
-
-pub async fn update(db: &Db, actor: &Actor, id: &str, input: CustomerInput) -> Result<Customer> {
-    actor.require(Permission::WriteCustomers)?;
-    let mut tx = db.begin().await?;
-    let row = fields::live_row(&mut tx, LIST.table, actor.org_id(), id)
-        .await?
-        .ok_or(Error::NotFound(NOUN))?;
-    let customer = apply_update(&mut tx, actor, &row, input).await?;
-    tx.commit().await?;
     Ok(customer)
 }
 
@@ -304,11 +303,12 @@ async fn apply_update(
     input: CustomerInput,
 ) -> Result<Customer> {
     let before = from_row(row)?;
-    let rec = Record::apply(
-        input,
-        Some(&Record::from_row(row)?),
-        &actor.organization.currency,
-    )?;
+    let current = Record::from_row(row)?;
+    let rec = Record::apply(input, Some(&current), &actor.organization.currency)?;
+    if rec == current {
+        // Nothing changes: no write, no event, `updatedAt` stays.
+        return Ok(before);
+    }
     Sql::new(
         "UPDATE customers SET name = ?, email = ?, phone = ?, address = ?, currency = ?, hourly_rate = ?, \
          notes = ?, external_id = ?, is_archived = ?, updated_at = ? WHERE id = ?",
@@ -327,70 +327,9 @@ async fn apply_update(
     .execute(&mut *tx)
     .await
     .map_err(|e| fields::external_id_conflict(e, NOUN))?;
-    let after = reload(tx, &before.id).await?;
+    let after = resource::reload::<Customers>(tx, &before.id).await?;
     events::updated(tx, actor.org_id(), NOUN, &before.id, &before, &after).await?;
     Ok(after)
-}
-
-/// Finds the customer with this external id and applies `input` to it, or creates it.
-/// Returns the customer and whether it was created.
-pub async fn upsert_by_external_id(
-    db: &Db,
-    actor: &Actor,
-    external_id: &str,
-    mut input: CustomerInput,
-) -> Result<(Customer, bool)> {
-    actor.require(Permission::WriteCustomers)?;
-    check_path_external_id(&input.external_id, external_id)?;
-    input.external_id = Patch::Value(external_id.to_owned());
-    let mut tx = db.begin().await?;
-    let existing =
-        fields::live_row_by_external_id(&mut tx, LIST.table, actor.org_id(), external_id).await?;
-    let result = match existing {
-        Some(row) => (apply_update(&mut tx, actor, &row, input).await?, false),
-        None => {
-            let record = Record::apply(input, None, &actor.organization.currency)?;
-            (insert(&mut tx, actor, record).await?, true)
-        }
-    };
-    tx.commit().await?;
-    Ok(result)
-}
-
-/// A body's `externalId`, if given, must be the one in the path.
-pub fn check_path_external_id(body: &Patch<String>, path: &str) -> Result<()> {
-    match body {
-        Patch::Value(v) if v != path => Err(Error::validation(
-            "externalId",
-            "mismatch",
-            "externalId in the body differs from the one in the path",
-        )),
-        Patch::Null => Err(Error::validation(
-            "externalId",
-            "mismatch",
-            "externalId cannot be null here: the path names it",
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// Deletes a customer that has no projects left.
-pub async fn delete(db: &Db, actor: &Actor, id: &str) -> Result<()> {
-    actor.require(Permission::WriteCustomers)?;
-    let mut tx = db.begin().await?;
-    let row = fields::live_row(&mut tx, LIST.table, actor.org_id(), id)
-        .await?
-        .ok_or(Error::NotFound(NOUN))?;
-    let projects = fields::count_live_children(&mut tx, "projects", "customer_id", id).await?;
-    if projects > 0 {
-        return Err(Error::conflict(format!(
-            "the customer still has {projects} project(s); delete or move them first, or archive the customer"
-        )));
-    }
-    let last = from_row(&row)?;
-    fields::soft_delete(&mut tx, LIST.table, id, now_ms()).await?;
-    events::deleted(&mut tx, actor.org_id(), NOUN, id, &last).await?;
-    tx.commit().await
 }
 
 /// The parent check used by projects: a live, not archived customer of the organization.

@@ -131,7 +131,9 @@ pub fn external_id_conflict(error: Error, noun: &str) -> Error {
     }
 }
 
-/// The live (not deleted) row `id` of `table` in `org_id`.
+/// The live (not deleted) row `id` of `table` in `org_id`. In a Postgres write transaction the
+/// row stays locked until commit, so concurrent changes of one record (or of a parent and a new
+/// child) apply one after the other instead of overwriting each other.
 pub async fn live_row(
     runner: impl Runner,
     table: &str,
@@ -143,6 +145,9 @@ pub async fn live_row(
         .push(" WHERE id = ? AND org_id = ? AND deleted_at IS NULL")
         .bind(id)
         .bind(org_id);
+    if runner.locks_rows() {
+        sql.push(" FOR UPDATE");
+    }
     sql.fetch_optional(runner).await
 }
 
@@ -158,6 +163,9 @@ pub async fn live_row_by_external_id(
         .push(" WHERE external_id = ? AND org_id = ? AND deleted_at IS NULL")
         .bind(external_id)
         .bind(org_id);
+    if runner.locks_rows() {
+        sql.push(" FOR UPDATE");
+    }
     sql.fetch_optional(runner).await
 }
 

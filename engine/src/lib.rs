@@ -17,6 +17,7 @@ pub mod org_users;
 pub mod organizations;
 pub mod patch;
 pub mod projects;
+pub mod resource;
 pub mod subtasks;
 pub mod tasks;
 pub mod time;

@@ -83,7 +83,7 @@ pub struct OrgUserInput {
     pub external_id: Patch<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct Record {
     email: String,
     name: String,
@@ -332,7 +332,11 @@ pub async fn update(db: &Db, actor: &Actor, id: &str, input: OrgUserInput) -> Re
         )));
     }
     let profile_patched = !input.holiday_profile_id.is_absent();
-    let rec = Record::apply(input, Some(&Record::from_row(&row)?), &currency)?;
+    let current = Record::from_row(&row)?;
+    let rec = Record::apply(input, Some(&current), &currency)?;
+    if rec == current {
+        return Ok(before);
+    }
     check_grant(actor, rec.role)?;
     if before.role == Role::Owner
         && before.is_active

@@ -3,15 +3,16 @@
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Actor, Permission};
-use crate::customers::{self, check_path_external_id};
-use crate::db::{Db, Sql, Tx, row};
+use crate::customers;
+use crate::db::{Sql, Tx, row};
 use crate::error::{Error, FieldError, Problems, Result};
 use crate::events;
 use crate::fields::{self, LONG_TEXT, SHORT_TEXT};
 use crate::ids;
-use crate::list::{self, FilterKind, ListParams, ListSpec, Page};
+use crate::list::{FilterKind, ListSpec};
 use crate::money::{Amount, format_amount, patch_amount};
 use crate::patch::Patch;
+use crate::resource::{self, Resource};
 use crate::time::{format_ms, now_ms, parse_date_field};
 
 pub const NOUN: &str = "project";
@@ -31,6 +32,44 @@ pub const LIST: ListSpec = ListSpec {
     search: Some("name"),
     soft_delete: true,
 };
+
+/// The shared operations ([`resource`]) for this resource.
+pub struct Projects;
+
+impl Resource for Projects {
+    type Item = Project;
+    type Input = ProjectInput;
+    const NOUN: &'static str = NOUN;
+    const LIST: ListSpec = LIST;
+    const WRITE: Permission = Permission::WriteProjects;
+    const CHILDREN: Option<(&'static str, &'static str, &'static str)> =
+        Some(("tasks", "project_id", "task(s)"));
+
+    fn decode(row: &row::Row) -> Result<Project> {
+        from_row(row)
+    }
+
+    fn id(item: &Project) -> &str {
+        &item.id
+    }
+
+    fn external_id(input: &mut ProjectInput) -> &mut Patch<String> {
+        &mut input.external_id
+    }
+
+    async fn insert(tx: &mut Tx, actor: &Actor, input: ProjectInput) -> Result<Project> {
+        insert(tx, actor, input).await
+    }
+
+    async fn update(
+        tx: &mut Tx,
+        actor: &Actor,
+        row: &row::Row,
+        input: ProjectInput,
+    ) -> Result<Project> {
+        apply_update(tx, actor, row, input).await
+    }
+}
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -104,7 +143,7 @@ pub struct ProjectInput {
     pub is_archived: Patch<bool>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct Record {
     customer_id: String,
     name: String,
@@ -284,27 +323,6 @@ pub(crate) fn from_row(r: &row::Row) -> Result<Project> {
     })
 }
 
-pub async fn list(db: &Db, actor: &Actor, params: &ListParams) -> Result<Page<Project>> {
-    actor.require(Permission::ReadAll)?;
-    list::list(db, actor.org_id(), &LIST, params, from_row).await
-}
-
-pub async fn get(db: &Db, actor: &Actor, id: &str) -> Result<Project> {
-    actor.require(Permission::ReadAll)?;
-    let row = fields::live_row(db, LIST.table, actor.org_id(), id)
-        .await?
-        .ok_or(Error::NotFound(NOUN))?;
-    from_row(&row)
-}
-
-pub async fn create(db: &Db, actor: &Actor, input: ProjectInput) -> Result<Project> {
-    actor.require(Permission::WriteProjects)?;
-    let mut tx = db.begin().await?;
-    let project = insert(&mut tx, actor, input).await?;
-    tx.commit().await?;
-    Ok(project)
-}
-
 async fn insert(tx: &mut Tx, actor: &Actor, mut input: ProjectInput) -> Result<Project> {
     let customer_id = match std::mem::take(&mut input.customer_id) {
         Patch::Value(id) => id,
@@ -349,27 +367,8 @@ async fn insert(tx: &mut Tx, actor: &Actor, mut input: ProjectInput) -> Result<P
     .execute(&mut *tx)
     .await
     .map_err(|e| fields::external_id_conflict(e, NOUN))?;
-    let project = reload(tx, &id).await?;
+    let project = resource::reload::<Projects>(tx, &id).await?;
     events::created(tx, actor.org_id(), NOUN, &id, &project).await?;
-    Ok(project)
-}
-
-async fn reload(tx: &mut Tx, id: &str) -> Result<Project> {
-    let row = Sql::new("SELECT * FROM projects WHERE id = ?")
-        .arg(id)
-        .fetch_one(&mut *tx)
-        .await?;
-    from_row(&row)
-}
-
-pub async fn update(db: &Db, actor: &Actor, id: &str, input: ProjectInput) -> Result<Project> {
-    actor.require(Permission::WriteProjects)?;
-    let mut tx = db.begin().await?;
-    let row = fields::live_row(&mut tx, LIST.table, actor.org_id(), id)
-        .await?
-        .ok_or(Error::NotFound(NOUN))?;
-    let project = apply_update(&mut tx, actor, &row, input).await?;
-    tx.commit().await?;
     Ok(project)
 }
 
@@ -408,6 +407,9 @@ async fn apply_update(
     };
     let currency = current.currency.clone();
     let rec = Record::apply(input, Some(&current), customer_id, currency)?;
+    if rec == current {
+        return Ok(before);
+    }
     Sql::new(
         "UPDATE projects SET customer_id = ?, name = ?, code = ?, billing_method = ?, hourly_rate = ?, \
          fixed_fee = ?, budget_seconds = ?, budget_amount = ?, starts_on = ?, ends_on = ?, notes = ?, \
@@ -431,48 +433,9 @@ async fn apply_update(
     .execute(&mut *tx)
     .await
     .map_err(|e| fields::external_id_conflict(e, NOUN))?;
-    let after = reload(tx, &before.id).await?;
+    let after = resource::reload::<Projects>(tx, &before.id).await?;
     events::updated(tx, actor.org_id(), NOUN, &before.id, &before, &after).await?;
     Ok(after)
-}
-
-pub async fn upsert_by_external_id(
-    db: &Db,
-    actor: &Actor,
-    external_id: &str,
-    mut input: ProjectInput,
-) -> Result<(Project, bool)> {
-    actor.require(Permission::WriteProjects)?;
-    check_path_external_id(&input.external_id, external_id)?;
-    input.external_id = Patch::Value(external_id.to_owned());
-    let mut tx = db.begin().await?;
-    let existing =
-        fields::live_row_by_external_id(&mut tx, LIST.table, actor.org_id(), external_id).await?;
-    let result = match existing {
-        Some(row) => (apply_update(&mut tx, actor, &row, input).await?, false),
-        None => (insert(&mut tx, actor, input).await?, true),
-    };
-    tx.commit().await?;
-    Ok(result)
-}
-
-/// Deletes a project that has no tasks left.
-pub async fn delete(db: &Db, actor: &Actor, id: &str) -> Result<()> {
-    actor.require(Permission::WriteProjects)?;
-    let mut tx = db.begin().await?;
-    let row = fields::live_row(&mut tx, LIST.table, actor.org_id(), id)
-        .await?
-        .ok_or(Error::NotFound(NOUN))?;
-    let tasks = fields::count_live_children(&mut tx, "tasks", "project_id", id).await?;
-    if tasks > 0 {
-        return Err(Error::conflict(format!(
-            "the project still has {tasks} task(s); delete them first, or archive the project"
-        )));
-    }
-    let last = from_row(&row)?;
-    fields::soft_delete(&mut tx, LIST.table, id, now_ms()).await?;
-    events::deleted(&mut tx, actor.org_id(), NOUN, id, &last).await?;
-    tx.commit().await
 }
 
 /// The parent check used by tasks: a live, not archived project of the organization.

@@ -3,15 +3,15 @@
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Actor, Permission};
-use crate::customers::check_path_external_id;
-use crate::db::{Db, Sql, Tx, row};
+use crate::db::{Sql, Tx, row};
 use crate::error::{Error, FieldError, Problems, Result};
 use crate::events;
 use crate::fields::{self, SHORT_TEXT};
 use crate::ids;
-use crate::list::{self, FilterKind, ListParams, ListSpec, Page};
+use crate::list::{FilterKind, ListSpec};
 use crate::org_users;
 use crate::patch::Patch;
+use crate::resource::{self, Resource};
 use crate::tasks::{self, STATUSES};
 use crate::time::{format_ms, now_ms};
 
@@ -32,6 +32,43 @@ pub const LIST: ListSpec = ListSpec {
     search: Some("name"),
     soft_delete: true,
 };
+
+/// The shared operations ([`resource`]) for this resource.
+pub struct Subtasks;
+
+impl Resource for Subtasks {
+    type Item = Subtask;
+    type Input = SubtaskInput;
+    const NOUN: &'static str = NOUN;
+    const LIST: ListSpec = LIST;
+    const WRITE: Permission = Permission::WriteSubtasks;
+    const CHILDREN: Option<(&'static str, &'static str, &'static str)> = None;
+
+    fn decode(row: &row::Row) -> Result<Subtask> {
+        from_row(row)
+    }
+
+    fn id(item: &Subtask) -> &str {
+        &item.id
+    }
+
+    fn external_id(input: &mut SubtaskInput) -> &mut Patch<String> {
+        &mut input.external_id
+    }
+
+    async fn insert(tx: &mut Tx, actor: &Actor, input: SubtaskInput) -> Result<Subtask> {
+        insert(tx, actor, input).await
+    }
+
+    async fn update(
+        tx: &mut Tx,
+        actor: &Actor,
+        row: &row::Row,
+        input: SubtaskInput,
+    ) -> Result<Subtask> {
+        apply_update(tx, actor, row, input).await
+    }
+}
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -76,7 +113,7 @@ pub struct SubtaskInput {
     pub external_id: Patch<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct Record {
     name: String,
     status: String,
@@ -147,27 +184,6 @@ pub(crate) fn from_row(r: &row::Row) -> Result<Subtask> {
     })
 }
 
-pub async fn list(db: &Db, actor: &Actor, params: &ListParams) -> Result<Page<Subtask>> {
-    actor.require(Permission::ReadAll)?;
-    list::list(db, actor.org_id(), &LIST, params, from_row).await
-}
-
-pub async fn get(db: &Db, actor: &Actor, id: &str) -> Result<Subtask> {
-    actor.require(Permission::ReadAll)?;
-    let row = fields::live_row(db, LIST.table, actor.org_id(), id)
-        .await?
-        .ok_or(Error::NotFound(NOUN))?;
-    from_row(&row)
-}
-
-pub async fn create(db: &Db, actor: &Actor, input: SubtaskInput) -> Result<Subtask> {
-    actor.require(Permission::WriteSubtasks)?;
-    let mut tx = db.begin().await?;
-    let subtask = insert(&mut tx, actor, input).await?;
-    tx.commit().await?;
-    Ok(subtask)
-}
-
 async fn insert(tx: &mut Tx, actor: &Actor, mut input: SubtaskInput) -> Result<Subtask> {
     let task_id = match std::mem::take(&mut input.task_id) {
         Patch::Value(id) => id,
@@ -202,27 +218,8 @@ async fn insert(tx: &mut Tx, actor: &Actor, mut input: SubtaskInput) -> Result<S
     .execute(&mut *tx)
     .await
     .map_err(|e| fields::external_id_conflict(e, NOUN))?;
-    let subtask = reload(tx, &id).await?;
+    let subtask = resource::reload::<Subtasks>(tx, &id).await?;
     events::created(tx, actor.org_id(), NOUN, &id, &subtask).await?;
-    Ok(subtask)
-}
-
-async fn reload(tx: &mut Tx, id: &str) -> Result<Subtask> {
-    let row = Sql::new("SELECT * FROM subtasks WHERE id = ?")
-        .arg(id)
-        .fetch_one(&mut *tx)
-        .await?;
-    from_row(&row)
-}
-
-pub async fn update(db: &Db, actor: &Actor, id: &str, input: SubtaskInput) -> Result<Subtask> {
-    actor.require(Permission::WriteSubtasks)?;
-    let mut tx = db.begin().await?;
-    let row = fields::live_row(&mut tx, LIST.table, actor.org_id(), id)
-        .await?
-        .ok_or(Error::NotFound(NOUN))?;
-    let subtask = apply_update(&mut tx, actor, &row, input).await?;
-    tx.commit().await?;
     Ok(subtask)
 }
 
@@ -249,7 +246,11 @@ async fn apply_update(
         }
     };
     let assignee_patched = !input.assignee_id.is_absent();
-    let rec = Record::apply(input, Some(&Record::from_row(row)?))?;
+    let current = Record::from_row(row)?;
+    let rec = Record::apply(input, Some(&current))?;
+    if rec == current && task_id == before.task_id {
+        return Ok(before);
+    }
     if assignee_patched {
         org_users::check_assignee(tx, actor.org_id(), rec.assignee_id.as_deref()).await?;
     }
@@ -269,7 +270,7 @@ async fn apply_update(
     .execute(&mut *tx)
     .await
     .map_err(|e| fields::external_id_conflict(e, NOUN))?;
-    let after = reload(tx, &before.id).await?;
+    let after = resource::reload::<Subtasks>(tx, &before.id).await?;
     events::updated(tx, actor.org_id(), NOUN, &before.id, &before, &after).await?;
     Ok(after)
 }
@@ -294,40 +295,8 @@ pub(crate) async fn follow_task_move(
             .arg(&before.id)
             .execute(&mut *tx)
             .await?;
-        let after = reload(tx, &before.id).await?;
+        let after = resource::reload::<Subtasks>(tx, &before.id).await?;
         events::updated(tx, org_id, NOUN, &before.id, &before, &after).await?;
     }
     Ok(())
-}
-
-pub async fn upsert_by_external_id(
-    db: &Db,
-    actor: &Actor,
-    external_id: &str,
-    mut input: SubtaskInput,
-) -> Result<(Subtask, bool)> {
-    actor.require(Permission::WriteSubtasks)?;
-    check_path_external_id(&input.external_id, external_id)?;
-    input.external_id = Patch::Value(external_id.to_owned());
-    let mut tx = db.begin().await?;
-    let existing =
-        fields::live_row_by_external_id(&mut tx, LIST.table, actor.org_id(), external_id).await?;
-    let result = match existing {
-        Some(row) => (apply_update(&mut tx, actor, &row, input).await?, false),
-        None => (insert(&mut tx, actor, input).await?, true),
-    };
-    tx.commit().await?;
-    Ok(result)
-}
-
-pub async fn delete(db: &Db, actor: &Actor, id: &str) -> Result<()> {
-    actor.require(Permission::WriteSubtasks)?;
-    let mut tx = db.begin().await?;
-    let row = fields::live_row(&mut tx, LIST.table, actor.org_id(), id)
-        .await?
-        .ok_or(Error::NotFound(NOUN))?;
-    let last = from_row(&row)?;
-    fields::soft_delete(&mut tx, LIST.table, id, now_ms()).await?;
-    events::deleted(&mut tx, actor.org_id(), NOUN, id, &last).await?;
-    tx.commit().await
 }

@@ -3,17 +3,17 @@
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Actor, Permission};
-use crate::customers::check_path_external_id;
-use crate::db::{Db, Sql, Tx, row};
+use crate::db::{Sql, Tx, row};
 use crate::error::{Error, FieldError, Problems, Result};
 use crate::events;
 use crate::fields::{self, LONG_TEXT, SHORT_TEXT};
 use crate::ids;
-use crate::list::{self, FilterKind, ListParams, ListSpec, Page};
+use crate::list::{FilterKind, ListSpec};
 use crate::money::{Amount, format_amount, patch_amount};
 use crate::org_users;
 use crate::patch::Patch;
 use crate::projects;
+use crate::resource::{self, Resource};
 use crate::subtasks;
 use crate::time::{format_ms, now_ms};
 
@@ -35,6 +35,39 @@ pub const LIST: ListSpec = ListSpec {
     search: Some("name"),
     soft_delete: true,
 };
+
+/// The shared operations ([`resource`]) for this resource.
+pub struct Tasks;
+
+impl Resource for Tasks {
+    type Item = Task;
+    type Input = TaskInput;
+    const NOUN: &'static str = NOUN;
+    const LIST: ListSpec = LIST;
+    const WRITE: Permission = Permission::WriteTasks;
+    const CHILDREN: Option<(&'static str, &'static str, &'static str)> =
+        Some(("subtasks", "task_id", "subtask(s)"));
+
+    fn decode(row: &row::Row) -> Result<Task> {
+        from_row(row)
+    }
+
+    fn id(item: &Task) -> &str {
+        &item.id
+    }
+
+    fn external_id(input: &mut TaskInput) -> &mut Patch<String> {
+        &mut input.external_id
+    }
+
+    async fn insert(tx: &mut Tx, actor: &Actor, input: TaskInput) -> Result<Task> {
+        insert(tx, actor, input).await
+    }
+
+    async fn update(tx: &mut Tx, actor: &Actor, row: &row::Row, input: TaskInput) -> Result<Task> {
+        apply_update(tx, actor, row, input).await
+    }
+}
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -92,7 +125,7 @@ pub struct TaskInput {
     pub external_id: Patch<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct Record {
     name: String,
     description: Option<String>,
@@ -200,27 +233,6 @@ pub(crate) fn from_row(r: &row::Row) -> Result<Task> {
     })
 }
 
-pub async fn list(db: &Db, actor: &Actor, params: &ListParams) -> Result<Page<Task>> {
-    actor.require(Permission::ReadAll)?;
-    list::list(db, actor.org_id(), &LIST, params, from_row).await
-}
-
-pub async fn get(db: &Db, actor: &Actor, id: &str) -> Result<Task> {
-    actor.require(Permission::ReadAll)?;
-    let row = fields::live_row(db, LIST.table, actor.org_id(), id)
-        .await?
-        .ok_or(Error::NotFound(NOUN))?;
-    from_row(&row)
-}
-
-pub async fn create(db: &Db, actor: &Actor, input: TaskInput) -> Result<Task> {
-    actor.require(Permission::WriteTasks)?;
-    let mut tx = db.begin().await?;
-    let task = insert(&mut tx, actor, input).await?;
-    tx.commit().await?;
-    Ok(task)
-}
-
 async fn insert(tx: &mut Tx, actor: &Actor, mut input: TaskInput) -> Result<Task> {
     let project_id = match std::mem::take(&mut input.project_id) {
         Patch::Value(id) => id,
@@ -264,27 +276,8 @@ async fn insert(tx: &mut Tx, actor: &Actor, mut input: TaskInput) -> Result<Task
     .execute(&mut *tx)
     .await
     .map_err(|e| fields::external_id_conflict(e, NOUN))?;
-    let task = reload(tx, &id).await?;
+    let task = resource::reload::<Tasks>(tx, &id).await?;
     events::created(tx, actor.org_id(), NOUN, &id, &task).await?;
-    Ok(task)
-}
-
-async fn reload(tx: &mut Tx, id: &str) -> Result<Task> {
-    let row = Sql::new("SELECT * FROM tasks WHERE id = ?")
-        .arg(id)
-        .fetch_one(&mut *tx)
-        .await?;
-    from_row(&row)
-}
-
-pub async fn update(db: &Db, actor: &Actor, id: &str, input: TaskInput) -> Result<Task> {
-    actor.require(Permission::WriteTasks)?;
-    let mut tx = db.begin().await?;
-    let row = fields::live_row(&mut tx, LIST.table, actor.org_id(), id)
-        .await?
-        .ok_or(Error::NotFound(NOUN))?;
-    let task = apply_update(&mut tx, actor, &row, input).await?;
-    tx.commit().await?;
     Ok(task)
 }
 
@@ -321,12 +314,11 @@ async fn apply_update(
         }
     };
     let assignee_patched = !input.assignee_id.is_absent();
-    let rec = Record::apply(
-        input,
-        Some(&Record::from_row(row)?),
-        &before.currency,
-        before.billable,
-    )?;
+    let current = Record::from_row(row)?;
+    let rec = Record::apply(input, Some(&current), &before.currency, before.billable)?;
+    if rec == current && project_id == before.project_id {
+        return Ok(before);
+    }
     if assignee_patched {
         org_users::check_assignee(tx, actor.org_id(), rec.assignee_id.as_deref()).await?;
     }
@@ -352,48 +344,9 @@ async fn apply_update(
     if project_id != before.project_id {
         subtasks::follow_task_move(tx, actor.org_id(), &before.id, &project_id).await?;
     }
-    let after = reload(tx, &before.id).await?;
+    let after = resource::reload::<Tasks>(tx, &before.id).await?;
     events::updated(tx, actor.org_id(), NOUN, &before.id, &before, &after).await?;
     Ok(after)
-}
-
-pub async fn upsert_by_external_id(
-    db: &Db,
-    actor: &Actor,
-    external_id: &str,
-    mut input: TaskInput,
-) -> Result<(Task, bool)> {
-    actor.require(Permission::WriteTasks)?;
-    check_path_external_id(&input.external_id, external_id)?;
-    input.external_id = Patch::Value(external_id.to_owned());
-    let mut tx = db.begin().await?;
-    let existing =
-        fields::live_row_by_external_id(&mut tx, LIST.table, actor.org_id(), external_id).await?;
-    let result = match existing {
-        Some(row) => (apply_update(&mut tx, actor, &row, input).await?, false),
-        None => (insert(&mut tx, actor, input).await?, true),
-    };
-    tx.commit().await?;
-    Ok(result)
-}
-
-/// Deletes a task that has no subtasks left.
-pub async fn delete(db: &Db, actor: &Actor, id: &str) -> Result<()> {
-    actor.require(Permission::WriteTasks)?;
-    let mut tx = db.begin().await?;
-    let row = fields::live_row(&mut tx, LIST.table, actor.org_id(), id)
-        .await?
-        .ok_or(Error::NotFound(NOUN))?;
-    let children = fields::count_live_children(&mut tx, "subtasks", "task_id", id).await?;
-    if children > 0 {
-        return Err(Error::conflict(format!(
-            "the task still has {children} subtask(s); delete them first"
-        )));
-    }
-    let last = from_row(&row)?;
-    fields::soft_delete(&mut tx, LIST.table, id, now_ms()).await?;
-    events::deleted(&mut tx, actor.org_id(), NOUN, id, &last).await?;
-    tx.commit().await
 }
 
 /// The parent check used by subtasks: a live task whose project is not archived.

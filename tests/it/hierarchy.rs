@@ -362,3 +362,56 @@ async fn org_users_are_managed_with_their_rates_and_capacity() {
         .await
         .expect_error(404, "not_found");
 }
+
+#[tokio::test]
+async fn concurrent_patches_of_one_record_lose_no_field() {
+    let server = Server::start().await;
+    let org = server.db.bootstrap("business");
+    let c = server.as_key(&org.key);
+    let id = c.customer("Contended").await;
+    let path = format!("/customers/{id}");
+    let writer = |field: &'static str| {
+        let c = c.clone();
+        let path = path.clone();
+        tokio::spawn(async move {
+            for i in 0..25 {
+                c.patch(&path, json!({ field: format!("{field}-{i}") }))
+                    .await
+                    .expect(200);
+            }
+        })
+    };
+    let (a, b, d) = (writer("notes"), writer("phone"), writer("address"));
+    a.await.unwrap();
+    b.await.unwrap();
+    d.await.unwrap();
+    let last = c.get(&path).await.expect(200);
+    assert_eq!(last.body["notes"], "notes-24");
+    assert_eq!(last.body["phone"], "phone-24");
+    assert_eq!(last.body["address"], "address-24");
+    // Every change was logged with the value it replaced.
+    let events = c
+        .get("/events?types=customer.updated&limit=1000")
+        .await
+        .expect(200);
+    assert_eq!(events.items().len(), 75);
+}
+
+#[tokio::test]
+async fn a_patch_that_changes_nothing_keeps_updated_at() {
+    let server = Server::start().await;
+    let org = server.db.bootstrap("business");
+    let c = server.as_key(&org.key);
+    let created = c
+        .post("/customers", json!({"name": "Still", "hourlyRate": "10"}))
+        .await
+        .expect(201);
+    let same = c
+        .patch(
+            &format!("/customers/{}", created.id()),
+            json!({"name": "Still", "hourlyRate": "10.00"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(same.body, created.body);
+}

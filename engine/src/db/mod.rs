@@ -198,6 +198,12 @@ impl Tx {
 pub trait Runner: Send {
     fn backend(&self) -> Backend;
     fn executor(&mut self) -> impl Executor<'_, Database = sqlx::Any>;
+
+    /// Whether rows read here should be locked until commit (`FOR UPDATE`). Only Postgres
+    /// write transactions need it: SQLite's `BEGIN IMMEDIATE` already serialises writers.
+    fn locks_rows(&self) -> bool {
+        false
+    }
 }
 
 impl Runner for &Db {
@@ -212,6 +218,9 @@ impl Runner for &Db {
 impl Runner for &mut Tx {
     fn backend(&self) -> Backend {
         self.backend
+    }
+    fn locks_rows(&self) -> bool {
+        self.backend == Backend::Postgres
     }
     fn executor(&mut self) -> impl Executor<'_, Database = sqlx::Any> {
         self.conn()

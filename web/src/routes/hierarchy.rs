@@ -4,11 +4,12 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use timix_engine::customers::{self, Customer, CustomerInput};
+use timix_engine::customers::{Customer, CustomerInput, Customers};
 use timix_engine::list::ListParams;
-use timix_engine::projects::{self, Project, ProjectInput};
-use timix_engine::subtasks::{self, Subtask, SubtaskInput};
-use timix_engine::tasks::{self, Task, TaskInput};
+use timix_engine::projects::{Project, ProjectInput, Projects};
+use timix_engine::resource::{self, Resource};
+use timix_engine::subtasks::{Subtask, SubtaskInput, Subtasks};
+use timix_engine::tasks::{Task, TaskInput, Tasks};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -19,11 +20,10 @@ use crate::openapi::{CustomerList, ListQueryDoc, ProjectList, SubtaskList, TaskL
 use crate::response::{Created, ListResponse, upserted};
 use crate::routes::BASE;
 
-/// Writes the six handlers and the router of one resource. The engine module must offer
-/// `list`, `get`, `create`, `update`, `delete` and `upsert_by_external_id` with the same shapes.
+/// Writes the six handlers and the router of one resource over the engine's shared operations.
 macro_rules! crud_resource {
     (
-        $module:ident, engine = $engine:ident, item = $item:ident, input = $input:ident, list = $list:ident,
+        $module:ident, resource = $resource:ident, item = $item:ident, input = $input:ident, list = $list:ident,
         tag = $tag:tt, collection = $collection:tt, one = $one:tt, by_external_id = $by_ext:tt,
         filters = [$($filter:tt),*]
     ) => {
@@ -40,8 +40,8 @@ macro_rules! crud_resource {
                 Auth(actor): Auth,
                 QueryPairs(query): QueryPairs,
             ) -> ApiResult<ListResponse<$item>> {
-                let params = ListParams::parse(&$engine::LIST, &query)?;
-                Ok(ListResponse($engine::list(&state.db, &actor, &params).await?))
+                let params = ListParams::parse(&$resource::LIST, &query)?;
+                Ok(ListResponse(resource::list::<$resource>(&state.db, &actor, &params).await?))
             }
 
             #[utoipa::path(post, path = $collection, tag = $tag, request_body = $input,
@@ -53,7 +53,7 @@ macro_rules! crud_resource {
                 Auth(actor): Auth,
                 JsonBody(input): JsonBody<$input>,
             ) -> ApiResult<Created<$item>> {
-                let body = $engine::create(&state.db, &actor, input).await?;
+                let body = resource::create::<$resource>(&state.db, &actor, input).await?;
                 Ok(Created { location: format!("{BASE}{}/{}", $collection, body.id), body })
             }
 
@@ -64,7 +64,7 @@ macro_rules! crud_resource {
                 Auth(actor): Auth,
                 Path(id): Path<String>,
             ) -> ApiResult<Json<$item>> {
-                Ok(Json($engine::get(&state.db, &actor, &id).await?))
+                Ok(Json(resource::get::<$resource>(&state.db, &actor, &id).await?))
             }
 
             #[utoipa::path(patch, path = $one, tag = $tag, params(("id" = String, Path)), request_body = $input,
@@ -76,7 +76,7 @@ macro_rules! crud_resource {
                 Path(id): Path<String>,
                 JsonBody(input): JsonBody<$input>,
             ) -> ApiResult<Json<$item>> {
-                Ok(Json($engine::update(&state.db, &actor, &id, input).await?))
+                Ok(Json(resource::update::<$resource>(&state.db, &actor, &id, input).await?))
             }
 
             #[utoipa::path(delete, path = $one, tag = $tag, params(("id" = String, Path)),
@@ -87,7 +87,7 @@ macro_rules! crud_resource {
                 Auth(actor): Auth,
                 Path(id): Path<String>,
             ) -> ApiResult<StatusCode> {
-                $engine::delete(&state.db, &actor, &id).await?;
+                resource::delete::<$resource>(&state.db, &actor, &id).await?;
                 Ok(StatusCode::NO_CONTENT)
             }
 
@@ -105,7 +105,7 @@ macro_rules! crud_resource {
                 JsonBody(input): JsonBody<$input>,
             ) -> ApiResult<Response> {
                 let (body, created) =
-                    $engine::upsert_by_external_id(&state.db, &actor, &external_id, input).await?;
+                    resource::upsert::<$resource>(&state.db, &actor, &external_id, input).await?;
                 Ok(upserted(format!("{BASE}{}/{}", $collection, body.id), body, created))
             }
 
@@ -121,7 +121,7 @@ macro_rules! crud_resource {
 
 crud_resource!(
     customer_routes,
-    engine = customers,
+    resource = Customers,
     item = Customer,
     input = CustomerInput,
     list = CustomerList,
@@ -134,7 +134,7 @@ crud_resource!(
 
 crud_resource!(
     project_routes,
-    engine = projects,
+    resource = Projects,
     item = Project,
     input = ProjectInput,
     list = ProjectList,
@@ -154,7 +154,7 @@ crud_resource!(
 
 crud_resource!(
     task_routes,
-    engine = tasks,
+    resource = Tasks,
     item = Task,
     input = TaskInput,
     list = TaskList,
@@ -175,7 +175,7 @@ crud_resource!(
 
 crud_resource!(
     subtask_routes,
-    engine = subtasks,
+    resource = Subtasks,
     item = Subtask,
     input = SubtaskInput,
     list = SubtaskList,
