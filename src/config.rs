@@ -31,6 +31,9 @@ pub struct GlobalArgs {
     /// Delays between webhook delivery attempts, e.g. `5s,5m,30m,2h`.
     #[arg(long, env = "TIMIX_WEBHOOK_RETRY_SCHEDULE", global = true)]
     pub webhook_retry_schedule: Option<String>,
+    /// How long an Idempotency-Key is remembered, e.g. `24h` [default: 24h].
+    #[arg(long, env = "TIMIX_IDEMPOTENCY_RETENTION", global = true)]
+    pub idempotency_retention: Option<String>,
     /// Log filter, e.g. `info` or `timix_web=debug` [default: info].
     #[arg(long, env = "TIMIX_LOG", global = true)]
     pub log: Option<String>,
@@ -55,6 +58,7 @@ struct FileConfig {
     database_url: Option<String>,
     allow_private_targets: Option<bool>,
     webhook_retry_schedule: Option<String>,
+    idempotency_retention: Option<String>,
     log: Option<String>,
     log_format: Option<String>,
 }
@@ -73,6 +77,7 @@ pub struct Settings {
     pub database_url: String,
     pub allow_private_targets: bool,
     pub webhook_retry_schedule: Vec<Duration>,
+    pub idempotency_retention: Duration,
     pub log: String,
     pub log_format: LogFormat,
 }
@@ -109,6 +114,18 @@ impl Settings {
             .clone()
             .or(file.webhook_retry_schedule)
             .unwrap_or_else(|| DEFAULT_RETRY_SCHEDULE.to_owned());
+        let retention = args
+            .idempotency_retention
+            .clone()
+            .or(file.idempotency_retention)
+            .unwrap_or_else(|| "24h".to_owned());
+        let idempotency_retention = match parse_schedule(&retention)
+            .context("TIMIX_IDEMPOTENCY_RETENTION")?
+            .as_slice()
+        {
+            [one] => *one,
+            _ => bail!("TIMIX_IDEMPOTENCY_RETENTION must be one duration such as 24h"),
+        };
         Ok(Settings {
             bind: args
                 .bind
@@ -121,7 +138,8 @@ impl Settings {
                 .allow_private_targets
                 .or(file.allow_private_targets)
                 .unwrap_or(false),
-            webhook_retry_schedule: parse_schedule(&schedule)?,
+            webhook_retry_schedule: parse_schedule(&schedule).context("TIMIX_WEBHOOK_RETRY_SCHEDULE")?,
+            idempotency_retention,
             log: args
                 .log
                 .clone()
@@ -150,7 +168,7 @@ fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
         .map_err(|e| anyhow!("config file {} is invalid: {}", path.display(), e.message()))
 }
 
-/// Parses `5s,5m,2h` into durations.
+/// Parses `5s,5m,2h` into durations (the unit names are those of a retry schedule).
 pub fn parse_schedule(text: &str) -> anyhow::Result<Vec<Duration>> {
     text.split(',')
         .map(str::trim)

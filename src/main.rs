@@ -3,6 +3,7 @@
 mod config;
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -284,18 +285,21 @@ fn describe(error: timix_engine::Error) -> anyhow::Error {
 
 async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
     let db = open_database(&settings).await?;
-    // Background work: today the tombstone purge; a worker process runs only this.
-    let background = matches!(role, ServeRole::Worker | ServeRole::All)
-        .then(|| tokio::spawn(purge_tombstones(db.clone())));
+    let state = timix_web::AppState::new(db.clone());
+    let mut background = Vec::new();
+    if matches!(role, ServeRole::Worker | ServeRole::All) {
+        background.push(tokio::spawn(purge_expired(db.clone(), settings.idempotency_retention)));
+    }
     if matches!(role, ServeRole::Worker) {
         tracing::info!(backend = db.backend().name(), "worker started");
         shutdown_signal().await;
     } else {
+        background.push(tokio::spawn(keep_request_counters(state.clone())));
         let listener = tokio::net::TcpListener::bind(&settings.bind)
             .await
             .with_context(|| format!("cannot listen on {}", settings.bind))?;
         let address = listener.local_addr()?;
-        let app = timix_web::app(timix_web::AppState { db: db.clone() });
+        let app = timix_web::app(state.clone());
         tracing::info!(
             backend = db.backend().name(),
             allow_private_targets = settings.allow_private_targets,
@@ -306,8 +310,11 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
             .with_graceful_shutdown(shutdown_signal())
             .await
             .context("server failed")?;
+        if let Err(error) = state.usage.flush(&db).await {
+            tracing::warn!(%error, "Could not save the last request counts.");
+        }
     }
-    if let Some(task) = background {
+    for task in background {
         task.abort();
     }
     db.close().await;
@@ -315,20 +322,42 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Forgets tombstones past the sync retention window, hourly.
-async fn purge_tombstones(db: Db) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+/// Writes request counts every few seconds and forgets idle rate-limit state every minute.
+async fn keep_request_counters(state: timix_web::AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut ticks = 0u64;
     loop {
         tick.tick().await;
-        match timix_engine::list::purge_tombstones(
-            &db,
-            &["subtasks", "tasks", "projects", "customers"],
-        )
-        .await
-        {
+        ticks += 1;
+        if let Err(error) = state.usage.flush(&state.db).await {
+            tracing::warn!(%error, "Could not save request counts; will retry.");
+        }
+        if ticks % 12 == 0 {
+            state.limiter.forget_idle();
+        }
+    }
+}
+
+/// Forgets idempotency keys past their retention and tombstones past the sync window.
+async fn purge_expired(db: Db, idempotency_retention: Duration) {
+    let every = (idempotency_retention / 4).clamp(Duration::from_millis(250), Duration::from_secs(600));
+    let mut tick = tokio::time::interval(every);
+    let mut last_tombstone_purge: Option<std::time::Instant> = None;
+    loop {
+        tick.tick().await;
+        match timix_engine::idempotency::purge(&db, idempotency_retention.as_millis() as i64).await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(purged = n, "Purged expired tombstones."),
-            Err(error) => tracing::warn!(%error, "Could not purge tombstones."),
+            Ok(n) => tracing::debug!(purged = n, "Purged expired idempotency keys."),
+            Err(error) => tracing::warn!(%error, "Could not purge idempotency keys."),
+        }
+        if last_tombstone_purge.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
+            last_tombstone_purge = Some(std::time::Instant::now());
+            let tables = ["subtasks", "tasks", "projects", "customers"];
+            match timix_engine::list::purge_tombstones(&db, &tables).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(purged = n, "Purged expired tombstones."),
+                Err(error) => tracing::warn!(%error, "Could not purge tombstones."),
+            }
         }
     }
 }

@@ -7,6 +7,7 @@ use crate::db::{Db, Sql, Tx, row};
 use crate::error::{Error, Problems, Result};
 use crate::events;
 use crate::fields::{self, SHORT_TEXT};
+use crate::idempotency;
 use crate::ids;
 use crate::list::{self, FilterKind, ListParams, ListSpec, Page};
 use crate::time::{Millis, format_ms, format_opt, now_ms, parse_instant_field};
@@ -152,6 +153,8 @@ pub async fn create(db: &Db, actor: &Actor, input: ApiKeyInput) -> Result<Create
         expires_at,
     )
     .await?;
+    // A replay of this request does not show the key again: only its hash is ever stored.
+    idempotency::record(&mut tx, actor, 201, &created.api_key).await?;
     tx.commit().await?;
     Ok(created)
 }

@@ -121,6 +121,26 @@ pub struct Actor {
     /// The key's effective role: the lower of its role at creation and its owner's current role.
     pub role: Role,
     pub api_key: ApiKeyRef,
+    /// Conditions the request carries, applied inside its write.
+    pub conditions: Conditions,
+}
+
+/// `If-Match` and `Idempotency-Key` of the current request.
+#[derive(Debug, Clone, Default)]
+pub struct Conditions {
+    /// The ETag the resource must still have.
+    pub if_match: Option<String>,
+    pub idempotency: Option<crate::idempotency::Claim>,
+}
+
+impl Actor {
+    /// Refuses with 412 when `If-Match` was given and `current` no longer has that tag.
+    pub fn check_if_match<T: Serialize>(&self, current: &T) -> Result<()> {
+        match &self.conditions.if_match {
+            Some(tag) if !crate::etag::matches(tag, &crate::etag::of(current)) => Err(Error::PreconditionFailed),
+            _ => Ok(()),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -301,6 +321,7 @@ pub async fn authenticate(db: &Db, key: &str, org_header: Option<&str>) -> Resul
             expires_at,
         },
         organization,
+        conditions: Conditions::default(),
     })
 }
 

@@ -48,6 +48,12 @@ pub enum Error {
     /// The request conflicts with the current state (duplicate, still referenced…).
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// `If-Match` names another version than the current one.
+    #[error("the resource has changed since the given ETag")]
+    PreconditionFailed,
+    /// An `Idempotency-Key` reused with another request body.
+    #[error("this Idempotency-Key was used with another request")]
+    IdempotencyKeyReused,
     /// A sync cursor older than the tombstone retention window.
     #[error("{0}")]
     SyncWindowExpired(String),

@@ -7,6 +7,7 @@ use crate::db::{Db, Sql, Tx, row};
 use crate::error::{Error, Problems, Result};
 use crate::events;
 use crate::fields::{self, SHORT_TEXT};
+use crate::idempotency;
 use crate::ids;
 use crate::list::{self, FilterKind, ListParams, ListSpec, Page};
 use crate::money::{Amount, format_amount, patch_amount};
@@ -258,6 +259,7 @@ pub async fn create(db: &Db, actor: &Actor, input: OrgUserInput) -> Result<OrgUs
     let id = insert(&mut tx, actor.org_id(), &rec, None).await?;
     let user = reload(&mut tx, &id, &actor.organization.currency).await?;
     events::created(&mut tx, actor.org_id(), NOUN, &id, &user).await?;
+    idempotency::record(&mut tx, actor, 201, &user).await?;
     tx.commit().await?;
     Ok(user)
 }
@@ -331,6 +333,7 @@ pub async fn update(db: &Db, actor: &Actor, id: &str, input: OrgUserInput) -> Re
             before.role.as_str()
         )));
     }
+    actor.check_if_match(&before)?;
     let profile_patched = !input.holiday_profile_id.is_absent();
     let current = Record::from_row(&row)?;
     let rec = Record::apply(input, Some(&current), &currency)?;
@@ -370,6 +373,7 @@ pub async fn update(db: &Db, actor: &Actor, id: &str, input: OrgUserInput) -> Re
     .map_err(|e| fields::external_id_conflict(e, "user"))?;
     let after = reload(&mut tx, id, &currency).await?;
     events::updated(&mut tx, actor.org_id(), NOUN, id, &before, &after).await?;
+    idempotency::record(&mut tx, actor, 200, &after).await?;
     tx.commit().await?;
     Ok(after)
 }

@@ -242,6 +242,7 @@ pub async fn update(db: &Db, actor: &Actor, patch: OrganizationPatch) -> Result<
         Patch::Value(d) => problems.take(check_weekday(&d)),
     };
     problems.into_result()?;
+    actor.check_if_match(&current)?;
     let (Some(name), Some(currency), Some(timezone), Some(week)) = (name, currency, timezone, week)
     else {
         return Err(Error::Internal(
@@ -260,8 +261,14 @@ pub async fn update(db: &Db, actor: &Actor, patch: OrganizationPatch) -> Result<
     .arg(actor.org_id())
     .execute(&mut tx)
     .await?;
+    let row = Sql::new("SELECT * FROM organizations WHERE id = ?")
+        .arg(actor.org_id())
+        .fetch_one(&mut tx)
+        .await?;
+    let updated = Organization::from_row(&row)?;
+    crate::idempotency::record(&mut tx, actor, 200, &updated).await?;
     tx.commit().await?;
-    find(db, actor.org_id()).await
+    Ok(updated)
 }
 
 /// What an operator gives to create an organization.

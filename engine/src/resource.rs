@@ -11,6 +11,7 @@ use crate::db::{Db, Sql, Tx, row};
 use crate::error::{Error, Result};
 use crate::events;
 use crate::fields;
+use crate::idempotency;
 use crate::list::{self, ListParams, ListSpec, Page};
 use crate::patch::Patch;
 use crate::time::now_ms;
@@ -67,6 +68,7 @@ pub async fn create<R: Resource>(db: &Db, actor: &Actor, input: R::Input) -> Res
     actor.require(R::WRITE)?;
     let mut tx = db.begin().await?;
     let item = R::insert(&mut tx, actor, input).await?;
+    idempotency::record(&mut tx, actor, 201, &item).await?;
     tx.commit().await?;
     Ok(item)
 }
@@ -82,7 +84,9 @@ pub async fn update<R: Resource>(
     let row = fields::live_row(&mut tx, R::LIST.table, actor.org_id(), id)
         .await?
         .ok_or(Error::NotFound(R::NOUN))?;
+    actor.check_if_match(&R::decode(&row)?)?;
     let item = R::update(&mut tx, actor, &row, input).await?;
+    idempotency::record(&mut tx, actor, 200, &item).await?;
     tx.commit().await?;
     Ok(item)
 }

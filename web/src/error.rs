@@ -95,6 +95,16 @@ impl From<Error> for ApiError {
             }
             Error::Validation(details) => Self::validation(details),
             Error::Conflict { code, message } => Self::new(StatusCode::CONFLICT, code, message),
+            Error::PreconditionFailed => Self::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                "the resource has changed since the ETag given in If-Match; fetch it again",
+            ),
+            Error::IdempotencyKeyReused => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was already used with a different request; use a new key",
+            ),
             Error::SyncWindowExpired(message) => {
                 Self::new(StatusCode::GONE, "sync_window_expired", message)
             }

@@ -2,52 +2,29 @@
 //! a JSON body ([`JsonBody`]) and list parameters ([`QueryPairs`]).
 
 use axum::body::Bytes;
-use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 use timix_engine::FieldError;
-use timix_engine::auth::{self, Actor};
+use timix_engine::auth::Actor;
 
-use crate::AppState;
 use crate::error::ApiError;
 
-/// The authenticated caller. Accepts `X-Api-Key: bbl_…` or `Authorization: Bearer bbl_…`.
+/// The authenticated caller, as established by the [`gate`](crate::gate).
 pub struct Auth(pub Actor);
 
-impl<S> FromRequestParts<S> for Auth
-where
-    AppState: FromRef<S>,
-    S: Send + Sync,
-{
+impl<S: Send + Sync> FromRequestParts<S> for Auth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let state = AppState::from_ref(state);
-        let header_text = |name: &str| {
-            parts
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-        };
-        let key = header_text("x-api-key").or_else(|| {
-            header_text(header::AUTHORIZATION.as_str()).and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-                    .map(str::trim)
-            })
-        });
-        let Some(key) = key else {
-            return Err(timix_engine::Error::unauthenticated(
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.remove::<Actor>().map(Auth).ok_or_else(|| {
+            timix_engine::Error::unauthenticated(
                 "unauthenticated",
                 "send an API key in X-Api-Key or Authorization: Bearer",
             )
-            .into());
-        };
-        let org = header_text("x-organization-id").or_else(|| header_text("x-workspace-id"));
-        let actor = auth::authenticate(&state.db, key, org).await?;
-        Ok(Auth(actor))
+            .into()
+        })
     }
 }
 

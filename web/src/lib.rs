@@ -3,12 +3,14 @@
 
 pub mod error;
 pub mod extract;
+pub mod gate;
 pub mod openapi;
 pub mod request_id;
 pub mod response;
 pub mod routes;
 
 use std::any::Any;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
@@ -17,6 +19,8 @@ use axum::http::{Response, StatusCode, header};
 use axum::middleware;
 use axum::response::IntoResponse;
 use timix_engine::Db;
+use timix_engine::limits::Limiter;
+use timix_engine::usage::UsageCounter;
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -29,6 +33,18 @@ use crate::routes::BASE;
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
+    pub limiter: Arc<Limiter>,
+    pub usage: Arc<UsageCounter>,
+}
+
+impl AppState {
+    pub fn new(db: Db) -> Self {
+        Self {
+            limiter: Arc::new(Limiter::for_database(&db)),
+            usage: Arc::new(UsageCounter::default()),
+            db,
+        }
+    }
 }
 
 /// The OpenAPI document of the API, as served at `/api/integration/v1/openapi.json`.
@@ -45,6 +61,9 @@ fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// The whole application.
 pub fn app(state: AppState) -> Router {
     let (api, document) = api_router();
+    let api = api
+        .layer(middleware::from_fn(gate::etags))
+        .layer(middleware::from_fn_with_state(state.clone(), gate::gate));
     Router::new()
         .merge(api)
         .fallback(|| async { ApiError::not_found_route() })

@@ -4,6 +4,8 @@ use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
 use timix_engine::auth::{Role, rate_limit_per_minute};
+use timix_engine::limits::Quota;
+use timix_engine::usage::{self, Usage};
 use timix_engine::organizations::{self, BillingState, Organization, OrganizationPatch, Plan};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -129,9 +131,20 @@ pub async fn update_organization(
     Ok(Json(organizations::update(&state.db, &actor, patch).await?))
 }
 
+/// This key's rate limit now, request counts of the key and the organization per day for the
+/// last 90 days, and a linear forecast of the month.
+#[utoipa::path(get, path = "/usage", tag = "system",
+    responses((status = 200, body = Usage), (status = 401, body = ErrorEnvelope)))]
+pub async fn usage(State(state): State<AppState>, Auth(actor): Auth) -> ApiResult<Json<Usage>> {
+    let quota = Quota::per_minute(rate_limit_per_minute(actor.organization.plan));
+    let now = state.limiter.peek(&actor.api_key.id, quota).await?;
+    Ok(Json(usage::report(&state.db, &state.usage, &actor, now).await?))
+}
+
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(health))
+        .routes(routes!(usage))
         .routes(routes!(me))
         .routes(routes!(get_organization, update_organization))
 }

@@ -1,0 +1,222 @@
+//! The gate every authenticated API request passes: authentication, the key's rate limit,
+//! request counting, and the `If-Match` and `Idempotency-Key` conditions. It runs before the
+//! handlers, so every authenticated answer (errors included) carries the rate-limit headers.
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use timix_engine::auth::{self, Actor, rate_limit_per_minute};
+use timix_engine::idempotency::{self, Outcome, Stored};
+use timix_engine::limits::{Decision, Quota};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::MAX_BODY_BYTES;
+use crate::routes::BASE;
+
+/// The key a request presents, from `X-Api-Key` or `Authorization: Bearer`.
+pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    text("x-api-key").or_else(|| {
+        text(header::AUTHORIZATION.as_str())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim)
+    })
+}
+
+/// Paths that never need a key.
+fn is_public(path: &str) -> bool {
+    path.strip_prefix(BASE)
+        .is_some_and(|rest| rest == "/health" || rest == "/openapi.json")
+}
+
+pub async fn gate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    let Some(key) = presented_key(request.headers()).map(str::to_owned) else {
+        // No key: public paths answer, the others refuse in their `Auth` extractor.
+        return next.run(request).await;
+    };
+    if is_public(&path) {
+        return next.run(request).await;
+    }
+    let org_header = ["x-organization-id", "x-workspace-id"]
+        .iter()
+        .find_map(|h| request.headers().get(*h).and_then(|v| v.to_str().ok()))
+        .map(str::to_owned);
+    let mut actor = match auth::authenticate(&state.db, &key, org_header.as_deref()).await {
+        Ok(actor) => actor,
+        Err(error) => return ApiError::from(error).into_response(),
+    };
+    let quota = Quota::per_minute(rate_limit_per_minute(actor.organization.plan));
+    let decision = match state.limiter.acquire(&actor.api_key.id, quota).await {
+        Ok(d) => d,
+        Err(error) => return ApiError::from(error).into_response(),
+    };
+    let method = request.method().clone();
+    // A conditional GET may still be answered 304 (free) when the budget is spent.
+    let conditional = method == Method::GET && request.headers().contains_key(header::IF_NONE_MATCH);
+    if !decision.allowed && !conditional {
+        return rate_limited(decision);
+    }
+    if method == Method::PATCH {
+        actor.conditions.if_match = request
+            .headers()
+            .get(header::IF_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+    }
+    let (request, claim) = match claim_idempotency_key(&state, &mut actor, request).await {
+        Ok(Claimed::Run(request, claim)) => (request, claim),
+        Ok(Claimed::Replay(stored)) => {
+            state.usage.count(actor.org_id(), &actor.api_key.id);
+            return with_rate_headers(replay(stored), &decision);
+        }
+        Err(error) => return with_rate_headers(error.into_response(), &decision),
+    };
+    let (org_id, key_id) = (actor.org_id().to_owned(), actor.api_key.id.clone());
+    let mut request = request;
+    request.extensions_mut().insert(actor);
+    let response = next.run(request).await;
+
+    if let Some(claim) = claim
+        && !response.status().is_success()
+        && let Err(error) = idempotency::release(&state.db, &claim).await
+    {
+        tracing::warn!(%error, "Could not release an idempotency key.");
+    }
+    let decision = if response.status() == StatusCode::NOT_MODIFIED {
+        if decision.allowed {
+            state.limiter.refund(&key_id, quota);
+        }
+        Decision {
+            allowed: true,
+            remaining: (decision.remaining + u32::from(decision.allowed)).min(decision.limit),
+            ..decision
+        }
+    } else if !decision.allowed {
+        return rate_limited(decision);
+    } else {
+        state.usage.count(&org_id, &key_id);
+        decision
+    };
+    with_rate_headers(response, &decision)
+}
+
+enum Claimed {
+    Run(Request, Option<idempotency::Claim>),
+    Replay(Stored),
+}
+
+/// For a POST or PATCH with `Idempotency-Key`: claims the key for this exact request, or finds
+/// the stored answer of its first run.
+async fn claim_idempotency_key(state: &AppState, actor: &mut Actor, request: Request) -> Result<Claimed, ApiError> {
+    let key = request
+        .headers()
+        .get("idempotency-key")
+        .map(|v| v.to_str().map(str::to_owned));
+    let (Some(key), true) = (key, matches!(*request.method(), Method::POST | Method::PATCH)) else {
+        return Ok(Claimed::Run(request, None));
+    };
+    let key = key.map_err(|_| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", "Idempotency-Key must be printable ASCII")
+    })?;
+    let (parts, body) = request.into_parts();
+    let bytes = to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+        )
+    })?;
+    let mut hasher = Sha256::new();
+    hasher.update(parts.method.as_str().as_bytes());
+    hasher.update(b" ");
+    hasher.update(parts.uri.to_string().as_bytes());
+    hasher.update(b"\n");
+    hasher.update(&bytes);
+    let hash: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let outcome = idempotency::claim(&state.db, &actor.api_key.id, &key, &hash, parts.uri.path()).await?;
+    match outcome {
+        Outcome::Replay(stored) => Ok(Claimed::Replay(stored)),
+        Outcome::Fresh(claim) => {
+            actor.conditions.idempotency = Some(claim.clone());
+            Ok(Claimed::Run(Request::from_parts(parts, Body::from(bytes)), Some(claim)))
+        }
+    }
+}
+
+fn replay(stored: Stored) -> Response {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let mut response = (status, stored.body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    if let Some(location) = stored.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        headers.insert(header::LOCATION, location);
+    }
+    response
+}
+
+fn rate_limited(decision: Decision) -> Response {
+    let mut error = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!(
+            "rate limit of {} requests per {} seconds reached; retry in {} s",
+            decision.limit, decision.window_seconds, decision.retry_after
+        ),
+    );
+    error.headers.push((header::RETRY_AFTER, HeaderValue::from(decision.retry_after)));
+    with_rate_headers(error.into_response(), &decision)
+}
+
+fn with_rate_headers(mut response: Response, d: &Decision) -> Response {
+    let headers = response.headers_mut();
+    headers.insert("x-ratelimit-limit", HeaderValue::from(d.limit));
+    headers.insert("x-ratelimit-remaining", HeaderValue::from(d.remaining));
+    headers.insert("x-ratelimit-reset", HeaderValue::from(d.reset_at));
+    if let Ok(v) = HeaderValue::from_str(&format!("\"key\";q={};w={}", d.limit, d.window_seconds)) {
+        headers.insert("ratelimit-policy", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("\"key\";r={};t={}", d.remaining, d.reset_after)) {
+        headers.insert("ratelimit", v);
+    }
+    response
+}
+
+/// Adds an `ETag` to successful JSON answers and turns a `GET` whose `If-None-Match` names it
+/// into a bodiless `304 Not Modified`.
+pub async fn etags(request: Request, next: Next) -> Response {
+    let is_get = request.method() == Method::GET;
+    let if_none_match = request
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let response = next.run(request).await;
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !response.status().is_success() || !is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = to_bytes(body, usize::MAX).await else {
+        return ApiError::internal().into_response();
+    };
+    let tag = timix_engine::etag::of_bytes(&bytes);
+    if let Ok(value) = HeaderValue::from_str(&tag) {
+        parts.headers.insert(header::ETAG, value);
+    }
+    if is_get && if_none_match.is_some_and(|h| timix_engine::etag::matches(&h, &tag)) {
+        parts.status = StatusCode::NOT_MODIFIED;
+        parts.headers.remove(header::CONTENT_TYPE);
+        parts.headers.remove(header::CONTENT_LENGTH);
+        return Response::from_parts(parts, Body::empty());
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}
