@@ -138,7 +138,8 @@ impl Settings {
                 .allow_private_targets
                 .or(file.allow_private_targets)
                 .unwrap_or(false),
-            webhook_retry_schedule: parse_schedule(&schedule).context("TIMIX_WEBHOOK_RETRY_SCHEDULE")?,
+            webhook_retry_schedule: parse_schedule(&schedule)
+                .context("TIMIX_WEBHOOK_RETRY_SCHEDULE")?,
             idempotency_retention,
             log: args
                 .log

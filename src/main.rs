@@ -288,7 +288,10 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
     let state = timix_web::AppState::new(db.clone());
     let mut background = Vec::new();
     if matches!(role, ServeRole::Worker | ServeRole::All) {
-        background.push(tokio::spawn(purge_expired(db.clone(), settings.idempotency_retention)));
+        background.push(tokio::spawn(purge_expired(
+            db.clone(),
+            settings.idempotency_retention,
+        )));
     }
     if matches!(role, ServeRole::Worker) {
         tracing::info!(backend = db.backend().name(), "worker started");
@@ -332,7 +335,7 @@ async fn keep_request_counters(state: timix_web::AppState) {
         if let Err(error) = state.usage.flush(&state.db).await {
             tracing::warn!(%error, "Could not save request counts; will retry.");
         }
-        if ticks % 12 == 0 {
+        if ticks.is_multiple_of(12) {
             state.limiter.forget_idle();
         }
     }
@@ -340,12 +343,14 @@ async fn keep_request_counters(state: timix_web::AppState) {
 
 /// Forgets idempotency keys past their retention and tombstones past the sync window.
 async fn purge_expired(db: Db, idempotency_retention: Duration) {
-    let every = (idempotency_retention / 4).clamp(Duration::from_millis(250), Duration::from_secs(600));
+    let every =
+        (idempotency_retention / 4).clamp(Duration::from_millis(250), Duration::from_secs(600));
     let mut tick = tokio::time::interval(every);
     let mut last_tombstone_purge: Option<std::time::Instant> = None;
     loop {
         tick.tick().await;
-        match timix_engine::idempotency::purge(&db, idempotency_retention.as_millis() as i64).await {
+        match timix_engine::idempotency::purge(&db, idempotency_retention.as_millis() as i64).await
+        {
             Ok(0) => {}
             Ok(n) => tracing::debug!(purged = n, "Purged expired idempotency keys."),
             Err(error) => tracing::warn!(%error, "Could not purge idempotency keys."),

@@ -137,7 +137,9 @@ impl Actor {
     /// Refuses with 412 when `If-Match` was given and `current` no longer has that tag.
     pub fn check_if_match<T: Serialize>(&self, current: &T) -> Result<()> {
         match &self.conditions.if_match {
-            Some(tag) if !crate::etag::matches(tag, &crate::etag::of(current)) => Err(Error::PreconditionFailed),
+            Some(tag) if !crate::etag::matches(tag, &crate::etag::of(current)) => {
+                Err(Error::PreconditionFailed)
+            }
             _ => Ok(()),
         }
     }

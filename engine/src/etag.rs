@@ -21,7 +21,10 @@ pub fn of<T: Serialize>(value: &T) -> String {
 /// allowed).
 pub fn matches(header: &str, tag: &str) -> bool {
     let bare = tag.trim_start_matches("W/");
-    header.split(',').map(str::trim).any(|candidate| candidate == "*" || candidate.trim_start_matches("W/") == bare)
+    header
+        .split(',')
+        .map(str::trim)
+        .any(|candidate| candidate == "*" || candidate.trim_start_matches("W/") == bare)
 }
 
 #[cfg(test)]

@@ -39,7 +39,8 @@ const ABANDONED_AFTER_MS: i64 = 60_000;
 
 /// Checks an `Idempotency-Key` header value: 1–255 printable ASCII characters.
 pub fn check_key(key: &str) -> Result<()> {
-    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+    {
         return Err(Error::InvalidParameter(
             "Idempotency-Key must be 1 to 255 printable ASCII characters".into(),
         ));
@@ -48,7 +49,13 @@ pub fn check_key(key: &str) -> Result<()> {
 }
 
 /// Claims `key` for a request whose method, path and body hash to `request_hash`.
-pub async fn claim(db: &Db, api_key_id: &str, key: &str, request_hash: &str, path: &str) -> Result<Outcome> {
+pub async fn claim(
+    db: &Db,
+    api_key_id: &str,
+    key: &str,
+    request_hash: &str,
+    path: &str,
+) -> Result<Outcome> {
     check_key(key)?;
     let now = now_ms();
     let inserted = Sql::new(
@@ -92,7 +99,8 @@ pub async fn claim(db: &Db, api_key_id: &str, key: &str, request_hash: &str, pat
     if now - updated_at < ABANDONED_AFTER_MS {
         return Err(Error::Conflict {
             code: "idempotency_key_in_use",
-            message: "a request with this Idempotency-Key is still running; retry when it is done".into(),
+            message: "a request with this Idempotency-Key is still running; retry when it is done"
+                .into(),
         });
     }
     let taken = Sql::new(
@@ -110,7 +118,8 @@ pub async fn claim(db: &Db, api_key_id: &str, key: &str, request_hash: &str, pat
     } else {
         Err(Error::Conflict {
             code: "idempotency_key_in_use",
-            message: "a request with this Idempotency-Key is still running; retry when it is done".into(),
+            message: "a request with this Idempotency-Key is still running; retry when it is done"
+                .into(),
         })
     }
 }
@@ -143,12 +152,14 @@ pub async fn record<T: Serialize>(tx: &mut Tx, actor: &Actor, status: u16, body:
 
 /// Frees a claim whose request failed, so the client may retry with the same key.
 pub async fn release(db: &Db, claim: &Claim) -> Result<()> {
-    Sql::new("DELETE FROM idempotency_keys WHERE api_key_id = ? AND idem_key = ? AND state = 'running'")
-        .arg(&claim.api_key_id)
-        .arg(&claim.key)
-        .execute(db)
-        .await
-        .map(drop)
+    Sql::new(
+        "DELETE FROM idempotency_keys WHERE api_key_id = ? AND idem_key = ? AND state = 'running'",
+    )
+    .arg(&claim.api_key_id)
+    .arg(&claim.key)
+    .execute(db)
+    .await
+    .map(drop)
 }
 
 /// Forgets keys older than `retention_ms`.

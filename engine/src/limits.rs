@@ -85,7 +85,11 @@ pub fn gcra(tat: i64, now: i64, quota: Quota, cost: u32) -> (Decision, i64) {
             remaining: remaining.min(quota.limit),
             reset_at: ceil_seconds(tat_after.max(now)),
             reset_after: ceil_seconds(used),
-            retry_after: if allowed { 0 } else { ceil_seconds(new_tat - now - window).max(1) },
+            retry_after: if allowed {
+                0
+            } else {
+                ceil_seconds(new_tat - now - window).max(1)
+            },
             window_seconds: quota.window_seconds,
         }
     };
@@ -118,7 +122,10 @@ pub enum Limiter {
     /// One process: the state is here.
     Local(Mutex<HashMap<String, i64>>),
     /// Several processes on one Postgres: leases from `rate_limit_state`.
-    Shared { db: Db, leases: Mutex<HashMap<String, Lease>> },
+    Shared {
+        db: Db,
+        leases: Mutex<HashMap<String, Lease>>,
+    },
 }
 
 impl Limiter {
@@ -232,7 +239,12 @@ impl Limiter {
                     .arg(key_id)
                     .fetch_optional(db)
                     .await?;
-                (row.map(|r| row::get_i64(&r, "tat_us")).transpose()?.unwrap_or(0), local)
+                (
+                    row.map(|r| row::get_i64(&r, "tat_us"))
+                        .transpose()?
+                        .unwrap_or(0),
+                    local,
+                )
             }
         };
         let used = tat.max(now) - now;
@@ -332,7 +344,10 @@ mod tests {
             tat = next;
         }
         let (d, same) = gcra(tat, now, quota, 1);
-        assert!(!d.allowed, "the 301st request in the same instant is refused");
+        assert!(
+            !d.allowed,
+            "the 301st request in the same instant is refused"
+        );
         assert_eq!(same, tat, "a refusal costs nothing");
         assert_eq!(d.remaining, 0);
         assert_eq!(d.retry_after, 1);

@@ -123,7 +123,12 @@ pub struct Forecast {
     pub organization_projected: i64,
 }
 
-pub async fn report(db: &Db, counter: &UsageCounter, actor: &Actor, now: Decision) -> Result<Usage> {
+pub async fn report(
+    db: &Db,
+    counter: &UsageCounter,
+    actor: &Actor,
+    now: Decision,
+) -> Result<Usage> {
     actor.require(Permission::ReadAll)?;
     let today = today();
     let first = today - Days::new(89);
@@ -168,7 +173,11 @@ pub async fn report(db: &Db, counter: &UsageCounter, actor: &Actor, now: Decisio
     };
     let month_prefix = format!("{:04}-{:02}", today.year(), today.month());
     let so_far = |pick: fn(&DailyUsage) -> i64| -> i64 {
-        daily.iter().filter(|d| d.date.starts_with(&month_prefix)).map(pick).sum()
+        daily
+            .iter()
+            .filter(|d| d.date.starts_with(&month_prefix))
+            .map(pick)
+            .sum()
     };
     let days_in_month = {
         let next = if today.month() == 12 {

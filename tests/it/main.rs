@@ -8,6 +8,7 @@ mod errors;
 mod events;
 mod hierarchy;
 mod isolation;
+mod limits;
 mod lists;
 mod roles;
 mod server;

@@ -19,10 +19,18 @@ use crate::routes::BASE;
 
 /// The key a request presents, from `X-Api-Key` or `Authorization: Bearer`.
 pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
     text("x-api-key").or_else(|| {
         text(header::AUTHORIZATION.as_str())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim)
     })
 }
@@ -57,7 +65,8 @@ pub async fn gate(State(state): State<AppState>, request: Request, next: Next) -
     };
     let method = request.method().clone();
     // A conditional GET may still be answered 304 (free) when the budget is spent.
-    let conditional = method == Method::GET && request.headers().contains_key(header::IF_NONE_MATCH);
+    let conditional =
+        method == Method::GET && request.headers().contains_key(header::IF_NONE_MATCH);
     if !decision.allowed && !conditional {
         return rate_limited(decision);
     }
@@ -69,7 +78,7 @@ pub async fn gate(State(state): State<AppState>, request: Request, next: Next) -
             .map(str::to_owned);
     }
     let (request, claim) = match claim_idempotency_key(&state, &mut actor, request).await {
-        Ok(Claimed::Run(request, claim)) => (request, claim),
+        Ok(Claimed::Run(request, claim)) => (*request, claim),
         Ok(Claimed::Replay(stored)) => {
             state.usage.count(actor.org_id(), &actor.api_key.id);
             return with_rate_headers(replay(stored), &decision);
@@ -106,22 +115,33 @@ pub async fn gate(State(state): State<AppState>, request: Request, next: Next) -
 }
 
 enum Claimed {
-    Run(Request, Option<idempotency::Claim>),
+    Run(Box<Request>, Option<idempotency::Claim>),
     Replay(Stored),
 }
 
 /// For a POST or PATCH with `Idempotency-Key`: claims the key for this exact request, or finds
 /// the stored answer of its first run.
-async fn claim_idempotency_key(state: &AppState, actor: &mut Actor, request: Request) -> Result<Claimed, ApiError> {
+async fn claim_idempotency_key(
+    state: &AppState,
+    actor: &mut Actor,
+    request: Request,
+) -> Result<Claimed, ApiError> {
     let key = request
         .headers()
         .get("idempotency-key")
         .map(|v| v.to_str().map(str::to_owned));
-    let (Some(key), true) = (key, matches!(*request.method(), Method::POST | Method::PATCH)) else {
-        return Ok(Claimed::Run(request, None));
+    let (Some(key), true) = (
+        key,
+        matches!(*request.method(), Method::POST | Method::PATCH),
+    ) else {
+        return Ok(Claimed::Run(Box::new(request), None));
     };
     let key = key.map_err(|_| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", "Idempotency-Key must be printable ASCII")
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_parameter",
+            "Idempotency-Key must be printable ASCII",
+        )
     })?;
     let (parts, body) = request.into_parts();
     let bytes = to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
@@ -137,13 +157,21 @@ async fn claim_idempotency_key(state: &AppState, actor: &mut Actor, request: Req
     hasher.update(parts.uri.to_string().as_bytes());
     hasher.update(b"\n");
     hasher.update(&bytes);
-    let hash: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    let outcome = idempotency::claim(&state.db, &actor.api_key.id, &key, &hash, parts.uri.path()).await?;
+    let hash: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let outcome =
+        idempotency::claim(&state.db, &actor.api_key.id, &key, &hash, parts.uri.path()).await?;
     match outcome {
         Outcome::Replay(stored) => Ok(Claimed::Replay(stored)),
         Outcome::Fresh(claim) => {
             actor.conditions.idempotency = Some(claim.clone());
-            Ok(Claimed::Run(Request::from_parts(parts, Body::from(bytes)), Some(claim)))
+            Ok(Claimed::Run(
+                Box::new(Request::from_parts(parts, Body::from(bytes))),
+                Some(claim),
+            ))
         }
     }
 }
@@ -152,7 +180,10 @@ fn replay(stored: Stored) -> Response {
     let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
     let mut response = (status, stored.body).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
     if let Some(location) = stored.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
         headers.insert(header::LOCATION, location);
@@ -169,7 +200,9 @@ fn rate_limited(decision: Decision) -> Response {
             decision.limit, decision.window_seconds, decision.retry_after
         ),
     );
-    error.headers.push((header::RETRY_AFTER, HeaderValue::from(decision.retry_after)));
+    error
+        .headers
+        .push((header::RETRY_AFTER, HeaderValue::from(decision.retry_after)));
     with_rate_headers(error.into_response(), &decision)
 }
 
@@ -181,7 +214,8 @@ fn with_rate_headers(mut response: Response, d: &Decision) -> Response {
     if let Ok(v) = HeaderValue::from_str(&format!("\"key\";q={};w={}", d.limit, d.window_seconds)) {
         headers.insert("ratelimit-policy", v);
     }
-    if let Ok(v) = HeaderValue::from_str(&format!("\"key\";r={};t={}", d.remaining, d.reset_after)) {
+    if let Ok(v) = HeaderValue::from_str(&format!("\"key\";r={};t={}", d.remaining, d.reset_after))
+    {
         headers.insert("ratelimit", v);
     }
     response

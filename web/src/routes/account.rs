@@ -5,8 +5,8 @@ use axum::extract::State;
 use serde::Serialize;
 use timix_engine::auth::{Role, rate_limit_per_minute};
 use timix_engine::limits::Quota;
-use timix_engine::usage::{self, Usage};
 use timix_engine::organizations::{self, BillingState, Organization, OrganizationPatch, Plan};
+use timix_engine::usage::{self, Usage};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -138,7 +138,9 @@ pub async fn update_organization(
 pub async fn usage(State(state): State<AppState>, Auth(actor): Auth) -> ApiResult<Json<Usage>> {
     let quota = Quota::per_minute(rate_limit_per_minute(actor.organization.plan));
     let now = state.limiter.peek(&actor.api_key.id, quota).await?;
-    Ok(Json(usage::report(&state.db, &state.usage, &actor, now).await?))
+    Ok(Json(
+        usage::report(&state.db, &state.usage, &actor, now).await?,
+    ))
 }
 
 pub fn router() -> OpenApiRouter<AppState> {
