@@ -35,6 +35,27 @@ pub struct AppState {
     pub db: Db,
     pub limiter: Arc<Limiter>,
     pub usage: Arc<UsageCounter>,
+    pub gate: GateOptions,
+}
+
+/// What the gate applies beyond authentication. Both switches exist for the benchmark that
+/// measures what rate limits, idempotency, ETags and usage counting cost; the service always
+/// runs with the defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct GateOptions {
+    /// Rate limits, `Idempotency-Key`, ETags and usage counting.
+    pub limits: bool,
+    /// A per-key limit replacing the plan's.
+    pub quota_override: Option<u32>,
+}
+
+impl Default for GateOptions {
+    fn default() -> Self {
+        Self {
+            limits: true,
+            quota_override: None,
+        }
+    }
 }
 
 impl AppState {
@@ -42,6 +63,7 @@ impl AppState {
         Self {
             limiter: Arc::new(Limiter::for_database(&db)),
             usage: Arc::new(UsageCounter::default()),
+            gate: GateOptions::default(),
             db,
         }
     }
@@ -61,9 +83,12 @@ fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// The whole application.
 pub fn app(state: AppState) -> Router {
     let (api, document) = api_router();
-    let api = api
-        .layer(middleware::from_fn(gate::etags))
-        .layer(middleware::from_fn_with_state(state.clone(), gate::gate));
+    let api = if state.gate.limits {
+        api.layer(middleware::from_fn(gate::etags))
+    } else {
+        api
+    };
+    let api = api.layer(middleware::from_fn_with_state(state.clone(), gate::gate));
     Router::new()
         .merge(api)
         .fallback(|| async { ApiError::not_found_route() })
