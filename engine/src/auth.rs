@@ -67,10 +67,11 @@ pub enum Permission {
     WriteProjects,
     WriteTasks,
     WriteSubtasks,
+    ManageWebhooks,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 8] = [
+    pub const ALL: [Permission; 9] = [
         Permission::ReadAll,
         Permission::WriteOrganization,
         Permission::WriteOrgUsers,
@@ -79,6 +80,7 @@ impl Permission {
         Permission::WriteProjects,
         Permission::WriteTasks,
         Permission::WriteSubtasks,
+        Permission::ManageWebhooks,
     ];
 
     /// The permission matrix: the least role that holds each permission.
@@ -87,7 +89,7 @@ impl Permission {
             Permission::ReadAll => Role::Viewer,
             Permission::WriteTasks | Permission::WriteSubtasks => Role::Member,
             Permission::WriteCustomers | Permission::WriteProjects => Role::Manager,
-            Permission::WriteOrgUsers | Permission::ManageApiKeys => Role::Admin,
+            Permission::WriteOrgUsers | Permission::ManageApiKeys | Permission::ManageWebhooks => Role::Admin,
             Permission::WriteOrganization => Role::Owner,
         }
     }
@@ -107,6 +109,7 @@ impl Permission {
             Permission::WriteProjects => "projects:write",
             Permission::WriteTasks => "tasks:write",
             Permission::WriteSubtasks => "subtasks:write",
+            Permission::ManageWebhooks => "webhooks:write",
         }
     }
 }

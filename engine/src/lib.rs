@@ -25,6 +25,7 @@ pub mod subtasks;
 pub mod tasks;
 pub mod time;
 pub mod usage;
+pub mod webhooks;
 
 pub use db::{Backend, Db};
 pub use error::{Error, FieldError, Result};
