@@ -3,13 +3,18 @@
 mod config;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use clap::{Parser, Subcommand, ValueEnum};
+use timix_connectors::delivery::{Deliverer, DeliveryJob, queue_due_retries, requeue_stalled};
+use timix_connectors::outbound::Outbound;
 use timix_engine::Db;
 use timix_engine::bootstrap::{BootstrapInput, bootstrap};
+use timix_engine::jobs::{JobHandler, Queues};
 use timix_engine::organizations::{self, BillingState, Plan};
+use timix_triggers::dispatcher::Dispatcher;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{GlobalArgs, LogFormat, Settings};
@@ -285,13 +290,17 @@ fn describe(error: timix_engine::Error) -> anyhow::Error {
 
 async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
     let db = open_database(&settings).await?;
-    let state = timix_web::AppState::new(db.clone());
+    let queues = Queues::open(&settings.database_url)
+        .await
+        .context("cannot open the job queue")?;
+    let state = timix_web::AppState::new(db.clone(), Some(queues.clone()));
     let mut background = Vec::new();
     if matches!(role, ServeRole::Worker | ServeRole::All) {
         background.push(tokio::spawn(purge_expired(
             db.clone(),
             settings.idempotency_retention,
         )));
+        background.extend(start_delivery(&settings, &db, &queues));
     }
     if matches!(role, ServeRole::Worker) {
         tracing::info!(backend = db.backend().name(), "worker started");
@@ -324,6 +333,97 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
     tracing::info!("Stopped after finishing in-flight requests.");
     Ok(())
 }
+
+/// Webhook delivery: the dispatcher, the workers that send, and the sweeper that requeues what a
+/// crash left behind.
+fn start_delivery(
+    settings: &Settings,
+    db: &Db,
+    queues: &Queues,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut dispatcher = Dispatcher::new(db.clone(), queues.clone(), &settings.database_url);
+    let (lane, mut fast) = tokio::sync::mpsc::unbounded_channel::<String>();
+    dispatcher.fast_lane = Some(lane.clone());
+    let deliverer = Arc::new(Deliverer {
+        db: db.clone(),
+        queues: queues.clone(),
+        outbound: Outbound::new(settings.allow_private_targets, Duration::from_secs(15)),
+        schedule: settings.webhook_retry_schedule.clone(),
+    });
+    let workers = {
+        let queues = queues.clone();
+        let deliverer = deliverer.clone();
+        async move {
+            // A worker that stops (its database was unreachable, say) is started again.
+            for run in 0u64.. {
+                let name = format!("deliveries-{}-{run}", std::process::id());
+                match queues
+                    .work::<DeliveryJob, _>(&name, deliverer.clone(), DELIVERY_CONCURRENCY)
+                    .await
+                {
+                    Ok(()) => tracing::warn!("The delivery worker stopped; starting it again."),
+                    Err(error) => {
+                        tracing::error!(%error, "The delivery worker failed; starting it again.")
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    // Due retries and stalled deliveries are queued (durably) and also tried at once here.
+    let sweeper = {
+        let (db, queues, lane) = (db.clone(), queues.clone(), lane.clone());
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            for round in 0u64.. {
+                tick.tick().await;
+                match queue_due_retries(&db, &queues).await {
+                    Ok(ids) => ids.into_iter().for_each(|id| drop(lane.send(id))),
+                    Err(error) => tracing::warn!(%error, "Could not queue due retries."),
+                }
+                if round.is_multiple_of(50) {
+                    match requeue_stalled(&db, &queues, 30_000).await {
+                        Ok(ids) if ids.is_empty() => {}
+                        Ok(ids) => {
+                            tracing::info!(requeued = ids.len(), "Requeued stalled deliveries.");
+                            ids.into_iter().for_each(|id| drop(lane.send(id)));
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "Could not requeue stalled deliveries.")
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let fast_lane = {
+        let deliverer = deliverer.clone();
+        async move {
+            let slots = Arc::new(tokio::sync::Semaphore::new(DELIVERY_CONCURRENCY));
+            while let Some(delivery_id) = fast.recv().await {
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    break;
+                };
+                let deliverer = deliverer.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = deliverer.perform(DeliveryJob { delivery_id }).await {
+                        tracing::warn!(%error, "A delivery attempt failed to run; its job will retry it.");
+                    }
+                    drop(slot);
+                });
+            }
+        }
+    };
+    vec![
+        tokio::spawn(dispatcher.run()),
+        tokio::spawn(workers),
+        tokio::spawn(sweeper),
+        tokio::spawn(fast_lane),
+    ]
+}
+
+/// Deliveries in flight at once, per process.
+const DELIVERY_CONCURRENCY: usize = 64;
 
 /// Writes request counts every few seconds and forgets idle rate-limit state every minute.
 async fn keep_request_counters(state: timix_web::AppState) {

@@ -52,6 +52,7 @@ async fn main() -> anyhow::Result<()> {
 
     let with = serve(db.clone(), true).await?;
     let without = serve(db.clone(), false).await?;
+    timix_connectors::outbound::install_crypto_provider();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(connections)
         .build()?;
@@ -125,7 +126,7 @@ async fn main() -> anyhow::Result<()> {
 
 /// Serves the application on a free port; returns its base URL.
 async fn serve(db: Db, limits: bool) -> anyhow::Result<String> {
-    let mut state = AppState::new(db);
+    let mut state = AppState::new(db, None);
     // A budget the load cannot exhaust, so that every request takes the full allowed path.
     state.gate = GateOptions {
         limits,

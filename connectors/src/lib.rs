@@ -1,4 +1,7 @@
-//! Connections to other systems (API key, basic, OAuth2), the outbound HTTP client, webhook
-//! delivery, and the Zapier, Make and Workato app generators. Builds on `timix-engine` only.
+//! Connections to other systems, the outbound HTTP client (with its SSRF guard), webhook
+//! signing and delivery, and (later) the Zapier, Make and Workato app generators. Builds on
+//! `timix-engine` only.
 
-pub use timix_engine as engine;
+pub mod delivery;
+pub mod outbound;
+pub mod signing;

@@ -89,7 +89,9 @@ impl Permission {
             Permission::ReadAll => Role::Viewer,
             Permission::WriteTasks | Permission::WriteSubtasks => Role::Member,
             Permission::WriteCustomers | Permission::WriteProjects => Role::Manager,
-            Permission::WriteOrgUsers | Permission::ManageApiKeys | Permission::ManageWebhooks => Role::Admin,
+            Permission::WriteOrgUsers | Permission::ManageApiKeys | Permission::ManageWebhooks => {
+                Role::Admin
+            }
             Permission::WriteOrganization => Role::Owner,
         }
     }

@@ -81,7 +81,8 @@ impl Changes {
 /// append lock, held until commit, so that `seq` order is commit order.
 pub async fn append(tx: &mut Tx, event: NewEvent<'_>) -> Result<i64> {
     if tx.backend() == Backend::Postgres {
-        Sql::new("SELECT pg_advisory_xact_lock(7146201)")
+        // Delivered at commit to every process listening (duplicates in one transaction fold).
+        Sql::new("SELECT pg_advisory_xact_lock(7146201), pg_notify('timix_events', '')")
             .execute(&mut *tx)
             .await?;
     }
@@ -288,6 +289,28 @@ pub async fn list(db: &Db, actor: &Actor, query: &EventQuery) -> Result<EventPag
         next_after,
         has_more,
     })
+}
+
+/// One event by id (for deliveries).
+pub async fn by_id(db: &Db, id: &str) -> Result<Option<Event>> {
+    Sql::new("SELECT * FROM events WHERE id = ?")
+        .arg(id)
+        .fetch_optional(db)
+        .await?
+        .map(|r| event_from_row(&r))
+        .transpose()
+}
+
+/// Events of every organization after `seq`, in order (for the dispatcher).
+pub async fn after(db: &Db, seq: i64, limit: i64) -> Result<Vec<Event>> {
+    Sql::new("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?")
+        .arg(seq)
+        .arg(limit)
+        .fetch_all(db)
+        .await?
+        .iter()
+        .map(event_from_row)
+        .collect()
 }
 
 fn event_from_row(row: &row::Row) -> Result<Event> {

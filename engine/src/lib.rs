@@ -13,6 +13,7 @@ pub mod events;
 pub mod fields;
 pub mod idempotency;
 pub mod ids;
+pub mod jobs;
 pub mod limits;
 pub mod list;
 pub mod money;

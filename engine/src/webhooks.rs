@@ -19,18 +19,43 @@ use crate::time::{Millis, format_ms, format_opt, now_ms};
 
 /// Every event type a subscription may name (besides `*`).
 pub const EVENT_TYPES: &[&str] = &[
-    "customer.created", "customer.updated", "customer.deleted",
-    "project.created", "project.updated", "project.deleted", "project.budget_threshold_reached",
-    "task.created", "task.updated", "task.deleted",
-    "subtask.created", "subtask.updated", "subtask.deleted",
-    "time_entry.created", "time_entry.updated", "time_entry.deleted",
-    "timer.started", "timer.stopped",
-    "timesheet.submitted", "timesheet.approved", "timesheet.rejected",
-    "invoice.created", "invoice.updated", "invoice.deleted", "invoice.issued", "invoice.paid", "invoice.voided",
-    "holiday_profile.created", "holiday_profile.updated", "holiday_profile.deleted",
-    "org_user.created", "org_user.updated", "org_user.deleted",
-    "api_key.created", "api_key.revoked",
-    "webhook.test", "webhook_endpoint.disabled",
+    "customer.created",
+    "customer.updated",
+    "customer.deleted",
+    "project.created",
+    "project.updated",
+    "project.deleted",
+    "project.budget_threshold_reached",
+    "task.created",
+    "task.updated",
+    "task.deleted",
+    "subtask.created",
+    "subtask.updated",
+    "subtask.deleted",
+    "time_entry.created",
+    "time_entry.updated",
+    "time_entry.deleted",
+    "timer.started",
+    "timer.stopped",
+    "timesheet.submitted",
+    "timesheet.approved",
+    "timesheet.rejected",
+    "invoice.created",
+    "invoice.updated",
+    "invoice.deleted",
+    "invoice.issued",
+    "invoice.paid",
+    "invoice.voided",
+    "holiday_profile.created",
+    "holiday_profile.updated",
+    "holiday_profile.deleted",
+    "org_user.created",
+    "org_user.updated",
+    "org_user.deleted",
+    "api_key.created",
+    "api_key.revoked",
+    "webhook.test",
+    "webhook_endpoint.disabled",
 ];
 
 /// How long the old secret still signs after a rotation.
@@ -124,6 +149,8 @@ pub struct Subscription {
     pub previous_secret: Option<String>,
     pub is_enabled: bool,
     pub failing_since: Option<Millis>,
+    /// Events that occurred before the subscription existed are not sent to it.
+    pub created_at: Millis,
 }
 
 impl Subscription {
@@ -138,7 +165,9 @@ impl Subscription {
         }
         let named = self.events.iter().any(|e| e == "*" || e == kind);
         let filtered = match &self.filters {
-            Some(Value::Object(conditions)) => conditions.iter().all(|(field, wanted)| data.get(field) == Some(wanted)),
+            Some(Value::Object(conditions)) => conditions
+                .iter()
+                .all(|(field, wanted)| data.get(field) == Some(wanted)),
             _ => true,
         };
         named && filtered
@@ -153,11 +182,15 @@ impl Subscription {
             kind: row::get_str(r, "kind")?,
             url: row::get_str(r, "url")?,
             events: parse_json(&row::get_str(r, "events")?)?,
-            filters: row::get_opt_str(r, "filters")?.map(|f| parse_json(&f)).transpose()?,
+            filters: row::get_opt_str(r, "filters")?
+                .map(|f| parse_json(&f))
+                .transpose()?,
             secret: row::get_str(r, "secret")?,
-            previous_secret: row::get_opt_str(r, "previous_secret")?.filter(|_| previous_until.is_some_and(|t| t > now)),
+            previous_secret: row::get_opt_str(r, "previous_secret")?
+                .filter(|_| previous_until.is_some_and(|t| t > now)),
             is_enabled: row::get_bool(r, "is_enabled")?,
             failing_since: row::get_opt_i64(r, "failing_since")?,
+            created_at: row::get_i64(r, "created_at")?,
         })
     }
 }
@@ -185,7 +218,9 @@ fn hook_from_row(r: &row::Row) -> Result<Hook> {
         id: row::get_str(r, "id")?,
         target_url: row::get_str(r, "url")?,
         event: events.into_iter().next().unwrap_or_default(),
-        filters: row::get_opt_str(r, "filters")?.map(|f| parse_json(&f)).transpose()?,
+        filters: row::get_opt_str(r, "filters")?
+            .map(|f| parse_json(&f))
+            .transpose()?,
         created_at: format_ms(row::get_i64(r, "created_at")?),
     })
 }
@@ -199,30 +234,61 @@ pub fn new_secret() -> String {
 /// An http(s) URL with a host. Where it may point is checked when delivering (SSRF guard).
 fn check_url(field: &str, url: &str) -> Result<String, FieldError> {
     let url = url.trim();
-    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
     match rest {
-        Some(rest) if !rest.is_empty() && !rest.starts_with('/') && url.len() <= 2048 && !url.contains(char::is_whitespace) => {
+        Some(rest)
+            if !rest.is_empty()
+                && !rest.starts_with('/')
+                && url.len() <= 2048
+                && !url.contains(char::is_whitespace) =>
+        {
             Ok(url.to_owned())
         }
-        _ => Err(FieldError::new(field, "invalid", format!("{field} must be an http or https URL"))),
+        _ => Err(FieldError::new(
+            field,
+            "invalid",
+            format!("{field} must be an http or https URL"),
+        )),
     }
 }
 
 fn check_events(field: &str, events: &[String]) -> Result<(), FieldError> {
     if events.is_empty() {
-        return Err(FieldError::new(field, "required", format!("{field} needs at least one event type or *")));
+        return Err(FieldError::new(
+            field,
+            "required",
+            format!("{field} needs at least one event type or *"),
+        ));
     }
-    match events.iter().find(|e| *e != "*" && !EVENT_TYPES.contains(&e.as_str())) {
-        Some(bad) => Err(FieldError::new(field, "invalid", format!("unknown event type {bad:?}"))),
+    match events
+        .iter()
+        .find(|e| *e != "*" && !EVENT_TYPES.contains(&e.as_str()))
+    {
+        Some(bad) => Err(FieldError::new(
+            field,
+            "invalid",
+            format!("unknown event type {bad:?}"),
+        )),
         None => Ok(()),
     }
 }
 
-async fn live_subscription(runner: impl crate::db::Runner, actor: &Actor, kind: &str, id: &str) -> Result<row::Row> {
+async fn live_subscription(
+    runner: impl crate::db::Runner,
+    actor: &Actor,
+    kind: &str,
+    id: &str,
+) -> Result<row::Row> {
     fields::live_row(runner, LIST.table, actor.org_id(), id)
         .await?
         .filter(|r| row::get_str(r, "kind").is_ok_and(|k| k == kind))
-        .ok_or(Error::NotFound(if kind == "hook" { "hook" } else { "webhook" }))
+        .ok_or(Error::NotFound(if kind == "hook" {
+            "hook"
+        } else {
+            "webhook"
+        }))
 }
 
 pub async fn list_webhooks(db: &Db, actor: &Actor, params: &ListParams) -> Result<Page<Webhook>> {
@@ -233,7 +299,8 @@ pub async fn list_webhooks(db: &Db, actor: &Actor, params: &ListParams) -> Resul
     .await?;
     // Hooks live in the same table; this list shows webhooks only.
     let mut page = page;
-    page.items.retain(|item| !matches!(item, list::Item::Live((kind, _)) if kind != "webhook"));
+    page.items
+        .retain(|item| !matches!(item, list::Item::Live((kind, _)) if kind != "webhook"));
     Ok(page.map(|(_, w)| w))
 }
 
@@ -242,7 +309,11 @@ pub async fn get_webhook(db: &Db, actor: &Actor, id: &str) -> Result<Webhook> {
     webhook_from_row(&live_subscription(db, actor, "webhook", id).await?)
 }
 
-pub async fn create_webhook(db: &Db, actor: &Actor, input: WebhookInput) -> Result<WebhookWithSecret> {
+pub async fn create_webhook(
+    db: &Db,
+    actor: &Actor,
+    input: WebhookInput,
+) -> Result<WebhookWithSecret> {
     actor.require(Permission::ManageWebhooks)?;
     let mut p = Problems::default();
     let url = match input.url {
@@ -252,16 +323,39 @@ pub async fn create_webhook(db: &Db, actor: &Actor, input: WebhookInput) -> Resu
             None
         }
     };
-    let events = input.events.into_option().unwrap_or_else(|| vec!["*".to_owned()]);
+    let events = input
+        .events
+        .into_option()
+        .unwrap_or_else(|| vec!["*".to_owned()]);
     p.take(check_events("events", &events));
-    let description = p.take(fields::opt_text("description", input.description.into_option(), LONG_TEXT)).flatten();
+    let description = p
+        .take(fields::opt_text(
+            "description",
+            input.description.into_option(),
+            LONG_TEXT,
+        ))
+        .flatten();
     let is_enabled = input.is_enabled.into_option().unwrap_or(true);
     p.into_result()?;
     let url = url.ok_or_else(|| Error::Internal("url missing after validation".into()))?;
     let secret = new_secret();
     let mut tx = db.begin().await?;
-    let id = insert(&mut tx, actor, "webhook", &url, &events, description, None, is_enabled, &secret).await?;
-    let row = Sql::new("SELECT * FROM subscriptions WHERE id = ?").arg(&id).fetch_one(&mut tx).await?;
+    let id = insert(
+        &mut tx,
+        actor,
+        "webhook",
+        &url,
+        &events,
+        description,
+        None,
+        is_enabled,
+        &secret,
+    )
+    .await?;
+    let row = Sql::new("SELECT * FROM subscriptions WHERE id = ?")
+        .arg(&id)
+        .fetch_one(&mut tx)
+        .await?;
     let webhook = webhook_from_row(&row)?;
     crate::idempotency::record(&mut tx, actor, 201, &webhook).await?;
     tx.commit().await?;
@@ -303,7 +397,12 @@ async fn insert(
     Ok(id)
 }
 
-pub async fn update_webhook(db: &Db, actor: &Actor, id: &str, input: WebhookInput) -> Result<Webhook> {
+pub async fn update_webhook(
+    db: &Db,
+    actor: &Actor,
+    id: &str,
+    input: WebhookInput,
+) -> Result<Webhook> {
     actor.require(Permission::ManageWebhooks)?;
     let mut tx = db.begin().await?;
     let row = live_subscription(&mut tx, actor, "webhook", id).await?;
@@ -318,15 +417,29 @@ pub async fn update_webhook(db: &Db, actor: &Actor, id: &str, input: WebhookInpu
         }
         Patch::Value(u) => p.take(check_url("url", &u)),
     };
-    let events = fields::patch_required(&mut p, "events", input.events, Some(before.events.clone()));
+    let events =
+        fields::patch_required(&mut p, "events", input.events, Some(before.events.clone()));
     if let Some(events) = &events {
         p.take(check_events("events", events));
     }
-    let description = p.take(fields::opt_text("description", input.description.apply(before.description.clone()), LONG_TEXT));
-    let is_enabled = fields::patch_required(&mut p, "isEnabled", input.is_enabled, Some(before.is_enabled));
+    let description = p.take(fields::opt_text(
+        "description",
+        input.description.apply(before.description.clone()),
+        LONG_TEXT,
+    ));
+    let is_enabled = fields::patch_required(
+        &mut p,
+        "isEnabled",
+        input.is_enabled,
+        Some(before.is_enabled),
+    );
     p.into_result()?;
-    let (Some(url), Some(events), Some(description), Some(is_enabled)) = (url, events, description, is_enabled) else {
-        return Err(Error::Internal("webhook fields missing after validation".into()));
+    let (Some(url), Some(events), Some(description), Some(is_enabled)) =
+        (url, events, description, is_enabled)
+    else {
+        return Err(Error::Internal(
+            "webhook fields missing after validation".into(),
+        ));
     };
     // Re-enabling clears timix's reason and the failure streak.
     Sql::new(
@@ -344,7 +457,10 @@ pub async fn update_webhook(db: &Db, actor: &Actor, id: &str, input: WebhookInpu
     .arg(id)
     .execute(&mut tx)
     .await?;
-    let row = Sql::new("SELECT * FROM subscriptions WHERE id = ?").arg(id).fetch_one(&mut tx).await?;
+    let row = Sql::new("SELECT * FROM subscriptions WHERE id = ?")
+        .arg(id)
+        .fetch_one(&mut tx)
+        .await?;
     let after = webhook_from_row(&row)?;
     crate::idempotency::record(&mut tx, actor, 200, &after).await?;
     tx.commit().await?;
@@ -377,7 +493,10 @@ pub async fn rotate_secret(db: &Db, actor: &Actor, id: &str) -> Result<WebhookWi
     .arg(id)
     .execute(&mut tx)
     .await?;
-    let row = Sql::new("SELECT * FROM subscriptions WHERE id = ?").arg(id).fetch_one(&mut tx).await?;
+    let row = Sql::new("SELECT * FROM subscriptions WHERE id = ?")
+        .arg(id)
+        .fetch_one(&mut tx)
+        .await?;
     let webhook = webhook_from_row(&row)?;
     tx.commit().await?;
     Ok(WebhookWithSecret { webhook, secret })
@@ -426,11 +545,17 @@ pub async fn subscribe(db: &Db, actor: &Actor, input: HookInput) -> Result<(Hook
         && !filters.is_object()
         && !filters.is_null()
     {
-        p.add("filters", "invalid", "filters must be an object of field: value conditions");
+        p.add(
+            "filters",
+            "invalid",
+            "filters must be an object of field: value conditions",
+        );
     }
     p.into_result()?;
     let (Some(url), Some(event)) = (url, event) else {
-        return Err(Error::Internal("hook fields missing after validation".into()));
+        return Err(Error::Internal(
+            "hook fields missing after validation".into(),
+        ));
     };
     let filters = input.filters.filter(|f| !f.is_null());
     let events = vec![event];
@@ -447,8 +572,22 @@ pub async fn subscribe(db: &Db, actor: &Actor, input: HookInput) -> Result<(Hook
     if let Some(row) = existing {
         return Ok((hook_from_row(&row)?, false));
     }
-    let id = insert(&mut tx, actor, "hook", &url, &events, None, filters.as_ref(), true, &new_secret()).await?;
-    let row = Sql::new("SELECT * FROM subscriptions WHERE id = ?").arg(&id).fetch_one(&mut tx).await?;
+    let id = insert(
+        &mut tx,
+        actor,
+        "hook",
+        &url,
+        &events,
+        None,
+        filters.as_ref(),
+        true,
+        &new_secret(),
+    )
+    .await?;
+    let row = Sql::new("SELECT * FROM subscriptions WHERE id = ?")
+        .arg(&id)
+        .fetch_one(&mut tx)
+        .await?;
     let hook = hook_from_row(&row)?;
     crate::idempotency::record(&mut tx, actor, 201, &hook).await?;
     tx.commit().await?;
@@ -477,11 +616,16 @@ pub async fn unsubscribe(db: &Db, actor: &Actor, id: &str) -> Result<()> {
 }
 
 /// Every enabled subscription of an organization (for the dispatcher).
-pub async fn enabled_for(runner: impl crate::db::Runner, org_id: &str) -> Result<Vec<Subscription>> {
-    let rows = Sql::new("SELECT * FROM subscriptions WHERE org_id = ? AND is_enabled = 1 AND deleted_at IS NULL")
-        .arg(org_id)
-        .fetch_all(runner)
-        .await?;
+pub async fn enabled_for(
+    runner: impl crate::db::Runner,
+    org_id: &str,
+) -> Result<Vec<Subscription>> {
+    let rows = Sql::new(
+        "SELECT * FROM subscriptions WHERE org_id = ? AND is_enabled = 1 AND deleted_at IS NULL",
+    )
+    .arg(org_id)
+    .fetch_all(runner)
+    .await?;
     rows.iter().map(Subscription::from_row).collect()
 }
 
@@ -525,12 +669,20 @@ pub struct Attempt {
 pub const DELIVERY_LIST: ListSpec = ListSpec {
     table: "deliveries",
     sorts: &[],
-    filters: &[("status", "status", FilterKind::Text), ("eventType", "event_type", FilterKind::Text)],
+    filters: &[
+        ("status", "status", FilterKind::Text),
+        ("eventType", "event_type", FilterKind::Text),
+    ],
     search: None,
     soft_delete: false,
 };
 
-pub async fn list_deliveries(db: &Db, actor: &Actor, webhook_id: &str, params: &ListParams) -> Result<Page<Delivery>> {
+pub async fn list_deliveries(
+    db: &Db,
+    actor: &Actor,
+    webhook_id: &str,
+    params: &ListParams,
+) -> Result<Page<Delivery>> {
     actor.require(Permission::ManageWebhooks)?;
     live_subscription(db, actor, "webhook", webhook_id).await?;
     let page = list::list(db, actor.org_id(), &DELIVERY_LIST, params, |r| {
@@ -538,7 +690,8 @@ pub async fn list_deliveries(db: &Db, actor: &Actor, webhook_id: &str, params: &
     })
     .await?;
     let mut page = page;
-    page.items.retain(|i| matches!(i, list::Item::Live((sub, _)) if sub == webhook_id));
+    page.items
+        .retain(|i| matches!(i, list::Item::Live((sub, _)) if sub == webhook_id));
     let mut page = page.map(|(_, d)| d);
     for item in page.items.iter_mut() {
         if let list::Item::Live(delivery) = item {
@@ -581,12 +734,17 @@ async fn attempts(db: &Db, delivery_id: &str) -> Result<Vec<Attempt>> {
 }
 
 /// Makes a delivery of this webhook due again now; returns it. The caller enqueues it.
-pub async fn retry_delivery(db: &Db, actor: &Actor, webhook_id: &str, delivery_id: &str) -> Result<Delivery> {
+pub async fn retry_delivery(
+    db: &Db,
+    actor: &Actor,
+    webhook_id: &str,
+    delivery_id: &str,
+) -> Result<Delivery> {
     actor.require(Permission::ManageWebhooks)?;
     live_subscription(db, actor, "webhook", webhook_id).await?;
     let now = now_ms();
     let changed = Sql::new(
-        "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, enqueued_at = NULL, updated_at = ? \
+        "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, updated_at = ? \
          WHERE id = ? AND subscription_id = ? AND org_id = ?",
     )
     .arg(now)
@@ -599,7 +757,10 @@ pub async fn retry_delivery(db: &Db, actor: &Actor, webhook_id: &str, delivery_i
     if changed == 0 {
         return Err(Error::NotFound("delivery"));
     }
-    let row = Sql::new("SELECT * FROM deliveries WHERE id = ?").arg(delivery_id).fetch_one(db).await?;
+    let row = Sql::new("SELECT * FROM deliveries WHERE id = ?")
+        .arg(delivery_id)
+        .fetch_one(db)
+        .await?;
     let mut delivery = delivery_from_row(&row)?;
     delivery.attempts = attempts(db, delivery_id).await?;
     Ok(delivery)

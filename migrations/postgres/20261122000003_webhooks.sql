@@ -40,7 +40,6 @@ CREATE TABLE deliveries (
     status            TEXT NOT NULL,
     attempts          BIGINT NOT NULL,
     next_attempt_at   BIGINT,
-    enqueued_at       BIGINT,
     last_status_code  BIGINT,
     last_error        TEXT,
     created_at        BIGINT NOT NULL,
@@ -48,7 +47,7 @@ CREATE TABLE deliveries (
     UNIQUE (subscription_id, event_id)
 );
 CREATE INDEX deliveries_subscription ON deliveries (subscription_id, created_at, id);
-CREATE INDEX deliveries_pending ON deliveries (status, enqueued_at);
+CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at);
 
 CREATE TABLE delivery_attempts (
     id                TEXT COLLATE "C" PRIMARY KEY,

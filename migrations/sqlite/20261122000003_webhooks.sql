@@ -40,7 +40,6 @@ CREATE TABLE deliveries (
     status            TEXT NOT NULL,
     attempts          INTEGER NOT NULL,
     next_attempt_at   INTEGER,
-    enqueued_at       INTEGER,
     last_status_code  INTEGER,
     last_error        TEXT,
     created_at        INTEGER NOT NULL,
@@ -48,7 +47,7 @@ CREATE TABLE deliveries (
     UNIQUE (subscription_id, event_id)
 );
 CREATE INDEX deliveries_subscription ON deliveries (subscription_id, created_at, id);
-CREATE INDEX deliveries_pending ON deliveries (status, enqueued_at);
+CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at);
 
 CREATE TABLE delivery_attempts (
     id                TEXT PRIMARY KEY,

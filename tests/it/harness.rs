@@ -183,10 +183,13 @@ impl Server {
             address,
             child,
             log,
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
+            http: {
+                timix_connectors::outbound::install_crypto_provider();
+                reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .unwrap()
+            },
         }
     }
 
@@ -235,6 +238,13 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // The server's side of a failed test.
+            eprintln!(
+                "--- server log ---\n{}",
+                self.log.lock().map(|l| l.clone()).unwrap_or_default()
+            );
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -439,4 +449,9 @@ impl Client {
         client.key = Some(key);
         (user, client)
     }
+}
+
+/// A well-formed secret that signs nothing of ours.
+pub fn other_secret() -> String {
+    "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned()
 }

@@ -10,5 +10,7 @@ mod hierarchy;
 mod isolation;
 mod limits;
 mod lists;
+mod receiver;
 mod roles;
 mod server;
+mod webhooks;

@@ -1,4 +1,6 @@
-//! The trigger engine: the event-log dispatcher, poll scheduling, inbound webhooks, dedupe and
-//! flow runs. Its steps are actions.
+//! The trigger engine: the event-log dispatcher (today: webhook and REST-hook deliveries), and
+//! later poll scheduling, inbound webhooks and flow runs.
+
+pub mod dispatcher;
 
 pub use timix_actions as actions;

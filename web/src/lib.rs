@@ -19,6 +19,7 @@ use axum::http::{Response, StatusCode, header};
 use axum::middleware;
 use axum::response::IntoResponse;
 use timix_engine::Db;
+use timix_engine::jobs::Queues;
 use timix_engine::limits::Limiter;
 use timix_engine::usage::UsageCounter;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub limiter: Arc<Limiter>,
     pub usage: Arc<UsageCounter>,
     pub gate: GateOptions,
+    /// The job queue, for handlers that queue work (a delivery retried by hand).
+    pub queues: Option<Queues>,
 }
 
 /// What the gate applies beyond authentication. Both switches exist for the benchmark that
@@ -59,11 +62,12 @@ impl Default for GateOptions {
 }
 
 impl AppState {
-    pub fn new(db: Db) -> Self {
+    pub fn new(db: Db, queues: Option<Queues>) -> Self {
         Self {
             limiter: Arc::new(Limiter::for_database(&db)),
             usage: Arc::new(UsageCounter::default()),
             gate: GateOptions::default(),
+            queues,
             db,
         }
     }

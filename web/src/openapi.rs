@@ -8,6 +8,7 @@ use timix_engine::org_users::OrgUser;
 use timix_engine::projects::Project;
 use timix_engine::subtasks::Subtask;
 use timix_engine::tasks::Task;
+use timix_engine::webhooks::{Delivery, Webhook};
 use utoipa::openapi::security::{
     ApiKey as ApiKeyScheme, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
 };
@@ -34,6 +35,8 @@ and the ordered event log. JSON in camelCase; errors in one envelope; lists pagi
         (name = "tasks", description = "Work items of a project"),
         (name = "subtasks", description = "Leaves that time is logged against"),
         (name = "events", description = "The ordered change log"),
+        (name = "webhooks", description = "Signed deliveries of events to your endpoints"),
+        (name = "hooks", description = "REST hooks for Zapier, Make and Workato"),
     )
 )]
 pub struct ApiDoc;
@@ -114,3 +117,5 @@ list_schema!(TaskList, Task);
 list_schema!(SubtaskList, Subtask);
 list_schema!(OrgUserList, OrgUser);
 list_schema!(ApiKeyList, ApiKey);
+list_schema!(WebhookList, Webhook);
+list_schema!(DeliveryList, Delivery);

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Transaction};
-use tokio::sync::Notify;
+use tokio::sync::watch;
 
 pub use sql::{Arg, Sql};
 
@@ -52,8 +52,8 @@ impl Backend {
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
-    /// Woken after every commit that appended events, so readers of the log need not poll.
-    events_appended: Arc<Notify>,
+    /// Bumped after every commit that appended events, so readers of the log need not poll.
+    events_appended: Arc<watch::Sender<u64>>,
 }
 
 impl Db {
@@ -99,7 +99,7 @@ impl Db {
         Ok(Self {
             pool,
             backend,
-            events_appended: Arc::new(Notify::new()),
+            events_appended: Arc::new(watch::Sender::new(0)),
         })
     }
 
@@ -153,9 +153,10 @@ impl Db {
         })
     }
 
-    /// Resolves when events are appended after this call (or spuriously); callers re-read the log.
-    pub fn events_notified(&self) -> Arc<Notify> {
-        self.events_appended.clone()
+    /// A receiver that sees a change whenever this process commits new events; readers of the
+    /// log wait on it instead of polling. (Other processes' events: `LISTEN timix_events`.)
+    pub fn watch_events(&self) -> watch::Receiver<u64> {
+        self.events_appended.subscribe()
     }
 
     pub async fn close(&self) {
@@ -168,7 +169,7 @@ pub struct Tx {
     inner: Transaction<'static, sqlx::Any>,
     backend: Backend,
     events_appended: bool,
-    notify: Arc<Notify>,
+    notify: Arc<watch::Sender<u64>>,
 }
 
 impl Tx {
@@ -188,7 +189,7 @@ impl Tx {
     pub async fn commit(self) -> Result<()> {
         self.inner.commit().await?;
         if self.events_appended {
-            self.notify.notify_waiters();
+            self.notify.send_modify(|n| *n = n.wrapping_add(1));
         }
         Ok(())
     }

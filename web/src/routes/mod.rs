@@ -4,6 +4,7 @@ pub mod account;
 pub mod events;
 pub mod hierarchy;
 pub mod people;
+pub mod webhooks;
 
 use utoipa_axum::router::OpenApiRouter;
 
@@ -18,4 +19,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(people::router())
         .merge(hierarchy::router())
         .merge(events::router())
+        .merge(webhooks::router())
 }

@@ -1,0 +1,456 @@
+//! Delivering events to webhooks and REST hooks: one signed POST per attempt, every attempt
+//! logged, failures retried on the configured schedule (with jitter, or when the receiver's
+//! `Retry-After` says), a `410 Gone` ending the subscription, and a delivery dead after the last
+//! attempt until it is retried by hand.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use timix_engine::db::{Db, Sql, row};
+use timix_engine::error::{Error, Result};
+use timix_engine::events::{self, Event};
+use timix_engine::ids;
+use timix_engine::jobs::{Job, JobHandler, Queues};
+use timix_engine::time::now_ms;
+use timix_engine::webhooks::{self, Subscription};
+
+use crate::outbound::{Outbound, refused_target};
+use crate::signing::signature_header;
+
+/// Attempt one delivery (`dlv_…`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeliveryJob {
+    pub delivery_id: String,
+}
+
+impl Job for DeliveryJob {
+    const QUEUE: &'static str = "webhook-deliveries";
+}
+
+/// A subscription failing every delivery this long is disabled.
+const DISABLE_AFTER_MS: i64 = 5 * 24 * 3600 * 1000;
+/// Longest `Retry-After` honoured.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// How much of a receiver's answer is kept with the attempt.
+const EXCERPT_BYTES: usize = 1024;
+
+/// The body every receiver gets.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Payload<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    occurred_at: &'a str,
+    organization_id: &'a str,
+    data: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    changed_fields: Option<&'a Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous: Option<&'a Value>,
+}
+
+pub fn payload(event: &Event) -> Vec<u8> {
+    serde_json::to_vec(&Payload {
+        id: &event.id,
+        kind: &event.kind,
+        occurred_at: &event.occurred_at,
+        organization_id: &event.organization_id,
+        data: &event.data,
+        changed_fields: event.changed_fields.as_ref(),
+        previous: event.previous.as_ref(),
+    })
+    .unwrap_or_default()
+}
+
+/// Runs delivery jobs.
+pub struct Deliverer {
+    pub db: Db,
+    pub queues: Queues,
+    pub outbound: Outbound,
+    /// Delays before the 2nd, 3rd… attempts.
+    pub schedule: Vec<Duration>,
+}
+
+/// What one attempt came to.
+struct AttemptResult {
+    status: Option<u16>,
+    retry_after: Option<Duration>,
+    excerpt: Option<String>,
+    error: Option<String>,
+}
+
+impl JobHandler<DeliveryJob> for Deliverer {
+    async fn perform(&self, job: DeliveryJob) -> Result<()> {
+        self.attempt(&job.delivery_id).await
+    }
+}
+
+impl Deliverer {
+    async fn attempt(&self, delivery_id: &str) -> Result<()> {
+        // The queue schedules to the second: a job may come a little early. Wait for its time.
+        let due = Sql::new("SELECT next_attempt_at FROM deliveries WHERE id = ?")
+            .arg(delivery_id)
+            .fetch_optional(&self.db)
+            .await?
+            .map(|r| row::get_opt_i64(&r, "next_attempt_at"))
+            .transpose()?
+            .flatten();
+        if let Some(early) = due.map(|t| t - now_ms()).filter(|ms| *ms > 0) {
+            if early > 2_000 {
+                let job = DeliveryJob {
+                    delivery_id: delivery_id.to_owned(),
+                };
+                return self
+                    .queues
+                    .push(job, Some(Duration::from_millis(early as u64)))
+                    .await;
+            }
+            tokio::time::sleep(Duration::from_millis(early as u64)).await;
+        }
+        let now = now_ms();
+        // Claim the delivery: a duplicate job, or one for a delivery already done, stops here.
+        let claimed = Sql::new(
+            "UPDATE deliveries SET status = 'sending', updated_at = ? WHERE id = ? AND status IN ('pending', 'failed') \
+             AND (next_attempt_at IS NULL OR next_attempt_at <= ?)",
+        )
+        .arg(now)
+        .arg(delivery_id)
+        .arg(now + 10)
+        .execute(&self.db)
+        .await?;
+        if claimed == 0 {
+            return Ok(());
+        }
+        let row = Sql::new("SELECT * FROM deliveries WHERE id = ?")
+            .arg(delivery_id)
+            .fetch_one(&self.db)
+            .await?;
+        let attempts_before = row::get_i64(&row, "attempts")?;
+        let subscription_id = row::get_str(&row, "subscription_id")?;
+        let event_id = row::get_str(&row, "event_id")?;
+        let Some(subscription) = webhooks::subscription(&self.db, &subscription_id)
+            .await?
+            .filter(|s| s.is_enabled)
+        else {
+            return self
+                .finish(
+                    delivery_id,
+                    "dead",
+                    None,
+                    Some("the subscription was removed or disabled"),
+                )
+                .await;
+        };
+        let Some(event) = events::by_id(&self.db, &event_id).await? else {
+            return self
+                .finish(
+                    delivery_id,
+                    "dead",
+                    None,
+                    Some("the event no longer exists"),
+                )
+                .await;
+        };
+
+        let started_at = now_ms();
+        let clock = Instant::now();
+        let result = self.send(&subscription, &event).await;
+        let duration_ms = clock.elapsed().as_millis() as i64;
+        let number = attempts_before + 1;
+        Sql::new(
+            "INSERT INTO delivery_attempts (id, delivery_id, number, started_at, duration_ms, status_code, response_excerpt, error) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .arg(ids::new_id("att"))
+        .arg(delivery_id)
+        .arg(number)
+        .arg(started_at)
+        .arg(duration_ms)
+        .arg(result.status.map(i64::from))
+        .arg(result.excerpt.clone())
+        .arg(result.error.clone())
+        .execute(&self.db)
+        .await?;
+
+        let succeeded = result.status.is_some_and(|s| (200..300).contains(&s));
+        if succeeded {
+            Sql::new("UPDATE subscriptions SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL")
+                .arg(&subscription.id)
+                .execute(&self.db)
+                .await?;
+            return self
+                .finish_attempt(delivery_id, number, "succeeded", None, &result)
+                .await;
+        }
+        if result.status == Some(410) {
+            self.end_subscription(&subscription, "the endpoint answered 410 Gone")
+                .await?;
+            return self
+                .finish_attempt(delivery_id, number, "dead", None, &result)
+                .await;
+        }
+        let failing_since = match subscription.failing_since {
+            Some(t) => t,
+            None => {
+                Sql::new("UPDATE subscriptions SET failing_since = ? WHERE id = ?")
+                    .arg(started_at)
+                    .arg(&subscription.id)
+                    .execute(&self.db)
+                    .await?;
+                started_at
+            }
+        };
+        if started_at - failing_since >= DISABLE_AFTER_MS && subscription.kind == "webhook" {
+            self.end_subscription(&subscription, "every delivery failed for five days")
+                .await?;
+            return self
+                .finish_attempt(delivery_id, number, "dead", None, &result)
+                .await;
+        }
+        let Some(planned) = self.schedule.get(attempts_before as usize).copied() else {
+            return self
+                .finish_attempt(delivery_id, number, "dead", None, &result)
+                .await;
+        };
+        let delay = match result.retry_after {
+            Some(wanted) => wanted.min(MAX_RETRY_AFTER),
+            None => jitter(planned),
+        };
+        // The retry is queued when due by `queue_due_retries`.
+        self.finish_attempt(delivery_id, number, "failed", Some(delay), &result)
+            .await
+    }
+
+    async fn send(&self, subscription: &Subscription, event: &Event) -> AttemptResult {
+        let failed = |error: String| AttemptResult {
+            status: None,
+            retry_after: None,
+            excerpt: None,
+            error: Some(error),
+        };
+        let url = match self.outbound.check(&subscription.url) {
+            Ok(url) => url,
+            Err(e) => return failed(e.to_string()),
+        };
+        let body = payload(event);
+        let timestamp = now_ms() / 1000;
+        let mut secrets = vec![subscription.secret.as_str()];
+        if let Some(previous) = &subscription.previous_secret {
+            secrets.push(previous);
+        }
+        let request = self
+            .outbound
+            .client()
+            .post(url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &event.id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header(
+                "webhook-signature",
+                signature_header(&secrets, &event.id, timestamp, &body),
+            )
+            .body(body);
+        match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let retry_after = if status == 429 || status == 503 {
+                    response
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_secs)
+                } else {
+                    None
+                };
+                let bytes = response.bytes().await.unwrap_or_default();
+                let excerpt =
+                    String::from_utf8_lossy(&bytes[..bytes.len().min(EXCERPT_BYTES)]).into_owned();
+                AttemptResult {
+                    status: Some(status),
+                    retry_after,
+                    excerpt: Some(excerpt),
+                    error: (300..400)
+                        .contains(&status)
+                        .then(|| "redirects are not followed".to_owned()),
+                }
+            }
+            Err(e) => {
+                let reason = refused_target(&e).unwrap_or_else(|| {
+                    if e.is_timeout() {
+                        "timed out".to_owned()
+                    } else {
+                        let mut text = e.to_string();
+                        let mut source = std::error::Error::source(&e);
+                        while let Some(s) = source {
+                            text.push_str(": ");
+                            text.push_str(&s.to_string());
+                            source = s.source();
+                        }
+                        text
+                    }
+                });
+                failed(reason)
+            }
+        }
+    }
+
+    async fn finish_attempt(
+        &self,
+        delivery_id: &str,
+        attempts: i64,
+        status: &str,
+        retry_in: Option<Duration>,
+        result: &AttemptResult,
+    ) -> Result<()> {
+        let now = now_ms();
+        Sql::new(
+            "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, last_status_code = ?, last_error = ?, \
+             updated_at = ? WHERE id = ?",
+        )
+        .arg(status)
+        .arg(attempts)
+        .arg(retry_in.map(|d| now + d.as_millis() as i64))
+        .arg(result.status.map(i64::from))
+        .arg(result.error.clone())
+        .arg(now)
+        .arg(delivery_id)
+        .execute(&self.db)
+        .await
+        .map(drop)
+    }
+
+    async fn finish(
+        &self,
+        delivery_id: &str,
+        status: &str,
+        retry_in: Option<Duration>,
+        error: Option<&str>,
+    ) -> Result<()> {
+        let now = now_ms();
+        Sql::new("UPDATE deliveries SET status = ?, next_attempt_at = ?, last_error = ?, updated_at = ? WHERE id = ?")
+            .arg(status)
+            .arg(retry_in.map(|d| now + d.as_millis() as i64))
+            .arg(error)
+            .arg(now)
+            .arg(delivery_id)
+            .execute(&self.db)
+            .await
+            .map(drop)
+    }
+
+    /// A REST hook is removed; a webhook is disabled, with a `webhook_endpoint.disabled` event.
+    async fn end_subscription(&self, subscription: &Subscription, reason: &str) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.db.begin().await?;
+        if subscription.kind == "hook" {
+            Sql::new("UPDATE subscriptions SET deleted_at = ?, updated_at = ? WHERE id = ?")
+                .arg(now)
+                .arg(now)
+                .arg(&subscription.id)
+                .execute(&mut tx)
+                .await?;
+        } else {
+            Sql::new("UPDATE subscriptions SET is_enabled = 0, disabled_reason = ?, updated_at = ? WHERE id = ?")
+                .arg(reason)
+                .arg(now)
+                .arg(&subscription.id)
+                .execute(&mut tx)
+                .await?;
+            events::append(
+                &mut tx,
+                events::NewEvent {
+                    org_id: &subscription.org_id,
+                    kind: "webhook_endpoint.disabled".into(),
+                    resource_id: &subscription.id,
+                    data: serde_json::json!({"id": subscription.id, "url": subscription.url, "reason": reason}),
+                    changed: None,
+                },
+            )
+            .await?;
+        }
+        tracing::info!(subscription_id = %subscription.id, %reason, "Subscription ended.");
+        tx.commit().await
+    }
+}
+
+/// ±20% around `delay`, so that retries of many deliveries spread out.
+fn jitter(delay: Duration) -> Duration {
+    delay.mul_f64(rand::random_range(0.8..1.2))
+}
+
+/// Queues the retries that are due. Returns their ids.
+pub async fn queue_due_retries(db: &Db, queues: &Queues) -> Result<Vec<String>> {
+    let now = now_ms();
+    let rows = Sql::new(
+        "SELECT id FROM deliveries WHERE status = 'failed' AND next_attempt_at <= ? LIMIT 1000",
+    )
+    .arg(now)
+    .fetch_all(db)
+    .await?;
+    let mut queued = Vec::new();
+    for r in &rows {
+        let id = row::get_str(r, "id")?;
+        // Only one process queues a given retry.
+        let mine = Sql::new("UPDATE deliveries SET status = 'pending', updated_at = ? WHERE id = ? AND status = 'failed'")
+            .arg(now)
+            .arg(&id)
+            .execute(db)
+            .await?;
+        if mine == 1 {
+            queues
+                .push(
+                    DeliveryJob {
+                        delivery_id: id.clone(),
+                    },
+                    None,
+                )
+                .await?;
+            queued.push(id);
+        }
+    }
+    Ok(queued)
+}
+
+/// Re-queues deliveries whose job was lost (a crash between a commit and the queue) or whose
+/// attempt was cut short (a crash while sending). Returns their ids.
+pub async fn requeue_stalled(db: &Db, queues: &Queues, grace_ms: i64) -> Result<Vec<String>> {
+    let now = now_ms();
+    let rows = Sql::new(
+        "SELECT id FROM deliveries WHERE (status = 'pending' AND next_attempt_at < ?) \
+         OR (status = 'sending' AND updated_at < ?) LIMIT 1000",
+    )
+    .arg(now - grace_ms)
+    // An attempt times out after 15 s: one still "sending" after 20 s was cut short.
+    .arg(now - 20_000)
+    .fetch_all(db)
+    .await?;
+    let mut requeued = Vec::new();
+    for r in &rows {
+        let id = row::get_str(r, "id")?;
+        Sql::new("UPDATE deliveries SET status = 'pending', next_attempt_at = ?, updated_at = ? WHERE id = ?")
+            .arg(now)
+            .arg(now)
+            .arg(&id)
+            .execute(db)
+            .await?;
+        queues
+            .push(
+                DeliveryJob {
+                    delivery_id: id.clone(),
+                },
+                None,
+            )
+            .await?;
+        requeued.push(id);
+    }
+    Ok(requeued)
+}
+
+impl From<crate::outbound::TargetError> for Error {
+    fn from(e: crate::outbound::TargetError) -> Self {
+        Error::Internal(e.to_string())
+    }
+}

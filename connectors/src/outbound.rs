@@ -1,0 +1,214 @@
+//! The outbound HTTP client every call to another system goes through. It resolves host names
+//! itself and refuses loopback, private, link-local (cloud metadata included) and other
+//! non-public addresses unless the operator allows them, follows no redirects, and only speaks
+//! http and https.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+/// Why a target was refused before any byte was sent.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("only http and https URLs can be called")]
+    Scheme,
+    #[error("the URL is not valid: {0}")]
+    Url(String),
+    #[error("{0} is a private, loopback or link-local address; outbound calls may not reach it")]
+    Private(IpAddr),
+}
+
+/// Whether an address is on the public internet.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_public_v4(v4),
+            None => is_public_v6(v6),
+        },
+    }
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    !(ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || ip.is_documentation()
+        || a == 0
+        || (a == 100 && (64..128).contains(&b)) // carrier-grade NAT
+        || (a == 192 && b == 0 && ip.octets()[2] == 0) // IETF protocol assignments
+        || (a == 198 && (b == 18 || b == 19)) // benchmarking
+        || a >= 240)
+}
+
+fn is_public_v6(ip: Ipv6Addr) -> bool {
+    let first = ip.segments()[0];
+    !(ip.is_loopback()
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        || (first & 0xfe00) == 0xfc00 // unique local
+        || (first & 0xffc0) == 0xfe80 // link-local
+        || first == 0x2001 && ip.segments()[1] == 0x0db8) // documentation
+}
+
+/// Resolves names and drops the addresses that may not be called.
+struct GuardedResolver;
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> = found
+                .iter()
+                .copied()
+                .filter(|a| is_public(a.ip()))
+                .collect();
+            if allowed.is_empty() {
+                let ip = found
+                    .first()
+                    .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+                return Err(
+                    Box::new(TargetError::Private(ip)) as Box<dyn std::error::Error + Send + Sync>
+                );
+            }
+            Ok(Box::new(allowed.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// The client, with the guard on or off.
+#[derive(Clone)]
+pub struct Outbound {
+    client: reqwest::Client,
+    allow_private: bool,
+}
+
+/// Installs the TLS crypto provider (ring) once; every reqwest client needs it first.
+pub fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+impl Outbound {
+    pub fn new(allow_private: bool, timeout: Duration) -> Self {
+        install_crypto_provider();
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .pool_max_idle_per_host(64)
+            .user_agent(concat!("timix/", env!("CARGO_PKG_VERSION")));
+        if !allow_private {
+            builder = builder.dns_resolver(Arc::new(GuardedResolver));
+        }
+        Self {
+            client: builder.build().expect("the TLS provider is installed"),
+            allow_private,
+        }
+    }
+
+    /// Checks a URL before calling it: scheme, and an address literal against the guard
+    /// (names are checked when they are resolved).
+    pub fn check(&self, url: &str) -> Result<reqwest::Url, TargetError> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| TargetError::Url(e.to_string()))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(TargetError::Scheme);
+        }
+        if !self.allow_private {
+            let literal = match parsed.host() {
+                Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+                Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+                _ => None,
+            };
+            if let Some(ip) = literal.filter(|ip| !is_public(*ip)) {
+                return Err(TargetError::Private(ip));
+            }
+            if parsed
+                .host_str()
+                .is_some_and(|h| h.eq_ignore_ascii_case("localhost"))
+            {
+                return Err(TargetError::Private(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+            }
+        }
+        Ok(parsed)
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+}
+
+/// Finds a [`TargetError`] in an error's chain (a refused address surfaces inside reqwest's).
+pub fn refused_target(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        if let Some(t) = e.downcast_ref::<TargetError>() {
+            return Some(t.to_string());
+        }
+        current = e.source();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_and_special_addresses_are_not_public() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "255.255.255.255",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn literal_private_targets_and_other_schemes_are_refused() {
+        let guarded = Outbound::new(false, Duration::from_secs(1));
+        assert!(matches!(
+            guarded.check("http://127.0.0.1:8080/x"),
+            Err(TargetError::Private(_))
+        ));
+        assert!(matches!(
+            guarded.check("http://[::1]/x"),
+            Err(TargetError::Private(_))
+        ));
+        assert!(matches!(
+            guarded.check("http://localhost/x"),
+            Err(TargetError::Private(_))
+        ));
+        assert!(matches!(
+            guarded.check("ftp://example.com/x"),
+            Err(TargetError::Scheme)
+        ));
+        assert!(guarded.check("https://example.com/hook").is_ok());
+        let open = Outbound::new(true, Duration::from_secs(1));
+        assert!(open.check("http://127.0.0.1:8080/x").is_ok());
+    }
+}

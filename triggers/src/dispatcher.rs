@@ -1,0 +1,196 @@
+//! The dispatcher: reads the event log in order from a durable cursor and turns every event into
+//! one delivery per matching subscription. The deliveries and the advanced cursor are committed
+//! together, so an event is never skipped and never dispatched twice; the delivery jobs are
+//! queued right after (a job lost in a crash in between is found again by the sweeper).
+//! One dispatcher works at a time across processes: it holds a lease it keeps renewing.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use timix_connectors::delivery::DeliveryJob;
+use timix_engine::db::{Backend, Db, Sql, row};
+use timix_engine::error::Result;
+use timix_engine::events;
+use timix_engine::ids;
+use timix_engine::jobs::Queues;
+use timix_engine::time::{now_ms, parse_instant};
+use timix_engine::webhooks::{self, Subscription};
+
+const NAME: &str = "webhooks";
+const LEASE_MS: i64 = 10_000;
+const BATCH: i64 = 500;
+
+pub struct Dispatcher {
+    pub db: Db,
+    pub queues: Queues,
+    /// This process's name in the lease.
+    pub owner: String,
+    /// Postgres URL to `LISTEN` on, so events of other processes wake this one at once.
+    pub listen_url: Option<String>,
+    /// Deliveries queued by this process are also handed here, to be attempted at once in this
+    /// process; the durable job stays as the fallback (a delivery is attempted once either way).
+    pub fast_lane: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+}
+
+impl Dispatcher {
+    pub fn new(db: Db, queues: Queues, database_url: &str) -> Self {
+        let listen_url = (db.backend() == Backend::Postgres).then(|| database_url.to_owned());
+        Self {
+            db,
+            queues,
+            owner: format!("dispatcher-{}", ulid::Ulid::generate()),
+            listen_url,
+            fast_lane: None,
+        }
+    }
+
+    /// Dispatches until the future is dropped.
+    pub async fn run(self) {
+        let mut local = self.db.watch_events();
+        let mut listener = match &self.listen_url {
+            Some(url) => match sqlx::postgres::PgListener::connect(url).await {
+                Ok(mut l) => match l.listen("timix_events").await {
+                    Ok(()) => Some(l),
+                    Err(error) => {
+                        tracing::warn!(%error, "Cannot LISTEN for events; polling every second.");
+                        None
+                    }
+                },
+                Err(error) => {
+                    tracing::warn!(%error, "Cannot LISTEN for events; polling every second.");
+                    None
+                }
+            },
+            None => None,
+        };
+        loop {
+            let more = match self.step().await {
+                Ok(more) => more,
+                Err(error) => {
+                    tracing::warn!(%error, "Dispatching failed; retrying.");
+                    false
+                }
+            };
+            if more {
+                continue;
+            }
+            let remote = async {
+                match listener.as_mut() {
+                    Some(l) => {
+                        let _ = l.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = local.changed() => {},
+                _ = remote => {},
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {},
+            }
+        }
+    }
+
+    /// Takes or renews the lease; false when another process holds it.
+    async fn lease(&self) -> Result<bool> {
+        let now = now_ms();
+        Sql::new(
+            "INSERT INTO dispatcher_state (name, last_seq, lease_owner, lease_until) VALUES (?, 0, NULL, 0) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .arg(NAME)
+        .execute(&self.db)
+        .await?;
+        let taken = Sql::new(
+            "UPDATE dispatcher_state SET lease_owner = ?, lease_until = ? WHERE name = ? \
+             AND (lease_owner = ? OR lease_owner IS NULL OR lease_until < ?)",
+        )
+        .arg(&self.owner)
+        .arg(now + LEASE_MS)
+        .arg(NAME)
+        .arg(&self.owner)
+        .arg(now)
+        .execute(&self.db)
+        .await?;
+        Ok(taken == 1)
+    }
+
+    /// One batch. Returns whether there may be more right away.
+    pub async fn step(&self) -> Result<bool> {
+        if !self.lease().await? {
+            return Ok(false);
+        }
+        let state = Sql::new("SELECT last_seq FROM dispatcher_state WHERE name = ?")
+            .arg(NAME)
+            .fetch_one(&self.db)
+            .await?;
+        let cursor = row::get_i64(&state, "last_seq")?;
+        let batch = events::after(&self.db, cursor, BATCH).await?;
+        let Some(last) = batch.last().map(|e| e.seq) else {
+            return Ok(false);
+        };
+        let mut subscriptions: HashMap<String, Vec<Subscription>> = HashMap::new();
+        let mut tx = self.db.begin().await?;
+        // The cursor moves only if this process still holds the lease and nobody moved it.
+        let moved = Sql::new(
+            "UPDATE dispatcher_state SET last_seq = ? WHERE name = ? AND lease_owner = ? AND last_seq = ?",
+        )
+        .arg(last)
+        .arg(NAME)
+        .arg(&self.owner)
+        .arg(cursor)
+        .execute(&mut tx)
+        .await?;
+        if moved == 0 {
+            return Ok(false);
+        }
+        let mut queued = Vec::new();
+        let now = now_ms();
+        for event in &batch {
+            if !subscriptions.contains_key(&event.organization_id) {
+                let subs = webhooks::enabled_for(&mut tx, &event.organization_id).await?;
+                subscriptions.insert(event.organization_id.clone(), subs);
+            }
+            let occurred = parse_instant(&event.occurred_at).unwrap_or(now);
+            for sub in &subscriptions[&event.organization_id] {
+                if occurred < sub.created_at || !sub.wants(&event.kind, &event.data) {
+                    continue;
+                }
+                let id = ids::new_id("dlv");
+                let inserted = Sql::new(
+                    "INSERT INTO deliveries (id, org_id, subscription_id, event_id, event_seq, event_type, status, \
+                     attempts, next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?) \
+                     ON CONFLICT (subscription_id, event_id) DO NOTHING",
+                )
+                .arg(&id)
+                .arg(&event.organization_id)
+                .arg(&sub.id)
+                .arg(&event.id)
+                .arg(event.seq)
+                .arg(&event.kind)
+                .arg(now)
+                .arg(now)
+                .arg(now)
+                .execute(&mut tx)
+                .await?;
+                if inserted == 1 {
+                    queued.push(id);
+                }
+            }
+        }
+        tx.commit().await?;
+        for delivery_id in queued {
+            self.queues
+                .push(
+                    DeliveryJob {
+                        delivery_id: delivery_id.clone(),
+                    },
+                    None,
+                )
+                .await?;
+            if let Some(lane) = &self.fast_lane {
+                let _ = lane.send(delivery_id);
+            }
+        }
+        Ok(batch.len() as i64 == BATCH)
+    }
+}
