@@ -1,0 +1,268 @@
+//! Webhook delivery: latency from the API's 201 to the receiver getting the signed POST, and
+//! sustained deliveries per second, against the real `timix` binary and a local receiver.
+//!
+//! ```sh
+//! cargo build --release --bins
+//! target/release/webhook-delivery                      # SQLite
+//! TIMIX_BENCH_POSTGRES_URL=postgres://user:pw@127.0.0.1/postgres target/release/webhook-delivery
+//! ```
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use serde_json::{Value, json};
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn timix() -> std::path::PathBuf {
+    std::env::current_exe()
+        .expect("own path")
+        .with_file_name("timix")
+}
+
+fn cli(env: &[(String, String)], args: &[&str]) -> anyhow::Result<Value> {
+    let out = Command::new(timix())
+        .args(args)
+        .envs(env.iter().cloned())
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "timix {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+fn start(env: &[(String, String)]) -> anyhow::Result<Server> {
+    let mut child = Command::new(timix())
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .envs(env.iter().cloned())
+        .env("TIMIX_LOG", "warn,timix=info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()?;
+    let stderr = child.stderr.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let address: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || ".:".contains(*c))
+                    .collect();
+                let _ = tx.send(address);
+            }
+        }
+    });
+    let address = rx.recv_timeout(Duration::from_secs(60))?;
+    Ok(Server {
+        child,
+        base: format!("http://{address}/api/integration/v1"),
+    })
+}
+
+#[derive(Default)]
+struct Received {
+    /// Customer id → when its first delivery arrived.
+    first: HashMap<String, Instant>,
+    times: Vec<Instant>,
+}
+
+async fn receiver(state: Arc<Mutex<Received>>) -> anyhow::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let app = axum::Router::new().fallback(move |body: Bytes| {
+        let state = state.clone();
+        async move {
+            let now = Instant::now();
+            let id = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v["data"]["id"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let mut s = state.lock().unwrap();
+            s.first.entry(id).or_insert(now);
+            s.times.push(now);
+            "ok"
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(format!("http://{address}/hook"))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    timix_connectors::outbound::install_crypto_provider();
+    let dir = std::env::temp_dir().join(format!("timix-bench-{}", ulid::Ulid::generate()));
+    let (backend, url) = match std::env::var("TIMIX_BENCH_POSTGRES_URL") {
+        Ok(admin) => {
+            use sqlx::Connection;
+            let name = format!(
+                "timix_bench_{}",
+                ulid::Ulid::generate().to_string().to_lowercase()
+            );
+            let mut conn = sqlx::PgConnection::connect(&admin).await?;
+            sqlx::Executor::execute(
+                &mut conn,
+                sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
+            )
+            .await?;
+            let (prefix, _) = admin.rsplit_once('/').expect("a database in the URL");
+            ("postgres", format!("{prefix}/{name}"))
+        }
+        Err(_) => (
+            "sqlite",
+            format!("sqlite://{}", dir.join("timix.db").display()),
+        ),
+    };
+    let env = vec![
+        ("DATABASE_URL".to_owned(), url),
+        ("TIMIX_DATA_DIR".to_owned(), dir.display().to_string()),
+        ("TIMIX_ALLOW_PRIVATE_TARGETS".to_owned(), "1".to_owned()),
+    ];
+    cli(&env, &["migrate"]).ok();
+    let org = cli(
+        &env,
+        &[
+            "bootstrap",
+            "--org",
+            "Bench",
+            "--email",
+            "bench@example.com",
+            "--plan",
+            "business",
+        ],
+    )?;
+    let owner = org["userId"].as_str().unwrap_or_default().to_owned();
+    let mut keys = vec![org["apiKey"].as_str().unwrap_or_default().to_owned()];
+    for _ in 0..7 {
+        keys.push(
+            cli(&env, &["keys", "create", "--user", &owner])?["apiKey"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    let server = start(&env)?;
+    let http = reqwest::Client::new();
+    let state = Arc::new(Mutex::new(Received::default()));
+    let hook_url = receiver(state.clone()).await?;
+    let post = |key: &str, path: &str, body: Value| {
+        http.post(format!("{}{path}", server.base))
+            .header("X-Api-Key", key)
+            .json(&body)
+            .send()
+    };
+    post(
+        &keys[0],
+        "/webhooks",
+        json!({"url": hook_url, "events": ["customer.created"]}),
+    )
+    .await?
+    .error_for_status()?;
+
+    // Latency: 100 events a second for 10 seconds.
+    let mut acked: HashMap<String, Instant> = HashMap::new();
+    let started = Instant::now();
+    for i in 0..1000u32 {
+        let due = started + Duration::from_millis(10 * i as u64);
+        tokio::time::sleep_until(due.into()).await;
+        let r = post(
+            &keys[i as usize % keys.len()],
+            "/customers",
+            json!({"name": format!("L{i}")}),
+        )
+        .await?;
+        let at = Instant::now();
+        let body: Value = r.error_for_status()?.json().await?;
+        acked.insert(body["id"].as_str().unwrap_or_default().to_owned(), at);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while state.lock().unwrap().first.len() < acked.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut latencies: Vec<Duration> = {
+        let s = state.lock().unwrap();
+        acked
+            .iter()
+            .filter_map(|(id, at)| s.first.get(id).map(|r| r.saturating_duration_since(*at)))
+            .collect()
+    };
+    latencies.sort();
+    let delivered = latencies.len();
+
+    // Throughput: 20 more webhooks for every event, then a burst of events.
+    for _ in 0..19 {
+        post(
+            &keys[0],
+            "/webhooks",
+            json!({"url": hook_url, "events": ["*"]}),
+        )
+        .await?
+        .error_for_status()?;
+    }
+    let before = state.lock().unwrap().times.len();
+    let burst = 400usize;
+    let mut tasks = Vec::new();
+    for (k, key) in keys.iter().enumerate() {
+        let (http, base, key) = (http.clone(), server.base.clone(), key.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..burst / 8 {
+                let _ = http
+                    .post(format!("{base}/customers"))
+                    .header("X-Api-Key", &key)
+                    .json(&json!({"name": format!("T{k}-{i}")}))
+                    .send()
+                    .await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let expected = before + burst * 20;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while state.lock().unwrap().times.len() < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let s = state.lock().unwrap();
+    let window = &s.times[before..];
+    let span = window
+        .last()
+        .zip(window.first())
+        .map(|(l, f)| l.duration_since(*f))
+        .unwrap_or_default();
+    println!(
+        "| backend | p50 latency | p99 latency | delivered | deliveries/s (burst of {} to 20 webhooks) |",
+        burst
+    );
+    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| {backend} | {:.1} ms | {:.1} ms | {delivered}/1000 | {:.0} ({} in {:.2} s) |",
+        percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
+        percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
+        window.len() as f64 / span.as_secs_f64().max(0.001),
+        window.len(),
+        span.as_secs_f64()
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}
