@@ -326,7 +326,6 @@ impl<T> Page<T> {
 }
 
 /// Lists rows of `spec.table` in `org_id`, decoding live rows with `decode`.
-/// `extra` adds resource-specific conditions (already bound).
 pub async fn list<T>(
     db: &Db,
     org_id: &str,
@@ -334,8 +333,27 @@ pub async fn list<T>(
     params: &ListParams,
     decode: impl Fn(&row::Row) -> Result<T>,
 ) -> Result<Page<T>> {
+    list_where(db, org_id, spec, params, &[], decode).await
+}
+
+/// [`list`] with fixed conditions `column = value` besides the request's (a webhook's deliveries).
+pub async fn list_where<T>(
+    db: &Db,
+    org_id: &str,
+    spec: &ListSpec,
+    params: &ListParams,
+    fixed: &[(&str, Arg)],
+    decode: impl Fn(&row::Row) -> Result<T>,
+) -> Result<Page<T>> {
     let mut filter = Sql::new("");
     filter.and(" WHERE org_id = ?", org_id);
+    for (column, arg) in fixed {
+        filter
+            .push(" AND ")
+            .push(column)
+            .push(" = ?")
+            .bind(arg.clone());
+    }
     if spec.soft_delete && !params.include_deleted {
         filter.push(" AND deleted_at IS NULL");
     }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::auth::{Actor, Permission};
-use crate::db::{Db, Sql, Tx, row};
+use crate::db::{Arg, Db, Sql, Tx, row};
 use crate::error::{Error, FieldError, Problems, Result};
 use crate::events;
 use crate::fields::{self, LONG_TEXT};
@@ -293,15 +293,9 @@ async fn live_subscription(
 
 pub async fn list_webhooks(db: &Db, actor: &Actor, params: &ListParams) -> Result<Page<Webhook>> {
     actor.require(Permission::ManageWebhooks)?;
-    let page = list::list(db, actor.org_id(), &LIST, params, |r| {
-        Ok((row::get_str(r, "kind")?, webhook_from_row(r)?))
-    })
-    .await?;
     // Hooks live in the same table; this list shows webhooks only.
-    let mut page = page;
-    page.items
-        .retain(|item| !matches!(item, list::Item::Live((kind, _)) if kind != "webhook"));
-    Ok(page.map(|(_, w)| w))
+    let fixed = [("kind", Arg::from("webhook"))];
+    list::list_where(db, actor.org_id(), &LIST, params, &fixed, webhook_from_row).await
 }
 
 pub async fn get_webhook(db: &Db, actor: &Actor, id: &str) -> Result<Webhook> {
@@ -685,14 +679,16 @@ pub async fn list_deliveries(
 ) -> Result<Page<Delivery>> {
     actor.require(Permission::ManageWebhooks)?;
     live_subscription(db, actor, "webhook", webhook_id).await?;
-    let page = list::list(db, actor.org_id(), &DELIVERY_LIST, params, |r| {
-        Ok((row::get_str(r, "subscription_id")?, delivery_from_row(r)?))
-    })
+    let fixed = [("subscription_id", Arg::from(webhook_id))];
+    let mut page = list::list_where(
+        db,
+        actor.org_id(),
+        &DELIVERY_LIST,
+        params,
+        &fixed,
+        delivery_from_row,
+    )
     .await?;
-    let mut page = page;
-    page.items
-        .retain(|i| matches!(i, list::Item::Live((sub, _)) if sub == webhook_id));
-    let mut page = page.map(|(_, d)| d);
     for item in page.items.iter_mut() {
         if let list::Item::Live(delivery) = item {
             delivery.attempts = attempts(db, &delivery.id).await?;

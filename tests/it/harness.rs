@@ -455,3 +455,14 @@ impl Client {
 pub fn other_secret() -> String {
     "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned()
 }
+
+/// Runs one SQL statement on a server's database (to set up what the API cannot, such as a
+/// failure streak that began days ago).
+pub async fn execute(db: &TestDb, sql: &str) {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+    sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(sql.to_owned()))
+        .await
+        .unwrap();
+}

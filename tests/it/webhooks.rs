@@ -452,3 +452,187 @@ async fn kill_9_in_the_middle_of_a_burst_loses_no_acknowledged_event() {
     }
     drop(restarted);
 }
+
+#[tokio::test]
+async fn a_webhook_failing_for_five_days_is_disabled() {
+    let server = server().await;
+    let org = server.db.bootstrap("business");
+    let c = server.as_key(&org.key);
+    let receiver = Receiver::start().await;
+    receiver.answer_always(500);
+    let (id, _) = webhook(&c, &receiver.url, json!(["customer.created"])).await;
+    // Its failure streak began six days ago.
+    let six_days_ago = chrono_ms() - 6 * 24 * 3600 * 1000;
+    crate::harness::execute(
+        &server.db,
+        &format!("UPDATE subscriptions SET failing_since = {six_days_ago} WHERE id = '{id}'"),
+    )
+    .await;
+    c.customer("Straw").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let w = c.get(&format!("/webhooks/{id}")).await.expect(200);
+        if w.body["isEnabled"] == false {
+            assert!(
+                w.body["disabledReason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("five days"),
+                "{}",
+                w.body
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "never disabled: {}", w.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let events = c
+        .get("/events?types=webhook_endpoint.disabled")
+        .await
+        .expect(200);
+    assert_eq!(events.items().len(), 1);
+    assert_eq!(
+        events.items()[0]["data"]["reason"],
+        "every delivery failed for five days"
+    );
+}
+
+fn chrono_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+#[tokio::test]
+async fn two_processes_on_one_postgres_dispatch_each_event_once() {
+    if crate::harness::backend() != "postgres" {
+        eprintln!(
+            "SKIPPED on SQLite: one process per database file; this runs in the Postgres pass"
+        );
+        return;
+    }
+    let db = TestDb::new().await;
+    let shared = TestDb {
+        dir: db.dir.clone(),
+        url: db.url.clone(),
+    };
+    let env = [
+        ("TIMIX_ALLOW_PRIVATE_TARGETS", "1"),
+        ("TIMIX_WEBHOOK_RETRY_SCHEDULE", "100ms,200ms"),
+    ];
+    let a = Server::start_with(db, &env).await;
+    let b = Server::start_with(shared, &env).await;
+    let org = a.db.bootstrap("business");
+    let (ca, cb) = (a.as_key(&org.key), b.as_key(&org.key));
+    let receiver = Receiver::start().await;
+    webhook(&ca, &receiver.url, json!(["customer.created"])).await;
+    for i in 0..30 {
+        let c = if i % 2 == 0 { &ca } else { &cb };
+        c.customer(&format!("Shared {i}")).await;
+    }
+    let got = receiver.wait_for(30, 30).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = if receiver.received().len() > got.len() {
+        receiver.received()
+    } else {
+        got
+    };
+    let ids: HashSet<String> = got.iter().map(|g| g.header("webhook-id")).collect();
+    assert_eq!(ids.len(), 30, "every event delivered");
+    assert_eq!(
+        got.len(),
+        30,
+        "and each once: one dispatcher works at a time"
+    );
+}
+
+#[tokio::test]
+async fn webhooks_are_managed_by_admins_in_their_own_organization() {
+    let server = server().await;
+    let org = server.db.bootstrap("business");
+    let c = server.as_key(&org.key);
+    let (_, manager) = c.user_with_key(&server.db, "manager").await;
+    manager
+        .post("/webhooks", json!({"url": "https://example.com/x"}))
+        .await
+        .expect_error(403, "forbidden");
+    manager
+        .get("/webhooks")
+        .await
+        .expect_error(403, "forbidden");
+    manager
+        .post(
+            "/hooks",
+            json!({"targetUrl": "https://example.com/x", "event": "customer.created"}),
+        )
+        .await
+        .expect_error(403, "forbidden");
+
+    let (id, _) = webhook(&c, "https://example.com/a", json!(["*"])).await;
+    webhook(
+        &c,
+        "https://example.com/b",
+        json!(["customer.created", "project.updated"]),
+    )
+    .await;
+    c.post(
+        "/hooks",
+        json!({"targetUrl": "https://example.com/z", "event": "customer.created"}),
+    )
+    .await
+    .expect(201);
+    let list = c.get("/webhooks").await.expect(200);
+    assert_eq!(
+        list.body["totalCount"], 2,
+        "hooks are not webhooks: {}",
+        list.body
+    );
+    assert!(list.items().iter().all(|w| w.get("secret").is_none()));
+    let r = c
+        .patch(
+            &format!("/webhooks/{id}"),
+            json!({"events": ["customer.teleported"]}),
+        )
+        .await;
+    assert_eq!(
+        r.expect_error(422, "validation_failed").error_fields(),
+        vec!["events"]
+    );
+    let r = c
+        .patch(
+            &format!("/webhooks/{id}"),
+            json!({"url": "https://example.com/new", "description": "Billing"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(r.body["url"], "https://example.com/new");
+    let r = c
+        .post(
+            "/webhooks",
+            json!({"url": "https://example.com/x", "events": []}),
+        )
+        .await;
+    assert_eq!(
+        r.expect_error(422, "validation_failed").error_fields(),
+        vec!["events"]
+    );
+
+    let other = server.db.bootstrap("business");
+    let them = server.as_key(&other.key);
+    them.get(&format!("/webhooks/{id}"))
+        .await
+        .expect_error(404, "not_found");
+    them.post(&format!("/webhooks/{id}/test"), json!({}))
+        .await
+        .expect_error(404, "not_found");
+    them.get(&format!("/webhooks/{id}/deliveries"))
+        .await
+        .expect_error(404, "not_found");
+    assert_eq!(them.get("/webhooks").await.body["totalCount"], 0);
+
+    c.delete(&format!("/webhooks/{id}")).await.expect(204);
+    c.get(&format!("/webhooks/{id}"))
+        .await
+        .expect_error(404, "not_found");
+}
