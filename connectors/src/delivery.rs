@@ -73,6 +73,13 @@ pub struct Deliverer {
     pub schedule: Vec<Duration>,
 }
 
+/// One attempt, as it is logged.
+struct Attempt<'a> {
+    started_at: i64,
+    duration_ms: i64,
+    result: &'a AttemptResult,
+}
+
 /// What one attempt came to.
 struct AttemptResult {
     status: Option<u16>,
@@ -89,14 +96,22 @@ impl JobHandler<DeliveryJob> for Deliverer {
 
 impl Deliverer {
     async fn attempt(&self, delivery_id: &str) -> Result<()> {
-        // The queue schedules to the second: a job may come a little early. Wait for its time.
-        let due = Sql::new("SELECT next_attempt_at FROM deliveries WHERE id = ?")
+        // A read first: a duplicate job (the delivery is done, or being sent) ends without a write.
+        let Some(state) = Sql::new("SELECT status, next_attempt_at FROM deliveries WHERE id = ?")
             .arg(delivery_id)
             .fetch_optional(&self.db)
             .await?
-            .map(|r| row::get_opt_i64(&r, "next_attempt_at"))
-            .transpose()?
-            .flatten();
+        else {
+            return Ok(());
+        };
+        if !matches!(
+            row::get_str(&state, "status")?.as_str(),
+            "pending" | "failed"
+        ) {
+            return Ok(());
+        }
+        // The queue schedules to the second: a job may come a little early. Wait for its time.
+        let due = row::get_opt_i64(&state, "next_attempt_at")?;
         if let Some(early) = due.map(|t| t - now_ms()).filter(|ms| *ms > 0) {
             if early > 2_000 {
                 let job = DeliveryJob {
@@ -159,36 +174,29 @@ impl Deliverer {
         let result = self.send(&subscription, &event).await;
         let duration_ms = clock.elapsed().as_millis() as i64;
         let number = attempts_before + 1;
-        Sql::new(
-            "INSERT INTO delivery_attempts (id, delivery_id, number, started_at, duration_ms, status_code, response_excerpt, error) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .arg(ids::new_id("att"))
-        .arg(delivery_id)
-        .arg(number)
-        .arg(started_at)
-        .arg(duration_ms)
-        .arg(result.status.map(i64::from))
-        .arg(result.excerpt.clone())
-        .arg(result.error.clone())
-        .execute(&self.db)
-        .await?;
+        let attempt = Attempt {
+            started_at,
+            duration_ms,
+            result: &result,
+        };
 
         let succeeded = result.status.is_some_and(|s| (200..300).contains(&s));
         if succeeded {
-            Sql::new("UPDATE subscriptions SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL")
-                .arg(&subscription.id)
-                .execute(&self.db)
-                .await?;
+            if subscription.failing_since.is_some() {
+                Sql::new("UPDATE subscriptions SET failing_since = NULL WHERE id = ?")
+                    .arg(&subscription.id)
+                    .execute(&self.db)
+                    .await?;
+            }
             return self
-                .finish_attempt(delivery_id, number, "succeeded", None, &result)
+                .finish_attempt(delivery_id, number, "succeeded", None, &attempt)
                 .await;
         }
         if result.status == Some(410) {
             self.end_subscription(&subscription, "the endpoint answered 410 Gone")
                 .await?;
             return self
-                .finish_attempt(delivery_id, number, "dead", None, &result)
+                .finish_attempt(delivery_id, number, "dead", None, &attempt)
                 .await;
         }
         let failing_since = match subscription.failing_since {
@@ -206,12 +214,12 @@ impl Deliverer {
             self.end_subscription(&subscription, "every delivery failed for five days")
                 .await?;
             return self
-                .finish_attempt(delivery_id, number, "dead", None, &result)
+                .finish_attempt(delivery_id, number, "dead", None, &attempt)
                 .await;
         }
         let Some(planned) = self.schedule.get(attempts_before as usize).copied() else {
             return self
-                .finish_attempt(delivery_id, number, "dead", None, &result)
+                .finish_attempt(delivery_id, number, "dead", None, &attempt)
                 .await;
         };
         let delay = match result.retry_after {
@@ -219,7 +227,7 @@ impl Deliverer {
             None => jitter(planned),
         };
         // The retry is queued when due by `queue_due_retries`.
-        self.finish_attempt(delivery_id, number, "failed", Some(delay), &result)
+        self.finish_attempt(delivery_id, number, "failed", Some(delay), &attempt)
             .await
     }
 
@@ -297,18 +305,35 @@ impl Deliverer {
         }
     }
 
+    /// Logs the attempt and moves the delivery on, in one transaction.
     async fn finish_attempt(
         &self,
         delivery_id: &str,
         attempts: i64,
         status: &str,
         retry_in: Option<Duration>,
-        result: &AttemptResult,
+        attempt: &Attempt<'_>,
     ) -> Result<()> {
+        let result = attempt.result;
         let now = now_ms();
+        let mut tx = self.db.begin().await?;
         Sql::new(
-            "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, last_status_code = ?, last_error = ?, \
-             updated_at = ? WHERE id = ?",
+            "INSERT INTO delivery_attempts (id, delivery_id, number, started_at, duration_ms, status_code, \
+             response_excerpt, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .arg(ids::new_id("att"))
+        .arg(delivery_id)
+        .arg(attempts)
+        .arg(attempt.started_at)
+        .arg(attempt.duration_ms)
+        .arg(result.status.map(i64::from))
+        .arg(result.excerpt.clone())
+        .arg(result.error.clone())
+        .execute(&mut tx)
+        .await?;
+        Sql::new(
+            "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, last_status_code = ?, \
+             last_error = ?, updated_at = ? WHERE id = ?",
         )
         .arg(status)
         .arg(attempts)
@@ -317,9 +342,9 @@ impl Deliverer {
         .arg(result.error.clone())
         .arg(now)
         .arg(delivery_id)
-        .execute(&self.db)
-        .await
-        .map(drop)
+        .execute(&mut tx)
+        .await?;
+        tx.commit().await
     }
 
     async fn finish(

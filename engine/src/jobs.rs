@@ -119,6 +119,25 @@ impl Queues {
         }
     }
 
+    /// Queues several jobs to run at once, in one write.
+    pub async fn push_many<J: Job>(&self, jobs: Vec<J>) -> Result<()> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        match &self.store {
+            Store::Sqlite(pool) => {
+                let mut storage = SqliteStorage::<J>::new(pool)
+                    .with_config(apalis_sqlite::Config::default().queue(J::QUEUE));
+                storage.push_bulk(jobs).await.map_err(queue_error)
+            }
+            Store::Postgres(pool) => {
+                let mut storage = PostgresStorage::<J>::new(pool)
+                    .with_config(apalis_postgres::Config::default().queue(J::QUEUE));
+                storage.push_bulk(jobs).await.map_err(queue_error)
+            }
+        }
+    }
+
     /// Runs jobs of type `J` with `handler`, up to `concurrency` at a time, until the future is
     /// dropped.
     pub async fn work<J: Job, H: JobHandler<J>>(

@@ -178,16 +178,15 @@ impl Dispatcher {
             }
         }
         tx.commit().await?;
-        for delivery_id in queued {
-            self.queues
-                .push(
-                    DeliveryJob {
-                        delivery_id: delivery_id.clone(),
-                    },
-                    None,
-                )
-                .await?;
-            if let Some(lane) = &self.fast_lane {
+        let jobs = queued
+            .iter()
+            .map(|id| DeliveryJob {
+                delivery_id: id.clone(),
+            })
+            .collect();
+        self.queues.push_many(jobs).await?;
+        if let Some(lane) = &self.fast_lane {
+            for delivery_id in queued {
                 let _ = lane.send(delivery_id);
             }
         }
