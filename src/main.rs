@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use clap::{Parser, Subcommand, ValueEnum};
-use timix_connectors::delivery::{Deliverer, DeliveryJob, queue_due_retries, requeue_stalled};
+use timix_connectors::delivery::{
+    Deliverer, DeliveryJob, FastAttempt, queue_due_retries, requeue_stalled,
+};
 use timix_connectors::outbound::Outbound;
 use timix_engine::Db;
 use timix_engine::bootstrap::{BootstrapInput, bootstrap};
-use timix_engine::jobs::{JobHandler, Queues};
+use timix_engine::jobs::Queues;
 use timix_engine::organizations::{self, BillingState, Plan};
 use timix_triggers::dispatcher::Dispatcher;
 use tracing_subscriber::EnvFilter;
@@ -342,7 +344,7 @@ fn start_delivery(
     queues: &Queues,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut dispatcher = Dispatcher::new(db.clone(), queues.clone(), &settings.database_url);
-    let (lane, mut fast) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let (lane, mut fast) = tokio::sync::mpsc::unbounded_channel::<FastAttempt>();
     dispatcher.fast_lane = Some(lane.clone());
     let deliverer = Arc::new(Deliverer {
         db: db.clone(),
@@ -378,7 +380,12 @@ fn start_delivery(
             for round in 0u64.. {
                 tick.tick().await;
                 match queue_due_retries(&db, &queues).await {
-                    Ok(ids) => ids.into_iter().for_each(|id| drop(lane.send(id))),
+                    Ok(ids) => ids.into_iter().for_each(|id| {
+                        drop(lane.send(FastAttempt {
+                            delivery_id: id,
+                            known: None,
+                        }))
+                    }),
                     Err(error) => tracing::warn!(%error, "Could not queue due retries."),
                 }
                 if round.is_multiple_of(50) {
@@ -386,7 +393,12 @@ fn start_delivery(
                         Ok(ids) if ids.is_empty() => {}
                         Ok(ids) => {
                             tracing::info!(requeued = ids.len(), "Requeued stalled deliveries.");
-                            ids.into_iter().for_each(|id| drop(lane.send(id)));
+                            ids.into_iter().for_each(|id| {
+                                drop(lane.send(FastAttempt {
+                                    delivery_id: id,
+                                    known: None,
+                                }))
+                            });
                         }
                         Err(error) => {
                             tracing::warn!(%error, "Could not requeue stalled deliveries.")
@@ -400,13 +412,13 @@ fn start_delivery(
         let deliverer = deliverer.clone();
         async move {
             let slots = Arc::new(tokio::sync::Semaphore::new(DELIVERY_CONCURRENCY));
-            while let Some(delivery_id) = fast.recv().await {
+            while let Some(attempt) = fast.recv().await {
                 let Ok(slot) = slots.clone().acquire_owned().await else {
                     break;
                 };
                 let deliverer = deliverer.clone();
                 tokio::spawn(async move {
-                    if let Err(error) = deliverer.perform(DeliveryJob { delivery_id }).await {
+                    if let Err(error) = deliverer.attempt_now(attempt).await {
                         tracing::warn!(%error, "A delivery attempt failed to run; its job will retry it.");
                     }
                     drop(slot);

@@ -3,6 +3,7 @@
 //! `Retry-After` says), a `410 Gone` ending the subscription, and a delivery dead after the last
 //! attempt until it is retried by hand.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -90,25 +91,40 @@ struct AttemptResult {
 
 impl JobHandler<DeliveryJob> for Deliverer {
     async fn perform(&self, job: DeliveryJob) -> Result<()> {
-        self.attempt(&job.delivery_id).await
+        if !self.is_due(&job.delivery_id).await? {
+            return Ok(());
+        }
+        self.attempt(&job.delivery_id, None).await
     }
 }
 
+/// A delivery to attempt at once in this process, with the event and subscription when the
+/// caller (the dispatcher) already holds them, which saves reading them again.
+pub struct FastAttempt {
+    pub delivery_id: String,
+    pub known: Option<(Arc<Event>, Subscription)>,
+}
+
 impl Deliverer {
-    async fn attempt(&self, delivery_id: &str) -> Result<()> {
-        // A read first: a duplicate job (the delivery is done, or being sent) ends without a write.
+    pub async fn attempt_now(&self, fast: FastAttempt) -> Result<()> {
+        self.attempt(&fast.delivery_id, fast.known).await
+    }
+
+    /// Whether a queued job should attempt its delivery now: a duplicate job (the delivery is
+    /// done, or being sent) ends here with a read, not a write. Waits if it came a little early.
+    async fn is_due(&self, delivery_id: &str) -> Result<bool> {
         let Some(state) = Sql::new("SELECT status, next_attempt_at FROM deliveries WHERE id = ?")
             .arg(delivery_id)
             .fetch_optional(&self.db)
             .await?
         else {
-            return Ok(());
+            return Ok(false);
         };
         if !matches!(
             row::get_str(&state, "status")?.as_str(),
             "pending" | "failed"
         ) {
-            return Ok(());
+            return Ok(false);
         }
         // The queue schedules to the second: a job may come a little early. Wait for its time.
         let due = row::get_opt_i64(&state, "next_attempt_at")?;
@@ -117,56 +133,60 @@ impl Deliverer {
                 let job = DeliveryJob {
                     delivery_id: delivery_id.to_owned(),
                 };
-                return self
-                    .queues
+                self.queues
                     .push(job, Some(Duration::from_millis(early as u64)))
-                    .await;
+                    .await?;
+                return Ok(false);
             }
             tokio::time::sleep(Duration::from_millis(early as u64)).await;
         }
+        Ok(true)
+    }
+
+    async fn attempt(
+        &self,
+        delivery_id: &str,
+        known: Option<(Arc<Event>, Subscription)>,
+    ) -> Result<()> {
         let now = now_ms();
-        // Claim the delivery: a duplicate job, or one for a delivery already done, stops here.
-        let claimed = Sql::new(
+        // Claim the delivery: whoever else tries (a duplicate job, the fast lane) stops here.
+        let Some(row) = Sql::new(
             "UPDATE deliveries SET status = 'sending', updated_at = ? WHERE id = ? AND status IN ('pending', 'failed') \
-             AND (next_attempt_at IS NULL OR next_attempt_at <= ?)",
+             AND (next_attempt_at IS NULL OR next_attempt_at <= ?) RETURNING attempts, subscription_id, event_id",
         )
         .arg(now)
         .arg(delivery_id)
         .arg(now + 10)
-        .execute(&self.db)
-        .await?;
-        if claimed == 0 {
-            return Ok(());
-        }
-        let row = Sql::new("SELECT * FROM deliveries WHERE id = ?")
-            .arg(delivery_id)
-            .fetch_one(&self.db)
-            .await?;
-        let attempts_before = row::get_i64(&row, "attempts")?;
-        let subscription_id = row::get_str(&row, "subscription_id")?;
-        let event_id = row::get_str(&row, "event_id")?;
-        let Some(subscription) = webhooks::subscription(&self.db, &subscription_id)
-            .await?
-            .filter(|s| s.is_enabled)
+        .fetch_optional(&self.db)
+        .await?
         else {
-            return self
-                .finish(
-                    delivery_id,
-                    "dead",
-                    None,
-                    Some("the subscription was removed or disabled"),
-                )
-                .await;
+            return Ok(());
         };
-        let Some(event) = events::by_id(&self.db, &event_id).await? else {
-            return self
-                .finish(
-                    delivery_id,
-                    "dead",
-                    None,
-                    Some("the event no longer exists"),
-                )
-                .await;
+        let attempts_before = row::get_i64(&row, "attempts")?;
+        let (event, subscription) = match known {
+            Some(pair) => pair,
+            None => {
+                let subscription_id = row::get_str(&row, "subscription_id")?;
+                let event_id = row::get_str(&row, "event_id")?;
+                let subscription = webhooks::subscription(&self.db, &subscription_id)
+                    .await?
+                    .filter(|s| s.is_enabled);
+                let Some(subscription) = subscription else {
+                    let reason = "the subscription was removed or disabled";
+                    return self.finish(delivery_id, "dead", None, Some(reason)).await;
+                };
+                let Some(event) = events::by_id(&self.db, &event_id).await? else {
+                    return self
+                        .finish(
+                            delivery_id,
+                            "dead",
+                            None,
+                            Some("the event no longer exists"),
+                        )
+                        .await;
+                };
+                (Arc::new(event), subscription)
+            }
         };
 
         let started_at = now_ms();

@@ -7,7 +7,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use timix_connectors::delivery::DeliveryJob;
+use std::sync::Arc;
+
+use timix_connectors::delivery::{DeliveryJob, FastAttempt};
 use timix_engine::db::{Backend, Db, Sql, row};
 use timix_engine::error::Result;
 use timix_engine::events;
@@ -29,7 +31,7 @@ pub struct Dispatcher {
     pub listen_url: Option<String>,
     /// Deliveries queued by this process are also handed here, to be attempted at once in this
     /// process; the durable job stays as the fallback (a delivery is attempted once either way).
-    pub fast_lane: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    pub fast_lane: Option<tokio::sync::mpsc::UnboundedSender<FastAttempt>>,
 }
 
 impl Dispatcher {
@@ -145,6 +147,7 @@ impl Dispatcher {
         }
         let mut queued = Vec::new();
         let now = now_ms();
+        let batch: Vec<Arc<events::Event>> = batch.into_iter().map(Arc::new).collect();
         for event in &batch {
             if !subscriptions.contains_key(&event.organization_id) {
                 let subs = webhooks::enabled_for(&mut tx, &event.organization_id).await?;
@@ -173,21 +176,24 @@ impl Dispatcher {
                 .execute(&mut tx)
                 .await?;
                 if inserted == 1 {
-                    queued.push(id);
+                    queued.push((id, event.clone(), sub.clone()));
                 }
             }
         }
         tx.commit().await?;
         let jobs = queued
             .iter()
-            .map(|id| DeliveryJob {
+            .map(|(id, ..)| DeliveryJob {
                 delivery_id: id.clone(),
             })
             .collect();
         self.queues.push_many(jobs).await?;
         if let Some(lane) = &self.fast_lane {
-            for delivery_id in queued {
-                let _ = lane.send(delivery_id);
+            for (delivery_id, event, subscription) in queued {
+                let _ = lane.send(FastAttempt {
+                    delivery_id,
+                    known: Some((event, subscription)),
+                });
             }
         }
         Ok(batch.len() as i64 == BATCH)
