@@ -275,6 +275,15 @@ async fn openapi_document_and_reference_page_are_served_by_the_binary() {
         "/subtasks",
         "/subtasks/{id}",
         "/events",
+        "/usage",
+        "/webhooks",
+        "/webhooks/{id}",
+        "/webhooks/{id}/test",
+        "/webhooks/{id}/rotate-secret",
+        "/webhooks/{id}/deliveries",
+        "/webhooks/{id}/deliveries/{deliveryId}/retry",
+        "/hooks",
+        "/hooks/{id}",
     ] {
         assert!(
             paths.contains_key(&format!("/api/integration/v1{path}")),
