@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use clap::{Parser, Subcommand, ValueEnum};
 use timix_connectors::delivery::{
-    Deliverer, DeliveryJob, FastAttempt, queue_due_retries, requeue_stalled,
+    AttemptLog, Deliverer, DeliveryJob, FastAttempt, queue_due_retries, requeue_stalled,
 };
 use timix_connectors::outbound::Outbound;
 use timix_engine::Db;
@@ -351,6 +351,7 @@ fn start_delivery(
         queues: queues.clone(),
         outbound: Outbound::new(settings.allow_private_targets, Duration::from_secs(15)),
         schedule: settings.webhook_retry_schedule.clone(),
+        log: AttemptLog::start(db.clone()),
     });
     let workers = {
         let queues = queues.clone();

@@ -219,7 +219,7 @@ async fn main() -> anyhow::Result<()> {
         .error_for_status()?;
     }
     let before = state.lock().unwrap().times.len();
-    let burst = 400usize;
+    let burst = 1000usize;
     let mut tasks = Vec::new();
     for (k, key) in keys.iter().enumerate() {
         let (http, base, key) = (http.clone(), server.base.clone(), key.clone());

@@ -72,6 +72,7 @@ pub struct Deliverer {
     pub outbound: Outbound,
     /// Delays before the 2nd, 3rd… attempts.
     pub schedule: Vec<Duration>,
+    pub log: AttemptLog,
 }
 
 /// One attempt, as it is logged.
@@ -108,6 +109,51 @@ pub struct FastAttempt {
 impl Deliverer {
     pub async fn attempt_now(&self, fast: FastAttempt) -> Result<()> {
         self.attempt(&fast.delivery_id, fast.known).await
+    }
+
+    /// Claims a delivery that is due: whoever else tries (a duplicate job) stops here. Returns
+    /// its attempts so far, its event and subscription; `None` when it is not ours to attempt.
+    async fn claim(&self, delivery_id: &str) -> Result<Option<(i64, Arc<Event>, Subscription)>> {
+        let now = now_ms();
+        let Some(row) = Sql::new(
+            "UPDATE deliveries SET status = 'sending', updated_at = ? WHERE id = ? AND status IN ('pending', 'failed') \
+             AND (next_attempt_at IS NULL OR next_attempt_at <= ?) RETURNING attempts, subscription_id, event_id",
+        )
+        .arg(now)
+        .arg(delivery_id)
+        .arg(now + 10)
+        .fetch_optional(&self.db)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let attempts = row::get_i64(&row, "attempts")?;
+        let subscription_id = row::get_str(&row, "subscription_id")?;
+        let event_id = row::get_str(&row, "event_id")?;
+        let subscription = webhooks::subscription(&self.db, &subscription_id)
+            .await?
+            .filter(|s| s.is_enabled);
+        let Some(subscription) = subscription else {
+            self.finish(
+                delivery_id,
+                "dead",
+                None,
+                Some("the subscription was removed or disabled"),
+            )
+            .await?;
+            return Ok(None);
+        };
+        let Some(event) = events::by_id(&self.db, &event_id).await? else {
+            self.finish(
+                delivery_id,
+                "dead",
+                None,
+                Some("the event no longer exists"),
+            )
+            .await?;
+            return Ok(None);
+        };
+        Ok(Some((attempts, Arc::new(event), subscription)))
     }
 
     /// Whether a queued job should attempt its delivery now: a duplicate job (the delivery is
@@ -148,45 +194,13 @@ impl Deliverer {
         delivery_id: &str,
         known: Option<(Arc<Event>, Subscription)>,
     ) -> Result<()> {
-        let now = now_ms();
-        // Claim the delivery: whoever else tries (a duplicate job, the fast lane) stops here.
-        let Some(row) = Sql::new(
-            "UPDATE deliveries SET status = 'sending', updated_at = ? WHERE id = ? AND status IN ('pending', 'failed') \
-             AND (next_attempt_at IS NULL OR next_attempt_at <= ?) RETURNING attempts, subscription_id, event_id",
-        )
-        .arg(now)
-        .arg(delivery_id)
-        .arg(now + 10)
-        .fetch_optional(&self.db)
-        .await?
-        else {
-            return Ok(());
-        };
-        let attempts_before = row::get_i64(&row, "attempts")?;
-        let (event, subscription) = match known {
-            Some(pair) => pair,
-            None => {
-                let subscription_id = row::get_str(&row, "subscription_id")?;
-                let event_id = row::get_str(&row, "event_id")?;
-                let subscription = webhooks::subscription(&self.db, &subscription_id)
-                    .await?
-                    .filter(|s| s.is_enabled);
-                let Some(subscription) = subscription else {
-                    let reason = "the subscription was removed or disabled";
-                    return self.finish(delivery_id, "dead", None, Some(reason)).await;
-                };
-                let Some(event) = events::by_id(&self.db, &event_id).await? else {
-                    return self
-                        .finish(
-                            delivery_id,
-                            "dead",
-                            None,
-                            Some("the event no longer exists"),
-                        )
-                        .await;
-                };
-                (Arc::new(event), subscription)
-            }
+        // A delivery handed over by its dispatcher was created claimed ('sending'): first attempt.
+        let (attempts_before, event, subscription) = match known {
+            Some((event, subscription)) => (0, event, subscription),
+            None => match self.claim(delivery_id).await? {
+                Some(claimed) => claimed,
+                None => return Ok(()),
+            },
         };
 
         let started_at = now_ms();
@@ -325,7 +339,7 @@ impl Deliverer {
         }
     }
 
-    /// Logs the attempt and moves the delivery on, in one transaction.
+    /// Logs the attempt and moves the delivery on (committed with other attempts' logs).
     async fn finish_attempt(
         &self,
         delivery_id: &str,
@@ -335,36 +349,19 @@ impl Deliverer {
         attempt: &Attempt<'_>,
     ) -> Result<()> {
         let result = attempt.result;
-        let now = now_ms();
-        let mut tx = self.db.begin().await?;
-        Sql::new(
-            "INSERT INTO delivery_attempts (id, delivery_id, number, started_at, duration_ms, status_code, \
-             response_excerpt, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .arg(ids::new_id("att"))
-        .arg(delivery_id)
-        .arg(attempts)
-        .arg(attempt.started_at)
-        .arg(attempt.duration_ms)
-        .arg(result.status.map(i64::from))
-        .arg(result.excerpt.clone())
-        .arg(result.error.clone())
-        .execute(&mut tx)
-        .await?;
-        Sql::new(
-            "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, last_status_code = ?, \
-             last_error = ?, updated_at = ? WHERE id = ?",
-        )
-        .arg(status)
-        .arg(attempts)
-        .arg(retry_in.map(|d| now + d.as_millis() as i64))
-        .arg(result.status.map(i64::from))
-        .arg(result.error.clone())
-        .arg(now)
-        .arg(delivery_id)
-        .execute(&mut tx)
-        .await?;
-        tx.commit().await
+        self.log
+            .write(AttemptRecord {
+                delivery_id: delivery_id.to_owned(),
+                number: attempts,
+                status: status.to_owned(),
+                next_attempt_at: retry_in.map(|d| now_ms() + d.as_millis() as i64),
+                started_at: attempt.started_at,
+                duration_ms: attempt.duration_ms,
+                status_code: result.status.map(i64::from),
+                excerpt: result.excerpt.clone(),
+                error: result.error.clone(),
+            })
+            .await
     }
 
     async fn finish(
@@ -419,6 +416,99 @@ impl Deliverer {
         tracing::info!(subscription_id = %subscription.id, %reason, "Subscription ended.");
         tx.commit().await
     }
+}
+
+/// An attempt's log entry and the delivery's state after it.
+pub struct AttemptRecord {
+    delivery_id: String,
+    number: i64,
+    status: String,
+    next_attempt_at: Option<i64>,
+    started_at: i64,
+    duration_ms: i64,
+    status_code: Option<i64>,
+    excerpt: Option<String>,
+    error: Option<String>,
+}
+
+type LogRequest = (
+    AttemptRecord,
+    tokio::sync::oneshot::Sender<Result<(), String>>,
+);
+
+/// Group commit of attempt logs: attempts finishing together are written in one transaction,
+/// and each caller returns once its own record is committed.
+#[derive(Clone)]
+pub struct AttemptLog {
+    sender: tokio::sync::mpsc::Sender<LogRequest>,
+}
+
+impl AttemptLog {
+    /// Starts the writer; it stops when the last handle is dropped.
+    pub fn start(db: Db) -> Self {
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<LogRequest>(4096);
+        tokio::spawn(async move {
+            while let Some(first) = receiver.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < 512 {
+                    match receiver.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let written = write_batch(&db, &batch).await.map_err(|e| e.to_string());
+                for (_, reply) in batch {
+                    let _ = reply.send(written.clone());
+                }
+            }
+        });
+        Self { sender }
+    }
+
+    async fn write(&self, record: AttemptRecord) -> Result<()> {
+        let stopped = || Error::Internal("the attempt log has stopped".into());
+        let (reply, done) = tokio::sync::oneshot::channel();
+        self.sender
+            .send((record, reply))
+            .await
+            .map_err(|_| stopped())?;
+        done.await.map_err(|_| stopped())?.map_err(Error::Internal)
+    }
+}
+
+async fn write_batch(db: &Db, batch: &[LogRequest]) -> Result<()> {
+    let now = now_ms();
+    let mut tx = db.begin().await?;
+    for (r, _) in batch {
+        Sql::new(
+            "INSERT INTO delivery_attempts (id, delivery_id, number, started_at, duration_ms, status_code, \
+             response_excerpt, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .arg(ids::new_id("att"))
+        .arg(&r.delivery_id)
+        .arg(r.number)
+        .arg(r.started_at)
+        .arg(r.duration_ms)
+        .arg(r.status_code)
+        .arg(r.excerpt.clone())
+        .arg(r.error.clone())
+        .execute(&mut tx)
+        .await?;
+        Sql::new(
+            "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, last_status_code = ?, \
+             last_error = ?, updated_at = ? WHERE id = ?",
+        )
+        .arg(r.status.as_str())
+        .arg(r.number)
+        .arg(r.next_attempt_at)
+        .arg(r.status_code)
+        .arg(r.error.clone())
+        .arg(now)
+        .arg(&r.delivery_id)
+        .execute(&mut tx)
+        .await?;
+    }
+    tx.commit().await
 }
 
 /// ±20% around `delay`, so that retries of many deliveries spread out.

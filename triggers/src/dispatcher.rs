@@ -161,7 +161,7 @@ impl Dispatcher {
                 let id = ids::new_id("dlv");
                 let inserted = Sql::new(
                     "INSERT INTO deliveries (id, org_id, subscription_id, event_id, event_seq, event_type, status, \
-                     attempts, next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?) \
+                     attempts, next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?) \
                      ON CONFLICT (subscription_id, event_id) DO NOTHING",
                 )
                 .arg(&id)
@@ -170,6 +170,8 @@ impl Dispatcher {
                 .arg(&event.id)
                 .arg(event.seq)
                 .arg(&event.kind)
+                // Handed to this process's fast lane, it is created claimed.
+                .arg(if self.fast_lane.is_some() { "sending" } else { "pending" })
                 .arg(now)
                 .arg(now)
                 .arg(now)
