@@ -59,6 +59,9 @@ fn start(env: &[(String, String)]) -> anyhow::Result<Server> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("WARN") || line.contains("ERROR") {
+                eprintln!("server: {line}");
+            }
             if let Some(rest) = line.split("listening on ").nth(1) {
                 let address: String = rest
                     .chars()

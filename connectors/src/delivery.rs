@@ -535,14 +535,19 @@ pub async fn queue_due_retries(db: &Db, queues: &Queues) -> Result<Vec<String>> 
             .execute(db)
             .await?;
         if mine == 1 {
-            queues
+            // A job that cannot be queued now (the queue is busy) is retried at the next sweep; the
+            // caller also attempts it at once.
+            if let Err(error) = queues
                 .push(
                     DeliveryJob {
                         delivery_id: id.clone(),
                     },
                     None,
                 )
-                .await?;
+                .await
+            {
+                tracing::warn!(%error, "Could not queue a delivery job.");
+            }
             queued.push(id);
         }
     }
@@ -571,14 +576,19 @@ pub async fn requeue_stalled(db: &Db, queues: &Queues, grace_ms: i64) -> Result<
             .arg(&id)
             .execute(db)
             .await?;
-        queues
+        // A job that cannot be queued now (the queue is busy) is retried at the next sweep; the
+        // caller also attempts it at once.
+        if let Err(error) = queues
             .push(
                 DeliveryJob {
                     delivery_id: id.clone(),
                 },
                 None,
             )
-            .await?;
+            .await
+        {
+            tracing::warn!(%error, "Could not queue a delivery job.");
+        }
         requeued.push(id);
     }
     Ok(requeued)

@@ -183,13 +183,12 @@ impl Dispatcher {
             }
         }
         tx.commit().await?;
-        let jobs = queued
+        let jobs: Vec<DeliveryJob> = queued
             .iter()
             .map(|(id, ..)| DeliveryJob {
                 delivery_id: id.clone(),
             })
             .collect();
-        self.queues.push_many(jobs).await?;
         if let Some(lane) = &self.fast_lane {
             for (delivery_id, event, subscription) in queued {
                 let _ = lane.send(FastAttempt {
@@ -197,6 +196,10 @@ impl Dispatcher {
                     known: Some((event, subscription)),
                 });
             }
+        }
+        // The deliveries are committed: a job that cannot be queued now is found by the sweeper.
+        if let Err(error) = self.queues.push_many(jobs).await {
+            tracing::warn!(%error, "Could not queue delivery jobs; the sweeper will.");
         }
         Ok(batch.len() as i64 == BATCH)
     }

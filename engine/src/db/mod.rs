@@ -54,6 +54,9 @@ pub struct Db {
     backend: Backend,
     /// Bumped after every commit that appended events, so readers of the log need not poll.
     events_appended: Arc<watch::Sender<u64>>,
+    /// SQLite has one writer at a time; its own busy-wait is unfair under load (a writer can
+    /// starve past the timeout), so this process's write transactions queue here, in order.
+    write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl Db {
@@ -100,6 +103,7 @@ impl Db {
             pool,
             backend,
             events_appended: Arc::new(watch::Sender::new(0)),
+            write_gate: (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(()))),
         })
     }
 
@@ -141,6 +145,10 @@ impl Db {
     /// Starts a transaction that will write. On SQLite it takes the write lock up front
     /// (`BEGIN IMMEDIATE`), so a read-then-write never fails half way with `SQLITE_BUSY`.
     pub async fn begin(&self) -> Result<Tx> {
+        let turn = match &self.write_gate {
+            Some(gate) => Some(gate.clone().lock_owned().await),
+            None => None,
+        };
         let inner = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
@@ -150,6 +158,7 @@ impl Db {
             backend: self.backend,
             events_appended: false,
             notify: self.events_appended.clone(),
+            _turn: turn,
         })
     }
 
@@ -170,6 +179,8 @@ pub struct Tx {
     backend: Backend,
     events_appended: bool,
     notify: Arc<watch::Sender<u64>>,
+    /// This transaction's turn at the SQLite write gate, released when it ends.
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl Tx {
