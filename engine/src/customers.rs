@@ -45,10 +45,6 @@ impl Resource for Customers {
         from_row(row)
     }
 
-    fn id(item: &Customer) -> &str {
-        &item.id
-    }
-
     fn external_id(input: &mut CustomerInput) -> &mut Patch<String> {
         &mut input.external_id
     }

@@ -49,10 +49,6 @@ impl Resource for Projects {
         from_row(row)
     }
 
-    fn id(item: &Project) -> &str {
-        &item.id
-    }
-
     fn external_id(input: &mut ProjectInput) -> &mut Patch<String> {
         &mut input.external_id
     }

@@ -30,7 +30,6 @@ pub trait Resource {
     const CHILDREN: Option<(&'static str, &'static str, &'static str)>;
 
     fn decode(row: &row::Row) -> Result<Self::Item>;
-    fn id(item: &Self::Item) -> &str;
     fn external_id(input: &mut Self::Input) -> &mut Patch<String>;
     /// Checks `input` and inserts it (with its event) inside `tx`.
     fn insert(

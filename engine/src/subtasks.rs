@@ -48,10 +48,6 @@ impl Resource for Subtasks {
         from_row(row)
     }
 
-    fn id(item: &Subtask) -> &str {
-        &item.id
-    }
-
     fn external_id(input: &mut SubtaskInput) -> &mut Patch<String> {
         &mut input.external_id
     }

@@ -52,10 +52,6 @@ impl Resource for Tasks {
         from_row(row)
     }
 
-    fn id(item: &Task) -> &str {
-        &item.id
-    }
-
     fn external_id(input: &mut TaskInput) -> &mut Patch<String> {
         &mut input.external_id
     }
