@@ -516,6 +516,17 @@ fn jitter(delay: Duration) -> Duration {
     delay.mul_f64(rand::random_range(0.8..1.2))
 }
 
+/// Queues a delivery's job. A job that cannot be queued now (the queue is busy) is found again
+/// by the next sweep; the caller also attempts the delivery at once.
+async fn queue_or_log(queues: &Queues, delivery_id: &str) {
+    let job = DeliveryJob {
+        delivery_id: delivery_id.to_owned(),
+    };
+    if let Err(error) = queues.push(job, None).await {
+        tracing::warn!(%error, %delivery_id, "Could not queue a delivery job.");
+    }
+}
+
 /// Queues the retries that are due. Returns their ids.
 pub async fn queue_due_retries(db: &Db, queues: &Queues) -> Result<Vec<String>> {
     let now = now_ms();
@@ -535,19 +546,7 @@ pub async fn queue_due_retries(db: &Db, queues: &Queues) -> Result<Vec<String>> 
             .execute(db)
             .await?;
         if mine == 1 {
-            // A job that cannot be queued now (the queue is busy) is retried at the next sweep; the
-            // caller also attempts it at once.
-            if let Err(error) = queues
-                .push(
-                    DeliveryJob {
-                        delivery_id: id.clone(),
-                    },
-                    None,
-                )
-                .await
-            {
-                tracing::warn!(%error, "Could not queue a delivery job.");
-            }
+            queue_or_log(queues, &id).await;
             queued.push(id);
         }
     }
@@ -576,26 +575,8 @@ pub async fn requeue_stalled(db: &Db, queues: &Queues, grace_ms: i64) -> Result<
             .arg(&id)
             .execute(db)
             .await?;
-        // A job that cannot be queued now (the queue is busy) is retried at the next sweep; the
-        // caller also attempts it at once.
-        if let Err(error) = queues
-            .push(
-                DeliveryJob {
-                    delivery_id: id.clone(),
-                },
-                None,
-            )
-            .await
-        {
-            tracing::warn!(%error, "Could not queue a delivery job.");
-        }
+        queue_or_log(queues, &id).await;
         requeued.push(id);
     }
     Ok(requeued)
-}
-
-impl From<crate::outbound::TargetError> for Error {
-    fn from(e: crate::outbound::TargetError) -> Self {
-        Error::Internal(e.to_string())
-    }
 }

@@ -20,6 +20,26 @@ async fn server() -> Server {
     .await
 }
 
+/// A loopback-friendly server, an organization, its owner's client and a receiver.
+struct Setup {
+    server: Server,
+    org: crate::harness::Org,
+    c: Client,
+    receiver: Receiver,
+}
+
+async fn setup() -> Setup {
+    let server = server().await;
+    let org = server.db.bootstrap("business");
+    let c = server.as_key(&org.key);
+    Setup {
+        server,
+        org,
+        c,
+        receiver: Receiver::start().await,
+    }
+}
+
 async fn webhook(c: &Client, url: &str, events: Value) -> (String, String) {
     let r = c
         .post("/webhooks", json!({"url": url, "events": events}))
@@ -63,10 +83,12 @@ async fn deliveries_until(
 
 #[tokio::test]
 async fn events_are_delivered_signed_per_standard_webhooks() {
-    let server = server().await;
-    let org = server.db.bootstrap("business");
-    let c = server.as_key(&org.key);
-    let receiver = Receiver::start().await;
+    let Setup {
+        server: _server,
+        org,
+        c,
+        receiver,
+    } = setup().await;
     let (id, secret) = webhook(&c, &receiver.url, json!(["customer.created"])).await;
     let shown = c.get(&format!("/webhooks/{id}")).await.expect(200);
     assert!(
@@ -102,10 +124,12 @@ async fn events_are_delivered_signed_per_standard_webhooks() {
 
 #[tokio::test]
 async fn a_failing_receiver_is_retried_with_the_same_id_until_it_succeeds() {
-    let server = server().await;
-    let org = server.db.bootstrap("business");
-    let c = server.as_key(&org.key);
-    let receiver = Receiver::start().await;
+    let Setup {
+        server: _server,
+        org: _org,
+        c,
+        receiver,
+    } = setup().await;
     receiver.script(vec![(500, vec![]), (502, vec![])]);
     let (id, secret) = webhook(&c, &receiver.url, json!(["*"])).await;
     c.customer("Retried").await;
@@ -138,10 +162,12 @@ async fn a_failing_receiver_is_retried_with_the_same_id_until_it_succeeds() {
 
 #[tokio::test]
 async fn retry_after_on_429_is_honoured() {
-    let server = server().await;
-    let org = server.db.bootstrap("business");
-    let c = server.as_key(&org.key);
-    let receiver = Receiver::start().await;
+    let Setup {
+        server: _server,
+        org: _org,
+        c,
+        receiver,
+    } = setup().await;
     receiver.script(vec![(429, vec![("retry-after", "2".into())])]);
     webhook(&c, &receiver.url, json!(["customer.created"])).await;
     c.customer("Patient").await;
@@ -155,10 +181,12 @@ async fn retry_after_on_429_is_honoured() {
 
 #[tokio::test]
 async fn after_the_last_attempt_a_delivery_is_dead_until_retried_by_hand() {
-    let server = server().await;
-    let org = server.db.bootstrap("business");
-    let c = server.as_key(&org.key);
-    let receiver = Receiver::start().await;
+    let Setup {
+        server: _server,
+        org: _org,
+        c,
+        receiver,
+    } = setup().await;
     receiver.answer_always(500);
     let (id, _) = webhook(&c, &receiver.url, json!(["customer.created"])).await;
     c.customer("Doomed").await;
@@ -192,10 +220,12 @@ async fn after_the_last_attempt_a_delivery_is_dead_until_retried_by_hand() {
 
 #[tokio::test]
 async fn gone_disables_a_webhook_and_removes_a_rest_hook() {
-    let server = server().await;
-    let org = server.db.bootstrap("business");
-    let c = server.as_key(&org.key);
-    let receiver = Receiver::start().await;
+    let Setup {
+        server: _server,
+        org: _org,
+        c,
+        receiver,
+    } = setup().await;
     receiver.answer_always(410);
     let (id, _) = webhook(&c, &receiver.url, json!(["customer.created"])).await;
     let hook = c
@@ -242,10 +272,12 @@ async fn gone_disables_a_webhook_and_removes_a_rest_hook() {
 
 #[tokio::test]
 async fn a_rotated_secret_signs_beside_the_old_one() {
-    let server = server().await;
-    let org = server.db.bootstrap("business");
-    let c = server.as_key(&org.key);
-    let receiver = Receiver::start().await;
+    let Setup {
+        server: _server,
+        org: _org,
+        c,
+        receiver,
+    } = setup().await;
     let (id, old) = webhook(&c, &receiver.url, json!(["customer.created"])).await;
     let rotated = c
         .post(&format!("/webhooks/{id}/rotate-secret"), json!({}))
@@ -287,10 +319,12 @@ async fn a_test_event_goes_to_its_webhook_only() {
 
 #[tokio::test]
 async fn rest_hooks_subscribe_idempotently_with_aliases_and_filters() {
-    let server = server().await;
-    let org = server.db.bootstrap("business");
-    let c = server.as_key(&org.key);
-    let receiver = Receiver::start().await;
+    let Setup {
+        server: _server,
+        org: _org,
+        c,
+        receiver,
+    } = setup().await;
     let first = c.post("/hooks", json!({"target_url": receiver.url, "event": "customer.created", "filters": {"name": "Acme"}})).await.expect(201);
     assert_eq!(first.body["targetUrl"], receiver.url);
     assert_eq!(first.body["event"], "customer.created");
@@ -455,10 +489,12 @@ async fn kill_9_in_the_middle_of_a_burst_loses_no_acknowledged_event() {
 
 #[tokio::test]
 async fn a_webhook_failing_for_five_days_is_disabled() {
-    let server = server().await;
-    let org = server.db.bootstrap("business");
-    let c = server.as_key(&org.key);
-    let receiver = Receiver::start().await;
+    let Setup {
+        server,
+        org: _org,
+        c,
+        receiver,
+    } = setup().await;
     receiver.answer_always(500);
     let (id, _) = webhook(&c, &receiver.url, json!(["customer.created"])).await;
     // Its failure streak began six days ago.
