@@ -470,7 +470,15 @@ async fn purge_expired(db: Db, idempotency_retention: Duration) {
         }
         if last_tombstone_purge.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
             last_tombstone_purge = Some(std::time::Instant::now());
-            let tables = ["subtasks", "tasks", "projects", "customers"];
+            let tables = [
+                "time_entries",
+                "invoices",
+                "subtasks",
+                "tasks",
+                "projects",
+                "customers",
+                "holiday_profiles",
+            ];
             match timix_engine::list::purge_tombstones(&db, &tables).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(purged = n, "Purged expired tombstones."),

@@ -68,10 +68,22 @@ pub enum Permission {
     WriteTasks,
     WriteSubtasks,
     ManageWebhooks,
+    /// Log, edit and time one's own entries, and submit one's own timesheets.
+    WriteOwnTime,
+    /// The same for anyone's entries and timesheets.
+    WriteAnyTime,
+    /// Approve and reject timesheets.
+    ApproveTimesheets,
+    /// Read invoices and the financial reports.
+    ReadFinancials,
+    /// Create, issue, pay and void invoices.
+    WriteInvoices,
+    /// Holiday profiles, which set users' expected capacity.
+    WriteHolidayProfiles,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 9] = [
+    pub const ALL: [Permission; 15] = [
         Permission::ReadAll,
         Permission::WriteOrganization,
         Permission::WriteOrgUsers,
@@ -81,23 +93,37 @@ impl Permission {
         Permission::WriteTasks,
         Permission::WriteSubtasks,
         Permission::ManageWebhooks,
+        Permission::WriteOwnTime,
+        Permission::WriteAnyTime,
+        Permission::ApproveTimesheets,
+        Permission::ReadFinancials,
+        Permission::WriteInvoices,
+        Permission::WriteHolidayProfiles,
     ];
 
     /// The permission matrix: the least role that holds each permission.
     pub fn least_role(self) -> Role {
         match self {
             Permission::ReadAll => Role::Viewer,
-            Permission::WriteTasks | Permission::WriteSubtasks => Role::Member,
-            Permission::WriteCustomers | Permission::WriteProjects => Role::Manager,
-            Permission::WriteOrgUsers | Permission::ManageApiKeys | Permission::ManageWebhooks => {
-                Role::Admin
+            Permission::WriteTasks | Permission::WriteSubtasks | Permission::WriteOwnTime => {
+                Role::Member
             }
+            Permission::WriteCustomers
+            | Permission::WriteProjects
+            | Permission::WriteAnyTime
+            | Permission::ApproveTimesheets
+            | Permission::ReadFinancials
+            | Permission::WriteInvoices => Role::Manager,
+            Permission::WriteOrgUsers
+            | Permission::ManageApiKeys
+            | Permission::ManageWebhooks
+            | Permission::WriteHolidayProfiles => Role::Admin,
             Permission::WriteOrganization => Role::Owner,
         }
     }
 
     pub fn writes(self) -> bool {
-        self != Permission::ReadAll
+        !matches!(self, Permission::ReadAll | Permission::ReadFinancials)
     }
 
     /// The name shown in `/me`'s `permissions`.
@@ -112,6 +138,12 @@ impl Permission {
             Permission::WriteTasks => "tasks:write",
             Permission::WriteSubtasks => "subtasks:write",
             Permission::ManageWebhooks => "webhooks:write",
+            Permission::WriteOwnTime => "time_entries:write_own",
+            Permission::WriteAnyTime => "time_entries:write",
+            Permission::ApproveTimesheets => "timesheets:approve",
+            Permission::ReadFinancials => "financials:read",
+            Permission::WriteInvoices => "invoices:write",
+            Permission::WriteHolidayProfiles => "holiday_profiles:write",
         }
     }
 }

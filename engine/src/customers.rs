@@ -38,8 +38,10 @@ impl Resource for Customers {
     const NOUN: &'static str = NOUN;
     const LIST: ListSpec = LIST;
     const WRITE: Permission = Permission::WriteCustomers;
-    const CHILDREN: Option<(&'static str, &'static str, &'static str)> =
-        Some(("projects", "customer_id", "project(s)"));
+    const CHILDREN: &'static [(&'static str, &'static str, &'static str)] = &[
+        ("projects", "customer_id", "project(s)"),
+        ("invoices", "customer_id", "invoice(s)"),
+    ];
 
     fn decode(row: &row::Row) -> Result<Customer> {
         from_row(row)

@@ -26,6 +26,10 @@ pub enum FilterKind {
     Bool,
     /// Compared lower-cased (emails).
     TextLower,
+    /// A lower bound, inclusive (`from` on dates).
+    Min,
+    /// An upper bound, inclusive (`to` on dates).
+    Max,
 }
 
 /// How a resource can be listed.
@@ -60,7 +64,7 @@ pub struct ListParams {
     created_since: Option<Millis>,
     include_deleted: bool,
     q: Option<String>,
-    filters: Vec<(&'static str, Arg)>,
+    filters: Vec<(&'static str, &'static str, Arg)>,
     paging_by_cursor: bool,
 }
 
@@ -74,6 +78,10 @@ fn parse_bool(name: &str, value: &str) -> Result<bool> {
         "false" | "0" => Ok(false),
         _ => Err(bad(format!("{name} must be true or false"))),
     }
+}
+
+fn list_date(name: &str, value: &str) -> Result<String> {
+    crate::time::parse_date_field(name, value).map_err(|e| bad(e.message))
 }
 
 impl ListParams {
@@ -141,12 +149,14 @@ impl ListParams {
                     let Some((_, column, kind)) = spec.filters.iter().find(|f| f.0 == other) else {
                         return Err(bad(format!("unknown parameter {other}")));
                     };
-                    let arg = match kind {
-                        FilterKind::Text => Arg::from(value.as_str()),
-                        FilterKind::TextLower => Arg::from(value.to_lowercase()),
-                        FilterKind::Bool => Arg::from(parse_bool(other, value)?),
+                    let (operator, arg) = match kind {
+                        FilterKind::Text => (" = ?", Arg::from(value.as_str())),
+                        FilterKind::TextLower => (" = ?", Arg::from(value.to_lowercase())),
+                        FilterKind::Bool => (" = ?", Arg::from(parse_bool(other, value)?)),
+                        FilterKind::Min => (" >= ?", Arg::from(list_date(other, value)?)),
+                        FilterKind::Max => (" <= ?", Arg::from(list_date(other, value)?)),
                     };
-                    out.filters.push((column, arg));
+                    out.filters.push((column, operator, arg));
                 }
             }
         }
@@ -357,11 +367,11 @@ pub async fn list_where<T>(
     if spec.soft_delete && !params.include_deleted {
         filter.push(" AND deleted_at IS NULL");
     }
-    for (column, arg) in &params.filters {
+    for (column, operator, arg) in &params.filters {
         filter
             .push(" AND ")
             .push(column)
-            .push(" = ?")
+            .push(operator)
             .bind(arg.clone());
     }
     if let (Some(q), Some(column)) = (&params.q, spec.search) {

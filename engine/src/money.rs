@@ -28,7 +28,12 @@ pub fn parse_currency(field: &str, text: &str) -> Result<String, FieldError> {
 /// Parses a non-negative decimal string (`"1250.5"`) into minor units of `currency`.
 /// More decimals than the currency has is an error, not a rounding.
 pub fn parse_amount(field: &str, text: &str, currency: &str) -> Result<i64, FieldError> {
-    let digits = minor_digits(currency);
+    parse_decimal(field, text, minor_digits(currency))
+}
+
+/// Parses a non-negative decimal string with at most `digits` decimals into an integer scaled
+/// by `10^digits` (`"7.5"` with 3 digits → 7500).
+pub fn parse_decimal(field: &str, text: &str, digits: u32) -> Result<i64, FieldError> {
     let invalid = || {
         FieldError::new(
             field,
@@ -72,7 +77,11 @@ pub fn parse_amount(field: &str, text: &str, currency: &str) -> Result<i64, Fiel
 
 /// Formats minor units as a decimal string with the currency's digits: `125000` → `"1250.00"`.
 pub fn format_amount(minor: i64, currency: &str) -> String {
-    let digits = minor_digits(currency);
+    format_decimal(minor, minor_digits(currency))
+}
+
+/// Formats an integer scaled by `10^digits` as a decimal string: `(7500, 2)` → `"75.00"`.
+pub fn format_decimal(minor: i64, digits: u32) -> String {
     if digits == 0 {
         return minor.to_string();
     }

@@ -14,6 +14,7 @@ use crate::money::{Amount, format_amount, patch_amount};
 use crate::patch::Patch;
 use crate::resource::{self, Resource};
 use crate::time::{format_ms, now_ms, parse_date_field};
+use crate::time_entries;
 
 pub const NOUN: &str = "project";
 pub const BILLING_METHODS: [&str; 3] = ["hourly", "fixed_fee", "non_billable"];
@@ -42,8 +43,8 @@ impl Resource for Projects {
     const NOUN: &'static str = NOUN;
     const LIST: ListSpec = LIST;
     const WRITE: Permission = Permission::WriteProjects;
-    const CHILDREN: Option<(&'static str, &'static str, &'static str)> =
-        Some(("tasks", "project_id", "task(s)"));
+    const CHILDREN: &'static [(&'static str, &'static str, &'static str)] =
+        &[("tasks", "project_id", "task(s)")];
 
     fn decode(row: &row::Row) -> Result<Project> {
         from_row(row)
@@ -387,6 +388,8 @@ async fn apply_update(
         }
         Patch::Value(id) if id == current.customer_id => id,
         Patch::Value(id) => {
+            time_entries::refuse_move(tx, "project_id", &before.id, "project", "customerId")
+                .await?;
             let customer = customers::parent(tx, actor.org_id(), &id, "customerId").await?;
             if customer.currency != current.currency {
                 return Err(Error::validation(

@@ -24,10 +24,12 @@ pub trait Resource {
     /// Event noun: `customer` gives `customer.created`.
     const NOUN: &'static str;
     const LIST: ListSpec;
+    /// The permission its reads need.
+    const READ: Permission = Permission::ReadAll;
     /// The permission its writes need.
     const WRITE: Permission;
     /// Live children that block a delete: (table, column pointing here, what to call them).
-    const CHILDREN: Option<(&'static str, &'static str, &'static str)>;
+    const CHILDREN: &'static [(&'static str, &'static str, &'static str)];
 
     fn decode(row: &row::Row) -> Result<Self::Item>;
     fn external_id(input: &mut Self::Input) -> &mut Patch<String>;
@@ -44,6 +46,20 @@ pub trait Resource {
         row: &row::Row,
         input: Self::Input,
     ) -> impl Future<Output = Result<Self::Item>> + Send;
+
+    /// Refuses a delete the record's state does not allow (a locked entry, an issued invoice).
+    fn check_delete(_actor: &Actor, _last: &Self::Item) -> Result<()> {
+        Ok(())
+    }
+
+    /// Runs in the deleting transaction, after the record is marked deleted.
+    fn after_delete(
+        _tx: &mut Tx,
+        _actor: &Actor,
+        _last: &Self::Item,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
 }
 
 pub async fn list<R: Resource>(
@@ -51,12 +67,12 @@ pub async fn list<R: Resource>(
     actor: &Actor,
     params: &ListParams,
 ) -> Result<Page<R::Item>> {
-    actor.require(Permission::ReadAll)?;
+    actor.require(R::READ)?;
     list::list(db, actor.org_id(), &R::LIST, params, R::decode).await
 }
 
 pub async fn get<R: Resource>(db: &Db, actor: &Actor, id: &str) -> Result<R::Item> {
-    actor.require(Permission::ReadAll)?;
+    actor.require(R::READ)?;
     let row = fields::live_row(db, R::LIST.table, actor.org_id(), id)
         .await?
         .ok_or(Error::NotFound(R::NOUN))?;
@@ -137,7 +153,7 @@ pub async fn delete<R: Resource>(db: &Db, actor: &Actor, id: &str) -> Result<()>
     let row = fields::live_row(&mut tx, R::LIST.table, actor.org_id(), id)
         .await?
         .ok_or(Error::NotFound(R::NOUN))?;
-    if let Some((table, column, what)) = R::CHILDREN {
+    for (table, column, what) in R::CHILDREN {
         let children = fields::count_live_children(&mut tx, table, column, id).await?;
         if children > 0 {
             return Err(Error::conflict(format!(
@@ -147,7 +163,10 @@ pub async fn delete<R: Resource>(db: &Db, actor: &Actor, id: &str) -> Result<()>
         }
     }
     let last = R::decode(&row)?;
+    actor.check_if_match(&last)?;
+    R::check_delete(actor, &last)?;
     fields::soft_delete(&mut tx, R::LIST.table, id, now_ms()).await?;
+    R::after_delete(&mut tx, actor, &last).await?;
     events::deleted(&mut tx, actor.org_id(), R::NOUN, id, &last).await?;
     tx.commit().await
 }

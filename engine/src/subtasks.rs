@@ -14,6 +14,7 @@ use crate::patch::Patch;
 use crate::resource::{self, Resource};
 use crate::tasks::{self, STATUSES};
 use crate::time::{format_ms, now_ms};
+use crate::time_entries;
 
 pub const NOUN: &str = "subtask";
 
@@ -42,7 +43,8 @@ impl Resource for Subtasks {
     const NOUN: &'static str = NOUN;
     const LIST: ListSpec = LIST;
     const WRITE: Permission = Permission::WriteSubtasks;
-    const CHILDREN: Option<(&'static str, &'static str, &'static str)> = None;
+    const CHILDREN: &'static [(&'static str, &'static str, &'static str)] =
+        &[("time_entries", "subtask_id", "time entries")];
 
     fn decode(row: &row::Row) -> Result<Subtask> {
         from_row(row)
@@ -237,6 +239,7 @@ async fn apply_update(
         }
         Patch::Value(id) if id == before.task_id => (id, before.project_id.clone()),
         Patch::Value(id) => {
+            time_entries::refuse_move(tx, "subtask_id", &before.id, "subtask", "taskId").await?;
             let task = tasks::parent(tx, actor.org_id(), &id, "taskId").await?;
             (task.id, task.project_id)
         }

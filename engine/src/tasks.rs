@@ -16,6 +16,7 @@ use crate::projects;
 use crate::resource::{self, Resource};
 use crate::subtasks;
 use crate::time::{format_ms, now_ms};
+use crate::time_entries;
 
 pub const NOUN: &str = "task";
 pub const STATUSES: [&str; 3] = ["open", "in_progress", "done"];
@@ -45,8 +46,8 @@ impl Resource for Tasks {
     const NOUN: &'static str = NOUN;
     const LIST: ListSpec = LIST;
     const WRITE: Permission = Permission::WriteTasks;
-    const CHILDREN: Option<(&'static str, &'static str, &'static str)> =
-        Some(("subtasks", "task_id", "subtask(s)"));
+    const CHILDREN: &'static [(&'static str, &'static str, &'static str)] =
+        &[("subtasks", "task_id", "subtask(s)")];
 
     fn decode(row: &row::Row) -> Result<Task> {
         from_row(row)
@@ -295,6 +296,7 @@ async fn apply_update(
         }
         Patch::Value(id) if id == before.project_id => id,
         Patch::Value(id) => {
+            time_entries::refuse_move(tx, "task_id", &before.id, "task", "projectId").await?;
             let project = projects::parent(tx, actor.org_id(), &id, "projectId").await?;
             if project.currency != before.currency {
                 return Err(Error::validation(

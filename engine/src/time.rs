@@ -1,7 +1,7 @@
 //! Instants are stored as Unix milliseconds and shown as RFC 3339 UTC with milliseconds;
 //! calendar dates of work are `YYYY-MM-DD` text.
 
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, Utc, Weekday};
 
 use crate::error::FieldError;
 
@@ -57,6 +57,43 @@ pub fn parse_date_field(field: &str, text: &str) -> Result<String, FieldError> {
         })
 }
 
+/// The calendar date of an instant in an IANA time zone (UTC when the zone is unknown).
+pub fn date_in_zone(ms: Millis, zone: &str) -> NaiveDate {
+    let utc = DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
+    match zone.parse::<chrono_tz::Tz>() {
+        Ok(tz) => utc.with_timezone(&tz).date_naive(),
+        Err(_) => utc.date_naive(),
+    }
+}
+
+pub fn parse_date(text: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()
+}
+
+pub fn format_date(date: NaiveDate) -> String {
+    date.format("%Y-%m-%d").to_string()
+}
+
+/// A weekday by its lower-case English name (`monday`).
+pub fn weekday(name: &str) -> Option<Weekday> {
+    Some(match name {
+        "monday" => Weekday::Mon,
+        "tuesday" => Weekday::Tue,
+        "wednesday" => Weekday::Wed,
+        "thursday" => Weekday::Thu,
+        "friday" => Weekday::Fri,
+        "saturday" => Weekday::Sat,
+        "sunday" => Weekday::Sun,
+        _ => return None,
+    })
+}
+
+/// The first day of the week holding `date`, for weeks starting on `starts_on`.
+pub fn week_start(date: NaiveDate, starts_on: Weekday) -> NaiveDate {
+    let back = (date.weekday().num_days_from_monday() + 7 - starts_on.num_days_from_monday()) % 7;
+    date - chrono::Days::new(u64::from(back))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,5 +107,15 @@ mod tests {
             parse_instant("2026-01-31T00:00:00Z")
         );
         assert_eq!(parse_instant("yesterday"), None);
+    }
+
+    #[test]
+    fn weeks_start_on_the_organization_day() {
+        let sunday = parse_date("2026-11-22").unwrap();
+        assert_eq!(format_date(week_start(sunday, Weekday::Mon)), "2026-11-16");
+        assert_eq!(format_date(week_start(sunday, Weekday::Sun)), "2026-11-22");
+        let monday = parse_date("2026-11-23").unwrap();
+        assert_eq!(format_date(week_start(monday, Weekday::Sun)), "2026-11-22");
+        assert_eq!(format_date(week_start(monday, Weekday::Mon)), "2026-11-23");
     }
 }

@@ -13,4 +13,5 @@ mod lists;
 mod receiver;
 mod roles;
 mod server;
+mod time;
 mod webhooks;

@@ -4,10 +4,14 @@
 use serde::Serialize;
 use timix_engine::api_keys::ApiKey;
 use timix_engine::customers::Customer;
+use timix_engine::holiday_profiles::HolidayProfile;
+use timix_engine::invoices::Invoice;
 use timix_engine::org_users::OrgUser;
 use timix_engine::projects::Project;
 use timix_engine::subtasks::Subtask;
 use timix_engine::tasks::Task;
+use timix_engine::time_entries::TimeEntry;
+use timix_engine::timesheets::Timesheet;
 use timix_engine::webhooks::{Delivery, Webhook};
 use utoipa::openapi::security::{
     ApiKey as ApiKeyScheme, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
@@ -18,8 +22,8 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 #[openapi(
     info(
         title = "timix integration API",
-        description = "The core API of timix: customers, projects, tasks and subtasks, people and keys, \
-and the ordered event log. JSON in camelCase; errors in one envelope; lists paginated with \
+        description = "The core API of timix: customers, projects, tasks and subtasks, time entries and \
+timers, timesheets, invoices and financial reports, people and keys, and the ordered event log. JSON in camelCase; errors in one envelope; lists paginated with \
 `X-Total-Count`. Authenticate with `X-Api-Key: bbl_…` or `Authorization: Bearer bbl_…`.",
         license(name = "Apache-2.0")
     ),
@@ -34,6 +38,11 @@ and the ordered event log. JSON in camelCase; errors in one envelope; lists pagi
         (name = "projects", description = "Work for a customer"),
         (name = "tasks", description = "Work items of a project"),
         (name = "subtasks", description = "Leaves that time is logged against"),
+        (name = "time-entries", description = "Time logged on subtasks, by hand or by timer"),
+        (name = "timesheets", description = "A user's week: submit, approve, reject"),
+        (name = "holiday-profiles", description = "Working days and holidays that set capacity"),
+        (name = "invoices", description = "Drafts from time or lines; issue, pay, void; PDF"),
+        (name = "financial-reports", description = "Revenue, budgets, unbilled time, customer billing; CSV exports"),
         (name = "events", description = "The ordered change log"),
         (name = "webhooks", description = "Signed deliveries of events to your endpoints"),
         (name = "hooks", description = "REST hooks for Zapier, Make and Workato"),
@@ -119,3 +128,7 @@ list_schema!(OrgUserList, OrgUser);
 list_schema!(ApiKeyList, ApiKey);
 list_schema!(WebhookList, Webhook);
 list_schema!(DeliveryList, Delivery);
+list_schema!(TimeEntryList, TimeEntry);
+list_schema!(TimesheetList, Timesheet);
+list_schema!(HolidayProfileList, HolidayProfile);
+list_schema!(InvoiceList, Invoice);

@@ -1,9 +1,15 @@
 //! The core API's routes, one module per resource, each ending with its `router()`.
 
+// First: its `crud_resource!` serves the modules after it.
+#[macro_use]
+pub mod hierarchy;
+
 pub mod account;
 pub mod events;
-pub mod hierarchy;
+pub mod invoicing;
 pub mod people;
+pub mod reports;
+pub mod time;
 pub mod webhooks;
 
 use utoipa_axum::router::OpenApiRouter;
@@ -18,6 +24,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(account::router())
         .merge(people::router())
         .merge(hierarchy::router())
+        .merge(time::router())
+        .merge(invoicing::router())
+        .merge(reports::router())
         .merge(events::router())
         .merge(webhooks::router())
 }
