@@ -72,7 +72,7 @@ pub async fn usage_of(
     to: Option<&str>,
 ) -> Result<Usage> {
     let mut sql = Sql::new(
-        "SELECT COALESCE(SUM(duration_seconds), 0) AS seconds, COALESCE(SUM(billable_amount), 0) AS amount \
+        "SELECT CAST(COALESCE(SUM(duration_seconds), 0) AS BIGINT) AS seconds, CAST(COALESCE(SUM(billable_amount), 0) AS BIGINT) AS amount \
          FROM time_entries WHERE project_id = ? AND deleted_at IS NULL AND is_running = 0",
     );
     sql.bind(row::get_str(project, "id")?);

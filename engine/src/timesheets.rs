@@ -165,8 +165,8 @@ pub(crate) async fn for_date(
 /// Recomputes a timesheet's totals from its entries (after an entry was written).
 pub(crate) async fn refresh_totals(tx: &mut Tx, id: &str) -> Result<()> {
     let totals = Sql::new(
-        "SELECT COALESCE(SUM(duration_seconds), 0) AS total, \
-         COALESCE(SUM(CASE WHEN billable = 1 THEN duration_seconds ELSE 0 END), 0) AS billable \
+        "SELECT CAST(COALESCE(SUM(duration_seconds), 0) AS BIGINT) AS total, \
+         CAST(COALESCE(SUM(CASE WHEN billable = 1 THEN duration_seconds ELSE 0 END), 0) AS BIGINT) AS billable \
          FROM time_entries WHERE timesheet_id = ? AND deleted_at IS NULL AND is_running = 0",
     )
     .arg(id)
