@@ -945,3 +945,47 @@ async fn concurrent_issues_get_gap_free_unique_numbers() {
         .items();
     assert_eq!(issued_events.len(), 11);
 }
+
+#[tokio::test]
+async fn a_retried_payment_is_recorded_once() {
+    let server = Server::start().await;
+    let org = server.db.bootstrap("business");
+    let owner = server.as_key(&org.key);
+    let customer = owner.customer("Acme").await;
+    let id = owner
+        .post("/invoices", json!({"customerId": customer, "lines": [{"description": "Audit", "quantity": "3", "unitPrice": "100.00"}]}))
+        .await
+        .expect(201)
+        .id();
+    owner
+        .post(&format!("/invoices/{id}/issue"), json!({}))
+        .await
+        .expect(200);
+    let pay = || {
+        owner
+            .request(reqwest::Method::POST, &format!("/invoices/{id}/payments"))
+            .header("Idempotency-Key", "pay-7f3a")
+            .json(&json!({"amount": "120.00"}))
+    };
+    let first = owner.send(pay()).await.expect(200);
+    let again = owner.send(pay()).await.expect(200);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.body, first.body);
+    let invoice = owner.get(&format!("/invoices/{id}")).await.expect(200);
+    assert_eq!(invoice.body["amountPaid"], "120.00");
+    assert_eq!(invoice.body["amountDue"], "180.00");
+    assert_eq!(invoice.body["payments"].as_array().unwrap().len(), 1);
+    // Viewers and members read no invoices and pay none.
+    let (_, member) = owner.user_with_key(&server.db, "member").await;
+    member
+        .post(
+            &format!("/invoices/{id}/payments"),
+            json!({"amount": "1.00"}),
+        )
+        .await
+        .expect_error(403, "forbidden");
+    member
+        .get(&format!("/invoices/{id}/pdf"))
+        .await
+        .expect_error(403, "forbidden");
+}

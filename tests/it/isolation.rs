@@ -29,6 +29,28 @@ async fn another_organizations_records_are_invisible_everywhere() {
         .await
         .expect(201)
         .id();
+    let entry = them
+        .post(
+            "/time-entries",
+            json!({"subtaskId": subtask, "date": "2026-11-02", "durationSeconds": 3600}),
+        )
+        .await
+        .expect(201);
+    let timesheet = entry.body["timesheetId"].as_str().unwrap().to_owned();
+    let entry = entry.id();
+    let invoice = them
+        .post(
+            "/invoices",
+            json!({"customerId": customer, "lines": [{"description": "x", "unitPrice": "1.00"}]}),
+        )
+        .await
+        .expect(201)
+        .id();
+    let profile = them
+        .post("/holiday-profiles", json!({"name": "Theirs"}))
+        .await
+        .expect(201)
+        .id();
 
     for (collection, id) in [
         ("customers", &customer),
@@ -37,18 +59,68 @@ async fn another_organizations_records_are_invisible_everywhere() {
         ("subtasks", &subtask),
         ("org-users", &user),
         ("api-keys", &key),
+        ("time-entries", &entry),
+        ("invoices", &invoice),
+        ("holiday-profiles", &profile),
     ] {
         let path = format!("/{collection}/{id}");
         me.get(&path).await.expect_error(404, "not_found");
         if collection != "api-keys" {
-            me.patch(&path, json!({"name": "Mine now"}))
-                .await
-                .expect_error(404, "not_found");
+            let body = if matches!(collection, "time-entries" | "invoices") {
+                json!({"notes": "Mine now"})
+            } else {
+                json!({"name": "Mine now"})
+            };
+            me.patch(&path, body).await.expect_error(404, "not_found");
         }
         me.delete(&path).await.expect_error(404, "not_found");
         let list = me.get(&format!("/{collection}")).await.expect(200);
         assert!(!list.item_ids().contains(id), "{collection} list leaks");
     }
+    me.get(&format!("/timesheets/{timesheet}"))
+        .await
+        .expect_error(404, "not_found");
+    assert!(me.get("/timesheets").await.expect(200).items().is_empty());
+    for action in [
+        format!("/time-entries/{entry}/stop"),
+        format!("/timesheets/{timesheet}/submit"),
+        format!("/timesheets/{timesheet}/approve"),
+        format!("/timesheets/{timesheet}/reject"),
+        format!("/invoices/{invoice}/issue"),
+        format!("/invoices/{invoice}/void"),
+    ] {
+        me.post(&action, json!({}))
+            .await
+            .expect_error(404, "not_found");
+    }
+    me.post(
+        &format!("/invoices/{invoice}/payments"),
+        json!({"amount": "1.00"}),
+    )
+    .await
+    .expect_error(404, "not_found");
+    me.get(&format!("/invoices/{invoice}/pdf"))
+        .await
+        .expect_error(404, "not_found");
+    me.post(
+        "/time-entries",
+        json!({"subtaskId": subtask, "date": "2026-11-02", "durationSeconds": 60}),
+    )
+    .await
+    .expect_error(422, "validation_failed");
+    me.post(
+        "/invoices",
+        json!({"customerId": customer, "lines": [{"description": "x", "unitPrice": "1.00"}]}),
+    )
+    .await
+    .expect_error(422, "validation_failed");
+    let revenue = me.get("/financial-reports/revenue").await.expect(200);
+    assert_eq!(revenue.body["items"], json!([]));
+    let budgets = me
+        .get("/financial-reports/customer-billing")
+        .await
+        .expect(200);
+    assert_eq!(budgets.body["totals"], json!([]));
     // Filters by their ids find nothing; parents of theirs cannot be used.
     assert!(
         me.get(&format!("/projects?customerId={customer}"))
