@@ -93,10 +93,13 @@ pub async fn usage_of(
 
 /// After time was logged on a project: announces each threshold it has newly reached.
 pub(crate) async fn check(tx: &mut Tx, project_id: &str) -> Result<()> {
-    let project = Sql::new("SELECT * FROM projects WHERE id = ?")
-        .arg(project_id)
-        .fetch_one(&mut *tx)
-        .await?;
+    // Locked, so that two entries committing together cannot both announce one threshold.
+    let mut sql = Sql::new("SELECT * FROM projects WHERE id = ?");
+    sql.bind(project_id);
+    if tx.locks_rows() {
+        sql.push(" FOR UPDATE");
+    }
+    let project = sql.fetch_one(&mut *tx).await?;
     if row::get_opt_i64(&project, "budget_seconds")?.is_none()
         && row::get_opt_i64(&project, "budget_amount")?.is_none()
     {

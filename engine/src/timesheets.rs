@@ -278,10 +278,17 @@ pub async fn reject(db: &Db, actor: &Actor, id: &str, input: RejectInput) -> Res
     finish(tx, actor, id, "rejected").await
 }
 
+/// Locks the week's entries, then the sheet: entry writes lock their entry before its sheet,
+/// so the same order here keeps Postgres from deadlocking an approval against an edit.
 async fn locked(tx: &mut Tx, actor: &Actor, id: &str) -> Result<Timesheet> {
     let mut sql = Sql::new("SELECT * FROM timesheets WHERE id = ? AND org_id = ?");
     sql.bind(id).bind(actor.org_id());
     if tx.backend() == crate::Backend::Postgres {
+        Sql::new("SELECT id FROM time_entries WHERE timesheet_id = ? AND org_id = ? FOR UPDATE")
+            .arg(id)
+            .arg(actor.org_id())
+            .fetch_all(&mut *tx)
+            .await?;
         sql.push(" FOR UPDATE");
     }
     let row = sql

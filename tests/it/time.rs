@@ -534,3 +534,81 @@ async fn budget_thresholds_are_announced_once_each() {
     assert_eq!(events[1]["data"]["percentUsed"], 110.0);
     assert_eq!(events[1]["data"]["spentAmount"], "1100.00");
 }
+
+#[tokio::test]
+async fn concurrent_writes_keep_totals_thresholds_and_timers_right() {
+    let server = Server::start().await;
+    let org = server.db.bootstrap("business");
+    let c = server.as_key(&org.key);
+    let (project, subtask) = leaf(&c, json!({"budgetHours": 10})).await;
+    // Sixteen hours in sixteen different weeks: only the project orders these writes.
+    let log = |date: String| {
+        let c = c.clone();
+        let subtask = subtask.clone();
+        tokio::spawn(async move {
+            c.post(
+                "/time-entries",
+                json!({"subtaskId": subtask, "date": date, "durationSeconds": 3600}),
+            )
+            .await
+            .expect(201)
+            .body["timesheetId"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+    };
+    let weeks: Vec<_> = (0..16)
+        .map(|i| log(format!("2026-{:02}-{:02}", 1 + i / 4, 1 + 7 * (i % 4))))
+        .collect();
+    for t in weeks {
+        t.await.unwrap();
+    }
+    let thresholds: Vec<i64> = c
+        .get("/events?types=project.budget_threshold_reached")
+        .await
+        .expect(200)
+        .items()
+        .iter()
+        .map(|e| {
+            assert_eq!(e["resourceId"], project.as_str());
+            e["data"]["budgetThreshold"].as_i64().unwrap()
+        })
+        .collect();
+    assert_eq!(thresholds, vec![80, 100], "each threshold once");
+    // Eight hours in one week: its timesheet loses none of them.
+    let same_week: Vec<_> = (0..8).map(|_| log("2026-11-04".into())).collect();
+    let mut sheet = String::new();
+    for t in same_week {
+        sheet = t.await.unwrap();
+    }
+    let totals = c.get(&format!("/timesheets/{sheet}")).await.expect(200);
+    assert_eq!(
+        totals.body["totalSeconds"],
+        8 * 3600,
+        "no entry lost from the total"
+    );
+
+    let starts: Vec<_> = (0..8)
+        .map(|_| {
+            let c = c.clone();
+            let subtask = subtask.clone();
+            tokio::spawn(async move {
+                let r = c
+                    .post("/time-entries/timer/start", json!({"subtaskId": subtask}))
+                    .await;
+                if r.status != 201 {
+                    r.expect_error(409, "timer_already_running");
+                    false
+                } else {
+                    true
+                }
+            })
+        })
+        .collect();
+    let mut started = 0;
+    for t in starts {
+        started += usize::from(t.await.unwrap());
+    }
+    assert_eq!(started, 1, "one running timer per user");
+}
