@@ -13,6 +13,7 @@ use crate::money::{Amount, format_amount, parse_currency, patch_amount};
 use crate::patch::Patch;
 use crate::resource::{self, Resource};
 use crate::time::{format_ms, now_ms};
+use crate::time_entries;
 
 pub const NOUN: &str = "customer";
 
@@ -327,6 +328,9 @@ async fn apply_update(
     .map_err(|e| fields::external_id_conflict(e, NOUN))?;
     let after = resource::reload::<Customers>(tx, &before.id).await?;
     events::updated(tx, actor.org_id(), NOUN, &before.id, &before, &after).await?;
+    if before.hourly_rate != after.hourly_rate {
+        time_entries::reprice(tx, actor.org_id(), "customer_id", &before.id).await?;
+    }
     Ok(after)
 }
 

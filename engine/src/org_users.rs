@@ -13,6 +13,7 @@ use crate::list::{self, FilterKind, ListParams, ListSpec, Page};
 use crate::money::{Amount, format_amount, patch_amount};
 use crate::patch::Patch;
 use crate::time::{format_ms, now_ms};
+use crate::time_entries;
 
 pub const NOUN: &str = "org_user";
 
@@ -373,6 +374,9 @@ pub async fn update(db: &Db, actor: &Actor, id: &str, input: OrgUserInput) -> Re
     .map_err(|e| fields::external_id_conflict(e, "user"))?;
     let after = reload(&mut tx, id, &currency).await?;
     events::updated(&mut tx, actor.org_id(), NOUN, id, &before, &after).await?;
+    if before.billable_rate != after.billable_rate {
+        time_entries::reprice(&mut tx, actor.org_id(), "user_id", id).await?;
+    }
     idempotency::record(&mut tx, actor, 200, &after).await?;
     tx.commit().await?;
     Ok(after)

@@ -1,12 +1,13 @@
 //! Time entries: time a user spent on a subtask, logged by hand or by a timer. An entry carries
-//! its derived task, project and customer, its week's timesheet, and the billable rate and
-//! amount fixed when it was last written. Approved or invoiced entries are locked.
+//! its derived task, project and customer, its week's timesheet, and its billable rate and
+//! amount (repriced when a rate above it changes, until it is invoiced). Approved or invoiced
+//! entries are locked.
 
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Actor, Permission};
 use crate::budgets;
-use crate::db::{Db, Sql, Tx, row};
+use crate::db::{Db, Runner, Sql, Tx, row};
 use crate::error::{Error, FieldError, Problems, Result};
 use crate::events::{self, NewEvent};
 use crate::fields::{self, LONG_TEXT, SHORT_TEXT};
@@ -426,22 +427,36 @@ impl Pricing {
         let subtask = fields::live_row(&mut *tx, "subtasks", actor.org_id(), subtask_id)
             .await?
             .ok_or_else(not_found)?;
-        let project_id = row::get_str(&subtask, "project_id")?;
-        // The project must be live and not archived; its customer too.
-        projects::parent(tx, actor.org_id(), &project_id, "subtaskId").await?;
-        let r = Sql::new(
-            "SELECT t.billable AS task_billable, t.hourly_rate AS task_rate, p.billing_method, \
-             p.hourly_rate AS project_rate, p.currency, p.customer_id, c.hourly_rate AS customer_rate, \
-             u.billable_rate AS user_rate, o.currency AS org_currency \
+        // The project must be live and not archived.
+        projects::parent(
+            tx,
+            actor.org_id(),
+            &row::get_str(&subtask, "project_id")?,
+            "subtaskId",
+        )
+        .await?;
+        Self::of_task(tx, &row::get_str(&subtask, "task_id")?, user_id)
+            .await?
+            .ok_or_else(not_found)
+    }
+
+    /// The price of a task's work by `user_id`, read from the hierarchy as it is now.
+    async fn of_task(tx: &mut Tx, task_id: &str, user_id: &str) -> Result<Option<Self>> {
+        let Some(r) = Sql::new(
+            "SELECT t.billable AS task_billable, t.hourly_rate AS task_rate, p.id AS project_id, \
+             p.billing_method, p.hourly_rate AS project_rate, p.currency, p.customer_id, \
+             c.hourly_rate AS customer_rate, u.billable_rate AS user_rate, o.currency AS org_currency \
              FROM tasks t JOIN projects p ON p.id = t.project_id JOIN customers c ON c.id = p.customer_id \
              JOIN organizations o ON o.id = p.org_id LEFT JOIN org_users u ON u.id = ? \
              WHERE t.id = ?",
         )
         .arg(user_id)
-        .arg(row::get_str(&subtask, "task_id")?)
+        .arg(task_id)
         .fetch_optional(&mut *tx)
         .await?
-        .ok_or_else(not_found)?;
+        else {
+            return Ok(None);
+        };
         let method = row::get_str(&r, "billing_method")?;
         let currency = row::get_str(&r, "currency")?;
         // A user's rate is in the organization's currency: it prices only work in it.
@@ -454,14 +469,14 @@ impl Pricing {
                 .or(user_rate),
             _ => None,
         };
-        Ok(Self {
-            task_id: row::get_str(&subtask, "task_id")?,
-            project_id,
+        Ok(Some(Self {
+            task_id: task_id.to_owned(),
+            project_id: row::get_str(&r, "project_id")?,
             customer_id: row::get_str(&r, "customer_id")?,
             currency,
             billable_allowed: row::get_bool(&r, "task_billable")? && method != "non_billable",
             rate,
-        })
+        }))
     }
 
     /// (billable, rate, amount) of `seconds` of work asked to be billable or not.
@@ -532,9 +547,9 @@ async fn write_new(tx: &mut Tx, actor: &Actor, new: NewEntry) -> Result<TimeEntr
     let now = now_ms();
     Sql::new(
         "INSERT INTO time_entries (id, org_id, user_id, subtask_id, task_id, project_id, customer_id, \
-         timesheet_id, date, started_at, ended_at, duration_seconds, is_running, billable, currency, \
-         billable_rate, billable_amount, notes, approval_status, external_id, created_at, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         timesheet_id, date, started_at, ended_at, duration_seconds, is_running, billable, billable_requested, \
+         currency, billable_rate, billable_amount, notes, approval_status, external_id, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .arg(&id)
     .arg(actor.org_id())
@@ -550,6 +565,7 @@ async fn write_new(tx: &mut Tx, actor: &Actor, new: NewEntry) -> Result<TimeEntr
     .arg(new.timing.duration_seconds)
     .arg(new.is_running)
     .arg(billable)
+    .arg(new.billable_requested)
     .arg(&pricing.currency)
     .arg(rate)
     .arg(amount)
@@ -641,7 +657,7 @@ fn current_of(r: &row::Row) -> Result<Current> {
             duration_seconds: row::get_i64(r, "duration_seconds")?,
         },
         is_running: row::get_bool(r, "is_running")?,
-        billable_requested: row::get_bool(r, "billable")?,
+        billable_requested: row::get_bool(r, "billable_requested")?,
         notes: row::get_opt_str(r, "notes")?,
         external_id: row::get_opt_str(r, "external_id")?,
     })
@@ -721,7 +737,7 @@ async fn apply_update(
     Sql::new(
         "UPDATE time_entries SET user_id = ?, subtask_id = ?, task_id = ?, project_id = ?, customer_id = ?, \
          timesheet_id = ?, date = ?, started_at = ?, ended_at = ?, duration_seconds = ?, billable = ?, \
-         currency = ?, billable_rate = ?, billable_amount = ?, notes = ?, approval_status = ?, external_id = ?, \
+         billable_requested = ?, currency = ?, billable_rate = ?, billable_amount = ?, notes = ?, approval_status = ?, external_id = ?, \
          updated_at = ? WHERE id = ?",
     )
     .arg(&user_id)
@@ -735,6 +751,7 @@ async fn apply_update(
     .arg(next.timing.ended_at)
     .arg(next.timing.duration_seconds)
     .arg(billable)
+    .arg(next.billable_requested)
     .arg(&pricing.currency)
     .arg(rate)
     .arg(amount)
@@ -850,7 +867,8 @@ pub async fn stop_timer(db: &Db, actor: &Actor, id: &str) -> Result<TimeEntry> {
     let ended = now_ms().max(started);
     let duration = ((ended - started) / 1000).min(MAX_DURATION_SECONDS);
     let pricing = Pricing::load(&mut tx, actor, &before.subtask_id, &before.user_id).await?;
-    let (billable, rate, amount) = pricing.price(before.billable, duration);
+    let (billable, rate, amount) =
+        pricing.price(row::get_bool(&row, "billable_requested")?, duration);
     Sql::new(
         "UPDATE time_entries SET is_running = 0, ended_at = ?, duration_seconds = ?, billable = ?, \
          billable_rate = ?, billable_amount = ?, updated_at = ? WHERE id = ?",
@@ -925,6 +943,60 @@ pub(crate) async fn set_invoice(
         .await?;
         let after = resource::reload::<TimeEntries>(tx, id).await?;
         events::updated(tx, org_id, NOUN, id, &before, &after).await?;
+    }
+    Ok(())
+}
+
+/// After a rate or a billing setting changed: reprices the entries below `id` (`column` is
+/// `customer_id`, `project_id`, `task_id` or `user_id`) that are not invoiced yet, each with its
+/// `time_entry.updated`. Invoiced entries keep the price they were billed at.
+pub(crate) async fn reprice(tx: &mut Tx, org_id: &str, column: &str, id: &str) -> Result<()> {
+    let mut sql = Sql::new("SELECT * FROM time_entries WHERE org_id = ? AND ");
+    sql.bind(org_id)
+        .push(column)
+        .push(" = ? AND invoice_id IS NULL AND is_running = 0 AND deleted_at IS NULL")
+        .bind(id);
+    if tx.locks_rows() {
+        sql.push(" FOR UPDATE");
+    }
+    let rows = sql.fetch_all(&mut *tx).await?;
+    let mut sheets = std::collections::BTreeSet::new();
+    let mut projects = std::collections::BTreeSet::new();
+    for r in rows {
+        let before = from_row(&r)?;
+        let Some(pricing) = Pricing::of_task(tx, &before.task_id, &before.user_id).await? else {
+            continue;
+        };
+        let (billable, rate, amount) = pricing.price(
+            row::get_bool(&r, "billable_requested")?,
+            before.duration_seconds,
+        );
+        let unchanged = billable == before.billable
+            && rate == row::get_opt_i64(&r, "billable_rate")?
+            && amount == row::get_i64(&r, "billable_amount")?;
+        if unchanged {
+            continue;
+        }
+        Sql::new(
+            "UPDATE time_entries SET billable = ?, billable_rate = ?, billable_amount = ?, updated_at = ? WHERE id = ?",
+        )
+        .arg(billable)
+        .arg(rate)
+        .arg(amount)
+        .arg(now_ms())
+        .arg(&before.id)
+        .execute(&mut *tx)
+        .await?;
+        let after = resource::reload::<TimeEntries>(tx, &before.id).await?;
+        events::updated(tx, org_id, NOUN, &before.id, &before, &after).await?;
+        sheets.insert(after.timesheet_id);
+        projects.insert(after.project_id);
+    }
+    for sheet in sheets {
+        timesheets::refresh_totals(tx, &sheet).await?;
+    }
+    for project in projects {
+        budgets::check(tx, &project).await?;
     }
     Ok(())
 }

@@ -91,6 +91,8 @@ CREATE TABLE time_entries (
     duration_seconds  BIGINT NOT NULL,
     is_running        SMALLINT NOT NULL,
     billable          SMALLINT NOT NULL,
+    -- What the entry asked for; `billable` is what applies (false on non-billable work).
+    billable_requested SMALLINT NOT NULL,
     currency          TEXT NOT NULL,
     billable_rate     BIGINT,
     billable_amount   BIGINT NOT NULL,

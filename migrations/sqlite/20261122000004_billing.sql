@@ -91,6 +91,8 @@ CREATE TABLE time_entries (
     duration_seconds  INTEGER NOT NULL,
     is_running        INTEGER NOT NULL,
     billable          INTEGER NOT NULL,
+    -- What the entry asked for; `billable` is what applies (false on non-billable work).
+    billable_requested INTEGER NOT NULL,
     currency          TEXT NOT NULL,
     billable_rate     INTEGER,
     billable_amount   INTEGER NOT NULL,

@@ -612,3 +612,77 @@ async fn concurrent_writes_keep_totals_thresholds_and_timers_right() {
     }
     assert_eq!(started, 1, "one running timer per user");
 }
+
+#[tokio::test]
+async fn rate_changes_reprice_unbilled_time_only() {
+    let server = Server::start().await;
+    let org = server.db.bootstrap("business");
+    let c = server.as_key(&org.key);
+    let (project, subtask) = leaf(&c, json!({"hourlyRate": "100.00"})).await;
+    let log = |date: &str| json!({"subtaskId": subtask, "date": date, "durationSeconds": 5400});
+    let billed = c.post("/time-entries", log("2026-11-02")).await.expect(201);
+    let open = c.post("/time-entries", log("2026-11-10")).await.expect(201);
+    // Bill the first week.
+    let sheet = billed.body["timesheetId"].as_str().unwrap();
+    c.post(&format!("/timesheets/{sheet}/submit"), json!({}))
+        .await
+        .expect(200);
+    c.post(&format!("/timesheets/{sheet}/approve"), json!({}))
+        .await
+        .expect(200);
+    let customer = billed.body["customerId"].as_str().unwrap();
+    c.post(
+        "/invoices",
+        json!({"customerId": customer, "from": "2026-11-02", "to": "2026-11-08"}),
+    )
+    .await
+    .expect(201);
+
+    c.patch(
+        &format!("/projects/{project}"),
+        json!({"hourlyRate": "140.00"}),
+    )
+    .await
+    .expect(200);
+    let amount = |id: String| {
+        let c = c.clone();
+        async move {
+            c.get(&format!("/time-entries/{id}")).await.expect(200).body["billableAmount"].clone()
+        }
+    };
+    assert_eq!(amount(open.id()).await, "210.00", "1.5 h at the new 140.00");
+    assert_eq!(
+        amount(billed.id()).await,
+        "150.00",
+        "invoiced at 100.00, kept"
+    );
+    // The task's own rate wins; making the task non-billable takes the amount away.
+    let task = open.body["taskId"].as_str().unwrap();
+    c.patch(&format!("/tasks/{task}"), json!({"hourlyRate": "200.00"}))
+        .await
+        .expect(200);
+    assert_eq!(amount(open.id()).await, "300.00");
+    c.patch(&format!("/tasks/{task}"), json!({"billable": false}))
+        .await
+        .expect(200);
+    let entry = c
+        .get(&format!("/time-entries/{}", open.id()))
+        .await
+        .expect(200);
+    assert_eq!(entry.body["billable"], false);
+    assert_eq!(entry.body["billableAmount"], "0.00");
+    // ...and billable again brings back what the entry asked for.
+    c.patch(&format!("/tasks/{task}"), json!({"billable": true}))
+        .await
+        .expect(200);
+    assert_eq!(amount(open.id()).await, "300.00");
+    let repriced = c
+        .get(&format!("/events?types=time_entry.updated&limit=1000"))
+        .await
+        .expect(200)
+        .items()
+        .iter()
+        .filter(|e| e["resourceId"] == open.id().as_str())
+        .count();
+    assert_eq!(repriced, 4, "each repricing is an event");
+}
