@@ -677,7 +677,7 @@ async fn rate_changes_reprice_unbilled_time_only() {
         .expect(200);
     assert_eq!(amount(open.id()).await, "300.00");
     let repriced = c
-        .get(&format!("/events?types=time_entry.updated&limit=1000"))
+        .get("/events?types=time_entry.updated&limit=1000")
         .await
         .expect(200)
         .items()
