@@ -386,7 +386,7 @@ impl Deliverer {
     /// A REST hook is removed; a webhook is disabled, with a `webhook_endpoint.disabled` event.
     async fn end_subscription(&self, subscription: &Subscription, reason: &str) -> Result<()> {
         let now = now_ms();
-        let mut tx = self.db.begin().await?;
+        let mut tx = events::begin(&self.db).await?;
         if subscription.kind == "hook" {
             Sql::new("UPDATE subscriptions SET deleted_at = ?, updated_at = ? WHERE id = ?")
                 .arg(now)

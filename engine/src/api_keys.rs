@@ -143,7 +143,7 @@ pub async fn create(db: &Db, actor: &Actor, input: ApiKeyInput) -> Result<Create
             role.as_str()
         )));
     }
-    let mut tx = db.begin().await?;
+    let mut tx = events::begin(db).await?;
     let created = insert(
         &mut tx,
         actor.org_id(),
@@ -203,7 +203,7 @@ pub async fn create_for_user(
     name: &str,
     expires_at: Option<Millis>,
 ) -> Result<CreatedApiKey> {
-    let mut tx = db.begin().await?;
+    let mut tx = events::begin(db).await?;
     let user = Sql::new("SELECT org_id, role FROM org_users WHERE id = ? AND deleted_at IS NULL")
         .arg(user_id)
         .fetch_optional(&mut tx)
@@ -227,7 +227,7 @@ pub async fn create_for_user(
 /// Revokes a key: the very next request with it is refused. Revoking twice is fine.
 pub async fn revoke(db: &Db, actor: &Actor, id: &str) -> Result<()> {
     actor.require(Permission::ManageApiKeys)?;
-    let mut tx = db.begin().await?;
+    let mut tx = events::begin(db).await?;
     let row = Sql::new("SELECT * FROM api_keys WHERE id = ? AND org_id = ?")
         .arg(id)
         .arg(actor.org_id())

@@ -6,6 +6,7 @@ use crate::api_keys;
 use crate::auth::Role;
 use crate::db::Db;
 use crate::error::Result;
+use crate::events;
 use crate::org_users::{self, NewUser};
 use crate::organizations::{self, NewOrganization, Plan};
 
@@ -28,7 +29,7 @@ pub struct BootstrapInput<'a> {
 
 pub async fn bootstrap(db: &Db, input: BootstrapInput<'_>) -> Result<Bootstrapped> {
     let password_hash = input.password.map(org_users::hash_password).transpose()?;
-    let mut tx = db.begin().await?;
+    let mut tx = events::begin(db).await?;
     let organization_id = organizations::insert(
         &mut tx,
         NewOrganization {

@@ -308,6 +308,21 @@ async fn apply_update(
         // Nothing changes: no write, no event, `updatedAt` stays.
         return Ok(before);
     }
+    if rec.currency != current.currency {
+        // Projects, their time and invoices keep the currency they were made in.
+        for (table, what) in [("projects", "projects"), ("invoices", "invoices")] {
+            if fields::count_live_children(&mut *tx, table, "customer_id", &before.id).await? > 0 {
+                return Err(Error::validation(
+                    "currency",
+                    "in_use",
+                    format!(
+                        "the customer has {what} in {}: its currency cannot change",
+                        current.currency
+                    ),
+                ));
+            }
+        }
+    }
     Sql::new(
         "UPDATE customers SET name = ?, email = ?, phone = ?, address = ?, currency = ?, hourly_rate = ?, \
          notes = ?, external_id = ?, is_archived = ?, updated_at = ? WHERE id = ?",

@@ -77,12 +77,32 @@ impl Changes {
     }
 }
 
-/// Appends an event inside `tx`. Call it last in a transaction: on Postgres it takes the log's
-/// append lock, held until commit, so that `seq` order is commit order.
+/// The transaction-scoped advisory lock that orders appends to the log on Postgres.
+const APPEND_LOCK: i64 = 7_146_201;
+
+/// Opens a write transaction that will log events. On Postgres it takes the log's append lock
+/// first: such transactions then run one after the other, so the row locks they take (an entry
+/// before its timesheet, a project before its entries…) can never deadlock, and `seq` order is
+/// commit order. On SQLite writers are serialised anyway.
+pub async fn begin(db: &Db) -> Result<Tx> {
+    let mut tx = db.begin().await?;
+    if tx.backend() == Backend::Postgres {
+        Sql::new("SELECT pg_advisory_xact_lock(?)")
+            .arg(APPEND_LOCK)
+            .execute(&mut tx)
+            .await?;
+    }
+    Ok(tx)
+}
+
+/// Appends an event inside `tx`, which [`begin`] opened. On Postgres the log's append lock is
+/// held until commit, so that `seq` order is commit order.
 pub async fn append(tx: &mut Tx, event: NewEvent<'_>) -> Result<i64> {
     if tx.backend() == Backend::Postgres {
         // Delivered at commit to every process listening (duplicates in one transaction fold).
-        Sql::new("SELECT pg_advisory_xact_lock(7146201), pg_notify('timix_events', '')")
+        // The lock is re-entrant: taking it again here keeps any caller safe.
+        Sql::new("SELECT pg_advisory_xact_lock(?), pg_notify('timix_events', '')")
+            .arg(APPEND_LOCK)
             .execute(&mut *tx)
             .await?;
     }
@@ -274,6 +294,10 @@ pub async fn list(db: &Db, actor: &Actor, query: &EventQuery) -> Result<EventPag
             sql.push(if i == 0 { "?" } else { ", ?" }).bind(t);
         }
         sql.push(")");
+    }
+    if !actor.can(Permission::ReadFinancials) {
+        // Invoices are for those who may read them, in the log as in `/invoices`.
+        sql.push(" AND type NOT LIKE 'invoice.%'");
     }
     sql.push(" ORDER BY seq LIMIT ?").bind(query.limit + 1);
     let rows = sql.fetch_all(db).await?;

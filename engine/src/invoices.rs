@@ -14,7 +14,9 @@ use crate::fields::{self, LONG_TEXT, SHORT_TEXT};
 use crate::idempotency;
 use crate::ids;
 use crate::list::{FilterKind, ListSpec};
-use crate::money::{Amount, format_amount, format_decimal, parse_amount, parse_decimal};
+use crate::money::{
+    Amount, format_amount, format_decimal, max_amount, parse_amount, parse_decimal,
+};
 use crate::patch::Patch;
 use crate::resource::{self, Resource};
 use crate::time::{
@@ -30,12 +32,7 @@ const MAX_LINES: usize = 500;
 
 pub const LIST: ListSpec = ListSpec {
     table: "invoices",
-    sorts: &[
-        ("number", "number"),
-        ("issueDate", "issue_date"),
-        ("dueDate", "due_date"),
-        ("total", "total"),
-    ],
+    sorts: &[("status", "status"), ("total", "total")],
     filters: &[
         ("customerId", "customer_id", FilterKind::Text),
         ("status", "status", FilterKind::Text),
@@ -104,11 +101,16 @@ pub struct InvoiceLine {
     /// `inl_…`
     pub id: String,
     /// `time` (hours of a task at one rate), `fixed_fee` (a fixed-fee project) or `manual`.
+    #[schema(example = "time")]
     pub kind: String,
+    #[schema(example = "Acme Web: Design")]
     pub description: String,
     /// Hours for time lines, units otherwise; up to three decimals.
+    #[schema(example = "2.5")]
     pub quantity: String,
+    #[schema(example = "120.00")]
     pub unit_price: String,
+    #[schema(example = "300.00")]
     pub amount: String,
     pub project_id: Option<String>,
     pub task_id: Option<String>,
@@ -133,27 +135,39 @@ pub struct Payment {
 #[serde(rename_all = "camelCase")]
 pub struct Invoice {
     /// `inv_…`
+    #[schema(example = "inv_01JD4Z8Q2W3E4R5T6Y7U8I9O0P")]
     pub id: String,
     /// Assigned when issued: `INV-0001`, gap-free per organization.
+    #[schema(example = "INV-0001")]
     pub number: Option<String>,
     pub customer_id: String,
     /// `draft`, `issued`, `paid` or `void`.
+    #[schema(example = "issued")]
     pub status: String,
     /// The customer's currency.
+    #[schema(example = "EUR")]
     pub currency: String,
+    #[schema(example = "2026-11-23")]
     pub issue_date: Option<String>,
+    #[schema(example = "2026-12-23")]
     pub due_date: Option<String>,
     /// The period whose time was billed, when built from time.
     pub period_from: Option<String>,
     pub period_to: Option<String>,
     /// Percent, e.g. `"19.00"`.
+    #[schema(example = "19.00")]
     pub tax_rate: String,
     pub lines: Vec<InvoiceLine>,
     pub payments: Vec<Payment>,
+    #[schema(example = "1090.00")]
     pub subtotal: String,
+    #[schema(example = "207.10")]
     pub tax_total: String,
+    #[schema(example = "1297.10")]
     pub total: String,
+    #[schema(example = "500.00")]
     pub amount_paid: String,
+    #[schema(example = "797.10")]
     pub amount_due: String,
     /// Issued, not fully paid, and past its due date.
     pub is_overdue: bool,
@@ -329,8 +343,25 @@ impl Line {
 }
 
 /// `quantity` × `unit_price`, rounded half up to the minor unit.
-fn line_amount(quantity_milli: i64, unit_price: i64) -> i64 {
-    ((i128::from(quantity_milli) * i128::from(unit_price) + 500) / 1000) as i64
+fn line_amount(quantity_milli: i64, unit_price: i64) -> i128 {
+    (i128::from(quantity_milli) * i128::from(unit_price) + 500) / 1000
+}
+
+/// An amount that fits what an invoice can hold, or the field error that says it does not.
+fn bounded(field: &str, amount: i128, currency: &str) -> Result<i64, FieldError> {
+    i64::try_from(amount)
+        .ok()
+        .filter(|a| *a <= max_amount(currency))
+        .ok_or_else(|| {
+            FieldError::new(
+                field,
+                "too_large",
+                format!(
+                    "{field} would be more than {} {currency}",
+                    format_amount(max_amount(currency), currency)
+                ),
+            )
+        })
 }
 
 fn manual_lines(p: &mut Problems, lines: Vec<LineInput>, currency: &str) -> Vec<Line> {
@@ -357,15 +388,23 @@ fn manual_lines(p: &mut Problems, lines: Vec<LineInput>, currency: &str) -> Vec<
             &line.unit_price.0,
             currency,
         ));
-        if let (Some(description), Some(quantity_milli), Some(unit_price)) =
-            (description, quantity, unit_price)
+        let amount = match (quantity, unit_price) {
+            (Some(q), Some(u)) => p.take(bounded(
+                &format!("lines[{i}].amount"),
+                line_amount(q, u),
+                currency,
+            )),
+            _ => None,
+        };
+        if let (Some(description), Some(quantity_milli), Some(unit_price), Some(amount)) =
+            (description, quantity, unit_price, amount)
         {
             out.push(Line {
                 kind: "manual",
                 description,
                 quantity_milli,
                 unit_price,
-                amount: line_amount(quantity_milli, unit_price),
+                amount,
                 project_id: None,
                 task_id: None,
                 entries: Vec::new(),
@@ -383,6 +422,7 @@ async fn time_lines(
     tx: &mut Tx,
     org_id: &str,
     customer_id: &str,
+    currency: &str,
     from: &str,
     to: &str,
 ) -> Result<Vec<Line>> {
@@ -390,12 +430,16 @@ async fn time_lines(
         "SELECT e.id, e.project_id, e.task_id, e.duration_seconds, e.billable_rate, e.billable_amount, \
          p.name AS project_name, p.billing_method, p.fixed_fee, t.name AS task_name \
          FROM time_entries e JOIN projects p ON p.id = e.project_id JOIN tasks t ON t.id = e.task_id \
-         WHERE e.org_id = ? AND e.customer_id = ? AND e.date >= ? AND e.date <= ? \
+         WHERE e.org_id = ? AND e.customer_id = ? AND e.currency = ? AND e.date >= ? AND e.date <= ? \
          AND e.approval_status = 'approved' AND e.invoice_id IS NULL AND e.billable = 1 \
          AND e.is_running = 0 AND e.deleted_at IS NULL \
          ORDER BY p.name, p.id, t.name, t.id, e.date, e.id",
     );
-    sql.bind(org_id).bind(customer_id).bind(from).bind(to);
+    sql.bind(org_id)
+        .bind(customer_id)
+        .bind(currency)
+        .bind(from)
+        .bind(to);
     if tx.backend() == crate::Backend::Postgres {
         sql.push(" FOR UPDATE OF e");
     }
@@ -459,7 +503,12 @@ async fn time_lines(
             // with the invoice to the cent; the hours shown are rounded to the thousandth.
             line.seconds += row::get_i64(r, "duration_seconds")?;
             line.quantity_milli = (line.seconds * 1000 + 1800) / 3600;
-            line.amount += row::get_i64(r, "billable_amount")?;
+            line.amount = bounded(
+                "from",
+                i128::from(line.amount) + i128::from(row::get_i64(r, "billable_amount")?),
+                currency,
+            )
+            .map_err(|e| Error::Validation(vec![e]))?;
         }
     }
     Ok(lines)
@@ -493,17 +542,22 @@ struct Totals {
     total: i64,
 }
 
+/// Sums the lines and the tax; an invoice whose total would not fit is refused on `lines`.
 fn totals(lines: &[InvoiceLine], tax_rate_bp: i64, currency: &str) -> Result<Totals> {
-    let mut subtotal = 0;
+    let mut subtotal: i128 = 0;
     for line in lines {
-        subtotal += parse_amount("amount", &line.amount, currency)
-            .map_err(|e| Error::Internal(e.message))?;
+        subtotal += i128::from(
+            parse_amount("amount", &line.amount, currency)
+                .map_err(|e| Error::Internal(e.message))?,
+        );
     }
-    let tax_total = ((i128::from(subtotal) * i128::from(tax_rate_bp) + 5000) / 10_000) as i64;
+    let tax_total = (subtotal * i128::from(tax_rate_bp) + 5000) / 10_000;
+    let fit =
+        |amount: i128| bounded("lines", amount, currency).map_err(|e| Error::Validation(vec![e]));
     Ok(Totals {
-        subtotal,
-        tax_total,
-        total: subtotal + tax_total,
+        subtotal: fit(subtotal)?,
+        tax_total: fit(tax_total)?,
+        total: fit(subtotal + tax_total)?,
     })
 }
 
@@ -596,7 +650,15 @@ async fn insert(tx: &mut Tx, actor: &Actor, input: InvoiceInput) -> Result<Invoi
     p.into_result()?;
     let mut lines = match (&from, &to) {
         (Some(from), Some(to)) => {
-            let lines = time_lines(tx, actor.org_id(), &customer.id, from, to).await?;
+            let lines = time_lines(
+                tx,
+                actor.org_id(),
+                &customer.id,
+                &customer.currency,
+                from,
+                to,
+            )
+            .await?;
             if lines.is_empty() {
                 return Err(Error::validation(
                     "from",
@@ -790,7 +852,7 @@ async fn finish(
 /// Issues a draft: the next number of the organization, in the same transaction, so numbers
 /// have no gaps and no duplicates however many issue at once.
 pub async fn issue(db: &Db, actor: &Actor, id: &str, input: IssueInput) -> Result<Invoice> {
-    let mut tx = db.begin().await?;
+    let mut tx = events::begin(db).await?;
     let before = locked(&mut tx, actor, id).await?;
     if before.status != "draft" {
         return Err(not_draft(&before, "issued"));
@@ -841,12 +903,28 @@ pub async fn issue(db: &Db, actor: &Actor, id: &str, input: IssueInput) -> Resul
     .arg(id)
     .execute(&mut tx)
     .await?;
+    if paid_now {
+        // Nothing to pay: issued and paid in one step, and both are announced.
+        let issued = resource::reload::<Invoices>(&mut tx, id).await?;
+        events::append(
+            &mut tx,
+            NewEvent {
+                org_id: actor.org_id(),
+                kind: format!("{NOUN}.issued"),
+                resource_id: id,
+                data: serde_json::to_value(&issued).map_err(|e| Error::Internal(e.to_string()))?,
+                changed: None,
+            },
+        )
+        .await?;
+        return finish(tx, actor, &before, Some("paid")).await;
+    }
     finish(tx, actor, &before, Some("issued")).await
 }
 
 /// Records a payment; the invoice is paid when nothing is due any more.
 pub async fn pay(db: &Db, actor: &Actor, id: &str, input: PaymentInput) -> Result<Invoice> {
-    let mut tx = db.begin().await?;
+    let mut tx = events::begin(db).await?;
     let before = locked(&mut tx, actor, id).await?;
     if before.status != "issued" {
         return Err(Error::Conflict {
@@ -915,10 +993,11 @@ fn row_total(invoice: &Invoice) -> Result<i64> {
 
 /// Voids an issued invoice without payments: its number stays used, its time is free again.
 pub async fn void(db: &Db, actor: &Actor, id: &str) -> Result<Invoice> {
-    let mut tx = db.begin().await?;
+    let mut tx = events::begin(db).await?;
     let before = locked(&mut tx, actor, id).await?;
     match before.status.as_str() {
-        "issued" if before.payments.is_empty() => {}
+        // A paid invoice without payments is one that had nothing to pay.
+        "issued" | "paid" if before.payments.is_empty() => {}
         "issued" | "paid" => {
             return Err(Error::Conflict {
                 code: "invoice_has_payments",

@@ -35,7 +35,8 @@ pub enum FilterKind {
 /// How a resource can be listed.
 pub struct ListSpec {
     pub table: &'static str,
-    /// API field → column, for `sort`. `createdAt` and `updatedAt` are always allowed.
+    /// API field → column, for `sort`. `createdAt` and `updatedAt` are always allowed. The
+    /// columns must be `NOT NULL`.
     pub sorts: &'static [(&'static str, &'static str)],
     /// Query parameter → column, for exact-match filters.
     pub filters: &'static [(&'static str, &'static str, FilterKind)],
@@ -507,11 +508,12 @@ fn keyset_condition(
     Ok(())
 }
 
+/// A sort column's value for a cursor: integers (instants, amounts, durations) or text. Sort
+/// columns are never null (a `NULL` has no place in a keyset order both stores agree on).
 fn column_value(r: &row::Row, column: &str) -> Result<Value> {
-    if column.ends_with("_at") {
-        Ok(Value::from(row::get_i64(r, column)?))
-    } else {
-        Ok(Value::String(row::get_str(r, column)?))
+    match row::get_i64(r, column) {
+        Ok(n) => Ok(Value::from(n)),
+        Err(_) => Ok(Value::String(row::get_str(r, column)?)),
     }
 }
 

@@ -25,6 +25,14 @@ pub fn parse_currency(field: &str, text: &str) -> Result<String, FieldError> {
     }
 }
 
+/// Whole digits an amount may have (what [`parse_amount`] reads back).
+pub const MAX_WHOLE_DIGITS: u32 = 13;
+
+/// The largest amount of `currency` accepted, in minor units: 9 999 999 999 999.99 for EUR.
+pub fn max_amount(currency: &str) -> i64 {
+    10i64.pow(MAX_WHOLE_DIGITS + minor_digits(currency)) - 1
+}
+
 /// Parses a non-negative decimal string (`"1250.5"`) into minor units of `currency`.
 /// More decimals than the currency has is an error, not a rounding.
 pub fn parse_amount(field: &str, text: &str, currency: &str) -> Result<i64, FieldError> {
@@ -59,7 +67,7 @@ pub fn parse_decimal(field: &str, text: &str, digits: u32) -> Result<i64, FieldE
         fraction
     };
     if whole.is_empty()
-        || whole.len() > 13
+        || whole.len() > MAX_WHOLE_DIGITS as usize
         || !whole.bytes().all(|b| b.is_ascii_digit())
         || fraction.len() > digits as usize
         || !fraction.bytes().all(|b| b.is_ascii_digit())
@@ -76,22 +84,23 @@ pub fn parse_decimal(field: &str, text: &str, digits: u32) -> Result<i64, FieldE
 }
 
 /// Formats minor units as a decimal string with the currency's digits: `125000` → `"1250.00"`.
-pub fn format_amount(minor: i64, currency: &str) -> String {
+pub fn format_amount(minor: impl Into<i128>, currency: &str) -> String {
     format_decimal(minor, minor_digits(currency))
 }
 
 /// Formats an integer scaled by `10^digits` as a decimal string: `(7500, 2)` → `"75.00"`.
-pub fn format_decimal(minor: i64, digits: u32) -> String {
+pub fn format_decimal(minor: impl Into<i128>, digits: u32) -> String {
+    let minor: i128 = minor.into();
     if digits == 0 {
         return minor.to_string();
     }
-    let scale = 10i64.pow(digits);
+    let scale = 10u128.pow(digits);
     let sign = if minor < 0 { "-" } else { "" };
     let abs = minor.unsigned_abs();
     format!(
         "{sign}{}.{:0width$}",
-        abs / scale as u64,
-        abs % scale as u64,
+        abs / scale,
+        abs % scale,
         width = digits as usize
     )
 }

@@ -255,7 +255,7 @@ pub async fn create(db: &Db, actor: &Actor, input: OrgUserInput) -> Result<OrgUs
     actor.require(Permission::WriteOrgUsers)?;
     let rec = Record::apply(input, None, &actor.organization.currency)?;
     check_grant(actor, rec.role)?;
-    let mut tx = db.begin().await?;
+    let mut tx = events::begin(db).await?;
     check_holiday_profile(&mut tx, actor.org_id(), rec.holiday_profile_id.as_deref()).await?;
     let id = insert(&mut tx, actor.org_id(), &rec, None).await?;
     let user = reload(&mut tx, &id, &actor.organization.currency).await?;
@@ -322,7 +322,7 @@ async fn is_last_owner(tx: &mut Tx, org_id: &str, user_id: &str) -> Result<bool>
 pub async fn update(db: &Db, actor: &Actor, id: &str, input: OrgUserInput) -> Result<OrgUser> {
     actor.require(Permission::WriteOrgUsers)?;
     let currency = actor.organization.currency.clone();
-    let mut tx = db.begin().await?;
+    let mut tx = events::begin(db).await?;
     let row = fields::live_row(&mut tx, LIST.table, actor.org_id(), id)
         .await?
         .ok_or(Error::NotFound(NOUN))?;
@@ -385,7 +385,7 @@ pub async fn update(db: &Db, actor: &Actor, id: &str, input: OrgUserInput) -> Re
 /// Removes a user; their API keys stop working on the next request.
 pub async fn delete(db: &Db, actor: &Actor, id: &str) -> Result<()> {
     actor.require(Permission::WriteOrgUsers)?;
-    let mut tx = db.begin().await?;
+    let mut tx = events::begin(db).await?;
     let row = fields::live_row(&mut tx, LIST.table, actor.org_id(), id)
         .await?
         .ok_or(Error::NotFound(NOUN))?;

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{Actor, Permission};
 use crate::db::{Db, Sql, Tx, row};
 use crate::error::{Error, FieldError, Problems, Result};
+use crate::events;
 use crate::ids;
 use crate::money::parse_currency;
 use crate::patch::Patch;
@@ -249,7 +250,7 @@ pub async fn update(db: &Db, actor: &Actor, patch: OrganizationPatch) -> Result<
             "validated organization fields missing".into(),
         ));
     };
-    let mut tx = db.begin().await?;
+    let mut tx = events::begin(db).await?;
     Sql::new(
         "UPDATE organizations SET name = ?, currency = ?, timezone = ?, week_starts_on = ?, updated_at = ? WHERE id = ?",
     )
@@ -314,7 +315,7 @@ pub async fn operator_update(
     billing_state: Option<BillingState>,
 ) -> Result<Organization> {
     let current = find(db, org_id).await?;
-    let mut tx = db.begin().await?;
+    let mut tx = events::begin(db).await?;
     Sql::new("UPDATE organizations SET plan = ?, billing_state = ?, updated_at = ? WHERE id = ?")
         .arg(plan.unwrap_or(current.plan).as_str())
         .arg(billing_state.unwrap_or(current.billing_state).as_str())

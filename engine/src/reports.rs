@@ -100,8 +100,11 @@ fn entries_sql(actor: &Actor, q: &ReportQuery, extra: &str) -> Sql {
 #[serde(rename_all = "camelCase")]
 pub struct RevenueRow {
     /// The customer, project or user id, or the month `YYYY-MM`.
+    #[schema(example = "cus_01JD4Z8Q2W3E4R5T6Y7U8I9O0P")]
     pub key: String,
+    #[schema(example = "Acme")]
     pub name: String,
+    #[schema(example = "EUR")]
     pub currency: String,
     pub total_seconds: i64,
     pub total_hours: f64,
@@ -109,6 +112,7 @@ pub struct RevenueRow {
     pub billable_hours: f64,
     /// Billable time at its rates. Fixed-fee work counts hours, not amounts (its fee is
     /// invoiced: see customer billing).
+    #[schema(example = "1440.00")]
     pub billable_amount: String,
 }
 
@@ -138,7 +142,7 @@ pub struct RevenueReport {
 struct Sums {
     total: i64,
     billable: i64,
-    amount: i64,
+    amount: i128,
 }
 
 pub async fn revenue(db: &Db, actor: &Actor, q: &ReportQuery) -> Result<RevenueReport> {
@@ -176,7 +180,7 @@ pub async fn revenue(db: &Db, actor: &Actor, q: &ReportQuery) -> Result<RevenueR
             if billable {
                 sums.billable += seconds;
             }
-            sums.amount += amount;
+            sums.amount += i128::from(amount);
         }
     }
     let items = groups
@@ -258,8 +262,10 @@ pub struct BudgetRow {
     /// Billable time at its rates.
     pub spent_amount: String,
     /// The larger of the hours and amount shares, to a tenth of a percent (rounded down).
+    #[schema(example = 93.7)]
     pub percent_used: f64,
     /// `ok` below 80%, `warning` from 80%, `over` from 100%.
+    #[schema(example = "warning")]
     pub status: String,
 }
 
@@ -302,7 +308,7 @@ pub async fn budget_health(db: &Db, actor: &Actor, q: &ReportQuery) -> Result<Bu
     let projects = sql.fetch_all(db).await?;
     let mut items = Vec::with_capacity(projects.len());
     let mut totals: BTreeMap<String, BudgetTotal> = BTreeMap::new();
-    let mut amounts: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    let mut amounts: BTreeMap<String, (i128, i128)> = BTreeMap::new();
     for p in &projects {
         let usage: Usage = budgets::usage_of(db, p, q.from.as_deref(), q.to.as_deref()).await?;
         let currency = row::get_str(p, "currency")?;
@@ -324,8 +330,8 @@ pub async fn budget_health(db: &Db, actor: &Actor, q: &ReportQuery) -> Result<Bu
             _ => {}
         }
         let sums = amounts.entry(currency.clone()).or_default();
-        sums.0 += usage.budget_amount.unwrap_or(0);
-        sums.1 += usage.spent_amount;
+        sums.0 += i128::from(usage.budget_amount.unwrap_or(0));
+        sums.1 += i128::from(usage.spent_amount);
         items.push(BudgetRow {
             project_id: row::get_str(p, "id")?,
             project_name: row::get_str(p, "name")?,
@@ -407,8 +413,10 @@ pub struct UnbilledRow {
     pub currency: String,
     pub entries: i64,
     pub seconds: i64,
+    #[schema(example = 6.5)]
     pub hours: f64,
     /// At the entries' rates (fixed-fee work counts hours only).
+    #[schema(example = "840.00")]
     pub amount: String,
 }
 
@@ -430,8 +438,9 @@ pub struct UnbilledReport {
     pub totals: Vec<UnbilledTotal>,
 }
 
-/// Approved, billable time not yet on an invoice: what `POST /invoices` with `from` and `to`
-/// would bill.
+/// Approved, billable time not yet on an invoice: the time `POST /invoices` with `from` and
+/// `to` would bill (fixed-fee work shows its hours at no amount: its fee line is worked out at
+/// invoicing, less what earlier invoices billed).
 pub async fn unbilled_time(db: &Db, actor: &Actor, q: &ReportQuery) -> Result<UnbilledReport> {
     actor.require(Permission::ReadFinancials)?;
     let rows = entries_sql(
@@ -443,8 +452,8 @@ pub async fn unbilled_time(db: &Db, actor: &Actor, q: &ReportQuery) -> Result<Un
     .await?;
     // (customer name, customer id, project name, project id, currency) → (entries, seconds, amount)
     type Key = (String, String, String, String, String);
-    let mut groups: BTreeMap<Key, (i64, i64, i64)> = BTreeMap::new();
-    let mut totals: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    let mut groups: BTreeMap<Key, (i64, i64, i128)> = BTreeMap::new();
+    let mut totals: BTreeMap<String, (i64, i128)> = BTreeMap::new();
     for r in &rows {
         let currency = row::get_str(r, "currency")?;
         let seconds = row::get_i64(r, "duration_seconds")?;
@@ -460,10 +469,10 @@ pub async fn unbilled_time(db: &Db, actor: &Actor, q: &ReportQuery) -> Result<Un
             .or_default();
         g.0 += 1;
         g.1 += seconds;
-        g.2 += amount;
+        g.2 += i128::from(amount);
         let t = totals.entry(currency).or_default();
         t.0 += seconds;
-        t.1 += amount;
+        t.1 += i128::from(amount);
     }
     Ok(UnbilledReport {
         from: q.from.clone(),
@@ -542,10 +551,14 @@ pub struct CustomerBillingRow {
     pub currency: String,
     /// Issued and paid invoices (drafts and void ones do not count).
     pub invoices: i64,
+    #[schema(example = "1297.10")]
     pub invoiced: String,
+    #[schema(example = "500.00")]
     pub paid: String,
+    #[schema(example = "797.10")]
     pub outstanding: String,
     /// Outstanding on invoices past their due date.
+    #[schema(example = "797.10")]
     pub overdue: String,
 }
 
@@ -572,9 +585,9 @@ pub struct CustomerBillingReport {
 #[derive(Default, Clone, Copy)]
 struct Billing {
     count: i64,
-    invoiced: i64,
-    paid: i64,
-    overdue: i64,
+    invoiced: i128,
+    paid: i128,
+    overdue: i128,
 }
 
 pub async fn customer_billing(
@@ -623,10 +636,10 @@ pub async fn customer_billing(
             totals.entry(currency).or_default(),
         ] {
             b.count += 1;
-            b.invoiced += total;
-            b.paid += paid;
+            b.invoiced += i128::from(total);
+            b.paid += i128::from(paid);
             if overdue {
-                b.overdue += total - paid;
+                b.overdue += i128::from(total - paid);
             }
         }
     }

@@ -81,7 +81,7 @@ pub async fn get<R: Resource>(db: &Db, actor: &Actor, id: &str) -> Result<R::Ite
 
 pub async fn create<R: Resource>(db: &Db, actor: &Actor, input: R::Input) -> Result<R::Item> {
     actor.require(R::WRITE)?;
-    let mut tx = db.begin().await?;
+    let mut tx = events::begin(db).await?;
     let item = R::insert(&mut tx, actor, input).await?;
     idempotency::record(&mut tx, actor, 201, &item).await?;
     tx.commit().await?;
@@ -95,7 +95,7 @@ pub async fn update<R: Resource>(
     input: R::Input,
 ) -> Result<R::Item> {
     actor.require(R::WRITE)?;
-    let mut tx = db.begin().await?;
+    let mut tx = events::begin(db).await?;
     let row = fields::live_row(&mut tx, R::LIST.table, actor.org_id(), id)
         .await?
         .ok_or(Error::NotFound(R::NOUN))?;
@@ -117,7 +117,7 @@ pub async fn upsert<R: Resource>(
     actor.require(R::WRITE)?;
     check_path_external_id(R::external_id(&mut input), external_id)?;
     *R::external_id(&mut input) = Patch::Value(external_id.to_owned());
-    let mut tx = db.begin().await?;
+    let mut tx = events::begin(db).await?;
     let existing =
         fields::live_row_by_external_id(&mut tx, R::LIST.table, actor.org_id(), external_id)
             .await?;
@@ -149,7 +149,7 @@ fn check_path_external_id(body: &Patch<String>, path: &str) -> Result<()> {
 /// Deletes a record that has no live children, leaving a tombstone and a `{noun}.deleted` event.
 pub async fn delete<R: Resource>(db: &Db, actor: &Actor, id: &str) -> Result<()> {
     actor.require(R::WRITE)?;
-    let mut tx = db.begin().await?;
+    let mut tx = events::begin(db).await?;
     let row = fields::live_row(&mut tx, R::LIST.table, actor.org_id(), id)
         .await?
         .ok_or(Error::NotFound(R::NOUN))?;

@@ -30,11 +30,7 @@ pub const MAX_DURATION_SECONDS: i64 = 24 * 3600;
 
 pub const LIST: ListSpec = ListSpec {
     table: "time_entries",
-    sorts: &[
-        ("date", "date"),
-        ("startedAt", "started_at"),
-        ("durationSeconds", "duration_seconds"),
-    ],
+    sorts: &[("date", "date"), ("durationSeconds", "duration_seconds")],
     filters: &[
         ("userId", "user_id", FilterKind::Text),
         ("subtaskId", "subtask_id", FilterKind::Text),
@@ -102,6 +98,7 @@ impl Resource for TimeEntries {
 #[serde(rename_all = "camelCase")]
 pub struct TimeEntry {
     /// `te_…`
+    #[schema(example = "te_01JD4Z8Q2W3E4R5T6Y7U8I9O0P")]
     pub id: String,
     pub subtask_id: String,
     /// Derived from the subtask.
@@ -112,23 +109,32 @@ pub struct TimeEntry {
     /// The week's timesheet.
     pub timesheet_id: String,
     /// `YYYY-MM-DD`
+    #[schema(example = "2026-11-16")]
     pub date: String,
+    #[schema(example = "2026-11-16T09:00:00.000Z")]
     pub started_at: Option<String>,
+    #[schema(example = "2026-11-16T12:30:00.000Z")]
     pub ended_at: Option<String>,
     /// 0 while the timer runs.
+    #[schema(example = 12600)]
     pub duration_seconds: i64,
+    #[schema(example = 3.5)]
     pub hours: f64,
     pub is_running: bool,
     /// False on non-billable projects and tasks, whatever was asked.
     pub billable: bool,
+    #[schema(example = "EUR")]
     pub currency: String,
     /// The rate that applies: the task's, else the project's, else the customer's, else the
     /// user's. Null on fixed-fee projects, on non-billable time and when no rate is set.
+    #[schema(example = "120.00")]
     pub billable_rate: Option<String>,
     /// Duration × rate, rounded half up to the currency's minor unit.
+    #[schema(example = "420.00")]
     pub billable_amount: String,
     pub notes: Option<String>,
     /// The timesheet's status: `open`, `submitted`, `approved` or `rejected`.
+    #[schema(example = "open")]
     pub approval_status: String,
     pub invoice_id: Option<String>,
     /// Approved or invoiced: edits are refused with 409 `entry_locked`.
@@ -295,7 +301,18 @@ fn timing(
         std::mem::take(&mut input.ended_at),
         old.and_then(|t| t.ended_at),
     )?;
-    let duration_patch = std::mem::take(&mut input.duration_seconds);
+    let duration_patch = match std::mem::take(&mut input.duration_seconds) {
+        // Out of range: said once here, and kept out of the arithmetic below.
+        Patch::Value(d) if !(0..=MAX_DURATION_SECONDS).contains(&d) => {
+            p.add(
+                "durationSeconds",
+                "invalid",
+                format!("durationSeconds must be from 1 to {MAX_DURATION_SECONDS} (24 hours)"),
+            );
+            Patch::Value(-1)
+        }
+        other => other,
+    };
     if running && (ended_patched || !duration_patch.is_absent()) {
         p.add(
             "endedAt",
@@ -335,11 +352,15 @@ fn timing(
             }
             (Patch::Value(d), None, None) => (None, d),
             (Patch::Absent, Some(s), Some(e)) => {
-                if e <= s {
+                // Untouched instants keep their duration (a timer stopped within a second).
+                let kept = old
+                    .filter(|t| t.started_at == Some(s) && t.ended_at == Some(e))
+                    .map(|t| t.duration_seconds);
+                if e <= s && kept.is_none() {
                     p.add("endedAt", "invalid", "endedAt must be after startedAt");
                     return None;
                 }
-                (Some(e), (e - s) / 1000)
+                (Some(e), kept.unwrap_or((e - s) / 1000))
             }
             (Patch::Absent, Some(s), None) => match old.map(|t| t.duration_seconds) {
                 Some(d) => (Some(s + d * 1000), d),
@@ -445,7 +466,8 @@ impl Pricing {
         let Some(r) = Sql::new(
             "SELECT t.billable AS task_billable, t.hourly_rate AS task_rate, p.id AS project_id, \
              p.billing_method, p.hourly_rate AS project_rate, p.currency, p.customer_id, \
-             c.hourly_rate AS customer_rate, u.billable_rate AS user_rate, o.currency AS org_currency \
+             c.hourly_rate AS customer_rate, c.currency AS customer_currency, \
+             u.billable_rate AS user_rate, o.currency AS org_currency \
              FROM tasks t JOIN projects p ON p.id = t.project_id JOIN customers c ON c.id = p.customer_id \
              JOIN organizations o ON o.id = p.org_id LEFT JOIN org_users u ON u.id = ? \
              WHERE t.id = ?",
@@ -459,13 +481,16 @@ impl Pricing {
         };
         let method = row::get_str(&r, "billing_method")?;
         let currency = row::get_str(&r, "currency")?;
-        // A user's rate is in the organization's currency: it prices only work in it.
-        let user_rate = row::get_opt_i64(&r, "user_rate")?
-            .filter(|_| row::get_str(&r, "org_currency").is_ok_and(|c| c == currency));
+        // A rate prices only work in its own currency: a user's is in the organization's, a
+        // customer's in the customer's (which a project keeps from its creation).
+        let in_currency = |column: &str| row::get_str(&r, column).is_ok_and(|c| c == currency);
+        let user_rate = row::get_opt_i64(&r, "user_rate")?.filter(|_| in_currency("org_currency"));
+        let customer_rate =
+            row::get_opt_i64(&r, "customer_rate")?.filter(|_| in_currency("customer_currency"));
         let rate = match method.as_str() {
             "hourly" => row::get_opt_i64(&r, "task_rate")?
                 .or(row::get_opt_i64(&r, "project_rate")?)
-                .or(row::get_opt_i64(&r, "customer_rate")?)
+                .or(customer_rate)
                 .or(user_rate),
             _ => None,
         };
@@ -730,7 +755,14 @@ async fn apply_update(
     if user_id != before.user_id {
         check_user(tx, actor, &user_id).await?;
     }
-    let pricing = Pricing::load(tx, actor, &subtask_id, &user_id).await?;
+    // A new subtask must be open for time; the entry's own may since have been archived.
+    let pricing = if subtask_id == before.subtask_id {
+        Pricing::of_task(tx, &before.task_id, &user_id)
+            .await?
+            .ok_or(Error::NotFound(NOUN))?
+    } else {
+        Pricing::load(tx, actor, &subtask_id, &user_id).await?
+    };
     let (timesheet_id, approval_status) = week_of(tx, actor, &user_id, &next.timing.date).await?;
     let (billable, rate, amount) =
         pricing.price(next.billable_requested, next.timing.duration_seconds);
@@ -809,7 +841,7 @@ pub async fn start_timer(db: &Db, actor: &Actor, input: TimerStart) -> Result<Ti
     ));
     p.into_result()?;
     let user_id = input.user_id.unwrap_or_else(|| actor.user_id.clone());
-    let mut tx = db.begin().await?;
+    let mut tx = events::begin(db).await?;
     let running = Sql::new(
         "SELECT id FROM time_entries WHERE org_id = ? AND user_id = ? AND is_running = 1 AND deleted_at IS NULL",
     )
@@ -850,7 +882,7 @@ pub async fn start_timer(db: &Db, actor: &Actor, input: TimerStart) -> Result<Ti
 /// Stops a running timer: the entry ends now and is priced.
 pub async fn stop_timer(db: &Db, actor: &Actor, id: &str) -> Result<TimeEntry> {
     actor.require(Permission::WriteOwnTime)?;
-    let mut tx = db.begin().await?;
+    let mut tx = events::begin(db).await?;
     let row = fields::live_row(&mut tx, LIST.table, actor.org_id(), id)
         .await?
         .ok_or(Error::NotFound(NOUN))?;
@@ -866,7 +898,11 @@ pub async fn stop_timer(db: &Db, actor: &Actor, id: &str) -> Result<TimeEntry> {
     let started = row::get_opt_i64(&row, "started_at")?.unwrap_or_else(now_ms);
     let ended = now_ms().max(started);
     let duration = ((ended - started) / 1000).min(MAX_DURATION_SECONDS);
-    let pricing = Pricing::load(&mut tx, actor, &before.subtask_id, &before.user_id).await?;
+    check_unlocked(&before)?;
+    // Priced as the hierarchy stands, archived or not: a running timer must always stop.
+    let pricing = Pricing::of_task(&mut tx, &before.task_id, &before.user_id)
+        .await?
+        .ok_or(Error::NotFound(NOUN))?;
     let (billable, rate, amount) =
         pricing.price(row::get_bool(&row, "billable_requested")?, duration);
     Sql::new(

@@ -39,16 +39,21 @@ pub struct Timesheet {
     pub id: String,
     pub user_id: String,
     /// First day of the week, `YYYY-MM-DD`.
+    #[schema(example = "2026-11-16")]
     pub period_start: String,
     /// Last day of the week.
+    #[schema(example = "2026-11-22")]
     pub period_end: String,
     /// `open`, `submitted`, `approved` or `rejected`.
+    #[schema(example = "submitted")]
     pub status: String,
     /// Logged time of the week's stopped entries.
+    #[schema(example = 144000)]
     pub total_seconds: i64,
     pub total_hours: f64,
     pub billable_seconds: i64,
     /// The user's capacity for the week: working days that are not holidays.
+    #[schema(example = 144000)]
     pub expected_seconds: i64,
     pub expected_hours: f64,
     pub submitted_at: Option<String>,
@@ -190,7 +195,7 @@ pub(crate) async fn refresh_totals(tx: &mut Tx, id: &str) -> Result<()> {
 /// Submits a week for approval: its owner (or a manager) asks for it to be approved.
 pub async fn submit(db: &Db, actor: &Actor, id: &str) -> Result<Timesheet> {
     actor.require(Permission::WriteOwnTime)?;
-    let mut tx = db.begin().await?;
+    let mut tx = events::begin(db).await?;
     let sheet = locked(&mut tx, actor, id).await?;
     if sheet.user_id != actor.user_id {
         actor.require(Permission::WriteAnyTime)?;
@@ -198,18 +203,7 @@ pub async fn submit(db: &Db, actor: &Actor, id: &str) -> Result<Timesheet> {
     if !matches!(sheet.status.as_str(), "open" | "rejected") {
         return Err(state_conflict(&sheet, "submitted"));
     }
-    let running = Sql::new(
-        "SELECT COUNT(*) FROM time_entries WHERE timesheet_id = ? AND is_running = 1 AND deleted_at IS NULL",
-    )
-    .arg(id)
-    .fetch_one(&mut tx)
-    .await?;
-    if row::get_i64(&running, 0)? > 0 {
-        return Err(Error::Conflict {
-            code: "timer_running",
-            message: "a timer is still running in this week: stop it before submitting".into(),
-        });
-    }
+    refuse_running(&mut tx, id).await?;
     Sql::new(
         "UPDATE timesheets SET status = 'submitted', submitted_at = ?, decided_at = NULL, decided_by = NULL, \
          rejection_reason = NULL, updated_at = ? WHERE id = ?",
@@ -224,11 +218,13 @@ pub async fn submit(db: &Db, actor: &Actor, id: &str) -> Result<Timesheet> {
 
 pub async fn approve(db: &Db, actor: &Actor, id: &str) -> Result<Timesheet> {
     actor.require(Permission::ApproveTimesheets)?;
-    let mut tx = db.begin().await?;
+    let mut tx = events::begin(db).await?;
     let sheet = locked(&mut tx, actor, id).await?;
     if sheet.status != "submitted" {
         return Err(state_conflict(&sheet, "approved"));
     }
+    // A timer started after the submission would end inside an approved week.
+    refuse_running(&mut tx, id).await?;
     Sql::new(
         "UPDATE timesheets SET status = 'approved', decided_at = ?, decided_by = ?, updated_at = ? WHERE id = ?",
     )
@@ -247,7 +243,7 @@ pub async fn reject(db: &Db, actor: &Actor, id: &str, input: RejectInput) -> Res
     actor.require(Permission::ApproveTimesheets)?;
     let reason = fields::opt_text("reason", input.reason, LONG_TEXT)
         .map_err(|e| Error::Validation(vec![e]))?;
-    let mut tx = db.begin().await?;
+    let mut tx = events::begin(db).await?;
     let sheet = locked(&mut tx, actor, id).await?;
     if !matches!(sheet.status.as_str(), "submitted" | "approved") {
         return Err(state_conflict(&sheet, "rejected"));
@@ -298,6 +294,23 @@ async fn locked(tx: &mut Tx, actor: &Actor, id: &str) -> Result<Timesheet> {
     let sheet = from_row(&row)?;
     actor.check_if_match(&sheet)?;
     Ok(sheet)
+}
+
+/// A week with a running timer is not finished: 409 `timer_running`.
+async fn refuse_running(tx: &mut Tx, id: &str) -> Result<()> {
+    let running = Sql::new(
+        "SELECT COUNT(*) FROM time_entries WHERE timesheet_id = ? AND is_running = 1 AND deleted_at IS NULL",
+    )
+    .arg(id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if row::get_i64(&running, 0)? > 0 {
+        return Err(Error::Conflict {
+            code: "timer_running",
+            message: "a timer is still running in this week: stop it first".into(),
+        });
+    }
+    Ok(())
 }
 
 fn state_conflict(sheet: &Timesheet, wanted: &str) -> Error {

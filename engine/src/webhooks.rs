@@ -499,7 +499,7 @@ pub async fn rotate_secret(db: &Db, actor: &Actor, id: &str) -> Result<WebhookWi
 /// Logs a `webhook.test` event that only this webhook receives.
 pub async fn send_test(db: &Db, actor: &Actor, id: &str) -> Result<Value> {
     actor.require(Permission::ManageWebhooks)?;
-    let mut tx = db.begin().await?;
+    let mut tx = events::begin(db).await?;
     live_subscription(&mut tx, actor, "webhook", id).await?;
     let data = serde_json::json!({"webhookId": id, "message": "This is a test event from timix."});
     let seq = events::append(

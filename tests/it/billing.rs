@@ -989,3 +989,86 @@ async fn a_retried_payment_is_recorded_once() {
         .await
         .expect_error(403, "forbidden");
 }
+
+#[tokio::test]
+async fn edge_invoices_are_handled_not_failed() {
+    let server = Server::start().await;
+    let org = server.db.bootstrap("business");
+    let owner = server.as_key(&org.key);
+    let customer = owner.customer("Acme").await;
+    // Too large to hold: refused on the line, not overflowed.
+    let r = owner
+        .post("/invoices", json!({"customerId": customer, "lines": [{"description": "x", "quantity": "10000000", "unitPrice": "10000000000.00"}]}))
+        .await
+        .expect_error(422, "validation_failed");
+    assert_eq!(r.error_fields(), vec!["lines[0].amount"]);
+    let r = owner
+        .post(
+            "/invoices",
+            json!({"customerId": customer, "lines": [
+            {"description": "x", "quantity": "900", "unitPrice": "10000000000.00"},
+            {"description": "y", "quantity": "900", "unitPrice": "10000000000.00"}]}),
+        )
+        .await
+        .expect_error(422, "validation_failed");
+    assert_eq!(r.error_fields(), vec!["lines"]);
+    // Nothing to pay: issued and paid at once, both announced; it can still be voided.
+    let free = owner
+        .post("/invoices", json!({"customerId": customer, "lines": [{"description": "Goodwill", "unitPrice": "0.00"}]}))
+        .await
+        .expect(201)
+        .id();
+    let issued = owner
+        .post(&format!("/invoices/{free}/issue"), json!({}))
+        .await
+        .expect(200);
+    assert_eq!(issued.body["status"], "paid");
+    let kinds: Vec<String> = owner
+        .get("/events?types=invoice.issued,invoice.paid")
+        .await
+        .expect(200)
+        .items()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(kinds, vec!["invoice.issued", "invoice.paid"]);
+    owner
+        .post(&format!("/invoices/{free}/void"), json!({}))
+        .await
+        .expect(200);
+    // Sorting by total pages with a cursor.
+    for i in 1..=3 {
+        owner
+            .post("/invoices", json!({"customerId": customer, "lines": [{"description": "x", "unitPrice": format!("{i}.00")}]}))
+            .await
+            .expect(201);
+    }
+    let first = owner
+        .get("/invoices?sort=-total&pageSize=2&cursor=")
+        .await
+        .expect(200);
+    let next = first.body["nextCursor"].as_str().unwrap().to_owned();
+    let rest = owner
+        .get(&format!("/invoices?sort=-total&pageSize=2&cursor={next}"))
+        .await
+        .expect(200);
+    let totals: Vec<Value> = first
+        .items()
+        .iter()
+        .chain(rest.items().iter())
+        .map(|i| i["total"].clone())
+        .collect();
+    assert_eq!(
+        totals,
+        vec![json!("3.00"), json!("2.00"), json!("1.00"), json!("0.00")]
+    );
+    // Those who may not read invoices do not read them in the event log either.
+    let (_, viewer) = owner.user_with_key(&server.db, "viewer").await;
+    let seen = viewer.get("/events?limit=1000").await.expect(200).items();
+    assert!(!seen.is_empty());
+    assert!(
+        seen.iter()
+            .all(|e| !e["type"].as_str().unwrap().starts_with("invoice.")),
+        "no invoice event for a viewer"
+    );
+}

@@ -76,10 +76,20 @@ async fn the_hierarchy_is_created_read_updated_and_deleted() {
         r.expect_error(422, "validation_failed").error_fields(),
         vec!["name"]
     );
-    // Changing the currency keeps the amount's value.
-    let yen = c
+    // A customer with projects keeps its currency (their amounts and time are in it); one
+    // without changes it, amounts given in the new one.
+    let r = c
         .patch(
             &format!("/customers/{customer_id}"),
+            json!({"currency": "JPY", "hourlyRate": "15000"}),
+        )
+        .await
+        .expect_error(422, "validation_failed");
+    assert_eq!(r.body["error"]["details"][0]["code"], "in_use");
+    let fresh = c.customer("Initech").await;
+    let yen = c
+        .patch(
+            &format!("/customers/{fresh}"),
             json!({"currency": "JPY", "hourlyRate": "15000"}),
         )
         .await
@@ -109,6 +119,7 @@ async fn the_hierarchy_is_created_read_updated_and_deleted() {
     c.delete(&format!("/customers/{customer_id}"))
         .await
         .expect(204);
+    c.delete(&format!("/customers/{fresh}")).await.expect(204);
     assert_eq!(c.get("/customers").await.body["totalCount"], 0);
 }
 

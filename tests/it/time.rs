@@ -686,3 +686,131 @@ async fn rate_changes_reprice_unbilled_time_only() {
         .count();
     assert_eq!(repriced, 4, "each repricing is an event");
 }
+
+#[tokio::test]
+async fn rate_changes_edits_and_deletes_racing_each_other_all_succeed() {
+    let server = Server::start().await;
+    let org = server.db.bootstrap("business");
+    let c = server.as_key(&org.key);
+    let (project, subtask) = leaf(&c, json!({"hourlyRate": "100.00", "budgetHours": 1})).await;
+    let task = c
+        .get(&format!("/subtasks/{subtask}"))
+        .await
+        .expect(200)
+        .body["taskId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let log = json!({"subtaskId": subtask, "date": "2026-11-04", "durationSeconds": 600});
+    let mut seeded = Vec::new();
+    for _ in 0..6 {
+        seeded.push(c.post("/time-entries", log.clone()).await.expect(201).id());
+    }
+    let mut jobs = Vec::new();
+    for (i, entry) in seeded.iter().enumerate() {
+        let c = c.clone();
+        let (log, project, task, entry) =
+            (log.clone(), project.clone(), task.clone(), entry.clone());
+        jobs.push(tokio::spawn(async move {
+            let rate = json!({"hourlyRate": format!("{}.00", 100 + i)});
+            let answers = [
+                c.post("/time-entries", log).await,
+                c.patch(&format!("/tasks/{task}"), rate.clone()).await,
+                c.patch(&format!("/projects/{project}"), rate).await,
+                c.patch(
+                    &format!("/time-entries/{entry}"),
+                    json!({"notes": format!("edit {i}")}),
+                )
+                .await,
+                c.delete(&format!("/time-entries/{entry}")).await,
+            ];
+            for r in answers {
+                assert!(
+                    (200..300).contains(&r.status),
+                    "every write succeeds: {} {}",
+                    r.status,
+                    r.body
+                );
+            }
+        }));
+    }
+    for job in jobs {
+        job.await.unwrap();
+    }
+    // What is left is priced at the task's final rate.
+    let rate = c.get(&format!("/tasks/{task}")).await.expect(200).body["hourlyRate"].clone();
+    for entry in c
+        .get(&format!("/time-entries?projectId={project}"))
+        .await
+        .expect(200)
+        .items()
+    {
+        assert_eq!(entry["billableRate"], rate);
+    }
+}
+
+#[tokio::test]
+async fn timers_cannot_slip_into_approved_weeks_and_always_stop() {
+    let server = Server::start().await;
+    let org = server.db.bootstrap("business");
+    let c = server.as_key(&org.key);
+    let (project, subtask) = leaf(&c, json!({})).await;
+    // Started after the week was submitted: the approval waits for it.
+    let timer = c
+        .post("/time-entries/timer/start", json!({"subtaskId": subtask}))
+        .await
+        .expect(201);
+    let sheet = timer.body["timesheetId"].as_str().unwrap().to_owned();
+    c.post(&format!("/time-entries/{}/stop", timer.id()), json!({}))
+        .await
+        .expect(200);
+    c.post(&format!("/timesheets/{sheet}/submit"), json!({}))
+        .await
+        .expect(200);
+    let late = c
+        .post("/time-entries/timer/start", json!({"subtaskId": subtask}))
+        .await
+        .expect(201);
+    c.post(&format!("/timesheets/{sheet}/approve"), json!({}))
+        .await
+        .expect_error(409, "timer_running");
+    // Archiving the project does not trap the running timer.
+    c.patch(&format!("/projects/{project}"), json!({"isArchived": true}))
+        .await
+        .expect(200);
+    c.patch(
+        &format!("/time-entries/{}", timer.id()),
+        json!({"notes": "archived, still editable"}),
+    )
+    .await
+    .expect(200);
+    c.post(&format!("/time-entries/{}/stop", late.id()), json!({}))
+        .await
+        .expect(200);
+    c.post(&format!("/timesheets/{sheet}/approve"), json!({}))
+        .await
+        .expect(200);
+    // New time on an archived project is refused.
+    c.post("/time-entries/timer/start", json!({"subtaskId": subtask}))
+        .await
+        .expect_error(422, "validation_failed");
+    // Absurd durations are refused, not overflowed.
+    let r = c
+        .post("/time-entries", json!({"subtaskId": subtask, "startedAt": "2026-11-02T09:00:00Z", "durationSeconds": i64::MAX}))
+        .await
+        .expect_error(422, "validation_failed");
+    assert!(r.error_fields().contains(&"durationSeconds".to_owned()));
+    // Sorting by duration pages with a cursor.
+    let first = c
+        .get("/time-entries?sort=durationSeconds&pageSize=1&cursor=")
+        .await
+        .expect(200);
+    let next = first.body["nextCursor"].as_str().unwrap().to_owned();
+    let second = c
+        .get(&format!(
+            "/time-entries?sort=durationSeconds&pageSize=1&cursor={next}"
+        ))
+        .await
+        .expect(200);
+    assert_ne!(first.item_ids(), second.item_ids());
+}
