@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use clap::{Parser, Subcommand, ValueEnum};
+use timix_actions::Manifests;
 use timix_connectors::delivery::{
     AttemptLog, Deliverer, DeliveryJob, FastAttempt, queue_due_retries, requeue_stalled,
 };
@@ -71,6 +72,21 @@ enum Command {
     Org {
         #[command(subcommand)]
         command: OrgCommand,
+    },
+    /// Action and trigger manifests.
+    Manifests {
+        #[command(subcommand)]
+        command: ManifestsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ManifestsCommand {
+    /// Check manifests against the meta-schema: every problem with its file and path; exit 1 on any.
+    Check {
+        /// A folder laid out like `manifests/` (`actions/`, `triggers/`); the built-in ones if absent.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
     },
 }
 
@@ -161,6 +177,30 @@ fn main() -> ExitCode {
     }
 }
 
+/// `timix manifests check`: a summary on success, every problem on failure.
+fn check_manifests(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let checked = match dir {
+        Some(dir) => Manifests::from_dir(dir),
+        None => Manifests::built_in(),
+    };
+    match checked {
+        Ok(m) => {
+            println!(
+                "{} actions and {} triggers: all valid",
+                m.actions.len(),
+                m.triggers.len()
+            );
+            Ok(())
+        }
+        Err(problems) => {
+            for problem in &problems {
+                println!("{problem}");
+            }
+            Err(anyhow!("{} problem(s) in the manifests", problems.len()))
+        }
+    }
+}
+
 /// One clear line on stderr, non-zero exit.
 fn fail(error: anyhow::Error) -> ExitCode {
     let chain: Vec<String> = error.chain().map(|e| e.to_string()).collect();
@@ -193,6 +233,9 @@ async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
 
 async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
+        Command::Manifests {
+            command: ManifestsCommand::Check { dir },
+        } => check_manifests(dir.as_deref()),
         Command::Serve { role } => serve(settings, role).await,
         Command::Migrate => {
             let db = open_database(&settings).await?;
@@ -295,7 +338,17 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
     let queues = Queues::open(&settings.database_url)
         .await
         .context("cannot open the job queue")?;
-    let state = timix_web::AppState::new(db.clone(), Some(queues.clone()));
+    let manifests = Manifests::built_in().map_err(|problems| {
+        anyhow!(
+            "the built-in manifests are invalid: {}",
+            problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    })?;
+    let state = timix_web::AppState::new(db.clone(), Some(queues.clone()), Arc::new(manifests));
     let mut background = Vec::new();
     if matches!(role, ServeRole::Worker | ServeRole::All) {
         background.push(tokio::spawn(purge_expired(

@@ -1,4 +1,8 @@
-//! Running action manifests: input validation, template rendering, performing the request on
-//! this instance or through a connection, and reading the output.
+//! Action and trigger manifests (what timix can do, as data), the templates that map a flow's
+//! data into an action's input, and running actions.
 
+pub mod manifest;
+pub mod template;
+
+pub use manifest::{ActionManifest, ManifestProblem, Manifests, TriggerManifest};
 pub use timix_connectors as connectors;

@@ -11,6 +11,7 @@ mod hierarchy;
 mod isolation;
 mod limits;
 mod lists;
+mod manifests;
 mod receiver;
 mod roles;
 mod server;

@@ -18,6 +18,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{Response, StatusCode, header};
 use axum::middleware;
 use axum::response::IntoResponse;
+use timix_actions::Manifests;
 use timix_engine::Db;
 use timix_engine::jobs::Queues;
 use timix_engine::limits::Limiter;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub gate: GateOptions,
     /// The job queue, for handlers that queue work (a delivery retried by hand).
     pub queues: Option<Queues>,
+    /// The action and trigger manifests.
+    pub manifests: Arc<Manifests>,
 }
 
 /// What the gate applies beyond authentication. Both switches exist for the benchmark that
@@ -62,8 +65,9 @@ impl Default for GateOptions {
 }
 
 impl AppState {
-    pub fn new(db: Db, queues: Option<Queues>) -> Self {
+    pub fn new(db: Db, queues: Option<Queues>, manifests: Arc<Manifests>) -> Self {
         Self {
+            manifests,
             limiter: Arc::new(Limiter::for_database(&db)),
             usage: Arc::new(UsageCounter::default()),
             gate: GateOptions::default(),

@@ -43,6 +43,7 @@ timers, timesheets, invoices and financial reports, people and keys, and the ord
         (name = "holiday-profiles", description = "Working days and holidays that set capacity"),
         (name = "invoices", description = "Drafts from time or lines; issue, pay, void; PDF"),
         (name = "financial-reports", description = "Revenue, budgets, unbilled time, customer billing; CSV exports"),
+        (name = "manifests", description = "The actions and triggers flows are made of"),
         (name = "events", description = "The ordered change log"),
         (name = "webhooks", description = "Signed deliveries of events to your endpoints"),
         (name = "hooks", description = "REST hooks for Zapier, Make and Workato"),

@@ -7,6 +7,7 @@ pub mod hierarchy;
 pub mod account;
 pub mod events;
 pub mod invoicing;
+pub mod manifests;
 pub mod people;
 pub mod reports;
 pub mod time;
@@ -27,6 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(time::router())
         .merge(invoicing::router())
         .merge(reports::router())
+        .merge(manifests::router())
         .merge(events::router())
         .merge(webhooks::router())
 }
