@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use clap::{Parser, Subcommand, ValueEnum};
-use timix_actions::Manifests;
 use timix_connectors::delivery::{
     AttemptLog, Deliverer, DeliveryJob, FastAttempt, queue_due_retries, requeue_stalled,
 };
@@ -16,6 +15,7 @@ use timix_connectors::outbound::Outbound;
 use timix_engine::Db;
 use timix_engine::bootstrap::{BootstrapInput, bootstrap};
 use timix_engine::jobs::Queues;
+use timix_engine::manifest::Manifests;
 use timix_engine::organizations::{self, BillingState, Plan};
 use timix_triggers::dispatcher::Dispatcher;
 use tracing_subscriber::EnvFilter;

@@ -1,8 +1,4 @@
-//! Action and trigger manifests (what timix can do, as data), the templates that map a flow's
-//! data into an action's input, and running actions.
+//! Running action manifests: input validation, template rendering, performing the request on
+//! this instance or through a connection, and reading the output.
 
-pub mod manifest;
-pub mod template;
-
-pub use manifest::{ActionManifest, ManifestProblem, Manifests, TriggerManifest};
 pub use timix_connectors as connectors;

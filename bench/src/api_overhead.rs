@@ -126,7 +126,8 @@ async fn main() -> anyhow::Result<()> {
 
 /// Serves the application on a free port; returns its base URL.
 async fn serve(db: Db, limits: bool) -> anyhow::Result<String> {
-    let manifests = timix_actions::Manifests::built_in().expect("valid built-in manifests");
+    let manifests =
+        timix_engine::manifest::Manifests::built_in().expect("valid built-in manifests");
     let mut state = AppState::new(db, None, std::sync::Arc::new(manifests));
     // A budget the load cannot exhaust, so that every request takes the full allowed path.
     state.gate = GateOptions {

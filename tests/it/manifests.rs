@@ -31,17 +31,29 @@ async fn the_catalogue_lists_every_action_and_trigger() {
     ] {
         assert!(keys.contains(&key), "{key} in {keys:?}");
     }
-    assert_eq!(list.header("x-total-count"), Some(keys.len().to_string().as_str()));
+    assert_eq!(
+        list.header("x-total-count"),
+        Some(keys.len().to_string().as_str())
+    );
     let one = c.get("/manifests/create_project").await.expect(200);
     assert_eq!(one.body["kind"], "action");
     assert_eq!(one.body["actionKind"], "create");
-    assert_eq!(one.body["inputSchema"]["required"], json!(["customerId", "name"]));
+    assert_eq!(
+        one.body["inputSchema"]["required"],
+        json!(["customerId", "name"])
+    );
     assert_eq!(one.body["sample"]["name"], "Website relaunch");
     let trigger = c.get("/manifests/new_customer").await.expect(200);
     assert_eq!(trigger.body["kind"], "trigger");
     assert_eq!(trigger.body["event"], "customer.created");
-    c.get("/manifests/nope").await.expect_error(404, "not_found");
-    server.anonymous().get("/manifests").await.expect_error(401, "unauthenticated");
+    c.get("/manifests/nope")
+        .await
+        .expect_error(404, "not_found");
+    server
+        .anonymous()
+        .get("/manifests")
+        .await
+        .expect_error(401, "unauthenticated");
 }
 
 #[tokio::test]
@@ -75,8 +87,17 @@ async fn manifests_check_reports_every_problem_with_file_and_path() {
     let out = String::from_utf8_lossy(&bad.stdout);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 3, "{out}");
-    assert!(lines[0].starts_with("actions/broken.yaml: /output/select:"), "{out}");
-    assert!(lines[1].starts_with("actions/broken.yaml: /request/method:"), "{out}");
-    assert!(lines[2].starts_with("triggers/new_thing.yaml: /sample:"), "{out}");
+    assert!(
+        lines[0].starts_with("actions/broken.yaml: /output/select:"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("actions/broken.yaml: /request/method:"),
+        "{out}"
+    );
+    assert!(
+        lines[2].starts_with("triggers/new_thing.yaml: /sample:"),
+        "{out}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -7,10 +7,10 @@ use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::Value;
-use timix_actions::manifest::ActionKind;
-use timix_actions::{ActionManifest, TriggerManifest};
 use timix_engine::Error;
 use timix_engine::auth::Permission;
+use timix_engine::manifest::ActionKind;
+use timix_engine::manifest::{ActionManifest, TriggerManifest};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

@@ -1,4 +1,5 @@
-//! Manifests: what an action does and what a trigger reads, as data (`manifests/*/*.yaml`).
+//! Manifests: what an action does and what a trigger reads, as data (`manifests/*/*.yaml`),
+//! the types the engine, the connectors' app generators and the flow runner share.
 //! Each file is checked against our meta-schema (`meta_schema.json`), then for what a schema
 //! cannot say: the key matches the file name, the input schema is a valid JSON Schema, every
 //! template parses, keys are unique. Every problem is reported with its file and path.
@@ -451,7 +452,11 @@ mod tests {
             Manifests::parse([("actions/make_thing.yaml".to_owned(), bad_action.to_owned())])
                 .unwrap_err();
         let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
-        assert_eq!(paths, vec!["/kind", "/input", "/request/path"], "{problems:?}");
+        assert_eq!(
+            paths,
+            vec!["/kind", "/input", "/request/path"],
+            "{problems:?}"
+        );
         let fixed = bad_action.replace("kind: explode", "kind: create");
         let problems =
             Manifests::parse([("actions/make_thing.yaml".to_owned(), fixed)]).unwrap_err();
