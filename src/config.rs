@@ -34,6 +34,9 @@ pub struct GlobalArgs {
     /// How long an Idempotency-Key is remembered, e.g. `24h` [default: 24h].
     #[arg(long, env = "TIMIX_IDEMPOTENCY_RETENTION", global = true)]
     pub idempotency_retention: Option<String>,
+    /// The wait before a flow step's first retry; each next one doubles it [default: 2s].
+    #[arg(long, env = "TIMIX_FLOW_RETRY_BASE", global = true)]
+    pub flow_retry_base: Option<String>,
     /// Log filter, e.g. `info` or `timix_web=debug` [default: info].
     #[arg(long, env = "TIMIX_LOG", global = true)]
     pub log: Option<String>,
@@ -59,6 +62,7 @@ struct FileConfig {
     allow_private_targets: Option<bool>,
     webhook_retry_schedule: Option<String>,
     idempotency_retention: Option<String>,
+    flow_retry_base: Option<String>,
     log: Option<String>,
     log_format: Option<String>,
 }
@@ -78,6 +82,7 @@ pub struct Settings {
     pub allow_private_targets: bool,
     pub webhook_retry_schedule: Vec<Duration>,
     pub idempotency_retention: Duration,
+    pub flow_retry_base: Duration,
     pub log: String,
     pub log_format: LogFormat,
 }
@@ -126,7 +131,20 @@ impl Settings {
             [one] => *one,
             _ => bail!("TIMIX_IDEMPOTENCY_RETENTION must be one duration such as 24h"),
         };
+        let retry_base = args
+            .flow_retry_base
+            .clone()
+            .or(file.flow_retry_base)
+            .unwrap_or_else(|| "2s".to_owned());
+        let flow_retry_base = match parse_schedule(&retry_base)
+            .context("TIMIX_FLOW_RETRY_BASE")?
+            .as_slice()
+        {
+            [one] => *one,
+            _ => bail!("TIMIX_FLOW_RETRY_BASE must be one duration such as 2s"),
+        };
         Ok(Settings {
+            flow_retry_base,
             bind: args
                 .bind
                 .clone()

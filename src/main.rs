@@ -17,7 +17,10 @@ use timix_engine::bootstrap::{BootstrapInput, bootstrap};
 use timix_engine::jobs::Queues;
 use timix_engine::manifest::Manifests;
 use timix_engine::organizations::{self, BillingState, Plan};
+use timix_triggers::actions::Runner;
 use timix_triggers::dispatcher::Dispatcher;
+use timix_triggers::flow_runner::{FlowRunner, RunJob, sweep_runs};
+use timix_web::instance::InProcess;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{GlobalArgs, LogFormat, Settings};
@@ -356,6 +359,7 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
             settings.idempotency_retention,
         )));
         background.extend(start_delivery(&settings, &db, &queues));
+        background.extend(start_flows(&settings, &state, &queues));
     }
     if matches!(role, ServeRole::Worker) {
         tracing::info!(backend = db.backend().name(), "worker started");
@@ -387,6 +391,49 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
     db.close().await;
     tracing::info!("Stopped after finishing in-flight requests.");
     Ok(())
+}
+
+/// Flow runs: the workers that execute them and the sweeper that queues due retries and runs a
+/// crashed process left behind. (Event-triggered runs are started by the dispatcher.)
+fn start_flows(
+    settings: &Settings,
+    state: &timix_web::AppState,
+    queues: &Queues,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let runner = Arc::new(FlowRunner {
+        db: state.db.clone(),
+        manifests: state.manifests.clone(),
+        runner: Runner::new(
+            Box::new(InProcess::new(state.clone())),
+            Outbound::new(settings.allow_private_targets, Duration::from_secs(30)),
+        ),
+        retry_base: settings.flow_retry_base,
+    });
+    let runner_for_sweeps = runner.clone();
+    let workers = {
+        let queues = queues.clone();
+        async move {
+            for round in 0u64.. {
+                let name = format!("runs-{}-{round}", std::process::id());
+                match queues
+                    .work::<RunJob, _>(&name, runner.clone(), RUN_CONCURRENCY)
+                    .await
+                {
+                    Ok(()) => tracing::warn!("The run worker stopped; starting it again."),
+                    Err(error) => {
+                        tracing::error!(%error, "The run worker failed; starting it again.")
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    let sweeper = sweep_runs(
+        runner_for_sweeps,
+        Duration::from_millis(100),
+        RUN_CONCURRENCY,
+    );
+    vec![tokio::spawn(workers), tokio::spawn(sweeper)]
 }
 
 /// Webhook delivery: the dispatcher, the workers that send, and the sweeper that requeues what a
@@ -490,6 +537,8 @@ fn start_delivery(
 
 /// Deliveries in flight at once, per process.
 const DELIVERY_CONCURRENCY: usize = 64;
+/// Flow runs one worker performs at a time.
+const RUN_CONCURRENCY: usize = 32;
 
 /// Writes request counts every few seconds and forgets idle rate-limit state every minute.
 async fn keep_request_counters(state: timix_web::AppState) {

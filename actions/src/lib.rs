@@ -1,4 +1,368 @@
-//! Running action manifests: input validation, template rendering, performing the request on
-//! this instance or through a connection, and reading the output.
+//! Running an action manifest: the request it describes is built from a step's input and
+//! performed, on this instance in-process (same validation, roles and events as the API) or
+//! over HTTP; the output is read from the answer; a failure is told retryable or permanent by
+//! the manifest.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use timix_connectors::outbound::{Outbound, refused_target};
+use timix_engine::auth::Actor;
+use timix_engine::manifest::{ActionManifest, Mapping, Select};
+use timix_engine::template;
 
 pub use timix_connectors as connectors;
+
+/// A call of this instance's API, made in-process.
+#[derive(Debug, Clone)]
+pub struct ApiCall {
+    pub method: String,
+    /// Below the API base, with its query string: `/customers?q=acme`.
+    pub path: String,
+    pub body: Option<Value>,
+}
+
+/// What an HTTP answer says.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub retry_after: Option<Duration>,
+    pub body: Value,
+}
+
+/// This instance, called in-process as an actor (the web layer provides it).
+pub trait Instance: Send + Sync {
+    fn call(&self, actor: Actor, call: ApiCall)
+    -> Pin<Box<dyn Future<Output = Reply> + Send + '_>>;
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The output the manifest selects.
+    Done(Value),
+    /// Worth another attempt (network, 429, 5xx…), after `after` if the target said so.
+    Retry {
+        error: Value,
+        after: Option<Duration>,
+    },
+    /// Another attempt would fail the same way (4xx, a bad template, an invalid input).
+    Fail(Value),
+}
+
+fn failure(code: &str, message: impl Into<String>) -> Value {
+    json!({"code": code, "message": message.into()})
+}
+
+/// Performs actions: this instance in-process, anything else through the guarded client.
+pub struct Runner {
+    instance: Box<dyn Instance>,
+    outbound: Outbound,
+}
+
+impl Runner {
+    pub fn new(instance: Box<dyn Instance>, outbound: Outbound) -> Self {
+        Self { instance, outbound }
+    }
+
+    /// One attempt of `action` with an input already rendered and validated.
+    pub async fn perform(&self, action: &ActionManifest, input: &Value, actor: &Actor) -> Outcome {
+        let request = match build(action, input) {
+            Ok(r) => r,
+            Err(message) => return Outcome::Fail(failure("template", message)),
+        };
+        let reply = match request.target {
+            Target::Api(path) => {
+                let call = ApiCall {
+                    method: request.method,
+                    path: with_query(&path, &request.query),
+                    body: request.body,
+                };
+                self.instance.call(actor.clone(), call).await
+            }
+            Target::Url(url) => match self
+                .send(
+                    &request.method,
+                    &url,
+                    &request.query,
+                    &request.headers,
+                    request.body,
+                )
+                .await
+            {
+                Ok(reply) => reply,
+                Err(outcome) => return outcome,
+            },
+        };
+        read(action, reply)
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        url: &str,
+        query: &[(String, String)],
+        headers: &[(String, String)],
+        body: Option<Value>,
+    ) -> Result<Reply, Outcome> {
+        let mut parsed = self
+            .outbound
+            .check(url)
+            .map_err(|e| Outcome::Fail(failure("target_refused", e.to_string())))?;
+        if !query.is_empty() {
+            parsed.query_pairs_mut().extend_pairs(query);
+        }
+        let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|_| {
+            Outcome::Fail(failure(
+                "invalid_input",
+                format!("{method} is not an HTTP method"),
+            ))
+        })?;
+        let mut builder = self.outbound.client().request(method, parsed);
+        for (name, value) in headers {
+            builder = builder.header(name, value);
+        }
+        if let Some(body) = body {
+            builder = builder.json(&body);
+        }
+        let response = builder.send().await.map_err(|e| match refused_target(&e) {
+            Some(reason) => Outcome::Fail(failure("target_refused", reason)),
+            None => Outcome::Retry {
+                error: failure("network", e.to_string()),
+                after: None,
+            },
+        })?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let bytes = response.bytes().await.map_err(|e| Outcome::Retry {
+            error: failure("network", e.to_string()),
+            after: None,
+        })?;
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Ok(Reply {
+            status,
+            retry_after,
+            body,
+        })
+    }
+}
+
+enum Target {
+    Api(String),
+    Url(String),
+}
+
+struct Built {
+    method: String,
+    target: Target,
+    query: Vec<(String, String)>,
+    headers: Vec<(String, String)>,
+    body: Option<Value>,
+}
+
+fn text_of(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The pairs of a query or headers mapping; absent and empty values are left out.
+fn pairs(mapping: Option<&Mapping>, data: &Value) -> Result<Vec<(String, String)>, String> {
+    let Some(object) = mapped(mapping, data)? else {
+        return Ok(Vec::new());
+    };
+    Ok(object
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, v)| !v.is_null() && *v != &Value::String(String::new()))
+        .map(|(k, v)| (k.clone(), text_of(v)))
+        .collect())
+}
+
+/// A mapping's value: part of the input as is, or the object its templates render.
+fn mapped(mapping: Option<&Mapping>, data: &Value) -> Result<Option<Value>, String> {
+    match mapping {
+        None => Ok(None),
+        Some(Mapping::Input(reference)) => Ok(match reference.strip_prefix("input.") {
+            Some(field) => data["input"].get(field).cloned(),
+            None => Some(data["input"].clone()),
+        }),
+        Some(Mapping::Templates(map)) => {
+            let mut out = Map::new();
+            for (key, text) in map {
+                if let Some(value) =
+                    template::render_optional(text, data).map_err(|e| format!("{key}: {e}"))?
+                {
+                    out.insert(key.clone(), value);
+                }
+            }
+            Ok(Some(Value::Object(out)))
+        }
+    }
+}
+
+fn build(action: &ActionManifest, input: &Value) -> Result<Built, String> {
+    let data = json!({"input": input});
+    let spec = &action.request;
+    let render = |text: &str| {
+        template::render(text, &data)
+            .map(|v| text_of(&v))
+            .map_err(|e| e.0)
+    };
+    let method = render(&spec.method)?.to_uppercase();
+    let target = match (&spec.path, &spec.url) {
+        (Some(path), _) => Target::Api(render(path)?),
+        (None, Some(url)) => Target::Url(render(url)?),
+        (None, None) => return Err("the manifest's request has neither path nor url".into()),
+    };
+    let mut body = mapped(spec.body.as_ref(), &data)?;
+    if let (Some(Value::Object(object)), false) = (&mut body, spec.exclude.is_empty()) {
+        for field in &spec.exclude {
+            object.remove(field);
+        }
+    }
+    Ok(Built {
+        method,
+        target,
+        query: pairs(spec.query.as_ref(), &data)?,
+        headers: pairs(spec.headers.as_ref(), &data)?,
+        body,
+    })
+}
+
+fn with_query(path: &str, query: &[(String, String)]) -> String {
+    if query.is_empty() {
+        return path.to_owned();
+    }
+    let mut url = url::Url::parse("http://instance").expect("a valid base");
+    url.set_path(path);
+    url.query_pairs_mut().extend_pairs(query);
+    match url.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    }
+}
+
+/// Reads an answer: the selected output, or a failure the manifest calls retryable or not.
+fn read(action: &ActionManifest, reply: Reply) -> Outcome {
+    if (200..300).contains(&reply.status) {
+        let output = match action.output.select {
+            Select::Item if action.request.url.is_some() => {
+                json!({"status": reply.status, "body": reply.body})
+            }
+            Select::Item => reply.body,
+            Select::First => reply.body["items"].get(0).cloned().unwrap_or(Value::Null),
+            Select::Items => reply.body["items"].clone(),
+        };
+        return Outcome::Done(output);
+    }
+    let envelope = &reply.body["error"];
+    let mut error = if envelope.is_object() {
+        envelope.clone()
+    } else {
+        json!({"code": "http_error", "message": text_of(&reply.body)})
+    };
+    if let Some(object) = error.as_object_mut() {
+        object.insert("status".into(), json!(reply.status));
+        object.remove("requestId");
+    }
+    if action.retry.statuses.contains(&reply.status) {
+        Outcome::Retry {
+            error,
+            after: reply.retry_after,
+        }
+    } else {
+        Outcome::Fail(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use timix_engine::manifest::Manifests;
+
+    use super::*;
+
+    #[test]
+    fn requests_are_built_from_the_input() {
+        let manifests = Manifests::built_in().unwrap();
+        let update = &manifests.actions["update_customer"];
+        let built = build(update, &json!({"id": "cus_1", "name": "Acme"})).unwrap();
+        assert_eq!(built.method, "PATCH");
+        assert!(matches!(built.target, Target::Api(ref p) if p == "/customers/cus_1"));
+        assert_eq!(
+            built.body,
+            Some(json!({"name": "Acme"})),
+            "the id goes in the path only"
+        );
+        let find = &manifests.actions["find_customer"];
+        let built = build(find, &json!({"q": "acme"})).unwrap();
+        assert_eq!(built.method, "GET");
+        assert_eq!(built.body, None);
+        assert_eq!(
+            built.query,
+            vec![
+                ("pageSize".to_owned(), "1".to_owned()),
+                ("q".to_owned(), "acme".to_owned())
+            ]
+        );
+        assert_eq!(
+            with_query("/customers", &built.query),
+            "/customers?pageSize=1&q=acme"
+        );
+        let http = &manifests.actions["http_request"];
+        let built = build(http, &json!({"method": "post", "url": "https://example.com/x", "body": {"a": 1}, "headers": {"X-A": "b"}})).unwrap();
+        assert_eq!(built.method, "POST");
+        assert!(matches!(built.target, Target::Url(ref u) if u == "https://example.com/x"));
+        assert_eq!(built.body, Some(json!({"a": 1})));
+        assert_eq!(built.headers, vec![("X-A".to_owned(), "b".to_owned())]);
+    }
+
+    #[test]
+    fn answers_are_read_by_the_manifest() {
+        let manifests = Manifests::built_in().unwrap();
+        let create = &manifests.actions["create_customer"];
+        let reply = |status: u16, body: Value| Reply {
+            status,
+            retry_after: None,
+            body,
+        };
+        assert_eq!(
+            read(create, reply(201, json!({"id": "cus_1"}))),
+            Outcome::Done(json!({"id": "cus_1"}))
+        );
+        assert!(matches!(
+            read(create, reply(503, json!("busy"))),
+            Outcome::Retry { .. }
+        ));
+        assert!(matches!(
+            read(create, reply(429, json!({}))),
+            Outcome::Retry { .. }
+        ));
+        let refused = read(
+            create,
+            reply(
+                422,
+                json!({"error": {"code": "validation_failed", "message": "no", "requestId": "r"}}),
+            ),
+        );
+        assert_eq!(
+            refused,
+            Outcome::Fail(json!({"code": "validation_failed", "message": "no", "status": 422}))
+        );
+        let find = &manifests.actions["find_customer"];
+        assert_eq!(
+            read(find, reply(200, json!({"items": []}))),
+            Outcome::Done(Value::Null)
+        );
+    }
+}

@@ -80,10 +80,12 @@ pub enum Permission {
     WriteInvoices,
     /// Holiday profiles, which set users' expected capacity.
     WriteHolidayProfiles,
+    /// Flows and their runs.
+    ManageFlows,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 15] = [
+    pub const ALL: [Permission; 16] = [
         Permission::ReadAll,
         Permission::WriteOrganization,
         Permission::WriteOrgUsers,
@@ -99,6 +101,7 @@ impl Permission {
         Permission::ReadFinancials,
         Permission::WriteInvoices,
         Permission::WriteHolidayProfiles,
+        Permission::ManageFlows,
     ];
 
     /// The permission matrix: the least role that holds each permission.
@@ -117,7 +120,8 @@ impl Permission {
             Permission::WriteOrgUsers
             | Permission::ManageApiKeys
             | Permission::ManageWebhooks
-            | Permission::WriteHolidayProfiles => Role::Admin,
+            | Permission::WriteHolidayProfiles
+            | Permission::ManageFlows => Role::Admin,
             Permission::WriteOrganization => Role::Owner,
         }
     }
@@ -144,6 +148,7 @@ impl Permission {
             Permission::ReadFinancials => "financials:read",
             Permission::WriteInvoices => "invoices:write",
             Permission::WriteHolidayProfiles => "holiday_profiles:write",
+            Permission::ManageFlows => "flows:write",
         }
     }
 }
@@ -360,6 +365,39 @@ pub async fn authenticate(db: &Db, key: &str, org_header: Option<&str>) -> Resul
             expires_at,
         },
         organization,
+        conditions: Conditions::default(),
+    })
+}
+
+/// The actor a flow's steps act as: the flow's owner with their current role, on behalf of
+/// `on_behalf` (the flow, in place of a key). A removed or deactivated owner acts no more.
+pub async fn acting_user(
+    db: &Db,
+    org_id: &str,
+    user_id: &str,
+    on_behalf: ApiKeyRef,
+) -> Result<Actor> {
+    let organization = crate::organizations::find(db, org_id).await?;
+    let row = Sql::new(
+        "SELECT email, name, role, is_active FROM org_users WHERE id = ? AND org_id = ? AND deleted_at IS NULL",
+    )
+    .arg(user_id)
+    .arg(org_id)
+    .fetch_optional(db)
+    .await?
+    .ok_or_else(|| Error::forbidden("the flow's owner no longer exists"))?;
+    if !row::get_bool(&row, "is_active")? {
+        return Err(Error::forbidden("the flow's owner is deactivated"));
+    }
+    let role = Role::parse(&row::get_str(&row, "role")?)
+        .ok_or_else(|| Error::Internal("unknown role stored".into()))?;
+    Ok(Actor {
+        organization,
+        user_id: user_id.to_owned(),
+        user_email: row::get_str(&row, "email")?,
+        user_name: row::get_str(&row, "name")?,
+        role,
+        api_key: on_behalf,
         conditions: Conditions::default(),
     })
 }

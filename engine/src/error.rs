@@ -114,6 +114,20 @@ impl Problems {
         self.0.is_empty()
     }
 
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether a problem was found at `field` or below it (`steps` covers `steps[0].key`).
+    pub fn has(&self, field: &str) -> bool {
+        self.0.iter().any(|e| {
+            e.field == field
+                || e.field
+                    .strip_prefix(field)
+                    .is_some_and(|rest| rest.starts_with(['.', '[']))
+        })
+    }
+
     /// `Ok(())` when nothing was found, otherwise a `Validation` error with every problem.
     pub fn into_result(self) -> Result<()> {
         if self.0.is_empty() {

@@ -77,6 +77,50 @@ impl Changes {
     }
 }
 
+/// Every event type the log carries.
+pub const TYPES: &[&str] = &[
+    "customer.created",
+    "customer.updated",
+    "customer.deleted",
+    "project.created",
+    "project.updated",
+    "project.deleted",
+    "project.budget_threshold_reached",
+    "task.created",
+    "task.updated",
+    "task.deleted",
+    "subtask.created",
+    "subtask.updated",
+    "subtask.deleted",
+    "time_entry.created",
+    "time_entry.updated",
+    "time_entry.deleted",
+    "timer.started",
+    "timer.stopped",
+    "timesheet.submitted",
+    "timesheet.approved",
+    "timesheet.rejected",
+    "invoice.created",
+    "invoice.updated",
+    "invoice.deleted",
+    "invoice.issued",
+    "invoice.paid",
+    "invoice.voided",
+    "holiday_profile.created",
+    "holiday_profile.updated",
+    "holiday_profile.deleted",
+    "org_user.created",
+    "org_user.updated",
+    "org_user.deleted",
+    "api_key.created",
+    "api_key.revoked",
+    "flow.created",
+    "flow.updated",
+    "flow.deleted",
+    "webhook.test",
+    "webhook_endpoint.disabled",
+];
+
 /// The transaction-scoped advisory lock that orders appends to the log on Postgres.
 const APPEND_LOCK: i64 = 7_146_201;
 

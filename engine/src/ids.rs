@@ -20,3 +20,5 @@ pub const INVOICE: &str = "inv";
 pub const INVOICE_LINE: &str = "inl";
 pub const PAYMENT: &str = "pay";
 pub const HOLIDAY_PROFILE: &str = "hol";
+pub const FLOW: &str = "flw";
+pub const RUN: &str = "run";

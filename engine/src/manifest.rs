@@ -150,13 +150,41 @@ pub struct TriggerManifest {
 }
 
 /// Every manifest, by key.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Manifests {
     pub actions: BTreeMap<String, ActionManifest>,
     pub triggers: BTreeMap<String, TriggerManifest>,
+    /// Each action's input schema, compiled (formats asserted).
+    inputs: BTreeMap<String, std::sync::Arc<jsonschema::Validator>>,
+}
+
+impl std::fmt::Debug for Manifests {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manifests")
+            .field("actions", &self.actions.keys().collect::<Vec<_>>())
+            .field("triggers", &self.triggers.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl Manifests {
+    /// Checks a step's rendered input against its action's schema; every problem as
+    /// (JSON pointer below the input, message).
+    pub fn check_input(&self, action: &str, input: &Value) -> Result<(), Vec<(String, String)>> {
+        let Some(validator) = self.inputs.get(action) else {
+            return Err(vec![(String::new(), format!("{action} is not an action"))]);
+        };
+        let problems: Vec<(String, String)> = validator
+            .iter_errors(input)
+            .map(|e| (e.instance_path().to_string(), e.to_string()))
+            .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
     /// The manifests built into this binary (`manifests/` at build time).
     pub fn built_in() -> Result<Self, Vec<ManifestProblem>> {
         Self::parse(
@@ -286,6 +314,21 @@ impl Manifests {
                     }
                     Err(e) => problems.push(problem("", e.to_string())),
                 }
+            }
+        }
+        for (key, action) in &out.actions {
+            match jsonschema::options()
+                .should_validate_formats(true)
+                .build(&action.input)
+            {
+                Ok(v) => {
+                    out.inputs.insert(key.clone(), std::sync::Arc::new(v));
+                }
+                Err(e) => problems.push(ManifestProblem {
+                    file: format!("actions/{key}.yaml"),
+                    path: "/input".into(),
+                    message: format!("not a valid JSON Schema: {e}"),
+                }),
             }
         }
         if problems.is_empty() {

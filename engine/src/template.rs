@@ -90,6 +90,15 @@ fn describe(error: &RenderError) -> String {
     }
 }
 
+/// Renders a template whose variables may be absent (a manifest's optional inputs): a sole
+/// `{{path}}` that is missing gives None; anything else renders as [`render`] does.
+pub fn render_optional(text: &str, data: &Value) -> Result<Option<Value>, TemplateError> {
+    if let Some(path) = sole_path(text) {
+        return Ok(lookup(data, path).cloned());
+    }
+    render(text, data).map(Some)
+}
+
 /// Renders every string of `value` that is a template (object values, array items), keeping
 /// its shape. Errors carry the path below `at`, e.g. `steps[0].input.name`.
 pub fn render_value(

@@ -7,6 +7,7 @@ mod auth;
 mod billing;
 mod errors;
 mod events;
+mod flows;
 mod hierarchy;
 mod isolation;
 mod limits;

@@ -10,11 +10,15 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use timix_connectors::delivery::{DeliveryJob, FastAttempt};
+
+use crate::flow_runner::RunJob;
 use timix_engine::db::{Backend, Db, Sql, row};
 use timix_engine::error::Result;
 use timix_engine::events;
+use timix_engine::flows;
 use timix_engine::ids;
 use timix_engine::jobs::Queues;
+use timix_engine::runs;
 use timix_engine::time::{now_ms, parse_instant};
 use timix_engine::webhooks::{self, Subscription};
 
@@ -146,14 +150,31 @@ impl Dispatcher {
             return Ok(false);
         }
         let mut queued = Vec::new();
+        let mut started_runs = Vec::new();
+        let mut listening: HashMap<(String, String), Vec<flows::LiveFlow>> = HashMap::new();
         let now = now_ms();
         let batch: Vec<Arc<events::Event>> = batch.into_iter().map(Arc::new).collect();
         for event in &batch {
+            let occurred = parse_instant(&event.occurred_at).unwrap_or(now);
+            let key = (event.organization_id.clone(), event.kind.clone());
+            if !listening.contains_key(&key) {
+                let found = flows::listening(&mut tx, &key.0, &key.1).await?;
+                listening.insert(key.clone(), found);
+            }
+            for flow in &listening[&key] {
+                let enabled_before = flow.enabled_at.is_some_and(|at| at <= occurred);
+                if !enabled_before || !flows::matches_filters(&flow.trigger, &event.data) {
+                    continue;
+                }
+                // Unique per (flow, event): a replayed batch starts nothing twice.
+                if let Some(run_id) = runs::start(&mut tx, flow, &event.id, &event.data).await? {
+                    started_runs.push(RunJob { run_id });
+                }
+            }
             if !subscriptions.contains_key(&event.organization_id) {
                 let subs = webhooks::enabled_for(&mut tx, &event.organization_id).await?;
                 subscriptions.insert(event.organization_id.clone(), subs);
             }
-            let occurred = parse_instant(&event.occurred_at).unwrap_or(now);
             for sub in &subscriptions[&event.organization_id] {
                 if occurred < sub.created_at || !sub.wants(&event.kind, &event.data) {
                     continue;
@@ -200,6 +221,11 @@ impl Dispatcher {
         // The deliveries are committed: a job that cannot be queued now is found by the sweeper.
         if let Err(error) = self.queues.push_many(jobs).await {
             tracing::warn!(%error, "Could not queue delivery jobs; the sweeper will.");
+        }
+        if !started_runs.is_empty()
+            && let Err(error) = self.queues.push_many(started_runs).await
+        {
+            tracing::warn!(%error, "Could not queue run jobs; the sweeper will.");
         }
         Ok(batch.len() as i64 == BATCH)
     }

@@ -1,6 +1,8 @@
-//! The trigger engine: the event-log dispatcher (today: webhook and REST-hook deliveries), and
-//! later poll scheduling, inbound webhooks and flow runs.
+//! The trigger engine: the event-log dispatcher (webhook deliveries and event-triggered flow
+//! runs), inbound webhook triggers, and the runner that executes flow runs.
 
 pub mod dispatcher;
+pub mod flow_runner;
+pub mod inbound;
 
 pub use timix_actions as actions;

@@ -4,6 +4,7 @@
 pub mod error;
 pub mod extract;
 pub mod gate;
+pub mod instance;
 pub mod openapi;
 pub mod request_id;
 pub mod response;
@@ -82,7 +83,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api_router().1
 }
 
-fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+pub(crate) fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest(BASE, routes::router())
         .split_for_parts()

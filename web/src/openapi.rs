@@ -4,10 +4,12 @@
 use serde::Serialize;
 use timix_engine::api_keys::ApiKey;
 use timix_engine::customers::Customer;
+use timix_engine::flows::Flow;
 use timix_engine::holiday_profiles::HolidayProfile;
 use timix_engine::invoices::Invoice;
 use timix_engine::org_users::OrgUser;
 use timix_engine::projects::Project;
+use timix_engine::runs::Run;
 use timix_engine::subtasks::Subtask;
 use timix_engine::tasks::Task;
 use timix_engine::time_entries::TimeEntry;
@@ -44,6 +46,8 @@ timers, timesheets, invoices and financial reports, people and keys, and the ord
         (name = "invoices", description = "Drafts from time or lines; issue, pay, void; PDF"),
         (name = "financial-reports", description = "Revenue, budgets, unbilled time, customer billing; CSV exports"),
         (name = "manifests", description = "The actions and triggers flows are made of"),
+        (name = "flows", description = "When this happens, do these steps: triggers, steps, tests, inbound webhooks"),
+        (name = "runs", description = "Each execution of a flow, step by step; replay"),
         (name = "events", description = "The ordered change log"),
         (name = "webhooks", description = "Signed deliveries of events to your endpoints"),
         (name = "hooks", description = "REST hooks for Zapier, Make and Workato"),
@@ -133,3 +137,5 @@ list_schema!(TimeEntryList, TimeEntry);
 list_schema!(TimesheetList, Timesheet);
 list_schema!(HolidayProfileList, HolidayProfile);
 list_schema!(InvoiceList, Invoice);
+list_schema!(FlowList, Flow);
+list_schema!(RunList, Run);

@@ -6,6 +6,7 @@ pub mod hierarchy;
 
 pub mod account;
 pub mod events;
+pub mod flows;
 pub mod invoicing;
 pub mod manifests;
 pub mod people;
@@ -29,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(invoicing::router())
         .merge(reports::router())
         .merge(manifests::router())
+        .merge(flows::router())
         .merge(events::router())
         .merge(webhooks::router())
 }

@@ -1,0 +1,703 @@
+//! Flows: "when this happens, do these steps". A trigger (an event of the log, an inbound
+//! webhook, a cron schedule) and steps, each an action manifest with its input mapped by
+//! templates from the trigger's record and earlier steps' outputs. A flow is checked whole
+//! against the manifests before it is stored: every problem comes back with its field path.
+
+use std::collections::BTreeSet;
+use std::str::FromStr;
+
+use rand::RngExt;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::auth::{Actor, Permission};
+use crate::db::{Db, Sql, Tx, row};
+use crate::error::{Error, FieldError, Problems, Result};
+use crate::events;
+use crate::fields::{self, SHORT_TEXT};
+use crate::ids;
+use crate::list::{self, FilterKind, ListParams, ListSpec, Page};
+use crate::manifest::Manifests;
+use crate::patch::Patch;
+use crate::template;
+use crate::time::{format_ms, format_opt, now_ms};
+
+pub const NOUN: &str = "flow";
+/// Where inbound webhook triggers are received, followed by the flow's token.
+pub const INBOUND_PATH: &str = "/api/integration/v1/hooks/in/";
+pub const MAX_STEPS: usize = 25;
+const TRIGGER_TYPES: [&str; 3] = ["event", "webhook", "schedule"];
+
+pub const LIST: ListSpec = ListSpec {
+    table: "flows",
+    sorts: &[("name", "name")],
+    filters: &[
+        ("name", "name", FilterKind::Text),
+        ("isEnabled", "is_enabled", FilterKind::Bool),
+        ("triggerType", "trigger_type", FilterKind::Text),
+        ("event", "event_type", FilterKind::Text),
+    ],
+    search: Some("name"),
+    soft_delete: true,
+};
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Flow {
+    /// `flw_…`
+    pub id: String,
+    #[schema(example = "New customer → project")]
+    pub name: String,
+    pub is_enabled: bool,
+    /// `{type: "event", event, filters?}`, `{type: "webhook", hasSecret, webhookUrl}` or
+    /// `{type: "schedule", schedule}`.
+    #[schema(value_type = Object, example = json!({"type": "event", "event": "customer.created"}))]
+    pub trigger: Value,
+    /// `[{key, action, connectionId, input}]`
+    #[schema(value_type = Vec<Object>, example = json!([{"key": "project", "action": "create_project", "connectionId": null, "input": {"customerId": "{{trigger.id}}", "name": "Onboarding {{trigger.name}}"}}]))]
+    pub steps: Value,
+    /// The user whose role the steps act with.
+    pub created_by: String,
+    pub enabled_at: Option<String>,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// The body of `POST /flows` and `PATCH /flows/{id}`. On create `name`, `trigger` and `steps`
+/// are required; a flow starts enabled unless `isEnabled` is false.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FlowInput {
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "New customer → project")]
+    pub name: Patch<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<bool>)]
+    pub is_enabled: Patch<bool>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>, example = json!({"type": "event", "event": "customer.created"}))]
+    pub trigger: Patch<Value>,
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub steps: Patch<Value>,
+}
+
+/// A trigger as stored: its type, and the event type an event trigger listens to.
+#[derive(Debug, Clone, PartialEq)]
+struct CheckedTrigger {
+    kind: String,
+    event: Option<String>,
+    /// As stored (a webhook's secret included).
+    stored: Value,
+}
+
+/// Checks a trigger; `current_secret` keeps a webhook's secret when the trigger is re-sent
+/// without one.
+fn check_trigger(
+    p: &mut Problems,
+    manifests: &Manifests,
+    trigger: &Value,
+    current_secret: Option<&str>,
+) -> Option<CheckedTrigger> {
+    let Some(object) = trigger.as_object() else {
+        p.add(
+            "trigger",
+            "invalid",
+            "trigger must be an object with a type",
+        );
+        return None;
+    };
+    let kind = object
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let allowed = |keys: &[&str]| {
+        for key in object.keys() {
+            if key != "type" && !keys.contains(&key.as_str()) {
+                return Some(key.clone());
+            }
+        }
+        None
+    };
+    let unknown = match kind {
+        "event" => allowed(&["event", "filters"]),
+        "webhook" => allowed(&["secret"]),
+        "schedule" => allowed(&["schedule"]),
+        _ => {
+            p.add(
+                "trigger.type",
+                "invalid",
+                format!("trigger.type must be one of {}", TRIGGER_TYPES.join(", ")),
+            );
+            return None;
+        }
+    };
+    if let Some(key) = unknown {
+        p.add(
+            &format!("trigger.{key}"),
+            "unknown_field",
+            format!("{key} is not a field of a {kind} trigger"),
+        );
+        return None;
+    }
+    match kind {
+        "event" => {
+            let event = object
+                .get("event")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if !events::TYPES.contains(&event)
+                && !manifests.triggers.values().any(|t| t.event == event)
+            {
+                p.add(
+                    "trigger.event",
+                    "unknown_event",
+                    format!("trigger.event must be an event type such as customer.created, not {event:?}"),
+                );
+                return None;
+            }
+            let filters = object.get("filters").cloned().unwrap_or(json!({}));
+            let scalar = |v: &Value| !matches!(v, Value::Object(_) | Value::Array(_));
+            if !filters.as_object().is_some_and(|f| f.values().all(scalar)) {
+                p.add(
+                    "trigger.filters",
+                    "invalid",
+                    "trigger.filters must map fields of the event's record to the values they must have",
+                );
+                return None;
+            }
+            Some(CheckedTrigger {
+                kind: kind.into(),
+                event: Some(event.to_owned()),
+                stored: json!({"type": "event", "event": event, "filters": filters}),
+            })
+        }
+        "webhook" => {
+            let secret = match object.get("secret") {
+                None => current_secret.map(str::to_owned),
+                Some(Value::Null) => None,
+                Some(Value::String(s)) if (16..=200).contains(&s.len()) => Some(s.clone()),
+                Some(_) => {
+                    p.add(
+                        "trigger.secret",
+                        "invalid",
+                        "trigger.secret must be a string of 16 to 200 characters",
+                    );
+                    return None;
+                }
+            };
+            Some(CheckedTrigger {
+                kind: kind.into(),
+                event: None,
+                stored: json!({"type": "webhook", "secret": secret}),
+            })
+        }
+        _ => {
+            let text = object
+                .get("schedule")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if let Err(message) = parse_schedule(text) {
+                p.add("trigger.schedule", "invalid", message);
+                return None;
+            }
+            Some(CheckedTrigger {
+                kind: kind.into(),
+                event: None,
+                stored: json!({"type": "schedule", "schedule": text}),
+            })
+        }
+    }
+}
+
+/// A cron expression: five fields (minute first) or six and seven (seconds first).
+pub fn parse_schedule(text: &str) -> std::result::Result<cron::Schedule, String> {
+    let fields = text.split_whitespace().count();
+    let full = if fields == 5 {
+        format!("0 {text}")
+    } else {
+        text.to_owned()
+    };
+    if !(5..=7).contains(&fields) {
+        return Err(format!(
+            "{text:?} is not a cron expression: give 5 fields (minute hour day month weekday)"
+        ));
+    }
+    cron::Schedule::from_str(&full).map_err(|e| format!("{text:?} is not a cron expression: {e}"))
+}
+
+/// Checks the steps against the manifests: known actions, unique keys, required inputs
+/// present, no unknown inputs, every template parsing.
+fn check_steps(p: &mut Problems, manifests: &Manifests, steps: &Value) -> Option<Value> {
+    let Some(list) = steps.as_array() else {
+        p.add("steps", "invalid", "steps must be a list");
+        return None;
+    };
+    if list.is_empty() || list.len() > MAX_STEPS {
+        p.add(
+            "steps",
+            "invalid",
+            format!("a flow has from 1 to {MAX_STEPS} steps"),
+        );
+        return None;
+    }
+    let mut keys = BTreeSet::new();
+    let mut out = Vec::with_capacity(list.len());
+    let before = p.len();
+    for (i, step) in list.iter().enumerate() {
+        let at = format!("steps[{i}]");
+        let Some(step) = step.as_object() else {
+            p.add(&at, "invalid", format!("{at} must be an object"));
+            continue;
+        };
+        for key in step.keys() {
+            if !["key", "action", "connectionId", "input"].contains(&key.as_str()) {
+                p.add(
+                    &format!("{at}.{key}"),
+                    "unknown_field",
+                    format!("{key} is not a field of a step"),
+                );
+            }
+        }
+        let key = step.get("key").and_then(Value::as_str).unwrap_or_default();
+        let key_ok = !key.is_empty()
+            && key.len() <= 64
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && key.starts_with(|c: char| c.is_ascii_alphabetic());
+        if !key_ok {
+            p.add(
+                &format!("{at}.key"),
+                "invalid",
+                "a step key is a name of letters, digits and underscores, starting with a letter",
+            );
+        } else if !keys.insert(key.to_owned()) {
+            p.add(
+                &format!("{at}.key"),
+                "duplicate",
+                format!("{key} names two steps"),
+            );
+        }
+        let action_key = step
+            .get("action")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let Some(action) = manifests.actions.get(action_key) else {
+            p.add(
+                &format!("{at}.action"),
+                "unknown_manifest",
+                format!("{action_key:?} is not an action; see GET /manifests"),
+            );
+            continue;
+        };
+        match step.get("connectionId") {
+            None | Some(Value::Null) => {}
+            Some(_) => p.add(
+                &format!("{at}.connectionId"),
+                "not_found",
+                "connectionId does not name a connection of this organization",
+            ),
+        }
+        let input = step.get("input").cloned().unwrap_or(json!({}));
+        let Some(fields) = input.as_object() else {
+            p.add(&format!("{at}.input"), "invalid", "input must be an object");
+            continue;
+        };
+        let properties = action.input["properties"].as_object();
+        let closed = action.input["additionalProperties"] == Value::Bool(false);
+        for name in fields.keys() {
+            if closed && properties.is_none_or(|props| !props.contains_key(name)) {
+                p.add(
+                    &format!("{at}.input.{name}"),
+                    "unknown_field",
+                    format!("{name} is not an input of {action_key}"),
+                );
+            }
+        }
+        for required in action.input["required"].as_array().into_iter().flatten() {
+            let name = required.as_str().unwrap_or_default();
+            if !fields.contains_key(name) {
+                p.add(
+                    &format!("{at}.input.{name}"),
+                    "required",
+                    format!("{name} is required by {action_key}"),
+                );
+            }
+        }
+        if let Err((path, e)) = template::check_value(&input, &format!("{at}.input")) {
+            p.add(&path, "template", e.0);
+        }
+        out.push(
+            json!({"key": key, "action": action_key, "connectionId": Value::Null, "input": input}),
+        );
+    }
+    (p.len() == before).then_some(Value::Array(out))
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Record {
+    name: String,
+    is_enabled: bool,
+    trigger: CheckedTrigger,
+    steps: Value,
+}
+
+impl Record {
+    fn apply(
+        manifests: &Manifests,
+        input: FlowInput,
+        current: Option<(&Record, Option<&str>)>,
+    ) -> Result<Self> {
+        let mut p = Problems::default();
+        let cur = current.map(|c| c.0);
+        let name = fields::patch_required(&mut p, "name", input.name, cur.map(|c| c.name.clone()));
+        let name = p.take(fields::required_text("name", name, SHORT_TEXT));
+        let is_enabled = fields::patch_required(
+            &mut p,
+            "isEnabled",
+            input.is_enabled,
+            Some(cur.is_none_or(|c| c.is_enabled)),
+        );
+        let trigger = match input.trigger {
+            Patch::Absent => cur.map(|c| c.trigger.clone()),
+            Patch::Null => None,
+            Patch::Value(t) => check_trigger(&mut p, manifests, &t, current.and_then(|c| c.1)),
+        };
+        if trigger.is_none() && !p.has("trigger") {
+            p.push(FieldError::required("trigger"));
+        }
+        let steps = match input.steps {
+            Patch::Absent => cur.map(|c| c.steps.clone()),
+            Patch::Null => None,
+            Patch::Value(s) => check_steps(&mut p, manifests, &s),
+        };
+        if steps.is_none() && !p.has("steps") {
+            p.push(FieldError::required("steps"));
+        }
+        p.into_result()?;
+        let missing = || Error::Internal("flow fields missing after validation".into());
+        Ok(Record {
+            name: name.ok_or_else(missing)?,
+            is_enabled: is_enabled.ok_or_else(missing)?,
+            trigger: trigger.ok_or_else(missing)?,
+            steps: steps.ok_or_else(missing)?,
+        })
+    }
+
+    fn from_row(r: &row::Row) -> Result<Self> {
+        Ok(Self {
+            name: row::get_str(r, "name")?,
+            is_enabled: row::get_bool(r, "is_enabled")?,
+            trigger: CheckedTrigger {
+                kind: row::get_str(r, "trigger_type")?,
+                event: row::get_opt_str(r, "event_type")?,
+                stored: json_column(r, "trigger")?,
+            },
+            steps: json_column(r, "steps")?,
+        })
+    }
+}
+
+fn json_column(r: &row::Row, column: &str) -> Result<Value> {
+    serde_json::from_str(&row::get_str(r, column)?)
+        .map_err(|e| Error::Internal(format!("stored flow {column}: {e}")))
+}
+
+/// The trigger as the API shows it: a webhook's secret is never shown, its URL is.
+fn shown_trigger(stored: &Value, token: Option<&str>) -> Value {
+    let mut shown = stored.clone();
+    if shown["type"] == "webhook"
+        && let Some(object) = shown.as_object_mut()
+    {
+        let has_secret = object.remove("secret").is_some_and(|s| !s.is_null());
+        object.insert("hasSecret".into(), Value::Bool(has_secret));
+        object.insert(
+            "webhookUrl".into(),
+            json!(token.map(|t| format!("{INBOUND_PATH}{t}"))),
+        );
+    }
+    shown
+}
+
+pub(crate) fn from_row(r: &row::Row) -> Result<Flow> {
+    let rec = Record::from_row(r)?;
+    let token = row::get_opt_str(r, "webhook_token")?;
+    Ok(Flow {
+        id: row::get_str(r, "id")?,
+        name: rec.name,
+        is_enabled: rec.is_enabled,
+        trigger: shown_trigger(&rec.trigger.stored, token.as_deref()),
+        steps: rec.steps,
+        created_by: row::get_str(r, "created_by")?,
+        enabled_at: format_opt(row::get_opt_i64(r, "enabled_at")?),
+        last_error: row::get_opt_str(r, "last_error")?,
+        created_at: format_ms(row::get_i64(r, "created_at")?),
+        updated_at: format_ms(row::get_i64(r, "updated_at")?),
+    })
+}
+
+fn new_token() -> String {
+    let mut rng = rand::rng();
+    (0..32)
+        .map(|_| {
+            let i = rng.random_range(0..62u8);
+            char::from(match i {
+                0..=9 => b'0' + i,
+                10..=35 => b'a' + i - 10,
+                _ => b'A' + i - 36,
+            })
+        })
+        .collect()
+}
+
+pub async fn list(db: &Db, actor: &Actor, params: &ListParams) -> Result<Page<Flow>> {
+    actor.require(Permission::ReadAll)?;
+    list::list(db, actor.org_id(), &LIST, params, from_row).await
+}
+
+pub async fn get(db: &Db, actor: &Actor, id: &str) -> Result<Flow> {
+    actor.require(Permission::ReadAll)?;
+    let row = fields::live_row(db, LIST.table, actor.org_id(), id)
+        .await?
+        .ok_or(Error::NotFound(NOUN))?;
+    from_row(&row)
+}
+
+pub async fn create(
+    db: &Db,
+    manifests: &Manifests,
+    actor: &Actor,
+    input: FlowInput,
+) -> Result<Flow> {
+    actor.require(Permission::ManageFlows)?;
+    let rec = Record::apply(manifests, input, None)?;
+    let mut tx = events::begin(db).await?;
+    let id = ids::new_id(ids::FLOW);
+    let now = now_ms();
+    let token = (rec.trigger.kind == "webhook").then(new_token);
+    let secret = rec.trigger.stored["secret"].as_str().map(str::to_owned);
+    Sql::new(
+        "INSERT INTO flows (id, org_id, name, is_enabled, trigger_type, event_type, trigger, steps, webhook_token, \
+         webhook_secret, created_by, enabled_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .arg(&id)
+    .arg(actor.org_id())
+    .arg(&rec.name)
+    .arg(rec.is_enabled)
+    .arg(&rec.trigger.kind)
+    .arg(rec.trigger.event.clone())
+    .arg(rec.trigger.stored.to_string())
+    .arg(rec.steps.to_string())
+    .arg(token)
+    .arg(secret)
+    .arg(actor.user_id.as_str())
+    .arg(rec.is_enabled.then_some(now))
+    .arg(now)
+    .arg(now)
+    .execute(&mut tx)
+    .await?;
+    let flow = reload(&mut tx, &id).await?;
+    events::created(&mut tx, actor.org_id(), NOUN, &id, &flow).await?;
+    crate::idempotency::record(&mut tx, actor, 201, &flow).await?;
+    tx.commit().await?;
+    Ok(flow)
+}
+
+async fn reload(tx: &mut Tx, id: &str) -> Result<Flow> {
+    from_row(
+        &Sql::new("SELECT * FROM flows WHERE id = ?")
+            .arg(id)
+            .fetch_one(&mut *tx)
+            .await?,
+    )
+}
+
+pub async fn update(
+    db: &Db,
+    manifests: &Manifests,
+    actor: &Actor,
+    id: &str,
+    input: FlowInput,
+) -> Result<Flow> {
+    actor.require(Permission::ManageFlows)?;
+    let mut tx = events::begin(db).await?;
+    let row = fields::live_row(&mut tx, LIST.table, actor.org_id(), id)
+        .await?
+        .ok_or(Error::NotFound(NOUN))?;
+    let before = from_row(&row)?;
+    actor.check_if_match(&before)?;
+    let current = Record::from_row(&row)?;
+    let secret = row::get_opt_str(&row, "webhook_secret")?;
+    let rec = Record::apply(manifests, input, Some((&current, secret.as_deref())))?;
+    if rec == current {
+        return Ok(before);
+    }
+    let token = match (
+        rec.trigger.kind.as_str(),
+        row::get_opt_str(&row, "webhook_token")?,
+    ) {
+        ("webhook", Some(token)) => Some(token),
+        ("webhook", None) => Some(new_token()),
+        _ => None,
+    };
+    let enabled_at = match (current.is_enabled, rec.is_enabled) {
+        (false, true) => Some(now_ms()),
+        (_, true) => row::get_opt_i64(&row, "enabled_at")?,
+        (_, false) => None,
+    };
+    Sql::new(
+        "UPDATE flows SET name = ?, is_enabled = ?, trigger_type = ?, event_type = ?, trigger = ?, steps = ?, \
+         webhook_token = ?, webhook_secret = ?, enabled_at = ?, last_error = ?, updated_at = ? WHERE id = ?",
+    )
+    .arg(&rec.name)
+    .arg(rec.is_enabled)
+    .arg(&rec.trigger.kind)
+    .arg(rec.trigger.event.clone())
+    .arg(rec.trigger.stored.to_string())
+    .arg(rec.steps.to_string())
+    .arg(token)
+    .arg(rec.trigger.stored["secret"].as_str().map(str::to_owned))
+    .arg(enabled_at)
+    .arg(if rec.is_enabled { before.last_error.clone() } else { None })
+    .arg(now_ms())
+    .arg(id)
+    .execute(&mut tx)
+    .await?;
+    let after = reload(&mut tx, id).await?;
+    events::updated(&mut tx, actor.org_id(), NOUN, id, &before, &after).await?;
+    crate::idempotency::record(&mut tx, actor, 200, &after).await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
+/// `POST /flows/{id}/enable|disable`.
+pub async fn set_enabled(
+    db: &Db,
+    manifests: &Manifests,
+    actor: &Actor,
+    id: &str,
+    enabled: bool,
+) -> Result<Flow> {
+    let input = FlowInput {
+        is_enabled: Patch::Value(enabled),
+        ..FlowInput::default()
+    };
+    update(db, manifests, actor, id, input).await
+}
+
+pub async fn delete(db: &Db, actor: &Actor, id: &str) -> Result<()> {
+    actor.require(Permission::ManageFlows)?;
+    let mut tx = events::begin(db).await?;
+    let row = fields::live_row(&mut tx, LIST.table, actor.org_id(), id)
+        .await?
+        .ok_or(Error::NotFound(NOUN))?;
+    let last = from_row(&row)?;
+    actor.check_if_match(&last)?;
+    let now = now_ms();
+    // The token is freed with the flow: its inbound URL answers 404 from now on.
+    Sql::new(
+        "UPDATE flows SET is_enabled = 0, webhook_token = NULL, deleted_at = ?, updated_at = ? WHERE id = ?",
+    )
+    .arg(now)
+    .arg(now)
+    .arg(id)
+    .execute(&mut tx)
+    .await?;
+    events::deleted(&mut tx, actor.org_id(), NOUN, id, &last).await?;
+    tx.commit().await
+}
+
+/// An enabled flow as the runner needs it.
+#[derive(Debug, Clone)]
+pub struct LiveFlow {
+    pub id: String,
+    pub org_id: String,
+    pub name: String,
+    pub trigger: Value,
+    pub steps: Value,
+    pub created_by: String,
+    pub webhook_secret: Option<String>,
+    /// Events from before this instant do not start it.
+    pub enabled_at: Option<i64>,
+}
+
+fn live_from_row(r: &row::Row) -> Result<LiveFlow> {
+    Ok(LiveFlow {
+        id: row::get_str(r, "id")?,
+        org_id: row::get_str(r, "org_id")?,
+        name: row::get_str(r, "name")?,
+        trigger: json_column(r, "trigger")?,
+        steps: json_column(r, "steps")?,
+        created_by: row::get_str(r, "created_by")?,
+        webhook_secret: row::get_opt_str(r, "webhook_secret")?,
+        enabled_at: row::get_opt_i64(r, "enabled_at")?,
+    })
+}
+
+/// Enabled flows of an organization listening to `event_type`.
+pub async fn listening(
+    runner: impl crate::db::Runner,
+    org_id: &str,
+    event_type: &str,
+) -> Result<Vec<LiveFlow>> {
+    Sql::new(
+        "SELECT * FROM flows WHERE org_id = ? AND event_type = ? AND is_enabled = 1 AND deleted_at IS NULL",
+    )
+    .arg(org_id)
+    .arg(event_type)
+    .fetch_all(runner)
+    .await?
+    .iter()
+    .map(live_from_row)
+    .collect()
+}
+
+/// The enabled flow behind an inbound webhook token.
+pub async fn by_token(db: &Db, token: &str) -> Result<Option<LiveFlow>> {
+    Sql::new(
+        "SELECT * FROM flows WHERE webhook_token = ? AND is_enabled = 1 AND deleted_at IS NULL",
+    )
+    .arg(token)
+    .fetch_optional(db)
+    .await?
+    .as_ref()
+    .map(live_from_row)
+    .transpose()
+}
+
+/// Any flow (enabled or not) by id, for running it.
+pub async fn live(db: &Db, id: &str) -> Result<Option<LiveFlow>> {
+    Sql::new("SELECT * FROM flows WHERE id = ? AND deleted_at IS NULL")
+        .arg(id)
+        .fetch_optional(db)
+        .await?
+        .as_ref()
+        .map(live_from_row)
+        .transpose()
+}
+
+/// Whether an event's record matches a trigger's filters (each field equal).
+pub fn matches_filters(trigger: &Value, data: &Value) -> bool {
+    trigger["filters"]
+        .as_object()
+        .is_none_or(|filters| filters.iter().all(|(field, value)| &data[field] == value))
+}
+
+/// Shows the last error on a flow (or clears it), so a failing flow is visible where it is
+/// configured.
+pub async fn note_error(db: &Db, id: &str, error: Option<&str>) -> Result<()> {
+    Sql::new("UPDATE flows SET last_error = ? WHERE id = ?")
+        .arg(error)
+        .arg(id)
+        .execute(db)
+        .await
+        .map(drop)
+}
+
+/// Keeps the map of an object's fields for templates (`flow` in a step's context).
+pub fn context_of(flow: &LiveFlow) -> Value {
+    let mut map = Map::new();
+    map.insert("id".into(), json!(flow.id));
+    map.insert("name".into(), json!(flow.name));
+    Value::Object(map)
+}

@@ -1,0 +1,313 @@
+//! Runs: one execution of a flow, started once per (flow, source) — an event, an inbound
+//! webhook call, a test. A run and every step's input, output, error, attempts and timings are
+//! stored as it goes, so a crash loses nothing: a worker claims a due run with a lease, and a
+//! run whose lease ran out is claimed again and resumes at its first unfinished step.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::auth::{Actor, Permission};
+use crate::db::{Db, Runner, Sql, row};
+use crate::error::{Error, Result};
+use crate::flows::LiveFlow;
+use crate::ids;
+use crate::list::{self, FilterKind, ListParams, ListSpec, Page};
+use crate::time::{Millis, format_ms, format_opt, now_ms};
+
+pub const NOUN: &str = "run";
+
+pub const LIST: ListSpec = ListSpec {
+    table: "runs",
+    sorts: &[("status", "status")],
+    filters: &[
+        ("flowId", "flow_id", FilterKind::Text),
+        ("status", "status", FilterKind::Text),
+    ],
+    search: None,
+    soft_delete: false,
+};
+
+/// One step of a run as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StepRecord {
+    pub key: String,
+    pub action: String,
+    /// `pending`, `succeeded` or `failed`.
+    pub status: String,
+    /// The rendered input, as validated and sent.
+    #[schema(value_type = Option<Object>)]
+    pub input: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub output: Option<Value>,
+    /// `{code, message, status?, details?}` of the last failure.
+    #[schema(value_type = Option<Object>)]
+    pub error: Option<Value>,
+    pub attempts: u32,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Run {
+    /// `run_…`
+    pub id: String,
+    pub flow_id: String,
+    /// `queued`, `running`, `succeeded` or `failed`.
+    pub status: String,
+    /// The record or payload that started it.
+    #[schema(value_type = Object)]
+    pub trigger: Value,
+    pub steps: Vec<StepRecord>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// When a retry is due, while queued.
+    pub next_attempt_at: Option<String>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub updated_at: String,
+}
+
+fn steps_of(r: &row::Row) -> Result<Vec<StepRecord>> {
+    serde_json::from_str(&row::get_str(r, "steps")?)
+        .map_err(|e| Error::Internal(format!("stored run steps: {e}")))
+}
+
+pub(crate) fn from_row(r: &row::Row) -> Result<Run> {
+    let status = row::get_str(r, "status")?;
+    Ok(Run {
+        id: row::get_str(r, "id")?,
+        flow_id: row::get_str(r, "flow_id")?,
+        next_attempt_at: (status == "queued")
+            .then(|| row::get_i64(r, "next_attempt_at").map(format_ms))
+            .transpose()?,
+        status,
+        trigger: serde_json::from_str(&row::get_str(r, "trigger")?)
+            .map_err(|e| Error::Internal(format!("stored run trigger: {e}")))?,
+        steps: steps_of(r)?,
+        error: row::get_opt_str(r, "error")?,
+        created_at: format_ms(row::get_i64(r, "created_at")?),
+        started_at: format_opt(row::get_opt_i64(r, "started_at")?),
+        finished_at: format_opt(row::get_opt_i64(r, "finished_at")?),
+        updated_at: format_ms(row::get_i64(r, "updated_at")?),
+    })
+}
+
+pub async fn list(db: &Db, actor: &Actor, params: &ListParams) -> Result<Page<Run>> {
+    actor.require(Permission::ReadAll)?;
+    list::list(db, actor.org_id(), &LIST, params, from_row).await
+}
+
+pub async fn get(db: &Db, actor: &Actor, id: &str) -> Result<Run> {
+    actor.require(Permission::ReadAll)?;
+    let row = Sql::new("SELECT * FROM runs WHERE id = ? AND org_id = ?")
+        .arg(id)
+        .arg(actor.org_id())
+        .fetch_optional(db)
+        .await?
+        .ok_or(Error::NotFound(NOUN))?;
+    from_row(&row)
+}
+
+/// The steps of a new run: every step of the flow, pending.
+fn pending_steps(flow: &LiveFlow) -> Vec<StepRecord> {
+    flow.steps
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| StepRecord {
+            key: s["key"].as_str().unwrap_or_default().to_owned(),
+            action: s["action"].as_str().unwrap_or_default().to_owned(),
+            status: "pending".into(),
+            input: None,
+            output: None,
+            error: None,
+            attempts: 0,
+            started_at: None,
+            finished_at: None,
+        })
+        .collect()
+}
+
+/// How long a queued run waits for the job that was queued for it before the sweeper runs it
+/// itself (the job may be late, or lost with a crashed process).
+pub const REQUEUE_AFTER_MS: i64 = 5_000;
+
+/// Queues a run of `flow` for `source_key`, unless that source already started one. Returns
+/// the new run's id; queue a job for it.
+pub async fn start(
+    runner: impl Runner,
+    flow: &LiveFlow,
+    source_key: &str,
+    trigger: &Value,
+) -> Result<Option<String>> {
+    let id = ids::new_id(ids::RUN);
+    let now = now_ms();
+    let steps =
+        serde_json::to_string(&pending_steps(flow)).map_err(|e| Error::Internal(e.to_string()))?;
+    let inserted = Sql::new(
+        "INSERT INTO runs (id, org_id, flow_id, source_key, status, trigger, steps, next_attempt_at, \
+         lease_until, created_at, updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (flow_id, source_key) DO NOTHING",
+    )
+    .arg(&id)
+    .arg(flow.org_id.as_str())
+    .arg(flow.id.as_str())
+    .arg(source_key)
+    .arg(trigger.to_string())
+    .arg(steps)
+    .arg(now)
+    .arg(now + REQUEUE_AFTER_MS)
+    .arg(now)
+    .arg(now)
+    .execute(runner)
+    .await?;
+    Ok((inserted == 1).then_some(id))
+}
+
+/// A run a worker holds: its flow, trigger and steps so far.
+#[derive(Debug, Clone)]
+pub struct ClaimedRun {
+    pub id: String,
+    pub flow_id: String,
+    pub trigger: Value,
+    pub steps: Vec<StepRecord>,
+}
+
+/// Takes a run for `lease_ms` if it is due (queued and its time has come) or abandoned
+/// (running with an expired lease). None when another worker has it or it is finished.
+pub async fn claim(db: &Db, id: &str, lease_ms: i64) -> Result<Option<ClaimedRun>> {
+    let now = now_ms();
+    let taken = Sql::new(
+        "UPDATE runs SET status = 'running', lease_until = ?, started_at = COALESCE(started_at, ?), updated_at = ? \
+         WHERE id = ? AND ((status = 'queued' AND next_attempt_at <= ?) OR (status = 'running' AND lease_until < ?))",
+    )
+    .arg(now + lease_ms)
+    .arg(now)
+    .arg(now)
+    .arg(id)
+    .arg(now)
+    .arg(now)
+    .execute(db)
+    .await?;
+    if taken == 0 {
+        return Ok(None);
+    }
+    let row = Sql::new("SELECT * FROM runs WHERE id = ?")
+        .arg(id)
+        .fetch_one(db)
+        .await?;
+    Ok(Some(ClaimedRun {
+        id: id.to_owned(),
+        flow_id: row::get_str(&row, "flow_id")?,
+        trigger: serde_json::from_str(&row::get_str(&row, "trigger")?)
+            .map_err(|e| Error::Internal(format!("stored run trigger: {e}")))?,
+        steps: steps_of(&row)?,
+    }))
+}
+
+fn steps_json(steps: &[StepRecord]) -> Result<String> {
+    serde_json::to_string(steps).map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// Saves the steps after one of them finished, extending the lease.
+pub async fn save_steps(db: &Db, id: &str, steps: &[StepRecord], lease_ms: i64) -> Result<()> {
+    let now = now_ms();
+    Sql::new("UPDATE runs SET steps = ?, lease_until = ?, updated_at = ? WHERE id = ? AND status = 'running'")
+        .arg(steps_json(steps)?)
+        .arg(now + lease_ms)
+        .arg(now)
+        .arg(id)
+        .execute(db)
+        .await
+        .map(drop)
+}
+
+/// Puts a run back in the queue until `at` (a retryable failure).
+pub async fn retry_at(db: &Db, id: &str, steps: &[StepRecord], at: Millis) -> Result<()> {
+    Sql::new(
+        "UPDATE runs SET status = 'queued', steps = ?, next_attempt_at = ?, lease_until = NULL, updated_at = ? WHERE id = ?",
+    )
+    .arg(steps_json(steps)?)
+    .arg(at)
+    .arg(now_ms())
+    .arg(id)
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+/// Ends a run: `succeeded`, or `failed` with the reason.
+pub async fn finish(db: &Db, id: &str, steps: &[StepRecord], error: Option<&str>) -> Result<()> {
+    let now = now_ms();
+    Sql::new(
+        "UPDATE runs SET status = ?, steps = ?, error = ?, lease_until = NULL, finished_at = ?, updated_at = ? WHERE id = ?",
+    )
+    .arg(if error.is_some() { "failed" } else { "succeeded" })
+    .arg(steps_json(steps)?)
+    .arg(error)
+    .arg(now)
+    .arg(now)
+    .arg(id)
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+/// Runs to execute now: queued ones whose time has come and that no job was queued for lately,
+/// and running ones whose worker vanished (their lease ran out). Each is marked so that the
+/// next sweep leaves it alone meanwhile.
+pub async fn take_due(db: &Db, limit: i64) -> Result<Vec<String>> {
+    let now = now_ms();
+    Sql::new(
+        "UPDATE runs SET status = 'queued', next_attempt_at = CASE WHEN status = 'running' THEN ? ELSE next_attempt_at END, \
+         lease_until = ? WHERE id IN (SELECT id FROM runs WHERE \
+         (status = 'queued' AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?)) \
+         OR (status = 'running' AND lease_until < ?) ORDER BY next_attempt_at LIMIT ?) RETURNING id",
+    )
+    .arg(now)
+    .arg(now + REQUEUE_AFTER_MS)
+    .arg(now)
+    .arg(now)
+    .arg(now)
+    .arg(limit)
+    .fetch_all(db)
+    .await?
+    .iter()
+    .map(|r| row::get_str(r, "id"))
+    .collect()
+}
+
+/// `POST /runs/{id}/replay`: a failed run starts again from its first failed step (the steps
+/// before it keep their outputs).
+pub async fn replay(db: &Db, actor: &Actor, id: &str) -> Result<Run> {
+    actor.require(Permission::ManageFlows)?;
+    let run = get(db, actor, id).await?;
+    if run.status != "failed" {
+        return Err(Error::Conflict {
+            code: "invalid_state",
+            message: format!("a {} run cannot be replayed; only a failed one", run.status),
+        });
+    }
+    let mut steps = run.steps.clone();
+    for step in steps.iter_mut().filter(|s| s.status != "succeeded") {
+        step.status = "pending".into();
+        step.attempts = 0;
+        step.error = None;
+        step.finished_at = None;
+    }
+    let now = now_ms();
+    Sql::new(
+        "UPDATE runs SET status = 'queued', steps = ?, error = NULL, next_attempt_at = ?, lease_until = NULL, \
+         finished_at = NULL, updated_at = ? WHERE id = ? AND status = 'failed'",
+    )
+    .arg(steps_json(&steps)?)
+    .arg(now)
+    .arg(now)
+    .arg(id)
+    .execute(db)
+    .await?;
+    get(db, actor, id).await
+}

@@ -1,0 +1,47 @@
+-- Flows (a trigger and steps of action manifests) and their runs.
+
+CREATE TABLE flows (
+    id              TEXT PRIMARY KEY,
+    org_id          TEXT NOT NULL REFERENCES organizations (id),
+    name            TEXT NOT NULL,
+    is_enabled      INTEGER NOT NULL,
+    trigger_type    TEXT NOT NULL,
+    event_type      TEXT,
+    trigger         TEXT NOT NULL,
+    steps           TEXT NOT NULL,
+    -- Inbound webhook triggers: the token of `/hooks/in/{token}` and the optional HMAC secret.
+    webhook_token   TEXT UNIQUE,
+    webhook_secret  TEXT,
+    -- The user whose role the steps act with.
+    created_by      TEXT NOT NULL REFERENCES org_users (id),
+    enabled_at      INTEGER,
+    last_error      TEXT,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    deleted_at      INTEGER
+);
+CREATE INDEX flows_created ON flows (org_id, created_at, id);
+CREATE INDEX flows_updated ON flows (org_id, updated_at, id);
+CREATE INDEX flows_event ON flows (org_id, event_type) WHERE is_enabled = 1 AND deleted_at IS NULL;
+
+CREATE TABLE runs (
+    id               TEXT PRIMARY KEY,
+    org_id           TEXT NOT NULL REFERENCES organizations (id),
+    flow_id          TEXT NOT NULL REFERENCES flows (id),
+    -- What started it (an event id, an inbound webhook, a test): one run per flow and source.
+    source_key       TEXT NOT NULL,
+    status           TEXT NOT NULL,
+    trigger          TEXT NOT NULL,
+    steps            TEXT NOT NULL,
+    error            TEXT,
+    next_attempt_at  INTEGER NOT NULL,
+    lease_until      INTEGER,
+    created_at       INTEGER NOT NULL,
+    started_at       INTEGER,
+    finished_at      INTEGER,
+    updated_at       INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX runs_source ON runs (flow_id, source_key);
+CREATE INDEX runs_created ON runs (org_id, created_at, id);
+CREATE INDEX runs_updated ON runs (org_id, updated_at, id);
+CREATE INDEX runs_due ON runs (status, next_attempt_at);

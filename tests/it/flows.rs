@@ -1,0 +1,398 @@
+//! Flows end to end: refused when wrong (with the path of the field), event-triggered chains,
+//! inbound webhooks, retries of flaky targets, permanent failures and replays.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::harness::{Client, Server, TestDb};
+use crate::receiver::Receiver;
+
+/// A server that may call loopback targets, with quick retries.
+async fn server() -> Server {
+    Server::start_with(
+        TestDb::new().await,
+        &[
+            ("TIMIX_ALLOW_PRIVATE_TARGETS", "1"),
+            ("TIMIX_FLOW_RETRY_BASE", "100ms"),
+        ],
+    )
+    .await
+}
+
+/// Waits until a run is finished (at most 20 s) and returns it.
+async fn finished_run(c: &Client, id: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let run = c.get(&format!("/runs/{id}")).await.expect(200).body;
+        if run["status"] == "succeeded" || run["status"] == "failed" {
+            return run;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the run did not finish: {run}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits for the first run of a flow and returns it once finished.
+async fn run_of(c: &Client, flow: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let runs = c.get(&format!("/runs?flowId={flow}")).await.expect(200);
+        if let Some(run) = runs.items().last() {
+            return finished_run(c, run["id"].as_str().unwrap()).await;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no run of {flow} started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_flow_is_refused_with_the_path_of_each_field() {
+    let server = Server::start().await;
+    let org = server.db.bootstrap("business");
+    let c = server.as_key(&org.key);
+    let cases = [
+        (
+            json!({"name": "x", "trigger": {"type": "event", "event": "customer.created"},
+                   "steps": [{"key": "a", "action": "launch_rocket", "input": {}}]}),
+            vec!["steps[0].action"],
+        ),
+        (
+            json!({"name": "x", "trigger": {"type": "event", "event": "customer.created"},
+                   "steps": [{"key": "a", "action": "create_project", "input": {"name": "{{trigger.name}}"}}]}),
+            vec!["steps[0].input.customerId"],
+        ),
+        (
+            json!({"name": "x", "trigger": {"type": "event", "event": "customer.created"},
+                   "steps": [{"key": "a", "action": "create_project", "input": {"customerId": "{{trigger.id", "name": "n"}}]}),
+            vec!["steps[0].input.customerId"],
+        ),
+        (
+            json!({"name": "x", "trigger": {"type": "schedule", "schedule": "every tuesday"},
+                   "steps": [{"key": "a", "action": "create_customer", "input": {"name": "n"}}]}),
+            vec!["trigger.schedule"],
+        ),
+        (
+            json!({"name": "x", "trigger": {"type": "event", "event": "customer.exploded"},
+                   "steps": [{"key": "a", "action": "create_customer", "input": {"name": "n", "color": "red"}}]}),
+            vec!["steps[0].input.color", "trigger.event"],
+        ),
+        (
+            json!({"name": "", "trigger": {"type": "carrier_pigeon"}, "steps": []}),
+            vec!["name", "steps", "trigger.type"],
+        ),
+        (
+            json!({"name": "x", "trigger": {"type": "webhook"},
+                   "steps": [{"key": "a", "action": "create_customer", "input": {"name": "n"}},
+                             {"key": "a", "action": "create_customer", "input": {"name": "n"}}]}),
+            vec!["steps[1].key"],
+        ),
+    ];
+    for (body, expected) in cases {
+        let r = c
+            .post("/flows", body.clone())
+            .await
+            .expect_error(422, "validation_failed");
+        let mut fields = r.error_fields();
+        fields.sort();
+        assert_eq!(fields, expected, "{body}");
+    }
+    // A five-field cron expression is fine; so is a six-field one.
+    for schedule in ["*/5 * * * *", "0 30 9 * * Mon-Fri"] {
+        c.post("/flows", json!({"name": "Nightly", "trigger": {"type": "schedule", "schedule": schedule},
+                               "steps": [{"key": "a", "action": "create_customer", "input": {"name": "n"}}]}))
+            .await
+            .expect(201);
+    }
+    // Flows are for admins.
+    let (_, manager) = c.user_with_key(&server.db, "manager").await;
+    manager
+        .post("/flows", json!({"name": "x", "trigger": {"type": "webhook"}, "steps": [{"key": "a", "action": "create_customer", "input": {"name": "n"}}]}))
+        .await
+        .expect_error(403, "forbidden");
+}
+
+#[tokio::test]
+async fn a_new_customer_gets_a_project_a_task_and_a_subtask() {
+    let server = server().await;
+    let org = server.db.bootstrap("business");
+    let c = server.as_key(&org.key);
+    let flow = c
+        .post("/flows", json!({
+            "name": "Onboarding",
+            "trigger": {"type": "event", "event": "customer.created", "filters": {"currency": "EUR"}},
+            "steps": [
+                {"key": "project", "action": "create_project",
+                 "input": {"customerId": "{{trigger.id}}", "name": "Onboarding {{trigger.name}}", "budgetHours": 10}},
+                {"key": "task", "action": "create_task",
+                 "input": {"projectId": "{{steps.project.id}}", "name": "Kick-off for {{upper trigger.name}}"}},
+                {"key": "subtask", "action": "create_subtask",
+                 "input": {"taskId": "{{steps.task.id}}", "name": "Agenda ({{date trigger.createdAt \"%d.%m.%Y\"}})"}}
+            ]
+        }))
+        .await
+        .expect(201);
+    assert_eq!(flow.body["isEnabled"], true);
+    let flow_id = flow.id();
+    // Not matching the filter: no run.
+    c.post(
+        "/customers",
+        json!({"name": "Dollar Inc", "currency": "USD"}),
+    )
+    .await
+    .expect(201);
+    let customer = c
+        .post("/customers", json!({"name": "Acme"}))
+        .await
+        .expect(201);
+    let run = run_of(&c, &flow_id).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["trigger"]["id"], customer.id().as_str());
+    let steps = run["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 3);
+    assert!(
+        steps
+            .iter()
+            .all(|s| s["status"] == "succeeded" && s["attempts"] == 1)
+    );
+    assert_eq!(
+        steps[0]["input"]["budgetHours"], 10,
+        "a number stays a number"
+    );
+    let project = &steps[0]["output"];
+    assert_eq!(project["name"], "Onboarding Acme");
+    assert_eq!(project["customerId"], customer.id().as_str());
+    assert_eq!(steps[1]["output"]["name"], "Kick-off for ACME");
+    let subtask = &steps[2]["output"];
+    assert!(subtask["name"].as_str().unwrap().starts_with("Agenda ("));
+    // The records are real, made through the API's own rules, with their events.
+    let got = c
+        .get(&format!("/subtasks/{}", subtask["id"].as_str().unwrap()))
+        .await
+        .expect(200);
+    assert_eq!(got.body["projectId"], project["id"]);
+    let created: Vec<String> = c
+        .get("/events?types=project.created,task.created,subtask.created")
+        .await
+        .expect(200)
+        .items()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        created,
+        vec!["project.created", "task.created", "subtask.created"]
+    );
+    // One run per event: the dollar customer started none.
+    let runs = c.get(&format!("/runs?flowId={flow_id}")).await.expect(200);
+    assert_eq!(runs.items().len(), 1);
+
+    // Disabled: events start nothing.
+    c.post(&format!("/flows/{flow_id}/disable"), json!({}))
+        .await
+        .expect(200);
+    c.post("/customers", json!({"name": "Later"}))
+        .await
+        .expect(201);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        c.get(&format!("/runs?flowId={flow_id}"))
+            .await
+            .items()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_inbound_webhook_starts_a_run_once() {
+    let server = server().await;
+    let org = server.db.bootstrap("business");
+    let c = server.as_key(&org.key);
+    let secret = "a-shared-secret-of-32-characters";
+    let flow = c
+        .post("/flows", json!({
+            "name": "Form → customer",
+            "trigger": {"type": "webhook", "secret": secret},
+            "steps": [{"key": "customer", "action": "create_customer",
+                       "input": {"name": "{{trigger.company}}", "email": "{{trigger.contact.email}}"}}]
+        }))
+        .await
+        .expect(201);
+    assert_eq!(flow.body["trigger"]["hasSecret"], true);
+    assert!(
+        flow.body["trigger"].get("secret").is_none(),
+        "the secret is never shown"
+    );
+    let url = flow.body["trigger"]["webhookUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(url.starts_with("/api/integration/v1/hooks/in/"));
+    let anonymous = server.anonymous();
+    let payload =
+        json!({"company": "Initech", "contact": {"email": "peter@initech.example"}}).to_string();
+    let post = |signature: Option<String>, id: Option<&str>| {
+        let mut request = anonymous
+            .request(reqwest::Method::POST, &url)
+            .header("content-type", "application/json")
+            .body(payload.clone());
+        if let Some(s) = signature {
+            request = request.header("X-Timix-Signature", s);
+        }
+        if let Some(id) = id {
+            request = request.header("webhook-id", id);
+        }
+        request
+    };
+    anonymous
+        .send(post(None, None))
+        .await
+        .expect_error(401, "invalid_signature");
+    anonymous
+        .send(post(Some("sha256=00".into()), None))
+        .await
+        .expect_error(401, "invalid_signature");
+    let signature = format!("sha256={}", hmac_hex(secret, payload.as_bytes()));
+    let accepted = anonymous
+        .send(post(Some(signature.clone()), Some("msg_1")))
+        .await
+        .expect(202);
+    let run_id = accepted.body["runId"].as_str().unwrap().to_owned();
+    // The sender's retry starts nothing new.
+    let again = anonymous
+        .send(post(Some(signature), Some("msg_1")))
+        .await
+        .expect(202);
+    assert_eq!(again.body["duplicate"], true);
+    let run = finished_run(&c, &run_id).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["steps"][0]["output"]["name"], "Initech");
+    assert_eq!(run["steps"][0]["output"]["email"], "peter@initech.example");
+    assert_eq!(c.get("/customers?name=Initech").await.items().len(), 1);
+
+    anonymous
+        .send(
+            anonymous
+                .request(reqwest::Method::POST, "/api/integration/v1/hooks/in/nope")
+                .body("{}"),
+        )
+        .await
+        .expect_error(404, "not_found");
+    let huge = "x".repeat(2 * 1024 * 1024);
+    let r = anonymous
+        .send(anonymous.request(reqwest::Method::POST, &url).body(huge))
+        .await;
+    assert_eq!(r.status, 413, "{}", r.body);
+}
+
+fn hmac_hex(secret: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_flaky_target_is_retried_and_a_refusal_fails_the_run() {
+    let server = server().await;
+    let org = server.db.bootstrap("business");
+    let c = server.as_key(&org.key);
+    let receiver = Receiver::start().await;
+    receiver.script(vec![(503, vec![]), (500, vec![])]);
+    let flow = c
+        .post("/flows", json!({
+            "name": "Tell the CRM",
+            "trigger": {"type": "event", "event": "customer.created"},
+            "steps": [{"key": "notify", "action": "http_request",
+                       "input": {"method": "POST", "url": receiver.url, "body": {"customer": "{{trigger.name}}"}}}]
+        }))
+        .await
+        .expect(201)
+        .id();
+    c.post("/customers", json!({"name": "Acme"}))
+        .await
+        .expect(201);
+    let run = run_of(&c, &flow).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["steps"][0]["attempts"], 3, "503, 500, then 200");
+    assert_eq!(run["steps"][0]["output"]["status"], 200);
+    let received = receiver.received();
+    assert_eq!(received.len(), 3);
+    assert_eq!(received[2].json(), json!({"customer": "Acme"}));
+
+    // A permanent refusal (422 from the API) fails the run at once, the upstream error kept.
+    let broken = c
+        .post("/flows", json!({
+            "name": "Broken",
+            "trigger": {"type": "event", "event": "task.created"},
+            "steps": [{"key": "project", "action": "create_project",
+                       "input": {"customerId": "cus_does_not_exist", "name": "{{trigger.name}}"}}]
+        }))
+        .await
+        .expect(201)
+        .id();
+    let customer = c.customer("Beta").await;
+    let project = c.project(&customer, "Site").await;
+    c.task(&project, "Design").await;
+    let run = run_of(&c, &broken).await;
+    assert_eq!(run["status"], "failed");
+    let step = &run["steps"][0];
+    assert_eq!(step["attempts"], 1, "no retry of a permanent error");
+    assert_eq!(step["error"]["status"], 422);
+    assert_eq!(step["error"]["code"], "validation_failed");
+    assert_eq!(step["error"]["details"][0]["field"], "customerId");
+    assert!(run["error"].as_str().unwrap().contains("project"));
+    let flow_now = c.get(&format!("/flows/{broken}")).await.expect(200);
+    assert!(
+        flow_now.body["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("customerId")
+    );
+    // Replay runs the failed step again (and it fails again the same way).
+    let replayed = c
+        .post(
+            &format!("/runs/{}/replay", run["id"].as_str().unwrap()),
+            json!({}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(replayed.body["status"], "queued");
+    let again = finished_run(&c, run["id"].as_str().unwrap()).await;
+    assert_eq!(again["status"], "failed");
+    c.post(
+        &format!("/runs/{}/replay", run["id"].as_str().unwrap()),
+        json!({}),
+    )
+    .await
+    .expect(200);
+    // A template that names a missing field fails with its path.
+    let missing = c
+        .post("/flows", json!({
+            "name": "Missing",
+            "trigger": {"type": "webhook"},
+            "steps": [{"key": "c", "action": "create_customer", "input": {"name": "{{trigger.nope}}"}}]
+        }))
+        .await
+        .expect(201)
+        .id();
+    let test = c
+        .post(&format!("/flows/{missing}/test"), json!({}))
+        .await
+        .expect(202);
+    let run = finished_run(&c, test.body["id"].as_str().unwrap()).await;
+    assert_eq!(run["status"], "failed");
+    assert_eq!(run["steps"][0]["error"]["code"], "template");
+    assert_eq!(run["steps"][0]["error"]["field"], "steps[0].input.name");
+}

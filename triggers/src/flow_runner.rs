@@ -1,0 +1,285 @@
+//! Executes flow runs. A run is a job on the queue ([`RunJob`]); the worker that takes it
+//! claims the run with a lease, then performs its steps in order: render the step's input from
+//! the trigger and earlier outputs, check it against the action's schema, perform it, record it.
+//! A retryable failure puts the run back in the queue after a backoff (exponential with jitter,
+//! or the target's `Retry-After`); a permanent one fails the run with the upstream error.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::RngExt;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use timix_actions::{Outcome, Runner};
+use timix_engine::auth::{self, ApiKeyRef};
+use timix_engine::db::Db;
+use timix_engine::error::Result;
+use timix_engine::flows;
+use timix_engine::jobs::{Job, JobHandler};
+use timix_engine::manifest::Manifests;
+use timix_engine::runs::{self, StepRecord};
+use timix_engine::template;
+use timix_engine::time::{format_ms, now_ms};
+
+/// How long a worker holds a run between two saved steps.
+const LEASE_MS: i64 = 60_000;
+/// The longest wait between two attempts of a step.
+const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
+
+/// "Execute this run": a run id on the `runs` queue.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunJob {
+    pub run_id: String,
+}
+
+impl Job for RunJob {
+    const QUEUE: &'static str = "runs";
+}
+
+/// Runs flows.
+pub struct FlowRunner {
+    pub db: Db,
+    pub manifests: Arc<Manifests>,
+    pub runner: Runner,
+    /// The first retry's delay; each next one doubles it.
+    pub retry_base: Duration,
+}
+
+impl JobHandler<RunJob> for FlowRunner {
+    async fn perform(&self, job: RunJob) -> Result<()> {
+        let result = self.execute(&job.run_id).await;
+        if let Err(error) = &result {
+            // The run stays due: the sweeper queues it again.
+            tracing::warn!(run = %job.run_id, %error, "A run could not be executed.");
+        }
+        result
+    }
+}
+
+/// The delay before attempt `attempts + 1`: the target's `Retry-After` when it gave one, else
+/// `base · 2^(attempts-1)` within ±20 %, never more than [`MAX_BACKOFF`].
+pub fn backoff(base: Duration, attempts: u32, retry_after: Option<Duration>) -> Duration {
+    if let Some(after) = retry_after {
+        return after.min(MAX_BACKOFF);
+    }
+    let exponential = base.saturating_mul(1u32 << attempts.saturating_sub(1).min(16));
+    let jitter = rand::rng().random_range(0.8..1.2);
+    exponential.mul_f64(jitter).min(MAX_BACKOFF)
+}
+
+fn failure(code: &str, message: impl Into<String>) -> Value {
+    json!({"code": code, "message": message.into()})
+}
+
+impl FlowRunner {
+    /// Executes a run if it is due and nobody else holds it.
+    pub async fn execute(&self, run_id: &str) -> Result<()> {
+        let Some(run) = runs::claim(&self.db, run_id, LEASE_MS).await? else {
+            return Ok(());
+        };
+        let mut steps = run.steps.clone();
+        let Some(flow) = flows::live(&self.db, &run.flow_id).await? else {
+            return runs::finish(&self.db, run_id, &steps, Some("the flow was deleted")).await;
+        };
+        let on_behalf = ApiKeyRef {
+            id: format!("flow:{}", flow.id),
+            name: flow.name.clone(),
+            prefix: String::new(),
+            expires_at: None,
+        };
+        let actor =
+            match auth::acting_user(&self.db, &flow.org_id, &flow.created_by, on_behalf).await {
+                Ok(actor) => actor,
+                Err(error) => {
+                    return self
+                        .fail(&flow.id, run_id, &steps, &error.to_string())
+                        .await;
+                }
+            };
+        let definitions: Vec<Value> = flow.steps.as_array().cloned().unwrap_or_default();
+        let mut outputs = Map::new();
+        for (i, record) in steps.clone().iter().enumerate() {
+            if record.status == "succeeded" {
+                outputs.insert(
+                    record.key.clone(),
+                    record.output.clone().unwrap_or(Value::Null),
+                );
+                continue;
+            }
+            let definition = definitions
+                .iter()
+                .find(|d| d["key"] == record.key.as_str())
+                .cloned()
+                .unwrap_or(Value::Null);
+            let Some(action) = self.manifests.actions.get(&record.action) else {
+                let message = format!("{} is no longer an action", record.action);
+                return self
+                    .step_failed(
+                        &flow.id,
+                        run_id,
+                        &mut steps,
+                        i,
+                        failure("unknown_manifest", &message),
+                    )
+                    .await;
+            };
+            let context = json!({
+                "trigger": run.trigger,
+                "steps": outputs,
+                "flow": flows::context_of(&flow),
+                "now": format_ms(now_ms()),
+            });
+            let input = match template::render_value(
+                &definition["input"],
+                &context,
+                &format!("steps[{i}].input"),
+            ) {
+                Ok(input) => input,
+                Err((path, e)) => {
+                    let error = json!({"code": "template", "message": format!("{path}: {e}"), "field": path});
+                    return self
+                        .step_failed(&flow.id, run_id, &mut steps, i, error)
+                        .await;
+                }
+            };
+            steps[i].input = Some(input.clone());
+            if let Err(problems) = self.manifests.check_input(&action.key, &input) {
+                let details: Vec<Value> = problems
+                    .iter()
+                    .map(|(path, message)| json!({"field": path, "message": message}))
+                    .collect();
+                let error = json!({
+                    "code": "invalid_input",
+                    "message": format!("the input does not match {}: {}", action.key, problems[0].1),
+                    "details": details,
+                });
+                return self
+                    .step_failed(&flow.id, run_id, &mut steps, i, error)
+                    .await;
+            }
+            steps[i].attempts += 1;
+            steps[i].started_at = Some(format_ms(now_ms()));
+            match self.runner.perform(action, &input, &actor).await {
+                Outcome::Done(output) => {
+                    let step = &mut steps[i];
+                    step.status = "succeeded".into();
+                    step.error = None;
+                    step.finished_at = Some(format_ms(now_ms()));
+                    step.output = Some(output.clone());
+                    outputs.insert(step.key.clone(), output);
+                    runs::save_steps(&self.db, run_id, &steps, LEASE_MS).await?;
+                }
+                Outcome::Retry { error, after }
+                    if steps[i].attempts < action.retry.max_attempts =>
+                {
+                    steps[i].error = Some(error);
+                    let wait = backoff(self.retry_base, steps[i].attempts, after);
+                    return runs::retry_at(
+                        &self.db,
+                        run_id,
+                        &steps,
+                        now_ms() + wait.as_millis() as i64,
+                    )
+                    .await;
+                }
+                Outcome::Retry { error, .. } | Outcome::Fail(error) => {
+                    return self
+                        .step_failed(&flow.id, run_id, &mut steps, i, error)
+                        .await;
+                }
+            }
+        }
+        runs::finish(&self.db, run_id, &steps, None).await?;
+        flows::note_error(&self.db, &flow.id, None).await
+    }
+
+    async fn step_failed(
+        &self,
+        flow_id: &str,
+        run_id: &str,
+        steps: &mut [StepRecord],
+        i: usize,
+        error: Value,
+    ) -> Result<()> {
+        let message = format!(
+            "step {} ({}) failed: {}",
+            steps[i].key,
+            steps[i].action,
+            error["message"].as_str().unwrap_or("error")
+        );
+        let step = &mut steps[i];
+        step.status = "failed".into();
+        step.error = Some(error);
+        step.finished_at = Some(format_ms(now_ms()));
+        self.fail(flow_id, run_id, steps, &message).await
+    }
+
+    async fn fail(
+        &self,
+        flow_id: &str,
+        run_id: &str,
+        steps: &[StepRecord],
+        message: &str,
+    ) -> Result<()> {
+        runs::finish(&self.db, run_id, steps, Some(message)).await?;
+        flows::note_error(&self.db, flow_id, Some(message)).await
+    }
+}
+
+/// The safety net under the queue: every `every`, runs that are due (a retry whose time has
+/// come, a new run whose job has not been taken, a run a crashed worker left) are executed here,
+/// at most `concurrency` at a time. The claim on each run keeps it to one execution.
+pub async fn sweep_runs(runner: Arc<FlowRunner>, every: Duration, concurrency: usize) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let free = slots.available_permits() as i64;
+        if free == 0 {
+            continue;
+        }
+        match runs::take_due(&runner.db, free).await {
+            Ok(ids) => {
+                for run_id in ids {
+                    let Ok(permit) = slots.clone().acquire_owned().await else {
+                        return;
+                    };
+                    let runner = runner.clone();
+                    tokio::spawn(async move {
+                        if let Err(error) = runner.execute(&run_id).await {
+                            tracing::warn!(run = %run_id, %error, "A run could not be executed.");
+                        }
+                        drop(permit);
+                    });
+                }
+            }
+            Err(error) => tracing::warn!(%error, "Could not look for due runs."),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_within_jitter_and_honours_retry_after() {
+        let base = Duration::from_secs(1);
+        for (attempts, nominal) in [(1, 1.0), (2, 2.0), (3, 4.0), (5, 16.0)] {
+            let wait = backoff(base, attempts, None).as_secs_f64();
+            assert!(
+                (nominal * 0.8..=nominal * 1.2).contains(&wait),
+                "{attempts}: {wait}"
+            );
+        }
+        assert_eq!(
+            backoff(base, 1, Some(Duration::from_secs(7))),
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            backoff(base, 40, None).min(MAX_BACKOFF),
+            MAX_BACKOFF.min(backoff(base, 40, None))
+        );
+        assert!(backoff(base, 40, None) <= MAX_BACKOFF);
+    }
+}

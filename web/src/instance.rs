@@ -1,0 +1,92 @@
+//! This instance's API, called in-process: the flow runner's steps on this instance go through
+//! the same handlers (validation, roles, events) as a request over HTTP, as the flow's owner,
+//! without a socket, a key or the rate limit.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::http::{HeaderValue, Method, Request, header};
+use serde_json::Value;
+use timix_actions::{ApiCall, Instance, Reply};
+use timix_engine::auth::Actor;
+use tower::ServiceExt;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::AppState;
+use crate::extract::MAX_BODY_BYTES;
+use crate::routes::BASE;
+
+/// The API router, authenticated by the actor each call carries.
+#[derive(Clone)]
+pub struct InProcess {
+    router: Router,
+}
+
+impl InProcess {
+    pub fn new(state: AppState) -> Self {
+        Self {
+            router: crate::api_router()
+                .0
+                .with_state(state)
+                .layer(CatchPanicLayer::new()),
+        }
+    }
+
+    async fn send(&self, actor: Actor, call: ApiCall) -> Reply {
+        let method = Method::from_bytes(call.method.as_bytes()).unwrap_or(Method::GET);
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("{BASE}{}", call.path));
+        let body = match call.body {
+            Some(value) => {
+                request = request.header(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                Body::from(value.to_string())
+            }
+            None => Body::empty(),
+        };
+        let Ok(mut request) = request.body(body) else {
+            return Reply {
+                status: 400,
+                retry_after: None,
+                body: serde_json::json!({"error": {"code": "invalid_parameter", "message": format!("{} is not a valid path", call.path)}}),
+            };
+        };
+        request.extensions_mut().insert(actor);
+        let response = match self.router.clone().oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let bytes = to_bytes(response.into_body(), MAX_BODY_BYTES * 16)
+            .await
+            .unwrap_or_default();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply {
+            status,
+            retry_after,
+            body,
+        }
+    }
+}
+
+impl Instance for InProcess {
+    fn call(
+        &self,
+        actor: Actor,
+        call: ApiCall,
+    ) -> Pin<Box<dyn Future<Output = Reply> + Send + '_>> {
+        Box::pin(self.send(actor, call))
+    }
+}
