@@ -410,6 +410,7 @@ fn start_flows(
         retry_base: settings.flow_retry_base,
     });
     let runner_for_sweeps = runner.clone();
+    let runner_for_schedules = runner.clone();
     let workers = {
         let queues = queues.clone();
         async move {
@@ -433,7 +434,12 @@ fn start_flows(
         Duration::from_millis(100),
         RUN_CONCURRENCY,
     );
-    vec![tokio::spawn(workers), tokio::spawn(sweeper)]
+    let scheduler = timix_triggers::scheduler::run(runner_for_schedules);
+    vec![
+        tokio::spawn(workers),
+        tokio::spawn(sweeper),
+        tokio::spawn(scheduler),
+    ]
 }
 
 /// Webhook delivery: the dispatcher, the workers that send, and the sweeper that requeues what a

@@ -701,3 +701,15 @@ pub fn context_of(flow: &LiveFlow) -> Value {
     map.insert("name".into(), json!(flow.name));
     Value::Object(map)
 }
+
+/// Enabled flows with a schedule trigger, across organizations (the scheduler's view).
+pub async fn scheduled(db: &Db) -> Result<Vec<LiveFlow>> {
+    Sql::new(
+        "SELECT * FROM flows WHERE trigger_type = 'schedule' AND is_enabled = 1 AND deleted_at IS NULL",
+    )
+    .fetch_all(db)
+    .await?
+    .iter()
+    .map(live_from_row)
+    .collect()
+}

@@ -396,3 +396,162 @@ async fn a_flaky_target_is_retried_and_a_refusal_fails_the_run() {
     assert_eq!(run["steps"][0]["error"]["code"], "template");
     assert_eq!(run["steps"][0]["error"]["field"], "steps[0].input.name");
 }
+
+#[tokio::test]
+async fn a_schedule_starts_one_run_per_fire_time() {
+    let server = server().await;
+    let org = server.db.bootstrap("business");
+    let c = server.as_key(&org.key);
+    let flow = c
+        .post("/flows", json!({
+            "name": "Every second",
+            "trigger": {"type": "schedule", "schedule": "* * * * * *"},
+            "steps": [{"key": "c", "action": "create_customer", "input": {"name": "Tick {{trigger.firedAt}}"}}]
+        }))
+        .await
+        .expect(201)
+        .id();
+    let started = Instant::now();
+    loop {
+        let runs = c
+            .get(&format!("/runs?flowId={flow}&status=succeeded"))
+            .await
+            .expect(200);
+        if runs.items().len() >= 3 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "too few scheduled runs"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    c.post(&format!("/flows/{flow}/disable"), json!({}))
+        .await
+        .expect(200);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let runs = c
+        .get(&format!("/runs?flowId={flow}&pageSize=200"))
+        .await
+        .expect(200)
+        .items();
+    let mut fired: Vec<String> = runs
+        .iter()
+        .map(|r| r["trigger"]["firedAt"].as_str().unwrap().to_owned())
+        .collect();
+    let count = fired.len();
+    fired.sort();
+    fired.dedup();
+    assert_eq!(fired.len(), count, "one run per fire time");
+    // As many customers as runs, each named after its fire time.
+    let customers = c
+        .get("/customers?q=tick&pageSize=200")
+        .await
+        .expect(200)
+        .items();
+    assert_eq!(customers.len(), count);
+    // Disabled: no more.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after = c
+        .get(&format!("/runs?flowId={flow}&pageSize=200"))
+        .await
+        .expect(200)
+        .items();
+    assert_eq!(after.len(), count);
+}
+
+#[tokio::test]
+async fn two_processes_on_one_postgres_never_run_a_step_twice() {
+    if crate::harness::backend() != "postgres" {
+        eprintln!(
+            "SKIPPED on SQLite: one process per database file; this runs in the Postgres pass"
+        );
+        return;
+    }
+    let db = TestDb::new().await;
+    let shared = TestDb {
+        dir: db.dir.clone(),
+        url: db.url.clone(),
+    };
+    let env = [
+        ("TIMIX_ALLOW_PRIVATE_TARGETS", "1"),
+        ("TIMIX_FLOW_RETRY_BASE", "100ms"),
+    ];
+    let a = Server::start_with(db, &env).await;
+    let b = Server::start_with(shared, &env).await;
+    let org = a.db.bootstrap("business");
+    let (ca, cb) = (a.as_key(&org.key), b.as_key(&org.key));
+    let receiver = Receiver::start().await;
+    // Every third call fails once: retries must not duplicate either.
+    receiver.script(vec![
+        (503, vec![]),
+        (200, vec![]),
+        (200, vec![]),
+        (503, vec![]),
+    ]);
+    let flow = ca
+        .post("/flows", json!({
+            "name": "Mirror",
+            "trigger": {"type": "event", "event": "customer.created"},
+            "steps": [{"key": "send", "action": "http_request",
+                       "input": {"method": "POST", "url": receiver.url, "body": {"id": "{{trigger.id}}"}}}]
+        }))
+        .await
+        .expect(201)
+        .id();
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let c = if i % 2 == 0 { &ca } else { &cb };
+        ids.push(
+            c.post("/customers", json!({"name": format!("C{i}")}))
+                .await
+                .expect(201)
+                .id(),
+        );
+    }
+    let started = Instant::now();
+    loop {
+        let done = ca
+            .get(&format!(
+                "/runs?flowId={flow}&status=succeeded&pageSize=200"
+            ))
+            .await
+            .expect(200)
+            .items()
+            .len();
+        if done == ids.len() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{done} of {} runs done",
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let runs = ca
+        .get(&format!("/runs?flowId={flow}&pageSize=200"))
+        .await
+        .expect(200)
+        .items();
+    assert_eq!(runs.len(), ids.len(), "one run per event");
+    // Each customer reached the receiver exactly once with a 2xx answer.
+    let mut delivered: Vec<String> = Vec::new();
+    let received = receiver.received();
+    let attempts: u64 = runs
+        .iter()
+        .map(|r| r["steps"][0]["attempts"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        received.len() as u64,
+        attempts,
+        "every attempt recorded, none unrecorded"
+    );
+    for r in &runs {
+        delivered.push(r["trigger"]["id"].as_str().unwrap().to_owned());
+    }
+    delivered.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(delivered, expected);
+}

@@ -1,0 +1,70 @@
+//! Schedule triggers: each enabled flow with a cron schedule starts a run at every fire time.
+//! A fire time is the run's source (`schedule:<instant>`), unique per flow, so any number of
+//! processes may tick at once and each fire time still starts exactly one run. Fire times
+//! missed while no process ran are not made up beyond the last minute.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use timix_engine::db::Db;
+use timix_engine::error::Result;
+use timix_engine::flows;
+use timix_engine::runs;
+use timix_engine::time::{format_ms, now_ms};
+
+use crate::flow_runner::FlowRunner;
+
+/// How far back a tick looks for fire times it may have missed.
+const CATCH_UP_MS: i64 = 60_000;
+
+/// Starts the runs of every fire time due since the last tick; returns the new run ids.
+pub async fn tick(db: &Db) -> Result<Vec<String>> {
+    let now = now_ms();
+    let mut started = Vec::new();
+    for flow in flows::scheduled(db).await? {
+        let Some(text) = flow.trigger["schedule"].as_str() else {
+            continue;
+        };
+        let Ok(schedule) = flows::parse_schedule(text) else {
+            continue;
+        };
+        let since = (now - CATCH_UP_MS).max(flow.enabled_at.unwrap_or(now));
+        let Some(from) = DateTime::<Utc>::from_timestamp_millis(since) else {
+            continue;
+        };
+        for fire in schedule
+            .after(&from)
+            .take_while(|t| t.timestamp_millis() <= now)
+        {
+            let at = format_ms(fire.timestamp_millis());
+            let trigger = json!({"firedAt": at, "schedule": text});
+            if let Some(id) = runs::start(db, &flow, &format!("schedule:{at}"), &trigger).await? {
+                started.push(id);
+            }
+        }
+    }
+    Ok(started)
+}
+
+/// Ticks every second and runs what fired.
+pub async fn run(runner: Arc<FlowRunner>) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        every.tick().await;
+        match tick(&runner.db).await {
+            Ok(ids) => {
+                for run_id in ids {
+                    let runner = runner.clone();
+                    tokio::spawn(async move {
+                        if let Err(error) = runner.execute(&run_id).await {
+                            tracing::warn!(run = %run_id, %error, "A scheduled run could not be executed.");
+                        }
+                    });
+                }
+            }
+            Err(error) => tracing::warn!(%error, "Could not start scheduled runs."),
+        }
+    }
+}
