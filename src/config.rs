@@ -37,6 +37,10 @@ pub struct GlobalArgs {
     /// The wait before a flow step's first retry; each next one doubles it [default: 2s].
     #[arg(long, env = "TIMIX_FLOW_RETRY_BASE", global = true)]
     pub flow_retry_base: Option<String>,
+    /// How long a worker holds a run between two steps before another may take it over
+    /// [default: 60s]. Keep it above the outbound timeout (30s).
+    #[arg(long, env = "TIMIX_RUN_LEASE", global = true)]
+    pub run_lease: Option<String>,
     /// Log filter, e.g. `info` or `timix_web=debug` [default: info].
     #[arg(long, env = "TIMIX_LOG", global = true)]
     pub log: Option<String>,
@@ -63,6 +67,7 @@ struct FileConfig {
     webhook_retry_schedule: Option<String>,
     idempotency_retention: Option<String>,
     flow_retry_base: Option<String>,
+    run_lease: Option<String>,
     log: Option<String>,
     log_format: Option<String>,
 }
@@ -83,6 +88,7 @@ pub struct Settings {
     pub webhook_retry_schedule: Vec<Duration>,
     pub idempotency_retention: Duration,
     pub flow_retry_base: Duration,
+    pub run_lease: Duration,
     pub log: String,
     pub log_format: LogFormat,
 }
@@ -143,8 +149,21 @@ impl Settings {
             [one] => *one,
             _ => bail!("TIMIX_FLOW_RETRY_BASE must be one duration such as 2s"),
         };
+        let lease = args
+            .run_lease
+            .clone()
+            .or(file.run_lease)
+            .unwrap_or_else(|| "60s".to_owned());
+        let run_lease = match parse_schedule(&lease)
+            .context("TIMIX_RUN_LEASE")?
+            .as_slice()
+        {
+            [one] => *one,
+            _ => bail!("TIMIX_RUN_LEASE must be one duration such as 60s"),
+        };
         Ok(Settings {
             flow_retry_base,
+            run_lease,
             bind: args
                 .bind
                 .clone()

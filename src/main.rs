@@ -408,6 +408,7 @@ fn start_flows(
             Outbound::new(settings.allow_private_targets, Duration::from_secs(30)),
         ),
         retry_base: settings.flow_retry_base,
+        lease: settings.run_lease,
     });
     let runner_for_sweeps = runner.clone();
     let runner_for_schedules = runner.clone();

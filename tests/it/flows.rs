@@ -555,3 +555,69 @@ async fn two_processes_on_one_postgres_never_run_a_step_twice() {
     expected.sort();
     assert_eq!(delivered, expected);
 }
+
+#[tokio::test]
+async fn a_run_cut_off_by_a_crash_finishes_after_the_restart() {
+    let db = TestDb::new().await;
+    let (dir, url) = (db.dir.clone(), db.url.clone());
+    let env = [
+        ("TIMIX_ALLOW_PRIVATE_TARGETS", "1"),
+        ("TIMIX_FLOW_RETRY_BASE", "100ms"),
+        ("TIMIX_RUN_LEASE", "2s"),
+    ];
+    let server = Server::start_with(db, &env).await;
+    let org = server.db.bootstrap("business");
+    let c = server.as_key(&org.key);
+    let receiver = Receiver::start().await;
+    receiver.slow(Duration::from_secs(2));
+    let flow = c
+        .post("/flows", json!({
+            "name": "Slow",
+            "trigger": {"type": "event", "event": "customer.created"},
+            "steps": [
+                {"key": "send", "action": "http_request", "input": {"method": "POST", "url": receiver.url, "body": {"id": "{{trigger.id}}"}}},
+                {"key": "project", "action": "create_project", "input": {"customerId": "{{trigger.id}}", "name": "After the call"}}
+            ]
+        }))
+        .await
+        .expect(201)
+        .id();
+    c.post("/customers", json!({"name": "Acme"}))
+        .await
+        .expect(201);
+    // The first step is in flight (the receiver takes 2 s to answer): the process dies.
+    let started = Instant::now();
+    loop {
+        let runs = c
+            .get(&format!("/runs?flowId={flow}&status=running"))
+            .await
+            .expect(200);
+        if !runs.items().is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the run did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    crate::harness::signal(server.pid(), "KILL");
+    drop(server);
+    assert!(receiver.received().is_empty(), "killed before the answer");
+
+    let restarted = Server::start_with(TestDb { dir, url }, &env).await;
+    let c = restarted.as_key(&org.key);
+    let run = run_of(&c, &flow).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["steps"][1]["output"]["name"], "After the call");
+    assert_eq!(
+        c.get("/projects?name=After%20the%20call")
+            .await
+            .items()
+            .len(),
+        1
+    );
+    // The interrupted call was made again after the restart (at least once, as documented).
+    assert!(!receiver.received().is_empty());
+}

@@ -21,8 +21,6 @@ use timix_engine::runs::{self, StepRecord};
 use timix_engine::template;
 use timix_engine::time::{format_ms, now_ms};
 
-/// How long a worker holds a run between two saved steps.
-const LEASE_MS: i64 = 60_000;
 /// The longest wait between two attempts of a step.
 const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
 
@@ -43,6 +41,8 @@ pub struct FlowRunner {
     pub runner: Runner,
     /// The first retry's delay; each next one doubles it.
     pub retry_base: Duration,
+    /// How long this worker holds a run between two saved steps; then another may take it.
+    pub lease: Duration,
 }
 
 impl JobHandler<RunJob> for FlowRunner {
@@ -72,9 +72,13 @@ fn failure(code: &str, message: impl Into<String>) -> Value {
 }
 
 impl FlowRunner {
+    fn lease_ms(&self) -> i64 {
+        self.lease.as_millis() as i64
+    }
+
     /// Executes a run if it is due and nobody else holds it.
     pub async fn execute(&self, run_id: &str) -> Result<()> {
-        let Some(run) = runs::claim(&self.db, run_id, LEASE_MS).await? else {
+        let Some(run) = runs::claim(&self.db, run_id, self.lease_ms()).await? else {
             return Ok(());
         };
         let mut steps = run.steps.clone();
@@ -167,7 +171,7 @@ impl FlowRunner {
                     step.finished_at = Some(format_ms(now_ms()));
                     step.output = Some(output.clone());
                     outputs.insert(step.key.clone(), output);
-                    runs::save_steps(&self.db, run_id, &steps, LEASE_MS).await?;
+                    runs::save_steps(&self.db, run_id, &steps, self.lease_ms()).await?;
                 }
                 Outcome::Retry { error, after }
                     if steps[i].attempts < action.retry.max_attempts =>
