@@ -8,75 +8,12 @@
 //! ```
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use serde_json::{Value, json};
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn timix() -> std::path::PathBuf {
-    std::env::current_exe()
-        .expect("own path")
-        .with_file_name("timix")
-}
-
-fn cli(env: &[(String, String)], args: &[&str]) -> anyhow::Result<Value> {
-    let out = Command::new(timix())
-        .args(args)
-        .envs(env.iter().cloned())
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "timix {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(serde_json::from_slice(&out.stdout)?)
-}
-
-fn start(env: &[(String, String)]) -> anyhow::Result<Server> {
-    let mut child = Command::new(timix())
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .envs(env.iter().cloned())
-        .env("TIMIX_LOG", "warn,timix=info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()?;
-    let stderr = child.stderr.take().expect("piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("WARN") || line.contains("ERROR") {
-                eprintln!("server: {line}");
-            }
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                let address: String = rest
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || ".:".contains(*c))
-                    .collect();
-                let _ = tx.send(address);
-            }
-        }
-    });
-    let address = rx.recv_timeout(Duration::from_secs(60))?;
-    Ok(Server {
-        child,
-        base: format!("http://{address}/api/integration/v1"),
-    })
-}
+use timix_bench::{cli, fresh_database, percentile, start};
 
 #[derive(Default)]
 struct Received {
@@ -106,40 +43,10 @@ async fn receiver(state: Arc<Mutex<Received>>) -> anyhow::Result<String> {
     Ok(format!("http://{address}/hook"))
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     timix_connectors::outbound::install_crypto_provider();
-    let dir = std::env::temp_dir().join(format!("timix-bench-{}", ulid::Ulid::generate()));
-    let (backend, url) = match std::env::var("TIMIX_BENCH_POSTGRES_URL") {
-        Ok(admin) => {
-            use sqlx::Connection;
-            let name = format!(
-                "timix_bench_{}",
-                ulid::Ulid::generate().to_string().to_lowercase()
-            );
-            let mut conn = sqlx::PgConnection::connect(&admin).await?;
-            sqlx::Executor::execute(
-                &mut conn,
-                sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
-            )
-            .await?;
-            let (prefix, _) = admin.rsplit_once('/').expect("a database in the URL");
-            ("postgres", format!("{prefix}/{name}"))
-        }
-        Err(_) => (
-            "sqlite",
-            format!("sqlite://{}", dir.join("timix.db").display()),
-        ),
-    };
-    let env = vec![
-        ("DATABASE_URL".to_owned(), url),
-        ("TIMIX_DATA_DIR".to_owned(), dir.display().to_string()),
-        ("TIMIX_ALLOW_PRIVATE_TARGETS".to_owned(), "1".to_owned()),
-    ];
+    let (backend, env, dir) = fresh_database().await?;
     cli(&env, &["migrate"]).ok();
     let org = cli(
         &env,

@@ -1,0 +1,234 @@
+//! Flow runs against the real `timix` binary: "inbound webhook → http_request to a local
+//! receiver" (latency from the 202 to the receiver, and runs per second for a burst), and
+//! "customer.created → create project → create task" (runs per second), with the server's
+//! memory idle and loaded. Every run and step is durably recorded, as always.
+//!
+//! ```sh
+//! cargo build --release --bins -p timix -p timix-bench
+//! target/release/flow-runs                      # SQLite
+//! TIMIX_BENCH_POSTGRES_URL=postgres://user:pw@127.0.0.1/postgres target/release/flow-runs
+//! ```
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use serde_json::{Value, json};
+use timix_bench::{cli, fresh_database, percentile, start};
+
+/// When each numbered call reached the receiver.
+#[derive(Default)]
+struct Received {
+    at: HashMap<u64, Instant>,
+}
+
+async fn receiver(state: Arc<Mutex<Received>>) -> anyhow::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let app = axum::Router::new().fallback(move |body: Bytes| {
+        let state = state.clone();
+        async move {
+            let now = Instant::now();
+            if let Some(n) = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v["n"].as_u64())
+            {
+                state.lock().unwrap().at.entry(n).or_insert(now);
+            }
+            "ok"
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(format!("http://{address}/hook"))
+}
+
+async fn wait_for(state: &Arc<Mutex<Received>>, count: usize, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while state.lock().unwrap().at.len() < count && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    timix_connectors::outbound::install_crypto_provider();
+    let (backend, env, dir) = fresh_database().await?;
+    cli(&env, &["migrate"]).ok();
+    let org = cli(
+        &env,
+        &[
+            "bootstrap",
+            "--org",
+            "Bench",
+            "--email",
+            "bench@example.com",
+            "--plan",
+            "business",
+        ],
+    )?;
+    let key = org["apiKey"].as_str().unwrap_or_default().to_owned();
+    let server = start(&env)?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle_memory = server.memory_mib();
+    let http = reqwest::Client::new();
+    let state = Arc::new(Mutex::new(Received::default()));
+    let hook = receiver(state.clone()).await?;
+    let api = |path: &str| format!("{}{path}", server.base);
+
+    let flow: Value = http
+        .post(api("/flows"))
+        .header("X-Api-Key", &key)
+        .json(&json!({
+            "name": "Inbound → HTTP",
+            "trigger": {"type": "webhook"},
+            "steps": [{"key": "send", "action": "http_request",
+                       "input": {"method": "POST", "url": hook, "body": {"n": "{{trigger.n}}"}}}]
+        }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let inbound = format!(
+        "{}{}",
+        server.base.trim_end_matches("/api/integration/v1"),
+        flow["trigger"]["webhookUrl"].as_str().unwrap_or_default()
+    );
+
+    // Latency: 50 calls a second for 6 seconds.
+    let mut accepted: HashMap<u64, Instant> = HashMap::new();
+    let started = Instant::now();
+    for n in 0..300u64 {
+        tokio::time::sleep_until((started + Duration::from_millis(20 * n)).into()).await;
+        http.post(&inbound)
+            .json(&json!({"n": n}))
+            .send()
+            .await?
+            .error_for_status()?;
+        accepted.insert(n, Instant::now());
+    }
+    wait_for(&state, 300, Duration::from_secs(60)).await;
+    let mut latencies: Vec<Duration> = {
+        let s = state.lock().unwrap();
+        accepted
+            .iter()
+            .filter_map(|(n, at)| s.at.get(n).map(|r| r.saturating_duration_since(*at)))
+            .collect()
+    };
+    latencies.sort();
+
+    // Throughput: a burst of 3,000 calls from 32 connections.
+    let burst = 3000u64;
+    let first = 1_000_000u64;
+    let burst_started = Instant::now();
+    let mut senders = Vec::new();
+    for k in 0..32u64 {
+        let (http, inbound) = (http.clone(), inbound.clone());
+        senders.push(tokio::spawn(async move {
+            let mut n = first + k;
+            while n < first + burst {
+                let _ = http.post(&inbound).json(&json!({"n": n})).send().await;
+                n += 32;
+            }
+        }));
+    }
+    for s in senders {
+        s.await?;
+    }
+    let accepted_in = burst_started.elapsed();
+    wait_for(&state, 300 + burst as usize, Duration::from_secs(300)).await;
+    let (done, last) = {
+        let s = state.lock().unwrap();
+        let times: Vec<Instant> =
+            s.at.iter()
+                .filter(|(n, _)| **n >= first)
+                .map(|(_, t)| *t)
+                .collect();
+        (times.len(), times.into_iter().max())
+    };
+    let span = last
+        .map(|l| l.duration_since(burst_started))
+        .unwrap_or_default();
+    let loaded_memory = server.memory_mib();
+
+    // The chain: customer.created → create project → create task.
+    http.post(api("/flows"))
+        .header("X-Api-Key", &key)
+        .json(&json!({
+            "name": "Onboarding",
+            "trigger": {"type": "event", "event": "customer.created"},
+            "steps": [
+                {"key": "project", "action": "create_project", "input": {"customerId": "{{trigger.id}}", "name": "Onboarding {{trigger.name}}"}},
+                {"key": "task", "action": "create_task", "input": {"projectId": "{{steps.project.id}}", "name": "Kick-off"}}
+            ]
+        }))
+        .send()
+        .await?
+        .error_for_status()?;
+    let customers = 500usize;
+    let chain_started = Instant::now();
+    let mut creators = Vec::new();
+    for k in 0..8 {
+        let (http, url, key) = (http.clone(), api("/customers"), key.clone());
+        creators.push(tokio::spawn(async move {
+            for i in 0..customers / 8 {
+                let _ = http
+                    .post(&url)
+                    .header("X-Api-Key", &key)
+                    .json(&json!({"name": format!("C{k}-{i}")}))
+                    .send()
+                    .await;
+            }
+        }));
+    }
+    for c in creators {
+        c.await?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut chained = 0;
+    while Instant::now() < deadline {
+        let r = http
+            .get(api("/tasks?name=Kick-off&pageSize=1"))
+            .header("X-Api-Key", &key)
+            .send()
+            .await?;
+        chained = r
+            .headers()
+            .get("x-total-count")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        if chained >= customers {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let chain_span = chain_started.elapsed();
+
+    println!("| backend | workload | result |");
+    println!("|---|---|---|");
+    println!(
+        "| {backend} | inbound webhook → http_request, 50/s | p50 {:.1} ms, p99 {:.1} ms ({} of 300) |",
+        percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
+        percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
+        latencies.len()
+    );
+    println!(
+        "| {backend} | inbound webhook → http_request, burst of {burst} | {:.0} runs/s ({done} done in {:.2} s; calls accepted in {:.2} s) |",
+        done as f64 / span.as_secs_f64().max(0.001),
+        span.as_secs_f64(),
+        accepted_in.as_secs_f64()
+    );
+    println!(
+        "| {backend} | customer.created → project → task, {customers} customers | {:.0} runs/s ({chained} done in {:.2} s) |",
+        chained as f64 / chain_span.as_secs_f64().max(0.001),
+        chain_span.as_secs_f64()
+    );
+    println!(
+        "| {backend} | memory (RSS) | {idle_memory:.0} MiB idle, {loaded_memory:.0} MiB after the burst |"
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}

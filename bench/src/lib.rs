@@ -1,0 +1,131 @@
+//! What the benchmarks share: the real `timix` binary started on a fresh database (SQLite, or
+//! Postgres with `TIMIX_BENCH_POSTGRES_URL`), its command line, and percentiles.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// A running `timix serve`, stopped when dropped.
+pub struct Server {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT/api/integration/v1`
+    pub base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Resident memory of the server process, in MiB (Linux).
+    pub fn memory_mib(&self) -> f64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+}
+
+/// The `timix` binary beside this one (`cargo build --release --bins`).
+pub fn timix() -> std::path::PathBuf {
+    std::env::current_exe()
+        .expect("own path")
+        .with_file_name("timix")
+}
+
+/// Runs a `timix` command and reads its one line of JSON.
+pub fn cli(env: &[(String, String)], args: &[&str]) -> anyhow::Result<Value> {
+    let out = Command::new(timix())
+        .args(args)
+        .envs(env.iter().cloned())
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "timix {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// Starts `timix serve` on a free port and waits until it listens.
+pub fn start(env: &[(String, String)]) -> anyhow::Result<Server> {
+    let mut child = Command::new(timix())
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .envs(env.iter().cloned())
+        .env("TIMIX_LOG", "warn,timix=info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()?;
+    let stderr = child.stderr.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("WARN") || line.contains("ERROR") {
+                eprintln!("server: {line}");
+            }
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let address: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || ".:".contains(*c))
+                    .collect();
+                let _ = tx.send(address);
+            }
+        }
+    });
+    let address = rx.recv_timeout(Duration::from_secs(60))?;
+    Ok(Server {
+        child,
+        base: format!("http://{address}/api/integration/v1"),
+    })
+}
+
+/// A fresh database and data dir: (backend name, environment for `timix`, data dir).
+pub async fn fresh_database()
+-> anyhow::Result<(&'static str, Vec<(String, String)>, std::path::PathBuf)> {
+    let dir = std::env::temp_dir().join(format!("timix-bench-{}", ulid::Ulid::generate()));
+    let (backend, url) = match std::env::var("TIMIX_BENCH_POSTGRES_URL") {
+        Ok(admin) => {
+            use sqlx::Connection;
+            let name = format!(
+                "timix_bench_{}",
+                ulid::Ulid::generate().to_string().to_lowercase()
+            );
+            let mut conn = sqlx::PgConnection::connect(&admin).await?;
+            sqlx::Executor::execute(
+                &mut conn,
+                sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
+            )
+            .await?;
+            let (prefix, _) = admin.rsplit_once('/').expect("a database in the URL");
+            ("postgres", format!("{prefix}/{name}"))
+        }
+        Err(_) => (
+            "sqlite",
+            format!("sqlite://{}", dir.join("timix.db").display()),
+        ),
+    };
+    let env = vec![
+        ("DATABASE_URL".to_owned(), url),
+        ("TIMIX_DATA_DIR".to_owned(), dir.display().to_string()),
+        ("TIMIX_ALLOW_PRIVATE_TARGETS".to_owned(), "1".to_owned()),
+    ];
+    Ok((backend, env, dir))
+}
+
+/// The `p` quantile (0–1) of sorted durations.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
