@@ -686,12 +686,17 @@ pub fn matches_filters(trigger: &Value, data: &Value) -> bool {
 /// Shows the last error on a flow (or clears it), so a failing flow is visible where it is
 /// configured.
 pub async fn note_error(db: &Db, id: &str, error: Option<&str>) -> Result<()> {
-    Sql::new("UPDATE flows SET last_error = ? WHERE id = ?")
+    // Unchanged errors are not written again: a busy failing flow costs no extra writes.
+    db.write_count(
+        &Sql::new(
+            "UPDATE flows SET last_error = ? WHERE id = ? AND COALESCE(last_error, '') <> COALESCE(?, '')",
+        )
         .arg(error)
         .arg(id)
-        .execute(db)
-        .await
-        .map(drop)
+        .arg(error),
+    )
+    .await
+    .map(drop)
 }
 
 /// Keeps the map of an object's fields for templates (`flow` in a step's context).

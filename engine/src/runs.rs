@@ -180,18 +180,21 @@ pub struct ClaimedRun {
 /// (running with an expired lease). None when another worker has it or it is finished.
 pub async fn claim(db: &Db, id: &str, lease_ms: i64) -> Result<Option<ClaimedRun>> {
     let now = now_ms();
-    let taken = Sql::new(
-        "UPDATE runs SET status = 'running', lease_until = ?, started_at = COALESCE(started_at, ?), updated_at = ? \
-         WHERE id = ? AND ((status = 'queued' AND next_attempt_at <= ?) OR (status = 'running' AND lease_until < ?))",
-    )
-    .arg(now + lease_ms)
-    .arg(now)
-    .arg(now)
-    .arg(id)
-    .arg(now)
-    .arg(now)
-    .execute(db)
-    .await?;
+    let taken = db
+        .write_count(
+            &Sql::new(
+                "UPDATE runs SET status = 'running', lease_until = ?, started_at = COALESCE(started_at, ?), \
+                 updated_at = ? WHERE id = ? AND ((status = 'queued' AND next_attempt_at <= ?) \
+                 OR (status = 'running' AND lease_until < ?))",
+            )
+            .arg(now + lease_ms)
+            .arg(now)
+            .arg(now)
+            .arg(id)
+            .arg(now)
+            .arg(now),
+        )
+        .await?;
     if taken == 0 {
         return Ok(None);
     }
@@ -215,26 +218,31 @@ fn steps_json(steps: &[StepRecord]) -> Result<String> {
 /// Saves the steps after one of them finished, extending the lease.
 pub async fn save_steps(db: &Db, id: &str, steps: &[StepRecord], lease_ms: i64) -> Result<()> {
     let now = now_ms();
-    Sql::new("UPDATE runs SET steps = ?, lease_until = ?, updated_at = ? WHERE id = ? AND status = 'running'")
+    db.write_count(
+        &Sql::new(
+            "UPDATE runs SET steps = ?, lease_until = ?, updated_at = ? WHERE id = ? AND status = 'running'",
+        )
         .arg(steps_json(steps)?)
         .arg(now + lease_ms)
         .arg(now)
-        .arg(id)
-        .execute(db)
-        .await
-        .map(drop)
+        .arg(id),
+    )
+    .await
+    .map(drop)
 }
 
 /// Puts a run back in the queue until `at` (a retryable failure).
 pub async fn retry_at(db: &Db, id: &str, steps: &[StepRecord], at: Millis) -> Result<()> {
-    Sql::new(
-        "UPDATE runs SET status = 'queued', steps = ?, next_attempt_at = ?, lease_until = NULL, updated_at = ? WHERE id = ?",
+    db.write_count(
+        &Sql::new(
+            "UPDATE runs SET status = 'queued', steps = ?, next_attempt_at = ?, lease_until = NULL, updated_at = ? \
+             WHERE id = ?",
+        )
+        .arg(steps_json(steps)?)
+        .arg(at)
+        .arg(now_ms())
+        .arg(id),
     )
-    .arg(steps_json(steps)?)
-    .arg(at)
-    .arg(now_ms())
-    .arg(id)
-    .execute(db)
     .await
     .map(drop)
 }
@@ -242,16 +250,18 @@ pub async fn retry_at(db: &Db, id: &str, steps: &[StepRecord], at: Millis) -> Re
 /// Ends a run: `succeeded`, or `failed` with the reason.
 pub async fn finish(db: &Db, id: &str, steps: &[StepRecord], error: Option<&str>) -> Result<()> {
     let now = now_ms();
-    Sql::new(
-        "UPDATE runs SET status = ?, steps = ?, error = ?, lease_until = NULL, finished_at = ?, updated_at = ? WHERE id = ?",
+    db.write_count(
+        &Sql::new(
+            "UPDATE runs SET status = ?, steps = ?, error = ?, lease_until = NULL, finished_at = ?, updated_at = ? \
+             WHERE id = ?",
+        )
+        .arg(if error.is_some() { "failed" } else { "succeeded" })
+        .arg(steps_json(steps)?)
+        .arg(error)
+        .arg(now)
+        .arg(now)
+        .arg(id),
     )
-    .arg(if error.is_some() { "failed" } else { "succeeded" })
-    .arg(steps_json(steps)?)
-    .arg(error)
-    .arg(now)
-    .arg(now)
-    .arg(id)
-    .execute(db)
     .await
     .map(drop)
 }
@@ -261,7 +271,7 @@ pub async fn finish(db: &Db, id: &str, steps: &[StepRecord], error: Option<&str>
 /// next sweep leaves it alone meanwhile.
 pub async fn take_due(db: &Db, limit: i64) -> Result<Vec<String>> {
     let now = now_ms();
-    Sql::new(
+    let sql = Sql::new(
         "UPDATE runs SET status = 'queued', next_attempt_at = CASE WHEN status = 'running' THEN ? ELSE next_attempt_at END, \
          lease_until = ? WHERE id IN (SELECT id FROM runs WHERE \
          (status = 'queued' AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?)) \
@@ -272,12 +282,12 @@ pub async fn take_due(db: &Db, limit: i64) -> Result<Vec<String>> {
     .arg(now)
     .arg(now)
     .arg(now)
-    .arg(limit)
-    .fetch_all(db)
-    .await?
-    .iter()
-    .map(|r| row::get_str(r, "id"))
-    .collect()
+    .arg(limit);
+    db.write(&sql)
+        .await?
+        .iter()
+        .map(|r| row::get_str(r, "id"))
+        .collect()
 }
 
 /// `POST /runs/{id}/replay`: a failed run starts again from its first failed step (the steps
@@ -299,15 +309,16 @@ pub async fn replay(db: &Db, actor: &Actor, id: &str) -> Result<Run> {
         step.finished_at = None;
     }
     let now = now_ms();
-    Sql::new(
-        "UPDATE runs SET status = 'queued', steps = ?, error = NULL, next_attempt_at = ?, lease_until = NULL, \
-         finished_at = NULL, updated_at = ? WHERE id = ? AND status = 'failed'",
+    db.write_count(
+        &Sql::new(
+            "UPDATE runs SET status = 'queued', steps = ?, error = NULL, next_attempt_at = ?, lease_until = NULL, \
+             finished_at = NULL, updated_at = ? WHERE id = ? AND status = 'failed'",
+        )
+        .arg(steps_json(&steps)?)
+        .arg(now)
+        .arg(now)
+        .arg(id),
     )
-    .arg(steps_json(&steps)?)
-    .arg(now)
-    .arg(now)
-    .arg(id)
-    .execute(db)
     .await?;
     get(db, actor, id).await
 }

@@ -75,7 +75,9 @@ pub async fn accept(
         Some(id) => format!("inbound:{id}"),
         None => format!("inbound:{}", ulid::Ulid::generate()),
     };
-    let run_id = runs::start(db, &flow, &source, &payload).await?;
+    let mut tx = db.begin().await?;
+    let run_id = runs::start(&mut tx, &flow, &source, &payload).await?;
+    tx.commit().await?;
     if let (Some(id), Some(queues)) = (&run_id, queues)
         && let Err(error) = queues.push(RunJob { run_id: id.clone() }, None).await
     {

@@ -40,9 +40,11 @@ pub async fn tick(db: &Db) -> Result<Vec<String>> {
         {
             let at = format_ms(fire.timestamp_millis());
             let trigger = json!({"firedAt": at, "schedule": text});
-            if let Some(id) = runs::start(db, &flow, &format!("schedule:{at}"), &trigger).await? {
-                started.push(id);
-            }
+            let mut tx = db.begin().await?;
+            let started_now =
+                runs::start(&mut tx, &flow, &format!("schedule:{at}"), &trigger).await?;
+            tx.commit().await?;
+            started.extend(started_now);
         }
     }
     Ok(started)

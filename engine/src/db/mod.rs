@@ -162,6 +162,34 @@ impl Db {
         })
     }
 
+    /// Runs one writing statement and answers the rows it returns (`RETURNING`). On SQLite it
+    /// waits its turn at the write gate like a transaction, instead of busy-waiting for the
+    /// file's write lock against the transactions holding it.
+    pub async fn write(&self, sql: &Sql) -> Result<Vec<row::Row>> {
+        match self.backend {
+            Backend::Sqlite => {
+                let mut tx = self.begin().await?;
+                let rows = sql.fetch_all(&mut tx).await?;
+                tx.commit().await?;
+                Ok(rows)
+            }
+            Backend::Postgres => sql.fetch_all(self).await,
+        }
+    }
+
+    /// [`Db::write`] for a statement that returns nothing: the number of rows it changed.
+    pub async fn write_count(&self, sql: &Sql) -> Result<u64> {
+        match self.backend {
+            Backend::Sqlite => {
+                let mut tx = self.begin().await?;
+                let n = sql.execute(&mut tx).await?;
+                tx.commit().await?;
+                Ok(n)
+            }
+            Backend::Postgres => sql.execute(self).await,
+        }
+    }
+
     /// A receiver that sees a change whenever this process commits new events; readers of the
     /// log wait on it instead of polling. (Other processes' events: `LISTEN timix_events`.)
     pub fn watch_events(&self) -> watch::Receiver<u64> {

@@ -138,9 +138,11 @@ pub async fn test(
         })
         .unwrap_or_else(|| json!({}));
     let source = format!("test:{}", ulid::Ulid::generate());
-    let run_id = runs::start(&state.db, &live, &source, &sample)
+    let mut tx = state.db.begin().await?;
+    let run_id = runs::start(&mut tx, &live, &source, &sample)
         .await?
         .ok_or_else(|| Error::Internal("a test run was not started".into()))?;
+    tx.commit().await?;
     if let Some(queues) = &state.queues
         && let Err(error) = queues
             .push(
