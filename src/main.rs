@@ -19,7 +19,7 @@ use timix_engine::manifest::Manifests;
 use timix_engine::organizations::{self, BillingState, Plan};
 use timix_triggers::actions::Runner;
 use timix_triggers::dispatcher::Dispatcher;
-use timix_triggers::flow_runner::{FlowRunner, RunJob, sweep_runs};
+use timix_triggers::flow_runner::{FlowRunner, RunJob, RunLane, serve_lane, sweep_runs};
 use timix_web::instance::InProcess;
 use tracing_subscriber::EnvFilter;
 
@@ -351,15 +351,21 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
                 .join("; ")
         )
     })?;
-    let state = timix_web::AppState::new(db.clone(), Some(queues.clone()), Arc::new(manifests));
+    let mut state = timix_web::AppState::new(db.clone(), Some(queues.clone()), Arc::new(manifests));
+    let runs_here = matches!(role, ServeRole::Worker | ServeRole::All);
+    // New runs started in this process are executed here at once when it runs workers.
+    let (run_lane, run_lane_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    if runs_here {
+        state.run_lane = Some(run_lane.clone());
+    }
     let mut background = Vec::new();
     if matches!(role, ServeRole::Worker | ServeRole::All) {
         background.push(tokio::spawn(purge_expired(
             db.clone(),
             settings.idempotency_retention,
         )));
-        background.extend(start_delivery(&settings, &db, &queues));
-        background.extend(start_flows(&settings, &state, &queues));
+        background.extend(start_delivery(&settings, &db, &queues, run_lane));
+        background.extend(start_flows(&settings, &state, &queues, run_lane_rx));
     }
     if matches!(role, ServeRole::Worker) {
         tracing::info!(backend = db.backend().name(), "worker started");
@@ -399,6 +405,7 @@ fn start_flows(
     settings: &Settings,
     state: &timix_web::AppState,
     queues: &Queues,
+    lane: tokio::sync::mpsc::UnboundedReceiver<String>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let runner = Arc::new(FlowRunner {
         db: state.db.clone(),
@@ -412,6 +419,7 @@ fn start_flows(
     });
     let runner_for_sweeps = runner.clone();
     let runner_for_schedules = runner.clone();
+    let runner_for_lane = runner.clone();
     let workers = {
         let queues = queues.clone();
         async move {
@@ -436,7 +444,9 @@ fn start_flows(
         RUN_CONCURRENCY,
     );
     let scheduler = timix_triggers::scheduler::run(runner_for_schedules);
+    let lane = serve_lane(runner_for_lane, lane, RUN_CONCURRENCY);
     vec![
+        tokio::spawn(lane),
         tokio::spawn(workers),
         tokio::spawn(sweeper),
         tokio::spawn(scheduler),
@@ -449,8 +459,10 @@ fn start_delivery(
     settings: &Settings,
     db: &Db,
     queues: &Queues,
+    run_lane: RunLane,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut dispatcher = Dispatcher::new(db.clone(), queues.clone(), &settings.database_url);
+    dispatcher.run_lane = Some(run_lane);
     let (lane, mut fast) = tokio::sync::mpsc::unbounded_channel::<FastAttempt>();
     dispatcher.fast_lane = Some(lane.clone());
     let deliverer = Arc::new(Deliverer {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use timix_connectors::delivery::{DeliveryJob, FastAttempt};
 
-use crate::flow_runner::RunJob;
+use crate::flow_runner::{RunLane, dispatch_runs};
 use timix_engine::db::{Backend, Db, Sql, row};
 use timix_engine::error::Result;
 use timix_engine::events;
@@ -36,6 +36,8 @@ pub struct Dispatcher {
     /// Deliveries queued by this process are also handed here, to be attempted at once in this
     /// process; the durable job stays as the fallback (a delivery is attempted once either way).
     pub fast_lane: Option<tokio::sync::mpsc::UnboundedSender<FastAttempt>>,
+    /// Where the runs it starts go for immediate execution, when this process runs them.
+    pub run_lane: Option<RunLane>,
 }
 
 impl Dispatcher {
@@ -47,6 +49,7 @@ impl Dispatcher {
             owner: format!("dispatcher-{}", ulid::Ulid::generate()),
             listen_url,
             fast_lane: None,
+            run_lane: None,
         }
     }
 
@@ -168,7 +171,7 @@ impl Dispatcher {
                 }
                 // Unique per (flow, event): a replayed batch starts nothing twice.
                 if let Some(run_id) = runs::start(&mut tx, flow, &event.id, &event.data).await? {
-                    started_runs.push(RunJob { run_id });
+                    started_runs.push(run_id);
                 }
             }
             if !subscriptions.contains_key(&event.organization_id) {
@@ -222,11 +225,7 @@ impl Dispatcher {
         if let Err(error) = self.queues.push_many(jobs).await {
             tracing::warn!(%error, "Could not queue delivery jobs; the sweeper will.");
         }
-        if !started_runs.is_empty()
-            && let Err(error) = self.queues.push_many(started_runs).await
-        {
-            tracing::warn!(%error, "Could not queue run jobs; the sweeper will.");
-        }
+        dispatch_runs(self.run_lane.as_ref(), Some(&self.queues), started_runs).await;
         Ok(batch.len() as i64 == BATCH)
     }
 }

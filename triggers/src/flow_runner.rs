@@ -15,7 +15,7 @@ use timix_engine::auth::{self, ApiKeyRef};
 use timix_engine::db::Db;
 use timix_engine::error::Result;
 use timix_engine::flows;
-use timix_engine::jobs::{Job, JobHandler};
+use timix_engine::jobs::{Job, JobHandler, Queues};
 use timix_engine::manifest::Manifests;
 use timix_engine::runs::{self, StepRecord};
 use timix_engine::template;
@@ -23,6 +23,53 @@ use timix_engine::time::{format_ms, now_ms};
 
 /// The longest wait between two attempts of a step.
 const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
+
+/// Where a process that also runs workers hands new runs over for immediate execution. The run
+/// is committed first, so a run sent here and lost with the process is found by the sweeper.
+pub type RunLane = tokio::sync::mpsc::UnboundedSender<String>;
+
+/// Hands new runs to this process's lane when it has one, else queues a job for each.
+pub async fn dispatch_runs(lane: Option<&RunLane>, queues: Option<&Queues>, run_ids: Vec<String>) {
+    if run_ids.is_empty() {
+        return;
+    }
+    if let Some(lane) = lane {
+        for id in run_ids {
+            let _ = lane.send(id);
+        }
+        return;
+    }
+    if let Some(queues) = queues {
+        let jobs = run_ids
+            .into_iter()
+            .map(|run_id| RunJob { run_id })
+            .collect();
+        if let Err(error) = queues.push_many(jobs).await {
+            tracing::warn!(%error, "Could not queue run jobs; the sweeper will.");
+        }
+    }
+}
+
+/// Executes the runs handed to the lane, at most `concurrency` at a time.
+pub async fn serve_lane(
+    runner: Arc<FlowRunner>,
+    mut lane: tokio::sync::mpsc::UnboundedReceiver<String>,
+    concurrency: usize,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    while let Some(run_id) = lane.recv().await {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let runner = runner.clone();
+        tokio::spawn(async move {
+            if let Err(error) = runner.execute(&run_id).await {
+                tracing::warn!(run = %run_id, %error, "A run could not be executed.");
+            }
+            drop(permit);
+        });
+    }
+}
 
 /// "Execute this run": a run id on the `runs` queue.
 #[derive(Debug, Clone, Serialize, Deserialize)]

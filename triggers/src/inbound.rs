@@ -12,7 +12,7 @@ use timix_engine::flows;
 use timix_engine::jobs::Queues;
 use timix_engine::runs;
 
-use crate::flow_runner::RunJob;
+use crate::flow_runner::{RunLane, dispatch_runs};
 
 /// What the sender gets back: the run it started (or started before, for a retry).
 pub struct Accepted {
@@ -48,6 +48,7 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
 /// Accepts one call of an inbound webhook.
 pub async fn accept(
     db: &Db,
+    lane: Option<&RunLane>,
     queues: Option<&Queues>,
     token: &str,
     signature: Option<&str>,
@@ -78,11 +79,7 @@ pub async fn accept(
     let mut tx = db.begin().await?;
     let run_id = runs::start(&mut tx, &flow, &source, &payload).await?;
     tx.commit().await?;
-    if let (Some(id), Some(queues)) = (&run_id, queues)
-        && let Err(error) = queues.push(RunJob { run_id: id.clone() }, None).await
-    {
-        tracing::warn!(%error, "Could not queue a run; the sweeper will.");
-    }
+    dispatch_runs(lane, queues, run_id.iter().cloned().collect()).await;
     Ok(Accepted {
         duplicate: run_id.is_none(),
         run_id,

@@ -43,6 +43,8 @@ pub struct AppState {
     pub queues: Option<Queues>,
     /// The action and trigger manifests.
     pub manifests: Arc<Manifests>,
+    /// Where new runs go for immediate execution when this process also runs workers.
+    pub run_lane: Option<timix_triggers::flow_runner::RunLane>,
 }
 
 /// What the gate applies beyond authentication. Both switches exist for the benchmark that
@@ -69,6 +71,7 @@ impl AppState {
     pub fn new(db: Db, queues: Option<Queues>, manifests: Arc<Manifests>) -> Self {
         Self {
             manifests,
+            run_lane: None,
             limiter: Arc::new(Limiter::for_database(&db)),
             usage: Arc::new(UsageCounter::default()),
             gate: GateOptions::default(),

@@ -11,7 +11,7 @@ use timix_engine::Error;
 use timix_engine::flows::{self, Flow, FlowInput};
 use timix_engine::list::ListParams;
 use timix_engine::runs::{self, Run};
-use timix_triggers::flow_runner::RunJob;
+use timix_triggers::flow_runner::dispatch_runs;
 use timix_triggers::inbound;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -143,18 +143,12 @@ pub async fn test(
         .await?
         .ok_or_else(|| Error::Internal("a test run was not started".into()))?;
     tx.commit().await?;
-    if let Some(queues) = &state.queues
-        && let Err(error) = queues
-            .push(
-                RunJob {
-                    run_id: run_id.clone(),
-                },
-                None,
-            )
-            .await
-    {
-        tracing::warn!(%error, "Could not queue a test run; the sweeper will.");
-    }
+    dispatch_runs(
+        state.run_lane.as_ref(),
+        state.queues.as_ref(),
+        vec![run_id.clone()],
+    )
+    .await;
     let run = runs::get(&state.db, &actor, &run_id).await?;
     Ok((StatusCode::ACCEPTED, Json(run)).into_response())
 }
@@ -190,18 +184,12 @@ pub async fn replay(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Run>> {
     let run = runs::replay(&state.db, &actor, &id).await?;
-    if let Some(queues) = &state.queues
-        && let Err(error) = queues
-            .push(
-                RunJob {
-                    run_id: run.id.clone(),
-                },
-                None,
-            )
-            .await
-    {
-        tracing::warn!(%error, "Could not queue a replayed run; the sweeper will.");
-    }
+    dispatch_runs(
+        state.run_lane.as_ref(),
+        state.queues.as_ref(),
+        vec![run.id.clone()],
+    )
+    .await;
     Ok(Json(run))
 }
 
@@ -232,6 +220,7 @@ pub async fn inbound(
     let delivery = header("idempotency-key").or_else(|| header("webhook-id"));
     let accepted = inbound::accept(
         &state.db,
+        state.run_lane.as_ref(),
         state.queues.as_ref(),
         &token,
         header("x-timix-signature"),
