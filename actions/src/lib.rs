@@ -15,6 +15,9 @@ use timix_engine::template;
 
 pub use timix_connectors as connectors;
 
+/// The largest answer an `http_request` step reads.
+pub const MAX_RESPONSE_BYTES: usize = 5 * 1024 * 1024;
+
 /// A call of this instance's API, made in-process.
 #[derive(Debug, Clone)]
 pub struct ApiCall {
@@ -127,8 +130,10 @@ impl Runner {
         if let Some(body) = body {
             builder = builder.json(&body);
         }
-        let response = builder.send().await.map_err(|e| match refused_target(&e) {
+        let mut response = builder.send().await.map_err(|e| match refused_target(&e) {
             Some(reason) => Outcome::Fail(failure("target_refused", reason)),
+            // A header or URL that cannot be sent fails the same way every time.
+            None if e.is_builder() => Outcome::Fail(failure("invalid_input", e.to_string())),
             None => Outcome::Retry {
                 error: failure("network", e.to_string()),
                 after: None,
@@ -141,10 +146,20 @@ impl Runner {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let bytes = response.bytes().await.map_err(|e| Outcome::Retry {
+        // Read at most MAX_RESPONSE_BYTES: a step's output is stored with its run.
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| Outcome::Retry {
             error: failure("network", e.to_string()),
             after: None,
-        })?;
+        })? {
+            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(Outcome::Fail(failure(
+                    "response_too_large",
+                    format!("the answer is larger than {MAX_RESPONSE_BYTES} bytes"),
+                )));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         let body = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         Ok(Reply {

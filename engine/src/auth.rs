@@ -82,10 +82,12 @@ pub enum Permission {
     WriteHolidayProfiles,
     /// Flows and their runs.
     ManageFlows,
+    /// Reading flows and runs (their inbound URLs, trigger records and step inputs).
+    ReadFlows,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 16] = [
+    pub const ALL: [Permission; 17] = [
         Permission::ReadAll,
         Permission::WriteOrganization,
         Permission::WriteOrgUsers,
@@ -102,6 +104,7 @@ impl Permission {
         Permission::WriteInvoices,
         Permission::WriteHolidayProfiles,
         Permission::ManageFlows,
+        Permission::ReadFlows,
     ];
 
     /// The permission matrix: the least role that holds each permission.
@@ -121,13 +124,17 @@ impl Permission {
             | Permission::ManageApiKeys
             | Permission::ManageWebhooks
             | Permission::WriteHolidayProfiles
-            | Permission::ManageFlows => Role::Admin,
+            | Permission::ManageFlows
+            | Permission::ReadFlows => Role::Admin,
             Permission::WriteOrganization => Role::Owner,
         }
     }
 
     pub fn writes(self) -> bool {
-        !matches!(self, Permission::ReadAll | Permission::ReadFinancials)
+        !matches!(
+            self,
+            Permission::ReadAll | Permission::ReadFinancials | Permission::ReadFlows
+        )
     }
 
     /// The name shown in `/me`'s `permissions`.
@@ -149,6 +156,7 @@ impl Permission {
             Permission::WriteInvoices => "invoices:write",
             Permission::WriteHolidayProfiles => "holiday_profiles:write",
             Permission::ManageFlows => "flows:write",
+            Permission::ReadFlows => "flows:read",
         }
     }
 }

@@ -343,6 +343,10 @@ pub async fn list(db: &Db, actor: &Actor, query: &EventQuery) -> Result<EventPag
         // Invoices are for those who may read them, in the log as in `/invoices`.
         sql.push(" AND type NOT LIKE 'invoice.%'");
     }
+    if !actor.can(Permission::ReadFlows) {
+        // A flow's record carries its inbound URL, a credential.
+        sql.push(" AND type NOT LIKE 'flow.%'");
+    }
     sql.push(" ORDER BY seq LIMIT ?").bind(query.limit + 1);
     let rows = sql.fetch_all(db).await?;
     let has_more = rows.len() as i64 > query.limit;

@@ -96,12 +96,13 @@ pub(crate) fn from_row(r: &row::Row) -> Result<Run> {
 }
 
 pub async fn list(db: &Db, actor: &Actor, params: &ListParams) -> Result<Page<Run>> {
-    actor.require(Permission::ReadAll)?;
+    // Admins only: a run holds its trigger record (an invoice, say) and its steps' inputs.
+    actor.require(Permission::ReadFlows)?;
     list::list(db, actor.org_id(), &LIST, params, from_row).await
 }
 
 pub async fn get(db: &Db, actor: &Actor, id: &str) -> Result<Run> {
-    actor.require(Permission::ReadAll)?;
+    actor.require(Permission::ReadFlows)?;
     let row = Sql::new("SELECT * FROM runs WHERE id = ? AND org_id = ?")
         .arg(id)
         .arg(actor.org_id())
@@ -171,6 +172,9 @@ pub async fn start(
 #[derive(Debug, Clone)]
 pub struct ClaimedRun {
     pub id: String,
+    /// This claim: every later write of the holder names it, so a worker whose run was taken
+    /// over (its lease ran out) writes nothing more.
+    pub token: String,
     pub flow_id: String,
     pub trigger: Value,
     pub steps: Vec<StepRecord>,
@@ -180,14 +184,16 @@ pub struct ClaimedRun {
 /// (running with an expired lease). None when another worker has it or it is finished.
 pub async fn claim(db: &Db, id: &str, lease_ms: i64) -> Result<Option<ClaimedRun>> {
     let now = now_ms();
+    let token = ulid::Ulid::generate().to_string();
     let taken = db
         .write_count(
             &Sql::new(
-                "UPDATE runs SET status = 'running', lease_until = ?, started_at = COALESCE(started_at, ?), \
-                 updated_at = ? WHERE id = ? AND ((status = 'queued' AND next_attempt_at <= ?) \
-                 OR (status = 'running' AND lease_until < ?))",
+                "UPDATE runs SET status = 'running', lease_until = ?, lease_token = ?, \
+                 started_at = COALESCE(started_at, ?), updated_at = ? WHERE id = ? \
+                 AND ((status = 'queued' AND next_attempt_at <= ?) OR (status = 'running' AND lease_until < ?))",
             )
             .arg(now + lease_ms)
+            .arg(token.as_str())
             .arg(now)
             .arg(now)
             .arg(id)
@@ -204,6 +210,7 @@ pub async fn claim(db: &Db, id: &str, lease_ms: i64) -> Result<Option<ClaimedRun
         .await?;
     Ok(Some(ClaimedRun {
         id: id.to_owned(),
+        token,
         flow_id: row::get_str(&row, "flow_id")?,
         trigger: serde_json::from_str(&row::get_str(&row, "trigger")?)
             .map_err(|e| Error::Internal(format!("stored run trigger: {e}")))?,
@@ -215,52 +222,67 @@ fn steps_json(steps: &[StepRecord]) -> Result<String> {
     serde_json::to_string(steps).map_err(|e| Error::Internal(e.to_string()))
 }
 
-/// Saves the steps after one of them finished, extending the lease.
-pub async fn save_steps(db: &Db, id: &str, steps: &[StepRecord], lease_ms: i64) -> Result<()> {
+/// Saves the steps after one of them finished, extending the lease. False when the run is no
+/// longer this claim's: the caller stops.
+pub async fn save_steps(
+    db: &Db,
+    run: &ClaimedRun,
+    steps: &[StepRecord],
+    lease_ms: i64,
+) -> Result<bool> {
     let now = now_ms();
     db.write_count(
         &Sql::new(
-            "UPDATE runs SET steps = ?, lease_until = ?, updated_at = ? WHERE id = ? AND status = 'running'",
+            "UPDATE runs SET steps = ?, lease_until = ?, updated_at = ? \
+             WHERE id = ? AND status = 'running' AND lease_token = ?",
         )
         .arg(steps_json(steps)?)
         .arg(now + lease_ms)
         .arg(now)
-        .arg(id),
+        .arg(run.id.as_str())
+        .arg(run.token.as_str()),
     )
     .await
-    .map(drop)
+    .map(|n| n == 1)
 }
 
-/// Puts a run back in the queue until `at` (a retryable failure).
-pub async fn retry_at(db: &Db, id: &str, steps: &[StepRecord], at: Millis) -> Result<()> {
+/// Puts a run back in the queue until `at` (a retryable failure), if this claim still holds it.
+pub async fn retry_at(db: &Db, run: &ClaimedRun, steps: &[StepRecord], at: Millis) -> Result<()> {
     db.write_count(
         &Sql::new(
-            "UPDATE runs SET status = 'queued', steps = ?, next_attempt_at = ?, lease_until = NULL, updated_at = ? \
-             WHERE id = ?",
+            "UPDATE runs SET status = 'queued', steps = ?, next_attempt_at = ?, lease_until = NULL, \
+             lease_token = NULL, updated_at = ? WHERE id = ? AND lease_token = ?",
         )
         .arg(steps_json(steps)?)
         .arg(at)
         .arg(now_ms())
-        .arg(id),
+        .arg(run.id.as_str())
+        .arg(run.token.as_str()),
     )
     .await
     .map(drop)
 }
 
-/// Ends a run: `succeeded`, or `failed` with the reason.
-pub async fn finish(db: &Db, id: &str, steps: &[StepRecord], error: Option<&str>) -> Result<()> {
+/// Ends a run: `succeeded`, or `failed` with the reason, if this claim still holds it.
+pub async fn finish(
+    db: &Db,
+    run: &ClaimedRun,
+    steps: &[StepRecord],
+    error: Option<&str>,
+) -> Result<()> {
     let now = now_ms();
     db.write_count(
         &Sql::new(
-            "UPDATE runs SET status = ?, steps = ?, error = ?, lease_until = NULL, finished_at = ?, updated_at = ? \
-             WHERE id = ?",
+            "UPDATE runs SET status = ?, steps = ?, error = ?, lease_until = NULL, lease_token = NULL, \
+             finished_at = ?, updated_at = ? WHERE id = ? AND lease_token = ?",
         )
         .arg(if error.is_some() { "failed" } else { "succeeded" })
         .arg(steps_json(steps)?)
         .arg(error)
         .arg(now)
         .arg(now)
-        .arg(id),
+        .arg(run.id.as_str())
+        .arg(run.token.as_str()),
     )
     .await
     .map(drop)
@@ -271,18 +293,22 @@ pub async fn finish(db: &Db, id: &str, steps: &[StepRecord], error: Option<&str>
 /// next sweep leaves it alone meanwhile.
 pub async fn take_due(db: &Db, limit: i64) -> Result<Vec<String>> {
     let now = now_ms();
-    let sql = Sql::new(
+    let due = "((status = 'queued' AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?)) \
+               OR (status = 'running' AND lease_until < ?))";
+    let mut sql = Sql::new(
         "UPDATE runs SET status = 'queued', next_attempt_at = CASE WHEN status = 'running' THEN ? ELSE next_attempt_at END, \
-         lease_until = ? WHERE id IN (SELECT id FROM runs WHERE \
-         (status = 'queued' AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?)) \
-         OR (status = 'running' AND lease_until < ?) ORDER BY next_attempt_at LIMIT ?) RETURNING id",
-    )
-    .arg(now)
-    .arg(now + REQUEUE_AFTER_MS)
-    .arg(now)
-    .arg(now)
-    .arg(now)
-    .arg(limit);
+         lease_until = ?, lease_token = NULL WHERE id IN (SELECT id FROM runs WHERE ",
+    );
+    sql.bind(now).bind(now + REQUEUE_AFTER_MS);
+    sql.push(due).bind(now).bind(now).bind(now);
+    sql.push(" ORDER BY next_attempt_at LIMIT ?").bind(limit);
+    if db.backend() == crate::Backend::Postgres {
+        // Rows another sweeper is taking are skipped, not waited for and taken again.
+        sql.push(" FOR UPDATE SKIP LOCKED");
+    }
+    // Checked again on the row as it is now (Postgres re-reads it after a wait).
+    sql.push(") AND ").push(due).bind(now).bind(now).bind(now);
+    sql.push(" RETURNING id");
     db.write(&sql)
         .await?
         .iter()

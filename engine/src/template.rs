@@ -32,8 +32,23 @@ fn registry() -> &'static Handlebars<'static> {
     })
 }
 
+/// Longest template accepted, in bytes.
+pub const MAX_TEMPLATE_BYTES: usize = 10_000;
+/// Deepest nesting of blocks and subexpressions accepted (the parser recurses on them).
+const MAX_NESTING: usize = 32;
+
 /// Checks that `text` parses as a template.
 pub fn check(text: &str) -> Result<(), TemplateError> {
+    if text.len() > MAX_TEMPLATE_BYTES {
+        return Err(TemplateError(format!(
+            "a template is at most {MAX_TEMPLATE_BYTES} bytes"
+        )));
+    }
+    if text.matches("{{#").count() > MAX_NESTING || text.matches('(').count() > MAX_NESTING * 4 {
+        return Err(TemplateError(format!(
+            "a template nests at most {MAX_NESTING} blocks"
+        )));
+    }
     Template::compile(text)
         .map(drop)
         .map_err(|e| TemplateError(format!("the template does not parse: {}", e.reason())))
@@ -72,6 +87,7 @@ pub fn render(text: &str, data: &Value) -> Result<Value, TemplateError> {
     if !text.contains("{{") {
         return Ok(Value::String(text.to_owned()));
     }
+    check(text)?;
     registry()
         .render_template(text, data)
         .map(Value::String)

@@ -36,6 +36,8 @@ CREATE TABLE runs (
     error            TEXT,
     next_attempt_at  BIGINT NOT NULL,
     lease_until      BIGINT,
+    -- Who holds the run: set by each claim, required by every write of the holder.
+    lease_token      TEXT,
     created_at       BIGINT NOT NULL,
     started_at       BIGINT,
     finished_at      BIGINT,

@@ -36,6 +36,8 @@ CREATE TABLE runs (
     error            TEXT,
     next_attempt_at  INTEGER NOT NULL,
     lease_until      INTEGER,
+    -- Who holds the run: set by each claim, required by every write of the holder.
+    lease_token      TEXT,
     created_at       INTEGER NOT NULL,
     started_at       INTEGER,
     finished_at      INTEGER,

@@ -253,7 +253,10 @@ async fn read_only_organizations_read_but_refuse_every_write() {
         .expect(200);
     owner.get("/events").await.expect(200);
     let me = owner.get("/me").await.expect(200);
-    assert_eq!(me.body["permissions"], json!(["read", "financials:read"]));
+    assert_eq!(
+        me.body["permissions"],
+        json!(["read", "financials:read", "flows:read"])
+    );
     for r in [
         owner.post("/customers", json!({"name": "x"})).await,
         owner

@@ -110,8 +110,22 @@ async fn a_wrong_flow_is_refused_with_the_path_of_each_field() {
             .await
             .expect(201);
     }
-    // Flows are for admins.
+    // Flows are for admins: reading them too (an inbound URL is a credential), in the log too.
     let (_, manager) = c.user_with_key(&server.db, "manager").await;
+    manager.get("/flows").await.expect_error(403, "forbidden");
+    manager.get("/runs").await.expect_error(403, "forbidden");
+    let seen = manager.get("/events?limit=1000").await.expect(200).items();
+    assert!(
+        seen.iter()
+            .all(|e| !e["type"].as_str().unwrap().starts_with("flow."))
+    );
+    assert!(
+        !c.get("/events?types=flow.created")
+            .await
+            .expect(200)
+            .items()
+            .is_empty()
+    );
     manager
         .post("/flows", json!({"name": "x", "trigger": {"type": "webhook"}, "steps": [{"key": "a", "action": "create_customer", "input": {"name": "n"}}]}))
         .await
@@ -260,6 +274,15 @@ async fn an_inbound_webhook_starts_a_run_once() {
         .await
         .expect_error(401, "invalid_signature");
     let signature = format!("sha256={}", hmac_hex(secret, payload.as_bytes()));
+    // A sender's own Authorization header is not taken for an API key; an absurd key is refused.
+    let with_bearer =
+        post(Some(signature.clone()), None).header("Authorization", "Bearer sender-token");
+    let other = anonymous.send(with_bearer).await.expect(202);
+    let long_key = "k".repeat(300);
+    anonymous
+        .send(post(Some(signature.clone()), Some(&long_key)))
+        .await
+        .expect_error(400, "invalid_parameter");
     let accepted = anonymous
         .send(post(Some(signature.clone()), Some("msg_1")))
         .await
@@ -273,9 +296,14 @@ async fn an_inbound_webhook_starts_a_run_once() {
     assert_eq!(again.body["duplicate"], true);
     let run = finished_run(&c, &run_id).await;
     assert_eq!(run["status"], "succeeded", "{run}");
+    finished_run(&c, other.body["runId"].as_str().unwrap()).await;
     assert_eq!(run["steps"][0]["output"]["name"], "Initech");
     assert_eq!(run["steps"][0]["output"]["email"], "peter@initech.example");
-    assert_eq!(c.get("/customers?name=Initech").await.items().len(), 1);
+    assert_eq!(
+        c.get("/customers?name=Initech").await.items().len(),
+        2,
+        "one per accepted call"
+    );
 
     anonymous
         .send(

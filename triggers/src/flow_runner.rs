@@ -130,7 +130,7 @@ impl FlowRunner {
         };
         let mut steps = run.steps.clone();
         let Some(flow) = flows::live(&self.db, &run.flow_id).await? else {
-            return runs::finish(&self.db, run_id, &steps, Some("the flow was deleted")).await;
+            return runs::finish(&self.db, &run, &steps, Some("the flow was deleted")).await;
         };
         let on_behalf = ApiKeyRef {
             id: format!("flow:{}", flow.id),
@@ -142,9 +142,7 @@ impl FlowRunner {
             match auth::acting_user(&self.db, &flow.org_id, &flow.created_by, on_behalf).await {
                 Ok(actor) => actor,
                 Err(error) => {
-                    return self
-                        .fail(&flow.id, run_id, &steps, &error.to_string())
-                        .await;
+                    return self.fail(&flow.id, &run, &steps, &error.to_string()).await;
                 }
             };
         let definitions: Vec<Value> = flow.steps.as_array().cloned().unwrap_or_default();
@@ -167,7 +165,7 @@ impl FlowRunner {
                 return self
                     .step_failed(
                         &flow.id,
-                        run_id,
+                        &run,
                         &mut steps,
                         i,
                         failure("unknown_manifest", &message),
@@ -188,9 +186,7 @@ impl FlowRunner {
                 Ok(input) => input,
                 Err((path, e)) => {
                     let error = json!({"code": "template", "message": format!("{path}: {e}"), "field": path});
-                    return self
-                        .step_failed(&flow.id, run_id, &mut steps, i, error)
-                        .await;
+                    return self.step_failed(&flow.id, &run, &mut steps, i, error).await;
                 }
             };
             steps[i].input = Some(input.clone());
@@ -204,9 +200,7 @@ impl FlowRunner {
                     "message": format!("the input does not match {}: {}", action.key, problems[0].1),
                     "details": details,
                 });
-                return self
-                    .step_failed(&flow.id, run_id, &mut steps, i, error)
-                    .await;
+                return self.step_failed(&flow.id, &run, &mut steps, i, error).await;
             }
             steps[i].attempts += 1;
             steps[i].started_at = Some(format_ms(now_ms()));
@@ -218,7 +212,10 @@ impl FlowRunner {
                     step.finished_at = Some(format_ms(now_ms()));
                     step.output = Some(output.clone());
                     outputs.insert(step.key.clone(), output);
-                    runs::save_steps(&self.db, run_id, &steps, self.lease_ms()).await?;
+                    if !runs::save_steps(&self.db, &run, &steps, self.lease_ms()).await? {
+                        // Taken over by another worker: it carries on, this one stops.
+                        return Ok(());
+                    }
                 }
                 Outcome::Retry { error, after }
                     if steps[i].attempts < action.retry.max_attempts =>
@@ -227,27 +224,25 @@ impl FlowRunner {
                     let wait = backoff(self.retry_base, steps[i].attempts, after);
                     return runs::retry_at(
                         &self.db,
-                        run_id,
+                        &run,
                         &steps,
                         now_ms() + wait.as_millis() as i64,
                     )
                     .await;
                 }
                 Outcome::Retry { error, .. } | Outcome::Fail(error) => {
-                    return self
-                        .step_failed(&flow.id, run_id, &mut steps, i, error)
-                        .await;
+                    return self.step_failed(&flow.id, &run, &mut steps, i, error).await;
                 }
             }
         }
-        runs::finish(&self.db, run_id, &steps, None).await?;
+        runs::finish(&self.db, &run, &steps, None).await?;
         flows::note_error(&self.db, &flow.id, None).await
     }
 
     async fn step_failed(
         &self,
         flow_id: &str,
-        run_id: &str,
+        run: &runs::ClaimedRun,
         steps: &mut [StepRecord],
         i: usize,
         error: Value,
@@ -262,17 +257,17 @@ impl FlowRunner {
         step.status = "failed".into();
         step.error = Some(error);
         step.finished_at = Some(format_ms(now_ms()));
-        self.fail(flow_id, run_id, steps, &message).await
+        self.fail(flow_id, run, steps, &message).await
     }
 
     async fn fail(
         &self,
         flow_id: &str,
-        run_id: &str,
+        run: &runs::ClaimedRun,
         steps: &[StepRecord],
         message: &str,
     ) -> Result<()> {
-        runs::finish(&self.db, run_id, steps, Some(message)).await?;
+        runs::finish(&self.db, run, steps, Some(message)).await?;
         flows::note_error(&self.db, flow_id, Some(message)).await
     }
 }

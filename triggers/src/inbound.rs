@@ -14,7 +14,7 @@ use timix_engine::runs;
 
 use crate::flow_runner::{RunLane, dispatch_runs};
 
-/// What the sender gets back: the run it started (or started before, for a retry).
+/// What the sender gets back: the run it started; none for a retry of an earlier call.
 pub struct Accepted {
     pub run_id: Option<String>,
     pub duplicate: bool,
@@ -72,6 +72,13 @@ pub async fn accept(
         serde_json::from_slice(body)
             .unwrap_or_else(|_| json!({"body": String::from_utf8_lossy(body)}))
     };
+    if let Some(id) = delivery_id
+        && (id.is_empty() || id.len() > 255)
+    {
+        return Err(Error::InvalidParameter(
+            "Idempotency-Key and webhook-id must be 1 to 255 characters".into(),
+        ));
+    }
     let source = match delivery_id {
         Some(id) => format!("inbound:{id}"),
         None => format!("inbound:{}", ulid::Ulid::generate()),

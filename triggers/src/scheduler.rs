@@ -1,7 +1,7 @@
 //! Schedule triggers: each enabled flow with a cron schedule starts a run at every fire time.
 //! A fire time is the run's source (`schedule:<instant>`), unique per flow, so any number of
-//! processes may tick at once and each fire time still starts exactly one run. Fire times
-//! missed while no process ran are not made up beyond the last minute.
+//! processes may tick at once and each fire time still starts exactly one run. Schedules are in
+//! UTC. Fire times missed while no process ran are made up for the last minute only.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,8 +19,9 @@ use crate::flow_runner::FlowRunner;
 /// How far back a tick looks for fire times it may have missed.
 const CATCH_UP_MS: i64 = 60_000;
 
-/// Starts the runs of every fire time due since the last tick; returns the new run ids.
-pub async fn tick(db: &Db) -> Result<Vec<String>> {
+/// Starts the runs of every fire time after `since` (at most a minute back) until now; returns
+/// the new run ids.
+pub async fn tick(db: &Db, since: Option<i64>) -> Result<Vec<String>> {
     let now = now_ms();
     let mut started = Vec::new();
     for flow in flows::scheduled(db).await? {
@@ -30,7 +31,10 @@ pub async fn tick(db: &Db) -> Result<Vec<String>> {
         let Ok(schedule) = flows::parse_schedule(text) else {
             continue;
         };
-        let since = (now - CATCH_UP_MS).max(flow.enabled_at.unwrap_or(now));
+        let since = since
+            .unwrap_or(now - CATCH_UP_MS)
+            .max(now - CATCH_UP_MS)
+            .max(flow.enabled_at.unwrap_or(now));
         let Some(from) = DateTime::<Utc>::from_timestamp_millis(since) else {
             continue;
         };
@@ -53,10 +57,15 @@ pub async fn tick(db: &Db) -> Result<Vec<String>> {
 /// Ticks every second and runs what fired.
 pub async fn run(runner: Arc<FlowRunner>) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
+    // After the first tick only fire times since the previous one are looked at (less a second,
+    // for fires that landed as the tick ran): no rewrite of a minute of fire times each second.
+    let mut last: Option<i64> = None;
     loop {
         every.tick().await;
-        match tick(&runner.db).await {
+        let now = now_ms();
+        match tick(&runner.db, last.map(|t| t - 1_000)).await {
             Ok(ids) => {
+                last = Some(now);
                 for run_id in ids {
                     let runner = runner.clone();
                     tokio::spawn(async move {

@@ -35,10 +35,12 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
     })
 }
 
-/// Paths that never need a key.
+/// Paths that never need a key. Inbound webhooks carry their own credential (the token), and
+/// their senders' own `Authorization` headers must not be taken for one of our keys.
 fn is_public(path: &str) -> bool {
-    path.strip_prefix(BASE)
-        .is_some_and(|rest| rest == "/health" || rest == "/openapi.json")
+    path.strip_prefix(BASE).is_some_and(|rest| {
+        rest == "/health" || rest == "/openapi.json" || rest.starts_with("/hooks/in/")
+    })
 }
 
 pub async fn gate(State(state): State<AppState>, request: Request, next: Next) -> Response {
