@@ -30,6 +30,24 @@ pub struct Event {
     /// For updates: the old values of the changed fields.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous: Option<Value>,
+    /// The flow whose run made this change, if one did (not shown).
+    #[serde(skip)]
+    pub origin_flow: Option<String>,
+    /// How deep in a chain of flows the change was made: 0 for a person's change (not shown).
+    #[serde(skip)]
+    pub origin_depth: i64,
+}
+
+/// What caused the changes being made: a flow's run (through its in-process steps), and how
+/// deep that run is in a chain of flows. Set around a step's call; read by [`append`].
+#[derive(Debug, Clone)]
+pub struct Cause {
+    pub flow_id: String,
+    pub depth: i64,
+}
+
+tokio::task_local! {
+    pub static CAUSE: Cause;
 }
 
 /// A change about to be logged.
@@ -157,9 +175,10 @@ pub async fn append(tx: &mut Tx, event: NewEvent<'_>) -> Result<i64> {
         ),
         None => (None, None),
     };
+    let cause = CAUSE.try_with(Cause::clone).ok();
     let row = Sql::new(
-        "INSERT INTO events (id, org_id, type, occurred_at, resource_id, data, changed_fields, previous) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+        "INSERT INTO events (id, org_id, type, occurred_at, resource_id, data, changed_fields, previous, \
+         origin_flow, origin_depth) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
     )
     .arg(ids::new_id(ids::EVENT))
     .arg(event.org_id)
@@ -169,6 +188,8 @@ pub async fn append(tx: &mut Tx, event: NewEvent<'_>) -> Result<i64> {
     .arg(event.data.to_string())
     .arg(changed_fields)
     .arg(previous)
+    .arg(cause.as_ref().map(|c| c.flow_id.clone()))
+    .arg(cause.map_or(0, |c| c.depth))
     .fetch_one(&mut *tx)
     .await?;
     tx.note_event();
@@ -402,6 +423,8 @@ fn event_from_row(row: &row::Row) -> Result<Event> {
             .transpose()
             .map_err(|e| Error::Internal(format!("stored event fields: {e}")))?,
         previous: row::get_opt_str(row, "previous")?.map(parse).transpose()?,
+        origin_flow: row::get_opt_str(row, "origin_flow")?,
+        origin_depth: row::get_i64(row, "origin_depth")?,
     })
 }
 

@@ -143,14 +143,15 @@ pub async fn start(
     flow: &LiveFlow,
     source_key: &str,
     trigger: &Value,
+    depth: i64,
 ) -> Result<Option<String>> {
     let id = ids::new_id(ids::RUN);
     let now = now_ms();
     let steps =
         serde_json::to_string(&pending_steps(flow)).map_err(|e| Error::Internal(e.to_string()))?;
     let inserted = Sql::new(
-        "INSERT INTO runs (id, org_id, flow_id, source_key, status, trigger, steps, next_attempt_at, \
-         lease_until, created_at, updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?) \
+        "INSERT INTO runs (id, org_id, flow_id, source_key, status, trigger, steps, depth, next_attempt_at, \
+         lease_until, created_at, updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?) \
          ON CONFLICT (flow_id, source_key) DO NOTHING",
     )
     .arg(&id)
@@ -159,6 +160,7 @@ pub async fn start(
     .arg(source_key)
     .arg(trigger.to_string())
     .arg(steps)
+    .arg(depth)
     .arg(now)
     .arg(now + REQUEUE_AFTER_MS)
     .arg(now)
@@ -178,6 +180,8 @@ pub struct ClaimedRun {
     pub flow_id: String,
     pub trigger: Value,
     pub steps: Vec<StepRecord>,
+    /// How deep in a chain of flows: 0 when a person's change started it.
+    pub depth: i64,
 }
 
 /// Takes a run for `lease_ms` if it is due (queued and its time has come) or abandoned
@@ -215,6 +219,7 @@ pub async fn claim(db: &Db, id: &str, lease_ms: i64) -> Result<Option<ClaimedRun
         trigger: serde_json::from_str(&row::get_str(&row, "trigger")?)
             .map_err(|e| Error::Internal(format!("stored run trigger: {e}")))?,
         steps: steps_of(&row)?,
+        depth: row::get_i64(&row, "depth")?,
     }))
 }
 

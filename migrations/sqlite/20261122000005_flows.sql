@@ -24,6 +24,11 @@ CREATE INDEX flows_created ON flows (org_id, created_at, id);
 CREATE INDEX flows_updated ON flows (org_id, updated_at, id);
 CREATE INDEX flows_event ON flows (org_id, event_type) WHERE is_enabled = 1 AND deleted_at IS NULL;
 
+-- Which flow's run made an event, and how deep in a chain of flows: a flow never starts on its
+-- own events, and chains stop at a fixed depth.
+ALTER TABLE events ADD COLUMN origin_flow TEXT;
+ALTER TABLE events ADD COLUMN origin_depth INTEGER NOT NULL DEFAULT 0;
+
 CREATE TABLE runs (
     id               TEXT PRIMARY KEY,
     org_id           TEXT NOT NULL REFERENCES organizations (id),
@@ -34,6 +39,8 @@ CREATE TABLE runs (
     trigger          TEXT NOT NULL,
     steps            TEXT NOT NULL,
     error            TEXT,
+    -- 0 for a run started by a person's change; n + 1 for one started by a depth-n run's event.
+    depth            INTEGER NOT NULL DEFAULT 0,
     next_attempt_at  INTEGER NOT NULL,
     lease_until      INTEGER,
     -- Who holds the run: set by each claim, required by every write of the holder.

@@ -649,3 +649,61 @@ async fn a_run_cut_off_by_a_crash_finishes_after_the_restart() {
     // The interrupted call was made again after the restart (at least once, as documented).
     assert!(!receiver.received().is_empty());
 }
+
+#[tokio::test]
+async fn flows_do_not_start_themselves_and_chains_end() {
+    let server = server().await;
+    let org = server.db.bootstrap("business");
+    let c = server.as_key(&org.key);
+    let copy = |suffix: &str| {
+        json!({
+            "name": format!("Copy {suffix}"),
+            "trigger": {"type": "event", "event": "customer.created"},
+            "steps": [{"key": "c", "action": "create_customer", "input": {"name": format!("{{{{trigger.name}}}}{suffix}")}}]
+        })
+    };
+    // Alone, a flow that creates what it listens to runs once: its own change starts nothing.
+    let lone = c.post("/flows", copy("+")).await.expect(201).id();
+    c.post("/customers", json!({"name": "A"})).await.expect(201);
+    run_of(&c, &lone).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let names: Vec<String> = c
+        .get("/customers?sort=name")
+        .await
+        .expect(200)
+        .items()
+        .iter()
+        .map(|x| x["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, vec!["A", "A+"]);
+
+    // Two flows that start each other stop after five links.
+    c.post("/flows", copy("*")).await.expect(201);
+    c.post("/customers", json!({"name": "B"})).await.expect(201);
+    let started = Instant::now();
+    let expected = 1 + 2 * 5;
+    loop {
+        let count = c
+            .get("/customers?q=b&pageSize=100")
+            .await
+            .expect(200)
+            .items()
+            .len();
+        if count >= expected {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{count} customers"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let count = c
+        .get("/customers?q=b&pageSize=100")
+        .await
+        .expect(200)
+        .items()
+        .len();
+    assert_eq!(count, expected, "the chain ended at five links");
+}

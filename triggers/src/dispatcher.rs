@@ -25,6 +25,8 @@ use timix_engine::webhooks::{self, Subscription};
 const NAME: &str = "webhooks";
 const LEASE_MS: i64 = 10_000;
 const BATCH: i64 = 500;
+/// How many flows may start each other in a row (A's step makes the event that starts B…).
+pub const MAX_CHAIN_DEPTH: i64 = 5;
 
 pub struct Dispatcher {
     pub db: Db,
@@ -154,6 +156,7 @@ impl Dispatcher {
         }
         let mut queued = Vec::new();
         let mut started_runs = Vec::new();
+        let mut chains_cut = Vec::new();
         let mut listening: HashMap<(String, String), Vec<flows::LiveFlow>> = HashMap::new();
         let now = now_ms();
         let batch: Vec<Arc<events::Event>> = batch.into_iter().map(Arc::new).collect();
@@ -169,8 +172,18 @@ impl Dispatcher {
                 if !enabled_before || !flows::matches_filters(&flow.trigger, &event.data) {
                     continue;
                 }
+                // A flow never starts on its own changes, and chains of flows end.
+                if event.origin_flow.as_deref() == Some(flow.id.as_str()) {
+                    continue;
+                }
+                if event.origin_depth >= MAX_CHAIN_DEPTH {
+                    chains_cut.push(flow.id.clone());
+                    continue;
+                }
                 // Unique per (flow, event): a replayed batch starts nothing twice.
-                if let Some(run_id) = runs::start(&mut tx, flow, &event.id, &event.data).await? {
+                if let Some(run_id) =
+                    runs::start(&mut tx, flow, &event.id, &event.data, event.origin_depth).await?
+                {
                     started_runs.push(run_id);
                 }
             }
@@ -226,6 +239,13 @@ impl Dispatcher {
             tracing::warn!(%error, "Could not queue delivery jobs; the sweeper will.");
         }
         dispatch_runs(self.run_lane.as_ref(), Some(&self.queues), started_runs).await;
+        for flow_id in chains_cut {
+            let message =
+                format!("not started: a chain of {MAX_CHAIN_DEPTH} flows starting each other");
+            if let Err(error) = flows::note_error(&self.db, &flow_id, Some(&message)).await {
+                tracing::warn!(%error, "Could not note a cut chain of flows.");
+            }
+        }
         Ok(batch.len() as i64 == BATCH)
     }
 }

@@ -14,6 +14,7 @@ use timix_actions::{Outcome, Runner};
 use timix_engine::auth::{self, ApiKeyRef};
 use timix_engine::db::Db;
 use timix_engine::error::Result;
+use timix_engine::events;
 use timix_engine::flows;
 use timix_engine::jobs::{Job, JobHandler, Queues};
 use timix_engine::manifest::Manifests;
@@ -204,7 +205,15 @@ impl FlowRunner {
             }
             steps[i].attempts += 1;
             steps[i].started_at = Some(format_ms(now_ms()));
-            match self.runner.perform(action, &input, &actor).await {
+            // The changes these steps make are this flow's, one level deeper in a chain.
+            let cause = events::Cause {
+                flow_id: flow.id.clone(),
+                depth: run.depth + 1,
+            };
+            let outcome = events::CAUSE
+                .scope(cause, self.runner.perform(action, &input, &actor))
+                .await;
+            match outcome {
                 Outcome::Done(output) => {
                     let step = &mut steps[i];
                     step.status = "succeeded".into();

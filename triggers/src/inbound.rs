@@ -84,7 +84,7 @@ pub async fn accept(
         None => format!("inbound:{}", ulid::Ulid::generate()),
     };
     let mut tx = db.begin().await?;
-    let run_id = runs::start(&mut tx, &flow, &source, &payload).await?;
+    let run_id = runs::start(&mut tx, &flow, &source, &payload, 0).await?;
     tx.commit().await?;
     dispatch_runs(lane, queues, run_id.iter().cloned().collect()).await;
     Ok(Accepted {

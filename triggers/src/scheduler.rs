@@ -46,7 +46,7 @@ pub async fn tick(db: &Db, since: Option<i64>) -> Result<Vec<String>> {
             let trigger = json!({"firedAt": at, "schedule": text});
             let mut tx = db.begin().await?;
             let started_now =
-                runs::start(&mut tx, &flow, &format!("schedule:{at}"), &trigger).await?;
+                runs::start(&mut tx, &flow, &format!("schedule:{at}"), &trigger, 0).await?;
             tx.commit().await?;
             started.extend(started_now);
         }

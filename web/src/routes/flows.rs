@@ -139,7 +139,7 @@ pub async fn test(
         .unwrap_or_else(|| json!({}));
     let source = format!("test:{}", ulid::Ulid::generate());
     let mut tx = state.db.begin().await?;
-    let run_id = runs::start(&mut tx, &live, &source, &sample)
+    let run_id = runs::start(&mut tx, &live, &source, &sample, 0)
         .await?
         .ok_or_else(|| Error::Internal("a test run was not started".into()))?;
     tx.commit().await?;
