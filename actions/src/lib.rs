@@ -144,8 +144,7 @@ impl Runner {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(retry_after);
         // Read at most MAX_RESPONSE_BYTES: a step's output is stored with its run.
         let mut bytes = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(|e| Outcome::Retry {
@@ -168,6 +167,17 @@ impl Runner {
             body,
         })
     }
+}
+
+/// `Retry-After`: seconds, or an HTTP date (the wait until then).
+fn retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = at.signed_duration_since(chrono::Utc::now());
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
 }
 
 enum Target {
@@ -226,6 +236,32 @@ fn mapped(mapping: Option<&Mapping>, data: &Value) -> Result<Option<Value>, Stri
     }
 }
 
+/// The input with each text value percent-encoded as a path segment (RFC 3986 unreserved
+/// characters kept).
+fn segments(input: &Value) -> Value {
+    let encode = |text: &str| -> String {
+        text.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    char::from(b).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    match input {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| match v {
+                    Value::String(s) => (k.clone(), Value::String(encode(s))),
+                    other => (k.clone(), other.clone()),
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 fn build(action: &ActionManifest, input: &Value) -> Result<Built, String> {
     let data = json!({"input": input});
     let spec = &action.request;
@@ -236,7 +272,12 @@ fn build(action: &ActionManifest, input: &Value) -> Result<Built, String> {
     };
     let method = render(&spec.method)?.to_uppercase();
     let target = match (&spec.path, &spec.url) {
-        (Some(path), _) => Target::Api(render(path)?),
+        // Values go into a path as one segment each: `a/b?c` cannot reach another endpoint.
+        (Some(path), _) => Target::Api(
+            template::render(path, &json!({"input": segments(input)}))
+                .map(|v| text_of(&v))
+                .map_err(|e| e.0)?,
+        ),
         (None, Some(url)) => Target::Url(render(url)?),
         (None, None) => return Err("the manifest's request has neither path nor url".into()),
     };
@@ -340,6 +381,19 @@ mod tests {
         assert!(matches!(built.target, Target::Url(ref u) if u == "https://example.com/x"));
         assert_eq!(built.body, Some(json!({"a": 1})));
         assert_eq!(built.headers, vec![("X-A".to_owned(), "b".to_owned())]);
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_or_a_date() {
+        assert_eq!(retry_after(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(
+            retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO)
+        );
+        let later = (chrono::Utc::now() + chrono::Duration::seconds(120)).to_rfc2822();
+        let wait = retry_after(&later).unwrap();
+        assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120));
+        assert_eq!(retry_after("soon"), None);
     }
 
     #[test]
