@@ -17,46 +17,8 @@ use crate::list::{self, FilterKind, ListParams, ListSpec, Page};
 use crate::patch::Patch;
 use crate::time::{Millis, format_ms, format_opt, now_ms};
 
-/// Every event type a subscription may name (besides `*`).
-pub const EVENT_TYPES: &[&str] = &[
-    "customer.created",
-    "customer.updated",
-    "customer.deleted",
-    "project.created",
-    "project.updated",
-    "project.deleted",
-    "project.budget_threshold_reached",
-    "task.created",
-    "task.updated",
-    "task.deleted",
-    "subtask.created",
-    "subtask.updated",
-    "subtask.deleted",
-    "time_entry.created",
-    "time_entry.updated",
-    "time_entry.deleted",
-    "timer.started",
-    "timer.stopped",
-    "timesheet.submitted",
-    "timesheet.approved",
-    "timesheet.rejected",
-    "invoice.created",
-    "invoice.updated",
-    "invoice.deleted",
-    "invoice.issued",
-    "invoice.paid",
-    "invoice.voided",
-    "holiday_profile.created",
-    "holiday_profile.updated",
-    "holiday_profile.deleted",
-    "org_user.created",
-    "org_user.updated",
-    "org_user.deleted",
-    "api_key.created",
-    "api_key.revoked",
-    "webhook.test",
-    "webhook_endpoint.disabled",
-];
+/// Every event type a subscription may name (besides `*`): those of the log.
+pub use crate::events::TYPES as EVENT_TYPES;
 
 /// How long the old secret still signs after a rotation.
 pub const ROTATION_OVERLAP_MS: i64 = 24 * 3600 * 1000;
