@@ -41,6 +41,14 @@ pub struct GlobalArgs {
     /// [default: 60s]. Keep it above the outbound timeout (30s).
     #[arg(long, env = "TIMIX_RUN_LEASE", global = true)]
     pub run_lease: Option<String>,
+    /// Where users reach this service (`https://timix.example.com`), for OAuth2 redirects
+    /// [default: http:// and the bind address].
+    #[arg(long, env = "TIMIX_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+    /// The key connections' credentials are sealed with: 32 bytes in base64. Every process of
+    /// one database needs the same [default: generated into `<data dir>/secret.key`].
+    #[arg(long, env = "TIMIX_SECRET_KEY", global = true, hide_env_values = true)]
+    pub secret_key: Option<String>,
     /// Log filter, e.g. `info` or `timix_web=debug` [default: info].
     #[arg(long, env = "TIMIX_LOG", global = true)]
     pub log: Option<String>,
@@ -68,6 +76,8 @@ struct FileConfig {
     idempotency_retention: Option<String>,
     flow_retry_base: Option<String>,
     run_lease: Option<String>,
+    public_url: Option<String>,
+    secret_key: Option<String>,
     log: Option<String>,
     log_format: Option<String>,
 }
@@ -89,6 +99,9 @@ pub struct Settings {
     pub idempotency_retention: Duration,
     pub flow_retry_base: Duration,
     pub run_lease: Duration,
+    /// None: http:// and the address listened on.
+    pub public_url: Option<String>,
+    pub secret_key: Option<String>,
     pub log: String,
     pub log_format: LogFormat,
 }
@@ -161,14 +174,24 @@ impl Settings {
             [one] => *one,
             _ => bail!("TIMIX_RUN_LEASE must be one duration such as 60s"),
         };
+        let bind = args
+            .bind
+            .clone()
+            .or(file.bind)
+            .unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        let public_url = args.public_url.clone().or(file.public_url);
+        if let Some(url) = &public_url
+            && !url.starts_with("http://")
+            && !url.starts_with("https://")
+        {
+            bail!("TIMIX_PUBLIC_URL must be an http(s) URL, not {url:?}");
+        }
         Ok(Settings {
             flow_retry_base,
             run_lease,
-            bind: args
-                .bind
-                .clone()
-                .or(file.bind)
-                .unwrap_or_else(|| "127.0.0.1:8080".to_owned()),
+            bind,
+            public_url,
+            secret_key: args.secret_key.clone().or(file.secret_key),
             data_dir,
             database_url,
             allow_private_targets: args

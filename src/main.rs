@@ -14,12 +14,14 @@ use timix_connectors::delivery::{
 use timix_connectors::outbound::Outbound;
 use timix_engine::Db;
 use timix_engine::bootstrap::{BootstrapInput, bootstrap};
+use timix_engine::connections::Vault;
 use timix_engine::jobs::Queues;
 use timix_engine::manifest::Manifests;
 use timix_engine::organizations::{self, BillingState, Plan};
 use timix_triggers::actions::Runner;
 use timix_triggers::dispatcher::Dispatcher;
 use timix_triggers::flow_runner::{FlowRunner, RunJob, RunLane, serve_lane, sweep_runs};
+use timix_triggers::poller::Poller;
 use timix_web::instance::InProcess;
 use tracing_subscriber::EnvFilter;
 
@@ -351,7 +353,39 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
                 .join("; ")
         )
     })?;
-    let mut state = timix_web::AppState::new(db.clone(), Some(queues.clone()), Arc::new(manifests));
+    let vault = match &settings.secret_key {
+        Some(key) => Vault::from_base64(key).context("TIMIX_SECRET_KEY")?,
+        None => Vault::load_or_create(&settings.data_dir)
+            .context("cannot load the key credentials are sealed with")?,
+    };
+    let mut state = timix_web::AppState::new(
+        db.clone(),
+        Some(queues.clone()),
+        Arc::new(manifests),
+        vault.clone(),
+    );
+    // Bound before anything starts, so the OAuth2 redirect knows the port when none is given.
+    let listener = match role {
+        ServeRole::Worker => None,
+        _ => Some(
+            tokio::net::TcpListener::bind(&settings.bind)
+                .await
+                .with_context(|| format!("cannot listen on {}", settings.bind))?,
+        ),
+    };
+    state.public_url = match (&settings.public_url, &listener) {
+        (Some(url), _) => url.clone(),
+        (None, Some(listener)) => format!("http://{}", listener.local_addr()?),
+        (None, None) => format!("http://{}", settings.bind),
+    };
+    let actions = Arc::new(Runner::new(
+        Box::new(InProcess::new(state.clone())),
+        Outbound::new(settings.allow_private_targets, Duration::from_secs(30)),
+        db.clone(),
+        vault,
+        state.oauth_redirect(),
+    ));
+    state.actions = Some(actions.clone());
     let runs_here = matches!(role, ServeRole::Worker | ServeRole::All);
     // New runs started in this process are executed here at once when it runs workers.
     let (run_lane, run_lane_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
@@ -365,16 +399,16 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
             settings.idempotency_retention,
         )));
         background.extend(start_delivery(&settings, &db, &queues, run_lane));
-        background.extend(start_flows(&settings, &state, &queues, run_lane_rx));
+        background.extend(start_flows(
+            &settings,
+            &state,
+            &queues,
+            run_lane_rx,
+            actions,
+        ));
     }
-    if matches!(role, ServeRole::Worker) {
-        tracing::info!(backend = db.backend().name(), "worker started");
-        shutdown_signal().await;
-    } else {
+    if let Some(listener) = listener {
         background.push(tokio::spawn(keep_request_counters(state.clone())));
-        let listener = tokio::net::TcpListener::bind(&settings.bind)
-            .await
-            .with_context(|| format!("cannot listen on {}", settings.bind))?;
         let address = listener.local_addr()?;
         let app = timix_web::app(state.clone());
         tracing::info!(
@@ -390,6 +424,9 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
         if let Err(error) = state.usage.flush(&db).await {
             tracing::warn!(%error, "Could not save the last request counts.");
         }
+    } else {
+        tracing::info!(backend = db.backend().name(), "worker started");
+        shutdown_signal().await;
     }
     for task in background {
         task.abort();
@@ -406,15 +443,20 @@ fn start_flows(
     state: &timix_web::AppState,
     queues: &Queues,
     lane: tokio::sync::mpsc::UnboundedReceiver<String>,
+    actions: Arc<Runner>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let runner = Arc::new(FlowRunner {
         db: state.db.clone(),
         manifests: state.manifests.clone(),
-        runner: Runner::new(
-            Box::new(InProcess::new(state.clone())),
-            Outbound::new(settings.allow_private_targets, Duration::from_secs(30)),
-        ),
+        runner: actions,
+        vault: state.vault.clone(),
         retry_base: settings.flow_retry_base,
+        lease: settings.run_lease,
+    });
+    let poller = Arc::new(Poller {
+        runs: runner.clone(),
+        lane: state.run_lane.clone(),
+        queues: Some(queues.clone()),
         lease: settings.run_lease,
     });
     let runner_for_sweeps = runner.clone();
@@ -444,12 +486,14 @@ fn start_flows(
         RUN_CONCURRENCY,
     );
     let scheduler = timix_triggers::scheduler::run(runner_for_schedules);
+    let polls = timix_triggers::poller::run(poller, Duration::from_millis(250), POLL_CONCURRENCY);
     let lane = serve_lane(runner_for_lane, lane, RUN_CONCURRENCY);
     vec![
         tokio::spawn(lane),
         tokio::spawn(workers),
         tokio::spawn(sweeper),
         tokio::spawn(scheduler),
+        tokio::spawn(polls),
     ]
 }
 
@@ -558,6 +602,8 @@ fn start_delivery(
 const DELIVERY_CONCURRENCY: usize = 64;
 /// Flow runs one worker performs at a time.
 const RUN_CONCURRENCY: usize = 32;
+/// Poll flows read at once by one process.
+const POLL_CONCURRENCY: usize = 16;
 
 /// Writes request counts every few seconds and forgets idle rate-limit state every minute.
 async fn keep_request_counters(state: timix_web::AppState) {

@@ -8,8 +8,11 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
+use timix_connectors::connection as connecting;
 use timix_connectors::outbound::{Outbound, refused_target};
+use timix_engine::Db;
 use timix_engine::auth::Actor;
+use timix_engine::connections::{self, Resolved, Vault};
 use timix_engine::manifest::{ActionManifest, Mapping, Select};
 use timix_engine::template;
 
@@ -32,7 +35,18 @@ pub struct ApiCall {
 pub struct Reply {
     pub status: u16,
     pub retry_after: Option<Duration>,
+    /// Names lower-cased.
+    pub headers: Vec<(String, String)>,
     pub body: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// This instance, called in-process as an actor (the web layer provides it).
@@ -59,57 +73,216 @@ fn failure(code: &str, message: impl Into<String>) -> Value {
     json!({"code": code, "message": message.into()})
 }
 
-/// Performs actions: this instance in-process, anything else through the guarded client.
+/// Performs actions: this instance in-process, anything else through the guarded client with
+/// a connection's credentials.
 pub struct Runner {
     instance: Box<dyn Instance>,
     outbound: Outbound,
+    db: Db,
+    vault: Vault,
+    /// Where OAuth2 providers send users back (`…/oauth2/callback`).
+    oauth_redirect: String,
+}
+
+/// One HTTP request, before credentials.
+struct Request<'a> {
+    method: &'a str,
+    url: &'a str,
+    query: &'a [(String, String)],
+    headers: &'a [(String, String)],
+    body: Option<&'a Value>,
 }
 
 impl Runner {
-    pub fn new(instance: Box<dyn Instance>, outbound: Outbound) -> Self {
-        Self { instance, outbound }
+    pub fn new(
+        instance: Box<dyn Instance>,
+        outbound: Outbound,
+        db: Db,
+        vault: Vault,
+        oauth_redirect: String,
+    ) -> Self {
+        Self {
+            instance,
+            outbound,
+            db,
+            vault,
+            oauth_redirect,
+        }
     }
 
-    /// One attempt of `action` with an input already rendered and validated.
-    pub async fn perform(&self, action: &ActionManifest, input: &Value, actor: &Actor) -> Outcome {
+    pub fn outbound(&self) -> &Outbound {
+        &self.outbound
+    }
+
+    /// One attempt of `action` with an input already rendered and validated, through
+    /// `connection` (none or `self`: this instance, or a URL without credentials).
+    pub async fn perform(
+        &self,
+        action: &ActionManifest,
+        input: &Value,
+        actor: &Actor,
+        connection: Option<&Resolved>,
+    ) -> Outcome {
         let request = match build(action, input) {
             Ok(r) => r,
             Err(message) => return Outcome::Fail(failure("template", message)),
         };
-        let reply = match request.target {
-            Target::Api(path) => {
+        let remote = connection.filter(|c| c.kind != "self");
+        let url = match (&request.target, remote) {
+            (Target::Api(path), None) => {
                 let call = ApiCall {
                     method: request.method,
-                    path: with_query(&path, &request.query),
+                    path: with_query(path, &request.query),
                     body: request.body,
                 };
-                self.instance.call(actor.clone(), call).await
+                return read(action, self.instance.call(actor.clone(), call).await);
             }
-            Target::Url(url) => match self
-                .send(
-                    &request.method,
-                    &url,
-                    &request.query,
-                    &request.headers,
-                    request.body,
-                )
-                .await
-            {
-                Ok(reply) => reply,
-                Err(outcome) => return outcome,
+            (Target::Api(path) | Target::Url(path), Some(c)) => match connecting::url_on(c, path) {
+                Ok(url) => url,
+                Err(message) => return Outcome::Fail(failure("invalid_input", message)),
             },
+            (Target::Url(url), None) => url.clone(),
         };
-        read(action, reply)
+        let sent = self
+            .send(
+                Request {
+                    method: &request.method,
+                    url: &url,
+                    query: &request.query,
+                    headers: &request.headers,
+                    body: request.body.as_ref(),
+                },
+                remote,
+            )
+            .await;
+        match sent {
+            Ok(reply) => read(action, reply),
+            Err(outcome) => outcome,
+        }
     }
 
+    /// A GET through a connection (`self`: this instance as `actor`), for poll triggers.
+    pub async fn get(
+        &self,
+        actor: &Actor,
+        connection: &Resolved,
+        target: &str,
+        query: &[(String, String)],
+    ) -> Result<Reply, Outcome> {
+        if connection.kind == "self" {
+            let call = ApiCall {
+                method: "GET".into(),
+                path: with_query(target, query),
+                body: None,
+            };
+            return Ok(self.instance.call(actor.clone(), call).await);
+        }
+        let url = connecting::url_on(connection, target)
+            .map_err(|message| Outcome::Fail(failure("invalid_input", message)))?;
+        let request = Request {
+            method: "GET",
+            url: &url,
+            query,
+            headers: &[],
+            body: None,
+        };
+        self.send(request, Some(connection)).await
+    }
+
+    /// Tests a connection: a GET of its test path must answer 2xx. Records the outcome on it.
+    pub async fn test(&self, actor: &Actor, connection: &Resolved) -> Result<(), String> {
+        let result = match self
+            .get(actor, connection, &connection.test_path(), &[])
+            .await
+        {
+            Ok(reply) if (200..300).contains(&reply.status) => Ok(()),
+            Ok(reply) => Err(format!(
+                "GET {} answered {}: {}",
+                connection.test_path(),
+                reply.status,
+                reply.body["error"]["message"]
+                    .as_str()
+                    .map_or_else(|| text_of(&reply.body), str::to_owned)
+            )),
+            Err(Outcome::Fail(e) | Outcome::Retry { error: e, .. }) => Err(e["message"]
+                .as_str()
+                .unwrap_or("the request failed")
+                .to_owned()),
+            Err(Outcome::Done(_)) => Ok(()),
+        };
+        let error: Option<String> = result.as_ref().err().map(|e| truncate(e, 500));
+        if let Err(e) =
+            connections::set_status(&self.db, &connection.id, error.as_deref(), true).await
+        {
+            tracing::warn!(connection = %connection.id, error = %e, "Could not record a connection test.");
+        }
+        result
+    }
+
+    /// New OAuth2 tokens for a connection, saved; a refresh that fails marks it `error`.
+    async fn refreshed(&self, connection: &Resolved) -> Result<Resolved, Outcome> {
+        match connecting::refresh(&self.outbound, connection, &self.oauth_redirect).await {
+            Ok(secret) => {
+                connections::save_secret(&self.db, &self.vault, &connection.id, &secret)
+                    .await
+                    .map_err(|e| Outcome::Retry {
+                        error: failure("internal", e.to_string()),
+                        after: None,
+                    })?;
+                Ok(Resolved {
+                    secret,
+                    ..connection.clone()
+                })
+            }
+            Err(message) => {
+                let _ =
+                    connections::set_status(&self.db, &connection.id, Some(&message), false).await;
+                Err(Outcome::Fail(failure("connection_error", message)))
+            }
+        }
+    }
+
+    /// Sends a request with the connection's credentials. OAuth2 tokens are refreshed when they
+    /// expire, and once on a 401.
     async fn send(
         &self,
-        method: &str,
-        url: &str,
-        query: &[(String, String)],
-        headers: &[(String, String)],
-        body: Option<Value>,
+        request: Request<'_>,
+        connection: Option<&Resolved>,
     ) -> Result<Reply, Outcome> {
+        let mut current = connection.cloned();
+        if let Some(c) = current.as_ref().filter(|c| connecting::token_expiring(c)) {
+            if c.secret["refreshToken"].is_null() && c.secret["accessToken"].is_null() {
+                return Err(Outcome::Fail(failure(
+                    "connection_error",
+                    "the OAuth2 connection is not authorized yet: connect it first",
+                )));
+            }
+            if !c.secret["refreshToken"].is_null() {
+                current = Some(self.refreshed(c).await?);
+            }
+        }
+        let reply = self.send_once(&request, current.as_ref()).await?;
+        match current {
+            Some(c) if reply.status == 401 && c.kind == "oauth2" => {
+                let fresh = self.refreshed(&c).await?;
+                self.send_once(&request, Some(&fresh)).await
+            }
+            _ => Ok(reply),
+        }
+    }
+
+    async fn send_once(
+        &self,
+        request: &Request<'_>,
+        connection: Option<&Resolved>,
+    ) -> Result<Reply, Outcome> {
+        let Request {
+            method,
+            url,
+            query,
+            headers,
+            body,
+        } = *request;
         let mut parsed = self
             .outbound
             .check(url)
@@ -127,8 +300,11 @@ impl Runner {
         for (name, value) in headers {
             builder = builder.header(name, value);
         }
+        if let Some(connection) = connection {
+            builder = connecting::authorize(builder, connection);
+        }
         if let Some(body) = body {
-            builder = builder.json(&body);
+            builder = builder.json(body);
         }
         let mut response = builder.send().await.map_err(|e| match refused_target(&e) {
             Some(reason) => Outcome::Fail(failure("target_refused", reason)),
@@ -145,6 +321,11 @@ impl Runner {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(retry_after);
+        let headers = response
+            .headers()
+            .iter()
+            .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect();
         // Read at most MAX_RESPONSE_BYTES: a step's output is stored with its run.
         let mut bytes = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(|e| Outcome::Retry {
@@ -164,8 +345,16 @@ impl Runner {
         Ok(Reply {
             status,
             retry_after,
+            headers,
             body,
         })
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
     }
 }
 
@@ -403,6 +592,7 @@ mod tests {
         let reply = |status: u16, body: Value| Reply {
             status,
             retry_after: None,
+            headers: Vec::new(),
             body,
         };
         assert_eq!(

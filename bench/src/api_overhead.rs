@@ -128,7 +128,10 @@ async fn main() -> anyhow::Result<()> {
 async fn serve(db: Db, limits: bool) -> anyhow::Result<String> {
     let manifests =
         timix_engine::manifest::Manifests::built_in().expect("valid built-in manifests");
-    let mut state = AppState::new(db, None, std::sync::Arc::new(manifests));
+    let vault = timix_engine::connections::Vault::from_base64(
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+    )?;
+    let mut state = AppState::new(db, None, std::sync::Arc::new(manifests), vault);
     // A budget the load cannot exhaust, so that every request takes the full allowed path.
     state.gate = GateOptions {
         limits,

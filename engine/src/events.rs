@@ -135,6 +135,9 @@ pub const TYPES: &[&str] = &[
     "flow.created",
     "flow.updated",
     "flow.deleted",
+    "connection.created",
+    "connection.updated",
+    "connection.deleted",
     "webhook.test",
     "webhook_endpoint.disabled",
 ];
@@ -365,8 +368,8 @@ pub async fn list(db: &Db, actor: &Actor, query: &EventQuery) -> Result<EventPag
         sql.push(" AND type NOT LIKE 'invoice.%'");
     }
     if !actor.can(Permission::ReadFlows) {
-        // A flow's record carries its inbound URL, a credential.
-        sql.push(" AND type NOT LIKE 'flow.%'");
+        // A flow's record carries its inbound URL, a credential; connections are flows' business.
+        sql.push(" AND type NOT LIKE 'flow.%' AND type NOT LIKE 'connection.%'");
     }
     sql.push(" ORDER BY seq LIMIT ?").bind(query.limit + 1);
     let rows = sql.fetch_all(db).await?;

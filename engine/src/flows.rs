@@ -26,7 +26,9 @@ pub const NOUN: &str = "flow";
 /// Where inbound webhook triggers are received, followed by the flow's token.
 pub const INBOUND_PATH: &str = "/api/integration/v1/hooks/in/";
 pub const MAX_STEPS: usize = 25;
-const TRIGGER_TYPES: [&str; 3] = ["event", "webhook", "schedule"];
+const TRIGGER_TYPES: [&str; 4] = ["event", "poll", "webhook", "schedule"];
+/// The connections of an organization a flow may name: id → type.
+pub type ConnectionKinds = std::collections::BTreeMap<String, String>;
 
 pub const LIST: ListSpec = ListSpec {
     table: "flows",
@@ -97,6 +99,7 @@ struct CheckedTrigger {
 fn check_trigger(
     p: &mut Problems,
     manifests: &Manifests,
+    connections: &ConnectionKinds,
     trigger: &Value,
     current_secret: Option<&str>,
 ) -> Option<CheckedTrigger> {
@@ -124,6 +127,7 @@ fn check_trigger(
         "event" => allowed(&["event", "filters"]),
         "webhook" => allowed(&["secret"]),
         "schedule" => allowed(&["schedule"]),
+        "poll" => allowed(&["connectionId", "source", "schedule"]),
         _ => {
             p.add(
                 "trigger.type",
@@ -193,6 +197,7 @@ fn check_trigger(
                 stored: json!({"type": "webhook", "secret": secret}),
             })
         }
+        "poll" => check_poll(p, manifests, connections, object),
         _ => {
             let text = object
                 .get("schedule")
@@ -209,6 +214,159 @@ fn check_trigger(
             })
         }
     }
+}
+
+/// Checks a poll trigger: a connection, a source (a trigger manifest, or an HTTP source) and a
+/// cron schedule.
+fn check_poll(
+    p: &mut Problems,
+    manifests: &Manifests,
+    connections: &ConnectionKinds,
+    object: &Map<String, Value>,
+) -> Option<CheckedTrigger> {
+    let before = p.len();
+    let connection = object
+        .get("connectionId")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let kind = connections.get(connection);
+    if kind.is_none() {
+        p.add(
+            "trigger.connectionId",
+            if connection.is_empty() { "required" } else { "not_found" },
+            "trigger.connectionId must name a connection of this organization (self polls this instance)",
+        );
+    }
+    let schedule = object
+        .get("schedule")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if let Err(message) = parse_schedule(schedule) {
+        p.add("trigger.schedule", "invalid", message);
+    }
+    let source = match object.get("source") {
+        Some(Value::String(key)) => {
+            if !manifests.triggers.contains_key(key) {
+                p.add(
+                    "trigger.source",
+                    "unknown_manifest",
+                    format!(
+                        "{key:?} is not a trigger; see GET /manifests, or describe an HTTP source"
+                    ),
+                );
+            }
+            Some(json!(key))
+        }
+        Some(Value::Object(http)) => {
+            if kind.is_some_and(|k| k == "self") {
+                p.add(
+                    "trigger.source",
+                    "invalid",
+                    "an HTTP source is read through a connection with a base URL, not self",
+                );
+            }
+            check_http_source(p, http)
+        }
+        _ => {
+            p.add(
+                "trigger.source",
+                "required",
+                "trigger.source must be a trigger manifest key (new_customer) or an HTTP source {url, items, id, …}",
+            );
+            None
+        }
+    };
+    (p.len() == before).then(|| CheckedTrigger {
+        kind: "poll".into(),
+        event: None,
+        stored: json!({"type": "poll", "connectionId": connection, "source": source, "schedule": schedule}),
+    })
+}
+
+/// An HTTP source: `{url, query?, items?, id?, version?, since?: {param, field}, next?: {param,
+/// field}}`, completed with its defaults.
+fn check_http_source(p: &mut Problems, http: &Map<String, Value>) -> Option<Value> {
+    let at = "trigger.source";
+    let before = p.len();
+    for key in http.keys() {
+        if !["url", "query", "items", "id", "version", "since", "next"].contains(&key.as_str()) {
+            p.add(
+                &format!("{at}.{key}"),
+                "unknown_field",
+                format!("{key} is not a field of an HTTP source"),
+            );
+        }
+    }
+    let text = |p: &mut Problems, key: &str, default: Option<&str>| -> Option<String> {
+        match http.get(key) {
+            None | Some(Value::Null) => default.map(str::to_owned),
+            Some(Value::String(s)) if s.len() <= 2_000 => Some(s.clone()),
+            Some(_) => {
+                p.add(
+                    &format!("{at}.{key}"),
+                    "invalid",
+                    format!("{key} must be a text"),
+                );
+                None
+            }
+        }
+    };
+    let url = text(p, "url", None).unwrap_or_default();
+    let absolute = url::Url::parse(&url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+    if !url.starts_with('/') && !absolute {
+        p.add(
+            &format!("{at}.url"),
+            "invalid",
+            "url must be a path below the connection's base URL (/v1/contacts) or an absolute URL on it",
+        );
+    }
+    let query = http.get("query").cloned().unwrap_or(json!({}));
+    if !query
+        .as_object()
+        .is_some_and(|q| q.values().all(Value::is_string))
+    {
+        p.add(
+            &format!("{at}.query"),
+            "invalid",
+            "query must map parameter names to texts",
+        );
+    }
+    let items = text(p, "items", Some("items"));
+    let id = text(p, "id", Some("id")).filter(|s| !s.is_empty());
+    if id.is_none() && !p.has(&format!("{at}.id")) {
+        p.add(
+            &format!("{at}.id"),
+            "invalid",
+            "id names the field that identifies an item",
+        );
+    }
+    let version = text(p, "version", None).filter(|s| !s.is_empty());
+    let mut pair = |name: &str| -> Option<Value> {
+        let value = http.get(name)?;
+        let ok = value.as_object().is_some_and(|o| {
+            o.len() == 2
+                && ["param", "field"].iter().all(|k| {
+                    o.get(*k)
+                        .and_then(Value::as_str)
+                        .is_some_and(|s| !s.is_empty())
+                })
+        });
+        if !ok {
+            p.add(
+                &format!("{at}.{name}"),
+                "invalid",
+                format!(
+                    "{name} must be {{param, field}}: the query parameter and the answer's field"
+                ),
+            );
+        }
+        Some(value.clone())
+    };
+    let since = pair("since");
+    let next = pair("next");
+    (p.len() == before).then(|| {
+        json!({"url": url, "query": query, "items": items, "id": id, "version": version, "since": since, "next": next})
+    })
 }
 
 /// A cron expression: five fields (minute first) or six and seven (seconds first).
@@ -259,7 +417,12 @@ fn crontab_weekdays(field: &str) -> String {
 
 /// Checks the steps against the manifests: known actions, unique keys, required inputs
 /// present, no unknown inputs, every template parsing.
-fn check_steps(p: &mut Problems, manifests: &Manifests, steps: &Value) -> Option<Value> {
+fn check_steps(
+    p: &mut Problems,
+    manifests: &Manifests,
+    connections: &ConnectionKinds,
+    steps: &Value,
+) -> Option<Value> {
     let Some(list) = steps.as_array() else {
         p.add("steps", "invalid", "steps must be a list");
         return None;
@@ -320,14 +483,27 @@ fn check_steps(p: &mut Problems, manifests: &Manifests, steps: &Value) -> Option
             );
             continue;
         };
-        match step.get("connectionId") {
-            None | Some(Value::Null) => {}
-            Some(_) => p.add(
-                &format!("{at}.connectionId"),
-                "not_found",
-                "connectionId does not name a connection of this organization",
-            ),
-        }
+        let connection = match step.get("connectionId") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(id)) if connections.contains_key(id) => {
+                if connections[id] == "self" && action.request.url.is_some() {
+                    p.add(
+                        &format!("{at}.connectionId"),
+                        "invalid",
+                        format!("{action_key} calls a URL: give it a connection with a base URL, or none"),
+                    );
+                }
+                Some(id.clone())
+            }
+            Some(_) => {
+                p.add(
+                    &format!("{at}.connectionId"),
+                    "not_found",
+                    "connectionId does not name a connection of this organization",
+                );
+                None
+            }
+        };
         let input = step.get("input").cloned().unwrap_or(json!({}));
         let Some(fields) = input.as_object() else {
             p.add(&format!("{at}.input"), "invalid", "input must be an object");
@@ -358,7 +534,7 @@ fn check_steps(p: &mut Problems, manifests: &Manifests, steps: &Value) -> Option
             p.add(&path, "template", e.0);
         }
         out.push(
-            json!({"key": key, "action": action_key, "connectionId": Value::Null, "input": input}),
+            json!({"key": key, "action": action_key, "connectionId": connection, "input": input}),
         );
     }
     (p.len() == before).then_some(Value::Array(out))
@@ -375,6 +551,7 @@ struct Record {
 impl Record {
     fn apply(
         manifests: &Manifests,
+        connections: &ConnectionKinds,
         input: FlowInput,
         current: Option<(&Record, Option<&str>)>,
     ) -> Result<Self> {
@@ -391,7 +568,13 @@ impl Record {
         let trigger = match input.trigger {
             Patch::Absent => cur.map(|c| c.trigger.clone()),
             Patch::Null => None,
-            Patch::Value(t) => check_trigger(&mut p, manifests, &t, current.and_then(|c| c.1)),
+            Patch::Value(t) => check_trigger(
+                &mut p,
+                manifests,
+                connections,
+                &t,
+                current.and_then(|c| c.1),
+            ),
         };
         if trigger.is_none() && !p.has("trigger") {
             p.push(FieldError::required("trigger"));
@@ -399,7 +582,7 @@ impl Record {
         let steps = match input.steps {
             Patch::Absent => cur.map(|c| c.steps.clone()),
             Patch::Null => None,
-            Patch::Value(s) => check_steps(&mut p, manifests, &s),
+            Patch::Value(s) => check_steps(&mut p, manifests, connections, &s),
         };
         if steps.is_none() && !p.has("steps") {
             p.push(FieldError::required("steps"));
@@ -501,8 +684,9 @@ pub async fn create(
     input: FlowInput,
 ) -> Result<Flow> {
     actor.require(Permission::ManageFlows)?;
-    let rec = Record::apply(manifests, input, None)?;
     let mut tx = events::begin(db).await?;
+    let connections = crate::connections::kinds(&mut tx, actor.org_id()).await?;
+    let rec = Record::apply(manifests, &connections, input, None)?;
     let id = ids::new_id(ids::FLOW);
     let now = now_ms();
     let token = (rec.trigger.kind == "webhook").then(new_token);
@@ -528,6 +712,7 @@ pub async fn create(
     .execute(&mut tx)
     .await?;
     let flow = reload(&mut tx, &id).await?;
+    crate::polls::follow(&mut tx, &flow).await?;
     events::created(&mut tx, actor.org_id(), NOUN, &id, &flow).await?;
     crate::idempotency::record(&mut tx, actor, 201, &flow).await?;
     tx.commit().await?;
@@ -559,7 +744,13 @@ pub async fn update(
     actor.check_if_match(&before)?;
     let current = Record::from_row(&row)?;
     let secret = row::get_opt_str(&row, "webhook_secret")?;
-    let rec = Record::apply(manifests, input, Some((&current, secret.as_deref())))?;
+    let connections = crate::connections::kinds(&mut tx, actor.org_id()).await?;
+    let rec = Record::apply(
+        manifests,
+        &connections,
+        input,
+        Some((&current, secret.as_deref())),
+    )?;
     if rec == current {
         return Ok(before);
     }
@@ -595,6 +786,7 @@ pub async fn update(
     .execute(&mut tx)
     .await?;
     let after = reload(&mut tx, id).await?;
+    crate::polls::follow(&mut tx, &after).await?;
     events::updated(&mut tx, actor.org_id(), NOUN, id, &before, &after).await?;
     crate::idempotency::record(&mut tx, actor, 200, &after).await?;
     tx.commit().await?;

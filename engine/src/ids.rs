@@ -22,3 +22,4 @@ pub const PAYMENT: &str = "pay";
 pub const HOLIDAY_PROFILE: &str = "hol";
 pub const FLOW: &str = "flw";
 pub const RUN: &str = "run";
+pub const CONNECTION: &str = "con";

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use timix_actions::{Outcome, Runner};
 use timix_engine::auth::{self, ApiKeyRef};
+use timix_engine::connections::{self, Vault};
 use timix_engine::db::Db;
 use timix_engine::error::Result;
 use timix_engine::events;
@@ -86,7 +87,9 @@ impl Job for RunJob {
 pub struct FlowRunner {
     pub db: Db,
     pub manifests: Arc<Manifests>,
-    pub runner: Runner,
+    pub runner: Arc<Runner>,
+    /// Opens the credentials of the connections steps use.
+    pub vault: Vault,
     /// The first retry's delay; each next one doubles it.
     pub retry_base: Duration,
     /// How long this worker holds a run between two saved steps; then another may take it.
@@ -124,6 +127,17 @@ impl FlowRunner {
         self.lease.as_millis() as i64
     }
 
+    /// Who a flow acts as: its creator, with the creator's role as it is now.
+    pub async fn actor_of(&self, flow: &flows::LiveFlow) -> Result<auth::Actor> {
+        let on_behalf = ApiKeyRef {
+            id: format!("flow:{}", flow.id),
+            name: flow.name.clone(),
+            prefix: String::new(),
+            expires_at: None,
+        };
+        auth::acting_user(&self.db, &flow.org_id, &flow.created_by, on_behalf).await
+    }
+
     /// Executes a run if it is due and nobody else holds it.
     pub async fn execute(&self, run_id: &str) -> Result<()> {
         let Some(run) = runs::claim(&self.db, run_id, self.lease_ms()).await? else {
@@ -133,19 +147,12 @@ impl FlowRunner {
         let Some(flow) = flows::live(&self.db, &run.flow_id).await? else {
             return runs::finish(&self.db, &run, &steps, Some("the flow was deleted")).await;
         };
-        let on_behalf = ApiKeyRef {
-            id: format!("flow:{}", flow.id),
-            name: flow.name.clone(),
-            prefix: String::new(),
-            expires_at: None,
+        let actor = match self.actor_of(&flow).await {
+            Ok(actor) => actor,
+            Err(error) => {
+                return self.fail(&flow.id, &run, &steps, &error.to_string()).await;
+            }
         };
-        let actor =
-            match auth::acting_user(&self.db, &flow.org_id, &flow.created_by, on_behalf).await {
-                Ok(actor) => actor,
-                Err(error) => {
-                    return self.fail(&flow.id, &run, &steps, &error.to_string()).await;
-                }
-            };
         let definitions: Vec<Value> = flow.steps.as_array().cloned().unwrap_or_default();
         let mut outputs = Map::new();
         for (i, record) in steps.clone().iter().enumerate() {
@@ -203,6 +210,21 @@ impl FlowRunner {
                 });
                 return self.step_failed(&flow.id, &run, &mut steps, i, error).await;
             }
+            let connection = match definition["connectionId"].as_str() {
+                None => None,
+                Some(id) => {
+                    match connections::resolve(&self.db, &self.vault, &flow.org_id, id).await? {
+                        Some(c) => Some(c),
+                        None => {
+                            let error = failure(
+                                "connection_not_found",
+                                format!("the connection {id} was deleted"),
+                            );
+                            return self.step_failed(&flow.id, &run, &mut steps, i, error).await;
+                        }
+                    }
+                }
+            };
             steps[i].attempts += 1;
             steps[i].started_at = Some(format_ms(now_ms()));
             // The changes these steps make are this flow's, one level deeper in a chain.
@@ -211,7 +233,11 @@ impl FlowRunner {
                 depth: run.depth + 1,
             };
             let outcome = events::CAUSE
-                .scope(cause, self.runner.perform(action, &input, &actor))
+                .scope(
+                    cause,
+                    self.runner
+                        .perform(action, &input, &actor, connection.as_ref()),
+                )
                 .await;
             match outcome {
                 Outcome::Done(output) => {

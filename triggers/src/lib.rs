@@ -4,6 +4,7 @@
 pub mod dispatcher;
 pub mod flow_runner;
 pub mod inbound;
+pub mod poller;
 pub mod scheduler;
 
 pub use timix_actions as actions;

@@ -39,7 +39,10 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
 /// their senders' own `Authorization` headers must not be taken for one of our keys.
 fn is_public(path: &str) -> bool {
     path.strip_prefix(BASE).is_some_and(|rest| {
-        rest == "/health" || rest == "/openapi.json" || rest.starts_with("/hooks/in/")
+        rest == "/health"
+            || rest == "/openapi.json"
+            || rest.starts_with("/hooks/in/")
+            || rest == "/oauth2/callback"
     })
 }
 

@@ -54,6 +54,7 @@ impl InProcess {
             return Reply {
                 status: 400,
                 retry_after: None,
+                headers: Vec::new(),
                 body: serde_json::json!({"error": {"code": "invalid_parameter", "message": format!("{} is not a valid path", call.path)}}),
             };
         };
@@ -69,6 +70,11 @@ impl InProcess {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
             .map(Duration::from_secs);
+        let headers = response
+            .headers()
+            .iter()
+            .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect();
         let bytes = to_bytes(response.into_body(), MAX_BODY_BYTES * 16)
             .await
             .unwrap_or_default();
@@ -76,6 +82,7 @@ impl InProcess {
         Reply {
             status,
             retry_after,
+            headers,
             body,
         }
     }

@@ -20,6 +20,7 @@ use axum::http::{Response, StatusCode, header};
 use axum::middleware;
 use axum::response::IntoResponse;
 use timix_engine::Db;
+use timix_engine::connections::Vault;
 use timix_engine::jobs::Queues;
 use timix_engine::limits::Limiter;
 use timix_engine::manifest::Manifests;
@@ -45,6 +46,13 @@ pub struct AppState {
     pub manifests: Arc<Manifests>,
     /// Where new runs go for immediate execution when this process also runs workers.
     pub run_lane: Option<timix_triggers::flow_runner::RunLane>,
+    /// Seals and opens connections' credentials.
+    pub vault: Vault,
+    /// Performs requests through connections (their tests, OAuth2 token exchanges).
+    pub actions: Option<Arc<timix_actions::Runner>>,
+    /// Where this service is reached from outside (`https://timix.example.com`), for the
+    /// OAuth2 callback.
+    pub public_url: String,
 }
 
 /// What the gate applies beyond authentication. Both switches exist for the benchmark that
@@ -68,16 +76,37 @@ impl Default for GateOptions {
 }
 
 impl AppState {
-    pub fn new(db: Db, queues: Option<Queues>, manifests: Arc<Manifests>) -> Self {
+    pub fn new(db: Db, queues: Option<Queues>, manifests: Arc<Manifests>, vault: Vault) -> Self {
         Self {
             manifests,
             run_lane: None,
+            vault,
+            actions: None,
+            public_url: "http://127.0.0.1:8080".into(),
             limiter: Arc::new(Limiter::for_database(&db)),
             usage: Arc::new(UsageCounter::default()),
             gate: GateOptions::default(),
             queues,
             db,
         }
+    }
+}
+
+impl AppState {
+    /// The requests runner; every serving process has one.
+    pub fn actions(&self) -> timix_engine::Result<&Arc<timix_actions::Runner>> {
+        self.actions.as_ref().ok_or_else(|| {
+            timix_engine::Error::Internal("this process performs no requests".into())
+        })
+    }
+
+    /// The OAuth2 redirect URI providers are given.
+    pub fn oauth_redirect(&self) -> String {
+        format!(
+            "{}{BASE}{}",
+            self.public_url.trim_end_matches('/'),
+            routes::connections::CALLBACK_PATH
+        )
     }
 }
 

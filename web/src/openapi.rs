@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 use timix_engine::api_keys::ApiKey;
+use timix_engine::connections::Connection;
 use timix_engine::customers::Customer;
 use timix_engine::flows::Flow;
 use timix_engine::holiday_profiles::HolidayProfile;
@@ -47,6 +48,7 @@ timers, timesheets, invoices and financial reports, people and keys, and the ord
         (name = "financial-reports", description = "Revenue, budgets, unbilled time, customer billing; CSV exports"),
         (name = "manifests", description = "The actions and triggers flows are made of"),
         (name = "flows", description = "When this happens, do these steps: triggers, steps, tests, inbound webhooks"),
+        (name = "connections", description = "How flows reach this instance, another one, or any HTTP API: API keys, basic, OAuth2"),
         (name = "runs", description = "Each execution of a flow, step by step; replay"),
         (name = "events", description = "The ordered change log"),
         (name = "webhooks", description = "Signed deliveries of events to your endpoints"),
@@ -139,3 +141,4 @@ list_schema!(HolidayProfileList, HolidayProfile);
 list_schema!(InvoiceList, Invoice);
 list_schema!(FlowList, Flow);
 list_schema!(RunList, Run);
+list_schema!(ConnectionList, Connection);

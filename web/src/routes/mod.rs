@@ -5,6 +5,7 @@
 pub mod hierarchy;
 
 pub mod account;
+pub mod connections;
 pub mod events;
 pub mod flows;
 pub mod invoicing;
@@ -31,6 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(reports::router())
         .merge(manifests::router())
         .merge(flows::router())
+        .merge(connections::router())
         .merge(events::router())
         .merge(webhooks::router())
 }

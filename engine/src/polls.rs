@@ -1,0 +1,197 @@
+//! The state of poll triggers: one row per poll flow with its cursor (where its source was read
+//! up to), when it polls next, and a lease so that one process polls a flow at a time; and the
+//! items each flow has seen, so an item starts at most one run however often it is read.
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::db::{Db, Sql, Tx, row};
+use crate::error::Result;
+use crate::flows::{Flow, LiveFlow};
+use crate::runs;
+use crate::time::{Millis, now_ms};
+
+/// A poll flow's state as its poller reads it.
+#[derive(Debug, Clone)]
+pub struct PollState {
+    pub flow_id: String,
+    /// The cursor as saved (JSON), none before the first poll.
+    pub cursor: Option<Value>,
+    pub failures: u32,
+    /// The lease this poller holds.
+    pub token: String,
+}
+
+/// What a cursor belongs to: the trigger and when the flow was enabled.
+fn basis(flow: &Flow) -> String {
+    let text = format!(
+        "{}|{}",
+        flow.trigger,
+        flow.enabled_at.as_deref().unwrap_or("")
+    );
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Keeps a flow's poll state in step with the flow (in the flow's write): an enabled poll flow
+/// polls now; a new trigger or a new enabling starts the cursor again; other edits keep it.
+pub async fn follow(tx: &mut Tx, flow: &Flow) -> Result<()> {
+    if flow.trigger["type"] != "poll" || !flow.is_enabled {
+        return Ok(());
+    }
+    let basis = basis(flow);
+    let now = now_ms();
+    let current = Sql::new("SELECT basis FROM poll_state WHERE flow_id = ?")
+        .arg(flow.id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+    match current {
+        None => {
+            Sql::new("INSERT INTO poll_state (flow_id, basis, next_poll_at) VALUES (?, ?, ?)")
+                .arg(flow.id.as_str())
+                .arg(basis)
+                .arg(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Some(r) if row::get_str(&r, "basis")? != basis => {
+            Sql::new(
+                "UPDATE poll_state SET basis = ?, cursor = NULL, failures = 0, last_error = NULL, \
+                 next_poll_at = ? WHERE flow_id = ?",
+            )
+            .arg(basis)
+            .arg(now)
+            .arg(flow.id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        Some(_) => {}
+    }
+    Ok(())
+}
+
+/// Enabled poll flows due now whose lease is free, oldest due first.
+pub async fn due(db: &Db, limit: i64) -> Result<Vec<String>> {
+    let now = now_ms();
+    Sql::new(
+        "SELECT p.flow_id FROM poll_state p JOIN flows f ON f.id = p.flow_id \
+         WHERE p.next_poll_at <= ? AND (p.lease_until IS NULL OR p.lease_until < ?) \
+         AND f.is_enabled = 1 AND f.deleted_at IS NULL AND f.trigger_type = 'poll' \
+         ORDER BY p.next_poll_at LIMIT ?",
+    )
+    .arg(now)
+    .arg(now)
+    .arg(limit)
+    .fetch_all(db)
+    .await?
+    .iter()
+    .map(|r| row::get_str(r, "flow_id"))
+    .collect()
+}
+
+/// Takes the lease on a due flow for `lease_ms`; none when another process holds it or it is
+/// not due.
+pub async fn lease(db: &Db, flow_id: &str, lease_ms: Millis) -> Result<Option<PollState>> {
+    let now = now_ms();
+    let token = ulid::Ulid::generate().to_string();
+    let taken = db
+        .write_count(
+            &Sql::new(
+                "UPDATE poll_state SET lease_until = ?, lease_token = ? WHERE flow_id = ? \
+                 AND next_poll_at <= ? AND (lease_until IS NULL OR lease_until < ?)",
+            )
+            .arg(now + lease_ms)
+            .arg(token.as_str())
+            .arg(flow_id)
+            .arg(now)
+            .arg(now),
+        )
+        .await?;
+    if taken == 0 {
+        return Ok(None);
+    }
+    let r = Sql::new("SELECT cursor, failures FROM poll_state WHERE flow_id = ?")
+        .arg(flow_id)
+        .fetch_one(db)
+        .await?;
+    let cursor = row::get_opt_str(&r, "cursor")?.and_then(|text| serde_json::from_str(&text).ok());
+    Ok(Some(PollState {
+        flow_id: flow_id.to_owned(),
+        cursor,
+        failures: u32::try_from(row::get_i64(&r, "failures")?).unwrap_or(u32::MAX),
+        token,
+    }))
+}
+
+/// One item a poll read: its dedupe key and the record that starts a run.
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub key: String,
+    pub record: Value,
+}
+
+/// Saves a successful poll in one transaction: the items not seen before are marked seen and
+/// (unless `baseline`) start runs; the cursor moves; the lease is let go. Nothing is saved when
+/// the lease was lost meanwhile (another poller carries on). Returns the new runs.
+pub async fn save(
+    db: &Db,
+    flow: &LiveFlow,
+    state: &PollState,
+    items: &[Item],
+    baseline: bool,
+    cursor: Option<&Value>,
+    next_poll_at: Millis,
+) -> Result<Vec<String>> {
+    let now = now_ms();
+    let mut tx = db.begin().await?;
+    let held = Sql::new(
+        "UPDATE poll_state SET cursor = ?, failures = 0, last_error = NULL, last_polled_at = ?, \
+         next_poll_at = ?, lease_until = NULL, lease_token = NULL WHERE flow_id = ? AND lease_token = ?",
+    )
+    .arg(cursor.map(Value::to_string))
+    .arg(now)
+    .arg(next_poll_at)
+    .arg(flow.id.as_str())
+    .arg(state.token.as_str())
+    .execute(&mut tx)
+    .await?;
+    if held == 0 {
+        return Ok(Vec::new());
+    }
+    let mut started = Vec::new();
+    for item in items {
+        let fresh = Sql::new(
+            "INSERT INTO poll_seen (flow_id, item_key, seen_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .arg(flow.id.as_str())
+        .arg(item.key.as_str())
+        .arg(now)
+        .execute(&mut tx)
+        .await?;
+        if fresh == 1 && !baseline {
+            let source = format!("poll:{}", item.key);
+            started.extend(runs::start(&mut tx, flow, &source, &item.record, 0).await?);
+        }
+    }
+    tx.commit().await?;
+    Ok(started)
+}
+
+/// Records a failed poll: the error, one more failure, when to try again; the lease is let go.
+pub async fn failed(db: &Db, state: &PollState, error: &str, next_poll_at: Millis) -> Result<()> {
+    db.write_count(
+        &Sql::new(
+            "UPDATE poll_state SET failures = failures + 1, last_error = ?, last_polled_at = ?, \
+             next_poll_at = ?, lease_until = NULL, lease_token = NULL WHERE flow_id = ? AND lease_token = ?",
+        )
+        .arg(error)
+        .arg(now_ms())
+        .arg(next_poll_at)
+        .arg(state.flow_id.as_str())
+        .arg(state.token.as_str()),
+    )
+    .await
+    .map(drop)
+}

@@ -1,0 +1,451 @@
+//! Poll triggers: each enabled poll flow reads its source on its cron schedule, through its
+//! connection, and starts a run for every item it has not seen. A lease on the flow keeps it
+//! to one poller across processes; the cursor (where the source was read up to) and the seen
+//! items are saved with the runs they start, in one transaction, so a crash or a restart
+//! neither loses an item nor starts one twice. A failing source (network, 429, 5xx, 4xx) is
+//! tried again after a backoff that grows with each failure (or its `Retry-After`), and the
+//! error is shown on the flow.
+//!
+//! Sources: a trigger manifest (`new_customer`) reads this API's list (on this instance or
+//! another) with `updatedSince` and its sync watermark; an HTTP source reads any JSON API
+//! (`{url, query, items, id, version, since: {param, field}, next: {param, field}}`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use timix_actions::Outcome;
+use timix_engine::auth::Actor;
+use timix_engine::connections::{self, Resolved};
+use timix_engine::error::Result;
+use timix_engine::flows::{self, LiveFlow};
+use timix_engine::jobs::Queues;
+use timix_engine::manifest::TriggerManifest;
+use timix_engine::polls::{self, Item, PollState};
+use timix_engine::time::{Millis, format_ms, now_ms};
+
+use crate::flow_runner::{FlowRunner, RunLane, backoff, dispatch_runs};
+
+/// Pages one poll reads at most; the rest waits for the next fire time.
+const PAGES_PER_POLL: usize = 10;
+const PAGE_SIZE: &str = "100";
+/// The first wait after a failed poll; each next failure doubles it.
+const FAILURE_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Polls the due poll flows.
+pub struct Poller {
+    pub runs: Arc<FlowRunner>,
+    pub lane: Option<RunLane>,
+    pub queues: Option<Queues>,
+    /// How long one poll may hold a flow before another process may take it.
+    pub lease: Duration,
+}
+
+/// Why a poll failed, and when the source asked to be called again.
+struct PollError {
+    message: String,
+    retry_after: Option<Duration>,
+}
+
+impl From<timix_engine::Error> for PollError {
+    fn from(error: timix_engine::Error) -> Self {
+        PollError {
+            message: error.to_string(),
+            retry_after: None,
+        }
+    }
+}
+
+fn poll_error(message: impl Into<String>) -> PollError {
+    PollError {
+        message: message.into(),
+        retry_after: None,
+    }
+}
+
+/// What a poll read.
+struct Read {
+    items: Vec<Item>,
+    /// The first read of a source without a time cursor: what is there now is old.
+    baseline: bool,
+    cursor: Value,
+}
+
+/// Looks for due flows every `every` and polls them, at most `concurrency` at a time.
+pub async fn run(poller: Arc<Poller>, every: Duration, concurrency: usize) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let free = slots.available_permits() as i64;
+        if free == 0 {
+            continue;
+        }
+        let due = match polls::due(&poller.runs.db, free).await {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::warn!(%error, "Could not look for due polls.");
+                continue;
+            }
+        };
+        for flow_id in due {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let poller = poller.clone();
+            tokio::spawn(async move {
+                if let Err(error) = poller.poll(&flow_id).await {
+                    tracing::warn!(flow = %flow_id, %error, "A poll could not be saved.");
+                }
+                drop(permit);
+            });
+        }
+    }
+}
+
+impl Poller {
+    /// Polls one flow if it is due and no one else holds it.
+    pub async fn poll(&self, flow_id: &str) -> Result<()> {
+        let db = &self.runs.db;
+        let Some(state) = polls::lease(db, flow_id, self.lease.as_millis() as Millis).await? else {
+            return Ok(());
+        };
+        let Some(flow) = flows::live(db, flow_id).await? else {
+            return Ok(());
+        };
+        let next_fire = flow.trigger["schedule"]
+            .as_str()
+            .and_then(|s| flows::parse_schedule(s).ok())
+            .and_then(|s| s.upcoming(Utc).next())
+            .map_or(now_ms() + 60_000, |t| t.timestamp_millis());
+        match self.read(&flow, &state).await {
+            Ok(read) => {
+                let started = polls::save(
+                    db,
+                    &flow,
+                    &state,
+                    &read.items,
+                    read.baseline,
+                    Some(&read.cursor),
+                    next_fire,
+                )
+                .await?;
+                flows::note_error(db, &flow.id, None).await?;
+                dispatch_runs(self.lane.as_ref(), self.queues.as_ref(), started).await;
+            }
+            Err(error) => {
+                let wait = backoff(FAILURE_BACKOFF, state.failures + 1, error.retry_after);
+                let at = next_fire.max(now_ms() + wait.as_millis() as Millis);
+                let message = format!("poll failed: {}", error.message);
+                polls::failed(db, &state, &message, at).await?;
+                flows::note_error(db, &flow.id, Some(&message)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn read(
+        &self,
+        flow: &LiveFlow,
+        state: &PollState,
+    ) -> std::result::Result<Read, PollError> {
+        let runs = &self.runs;
+        let connection_id = flow.trigger["connectionId"].as_str().unwrap_or_default();
+        let connection = connections::resolve(&runs.db, &runs.vault, &flow.org_id, connection_id)
+            .await?
+            .ok_or_else(|| poll_error(format!("the connection {connection_id} was deleted")))?;
+        let actor = runs.actor_of(flow).await?;
+        let enabled_at = flow.enabled_at.unwrap_or_else(now_ms);
+        match &flow.trigger["source"] {
+            Value::String(key) => {
+                let manifest = runs
+                    .manifests
+                    .triggers
+                    .get(key)
+                    .ok_or_else(|| poll_error(format!("{key} is no longer a trigger")))?;
+                self.read_api(&actor, &connection, manifest, state, enabled_at)
+                    .await
+            }
+            source => {
+                self.read_http(&actor, &connection, source, state, enabled_at)
+                    .await
+            }
+        }
+    }
+
+    async fn get(
+        &self,
+        actor: &Actor,
+        connection: &Resolved,
+        path: &str,
+        query: &[(String, String)],
+    ) -> std::result::Result<timix_actions::Reply, PollError> {
+        let reply = self
+            .runs
+            .runner
+            .get(actor, connection, path, query)
+            .await
+            .map_err(|outcome| match outcome {
+                Outcome::Retry { error, after } => PollError {
+                    message: error["message"]
+                        .as_str()
+                        .unwrap_or("the source failed")
+                        .to_owned(),
+                    retry_after: after,
+                },
+                Outcome::Fail(error) | Outcome::Done(error) => {
+                    poll_error(error["message"].as_str().unwrap_or("the source failed"))
+                }
+            })?;
+        if (200..300).contains(&reply.status) {
+            return Ok(reply);
+        }
+        let detail = reply.body["error"]["message"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| truncate(&reply.body.to_string(), 300));
+        Err(PollError {
+            message: format!("GET {path} answered {}: {detail}", reply.status),
+            retry_after: reply.retry_after,
+        })
+    }
+
+    /// This API's list, changes since the cursor (`updatedSince`, oldest first), page by page;
+    /// the next cursor is the last page's sync watermark.
+    async fn read_api(
+        &self,
+        actor: &Actor,
+        connection: &Resolved,
+        manifest: &TriggerManifest,
+        state: &PollState,
+        enabled_at: Millis,
+    ) -> std::result::Result<Read, PollError> {
+        let mut since = state
+            .cursor
+            .as_ref()
+            .and_then(|c| c["updatedSince"].as_str())
+            .map_or_else(|| format_ms(enabled_at), str::to_owned);
+        let mut page_cursor = String::new();
+        let mut items = Vec::new();
+        for _ in 0..PAGES_PER_POLL {
+            let query = vec![
+                ("updatedSince".to_owned(), since.clone()),
+                ("pageSize".to_owned(), PAGE_SIZE.to_owned()),
+                ("cursor".to_owned(), page_cursor.clone()),
+            ];
+            let reply = self.get(actor, connection, &manifest.list, &query).await?;
+            for record in reply.body["items"].as_array().into_iter().flatten() {
+                if let Some(item) = api_item(manifest, record, enabled_at) {
+                    items.push(item);
+                }
+            }
+            if let Some(mark) = reply.header("x-sync-watermark") {
+                since = mark.to_owned();
+            }
+            match (
+                reply.body["nextCursor"].as_str(),
+                reply.body["hasMore"].as_bool(),
+            ) {
+                (Some(next), Some(true)) => page_cursor = next.to_owned(),
+                _ => break,
+            }
+        }
+        Ok(Read {
+            items,
+            baseline: false,
+            cursor: json!({"updatedSince": since}),
+        })
+    }
+
+    /// Any JSON API: fixed query, the cursor's `since` parameter, pages by `next`.
+    async fn read_http(
+        &self,
+        actor: &Actor,
+        connection: &Resolved,
+        source: &Value,
+        state: &PollState,
+        enabled_at: Millis,
+    ) -> std::result::Result<Read, PollError> {
+        let url = source["url"].as_str().unwrap_or_default();
+        let fixed: Vec<(String, String)> = source["query"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+            .collect();
+        let since_spec = source["since"].as_object();
+        let next_spec = source["next"].as_object();
+        let mut since: Option<Value> = match (&state.cursor, since_spec) {
+            (Some(cursor), _) if !cursor["since"].is_null() => Some(cursor["since"].clone()),
+            (_, Some(_)) => Some(json!(format_ms(enabled_at))),
+            _ => None,
+        };
+        let baseline = state.cursor.is_none() && since_spec.is_none();
+        let mut next: Option<String> = None;
+        let mut items = Vec::new();
+        for _ in 0..PAGES_PER_POLL {
+            let mut query = fixed.clone();
+            if let (Some(spec), Some(value)) = (since_spec, &since) {
+                query.push((text(&spec["param"]), text(value)));
+            }
+            if let (Some(spec), Some(token)) = (next_spec, &next) {
+                query.push((text(&spec["param"]), token.clone()));
+            }
+            let reply = self.get(actor, connection, url, &query).await?;
+            let path = source["items"].as_str().unwrap_or("items");
+            let list = dig(&reply.body, path)
+                .as_array()
+                .ok_or_else(|| poll_error(format!("the answer has no list at {path:?}")))?;
+            let mut highest = since.clone();
+            for record in list {
+                let id = dig(record, source["id"].as_str().unwrap_or("id"));
+                if id.is_null() {
+                    continue;
+                }
+                let mut key = text(id);
+                if let Some(field) = source["version"].as_str() {
+                    key = format!("{key}@{}", text(dig(record, field)));
+                }
+                if let Some(spec) = since_spec {
+                    let value = dig(record, spec["field"].as_str().unwrap_or_default());
+                    if !value.is_null() && highest.as_ref().is_none_or(|h| later(value, h)) {
+                        highest = Some(value.clone());
+                    }
+                }
+                items.push(Item {
+                    key,
+                    record: record.clone(),
+                });
+            }
+            since = highest;
+            next = next_spec
+                .map(|spec| dig(&reply.body, spec["field"].as_str().unwrap_or_default()))
+                .filter(|v| !v.is_null() && *v != &json!(""))
+                .map(text);
+            if next.is_none() || list.is_empty() {
+                break;
+            }
+        }
+        Ok(Read {
+            items,
+            baseline,
+            cursor: json!({"since": since}),
+        })
+    }
+}
+
+/// The item of a record of this API's list for a trigger: new records made since the flow
+/// was enabled (by id), or changes of records (by id and version).
+fn api_item(manifest: &TriggerManifest, record: &Value, enabled_at: Millis) -> Option<Item> {
+    if record["isDeleted"] == json!(true) {
+        return None;
+    }
+    let id = record["id"].as_str()?;
+    let instant = |field: &str| {
+        record[field]
+            .as_str()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.timestamp_millis())
+    };
+    let key = if manifest.updated {
+        let updated = record["updatedAt"].as_str()?;
+        // A record never changed since its creation is new, not updated.
+        if instant("updatedAt")? <= instant("createdAt")? || instant("updatedAt")? < enabled_at {
+            return None;
+        }
+        format!("{id}@{updated}")
+    } else {
+        if instant("createdAt")? < enabled_at {
+            return None;
+        }
+        id.to_owned()
+    };
+    Some(Item {
+        key,
+        record: record.clone(),
+    })
+}
+
+/// The value at a dotted path (`data.items`; empty: the value itself).
+fn dig<'a>(value: &'a Value, path: &str) -> &'a Value {
+    if path.is_empty() {
+        return value;
+    }
+    path.split('.').fold(value, |v, key| match v {
+        Value::Array(list) => key
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| list.get(i))
+            .unwrap_or(&Value::Null),
+        _ => v.get(key).unwrap_or(&Value::Null),
+    })
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Whether a cursor value comes after another: numbers by value, anything else as text (RFC
+/// 3339 instants of one format sort as text).
+fn later(a: &Value, b: &Value) -> bool {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x > y,
+        _ => text(a) > text(b),
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dotted_paths_and_cursor_order() {
+        let body = json!({"data": {"items": [{"id": 7}]}, "n": null});
+        assert_eq!(dig(&body, "data.items.0.id"), &json!(7));
+        assert_eq!(dig(&body, ""), &body);
+        assert!(dig(&body, "data.nothing.here").is_null());
+        assert!(later(&json!(10), &json!(9)));
+        assert!(!later(
+            &json!("2026-01-01T00:00:00Z"),
+            &json!("2026-02-01T00:00:00Z")
+        ));
+    }
+
+    #[test]
+    fn new_and_updated_records_from_this_api() {
+        let manifests = timix_engine::manifest::Manifests::built_in().unwrap();
+        let enabled = DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z")
+            .unwrap()
+            .timestamp_millis();
+        let record = |created: &str, updated: &str| json!({"id": "cus_1", "createdAt": created, "updatedAt": updated});
+        let new = &manifests.triggers["new_customer"];
+        let updated = &manifests.triggers["updated_customer"];
+        let before = record("2026-11-22T09:59:59.000Z", "2026-11-22T10:05:00.000Z");
+        let after = record("2026-11-22T10:01:00.000Z", "2026-11-22T10:01:00.000Z");
+        assert!(
+            api_item(new, &before, enabled).is_none(),
+            "made before the flow was enabled"
+        );
+        assert_eq!(api_item(new, &after, enabled).unwrap().key, "cus_1");
+        assert!(
+            api_item(updated, &after, enabled).is_none(),
+            "new, not changed"
+        );
+        assert_eq!(
+            api_item(updated, &before, enabled).unwrap().key,
+            "cus_1@2026-11-22T10:05:00.000Z"
+        );
+        assert!(api_item(new, &json!({"id": "cus_1", "isDeleted": true}), enabled).is_none());
+    }
+}
