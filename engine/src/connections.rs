@@ -78,6 +78,9 @@ impl Vault {
         match std::fs::read_to_string(&path) {
             Ok(text) => Self::from_base64(&text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    Error::Internal(format!("cannot create {}: {e}", dir.display()))
+                })?;
                 let key: [u8; 32] = rand::rng().random();
                 let text = B64.encode(key);
                 write_private(&path, &text).map_err(|e| {

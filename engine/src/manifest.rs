@@ -167,7 +167,67 @@ impl std::fmt::Debug for Manifests {
     }
 }
 
+/// Converts scalars to the type the schema asks for where nothing is lost: a number or a flag
+/// mapped into a text field becomes its text, a numeric text mapped into a number field its
+/// number ("true"/"false" likewise). Templates render record fields with their own types, and a
+/// person mapping `{{trigger.seq}}` into a query parameter means the text.
+pub fn coerce(schema: &Value, value: &mut Value) {
+    let kind = schema["type"].as_str().unwrap_or_default();
+    match (kind, &*value) {
+        ("string", Value::Number(n)) => *value = Value::String(n.to_string()),
+        ("string", Value::Bool(b)) => *value = Value::String(b.to_string()),
+        ("integer", Value::String(s)) => {
+            if let Ok(n) = s.trim().parse::<i64>() {
+                *value = json!(n);
+            }
+        }
+        ("number", Value::String(s)) => {
+            if let Some(n) = s
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+            {
+                *value = Value::Number(n);
+            }
+        }
+        ("boolean", Value::String(s)) if s == "true" || s == "false" => {
+            *value = Value::Bool(s == "true");
+        }
+        (_, Value::Object(_)) => {
+            let Some(object) = value.as_object_mut() else {
+                return;
+            };
+            for (key, field) in object.iter_mut() {
+                let inner = match schema["properties"].get(key) {
+                    Some(inner) => inner,
+                    None => &schema["additionalProperties"],
+                };
+                if inner.is_object() {
+                    coerce(inner, field);
+                }
+            }
+        }
+        (_, Value::Array(_)) if schema["items"].is_object() => {
+            if let Some(items) = value.as_array_mut() {
+                for item in items {
+                    coerce(&schema["items"], item);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 impl Manifests {
+    /// A step's rendered input with scalars converted to the types its action's schema asks
+    /// for (see [`coerce`]).
+    pub fn coerce_input(&self, action: &str, input: &mut Value) {
+        if let Some(manifest) = self.actions.get(action) {
+            coerce(&manifest.input, input);
+        }
+    }
+
     /// Checks a step's rendered input against its action's schema; every problem as
     /// (JSON pointer below the input, message).
     pub fn check_input(&self, action: &str, input: &Value) -> Result<(), Vec<(String, String)>> {
@@ -440,6 +500,30 @@ fn check_action(action: &ActionManifest) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scalars_take_the_schemas_types() {
+        let schema = json!({"type": "object", "properties": {
+            "name": {"type": "string"}, "hours": {"type": "number"}, "count": {"type": "integer"},
+            "billable": {"type": "boolean"}, "tags": {"type": "array", "items": {"type": "string"}},
+            "query": {"type": "object", "additionalProperties": {"type": "string"}}}});
+        let mut value = json!({"name": 42, "hours": "1.5", "count": "7", "billable": "true",
+        "tags": [1, "a"], "query": {"seq": 5, "on": false}, "other": 3,
+        });
+        coerce(&schema, &mut value);
+        assert_eq!(
+            value,
+            json!({"name": "42", "hours": 1.5, "count": 7, "billable": true, "tags": ["1", "a"],
+                   "query": {"seq": "5", "on": "false"}, "other": 3})
+        );
+        let mut wrong = json!({"count": "seven"});
+        coerce(&schema, &mut wrong);
+        assert_eq!(
+            wrong,
+            json!({"count": "seven"}),
+            "left for the schema to refuse"
+        );
+    }
 
     #[test]
     fn the_built_in_manifests_are_valid() {

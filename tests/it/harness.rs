@@ -466,3 +466,17 @@ pub async fn execute(db: &TestDb, sql: &str) {
         .await
         .unwrap();
 }
+
+/// The first column of every row a query returns, as text (to look at what is stored).
+pub async fn query_texts(db: &TestDb, sql: &str) -> Vec<String> {
+    use sqlx::{Connection, Row};
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get::<String, _>(0).unwrap_or_default())
+        .collect()
+}

@@ -5,6 +5,7 @@ mod harness;
 
 mod auth;
 mod billing;
+mod connections;
 mod errors;
 mod events;
 mod flows;

@@ -197,6 +197,8 @@ impl FlowRunner {
                     return self.step_failed(&flow.id, &run, &mut steps, i, error).await;
                 }
             };
+            let mut input = input;
+            self.manifests.coerce_input(&action.key, &mut input);
             steps[i].input = Some(input.clone());
             if let Err(problems) = self.manifests.check_input(&action.key, &input) {
                 let details: Vec<Value> = problems

@@ -8,7 +8,8 @@
 //!
 //! Sources: a trigger manifest (`new_customer`) reads this API's list (on this instance or
 //! another) with `updatedSince` and its sync watermark; an HTTP source reads any JSON API
-//! (`{url, query, items, id, version, since: {param, field}, next: {param, field}}`).
+//! (`{url, query, items, id, version, since: {param, field}, next: {param, field}}`); what it
+//! holds at the first poll is taken as already seen.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -167,10 +168,7 @@ impl Poller {
                 self.read_api(&actor, &connection, manifest, state, enabled_at)
                     .await
             }
-            source => {
-                self.read_http(&actor, &connection, source, state, enabled_at)
-                    .await
-            }
+            source => self.read_http(&actor, &connection, source, state).await,
         }
     }
 
@@ -265,7 +263,6 @@ impl Poller {
         connection: &Resolved,
         source: &Value,
         state: &PollState,
-        enabled_at: Millis,
     ) -> std::result::Result<Read, PollError> {
         let url = source["url"].as_str().unwrap_or_default();
         let fixed: Vec<(String, String)> = source["query"]
@@ -276,12 +273,14 @@ impl Poller {
             .collect();
         let since_spec = source["since"].as_object();
         let next_spec = source["next"].as_object();
-        let mut since: Option<Value> = match (&state.cursor, since_spec) {
-            (Some(cursor), _) if !cursor["since"].is_null() => Some(cursor["since"].clone()),
-            (_, Some(_)) => Some(json!(format_ms(enabled_at))),
-            _ => None,
-        };
-        let baseline = state.cursor.is_none() && since_spec.is_none();
+        // What a source holds at the first poll was there before: it is marked seen, not run.
+        // (The first poll follows the enabling at once.)
+        let baseline = state.cursor.is_none();
+        let mut since: Option<Value> = state
+            .cursor
+            .as_ref()
+            .map(|c| c["since"].clone())
+            .filter(|v| !v.is_null());
         let mut next: Option<String> = None;
         let mut items = Vec::new();
         for _ in 0..PAGES_PER_POLL {
