@@ -137,11 +137,20 @@ pub fn authorization_url(
         .flatten()
         .filter_map(Value::as_str)
         .map(|s| Scope::new(s.to_owned()));
-    let (url, _) = client
+    let mut request = client
         .authorize_url(|| CsrfToken::new(state.to_owned()))
         .add_scopes(scopes)
-        .set_pkce_challenge(challenge)
-        .url();
+        .set_pkce_challenge(challenge);
+    for (name, value) in connection.settings["authorizeParams"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
+        if let Some(value) = value.as_str() {
+            request = request.add_extra_param(name.clone(), value.to_owned());
+        }
+    }
+    let (url, _) = request.url();
     Ok((url.to_string(), verifier.secret().clone()))
 }
 

@@ -168,7 +168,7 @@ pub struct Connection {
     /// Where its requests go (`https://timix.acme.example/api/integration/v1`); none for `self`.
     pub base_url: Option<String>,
     /// What is not secret: `header`, `prefix`, `testPath`; OAuth2 `authorizeUrl`, `tokenUrl`,
-    /// `clientId`, `scopes`.
+    /// `clientId`, `scopes`, `authorizeParams`.
     #[schema(value_type = Object)]
     pub settings: Value,
     /// Whether credentials are stored (they are never shown).
@@ -344,7 +344,14 @@ fn check_settings(p: &mut Problems, kind: &str, value: &Value) -> Option<Value> 
                 p,
                 object,
                 "settings",
-                &["authorizeUrl", "tokenUrl", "clientId", "scopes", "testPath"],
+                &[
+                    "authorizeUrl",
+                    "tokenUrl",
+                    "clientId",
+                    "scopes",
+                    "authorizeParams",
+                    "testPath",
+                ],
                 kind,
             );
             for key in ["authorizeUrl", "tokenUrl"] {
@@ -397,6 +404,21 @@ fn check_settings(p: &mut Problems, kind: &str, value: &Value) -> Option<Value> 
                 }
             };
             out.insert("scopes".into(), json!(scopes));
+            // Extra parameters of the authorization request some providers need for a refresh
+            // token (`prompt=consent`, `access_type=offline`).
+            let params = object.get("authorizeParams").cloned().unwrap_or(json!({}));
+            if params
+                .as_object()
+                .is_some_and(|p| p.len() <= 20 && p.values().all(Value::is_string))
+            {
+                out.insert("authorizeParams".into(), params);
+            } else {
+                p.add(
+                    "settings.authorizeParams",
+                    "invalid",
+                    "authorizeParams must map parameter names to texts",
+                );
+            }
         }
     }
     if let Some(path) = test_path {

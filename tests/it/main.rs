@@ -14,6 +14,7 @@ mod isolation;
 mod limits;
 mod lists;
 mod manifests;
+mod oauth;
 mod receiver;
 mod roles;
 mod server;
