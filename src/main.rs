@@ -20,7 +20,9 @@ use timix_engine::manifest::Manifests;
 use timix_engine::organizations::{self, BillingState, Plan};
 use timix_triggers::actions::Runner;
 use timix_triggers::dispatcher::Dispatcher;
-use timix_triggers::flow_runner::{FlowRunner, RunJob, RunLane, serve_lane, sweep_runs};
+use timix_triggers::flow_runner::{
+    FlowRunner, Handoff, RunJob, RunLane, serve_lane, sweep_runs,
+};
 use timix_triggers::poller::Poller;
 use timix_web::instance::InProcess;
 use tracing_subscriber::EnvFilter;
@@ -388,7 +390,7 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
     state.actions = Some(actions.clone());
     let runs_here = matches!(role, ServeRole::Worker | ServeRole::All);
     // New runs started in this process are executed here at once when it runs workers.
-    let (run_lane, run_lane_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let (run_lane, run_lane_rx) = RunLane::new(settings.run_lease);
     if runs_here {
         state.run_lane = Some(run_lane.clone());
     }
@@ -442,7 +444,7 @@ fn start_flows(
     settings: &Settings,
     state: &timix_web::AppState,
     queues: &Queues,
-    lane: tokio::sync::mpsc::UnboundedReceiver<String>,
+    lane: tokio::sync::mpsc::UnboundedReceiver<Handoff>,
     actions: Arc<Runner>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let runner = Arc::new(FlowRunner {

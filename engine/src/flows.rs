@@ -842,6 +842,8 @@ pub struct LiveFlow {
     pub webhook_secret: Option<String>,
     /// Events from before this instant do not start it.
     pub enabled_at: Option<i64>,
+    /// The error shown on the flow, if any (a success clears it).
+    pub last_error: Option<String>,
 }
 
 fn live_from_row(r: &row::Row) -> Result<LiveFlow> {
@@ -854,6 +856,7 @@ fn live_from_row(r: &row::Row) -> Result<LiveFlow> {
         created_by: row::get_str(r, "created_by")?,
         webhook_secret: row::get_opt_str(r, "webhook_secret")?,
         enabled_at: row::get_opt_i64(r, "enabled_at")?,
+        last_error: row::get_opt_str(r, "last_error")?,
     })
 }
 

@@ -145,29 +145,70 @@ pub async fn start(
     trigger: &Value,
     depth: i64,
 ) -> Result<Option<String>> {
+    Ok(insert(runner, flow, source_key, trigger, depth, None)
+        .await?
+        .map(|run| run.id))
+}
+
+/// [`start`] for the process that executes the run at once: the run is created already
+/// claimed by it for `lease_ms` (no separate claim write). Should the process die, the lease
+/// runs out and the sweeper takes the run.
+pub async fn start_claimed(
+    runner: impl Runner,
+    flow: &LiveFlow,
+    source_key: &str,
+    trigger: &Value,
+    depth: i64,
+    lease_ms: i64,
+) -> Result<Option<ClaimedRun>> {
+    insert(runner, flow, source_key, trigger, depth, Some(lease_ms)).await
+}
+
+async fn insert(
+    runner: impl Runner,
+    flow: &LiveFlow,
+    source_key: &str,
+    trigger: &Value,
+    depth: i64,
+    claim_for: Option<i64>,
+) -> Result<Option<ClaimedRun>> {
     let id = ids::new_id(ids::RUN);
     let now = now_ms();
-    let steps =
-        serde_json::to_string(&pending_steps(flow)).map_err(|e| Error::Internal(e.to_string()))?;
+    let steps = pending_steps(flow);
+    let token = claim_for.map(|_| ulid::Ulid::generate().to_string());
     let inserted = Sql::new(
         "INSERT INTO runs (id, org_id, flow_id, source_key, status, trigger, steps, depth, next_attempt_at, \
-         lease_until, created_at, updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?) \
+         lease_until, lease_token, created_at, started_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
          ON CONFLICT (flow_id, source_key) DO NOTHING",
     )
     .arg(&id)
     .arg(flow.org_id.as_str())
     .arg(flow.id.as_str())
     .arg(source_key)
+    .arg(if claim_for.is_some() { "running" } else { "queued" })
     .arg(trigger.to_string())
-    .arg(steps)
+    .arg(steps_json(&steps)?)
     .arg(depth)
     .arg(now)
-    .arg(now + REQUEUE_AFTER_MS)
+    // Queued: not swept before the job or lane had its chance. Claimed: the holder's lease.
+    .arg(now + claim_for.unwrap_or(REQUEUE_AFTER_MS))
+    .arg(token.clone())
     .arg(now)
+    .arg(claim_for.map(|_| now))
     .arg(now)
     .execute(runner)
     .await?;
-    Ok((inserted == 1).then_some(id))
+    if inserted == 0 {
+        return Ok(None);
+    }
+    Ok(Some(ClaimedRun {
+        id,
+        token: token.unwrap_or_default(),
+        flow_id: flow.id.clone(),
+        trigger: trigger.clone(),
+        steps,
+        depth,
+    }))
 }
 
 /// A run a worker holds: its flow, trigger and steps so far.

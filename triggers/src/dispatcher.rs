@@ -156,6 +156,7 @@ impl Dispatcher {
         }
         let mut queued = Vec::new();
         let mut started_runs = Vec::new();
+        let mut claimed_runs = Vec::new();
         let mut chains_cut = Vec::new();
         let mut listening: HashMap<(String, String), Vec<flows::LiveFlow>> = HashMap::new();
         let now = now_ms();
@@ -181,10 +182,22 @@ impl Dispatcher {
                     continue;
                 }
                 // Unique per (flow, event): a replayed batch starts nothing twice.
-                if let Some(run_id) =
-                    runs::start(&mut tx, flow, &event.id, &event.data, event.origin_depth).await?
-                {
-                    started_runs.push(run_id);
+                match &self.run_lane {
+                    Some(lane) => claimed_runs.extend(
+                        runs::start_claimed(
+                            &mut tx,
+                            flow,
+                            &event.id,
+                            &event.data,
+                            event.origin_depth,
+                            lane.lease_ms,
+                        )
+                        .await?,
+                    ),
+                    None => started_runs.extend(
+                        runs::start(&mut tx, flow, &event.id, &event.data, event.origin_depth)
+                            .await?,
+                    ),
                 }
             }
             if !subscriptions.contains_key(&event.organization_id) {
@@ -239,6 +252,9 @@ impl Dispatcher {
             tracing::warn!(%error, "Could not queue delivery jobs; the sweeper will.");
         }
         dispatch_runs(self.run_lane.as_ref(), Some(&self.queues), started_runs).await;
+        if let Some(lane) = &self.run_lane {
+            lane.hand_over(claimed_runs);
+        }
         for flow_id in chains_cut {
             let message =
                 format!("not started: a chain of {MAX_CHAIN_DEPTH} flows starting each other");

@@ -26,9 +26,41 @@ use timix_engine::time::{format_ms, now_ms};
 /// The longest wait between two attempts of a step.
 const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
 
+/// What a process hands its own workers: a run it created already claimed (it executes it
+/// at once), or the id of a run to claim.
+#[derive(Debug)]
+pub enum Handoff {
+    Claimed(runs::ClaimedRun),
+    Due(String),
+}
+
 /// Where a process that also runs workers hands new runs over for immediate execution. The run
-/// is committed first, so a run sent here and lost with the process is found by the sweeper.
-pub type RunLane = tokio::sync::mpsc::UnboundedSender<String>;
+/// is committed first, so a run sent here and lost with the process is found by the sweeper
+/// (a claimed one once its lease runs out).
+#[derive(Clone)]
+pub struct RunLane {
+    sender: tokio::sync::mpsc::UnboundedSender<Handoff>,
+    /// The lease a run created claimed is created with.
+    pub lease_ms: i64,
+}
+
+impl RunLane {
+    pub fn new(lease: Duration) -> (Self, tokio::sync::mpsc::UnboundedReceiver<Handoff>) {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let lane = RunLane {
+            sender,
+            lease_ms: lease.as_millis() as i64,
+        };
+        (lane, receiver)
+    }
+
+    /// Hands over runs created claimed (after their transaction committed).
+    pub fn hand_over(&self, claimed: Vec<runs::ClaimedRun>) {
+        for run in claimed {
+            let _ = self.sender.send(Handoff::Claimed(run));
+        }
+    }
+}
 
 /// Hands new runs to this process's lane when it has one, else queues a job for each.
 pub async fn dispatch_runs(lane: Option<&RunLane>, queues: Option<&Queues>, run_ids: Vec<String>) {
@@ -37,7 +69,7 @@ pub async fn dispatch_runs(lane: Option<&RunLane>, queues: Option<&Queues>, run_
     }
     if let Some(lane) = lane {
         for id in run_ids {
-            let _ = lane.send(id);
+            let _ = lane.sender.send(Handoff::Due(id));
         }
         return;
     }
@@ -55,17 +87,24 @@ pub async fn dispatch_runs(lane: Option<&RunLane>, queues: Option<&Queues>, run_
 /// Executes the runs handed to the lane, at most `concurrency` at a time.
 pub async fn serve_lane(
     runner: Arc<FlowRunner>,
-    mut lane: tokio::sync::mpsc::UnboundedReceiver<String>,
+    mut lane: tokio::sync::mpsc::UnboundedReceiver<Handoff>,
     concurrency: usize,
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
-    while let Some(run_id) = lane.recv().await {
+    while let Some(handoff) = lane.recv().await {
         let Ok(permit) = slots.clone().acquire_owned().await else {
             return;
         };
         let runner = runner.clone();
         tokio::spawn(async move {
-            if let Err(error) = runner.execute(&run_id).await {
+            let (run_id, result) = match handoff {
+                Handoff::Claimed(run) => (run.id.clone(), runner.execute_claimed(run).await),
+                Handoff::Due(id) => {
+                    let result = runner.execute(&id).await;
+                    (id, result)
+                }
+            };
+            if let Err(error) = result {
                 tracing::warn!(run = %run_id, %error, "A run could not be executed.");
             }
             drop(permit);
@@ -140,9 +179,14 @@ impl FlowRunner {
 
     /// Executes a run if it is due and nobody else holds it.
     pub async fn execute(&self, run_id: &str) -> Result<()> {
-        let Some(run) = runs::claim(&self.db, run_id, self.lease_ms()).await? else {
-            return Ok(());
-        };
+        match runs::claim(&self.db, run_id, self.lease_ms()).await? {
+            Some(run) => self.execute_claimed(run).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Executes a run this worker holds, from its first unfinished step.
+    pub async fn execute_claimed(&self, run: runs::ClaimedRun) -> Result<()> {
         let mut steps = run.steps.clone();
         let Some(flow) = flows::live(&self.db, &run.flow_id).await? else {
             return runs::finish(&self.db, &run, &steps, Some("the flow was deleted")).await;
@@ -249,7 +293,9 @@ impl FlowRunner {
                     step.finished_at = Some(format_ms(now_ms()));
                     step.output = Some(output.clone());
                     outputs.insert(step.key.clone(), output);
-                    if !runs::save_steps(&self.db, &run, &steps, self.lease_ms()).await? {
+                    // The last step is saved with the run's end.
+                    if i + 1 < steps.len()
+                        && !runs::save_steps(&self.db, &run, &steps, self.lease_ms()).await? {
                         // Taken over by another worker: it carries on, this one stops.
                         return Ok(());
                     }
@@ -273,7 +319,10 @@ impl FlowRunner {
             }
         }
         runs::finish(&self.db, &run, &steps, None).await?;
-        flows::note_error(&self.db, &flow.id, None).await
+        if flow.last_error.is_some() {
+            flows::note_error(&self.db, &flow.id, None).await?;
+        }
+        Ok(())
     }
 
     async fn step_failed(

@@ -84,9 +84,23 @@ pub async fn accept(
         None => format!("inbound:{}", ulid::Ulid::generate()),
     };
     let mut tx = db.begin().await?;
-    let run_id = runs::start(&mut tx, &flow, &source, &payload, 0).await?;
-    tx.commit().await?;
-    dispatch_runs(lane, queues, run_id.iter().cloned().collect()).await;
+    let run_id = match lane {
+        // This process executes it: created claimed, handed over after the commit.
+        Some(lane) => {
+            let claimed =
+                runs::start_claimed(&mut tx, &flow, &source, &payload, 0, lane.lease_ms).await?;
+            tx.commit().await?;
+            let id = claimed.as_ref().map(|run| run.id.clone());
+            lane.hand_over(claimed.into_iter().collect());
+            id
+        }
+        None => {
+            let id = runs::start(&mut tx, &flow, &source, &payload, 0).await?;
+            tx.commit().await?;
+            dispatch_runs(None, queues, id.iter().cloned().collect()).await;
+            id
+        }
+    };
     Ok(Accepted {
         duplicate: run_id.is_none(),
         run_id,
