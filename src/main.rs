@@ -20,9 +20,7 @@ use timix_engine::manifest::Manifests;
 use timix_engine::organizations::{self, BillingState, Plan};
 use timix_triggers::actions::Runner;
 use timix_triggers::dispatcher::Dispatcher;
-use timix_triggers::flow_runner::{
-    FlowRunner, Handoff, RunJob, RunLane, serve_lane, sweep_runs,
-};
+use timix_triggers::flow_runner::{FlowRunner, Handoff, RunJob, RunLane, serve_lane, sweep_runs};
 use timix_triggers::poller::Poller;
 use timix_web::instance::InProcess;
 use tracing_subscriber::EnvFilter;

@@ -72,57 +72,53 @@ pub async fn follow(tx: &mut Tx, flow: &Flow) -> Result<()> {
     Ok(())
 }
 
-/// Enabled poll flows due now whose lease is free, oldest due first.
-pub async fn due(db: &Db, limit: i64) -> Result<Vec<String>> {
+/// Whether some enabled poll flow is due now with its lease free (a read: the cheap check
+/// before taking leases).
+pub async fn any_due(db: &Db) -> Result<bool> {
     let now = now_ms();
-    Sql::new(
-        "SELECT p.flow_id FROM poll_state p JOIN flows f ON f.id = p.flow_id \
-         WHERE p.next_poll_at <= ? AND (p.lease_until IS NULL OR p.lease_until < ?) \
-         AND f.is_enabled = 1 AND f.deleted_at IS NULL AND f.trigger_type = 'poll' \
-         ORDER BY p.next_poll_at LIMIT ?",
-    )
-    .arg(now)
-    .arg(now)
-    .arg(limit)
-    .fetch_all(db)
-    .await?
-    .iter()
-    .map(|r| row::get_str(r, "flow_id"))
-    .collect()
+    Ok(Sql::new(&format!("SELECT p.flow_id {DUE} LIMIT 1"))
+        .arg(now)
+        .arg(now)
+        .fetch_optional(db)
+        .await?
+        .is_some())
 }
 
-/// Takes the lease on a due flow for `lease_ms`; none when another process holds it or it is
-/// not due.
-pub async fn lease(db: &Db, flow_id: &str, lease_ms: Millis) -> Result<Option<PollState>> {
+const DUE: &str = "FROM poll_state p JOIN flows f ON f.id = p.flow_id \
+    WHERE p.next_poll_at <= ? AND (p.lease_until IS NULL OR p.lease_until < ?) \
+    AND f.is_enabled = 1 AND f.deleted_at IS NULL AND f.trigger_type = 'poll'";
+
+/// Takes the lease for `lease_ms` on up to `limit` due flows (oldest due first) in one write;
+/// flows another process is taking are skipped.
+pub async fn lease_due(db: &Db, limit: i64, lease_ms: Millis) -> Result<Vec<PollState>> {
     let now = now_ms();
     let token = ulid::Ulid::generate().to_string();
-    let taken = db
-        .write_count(
-            &Sql::new(
-                "UPDATE poll_state SET lease_until = ?, lease_token = ? WHERE flow_id = ? \
-                 AND next_poll_at <= ? AND (lease_until IS NULL OR lease_until < ?)",
-            )
-            .arg(now + lease_ms)
-            .arg(token.as_str())
-            .arg(flow_id)
-            .arg(now)
-            .arg(now),
-        )
-        .await?;
-    if taken == 0 {
-        return Ok(None);
+    let mut sql = Sql::new(
+        "UPDATE poll_state SET lease_until = ?, lease_token = ? WHERE flow_id IN (SELECT p.flow_id ",
+    );
+    sql.bind(now + lease_ms).bind(token.as_str());
+    sql.push(DUE).bind(now).bind(now);
+    sql.push(" ORDER BY p.next_poll_at LIMIT ?").bind(limit);
+    if db.backend() == crate::Backend::Postgres {
+        sql.push(" FOR UPDATE OF p SKIP LOCKED");
     }
-    let r = Sql::new("SELECT cursor, failures FROM poll_state WHERE flow_id = ?")
-        .arg(flow_id)
-        .fetch_one(db)
-        .await?;
-    let cursor = row::get_opt_str(&r, "cursor")?.and_then(|text| serde_json::from_str(&text).ok());
-    Ok(Some(PollState {
-        flow_id: flow_id.to_owned(),
-        cursor,
-        failures: u32::try_from(row::get_i64(&r, "failures")?).unwrap_or(u32::MAX),
-        token,
-    }))
+    // Checked again on the row as it is now (Postgres re-reads it after a wait).
+    sql.push(") AND next_poll_at <= ? AND (lease_until IS NULL OR lease_until < ?) RETURNING flow_id, cursor, failures")
+        .bind(now)
+        .bind(now);
+    db.write(&sql)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(PollState {
+                flow_id: row::get_str(r, "flow_id")?,
+                cursor: row::get_opt_str(r, "cursor")?
+                    .and_then(|text| serde_json::from_str(&text).ok()),
+                failures: u32::try_from(row::get_i64(r, "failures")?).unwrap_or(u32::MAX),
+                token: token.clone(),
+            })
+        })
+        .collect()
 }
 
 /// One item a poll read: its dedupe key and the record that starts a run.

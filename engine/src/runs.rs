@@ -164,6 +164,19 @@ pub async fn start_claimed(
     insert(runner, flow, source_key, trigger, depth, Some(lease_ms)).await
 }
 
+/// [`start_claimed`] as a write of its own (committed with others waiting at the same time).
+pub async fn start_claimed_now(
+    db: &Db,
+    flow: &LiveFlow,
+    source_key: &str,
+    trigger: &Value,
+    depth: i64,
+    lease_ms: i64,
+) -> Result<Option<ClaimedRun>> {
+    let (sql, run) = insertion(flow, source_key, trigger, depth, Some(lease_ms))?;
+    Ok((db.write_count(&sql).await? == 1).then_some(run))
+}
+
 async fn insert(
     runner: impl Runner,
     flow: &LiveFlow,
@@ -172,11 +185,24 @@ async fn insert(
     depth: i64,
     claim_for: Option<i64>,
 ) -> Result<Option<ClaimedRun>> {
+    let (sql, run) = insertion(flow, source_key, trigger, depth, claim_for)?;
+    Ok((sql.execute(runner).await? == 1).then_some(run))
+}
+
+/// The statement that creates a run (nothing when the source already started one), and the
+/// run it creates.
+fn insertion(
+    flow: &LiveFlow,
+    source_key: &str,
+    trigger: &Value,
+    depth: i64,
+    claim_for: Option<i64>,
+) -> Result<(Sql, ClaimedRun)> {
     let id = ids::new_id(ids::RUN);
     let now = now_ms();
     let steps = pending_steps(flow);
     let token = claim_for.map(|_| ulid::Ulid::generate().to_string());
-    let inserted = Sql::new(
+    let sql = Sql::new(
         "INSERT INTO runs (id, org_id, flow_id, source_key, status, trigger, steps, depth, next_attempt_at, \
          lease_until, lease_token, created_at, started_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
          ON CONFLICT (flow_id, source_key) DO NOTHING",
@@ -195,20 +221,16 @@ async fn insert(
     .arg(token.clone())
     .arg(now)
     .arg(claim_for.map(|_| now))
-    .arg(now)
-    .execute(runner)
-    .await?;
-    if inserted == 0 {
-        return Ok(None);
-    }
-    Ok(Some(ClaimedRun {
+    .arg(now);
+    let run = ClaimedRun {
         id,
         token: token.unwrap_or_default(),
         flow_id: flow.id.clone(),
         trigger: trigger.clone(),
         steps,
         depth,
-    }))
+    };
+    Ok((sql, run))
 }
 
 /// A run a worker holds: its flow, trigger and steps so far.

@@ -132,11 +132,8 @@ async fn switch(provider: &Provider, name: &str) {
 
 #[tokio::test]
 async fn an_oauth2_connection_is_authorized_refreshed_and_marked_when_refresh_fails() {
-    let server = Server::start_with(
-        TestDb::new().await,
-        &[("TIMIX_ALLOW_PRIVATE_TARGETS", "1")],
-    )
-    .await;
+    let server =
+        Server::start_with(TestDb::new().await, &[("TIMIX_ALLOW_PRIVATE_TARGETS", "1")]).await;
     let callback = server.url("/api/integration/v1/oauth2/callback");
     let Some(provider) = start_provider(&callback) else {
         return;

@@ -295,7 +295,8 @@ impl FlowRunner {
                     outputs.insert(step.key.clone(), output);
                     // The last step is saved with the run's end.
                     if i + 1 < steps.len()
-                        && !runs::save_steps(&self.db, &run, &steps, self.lease_ms()).await? {
+                        && !runs::save_steps(&self.db, &run, &steps, self.lease_ms()).await?
+                    {
                         // Taken over by another worker: it carries on, this one stops.
                         return Ok(());
                     }

@@ -83,18 +83,17 @@ pub async fn accept(
         Some(id) => format!("inbound:{id}"),
         None => format!("inbound:{}", ulid::Ulid::generate()),
     };
-    let mut tx = db.begin().await?;
     let run_id = match lane {
-        // This process executes it: created claimed, handed over after the commit.
+        // This process executes it: created claimed, handed over once committed.
         Some(lane) => {
             let claimed =
-                runs::start_claimed(&mut tx, &flow, &source, &payload, 0, lane.lease_ms).await?;
-            tx.commit().await?;
+                runs::start_claimed_now(db, &flow, &source, &payload, 0, lane.lease_ms).await?;
             let id = claimed.as_ref().map(|run| run.id.clone());
             lane.hand_over(claimed.into_iter().collect());
             id
         }
         None => {
+            let mut tx = db.begin().await?;
             let id = runs::start(&mut tx, &flow, &source, &payload, 0).await?;
             tx.commit().await?;
             dispatch_runs(None, queues, id.iter().cloned().collect()).await;

@@ -73,30 +73,44 @@ struct Read {
     cursor: Value,
 }
 
-/// Looks for due flows every `every` and polls them, at most `concurrency` at a time.
+/// Polls due flows, at most `concurrency` at a time; when none is due, looks again after
+/// `every`.
 pub async fn run(poller: Arc<Poller>, every: Duration, concurrency: usize) {
     let slots = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
-    let mut tick = tokio::time::interval(every);
+    let lease_ms = poller.lease.as_millis() as Millis;
+    let db = poller.runs.db.clone();
     loop {
-        tick.tick().await;
-        let free = slots.available_permits() as i64;
+        let free = slots.available_permits();
         if free == 0 {
+            // Wait for one poll to end.
+            drop(slots.acquire().await);
             continue;
         }
-        let due = match polls::due(&poller.runs.db, free).await {
-            Ok(due) => due,
+        let batch = match polls::any_due(&db).await {
+            Ok(true) => polls::lease_due(&db, free as i64, lease_ms).await,
+            Ok(false) => Ok(Vec::new()),
+            Err(error) => Err(error),
+        };
+        let batch = match batch {
+            Ok(batch) if !batch.is_empty() => batch,
+            Ok(_) => {
+                tokio::time::sleep(every).await;
+                continue;
+            }
             Err(error) => {
                 tracing::warn!(%error, "Could not look for due polls.");
+                tokio::time::sleep(every).await;
                 continue;
             }
         };
-        for flow_id in due {
+        for state in batch {
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 return;
             };
             let poller = poller.clone();
             tokio::spawn(async move {
-                if let Err(error) = poller.poll(&flow_id).await {
+                let flow_id = state.flow_id.clone();
+                if let Err(error) = poller.poll(state).await {
                     tracing::warn!(flow = %flow_id, %error, "A poll could not be saved.");
                 }
                 drop(permit);
@@ -106,13 +120,10 @@ pub async fn run(poller: Arc<Poller>, every: Duration, concurrency: usize) {
 }
 
 impl Poller {
-    /// Polls one flow if it is due and no one else holds it.
-    pub async fn poll(&self, flow_id: &str) -> Result<()> {
+    /// Polls one flow whose lease this poller holds.
+    pub async fn poll(&self, state: PollState) -> Result<()> {
         let db = &self.runs.db;
-        let Some(state) = polls::lease(db, flow_id, self.lease.as_millis() as Millis).await? else {
-            return Ok(());
-        };
-        let Some(flow) = flows::live(db, flow_id).await? else {
+        let Some(flow) = flows::live(db, &state.flow_id).await? else {
             return Ok(());
         };
         let next_fire = flow.trigger["schedule"]
@@ -132,7 +143,9 @@ impl Poller {
                     next_fire,
                 )
                 .await?;
-                flows::note_error(db, &flow.id, None).await?;
+                if flow.last_error.is_some() {
+                    flows::note_error(db, &flow.id, None).await?;
+                }
                 dispatch_runs(self.lane.as_ref(), self.queues.as_ref(), started).await;
             }
             Err(error) => {

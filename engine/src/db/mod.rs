@@ -57,6 +57,56 @@ pub struct Db {
     /// SQLite has one writer at a time; its own busy-wait is unfair under load (a writer can
     /// starve past the timeout), so this process's write transactions queue here, in order.
     write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// SQLite: single statements waiting to be committed together (see [`Db::write_count`]).
+    group: Option<tokio::sync::mpsc::UnboundedSender<Grouped>>,
+}
+
+/// A statement waiting for the next group commit, and who waits for its outcome.
+struct Grouped {
+    sql: Sql,
+    reply: tokio::sync::oneshot::Sender<Result<u64>>,
+}
+
+/// Most statements one group commit takes.
+const GROUP_LIMIT: usize = 256;
+
+/// Commits the statements sent to [`Db::write_count`] in groups: each takes the statements
+/// waiting when the previous commit ended, in one transaction. A statement that fails fails
+/// alone (SQLite undoes just that statement); a commit that fails fails them all.
+async fn commit_groups(db: Db, mut queue: tokio::sync::mpsc::UnboundedReceiver<Grouped>) {
+    while let Some(first) = queue.recv().await {
+        let mut group = vec![first];
+        while group.len() < GROUP_LIMIT {
+            match queue.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        let mut outcomes = Vec::with_capacity(group.len());
+        let committed = async {
+            let mut tx = db.begin().await?;
+            for grouped in &group {
+                outcomes.push(grouped.sql.execute(&mut tx).await);
+            }
+            tx.commit().await
+        }
+        .await;
+        match committed {
+            Ok(()) => {
+                for (grouped, outcome) in group.into_iter().zip(outcomes) {
+                    let _ = grouped.reply.send(outcome);
+                }
+            }
+            Err(error) => {
+                let message = error.to_string();
+                for grouped in group {
+                    let _ = grouped.reply.send(Err(Error::Internal(format!(
+                        "group commit failed: {message}"
+                    ))));
+                }
+            }
+        }
+    }
 }
 
 impl Db {
@@ -99,12 +149,19 @@ impl Db {
             }
             Backend::Postgres => pool_options.connect_with(options).await?,
         };
-        Ok(Self {
+        let mut db = Self {
             pool,
             backend,
             events_appended: Arc::new(watch::Sender::new(0)),
             write_gate: (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(()))),
-        })
+            group: None,
+        };
+        if backend == Backend::Sqlite {
+            let (sender, queue) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(commit_groups(db.clone(), queue));
+            db.group = Some(sender);
+        }
+        Ok(db)
     }
 
     /// Applies every pending migration of this backend.
@@ -177,8 +234,24 @@ impl Db {
         }
     }
 
-    /// [`Db::write`] for a statement that returns nothing: the number of rows it changed.
+    /// [`Db::write`] for a statement that returns nothing: the number of rows it changed, once
+    /// committed. On SQLite statements sent at once by many tasks are committed together (one
+    /// transaction for all that wait), which is where SQLite's single writer spends its time.
     pub async fn write_count(&self, sql: &Sql) -> Result<u64> {
+        if let Some(group) = &self.group {
+            let (reply, outcome) = tokio::sync::oneshot::channel();
+            if group
+                .send(Grouped {
+                    sql: sql.clone(),
+                    reply,
+                })
+                .is_ok()
+                && let Ok(outcome) = outcome.await
+            {
+                return outcome;
+            }
+            return Err(Error::Internal("the database is closing".into()));
+        }
         match self.backend {
             Backend::Sqlite => {
                 let mut tx = self.begin().await?;
