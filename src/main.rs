@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use clap::{Parser, Subcommand, ValueEnum};
+use timix_connectors::apps;
 use timix_connectors::delivery::{
     AttemptLog, Deliverer, DeliveryJob, FastAttempt, queue_due_retries, requeue_stalled,
 };
@@ -16,7 +17,7 @@ use timix_engine::Db;
 use timix_engine::bootstrap::{BootstrapInput, bootstrap};
 use timix_engine::connections::Vault;
 use timix_engine::jobs::Queues;
-use timix_engine::manifest::Manifests;
+use timix_engine::manifest::{ManifestProblem, Manifests};
 use timix_engine::organizations::{self, BillingState, Plan};
 use timix_triggers::actions::Runner;
 use timix_triggers::dispatcher::Dispatcher;
@@ -83,6 +84,24 @@ enum Command {
         #[command(subcommand)]
         command: ManifestsCommand,
     },
+    /// Write the Zapier, Make or Workato app, generated from the manifests.
+    Export {
+        #[arg(value_enum)]
+        platform: ExportPlatform,
+        /// The folder to write the app into (created if needed).
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// A folder laid out like `manifests/`; the built-in manifests if absent.
+        #[arg(long)]
+        manifests: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportPlatform {
+    Zapier,
+    Make,
+    Workato,
 }
 
 #[derive(Subcommand)]
@@ -183,12 +202,47 @@ fn main() -> ExitCode {
 }
 
 /// `timix manifests check`: a summary on success, every problem on failure.
-fn check_manifests(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
-    let checked = match dir {
+fn load_manifests(dir: Option<&std::path::Path>) -> Result<Manifests, Vec<ManifestProblem>> {
+    match dir {
         Some(dir) => Manifests::from_dir(dir),
         None => Manifests::built_in(),
+    }
+}
+
+/// `timix export zapier|make|workato --out DIR`.
+fn export(
+    platform: ExportPlatform,
+    out: &std::path::Path,
+    dir: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let manifests = load_manifests(dir).map_err(|problems| {
+        anyhow!(
+            "the manifests are invalid: {}",
+            problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    })?;
+    let version = env!("CARGO_PKG_VERSION");
+    let (name, written) = match platform {
+        ExportPlatform::Zapier => ("Zapier", apps::zapier::write(&manifests, version, out)),
+        ExportPlatform::Make => ("Make", apps::make::write(&manifests, version, out)),
+        ExportPlatform::Workato => ("Workato", apps::workato::write(&manifests, version, out)),
     };
-    match checked {
+    written?;
+    println!(
+        "{name} app with {} triggers and {} actions written to {}",
+        manifests.triggers.len(),
+        manifests.actions.len(),
+        out.display()
+    );
+    Ok(())
+}
+
+fn check_manifests(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
+    match load_manifests(dir) {
         Ok(m) => {
             println!(
                 "{} actions and {} triggers: all valid",
@@ -241,6 +295,11 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Manifests {
             command: ManifestsCommand::Check { dir },
         } => check_manifests(dir.as_deref()),
+        Command::Export {
+            platform,
+            out,
+            manifests,
+        } => export(platform, &out, manifests.as_deref()),
         Command::Serve { role } => serve(settings, role).await,
         Command::Migrate => {
             let db = open_database(&settings).await?;

@@ -363,6 +363,13 @@ pub async fn take_due(db: &Db, limit: i64) -> Result<Vec<String>> {
     let now = now_ms();
     let due = "((status = 'queued' AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?)) \
                OR (status = 'running' AND lease_until < ?))";
+    // A read first: most sweeps find nothing, and a read does not queue behind the writer.
+    let mut any = Sql::new("SELECT id FROM runs WHERE ");
+    any.push(due).bind(now).bind(now).bind(now);
+    any.push(" LIMIT 1");
+    if any.fetch_optional(db).await?.is_none() {
+        return Ok(Vec::new());
+    }
     let mut sql = Sql::new(
         "UPDATE runs SET status = 'queued', next_attempt_at = CASE WHEN status = 'running' THEN ? ELSE next_attempt_at END, \
          lease_until = ?, lease_token = NULL WHERE id IN (SELECT id FROM runs WHERE ",

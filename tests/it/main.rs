@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod apps;
 mod auth;
 mod billing;
 mod connections;

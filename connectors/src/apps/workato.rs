@@ -1,0 +1,440 @@
+//! The Workato connector (`timix export workato --out DIR` writes `connector.rb`), in Workato's
+//! connector SDK: a connection (server URL and API key, `apply` adding the key, `base_uri`), a
+//! `test` against `/me`, a trigger per trigger manifest (`poll` on an `updatedSince` cursor kept
+//! in the closure, `dedup`, and `webhook_subscribe`/`webhook_unsubscribe`/`webhook_notification`
+//! on `/hooks`), an action per action manifest (`execute` performs its request), `pick_lists`
+//! for the dropdowns and `object_definitions` read off the samples.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde_json::Value;
+use timix_engine::manifest::{ActionManifest, Manifests, Mapping, Select};
+
+use super::{ExportError, Field, check, fields, lookups};
+
+/// A Ruby string literal (single-quoted: no interpolation).
+fn ruby_string(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// A Ruby literal of a JSON value.
+fn ruby(value: &Value) -> String {
+    match value {
+        Value::Null => "nil".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => ruby_string(s),
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(ruby).collect::<Vec<_>>().join(", ")
+        ),
+        Value::Object(map) => format!(
+            "{{ {} }}",
+            map.iter()
+                .map(|(k, v)| format!("{} => {}", ruby_string(k), ruby(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// A Ruby expression for a template: `{{input.x}}` parts read `input['x']`; in paths each value
+/// is URL-encoded. A sole placeholder keeps the value's type.
+fn ruby_template(template: &str, encode: bool) -> String {
+    let trimmed = template.trim();
+    if !encode
+        && trimmed.starts_with("{{")
+        && trimmed.ends_with("}}")
+        && trimmed.matches("{{").count() == 1
+    {
+        let field = trimmed[2..trimmed.len() - 2]
+            .trim()
+            .trim_start_matches("input.");
+        return format!("input[{}]", ruby_string(field));
+    }
+    let mut parts = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        if start > 0 {
+            parts.push(ruby_string(&rest[..start]));
+        }
+        let end = rest[start..].find("}}").map_or(rest.len(), |e| start + e);
+        let field = rest[start + 2..end].trim().trim_start_matches("input.");
+        parts.push(if encode {
+            format!(
+                "CGI.escape(input[{}].to_s).gsub('+', '%20')",
+                ruby_string(field)
+            )
+        } else {
+            format!("input[{}].to_s", ruby_string(field))
+        });
+        rest = rest.get(end + 2..).unwrap_or("");
+    }
+    if !rest.is_empty() || parts.is_empty() {
+        parts.push(ruby_string(rest));
+    }
+    parts.join(" + ")
+}
+
+fn ruby_mapping(mapping: &Mapping, exclude: &[String]) -> String {
+    match mapping {
+        Mapping::Input(reference) => match reference.strip_prefix("input.") {
+            Some(field) => format!("input[{}]", ruby_string(field)),
+            None => format!(
+                "input.except({})",
+                exclude
+                    .iter()
+                    .map(|e| ruby_string(e))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        },
+        Mapping::Templates(map) => format!(
+            "{{ {} }}.compact.reject {{ |_k, v| v == '' }}",
+            map.iter()
+                .map(|(k, v)| format!("{} => {}", ruby_string(k), ruby_template(v, false)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Workato's name for the API path below `base_uri` (no leading slash).
+fn relative(path_expression: String) -> String {
+    path_expression.replacen("'/", "'", 1)
+}
+
+fn input_field(field: &Field, pick_lists: &BTreeMap<String, String>) -> String {
+    let mut parts = vec![
+        format!("name: {}", ruby_string(&field.key)),
+        format!("label: {}", ruby_string(&field.label)),
+        format!("optional: {}", !field.required),
+    ];
+    let (kind, control) = match field.kind {
+        "integer" => ("integer", "integer"),
+        "number" => ("number", "number"),
+        "boolean" => ("boolean", "checkbox"),
+        "datetime" => ("date_time", "date_time"),
+        "object" | "json" => ("object", "text-area"),
+        "array" => ("array", "text"),
+        _ => ("string", "text"),
+    };
+    parts.push(format!("type: {}", ruby_string(kind)));
+    if let Some(list) = field.lookup.as_ref().and_then(|l| pick_lists.get(l)) {
+        parts.push("control_type: 'select'".into());
+        parts.push(format!("pick_list: {}", ruby_string(list)));
+    } else if !field.choices.is_empty() {
+        parts.push("control_type: 'select'".into());
+        let choices: Vec<String> = field
+            .choices
+            .iter()
+            .map(|c| format!("[{}, {}]", ruby_string(c), ruby_string(c)))
+            .collect();
+        parts.push(format!("pick_list: [{}]", choices.join(", ")));
+    } else {
+        parts.push(format!("control_type: {}", ruby_string(control)));
+    }
+    if let Some(help) = &field.help {
+        parts.push(format!("hint: {}", ruby_string(help)));
+    }
+    format!("{{ {} }}", parts.join(", "))
+}
+
+fn sample_fields(sample: &Value) -> String {
+    let fields: Vec<String> = sample
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, value)| {
+            let kind = match value {
+                Value::Bool(_) => "boolean",
+                Value::Number(n) if n.is_i64() => "integer",
+                Value::Number(_) => "number",
+                Value::Array(_) => "array",
+                Value::Object(_) => "object",
+                _ => "string",
+            };
+            format!(
+                "{{ name: {}, type: {} }}",
+                ruby_string(name),
+                ruby_string(kind)
+            )
+        })
+        .collect();
+    format!("[{}]", fields.join(", "))
+}
+
+fn execute(action: &ActionManifest) -> String {
+    let spec = &action.request;
+    let mut lines = vec![format!(
+        "method = ({}).to_s.downcase",
+        ruby_template(&spec.method, false)
+    )];
+    match (&spec.path, &spec.url) {
+        (Some(path), _) => {
+            let (path, query) = path.split_once('?').unwrap_or((path, ""));
+            lines.push(format!("url = {}", relative(ruby_template(path, true))));
+            let mut params: Vec<String> = url::form_urlencoded::parse(query.as_bytes())
+                .map(|(k, v)| format!("{} => {}", ruby_string(&k), ruby_string(&v)))
+                .collect();
+            if let Some(Mapping::Templates(map)) = &spec.query {
+                params
+                    .extend(map.iter().map(|(k, v)| {
+                        format!("{} => {}", ruby_string(k), ruby_template(v, false))
+                    }));
+            }
+            lines.push(format!(
+                "params = {{ {} }}.compact.reject {{ |_k, v| v == '' }}",
+                params.join(", ")
+            ));
+        }
+        (None, Some(url)) => {
+            lines.push(format!("url = {}", ruby_template(url, false)));
+            lines.push(format!(
+                "params = {}",
+                spec.query.as_ref().map_or("{}".into(), |q| format!(
+                    "({}) || {{}}",
+                    ruby_mapping(q, &[])
+                ))
+            ));
+        }
+        (None, None) => lines.push("url = ''".into()),
+    }
+    let body = spec
+        .body
+        .as_ref()
+        .map_or("nil".into(), |b| ruby_mapping(b, &spec.exclude));
+    lines.push(format!("payload = {body}"));
+    lines.push(
+        "request = case method\n          when 'get' then get(url, params)\n          when 'delete' then delete(url).params(params)\n          when 'patch' then patch(url, payload).params(params)\n          when 'put' then put(url, payload).params(params)\n          else post(url, payload).params(params)\n          end"
+            .into(),
+    );
+    if let Some(Mapping::Input(_)) = &spec.headers {
+        lines.push("request = request.headers(input['headers'] || {})".into());
+    }
+    let read = match action.output.select {
+        Select::Item if spec.url.is_some() => {
+            "request.after_response { |code, body, _headers| { 'status' => code, 'body' => body } }"
+        }
+        Select::Item => "request",
+        Select::First => "{ 'item' => (request['items'] || []).first }",
+        Select::Items => "{ 'items' => request['items'] || [] }",
+    };
+    lines.push(read.into());
+    lines.join("\n        ")
+}
+
+/// The connector's source.
+pub fn source(manifests: &Manifests, version: &str) -> Result<String, ExportError> {
+    check(manifests)?;
+    let mut pick_lists = BTreeMap::new();
+    let mut out = String::new();
+    let w = &mut out;
+    let _ = writeln!(
+        w,
+        "# Generated by `timix export workato` from the timix manifests ({version}): export again rather than edit."
+    );
+    let _ = writeln!(w, "{{");
+    let _ = writeln!(w, "  title: 'timix',");
+    let _ = writeln!(w, "  connection: {{");
+    let _ = writeln!(w, "    fields: [");
+    let _ = writeln!(
+        w,
+        "      {{ name: 'base_url', label: 'Server URL', optional: false, control_type: 'url', hint: 'Where your timix server is reached, for example https://timix.example.com' }},"
+    );
+    let _ = writeln!(
+        w,
+        "      {{ name: 'api_key', label: 'API key', optional: false, control_type: 'password', hint: 'A key created in timix; it starts with bbl_' }}"
+    );
+    let _ = writeln!(w, "    ],");
+    let _ = writeln!(w, "    authorization: {{");
+    let _ = writeln!(w, "      type: 'api_key',");
+    let _ = writeln!(w, "      apply: lambda do |connection|");
+    let _ = writeln!(w, "        headers('X-Api-Key' => connection['api_key'])");
+    let _ = writeln!(w, "      end");
+    let _ = writeln!(w, "    }},");
+    let _ = writeln!(w, "    base_uri: lambda do |connection|");
+    let _ = writeln!(
+        w,
+        "      \"#{{connection['base_url'].to_s.sub(%r{{/+\\z}}, '')}}/api/integration/v1/\""
+    );
+    let _ = writeln!(w, "    end");
+    let _ = writeln!(w, "  }},");
+    let _ = writeln!(w, "  test: lambda do |_connection|");
+    let _ = writeln!(w, "    get('me')");
+    let _ = writeln!(w, "  end,");
+
+    let _ = writeln!(w, "  object_definitions: {{");
+    for trigger in manifests.triggers.values() {
+        let _ = writeln!(w, "    {}: {{", trigger.key);
+        let _ = writeln!(w, "      fields: lambda do |_connection, _config_fields|");
+        let _ = writeln!(w, "        {}", sample_fields(&trigger.sample));
+        let _ = writeln!(w, "      end");
+        let _ = writeln!(w, "    }},");
+    }
+    for action in manifests.actions.values() {
+        let _ = writeln!(w, "    {}_output: {{", action.key);
+        let _ = writeln!(w, "      fields: lambda do |_connection, _config_fields|");
+        let _ = writeln!(w, "        {}", sample_fields(&action.sample));
+        let _ = writeln!(w, "      end");
+        let _ = writeln!(w, "    }},");
+    }
+    let _ = writeln!(w, "  }},");
+
+    let _ = writeln!(w, "  pick_lists: {{");
+    for lookup in lookups(manifests) {
+        let name = lookup.name.clone();
+        let path = lookup.list.trim_start_matches('/').to_owned();
+        let _ = writeln!(w, "    {name}: lambda do |_connection|");
+        let _ = writeln!(
+            w,
+            "      (get({}, sort: 'name', pageSize: 100)['items'] || []).map {{ |record| [record['name'], record['id']] }}",
+            ruby_string(&path)
+        );
+        let _ = writeln!(w, "    end,");
+        pick_lists.insert(lookup.key.clone(), name);
+    }
+    let _ = writeln!(w, "  }},");
+
+    let _ = writeln!(w, "  triggers: {{");
+    for trigger in manifests.triggers.values() {
+        let (path, query) = trigger.list.split_once('?').unwrap_or((&trigger.list, ""));
+        let fixed: Vec<String> = url::form_urlencoded::parse(query.as_bytes())
+            .map(|(k, v)| format!("{}: {}", k, ruby_string(&v)))
+            .collect();
+        let fixed = if fixed.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", fixed.join(", "))
+        };
+        let dedup = if trigger.updated {
+            "\"#{record['id']}@#{record['updatedAt']}\""
+        } else {
+            "record['id']"
+        };
+        let _ = writeln!(w, "    {}: {{", trigger.key);
+        let _ = writeln!(w, "      title: {},", ruby_string(&trigger.label));
+        let _ = writeln!(
+            w,
+            "      description: {},",
+            ruby_string(&trigger.description)
+        );
+        let _ = writeln!(w, "      input_fields: lambda do |_object_definitions|");
+        let _ = writeln!(
+            w,
+            "        [{{ name: 'since', label: 'When first started, this trigger picks up records from', type: 'timestamp', optional: true, sticky: true }}]"
+        );
+        let _ = writeln!(w, "      end,");
+        let _ = writeln!(w, "      poll: lambda do |_connection, input, closure|");
+        let _ = writeln!(
+            w,
+            "        since = closure || (input['since'].presence || 1.hour.ago).to_time.utc.iso8601"
+        );
+        let _ = writeln!(
+            w,
+            "        page = get({}, updatedSince: since, pageSize: 100{fixed})",
+            ruby_string(path.trim_start_matches('/'))
+        );
+        let _ = writeln!(w, "        records = page['items'] || []");
+        if !trigger.updated {
+            let _ = writeln!(
+                w,
+                "        records = records.select {{ |record| record['createdAt'].to_s >= since.to_s }}"
+            );
+        }
+        let _ = writeln!(w, "        last = records.last");
+        let _ = writeln!(
+            w,
+            "        {{ events: records, next_poll: last ? last['updatedAt'] : since, can_poll_more: page['hasMore'] == true }}"
+        );
+        let _ = writeln!(w, "      end,");
+        let _ = writeln!(w, "      dedup: lambda do |record|");
+        let _ = writeln!(w, "        {dedup}");
+        let _ = writeln!(w, "      end,");
+        let _ = writeln!(
+            w,
+            "      webhook_subscribe: lambda do |webhook_url, _connection, _input, _recipe_id|"
+        );
+        let _ = writeln!(
+            w,
+            "        post('hooks', targetUrl: webhook_url, event: {})",
+            ruby_string(&trigger.event)
+        );
+        let _ = writeln!(w, "      end,");
+        let _ = writeln!(w, "      webhook_unsubscribe: lambda do |webhook|");
+        let _ = writeln!(w, "        delete(\"hooks/#{{webhook['id']}}\")");
+        let _ = writeln!(w, "      end,");
+        let _ = writeln!(w, "      webhook_notification: lambda do |_input, payload|");
+        let _ = writeln!(w, "        payload['data']");
+        let _ = writeln!(w, "      end,");
+        let _ = writeln!(w, "      output_fields: lambda do |object_definitions|");
+        let _ = writeln!(w, "        object_definitions['{}']", trigger.key);
+        let _ = writeln!(w, "      end,");
+        let _ = writeln!(w, "      sample_output: lambda do |_connection, _input|");
+        let _ = writeln!(w, "        {}", ruby(&trigger.sample));
+        let _ = writeln!(w, "      end");
+        let _ = writeln!(w, "    }},");
+    }
+    let _ = writeln!(w, "  }},");
+
+    let _ = writeln!(w, "  actions: {{");
+    for action in manifests.actions.values() {
+        let inputs: Vec<String> = fields(&action.input)
+            .iter()
+            .map(|f| input_field(f, &pick_lists))
+            .collect();
+        let _ = writeln!(w, "    {}: {{", action.key);
+        let _ = writeln!(w, "      title: {},", ruby_string(&action.label));
+        let _ = writeln!(
+            w,
+            "      description: {},",
+            ruby_string(&action.description)
+        );
+        let _ = writeln!(w, "      input_fields: lambda do |_object_definitions|");
+        let _ = writeln!(w, "        [");
+        for input in &inputs {
+            let _ = writeln!(w, "          {input},");
+        }
+        let _ = writeln!(w, "        ]");
+        let _ = writeln!(w, "      end,");
+        let _ = writeln!(w, "      execute: lambda do |_connection, input|");
+        let _ = writeln!(w, "        {}", execute(action));
+        let _ = writeln!(w, "      end,");
+        let _ = writeln!(w, "      output_fields: lambda do |object_definitions|");
+        let _ = writeln!(w, "        object_definitions['{}_output']", action.key);
+        let _ = writeln!(w, "      end,");
+        let _ = writeln!(w, "      sample_output: lambda do |_connection, _input|");
+        let _ = writeln!(w, "        {}", ruby(&action.sample));
+        let _ = writeln!(w, "      end");
+        let _ = writeln!(w, "    }},");
+    }
+    let _ = writeln!(w, "  }}");
+    let _ = writeln!(w, "}}");
+    Ok(out)
+}
+
+pub fn write(manifests: &Manifests, version: &str, out: &Path) -> Result<(), ExportError> {
+    let mut files = BTreeMap::new();
+    files.insert("connector.rb".to_owned(), source(manifests, version)?);
+    super::write_files(out, &files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_become_ruby() {
+        assert_eq!(ruby_template("{{input.method}}", false), "input['method']");
+        assert_eq!(
+            relative(ruby_template("/customers/{{input.id}}", true)),
+            "'customers/' + CGI.escape(input['id'].to_s).gsub('+', '%20')"
+        );
+        assert_eq!(
+            ruby(&serde_json::json!({"a": [1, null, "it's"]})),
+            "{ 'a' => [1, nil, 'it\\'s'] }"
+        );
+    }
+}
