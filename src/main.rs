@@ -417,6 +417,7 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
         None => Vault::load_or_create(&settings.data_dir)
             .context("cannot load the key credentials are sealed with")?,
     };
+    timix_engine::connections::check_vault(&db, &vault).await?;
     let mut state = timix_web::AppState::new(
         db.clone(),
         Some(queues.clone()),
@@ -444,10 +445,10 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
         vault,
         state.oauth_redirect(),
     ));
-    state.actions = Some(actions.clone());
+    let _ = state.actions.set(actions.clone());
     let runs_here = matches!(role, ServeRole::Worker | ServeRole::All);
     // New runs started in this process are executed here at once when it runs workers.
-    let (run_lane, run_lane_rx) = RunLane::new(settings.run_lease);
+    let (run_lane, run_lane_rx) = RunLane::new(settings.run_lease, RUN_CONCURRENCY);
     if runs_here {
         state.run_lane = Some(run_lane.clone());
     }
@@ -546,7 +547,12 @@ fn start_flows(
     );
     let scheduler = timix_triggers::scheduler::run(runner_for_schedules);
     let polls = timix_triggers::poller::run(poller, Duration::from_millis(250), POLL_CONCURRENCY);
-    let lane = serve_lane(runner_for_lane, lane, RUN_CONCURRENCY);
+    // Every process that runs workers has a lane (set up before the workers start).
+    let lane_handle = state
+        .run_lane
+        .clone()
+        .unwrap_or_else(|| RunLane::new(settings.run_lease, RUN_CONCURRENCY).0);
+    let lane = serve_lane(runner_for_lane, lane_handle, lane, RUN_CONCURRENCY);
     vec![
         tokio::spawn(lane),
         tokio::spawn(workers),

@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
@@ -82,6 +83,8 @@ pub struct Runner {
     vault: Vault,
     /// Where OAuth2 providers send users back (`…/oauth2/callback`).
     oauth_redirect: String,
+    /// One lock per OAuth2 connection being refreshed.
+    refreshing: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// One HTTP request, before credentials.
@@ -107,6 +110,7 @@ impl Runner {
             db,
             vault,
             oauth_redirect,
+            refreshing: Default::default(),
         }
     }
 
@@ -219,26 +223,51 @@ impl Runner {
         result
     }
 
-    /// New OAuth2 tokens for a connection, saved; a refresh that fails marks it `error`.
+    /// New OAuth2 tokens for a connection, saved; a refresh the provider refuses marks it
+    /// `error`. One refresh at a time per connection: a caller that waited takes the tokens the
+    /// one before it got (a provider that rotates refresh tokens accepts each once).
     async fn refreshed(&self, connection: &Resolved) -> Result<Resolved, Outcome> {
-        match connecting::refresh(&self.outbound, connection, &self.oauth_redirect).await {
+        let lock = {
+            let mut locks = self.refreshing.lock().unwrap_or_else(|e| e.into_inner());
+            locks.entry(connection.id.clone()).or_default().clone()
+        };
+        let _turn = lock.lock().await;
+        let current =
+            connections::resolve(&self.db, &self.vault, &connection.org_id, &connection.id)
+                .await
+                .map_err(|e| Outcome::Retry {
+                    error: failure("internal", e.to_string()),
+                    after: None,
+                })?
+                .ok_or_else(|| {
+                    Outcome::Fail(failure(
+                        "connection_not_found",
+                        "the connection was deleted",
+                    ))
+                })?;
+        if current.secret["accessToken"] != connection.secret["accessToken"]
+            && !connecting::token_expiring(&current)
+        {
+            return Ok(current);
+        }
+        match connecting::refresh(&self.outbound, &current, &self.oauth_redirect).await {
             Ok(secret) => {
-                connections::save_secret(&self.db, &self.vault, &connection.id, &secret)
+                connections::save_secret(&self.db, &self.vault, &current.id, &secret)
                     .await
                     .map_err(|e| Outcome::Retry {
                         error: failure("internal", e.to_string()),
                         after: None,
                     })?;
-                Ok(Resolved {
-                    secret,
-                    ..connection.clone()
-                })
+                Ok(Resolved { secret, ..current })
             }
-            Err(message) => {
-                let _ =
-                    connections::set_status(&self.db, &connection.id, Some(&message), false).await;
+            Err(connecting::RefreshError::Refused(message)) => {
+                let _ = connections::set_status(&self.db, &current.id, Some(&message), false).await;
                 Err(Outcome::Fail(failure("connection_error", message)))
             }
+            Err(connecting::RefreshError::Unavailable(message)) => Err(Outcome::Retry {
+                error: failure("connection_unavailable", message),
+                after: None,
+            }),
         }
     }
 
@@ -485,12 +514,17 @@ fn build(action: &ActionManifest, input: &Value) -> Result<Built, String> {
     })
 }
 
+/// A path with more query pairs (after those it already has: `/invoices?status=issued`).
 fn with_query(path: &str, query: &[(String, String)]) -> String {
     if query.is_empty() {
         return path.to_owned();
     }
+    let (path, existing) = path.split_once('?').unwrap_or((path, ""));
     let mut url = url::Url::parse("http://instance").expect("a valid base");
     url.set_path(path);
+    if !existing.is_empty() {
+        url.set_query(Some(existing));
+    }
     url.query_pairs_mut().extend_pairs(query);
     match url.query() {
         Some(q) => format!("{path}?{q}"),
@@ -563,6 +597,13 @@ mod tests {
         assert_eq!(
             with_query("/customers", &built.query),
             "/customers?pageSize=1&q=acme"
+        );
+        assert_eq!(
+            with_query(
+                "/invoices?status=issued",
+                &[("pageSize".into(), "5".into())]
+            ),
+            "/invoices?status=issued&pageSize=5"
         );
         let http = &manifests.actions["http_request"];
         let built = build(http, &json!({"method": "post", "url": "https://example.com/x", "body": {"a": 1}, "headers": {"X-A": "b"}})).unwrap();

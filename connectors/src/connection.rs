@@ -83,6 +83,13 @@ impl<'c> oauth2::AsyncHttpClient<'c> for OAuthHttp<'_> {
 
     fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
         Box::pin(async move {
+            // The guard's checks of the URL itself (scheme, address literals): names are
+            // checked when they are resolved.
+            if let Err(refused) = self.0.check(&request.uri().to_string()) {
+                return Err(oauth2::HttpClientError::Other(format!(
+                    "the token endpoint is refused: {refused}"
+                )));
+            }
             let request = reqwest::Request::try_from(request).map_err(Box::new)?;
             let response = self.0.client().execute(request).await.map_err(Box::new)?;
             let mut answer = oauth2::http::Response::builder().status(response.status());
@@ -203,20 +210,38 @@ pub async fn exchange_code(
     Ok(with_tokens(&connection.secret, &token))
 }
 
+/// Why a refresh failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RefreshError {
+    /// The provider refused it (or the connection cannot refresh): connect again.
+    Refused(String),
+    /// The provider could not be reached, or answered what is not a token: try again later.
+    Unavailable(String),
+}
+
 /// Refreshes the access token; the secret with the new tokens.
 pub async fn refresh(
     outbound: &Outbound,
     connection: &Resolved,
     redirect: &str,
-) -> Result<Value, String> {
-    let refresh = connection.secret["refreshToken"]
-        .as_str()
-        .ok_or("the provider gave no refresh token: connect again")?;
-    let token = client(connection, redirect)?
+) -> Result<Value, RefreshError> {
+    let refresh = connection.secret["refreshToken"].as_str().ok_or_else(|| {
+        RefreshError::Refused("the provider gave no refresh token: connect again".into())
+    })?;
+    let client = client(connection, redirect).map_err(RefreshError::Refused)?;
+    let token = client
         .exchange_refresh_token(&RefreshToken::new(refresh.to_owned()))
         .request_async(&OAuthHttp(outbound))
         .await
-        .map_err(|e| format!("the token refresh failed: {}", describe(e)))?;
+        .map_err(|e| {
+            let refused = matches!(e, oauth2::RequestTokenError::ServerResponse(_));
+            let message = format!("the token refresh failed: {}", describe(e));
+            if refused {
+                RefreshError::Refused(message)
+            } else {
+                RefreshError::Unavailable(message)
+            }
+        })?;
     Ok(with_tokens(&connection.secret, &token))
 }
 

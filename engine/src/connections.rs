@@ -83,10 +83,21 @@ impl Vault {
                 })?;
                 let key: [u8; 32] = rand::rng().random();
                 let text = B64.encode(key);
-                write_private(&path, &text).map_err(|e| {
-                    Error::Internal(format!("cannot write {}: {e}", path.display()))
-                })?;
-                Self::from_base64(&text)
+                match write_private(&path, &text) {
+                    Ok(()) => Self::from_base64(&text),
+                    // Another process made it first: use theirs (once it is written).
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                        let theirs = std::fs::read_to_string(&path).map_err(|e| {
+                            Error::Internal(format!("cannot read {}: {e}", path.display()))
+                        })?;
+                        Self::from_base64(&theirs)
+                    }
+                    Err(e) => Err(Error::Internal(format!(
+                        "cannot write {}: {e}",
+                        path.display()
+                    ))),
+                }
             }
             Err(e) => Err(Error::Internal(format!(
                 "cannot read {}: {e}",
@@ -139,6 +150,40 @@ impl Vault {
             })?;
         serde_json::from_slice(&plain)
             .map_err(|e| Error::Internal(format!("an opened secret is not JSON: {e}")))
+    }
+}
+
+/// Checks that this key is the one the database's credentials were sealed with (the first
+/// process to start records it).
+pub async fn check_vault(db: &Db, vault: &Vault) -> Result<()> {
+    const CHECK: &str = "vault_check";
+    let stored = Sql::new("SELECT sealed FROM vault_check WHERE id = 1")
+        .fetch_optional(db)
+        .await?;
+    let sealed = match stored {
+        Some(r) => row::get_str(&r, "sealed")?,
+        None => {
+            let sealed = vault.seal(CHECK, &json!(CHECK))?;
+            db.write_count(
+                &Sql::new(
+                    "INSERT INTO vault_check (id, sealed) VALUES (1, ?) ON CONFLICT DO NOTHING",
+                )
+                .arg(sealed),
+            )
+            .await?;
+            let r = Sql::new("SELECT sealed FROM vault_check WHERE id = 1")
+                .fetch_one(db)
+                .await?;
+            row::get_str(&r, "sealed")?
+        }
+    };
+    match vault.open(CHECK, &sealed) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(Error::Internal(
+            "this secret key is not the one the database's credentials were sealed with: give every \
+             process of this database the same TIMIX_SECRET_KEY (or the same data dir's secret.key)"
+                .into(),
+        )),
     }
 }
 
@@ -549,7 +594,9 @@ fn apply(input: ConnectionInput, current: Option<&Record>) -> Result<(Record, Se
         Patch::Value(s) => check_settings(&mut p, &kind, &s),
     };
     let secret = match input.credentials {
-        Patch::Absent if current.is_none() && matches!(kind.as_str(), "api_key" | "basic") => {
+        Patch::Absent | Patch::Null
+            if current.is_none() && matches!(kind.as_str(), "api_key" | "basic") =>
+        {
             p.add(
                 "credentials",
                 "required",
@@ -559,6 +606,19 @@ fn apply(input: ConnectionInput, current: Option<&Record>) -> Result<(Record, Se
         }
         Patch::Absent if current.is_none() && kind == "oauth2" => {
             SecretChange::Replace(json!({"clientSecret": null}))
+        }
+        // Credentials were given for a destination: a new one needs them given again, or
+        // changing the base URL would send the stored secret (and a test its answer) elsewhere.
+        Patch::Absent | Patch::Null
+            if current.is_some_and(|c| c.base_url != base_url)
+                && matches!(kind.as_str(), "api_key" | "basic") =>
+        {
+            p.add(
+                "credentials",
+                "required",
+                "give the credentials again with a new baseUrl: they were given for the old one",
+            );
+            SecretChange::Keep
         }
         Patch::Absent | Patch::Null => SecretChange::Keep,
         Patch::Value(v) => match check_credentials(&mut p, &kind, &v) {
@@ -712,13 +772,17 @@ pub async fn update(
         sealed = Some(vault.seal(id, &value)?);
         secret_changed = true;
     } else if endpoints_changed && rec.kind == "oauth2" {
-        // Tokens belong to the provider and client they came from.
+        // Tokens belong to the provider, client and API they came from; the client secret to
+        // the provider and client.
         let mut kept = match &sealed {
             Some(s) => vault.open(id, s)?,
             None => json!({}),
         };
+        let same_client = ["authorizeUrl", "tokenUrl", "clientId"]
+            .iter()
+            .all(|k| rec.settings[k] == current.settings[k]);
         if let Some(object) = kept.as_object_mut() {
-            object.retain(|k, _| k == "clientSecret");
+            object.retain(|k, _| same_client && k == "clientSecret");
         }
         sealed = Some(vault.seal(id, &kept)?);
         secret_changed = true;

@@ -20,6 +20,17 @@ pub struct PollState {
     pub failures: u32,
     /// The lease this poller holds.
     pub token: String,
+    /// What the cursor belongs to, and since when.
+    pub basis: String,
+    pub basis_at: Millis,
+}
+
+impl PollState {
+    /// An item's key in the seen set and in its run's source: within this basis, so a new
+    /// source's ids are not taken for an old source's.
+    pub fn item_key(&self, key: &str) -> String {
+        format!("{}:{key}", &self.basis[..self.basis.len().min(12)])
+    }
 }
 
 /// What a cursor belongs to: the trigger and when the flow was enabled.
@@ -49,19 +60,23 @@ pub async fn follow(tx: &mut Tx, flow: &Flow) -> Result<()> {
         .await?;
     match current {
         None => {
-            Sql::new("INSERT INTO poll_state (flow_id, basis, next_poll_at) VALUES (?, ?, ?)")
-                .arg(flow.id.as_str())
-                .arg(basis)
-                .arg(now)
+            Sql::new(
+                "INSERT INTO poll_state (flow_id, basis, basis_at, next_poll_at) VALUES (?, ?, ?, ?)",
+            )
+            .arg(flow.id.as_str())
+            .arg(basis)
+            .arg(now)
+            .arg(now)
                 .execute(&mut *tx)
                 .await?;
         }
         Some(r) if row::get_str(&r, "basis")? != basis => {
             Sql::new(
-                "UPDATE poll_state SET basis = ?, cursor = NULL, failures = 0, last_error = NULL, \
-                 next_poll_at = ? WHERE flow_id = ?",
+                "UPDATE poll_state SET basis = ?, basis_at = ?, cursor = NULL, failures = 0, \
+                 last_error = NULL, next_poll_at = ? WHERE flow_id = ?",
             )
             .arg(basis)
+            .arg(now)
             .arg(now)
             .arg(flow.id.as_str())
             .execute(&mut *tx)
@@ -103,7 +118,7 @@ pub async fn lease_due(db: &Db, limit: i64, lease_ms: Millis) -> Result<Vec<Poll
         sql.push(" FOR UPDATE OF p SKIP LOCKED");
     }
     // Checked again on the row as it is now (Postgres re-reads it after a wait).
-    sql.push(") AND next_poll_at <= ? AND (lease_until IS NULL OR lease_until < ?) RETURNING flow_id, cursor, failures")
+    sql.push(") AND next_poll_at <= ? AND (lease_until IS NULL OR lease_until < ?) RETURNING flow_id, cursor, failures, basis, basis_at")
         .bind(now)
         .bind(now);
     db.write(&sql)
@@ -116,6 +131,8 @@ pub async fn lease_due(db: &Db, limit: i64, lease_ms: Millis) -> Result<Vec<Poll
                     .and_then(|text| serde_json::from_str(&text).ok()),
                 failures: u32::try_from(row::get_i64(r, "failures")?).unwrap_or(u32::MAX),
                 token: token.clone(),
+                basis: row::get_str(r, "basis")?,
+                basis_at: row::get_i64(r, "basis_at")?,
             })
         })
         .collect()
@@ -144,13 +161,15 @@ pub async fn save(
     let mut tx = db.begin().await?;
     let held = Sql::new(
         "UPDATE poll_state SET cursor = ?, failures = 0, last_error = NULL, last_polled_at = ?, \
-         next_poll_at = ?, lease_until = NULL, lease_token = NULL WHERE flow_id = ? AND lease_token = ?",
+         next_poll_at = ?, lease_until = NULL, lease_token = NULL \
+         WHERE flow_id = ? AND lease_token = ? AND basis = ?",
     )
     .arg(cursor.map(Value::to_string))
     .arg(now)
     .arg(next_poll_at)
     .arg(flow.id.as_str())
     .arg(state.token.as_str())
+    .arg(state.basis.as_str())
     .execute(&mut tx)
     .await?;
     if held == 0 {
@@ -162,12 +181,12 @@ pub async fn save(
             "INSERT INTO poll_seen (flow_id, item_key, seen_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
         )
         .arg(flow.id.as_str())
-        .arg(item.key.as_str())
+        .arg(state.item_key(&item.key))
         .arg(now)
         .execute(&mut tx)
         .await?;
         if fresh == 1 && !baseline {
-            let source = format!("poll:{}", item.key);
+            let source = format!("poll:{}", state.item_key(&item.key));
             started.extend(runs::start(&mut tx, flow, &source, &item.record, 0).await?);
         }
     }

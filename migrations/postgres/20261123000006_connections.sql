@@ -29,6 +29,8 @@ CREATE TABLE poll_state (
     -- What the cursor belongs to (the trigger and when the flow was enabled): a new basis
     -- starts the cursor again.
     basis           TEXT NOT NULL,
+    -- When the basis began: a trigger manifest source reads what changed from then on.
+    basis_at        BIGINT NOT NULL,
     cursor          TEXT,
     next_poll_at    BIGINT NOT NULL,
     lease_until     BIGINT,
@@ -45,4 +47,11 @@ CREATE TABLE poll_seen (
     item_key  TEXT COLLATE "C" NOT NULL,
     seen_at   BIGINT NOT NULL,
     PRIMARY KEY (flow_id, item_key)
+);
+
+-- A value sealed with the key credentials are sealed with: a process started with another key
+-- refuses to start instead of failing every connection.
+CREATE TABLE vault_check (
+    id      INTEGER PRIMARY KEY,
+    sealed  TEXT NOT NULL
 );

@@ -220,6 +220,16 @@ async fn credentials_are_sealed_write_only_and_checked() {
         fields,
         vec!["steps[0].connectionId", "trigger.connectionId"]
     );
+
+    // A process given another sealing key refuses to start, saying why.
+    let other_key = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY=";
+    let refused = server.db.cli_env(
+        &["serve", "--bind", "127.0.0.1:0"],
+        &[("TIMIX_SECRET_KEY", other_key)],
+    );
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("TIMIX_SECRET_KEY"), "{stderr}");
 }
 
 /// A mirror flow in organization B polls A's customers over HTTP with A's key.
@@ -276,6 +286,12 @@ async fn a_poll_flow_mirrors_another_organization_over_http_without_duplicates()
     cb.patch(
         &format!("/connections/{connection}"),
         json!({"baseUrl": server.url(BASE)}),
+    )
+    .await
+    .expect_error(422, "validation_failed");
+    cb.patch(
+        &format!("/connections/{connection}"),
+        json!({"baseUrl": server.url(BASE), "credentials": {"apiKey": a.key}}),
     )
     .await
     .expect(200);

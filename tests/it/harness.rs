@@ -72,8 +72,14 @@ impl TestDb {
     }
 
     pub fn cli_raw(&self, args: &[&str]) -> std::process::Output {
+        self.cli_env(args, &[])
+    }
+
+    /// [`TestDb::cli_raw`] with more environment.
+    pub fn cli_env(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
         Command::new(BIN)
             .args(args)
+            .envs(env.iter().copied())
             .env("DATABASE_URL", &self.url)
             .env("TIMIX_DATA_DIR", self.dir.join("data"))
             .env("TIMIX_LOG", "warn")

@@ -183,7 +183,7 @@ impl Dispatcher {
                 }
                 // Unique per (flow, event): a replayed batch starts nothing twice.
                 match &self.run_lane {
-                    Some(lane) => claimed_runs.extend(
+                    Some(lane) if lane.has_room() => claimed_runs.extend(
                         runs::start_claimed(
                             &mut tx,
                             flow,
@@ -194,7 +194,7 @@ impl Dispatcher {
                         )
                         .await?,
                     ),
-                    None => started_runs.extend(
+                    _ => started_runs.extend(
                         runs::start(&mut tx, flow, &event.id, &event.data, event.origin_depth)
                             .await?,
                     ),

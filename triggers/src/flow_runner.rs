@@ -42,21 +42,38 @@ pub struct RunLane {
     sender: tokio::sync::mpsc::UnboundedSender<Handoff>,
     /// The lease a run created claimed is created with.
     pub lease_ms: i64,
+    /// Claimed runs handed over and not finished yet.
+    claimed: Arc<std::sync::atomic::AtomicUsize>,
+    /// How many the lane's workers run at once.
+    capacity: usize,
 }
 
 impl RunLane {
-    pub fn new(lease: Duration) -> (Self, tokio::sync::mpsc::UnboundedReceiver<Handoff>) {
+    pub fn new(
+        lease: Duration,
+        capacity: usize,
+    ) -> (Self, tokio::sync::mpsc::UnboundedReceiver<Handoff>) {
         let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
         let lane = RunLane {
             sender,
             lease_ms: lease.as_millis() as i64,
+            claimed: Arc::default(),
+            capacity,
         };
         (lane, receiver)
+    }
+
+    /// Whether a run created claimed now would start at once. A claim's lease runs from its
+    /// creation: one waiting behind a full lane could expire and be taken by a sweeper too.
+    pub fn has_room(&self) -> bool {
+        self.claimed.load(std::sync::atomic::Ordering::Relaxed) < self.capacity
     }
 
     /// Hands over runs created claimed (after their transaction committed).
     pub fn hand_over(&self, claimed: Vec<runs::ClaimedRun>) {
         for run in claimed {
+            self.claimed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let _ = self.sender.send(Handoff::Claimed(run));
         }
     }
@@ -87,6 +104,7 @@ pub async fn dispatch_runs(lane: Option<&RunLane>, queues: Option<&Queues>, run_
 /// Executes the runs handed to the lane, at most `concurrency` at a time.
 pub async fn serve_lane(
     runner: Arc<FlowRunner>,
+    lane_handle: RunLane,
     mut lane: tokio::sync::mpsc::UnboundedReceiver<Handoff>,
     concurrency: usize,
 ) {
@@ -96,9 +114,15 @@ pub async fn serve_lane(
             return;
         };
         let runner = runner.clone();
+        let claimed = lane_handle.claimed.clone();
         tokio::spawn(async move {
             let (run_id, result) = match handoff {
-                Handoff::Claimed(run) => (run.id.clone(), runner.execute_claimed(run).await),
+                Handoff::Claimed(run) => {
+                    let id = run.id.clone();
+                    let result = runner.execute_claimed(run).await;
+                    claimed.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    (id, result)
+                }
                 Handoff::Due(id) => {
                     let result = runner.execute(&id).await;
                     (id, result)

@@ -84,19 +84,19 @@ pub async fn accept(
         None => format!("inbound:{}", ulid::Ulid::generate()),
     };
     let run_id = match lane {
-        // This process executes it: created claimed, handed over once committed.
-        Some(lane) => {
+        // This process executes it at once: created claimed, handed over once committed.
+        Some(lane) if lane.has_room() => {
             let claimed =
                 runs::start_claimed_now(db, &flow, &source, &payload, 0, lane.lease_ms).await?;
             let id = claimed.as_ref().map(|run| run.id.clone());
             lane.hand_over(claimed.into_iter().collect());
             id
         }
-        None => {
+        _ => {
             let mut tx = db.begin().await?;
             let id = runs::start(&mut tx, &flow, &source, &payload, 0).await?;
             tx.commit().await?;
-            dispatch_runs(None, queues, id.iter().cloned().collect()).await;
+            dispatch_runs(lane, queues, id.iter().cloned().collect()).await;
             id
         }
     };

@@ -170,7 +170,8 @@ impl Poller {
             .await?
             .ok_or_else(|| poll_error(format!("the connection {connection_id} was deleted")))?;
         let actor = runs.actor_of(flow).await?;
-        let enabled_at = flow.enabled_at.unwrap_or_else(now_ms);
+        // Records changed from the moment this trigger began (enabled, or given a new source).
+        let enabled_at = state.basis_at;
         match &flow.trigger["source"] {
             Value::String(key) => {
                 let manifest = runs
@@ -289,11 +290,14 @@ impl Poller {
         // What a source holds at the first poll was there before: it is marked seen, not run.
         // (The first poll follows the enabling at once.)
         let baseline = state.cursor.is_none();
-        let mut since: Option<Value> = state
+        // The cursor sent is the same on every page of a poll (page tokens often belong to
+        // their query); it moves once all pages are read.
+        let since: Option<Value> = state
             .cursor
             .as_ref()
             .map(|c| c["since"].clone())
             .filter(|v| !v.is_null());
+        let mut highest = since.clone();
         let mut next: Option<String> = None;
         let mut items = Vec::new();
         for _ in 0..PAGES_PER_POLL {
@@ -309,7 +313,6 @@ impl Poller {
             let list = dig(&reply.body, path)
                 .as_array()
                 .ok_or_else(|| poll_error(format!("the answer has no list at {path:?}")))?;
-            let mut highest = since.clone();
             for record in list {
                 let id = dig(record, source["id"].as_str().unwrap_or("id"));
                 if id.is_null() {
@@ -330,7 +333,6 @@ impl Poller {
                     record: record.clone(),
                 });
             }
-            since = highest;
             next = next_spec
                 .map(|spec| dig(&reply.body, spec["field"].as_str().unwrap_or_default()))
                 .filter(|v| !v.is_null() && *v != &json!(""))
@@ -342,13 +344,15 @@ impl Poller {
         Ok(Read {
             items,
             baseline,
-            cursor: json!({"since": since}),
+            cursor: json!({"since": highest}),
         })
     }
 }
 
-/// The item of a record of this API's list for a trigger: new records made since the flow
-/// was enabled (by id), or changes of records (by id and version).
+/// The item of a record of this API's list for a trigger: new records made since the trigger
+/// began (by id), changes of records (by id and version), or, for a filtered list
+/// (`/invoices?status=issued`), records that entered the state since (by id, cut by
+/// `updatedAt`: an invoice made last month and issued today fires).
 fn api_item(manifest: &TriggerManifest, record: &Value, enabled_at: Millis) -> Option<Item> {
     if record["isDeleted"] == json!(true) {
         return None;
@@ -367,6 +371,11 @@ fn api_item(manifest: &TriggerManifest, record: &Value, enabled_at: Millis) -> O
             return None;
         }
         format!("{id}@{updated}")
+    } else if manifest.list.contains('?') {
+        if instant("updatedAt")? < enabled_at {
+            return None;
+        }
+        id.to_owned()
     } else {
         if instant("createdAt")? < enabled_at {
             return None;
@@ -401,13 +410,21 @@ fn text(value: &Value) -> String {
     }
 }
 
-/// Whether a cursor value comes after another: numbers by value, anything else as text (RFC
-/// 3339 instants of one format sort as text).
+/// Whether a cursor value comes after another: numbers (or numeric texts) by value, RFC 3339
+/// instants by time, anything else as text.
 fn later(a: &Value, b: &Value) -> bool {
-    match (a.as_f64(), b.as_f64()) {
-        (Some(x), Some(y)) => x > y,
-        _ => text(a) > text(b),
+    let number = |v: &Value| {
+        v.as_f64()
+            .or_else(|| v.as_str()?.trim().parse::<f64>().ok())
+    };
+    let instant = |v: &Value| DateTime::parse_from_rfc3339(v.as_str()?).ok();
+    if let (Some(x), Some(y)) = (number(a), number(b)) {
+        return x > y;
     }
+    if let (Some(x), Some(y)) = (instant(a), instant(b)) {
+        return x > y;
+    }
+    text(a) > text(b)
 }
 
 fn truncate(text: &str, max: usize) -> String {
@@ -428,6 +445,11 @@ mod tests {
         assert_eq!(dig(&body, ""), &body);
         assert!(dig(&body, "data.nothing.here").is_null());
         assert!(later(&json!(10), &json!(9)));
+        assert!(later(&json!("10"), &json!("9")), "numeric texts by value");
+        assert!(later(
+            &json!("2026-01-01T00:00:00.5Z"),
+            &json!("2026-01-01T00:00:00Z")
+        ));
         assert!(!later(
             &json!("2026-01-01T00:00:00Z"),
             &json!("2026-02-01T00:00:00Z")
@@ -459,5 +481,12 @@ mod tests {
             "cus_1@2026-11-22T10:05:00.000Z"
         );
         assert!(api_item(new, &json!({"id": "cus_1", "isDeleted": true}), enabled).is_none());
+        let issued = &manifests.triggers["invoice_issued"];
+        let invoice = json!({"id": "inv_1", "createdAt": "2026-11-01T10:00:00.000Z", "updatedAt": "2026-11-22T10:30:00.000Z"});
+        assert_eq!(
+            api_item(issued, &invoice, enabled).unwrap().key,
+            "inv_1",
+            "made before, issued after: fires"
+        );
     }
 }

@@ -49,7 +49,8 @@ pub struct AppState {
     /// Seals and opens connections' credentials.
     pub vault: Vault,
     /// Performs requests through connections (their tests, OAuth2 token exchanges).
-    pub actions: Option<Arc<timix_actions::Runner>>,
+    /// Set once at start; shared by every clone (the in-process API included).
+    pub actions: Arc<std::sync::OnceLock<Arc<timix_actions::Runner>>>,
     /// Where this service is reached from outside (`https://timix.example.com`), for the
     /// OAuth2 callback.
     pub public_url: String,
@@ -81,7 +82,7 @@ impl AppState {
             manifests,
             run_lane: None,
             vault,
-            actions: None,
+            actions: Arc::default(),
             public_url: "http://127.0.0.1:8080".into(),
             limiter: Arc::new(Limiter::for_database(&db)),
             usage: Arc::new(UsageCounter::default()),
@@ -95,7 +96,7 @@ impl AppState {
 impl AppState {
     /// The requests runner; every serving process has one.
     pub fn actions(&self) -> timix_engine::Result<&Arc<timix_actions::Runner>> {
-        self.actions.as_ref().ok_or_else(|| {
+        self.actions.get().ok_or_else(|| {
             timix_engine::Error::Internal("this process performs no requests".into())
         })
     }

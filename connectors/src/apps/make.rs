@@ -179,7 +179,8 @@ fn list_query(list: &str, sort: &str) -> (String, Value) {
 }
 
 fn polling_communication(trigger: &TriggerManifest) -> Value {
-    let (field, sort) = if trigger.updated {
+    // Changes, and records entering a state (a filtered list), by when they changed.
+    let (field, sort) = if trigger.updated || trigger.list.contains('?') {
         ("updatedAt", "-updatedAt")
     } else {
         ("createdAt", "-createdAt")
@@ -311,7 +312,7 @@ pub fn files(
         let dir = format!("webhooks/{hook}");
         files.insert(
             format!("{dir}/communication.iml.json"),
-            pretty(&json!({"output": "{{body.data}}", "verification": {"condition": "{{body.type}}", "respond": {"status": 200}}})),
+            pretty(&json!({"output": "{{body.data}}"})),
         );
         files.insert(
             format!("{dir}/attach.iml.json"),

@@ -2,7 +2,8 @@
 //! connector SDK: a connection (server URL and API key, `apply` adding the key, `base_uri`), a
 //! `test` against `/me`, a trigger per trigger manifest (`poll` on an `updatedSince` cursor kept
 //! in the closure, `dedup`, and `webhook_subscribe`/`webhook_unsubscribe`/`webhook_notification`
-//! on `/hooks`), an action per action manifest (`execute` performs its request), `pick_lists`
+//! on `/hooks`), an action per action manifest on this API (`execute` performs its request;
+//! `http_request` is left out: `apply` would give the key to any host), `pick_lists`
 //! for the dropdowns and `object_definitions` read off the samples.
 
 use std::collections::BTreeMap;
@@ -226,6 +227,16 @@ fn execute(action: &ActionManifest) -> String {
     lines.join("\n        ")
 }
 
+/// The actions on this API. Actions that call any URL (`http_request`) are left out: the
+/// connection's `apply` adds the API key to every request the connector makes, and Workato's own
+/// HTTP connector calls other APIs.
+fn this_api(manifests: &Manifests) -> impl Iterator<Item = &ActionManifest> {
+    manifests
+        .actions
+        .values()
+        .filter(|a| a.request.url.is_none())
+}
+
 /// The connector's source.
 pub fn source(manifests: &Manifests, version: &str) -> Result<String, ExportError> {
     check(manifests)?;
@@ -274,7 +285,7 @@ pub fn source(manifests: &Manifests, version: &str) -> Result<String, ExportErro
         let _ = writeln!(w, "      end");
         let _ = writeln!(w, "    }},");
     }
-    for action in manifests.actions.values() {
+    for action in this_api(manifests) {
         let _ = writeln!(w, "    {}_output: {{", action.key);
         let _ = writeln!(w, "      fields: lambda do |_connection, _config_fields|");
         let _ = writeln!(w, "        {}", sample_fields(&action.sample));
@@ -338,7 +349,7 @@ pub fn source(manifests: &Manifests, version: &str) -> Result<String, ExportErro
             ruby_string(path.trim_start_matches('/'))
         );
         let _ = writeln!(w, "        records = page['items'] || []");
-        if !trigger.updated {
+        if !trigger.updated && !trigger.list.contains('?') {
             let _ = writeln!(
                 w,
                 "        records = records.select {{ |record| record['createdAt'].to_s >= since.to_s }}"
@@ -380,7 +391,7 @@ pub fn source(manifests: &Manifests, version: &str) -> Result<String, ExportErro
     let _ = writeln!(w, "  }},");
 
     let _ = writeln!(w, "  actions: {{");
-    for action in manifests.actions.values() {
+    for action in this_api(manifests) {
         let inputs: Vec<String> = fields(&action.input)
             .iter()
             .map(|f| input_field(f, &pick_lists))

@@ -116,7 +116,8 @@ const perform = (action) => async (z, bundle) => {
 const listRecords = (trigger) => async (z, bundle) => {
   const [path, query] = trigger.list.split('?');
   const params = Object.fromEntries(new URLSearchParams(query || ''));
-  params.sort = trigger.updated ? '-updatedAt' : '-createdAt';
+  // Changes, and records entering a state (a filtered list), by when they changed.
+  params.sort = trigger.updated || query ? '-updatedAt' : '-createdAt';
   params.pageSize = bundle.meta && bundle.meta.limit > 0 ? String(Math.min(bundle.meta.limit, 200)) : '100';
   const response = await z.request({ url: apiUrl(bundle, path), params });
   return (response.data.items || []).map((record) => versioned(trigger, record));

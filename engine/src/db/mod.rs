@@ -72,7 +72,8 @@ const GROUP_LIMIT: usize = 256;
 
 /// Commits the statements sent to [`Db::write_count`] in groups: each takes the statements
 /// waiting when the previous commit ended, in one transaction. A statement that fails fails
-/// alone (SQLite undoes just that statement); a commit that fails fails them all.
+/// alone (its savepoint is rolled back); a transaction that fails fails them all, and none of
+/// them is committed.
 async fn commit_groups(db: Db, mut queue: tokio::sync::mpsc::UnboundedReceiver<Grouped>) {
     while let Some(first) = queue.recv().await {
         let mut group = vec![first];
@@ -85,8 +86,21 @@ async fn commit_groups(db: Db, mut queue: tokio::sync::mpsc::UnboundedReceiver<G
         let mut outcomes = Vec::with_capacity(group.len());
         let committed = async {
             let mut tx = db.begin().await?;
+            let single = group.len() == 1;
             for grouped in &group {
-                outcomes.push(grouped.sql.execute(&mut tx).await);
+                if single {
+                    outcomes.push(grouped.sql.execute(&mut tx).await);
+                    continue;
+                }
+                // Each statement in a savepoint: a failing one is undone alone, and when SQLite
+                // gave up the whole transaction (a full disk) the group stops here and fails.
+                Sql::new("SAVEPOINT grouped").execute(&mut tx).await?;
+                let outcome = grouped.sql.execute(&mut tx).await;
+                if outcome.is_err() {
+                    Sql::new("ROLLBACK TO grouped").execute(&mut tx).await?;
+                }
+                Sql::new("RELEASE grouped").execute(&mut tx).await?;
+                outcomes.push(outcome);
             }
             tx.commit().await
         }

@@ -21,6 +21,9 @@ use crate::openapi::{ConnectionList, ListQueryDoc};
 use crate::response::{Created, ListResponse};
 use crate::routes::BASE;
 
+/// How long an authorization may take from `/authorize` to the callback.
+const AUTHORIZATION_TTL_MS: i64 = 10 * 60 * 1000;
+
 /// Where OAuth2 providers send the user back, below the API base.
 pub const CALLBACK_PATH: &str = "/oauth2/callback";
 
@@ -189,6 +192,13 @@ pub async fn callback(
         .ok_or_else(|| {
             Error::InvalidParameter("state does not belong to an authorization under way".into())
         })?;
+    let started = resolved.secret["verifierAt"].as_i64().unwrap_or(0);
+    if timix_engine::time::now_ms() - started > AUTHORIZATION_TTL_MS {
+        return Err(Error::InvalidParameter(
+            "the authorization expired: start it again from the connection".into(),
+        )
+        .into());
+    }
     let outcome = match (param("code"), param("error")) {
         (_, Some(error)) => Err(format!(
             "the provider refused: {error}{}",
