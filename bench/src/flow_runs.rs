@@ -1,7 +1,8 @@
 //! Flow runs against the real `timix` binary: "inbound webhook → http_request to a local
-//! receiver" (latency from the 202 to the receiver, and runs per second for a burst), and
-//! "customer.created → create project → create task" (runs per second), with the server's
-//! memory idle and loaded. Every run and step is durably recorded, as always.
+//! receiver" (latency from the 202 to the receiver, and runs per second for a burst),
+//! "customer.created → create project → create task" and "inbound webhook → create customer"
+//! (runs per second), with the server's memory idle and loaded. Every run and step is durably
+//! recorded, as always.
 //!
 //! ```sh
 //! cargo build --release --bins -p timix -p timix-bench
@@ -231,6 +232,75 @@ async fn main() -> anyhow::Result<()> {
     }
     let chain_span = chain_started.elapsed();
 
+    // Inbound webhook → create customer (in-process), the chain above disabled.
+    http.post(api(&format!("/flows/{chain_id}/disable")))
+        .header("X-Api-Key", &key)
+        .send()
+        .await?
+        .error_for_status()?;
+    let creating: Value = http
+        .post(api("/flows"))
+        .header("X-Api-Key", &key)
+        .json(&json!({
+            "name": "Inbound → customer",
+            "trigger": {"type": "webhook"},
+            "steps": [{"key": "customer", "action": "create_customer", "input": {"name": "{{trigger.name}}"}}]
+        }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let creating_id = creating["id"].as_str().unwrap_or_default().to_owned();
+    let creating_url = format!(
+        "{}{}",
+        server.base.trim_end_matches("/api/integration/v1"),
+        creating["trigger"]["webhookUrl"]
+            .as_str()
+            .unwrap_or_default()
+    );
+    let calls = 1000u64;
+    let create_started = Instant::now();
+    let mut senders = Vec::new();
+    for k in 0..16u64 {
+        let (http, url) = (http.clone(), creating_url.clone());
+        senders.push(tokio::spawn(async move {
+            let mut n = k;
+            while n < calls {
+                let _ = http
+                    .post(&url)
+                    .json(&json!({"name": format!("Inbound {n}")}))
+                    .send()
+                    .await;
+                n += 16;
+            }
+        }));
+    }
+    for s in senders {
+        s.await?;
+    }
+    let mut created = 0;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while Instant::now() < deadline {
+        created = http
+            .get(api(&format!(
+                "/runs?flowId={creating_id}&status=succeeded&pageSize=1"
+            )))
+            .header("X-Api-Key", &key)
+            .send()
+            .await?
+            .headers()
+            .get("x-total-count")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        if created >= calls as usize {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let create_span = create_started.elapsed();
+
     println!("| backend | workload | result |");
     println!("|---|---|---|");
     println!(
@@ -249,6 +319,11 @@ async fn main() -> anyhow::Result<()> {
         "| {backend} | customer.created → project → task, {customers} customers | {:.0} runs/s ({chained} done in {:.2} s) |",
         chained as f64 / chain_span.as_secs_f64().max(0.001),
         chain_span.as_secs_f64()
+    );
+    println!(
+        "| {backend} | inbound webhook → create customer, burst of {calls} | {:.0} runs/s ({created} done in {:.2} s) |",
+        created as f64 / create_span.as_secs_f64().max(0.001),
+        create_span.as_secs_f64()
     );
     println!(
         "| {backend} | memory (RSS) | {idle_memory:.0} MiB idle, {loaded_memory:.0} MiB after the burst |"

@@ -314,6 +314,20 @@ pub async fn save_steps(
     .map(|n| n == 1)
 }
 
+/// Extends the lease of a run this claim holds; false when it no longer does.
+pub async fn renew(db: &Db, run: &ClaimedRun, lease_ms: i64) -> Result<bool> {
+    db.write_count(
+        &Sql::new(
+            "UPDATE runs SET lease_until = ? WHERE id = ? AND status = 'running' AND lease_token = ?",
+        )
+        .arg(now_ms() + lease_ms)
+        .arg(run.id.as_str())
+        .arg(run.token.as_str()),
+    )
+    .await
+    .map(|n| n == 1)
+}
+
 /// Puts a run back in the queue until `at` (a retryable failure), if this claim still holds it.
 pub async fn retry_at(db: &Db, run: &ClaimedRun, steps: &[StepRecord], at: Millis) -> Result<()> {
     db.write_count(

@@ -30,7 +30,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
 /// at once), or the id of a run to claim.
 #[derive(Debug)]
 pub enum Handoff {
-    Claimed(runs::ClaimedRun),
+    /// With when it was handed over: its lease runs from its creation.
+    Claimed(runs::ClaimedRun, std::time::Instant),
     Due(String),
 }
 
@@ -44,9 +45,13 @@ pub struct RunLane {
     pub lease_ms: i64,
     /// Claimed runs handed over and not finished yet.
     claimed: Arc<std::sync::atomic::AtomicUsize>,
-    /// How many the lane's workers run at once.
+    /// How many claimed runs may wait in the lane.
     capacity: usize,
 }
+
+/// Claimed runs that may wait per worker slot of the lane: enough for a burst, few enough that
+/// the wait stays well within a lease.
+const CLAIMED_PER_SLOT: usize = 32;
 
 impl RunLane {
     pub fn new(
@@ -58,13 +63,13 @@ impl RunLane {
             sender,
             lease_ms: lease.as_millis() as i64,
             claimed: Arc::default(),
-            capacity,
+            capacity: capacity.max(1) * CLAIMED_PER_SLOT,
         };
         (lane, receiver)
     }
 
-    /// Whether a run created claimed now would start at once. A claim's lease runs from its
-    /// creation: one waiting behind a full lane could expire and be taken by a sweeper too.
+    /// Whether a run created claimed now would start soon. A claim's lease runs from its
+    /// creation, so only so many may wait; one that waited long renews its lease first.
     pub fn has_room(&self) -> bool {
         self.claimed.load(std::sync::atomic::Ordering::Relaxed) < self.capacity
     }
@@ -74,7 +79,9 @@ impl RunLane {
         for run in claimed {
             self.claimed
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let _ = self.sender.send(Handoff::Claimed(run));
+            let _ = self
+                .sender
+                .send(Handoff::Claimed(run, std::time::Instant::now()));
         }
     }
 }
@@ -117,9 +124,9 @@ pub async fn serve_lane(
         let claimed = lane_handle.claimed.clone();
         tokio::spawn(async move {
             let (run_id, result) = match handoff {
-                Handoff::Claimed(run) => {
+                Handoff::Claimed(run, handed_at) => {
                     let id = run.id.clone();
-                    let result = runner.execute_claimed(run).await;
+                    let result = runner.execute_handed(run, handed_at).await;
                     claimed.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                     (id, result)
                 }
@@ -207,6 +214,21 @@ impl FlowRunner {
             Some(run) => self.execute_claimed(run).await,
             None => Ok(()),
         }
+    }
+
+    /// Executes a run handed over claimed. One that waited a quarter of its lease renews it
+    /// first, and is left alone if another worker took it meanwhile.
+    pub async fn execute_handed(
+        &self,
+        run: runs::ClaimedRun,
+        handed_at: std::time::Instant,
+    ) -> Result<()> {
+        if handed_at.elapsed() > self.lease / 4
+            && !runs::renew(&self.db, &run, self.lease_ms()).await?
+        {
+            return Ok(());
+        }
+        self.execute_claimed(run).await
     }
 
     /// Executes a run this worker holds, from its first unfinished step.

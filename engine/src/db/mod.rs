@@ -72,7 +72,8 @@ const GROUP_LIMIT: usize = 256;
 
 /// Commits the statements sent to [`Db::write_count`] in groups: each takes the statements
 /// waiting when the previous commit ended, in one transaction. A statement that fails fails
-/// alone (its savepoint is rolled back); a transaction that fails fails them all, and none of
+/// alone: the transaction is rolled back and the others are run again without it (failures are
+/// rare: the common path costs nothing extra). A commit that fails fails them all, and none of
 /// them is committed.
 async fn commit_groups(db: Db, mut queue: tokio::sync::mpsc::UnboundedReceiver<Grouped>) {
     while let Some(first) = queue.recv().await {
@@ -83,44 +84,51 @@ async fn commit_groups(db: Db, mut queue: tokio::sync::mpsc::UnboundedReceiver<G
                 Err(_) => break,
             }
         }
-        let mut outcomes = Vec::with_capacity(group.len());
-        let committed = async {
-            let mut tx = db.begin().await?;
-            let single = group.len() == 1;
-            for grouped in &group {
-                if single {
-                    outcomes.push(grouped.sql.execute(&mut tx).await);
-                    continue;
+        while !group.is_empty() {
+            match run_group(&db, &group).await {
+                Ok(counts) => {
+                    for (grouped, count) in group.drain(..).zip(counts) {
+                        let _ = grouped.reply.send(Ok(count));
+                    }
                 }
-                // Each statement in a savepoint: a failing one is undone alone, and when SQLite
-                // gave up the whole transaction (a full disk) the group stops here and fails.
-                Sql::new("SAVEPOINT grouped").execute(&mut tx).await?;
-                let outcome = grouped.sql.execute(&mut tx).await;
-                if outcome.is_err() {
-                    Sql::new("ROLLBACK TO grouped").execute(&mut tx).await?;
+                Err(GroupFailure::Statement(at, error)) => {
+                    let _ = group.remove(at).reply.send(Err(error));
                 }
-                Sql::new("RELEASE grouped").execute(&mut tx).await?;
-                outcomes.push(outcome);
-            }
-            tx.commit().await
-        }
-        .await;
-        match committed {
-            Ok(()) => {
-                for (grouped, outcome) in group.into_iter().zip(outcomes) {
-                    let _ = grouped.reply.send(outcome);
-                }
-            }
-            Err(error) => {
-                let message = error.to_string();
-                for grouped in group {
-                    let _ = grouped.reply.send(Err(Error::Internal(format!(
-                        "group commit failed: {message}"
-                    ))));
+                Err(GroupFailure::Transaction(error)) => {
+                    let message = error.to_string();
+                    for grouped in group.drain(..) {
+                        let _ = grouped.reply.send(Err(Error::Internal(format!(
+                            "group commit failed: {message}"
+                        ))));
+                    }
                 }
             }
         }
     }
+}
+
+enum GroupFailure {
+    /// The statement at this index failed; nothing was committed.
+    Statement(usize, Error),
+    /// The transaction could not begin or commit.
+    Transaction(Error),
+}
+
+async fn run_group(db: &Db, group: &[Grouped]) -> std::result::Result<Vec<u64>, GroupFailure> {
+    let mut tx = db.begin().await.map_err(GroupFailure::Transaction)?;
+    let mut counts = Vec::with_capacity(group.len());
+    for (at, grouped) in group.iter().enumerate() {
+        // Dropping the transaction rolls back what the group did so far.
+        counts.push(
+            grouped
+                .sql
+                .execute(&mut tx)
+                .await
+                .map_err(|e| GroupFailure::Statement(at, e))?,
+        );
+    }
+    tx.commit().await.map_err(GroupFailure::Transaction)?;
+    Ok(counts)
 }
 
 impl Db {
