@@ -15,12 +15,15 @@ use crate::harness::{Client, Server, TestDb, query_texts};
 
 const BASE: &str = "/api/integration/v1";
 
+/// A server that may call loopback targets, with quick retries and short leases (a process
+/// killed in the middle of a poll or a run holds it until its lease ends).
 async fn server_on(db: TestDb) -> Server {
     Server::start_with(
         db,
         &[
             ("TIMIX_ALLOW_PRIVATE_TARGETS", "1"),
             ("TIMIX_FLOW_RETRY_BASE", "100ms"),
+            ("TIMIX_RUN_LEASE", "3s"),
         ],
     )
     .await
