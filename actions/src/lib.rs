@@ -380,7 +380,8 @@ impl Runner {
     }
 }
 
-fn truncate(text: &str, max: usize) -> String {
+/// `text` cut to `max` characters, with an ellipsis when cut.
+pub fn truncate(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         Some((at, _)) => format!("{}…", &text[..at]),
         None => text.to_owned(),
@@ -411,7 +412,8 @@ struct Built {
     body: Option<Value>,
 }
 
-fn text_of(value: &Value) -> String {
+/// A value as text: a string as it is, anything else as JSON.
+pub fn text_of(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
         other => other.to_string(),

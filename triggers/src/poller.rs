@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use timix_actions::Outcome;
+use timix_actions::{Outcome, text_of, truncate};
 use timix_engine::auth::Actor;
 use timix_engine::connections::{self, Resolved};
 use timix_engine::error::Result;
@@ -303,10 +303,10 @@ impl Poller {
         for _ in 0..PAGES_PER_POLL {
             let mut query = fixed.clone();
             if let (Some(spec), Some(value)) = (since_spec, &since) {
-                query.push((text(&spec["param"]), text(value)));
+                query.push((text_of(&spec["param"]), text_of(value)));
             }
             if let (Some(spec), Some(token)) = (next_spec, &next) {
-                query.push((text(&spec["param"]), token.clone()));
+                query.push((text_of(&spec["param"]), token.clone()));
             }
             let reply = self.get(actor, connection, url, &query).await?;
             let path = source["items"].as_str().unwrap_or("items");
@@ -318,9 +318,9 @@ impl Poller {
                 if id.is_null() {
                     continue;
                 }
-                let mut key = text(id);
+                let mut key = text_of(id);
                 if let Some(field) = source["version"].as_str() {
-                    key = format!("{key}@{}", text(dig(record, field)));
+                    key = format!("{key}@{}", text_of(dig(record, field)));
                 }
                 if let Some(spec) = since_spec {
                     let value = dig(record, spec["field"].as_str().unwrap_or_default());
@@ -336,7 +336,7 @@ impl Poller {
             next = next_spec
                 .map(|spec| dig(&reply.body, spec["field"].as_str().unwrap_or_default()))
                 .filter(|v| !v.is_null() && *v != &json!(""))
-                .map(text);
+                .map(text_of);
             if next.is_none() || list.is_empty() {
                 break;
             }
@@ -403,13 +403,6 @@ fn dig<'a>(value: &'a Value, path: &str) -> &'a Value {
     })
 }
 
-fn text(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 /// Whether a cursor value comes after another: numbers (or numeric texts) by value, RFC 3339
 /// instants by time, anything else as text.
 fn later(a: &Value, b: &Value) -> bool {
@@ -424,14 +417,7 @@ fn later(a: &Value, b: &Value) -> bool {
     if let (Some(x), Some(y)) = (instant(a), instant(b)) {
         return x > y;
     }
-    text(a) > text(b)
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text.to_owned(),
-    }
+    text_of(a) > text_of(b)
 }
 
 #[cfg(test)]
