@@ -477,10 +477,14 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
             webhook_retry_schedule = ?settings.webhook_retry_schedule,
             "listening on {address}"
         );
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("server failed")?;
+        // The address of each connection, for login throttling.
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server failed")?;
         if let Err(error) = state.usage.flush(&db).await {
             tracing::warn!(%error, "Could not save the last request counts.");
         }

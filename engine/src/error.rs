@@ -57,6 +57,12 @@ pub enum Error {
     /// A sync cursor older than the tombstone retention window.
     #[error("{0}")]
     SyncWindowExpired(String),
+    /// Too many attempts (failed logins): wait `retry_after_secs`.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]

@@ -39,6 +39,7 @@ pub mod time;
 pub mod time_entries;
 pub mod timesheets;
 pub mod usage;
+pub mod web_sessions;
 pub mod webhooks;
 
 pub use db::{Backend, Db};

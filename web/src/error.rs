@@ -105,6 +105,16 @@ impl From<Error> for ApiError {
                 "idempotency_key_reused",
                 "this Idempotency-Key was already used with a different request; use a new key",
             ),
+            Error::RateLimited {
+                message,
+                retry_after_secs,
+            } => {
+                let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+                if let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+                    e.headers.push((header::RETRY_AFTER, value));
+                }
+                e
+            }
             Error::SyncWindowExpired(message) => {
                 Self::new(StatusCode::GONE, "sync_window_expired", message)
             }

@@ -35,7 +35,8 @@ impl InProcess {
         }
     }
 
-    async fn send(&self, actor: Actor, call: ApiCall) -> Reply {
+    /// One call to the API as `actor`.
+    pub async fn request(&self, actor: Actor, call: ApiCall) -> Reply {
         let method = Method::from_bytes(call.method.as_bytes()).unwrap_or(Method::GET);
         let mut request = Request::builder()
             .method(method)
@@ -94,6 +95,6 @@ impl Instance for InProcess {
         actor: Actor,
         call: ApiCall,
     ) -> Pin<Box<dyn Future<Output = Reply> + Send + '_>> {
-        Box::pin(self.send(actor, call))
+        Box::pin(self.request(actor, call))
     }
 }

@@ -9,6 +9,7 @@ pub mod openapi;
 pub mod request_id;
 pub mod response;
 pub mod routes;
+pub mod ui;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -124,6 +125,7 @@ pub(crate) fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 
 /// The whole application.
 pub fn app(state: AppState) -> Router {
+    let ui_state = state.clone();
     let (api, document) = api_router();
     let api = if state.gate.limits {
         api.layer(middleware::from_fn(gate::etags))
@@ -137,6 +139,8 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
         .merge(SwaggerUi::new("/docs").url(format!("{BASE}/openapi.json"), document))
         .layer(middleware::map_response(envelope_for_bare_errors))
+        // After the envelope layer: the UI's pages answer in HTML, errors included.
+        .merge(ui::router(ui_state))
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn(request_id::layer))

@@ -253,6 +253,63 @@ pub fn camel(key: &str) -> String {
     out
 }
 
+/// The files as a ZIP archive (stored, not compressed: the apps are a few hundred kilobytes of
+/// text), for a download.
+pub fn zip(files: &BTreeMap<String, String>) -> Vec<u8> {
+    fn u16le(out: &mut Vec<u8>, v: u16) {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u32le(out: &mut Vec<u8>, v: u32) {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    // 1980-01-01 00:00 in DOS time: archives of the same files are byte-identical.
+    const DOS_DATE: u16 = (1 << 5) | 1;
+    let mut out = Vec::new();
+    let mut central = Vec::new();
+    for (name, text) in files {
+        let (name, data) = (name.as_bytes(), text.as_bytes());
+        let crc = crc32fast::hash(data);
+        let offset = out.len() as u32;
+        u32le(&mut out, 0x0403_4b50);
+        for v in [20, 0x0800, 0, 0, DOS_DATE] {
+            u16le(&mut out, v); // version, flags (UTF-8 names), stored, time, date
+        }
+        u32le(&mut out, crc);
+        u32le(&mut out, data.len() as u32);
+        u32le(&mut out, data.len() as u32);
+        u16le(&mut out, name.len() as u16);
+        u16le(&mut out, 0);
+        out.extend_from_slice(name);
+        out.extend_from_slice(data);
+
+        u32le(&mut central, 0x0201_4b50);
+        for v in [20, 20, 0x0800, 0, 0, DOS_DATE] {
+            u16le(&mut central, v);
+        }
+        u32le(&mut central, crc);
+        u32le(&mut central, data.len() as u32);
+        u32le(&mut central, data.len() as u32);
+        u16le(&mut central, name.len() as u16);
+        for _ in 0..4 {
+            u16le(&mut central, 0); // extra, comment, disk, internal attributes
+        }
+        u32le(&mut central, 0o100644 << 16);
+        u32le(&mut central, offset);
+        central.extend_from_slice(name);
+    }
+    let central_offset = out.len() as u32;
+    let count = files.len() as u16;
+    out.extend_from_slice(&central);
+    u32le(&mut out, 0x0605_4b50);
+    for v in [0, 0, count, count] {
+        u16le(&mut out, v);
+    }
+    u32le(&mut out, central.len() as u32);
+    u32le(&mut out, central_offset);
+    u16le(&mut out, 0);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -426,10 +426,18 @@ pub fn source(manifests: &Manifests, version: &str) -> Result<String, ExportErro
     Ok(out)
 }
 
-pub fn write(manifests: &Manifests, version: &str, out: &Path) -> Result<(), ExportError> {
+/// The connector's one file, by name.
+pub fn files(
+    manifests: &Manifests,
+    version: &str,
+) -> Result<BTreeMap<String, String>, ExportError> {
     let mut files = BTreeMap::new();
     files.insert("connector.rb".to_owned(), source(manifests, version)?);
-    super::write_files(out, &files)
+    Ok(files)
+}
+
+pub fn write(manifests: &Manifests, version: &str, out: &Path) -> Result<(), ExportError> {
+    super::write_files(out, &files(manifests, version)?)
 }
 
 #[cfg(test)]

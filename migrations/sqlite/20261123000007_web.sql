@@ -1,0 +1,33 @@
+-- The web UI: browser sessions, invitations of new users, and failed logins (for throttling).
+
+CREATE TABLE web_sessions (
+    -- SHA-256 of the cookie's value: a copy of the database opens no session.
+    id_hash         TEXT PRIMARY KEY,
+    org_id          TEXT NOT NULL REFERENCES organizations (id),
+    user_id         TEXT NOT NULL REFERENCES org_users (id),
+    -- The token every form of this session carries.
+    csrf_token      TEXT NOT NULL,
+    created_at      INTEGER NOT NULL,
+    last_seen_at    INTEGER NOT NULL,
+    expires_at      INTEGER NOT NULL
+);
+CREATE INDEX web_sessions_user ON web_sessions (user_id);
+CREATE INDEX web_sessions_expires ON web_sessions (expires_at);
+
+CREATE TABLE web_invites (
+    token_hash      TEXT PRIMARY KEY,
+    org_id          TEXT NOT NULL REFERENCES organizations (id),
+    user_id         TEXT NOT NULL REFERENCES org_users (id),
+    created_by      TEXT NOT NULL,
+    created_at      INTEGER NOT NULL,
+    expires_at      INTEGER NOT NULL,
+    accepted_at     INTEGER
+);
+CREATE INDEX web_invites_user ON web_invites (user_id);
+
+-- One row per failed login, by the address it came from and by the e-mail it named.
+CREATE TABLE login_failures (
+    subject         TEXT NOT NULL,
+    at              INTEGER NOT NULL
+);
+CREATE INDEX login_failures_subject ON login_failures (subject, at);

@@ -1,0 +1,217 @@
+//! The web UI at `/`: server-rendered pages (handlebars) where ops staff manage connections,
+//! flows, runs, API keys, webhooks and users. Every page reads and writes through this
+//! instance's own API, in-process, as the logged-in user: roles, validation and events are
+//! exactly the API's, and a refusal names the same field it would over HTTP.
+//!
+//! Pages are plain HTML forms that work without JavaScript; `assets/app.js` adds copying,
+//! inserting template variables and refreshing the flow builder when an action is picked.
+
+mod api;
+mod assets;
+mod pages;
+mod session;
+mod views;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde_json::Value;
+
+use crate::AppState;
+use crate::instance::InProcess;
+pub use api::ApiFailure;
+pub use session::Viewer;
+
+/// What the UI's handlers share.
+pub struct Ui {
+    pub app: AppState,
+    api: InProcess,
+    views: views::Views,
+}
+
+pub type Shared = Arc<Ui>;
+
+/// The UI's routes; merged beside the API in [`crate::app`].
+pub fn router(app: AppState) -> Router {
+    let ui = Arc::new(Ui {
+        api: InProcess::new(app.clone()),
+        views: views::Views::new(),
+        app,
+    });
+    use pages::{apps, connections, dashboard, flows, keys, runs, users, webhooks};
+    Router::new()
+        .route("/", get(dashboard::show))
+        .route("/login", get(session::login_form).post(session::log_in))
+        .route("/logout", post(session::log_out))
+        .route(
+            "/invite/{token}",
+            get(session::invite_form).post(session::accept_invite),
+        )
+        .route(
+            "/connections",
+            get(connections::list).post(connections::create),
+        )
+        .route("/connections/{id}", get(connections::show))
+        .route("/connections/{id}/{op}", post(connections::act))
+        .route("/flows", get(flows::list))
+        .route("/flows/new", get(flows::new_form).post(flows::save_new))
+        .route("/flows/{id}", get(flows::edit_form).post(flows::save))
+        .route("/flows/{id}/{op}", post(flows::act))
+        .route("/runs", get(runs::list))
+        .route("/runs/{id}", get(runs::show))
+        .route("/runs/{id}/replay", post(runs::replay))
+        .route("/keys", get(keys::list).post(keys::create))
+        .route("/keys/{id}/revoke", post(keys::revoke))
+        .route("/webhooks", get(webhooks::list).post(webhooks::create))
+        .route("/webhooks/{id}", get(webhooks::show))
+        .route("/webhooks/{id}/{op}", post(webhooks::act))
+        .route(
+            "/webhooks/{id}/deliveries/{delivery}/retry",
+            post(webhooks::retry),
+        )
+        .route("/users", get(users::list).post(users::invite))
+        .route("/users/{id}/invite", post(users::invite_again))
+        .route("/apps", get(apps::list))
+        .route("/apps/{file}", get(apps::download))
+        .route("/assets/{file}", get(assets::serve))
+        .with_state(ui)
+        .layer(middleware::from_fn(security_headers))
+}
+
+/// Pages may load only this origin's scripts and styles, are never framed, and leak no URL
+/// (invitation links, run ids) to other sites.
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    let fixed = [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+             form-action 'self' https: http:; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "same-origin"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+    ];
+    for (name, value) in fixed {
+        headers
+            .entry(name)
+            .or_insert(HeaderValue::from_static(value));
+    }
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// Why a page could not be shown.
+#[derive(Debug)]
+pub enum UiError {
+    /// Not logged in: go to the login page, then back to `next`.
+    Login { next: String },
+    /// A page of its own: 403, 404, 400…
+    Page {
+        status: StatusCode,
+        title: String,
+        message: String,
+    },
+}
+
+impl UiError {
+    pub fn not_found(what: &str) -> Self {
+        Self::Page {
+            status: StatusCode::NOT_FOUND,
+            title: "Not found".into(),
+            message: format!("There is no such {what}, or it is not in your organization."),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::Page {
+            status: StatusCode::BAD_REQUEST,
+            title: "Something is wrong with this request".into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ApiFailure> for UiError {
+    fn from(failure: ApiFailure) -> Self {
+        let (status, title) = match failure.status {
+            401 => return UiError::Login { next: "/".into() },
+            403 => (StatusCode::FORBIDDEN, "Not allowed"),
+            404 => (StatusCode::NOT_FOUND, "Not found"),
+            429 => (StatusCode::TOO_MANY_REQUESTS, "Too many requests"),
+            s if s >= 500 => (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong"),
+            _ => (StatusCode::BAD_REQUEST, "Refused"),
+        };
+        UiError::Page {
+            status,
+            title: title.into(),
+            message: failure.message,
+        }
+    }
+}
+
+impl From<timix_engine::Error> for UiError {
+    fn from(error: timix_engine::Error) -> Self {
+        ApiFailure::from_engine(error).into()
+    }
+}
+
+impl IntoResponse for UiError {
+    fn into_response(self) -> Response {
+        match self {
+            UiError::Login { next } => {
+                let next =
+                    serde_urlencoded::to_string([("next", next.as_str())]).unwrap_or_default();
+                Redirect::to(&format!("/login?{next}")).into_response()
+            }
+            UiError::Page {
+                status,
+                title,
+                message,
+            } => (status, Html(views::error_page(&title, &message))).into_response(),
+        }
+    }
+}
+
+pub type UiResult<T = Response> = Result<T, UiError>;
+
+impl Ui {
+    /// Renders a page inside the layout, for the viewer.
+    pub fn page(&self, viewer: &Viewer, template: &str, mut context: Value) -> Response {
+        if let Value::Object(map) = &mut context {
+            map.insert("viewer".into(), viewer.context());
+            map.insert("csrf".into(), Value::String(viewer.csrf.clone()));
+            if let Some(notice) = &viewer.notice {
+                map.insert("notice".into(), Value::String(notice.clone()));
+            }
+        }
+        let mut response = self.views.render(template, &context).into_response();
+        if viewer.notice.is_some() {
+            response
+                .headers_mut()
+                .append(header::SET_COOKIE, session::clear_notice_cookie());
+        }
+        response
+    }
+
+    /// Renders a page with a status other than 200 (a form shown again with its errors).
+    pub fn page_with_status(
+        &self,
+        status: StatusCode,
+        viewer: &Viewer,
+        template: &str,
+        context: Value,
+    ) -> Response {
+        let mut response = self.page(viewer, template, context);
+        *response.status_mut() = status;
+        response
+    }
+}

@@ -1,0 +1,722 @@
+//! `/flows`: the list, and the builder. The builder is one form whose fields are named by the
+//! API's own paths (`trigger.schedule`, `steps[0].input.name`), so a refusal's field errors land
+//! on the field that caused them. Each step's fields come from its action's JSON Schema; the
+//! trigger's sample and earlier steps' samples give the variables a field can use.
+//!
+//! Adding, removing or changing a step re-renders the form from what was typed (`op`), so the
+//! builder works without JavaScript; the script only sends the form when an action is picked
+//! and inserts variables where the cursor is.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Form, Path, State};
+use axum::http::StatusCode;
+use serde_json::{Map, Value, json};
+use timix_connectors::apps;
+use timix_engine::manifest::Manifests;
+
+use super::checked_id;
+use crate::ui::session::{Fields, redirect_with_notice};
+use crate::ui::{Shared, UiError, UiResult, Viewer};
+
+/// Variables listed per sample, at most.
+const MAX_VARIABLES: usize = 40;
+
+pub async fn list(State(ui): State<Shared>, viewer: Viewer) -> UiResult {
+    let flows = ui.items(&viewer, "/flows?limit=200&sort=name").await?;
+    let flows: Vec<Value> = flows
+        .into_iter()
+        .map(|mut f| {
+            f["triggerSummary"] = json!(trigger_summary(&ui.app.manifests, &f["trigger"]));
+            f
+        })
+        .collect();
+    Ok(ui.page(&viewer, "flows", json!({"nav": "flows", "flows": flows})))
+}
+
+fn trigger_summary(manifests: &Manifests, trigger: &Value) -> String {
+    match trigger["type"].as_str() {
+        Some("event") => {
+            let event = trigger["event"].as_str().unwrap_or_default();
+            manifests
+                .triggers
+                .values()
+                .find(|t| t.event == event)
+                .map_or_else(|| format!("Event {event}"), |t| t.label.clone())
+        }
+        Some("webhook") => "Inbound webhook".into(),
+        Some("schedule") => format!("Schedule {}", trigger["schedule"].as_str().unwrap_or("")),
+        Some("poll") => format!(
+            "Poll {} ({})",
+            trigger["source"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| trigger["source"]["url"]
+                    .as_str()
+                    .unwrap_or("HTTP")
+                    .to_owned()),
+            trigger["schedule"].as_str().unwrap_or("")
+        ),
+        _ => "—".into(),
+    }
+}
+
+/// A flow as the form holds it: every value as text.
+#[derive(Debug, Default, Clone)]
+struct Draft {
+    name: String,
+    /// `event:<type>`, `webhook`, `schedule` or `poll`.
+    trigger: String,
+    secret: String,
+    schedule: String,
+    connection_id: String,
+    source: String,
+    filters: String,
+    steps: Vec<StepDraft>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct StepDraft {
+    key: String,
+    action: String,
+    connection_id: String,
+    input: BTreeMap<String, String>,
+}
+
+/// A value of a flow as the text a field shows: strings as they are, the rest as JSON.
+fn as_text(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl Draft {
+    fn from_flow(flow: &Value) -> Self {
+        let trigger = &flow["trigger"];
+        let kind = trigger["type"].as_str().unwrap_or("event");
+        let filters = match &trigger["filters"] {
+            Value::Object(map) if !map.is_empty() => {
+                serde_json::to_string_pretty(&trigger["filters"]).unwrap_or_default()
+            }
+            _ => String::new(),
+        };
+        Draft {
+            name: as_text(&flow["name"]),
+            trigger: match kind {
+                "event" => format!("event:{}", as_text(&trigger["event"])),
+                other => other.to_owned(),
+            },
+            secret: String::new(),
+            schedule: as_text(&trigger["schedule"]),
+            connection_id: as_text(&trigger["connectionId"]),
+            source: as_text(&trigger["source"]),
+            filters,
+            steps: flow["steps"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| StepDraft {
+                    key: as_text(&s["key"]),
+                    action: as_text(&s["action"]),
+                    connection_id: as_text(&s["connectionId"]),
+                    input: s["input"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(k, v)| (k.clone(), as_text(v)))
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    fn from_fields(fields: &Fields) -> Self {
+        let mut draft = Draft::default();
+        let mut steps: BTreeMap<usize, StepDraft> = BTreeMap::new();
+        for (name, value) in &fields.0 {
+            let trimmed = value.trim().to_owned();
+            match name.as_str() {
+                "name" => draft.name = trimmed,
+                "trigger" => draft.trigger = trimmed,
+                "trigger.secret" => draft.secret = trimmed,
+                "trigger.schedule" => draft.schedule = trimmed,
+                "trigger.connectionId" => draft.connection_id = trimmed,
+                "trigger.source" => draft.source = trimmed,
+                "trigger.filters" => draft.filters = trimmed,
+                _ => {
+                    let Some((index, rest)) = step_field(name) else {
+                        continue;
+                    };
+                    let step = steps.entry(index).or_default();
+                    match rest {
+                        "key" => step.key = trimmed,
+                        "action" => step.action = trimmed,
+                        "connectionId" => step.connection_id = trimmed,
+                        _ => {
+                            if let Some(input) = rest.strip_prefix("input.") {
+                                // Inputs keep their spaces: a template may mean them.
+                                step.input.insert(input.to_owned(), value.clone());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        draft.steps = steps.into_values().collect();
+        draft
+    }
+
+    /// The body the API takes; `Err` with field errors this form can tell before sending.
+    fn to_flow(&self, manifests: &Manifests) -> Result<Value, BTreeMap<String, String>> {
+        let mut errors = BTreeMap::new();
+        let trigger = match self.trigger.as_str() {
+            "webhook" => {
+                let mut t = json!({"type": "webhook"});
+                if !self.secret.is_empty() {
+                    t["secret"] = json!(self.secret);
+                }
+                t
+            }
+            "schedule" => json!({"type": "schedule", "schedule": self.schedule}),
+            "poll" => {
+                // An HTTP source is JSON; a trigger manifest key is text.
+                let source = serde_json::from_str::<Value>(&self.source)
+                    .ok()
+                    .filter(Value::is_object)
+                    .unwrap_or_else(|| json!(self.source));
+                json!({"type": "poll", "connectionId": self.connection_id, "source": source, "schedule": self.schedule})
+            }
+            other => {
+                let event = other.strip_prefix("event:").unwrap_or_default();
+                let mut t = json!({"type": "event", "event": event});
+                if !self.filters.is_empty() {
+                    match serde_json::from_str::<Value>(&self.filters) {
+                        Ok(filters @ Value::Object(_)) => t["filters"] = filters,
+                        _ => {
+                            errors.insert(
+                                "trigger.filters".to_owned(),
+                                "write the filters as a JSON object: {\"currency\": \"EUR\"}"
+                                    .to_owned(),
+                            );
+                        }
+                    }
+                }
+                t
+            }
+        };
+        let steps: Vec<Value> = self
+            .steps
+            .iter()
+            .map(|step| {
+                let schema_fields = manifests
+                    .actions
+                    .get(&step.action)
+                    .map(|m| apps::fields(&m.input))
+                    .unwrap_or_default();
+                let mut input = Map::new();
+                for (key, text) in &step.input {
+                    if text.trim().is_empty() {
+                        continue;
+                    }
+                    let kind = schema_fields
+                        .iter()
+                        .find(|f| &f.key == key)
+                        .map_or("string", |f| f.kind);
+                    input.insert(key.clone(), typed(kind, text));
+                }
+                let mut s = json!({"key": step.key, "action": step.action, "input": input});
+                if !step.connection_id.is_empty() {
+                    s["connectionId"] = json!(step.connection_id);
+                }
+                s
+            })
+            .collect();
+        if errors.is_empty() {
+            Ok(json!({"name": self.name, "trigger": trigger, "steps": steps}))
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// A field's text as the value the flow stores: texts stay texts (templates included); a
+/// number, flag, list or object typed as JSON becomes that value, and a template stays a text
+/// the engine renders and converts at run time.
+fn typed(kind: &str, text: &str) -> Value {
+    if matches!(kind, "string" | "datetime") {
+        return json!(text);
+    }
+    match serde_json::from_str::<Value>(text.trim()) {
+        Ok(value) if !value.is_string() => value,
+        _ => json!(text),
+    }
+}
+
+/// `steps[3].input.name` → `(3, "input.name")`.
+fn step_field(name: &str) -> Option<(usize, &str)> {
+    let rest = name.strip_prefix("steps[")?;
+    let (index, rest) = rest.split_once("].")?;
+    Some((index.parse().ok()?, rest))
+}
+
+/// `create_project` → `project`, unique among the keys taken.
+fn default_key(action: &str, taken: &[String]) -> String {
+    let base = action
+        .strip_prefix("create_")
+        .or_else(|| action.strip_prefix("update_"))
+        .or_else(|| action.strip_prefix("find_"))
+        .unwrap_or(action)
+        .to_owned();
+    let base = if base.is_empty() { "step".into() } else { base };
+    let mut key = base.clone();
+    let mut n = 2;
+    while taken.contains(&key) {
+        key = format!("{base}{n}");
+        n += 1;
+    }
+    key
+}
+
+/// `trigger.name`, `trigger.address.city`… of a sample, one level of nesting deep.
+fn variables(prefix: &str, sample: &Value) -> Vec<Value> {
+    let mut out = Vec::new();
+    if let Value::Object(map) = sample {
+        for (key, value) in map {
+            match value {
+                Value::Object(inner) => {
+                    for (k, v) in inner {
+                        out.push(
+                            json!({"path": format!("{prefix}.{key}.{k}"), "sample": short(v)}),
+                        );
+                    }
+                }
+                other => {
+                    out.push(json!({"path": format!("{prefix}.{key}"), "sample": short(other)}))
+                }
+            }
+        }
+    }
+    out.truncate(MAX_VARIABLES);
+    out
+}
+
+fn short(value: &Value) -> String {
+    let text = as_text(value);
+    if text.chars().count() > 40 {
+        format!("{}…", text.chars().take(39).collect::<String>())
+    } else {
+        text
+    }
+}
+
+/// What the builder page needs around the draft.
+struct Builder<'a> {
+    ui: &'a Shared,
+    viewer: &'a Viewer,
+    connections: Vec<Value>,
+}
+
+impl Builder<'_> {
+    async fn load<'a>(ui: &'a Shared, viewer: &'a Viewer) -> UiResult<Builder<'a>> {
+        let connections = ui.items(viewer, "/connections?limit=200").await?;
+        Ok(Builder {
+            ui,
+            viewer,
+            connections,
+        })
+    }
+
+    fn connection_options(&self, selected: &str) -> Vec<Value> {
+        self.connections
+            .iter()
+            .map(|c| json!({"id": c["id"], "name": c["name"], "type": c["type"], "selected": c["id"].as_str() == Some(selected)}))
+            .collect()
+    }
+
+    fn render(
+        &self,
+        status: StatusCode,
+        flow: Option<&Value>,
+        draft: &Draft,
+        errors: &BTreeMap<String, String>,
+        summary: Option<String>,
+    ) -> UiResult {
+        let manifests = &self.ui.app.manifests;
+        let mut trigger_options: Vec<Value> = manifests
+            .triggers
+            .values()
+            .filter(|t| !t.event.is_empty())
+            .map(|t| {
+                let value = format!("event:{}", t.event);
+                json!({"value": value, "label": t.label, "selected": draft.trigger == value})
+            })
+            .collect();
+        // A flow following an event no manifest names keeps it.
+        if draft.trigger.starts_with("event:")
+            && !trigger_options
+                .iter()
+                .any(|o| o["value"].as_str() == Some(draft.trigger.as_str()))
+        {
+            trigger_options.push(json!({"value": draft.trigger, "label": draft.trigger.trim_start_matches("event:"), "selected": true}));
+        }
+        let other_triggers: Vec<Value> = [
+            ("webhook", "Inbound webhook (any JSON POSTed to the flow's URL)"),
+            ("schedule", "Schedule (cron)"),
+            ("poll", "Poll a source through a connection"),
+        ]
+        .iter()
+        .map(|(value, label)| json!({"value": value, "label": label, "selected": draft.trigger == *value}))
+        .collect();
+        let trigger_sample = match draft.trigger.as_str() {
+            "schedule" => json!({"firedAt": "2026-11-23T09:00:00.000Z"}),
+            "webhook" => Value::Null,
+            "poll" => manifests
+                .triggers
+                .get(&draft.source)
+                .map_or(Value::Null, |t| t.sample.clone()),
+            other => {
+                let event = other.strip_prefix("event:").unwrap_or_default();
+                manifests
+                    .triggers
+                    .values()
+                    .find(|t| t.event == event)
+                    .map_or(Value::Null, |t| t.sample.clone())
+            }
+        };
+        let mut available = variables("trigger", &trigger_sample);
+        let mut steps = Vec::new();
+        for (index, step) in draft.steps.iter().enumerate() {
+            let manifest = manifests.actions.get(&step.action);
+            let fields: Vec<Value> = manifest
+                .map(|m| apps::fields(&m.input))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|f| {
+                    let name = format!("steps[{index}].input.{}", f.key);
+                    json!({
+                        "name": name,
+                        "id": format!("s{index}-{}", f.key),
+                        "label": f.label,
+                        "help": f.help,
+                        "required": f.required,
+                        "kind": f.kind,
+                        "multiline": matches!(f.kind, "object" | "array" | "json") || f.key == "notes" || f.key == "body" || f.key == "description",
+                        "choices": f.choices,
+                        "lookup": f.lookup,
+                        "value": step.input.get(&f.key).cloned().unwrap_or_default(),
+                        "error": errors.get(&name),
+                    })
+                })
+                .collect();
+            let action_options: Vec<Value> = manifests
+                .actions
+                .values()
+                .map(
+                    |m| json!({"value": m.key, "label": m.label, "selected": m.key == step.action}),
+                )
+                .collect();
+            let prefix = format!("steps[{index}]");
+            steps.push(json!({
+                "index": index,
+                "number": index + 1,
+                "key": step.key,
+                "action": step.action,
+                "actionOptions": action_options,
+                "connectionOptions": self.connection_options(&step.connection_id),
+                "manifest": manifest.map(|m| json!({"label": m.label, "description": m.description})),
+                "fields": fields,
+                "variables": available.clone(),
+                "keyError": errors.get(&format!("{prefix}.key")),
+                "actionError": errors.get(&format!("{prefix}.action")),
+                "connectionError": errors.get(&format!("{prefix}.connectionId")),
+                "inputError": errors.get(&format!("{prefix}.input")),
+                "error": errors.get(&prefix),
+            }));
+            if let Some(m) = manifest {
+                available.extend(variables(&format!("steps.{}", step.key), &m.sample));
+            }
+        }
+        // Errors that no field of the form shows go in the summary.
+        let shown = |path: &str| {
+            matches!(
+                path,
+                "name"
+                    | "trigger.schedule"
+                    | "trigger.secret"
+                    | "trigger.connectionId"
+                    | "trigger.source"
+                    | "trigger.filters"
+                    | "trigger.event"
+            ) || step_field(path).is_some_and(|(i, _)| i < draft.steps.len())
+                || path.starts_with("steps[") && path.ends_with(']')
+        };
+        let other_errors: Vec<String> = errors
+            .iter()
+            .filter(|(path, _)| !shown(path))
+            .map(|(path, message)| format!("{path}: {message}"))
+            .collect();
+        let sources: Vec<Value> = manifests
+            .triggers
+            .values()
+            .map(|t| json!({"value": t.key, "label": t.label, "selected": t.key == draft.source}))
+            .collect();
+        let trigger_kind = draft.trigger.split(':').next().unwrap_or("event");
+        let mut is = Map::new();
+        is.insert(trigger_kind.to_owned(), Value::Bool(true));
+        let context = json!({
+            "nav": "flows",
+            "flow": flow,
+            "isNew": flow.is_none(),
+            "action": flow.and_then(|f| f["id"].as_str()).map_or("/flows/new".to_owned(), |id| format!("/flows/{id}")),
+            "draft": {
+                "name": draft.name,
+                "secret": draft.secret,
+                "schedule": draft.schedule,
+                "source": draft.source,
+                "filters": draft.filters,
+            },
+            "triggerOptions": trigger_options,
+            "otherTriggers": other_triggers,
+            "is": is,
+            "pollConnections": self.connection_options(&draft.connection_id),
+            "sources": sources,
+            "sourceIsHttp": draft.source.trim_start().starts_with('{'),
+            "triggerVariables": variables("trigger", &trigger_sample),
+            "hasTriggerSample": !trigger_sample.is_null(),
+            "steps": steps,
+            "errors": errors,
+            "otherErrors": other_errors,
+            "error": summary,
+            "canManage": self.viewer.can(timix_engine::auth::Permission::ManageFlows),
+        });
+        Ok(self
+            .ui
+            .page_with_status(status, self.viewer, "flow", context))
+    }
+}
+
+pub async fn new_form(State(ui): State<Shared>, viewer: Viewer) -> UiResult {
+    let builder = Builder::load(&ui, &viewer).await?;
+    let draft = Draft {
+        trigger: "event:customer.created".into(),
+        steps: vec![StepDraft::default()],
+        ..Draft::default()
+    };
+    builder.render(StatusCode::OK, None, &draft, &BTreeMap::new(), None)
+}
+
+pub async fn edit_form(
+    State(ui): State<Shared>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> UiResult {
+    let id = checked_id(&id, "flow")?;
+    let flow = ui.get(&viewer, &format!("/flows/{id}")).await?;
+    let builder = Builder::load(&ui, &viewer).await?;
+    builder.render(
+        StatusCode::OK,
+        Some(&flow),
+        &Draft::from_flow(&flow),
+        &BTreeMap::new(),
+        None,
+    )
+}
+
+pub async fn save_new(
+    State(ui): State<Shared>,
+    viewer: Viewer,
+    Form(fields): Form<Fields>,
+) -> UiResult {
+    viewer.check(&fields)?;
+    submit(&ui, &viewer, None, &fields).await
+}
+
+pub async fn save(
+    State(ui): State<Shared>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Form(fields): Form<Fields>,
+) -> UiResult {
+    viewer.check(&fields)?;
+    let id = checked_id(&id, "flow")?;
+    let flow = ui.get(&viewer, &format!("/flows/{id}")).await?;
+    submit(&ui, &viewer, Some(flow), &fields).await
+}
+
+/// The builder's buttons: `save`, `add_step`, `remove_step:N`, `refresh`.
+async fn submit(ui: &Shared, viewer: &Viewer, flow: Option<Value>, fields: &Fields) -> UiResult {
+    let mut draft = Draft::from_fields(fields);
+    let op = fields.get("op").unwrap_or("save");
+    let builder = Builder::load(ui, viewer).await?;
+    let no_errors = BTreeMap::new();
+    // New steps and steps whose action was picked get a key from the action.
+    let fill_keys = |draft: &mut Draft| {
+        for i in 0..draft.steps.len() {
+            if draft.steps[i].key.is_empty() && !draft.steps[i].action.is_empty() {
+                let taken: Vec<String> = draft.steps.iter().map(|s| s.key.clone()).collect();
+                draft.steps[i].key = default_key(&draft.steps[i].action, &taken);
+            }
+        }
+    };
+    match op {
+        "add_step" => {
+            draft.steps.push(StepDraft::default());
+            return builder.render(StatusCode::OK, flow.as_ref(), &draft, &no_errors, None);
+        }
+        "refresh" => {
+            fill_keys(&mut draft);
+            return builder.render(StatusCode::OK, flow.as_ref(), &draft, &no_errors, None);
+        }
+        _ => {}
+    }
+    if let Some(index) = op.strip_prefix("remove_step:") {
+        if let Ok(index) = index.parse::<usize>()
+            && index < draft.steps.len()
+        {
+            draft.steps.remove(index);
+        }
+        return builder.render(StatusCode::OK, flow.as_ref(), &draft, &no_errors, None);
+    }
+    if op != "save" {
+        return Err(UiError::bad_request(format!("unknown button {op}")));
+    }
+    fill_keys(&mut draft);
+    let body = match draft.to_flow(&ui.app.manifests) {
+        Ok(body) => body,
+        Err(errors) => {
+            let summary = Some("Some fields need attention.".to_owned());
+            return builder.render(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                flow.as_ref(),
+                &draft,
+                &errors,
+                summary,
+            );
+        }
+    };
+    let saved = match &flow {
+        None => ui.post(viewer, "/flows", body).await,
+        Some(existing) => {
+            let id = existing["id"].as_str().unwrap_or_default();
+            ui.call(viewer, "PATCH", &format!("/flows/{id}"), Some(body))
+                .await
+                .map(|r| r.0)
+        }
+    };
+    match saved {
+        Ok(saved) => {
+            let id = saved["id"].as_str().unwrap_or_default();
+            let notice = if flow.is_none() {
+                "Flow created. It is enabled: its trigger starts runs from now on."
+            } else {
+                "Flow saved."
+            };
+            Ok(redirect_with_notice(&format!("/flows/{id}"), notice))
+        }
+        Err(failure) => builder.render(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            flow.as_ref(),
+            &draft,
+            &failure.fields,
+            Some(failure.summary()),
+        ),
+    }
+}
+
+/// `enable`, `disable`, `test` (a run on the trigger's sample, then its page) and `delete`.
+pub async fn act(
+    State(ui): State<Shared>,
+    viewer: Viewer,
+    Path((id, op)): Path<(String, String)>,
+    Form(fields): Form<Fields>,
+) -> UiResult {
+    viewer.check(&fields)?;
+    let id = checked_id(&id, "flow")?;
+    let path = format!("/flows/{id}");
+    match op.as_str() {
+        "enable" | "disable" => {
+            ui.post(&viewer, &format!("{path}/{op}"), json!({})).await?;
+            let notice = if op == "enable" {
+                "Flow enabled: its trigger starts runs from now on."
+            } else {
+                "Flow disabled: nothing starts it until it is enabled again."
+            };
+            Ok(redirect_with_notice(&path, notice))
+        }
+        "test" => {
+            let run = ui.post(&viewer, &format!("{path}/test"), json!({})).await?;
+            let run_id = run["id"]
+                .as_str()
+                .or_else(|| run["runId"].as_str())
+                .unwrap_or_default();
+            Ok(redirect_with_notice(
+                &format!("/runs/{run_id}"),
+                "Test run started with the trigger's sample record.",
+            ))
+        }
+        "delete" => {
+            ui.delete(&viewer, &path).await?;
+            Ok(redirect_with_notice("/flows", "The flow is deleted."))
+        }
+        _ => Err(UiError::not_found("action")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_fields_parse_their_index_and_path() {
+        assert_eq!(step_field("steps[12].input.name"), Some((12, "input.name")));
+        assert_eq!(step_field("steps[x].key"), None);
+        assert_eq!(step_field("name"), None);
+    }
+
+    #[test]
+    fn typed_values_keep_templates_as_text() {
+        assert_eq!(typed("integer", "7"), json!(7));
+        assert_eq!(typed("integer", "{{trigger.n}}"), json!("{{trigger.n}}"));
+        assert_eq!(typed("string", "7"), json!("7"));
+        assert_eq!(typed("object", "{\"a\": 1}"), json!({"a": 1}));
+    }
+
+    #[test]
+    fn default_keys_are_unique() {
+        let taken = vec!["project".to_owned()];
+        assert_eq!(default_key("create_project", &taken), "project2");
+        assert_eq!(default_key("http_request", &[]), "http_request");
+    }
+
+    #[test]
+    fn a_form_round_trips_to_a_flow() {
+        let fields = Fields(vec![
+            ("name".into(), "Onboarding".into()),
+            ("trigger".into(), "event:customer.created".into()),
+            ("steps[0].key".into(), "project".into()),
+            ("steps[0].action".into(), "create_project".into()),
+            ("steps[0].input.customerId".into(), "{{trigger.id}}".into()),
+            (
+                "steps[0].input.name".into(),
+                "{{trigger.name}} onboarding".into(),
+            ),
+            ("steps[0].input.notes".into(), "".into()),
+        ]);
+        let manifests = Manifests::built_in().expect("built-in manifests");
+        let flow = Draft::from_fields(&fields)
+            .to_flow(&manifests)
+            .expect("valid");
+        assert_eq!(
+            flow["trigger"],
+            json!({"type": "event", "event": "customer.created"})
+        );
+        assert_eq!(
+            flow["steps"][0]["input"],
+            json!({"customerId": "{{trigger.id}}", "name": "{{trigger.name}} onboarding"})
+        );
+        let again = Draft::from_flow(&flow);
+        assert_eq!(again.steps[0].input["name"], "{{trigger.name}} onboarding");
+    }
+}

@@ -1,0 +1,204 @@
+//! `/webhooks`: endpoints that receive the organization's events; deliveries with their
+//! attempts, retry, secret rotation (the new secret shown once), test and delete.
+
+use axum::extract::{Form, Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{checked_id, query};
+use crate::ui::session::{Fields, redirect_with_notice};
+use crate::ui::{Shared, UiError, UiResult, Viewer};
+use timix_engine::webhooks::EVENT_TYPES;
+
+/// The event types as checkboxes, grouped by what they are about (`customer`).
+fn event_groups() -> Vec<Value> {
+    let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
+    for event in EVENT_TYPES {
+        let noun = event.split('.').next().unwrap_or(event).to_owned();
+        match groups.iter_mut().find(|(n, _)| *n == noun) {
+            Some((_, events)) => events.push(event),
+            None => groups.push((noun, vec![event])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(noun, events)| json!({"noun": noun, "events": events}))
+        .collect()
+}
+
+async fn render_list(ui: &Shared, viewer: &Viewer, status: StatusCode, extra: Value) -> UiResult {
+    let hooks = ui.items(viewer, "/webhooks?limit=200").await?;
+    let mut context = json!({"nav": "webhooks", "webhooks": hooks, "groups": event_groups()});
+    if let (Value::Object(target), Value::Object(source)) = (&mut context, extra) {
+        target.extend(source);
+    }
+    Ok(ui.page_with_status(status, viewer, "webhooks", context))
+}
+
+pub async fn list(State(ui): State<Shared>, viewer: Viewer) -> UiResult {
+    render_list(&ui, &viewer, StatusCode::OK, json!({})).await
+}
+
+/// The ticked event types (`*` for all).
+fn events(fields: &Fields) -> Vec<String> {
+    fields
+        .0
+        .iter()
+        .filter(|(name, _)| name == "event")
+        .map(|(_, value)| value.clone())
+        .collect()
+}
+
+pub async fn create(
+    State(ui): State<Shared>,
+    viewer: Viewer,
+    Form(fields): Form<Fields>,
+) -> UiResult {
+    viewer.check(&fields)?;
+    let body = json!({
+        "url": fields.get("url"),
+        "events": events(&fields),
+        "description": fields.get("description"),
+    });
+    match ui.post(&viewer, "/webhooks", body).await {
+        Ok(created) => {
+            render_list(
+                &ui,
+                &viewer,
+                StatusCode::CREATED,
+                json!({"created": created}),
+            )
+            .await
+        }
+        Err(failure) => {
+            let extra = json!({
+                "error": failure.summary(),
+                "fieldErrors": failure.fields,
+                "form": {"url": fields.get("url"), "events": events(&fields), "description": fields.get("description")},
+            });
+            render_list(&ui, &viewer, StatusCode::UNPROCESSABLE_ENTITY, extra).await
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct DeliveryFilter {
+    status: Option<String>,
+    cursor: Option<String>,
+}
+
+async fn render_one(
+    ui: &Shared,
+    viewer: &Viewer,
+    id: &str,
+    filter: &DeliveryFilter,
+    extra: Value,
+) -> UiResult {
+    let hook = ui.get(viewer, &format!("/webhooks/{id}")).await?;
+    let q = query(&[
+        ("status", filter.status.as_deref()),
+        ("cursor", filter.cursor.as_deref()),
+        ("limit", Some("50")),
+    ]);
+    let page = ui
+        .get(viewer, &format!("/webhooks/{id}/deliveries?{q}"))
+        .await?;
+    let statuses: Vec<Value> = ["pending", "sending", "failed", "dead", "succeeded"]
+        .iter()
+        .map(|s| json!({"value": s, "selected": filter.status.as_deref() == Some(*s)}))
+        .collect();
+    let next = page["nextCursor"].as_str().map(|cursor| {
+        format!(
+            "/webhooks/{id}?{}",
+            query(&[
+                ("status", filter.status.as_deref()),
+                ("cursor", Some(cursor))
+            ])
+        )
+    });
+    let mut context = json!({
+        "nav": "webhooks",
+        "webhook": hook,
+        "deliveries": page["items"],
+        "total": page["totalCount"],
+        "statuses": statuses,
+        "next": next,
+    });
+    if let (Value::Object(target), Value::Object(source)) = (&mut context, extra) {
+        target.extend(source);
+    }
+    Ok(ui.page(viewer, "webhook", context))
+}
+
+pub async fn show(
+    State(ui): State<Shared>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Query(filter): Query<DeliveryFilter>,
+) -> UiResult {
+    let id = checked_id(&id, "webhook")?;
+    render_one(&ui, &viewer, id, &filter, json!({})).await
+}
+
+/// `rotate`, `test`, `enable`, `disable`, `delete`.
+pub async fn act(
+    State(ui): State<Shared>,
+    viewer: Viewer,
+    Path((id, op)): Path<(String, String)>,
+    Form(fields): Form<Fields>,
+) -> UiResult {
+    viewer.check(&fields)?;
+    let id = checked_id(&id, "webhook")?;
+    let path = format!("/webhooks/{id}");
+    match op.as_str() {
+        "rotate" => {
+            let rotated = ui
+                .post(&viewer, &format!("{path}/rotate-secret"), json!({}))
+                .await?;
+            let extra = json!({"secret": rotated["secret"]});
+            render_one(&ui, &viewer, id, &DeliveryFilter::default(), extra).await
+        }
+        "test" => {
+            ui.post(&viewer, &format!("{path}/test"), json!({})).await?;
+            Ok(redirect_with_notice(
+                &path,
+                "A test event is on its way; its delivery appears below in a moment.",
+            ))
+        }
+        "enable" | "disable" => {
+            let body = json!({"isEnabled": op == "enable"});
+            ui.call(&viewer, "PATCH", &path, Some(body)).await?;
+            Ok(redirect_with_notice(
+                &path,
+                &format!("The webhook is {op}d."),
+            ))
+        }
+        "delete" => {
+            ui.delete(&viewer, &path).await?;
+            Ok(redirect_with_notice("/webhooks", "The webhook is deleted."))
+        }
+        _ => Err(UiError::not_found("action")),
+    }
+}
+
+pub async fn retry(
+    State(ui): State<Shared>,
+    viewer: Viewer,
+    Path((id, delivery)): Path<(String, String)>,
+    Form(fields): Form<Fields>,
+) -> UiResult {
+    viewer.check(&fields)?;
+    let id = checked_id(&id, "webhook")?;
+    let delivery = checked_id(&delivery, "delivery")?;
+    ui.post(
+        &viewer,
+        &format!("/webhooks/{id}/deliveries/{delivery}/retry"),
+        json!({}),
+    )
+    .await?;
+    Ok(redirect_with_notice(
+        &format!("/webhooks/{id}"),
+        "The delivery is being attempted again.",
+    ))
+}

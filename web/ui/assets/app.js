@@ -1,0 +1,91 @@
+// Small enhancements; every page works without them.
+(function () {
+  'use strict';
+
+  // Copy buttons: data-copy="text" or data-copy-from="input id".
+  document.addEventListener('click', function (event) {
+    var button = event.target.closest('[data-copy], [data-copy-from]');
+    if (!button) return;
+    var text = button.dataset.copy;
+    if (button.dataset.copyFrom) {
+      var input = document.getElementById(button.dataset.copyFrom);
+      text = input.value;
+      input.select();
+    }
+    var done = function () {
+      var label = button.textContent;
+      button.textContent = 'Copied';
+      setTimeout(function () { button.textContent = label; }, 1500);
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done, function () { document.execCommand('copy'); done(); });
+    } else {
+      document.execCommand('copy');
+      done();
+    }
+  });
+
+  // Forms that ask before they destroy something.
+  document.addEventListener('submit', function (event) {
+    var message = event.target.dataset.confirm;
+    if (message && !window.confirm(message)) event.preventDefault();
+  });
+
+  // Filters apply as soon as they change.
+  document.querySelectorAll('[data-autosubmit]').forEach(function (select) {
+    select.addEventListener('change', function () { select.form.submit(); });
+  });
+
+  // The flow builder: picking a trigger or an action shows its fields (the server renders them).
+  document.querySelectorAll('[data-refresh]').forEach(function (control) {
+    control.addEventListener('change', function () {
+      var form = control.form;
+      var op = document.createElement('input');
+      op.type = 'hidden';
+      op.name = 'op';
+      op.value = 'refresh';
+      form.appendChild(op);
+      sessionStorage.setItem('timix-focus', control.id);
+      form.submit();
+    });
+  });
+  var refocus = sessionStorage.getItem('timix-focus');
+  if (refocus) {
+    sessionStorage.removeItem('timix-focus');
+    var again = document.getElementById(refocus);
+    if (again) again.focus();
+  }
+
+  // Variables go where the cursor was in the step's last focused field.
+  var lastField = null;
+  document.addEventListener('focusin', function (event) {
+    if (event.target.matches('[data-variable-target]')) lastField = event.target;
+  });
+  document.addEventListener('click', function (event) {
+    var chip = event.target.closest('[data-insert]');
+    if (!chip) return;
+    var step = chip.closest('.step');
+    var field = lastField && step && step.contains(lastField)
+      ? lastField
+      : step && step.querySelector('[data-variable-target]');
+    if (!field) return;
+    var text = '{{' + chip.dataset.insert + '}}';
+    var start = field.selectionStart == null ? field.value.length : field.selectionStart;
+    var end = field.selectionEnd == null ? field.value.length : field.selectionEnd;
+    field.value = field.value.slice(0, start) + text + field.value.slice(end);
+    field.focus();
+    field.setSelectionRange(start + text.length, start + text.length);
+  });
+
+  // Connection form: show the fields of the chosen type only.
+  document.querySelectorAll('form[data-type-switch]').forEach(function (form) {
+    var type = form.querySelector('select[name="type"]');
+    var apply = function () {
+      form.querySelectorAll('[data-for-types]').forEach(function (el) {
+        el.hidden = el.dataset.forTypes.split(' ').indexOf(type.value) < 0;
+      });
+    };
+    type.addEventListener('change', apply);
+    apply();
+  });
+})();
