@@ -20,4 +20,5 @@ mod receiver;
 mod roles;
 mod server;
 mod time;
+mod ui;
 mod webhooks;

@@ -1,0 +1,604 @@
+//! The web UI: logins (throttled), session cookies, CSRF, invitations and roles over plain HTTP;
+//! and the whole journey of an ops person in a real headless Chromium (`tests/ui/run.mjs`,
+//! playwright-core driving Debian's chromium), with a screenshot of every page kept under
+//! `target/tmp/ui-screenshots/<backend>/`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::harness::{Server, TestDb, backend};
+
+const PASSWORD: &str = "correct horse battery";
+
+/// `timix bootstrap --password`: `(email, api key, user id)`.
+fn bootstrap_with_password(db: &TestDb, org: &str) -> (String, String, String) {
+    let email = format!(
+        "ops-{}@example.com",
+        ulid::Ulid::generate().to_string().to_lowercase()
+    );
+    let out = db.cli(&[
+        "bootstrap",
+        "--org",
+        org,
+        "--email",
+        &email,
+        "--plan",
+        "business",
+        "--password",
+        PASSWORD,
+    ]);
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    (
+        email,
+        v["apiKey"].as_str().unwrap().to_owned(),
+        v["userId"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// A browser without JavaScript: keeps cookies, follows nothing.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookies: BTreeMap<String, String>,
+}
+
+struct Page {
+    status: StatusCode,
+    location: Option<String>,
+    set_cookies: Vec<String>,
+    body: String,
+}
+
+impl Page {
+    /// The value of the first `name="_csrf"` field.
+    fn csrf(&self) -> String {
+        let marker = "name=\"_csrf\" value=\"";
+        let start = self.body.find(marker).expect("a form with a CSRF token") + marker.len();
+        self.body[start..start + self.body[start..].find('"').unwrap()].to_owned()
+    }
+
+    fn cookie(&self, name: &str) -> Option<&str> {
+        self.set_cookies
+            .iter()
+            .find(|c| c.starts_with(&format!("{name}=")))
+            .map(String::as_str)
+    }
+}
+
+impl Browser {
+    fn new(server: &Server) -> Browser {
+        Browser {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: server.url(""),
+            cookies: BTreeMap::new(),
+        }
+    }
+
+    async fn send(&mut self, request: reqwest::RequestBuilder) -> Page {
+        let cookie = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let response = request.header("cookie", cookie).send().await.unwrap();
+        let set_cookies: Vec<String> = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        for c in &set_cookies {
+            let pair = c.split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            if value.is_empty() {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        Page {
+            status: response.status(),
+            location: response
+                .headers()
+                .get("location")
+                .map(|v| v.to_str().unwrap().to_owned()),
+            set_cookies,
+            body: response.text().await.unwrap(),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let request = self.http.get(format!("{}{path}", self.base));
+        self.send(request).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let request = self.http.post(format!("{}{path}", self.base)).form(form);
+        self.send(request).await
+    }
+
+    async fn log_in(&mut self, email: &str, password: &str) -> Page {
+        let csrf = self.get("/login").await.csrf();
+        self.post(
+            "/login",
+            &[
+                ("_csrf", &csrf),
+                ("email", email),
+                ("password", password),
+                ("next", "/"),
+            ],
+        )
+        .await
+    }
+}
+
+#[tokio::test]
+async fn logins_are_throttled_and_checked_and_sessions_end_at_logout() {
+    let server = Server::start().await;
+    let (email, _, _) = bootstrap_with_password(&server.db, "Acme");
+    let mut browser = Browser::new(&server);
+
+    // Pages need a login and say where to come back to.
+    let page = browser.get("/flows").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(page.location.as_deref(), Some("/login?next=%2Fflows"));
+
+    // A login form without its token is refused before the password is looked at.
+    browser.get("/login").await;
+    let page = browser
+        .post("/login", &[("email", &email), ("password", PASSWORD)])
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
+
+    // Wrong passwords: refused, then throttled even with the right one.
+    for _ in 0..5 {
+        let page = browser.log_in(&email, "wrong password").await;
+        assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+        assert!(
+            page.body.contains("do not match an account"),
+            "{}",
+            page.body
+        );
+        assert!(page.cookie("timix_session").is_none());
+    }
+    let page = browser.log_in(&email, PASSWORD).await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "{}", page.body);
+    assert!(
+        page.body.contains("Too many failed logins"),
+        "{}",
+        page.body
+    );
+    assert!(page.cookie("timix_session").is_none());
+
+    // Another account logs in: the session cookie is HttpOnly and SameSite, Secure behind TLS.
+    let (other, key, _) = bootstrap_with_password(&server.db, "Globex");
+    let mut browser = Browser::new(&server);
+    let page = browser.log_in(&other, PASSWORD).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    assert_eq!(page.location.as_deref(), Some("/"));
+    let cookie = page.cookie("timix_session").unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("Secure"), "{cookie}");
+    let mut behind_tls = Browser::new(&server);
+    let csrf = behind_tls.get("/login").await.csrf();
+    let proxied = behind_tls
+        .http
+        .post(server.url("/login"))
+        .header("x-forwarded-proto", "https")
+        .form(&[
+            ("_csrf", csrf.as_str()),
+            ("email", &other),
+            ("password", PASSWORD),
+        ]);
+    let page = behind_tls.send(proxied).await;
+    assert!(page.cookie("timix_session").unwrap().contains("Secure"));
+
+    let page = browser.get("/").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Globex"), "{}", page.body);
+    let csrf = page.csrf();
+
+    // Forms need the session's token, and come from this site.
+    let api = server.as_key(&key);
+    let keys_before = api.get("/api/integration/v1/api-keys").await.items().len();
+    let page = browser.post("/keys", &[("name", "No token")]).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    let page = browser
+        .post("/keys", &[("_csrf", "forged"), ("name", "Forged")])
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    let cross_site = browser
+        .http
+        .post(server.url("/keys"))
+        .header("origin", "https://evil.example")
+        .form(&[("_csrf", csrf.as_str()), ("name", "Cross site")]);
+    assert_eq!(browser.send(cross_site).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        api.get("/api/integration/v1/api-keys").await.items().len(),
+        keys_before,
+        "no refused form made a key"
+    );
+    let page = browser
+        .post(
+            "/keys",
+            &[("_csrf", &csrf), ("name", "Zapier"), ("role", "member")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::CREATED, "{}", page.body);
+    assert!(page.body.contains("Copy it now"), "{}", page.body);
+    assert_eq!(
+        api.get("/api/integration/v1/api-keys").await.items().len(),
+        keys_before + 1
+    );
+
+    // A form refused by the API shows the field's error, and writes nothing.
+    let page = browser
+        .post(
+            "/connections",
+            &[
+                ("_csrf", &csrf),
+                ("name", "Broken"),
+                ("type", "api_key"),
+                ("baseUrl", "not a url"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        page.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("aria-invalid=\"true\""), "{}", page.body);
+    assert!(page.body.contains("class=\"field-error\""), "{}", page.body);
+    assert_eq!(
+        api.get("/api/integration/v1/connections")
+            .await
+            .items()
+            .len(),
+        0
+    );
+
+    // Logging out ends the session on the server, not only in this browser.
+    let session = browser.cookies["timix_session"].clone();
+    let page = browser.post("/logout", &[("_csrf", &csrf)]).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    browser.cookies.insert("timix_session".into(), session);
+    let page = browser.get("/").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(page.location.as_deref(), Some("/login?next=%2F"));
+}
+
+#[tokio::test]
+async fn an_invited_member_sets_a_password_and_sees_what_the_role_allows() {
+    let server = Server::start().await;
+    let (email, key, _) = bootstrap_with_password(&server.db, "Acme");
+    let mut admin = Browser::new(&server);
+    assert_eq!(
+        admin.log_in(&email, PASSWORD).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let csrf = admin.get("/users").await.csrf();
+    let page = admin
+        .post(
+            "/users",
+            &[
+                ("_csrf", &csrf),
+                ("email", "mia@example.com"),
+                ("name", "Mia"),
+                ("role", "member"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::CREATED, "{}", page.body);
+    let start = page.body.find("/invite/").expect("an invitation link");
+    let link: String = page.body[start..]
+        .chars()
+        .take_while(|c| *c != '"')
+        .collect();
+
+    let mut mia = Browser::new(&server);
+    let page = mia.get(&link).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("mia@example.com"), "{}", page.body);
+    let csrf = page.csrf();
+    let page = mia
+        .post(
+            &link,
+            &[
+                ("_csrf", &csrf),
+                ("password", "first one!"),
+                ("confirm", "another one"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.body.contains("differ"), "{}", page.body);
+    let page = mia
+        .post(
+            &link,
+            &[
+                ("_csrf", &csrf),
+                ("password", "short"),
+                ("confirm", "short"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.body.contains("at least 8"), "{}", page.body);
+    let page = mia
+        .post(
+            &link,
+            &[
+                ("_csrf", &csrf),
+                ("password", "mias password"),
+                ("confirm", "mias password"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    assert!(page.cookie("timix_session").is_some());
+    // The link serves once.
+    assert_eq!(
+        Browser::new(&server).get(&link).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // A member sees no flows, in the menu or by address, as in the API.
+    let page = mia.get("/").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Mia"));
+    assert!(!page.body.contains("href=\"/flows\""), "{}", page.body);
+    let page = mia.get("/flows").await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert!(page.body.contains("member role cannot"), "{}", page.body);
+    let page = mia.get("/connections/new-one").await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    let member_key = server.as_key(&key);
+    assert_eq!(
+        member_key
+            .get("/api/integration/v1/org-users")
+            .await
+            .items()
+            .iter()
+            .filter(|u| u["email"] == "mia@example.com")
+            .count(),
+        1
+    );
+
+    // And logs in again later with the password chosen.
+    let mut again = Browser::new(&server);
+    assert_eq!(
+        again
+            .log_in("MIA@example.com", "mias password")
+            .await
+            .status,
+        StatusCode::SEE_OTHER
+    );
+
+    // The apps download as archives that unzip.
+    let response = again.get("/apps/timix-zapier.zip").await;
+    assert_eq!(response.status, StatusCode::OK);
+    let zip = again
+        .http
+        .get(server.url("/apps/timix-make.zip"))
+        .header(
+            "cookie",
+            format!("timix_session={}", again.cookies["timix_session"]),
+        )
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let file = std::env::temp_dir().join(format!("timix-make-{}.zip", ulid::Ulid::generate()));
+    std::fs::write(&file, &zip).unwrap();
+    let listing = std::process::Command::new("python3")
+        .args(["-c", "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); assert z.testzip() is None; print('\\n'.join(z.namelist()))"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(listing.status.success(), "{listing:?}");
+    let names = String::from_utf8(listing.stdout).unwrap();
+    assert!(names.lines().count() > 5, "{names}");
+    assert!(names.lines().any(|n| n.ends_with(".json")), "{names}");
+}
+
+/// Where a test's screenshots are kept.
+fn screenshots() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("ui-screenshots")
+        .join(backend());
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn in_chromium_an_ops_person_builds_a_flow_and_sees_its_run() {
+    let tests = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/ui");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let ready = tests.join("node_modules/playwright-core").exists()
+        && std::path::Path::new(&chromium).exists()
+        && std::process::Command::new("node")
+            .arg("--version")
+            .output()
+            .is_ok();
+    if !ready {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run this test: chromium or `npm ci --prefix tests/ui` is missing"
+        );
+        eprintln!("\n!!! SKIPPED: chromium, node or tests/ui/node_modules is missing !!!\n");
+        return;
+    }
+    let server =
+        Server::start_with(TestDb::new().await, &[("TIMIX_ALLOW_PRIVATE_TARGETS", "1")]).await;
+    let (email, key, _) = bootstrap_with_password(&server.db, "Acme Ltd");
+    let out = screenshots();
+    let run = tokio::process::Command::new("node")
+        .arg(tests.join("run.mjs"))
+        .current_dir(&tests)
+        .env("BASE", server.url(""))
+        .env("EMAIL", &email)
+        .env("PASSWORD", PASSWORD)
+        .env("API_KEY", &key)
+        .env("OUT", &out)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .await
+        .unwrap();
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("report.json")).unwrap_or_else(|_| {
+            panic!(
+                "no report; node said: {}{}",
+                String::from_utf8_lossy(&run.stdout),
+                String::from_utf8_lossy(&run.stderr)
+            )
+        }),
+    )
+    .unwrap();
+    assert!(report["failure"].is_null(), "{report:#}");
+
+    assert_eq!(report["loginRedirect"], "/login?next=%2Fruns");
+    assert_eq!(report["wrongPassword"]["path"], "/login");
+    assert_eq!(
+        report["wrongPassword"]["alert"],
+        "That e-mail and password do not match an account."
+    );
+    assert_eq!(
+        report["afterLogin"], "/runs",
+        "back where the visitor was going"
+    );
+    assert_eq!(report["dashboardHeading"], "Dashboard");
+
+    assert_eq!(report["basicFieldsHidden"], true);
+    assert_eq!(report["connectionTest"]["badge"], "ok", "{report:#}");
+    let api = server.as_key(&key);
+    let connection = api
+        .get(&format!(
+            "/api/integration/v1/connections/{}",
+            report["connectionId"].as_str().unwrap()
+        ))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(connection["type"], "api_key");
+    assert_eq!(connection["status"], "ok");
+
+    // The builder: the name kept across the re-render, fields from the schema, the key.
+    assert_eq!(report["builderKeptName"], "New customer → project");
+    assert_eq!(report["stepKey"], "project");
+    let fields = report["builderFields"].as_array().unwrap();
+    assert!(
+        fields[0].as_str().unwrap().starts_with("Customer"),
+        "{fields:?}"
+    );
+    assert!(
+        fields[1].as_str().unwrap().starts_with("Name"),
+        "{fields:?}"
+    );
+    assert!(fields.iter().any(|f| f == "Billing method"), "{fields:?}");
+    // The API's refusal landed on the field, keeping what was typed elsewhere.
+    assert_eq!(report["fieldError"]["invalid"], "true");
+    assert!(
+        report["fieldError"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("template"),
+        "{report:#}"
+    );
+    assert_eq!(report["fieldError"]["customerKept"], "{{trigger.id}}");
+    assert_eq!(report["projectTemplate"], "Project for {{trigger.name}}");
+
+    // The flow as stored, and what it did.
+    let flow = api
+        .get(&format!(
+            "/api/integration/v1/flows/{}",
+            report["flowId"].as_str().unwrap()
+        ))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(flow["name"], "New customer → project");
+    assert_eq!(flow["isEnabled"], true);
+    assert_eq!(
+        flow["trigger"],
+        json!({"type": "event", "event": "customer.created", "filters": {}})
+    );
+    assert_eq!(
+        flow["steps"],
+        json!([{"key": "project", "action": "create_project", "connectionId": null,
+                "input": {"customerId": "{{trigger.id}}", "name": "Project for {{trigger.name}}"}}])
+    );
+    assert_eq!(report["customerStatus"], 201);
+    let projects = api
+        .get("/api/integration/v1/projects?name=Project%20for%20Globex")
+        .await
+        .items();
+    assert_eq!(projects.len(), 1, "{projects:?}");
+    assert_eq!(report["run"]["status"], "succeeded", "{report:#}");
+    assert_eq!(
+        report["run"]["steps"],
+        json!(["1 project · create_project"])
+    );
+    assert_eq!(report["run"]["stepStatus"], json!(["succeeded"]));
+    let output: Value =
+        serde_json::from_str(report["run"]["outputs"][1].as_str().unwrap()).unwrap();
+    assert_eq!(output["id"], projects[0]["id"]);
+    assert_eq!(output["name"], "Project for Globex");
+
+    // A key shown once that works; a webhook secret shown once; the Zapier app downloaded.
+    let new_key = report["newKey"].as_str().unwrap();
+    server
+        .as_key(new_key)
+        .get("/api/integration/v1/me")
+        .await
+        .expect(200);
+    assert!(
+        report["webhookSecret"]
+            .as_str()
+            .unwrap()
+            .starts_with("whsec_")
+    );
+    assert_eq!(report["download"], "timix-zapier.zip");
+    let hooks = api.get("/api/integration/v1/webhooks").await.items();
+    assert_eq!(
+        hooks[0]["events"],
+        json!(["customer.created", "customer.updated"])
+    );
+
+    assert_eq!(report["afterLogout"]["path"], "/login");
+    assert_eq!(report["afterLogout"]["notice"], "You are logged out.");
+    assert_eq!(report["flowsAfterLogout"], "/login");
+
+    // No script error on any page. The refused login (401) and the refused flow (422) are
+    // pages answered with their status, which Chromium logs.
+    let errors: Vec<&Value> = report["consoleErrors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            let e = e.as_str().unwrap_or_default();
+            !(e.contains("status of 401") || e.contains("status of 422"))
+        })
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let shots = report["screenshots"].as_array().unwrap();
+    assert_eq!(shots.len(), 17, "{shots:?}");
+    for shot in shots {
+        let file = out.join(format!("{}.png", shot.as_str().unwrap()));
+        assert!(std::fs::metadata(&file).unwrap().len() > 10_000, "{file:?}");
+    }
+}
