@@ -56,7 +56,7 @@ pub const REPORTS: [Report; 4] = [
 
 /// What performs a tool.
 enum Handler {
-    Action(ActionManifest),
+    Action(Box<ActionManifest>),
     Lookup,
     LogTime,
     Report(&'static Report),
@@ -77,7 +77,10 @@ impl Catalogue {
         for action in manifests.actions.values() {
             if action.request.path.is_some() {
                 tools.insert(action.key.clone(), action_tool(action));
-                handlers.insert(action.key.clone(), Handler::Action(action.clone()));
+                handlers.insert(
+                    action.key.clone(),
+                    Handler::Action(Box::new(action.clone())),
+                );
             }
         }
         let hand_written = [
