@@ -190,6 +190,7 @@ async fn an_assistant_logs_time_by_name_reads_reports_and_is_held_to_its_role() 
         let refused = &report["viewer"][call];
         assert_eq!(refused["isError"], true, "{refused}");
         assert_eq!(refused["content"]["code"], "forbidden", "{refused}");
+        assert_eq!(refused["content"]["status"], 403, "{refused}");
     }
     let customers = owner.get("/customers?name=Not%20allowed").await.expect(200);
     assert!(customers.items().is_empty());

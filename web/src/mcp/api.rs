@@ -41,13 +41,19 @@ impl Api<'_> {
         if (200..300).contains(&reply.status) {
             return Ok(reply.body);
         }
-        Err(match reply.body.get("error") {
+        let mut error = match reply.body.get("error") {
             Some(error) if error.is_object() => error.clone(),
             _ => failure(
                 "internal_error",
                 format!("{method} {path} answered {}", reply.status),
             ),
-        })
+        };
+        // The same shape as a manifest action's failure (the actions crate's).
+        if let Some(object) = error.as_object_mut() {
+            object.insert("status".into(), json!(reply.status));
+            object.remove("requestId");
+        }
+        Err(error)
     }
 }
 
