@@ -219,6 +219,22 @@ pub fn coerce(schema: &Value, value: &mut Value) {
     }
 }
 
+/// The JSON pointer of the field a validation error is about: for a missing or unexpected
+/// property, that property rather than the object holding it.
+fn field_of(error: &jsonschema::ValidationError<'_>) -> String {
+    use jsonschema::error::ValidationErrorKind;
+    let object = error.instance_path().to_string();
+    let property = match error.kind() {
+        ValidationErrorKind::Required { property } => property.as_str().map(str::to_owned),
+        ValidationErrorKind::AdditionalProperties { unexpected } => unexpected.first().cloned(),
+        _ => None,
+    };
+    match property {
+        Some(name) => format!("{object}/{}", name.replace('~', "~0").replace('/', "~1")),
+        None => object,
+    }
+}
+
 impl Manifests {
     /// A step's rendered input with scalars converted to the types its action's schema asks
     /// for (see [`coerce`]).
@@ -236,7 +252,7 @@ impl Manifests {
         };
         let problems: Vec<(String, String)> = validator
             .iter_errors(input)
-            .map(|e| (e.instance_path().to_string(), e.to_string()))
+            .map(|e| (field_of(&e), e.to_string()))
             .collect();
         if problems.is_empty() {
             Ok(())
@@ -500,6 +516,17 @@ fn check_action(action: &ActionManifest) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn input_problems_name_the_missing_or_unexpected_field() {
+        let manifests = Manifests::built_in().unwrap();
+        let problems = manifests
+            .check_input("create_customer", &json!({"colour": "red"}))
+            .unwrap_err();
+        let fields: Vec<&str> = problems.iter().map(|(f, _)| f.as_str()).collect();
+        assert!(fields.contains(&"/colour"), "{problems:?}");
+        assert!(fields.contains(&"/name"), "{problems:?}");
+    }
 
     #[test]
     fn scalars_take_the_schemas_types() {

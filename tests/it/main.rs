@@ -15,6 +15,7 @@ mod isolation;
 mod limits;
 mod lists;
 mod manifests;
+mod mcp;
 mod oauth;
 mod receiver;
 mod roles;

@@ -46,34 +46,70 @@ fn is_public(path: &str) -> bool {
     })
 }
 
+/// The organization a request names (`X-Organization-Id`, alias `X-Workspace-Id`), if any.
+fn organization_header(headers: &HeaderMap) -> Option<&str> {
+    ["x-organization-id", "x-workspace-id"]
+        .iter()
+        .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
+}
+
+/// The actor a request's key (and organization header) stands for; a request without a key
+/// is refused with the API's 401.
+pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Actor, ApiError> {
+    let key = presented_key(headers).ok_or_else(|| {
+        ApiError::from(timix_engine::Error::unauthenticated(
+            "unauthenticated",
+            "send an API key in X-Api-Key or Authorization: Bearer",
+        ))
+    })?;
+    auth::authenticate(&state.db, key, organization_header(headers))
+        .await
+        .map_err(ApiError::from)
+}
+
+/// The key's requests per minute: its plan's, unless the operator overrode it.
+fn quota(state: &AppState, actor: &Actor) -> Quota {
+    Quota::per_minute(
+        state
+            .gate
+            .quota_override
+            .unwrap_or_else(|| rate_limit_per_minute(actor.organization.plan)),
+    )
+}
+
+/// Spends one request of the key's budget and counts it, for calls that reach the API other
+/// than as an HTTP request of their own (an MCP tool call): the same limit, the same usage.
+pub async fn spend(state: &AppState, actor: &Actor) -> Result<(), ApiError> {
+    if !state.gate.limits {
+        return Ok(());
+    }
+    let decision = state
+        .limiter
+        .acquire(&actor.api_key.id, quota(state, actor))
+        .await?;
+    if !decision.allowed {
+        return Err(rate_limited_error(&decision));
+    }
+    state.usage.count(actor.org_id(), &actor.api_key.id);
+    Ok(())
+}
+
 pub async fn gate(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
-    let Some(key) = presented_key(request.headers()).map(str::to_owned) else {
+    if presented_key(request.headers()).is_none() || is_public(&path) {
         // No key: public paths answer, the others refuse in their `Auth` extractor.
         return next.run(request).await;
-    };
-    if is_public(&path) {
-        return next.run(request).await;
     }
-    let org_header = ["x-organization-id", "x-workspace-id"]
-        .iter()
-        .find_map(|h| request.headers().get(*h).and_then(|v| v.to_str().ok()))
-        .map(str::to_owned);
-    let mut actor = match auth::authenticate(&state.db, &key, org_header.as_deref()).await {
+    let mut actor = match authenticate(&state, request.headers()).await {
         Ok(actor) => actor,
-        Err(error) => return ApiError::from(error).into_response(),
+        Err(error) => return error.into_response(),
     };
     if !state.gate.limits {
         let mut request = request;
         request.extensions_mut().insert(actor);
         return next.run(request).await;
     }
-    let quota = Quota::per_minute(
-        state
-            .gate
-            .quota_override
-            .unwrap_or_else(|| rate_limit_per_minute(actor.organization.plan)),
-    );
+    let quota = quota(&state, &actor);
     let decision = match state.limiter.acquire(&actor.api_key.id, quota).await {
         Ok(d) => d,
         Err(error) => return ApiError::from(error).into_response(),
@@ -207,6 +243,10 @@ fn replay(stored: Stored) -> Response {
 }
 
 fn rate_limited(decision: Decision) -> Response {
+    with_rate_headers(rate_limited_error(&decision).into_response(), &decision)
+}
+
+fn rate_limited_error(decision: &Decision) -> ApiError {
     let mut error = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "rate_limited",
@@ -218,7 +258,7 @@ fn rate_limited(decision: Decision) -> Response {
     error
         .headers
         .push((header::RETRY_AFTER, HeaderValue::from(decision.retry_after)));
-    with_rate_headers(error.into_response(), &decision)
+    error
 }
 
 fn with_rate_headers(mut response: Response, d: &Decision) -> Response {

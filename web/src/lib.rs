@@ -1,10 +1,12 @@
-//! The HTTP surface of timix: the core API under `/api/integration/v1`, its OpenAPI document
-//! and the interactive reference at `/docs`. Handlers extract, call the engine, and map results.
+//! The HTTP surface of timix: the core API under `/api/integration/v1`, its OpenAPI document,
+//! the interactive reference at `/docs`, and the MCP endpoint at `/mcp`. Handlers extract, call
+//! the engine, and map results.
 
 pub mod error;
 pub mod extract;
 pub mod gate;
 pub mod instance;
+pub mod mcp;
 pub mod openapi;
 pub mod request_id;
 pub mod response;
@@ -133,10 +135,12 @@ pub fn app(state: AppState) -> Router {
         api
     };
     let api = api.layer(middleware::from_fn_with_state(state.clone(), gate::gate));
+    let mcp = mcp::router(state.clone());
     Router::new()
         .merge(api)
         .fallback(|| async { ApiError::not_found_route() })
         .with_state(state)
+        .merge(mcp)
         .merge(SwaggerUi::new("/docs").url(format!("{BASE}/openapi.json"), document))
         .layer(middleware::map_response(envelope_for_bare_errors))
         // After the envelope layer: the UI's pages answer in HTML, errors included.

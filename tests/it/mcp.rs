@@ -1,0 +1,243 @@
+//! `/mcp` driven by a client nobody here wrote: the official MCP Python SDK's streamable-HTTP
+//! client (`tests/mcp/client.py`, pinned in `tests/mcp/requirements.txt`). It reports what it
+//! saw; this test checks that against the REST API.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+/// Whether python3 with the `mcp` package is here; in CI it must be.
+fn python_mcp_ready() -> bool {
+    let ready = Command::new("python3")
+        .args(["-c", "import mcp.client.streamable_http"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ready {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run this test: python3 with `pip install -r tests/mcp/requirements.txt` is missing"
+        );
+        eprintln!(
+            "\n!!! SKIPPED: python3 with the mcp package is missing (pip install -r tests/mcp/requirements.txt) !!!\n"
+        );
+    }
+    ready
+}
+
+fn temp_file(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "timix-mcp-{}-{name}",
+        ulid::Ulid::generate().to_string().to_lowercase()
+    ))
+}
+
+/// Runs the Python client with `plan`; what it saw.
+async fn drive(plan: Value) -> Value {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/mcp/client.py");
+    let (plan_file, report_file) = (temp_file("plan.json"), temp_file("report.json"));
+    std::fs::write(&plan_file, plan.to_string()).unwrap();
+    let run = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        tokio::process::Command::new("python3")
+            .arg(&script)
+            .arg(&plan_file)
+            .arg(&report_file)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the MCP client finished within 2 minutes")
+    .unwrap();
+    assert!(
+        run.status.success(),
+        "the MCP client failed:\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report = std::fs::read_to_string(&report_file).unwrap();
+    let _ = std::fs::remove_file(plan_file);
+    let _ = std::fs::remove_file(report_file);
+    serde_json::from_str(&report).unwrap()
+}
+
+#[tokio::test]
+async fn an_assistant_logs_time_by_name_reads_reports_and_is_held_to_its_role() {
+    if !python_mcp_ready() {
+        return;
+    }
+    let server = Server::start().await;
+    let org = server.db.bootstrap("professional");
+    let owner = server.as_key(&org.key);
+    let customer = owner.customer("Acme Corp").await;
+    let project = owner.project(&customer, "Website").await;
+    let task = owner.task(&project, "Design").await;
+    let subtask = owner.subtask(&task, "Wireframes").await;
+    owner.customer("Globex One").await;
+    owner.customer("Globex Two").await;
+    let (_, viewer) = owner.user_with_key(&server.db, "viewer").await;
+
+    let report = drive(json!({
+        "url": server.url("/mcp"),
+        "ownerKey": org.key,
+        "viewerKey": viewer.key,
+        "logTime": {"customer": "acme", "duration": "1h30m", "description": "Wireframes for the home page"},
+        "ambiguous": {"customer": "globex", "duration": "1h"},
+    }))
+    .await;
+    let seen = &report["owner"];
+    assert_eq!(seen["serverName"], "timix");
+
+    // Every action manifest on this instance is a tool, with its schema and description.
+    let manifests = owner.get("/manifests?pageSize=200").await.expect(200);
+    let tools = seen["tools"].as_object().unwrap();
+    for manifest in manifests.items() {
+        let key = manifest["key"].as_str().unwrap();
+        if manifest["kind"] != "action" || key == "http_request" {
+            continue;
+        }
+        let tool = &tools[key];
+        assert_eq!(tool["description"], manifest["description"], "{key}");
+        assert_eq!(tool["inputSchema"], manifest["inputSchema"], "{key}");
+    }
+    assert!(
+        !tools.contains_key("http_request"),
+        "outside calls are not tools"
+    );
+    assert_eq!(tools["find_customer"]["readOnly"], true);
+    for name in [
+        "lookup",
+        "log_time",
+        "report_unbilled_time",
+        "report_revenue",
+    ] {
+        assert!(tools.contains_key(name), "{name} in {:?}", tools.keys());
+    }
+
+    // log_time found the subtask through the customer's name; the entry is in the API.
+    let logged = &seen["logTime"];
+    assert_eq!(logged["isError"], false, "{logged}");
+    assert_eq!(logged["content"]["subtask"]["id"], subtask.as_str());
+    let entry_id = logged["content"]["timeEntry"]["id"].as_str().unwrap();
+    let entry = owner
+        .get(&format!("/time-entries/{entry_id}"))
+        .await
+        .expect(200);
+    assert_eq!(entry.body["subtaskId"], subtask.as_str());
+    assert_eq!(entry.body["customerId"], customer.as_str());
+    assert_eq!(entry.body["durationSeconds"], 5400);
+    assert_eq!(entry.body["notes"], "Wireframes for the home page");
+    assert_eq!(entry.body["userId"], org.owner_id.as_str());
+
+    // A name that fits two customers is refused with both.
+    let ambiguous = &seen["ambiguous"];
+    assert_eq!(ambiguous["isError"], true, "{ambiguous}");
+    assert_eq!(ambiguous["content"]["code"], "ambiguous");
+    let candidates: Vec<&str> = ambiguous["content"]["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(candidates, ["Globex One", "Globex Two"]);
+    assert_eq!(
+        seen["lookup"]["content"]["matches"][0]["id"],
+        customer.as_str()
+    );
+
+    // The report is the API's.
+    let unbilled = &seen["report"];
+    assert_eq!(unbilled["isError"], false, "{unbilled}");
+    let api_report = owner
+        .get("/financial-reports/unbilled-time")
+        .await
+        .expect(200);
+    assert_eq!(unbilled["content"], api_report.body);
+
+    // Bad arguments are tool errors naming the field.
+    let bad = &seen["badDuration"];
+    assert_eq!(bad["isError"], true);
+    assert_eq!(bad["content"]["code"], "validation_failed");
+    assert_eq!(bad["content"]["details"][0]["field"], "duration");
+    let bad = &seen["badArgument"];
+    assert_eq!(bad["isError"], true);
+    assert_eq!(bad["content"]["code"], "validation_failed");
+    assert_eq!(bad["content"]["details"][0]["field"], "colour", "{bad}");
+    let made = &seen["createCustomer"];
+    assert_eq!(made["isError"], false, "{made}");
+    owner
+        .get(&format!(
+            "/customers/{}",
+            made["content"]["id"].as_str().unwrap()
+        ))
+        .await
+        .expect(200);
+
+    // Resources.
+    assert_eq!(
+        seen["resources"],
+        json!(["timix://me", "timix://organization"])
+    );
+    assert_eq!(seen["read"]["timix://organization"]["id"], org.id.as_str());
+    assert_eq!(
+        seen["read"]["timix://me"]["user"]["id"],
+        org.owner_id.as_str()
+    );
+
+    // A viewer's key reaches the tools but not the writes or the financials.
+    for call in ["createCustomer", "report"] {
+        let refused = &report["viewer"][call];
+        assert_eq!(refused["isError"], true, "{refused}");
+        assert_eq!(refused["content"]["code"], "forbidden", "{refused}");
+        assert_eq!(refused["content"]["status"], 403, "{refused}");
+    }
+    let customers = owner.get("/customers?name=Not%20allowed").await.expect(200);
+    assert!(customers.items().is_empty());
+}
+
+/// An MCP initialize request, over plain HTTP.
+fn initialize() -> Value {
+    json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "test", "version": "1"}}})
+}
+
+#[tokio::test]
+async fn the_endpoint_refuses_requests_without_a_valid_key_like_the_api() {
+    let server = Server::start().await;
+    let org = server.db.bootstrap("professional");
+    let http = reqwest::Client::new();
+    let post = |key: Option<&str>, org_header: Option<&str>| {
+        let mut request = http
+            .post(server.url("/mcp"))
+            .header("Accept", "application/json, text/event-stream")
+            .json(&initialize());
+        if let Some(key) = key {
+            request = request.header("Authorization", format!("Bearer {key}"));
+        }
+        if let Some(org_id) = org_header {
+            request = request.header("X-Organization-Id", org_id);
+        }
+        request.send()
+    };
+    for (key, org_header, status, code) in [
+        (None, None, 401, "unauthenticated"),
+        (Some("bbl_not_a_key"), None, 401, "unauthenticated"),
+        (
+            Some(org.key.as_str()),
+            Some("org_other"),
+            403,
+            "organization_mismatch",
+        ),
+    ] {
+        let response = post(key, org_header).await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{key:?}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code, "{body}");
+    }
+    let response = post(Some(&org.key), Some(&org.id)).await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["result"]["serverInfo"]["name"], "timix", "{body}");
+}
