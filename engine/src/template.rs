@@ -49,6 +49,12 @@ pub fn check(text: &str) -> Result<(), TemplateError> {
             "a template nests at most {MAX_NESTING} blocks"
         )));
     }
+    // The parser's own message for an unclosed `{{` names grammar rules; say it plainly.
+    if text.matches("{{").count() > text.matches("}}").count() {
+        return Err(TemplateError(
+            "the template does not parse: a {{ is not closed with }}".into(),
+        ));
+    }
     Template::compile(text)
         .map(drop)
         .map_err(|e| TemplateError(format!("the template does not parse: {}", e.reason())))
@@ -264,6 +270,17 @@ mod tests {
     fn data() -> Value {
         json!({"trigger": {"name": "Acme", "rate": 120, "tags": ["a", "b"], "createdAt": "2026-11-22T09:30:00Z", "email": null},
                "steps": {"project": {"id": "prj_1"}}})
+    }
+
+    #[test]
+    fn an_unclosed_variable_is_named_plainly() {
+        assert_eq!(
+            check("Project for {{trigger.name"),
+            Err(TemplateError(
+                "the template does not parse: a {{ is not closed with }}".into()
+            ))
+        );
+        assert_eq!(check("{{{trigger.name}}}"), Ok(()));
     }
 
     #[test]

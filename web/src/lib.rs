@@ -138,7 +138,7 @@ pub fn app(state: AppState) -> Router {
     let mcp = mcp::router(state.clone());
     Router::new()
         .merge(api)
-        .fallback(|| async { ApiError::not_found_route() })
+        .fallback(not_found)
         .with_state(state)
         .merge(mcp)
         .merge(SwaggerUi::new("/docs").url(format!("{BASE}/openapi.json"), document))
@@ -150,15 +150,29 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn(request_id::layer))
 }
 
+/// An unknown path: a page for a browser outside the API, the envelope for everyone else.
+async fn not_found(uri: axum::http::Uri, headers: axum::http::HeaderMap) -> Response<Body> {
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    if wants_html && !uri.path().starts_with(BASE) {
+        let page = ui::not_found_page();
+        return (StatusCode::NOT_FOUND, axum::response::Html(page)).into_response();
+    }
+    ApiError::not_found_route().into_response()
+}
+
 /// Responses made by the framework itself (405, a path it cannot parse…) carry no envelope;
 /// give them one, keeping their status and headers (`Allow`).
 async fn envelope_for_bare_errors(response: Response<Body>) -> Response<Body> {
     let status = response.status();
+    // JSON is already an envelope; HTML is a page made for a browser.
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }

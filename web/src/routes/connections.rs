@@ -233,8 +233,9 @@ pub async fn callback(
     };
     let page = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head>\
-         <body><h1>{title}</h1><p>{}</p></body></html>",
-        escape(&message)
+                  <body><h1>{title}</h1><p>{}</p><p><a href=\"/connections/{}\">Back to the connection</a></p></body></html>",
+        escape(&message),
+        escape(&resolved.id)
     );
     Ok(Html(page).into_response())
 }

@@ -109,6 +109,14 @@ async fn security_headers(request: Request, next: Next) -> Response {
     response
 }
 
+/// The page for an address that is neither a page nor an API path.
+pub fn not_found_page() -> String {
+    views::error_page(
+        "Page not found",
+        "There is no page at this address. Use the menu, or go back to the dashboard.",
+    )
+}
+
 /// Why a page could not be shown.
 #[derive(Debug)]
 pub enum UiError {
@@ -183,15 +191,30 @@ impl IntoResponse for UiError {
 
 pub type UiResult<T = Response> = Result<T, UiError>;
 
+/// A refused action goes back to `to` with the API's reason; a 403 or 404 gets its own page.
+pub fn back_or_fail(to: &str, failure: ApiFailure) -> UiResult {
+    if matches!(failure.status, 400 | 409 | 412 | 422 | 429) {
+        Ok(session::redirect_with_alert(to, &failure.message))
+    } else {
+        Err(failure.into())
+    }
+}
+
 impl Ui {
     /// Renders a page inside the layout, for the viewer.
     pub fn page(&self, viewer: &Viewer, template: &str, mut context: Value) -> Response {
         if let Value::Object(map) = &mut context {
             map.insert("viewer".into(), viewer.context());
             map.insert("csrf".into(), Value::String(viewer.csrf.clone()));
-            if let Some(notice) = &viewer.notice {
-                map.insert("notice".into(), Value::String(notice.clone()));
-            }
+            match viewer
+                .notice
+                .as_deref()
+                .map(|n| n.strip_prefix(session::ALERT_MARK).ok_or(n))
+            {
+                Some(Ok(alert)) => map.insert("alert".into(), Value::String(alert.to_owned())),
+                Some(Err(notice)) => map.insert("notice".into(), Value::String(notice.to_owned())),
+                None => None,
+            };
         }
         let mut response = self.views.render(template, &context).into_response();
         if viewer.notice.is_some() {

@@ -76,6 +76,14 @@ pub fn redirect_with_notice(to: &str, notice: &str) -> Response {
     response
 }
 
+/// A redirect that shows `alert` once on the next page, as an error.
+pub fn redirect_with_alert(to: &str, alert: &str) -> Response {
+    redirect_with_notice(to, &format!("{ALERT_MARK}{}", capitalize(alert)))
+}
+
+/// Marks a stored notice as an error.
+pub const ALERT_MARK: char = '!';
+
 fn read_notice(headers: &HeaderMap) -> Option<String> {
     let bytes = URL_SAFE_NO_PAD
         .decode(cookie(headers, NOTICE_COOKIE)?)

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::checked_id;
 use crate::ui::session::{Fields, redirect_with_notice};
-use crate::ui::{Shared, UiError, UiResult, Viewer};
+use crate::ui::{Shared, UiError, UiResult, Viewer, back_or_fail};
 
 const TYPES: [(&str, &str); 4] = [
     ("api_key", "API key"),
@@ -164,7 +164,10 @@ pub async fn act(
     let path = format!("/connections/{id}");
     match op.as_str() {
         "test" => {
-            let tested = ui.post(&viewer, &format!("{path}/test"), json!({})).await?;
+            let tested = match ui.post(&viewer, &format!("{path}/test"), json!({})).await {
+                Ok(tested) => tested,
+                Err(failure) => return back_or_fail(&path, failure),
+            };
             let notice = match tested["status"].as_str() {
                 Some("ok") => "The test passed: the connection works.".to_owned(),
                 _ => format!(
@@ -175,9 +178,13 @@ pub async fn act(
             Ok(redirect_with_notice(&path, &notice))
         }
         "connect" => {
-            let (body, headers) = ui
+            let (body, headers) = match ui
                 .call(&viewer, "GET", &format!("{path}/authorize"), None)
-                .await?;
+                .await
+            {
+                Ok(answer) => answer,
+                Err(failure) => return back_or_fail(&path, failure),
+            };
             let location = headers
                 .iter()
                 .find(|(name, _)| name == "location")
@@ -186,13 +193,13 @@ pub async fn act(
                 .ok_or_else(|| UiError::bad_request("the provider's address is missing"))?;
             Ok(Redirect::to(&location).into_response())
         }
-        "delete" => {
-            ui.delete(&viewer, &path).await?;
-            Ok(redirect_with_notice(
+        "delete" => match ui.delete(&viewer, &path).await {
+            Ok(_) => Ok(redirect_with_notice(
                 "/connections",
                 "The connection is deleted.",
-            ))
-        }
+            )),
+            Err(failure) => back_or_fail(&path, failure),
+        },
         _ => Err(UiError::not_found("action")),
     }
 }

@@ -17,7 +17,7 @@ use timix_engine::manifest::Manifests;
 
 use super::checked_id;
 use crate::ui::session::{Fields, redirect_with_notice};
-use crate::ui::{Shared, UiError, UiResult, Viewer};
+use crate::ui::{Shared, UiError, UiResult, Viewer, back_or_fail};
 
 /// Variables listed per sample, at most.
 const MAX_VARIABLES: usize = 40;
@@ -311,6 +311,18 @@ fn short(value: &Value) -> String {
     }
 }
 
+/// What an empty field suggests typing.
+fn placeholder(kind: &str, lookup: bool) -> &'static str {
+    match kind {
+        _ if lookup => "an id, or a variable such as {{trigger.id}}",
+        "integer" | "number" => "a number, or a variable",
+        "boolean" => "true or false",
+        "datetime" => "2026-11-23T09:00:00Z, or a variable",
+        "object" | "array" | "json" => "JSON, or a variable",
+        _ => "",
+    }
+}
+
 /// What the builder page needs around the draft.
 struct Builder<'a> {
     ui: &'a Shared,
@@ -401,15 +413,20 @@ impl Builder<'_> {
                         "label": f.label,
                         "help": f.help,
                         "required": f.required,
-                        "kind": f.kind,
-                        "multiline": matches!(f.kind, "object" | "array" | "json") || f.key == "notes" || f.key == "body" || f.key == "description",
+                        "multiline": matches!(f.kind, "object" | "array" | "json") || matches!(f.key.as_str(), "notes" | "body" | "description"),
                         "choices": f.choices,
-                        "lookup": f.lookup,
+                        "placeholder": placeholder(f.kind, f.lookup.is_some()),
                         "value": step.input.get(&f.key).cloned().unwrap_or_default(),
                         "error": errors.get(&name),
                     })
                 })
                 .collect();
+            let (required, optional): (Vec<Value>, Vec<Value>) =
+                fields.into_iter().partition(|f| f["required"] == true);
+            // Optional fields fold away unless one holds something to see.
+            let optional_open = optional
+                .iter()
+                .any(|f| f["value"] != "" || !f["error"].is_null());
             let action_options: Vec<Value> = manifests
                 .actions
                 .values()
@@ -426,7 +443,10 @@ impl Builder<'_> {
                 "actionOptions": action_options,
                 "connectionOptions": self.connection_options(&step.connection_id),
                 "manifest": manifest.map(|m| json!({"label": m.label, "description": m.description})),
-                "fields": fields,
+                "hasFields": manifest.is_some(),
+                "requiredFields": required,
+                "optionalFields": optional,
+                "optionalOpen": optional_open,
                 "variables": available.clone(),
                 "keyError": errors.get(&format!("{prefix}.key")),
                 "actionError": errors.get(&format!("{prefix}.action")),
@@ -490,6 +510,7 @@ impl Builder<'_> {
             "otherErrors": other_errors,
             "error": summary,
             "canManage": self.viewer.can(timix_engine::auth::Permission::ManageFlows),
+            "publicUrl": self.ui.app.public_url.trim_end_matches('/'),
         });
         Ok(self
             .ui
@@ -637,7 +658,9 @@ pub async fn act(
     let path = format!("/flows/{id}");
     match op.as_str() {
         "enable" | "disable" => {
-            ui.post(&viewer, &format!("{path}/{op}"), json!({})).await?;
+            if let Err(failure) = ui.post(&viewer, &format!("{path}/{op}"), json!({})).await {
+                return back_or_fail(&path, failure);
+            }
             let notice = if op == "enable" {
                 "Flow enabled: its trigger starts runs from now on."
             } else {
@@ -646,7 +669,10 @@ pub async fn act(
             Ok(redirect_with_notice(&path, notice))
         }
         "test" => {
-            let run = ui.post(&viewer, &format!("{path}/test"), json!({})).await?;
+            let run = match ui.post(&viewer, &format!("{path}/test"), json!({})).await {
+                Ok(run) => run,
+                Err(failure) => return back_or_fail(&path, failure),
+            };
             let run_id = run["id"]
                 .as_str()
                 .or_else(|| run["runId"].as_str())
@@ -656,10 +682,10 @@ pub async fn act(
                 "Test run started with the trigger's sample record.",
             ))
         }
-        "delete" => {
-            ui.delete(&viewer, &path).await?;
-            Ok(redirect_with_notice("/flows", "The flow is deleted."))
-        }
+        "delete" => match ui.delete(&viewer, &path).await {
+            Ok(_) => Ok(redirect_with_notice("/flows", "The flow is deleted.")),
+            Err(failure) => back_or_fail(&path, failure),
+        },
         _ => Err(UiError::not_found("action")),
     }
 }

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::checked_id;
 use crate::ui::session::{Fields, redirect_with_notice};
-use crate::ui::{Shared, UiResult, Viewer};
+use crate::ui::{Shared, UiResult, Viewer, back_or_fail};
 
 const ROLES: [&str; 5] = ["viewer", "member", "manager", "admin", "owner"];
 
@@ -68,9 +68,11 @@ pub async fn revoke(
 ) -> UiResult {
     viewer.check(&fields)?;
     let id = checked_id(&id, "API key")?;
-    ui.delete(&viewer, &format!("/api-keys/{id}")).await?;
-    Ok(redirect_with_notice(
-        "/keys",
-        "The key is revoked: it no longer works.",
-    ))
+    match ui.delete(&viewer, &format!("/api-keys/{id}")).await {
+        Ok(_) => Ok(redirect_with_notice(
+            "/keys",
+            "The key is revoked: it no longer works.",
+        )),
+        Err(failure) => back_or_fail("/keys", failure),
+    }
 }

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::{checked_id, query};
 use crate::ui::session::{Fields, redirect_with_notice};
-use crate::ui::{Shared, UiResult, Viewer};
+use crate::ui::{Shared, UiResult, Viewer, back_or_fail};
 
 const STATUSES: [&str; 4] = ["queued", "running", "succeeded", "failed"];
 
@@ -100,9 +100,13 @@ pub async fn replay(
 ) -> UiResult {
     viewer.check(&fields)?;
     let id = checked_id(&id, "run")?;
-    let replayed = ui
+    let replayed = match ui
         .post(&viewer, &format!("/runs/{id}/replay"), json!({}))
-        .await?;
+        .await
+    {
+        Ok(replayed) => replayed,
+        Err(failure) => return back_or_fail(&format!("/runs/{id}"), failure),
+    };
     let to = match replayed["id"].as_str() {
         Some(new_id) => format!("/runs/{new_id}"),
         None => format!("/runs/{id}"),

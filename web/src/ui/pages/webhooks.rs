@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::{checked_id, query};
 use crate::ui::session::{Fields, redirect_with_notice};
-use crate::ui::{Shared, UiError, UiResult, Viewer};
+use crate::ui::{Shared, UiError, UiResult, Viewer, back_or_fail};
 use timix_engine::webhooks::EVENT_TYPES;
 
 /// The event types as checkboxes, grouped by what they are about (`customer`).
@@ -160,7 +160,9 @@ pub async fn act(
             render_one(&ui, &viewer, id, &DeliveryFilter::default(), extra).await
         }
         "test" => {
-            ui.post(&viewer, &format!("{path}/test"), json!({})).await?;
+            if let Err(failure) = ui.post(&viewer, &format!("{path}/test"), json!({})).await {
+                return back_or_fail(&path, failure);
+            }
             Ok(redirect_with_notice(
                 &path,
                 "A test event is on its way; its delivery appears below in a moment.",
@@ -168,7 +170,9 @@ pub async fn act(
         }
         "enable" | "disable" => {
             let body = json!({"isEnabled": op == "enable"});
-            ui.call(&viewer, "PATCH", &path, Some(body)).await?;
+            if let Err(failure) = ui.call(&viewer, "PATCH", &path, Some(body)).await {
+                return back_or_fail(&path, failure);
+            }
             Ok(redirect_with_notice(
                 &path,
                 &format!("The webhook is {op}d."),
@@ -191,12 +195,16 @@ pub async fn retry(
     viewer.check(&fields)?;
     let id = checked_id(&id, "webhook")?;
     let delivery = checked_id(&delivery, "delivery")?;
-    ui.post(
-        &viewer,
-        &format!("/webhooks/{id}/deliveries/{delivery}/retry"),
-        json!({}),
-    )
-    .await?;
+    let retried = ui
+        .post(
+            &viewer,
+            &format!("/webhooks/{id}/deliveries/{delivery}/retry"),
+            json!({}),
+        )
+        .await;
+    if let Err(failure) = retried {
+        return back_or_fail(&format!("/webhooks/{id}"), failure);
+    }
     Ok(redirect_with_notice(
         &format!("/webhooks/{id}"),
         "The delivery is being attempted again.",
