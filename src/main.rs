@@ -690,7 +690,8 @@ async fn keep_request_counters(state: timix_web::AppState) {
     }
 }
 
-/// Forgets idempotency keys past their retention and tombstones past the sync window.
+/// Forgets idempotency keys past their retention, tombstones past the sync window, and expired
+/// web sessions, invitations and failed logins.
 async fn purge_expired(db: Db, idempotency_retention: Duration) {
     let every =
         (idempotency_retention / 4).clamp(Duration::from_millis(250), Duration::from_secs(600));
@@ -719,6 +720,11 @@ async fn purge_expired(db: Db, idempotency_retention: Duration) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(purged = n, "Purged expired tombstones."),
                 Err(error) => tracing::warn!(%error, "Could not purge tombstones."),
+            }
+            match timix_engine::web_sessions::purge_expired(&db).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(purged = n, "Purged expired sessions and invitations."),
+                Err(error) => tracing::warn!(%error, "Could not purge expired sessions."),
             }
         }
     }

@@ -142,9 +142,15 @@ impl Server {
     }
 
     pub async fn start_with(db: TestDb, env: &[(&str, &str)]) -> Server {
+        Self::start_as(db, env, "all").await
+    }
+
+    /// `timix serve --role <role>`: `api` and `all` are ready when they listen, `worker` when it
+    /// says it started (it has no address).
+    pub async fn start_as(db: TestDb, env: &[(&str, &str)], role: &str) -> Server {
         let mut command = Command::new(BIN);
         command
-            .args(["serve", "--bind", "127.0.0.1:0"])
+            .args(["serve", "--bind", "127.0.0.1:0", "--role", role])
             .env("DATABASE_URL", &db.url)
             .env("TIMIX_DATA_DIR", db.dir.join("data"))
             .env("TIMIX_LOG", "info")
@@ -164,6 +170,11 @@ impl Server {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                if line.contains("worker started")
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(String::new());
+                }
                 if let Some(rest) = line.split("listening on ").nth(1)
                     && let Some(tx) = tx.take()
                 {

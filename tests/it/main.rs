@@ -19,6 +19,7 @@ mod mcp;
 mod oauth;
 mod receiver;
 mod roles;
+mod scale;
 mod server;
 mod time;
 mod ui;
