@@ -49,6 +49,10 @@ pub struct GlobalArgs {
     /// one database needs the same [default: generated into `<data dir>/secret.key`].
     #[arg(long, env = "TIMIX_SECRET_KEY", global = true, hide_env_values = true)]
     pub secret_key: Option<String>,
+    /// Requests a minute every API key may make, in place of its plan's limit (an operator of
+    /// their own instance may raise it) [default: the plan's].
+    #[arg(long, env = "TIMIX_RATE_LIMIT", global = true)]
+    pub rate_limit: Option<u32>,
     /// Log filter, e.g. `info` or `timix_web=debug` [default: info].
     #[arg(long, env = "TIMIX_LOG", global = true)]
     pub log: Option<String>,
@@ -78,6 +82,7 @@ struct FileConfig {
     run_lease: Option<String>,
     public_url: Option<String>,
     secret_key: Option<String>,
+    rate_limit: Option<u32>,
     log: Option<String>,
     log_format: Option<String>,
 }
@@ -102,6 +107,8 @@ pub struct Settings {
     /// None: http:// and the address listened on.
     pub public_url: Option<String>,
     pub secret_key: Option<String>,
+    /// Per-key requests a minute replacing the plans' limits.
+    pub rate_limit: Option<u32>,
     pub log: String,
     pub log_format: LogFormat,
 }
@@ -192,6 +199,7 @@ impl Settings {
             bind,
             public_url,
             secret_key: args.secret_key.clone().or(file.secret_key),
+            rate_limit: args.rate_limit.or(file.rate_limit).filter(|n| *n > 0),
             data_dir,
             database_url,
             allow_private_targets: args

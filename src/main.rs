@@ -433,6 +433,7 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot listen on {}", settings.bind))?,
         ),
     };
+    state.gate.quota_override = settings.rate_limit;
     state.public_url = match (&settings.public_url, &listener) {
         (Some(url), _) => url.clone(),
         (None, Some(listener)) => format!("http://{}", listener.local_addr()?),

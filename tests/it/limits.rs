@@ -418,3 +418,17 @@ async fn two_processes_on_one_postgres_share_a_keys_budget() {
     );
     assert!(allowed >= 120 - 12, "{allowed} allowed");
 }
+
+#[tokio::test]
+async fn an_operator_limit_replaces_the_plans_for_every_key() {
+    let server = Server::start_with(TestDb::new().await, &[("TIMIX_RATE_LIMIT", "5")]).await;
+    let org = server.db.bootstrap("business");
+    let c = server.as_key(&org.key);
+    let me = c.get("/me").await.expect(200);
+    assert_eq!(me.body["rateLimit"]["limit"], 5);
+    assert_eq!(me.header("x-ratelimit-limit"), Some("5"));
+    for _ in 0..4 {
+        c.get("/me").await.expect(200);
+    }
+    c.get("/me").await.expect_error(429, "rate_limited");
+}

@@ -68,7 +68,7 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Actor
 }
 
 /// The key's requests per minute: its plan's, unless the operator overrode it.
-fn quota(state: &AppState, actor: &Actor) -> Quota {
+pub fn quota(state: &AppState, actor: &Actor) -> Quota {
     Quota::per_minute(
         state
             .gate

@@ -3,8 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
-use timix_engine::auth::{Role, rate_limit_per_minute};
-use timix_engine::limits::Quota;
+use timix_engine::auth::Role;
 use timix_engine::organizations::{self, BillingState, Organization, OrganizationPatch, Plan};
 use timix_engine::usage::{self, Usage};
 use utoipa::ToSchema;
@@ -81,7 +80,7 @@ pub struct MeRateLimit {
 /// A good connection test.
 #[utoipa::path(get, path = "/me", tag = "system",
     responses((status = 200, body = Me), (status = 401, body = ErrorEnvelope)))]
-pub async fn me(Auth(actor): Auth) -> Json<Me> {
+pub async fn me(State(state): State<AppState>, Auth(actor): Auth) -> Json<Me> {
     Json(Me {
         permissions: actor.permissions(),
         api_key: MeKey {
@@ -97,7 +96,7 @@ pub async fn me(Auth(actor): Auth) -> Json<Me> {
             role: actor.role,
         },
         rate_limit: MeRateLimit {
-            limit: rate_limit_per_minute(actor.organization.plan),
+            limit: crate::gate::quota(&state, &actor).limit,
             window_seconds: 60,
         },
         organization: MeOrganization {
@@ -136,7 +135,7 @@ pub async fn update_organization(
 #[utoipa::path(get, path = "/usage", tag = "system",
     responses((status = 200, body = Usage), (status = 401, body = ErrorEnvelope)))]
 pub async fn usage(State(state): State<AppState>, Auth(actor): Auth) -> ApiResult<Json<Usage>> {
-    let quota = Quota::per_minute(rate_limit_per_minute(actor.organization.plan));
+    let quota = crate::gate::quota(&state, &actor);
     let now = state.limiter.peek(&actor.api_key.id, quota).await?;
     Ok(Json(
         usage::report(&state.db, &state.usage, &actor, now).await?,
