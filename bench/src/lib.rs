@@ -36,6 +36,50 @@ impl Server {
     }
 }
 
+/// Resident memory of a process and all its descendants, in MiB (Linux): a service that runs
+/// helpers in child processes is measured whole.
+pub fn process_tree_mib(root: u32) -> f64 {
+    let parent_of = |pid: u32| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // `pid (comm) state ppid …`: the name may hold spaces and parentheses.
+        stat.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    let rss = |pid: u32| -> f64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
+            .unwrap_or(0.0)
+    };
+    let pids: Vec<u32> = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut tree = vec![root];
+    let mut grew = true;
+    while grew {
+        grew = false;
+        for &pid in &pids {
+            if !tree.contains(&pid) && parent_of(pid).is_some_and(|p| tree.contains(&p)) {
+                tree.push(pid);
+                grew = true;
+            }
+        }
+    }
+    tree.iter().map(|&pid| rss(pid)).sum::<f64>() / 1024.0
+}
+
 /// The `timix` binary beside this one (`cargo build --release --bins`).
 pub fn timix() -> std::path::PathBuf {
     std::env::current_exe()
@@ -89,18 +133,26 @@ pub fn start(env: &[(String, String)]) -> anyhow::Result<Server> {
     })
 }
 
-/// A fresh database and data dir: (backend name, environment for `timix`, data dir).
+/// A fresh database and data dir: (backend name, environment for `timix`, data dir). Postgres
+/// when `TIMIX_BENCH_POSTGRES_URL` gives an admin URL, SQLite otherwise.
 pub async fn fresh_database()
 -> anyhow::Result<(&'static str, Vec<(String, String)>, std::path::PathBuf)> {
+    fresh_database_on(std::env::var("TIMIX_BENCH_POSTGRES_URL").ok().as_deref()).await
+}
+
+/// A fresh database on the Postgres server of `postgres` (an admin URL), or SQLite for `None`.
+pub async fn fresh_database_on(
+    postgres: Option<&str>,
+) -> anyhow::Result<(&'static str, Vec<(String, String)>, std::path::PathBuf)> {
     let dir = std::env::temp_dir().join(format!("timix-bench-{}", ulid::Ulid::generate()));
-    let (backend, url) = match std::env::var("TIMIX_BENCH_POSTGRES_URL") {
-        Ok(admin) => {
+    let (backend, url) = match postgres {
+        Some(admin) => {
             use sqlx::Connection;
             let name = format!(
                 "timix_bench_{}",
                 ulid::Ulid::generate().to_string().to_lowercase()
             );
-            let mut conn = sqlx::PgConnection::connect(&admin).await?;
+            let mut conn = sqlx::PgConnection::connect(admin).await?;
             sqlx::Executor::execute(
                 &mut conn,
                 sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
@@ -109,7 +161,7 @@ pub async fn fresh_database()
             let (prefix, _) = admin.rsplit_once('/').expect("a database in the URL");
             ("postgres", format!("{prefix}/{name}"))
         }
-        Err(_) => (
+        None => (
             "sqlite",
             format!("sqlite://{}", dir.join("timix.db").display()),
         ),

@@ -1,0 +1,553 @@
+//! The benchmark suite: timix on SQLite and on Postgres, and n8n, measured by the same load
+//! generator in one run, each figure the median of several runs.
+//!
+//! - start-up: from spawning the process (on a fresh database) to its health check answering;
+//! - memory: resident set of the process tree, idle after start and at the end of the burst;
+//! - authenticated `GET /customers/{id}` and `POST /customers` (timix): requests per second and
+//!   p99 with 16 keep-alive connections;
+//! - event → webhook (timix): from a customer's `201` to its signed delivery at a local receiver;
+//! - inbound webhook → HTTP request to a local receiver, the workflow both products run: latency
+//!   at 10 calls a second, and runs per second for a burst of 500 calls from 32 connections
+//!   (from the first call to the last arrival at the receiver).
+//!
+//! ```sh
+//! cargo build --release --bins -p timix -p timix-bench
+//! npm ci --prefix bench/n8n             # n8n 1.123 from npm (Node.js 20.19+); optional
+//! TIMIX_BENCH_POSTGRES_URL=postgres://user:pw@127.0.0.1/postgres target/release/suite [RUNS]
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use serde_json::{Value, json};
+use timix_bench::{cli, fresh_database_on, percentile, process_tree_mib, start};
+
+type Arrivals = Arc<Mutex<HashMap<u64, Instant>>>;
+
+/// A local receiver: when each numbered call arrived (`{"n": 7}`, or a webhook delivery of the
+/// customer named `C7`).
+async fn receiver() -> anyhow::Result<(String, Arrivals)> {
+    let arrivals: Arrivals = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let sink = arrivals.clone();
+    let app = axum::Router::new().fallback(move |body: Bytes| {
+        let sink = sink.clone();
+        async move {
+            let now = Instant::now();
+            let body: Value = serde_json::from_slice(&body).unwrap_or_default();
+            let n = body["n"]
+                .as_u64()
+                .or_else(|| body["n"].as_str().and_then(|s| s.parse().ok()))
+                .or_else(|| {
+                    body["data"]["name"]
+                        .as_str()
+                        .and_then(|s| s.strip_prefix('C'))
+                        .and_then(|s| s.parse().ok())
+                });
+            if let Some(n) = n {
+                sink.lock().unwrap().entry(n).or_insert(now);
+            }
+            "ok"
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok((format!("http://{address}/hook"), arrivals))
+}
+
+async fn wait_for(arrivals: &Arrivals, from: u64, count: usize, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while arrivals
+        .lock()
+        .unwrap()
+        .keys()
+        .filter(|n| **n >= from)
+        .count()
+        < count
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Figures of one run of one system, by name.
+type Figures = BTreeMap<&'static str, f64>;
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Polls `url` until it answers 2xx; the time since `since`.
+async fn ready(http: &reqwest::Client, url: &str, since: Instant) -> anyhow::Result<Duration> {
+    let deadline = since + Duration::from_secs(120);
+    loop {
+        if let Ok(r) = http.get(url).send().await
+            && r.status().is_success()
+        {
+            return Ok(since.elapsed());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{url} never answered");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Latency from each call's answer to its arrival, at `rate` calls a second for `calls`.
+async fn paced(
+    http: &reqwest::Client,
+    url: &str,
+    arrivals: &Arrivals,
+    first: u64,
+    calls: u64,
+    rate: u64,
+) -> anyhow::Result<(Duration, Duration)> {
+    let mut answered = HashMap::new();
+    let started = Instant::now();
+    for i in 0..calls {
+        tokio::time::sleep_until((started + Duration::from_millis(1000 / rate * i)).into()).await;
+        http.post(url)
+            .json(&json!({"n": first + i}))
+            .send()
+            .await?
+            .error_for_status()?;
+        answered.insert(first + i, Instant::now());
+    }
+    wait_for(arrivals, first, calls as usize, Duration::from_secs(60)).await;
+    let got = arrivals.lock().unwrap();
+    let mut latencies: Vec<Duration> = answered
+        .iter()
+        .filter_map(|(n, at)| got.get(n).map(|r| r.saturating_duration_since(*at)))
+        .collect();
+    latencies.sort();
+    anyhow::ensure!(
+        latencies.len() == calls as usize,
+        "{} of {calls} arrived",
+        latencies.len()
+    );
+    Ok((percentile(&latencies, 0.5), percentile(&latencies, 0.99)))
+}
+
+/// Runs per second for a burst of `calls` from 32 connections, and the peak memory meanwhile.
+async fn burst(
+    http: &reqwest::Client,
+    url: &str,
+    arrivals: &Arrivals,
+    first: u64,
+    calls: u64,
+    pid: u32,
+) -> anyhow::Result<(f64, f64)> {
+    let started = Instant::now();
+    let mut senders = Vec::new();
+    for k in 0..32u64 {
+        let (http, url) = (http.clone(), url.to_owned());
+        senders.push(tokio::spawn(async move {
+            let mut n = first + k;
+            while n < first + calls {
+                let _ = http.post(&url).json(&json!({"n": n})).send().await;
+                n += 32;
+            }
+        }));
+    }
+    let mut peak: f64 = 0.0;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        peak = peak.max(process_tree_mib(pid));
+        let (done, last) = {
+            let got = arrivals.lock().unwrap();
+            let times: Vec<Instant> = got
+                .iter()
+                .filter(|(n, _)| **n >= first)
+                .map(|(_, t)| *t)
+                .collect();
+            (times.len(), times.into_iter().max())
+        };
+        if done as u64 >= calls || Instant::now() > deadline {
+            for s in senders {
+                s.await?;
+            }
+            let span = last.map_or(Duration::ZERO, |l| l.duration_since(started));
+            return Ok((done as f64 / span.as_secs_f64().max(0.001), peak));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Requests per second and p99 of `request` from 16 connections for `seconds`.
+async fn load<F>(seconds: u64, request: F) -> anyhow::Result<(f64, Duration)>
+where
+    F: Fn(u64) -> reqwest::RequestBuilder + Send + Sync + 'static,
+{
+    let request = Arc::new(request);
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for k in 0..16u64 {
+        let request = request.clone();
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut i = k * 1_000_000;
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                let r = request(i).send().await?;
+                anyhow::ensure!(r.status().is_success(), "answered {}", r.status());
+                r.bytes().await?;
+                latencies.push(sent.elapsed());
+                i += 1;
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await??);
+    }
+    all.sort();
+    Ok((
+        all.len() as f64 / started.elapsed().as_secs_f64(),
+        percentile(&all, 0.99),
+    ))
+}
+
+async fn timix_run(postgres: Option<&str>) -> anyhow::Result<Figures> {
+    let mut figures = Figures::new();
+    let (_, mut env, dir) = fresh_database_on(postgres).await?;
+    // The load below is one key's: lift the plan's limit, as an operator of their own may.
+    env.push(("TIMIX_RATE_LIMIT".into(), "100000000".into()));
+    let http = reqwest::Client::new();
+    let spawned = Instant::now();
+    let server = start(&env)?;
+    figures.insert(
+        "start-up (ms)",
+        ms(ready(&http, &format!("{}/health", server.base), spawned).await?),
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    figures.insert("memory idle (MiB)", process_tree_mib(server.child.id()));
+    let org = cli(
+        &env,
+        &[
+            "bootstrap",
+            "--org",
+            "Bench",
+            "--email",
+            "bench@example.com",
+            "--plan",
+            "business",
+        ],
+    )?;
+    let key = org["apiKey"].as_str().unwrap_or_default().to_owned();
+    let api = |path: &str| format!("{}{path}", server.base);
+
+    let customer: Value = http
+        .post(api("/customers"))
+        .header("X-Api-Key", &key)
+        .json(&json!({"name": "Acme"}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let one = api(&format!(
+        "/customers/{}",
+        customer["id"].as_str().unwrap_or_default()
+    ));
+    let (client, k) = (http.clone(), key.clone());
+    let (rate, p99) = load(5, move |_| client.get(&one).header("X-Api-Key", &k)).await?;
+    figures.insert("GET requests/s", rate);
+    figures.insert("GET p99 (ms)", ms(p99));
+    let (client, k, url) = (http.clone(), key.clone(), api("/customers"));
+    let (rate, p99) = load(5, move |i| {
+        client
+            .post(&url)
+            .header("X-Api-Key", &k)
+            .json(&json!({"name": format!("Load {i}")}))
+    })
+    .await?;
+    figures.insert("POST requests/s", rate);
+    figures.insert("POST p99 (ms)", ms(p99));
+
+    // Event → webhook: customers named C<n>, 20 a second.
+    let (hook, arrivals) = receiver().await?;
+    let webhook: Value = http
+        .post(api("/webhooks"))
+        .header("X-Api-Key", &key)
+        .json(&json!({"url": hook, "events": ["customer.created"]}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let mut created = HashMap::new();
+    let started = Instant::now();
+    for n in 0..200u64 {
+        tokio::time::sleep_until((started + Duration::from_millis(50 * n)).into()).await;
+        http.post(api("/customers"))
+            .header("X-Api-Key", &key)
+            .json(&json!({"name": format!("C{n}")}))
+            .send()
+            .await?
+            .error_for_status()?;
+        created.insert(n, Instant::now());
+    }
+    wait_for(&arrivals, 0, 200, Duration::from_secs(60)).await;
+    let mut latencies: Vec<Duration> = {
+        let got = arrivals.lock().unwrap();
+        created
+            .iter()
+            .filter_map(|(n, at)| got.get(n).map(|r| r.saturating_duration_since(*at)))
+            .collect()
+    };
+    latencies.sort();
+    figures.insert("event → webhook p50 (ms)", ms(percentile(&latencies, 0.5)));
+    figures.insert("event → webhook p99 (ms)", ms(percentile(&latencies, 0.99)));
+    // Its deliveries stop competing with the next workload.
+    http.delete(api(&format!(
+        "/webhooks/{}",
+        webhook["id"].as_str().unwrap_or_default()
+    )))
+    .header("X-Api-Key", &key)
+    .send()
+    .await?
+    .error_for_status()?;
+
+    // Inbound webhook → HTTP request.
+    let (target, arrivals) = receiver().await?;
+    let flow: Value = http
+        .post(api("/flows"))
+        .header("X-Api-Key", &key)
+        .json(&json!({
+            "name": "Inbound → HTTP",
+            "trigger": {"type": "webhook"},
+            "steps": [{"key": "send", "action": "http_request",
+                       "input": {"method": "POST", "url": target, "body": {"n": "{{trigger.n}}"}}}]
+        }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let inbound = format!(
+        "{}{}",
+        server.base.trim_end_matches("/api/integration/v1"),
+        flow["trigger"]["webhookUrl"].as_str().unwrap_or_default()
+    );
+    workflow_figures(&mut figures, &http, &inbound, &arrivals, server.child.id()).await?;
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(figures)
+}
+
+/// The shared workload: "inbound webhook → HTTP request to a local receiver".
+async fn workflow_figures(
+    figures: &mut Figures,
+    http: &reqwest::Client,
+    inbound: &str,
+    arrivals: &Arrivals,
+    pid: u32,
+) -> anyhow::Result<()> {
+    let (p50, p99) = paced(http, inbound, arrivals, 0, 100, 10).await?;
+    figures.insert("webhook → HTTP p50 (ms)", ms(p50));
+    figures.insert("webhook → HTTP p99 (ms)", ms(p99));
+    let (rate, peak) = burst(http, inbound, arrivals, 1_000_000, 500, pid).await?;
+    figures.insert("webhook → HTTP runs/s", rate);
+    figures.insert("memory loaded (MiB)", peak);
+    Ok(())
+}
+
+/// n8n from `bench/n8n`, with the workflow "Webhook (respond at once) → HTTP Request".
+async fn n8n_run(n8n: &Path) -> anyhow::Result<Figures> {
+    let mut figures = Figures::new();
+    let folder = std::env::temp_dir().join(format!("timix-bench-n8n-{}", ulid::Ulid::generate()));
+    std::fs::create_dir_all(&folder)?;
+    let port = free_port()?;
+    let (target, arrivals) = receiver().await?;
+    let workflow = json!({
+        "id": "timixBench0000001",
+        "name": "Inbound → HTTP",
+        "active": false,
+        "settings": {"executionOrder": "v1"},
+        "nodes": [
+            {"id": "8b0c6f5e-0000-4000-8000-000000000001", "name": "Webhook",
+             "type": "n8n-nodes-base.webhook", "typeVersion": 2, "position": [0, 0],
+             "webhookId": "8b0c6f5e-0000-4000-8000-0000000000aa",
+             "parameters": {"httpMethod": "POST", "path": "bench", "responseMode": "onReceived", "options": {}}},
+            {"id": "8b0c6f5e-0000-4000-8000-000000000002", "name": "HTTP Request",
+             "type": "n8n-nodes-base.httpRequest", "typeVersion": 4.2, "position": [220, 0],
+             "parameters": {"method": "POST", "url": target, "sendBody": true,
+                            "specifyBody": "json", "jsonBody": "={{ JSON.stringify({n: $json.body.n}) }}",
+                            "options": {}}}
+        ],
+        "connections": {"Webhook": {"main": [[{"node": "HTTP Request", "type": "main", "index": 0}]]}}
+    });
+    let file = folder.join("workflow.json");
+    std::fs::write(&file, serde_json::to_vec(&workflow)?)?;
+    let file = file.display().to_string();
+    n8n_command(n8n, &folder, port, &["import:workflow", "--input", &file])?;
+    n8n_command(
+        n8n,
+        &folder,
+        port,
+        &["update:workflow", "--id=timixBench0000001", "--active=true"],
+    )?;
+    let http = reqwest::Client::new();
+    let spawned = Instant::now();
+    let child = N8n(n8n_base(n8n, &folder, port)
+        .arg("start")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?);
+    let inbound = format!("http://127.0.0.1:{port}/webhook/bench");
+    figures.insert(
+        "start-up (ms)",
+        ms(ready(&http, &format!("http://127.0.0.1:{port}/healthz"), spawned).await?),
+    );
+    // Webhooks of active workflows are registered after the health check answers.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http
+        .post(&inbound)
+        .json(&json!({"warm": true}))
+        .send()
+        .await
+        .map(|r| !r.status().is_success())
+        .unwrap_or(true)
+    {
+        anyhow::ensure!(Instant::now() < deadline, "n8n never served the webhook");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    figures.insert("memory idle (MiB)", process_tree_mib(child.0.id()));
+    workflow_figures(&mut figures, &http, &inbound, &arrivals, child.0.id()).await?;
+    drop(child);
+    let _ = std::fs::remove_dir_all(folder);
+    Ok(figures)
+}
+
+/// n8n stopped (and its task runner with it) when dropped.
+struct N8n(Child);
+
+impl Drop for N8n {
+    fn drop(&mut self) {
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-P", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn n8n_base(n8n: &Path, folder: &Path, port: u16) -> Command {
+    let mut command = Command::new(n8n);
+    command
+        .env("N8N_USER_FOLDER", folder)
+        .env("N8N_PORT", port.to_string())
+        .env("N8N_LISTEN_ADDRESS", "127.0.0.1")
+        .env("N8N_DIAGNOSTICS_ENABLED", "false")
+        .env("N8N_VERSION_NOTIFICATIONS_ENABLED", "false")
+        .env("N8N_TEMPLATES_ENABLED", "false")
+        .env("N8N_PERSONALIZATION_ENABLED", "false")
+        .env("N8N_ENFORCE_SETTINGS_FILE_PERMISSIONS", "false")
+        .env("N8N_LOG_LEVEL", "warn");
+    command
+}
+
+fn n8n_command(n8n: &Path, folder: &Path, port: u16, args: &[&str]) -> anyhow::Result<()> {
+    let out = n8n_base(n8n, folder, port).args(args).output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "n8n {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    timix_connectors::outbound::install_crypto_provider();
+    let runs: usize = std::env::args()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3);
+    let postgres = std::env::var("TIMIX_BENCH_POSTGRES_URL").ok();
+    let n8n = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("n8n/node_modules/.bin/n8n");
+    let mut systems: Vec<&str> = vec!["timix (SQLite)"];
+    if postgres.is_some() {
+        systems.push("timix (Postgres)");
+    } else {
+        eprintln!("TIMIX_BENCH_POSTGRES_URL is not set: timix on Postgres is left out");
+    }
+    if n8n.exists() {
+        systems.push("n8n (SQLite)");
+    } else {
+        eprintln!(
+            "{} is missing (npm ci --prefix bench/n8n): n8n is left out",
+            n8n.display()
+        );
+    }
+    let mut results: BTreeMap<&str, Vec<Figures>> = BTreeMap::new();
+    // Runs interleave the systems, so that a slower moment of the machine hits all alike.
+    for run in 1..=runs {
+        for system in &systems {
+            eprintln!("run {run}/{runs}: {system}");
+            let figures = match *system {
+                "timix (SQLite)" => timix_run(None).await?,
+                "timix (Postgres)" => timix_run(postgres.as_deref()).await?,
+                _ => n8n_run(&n8n).await?,
+            };
+            eprintln!("  {figures:?}");
+            results.entry(system).or_default().push(figures);
+        }
+    }
+    let metrics = [
+        "start-up (ms)",
+        "memory idle (MiB)",
+        "memory loaded (MiB)",
+        "GET requests/s",
+        "GET p99 (ms)",
+        "POST requests/s",
+        "POST p99 (ms)",
+        "event → webhook p50 (ms)",
+        "event → webhook p99 (ms)",
+        "webhook → HTTP p50 (ms)",
+        "webhook → HTTP p99 (ms)",
+        "webhook → HTTP runs/s",
+    ];
+    println!("| median of {runs} | {} |", systems.join(" | "));
+    println!("|---|{}", "---:|".repeat(systems.len()));
+    for metric in metrics {
+        let cells: Vec<String> = systems
+            .iter()
+            .map(|s| {
+                let mut values: Vec<f64> = results[s]
+                    .iter()
+                    .filter_map(|f| f.get(metric).copied())
+                    .collect();
+                if values.is_empty() {
+                    "n/a".into()
+                } else {
+                    let m = median(&mut values);
+                    if m >= 100.0 {
+                        format!("{m:.0}")
+                    } else {
+                        format!("{m:.1}")
+                    }
+                }
+            })
+            .collect();
+        println!("| {metric} | {} |", cells.join(" | "));
+    }
+    Ok(())
+}
