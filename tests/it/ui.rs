@@ -559,6 +559,30 @@ async fn in_chromium_an_ops_person_builds_a_flow_and_sees_its_run() {
     assert_eq!(output["id"], projects[0]["id"]);
     assert_eq!(output["name"], "Project for Globex");
 
+    // The test run on the sample failed at its step with the API's reason; replay made another.
+    assert!(
+        report["sampleRunNotice"]
+            .as_str()
+            .unwrap()
+            .starts_with("Test run started"),
+        "{report:#}"
+    );
+    assert_eq!(report["sampleRun"]["status"], "failed", "{report:#}");
+    assert!(
+        report["sampleRun"]["stepError"]
+            .as_str()
+            .unwrap()
+            .contains("customer"),
+        "{report:#}"
+    );
+    assert!(
+        report["replayNotice"]
+            .as_str()
+            .unwrap()
+            .starts_with("Replayed"),
+        "{report:#}"
+    );
+
     // A key shown once that works; a webhook secret shown once; the Zapier app downloaded.
     let new_key = report["newKey"].as_str().unwrap();
     server
@@ -573,6 +597,33 @@ async fn in_chromium_an_ops_person_builds_a_flow_and_sees_its_run() {
             .starts_with("whsec_")
     );
     assert_eq!(report["download"], "timix-zapier.zip");
+    // The webhook's test delivery, its attempt and error (a `.invalid` host never resolves), a
+    // retry, and a rotated secret shown once.
+    assert!(
+        report["webhookTestNotice"]
+            .as_str()
+            .unwrap()
+            .contains("test event")
+    );
+    assert!(
+        report["deliveryAttempts"].as_u64().unwrap() >= 1,
+        "{report:#}"
+    );
+    assert!(
+        !report["deliveryError"].as_str().unwrap().is_empty(),
+        "{report:#}"
+    );
+    assert!(
+        report["retryNotice"]
+            .as_str()
+            .unwrap()
+            .contains("attempted again")
+    );
+    let rotated = report["rotatedSecret"].as_str().unwrap();
+    assert!(
+        rotated.starts_with("whsec_") && rotated != report["webhookSecret"],
+        "{report:#}"
+    );
     let hooks = api.get("/api/integration/v1/webhooks").await.items();
     assert_eq!(
         hooks[0]["events"],
@@ -596,9 +647,89 @@ async fn in_chromium_an_ops_person_builds_a_flow_and_sees_its_run() {
         .collect();
     assert!(errors.is_empty(), "{errors:?}");
     let shots = report["screenshots"].as_array().unwrap();
-    assert_eq!(shots.len(), 17, "{shots:?}");
+    assert_eq!(shots.len(), 18, "{shots:?}");
     for shot in shots {
         let file = out.join(format!("{}.png", shot.as_str().unwrap()));
         assert!(std::fs::metadata(&file).unwrap().len() > 10_000, "{file:?}");
     }
+}
+
+#[tokio::test]
+async fn an_oauth2_connection_is_connected_at_the_provider_and_kept_while_a_flow_uses_it() {
+    let server = Server::start().await;
+    let (email, key, _) = bootstrap_with_password(&server.db, "Acme");
+    let mut browser = Browser::new(&server);
+    browser.log_in(&email, PASSWORD).await;
+    let csrf = browser.get("/connections").await.csrf();
+    let page = browser
+        .post(
+            "/connections",
+            &[
+                ("_csrf", &csrf),
+                ("name", "CRM"),
+                ("type", "oauth2"),
+                ("baseUrl", "https://crm.example.com/api"),
+                ("authorizeUrl", "https://login.example.com/authorize"),
+                ("tokenUrl", "https://login.example.com/token"),
+                ("clientId", "timix"),
+                ("clientSecret", "s3cret-client"),
+                ("scopes", "contacts.read offline_access"),
+                // Fields of other types are left out of the request.
+                ("apiKey", "ignored"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let connection = page.location.unwrap();
+    let page = browser.get(&connection).await;
+    assert!(page.body.contains("Press Connect"), "{}", page.body);
+    assert!(!page.body.contains("s3cret-client"));
+    let page = browser
+        .post(&format!("{connection}/connect"), &[("_csrf", &csrf)])
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    let to = page.location.unwrap();
+    assert!(
+        to.starts_with("https://login.example.com/authorize?"),
+        "{to}"
+    );
+    for part in [
+        "response_type=code",
+        "client_id=timix",
+        "code_challenge_method=S256",
+        "state=",
+        "redirect_uri=",
+        "scope=contacts.read+offline_access",
+    ] {
+        assert!(to.contains(part), "{part} in {to}");
+    }
+
+    // A flow polling through it keeps it from being deleted; the page says why.
+    let id = connection.rsplit('/').next().unwrap();
+    server
+        .as_key(&key)
+        .post(
+            "/flows",
+            json!({"name": "Contacts", "trigger": {"type": "poll", "connectionId": id,
+                   "source": {"url": "/contacts"}, "schedule": "*/5 * * * *"},
+                   "steps": [{"key": "c", "action": "create_customer", "input": {"name": "{{trigger.name}}"}}]}),
+        )
+        .await
+        .expect(201);
+    let page = browser
+        .post(&format!("{connection}/delete"), &[("_csrf", &csrf)])
+        .await;
+    assert_eq!(page.location.as_deref(), Some(connection.as_str()));
+    let page = browser.get(&connection).await;
+    assert!(page.body.contains("role=\"alert\""), "{}", page.body);
+    assert!(
+        page.body.contains("Contacts"),
+        "used by the flow: {}",
+        page.body
+    );
+    server
+        .as_key(&key)
+        .get(&format!("/connections/{id}"))
+        .await
+        .expect(200);
 }

@@ -107,6 +107,25 @@ try {
   report.flowNotice = await text(page.getByRole('status'));
   await shot('08-flow-saved');
 
+  // Test with the sample: its customer does not exist here, so the run fails, saying why.
+  await page.getByRole('button', { name: 'Test with sample' }).click();
+  await page.waitForURL(/\/runs\/run_/);
+  report.sampleRunNotice = await text(page.getByRole('status'));
+  for (let i = 0; i < 40; i++) {
+    const badge = await text(page.locator('h1 .badge'));
+    if (badge !== 'queued' && badge !== 'running') break;
+    await page.waitForTimeout(250);
+    await page.reload();
+  }
+  report.sampleRun = {
+    status: await text(page.locator('h1 .badge')),
+    stepError: await text(page.locator('.step-result .alert').first()),
+  };
+  await shot('08b-sample-run-failed');
+  await page.getByRole('button', { name: 'Replay' }).click();
+  await page.waitForURL(/\/runs\/run_/);
+  report.replayNotice = await text(page.getByRole('status'));
+
   // A customer created through the API starts the flow.
   const created = await api('/customers', { method: 'POST', body: JSON.stringify({ name: 'Globex' }) });
   report.customerStatus = created.status;
@@ -143,7 +162,7 @@ try {
 
   // A webhook; its page; the users and apps pages.
   await nav('Webhooks').click();
-  await page.getByLabel('URL', { exact: true }).fill('https://example.com/hooks/timix');
+  await page.getByLabel('URL', { exact: true }).fill('https://hooks.timix.invalid/timix');
   await page.getByLabel('customer.created').check();
   await page.getByLabel('customer.updated').check();
   await page.getByRole('button', { name: 'Add webhook' }).click();
@@ -152,6 +171,21 @@ try {
   await shot('12-webhooks');
   await page.getByRole('link', { name: 'Open the webhook' }).click();
   await page.waitForURL(/\/webhooks\/whk_/);
+  await page.getByRole('button', { name: 'Send a test event' }).click();
+  await page.waitForLoadState();
+  report.webhookTestNotice = await text(page.getByRole('status'));
+  for (let i = 0; i < 40 && await page.locator('.delivery').count() === 0; i++) {
+    await page.waitForTimeout(250);
+    await page.reload();
+  }
+  report.deliveryAttempts = await page.locator('.delivery tbody tr').count();
+  report.deliveryError = await text(page.locator('.delivery td.error-text').first());
+  await page.getByRole('button', { name: 'Retry now' }).first().click();
+  await page.waitForLoadState();
+  report.retryNotice = await text(page.getByRole('status'));
+  await page.getByRole('button', { name: 'Rotate secret' }).click();
+  await page.waitForLoadState();
+  report.rotatedSecret = await page.locator('#rot-secret').inputValue();
   await shot('13-webhook');
   await nav('Users').click();
   await shot('14-users');
