@@ -11,45 +11,10 @@
 //! ```
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
 use serde_json::{Value, json};
-use timix_bench::{cli, fresh_database, percentile, start};
-
-/// When each numbered call reached the receiver.
-#[derive(Default)]
-struct Received {
-    at: HashMap<u64, Instant>,
-}
-
-async fn receiver(state: Arc<Mutex<Received>>) -> anyhow::Result<String> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
-    let app = axum::Router::new().fallback(move |body: Bytes| {
-        let state = state.clone();
-        async move {
-            let now = Instant::now();
-            if let Some(n) = serde_json::from_slice::<Value>(&body)
-                .ok()
-                .and_then(|v| v["n"].as_u64())
-            {
-                state.lock().unwrap().at.entry(n).or_insert(now);
-            }
-            "ok"
-        }
-    });
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok(format!("http://{address}/hook"))
-}
-
-async fn wait_for(state: &Arc<Mutex<Received>>, count: usize, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while state.lock().unwrap().at.len() < count && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+use timix_bench::{cli, fresh_database, percentile, receiver, start, wait_for};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -84,8 +49,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_memory = server.memory_mib();
     let http = reqwest::Client::new();
-    let state = Arc::new(Mutex::new(Received::default()));
-    let hook = receiver(state.clone()).await?;
+    let (hook, state) = receiver().await?;
     let api = |path: &str| format!("{}{path}", server.base);
 
     let flow: Value = http
@@ -120,12 +84,12 @@ async fn main() -> anyhow::Result<()> {
             .error_for_status()?;
         accepted.insert(n, Instant::now());
     }
-    wait_for(&state, 300, Duration::from_secs(60)).await;
+    wait_for(&state, 0, 300, Duration::from_secs(60)).await;
     let mut latencies: Vec<Duration> = {
         let s = state.lock().unwrap();
         accepted
             .iter()
-            .filter_map(|(n, at)| s.at.get(n).map(|r| r.saturating_duration_since(*at)))
+            .filter_map(|(n, at)| s.get(n).map(|r| r.saturating_duration_since(*at)))
             .collect()
     };
     latencies.sort();
@@ -150,14 +114,14 @@ async fn main() -> anyhow::Result<()> {
         s.await?;
     }
     let accepted_in = burst_started.elapsed();
-    wait_for(&state, 300 + burst as usize, Duration::from_secs(300)).await;
+    wait_for(&state, 0, 300 + burst as usize, Duration::from_secs(300)).await;
     let (done, last) = {
         let s = state.lock().unwrap();
-        let times: Vec<Instant> =
-            s.at.iter()
-                .filter(|(n, _)| **n >= first)
-                .map(|(_, t)| *t)
-                .collect();
+        let times: Vec<Instant> = s
+            .iter()
+            .filter(|(n, _)| **n >= first)
+            .map(|(_, t)| *t)
+            .collect();
         (times.len(), times.into_iter().max())
     };
     let span = last

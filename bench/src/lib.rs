@@ -5,6 +5,11 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::body::Bytes;
 use serde_json::Value;
 
 /// A running `timix serve`, stopped when dropped.
@@ -180,4 +185,53 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
         return Duration::ZERO;
     }
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+/// When each numbered call reached a [`receiver`].
+pub type Arrivals = Arc<Mutex<HashMap<u64, Instant>>>;
+
+/// A local receiver: when each numbered call arrived (`{"n": 7}`, or a webhook delivery of the
+/// customer named `C7`).
+pub async fn receiver() -> anyhow::Result<(String, Arrivals)> {
+    let arrivals: Arrivals = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let sink = arrivals.clone();
+    let app = axum::Router::new().fallback(move |body: Bytes| {
+        let sink = sink.clone();
+        async move {
+            let now = Instant::now();
+            let body: Value = serde_json::from_slice(&body).unwrap_or_default();
+            let n = body["n"]
+                .as_u64()
+                .or_else(|| body["n"].as_str().and_then(|s| s.parse().ok()))
+                .or_else(|| {
+                    body["data"]["name"]
+                        .as_str()
+                        .and_then(|s| s.strip_prefix('C'))
+                        .and_then(|s| s.parse().ok())
+                });
+            if let Some(n) = n {
+                sink.lock().unwrap().entry(n).or_insert(now);
+            }
+            "ok"
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok((format!("http://{address}/hook"), arrivals))
+}
+
+pub async fn wait_for(arrivals: &Arrivals, from: u64, count: usize, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while arrivals
+        .lock()
+        .unwrap()
+        .keys()
+        .filter(|n| **n >= from)
+        .count()
+        < count
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

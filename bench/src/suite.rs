@@ -19,60 +19,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
 use serde_json::{Value, json};
-use timix_bench::{cli, fresh_database_on, percentile, process_tree_mib, start};
-
-type Arrivals = Arc<Mutex<HashMap<u64, Instant>>>;
-
-/// A local receiver: when each numbered call arrived (`{"n": 7}`, or a webhook delivery of the
-/// customer named `C7`).
-async fn receiver() -> anyhow::Result<(String, Arrivals)> {
-    let arrivals: Arrivals = Arc::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
-    let sink = arrivals.clone();
-    let app = axum::Router::new().fallback(move |body: Bytes| {
-        let sink = sink.clone();
-        async move {
-            let now = Instant::now();
-            let body: Value = serde_json::from_slice(&body).unwrap_or_default();
-            let n = body["n"]
-                .as_u64()
-                .or_else(|| body["n"].as_str().and_then(|s| s.parse().ok()))
-                .or_else(|| {
-                    body["data"]["name"]
-                        .as_str()
-                        .and_then(|s| s.strip_prefix('C'))
-                        .and_then(|s| s.parse().ok())
-                });
-            if let Some(n) = n {
-                sink.lock().unwrap().entry(n).or_insert(now);
-            }
-            "ok"
-        }
-    });
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok((format!("http://{address}/hook"), arrivals))
-}
-
-async fn wait_for(arrivals: &Arrivals, from: u64, count: usize, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while arrivals
-        .lock()
-        .unwrap()
-        .keys()
-        .filter(|n| **n >= from)
-        .count()
-        < count
-        && Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+use timix_bench::{
+    Arrivals, cli, fresh_database_on, percentile, process_tree_mib, receiver, start, wait_for,
+};
 
 /// Figures of one run of one system, by name.
 type Figures = BTreeMap<&'static str, f64>;

@@ -33,9 +33,7 @@ async fn render_list(ui: &Shared, viewer: &Viewer, status: StatusCode, extra: Va
         "types": types,
         "redirectUri": ui.app.oauth_redirect(),
     });
-    if let (Value::Object(target), Value::Object(source)) = (&mut context, extra) {
-        target.extend(source);
-    }
+    super::merge(&mut context, extra);
     Ok(ui.page_with_status(status, viewer, "connections", context))
 }
 

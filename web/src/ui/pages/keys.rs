@@ -19,9 +19,7 @@ async fn render(ui: &Shared, viewer: &Viewer, status: StatusCode, extra: Value) 
         .filter(|r| timix_engine::auth::Role::parse(r).is_some_and(|r| r <= mine))
         .collect();
     let mut context = json!({"nav": "keys", "keys": keys, "roles": roles});
-    if let (Value::Object(target), Value::Object(source)) = (&mut context, extra) {
-        target.extend(source);
-    }
+    super::merge(&mut context, extra);
     Ok(ui.page_with_status(status, viewer, "keys", context))
 }
 

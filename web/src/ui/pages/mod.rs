@@ -25,6 +25,14 @@ pub fn checked_id<'a>(id: &'a str, what: &str) -> UiResult<&'a str> {
     }
 }
 
+/// Adds `extra`'s fields to a page's context (a form shown again, a secret shown once).
+pub fn merge(context: &mut serde_json::Value, extra: serde_json::Value) {
+    if let (serde_json::Value::Object(target), serde_json::Value::Object(source)) = (context, extra)
+    {
+        target.extend(source);
+    }
+}
+
 /// A query string for an API list, from `(name, value)` pairs with a value.
 pub fn query(pairs: &[(&str, Option<&str>)]) -> String {
     let present: Vec<(&str, &str)> = pairs

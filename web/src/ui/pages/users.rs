@@ -17,9 +17,7 @@ async fn render(ui: &Shared, viewer: &Viewer, status: StatusCode, extra: Value) 
         "users": users,
         "roles": ["viewer", "member", "manager", "admin"],
     });
-    if let (Value::Object(target), Value::Object(source)) = (&mut context, extra) {
-        target.extend(source);
-    }
+    super::merge(&mut context, extra);
     Ok(ui.page_with_status(status, viewer, "users", context))
 }
 

@@ -30,9 +30,7 @@ fn event_groups() -> Vec<Value> {
 async fn render_list(ui: &Shared, viewer: &Viewer, status: StatusCode, extra: Value) -> UiResult {
     let hooks = ui.items(viewer, "/webhooks?limit=200").await?;
     let mut context = json!({"nav": "webhooks", "webhooks": hooks, "groups": event_groups()});
-    if let (Value::Object(target), Value::Object(source)) = (&mut context, extra) {
-        target.extend(source);
-    }
+    super::merge(&mut context, extra);
     Ok(ui.page_with_status(status, viewer, "webhooks", context))
 }
 
@@ -125,9 +123,7 @@ async fn render_one(
         "statuses": statuses,
         "next": next,
     });
-    if let (Value::Object(target), Value::Object(source)) = (&mut context, extra) {
-        target.extend(source);
-    }
+    super::merge(&mut context, extra);
     Ok(ui.page(viewer, "webhook", context))
 }
 
