@@ -49,6 +49,11 @@ pub struct GlobalArgs {
     /// one database needs the same [default: generated into `<data dir>/secret.key`].
     #[arg(long, env = "TIMIX_SECRET_KEY", global = true, hide_env_values = true)]
     pub secret_key: Option<String>,
+    /// A reverse proxy in front sets X-Forwarded-For: take the client's address from it (for
+    /// login throttling).
+    #[arg(long, env = "TIMIX_TRUST_PROXY", global = true, num_args = 0..=1,
+          default_missing_value = "true", value_parser = parse_flag)]
+    pub trust_proxy: Option<bool>,
     /// Requests a minute every API key may make, in place of its plan's limit (an operator of
     /// their own instance may raise it) [default: the plan's].
     #[arg(long, env = "TIMIX_RATE_LIMIT", global = true)]
@@ -83,6 +88,7 @@ struct FileConfig {
     public_url: Option<String>,
     secret_key: Option<String>,
     rate_limit: Option<u32>,
+    trust_proxy: Option<bool>,
     log: Option<String>,
     log_format: Option<String>,
 }
@@ -109,6 +115,7 @@ pub struct Settings {
     pub secret_key: Option<String>,
     /// Per-key requests a minute replacing the plans' limits.
     pub rate_limit: Option<u32>,
+    pub trust_proxy: bool,
     pub log: String,
     pub log_format: LogFormat,
 }
@@ -200,6 +207,7 @@ impl Settings {
             public_url,
             secret_key: args.secret_key.clone().or(file.secret_key),
             rate_limit: args.rate_limit.or(file.rate_limit).filter(|n| *n > 0),
+            trust_proxy: args.trust_proxy.or(file.trust_proxy).unwrap_or(false),
             data_dir,
             database_url,
             allow_private_targets: args

@@ -434,6 +434,7 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
         ),
     };
     state.gate.quota_override = settings.rate_limit;
+    state.trust_proxy = settings.trust_proxy;
     state.public_url = match (&settings.public_url, &listener) {
         (Some(url), _) => url.clone(),
         (None, Some(listener)) => format!("http://{}", listener.local_addr()?),

@@ -90,41 +90,121 @@ pub async fn log_in(db: &Db, credentials: Credentials<'_>) -> Result<Login> {
             MAX_FAILURES_PER_ADDRESS,
         ),
     ];
+    // At most a few verifications at once: each takes a core and 19 MiB for a moment.
+    let _permit = verification_slot().await?;
+    // The attempt is written before it is counted and counts as failed until it succeeds: of
+    // any number of attempts at once, at most the limit see a count within it.
+    let attempt = random_token();
     let now = now_ms();
-    for (subject, limit) in &subjects {
-        check_throttle(db, subject, *limit, now).await?;
+    for (subject, _) in &subjects {
+        Sql::new("INSERT INTO login_failures (subject, attempt, at) VALUES (?, ?, ?)")
+            .arg(subject.as_str())
+            .arg(attempt.as_str())
+            .arg(now)
+            .execute(db)
+            .await?;
     }
+    for (subject, limit) in &subjects {
+        if let Err(refused) = check_throttle(db, subject, *limit, now).await {
+            // Refused unread, the attempt was no guess: it does not prolong the lock.
+            forget_attempt(db, &attempt).await?;
+            return Err(refused);
+        }
+    }
+    let candidates = candidates(db, &email, credentials.organization_id).await?;
+    let matched = verify_against(credentials.password, &candidates).await?;
+    match matched.as_slice() {
+        [] => Err(wrong_credentials()),
+        [one] => {
+            let candidate = &candidates[*one];
+            forget_attempt(db, &attempt).await?;
+            Sql::new("DELETE FROM login_failures WHERE subject = ?")
+                .arg(subjects[0].0.as_str())
+                .execute(db)
+                .await?;
+            open(db, &candidate.org_id, &candidate.user_id)
+                .await
+                .map(Login::Opened)
+        }
+        several => {
+            forget_attempt(db, &attempt).await?;
+            Ok(Login::ChooseOrganization(
+                several
+                    .iter()
+                    .map(|i| OrganizationChoice {
+                        id: candidates[*i].org_id.clone(),
+                        name: candidates[*i].org_name.clone(),
+                    })
+                    .collect(),
+            ))
+        }
+    }
+}
+
+async fn forget_attempt(db: &Db, attempt: &str) -> Result<()> {
+    Sql::new("DELETE FROM login_failures WHERE attempt = ?")
+        .arg(attempt)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// How many password verifications may run at once in this process.
+const VERIFICATION_SLOTS: usize = 4;
+
+async fn verification_slot() -> Result<tokio::sync::SemaphorePermit<'static>> {
+    static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(VERIFICATION_SLOTS);
+    match tokio::time::timeout(std::time::Duration::from_secs(2), SLOTS.acquire()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => Err(Error::RateLimited {
+            message: "too many logins at this moment; try again in a few seconds".into(),
+            retry_after_secs: 2,
+        }),
+    }
+}
+
+/// A user whose e-mail was given, with their organization and password hash.
+struct Candidate {
+    user_id: String,
+    org_id: String,
+    org_name: String,
+    password_hash: String,
+}
+
+async fn candidates(db: &Db, email: &str, organization: Option<&str>) -> Result<Vec<Candidate>> {
     let rows = Sql::new(
         "SELECT u.id, u.org_id, u.password_hash, o.name AS org_name FROM org_users u \
          JOIN organizations o ON o.id = u.org_id \
          WHERE lower(u.email) = ? AND u.deleted_at IS NULL AND u.is_active = ? \
          AND u.password_hash IS NOT NULL ORDER BY o.name, u.org_id",
     )
-    .arg(email.as_str())
+    .arg(email)
     .arg(true)
     .fetch_all(db)
     .await?;
-    let mut candidates = Vec::new();
+    let mut out = Vec::new();
     for r in &rows {
         let org_id = row::get_str(r, "org_id")?;
-        if credentials
-            .organization_id
-            .is_some_and(|wanted| wanted != org_id)
-        {
+        if organization.is_some_and(|wanted| wanted != org_id) {
             continue;
         }
-        candidates.push((
-            row::get_str(r, "id")?,
+        out.push(Candidate {
+            user_id: row::get_str(r, "id")?,
             org_id,
-            row::get_str(r, "org_name")?,
-            row::get_str(r, "password_hash")?,
-        ));
+            org_name: row::get_str(r, "org_name")?,
+            password_hash: row::get_str(r, "password_hash")?,
+        });
     }
-    let password = credentials.password.to_owned();
-    let hashes: Vec<String> = candidates.iter().map(|c| c.3.clone()).collect();
-    // Verifying is slow on purpose; keep it off the request threads. With no candidate, a dummy
-    // verification makes an unknown e-mail as slow as a wrong password.
-    let matched = tokio::task::spawn_blocking(move || {
+    Ok(out)
+}
+
+/// The candidates whose hash the password matches. Verifying is slow on purpose: it runs off
+/// the request threads, and with no candidate a dummy verification makes an unknown e-mail as
+/// slow as a wrong password.
+async fn verify_against(password: &str, candidates: &[Candidate]) -> Result<Vec<usize>> {
+    let password = password.to_owned();
+    let hashes: Vec<String> = candidates.iter().map(|c| c.password_hash.clone()).collect();
+    tokio::task::spawn_blocking(move || {
         if hashes.is_empty() {
             let _ = verify_password(&password, dummy_hash());
             return Vec::new();
@@ -134,41 +214,13 @@ pub async fn log_in(db: &Db, credentials: Credentials<'_>) -> Result<Login> {
             .enumerate()
             .filter(|(_, hash)| verify_password(&password, hash))
             .map(|(i, _)| i)
-            .collect::<Vec<_>>()
+            .collect()
     })
     .await
-    .map_err(|e| Error::Internal(format!("password check failed: {e}")))?;
-    match matched.as_slice() {
-        [] => {
-            for (subject, _) in &subjects {
-                Sql::new("INSERT INTO login_failures (subject, at) VALUES (?, ?)")
-                    .arg(subject.as_str())
-                    .arg(now)
-                    .execute(db)
-                    .await?;
-            }
-            Err(wrong_credentials())
-        }
-        [one] => {
-            let (user_id, org_id, _, _) = &candidates[*one];
-            Sql::new("DELETE FROM login_failures WHERE subject = ?")
-                .arg(subjects[0].0.as_str())
-                .execute(db)
-                .await?;
-            open(db, org_id, user_id).await.map(Login::Opened)
-        }
-        several => Ok(Login::ChooseOrganization(
-            several
-                .iter()
-                .map(|i| OrganizationChoice {
-                    id: candidates[*i].1.clone(),
-                    name: candidates[*i].2.clone(),
-                })
-                .collect(),
-        )),
-    }
+    .map_err(|e| Error::Internal(format!("password check failed: {e}")))
 }
 
+/// Refuses when `subject` has more than `limit` failed attempts in the window (this one counted).
 async fn check_throttle(db: &Db, subject: &str, limit: i64, now: Millis) -> Result<()> {
     let since = now - THROTTLE_WINDOW_MS;
     let r = Sql::new(
@@ -179,7 +231,7 @@ async fn check_throttle(db: &Db, subject: &str, limit: i64, now: Millis) -> Resu
     .fetch_one(db)
     .await?;
     let count = row::get_i64(&r, "n")?;
-    if count < limit {
+    if count <= limit {
         return Ok(());
     }
     let oldest = row::get_opt_i64(&r, "oldest")?.unwrap_or(now);
@@ -320,16 +372,25 @@ pub struct Invitation {
 /// permission as managing users). A new invitation replaces the user's earlier ones.
 pub async fn invite(db: &Db, actor: &Actor, user_id: &str) -> Result<Invitation> {
     actor.require(Permission::WriteOrgUsers)?;
-    let exists = Sql::new(
-        "SELECT id FROM org_users WHERE id = ? AND org_id = ? AND deleted_at IS NULL AND is_active = ?",
+    let target = Sql::new(
+        "SELECT role FROM org_users WHERE id = ? AND org_id = ? AND deleted_at IS NULL AND is_active = ?",
     )
     .arg(user_id)
     .arg(actor.org_id())
     .arg(true)
     .fetch_optional(db)
-    .await?;
-    if exists.is_none() {
-        return Err(Error::NotFound("user"));
+    .await?
+    .ok_or(Error::NotFound("user"))?;
+    // A link sets the password: nobody may get one for a role above their own (as the API
+    // refuses changing such a user).
+    let role = crate::auth::Role::parse(&row::get_str(&target, "role")?)
+        .ok_or_else(|| Error::Internal("unknown role stored".into()))?;
+    if role > actor.role {
+        return Err(Error::forbidden(format!(
+            "a {} cannot invite an {}",
+            actor.role.as_str(),
+            role.as_str()
+        )));
     }
     let now = now_ms();
     let invitation = Invitation {
@@ -393,9 +454,20 @@ pub async fn accept_invitation(db: &Db, token: &str, password: &str) -> Result<N
     .await?
     .ok_or(Error::NotFound("invitation"))?;
     let (org_id, user_id) = (row::get_str(&r, "org_id")?, row::get_str(&r, "user_id")?);
-    Sql::new("UPDATE org_users SET password_hash = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL")
-        .arg(password_hash)
-        .arg(now)
+    let updated = Sql::new(
+        "UPDATE org_users SET password_hash = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL AND is_active = ?",
+    )
+    .arg(password_hash)
+    .arg(now)
+    .arg(user_id.as_str())
+    .arg(true)
+    .execute(&mut tx)
+    .await?;
+    if updated != 1 {
+        return Err(Error::NotFound("invitation"));
+    }
+    // A new password ends every session opened with the old one.
+    Sql::new("DELETE FROM web_sessions WHERE user_id = ?")
         .arg(user_id.as_str())
         .execute(&mut tx)
         .await?;

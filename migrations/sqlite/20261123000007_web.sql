@@ -25,9 +25,12 @@ CREATE TABLE web_invites (
 );
 CREATE INDEX web_invites_user ON web_invites (user_id);
 
--- One row per failed login, by the address it came from and by the e-mail it named.
+-- One row per login attempt until it succeeds, by the address it came from and by the e-mail it
+-- named: what is left counts as failed.
 CREATE TABLE login_failures (
     subject         TEXT NOT NULL,
+    -- The attempt, so that one attempt's rows can be taken back.
+    attempt         TEXT NOT NULL,
     at              INTEGER NOT NULL
 );
 CREATE INDEX login_failures_subject ON login_failures (subject, at);

@@ -733,3 +733,146 @@ async fn an_oauth2_connection_is_connected_at_the_provider_and_kept_while_a_flow
         .await
         .expect(200);
 }
+
+#[tokio::test]
+async fn guesses_sent_at_once_are_counted_and_a_proxy_names_the_address() {
+    let server = Server::start_with(TestDb::new().await, &[("TIMIX_TRUST_PROXY", "1")]).await;
+    let (email, _, _) = bootstrap_with_password(&server.db, "Acme");
+    let mut browser = Browser::new(&server);
+    let csrf = browser.get("/login").await.csrf();
+    let cookie = format!("timix_form={}", browser.cookies["timix_form"]);
+    let login = |address: &str, email: &str| {
+        browser
+            .http
+            .post(server.url("/login"))
+            .header("cookie", cookie.clone())
+            .header("x-forwarded-for", format!("203.0.113.9, {address}"))
+            .form(&[
+                ("_csrf", csrf.as_str()),
+                ("email", email),
+                ("password", "a wrong guess"),
+            ])
+            .send()
+    };
+
+    // Twelve guesses for one account at once: no more than five are looked at.
+    let mut guesses = tokio::task::JoinSet::new();
+    for _ in 0..12 {
+        guesses.spawn(login("10.0.0.1", &email));
+    }
+    let statuses: Vec<u16> = guesses
+        .join_all()
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        7,
+        "{statuses:?}"
+    );
+
+    // Thirty failures from one address lock that address (the last X-Forwarded-For entry, the
+    // proxy's own), not another.
+    for i in 0..30 {
+        let status = login("10.0.0.2", &format!("nobody{i}@example.com"))
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 401);
+    }
+    let status = login("10.0.0.2", "someone@example.com")
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 429);
+    let status = login("10.0.0.3", "someone@example.com")
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn an_admin_cannot_take_over_the_owner_by_an_invitation() {
+    let server = Server::start().await;
+    let (email, key, owner_id) = bootstrap_with_password(&server.db, "Acme");
+    let mut owner = Browser::new(&server);
+    owner.log_in(&email, PASSWORD).await;
+    let csrf = owner.get("/users").await.csrf();
+    let page = owner
+        .post(
+            "/users",
+            &[
+                ("_csrf", &csrf),
+                ("email", "ada@example.com"),
+                ("name", "Ada"),
+                ("role", "admin"),
+            ],
+        )
+        .await;
+    let start = page.body.find("/invite/").unwrap();
+    let link: String = page.body[start..]
+        .chars()
+        .take_while(|c| *c != '"')
+        .collect();
+    let mut ada = Browser::new(&server);
+    let csrf = ada.get(&link).await.csrf();
+    ada.post(
+        &link,
+        &[
+            ("_csrf", &csrf),
+            ("password", "adas password"),
+            ("confirm", "adas password"),
+        ],
+    )
+    .await;
+    let csrf = ada.get("/users").await.csrf();
+    let page = ada
+        .post(&format!("/users/{owner_id}/invite"), &[("_csrf", &csrf)])
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
+    assert!(!page.body.contains("/invite/"), "{}", page.body);
+    // The owner's session is untouched, and a new link for Ada ends her other sessions.
+    assert_eq!(owner.get("/").await.status, StatusCode::OK);
+    let csrf = owner.get("/users").await.csrf();
+    let users = server.as_key(&key).get("/org-users").await.items();
+    let ada_id = users
+        .iter()
+        .find(|u| u["email"] == "ada@example.com")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let page = owner
+        .post(&format!("/users/{ada_id}/invite"), &[("_csrf", &csrf)])
+        .await;
+    let start = page.body.find("/invite/").unwrap();
+    let link: String = page.body[start..]
+        .chars()
+        .take_while(|c| *c != '"')
+        .collect();
+    let mut again = Browser::new(&server);
+    let csrf = again.get(&link).await.csrf();
+    let page = again
+        .post(
+            &link,
+            &[
+                ("_csrf", &csrf),
+                ("password", "a new one!"),
+                ("confirm", "a new one!"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        ada.get("/").await.status,
+        StatusCode::SEE_OTHER,
+        "the old session ended"
+    );
+}

@@ -174,13 +174,13 @@ try {
   await page.getByRole('button', { name: 'Send a test event' }).click();
   await page.waitForLoadState();
   report.webhookTestNotice = await text(page.getByRole('status'));
-  for (let i = 0; i < 40 && await page.locator('.delivery').count() === 0; i++) {
+  for (let i = 0; i < 60 && await page.locator('.delivery tbody tr').count() === 0; i++) {
     await page.waitForTimeout(250);
     await page.reload();
   }
   report.deliveryAttempts = await page.locator('.delivery tbody tr').count();
   report.deliveryError = await text(page.locator('.delivery td.error-text').first());
-  await page.getByRole('button', { name: 'Retry now' }).first().click();
+  await page.getByRole('button', { name: /^Retry the/ }).first().click();
   await page.waitForLoadState();
   report.retryNotice = await text(page.getByRole('status'));
   await page.getByRole('button', { name: 'Rotate secret' }).click();

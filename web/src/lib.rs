@@ -57,6 +57,9 @@ pub struct AppState {
     /// Where this service is reached from outside (`https://timix.example.com`), for the
     /// OAuth2 callback.
     pub public_url: String,
+    /// Whether a reverse proxy in front sets `X-Forwarded-For` (the client's address for login
+    /// throttling is then its last entry).
+    pub trust_proxy: bool,
 }
 
 /// What the gate applies beyond authentication. Both switches exist for the benchmark that
@@ -87,6 +90,7 @@ impl AppState {
             vault,
             actions: Arc::default(),
             public_url: "http://127.0.0.1:8080".into(),
+            trust_proxy: false,
             limiter: Arc::new(Limiter::for_database(&db)),
             usage: Arc::new(UsageCounter::default()),
             gate: GateOptions::default(),

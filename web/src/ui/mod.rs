@@ -80,6 +80,7 @@ pub fn router(app: AppState) -> Router {
         .route("/apps/{file}", get(apps::download))
         .route("/assets/{file}", get(assets::serve))
         .with_state(ui)
+        .layer(middleware::map_response(html_errors))
         .layer(middleware::from_fn(security_headers))
 }
 
@@ -115,6 +116,36 @@ pub fn not_found_page() -> String {
         "Page not found",
         "There is no page at this address. Use the menu, or go back to the dashboard.",
     )
+}
+
+/// Errors made outside the pages' handlers (a form that cannot be read, a method the path does
+/// not take, a panic) reach a browser as a page too.
+async fn html_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if !(status.is_client_error() || status.is_server_error()) || is_html {
+        return response;
+    }
+    let (title, message) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "Not here",
+            "This address does not take that kind of request.",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => ("Too large", "The form sent is too large."),
+        s if s.is_server_error() => (
+            "Something went wrong",
+            "This page could not be shown; it has been logged. Try again in a moment.",
+        ),
+        _ => (
+            "Something is wrong with this request",
+            "Go back, reload the page and try again.",
+        ),
+    };
+    (status, Html(views::error_page(title, message))).into_response()
 }
 
 /// Why a page could not be shown.

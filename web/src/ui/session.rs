@@ -114,6 +114,14 @@ impl Fields {
             .filter(|v| !v.is_empty())
     }
 
+    /// A field's value exactly as sent (passwords, a prefix with its space); empty when absent.
+    pub fn raw(&self, name: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+
     pub fn text(&self, name: &str) -> String {
         self.get(name).unwrap_or_default().to_owned()
     }
@@ -138,7 +146,9 @@ impl FromRequestParts<Shared> for Viewer {
         let Some(session) = web_sessions::resolve(&ui.app.db, token).await? else {
             return Err(UiError::Login { next });
         };
-        if parts.method != axum::http::Method::GET && !same_origin(&parts.headers) {
+        if parts.method != axum::http::Method::GET
+            && !same_origin(&parts.headers, &ui.app.public_url)
+        {
             return Err(UiError::Page {
                 status: StatusCode::FORBIDDEN,
                 title: "Refused".into(),
@@ -155,18 +165,18 @@ impl FromRequestParts<Shared> for Viewer {
 }
 
 /// A POST's `Origin`, when the browser sends one, must be this host.
-fn same_origin(headers: &HeaderMap) -> bool {
+fn same_origin(headers: &HeaderMap, public_url: &str) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return true;
     };
     let host = headers
-        .get("x-forwarded-host")
-        .or_else(|| headers.get(header::HOST))
+        .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    origin
-        .split_once("://")
-        .is_some_and(|(_, rest)| rest == host)
+    origin == public_url.trim_end_matches('/')
+        || ["http://", "https://"]
+            .iter()
+            .any(|scheme| origin.strip_prefix(scheme) == Some(host))
 }
 
 impl Viewer {
@@ -205,19 +215,42 @@ impl Viewer {
     }
 }
 
-/// The address a request came from (the connection's peer), for login throttling.
+/// The address a request came from, for login throttling: the connection's peer, or behind a
+/// trusted proxy the last `X-Forwarded-For` entry (the one that proxy added). IPv6 addresses
+/// count per /64, the block one subscriber gets.
 pub struct ClientAddress(String);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+impl FromRequestParts<Shared> for ClientAddress {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddress(
+    async fn from_request_parts(parts: &mut Parts, ui: &Shared) -> Result<Self, Self::Rejection> {
+        let forwarded = || {
             parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map_or_else(|| "unknown".into(), |c| c.0.ip().to_string()),
-        ))
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
+                .last()
+        };
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let address = if ui.app.trust_proxy {
+            forwarded().or(peer)
+        } else {
+            peer
+        };
+        Ok(ClientAddress(match address {
+            Some(std::net::IpAddr::V6(v6)) => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+            Some(v4) => v4.to_string(),
+            None => "unknown".into(),
+        }))
     }
 }
 
@@ -228,8 +261,14 @@ pub struct NextQuery {
 
 /// Only a path on this site: never `//evil.example` or `https://…`.
 fn safe_next(next: Option<&str>) -> String {
+    // Browsers drop tabs and line breaks and read `\` as `/`: `/\t/evil.example` would be
+    // `//evil.example`. Only plain paths pass.
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") => {
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.chars().any(|c| c.is_control() || c == '\\') =>
+        {
             n.to_owned()
         }
         _ => "/".into(),
@@ -247,9 +286,13 @@ fn pre_session_token(headers: &HeaderMap) -> (String, Option<HeaderValue>) {
     }
 }
 
-fn check_pre_session(headers: &HeaderMap, fields: &Fields) -> UiResult<()> {
+fn check_pre_session(ui: &Shared, headers: &HeaderMap, fields: &Fields) -> UiResult<()> {
     match (cookie(headers, PRE_SESSION_COOKIE), fields.get("_csrf")) {
-        (Some(a), Some(b)) if constant_time_eq(a, b) && same_origin(headers) => Ok(()),
+        (Some(a), Some(b))
+            if constant_time_eq(a, b) && same_origin(headers, &ui.app.public_url) =>
+        {
+            Ok(())
+        }
         _ => Err(UiError::Page {
             status: StatusCode::FORBIDDEN,
             title: "This form has expired".into(),
@@ -309,18 +352,14 @@ pub async fn log_in(
     ClientAddress(client): ClientAddress,
     Form(fields): Form<Fields>,
 ) -> UiResult {
-    check_pre_session(&headers, &fields)?;
+    check_pre_session(&ui, &headers, &fields)?;
     let next = safe_next(fields.get("next"));
     let email = fields.text("email");
     let outcome = web_sessions::log_in(
         &ui.app.db,
         Credentials {
             email: &email,
-            password: fields
-                .0
-                .iter()
-                .find(|(k, _)| k == "password")
-                .map_or("", |(_, v)| v),
+            password: fields.raw("password"),
             organization_id: fields.get("organization"),
             client: &client,
         },
@@ -411,17 +450,8 @@ pub async fn accept_invite(
     Path(token): Path<String>,
     Form(fields): Form<Fields>,
 ) -> UiResult {
-    check_pre_session(&headers, &fields)?;
-    let password = fields
-        .0
-        .iter()
-        .find(|(k, _)| k == "password")
-        .map_or("", |(_, v)| v.as_str());
-    let confirm = fields
-        .0
-        .iter()
-        .find(|(k, _)| k == "confirm")
-        .map_or("", |(_, v)| v.as_str());
+    check_pre_session(&ui, &headers, &fields)?;
+    let (password, confirm) = (fields.raw("password"), fields.raw("confirm"));
     let (organization, email) = web_sessions::invitation(&ui.app.db, &token)
         .await
         .map_err(|_| UiError::not_found("invitation"))?;
@@ -443,4 +473,25 @@ pub async fn accept_invite(
         ui.views.render("invite", &context),
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_paths_are_followed_after_a_login() {
+        assert_eq!(safe_next(Some("/runs?flowId=flw_1")), "/runs?flowId=flw_1");
+        for evil in [
+            "//evil.example",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/\n/x",
+            "https://evil.example",
+            "runs",
+        ] {
+            assert_eq!(safe_next(Some(evil)), "/", "{evil:?}");
+        }
+        assert_eq!(safe_next(None), "/");
+    }
 }

@@ -31,14 +31,35 @@
     if (message && !window.confirm(message)) event.preventDefault();
   });
 
-  // Filters apply as soon as they change.
+  // A select that reloads the page when it changes. Arrowing through a closed select changes
+  // it at every key press in some browsers: a change made by keys applies on Enter or when the
+  // select is left, never on the first arrow.
+  function onChosen(select, apply) {
+    var byKeys = false;
+    var initial = select.value;
+    select.addEventListener('keydown', function (event) {
+      if (event.key === 'Enter') {
+        event.preventDefault();
+        if (select.value !== initial) apply();
+      } else if (event.key !== 'Tab') {
+        byKeys = true;
+      }
+    });
+    select.addEventListener('change', function () { if (!byKeys) apply(); });
+    select.addEventListener('blur', function () {
+      if (byKeys && select.value !== initial) apply();
+      byKeys = false;
+    });
+  }
+
+  // Filters apply as soon as they are chosen.
   document.querySelectorAll('[data-autosubmit]').forEach(function (select) {
-    select.addEventListener('change', function () { select.form.submit(); });
+    onChosen(select, function () { select.form.submit(); });
   });
 
   // The flow builder: picking a trigger or an action shows its fields (the server renders them).
   document.querySelectorAll('[data-refresh]').forEach(function (control) {
-    control.addEventListener('change', function () {
+    var refresh = function () {
       var form = control.form;
       var op = document.createElement('input');
       op.type = 'hidden';
@@ -47,7 +68,9 @@
       form.appendChild(op);
       sessionStorage.setItem('timix-focus', control.id);
       form.submit();
-    });
+    };
+    if (control.tagName === 'SELECT') onChosen(control, refresh);
+    else control.addEventListener('change', refresh);
   });
   var refocus = sessionStorage.getItem('timix-focus');
   if (refocus) {

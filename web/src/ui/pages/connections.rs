@@ -56,9 +56,8 @@ fn body(fields: &Fields) -> Value {
             put(&mut credentials, "apiKey", "apiKey");
             put(&mut settings, "header", "header");
             // A prefix such as "Bearer " keeps its space: read it untrimmed.
-            if let Some((_, prefix)) = fields.0.iter().find(|(k, _)| k == "prefix")
-                && !prefix.is_empty()
-            {
+            let prefix = fields.raw("prefix");
+            if !prefix.is_empty() {
                 settings.insert("prefix".into(), json!(prefix));
             }
         }

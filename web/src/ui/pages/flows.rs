@@ -7,7 +7,7 @@
 //! builder works without JavaScript; the script only sends the form when an action is picked
 //! and inserts variables where the cursor is.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use axum::extract::{Form, Path, State};
 use axum::http::StatusCode;
@@ -93,7 +93,7 @@ fn as_text(value: &Value) -> String {
 }
 
 impl Draft {
-    fn from_flow(flow: &Value) -> Self {
+    fn from_flow(flow: &Value, manifests: &Manifests) -> Self {
         let trigger = &flow["trigger"];
         let kind = trigger["type"].as_str().unwrap_or("event");
         let filters = match &trigger["filters"] {
@@ -117,16 +117,21 @@ impl Draft {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|s| StepDraft {
-                    key: as_text(&s["key"]),
-                    action: as_text(&s["action"]),
-                    connection_id: as_text(&s["connectionId"]),
-                    input: s["input"]
-                        .as_object()
-                        .into_iter()
-                        .flatten()
-                        .map(|(k, v)| (k.clone(), as_text(v)))
-                        .collect(),
+                .map(|s| {
+                    let action = as_text(&s["action"]);
+                    StepDraft {
+                        key: as_text(&s["key"]),
+                        connection_id: as_text(&s["connectionId"]),
+                        input: s["input"]
+                            .as_object()
+                            .into_iter()
+                            .flatten()
+                            .map(|(k, v)| {
+                                (k.clone(), field_text(input_kind(manifests, &action, k), v))
+                            })
+                            .collect(),
+                        action,
+                    }
                 })
                 .collect(),
         }
@@ -156,8 +161,10 @@ impl Draft {
                         "connectionId" => step.connection_id = trimmed,
                         _ => {
                             if let Some(input) = rest.strip_prefix("input.") {
-                                // Inputs keep their spaces: a template may mean them.
-                                step.input.insert(input.to_owned(), value.clone());
+                                // Inputs keep their spaces (a template may mean them); browsers
+                                // send a text area's line breaks as CRLF.
+                                step.input
+                                    .insert(input.to_owned(), value.replace("\r\n", "\n"));
                             }
                         }
                     }
@@ -210,20 +217,12 @@ impl Draft {
             .steps
             .iter()
             .map(|step| {
-                let schema_fields = manifests
-                    .actions
-                    .get(&step.action)
-                    .map(|m| apps::fields(&m.input))
-                    .unwrap_or_default();
                 let mut input = Map::new();
                 for (key, text) in &step.input {
                     if text.trim().is_empty() {
                         continue;
                     }
-                    let kind = schema_fields
-                        .iter()
-                        .find(|f| &f.key == key)
-                        .map_or("string", |f| f.kind);
+                    let kind = input_kind(manifests, &step.action, key);
                     input.insert(key.clone(), typed(kind, text));
                 }
                 let mut s = json!({"key": step.key, "action": step.action, "input": input});
@@ -245,13 +244,40 @@ impl Draft {
 /// number, flag, list or object typed as JSON becomes that value, and a template stays a text
 /// the engine renders and converts at run time.
 fn typed(kind: &str, text: &str) -> Value {
-    if matches!(kind, "string" | "datetime") {
-        return json!(text);
+    match kind {
+        "string" | "datetime" => json!(text),
+        // JSON fields show every value as JSON (a text in quotes), so each comes back as it was.
+        _ if is_json_kind(kind) => {
+            serde_json::from_str::<Value>(text.trim()).unwrap_or_else(|_| json!(text))
+        }
+        _ => match serde_json::from_str::<Value>(text.trim()) {
+            Ok(value) if !value.is_string() => value,
+            _ => json!(text),
+        },
     }
-    match serde_json::from_str::<Value>(text.trim()) {
-        Ok(value) if !value.is_string() => value,
-        _ => json!(text),
+}
+
+/// How a stored value shows in its field: see [`typed`] for the way back.
+fn field_text(kind: &str, value: &Value) -> String {
+    if is_json_kind(kind) {
+        serde_json::to_string(value).unwrap_or_default()
+    } else {
+        as_text(value)
     }
+}
+
+/// Fields holding JSON of any shape, edited as JSON text.
+fn is_json_kind(kind: &str) -> bool {
+    matches!(kind, "object" | "array" | "json")
+}
+
+/// The kind of an action's input (`apps::Field::kind`); `json` for one the action does not know.
+fn input_kind(manifests: &Manifests, action: &str, key: &str) -> &'static str {
+    manifests
+        .actions
+        .get(action)
+        .and_then(|m| apps::fields(&m.input).into_iter().find(|f| f.key == key))
+        .map_or("json", |f| f.kind)
 }
 
 /// `steps[3].input.name` → `(3, "input.name")`.
@@ -340,11 +366,18 @@ impl Builder<'_> {
         })
     }
 
+    /// The connections to pick from; one the list does not hold (deleted, or past the first
+    /// 200) stays selected rather than being dropped on save.
     fn connection_options(&self, selected: &str) -> Vec<Value> {
-        self.connections
+        let mut options: Vec<Value> = self
+            .connections
             .iter()
             .map(|c| json!({"id": c["id"], "name": c["name"], "type": c["type"], "selected": c["id"].as_str() == Some(selected)}))
-            .collect()
+            .collect();
+        if !selected.is_empty() && !options.iter().any(|o| o["selected"] == true) {
+            options.push(json!({"id": selected, "name": selected, "type": "?", "selected": true}));
+        }
+        options
     }
 
     fn render(
@@ -355,6 +388,50 @@ impl Builder<'_> {
         errors: &BTreeMap<String, String>,
         summary: Option<String>,
     ) -> UiResult {
+        // Every path a field of the page shows an error for; the others go in the summary.
+        let mut shown = BTreeSet::from(["name".to_owned()]);
+        let (trigger, trigger_sample) = self.trigger_context(draft, &mut shown);
+        let mut available = variables("trigger", &trigger_sample);
+        let mut steps = Vec::new();
+        for (index, step) in draft.steps.iter().enumerate() {
+            steps.push(self.step_context(index, step, errors, &available, &mut shown));
+            if let Some(m) = self.ui.app.manifests.actions.get(&step.action) {
+                available.extend(variables(&format!("steps.{}", step.key), &m.sample));
+            }
+        }
+        let other_errors: Vec<String> = errors
+            .iter()
+            .filter(|(path, _)| !shown.contains(*path))
+            .map(|(path, message)| format!("{path}: {message}"))
+            .collect();
+        let mut context = json!({
+            "nav": "flows",
+            "flow": flow,
+            "isNew": flow.is_none(),
+            "action": flow.and_then(|f| f["id"].as_str()).map_or("/flows/new".to_owned(), |id| format!("/flows/{id}")),
+            "draft": {
+                "name": draft.name,
+                "schedule": draft.schedule,
+                "source": draft.source,
+                "filters": draft.filters,
+            },
+            "triggerVariables": variables("trigger", &trigger_sample),
+            "hasTriggerSample": !trigger_sample.is_null(),
+            "steps": steps,
+            "errors": errors,
+            "otherErrors": other_errors,
+            "error": summary,
+            "canManage": self.viewer.can(timix_engine::auth::Permission::ManageFlows),
+            "publicUrl": self.ui.app.public_url.trim_end_matches('/'),
+        });
+        super::merge(&mut context, trigger);
+        Ok(self
+            .ui
+            .page_with_status(status, self.viewer, "flow", context))
+    }
+
+    /// The trigger's choices and fields, and the sample record its variables come from.
+    fn trigger_context(&self, draft: &Draft, shown: &mut BTreeSet<String>) -> (Value, Value) {
         let manifests = &self.ui.app.manifests;
         let mut trigger_options: Vec<Value> = manifests
             .triggers
@@ -381,15 +458,23 @@ impl Builder<'_> {
         .iter()
         .map(|(value, label)| json!({"value": value, "label": label, "selected": draft.trigger == *value}))
         .collect();
-        let trigger_sample = match draft.trigger.as_str() {
+        let kind = draft.trigger.split(':').next().unwrap_or("event");
+        let fields: &[&str] = match kind {
+            "webhook" => &["trigger.secret"],
+            "schedule" => &["trigger.schedule"],
+            "poll" => &["trigger.connectionId", "trigger.source", "trigger.schedule"],
+            _ => &["trigger.filters"],
+        };
+        shown.extend(fields.iter().map(|f| (*f).to_owned()));
+        let sample = match kind {
             "schedule" => json!({"firedAt": "2026-11-23T09:00:00.000Z"}),
             "webhook" => Value::Null,
             "poll" => manifests
                 .triggers
                 .get(&draft.source)
                 .map_or(Value::Null, |t| t.sample.clone()),
-            other => {
-                let event = other.strip_prefix("event:").unwrap_or_default();
+            _ => {
+                let event = draft.trigger.strip_prefix("event:").unwrap_or_default();
                 manifests
                     .triggers
                     .values()
@@ -397,124 +482,118 @@ impl Builder<'_> {
                     .map_or(Value::Null, |t| t.sample.clone())
             }
         };
-        let mut available = variables("trigger", &trigger_sample);
-        let mut steps = Vec::new();
-        for (index, step) in draft.steps.iter().enumerate() {
-            let manifest = manifests.actions.get(&step.action);
-            let fields: Vec<Value> = manifest
-                .map(|m| apps::fields(&m.input))
-                .unwrap_or_default()
-                .into_iter()
-                .map(|f| {
-                    let name = format!("steps[{index}].input.{}", f.key);
-                    json!({
-                        "name": name,
-                        "id": format!("s{index}-{}", f.key),
-                        "label": f.label,
-                        "help": f.help,
-                        "required": f.required,
-                        "multiline": matches!(f.kind, "object" | "array" | "json") || matches!(f.key.as_str(), "notes" | "body" | "description"),
-                        "choices": f.choices,
-                        "placeholder": placeholder(f.kind, f.lookup.is_some()),
-                        "value": step.input.get(&f.key).cloned().unwrap_or_default(),
-                        "error": errors.get(&name),
-                    })
-                })
-                .collect();
-            let (required, optional): (Vec<Value>, Vec<Value>) =
-                fields.into_iter().partition(|f| f["required"] == true);
-            // Optional fields fold away unless one holds something to see.
-            let optional_open = optional
-                .iter()
-                .any(|f| f["value"] != "" || !f["error"].is_null());
-            let action_options: Vec<Value> = manifests
-                .actions
-                .values()
-                .map(
-                    |m| json!({"value": m.key, "label": m.label, "selected": m.key == step.action}),
-                )
-                .collect();
-            let prefix = format!("steps[{index}]");
-            steps.push(json!({
-                "index": index,
-                "number": index + 1,
-                "key": step.key,
-                "action": step.action,
-                "actionOptions": action_options,
-                "connectionOptions": self.connection_options(&step.connection_id),
-                "manifest": manifest.map(|m| json!({"label": m.label, "description": m.description})),
-                "hasFields": manifest.is_some(),
-                "requiredFields": required,
-                "optionalFields": optional,
-                "optionalOpen": optional_open,
-                "variables": available.clone(),
-                "keyError": errors.get(&format!("{prefix}.key")),
-                "actionError": errors.get(&format!("{prefix}.action")),
-                "connectionError": errors.get(&format!("{prefix}.connectionId")),
-                "inputError": errors.get(&format!("{prefix}.input")),
-                "error": errors.get(&prefix),
-            }));
-            if let Some(m) = manifest {
-                available.extend(variables(&format!("steps.{}", step.key), &m.sample));
-            }
-        }
-        // Errors that no field of the form shows go in the summary.
-        let shown = |path: &str| {
-            matches!(
-                path,
-                "name"
-                    | "trigger.schedule"
-                    | "trigger.secret"
-                    | "trigger.connectionId"
-                    | "trigger.source"
-                    | "trigger.filters"
-                    | "trigger.event"
-            ) || step_field(path).is_some_and(|(i, _)| i < draft.steps.len())
-                || path.starts_with("steps[") && path.ends_with(']')
-        };
-        let other_errors: Vec<String> = errors
-            .iter()
-            .filter(|(path, _)| !shown(path))
-            .map(|(path, message)| format!("{path}: {message}"))
-            .collect();
         let sources: Vec<Value> = manifests
             .triggers
             .values()
             .map(|t| json!({"value": t.key, "label": t.label, "selected": t.key == draft.source}))
             .collect();
-        let trigger_kind = draft.trigger.split(':').next().unwrap_or("event");
         let mut is = Map::new();
-        is.insert(trigger_kind.to_owned(), Value::Bool(true));
+        is.insert(kind.to_owned(), Value::Bool(true));
         let context = json!({
-            "nav": "flows",
-            "flow": flow,
-            "isNew": flow.is_none(),
-            "action": flow.and_then(|f| f["id"].as_str()).map_or("/flows/new".to_owned(), |id| format!("/flows/{id}")),
-            "draft": {
-                "name": draft.name,
-                "secret": draft.secret,
-                "schedule": draft.schedule,
-                "source": draft.source,
-                "filters": draft.filters,
-            },
             "triggerOptions": trigger_options,
             "otherTriggers": other_triggers,
             "is": is,
             "pollConnections": self.connection_options(&draft.connection_id),
             "sources": sources,
-            "sourceIsHttp": draft.source.trim_start().starts_with('{'),
-            "triggerVariables": variables("trigger", &trigger_sample),
-            "hasTriggerSample": !trigger_sample.is_null(),
-            "steps": steps,
-            "errors": errors,
-            "otherErrors": other_errors,
-            "error": summary,
-            "canManage": self.viewer.can(timix_engine::auth::Permission::ManageFlows),
-            "publicUrl": self.ui.app.public_url.trim_end_matches('/'),
         });
-        Ok(self
-            .ui
-            .page_with_status(status, self.viewer, "flow", context))
+        (context, sample)
+    }
+
+    /// One step: its action, key, connection and the fields of its action's input.
+    fn step_context(
+        &self,
+        index: usize,
+        step: &StepDraft,
+        errors: &BTreeMap<String, String>,
+        available: &[Value],
+        shown: &mut BTreeSet<String>,
+    ) -> Value {
+        let manifests = &self.ui.app.manifests;
+        let manifest = manifests.actions.get(&step.action);
+        let prefix = format!("steps[{index}]");
+        for part in ["", ".key", ".action", ".connectionId", ".input"] {
+            shown.insert(format!("{prefix}{part}"));
+        }
+        let schema_fields = manifest.map(|m| apps::fields(&m.input)).unwrap_or_default();
+        let field = |key: &str,
+                     label: &str,
+                     help: Option<&str>,
+                     required: bool,
+                     kind: &str,
+                     choices: &[String],
+                     lookup: bool| {
+            let name = format!("{prefix}.input.{key}");
+            let value = step.input.get(key).cloned().unwrap_or_default();
+            json!({
+                "name": name,
+                "id": format!("s{index}-{key}"),
+                "label": label,
+                "help": help,
+                "required": required,
+                "multiline": is_json_kind(kind) || matches!(key, "notes" | "body" | "description") || value.contains('\n'),
+                "choices": choices,
+                "placeholder": placeholder(kind, lookup),
+                "error": errors.get(&name),
+                "value": value,
+            })
+        };
+        let mut fields: Vec<Value> = schema_fields
+            .iter()
+            .map(|f| {
+                field(
+                    &f.key,
+                    &f.label,
+                    f.help.as_deref(),
+                    f.required,
+                    f.kind,
+                    &f.choices,
+                    f.lookup.is_some(),
+                )
+            })
+            .collect();
+        // Inputs the action does not know (its manifest changed, or is gone) are kept and shown,
+        // so that saving does not drop them silently; the API names what is wrong with them.
+        for key in step.input.keys() {
+            if !schema_fields.iter().any(|f| &f.key == key) {
+                let help = "Not an input of this action: empty it to remove it.";
+                fields.push(field(key, key, Some(help), false, "json", &[], false));
+            }
+        }
+        for f in &fields {
+            if let Some(name) = f["name"].as_str() {
+                shown.insert(name.to_owned());
+            }
+        }
+        let (required, optional): (Vec<Value>, Vec<Value>) =
+            fields.into_iter().partition(|f| f["required"] == true);
+        // Optional fields fold away unless one holds something to see.
+        let optional_open = optional
+            .iter()
+            .any(|f| f["value"] != "" || !f["error"].is_null());
+        let action_options: Vec<Value> = manifests
+            .actions
+            .values()
+            .map(|m| json!({"value": m.key, "label": m.label, "selected": m.key == step.action}))
+            .collect();
+        json!({
+            "index": index,
+            "number": index + 1,
+            "key": step.key,
+            "action": step.action,
+            "actionOptions": action_options,
+            "connectionOptions": self.connection_options(&step.connection_id),
+            "manifest": manifest.map(|m| json!({"label": m.label, "description": m.description})),
+            "hasFields": !required.is_empty() || !optional.is_empty(),
+            "requiredFields": required,
+            "optionalFields": optional,
+            "optionalOpen": optional_open,
+            "variables": available,
+            "keyError": errors.get(&format!("{prefix}.key")),
+            "actionError": errors.get(&format!("{prefix}.action")),
+            "connectionError": errors.get(&format!("{prefix}.connectionId")),
+            "inputError": errors.get(&format!("{prefix}.input")),
+            "error": errors.get(&prefix),
+        })
     }
 }
 
@@ -539,7 +618,7 @@ pub async fn edit_form(
     builder.render(
         StatusCode::OK,
         Some(&flow),
-        &Draft::from_flow(&flow),
+        &Draft::from_flow(&flow, &ui.app.manifests),
         &BTreeMap::new(),
         None,
     )
@@ -636,13 +715,15 @@ async fn submit(ui: &Shared, viewer: &Viewer, flow: Option<Value>, fields: &Fiel
             };
             Ok(redirect_with_notice(&format!("/flows/{id}"), notice))
         }
-        Err(failure) => builder.render(
+        // What the form can fix is shown on it; a refusal of the role or an outage is a page.
+        Err(failure) if matches!(failure.status, 400 | 409 | 412 | 422) => builder.render(
             StatusCode::UNPROCESSABLE_ENTITY,
             flow.as_ref(),
             &draft,
             &failure.fields,
             Some(failure.summary()),
         ),
+        Err(failure) => Err(failure.into()),
     }
 }
 
@@ -742,7 +823,27 @@ mod tests {
             flow["steps"][0]["input"],
             json!({"customerId": "{{trigger.id}}", "name": "{{trigger.name}} onboarding"})
         );
-        let again = Draft::from_flow(&flow);
+        let again = Draft::from_flow(&flow, &manifests);
         assert_eq!(again.steps[0].input["name"], "{{trigger.name}} onboarding");
+    }
+
+    #[test]
+    fn a_stored_flow_round_trips_unchanged() {
+        let manifests = Manifests::built_in().expect("built-in manifests");
+        let flow = json!({
+            "name": "Mirror",
+            "trigger": {"type": "poll", "connectionId": "con_1",
+                        "source": {"url": "/contacts", "items": "data"}, "schedule": "*/5 * * * *"},
+            "steps": [{"key": "send", "action": "http_request", "connectionId": "con_1", "input": {
+                "method": "POST", "url": "/x",
+                "body": {"id": "{{trigger.id}}", "n": "123", "ok": true},
+                "legacy": "123"
+            }}]
+        });
+        let again = Draft::from_flow(&flow, &manifests)
+            .to_flow(&manifests)
+            .expect("valid");
+        assert_eq!(again["trigger"], flow["trigger"]);
+        assert_eq!(again["steps"], flow["steps"]);
     }
 }

@@ -149,9 +149,13 @@ pub async fn act(
     let path = format!("/webhooks/{id}");
     match op.as_str() {
         "rotate" => {
-            let rotated = ui
+            let rotated = match ui
                 .post(&viewer, &format!("{path}/rotate-secret"), json!({}))
-                .await?;
+                .await
+            {
+                Ok(rotated) => rotated,
+                Err(failure) => return back_or_fail(&path, failure),
+            };
             let extra = json!({"secret": rotated["secret"]});
             render_one(&ui, &viewer, id, &DeliveryFilter::default(), extra).await
         }
@@ -174,10 +178,10 @@ pub async fn act(
                 &format!("The webhook is {op}d."),
             ))
         }
-        "delete" => {
-            ui.delete(&viewer, &path).await?;
-            Ok(redirect_with_notice("/webhooks", "The webhook is deleted."))
-        }
+        "delete" => match ui.delete(&viewer, &path).await {
+            Ok(_) => Ok(redirect_with_notice("/webhooks", "The webhook is deleted.")),
+            Err(failure) => back_or_fail(&path, failure),
+        },
         _ => Err(UiError::not_found("action")),
     }
 }
