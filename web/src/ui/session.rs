@@ -232,7 +232,7 @@ impl FromRequestParts<Shared> for ClientAddress {
                 .filter_map(|v| v.to_str().ok())
                 .flat_map(|v| v.split(','))
                 .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
-                .last()
+                .next_back()
         };
         let peer = parts
             .extensions
