@@ -401,7 +401,10 @@ fn n8n_base(n8n: &Path, folder: &Path, port: u16) -> Command {
         .env("N8N_TEMPLATES_ENABLED", "false")
         .env("N8N_PERSONALIZATION_ENABLED", "false")
         .env("N8N_ENFORCE_SETTINGS_FILE_PERMISSIONS", "false")
-        .env("N8N_LOG_LEVEL", "warn");
+                .env("N8N_LOG_LEVEL", "warn")
+        // The default engine runs expressions in isolated-vm, whose native module does not build
+        // against Debian's Node.js 20; the legacy engine is n8n's previous default.
+        .env("N8N_EXPRESSION_ENGINE", "legacy");
     command
 }
 
