@@ -11,8 +11,8 @@ use serde::Deserialize;
 /// Flags shared by every command.
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
-    /// Config file (TOML) with any of: bind, data_dir, database_url, allow_private_targets,
-    /// webhook_retry_schedule, log, log_format.
+    /// Config file (TOML) with any of the flags' names with underscores (bind, data_dir,
+    /// database_url, max_flows, log_format…).
     #[arg(long, env = "TIMIX_CONFIG", global = true)]
     pub config: Option<PathBuf>,
     /// Listen address [default: 127.0.0.1:8080].
@@ -49,6 +49,27 @@ pub struct GlobalArgs {
     /// one database needs the same [default: generated into `<data dir>/secret.key`].
     #[arg(long, env = "TIMIX_SECRET_KEY", global = true, hide_env_values = true)]
     pub secret_key: Option<String>,
+    /// How long a client may take to send a request's headers, and again its body, before it
+    /// is cut off [default: 30s].
+    #[arg(long, env = "TIMIX_CLIENT_TIMEOUT", global = true)]
+    pub client_timeout: Option<String>,
+    /// The most flows one organization may have [default: 200].
+    #[arg(long, env = "TIMIX_MAX_FLOWS", global = true)]
+    pub max_flows: Option<u32>,
+    /// The most webhooks one organization may have [default: 100].
+    #[arg(long, env = "TIMIX_MAX_WEBHOOKS", global = true)]
+    pub max_webhooks: Option<u32>,
+    /// The most REST hooks one organization may have [default: 500].
+    #[arg(long, env = "TIMIX_MAX_HOOKS", global = true)]
+    pub max_hooks: Option<u32>,
+    /// The bearer token `/metrics` asks for; without one `/metrics` is not served.
+    #[arg(
+        long,
+        env = "TIMIX_METRICS_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<String>,
     /// Log filter, e.g. `info` or `timix_web=debug` [default: info].
     #[arg(long, env = "TIMIX_LOG", global = true)]
     pub log: Option<String>,
@@ -78,6 +99,11 @@ struct FileConfig {
     run_lease: Option<String>,
     public_url: Option<String>,
     secret_key: Option<String>,
+    client_timeout: Option<String>,
+    max_flows: Option<u32>,
+    max_webhooks: Option<u32>,
+    max_hooks: Option<u32>,
+    metrics_token: Option<String>,
     log: Option<String>,
     log_format: Option<String>,
 }
@@ -102,6 +128,9 @@ pub struct Settings {
     /// None: http:// and the address listened on.
     pub public_url: Option<String>,
     pub secret_key: Option<String>,
+    pub client_timeout: Duration,
+    pub caps: timix_engine::caps::Caps,
+    pub metrics_token: Option<String>,
     pub log: String,
     pub log_format: LogFormat,
 }
@@ -174,6 +203,27 @@ impl Settings {
             [one] => *one,
             _ => bail!("TIMIX_RUN_LEASE must be one duration such as 60s"),
         };
+        let timeout = args
+            .client_timeout
+            .clone()
+            .or(file.client_timeout)
+            .unwrap_or_else(|| "30s".to_owned());
+        let client_timeout = match parse_schedule(&timeout)
+            .context("TIMIX_CLIENT_TIMEOUT")?
+            .as_slice()
+        {
+            [one] if !one.is_zero() => *one,
+            _ => bail!("TIMIX_CLIENT_TIMEOUT must be one duration such as 30s"),
+        };
+        let defaults = timix_engine::caps::Caps::default();
+        let caps = timix_engine::caps::Caps {
+            flows: args.max_flows.or(file.max_flows).unwrap_or(defaults.flows),
+            webhooks: args
+                .max_webhooks
+                .or(file.max_webhooks)
+                .unwrap_or(defaults.webhooks),
+            hooks: args.max_hooks.or(file.max_hooks).unwrap_or(defaults.hooks),
+        };
         let bind = args
             .bind
             .clone()
@@ -192,6 +242,13 @@ impl Settings {
             bind,
             public_url,
             secret_key: args.secret_key.clone().or(file.secret_key),
+            client_timeout,
+            caps,
+            metrics_token: args
+                .metrics_token
+                .clone()
+                .or(file.metrics_token)
+                .filter(|t| !t.is_empty()),
             data_dir,
             database_url,
             allow_private_targets: args

@@ -446,6 +446,13 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
         state.oauth_redirect(),
     ));
     let _ = state.actions.set(actions.clone());
+    state.caps = settings.caps;
+    state.request_limits = timix_web::guard::RequestLimits {
+        client_timeout: settings.client_timeout,
+    };
+    state.metrics = Arc::new(timix_web::metrics::Metrics::new(
+        settings.metrics_token.as_deref(),
+    ));
     let runs_here = matches!(role, ServeRole::Worker | ServeRole::All);
     // New runs started in this process are executed here at once when it runs workers.
     let (run_lane, run_lane_rx) = RunLane::new(settings.run_lease, RUN_CONCURRENCY);
@@ -477,14 +484,7 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
             webhook_retry_schedule = ?settings.webhook_retry_schedule,
             "listening on {address}"
         );
-        // The address of each connection, for login throttling.
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server failed")?;
+        timix_web::serve::serve(listener, app, settings.client_timeout, shutdown_signal()).await;
         if let Err(error) = state.usage.flush(&db).await {
             tracing::warn!(%error, "Could not save the last request counts.");
         }

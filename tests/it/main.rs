@@ -10,6 +10,7 @@ mod connections;
 mod errors;
 mod events;
 mod flows;
+mod guards;
 mod hierarchy;
 mod isolation;
 mod limits;
