@@ -18,6 +18,7 @@ mod lists;
 mod manifests;
 mod mcp;
 mod oauth;
+mod observability;
 mod receiver;
 mod roles;
 mod server;
