@@ -62,6 +62,10 @@ pub struct GlobalArgs {
     /// The most REST hooks one organization may have [default: 500].
     #[arg(long, env = "TIMIX_MAX_HOOKS", global = true)]
     pub max_hooks: Option<u32>,
+    /// Requests per minute every key may make, replacing its plan's limit (an on-premises
+    /// install with no plans to enforce, a load test) [default: the plan's].
+    #[arg(long, env = "TIMIX_KEY_RATE_LIMIT", global = true)]
+    pub key_rate_limit: Option<u32>,
     /// The bearer token `/metrics` asks for; without one `/metrics` is not served.
     #[arg(
         long,
@@ -103,6 +107,7 @@ struct FileConfig {
     max_flows: Option<u32>,
     max_webhooks: Option<u32>,
     max_hooks: Option<u32>,
+    key_rate_limit: Option<u32>,
     metrics_token: Option<String>,
     log: Option<String>,
     log_format: Option<String>,
@@ -130,6 +135,7 @@ pub struct Settings {
     pub secret_key: Option<String>,
     pub client_timeout: Duration,
     pub caps: timix_engine::caps::Caps,
+    pub key_rate_limit: Option<u32>,
     pub metrics_token: Option<String>,
     pub log: String,
     pub log_format: LogFormat,
@@ -244,6 +250,10 @@ impl Settings {
             secret_key: args.secret_key.clone().or(file.secret_key),
             client_timeout,
             caps,
+            key_rate_limit: args
+                .key_rate_limit
+                .or(file.key_rate_limit)
+                .filter(|n| *n > 0),
             metrics_token: args
                 .metrics_token
                 .clone()

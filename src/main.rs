@@ -447,6 +447,7 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
     ));
     let _ = state.actions.set(actions.clone());
     state.caps = settings.caps;
+    state.gate.quota_override = settings.key_rate_limit;
     state.request_limits = timix_web::guard::RequestLimits {
         client_timeout: settings.client_timeout,
     };

@@ -949,6 +949,10 @@ pub async fn scheduled(db: &Db) -> Result<Vec<LiveFlow>> {
 }
 
 #[cfg(test)]
+#[path = "fuzz/flows.rs"]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use chrono::{Datelike, TimeZone, Utc, Weekday};
 

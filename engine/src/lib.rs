@@ -15,6 +15,8 @@ pub mod etag;
 pub mod events;
 pub mod fields;
 pub mod flows;
+#[cfg(test)]
+mod fuzz;
 pub mod holiday_profiles;
 pub mod idempotency;
 pub mod ids;

@@ -21,6 +21,7 @@ mod oauth;
 mod observability;
 mod receiver;
 mod roles;
+mod schemathesis;
 mod server;
 mod time;
 mod ui;

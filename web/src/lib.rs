@@ -71,9 +71,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
 }
 
-/// What the gate applies beyond authentication. Both switches exist for the benchmark that
+/// What the gate applies beyond authentication. `limits` exists for the benchmark that
 /// measures what rate limits, idempotency, ETags and usage counting cost; the service always
-/// runs with the defaults.
+/// runs with it on. `quota_override` is the operator's `TIMIX_KEY_RATE_LIMIT`.
 #[derive(Debug, Clone, Copy)]
 pub struct GateOptions {
     /// Rate limits, `Idempotency-Key`, ETags and usage counting.

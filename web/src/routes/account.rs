@@ -106,7 +106,7 @@ pub struct MeRateLimit {
 /// A good connection test.
 #[utoipa::path(get, path = "/me", tag = "system",
     responses((status = 200, body = Me), (status = 401, body = ErrorEnvelope)))]
-pub async fn me(Auth(actor): Auth) -> Json<Me> {
+pub async fn me(State(state): State<AppState>, Auth(actor): Auth) -> Json<Me> {
     Json(Me {
         permissions: actor.permissions(),
         api_key: MeKey {
@@ -122,7 +122,10 @@ pub async fn me(Auth(actor): Auth) -> Json<Me> {
             role: actor.role,
         },
         rate_limit: MeRateLimit {
-            limit: rate_limit_per_minute(actor.organization.plan),
+            limit: state
+                .gate
+                .quota_override
+                .unwrap_or_else(|| rate_limit_per_minute(actor.organization.plan)),
             window_seconds: 60,
         },
         organization: MeOrganization {
