@@ -418,3 +418,29 @@ async fn two_processes_on_one_postgres_share_a_keys_budget() {
     );
     assert!(allowed >= 120 - 12, "{allowed} allowed");
 }
+
+#[tokio::test]
+async fn usage_is_reported_from_saved_counts_too() {
+    let server = Server::start().await;
+    let org = server.db.bootstrap("professional");
+    let c = server.as_key(&org.key);
+    for _ in 0..3 {
+        c.get("/customers").await.expect(200);
+    }
+    // Counts are saved every few seconds; then they are summed by the database (on Postgres a
+    // SUM of integers is NUMERIC, which must be read as an integer all the same).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while crate::harness::query_texts(&server.db, "SELECT api_key_id FROM api_usage_daily")
+        .await
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "request counts were never saved");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let usage = c.get("/usage").await.expect(200);
+    assert!(
+        usage.body["key"]["today"].as_i64().unwrap() >= 3,
+        "{}",
+        usage.body
+    );
+}
