@@ -1,7 +1,7 @@
 //! Per-organization caps on what keeps working in the background: flows, webhooks and REST
 //! hooks. Each is counted inside the creating transaction, so a refused create writes nothing.
 
-use crate::db::{Runner, Sql, Tx, row};
+use crate::db::{Backend, Sql, Tx, row};
 use crate::error::{Error, Result};
 
 /// The most live flows, webhooks and REST hooks one organization may have.
@@ -74,7 +74,7 @@ impl Caps {
     /// Run it in the creating transaction: on Postgres it locks the organization's row, so two
     /// concurrent creates cannot both take the last place.
     pub async fn check(&self, tx: &mut Tx, org_id: &str, what: Capped) -> Result<()> {
-        if (&mut *tx).locks_rows() {
+        if tx.backend() == Backend::Postgres {
             Sql::new("SELECT id FROM organizations WHERE id = ? FOR UPDATE")
                 .arg(org_id)
                 .fetch_optional(&mut *tx)
