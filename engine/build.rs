@@ -7,6 +7,8 @@ use std::path::Path;
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests");
     println!("cargo:rerun-if-changed={}", root.display());
+    // `sqlx::migrate!` embeds the migrations; a new file must rebuild this crate.
+    println!("cargo:rerun-if-changed=../migrations");
     let mut out =
         String::from("/// (path under `manifests/`, contents) of every built-in manifest.\n");
     out.push_str("pub static BUILT_IN: &[(&str, &str)] = &[\n");

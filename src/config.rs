@@ -11,8 +11,8 @@ use serde::Deserialize;
 /// Flags shared by every command.
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
-    /// Config file (TOML) with any of: bind, data_dir, database_url, allow_private_targets,
-    /// webhook_retry_schedule, log, log_format.
+    /// Config file (TOML) with any of the flags' names with underscores (bind, data_dir,
+    /// database_url, max_flows, log_format…).
     #[arg(long, env = "TIMIX_CONFIG", global = true)]
     pub config: Option<PathBuf>,
     /// Listen address [default: 127.0.0.1:8080].
@@ -54,10 +54,31 @@ pub struct GlobalArgs {
     #[arg(long, env = "TIMIX_TRUST_PROXY", global = true, num_args = 0..=1,
           default_missing_value = "true", value_parser = parse_flag)]
     pub trust_proxy: Option<bool>,
-    /// Requests a minute every API key may make, in place of its plan's limit (an operator of
-    /// their own instance may raise it) [default: the plan's].
-    #[arg(long, env = "TIMIX_RATE_LIMIT", global = true)]
-    pub rate_limit: Option<u32>,
+    /// How long a client may take to send a request's headers, and again its body, before it
+    /// is cut off [default: 30s].
+    #[arg(long, env = "TIMIX_CLIENT_TIMEOUT", global = true)]
+    pub client_timeout: Option<String>,
+    /// The most flows one organization may have [default: 200].
+    #[arg(long, env = "TIMIX_MAX_FLOWS", global = true)]
+    pub max_flows: Option<u32>,
+    /// The most webhooks one organization may have [default: 100].
+    #[arg(long, env = "TIMIX_MAX_WEBHOOKS", global = true)]
+    pub max_webhooks: Option<u32>,
+    /// The most REST hooks one organization may have [default: 500].
+    #[arg(long, env = "TIMIX_MAX_HOOKS", global = true)]
+    pub max_hooks: Option<u32>,
+    /// Requests per minute every key may make, replacing its plan's limit (an on-premises
+    /// install with no plans to enforce, a load test) [default: the plan's].
+    #[arg(long, env = "TIMIX_KEY_RATE_LIMIT", global = true)]
+    pub key_rate_limit: Option<u32>,
+    /// The bearer token `/metrics` asks for; without one `/metrics` is not served.
+    #[arg(
+        long,
+        env = "TIMIX_METRICS_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<String>,
     /// Log filter, e.g. `info` or `timix_web=debug` [default: info].
     #[arg(long, env = "TIMIX_LOG", global = true)]
     pub log: Option<String>,
@@ -87,8 +108,13 @@ struct FileConfig {
     run_lease: Option<String>,
     public_url: Option<String>,
     secret_key: Option<String>,
-    rate_limit: Option<u32>,
     trust_proxy: Option<bool>,
+    client_timeout: Option<String>,
+    max_flows: Option<u32>,
+    max_webhooks: Option<u32>,
+    max_hooks: Option<u32>,
+    key_rate_limit: Option<u32>,
+    metrics_token: Option<String>,
     log: Option<String>,
     log_format: Option<String>,
 }
@@ -113,9 +139,11 @@ pub struct Settings {
     /// None: http:// and the address listened on.
     pub public_url: Option<String>,
     pub secret_key: Option<String>,
-    /// Per-key requests a minute replacing the plans' limits.
-    pub rate_limit: Option<u32>,
     pub trust_proxy: bool,
+    pub client_timeout: Duration,
+    pub caps: timix_engine::caps::Caps,
+    pub key_rate_limit: Option<u32>,
+    pub metrics_token: Option<String>,
     pub log: String,
     pub log_format: LogFormat,
 }
@@ -188,6 +216,27 @@ impl Settings {
             [one] => *one,
             _ => bail!("TIMIX_RUN_LEASE must be one duration such as 60s"),
         };
+        let timeout = args
+            .client_timeout
+            .clone()
+            .or(file.client_timeout)
+            .unwrap_or_else(|| "30s".to_owned());
+        let client_timeout = match parse_schedule(&timeout)
+            .context("TIMIX_CLIENT_TIMEOUT")?
+            .as_slice()
+        {
+            [one] if !one.is_zero() => *one,
+            _ => bail!("TIMIX_CLIENT_TIMEOUT must be one duration such as 30s"),
+        };
+        let defaults = timix_engine::caps::Caps::default();
+        let caps = timix_engine::caps::Caps {
+            flows: args.max_flows.or(file.max_flows).unwrap_or(defaults.flows),
+            webhooks: args
+                .max_webhooks
+                .or(file.max_webhooks)
+                .unwrap_or(defaults.webhooks),
+            hooks: args.max_hooks.or(file.max_hooks).unwrap_or(defaults.hooks),
+        };
         let bind = args
             .bind
             .clone()
@@ -206,8 +255,18 @@ impl Settings {
             bind,
             public_url,
             secret_key: args.secret_key.clone().or(file.secret_key),
-            rate_limit: args.rate_limit.or(file.rate_limit).filter(|n| *n > 0),
             trust_proxy: args.trust_proxy.or(file.trust_proxy).unwrap_or(false),
+            client_timeout,
+            caps,
+            key_rate_limit: args
+                .key_rate_limit
+                .or(file.key_rate_limit)
+                .filter(|n| *n > 0),
+            metrics_token: args
+                .metrics_token
+                .clone()
+                .or(file.metrics_token)
+                .filter(|t| !t.is_empty()),
             data_dir,
             database_url,
             allow_private_targets: args

@@ -433,8 +433,16 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot listen on {}", settings.bind))?,
         ),
     };
-    state.gate.quota_override = settings.rate_limit;
     state.trust_proxy = settings.trust_proxy;
+    // Before the in-process API below takes its copy of the state.
+    state.caps = settings.caps;
+    state.gate.quota_override = settings.key_rate_limit;
+    state.request_limits = timix_web::guard::RequestLimits {
+        client_timeout: settings.client_timeout,
+    };
+    state.metrics = Arc::new(timix_web::metrics::Metrics::new(
+        settings.metrics_token.as_deref(),
+    ));
     state.public_url = match (&settings.public_url, &listener) {
         (Some(url), _) => url.clone(),
         (None, Some(listener)) => format!("http://{}", listener.local_addr()?),
@@ -479,14 +487,7 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
             webhook_retry_schedule = ?settings.webhook_retry_schedule,
             "listening on {address}"
         );
-        // The address of each connection, for login throttling.
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server failed")?;
+        timix_web::serve::serve(listener, app, settings.client_timeout, shutdown_signal()).await;
         if let Err(error) = state.usage.flush(&db).await {
             tracing::warn!(%error, "Could not save the last request counts.");
         }

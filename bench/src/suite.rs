@@ -168,7 +168,7 @@ async fn timix_run(postgres: Option<&str>) -> anyhow::Result<Figures> {
     let mut figures = Figures::new();
     let (_, mut env, dir) = fresh_database_on(postgres).await?;
     // The load below is one key's: lift the plan's limit, as an operator of their own may.
-    env.push(("TIMIX_RATE_LIMIT".into(), "100000000".into()));
+    env.push(("TIMIX_KEY_RATE_LIMIT".into(), "100000000".into()));
     let http = reqwest::Client::new();
     let spawned = Instant::now();
     let server = start(&env)?;
@@ -401,7 +401,7 @@ fn n8n_base(n8n: &Path, folder: &Path, port: u16) -> Command {
         .env("N8N_TEMPLATES_ENABLED", "false")
         .env("N8N_PERSONALIZATION_ENABLED", "false")
         .env("N8N_ENFORCE_SETTINGS_FILE_PERMISSIONS", "false")
-                .env("N8N_LOG_LEVEL", "warn")
+        .env("N8N_LOG_LEVEL", "warn")
         // The default engine runs expressions in isolated-vm, whose native module does not build
         // against Debian's Node.js 20; the legacy engine is n8n's previous default.
         .env("N8N_EXPRESSION_ENGINE", "legacy");

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::auth::{Actor, Permission};
+use crate::caps::{Capped, Caps};
 use crate::db::{Db, Sql, Tx, row};
 use crate::error::{Error, FieldError, Problems, Result};
 use crate::events;
@@ -680,6 +681,7 @@ pub async fn get(db: &Db, actor: &Actor, id: &str) -> Result<Flow> {
 pub async fn create(
     db: &Db,
     manifests: &Manifests,
+    caps: &Caps,
     actor: &Actor,
     input: FlowInput,
 ) -> Result<Flow> {
@@ -687,6 +689,7 @@ pub async fn create(
     let mut tx = events::begin(db).await?;
     let connections = crate::connections::kinds(&mut tx, actor.org_id()).await?;
     let rec = Record::apply(manifests, &connections, input, None)?;
+    caps.check(&mut tx, actor.org_id(), Capped::Flows).await?;
     let id = ids::new_id(ids::FLOW);
     let now = now_ms();
     let token = (rec.trigger.kind == "webhook").then(new_token);
@@ -944,6 +947,10 @@ pub async fn scheduled(db: &Db) -> Result<Vec<LiveFlow>> {
     .map(live_from_row)
     .collect()
 }
+
+#[cfg(test)]
+#[path = "fuzz/flows.rs"]
+mod fuzz;
 
 #[cfg(test)]
 mod tests {

@@ -120,13 +120,16 @@ impl Record {
         let cur = |f: fn(&Record) -> Option<String>| current.and_then(f);
         let email =
             fields::patch_required(&mut p, "email", input.email, cur(|c| Some(c.email.clone())));
-        let email = match email {
-            Some(e) => p.take(fields::opt_email("email", Some(e))).flatten(),
-            None if current.is_none() => {
+        let email = match email.map(|e| p.take(fields::opt_email("email", Some(e)))) {
+            Some(Some(Some(e))) => Some(e),
+            // Malformed: already recorded.
+            Some(None) => None,
+            // Blank, or absent from a create: a user cannot be without one.
+            Some(Some(None)) | None if !p.has("email") => {
                 p.add("email", "required", "email is required");
                 None
             }
-            None => None,
+            _ => None,
         };
         let name =
             fields::patch_required(&mut p, "name", input.name, cur(|c| Some(c.name.clone())));

@@ -161,10 +161,11 @@ pub async fn save(
     let mut tx = db.begin().await?;
     let held = Sql::new(
         "UPDATE poll_state SET cursor = ?, failures = 0, last_error = NULL, last_polled_at = ?, \
-         next_poll_at = ?, lease_until = NULL, lease_token = NULL \
+         last_succeeded_at = ?, next_poll_at = ?, lease_until = NULL, lease_token = NULL \
          WHERE flow_id = ? AND lease_token = ? AND basis = ?",
     )
     .arg(cursor.map(Value::to_string))
+    .arg(now)
     .arg(now)
     .arg(next_poll_at)
     .arg(flow.id.as_str())

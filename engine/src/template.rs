@@ -44,7 +44,7 @@ pub fn check(text: &str) -> Result<(), TemplateError> {
             "a template is at most {MAX_TEMPLATE_BYTES} bytes"
         )));
     }
-    if text.matches("{{#").count() > MAX_NESTING || text.matches('(').count() > MAX_NESTING * 4 {
+    if block_openings(text) > MAX_NESTING || text.matches('(').count() > MAX_NESTING * 4 {
         return Err(TemplateError(format!(
             "a template nests at most {MAX_NESTING} blocks"
         )));
@@ -58,6 +58,18 @@ pub fn check(text: &str) -> Result<(), TemplateError> {
     Template::compile(text)
         .map(drop)
         .map_err(|e| TemplateError(format!("the template does not parse: {}", e.reason())))
+}
+
+/// How many blocks a template opens (`{{#if}}`, `{{~#each}}`, `{{^x}}`, `{{else if}}`…): an
+/// upper bound of how deep the parser recurses, counted without parsing.
+fn block_openings(text: &str) -> usize {
+    text.match_indices("{{")
+        .filter(|(i, _)| {
+            let rest = text[i + 2..]
+                .trim_start_matches(|c: char| c == '{' || c == '~' || c.is_whitespace());
+            rest.starts_with(['#', '^']) || rest.starts_with("else")
+        })
+        .count()
 }
 
 /// The single variable path of a template like `{{ trigger.name }}`, if that is all it is.

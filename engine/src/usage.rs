@@ -133,7 +133,7 @@ pub async fn report(
     let today = today();
     let first = today - Days::new(89);
     let rows = Sql::new(
-        "SELECT day, api_key_id, SUM(requests) AS requests FROM api_usage_daily \
+        "SELECT day, api_key_id, CAST(SUM(requests) AS BIGINT) AS requests FROM api_usage_daily \
          WHERE org_id = ? AND day >= ? GROUP BY day, api_key_id",
     )
     .arg(actor.org_id())

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::auth::{Actor, Permission};
+use crate::caps::{Capped, Caps};
 use crate::db::{Arg, Db, Sql, Tx, row};
 use crate::error::{Error, FieldError, Problems, Result};
 use crate::events;
@@ -267,6 +268,7 @@ pub async fn get_webhook(db: &Db, actor: &Actor, id: &str) -> Result<Webhook> {
 
 pub async fn create_webhook(
     db: &Db,
+    caps: &Caps,
     actor: &Actor,
     input: WebhookInput,
 ) -> Result<WebhookWithSecret> {
@@ -296,6 +298,8 @@ pub async fn create_webhook(
     let url = url.ok_or_else(|| Error::Internal("url missing after validation".into()))?;
     let secret = new_secret();
     let mut tx = db.begin().await?;
+    caps.check(&mut tx, actor.org_id(), Capped::Webhooks)
+        .await?;
     let id = insert(
         &mut tx,
         actor,
@@ -480,7 +484,12 @@ pub async fn send_test(db: &Db, actor: &Actor, id: &str) -> Result<Value> {
 }
 
 /// `POST /hooks`: the same target and event again answers the existing hook (`false`: not created).
-pub async fn subscribe(db: &Db, actor: &Actor, input: HookInput) -> Result<(Hook, bool)> {
+pub async fn subscribe(
+    db: &Db,
+    caps: &Caps,
+    actor: &Actor,
+    input: HookInput,
+) -> Result<(Hook, bool)> {
     actor.require(Permission::ManageWebhooks)?;
     let mut p = Problems::default();
     let url = match input.target_url {
@@ -528,6 +537,7 @@ pub async fn subscribe(db: &Db, actor: &Actor, input: HookInput) -> Result<(Hook
     if let Some(row) = existing {
         return Ok((hook_from_row(&row)?, false));
     }
+    caps.check(&mut tx, actor.org_id(), Capped::Hooks).await?;
     let id = insert(
         &mut tx,
         actor,

@@ -421,7 +421,7 @@ async fn two_processes_on_one_postgres_share_a_keys_budget() {
 
 #[tokio::test]
 async fn an_operator_limit_replaces_the_plans_for_every_key() {
-    let server = Server::start_with(TestDb::new().await, &[("TIMIX_RATE_LIMIT", "5")]).await;
+    let server = Server::start_with(TestDb::new().await, &[("TIMIX_KEY_RATE_LIMIT", "5")]).await;
     let org = server.db.bootstrap("business");
     let c = server.as_key(&org.key);
     let me = c.get("/me").await.expect(200);
@@ -431,4 +431,30 @@ async fn an_operator_limit_replaces_the_plans_for_every_key() {
         c.get("/me").await.expect(200);
     }
     c.get("/me").await.expect_error(429, "rate_limited");
+}
+
+#[tokio::test]
+async fn usage_is_reported_from_saved_counts_too() {
+    let server = Server::start().await;
+    let org = server.db.bootstrap("professional");
+    let c = server.as_key(&org.key);
+    for _ in 0..3 {
+        c.get("/customers").await.expect(200);
+    }
+    // Counts are saved every few seconds; then they are summed by the database (on Postgres a
+    // SUM of integers is NUMERIC, which must be read as an integer all the same).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while crate::harness::query_texts(&server.db, "SELECT api_key_id FROM api_usage_daily")
+        .await
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "request counts were never saved");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let usage = c.get("/usage").await.expect(200);
+    assert!(
+        usage.body["key"]["today"].as_i64().unwrap() >= 3,
+        "{}",
+        usage.body
+    );
 }

@@ -22,6 +22,7 @@ use timix_engine::manifest::Manifests;
 use timix_engine::runs::{self, StepRecord};
 use timix_engine::template;
 use timix_engine::time::{format_ms, now_ms};
+use tracing::Instrument;
 
 /// The longest wait between two attempts of a step.
 const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
@@ -231,8 +232,24 @@ impl FlowRunner {
         self.execute_claimed(run).await
     }
 
-    /// Executes a run this worker holds, from its first unfinished step.
+    /// Executes a run this worker holds, from its first unfinished step. Every log line of it
+    /// (the in-process API calls of its steps included) carries its `run_id` and `flow_id`.
     pub async fn execute_claimed(&self, run: runs::ClaimedRun) -> Result<()> {
+        let span = tracing::info_span!("run", run_id = %run.id, flow_id = %run.flow_id);
+        async move {
+            tracing::debug!("Run started.");
+            let outcome = self.execute_steps(run).await;
+            match &outcome {
+                Ok(()) => tracing::info!("Finished working on the run."),
+                Err(error) => tracing::warn!(%error, "Run could not be executed."),
+            }
+            outcome
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn execute_steps(&self, run: runs::ClaimedRun) -> Result<()> {
         let mut steps = run.steps.clone();
         let Some(flow) = flows::live(&self.db, &run.flow_id).await? else {
             return runs::finish(&self.db, &run, &steps, Some("the flow was deleted")).await;

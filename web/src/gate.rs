@@ -40,6 +40,7 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
 fn is_public(path: &str) -> bool {
     path.strip_prefix(BASE).is_some_and(|rest| {
         rest == "/health"
+            || rest == "/ready"
             || rest == "/openapi.json"
             || rest.starts_with("/hooks/in/")
             || rest == "/oauth2/callback"

@@ -5,12 +5,15 @@
 pub mod error;
 pub mod extract;
 pub mod gate;
+pub mod guard;
 pub mod instance;
 pub mod mcp;
+pub mod metrics;
 pub mod openapi;
 pub mod request_id;
 pub mod response;
 pub mod routes;
+pub mod serve;
 pub mod ui;
 
 use std::any::Any;
@@ -23,6 +26,7 @@ use axum::http::{Response, StatusCode, header};
 use axum::middleware;
 use axum::response::IntoResponse;
 use timix_engine::Db;
+use timix_engine::caps::Caps;
 use timix_engine::connections::Vault;
 use timix_engine::jobs::Queues;
 use timix_engine::limits::Limiter;
@@ -34,6 +38,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::ApiError;
+use crate::guard::RequestLimits;
+use crate::metrics::Metrics;
 use crate::routes::BASE;
 
 /// What every handler can reach.
@@ -60,11 +66,17 @@ pub struct AppState {
     /// Whether a reverse proxy in front sets `X-Forwarded-For` (the client's address for login
     /// throttling is then its last entry).
     pub trust_proxy: bool,
+    /// The most flows, webhooks and REST hooks an organization may have.
+    pub caps: Caps,
+    /// Body size and slow-client limits.
+    pub request_limits: RequestLimits,
+    /// Request counts and latencies for `/metrics`, and its token.
+    pub metrics: Arc<Metrics>,
 }
 
-/// What the gate applies beyond authentication. Both switches exist for the benchmark that
+/// What the gate applies beyond authentication. `limits` exists for the benchmark that
 /// measures what rate limits, idempotency, ETags and usage counting cost; the service always
-/// runs with the defaults.
+/// runs with it on. `quota_override` is the operator's `TIMIX_KEY_RATE_LIMIT`.
 #[derive(Debug, Clone, Copy)]
 pub struct GateOptions {
     /// Rate limits, `Idempotency-Key`, ETags and usage counting.
@@ -94,6 +106,9 @@ impl AppState {
             limiter: Arc::new(Limiter::for_database(&db)),
             usage: Arc::new(UsageCounter::default()),
             gate: GateOptions::default(),
+            caps: Caps::default(),
+            request_limits: RequestLimits::default(),
+            metrics: Arc::new(Metrics::default()),
             queues,
             db,
         }
@@ -140,8 +155,10 @@ pub fn app(state: AppState) -> Router {
     };
     let api = api.layer(middleware::from_fn_with_state(state.clone(), gate::gate));
     let mcp = mcp::router(state.clone());
+    let (metrics, limits) = (state.metrics.clone(), state.request_limits);
     Router::new()
         .merge(api)
+        .merge(operations())
         .fallback(not_found)
         .with_state(state)
         .merge(mcp)
@@ -149,8 +166,11 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::map_response(envelope_for_bare_errors))
         // After the envelope layer: the UI's pages answer in HTML, errors included.
         .merge(ui::router(ui_state))
+        .route_layer(middleware::from_fn(metrics::mark_route))
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn_with_state(limits, guard::guard))
+        .layer(middleware::from_fn_with_state(metrics, metrics::count))
         .layer(middleware::from_fn(request_id::layer))
 }
 
@@ -165,6 +185,16 @@ async fn not_found(uri: axum::http::Uri, headers: axum::http::HeaderMap) -> Resp
         return (StatusCode::NOT_FOUND, axum::response::Html(page)).into_response();
     }
     ApiError::not_found_route().into_response()
+}
+
+/// What operators and orchestrators call, outside the API's base path: liveness, readiness
+/// (the same answers as `/api/integration/v1/health` and `/ready`) and the metrics.
+fn operations() -> Router<AppState> {
+    use axum::routing::get;
+    Router::new()
+        .route("/health", get(routes::account::health))
+        .route("/ready", get(routes::account::ready))
+        .route("/metrics", get(metrics::scrape))
 }
 
 /// Responses made by the framework itself (405, a path it cannot parse…) carry no envelope;

@@ -5,6 +5,7 @@ use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
+use tracing::Instrument;
 
 tokio::task_local! {
     static REQUEST_ID: String;
@@ -32,9 +33,19 @@ pub async fn layer(request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let started = std::time::Instant::now();
-    let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).await;
-    tracing::debug!(request_id = %id, %method, %path, status = response.status().as_u16(),
-        elapsed_ms = started.elapsed().as_millis() as u64, "Request served.");
+    // Every line logged while serving it names the request (a field of this span).
+    let span = tracing::info_span!("request", request_id = %id, %method, %path);
+    let mut response = REQUEST_ID
+        .scope(id.clone(), next.run(request))
+        .instrument(span.clone())
+        .await;
+    span.in_scope(|| {
+        tracing::debug!(
+            status = response.status().as_u16(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "Request served."
+        )
+    });
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HEADER, value);
     }

@@ -2,6 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use serde::Serialize;
 use timix_engine::auth::Role;
 use timix_engine::organizations::{self, BillingState, Organization, OrganizationPatch, Plan};
@@ -11,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::error::{ApiResult, ErrorEnvelope};
+use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::extract::{Auth, JsonBody};
 
 #[derive(Serialize, ToSchema)]
@@ -28,6 +29,30 @@ pub async fn health() -> Json<Health> {
         status: "ok",
         version: env!("CARGO_PKG_VERSION"),
     })
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Ready {
+    #[schema(example = "ready")]
+    pub status: &'static str,
+}
+
+/// Readiness: the database answers and its migrations are applied; otherwise 503
+/// `not_ready`. No authentication. Also served at `/ready`.
+#[utoipa::path(get, path = "/ready", tag = "system", security(()),
+    responses((status = 200, body = Ready), (status = 503, body = ErrorEnvelope)))]
+pub async fn ready(State(state): State<AppState>) -> ApiResult<Json<Ready>> {
+    match timix_engine::ops::readiness(&state.db).await {
+        Ok(()) => Ok(Json(Ready { status: "ready" })),
+        Err(reason) => {
+            tracing::warn!(%reason, "Not ready.");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                reason.public_message(),
+            ))
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -145,6 +170,7 @@ pub async fn usage(State(state): State<AppState>, Auth(actor): Auth) -> ApiResul
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(health))
+        .routes(routes!(ready))
         .routes(routes!(usage))
         .routes(routes!(me))
         .routes(routes!(get_organization, update_organization))

@@ -46,7 +46,7 @@ pub async fn create(
     Auth(actor): Auth,
     JsonBody(input): JsonBody<FlowInput>,
 ) -> ApiResult<Created<Flow>> {
-    let body = flows::create(&state.db, &state.manifests, &actor, input).await?;
+    let body = flows::create(&state.db, &state.manifests, &state.caps, &actor, input).await?;
     Ok(Created {
         location: format!("{BASE}/flows/{}", body.id),
         body,

@@ -41,7 +41,7 @@ pub async fn create(
     Auth(actor): Auth,
     JsonBody(input): JsonBody<WebhookInput>,
 ) -> ApiResult<Created<WebhookWithSecret>> {
-    let body = webhooks::create_webhook(&state.db, &actor, input).await?;
+    let body = webhooks::create_webhook(&state.db, &state.caps, &actor, input).await?;
     Ok(Created {
         location: format!("{BASE}/webhooks/{}", body.webhook.id),
         body,
@@ -154,7 +154,7 @@ pub async fn subscribe(
     Auth(actor): Auth,
     JsonBody(input): JsonBody<HookInput>,
 ) -> ApiResult<Response> {
-    let (hook, created) = webhooks::subscribe(&state.db, &actor, input).await?;
+    let (hook, created) = webhooks::subscribe(&state.db, &state.caps, &actor, input).await?;
     Ok(crate::response::upserted(
         format!("{BASE}/hooks/{}", hook.id),
         hook,
