@@ -12,7 +12,10 @@
 //!
 //! ```sh
 //! cargo build --release --bins -p timix -p timix-bench
-//! npm ci --prefix bench/n8n             # n8n 1.123 from npm (Node.js 20.19+); optional
+//! # n8n 1.123 from npm (Node.js 20.19+), optional. Its isolated-vm does not build against
+//! # Debian's Node.js and is not used with the legacy expression engine: skip the scripts and
+//! # build only SQLite's driver.
+//! npm ci --prefix bench/n8n --ignore-scripts && npm rebuild --prefix bench/n8n sqlite3
 //! TIMIX_BENCH_POSTGRES_URL=postgres://user:pw@127.0.0.1/postgres target/release/suite [RUNS]
 //! ```
 
