@@ -64,7 +64,7 @@ async fn paced(
     let started = Instant::now();
     for i in 0..calls {
         tokio::time::sleep_until((started + Duration::from_millis(1000 / rate * i)).into()).await;
-                answered.insert(first + i, accepted(http, url, first + i).await?);
+        answered.insert(first + i, accepted(http, url, first + i).await?);
     }
     wait_for(arrivals, first, calls as usize, Duration::from_secs(60)).await;
     let got = arrivals.lock().unwrap();
@@ -371,7 +371,7 @@ async fn n8n_run(n8n: &Path) -> anyhow::Result<Figures> {
         "start-up (ms)",
         ms(ready(&http, &format!("http://127.0.0.1:{port}/healthz"), spawned).await?),
     );
-        // Webhooks of active workflows are registered after the health check answers: wait until
+    // Webhooks of active workflows are registered after the health check answers: wait until
     // the webhook has answered ten times in a row.
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut in_a_row = 0;
