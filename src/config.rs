@@ -49,6 +49,10 @@ pub struct GlobalArgs {
     /// one database needs the same [default: generated into `<data dir>/secret.key`].
     #[arg(long, env = "TIMIX_SECRET_KEY", global = true, hide_env_values = true)]
     pub secret_key: Option<String>,
+    /// How long finished runs are kept (with their trigger records and step outputs) before
+    /// they are deleted [default: 30d].
+    #[arg(long, env = "TIMIX_RUN_RETENTION", global = true)]
+    pub run_retention: Option<String>,
     /// A reverse proxy in front sets X-Forwarded-For: take the client's address from it (for
     /// login throttling).
     #[arg(long, env = "TIMIX_TRUST_PROXY", global = true, num_args = 0..=1,
@@ -109,6 +113,7 @@ struct FileConfig {
     public_url: Option<String>,
     secret_key: Option<String>,
     trust_proxy: Option<bool>,
+    run_retention: Option<String>,
     client_timeout: Option<String>,
     max_flows: Option<u32>,
     max_webhooks: Option<u32>,
@@ -140,6 +145,7 @@ pub struct Settings {
     pub public_url: Option<String>,
     pub secret_key: Option<String>,
     pub trust_proxy: bool,
+    pub run_retention: Duration,
     pub client_timeout: Duration,
     pub caps: timix_engine::caps::Caps,
     pub key_rate_limit: Option<u32>,
@@ -237,6 +243,18 @@ impl Settings {
                 .unwrap_or(defaults.webhooks),
             hooks: args.max_hooks.or(file.max_hooks).unwrap_or(defaults.hooks),
         };
+        let retention = args
+            .run_retention
+            .clone()
+            .or(file.run_retention)
+            .unwrap_or_else(|| "30d".to_owned());
+        let run_retention = match parse_schedule(&retention)
+            .context("TIMIX_RUN_RETENTION")?
+            .as_slice()
+        {
+            [one] if !one.is_zero() => *one,
+            _ => bail!("TIMIX_RUN_RETENTION must be one duration such as 30d"),
+        };
         let bind = args
             .bind
             .clone()
@@ -256,6 +274,7 @@ impl Settings {
             public_url,
             secret_key: args.secret_key.clone().or(file.secret_key),
             trust_proxy: args.trust_proxy.or(file.trust_proxy).unwrap_or(false),
+            run_retention,
             client_timeout,
             caps,
             key_rate_limit: args

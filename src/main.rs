@@ -467,6 +467,7 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
         background.push(tokio::spawn(purge_expired(
             db.clone(),
             settings.idempotency_retention,
+            settings.run_retention,
         )));
         background.extend(start_delivery(&settings, &db, &queues, run_lane));
         background.extend(start_flows(
@@ -693,9 +694,10 @@ async fn keep_request_counters(state: timix_web::AppState) {
     }
 }
 
-/// Forgets idempotency keys past their retention, tombstones past the sync window, and expired
-/// web sessions, invitations and failed logins.
-async fn purge_expired(db: Db, idempotency_retention: Duration) {
+/// Forgets idempotency keys past their retention, tombstones past the sync window, finished
+/// runs past theirs, seen items of old poll triggers, and expired web sessions, invitations and
+/// failed logins.
+async fn purge_expired(db: Db, idempotency_retention: Duration, run_retention: Duration) {
     let every =
         (idempotency_retention / 4).clamp(Duration::from_millis(250), Duration::from_secs(600));
     let mut tick = tokio::time::interval(every);
@@ -723,6 +725,17 @@ async fn purge_expired(db: Db, idempotency_retention: Duration) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(purged = n, "Purged expired tombstones."),
                 Err(error) => tracing::warn!(%error, "Could not purge tombstones."),
+            }
+            let retention = run_retention.as_millis() as i64;
+            match timix_engine::runs::purge_finished(&db, retention, 100).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(purged = n, "Deleted finished runs past their retention."),
+                Err(error) => tracing::warn!(%error, "Could not delete old runs."),
+            }
+            match timix_engine::polls::purge_stale_seen(&db).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(purged = n, "Forgot seen items of old poll triggers."),
+                Err(error) => tracing::warn!(%error, "Could not forget old seen items."),
             }
             match timix_engine::web_sessions::purge_expired(&db).await {
                 Ok(0) => {}

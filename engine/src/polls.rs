@@ -211,3 +211,16 @@ pub async fn failed(db: &Db, state: &PollState, error: &str, next_poll_at: Milli
     .await
     .map(drop)
 }
+
+/// Forgets seen items no poll can ask about again: those of a flow deleted, and those of an
+/// earlier basis (a changed trigger or a new enabling reads from scratch under a new one).
+pub async fn purge_stale_seen(db: &Db) -> Result<u64> {
+    Sql::new(
+        "DELETE FROM poll_seen WHERE NOT EXISTS (SELECT 1 FROM poll_state s \
+         JOIN flows f ON f.id = s.flow_id \
+         WHERE s.flow_id = poll_seen.flow_id AND f.deleted_at IS NULL \
+         AND substr(poll_seen.item_key, 1, 12) = substr(s.basis, 1, 12))",
+    )
+    .execute(db)
+    .await
+}

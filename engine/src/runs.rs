@@ -437,3 +437,28 @@ pub async fn replay(db: &Db, actor: &Actor, id: &str) -> Result<Run> {
     .await?;
     get(db, actor, id).await
 }
+
+/// Finished runs deleted per statement, so that a purge never holds a long lock.
+const PURGE_BATCH: i64 = 1000;
+
+/// Deletes runs that finished (succeeded or failed) more than `retention_ms` ago, in batches, at
+/// most `max_batches` of them per call. Queued and running runs are never touched.
+pub async fn purge_finished(db: &Db, retention_ms: Millis, max_batches: u32) -> Result<u64> {
+    let cutoff = now_ms() - retention_ms;
+    let mut purged = 0;
+    for _ in 0..max_batches {
+        let deleted = Sql::new(
+            "DELETE FROM runs WHERE id IN (SELECT id FROM runs WHERE status IN ('succeeded', 'failed') \
+             AND finished_at < ? LIMIT ?)",
+        )
+        .arg(cutoff)
+        .arg(PURGE_BATCH)
+        .execute(db)
+        .await?;
+        purged += deleted;
+        if (deleted as i64) < PURGE_BATCH {
+            break;
+        }
+    }
+    Ok(purged)
+}

@@ -707,3 +707,76 @@ async fn flows_do_not_start_themselves_and_chains_end() {
         .len();
     assert_eq!(count, expected, "the chain ended at five links");
 }
+
+#[tokio::test]
+async fn finished_runs_past_their_retention_and_stale_seen_items_are_deleted() {
+    let db = TestDb::new().await;
+    let (dir, url) = (db.dir.clone(), db.url.clone());
+    let env = [("TIMIX_RUN_RETENTION", "2s")];
+    let mut server = Server::start_with(db, &env).await;
+    let org = server.db.bootstrap("business");
+    let c = server.as_key(&org.key);
+    let flow = c
+        .post("/flows", json!({
+            "name": "Inbound",
+            "trigger": {"type": "webhook"},
+            "steps": [{"key": "c", "action": "create_customer", "input": {"name": "{{trigger.name}}"}}]
+        }))
+        .await
+        .expect(201)
+        .body;
+    let inbound = flow["trigger"]["webhookUrl"].as_str().unwrap().to_owned();
+    for name in ["A", "B"] {
+        server
+            .anonymous()
+            .send(
+                server
+                    .anonymous()
+                    .request(reqwest::Method::POST, &inbound)
+                    .json(&json!({"name": name})),
+            )
+            .await
+            .expect(202);
+    }
+    let runs = |c: &Client| {
+        let c = c.clone();
+        let flow = flow["id"].as_str().unwrap().to_owned();
+        async move {
+            c.get(&format!("/runs?flowId={flow}&pageSize=50"))
+                .await
+                .expect(200)
+                .items()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while runs(&c)
+        .await
+        .iter()
+        .filter(|r| r["status"] == "succeeded")
+        .count()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "the runs never finished");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A seen item of a flow that polls no more.
+    crate::harness::execute(
+        &server.db,
+        "INSERT INTO poll_seen (flow_id, item_key, seen_at) VALUES ('flw_gone', 'abc:1', 0)",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    server.terminate();
+    // The purge runs when a worker starts, then hourly.
+    let server = Server::start_with(TestDb { dir, url }, &env).await;
+    let c = server.as_key(&org.key);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !runs(&c).await.is_empty() {
+        assert!(Instant::now() < deadline, "the old runs were kept");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seen = crate::harness::query_texts(&server.db, "SELECT item_key FROM poll_seen").await;
+    assert!(seen.is_empty(), "{seen:?}");
+    // The customers the runs made stay.
+    assert_eq!(c.get("/customers").await.expect(200).items().len(), 2);
+}

@@ -113,6 +113,6 @@ pub async fn replay(
     };
     Ok(redirect_with_notice(
         &to,
-        "Replayed: a new run of the same trigger record.",
+        "Replayed: the run goes again from its first failed step.",
     ))
 }
