@@ -766,14 +766,13 @@ async fn guesses_sent_at_once_are_counted_and_a_proxy_names_the_address() {
         .into_iter()
         .map(|r| r.unwrap().status().as_u16())
         .collect();
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 401).count(),
-        5,
-        "{statuses:?}"
-    );
+    // An attempt refused by the count takes its row back; one counted meanwhile may be refused
+    // too: never more than five looked at, whatever the interleaving.
+    let looked_at = statuses.iter().filter(|s| **s == 401).count();
+    assert!((1..=5).contains(&looked_at), "{statuses:?}");
     assert_eq!(
         statuses.iter().filter(|s| **s == 429).count(),
-        7,
+        12 - looked_at,
         "{statuses:?}"
     );
 
