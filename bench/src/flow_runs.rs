@@ -14,28 +14,17 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use timix_bench::{cli, fresh_database, percentile, receiver, start, wait_for};
+use timix_bench::{bootstrap, cli, fresh_database, percentile, receiver, start, wait_for};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     timix_connectors::outbound::install_crypto_provider();
     let (backend, env, dir) = fresh_database().await?;
     cli(&env, &["migrate"]).ok();
-    let org = cli(
-        &env,
-        &[
-            "bootstrap",
-            "--org",
-            "Bench",
-            "--email",
-            "bench@example.com",
-            "--plan",
-            "business",
-        ],
-    )?;
-    let key = org["apiKey"].as_str().unwrap_or_default().to_owned();
+    let org = bootstrap(&env)?;
+    let key = org.key.clone();
     // One key per writer, so that no writer meets its key's rate limit.
-    let owner = org["userId"].as_str().unwrap_or_default().to_owned();
+    let owner = org.owner.clone();
     let mut writer_keys = Vec::new();
     for _ in 0..8 {
         writer_keys.push(

@@ -106,6 +106,33 @@ pub fn cli(env: &[(String, String)], args: &[&str]) -> anyhow::Result<Value> {
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
+/// The organization every benchmark works in: its owner and the owner's key.
+pub struct Org {
+    pub owner: String,
+    pub key: String,
+}
+
+/// `timix bootstrap` of the benchmarks' organization (business plan).
+pub fn bootstrap(env: &[(String, String)]) -> anyhow::Result<Org> {
+    let org = cli(
+        env,
+        &[
+            "bootstrap",
+            "--org",
+            "Bench",
+            "--email",
+            "bench@example.com",
+            "--plan",
+            "business",
+        ],
+    )?;
+    let text = |field: &str| org[field].as_str().unwrap_or_default().to_owned();
+    Ok(Org {
+        owner: text("userId"),
+        key: text("apiKey"),
+    })
+}
+
 /// Starts `timix serve` on a free port and waits until it listens.
 pub fn start(env: &[(String, String)]) -> anyhow::Result<Server> {
     let mut child = Command::new(timix())

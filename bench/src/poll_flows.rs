@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use timix_bench::{cli, fresh_database, start};
+use timix_bench::{bootstrap, cli, fresh_database, start};
 
 /// User and system CPU seconds the process has used (Linux).
 fn cpu_seconds(pid: u32) -> f64 {
@@ -59,19 +59,8 @@ async fn main() -> anyhow::Result<()> {
     let (backend, env, dir) = fresh_database().await?;
     let url = env[0].1.clone();
     cli(&env, &["migrate"]).ok();
-    let org = cli(
-        &env,
-        &[
-            "bootstrap",
-            "--org",
-            "Bench",
-            "--email",
-            "bench@example.com",
-            "--plan",
-            "business",
-        ],
-    )?;
-    let owner = org["userId"].as_str().unwrap_or_default().to_owned();
+    let org = bootstrap(&env)?;
+    let owner = org.owner.clone();
     // Keys enough that creating the flows meets no rate limit (300 requests a minute each).
     let writers = flows.div_ceil(250).max(1);
     let mut keys = Vec::new();

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use timix_bench::{
-    Arrivals, cli, fresh_database_on, percentile, process_tree_mib, receiver, start, wait_for,
+    Arrivals, bootstrap, fresh_database_on, percentile, process_tree_mib, receiver, start, wait_for,
 };
 
 /// Figures of one run of one system, by name.
@@ -193,19 +193,8 @@ async fn timix_run(postgres: Option<&str>) -> anyhow::Result<Figures> {
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
     figures.insert("memory idle (MiB)", process_tree_mib(server.child.id()));
-    let org = cli(
-        &env,
-        &[
-            "bootstrap",
-            "--org",
-            "Bench",
-            "--email",
-            "bench@example.com",
-            "--plan",
-            "business",
-        ],
-    )?;
-    let key = org["apiKey"].as_str().unwrap_or_default().to_owned();
+    let org = bootstrap(&env)?;
+    let key = org.key.clone();
     let api = |path: &str| format!("{}{path}", server.base);
 
     let customer: Value = http

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use serde_json::{Value, json};
-use timix_bench::{cli, fresh_database, percentile, start};
+use timix_bench::{bootstrap, cli, fresh_database, percentile, start};
 
 #[derive(Default)]
 struct Received {
@@ -48,20 +48,9 @@ async fn main() -> anyhow::Result<()> {
     timix_connectors::outbound::install_crypto_provider();
     let (backend, env, dir) = fresh_database().await?;
     cli(&env, &["migrate"]).ok();
-    let org = cli(
-        &env,
-        &[
-            "bootstrap",
-            "--org",
-            "Bench",
-            "--email",
-            "bench@example.com",
-            "--plan",
-            "business",
-        ],
-    )?;
-    let owner = org["userId"].as_str().unwrap_or_default().to_owned();
-    let mut keys = vec![org["apiKey"].as_str().unwrap_or_default().to_owned()];
+    let org = bootstrap(&env)?;
+    let owner = org.owner.clone();
+    let mut keys = vec![org.key.clone()];
     for _ in 0..7 {
         keys.push(
             cli(&env, &["keys", "create", "--user", &owner])?["apiKey"]

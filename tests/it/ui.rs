@@ -60,6 +60,15 @@ impl Page {
         self.body[start..start + self.body[start..].find('"').unwrap()].to_owned()
     }
 
+    /// The invitation link a users page shows once.
+    fn invitation(&self) -> String {
+        let start = self.body.find("/invite/").expect("an invitation link");
+        self.body[start..]
+            .chars()
+            .take_while(|c| *c != '"')
+            .collect()
+    }
+
     fn cookie(&self, name: &str) -> Option<&str> {
         self.set_cookies
             .iter()
@@ -301,11 +310,7 @@ async fn an_invited_member_sets_a_password_and_sees_what_the_role_allows() {
         )
         .await;
     assert_eq!(page.status, StatusCode::CREATED, "{}", page.body);
-    let start = page.body.find("/invite/").expect("an invitation link");
-    let link: String = page.body[start..]
-        .chars()
-        .take_while(|c| *c != '"')
-        .collect();
+    let link = page.invitation();
 
     let mut mia = Browser::new(&server);
     let page = mia.get(&link).await;
@@ -815,11 +820,7 @@ async fn an_admin_cannot_take_over_the_owner_by_an_invitation() {
             ],
         )
         .await;
-    let start = page.body.find("/invite/").unwrap();
-    let link: String = page.body[start..]
-        .chars()
-        .take_while(|c| *c != '"')
-        .collect();
+    let link = page.invitation();
     let mut ada = Browser::new(&server);
     let csrf = ada.get(&link).await.csrf();
     ada.post(
@@ -851,11 +852,7 @@ async fn an_admin_cannot_take_over_the_owner_by_an_invitation() {
     let page = owner
         .post(&format!("/users/{ada_id}/invite"), &[("_csrf", &csrf)])
         .await;
-    let start = page.body.find("/invite/").unwrap();
-    let link: String = page.body[start..]
-        .chars()
-        .take_while(|c| *c != '"')
-        .collect();
+    let link = page.invitation();
     let mut again = Browser::new(&server);
     let csrf = again.get(&link).await.csrf();
     let page = again

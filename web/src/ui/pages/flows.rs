@@ -406,6 +406,7 @@ impl Builder<'_> {
             .collect();
         let mut context = json!({
             "nav": "flows",
+            "title": if draft.name.is_empty() { "New flow" } else { draft.name.as_str() },
             "flow": flow,
             "isNew": flow.is_none(),
             "action": flow.and_then(|f| f["id"].as_str()).map_or("/flows/new".to_owned(), |id| format!("/flows/{id}")),
