@@ -75,6 +75,14 @@ pub struct GlobalArgs {
     /// install with no plans to enforce, a load test) [default: the plan's].
     #[arg(long, env = "TIMIX_KEY_RATE_LIMIT", global = true)]
     pub key_rate_limit: Option<u32>,
+    /// Runs every organization may start per minute, replacing its plan's budget; 0 lifts it.
+    /// Runs beyond it wait in the queue [default: the plan's: 100, 500, 2000, 10000].
+    #[arg(long, env = "TIMIX_RUNS_PER_MINUTE", global = true)]
+    pub runs_per_minute: Option<u32>,
+    /// The most runs one chain of flows (flows started by other flows' changes) may start from
+    /// its root event or run [default: 100].
+    #[arg(long, env = "TIMIX_FANOUT_LIMIT", global = true)]
+    pub fanout_limit: Option<u32>,
     /// The bearer token `/metrics` asks for; without one `/metrics` is not served.
     #[arg(
         long,
@@ -119,6 +127,8 @@ struct FileConfig {
     max_webhooks: Option<u32>,
     max_hooks: Option<u32>,
     key_rate_limit: Option<u32>,
+    runs_per_minute: Option<u32>,
+    fanout_limit: Option<u32>,
     metrics_token: Option<String>,
     log: Option<String>,
     log_format: Option<String>,
@@ -149,6 +159,9 @@ pub struct Settings {
     pub client_timeout: Duration,
     pub caps: timix_engine::caps::Caps,
     pub key_rate_limit: Option<u32>,
+    /// None: each plan's budget; `Some(0)`: none.
+    pub runs_per_minute: Option<u32>,
+    pub fanout_limit: i64,
     pub metrics_token: Option<String>,
     pub log: String,
     pub log_format: LogFormat,
@@ -281,6 +294,11 @@ impl Settings {
                 .key_rate_limit
                 .or(file.key_rate_limit)
                 .filter(|n| *n > 0),
+            runs_per_minute: args.runs_per_minute.or(file.runs_per_minute),
+            fanout_limit: args
+                .fanout_limit
+                .or(file.fanout_limit)
+                .map_or(timix_triggers::dispatcher::DEFAULT_FANOUT_LIMIT, i64::from),
             metrics_token: args
                 .metrics_token
                 .clone()

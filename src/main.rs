@@ -19,6 +19,7 @@ use timix_engine::connections::Vault;
 use timix_engine::jobs::Queues;
 use timix_engine::manifest::{ManifestProblem, Manifests};
 use timix_engine::organizations::{self, BillingState, Plan};
+use timix_engine::run_admission::RunAdmission;
 use timix_triggers::actions::Runner;
 use timix_triggers::dispatcher::Dispatcher;
 use timix_triggers::flow_runner::{FlowRunner, Handoff, RunJob, RunLane, serve_lane, sweep_runs};
@@ -437,6 +438,7 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
     // Before the in-process API below takes its copy of the state.
     state.caps = settings.caps;
     state.gate.quota_override = settings.key_rate_limit;
+    state.admission = Arc::new(RunAdmission::new(db.clone(), settings.runs_per_minute));
     state.request_limits = timix_web::guard::RequestLimits {
         client_timeout: settings.client_timeout,
     };
@@ -469,7 +471,13 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
             settings.idempotency_retention,
             settings.run_retention,
         )));
-        background.extend(start_delivery(&settings, &db, &queues, run_lane));
+        background.extend(start_delivery(
+            &settings,
+            &db,
+            &queues,
+            run_lane,
+            state.admission.clone(),
+        ));
         background.extend(start_flows(
             &settings,
             &state,
@@ -520,6 +528,7 @@ fn start_flows(
         vault: state.vault.clone(),
         retry_base: settings.flow_retry_base,
         lease: settings.run_lease,
+        admission: state.admission.clone(),
     });
     let poller = Arc::new(Poller {
         runs: runner.clone(),
@@ -577,9 +586,12 @@ fn start_delivery(
     db: &Db,
     queues: &Queues,
     run_lane: RunLane,
+    admission: Arc<RunAdmission>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut dispatcher = Dispatcher::new(db.clone(), queues.clone(), &settings.database_url);
     dispatcher.run_lane = Some(run_lane);
+    dispatcher.admission = Some(admission);
+    dispatcher.fanout_limit = settings.fanout_limit;
     let (lane, mut fast) = tokio::sync::mpsc::unbounded_channel::<FastAttempt>();
     dispatcher.fast_lane = Some(lane.clone());
     let deliverer = Arc::new(Deliverer {

@@ -36,6 +36,10 @@ pub struct Event {
     /// How deep in a chain of flows the change was made: 0 for a person's change (not shown).
     #[serde(skip)]
     pub origin_depth: i64,
+    /// What the chain of flows that made this change began with (an event or a run id), if a
+    /// flow made it (not shown).
+    #[serde(skip)]
+    pub origin_root: Option<String>,
 }
 
 /// What caused the changes being made: a flow's run (through its in-process steps), and how
@@ -44,6 +48,8 @@ pub struct Event {
 pub struct Cause {
     pub flow_id: String,
     pub depth: i64,
+    /// What the chain began with: the root event's id, or the run's own id.
+    pub root: String,
 }
 
 tokio::task_local! {
@@ -181,7 +187,7 @@ pub async fn append(tx: &mut Tx, event: NewEvent<'_>) -> Result<i64> {
     let cause = CAUSE.try_with(Cause::clone).ok();
     let row = Sql::new(
         "INSERT INTO events (id, org_id, type, occurred_at, resource_id, data, changed_fields, previous, \
-         origin_flow, origin_depth) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+         origin_flow, origin_depth, origin_root) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
     )
     .arg(ids::new_id(ids::EVENT))
     .arg(event.org_id)
@@ -192,7 +198,8 @@ pub async fn append(tx: &mut Tx, event: NewEvent<'_>) -> Result<i64> {
     .arg(changed_fields)
     .arg(previous)
     .arg(cause.as_ref().map(|c| c.flow_id.clone()))
-    .arg(cause.map_or(0, |c| c.depth))
+    .arg(cause.as_ref().map_or(0, |c| c.depth))
+    .arg(cause.map(|c| c.root))
     .fetch_one(&mut *tx)
     .await?;
     tx.note_event();
@@ -428,6 +435,7 @@ fn event_from_row(row: &row::Row) -> Result<Event> {
         previous: row::get_opt_str(row, "previous")?.map(parse).transpose()?,
         origin_flow: row::get_opt_str(row, "origin_flow")?,
         origin_depth: row::get_i64(row, "origin_depth")?,
+        origin_root: row::get_opt_str(row, "origin_root")?,
     })
 }
 

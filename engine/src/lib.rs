@@ -35,6 +35,7 @@ pub mod polls;
 pub mod projects;
 pub mod reports;
 pub mod resource;
+pub mod run_admission;
 pub mod runs;
 pub mod subtasks;
 pub mod tasks;

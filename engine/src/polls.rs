@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 use crate::db::{Db, Sql, Tx, row};
 use crate::error::Result;
 use crate::flows::{Flow, LiveFlow};
+use crate::run_admission::RunAdmission;
 use crate::runs;
 use crate::time::{Millis, now_ms};
 
@@ -145,18 +146,34 @@ pub struct Item {
     pub record: Value,
 }
 
+/// What one successful poll read, and when the next one is due.
+#[derive(Debug, Clone)]
+pub struct Polled {
+    pub items: Vec<Item>,
+    /// The first read of a source without a time cursor: what is there now is old.
+    pub baseline: bool,
+    pub cursor: Value,
+    pub next_poll_at: Millis,
+}
+
 /// Saves a successful poll in one transaction: the items not seen before are marked seen and
-/// (unless `baseline`) start runs; the cursor moves; the lease is let go. Nothing is saved when
-/// the lease was lost meanwhile (another poller carries on). Returns the new runs.
+/// (unless a baseline) start runs, each when its organization's run budget allows; the cursor
+/// moves; the lease is let go. Nothing is saved when the lease was lost meanwhile (another
+/// poller carries on). Returns the new runs.
 pub async fn save(
     db: &Db,
+    admission: &RunAdmission,
     flow: &LiveFlow,
     state: &PollState,
-    items: &[Item],
-    baseline: bool,
-    cursor: Option<&Value>,
-    next_poll_at: Millis,
+    polled: &Polled,
 ) -> Result<Vec<String>> {
+    let Polled {
+        items,
+        baseline,
+        cursor,
+        next_poll_at,
+    } = polled;
+    let (baseline, next_poll_at) = (*baseline, *next_poll_at);
     let now = now_ms();
     let mut tx = db.begin().await?;
     let held = Sql::new(
@@ -164,7 +181,7 @@ pub async fn save(
          last_succeeded_at = ?, next_poll_at = ?, lease_until = NULL, lease_token = NULL \
          WHERE flow_id = ? AND lease_token = ? AND basis = ?",
     )
-    .arg(cursor.map(Value::to_string))
+    .arg(cursor.to_string())
     .arg(now)
     .arg(now)
     .arg(next_poll_at)
@@ -188,7 +205,10 @@ pub async fn save(
         .await?;
         if fresh == 1 && !baseline {
             let source = format!("poll:{}", state.item_key(&item.key));
-            started.extend(runs::start(&mut tx, flow, &source, &item.record, 0).await?);
+            let at = admission.book(&flow.org_id).await?;
+            let lineage = runs::Lineage::default();
+            started
+                .extend(runs::start_at(&mut tx, flow, &source, &item.record, &lineage, at).await?);
         }
     }
     tx.commit().await?;

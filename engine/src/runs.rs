@@ -136,6 +136,15 @@ fn pending_steps(flow: &LiveFlow) -> Vec<StepRecord> {
 /// itself (the job may be late, or lost with a crashed process).
 pub const REQUEUE_AFTER_MS: i64 = 5_000;
 
+/// Where a new run stands in a chain of flows: how deep (0 when a person's change, a call or a
+/// schedule started it) and what the chain began with (an event id; none when the run itself
+/// is the start of its chain).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lineage {
+    pub depth: i64,
+    pub root: Option<String>,
+}
+
 /// Queues a run of `flow` for `source_key`, unless that source already started one. Returns
 /// the new run's id; queue a job for it.
 pub async fn start(
@@ -143,11 +152,23 @@ pub async fn start(
     flow: &LiveFlow,
     source_key: &str,
     trigger: &Value,
-    depth: i64,
+    lineage: &Lineage,
 ) -> Result<Option<String>> {
-    Ok(insert(runner, flow, source_key, trigger, depth, None)
-        .await?
-        .map(|run| run.id))
+    start_at(runner, flow, source_key, trigger, lineage, now_ms()).await
+}
+
+/// [`start`] for a run that may not begin before `at` (its organization's run budget is spent
+/// until then): it waits in the queue, and the sweeper takes it when its time comes.
+pub async fn start_at(
+    runner: impl Runner,
+    flow: &LiveFlow,
+    source_key: &str,
+    trigger: &Value,
+    lineage: &Lineage,
+    at: Millis,
+) -> Result<Option<String>> {
+    let (sql, run) = insertion(flow, source_key, trigger, lineage, Begin::At(at))?;
+    Ok((sql.execute(runner).await? == 1).then_some(run.id))
 }
 
 /// [`start`] for the process that executes the run at once: the run is created already
@@ -158,10 +179,11 @@ pub async fn start_claimed(
     flow: &LiveFlow,
     source_key: &str,
     trigger: &Value,
-    depth: i64,
+    lineage: &Lineage,
     lease_ms: i64,
 ) -> Result<Option<ClaimedRun>> {
-    insert(runner, flow, source_key, trigger, depth, Some(lease_ms)).await
+    let (sql, run) = insertion(flow, source_key, trigger, lineage, Begin::Claimed(lease_ms))?;
+    Ok((sql.execute(runner).await? == 1).then_some(run))
 }
 
 /// [`start_claimed`] as a write of its own (committed with others waiting at the same time).
@@ -170,23 +192,18 @@ pub async fn start_claimed_now(
     flow: &LiveFlow,
     source_key: &str,
     trigger: &Value,
-    depth: i64,
+    lineage: &Lineage,
     lease_ms: i64,
 ) -> Result<Option<ClaimedRun>> {
-    let (sql, run) = insertion(flow, source_key, trigger, depth, Some(lease_ms))?;
+    let (sql, run) = insertion(flow, source_key, trigger, lineage, Begin::Claimed(lease_ms))?;
     Ok((db.write_count(&sql).await? == 1).then_some(run))
 }
 
-async fn insert(
-    runner: impl Runner,
-    flow: &LiveFlow,
-    source_key: &str,
-    trigger: &Value,
-    depth: i64,
-    claim_for: Option<i64>,
-) -> Result<Option<ClaimedRun>> {
-    let (sql, run) = insertion(flow, source_key, trigger, depth, claim_for)?;
-    Ok((sql.execute(runner).await? == 1).then_some(run))
+/// How a new run begins: queued until an instant, or claimed by its creator for a lease.
+#[derive(Debug, Clone, Copy)]
+enum Begin {
+    At(Millis),
+    Claimed(i64),
 }
 
 /// The statement that creates a run (nothing when the source already started one), and the
@@ -195,32 +212,44 @@ fn insertion(
     flow: &LiveFlow,
     source_key: &str,
     trigger: &Value,
-    depth: i64,
-    claim_for: Option<i64>,
+    lineage: &Lineage,
+    begin: Begin,
 ) -> Result<(Sql, ClaimedRun)> {
     let id = ids::new_id(ids::RUN);
     let now = now_ms();
     let steps = pending_steps(flow);
-    let token = claim_for.map(|_| ulid::Ulid::generate().to_string());
+    let (status, next_attempt_at, lease_until, token) = match begin {
+        Begin::Claimed(lease_ms) => (
+            "running",
+            now,
+            Some(now + lease_ms),
+            Some(ulid::Ulid::generate().to_string()),
+        ),
+        // Queued now: not swept before the job or lane had its chance.
+        Begin::At(at) if at <= now => ("queued", now, Some(now + REQUEUE_AFTER_MS), None),
+        // Queued for later: the sweeper takes it when its time comes.
+        Begin::At(at) => ("queued", at, None, None),
+    };
+    let root = lineage.root.clone().unwrap_or_else(|| id.clone());
     let sql = Sql::new(
-        "INSERT INTO runs (id, org_id, flow_id, source_key, status, trigger, steps, depth, next_attempt_at, \
-         lease_until, lease_token, created_at, started_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (flow_id, source_key) DO NOTHING",
+        "INSERT INTO runs (id, org_id, flow_id, source_key, status, trigger, steps, depth, root_id, \
+         next_attempt_at, lease_until, lease_token, created_at, started_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (flow_id, source_key) DO NOTHING",
     )
     .arg(&id)
     .arg(flow.org_id.as_str())
     .arg(flow.id.as_str())
     .arg(source_key)
-    .arg(if claim_for.is_some() { "running" } else { "queued" })
+    .arg(status)
     .arg(trigger.to_string())
     .arg(steps_json(&steps)?)
-    .arg(depth)
-    .arg(now)
-    // Queued: not swept before the job or lane had its chance. Claimed: the holder's lease.
-    .arg(now + claim_for.unwrap_or(REQUEUE_AFTER_MS))
+    .arg(lineage.depth)
+    .arg(root.as_str())
+    .arg(next_attempt_at)
+    .arg(lease_until)
     .arg(token.clone())
     .arg(now)
-    .arg(claim_for.map(|_| now))
+    .arg(token.as_ref().map(|_| now))
     .arg(now);
     let run = ClaimedRun {
         id,
@@ -228,7 +257,9 @@ fn insertion(
         flow_id: flow.id.clone(),
         trigger: trigger.clone(),
         steps,
-        depth,
+        depth: lineage.depth,
+        root,
+        takeovers: 0,
     };
     Ok((sql, run))
 }
@@ -245,7 +276,15 @@ pub struct ClaimedRun {
     pub steps: Vec<StepRecord>,
     /// How deep in a chain of flows: 0 when a person's change started it.
     pub depth: i64,
+    /// What its chain began with: an event id, or this run's own id.
+    pub root: String,
+    /// How often its lease ran out since it last made progress (its worker stopped).
+    pub takeovers: i64,
 }
+
+/// Lease expiries without progress after which a run is poisoned: it stopped its worker (a
+/// crash, a kill) that often, so it is failed instead of being taken again.
+pub const POISONED_AFTER: i64 = 2;
 
 /// Takes a run for `lease_ms` if it is due (queued and its time has come) or abandoned
 /// (running with an expired lease). None when another worker has it or it is finished.
@@ -256,6 +295,7 @@ pub async fn claim(db: &Db, id: &str, lease_ms: i64) -> Result<Option<ClaimedRun
         .write_count(
             &Sql::new(
                 "UPDATE runs SET status = 'running', lease_until = ?, lease_token = ?, \
+                 takeovers = takeovers + CASE WHEN status = 'running' THEN 1 ELSE 0 END, \
                  started_at = COALESCE(started_at, ?), updated_at = ? WHERE id = ? \
                  AND ((status = 'queued' AND next_attempt_at <= ?) OR (status = 'running' AND lease_until < ?))",
             )
@@ -283,6 +323,8 @@ pub async fn claim(db: &Db, id: &str, lease_ms: i64) -> Result<Option<ClaimedRun
             .map_err(|e| Error::Internal(format!("stored run trigger: {e}")))?,
         steps: steps_of(&row)?,
         depth: row::get_i64(&row, "depth")?,
+        root: row::get_opt_str(&row, "root_id")?.unwrap_or_else(|| id.to_owned()),
+        takeovers: row::get_i64(&row, "takeovers")?,
     }))
 }
 
@@ -301,7 +343,7 @@ pub async fn save_steps(
     let now = now_ms();
     db.write_count(
         &Sql::new(
-            "UPDATE runs SET steps = ?, lease_until = ?, updated_at = ? \
+            "UPDATE runs SET steps = ?, lease_until = ?, takeovers = 0, updated_at = ? \
              WHERE id = ? AND status = 'running' AND lease_token = ?",
         )
         .arg(steps_json(steps)?)
@@ -333,7 +375,7 @@ pub async fn retry_at(db: &Db, run: &ClaimedRun, steps: &[StepRecord], at: Milli
     db.write_count(
         &Sql::new(
             "UPDATE runs SET status = 'queued', steps = ?, next_attempt_at = ?, lease_until = NULL, \
-             lease_token = NULL, updated_at = ? WHERE id = ? AND lease_token = ?",
+             lease_token = NULL, takeovers = 0, updated_at = ? WHERE id = ? AND lease_token = ?",
         )
         .arg(steps_json(steps)?)
         .arg(at)
@@ -386,6 +428,7 @@ pub async fn take_due(db: &Db, limit: i64) -> Result<Vec<String>> {
     }
     let mut sql = Sql::new(
         "UPDATE runs SET status = 'queued', next_attempt_at = CASE WHEN status = 'running' THEN ? ELSE next_attempt_at END, \
+         takeovers = takeovers + CASE WHEN status = 'running' THEN 1 ELSE 0 END, \
          lease_until = ?, lease_token = NULL WHERE id IN (SELECT id FROM runs WHERE ",
     );
     sql.bind(now).bind(now + REQUEUE_AFTER_MS);
@@ -426,7 +469,7 @@ pub async fn replay(db: &Db, actor: &Actor, id: &str) -> Result<Run> {
     let now = now_ms();
     db.write_count(
         &Sql::new(
-            "UPDATE runs SET status = 'queued', steps = ?, error = NULL, next_attempt_at = ?, lease_until = NULL, \
+            "UPDATE runs SET status = 'queued', steps = ?, error = NULL, next_attempt_at = ?, lease_until = NULL, takeovers = 0, \
              finished_at = NULL, updated_at = ? WHERE id = ? AND status = 'failed'",
         )
         .arg(steps_json(&steps)?)
@@ -436,6 +479,15 @@ pub async fn replay(db: &Db, actor: &Actor, id: &str) -> Result<Run> {
     )
     .await?;
     get(db, actor, id).await
+}
+
+/// How many runs a chain that began with `root` (an event or a run) has started so far.
+pub async fn count_of_root(runner: impl Runner, root: &str) -> Result<i64> {
+    let row = Sql::new("SELECT COUNT(*) AS n FROM runs WHERE root_id = ?")
+        .arg(root)
+        .fetch_one(runner)
+        .await?;
+    row::get_i64(&row, "n")
 }
 
 /// Finished runs deleted per statement, so that a purge never holds a long lock.

@@ -2,12 +2,21 @@
 //! rendering an empty string. A template that is exactly one `{{path}}` yields the value itself
 //! (a number stays a number, an object an object); anything else renders to a string.
 //! Helpers: `default`, `upper`, `lower`, `json`, `date`.
+//!
+//! Templates are written by organizations, so they run inside a [`Budget`]: partials and
+//! decorators (the only way to recurse) are refused, blocks nest at most [`MAX_NESTING`] deep,
+//! the text rendered for one input is at most [`MAX_OUTPUT_BYTES`], and the block bodies entered
+//! (every `{{#each}}` item, every `{{#if}}` taken) at most [`MAX_BLOCK_ENTRIES`]. Exceeding one
+//! fails the render with a plain reason; nothing a template does can overflow the stack or
+//! allocate without bound.
 
+use std::cell::Cell;
 use std::sync::OnceLock;
 
+use handlebars::template::{HelperTemplate, TemplateElement};
 use handlebars::{
     Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderError,
-    RenderErrorReason, Template,
+    RenderErrorReason, Renderable, Template,
 };
 use serde_json::Value;
 
@@ -15,6 +24,9 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct TemplateError(pub String);
+
+/// The helper injected at the start of every block body to count it against the budget.
+const TICK: &str = "__timix_block_entered";
 
 fn registry() -> &'static Handlebars<'static> {
     static REGISTRY: OnceLock<Handlebars<'static>> = OnceLock::new();
@@ -28,6 +40,9 @@ fn registry() -> &'static Handlebars<'static> {
         hb.register_helper("lower", Box::new(lower_helper));
         hb.register_helper("json", Box::new(json_helper));
         hb.register_helper("date", Box::new(date_helper));
+        hb.register_helper(TICK, Box::new(block_entered_helper));
+        // `log` writes to the process's stdout: not something an organization's template may do.
+        hb.unregister_helper("log");
         hb
     })
 }
@@ -35,10 +50,42 @@ fn registry() -> &'static Handlebars<'static> {
 /// Longest template accepted, in bytes.
 pub const MAX_TEMPLATE_BYTES: usize = 10_000;
 /// Deepest nesting of blocks and subexpressions accepted (the parser recurses on them).
-const MAX_NESTING: usize = 32;
+pub const MAX_NESTING: usize = 32;
+/// Most text one input (all its templates together) renders to.
+pub const MAX_OUTPUT_BYTES: usize = 1 << 20;
+/// Most block bodies one input (all its templates together) enters.
+pub const MAX_BLOCK_ENTRIES: u64 = 100_000;
 
-/// Checks that `text` parses as a template.
+/// What one input may still spend while its templates render.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub output_bytes: usize,
+    pub block_entries: u64,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            output_bytes: MAX_OUTPUT_BYTES,
+            block_entries: MAX_BLOCK_ENTRIES,
+        }
+    }
+}
+
+thread_local! {
+    /// Block entries left for the render running on this thread (renders never interleave on
+    /// one thread: a render is synchronous from start to end).
+    static ENTRIES_LEFT: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Checks that `text` parses as a template that stays within the rules above.
 pub fn check(text: &str) -> Result<(), TemplateError> {
+    compile(text).map(drop)
+}
+
+/// Parses `text` into a template ready to render within a budget: refused when too long, too
+/// deep, unparsable, or using partials or decorators.
+fn compile(text: &str) -> Result<Template, TemplateError> {
     if text.len() > MAX_TEMPLATE_BYTES {
         return Err(TemplateError(format!(
             "a template is at most {MAX_TEMPLATE_BYTES} bytes"
@@ -55,10 +102,96 @@ pub fn check(text: &str) -> Result<(), TemplateError> {
             "the template does not parse: a {{ is not closed with }}".into(),
         ));
     }
-    Template::compile(text)
-        .map(drop)
-        .map_err(|e| TemplateError(format!("the template does not parse: {}", e.reason())))
+    let mut template = Template::compile(text)
+        .map_err(|e| TemplateError(format!("the template does not parse: {}", e.reason())))?;
+    instrument(&mut template)?;
+    Ok(template)
 }
+
+/// Refuses partials and decorators anywhere in `template`, and makes every block body count
+/// itself against the budget when entered.
+fn instrument(template: &mut Template) -> Result<(), TemplateError> {
+    for element in &mut template.elements {
+        match element {
+            TemplateElement::PartialExpression(_) | TemplateElement::PartialBlock(_) => {
+                return Err(TemplateError(
+                    "partials ({{> …}}) are not available in flow templates".into(),
+                ));
+            }
+            TemplateElement::DecoratorExpression(_) | TemplateElement::DecoratorBlock(_) => {
+                return Err(TemplateError(
+                    "inline partials and decorators ({{#* …}}, {{* …}}) are not available in flow templates"
+                        .into(),
+                ));
+            }
+            TemplateElement::HelperBlock(block) => instrument_block(block)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn instrument_block(block: &mut HelperTemplate) -> Result<(), TemplateError> {
+    for body in [&mut block.template, &mut block.inverse]
+        .into_iter()
+        .flatten()
+    {
+        instrument(body)?;
+        body.elements.insert(0, tick().clone());
+        if !body.mapping.is_empty() {
+            let first = body.mapping[0].clone();
+            body.mapping.insert(0, first);
+        }
+    }
+    Ok(())
+}
+
+/// `{{__timix_block_entered}}`, compiled once.
+fn tick() -> &'static TemplateElement {
+    static TICK_ELEMENT: OnceLock<TemplateElement> = OnceLock::new();
+    TICK_ELEMENT.get_or_init(|| {
+        Template::compile(&format!("{{{{{TICK}}}}}"))
+            .ok()
+            .and_then(|t| t.elements.into_iter().next())
+            .unwrap_or_else(|| TemplateElement::Comment(String::new()))
+    })
+}
+
+fn block_entered_helper(
+    _: &Helper,
+    _: &Handlebars,
+    _: &Context,
+    _: &mut RenderContext,
+    _: &mut dyn Output,
+) -> HelperResult {
+    let left = ENTRIES_LEFT.get();
+    if left == 0 {
+        return Err(RenderErrorReason::Other(format!(
+            "the template enters more than {MAX_BLOCK_ENTRIES} blocks or loop items (the limit of one input)"
+        ))
+        .into());
+    }
+    ENTRIES_LEFT.set(left - 1);
+    Ok(())
+}
+
+/// Collects rendered text up to the bytes the budget has left.
+struct BoundedOutput {
+    text: String,
+    limit: usize,
+}
+
+impl Output for BoundedOutput {
+    fn write(&mut self, seg: &str) -> Result<(), std::io::Error> {
+        if self.text.len() + seg.len() > self.limit {
+            return Err(std::io::Error::other(OUTPUT_EXCEEDED));
+        }
+        self.text.push_str(seg);
+        Ok(())
+    }
+}
+
+const OUTPUT_EXCEEDED: &str = "the template renders more than 1 MiB (the limit of one input)";
 
 /// How many blocks a template opens (`{{#if}}`, `{{~#each}}`, `{{^x}}`, `{{else if}}`…): an
 /// upper bound of how deep the parser recurses, counted without parsing.
@@ -95,20 +228,44 @@ fn lookup<'a>(data: &'a Value, path: &str) -> Option<&'a Value> {
         })
 }
 
-/// Renders one template against `data`.
+/// Renders one template against `data`, within a budget of its own.
 pub fn render(text: &str, data: &Value) -> Result<Value, TemplateError> {
+    render_within(text, data, &mut Budget::default())
+}
+
+/// Renders one template against `data`, spending from `budget`.
+pub fn render_within(
+    text: &str,
+    data: &Value,
+    budget: &mut Budget,
+) -> Result<Value, TemplateError> {
     if let Some(path) = sole_path(text) {
-        return lookup(data, path)
-            .cloned()
-            .ok_or_else(|| TemplateError(format!("{path} is missing (no such variable)")));
+        let value = lookup(data, path)
+            .ok_or_else(|| TemplateError(format!("{path} is missing (no such variable)")))?;
+        // A copied value counts as rendered text: an input of many `{{trigger}}` is as large.
+        budget.output_bytes = budget
+            .output_bytes
+            .checked_sub(size_within(value, budget.output_bytes))
+            .ok_or_else(|| TemplateError(OUTPUT_EXCEEDED.into()))?;
+        return Ok(value.clone());
     }
     if !text.contains("{{") {
         return Ok(Value::String(text.to_owned()));
     }
-    check(text)?;
-    registry()
-        .render_template(text, data)
-        .map(Value::String)
+    let template = compile(text)?;
+    let context = Context::wraps(data).map_err(|e| TemplateError(describe(&e)))?;
+    let mut out = BoundedOutput {
+        text: String::new(),
+        limit: budget.output_bytes,
+    };
+    ENTRIES_LEFT.set(budget.block_entries);
+    let registry = registry();
+    let mut render_context = RenderContext::new(None);
+    let rendered = template.render(registry, &context, &mut render_context, &mut out);
+    budget.block_entries = ENTRIES_LEFT.get();
+    budget.output_bytes -= out.text.len();
+    rendered
+        .map(|()| Value::String(out.text))
         .map_err(|e| TemplateError(describe(&e)))
 }
 
@@ -120,7 +277,59 @@ fn describe(error: &RenderError) -> String {
         RenderErrorReason::TemplateError(e) => {
             format!("the template does not parse: {}", e.reason())
         }
+        RenderErrorReason::IOError(e) if e.to_string() == OUTPUT_EXCEEDED => {
+            OUTPUT_EXCEEDED.to_owned()
+        }
+        RenderErrorReason::Other(text) => text.clone(),
         other => other.to_string(),
+    }
+}
+
+/// About the size of `value` as JSON text, counted only up to just past `limit` (so measuring
+/// never costs more than the budget it is measured against).
+fn size_within(value: &Value, limit: usize) -> usize {
+    fn walk(value: &Value, limit: usize, size: &mut usize) {
+        if *size > limit {
+            return;
+        }
+        match value {
+            Value::String(text) => *size += text.len() + 2,
+            Value::Object(map) => {
+                *size += 2;
+                for (key, inner) in map {
+                    *size += key.len() + 4;
+                    walk(inner, limit, size);
+                    if *size > limit {
+                        return;
+                    }
+                }
+            }
+            Value::Array(items) => {
+                *size += 2;
+                for inner in items {
+                    *size += 1;
+                    walk(inner, limit, size);
+                    if *size > limit {
+                        return;
+                    }
+                }
+            }
+            _ => *size += 8,
+        }
+    }
+    let mut size = 0;
+    walk(value, limit, &mut size);
+    size.min(limit.saturating_add(1))
+}
+
+/// Whether rendering `value` (as [`render_value`] does) runs the template engine at all, rather
+/// than only copying values: such work belongs off the async workers.
+pub fn needs_engine(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains("{{") && sole_path(text).is_none(),
+        Value::Object(map) => map.values().any(needs_engine),
+        Value::Array(items) => items.iter().any(needs_engine),
+        _ => false,
     }
 }
 
@@ -134,20 +343,30 @@ pub fn render_optional(text: &str, data: &Value) -> Result<Option<Value>, Templa
 }
 
 /// Renders every string of `value` that is a template (object values, array items), keeping
-/// its shape. Errors carry the path below `at`, e.g. `steps[0].input.name`.
+/// its shape, all of them within one [`Budget`]. Errors carry the path below `at`, e.g.
+/// `steps[0].input.name`.
 pub fn render_value(
     value: &Value,
     data: &Value,
     at: &str,
 ) -> Result<Value, (String, TemplateError)> {
+    render_value_within(value, data, at, &mut Budget::default())
+}
+
+fn render_value_within(
+    value: &Value,
+    data: &Value,
+    at: &str,
+    budget: &mut Budget,
+) -> Result<Value, (String, TemplateError)> {
     match value {
-        Value::String(text) => render(text, data).map_err(|e| (at.to_owned(), e)),
+        Value::String(text) => render_within(text, data, budget).map_err(|e| (at.to_owned(), e)),
         Value::Object(map) => {
             let mut out = serde_json::Map::with_capacity(map.len());
             for (key, inner) in map {
                 out.insert(
                     key.clone(),
-                    render_value(inner, data, &format!("{at}.{key}"))?,
+                    render_value_within(inner, data, &format!("{at}.{key}"), budget)?,
                 );
             }
             Ok(Value::Object(out))
@@ -155,7 +374,7 @@ pub fn render_value(
         Value::Array(items) => items
             .iter()
             .enumerate()
-            .map(|(i, inner)| render_value(inner, data, &format!("{at}[{i}]")))
+            .map(|(i, inner)| render_value_within(inner, data, &format!("{at}[{i}]"), budget))
             .collect::<Result<Vec<_>, _>>()
             .map(Value::Array),
         other => Ok(other.clone()),
@@ -356,5 +575,99 @@ mod tests {
         assert!(check("{{trigger.name}} ok").is_ok());
         let e = check_value(&json!({"a": ["ok", "{{bad"]}), "input").unwrap_err();
         assert_eq!(e.0, "input.a[1]");
+    }
+
+    #[test]
+    fn partials_and_decorators_are_refused_however_written() {
+        for text in [
+            "{{#*inline \"p\"}}x{{> p}}{{/inline}}{{> p}}",
+            "{{> p}}",
+            "{{~> p~}}",
+            "{{ > p }}",
+            "{{#> layout}}x{{/layout}}",
+            "{{> (lookup trigger \"name\")}}",
+            "{{#if trigger.name}}{{> p}}{{/if}}",
+            "{{#each trigger.tags}}{{else}}{{#*inline \"q\"}}y{{/inline}}{{/each}}",
+            "{{*decorator}}",
+        ] {
+            let checked = check(text).unwrap_err();
+            assert!(checked.0.contains("not available"), "{text}: {checked}");
+            // Rendering refuses too, so a template stored before the check cannot recurse.
+            let rendered = render(text, &data()).unwrap_err();
+            assert!(rendered.0.contains("not available"), "{text}: {rendered}");
+        }
+    }
+
+    #[test]
+    fn loops_and_conditions_still_render() {
+        assert_eq!(
+            render(
+                "{{#each trigger.tags}}{{@index}}={{this}};{{/each}}",
+                &data()
+            ),
+            Ok(json!("0=a;1=b;"))
+        );
+        assert_eq!(
+            render(
+                "{{#if trigger.email}}e{{else if trigger.name}}n{{else}}-{{/if}}",
+                &data()
+            ),
+            Ok(json!("n"))
+        );
+        assert_eq!(
+            render("{{#with trigger}}{{name}}{{/with}}", &data()),
+            Ok(json!("Acme"))
+        );
+        assert_eq!(
+            render("{{#each trigger.tags as |t|}}{{t}}{{/each}}", &data()),
+            Ok(json!("ab"))
+        );
+    }
+
+    #[test]
+    fn loops_within_loops_stop_at_the_block_budget() {
+        let items: Vec<Value> = (0..500).map(|i| json!(i)).collect();
+        let data = json!({"trigger": {"items": items}});
+        let text = "{{#each trigger.items}}{{#each ../trigger.items}}{{#each ../../trigger.items}}{{/each}}{{/each}}{{/each}}";
+        let e = render(text, &data).unwrap_err();
+        assert!(e.0.contains("more than 100000 blocks"), "{e}");
+    }
+
+    #[test]
+    fn output_stops_at_one_mebibyte_for_the_whole_input() {
+        let items: Vec<Value> = (0..200).map(|i| json!(i)).collect();
+        let data = json!({"trigger": {"items": items, "text": "x".repeat(4096)}});
+        let text = "{{#each trigger.items}}{{#each ../trigger.items}}{{../../trigger.text}}{{/each}}{{/each}}";
+        let e = render(text, &data).unwrap_err();
+        assert_eq!(e.0, OUTPUT_EXCEEDED);
+        // Many fields, each under the limit, share one budget.
+        let field = "{{#each trigger.items}}{{../trigger.text}}{{/each}}";
+        let input = json!({"a": field, "b": field});
+        let (path, e) = render_value(&input, &data, "steps[0].input").unwrap_err();
+        assert_eq!(path, "steps[0].input.b");
+        assert_eq!(e.0, OUTPUT_EXCEEDED);
+        // Copies of a value count too.
+        let big = json!({"trigger": {"text": "y".repeat(300_000)}});
+        let copies = json!([
+            "{{trigger.text}}",
+            "{{trigger.text}}",
+            "{{trigger.text}}",
+            "{{trigger}}"
+        ]);
+        let (path, e) = render_value(&copies, &big, "input").unwrap_err();
+        assert_eq!((path.as_str(), e.0.as_str()), ("input[3]", OUTPUT_EXCEEDED));
+    }
+
+    #[test]
+    fn only_real_templates_need_the_engine() {
+        assert!(!needs_engine(
+            &json!({"a": "plain", "b": "{{trigger.name}}", "c": [1, "{{ x }}"]})
+        ));
+        assert!(needs_engine(&json!({"a": ["Hi {{trigger.name}}"]})));
+    }
+
+    #[test]
+    fn log_is_not_a_helper() {
+        assert!(render("{{log trigger.name}}", &data()).is_err());
     }
 }

@@ -154,6 +154,8 @@ impl Server {
             .env("DATABASE_URL", &db.url)
             .env("TIMIX_DATA_DIR", db.dir.join("data"))
             .env("TIMIX_LOG", "info")
+            // Tests start runs in bursts; the run budget has tests of its own that set it.
+            .env("TIMIX_RUNS_PER_MINUTE", "0")
             .env_remove("TIMIX_CONFIG")
             .current_dir(&db.dir)
             .stdout(Stdio::null())

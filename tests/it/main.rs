@@ -24,6 +24,7 @@ mod roles;
 mod scale;
 mod schemathesis;
 mod server;
+mod tenant_budgets;
 mod time;
 mod ui;
 mod webhooks;

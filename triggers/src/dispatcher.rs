@@ -18,7 +18,8 @@ use timix_engine::events;
 use timix_engine::flows;
 use timix_engine::ids;
 use timix_engine::jobs::Queues;
-use timix_engine::runs;
+use timix_engine::run_admission::RunAdmission;
+use timix_engine::runs::{self, Lineage};
 use timix_engine::time::{now_ms, parse_instant};
 use timix_engine::webhooks::{self, Subscription};
 
@@ -27,6 +28,9 @@ const LEASE_MS: i64 = 10_000;
 const BATCH: i64 = 500;
 /// How many flows may start each other in a row (A's step makes the event that starts B…).
 pub const MAX_CHAIN_DEPTH: i64 = 5;
+/// How many runs one chain of flows may start in all, from its root event or run (the depth
+/// limit alone lets a few flows on one event multiply into thousands of runs).
+pub const DEFAULT_FANOUT_LIMIT: i64 = 100;
 
 pub struct Dispatcher {
     pub db: Db,
@@ -40,6 +44,10 @@ pub struct Dispatcher {
     pub fast_lane: Option<tokio::sync::mpsc::UnboundedSender<FastAttempt>>,
     /// Where the runs it starts go for immediate execution, when this process runs them.
     pub run_lane: Option<RunLane>,
+    /// Paces the runs each organization starts; none lets every run start at once.
+    pub admission: Option<Arc<RunAdmission>>,
+    /// Most runs one chain of flows may start ([`DEFAULT_FANOUT_LIMIT`]).
+    pub fanout_limit: i64,
 }
 
 impl Dispatcher {
@@ -52,6 +60,8 @@ impl Dispatcher {
             listen_url,
             fast_lane: None,
             run_lane: None,
+            admission: None,
+            fanout_limit: DEFAULT_FANOUT_LIMIT,
         }
     }
 
@@ -157,7 +167,9 @@ impl Dispatcher {
         let mut queued = Vec::new();
         let mut started_runs = Vec::new();
         let mut claimed_runs = Vec::new();
-        let mut chains_cut = Vec::new();
+        let mut cut: Vec<(String, Cut)> = Vec::new();
+        // Runs each chain started so far: counted once per batch, then kept up to date here.
+        let mut chain_runs: HashMap<String, i64> = HashMap::new();
         let mut listening: HashMap<(String, String), Vec<flows::LiveFlow>> = HashMap::new();
         let now = now_ms();
         let batch: Vec<Arc<events::Event>> = batch.into_iter().map(Arc::new).collect();
@@ -168,6 +180,15 @@ impl Dispatcher {
                 let found = flows::listening(&mut tx, &key.0, &key.1).await?;
                 listening.insert(key.clone(), found);
             }
+            let lineage = Lineage {
+                depth: event.origin_depth,
+                root: Some(
+                    event
+                        .origin_root
+                        .clone()
+                        .unwrap_or_else(|| event.id.clone()),
+                ),
+            };
             for flow in &listening[&key] {
                 let enabled_before = flow.enabled_at.is_some_and(|at| at <= occurred);
                 if !enabled_before || !flows::matches_filters(&flow.trigger, &event.data) {
@@ -178,26 +199,48 @@ impl Dispatcher {
                     continue;
                 }
                 if event.origin_depth >= MAX_CHAIN_DEPTH {
-                    chains_cut.push(flow.id.clone());
+                    cut.push((flow.id.clone(), Cut::Depth));
                     continue;
                 }
+                // A change a flow made: its chain may start only so many runs in all.
+                if let Some(root) = &event.origin_root {
+                    if !chain_runs.contains_key(root) {
+                        let so_far = runs::count_of_root(&mut tx, root).await?;
+                        chain_runs.insert(root.clone(), so_far);
+                    }
+                    let so_far = chain_runs.get_mut(root).expect("counted above");
+                    if *so_far >= self.fanout_limit {
+                        cut.push((flow.id.clone(), Cut::Fanout(self.fanout_limit)));
+                        continue;
+                    }
+                    *so_far += 1;
+                }
+                let at = match &self.admission {
+                    Some(admission) => admission.book(&flow.org_id).await?,
+                    None => now,
+                };
                 // Unique per (flow, event): a replayed batch starts nothing twice.
                 match &self.run_lane {
-                    Some(lane) if lane.has_room() => claimed_runs.extend(
+                    Some(lane) if lane.has_room() && at <= now => claimed_runs.extend(
                         runs::start_claimed(
                             &mut tx,
                             flow,
                             &event.id,
                             &event.data,
-                            event.origin_depth,
+                            &lineage,
                             lane.lease_ms,
                         )
                         .await?,
                     ),
-                    _ => started_runs.extend(
-                        runs::start(&mut tx, flow, &event.id, &event.data, event.origin_depth)
-                            .await?,
-                    ),
+                    _ => {
+                        let started =
+                            runs::start_at(&mut tx, flow, &event.id, &event.data, &lineage, at)
+                                .await?;
+                        // A run booked for later is taken by the sweeper when its time comes.
+                        if at <= now {
+                            started_runs.extend(started);
+                        }
+                    }
                 }
             }
             if !subscriptions.contains_key(&event.organization_id) {
@@ -255,13 +298,37 @@ impl Dispatcher {
         if let Some(lane) = &self.run_lane {
             lane.hand_over(claimed_runs);
         }
-        for flow_id in chains_cut {
-            let message =
-                format!("not started: a chain of {MAX_CHAIN_DEPTH} flows starting each other");
-            if let Err(error) = flows::note_error(&self.db, &flow_id, Some(&message)).await {
+        for (flow_id, reason) in cut {
+            if let Err(error) = flows::note_error(&self.db, &flow_id, Some(&reason.message())).await
+            {
                 tracing::warn!(%error, "Could not note a cut chain of flows.");
             }
         }
         Ok(batch.len() as i64 == BATCH)
+    }
+}
+
+/// Why an event did not start a flow's run although the flow listens to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// The chain of flows starting each other is [`MAX_CHAIN_DEPTH`] deep.
+    Depth,
+    /// The chain started this many runs already.
+    Fanout(i64),
+}
+
+impl Cut {
+    /// The reason shown on the flow.
+    fn message(self) -> String {
+        match self {
+            Cut::Depth => {
+                format!(
+                    "not started (chain_limit): a chain of {MAX_CHAIN_DEPTH} flows starting each other"
+                )
+            }
+            Cut::Fanout(limit) => format!(
+                "not started (fanout_limit): the chain of flows this change belongs to started {limit} runs already"
+            ),
+        }
     }
 }

@@ -19,6 +19,7 @@ use timix_engine::events;
 use timix_engine::flows;
 use timix_engine::jobs::{Job, JobHandler, Queues};
 use timix_engine::manifest::Manifests;
+use timix_engine::run_admission::RunAdmission;
 use timix_engine::runs::{self, StepRecord};
 use timix_engine::template;
 use timix_engine::time::{format_ms, now_ms};
@@ -165,6 +166,8 @@ pub struct FlowRunner {
     pub retry_base: Duration,
     /// How long this worker holds a run between two saved steps; then another may take it.
     pub lease: Duration,
+    /// Paces the runs each organization starts (schedules and polls book through it).
+    pub admission: Arc<RunAdmission>,
 }
 
 impl JobHandler<RunJob> for FlowRunner {
@@ -254,6 +257,9 @@ impl FlowRunner {
         let Some(flow) = flows::live(&self.db, &run.flow_id).await? else {
             return runs::finish(&self.db, &run, &steps, Some("the flow was deleted")).await;
         };
+        if run.takeovers >= runs::POISONED_AFTER {
+            return self.poisoned(&flow.id, &run, &mut steps).await;
+        }
         let actor = match self.actor_of(&flow).await {
             Ok(actor) => actor,
             Err(error) => {
@@ -293,11 +299,7 @@ impl FlowRunner {
                 "flow": flows::context_of(&flow),
                 "now": format_ms(now_ms()),
             });
-            let input = match template::render_value(
-                &definition["input"],
-                &context,
-                &format!("steps[{i}].input"),
-            ) {
+            let input = match render_input(definition["input"].clone(), context, i).await {
                 Ok(input) => input,
                 Err((path, e)) => {
                     let error = json!({"code": "template", "message": format!("{path}: {e}"), "field": path});
@@ -340,6 +342,7 @@ impl FlowRunner {
             let cause = events::Cause {
                 flow_id: flow.id.clone(),
                 depth: run.depth + 1,
+                root: run.root.clone(),
             };
             let outcome = events::CAUSE
                 .scope(
@@ -389,6 +392,29 @@ impl FlowRunner {
         Ok(())
     }
 
+    /// Fails a run whose worker stopped (a crash, a kill) each of the last times it held it,
+    /// with no step finished in between: taking it again would most likely stop the next one.
+    async fn poisoned(
+        &self,
+        flow_id: &str,
+        run: &runs::ClaimedRun,
+        steps: &mut [StepRecord],
+    ) -> Result<()> {
+        tracing::warn!(run = %run.id, takeovers = run.takeovers, "Run poisoned: not taken again.");
+        let message = format!(
+            "the run stopped its worker {} times without finishing a step (a crash or a kill); \
+             it is not taken again. Replay it once the cause is fixed",
+            run.takeovers
+        );
+        let Some(i) = steps.iter().position(|s| s.status != "succeeded") else {
+            return self
+                .fail(flow_id, run, steps, &format!("poisoned: {message}"))
+                .await;
+        };
+        self.step_failed(flow_id, run, steps, i, failure("poisoned", message))
+            .await
+    }
+
     async fn step_failed(
         &self,
         flow_id: &str,
@@ -420,6 +446,29 @@ impl FlowRunner {
         runs::finish(&self.db, run, steps, Some(message)).await?;
         flows::note_error(&self.db, flow_id, Some(message)).await
     }
+}
+
+/// Renders a step's input. Templates that run the engine (loops, conditions, helpers) render
+/// on the blocking pool, never on the async workers: within their budget they are bounded, but
+/// not free, and other organizations' requests share those workers.
+async fn render_input(
+    input: Value,
+    context: Value,
+    step: usize,
+) -> std::result::Result<Value, (String, template::TemplateError)> {
+    let at = format!("steps[{step}].input");
+    if !template::needs_engine(&input) {
+        return template::render_value(&input, &context, &at);
+    }
+    let render_at = at.clone();
+    tokio::task::spawn_blocking(move || template::render_value(&input, &context, &render_at))
+        .await
+        .unwrap_or_else(|_| {
+            Err((
+                at,
+                template::TemplateError("the template could not be rendered".into()),
+            ))
+        })
 }
 
 /// The safety net under the queue: every `every`, runs that are due (a retry whose time has

@@ -10,7 +10,9 @@ use timix_engine::db::Db;
 use timix_engine::error::{Error, Result};
 use timix_engine::flows;
 use timix_engine::jobs::Queues;
+use timix_engine::run_admission::RunAdmission;
 use timix_engine::runs;
+use timix_engine::time::now_ms;
 
 use crate::flow_runner::{RunLane, dispatch_runs};
 
@@ -45,16 +47,29 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// Where the runs inbound calls start go: the database, the organization's pace, and this
+/// process's lane or the queue.
+pub struct Starts<'a> {
+    pub db: &'a Db,
+    pub admission: &'a RunAdmission,
+    pub lane: Option<&'a RunLane>,
+    pub queues: Option<&'a Queues>,
+}
+
 /// Accepts one call of an inbound webhook.
 pub async fn accept(
-    db: &Db,
-    lane: Option<&RunLane>,
-    queues: Option<&Queues>,
+    starts: &Starts<'_>,
     token: &str,
     signature: Option<&str>,
     delivery_id: Option<&str>,
     body: &[u8],
 ) -> Result<Accepted> {
+    let Starts {
+        db,
+        admission,
+        lane,
+        queues,
+    } = *starts;
     let Some(flow) = flows::by_token(db, token).await? else {
         return Err(Error::NotFound("webhook"));
     };
@@ -83,20 +98,26 @@ pub async fn accept(
         Some(id) => format!("inbound:{id}"),
         None => format!("inbound:{}", ulid::Ulid::generate()),
     };
+    let lineage = runs::Lineage::default();
+    let at = admission.book(&flow.org_id).await?;
     let run_id = match lane {
         // This process executes it at once: created claimed, handed over once committed.
-        Some(lane) if lane.has_room() => {
+        Some(lane) if lane.has_room() && at <= now_ms() => {
             let claimed =
-                runs::start_claimed_now(db, &flow, &source, &payload, 0, lane.lease_ms).await?;
+                runs::start_claimed_now(db, &flow, &source, &payload, &lineage, lane.lease_ms)
+                    .await?;
             let id = claimed.as_ref().map(|run| run.id.clone());
             lane.hand_over(claimed.into_iter().collect());
             id
         }
         _ => {
             let mut tx = db.begin().await?;
-            let id = runs::start(&mut tx, &flow, &source, &payload, 0).await?;
+            let id = runs::start_at(&mut tx, &flow, &source, &payload, &lineage, at).await?;
             tx.commit().await?;
-            dispatch_runs(lane, queues, id.iter().cloned().collect()).await;
+            // One booked for later is taken by the sweeper when its time comes.
+            if at <= now_ms() {
+                dispatch_runs(lane, queues, id.iter().cloned().collect()).await;
+            }
             id
         }
     };

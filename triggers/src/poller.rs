@@ -23,7 +23,7 @@ use timix_engine::error::Result;
 use timix_engine::flows::{self, LiveFlow};
 use timix_engine::jobs::Queues;
 use timix_engine::manifest::TriggerManifest;
-use timix_engine::polls::{self, Item, PollState};
+use timix_engine::polls::{self, Item, PollState, Polled};
 use timix_engine::time::{Millis, format_ms, now_ms};
 
 use crate::flow_runner::{FlowRunner, RunLane, backoff, dispatch_runs};
@@ -63,14 +63,6 @@ fn poll_error(message: impl Into<String>) -> PollError {
         message: message.into(),
         retry_after: None,
     }
-}
-
-/// What a poll read.
-struct Read {
-    items: Vec<Item>,
-    /// The first read of a source without a time cursor: what is there now is old.
-    baseline: bool,
-    cursor: Value,
 }
 
 /// Polls due flows, at most `concurrency` at a time; when none is due, looks again after
@@ -132,17 +124,9 @@ impl Poller {
             .and_then(|s| s.upcoming(Utc).next())
             .map_or(now_ms() + 60_000, |t| t.timestamp_millis());
         match self.read(&flow, &state).await {
-            Ok(read) => {
-                let started = polls::save(
-                    db,
-                    &flow,
-                    &state,
-                    &read.items,
-                    read.baseline,
-                    Some(&read.cursor),
-                    next_fire,
-                )
-                .await?;
+            Ok(mut polled) => {
+                polled.next_poll_at = next_fire;
+                let started = polls::save(db, &self.runs.admission, &flow, &state, &polled).await?;
                 if flow.last_error.is_some() {
                     flows::note_error(db, &flow.id, None).await?;
                 }
@@ -163,7 +147,7 @@ impl Poller {
         &self,
         flow: &LiveFlow,
         state: &PollState,
-    ) -> std::result::Result<Read, PollError> {
+    ) -> std::result::Result<Polled, PollError> {
         let runs = &self.runs;
         let connection_id = flow.trigger["connectionId"].as_str().unwrap_or_default();
         let connection = connections::resolve(&runs.db, &runs.vault, &flow.org_id, connection_id)
@@ -232,7 +216,7 @@ impl Poller {
         manifest: &TriggerManifest,
         state: &PollState,
         enabled_at: Millis,
-    ) -> std::result::Result<Read, PollError> {
+    ) -> std::result::Result<Polled, PollError> {
         let mut since = state
             .cursor
             .as_ref()
@@ -263,10 +247,11 @@ impl Poller {
                 _ => break,
             }
         }
-        Ok(Read {
+        Ok(Polled {
             items,
             baseline: false,
             cursor: json!({"updatedSince": since}),
+            next_poll_at: 0,
         })
     }
 
@@ -277,7 +262,7 @@ impl Poller {
         connection: &Resolved,
         source: &Value,
         state: &PollState,
-    ) -> std::result::Result<Read, PollError> {
+    ) -> std::result::Result<Polled, PollError> {
         let url = source["url"].as_str().unwrap_or_default();
         let fixed: Vec<(String, String)> = source["query"]
             .as_object()
@@ -341,10 +326,11 @@ impl Poller {
                 break;
             }
         }
-        Ok(Read {
+        Ok(Polled {
             items,
             baseline,
             cursor: json!({"since": highest}),
+            next_poll_at: 0,
         })
     }
 }

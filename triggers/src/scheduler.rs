@@ -11,6 +11,7 @@ use serde_json::json;
 use timix_engine::db::Db;
 use timix_engine::error::Result;
 use timix_engine::flows;
+use timix_engine::run_admission::RunAdmission;
 use timix_engine::runs;
 use timix_engine::time::{format_ms, now_ms};
 
@@ -19,11 +20,13 @@ use crate::flow_runner::FlowRunner;
 /// How far back a tick looks for fire times it may have missed.
 const CATCH_UP_MS: i64 = 60_000;
 
-/// Starts the runs of every fire time after `since` (at most a minute back) until now; returns
-/// the new run ids.
-pub async fn tick(db: &Db, since: Option<i64>) -> Result<Vec<String>> {
+/// Starts the runs of every fire time after `since` (at most a minute back) until now, all in
+/// one transaction; returns the new run ids. A fire time beyond its organization's run budget
+/// is skipped (a later one comes soon) and the flow says so.
+pub async fn tick(db: &Db, admission: &RunAdmission, since: Option<i64>) -> Result<Vec<String>> {
     let now = now_ms();
-    let mut started = Vec::new();
+    let mut fires = Vec::new();
+    let mut skipped = Vec::new();
     for flow in flows::scheduled(db).await? {
         let Some(text) = flow.trigger["schedule"].as_str() else {
             continue;
@@ -38,21 +41,43 @@ pub async fn tick(db: &Db, since: Option<i64>) -> Result<Vec<String>> {
         let Some(from) = DateTime::<Utc>::from_timestamp_millis(since) else {
             continue;
         };
-        for fire in schedule
+        let due: Vec<String> = schedule
             .after(&from)
             .take_while(|t| t.timestamp_millis() <= now)
-        {
-            let at = format_ms(fire.timestamp_millis());
+            .map(|fire| format_ms(fire.timestamp_millis()))
+            .collect();
+        for at in due {
+            if !admission.admit_now(&flow.org_id).await? {
+                skipped.push(flow.clone());
+                break;
+            }
+            fires.push((flow.clone(), at));
+        }
+    }
+    let mut started = Vec::new();
+    if !fires.is_empty() {
+        let mut tx = db.begin().await?;
+        for (flow, at) in &fires {
+            let text = flow.trigger["schedule"].as_str().unwrap_or_default();
             let trigger = json!({"firedAt": at, "schedule": text});
-            let mut tx = db.begin().await?;
-            let started_now =
-                runs::start(&mut tx, &flow, &format!("schedule:{at}"), &trigger, 0).await?;
-            tx.commit().await?;
-            started.extend(started_now);
+            let source = format!("schedule:{at}");
+            started.extend(
+                runs::start(&mut tx, flow, &source, &trigger, &runs::Lineage::default()).await?,
+            );
+        }
+        tx.commit().await?;
+    }
+    for flow in skipped {
+        if flow.last_error.as_deref() != Some(SKIPPED) {
+            flows::note_error(db, &flow.id, Some(SKIPPED)).await?;
         }
     }
     Ok(started)
 }
+
+/// What a flow whose fire time was skipped says.
+const SKIPPED: &str = "a fire time was skipped (rate_limited): the organization started as many runs \
+                       as its plan allows a minute";
 
 /// Ticks every second and runs what fired.
 pub async fn run(runner: Arc<FlowRunner>) {
@@ -63,7 +88,7 @@ pub async fn run(runner: Arc<FlowRunner>) {
     loop {
         every.tick().await;
         let now = now_ms();
-        match tick(&runner.db, last.map(|t| t - 1_000)).await {
+        match tick(&runner.db, &runner.admission, last.map(|t| t - 1_000)).await {
             Ok(ids) => {
                 last = Some(now);
                 for run_id in ids {

@@ -31,6 +31,7 @@ use timix_engine::connections::Vault;
 use timix_engine::jobs::Queues;
 use timix_engine::limits::Limiter;
 use timix_engine::manifest::Manifests;
+use timix_engine::run_admission::RunAdmission;
 use timix_engine::usage::UsageCounter;
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::OpenApi;
@@ -72,6 +73,8 @@ pub struct AppState {
     pub request_limits: RequestLimits,
     /// Request counts and latencies for `/metrics`, and its token.
     pub metrics: Arc<Metrics>,
+    /// Paces the runs each organization starts (inbound webhook calls book through it).
+    pub admission: Arc<RunAdmission>,
 }
 
 /// What the gate applies beyond authentication. `limits` exists for the benchmark that
@@ -109,6 +112,7 @@ impl AppState {
             caps: Caps::default(),
             request_limits: RequestLimits::default(),
             metrics: Arc::new(Metrics::default()),
+            admission: Arc::new(RunAdmission::new(db.clone(), None)),
             queues,
             db,
         }

@@ -94,3 +94,67 @@ proptest! {
         let _ = template::render(&text, &context(json!({"name": "n"})));
     }
 }
+
+/// A well-formed template built from the pieces a flow uses: loops over the record's arrays
+/// (often nested, the costly case), conditions, helpers, variables, text, and the partials and
+/// decorators that must be refused.
+fn composed_template() -> impl Strategy<Value = String> {
+    let leaf = prop_oneof![
+        Just("{{this}}".to_owned()),
+        Just("{{@index}}".to_owned()),
+        Just("{{trigger.name}}".to_owned()),
+        Just("{{json trigger}}".to_owned()),
+        Just("{{upper trigger.name}}".to_owned()),
+        Just("{{default trigger.none \"d\"}}".to_owned()),
+        Just("{{> p}}".to_owned()),
+        Just("{{#*inline \"p\"}}x{{> p}}{{/inline}}".to_owned()),
+        "[a-z ]{0,8}",
+    ];
+    leaf.prop_recursive(6, 64, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 1..4).prop_map(|parts| parts.concat()),
+            inner
+                .clone()
+                .prop_map(|body| format!("{{{{#each @root.trigger.items}}}}{body}{{{{/each}}}}")),
+            (inner.clone(), inner.clone()).prop_map(|(then, otherwise)| format!(
+                "{{{{#if @root.trigger.flag}}}}{then}{{{{else}}}}{otherwise}{{{{/if}}}}"
+            )),
+            inner
+                .clone()
+                .prop_map(|body| format!("{{{{#with @root.trigger}}}}{body}{{{{/with}}}}")),
+            inner.prop_map(|body| format!(
+                "{{{{#unless @root.trigger.flag}}}}{body}{{{{/unless}}}}"
+            )),
+        ]
+    })
+}
+
+proptest! {
+    // Each case may render up to the whole budget: fewer of them.
+    #![proptest_config(ProptestConfig { cases: config().cases / 4, ..config() })]
+
+    #[test]
+    fn composed_templates_render_within_the_budget_or_say_why(
+        text in composed_template(),
+        items in prop::collection::vec(json_value(), 0..60),
+        name in "[a-zA-Z]{0,2000}",
+        flag in any::<bool>(),
+    ) {
+        let data = context(json!({"items": items, "name": name, "flag": flag}));
+        let input = json!({"a": text, "b": [text, text]});
+        match template::render_value(&input, &data, "steps[0].input") {
+            Ok(rendered) => {
+                let size = rendered.to_string().len();
+                prop_assert!(size <= template::MAX_OUTPUT_BYTES + 64, "{} bytes", size);
+                prop_assert!(!text.contains("{{>") && !text.contains("{{#*"));
+            }
+            Err((path, e)) => {
+                prop_assert!(path.starts_with("steps[0].input"), "{}", path);
+                prop_assert!(!e.0.is_empty() && e.0.len() < 1000, "{}", e);
+                if text.contains("{{>") || text.contains("{{#*") {
+                    prop_assert!(e.0.contains("not available"), "{}", e);
+                }
+            }
+        }
+    }
+}

@@ -139,7 +139,7 @@ pub async fn test(
         .unwrap_or_else(|| json!({}));
     let source = format!("test:{}", ulid::Ulid::generate());
     let mut tx = state.db.begin().await?;
-    let run_id = runs::start(&mut tx, &live, &source, &sample, 0)
+    let run_id = runs::start(&mut tx, &live, &source, &sample, &runs::Lineage::default())
         .await?
         .ok_or_else(|| Error::Internal("a test run was not started".into()))?;
     tx.commit().await?;
@@ -218,10 +218,14 @@ pub async fn inbound(
 ) -> ApiResult<Response> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let delivery = header("idempotency-key").or_else(|| header("webhook-id"));
+    let starts = inbound::Starts {
+        db: &state.db,
+        admission: &state.admission,
+        lane: state.run_lane.as_ref(),
+        queues: state.queues.as_ref(),
+    };
     let accepted = inbound::accept(
-        &state.db,
-        state.run_lane.as_ref(),
-        state.queues.as_ref(),
+        &starts,
         &token,
         header("x-timix-signature"),
         delivery,
