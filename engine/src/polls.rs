@@ -205,10 +205,13 @@ pub async fn save(
         .await?;
         if fresh == 1 && !baseline {
             let source = format!("poll:{}", state.item_key(&item.key));
-            let at = admission.book(&flow.org_id).await?;
+            let wait = admission.book(&flow.org_id).await?;
             let lineage = runs::Lineage::default();
-            started
-                .extend(runs::start_at(&mut tx, flow, &source, &item.record, &lineage, at).await?);
+            let run = runs::start_at(&mut tx, flow, &source, &item.record, &lineage, wait).await?;
+            // One booked for later is taken by the sweeper when its time comes.
+            if wait.is_none() {
+                started.extend(run);
+            }
         }
     }
     tx.commit().await?;

@@ -57,12 +57,12 @@ impl RunAdmission {
         }
     }
 
-    /// Books the next run of `org_id`: the instant it may begin (now, or later when the
-    /// organization's budget is spent until then).
-    pub async fn book(&self, org_id: &str) -> Result<Millis> {
+    /// Books the next run of `org_id`: None when it may begin now, else the instant it may
+    /// (the organization's budget is spent until then).
+    pub async fn book(&self, org_id: &str) -> Result<Option<Millis>> {
         let now = now_ms();
         let Some(per_minute) = self.per_minute_of(org_id, now).await? else {
-            return Ok(now);
+            return Ok(None);
         };
         let mut orgs = self.orgs.lock().unwrap_or_else(|e| e.into_inner());
         let pace = orgs.entry(org_id.to_owned()).or_insert(Pace {
@@ -72,7 +72,7 @@ impl RunAdmission {
         });
         let (begin_us, tat_us) = next_slot(pace.tat_us, now * 1000, per_minute);
         pace.tat_us = tat_us;
-        Ok((begin_us + 999) / 1000)
+        Ok((begin_us > now * 1000).then(|| (begin_us + 999) / 1000))
     }
 
     /// Books the next run of `org_id` only if it may begin now (a schedule's fire time, which

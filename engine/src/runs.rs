@@ -154,20 +154,22 @@ pub async fn start(
     trigger: &Value,
     lineage: &Lineage,
 ) -> Result<Option<String>> {
-    start_at(runner, flow, source_key, trigger, lineage, now_ms()).await
+    start_at(runner, flow, source_key, trigger, lineage, None).await
 }
 
-/// [`start`] for a run that may not begin before `at` (its organization's run budget is spent
-/// until then): it waits in the queue, and the sweeper takes it when its time comes.
+/// [`start`] for a run that may not begin before `not_before` when one is given (its
+/// organization's run budget is spent until then): it waits in the queue, and the sweeper takes
+/// it when its time comes.
 pub async fn start_at(
     runner: impl Runner,
     flow: &LiveFlow,
     source_key: &str,
     trigger: &Value,
     lineage: &Lineage,
-    at: Millis,
+    not_before: Option<Millis>,
 ) -> Result<Option<String>> {
-    let (sql, run) = insertion(flow, source_key, trigger, lineage, Begin::At(at))?;
+    let begin = not_before.map_or(Begin::Now, Begin::Later);
+    let (sql, run) = insertion(flow, source_key, trigger, lineage, begin)?;
     Ok((sql.execute(runner).await? == 1).then_some(run.id))
 }
 
@@ -199,10 +201,12 @@ pub async fn start_claimed_now(
     Ok((db.write_count(&sql).await? == 1).then_some(run))
 }
 
-/// How a new run begins: queued until an instant, or claimed by its creator for a lease.
+/// How a new run begins: queued now, queued until an instant, or claimed by its creator for a
+/// lease.
 #[derive(Debug, Clone, Copy)]
 enum Begin {
-    At(Millis),
+    Now,
+    Later(Millis),
     Claimed(i64),
 }
 
@@ -226,9 +230,9 @@ fn insertion(
             Some(ulid::Ulid::generate().to_string()),
         ),
         // Queued now: not swept before the job or lane had its chance.
-        Begin::At(at) if at <= now => ("queued", now, Some(now + REQUEUE_AFTER_MS), None),
+        Begin::Now => ("queued", now, Some(now + REQUEUE_AFTER_MS), None),
         // Queued for later: the sweeper takes it when its time comes.
-        Begin::At(at) => ("queued", at, None, None),
+        Begin::Later(at) => ("queued", at, None, None),
     };
     let root = lineage.root.clone().unwrap_or_else(|| id.clone());
     let sql = Sql::new(

@@ -215,13 +215,13 @@ impl Dispatcher {
                     }
                     *so_far += 1;
                 }
-                let at = match &self.admission {
+                let wait = match &self.admission {
                     Some(admission) => admission.book(&flow.org_id).await?,
-                    None => now,
+                    None => None,
                 };
                 // Unique per (flow, event): a replayed batch starts nothing twice.
                 match &self.run_lane {
-                    Some(lane) if lane.has_room() && at <= now => claimed_runs.extend(
+                    Some(lane) if lane.has_room() && wait.is_none() => claimed_runs.extend(
                         runs::start_claimed(
                             &mut tx,
                             flow,
@@ -234,10 +234,10 @@ impl Dispatcher {
                     ),
                     _ => {
                         let started =
-                            runs::start_at(&mut tx, flow, &event.id, &event.data, &lineage, at)
+                            runs::start_at(&mut tx, flow, &event.id, &event.data, &lineage, wait)
                                 .await?;
                         // A run booked for later is taken by the sweeper when its time comes.
-                        if at <= now {
+                        if wait.is_none() {
                             started_runs.extend(started);
                         }
                     }

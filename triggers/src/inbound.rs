@@ -12,7 +12,6 @@ use timix_engine::flows;
 use timix_engine::jobs::Queues;
 use timix_engine::run_admission::RunAdmission;
 use timix_engine::runs;
-use timix_engine::time::now_ms;
 
 use crate::flow_runner::{RunLane, dispatch_runs};
 
@@ -99,10 +98,10 @@ pub async fn accept(
         None => format!("inbound:{}", ulid::Ulid::generate()),
     };
     let lineage = runs::Lineage::default();
-    let at = admission.book(&flow.org_id).await?;
+    let wait = admission.book(&flow.org_id).await?;
     let run_id = match lane {
         // This process executes it at once: created claimed, handed over once committed.
-        Some(lane) if lane.has_room() && at <= now_ms() => {
+        Some(lane) if lane.has_room() && wait.is_none() => {
             let claimed =
                 runs::start_claimed_now(db, &flow, &source, &payload, &lineage, lane.lease_ms)
                     .await?;
@@ -112,10 +111,10 @@ pub async fn accept(
         }
         _ => {
             let mut tx = db.begin().await?;
-            let id = runs::start_at(&mut tx, &flow, &source, &payload, &lineage, at).await?;
+            let id = runs::start_at(&mut tx, &flow, &source, &payload, &lineage, wait).await?;
             tx.commit().await?;
             // One booked for later is taken by the sweeper when its time comes.
-            if at <= now_ms() {
+            if wait.is_none() {
                 dispatch_runs(lane, queues, id.iter().cloned().collect()).await;
             }
             id
