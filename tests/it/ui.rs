@@ -11,10 +11,10 @@ use serde_json::{Value, json};
 
 use crate::harness::{Server, TestDb, backend};
 
-const PASSWORD: &str = "correct horse battery";
+pub(crate) const PASSWORD: &str = "correct horse battery";
 
 /// `timix bootstrap --password`: `(email, api key, user id)`.
-fn bootstrap_with_password(db: &TestDb, org: &str) -> (String, String, String) {
+pub(crate) fn bootstrap_with_password(db: &TestDb, org: &str) -> (String, String, String) {
     let email = format!(
         "ops-{}@example.com",
         ulid::Ulid::generate().to_string().to_lowercase()
@@ -39,22 +39,22 @@ fn bootstrap_with_password(db: &TestDb, org: &str) -> (String, String, String) {
 }
 
 /// A browser without JavaScript: keeps cookies, follows nothing.
-struct Browser {
+pub(crate) struct Browser {
     http: reqwest::Client,
     base: String,
     cookies: BTreeMap<String, String>,
 }
 
-struct Page {
-    status: StatusCode,
-    location: Option<String>,
+pub(crate) struct Page {
+    pub status: StatusCode,
+    pub location: Option<String>,
     set_cookies: Vec<String>,
-    body: String,
+    pub body: String,
 }
 
 impl Page {
     /// The value of the first `name="_csrf"` field.
-    fn csrf(&self) -> String {
+    pub fn csrf(&self) -> String {
         let marker = "name=\"_csrf\" value=\"";
         let start = self.body.find(marker).expect("a form with a CSRF token") + marker.len();
         self.body[start..start + self.body[start..].find('"').unwrap()].to_owned()
@@ -78,7 +78,7 @@ impl Page {
 }
 
 impl Browser {
-    fn new(server: &Server) -> Browser {
+    pub fn new(server: &Server) -> Browser {
         Browser {
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -123,17 +123,17 @@ impl Browser {
         }
     }
 
-    async fn get(&mut self, path: &str) -> Page {
+    pub async fn get(&mut self, path: &str) -> Page {
         let request = self.http.get(format!("{}{path}", self.base));
         self.send(request).await
     }
 
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+    pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
         let request = self.http.post(format!("{}{path}", self.base)).form(form);
         self.send(request).await
     }
 
-    async fn log_in(&mut self, email: &str, password: &str) -> Page {
+    pub async fn log_in(&mut self, email: &str, password: &str) -> Page {
         let csrf = self.get("/login").await.csrf();
         self.post(
             "/login",
