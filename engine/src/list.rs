@@ -148,7 +148,10 @@ impl ListParams {
                 }
                 other => {
                     let Some((_, column, kind)) = spec.filters.iter().find(|f| f.0 == other) else {
-                        return Err(bad(format!("unknown parameter {other}")));
+                        return Err(bad(format!(
+                            "unknown parameter {}",
+                            crate::json::quote(other)
+                        )));
                     };
                     let (operator, arg) = match kind {
                         FilterKind::Text => (" = ?", Arg::from(value.as_str())),
@@ -228,13 +231,17 @@ fn parse_sort(spec: &ListSpec, text: &str) -> Result<Vec<SortKey>> {
                         .chain(spec.sorts.iter().map(|(f, _)| *f))
                         .collect();
                     bad(format!(
-                        "cannot sort by {field:?}; sortable fields: {}",
+                        "cannot sort by {}; sortable fields: {}",
+                        crate::json::quote(field),
                         allowed.join(", ")
                     ))
                 })?,
         };
         if keys.iter().any(|k| k.column == column) {
-            return Err(bad(format!("sort names {field} twice")));
+            return Err(bad(format!(
+                "sort names {} twice",
+                crate::json::quote(field)
+            )));
         }
         keys.push(SortKey {
             field: field.to_owned(),
