@@ -175,6 +175,42 @@ async fn every_response_carries_a_request_id_and_echoes_the_callers() {
         .expect_error(404, "not_found");
     assert_eq!(r.header("x-request-id"), Some("trace-abc-123"));
     assert_eq!(r.body["error"]["requestId"], "trace-abc-123");
+
+    // Only `[A-Za-z0-9._-]{1,128}` is kept; anything else gets a fresh id.
+    let longest = "a".repeat(128);
+    for kept in ["Trace_1.2-3", longest.as_str()] {
+        let r = client
+            .send(
+                client
+                    .request(reqwest::Method::GET, "/me")
+                    .header("X-Request-Id", kept),
+            )
+            .await
+            .expect(200);
+        assert_eq!(r.header("x-request-id"), Some(kept));
+    }
+    let too_long = "a".repeat(129);
+    for replaced in [
+        "trace abc",
+        "trace\\nSet-Cookie: x=1",
+        "a%0Ab",
+        "<script>",
+        "a/b",
+        too_long.as_str(),
+    ] {
+        let r = client
+            .send(
+                client
+                    .request(reqwest::Method::GET, "/customers/cus_missing")
+                    .header("X-Request-Id", replaced),
+            )
+            .await
+            .expect_error(404, "not_found");
+        let id = r.header("x-request-id").unwrap().to_owned();
+        assert_ne!(id, replaced);
+        assert!(id.starts_with("req_") && id.len() > 20, "{id}");
+        assert_eq!(r.body["error"]["requestId"], id.as_str());
+    }
 }
 
 #[tokio::test]
