@@ -317,6 +317,7 @@ fn text_field(
 fn only_keys(p: &mut Problems, object: &Map<String, Value>, at: &str, keys: &[&str], kind: &str) {
     for key in object.keys() {
         if !keys.contains(&key.as_str()) {
+            let key = crate::json::shorten(key);
             p.add(
                 &format!("{at}.{key}"),
                 "unknown_field",

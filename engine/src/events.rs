@@ -339,7 +339,8 @@ impl EventQuery {
                 }
                 other => {
                     return Err(Error::InvalidParameter(format!(
-                        "unknown parameter {other}; expected after, types or limit"
+                        "unknown parameter {}; expected after, types or limit",
+                        crate::json::quote(other)
                     )));
                 }
             }

@@ -17,6 +17,7 @@ use crate::error::{Error, FieldError, Problems, Result};
 use crate::events;
 use crate::fields::{self, SHORT_TEXT};
 use crate::ids;
+use crate::json;
 use crate::list::{self, FilterKind, ListParams, ListSpec, Page};
 use crate::manifest::Manifests;
 use crate::patch::Patch;
@@ -139,6 +140,7 @@ fn check_trigger(
         }
     };
     if let Some(key) = unknown {
+        let key = json::shorten(&key);
         p.add(
             &format!("trigger.{key}"),
             "unknown_field",
@@ -158,7 +160,10 @@ fn check_trigger(
                 p.add(
                     "trigger.event",
                     "unknown_event",
-                    format!("trigger.event must be an event type such as customer.created, not {event:?}"),
+                    format!(
+                        "trigger.event must be an event type such as customer.created, not {}",
+                        json::quote(event)
+                    ),
                 );
                 return None;
             }
@@ -291,6 +296,7 @@ fn check_http_source(p: &mut Problems, http: &Map<String, Value>) -> Option<Valu
     let before = p.len();
     for key in http.keys() {
         if !["url", "query", "items", "id", "version", "since", "next"].contains(&key.as_str()) {
+            let key = json::shorten(key);
             p.add(
                 &format!("{at}.{key}"),
                 "unknown_field",
@@ -383,10 +389,17 @@ pub fn parse_schedule(text: &str) -> std::result::Result<cron::Schedule, String>
     };
     if !(5..=7).contains(&fields) {
         return Err(format!(
-            "{text:?} is not a cron expression: give 5 fields (minute hour day month weekday)"
+            "{} is not a cron expression: give 5 fields (minute hour day month weekday)",
+            json::quote(text)
         ));
     }
-    cron::Schedule::from_str(&full).map_err(|e| format!("{text:?} is not a cron expression: {e}"))
+    cron::Schedule::from_str(&full).map_err(|e| {
+        format!(
+            "{} is not a cron expression: {}",
+            json::quote(text),
+            json::shorten(&e.to_string())
+        )
+    })
 }
 
 /// Renumbers the numeric weekdays of a crontab day-of-week field (`1-5`, `0,6`, `*/2`) from
@@ -447,6 +460,7 @@ fn check_steps(
         };
         for key in step.keys() {
             if !["key", "action", "connectionId", "input"].contains(&key.as_str()) {
+                let key = json::shorten(key);
                 p.add(
                     &format!("{at}.{key}"),
                     "unknown_field",
@@ -480,7 +494,10 @@ fn check_steps(
             p.add(
                 &format!("{at}.action"),
                 "unknown_manifest",
-                format!("{action_key:?} is not an action; see GET /manifests"),
+                format!(
+                    "{} is not an action; see GET /manifests",
+                    json::quote(action_key)
+                ),
             );
             continue;
         };
@@ -514,6 +531,7 @@ fn check_steps(
         let closed = action.input["additionalProperties"] == Value::Bool(false);
         for name in fields.keys() {
             if closed && properties.is_none_or(|props| !props.contains_key(name)) {
+                let name = json::shorten(name);
                 p.add(
                     &format!("{at}.input.{name}"),
                     "unknown_field",

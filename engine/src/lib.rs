@@ -23,6 +23,7 @@ pub mod ids;
 pub mod invoice_pdf;
 pub mod invoices;
 pub mod jobs;
+pub mod json;
 pub mod limits;
 pub mod list;
 pub mod manifest;

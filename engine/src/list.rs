@@ -36,7 +36,7 @@ pub enum FilterKind {
 pub struct ListSpec {
     pub table: &'static str,
     /// API field → column, for `sort`. `createdAt` and `updatedAt` are always allowed. The
-    /// columns must be `NOT NULL`.
+    /// columns must be `NOT NULL`; integer ones must be named in `INTEGER_COLUMNS`.
     pub sorts: &'static [(&'static str, &'static str)],
     /// Query parameter → column, for exact-match filters.
     pub filters: &'static [(&'static str, &'static str, FilterKind)],
@@ -148,7 +148,10 @@ impl ListParams {
                 }
                 other => {
                     let Some((_, column, kind)) = spec.filters.iter().find(|f| f.0 == other) else {
-                        return Err(bad(format!("unknown parameter {other}")));
+                        return Err(bad(format!(
+                            "unknown parameter {}",
+                            crate::json::quote(other)
+                        )));
                     };
                     let (operator, arg) = match kind {
                         FilterKind::Text => (" = ?", Arg::from(value.as_str())),
@@ -228,13 +231,17 @@ fn parse_sort(spec: &ListSpec, text: &str) -> Result<Vec<SortKey>> {
                         .chain(spec.sorts.iter().map(|(f, _)| *f))
                         .collect();
                     bad(format!(
-                        "cannot sort by {field:?}; sortable fields: {}",
+                        "cannot sort by {}; sortable fields: {}",
+                        crate::json::quote(field),
                         allowed.join(", ")
                     ))
                 })?,
         };
         if keys.iter().any(|k| k.column == column) {
-            return Err(bad(format!("sort names {field} twice")));
+            return Err(bad(format!(
+                "sort names {} twice",
+                crate::json::quote(field)
+            )));
         }
         keys.push(SortKey {
             field: field.to_owned(),
@@ -259,8 +266,9 @@ fn decode_cursor(text: &str, sort_text: &str, keys: usize) -> Result<Vec<Value>>
     ) else {
         return Err(invalid());
     };
-    // The sort keys plus the id tie-breaker.
-    if sort != sort_text || values.len() != keys + 1 {
+    // The sort keys plus the id tie-breaker; no value the store would refuse to compare.
+    let storable = |v: &Value| v.as_str().is_none_or(|s| !s.contains('\0'));
+    if sort != sort_text || values.len() != keys + 1 || !values.iter().all(storable) {
         return Err(invalid());
     }
     Ok(values.clone())
@@ -270,10 +278,15 @@ fn encode_cursor(sort_text: &str, values: Vec<Value>) -> String {
     URL_SAFE_NO_PAD.encode(json!({"s": sort_text, "v": values}).to_string())
 }
 
-fn value_to_arg(v: &Value) -> Result<Arg> {
+/// Sort columns that hold integers (instants, durations, amounts); every other one holds text.
+/// A cursor's value must be of its column's kind: Postgres refuses to compare across kinds.
+const INTEGER_COLUMNS: &[&str] = &["created_at", "updated_at", "duration_seconds", "total"];
+
+fn value_to_arg(column: &str, v: &Value) -> Result<Arg> {
+    let integer = INTEGER_COLUMNS.contains(&column);
     match v {
-        Value::String(s) => Ok(Arg::from(s.as_str())),
-        Value::Number(n) => n
+        Value::String(s) if !integer => Ok(Arg::from(s.as_str())),
+        Value::Number(n) if integer => n
             .as_i64()
             .map(Arg::from)
             .ok_or_else(|| bad("cursor is not valid")),
@@ -496,24 +509,25 @@ fn keyset_condition(
         for (j, (column, _)) in columns[..i].iter().enumerate() {
             sql.push(column)
                 .push(" = ? AND ")
-                .bind(value_to_arg(&values[j])?);
+                .bind(value_to_arg(column, &values[j])?);
         }
         let (column, descending) = columns[i];
         sql.push(column)
             .push(if descending { " < ?" } else { " > ?" })
-            .bind(value_to_arg(&values[i])?);
+            .bind(value_to_arg(column, &values[i])?);
         sql.push(")");
     }
     sql.push(")");
     Ok(())
 }
 
-/// A sort column's value for a cursor: integers (instants, amounts, durations) or text. Sort
+/// A sort column's value for a cursor: an integer for [`INTEGER_COLUMNS`], else text. Sort
 /// columns are never null (a `NULL` has no place in a keyset order both stores agree on).
 fn column_value(r: &row::Row, column: &str) -> Result<Value> {
-    match row::get_i64(r, column) {
-        Ok(n) => Ok(Value::from(n)),
-        Err(_) => Ok(Value::String(row::get_str(r, column)?)),
+    if INTEGER_COLUMNS.contains(&column) {
+        Ok(Value::from(row::get_i64(r, column)?))
+    } else {
+        Ok(Value::String(row::get_str(r, column)?))
     }
 }
 

@@ -45,7 +45,12 @@ impl ReportQuery {
                     }
                     q.group_by = Some(value.clone());
                 }
-                other => return Err(bad(format!("unknown parameter {other}"))),
+                other => {
+                    return Err(bad(format!(
+                        "unknown parameter {}",
+                        crate::json::quote(other)
+                    )));
+                }
             }
         }
         if let (Some(from), Some(to)) = (&q.from, &q.to)

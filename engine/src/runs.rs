@@ -11,6 +11,7 @@ use crate::db::{Db, Runner, Sql, row};
 use crate::error::{Error, Result};
 use crate::flows::LiveFlow;
 use crate::ids;
+use crate::json;
 use crate::list::{self, FilterKind, ListParams, ListSpec, Page};
 use crate::time::{Millis, format_ms, format_opt, now_ms};
 
@@ -71,8 +72,30 @@ pub struct Run {
 }
 
 fn steps_of(r: &row::Row) -> Result<Vec<StepRecord>> {
-    serde_json::from_str(&row::get_str(r, "steps")?)
-        .map_err(|e| Error::Internal(format!("stored run steps: {e}")))
+    let mut steps: Vec<StepRecord> = serde_json::from_str(&row::get_str(r, "steps")?)
+        .map_err(|e| Error::Internal(format!("stored run steps: {e}")))?;
+    steps.iter_mut().for_each(StepRecord::clip);
+    Ok(steps)
+}
+
+fn trigger_of(r: &row::Row) -> Result<Value> {
+    let mut trigger = serde_json::from_str(&row::get_str(r, "trigger")?)
+        .map_err(|e| Error::Internal(format!("stored run trigger: {e}")))?;
+    // Runs stored before payloads were limited may nest deeper; answers never do.
+    json::clip(&mut trigger);
+    Ok(trigger)
+}
+
+impl StepRecord {
+    /// Cuts what came from outside (another service's answer) to [`json::MAX_DEPTH`] levels.
+    fn clip(&mut self) {
+        for value in [&mut self.input, &mut self.output, &mut self.error]
+            .into_iter()
+            .flatten()
+        {
+            json::clip(value);
+        }
+    }
 }
 
 pub(crate) fn from_row(r: &row::Row) -> Result<Run> {
@@ -84,8 +107,7 @@ pub(crate) fn from_row(r: &row::Row) -> Result<Run> {
             .then(|| row::get_i64(r, "next_attempt_at").map(format_ms))
             .transpose()?,
         status,
-        trigger: serde_json::from_str(&row::get_str(r, "trigger")?)
-            .map_err(|e| Error::Internal(format!("stored run trigger: {e}")))?,
+        trigger: trigger_of(r)?,
         steps: steps_of(r)?,
         error: row::get_opt_str(r, "error")?,
         created_at: format_ms(row::get_i64(r, "created_at")?),
@@ -235,6 +257,9 @@ fn insertion(
         Begin::Later(at) => ("queued", at, None, None),
     };
     let root = lineage.root.clone().unwrap_or_else(|| id.clone());
+    // A polled item comes from outside: kept to the depth everything else is.
+    let mut trigger = trigger.clone();
+    json::clip(&mut trigger);
     let sql = Sql::new(
         "INSERT INTO runs (id, org_id, flow_id, source_key, status, trigger, steps, depth, root_id, \
          next_attempt_at, lease_until, lease_token, created_at, started_at, updated_at) \
@@ -259,7 +284,7 @@ fn insertion(
         id,
         token: token.unwrap_or_default(),
         flow_id: flow.id.clone(),
-        trigger: trigger.clone(),
+        trigger,
         steps,
         depth: lineage.depth,
         root,
@@ -323,8 +348,7 @@ pub async fn claim(db: &Db, id: &str, lease_ms: i64) -> Result<Option<ClaimedRun
         id: id.to_owned(),
         token,
         flow_id: row::get_str(&row, "flow_id")?,
-        trigger: serde_json::from_str(&row::get_str(&row, "trigger")?)
-            .map_err(|e| Error::Internal(format!("stored run trigger: {e}")))?,
+        trigger: trigger_of(&row)?,
         steps: steps_of(&row)?,
         depth: row::get_i64(&row, "depth")?,
         root: row::get_opt_str(&row, "root_id")?.unwrap_or_else(|| id.to_owned()),
@@ -332,8 +356,12 @@ pub async fn claim(db: &Db, id: &str, lease_ms: i64) -> Result<Option<ClaimedRun
     }))
 }
 
+/// The steps as stored: values from outside are cut to [`json::MAX_DEPTH`] levels, so that
+/// every stored run can be read back (the parser stops at 128) and shown.
 fn steps_json(steps: &[StepRecord]) -> Result<String> {
-    serde_json::to_string(steps).map_err(|e| Error::Internal(e.to_string()))
+    let mut kept = steps.to_vec();
+    kept.iter_mut().for_each(StepRecord::clip);
+    serde_json::to_string(&kept).map_err(|e| Error::Internal(e.to_string()))
 }
 
 /// Saves the steps after one of them finished, extending the lease. False when the run is no

@@ -80,8 +80,17 @@ fn wrong_credentials() -> Error {
 }
 
 /// Checks e-mail and password and opens a session. Refused with 429 `rate_limited` after too many
-/// failures for the e-mail or from the address, without looking at the password.
+/// failures for the e-mail or from the address, without looking at the password; an e-mail
+/// with a NUL character is a 422 before anything is written.
 pub async fn log_in(db: &Db, credentials: Credentials<'_>) -> Result<Login> {
+    // No account has one, and it could not be counted against the e-mail: refused unread.
+    if credentials.email.contains('\0') {
+        return Err(Error::validation(
+            "email",
+            "invalid_character",
+            "the e-mail contains a NUL character (U+0000)",
+        ));
+    }
     let email = credentials.email.trim().to_lowercase();
     let subjects = [
         (format!("email:{email}"), MAX_FAILURES_PER_EMAIL),

@@ -232,7 +232,7 @@ fn check_events(field: &str, events: &[String]) -> Result<(), FieldError> {
         Some(bad) => Err(FieldError::new(
             field,
             "invalid",
-            format!("unknown event type {bad:?}"),
+            format!("unknown event type {}", crate::json::quote(bad)),
         )),
         None => Ok(()),
     }

@@ -175,6 +175,137 @@ async fn every_response_carries_a_request_id_and_echoes_the_callers() {
         .expect_error(404, "not_found");
     assert_eq!(r.header("x-request-id"), Some("trace-abc-123"));
     assert_eq!(r.body["error"]["requestId"], "trace-abc-123");
+
+    // Only `[A-Za-z0-9._-]{1,128}` is kept; anything else gets a fresh id.
+    let longest = "a".repeat(128);
+    for kept in ["Trace_1.2-3", longest.as_str()] {
+        let r = client
+            .send(
+                client
+                    .request(reqwest::Method::GET, "/me")
+                    .header("X-Request-Id", kept),
+            )
+            .await
+            .expect(200);
+        assert_eq!(r.header("x-request-id"), Some(kept));
+    }
+    let too_long = "a".repeat(129);
+    for replaced in [
+        "trace abc",
+        "trace\\nSet-Cookie: x=1",
+        "a%0Ab",
+        "<script>",
+        "a/b",
+        too_long.as_str(),
+    ] {
+        let r = client
+            .send(
+                client
+                    .request(reqwest::Method::GET, "/customers/cus_missing")
+                    .header("X-Request-Id", replaced),
+            )
+            .await
+            .expect_error(404, "not_found");
+        let id = r.header("x-request-id").unwrap().to_owned();
+        assert_ne!(id, replaced);
+        assert!(id.starts_with("req_") && id.len() > 20, "{id}");
+        assert_eq!(r.body["error"]["requestId"], id.as_str());
+    }
+}
+
+#[tokio::test]
+async fn error_bodies_stay_small_whatever_the_input() {
+    let server = Server::start().await;
+    let org = server.db.bootstrap("business");
+    let client = server.as_key(&org.key);
+    let huge = "x".repeat(100 * 1024);
+    let step = |action: &str| {
+        json!({"name": "f", "trigger": {"type": "webhook"},
+               "steps": [{"key": "a", "action": action, "input": {}}]})
+    };
+    let cases = [
+        ("/customers", json!({"name": "a", huge.as_str(): 1})),
+        ("/customers", json!({"name": huge.as_str()})),
+        (
+            "/customers",
+            json!({"name": "a", "hourlyRate": huge.as_str()}),
+        ),
+        (
+            "/customers",
+            json!({"name": "a", "isArchived": huge.as_str()}),
+        ),
+        (
+            "/customers",
+            json!({"name": "a", "currency": huge.as_str()}),
+        ),
+        ("/flows", step(&huge)),
+        (
+            "/flows",
+            json!({"name": "f", "trigger": {"type": "event", "event": huge.as_str()}, "steps": []}),
+        ),
+        (
+            "/flows",
+            json!({"name": "f", "trigger": {"type": "schedule", "schedule": huge.as_str()}, "steps": []}),
+        ),
+        (
+            "/flows",
+            json!({"name": "f", "trigger": {"type": "webhook", huge.as_str(): 1}, "steps": []}),
+        ),
+        (
+            "/flows",
+            json!({"name": "f", "trigger": {"type": "webhook"},
+                   "steps": [{"key": "a", "action": "create_customer", "input": {"name": "x", huge.as_str(): 1}}]}),
+        ),
+        (
+            "/webhooks",
+            json!({"url": "https://example.com/h", "events": [huge.as_str()]}),
+        ),
+        (
+            "/hooks",
+            json!({"targetUrl": "https://example.com/h", "event": huge.as_str()}),
+        ),
+        (
+            "/time-entries",
+            json!({"subtaskId": "sub_x", "durationSeconds": huge.as_str()}),
+        ),
+        (
+            "/connections",
+            json!({"name": "c", "type": "api_key", "baseUrl": "https://example.com",
+                   "credentials": {"apiKey": "k"}, "settings": {huge.as_str(): 1}}),
+        ),
+    ];
+    for (path, body) in cases {
+        let response = client
+            .send(client.request(reqwest::Method::POST, path).json(&body))
+            .await;
+        let size = response.body.to_string().len();
+        assert!(
+            (400..500).contains(&response.status) && response.body["error"]["code"].is_string(),
+            "POST {path}: {} {}",
+            response.status,
+            &response.body.to_string()[..size.min(300)]
+        );
+        assert!(
+            size < 4 * 1024,
+            "POST {path}: the error is {size} bytes: {}",
+            &response.body.to_string()[..600]
+        );
+    }
+    // A long query parameter name or value (the URI has its own limit, 64 KB).
+    let long = "y".repeat(20 * 1024);
+    for path in [
+        format!("/customers?{long}=1"),
+        format!("/customers?sort={long}"),
+        format!("/events?{long}=1"),
+        format!("/financial-reports/revenue?{long}=1"),
+    ] {
+        let response = client
+            .get(&path)
+            .await
+            .expect_error(400, "invalid_parameter");
+        let size = response.body.to_string().len();
+        assert!(size < 4 * 1024, "GET {}…: {size} bytes", &path[..30]);
+    }
 }
 
 #[tokio::test]

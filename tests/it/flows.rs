@@ -21,7 +21,7 @@ async fn server() -> Server {
 }
 
 /// Waits until a run is finished (at most 20 s) and returns it.
-async fn finished_run(c: &Client, id: &str) -> Value {
+pub(crate) async fn finished_run(c: &Client, id: &str) -> Value {
     let started = Instant::now();
     loop {
         let run = c.get(&format!("/runs/{id}")).await.expect(200).body;

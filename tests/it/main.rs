@@ -5,6 +5,7 @@ mod harness;
 
 mod apps;
 mod auth;
+mod bad_input;
 mod billing;
 mod connections;
 mod errors;

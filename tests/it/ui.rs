@@ -11,10 +11,10 @@ use serde_json::{Value, json};
 
 use crate::harness::{Server, TestDb, backend};
 
-const PASSWORD: &str = "correct horse battery";
+pub(crate) const PASSWORD: &str = "correct horse battery";
 
 /// `timix bootstrap --password`: `(email, api key, user id)`.
-fn bootstrap_with_password(db: &TestDb, org: &str) -> (String, String, String) {
+pub(crate) fn bootstrap_with_password(db: &TestDb, org: &str) -> (String, String, String) {
     let email = format!(
         "ops-{}@example.com",
         ulid::Ulid::generate().to_string().to_lowercase()
@@ -39,22 +39,22 @@ fn bootstrap_with_password(db: &TestDb, org: &str) -> (String, String, String) {
 }
 
 /// A browser without JavaScript: keeps cookies, follows nothing.
-struct Browser {
+pub(crate) struct Browser {
     http: reqwest::Client,
     base: String,
     cookies: BTreeMap<String, String>,
 }
 
-struct Page {
-    status: StatusCode,
-    location: Option<String>,
+pub(crate) struct Page {
+    pub status: StatusCode,
+    pub location: Option<String>,
     set_cookies: Vec<String>,
-    body: String,
+    pub body: String,
 }
 
 impl Page {
     /// The value of the first `name="_csrf"` field.
-    fn csrf(&self) -> String {
+    pub fn csrf(&self) -> String {
         let marker = "name=\"_csrf\" value=\"";
         let start = self.body.find(marker).expect("a form with a CSRF token") + marker.len();
         self.body[start..start + self.body[start..].find('"').unwrap()].to_owned()
@@ -78,7 +78,7 @@ impl Page {
 }
 
 impl Browser {
-    fn new(server: &Server) -> Browser {
+    pub fn new(server: &Server) -> Browser {
         Browser {
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -123,17 +123,17 @@ impl Browser {
         }
     }
 
-    async fn get(&mut self, path: &str) -> Page {
+    pub async fn get(&mut self, path: &str) -> Page {
         let request = self.http.get(format!("{}{path}", self.base));
         self.send(request).await
     }
 
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+    pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
         let request = self.http.post(format!("{}{path}", self.base)).form(form);
         self.send(request).await
     }
 
-    async fn log_in(&mut self, email: &str, password: &str) -> Page {
+    pub async fn log_in(&mut self, email: &str, password: &str) -> Page {
         let csrf = self.get("/login").await.csrf();
         self.post(
             "/login",
@@ -871,4 +871,116 @@ async fn an_admin_cannot_take_over_the_owner_by_an_invitation() {
         StatusCode::SEE_OTHER,
         "the old session ended"
     );
+}
+
+/// The text of the first element with `class="<class>"` in a page, tags removed.
+fn text_of(body: &str, class: &str) -> Option<String> {
+    let start = body.find(&format!("class=\"{class}\""))?;
+    let rest = &body[start..];
+    let end = ["</div>", "</td>"]
+        .iter()
+        .filter_map(|tag| rest.find(tag))
+        .min()?;
+    let mut text = String::new();
+    let mut in_tag = true;
+    for c in rest[..end].chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    Some(text.trim().to_owned())
+}
+
+#[tokio::test]
+async fn a_failed_run_shows_its_error_on_its_page_and_in_the_list() {
+    let server = Server::start().await;
+    let (email, key, _) = bootstrap_with_password(&server.db, "Acme");
+    let api = server.as_key(&key);
+    let flow = api
+        .post(
+            "/flows",
+            json!({"name": "Inbound", "trigger": {"type": "webhook"},
+                   "steps": [{"key": "a", "action": "create_customer", "input": {"name": "{{trigger.company}}"}}]}),
+        )
+        .await
+        .expect(201);
+    let inbound = flow.body["trigger"]["webhookUrl"].as_str().unwrap();
+    // No `company`: the step's input cannot be rendered and the run fails.
+    let accepted = server
+        .anonymous()
+        .post(inbound, json!({"name": "x"}))
+        .await
+        .expect(202);
+    let run_id = accepted.body["runId"].as_str().unwrap().to_owned();
+    let run = crate::flows::finished_run(&api, &run_id).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    let reason = run["error"].as_str().expect("a failed run says why");
+    assert!(reason.contains("trigger.company is missing"), "{run}");
+
+    let mut browser = Browser::new(&server);
+    browser.log_in(&email, PASSWORD).await;
+    let page = browser.get(&format!("/runs/{run_id}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let shown = text_of(&page.body, "alert\" role=\"alert").expect("an error on the run page");
+    assert!(shown.contains("trigger.company is missing"), "{shown}");
+    let page = browser.get("/runs").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let shown = text_of(&page.body, "error-text").expect("an error column");
+    assert!(shown.contains("trigger.company is missing"), "{shown}");
+}
+
+#[tokio::test]
+async fn a_failed_connection_test_is_shown_as_an_error_with_its_reason() {
+    let server =
+        Server::start_with(TestDb::new().await, &[("TIMIX_ALLOW_PRIVATE_TARGETS", "1")]).await;
+    let (email, key, _) = bootstrap_with_password(&server.db, "Acme");
+    let api = server.as_key(&key);
+    // This instance with a key it does not know: the test call answers 401.
+    let id = api
+        .post(
+            "/connections",
+            json!({"name": "Wrong key", "type": "api_key", "baseUrl": server.url("/api/integration/v1/"),
+                   "credentials": {"apiKey": "bbl_not_a_key_of_this_instance_000000000000"}}),
+        )
+        .await
+        .expect(201)
+        .id();
+    let mut browser = Browser::new(&server);
+    browser.log_in(&email, PASSWORD).await;
+    let path = format!("/connections/{id}");
+    let csrf = browser.get(&path).await.csrf();
+    let page = browser
+        .post(&format!("{path}/test"), &[("_csrf", &csrf)])
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let page = browser.get(page.location.as_deref().unwrap()).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        !page.body.contains("class=\"notice\""),
+        "a failure is not a success notice: {}",
+        page.body
+    );
+    let alert = text_of(&page.body, "alert\" role=\"alert").expect("an error notice");
+    assert!(
+        alert.starts_with("The test failed") && alert.contains("401"),
+        "{alert}"
+    );
+
+    // A passing test is still a notice.
+    let good = api
+        .post("/connections", json!({"name": "Here", "type": "self"}))
+        .await
+        .expect(201)
+        .id();
+    let path = format!("/connections/{good}");
+    let csrf = browser.get(&path).await.csrf();
+    let page = browser
+        .post(&format!("{path}/test"), &[("_csrf", &csrf)])
+        .await;
+    let page = browser.get(page.location.as_deref().unwrap()).await;
+    let notice = text_of(&page.body, "notice\" role=\"status").expect("a notice");
+    assert!(notice.contains("The test passed"), "{notice}");
 }

@@ -1,7 +1,8 @@
 //! Inbound webhook triggers: `POST /hooks/in/{token}` starts a run of the token's flow with the
 //! payload as its trigger record. A flow with a secret takes only signed calls
 //! (`X-Timix-Signature: sha256=<hex HMAC-SHA256 of the body>`). A sender's retry carrying the
-//! same `Idempotency-Key` or `webhook-id` starts no second run.
+//! same `Idempotency-Key` or `webhook-id` starts no second run. A payload nested deeper than
+//! [`json::MAX_DEPTH`] levels is refused (422), so that its run can always be read back.
 
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
@@ -10,6 +11,7 @@ use timix_engine::db::Db;
 use timix_engine::error::{Error, Result};
 use timix_engine::flows;
 use timix_engine::jobs::Queues;
+use timix_engine::json;
 use timix_engine::run_admission::RunAdmission;
 use timix_engine::runs;
 
@@ -80,12 +82,21 @@ pub async fn accept(
             "X-Timix-Signature is missing or does not match the flow's secret",
         ));
     }
+    let too_deep = || Error::validation("", "too_deep", json::too_deep_message());
+    // A NUL character (`\u0000`) in the payload is kept: stored JSON escapes it. A step that
+    // sends it on to this API is refused there (422) like any other caller.
     let payload: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
-        serde_json::from_slice(body)
-            .unwrap_or_else(|_| json!({"body": String::from_utf8_lossy(body)}))
+        match serde_json::from_slice(body) {
+            Ok(payload) => payload,
+            Err(error) if json::is_too_deep(&error) => return Err(too_deep()),
+            Err(_) => json!({"body": String::from_utf8_lossy(body)}),
+        }
     };
+    if json::depth(&payload) > json::MAX_DEPTH {
+        return Err(too_deep());
+    }
     if let Some(id) = delivery_id
         && (id.is_empty() || id.len() > 255)
     {

@@ -4,7 +4,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use timix_engine::{Error, FieldError};
+use timix_engine::{Error, FieldError, json};
 
 use crate::request_id;
 
@@ -137,13 +137,30 @@ impl From<Error> for ApiError {
     }
 }
 
+/// An error body stays small whatever was sent: messages that quote the caller's input cut
+/// the quote short, and these bounds hold for every other message too.
+const MAX_MESSAGE_CHARS: usize = 500;
+const MAX_FIELD_CHARS: usize = 200;
+const MAX_DETAILS: usize = 50;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let details = self.details.map(|details| {
+            details
+                .into_iter()
+                .take(MAX_DETAILS)
+                .map(|d| FieldError {
+                    field: json::shorten_to(&d.field, MAX_FIELD_CHARS),
+                    code: d.code,
+                    message: json::shorten_to(&d.message, MAX_MESSAGE_CHARS),
+                })
+                .collect()
+        });
         let body = ErrorEnvelope {
             error: ErrorBody {
                 code: self.code.to_owned(),
-                message: self.message,
-                details: self.details,
+                message: json::shorten_to(&self.message, MAX_MESSAGE_CHARS),
+                details,
                 request_id: request_id::current(),
             },
         };

@@ -1,12 +1,13 @@
 //! Limits every request meets before any route sees it: the size of its headers (431), the size
-//! of its body (413) and how long the client may take to send that body (408), each answered in
-//! the API's error envelope. Slow headers are cut by the server itself (see [`crate::serve`]).
+//! of its body (413), how long the client may take to send that body (408), and a path or query
+//! without an encoded NUL character (`%00`, 400), each answered in the API's error envelope.
+//! Slow headers are cut by the server itself (see [`crate::serve`]).
 
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -49,6 +50,9 @@ pub async fn guard(State(limits): State<RequestLimits>, request: Request, next: 
             ),
         ));
     }
+    if let Err(error) = check_uri(request.uri()) {
+        return error.into_response();
+    }
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -84,6 +88,25 @@ pub async fn guard(State(limits): State<RequestLimits>, request: Request, next: 
         .await
 }
 
+/// Refuses a path or query that decodes to a NUL character (U+0000): no id, token or filter
+/// holds one, and Postgres cannot even compare one. A URI cannot carry a raw NUL, so `%00` is
+/// the only spelling.
+pub fn check_uri(uri: &Uri) -> Result<(), ApiError> {
+    let has_nul = |text: &str| text.contains("%00");
+    let place = if has_nul(uri.path()) {
+        "path"
+    } else if uri.query().is_some_and(has_nul) {
+        "query"
+    } else {
+        return Ok(());
+    };
+    Err(ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_parameter",
+        format!("the {place} contains a NUL character (%00), which is not accepted"),
+    ))
+}
+
 /// What the headers weigh on the wire: `name: value\r\n` each.
 fn header_bytes(headers: &HeaderMap) -> usize {
     headers
@@ -111,6 +134,17 @@ fn refuse(mut error: ApiError) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_encoded_nul_is_refused_in_the_path_and_the_query() {
+        for bad in ["/hooks/in/abc%00def", "/x?state=a%00b", "/x?a%00=1"] {
+            let error = check_uri(&bad.parse().unwrap()).unwrap_err();
+            assert_eq!(error.status, StatusCode::BAD_REQUEST, "{bad}");
+        }
+        for good in ["/customers/cus_1", "/x?q=%2500&a=%01"] {
+            assert!(check_uri(&good.parse().unwrap()).is_ok(), "{good}");
+        }
+    }
 
     #[test]
     fn header_bytes_count_names_values_and_separators() {

@@ -59,6 +59,14 @@ impl InProcess {
                 body: serde_json::json!({"error": {"code": "invalid_parameter", "message": format!("{} is not a valid path", call.path)}}),
             };
         };
+        if let Err(error) = crate::guard::check_uri(request.uri()) {
+            return Reply {
+                status: error.status.as_u16(),
+                retry_after: None,
+                headers: Vec::new(),
+                body: serde_json::json!({"error": {"code": error.code, "message": error.message}}),
+            };
+        }
         request.extensions_mut().insert(actor);
         let response = match self.router.clone().oneshot(request).await {
             Ok(response) => response,
@@ -76,10 +84,29 @@ impl InProcess {
             .iter()
             .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
             .collect();
+        let is_json = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
         let bytes = to_bytes(response.into_body(), MAX_BODY_BYTES * 16)
             .await
             .unwrap_or_default();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let body = match serde_json::from_slice(&bytes) {
+            Ok(body) => body,
+            // A JSON answer that cannot be read is not one to act on as if it had succeeded
+            // (a page would show nothing); a PDF or CSV answer has no JSON body.
+            Err(error) if is_json => {
+                tracing::error!(%error, status, "An in-process answer could not be read.");
+                return Reply {
+                    status: 500,
+                    retry_after: None,
+                    headers,
+                    body: serde_json::json!({"error": {"code": "internal_error", "message": "the answer could not be read"}}),
+                };
+            }
+            Err(_) => Value::Null,
+        };
         Reply {
             status,
             retry_after,

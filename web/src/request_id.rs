@@ -1,4 +1,5 @@
-//! `X-Request-Id` on every response: the caller's own if it sent a sane one, else a new one.
+//! `X-Request-Id` on every response: the caller's own if it matches `[A-Za-z0-9._-]{1,128}`,
+//! else a new one (`req_<ULID>`).
 //! It is kept in a task-local so that error envelopes and logs can name it.
 
 use axum::extract::Request;
@@ -18,8 +19,12 @@ pub fn current() -> String {
     REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
 }
 
+/// An id that can go into logs, headers and error bodies as it is: `[A-Za-z0-9._-]{1,128}`.
 fn acceptable(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 pub async fn layer(request: Request, next: Next) -> Response {
@@ -50,4 +55,28 @@ pub async fn layer(request: Request, next: Next) -> Response {
         response.headers_mut().insert(HEADER, value);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_ids_are_kept() {
+        for good in ["abc", "req_01J.x-y", &"a".repeat(128)] {
+            assert!(acceptable(good), "{good}");
+        }
+        for bad in [
+            "",
+            "a b",
+            "a\\nb",
+            "a%0Ab",
+            "a/b",
+            "<script>",
+            &"a".repeat(129),
+            "é",
+        ] {
+            assert!(!acceptable(bad), "{bad}");
+        }
+    }
 }

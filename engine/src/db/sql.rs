@@ -132,7 +132,7 @@ impl Sql {
         let mut query = sqlx::query(AssertSqlSafe(self.render(backend)));
         for arg in &self.args {
             query = match arg {
-                Arg::Text(v) => query.bind(v.clone()),
+                Arg::Text(v) => query.bind(v.as_deref().map(storable)),
                 Arg::Int(v) => query.bind(*v),
             };
         }
@@ -165,6 +165,18 @@ impl Sql {
             .execute(runner.executor())
             .await?
             .rows_affected())
+    }
+}
+
+/// Text as both backends store it. Postgres refuses a NUL character (U+0000) in any text,
+/// the whole statement with it; the API refuses NUL at the door, so what still carries one
+/// comes from outside (another service's answer, an error it sent) and is kept with U+FFFD in
+/// its place, on SQLite too. A lookup by such a text finds nothing, as it should.
+fn storable(text: &str) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text.to_owned()
     }
 }
 
@@ -202,6 +214,12 @@ pub fn get_bool(row: &AnyRow, column: &str) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nul_is_never_bound() {
+        assert_eq!(storable("a\0b"), "a\u{FFFD}b");
+        assert_eq!(storable("plain"), "plain");
+    }
 
     #[test]
     fn placeholders_are_numbered_for_postgres() {

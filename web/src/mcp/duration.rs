@@ -15,11 +15,15 @@ pub fn parse(text: &str) -> Result<i64, String> {
     }
     .ok_or_else(|| {
         format!(
-            "cannot read {text:?} as a duration; write it like \"3h\", \"90m\", \"1:30\", \"1h30m\" or \"2.5h\""
+            "cannot read {} as a duration; write it like \"3h\", \"90m\", \"1:30\", \"1h30m\" or \"2.5h\"",
+            timix_engine::json::quote(text)
         )
     })?;
     if seconds < 1.0 {
-        return Err(format!("{text:?} is not a positive duration"));
+        return Err(format!(
+            "{} is not a positive duration",
+            timix_engine::json::quote(text)
+        ));
     }
     Ok(seconds.round() as i64)
 }

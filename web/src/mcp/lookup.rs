@@ -168,11 +168,17 @@ async fn by_name(
         ([one], _) | ([], [one]) => Ok(one.clone()),
         (_, []) => Err(failure(
             "not_found",
-            format!("no {} is named like {name:?}{}", kind.noun(), under(parent)),
+            format!(
+                "no {} is named like {}{}",
+                kind.noun(),
+                timix_engine::json::quote(name),
+                under(parent)
+            ),
         )),
         _ => Err(ambiguous(
             format!(
-                "{name:?} matches {} {}s{}; pass an id or the exact name",
+                "{} matches {} {}s{}; pass an id or the exact name",
+                timix_engine::json::quote(name),
                 found.len(),
                 kind.noun(),
                 under(parent)

@@ -204,12 +204,14 @@ pub struct InboundAccepted {
 
 /// Inbound webhook trigger: no API key, the token is the credential. Answers 202 at once; the
 /// run follows. With a flow secret, `X-Timix-Signature: sha256=<hex HMAC-SHA256 of the body>`
-/// is required (401 `invalid_signature`).
+/// is required (401 `invalid_signature`). A JSON payload nested deeper than 64 levels is a 422
+/// (`too_deep`).
 #[utoipa::path(post, path = "/hooks/in/{token}", tag = "flows", params(("token" = String, Path)),
     request_body(content = Object, description = "Any JSON payload: the trigger record of the run"),
     security(()),
     responses((status = 202, body = InboundAccepted), (status = 404, body = ErrorEnvelope),
-              (status = 413, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope)))]
+              (status = 413, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
+              (status = 422, body = ErrorEnvelope)))]
 pub async fn inbound(
     State(state): State<AppState>,
     Path(token): Path<String>,

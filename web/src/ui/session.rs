@@ -67,6 +67,8 @@ pub fn clear_notice_cookie() -> HeaderValue {
 
 /// A redirect that shows `notice` once on the next page.
 pub fn redirect_with_notice(to: &str, notice: &str) -> Response {
+    // A cookie holds about 4 KB; a reason quoted from elsewhere may be longer.
+    let notice = timix_engine::json::shorten_to(notice, 500);
     let encoded = URL_SAFE_NO_PAD.encode(notice.as_bytes());
     let mut response = Redirect::to(to).into_response();
     response.headers_mut().append(

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Redirect};
 use serde_json::{Map, Value, json};
 
 use super::checked_id;
-use crate::ui::session::{Fields, redirect_with_notice};
+use crate::ui::session::{Fields, redirect_with_alert, redirect_with_notice};
 use crate::ui::{Shared, UiError, UiResult, Viewer, back_or_fail};
 
 const TYPES: [(&str, &str); 4] = [
@@ -165,14 +165,16 @@ pub async fn act(
                 Ok(tested) => tested,
                 Err(failure) => return back_or_fail(&path, failure),
             };
-            let notice = match tested["status"].as_str() {
-                Some("ok") => "The test passed: the connection works.".to_owned(),
-                _ => format!(
-                    "The test failed: {}",
-                    tested["lastError"].as_str().unwrap_or("no reason given")
+            Ok(match tested["status"].as_str() {
+                Some("ok") => redirect_with_notice(&path, "The test passed: the connection works."),
+                _ => redirect_with_alert(
+                    &path,
+                    &format!(
+                        "The test failed: {}",
+                        tested["lastError"].as_str().unwrap_or("no reason given")
+                    ),
                 ),
-            };
-            Ok(redirect_with_notice(&path, &notice))
+            })
         }
         "connect" => {
             let (body, headers) = match ui

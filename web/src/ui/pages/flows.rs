@@ -681,7 +681,10 @@ async fn submit(ui: &Shared, viewer: &Viewer, flow: Option<Value>, fields: &Fiel
         return builder.render(StatusCode::OK, flow.as_ref(), &draft, &no_errors, None);
     }
     if op != "save" {
-        return Err(UiError::bad_request(format!("unknown button {op}")));
+        return Err(UiError::bad_request(format!(
+            "unknown button {}",
+            timix_engine::json::quote(op)
+        )));
     }
     fill_keys(&mut draft);
     let body = match draft.to_flow(&ui.app.manifests) {
