@@ -37,6 +37,7 @@ pub mod reports;
 pub mod resource;
 pub mod runs;
 pub mod subtasks;
+pub mod targets;
 pub mod tasks;
 pub mod template;
 pub mod time;
