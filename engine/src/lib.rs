@@ -36,6 +36,7 @@ pub mod projects;
 pub mod reports;
 pub mod resource;
 pub mod runs;
+pub mod saving;
 pub mod subtasks;
 pub mod targets;
 pub mod tasks;
