@@ -1,6 +1,7 @@
 //! The `timix` command line: serve, migrate, and the operator's commands.
 
 mod config;
+mod files;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -282,6 +283,7 @@ fn init_logging(settings: &Settings) {
 
 async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
     if settings.database_url.starts_with("sqlite:") {
+        files::secure(settings)?;
         settings.prepare_data_dir()?;
     }
     let db = Db::connect(&settings.database_url)
@@ -415,10 +417,14 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
     })?;
     let vault = match &settings.secret_key {
         Some(key) => Vault::from_base64(key).context("TIMIX_SECRET_KEY")?,
-        None => Vault::load_or_create(&settings.data_dir)
-            .context("cannot load the key credentials are sealed with")?,
+        None => {
+            files::secure(&settings)?;
+            Vault::load_or_create(&settings.data_dir)
+                .context("cannot load the key credentials are sealed with")?
+        }
     };
     timix_engine::connections::check_vault(&db, &vault).await?;
+    seal_plaintext_secrets(&db, &vault).await?;
     let mut state = timix_web::AppState::new(
         db.clone(),
         Some(queues.clone()),
@@ -437,6 +443,9 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
     state.trust_proxy = settings.trust_proxy;
     // Before the in-process API below takes its copy of the state.
     state.caps = settings.caps;
+    state.targets = timix_engine::targets::Targets {
+        allow_private: settings.allow_private_targets,
+    };
     state.gate.quota_override = settings.key_rate_limit;
     state.admission = Arc::new(RunAdmission::new(db.clone(), settings.runs_per_minute));
     state.request_limits = timix_web::guard::RequestLimits {
@@ -471,13 +480,7 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
             settings.idempotency_retention,
             settings.run_retention,
         )));
-        background.extend(start_delivery(
-            &settings,
-            &db,
-            &queues,
-            run_lane,
-            state.admission.clone(),
-        ));
+        background.extend(start_delivery(&settings, &state, &queues, run_lane));
         background.extend(start_flows(
             &settings,
             &state,
@@ -509,6 +512,25 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
     }
     db.close().await;
     tracing::info!("Stopped after finishing in-flight requests.");
+    Ok(())
+}
+
+/// Seals the webhook signing secrets and inbound webhook secrets an earlier version kept in
+/// plaintext (once: sealed ones are left alone).
+async fn seal_plaintext_secrets(db: &Db, vault: &Vault) -> anyhow::Result<()> {
+    let subscriptions = timix_engine::webhooks::seal_plaintext_secrets(db, vault)
+        .await
+        .context("cannot seal the webhooks' secrets")?;
+    let flows = timix_engine::flows::seal_plaintext_secrets(db, vault)
+        .await
+        .context("cannot seal the inbound webhooks' secrets")?;
+    if subscriptions + flows > 0 {
+        tracing::info!(
+            subscriptions,
+            flows,
+            "Sealed webhook secrets that were stored in plaintext."
+        );
+    }
     Ok(())
 }
 
@@ -583,14 +605,14 @@ fn start_flows(
 /// crash left behind.
 fn start_delivery(
     settings: &Settings,
-    db: &Db,
+    state: &timix_web::AppState,
     queues: &Queues,
     run_lane: RunLane,
-    admission: Arc<RunAdmission>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
+    let db = &state.db;
     let mut dispatcher = Dispatcher::new(db.clone(), queues.clone(), &settings.database_url);
     dispatcher.run_lane = Some(run_lane);
-    dispatcher.admission = Some(admission);
+    dispatcher.admission = Some(state.admission.clone());
     dispatcher.fanout_limit = settings.fanout_limit;
     let (lane, mut fast) = tokio::sync::mpsc::unbounded_channel::<FastAttempt>();
     dispatcher.fast_lane = Some(lane.clone());
@@ -598,6 +620,7 @@ fn start_delivery(
         db: db.clone(),
         queues: queues.clone(),
         outbound: Outbound::new(settings.allow_private_targets, Duration::from_secs(15)),
+        vault: state.vault.clone(),
         schedule: settings.webhook_retry_schedule.clone(),
         log: AttemptLog::start(db.clone()),
     });

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use timix_engine::connections::Vault;
 use timix_engine::db::{Db, Sql, row};
 use timix_engine::error::{Error, Result};
 use timix_engine::events::{self, Event};
@@ -70,6 +71,8 @@ pub struct Deliverer {
     pub db: Db,
     pub queues: Queues,
     pub outbound: Outbound,
+    /// Opens the subscriptions' signing secrets.
+    pub vault: Vault,
     /// Delays before the 2nd, 3rd… attempts.
     pub schedule: Vec<Duration>,
     pub log: AttemptLog,
@@ -276,12 +279,13 @@ impl Deliverer {
             Ok(url) => url,
             Err(e) => return failed(e.to_string()),
         };
+        let secrets = match subscription.secrets(&self.vault) {
+            Ok(secrets) => secrets,
+            Err(e) => return failed(format!("the signing secret could not be opened: {e}")),
+        };
+        let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
         let body = payload(event);
         let timestamp = now_ms() / 1000;
-        let mut secrets = vec![subscription.secret.as_str()];
-        if let Some(previous) = &subscription.previous_secret {
-            secrets.push(previous);
-        }
         let request = self
             .outbound
             .client()

@@ -3,7 +3,7 @@
 //! non-public addresses unless the operator allows them, follows no redirects, and only speaks
 //! http and https.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
@@ -20,42 +20,9 @@ pub enum TargetError {
     Private(IpAddr),
 }
 
-/// Whether an address is on the public internet.
-pub fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => is_public_v4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => is_public_v4(v4),
-            None => is_public_v6(v6),
-        },
-    }
-}
-
-fn is_public_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, ..] = ip.octets();
-    !(ip.is_loopback()
-        || ip.is_private()
-        || ip.is_link_local()
-        || ip.is_unspecified()
-        || ip.is_broadcast()
-        || ip.is_multicast()
-        || ip.is_documentation()
-        || a == 0
-        || (a == 100 && (64..128).contains(&b)) // carrier-grade NAT
-        || (a == 192 && b == 0 && ip.octets()[2] == 0) // IETF protocol assignments
-        || (a == 198 && (b == 18 || b == 19)) // benchmarking
-        || a >= 240)
-}
-
-fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
-    !(ip.is_loopback()
-        || ip.is_unspecified()
-        || ip.is_multicast()
-        || (first & 0xfe00) == 0xfc00 // unique local
-        || (first & 0xffc0) == 0xfe80 // link-local
-        || first == 0x2001 && ip.segments()[1] == 0x0db8) // documentation
-}
+/// Whether an address is on the public internet (the rules are the engine's, shared with the
+/// check made when a target is saved).
+pub use timix_engine::targets::is_public;
 
 /// Resolves names and drops the addresses that may not be called.
 struct GuardedResolver;
@@ -124,21 +91,10 @@ impl Outbound {
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(TargetError::Scheme);
         }
-        if !self.allow_private {
-            let literal = match parsed.host() {
-                Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
-                Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
-                _ => None,
-            };
-            if let Some(ip) = literal.filter(|ip| !is_public(*ip)) {
-                return Err(TargetError::Private(ip));
-            }
-            if parsed
-                .host_str()
-                .is_some_and(|h| h.eq_ignore_ascii_case("localhost"))
-            {
-                return Err(TargetError::Private(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-            }
+        if !self.allow_private
+            && let Some(ip) = timix_engine::targets::private_literal(&parsed)
+        {
+            return Err(TargetError::Private(ip));
         }
         Ok(parsed)
     }
@@ -199,10 +155,22 @@ mod tests {
             guarded.check("http://[::1]/x"),
             Err(TargetError::Private(_))
         ));
-        assert!(matches!(
-            guarded.check("http://localhost/x"),
-            Err(TargetError::Private(_))
-        ));
+        for url in [
+            "http://localhost/x",
+            "http://[::ffff:127.0.0.1]/x",
+            "http://[::127.0.0.1]/x",
+            "http://[64:ff9b::a9fe:a9fe]/latest/meta-data",
+            "http://[64:ff9b:1::a00:1]/x",
+            "http://[2002:a9fe:a9fe::1]/x",
+            "http://[2001:0:4136:e378::80ff:fffe]/x",
+            "http://[fd00::1]/x",
+            "http://[fe80::1]/x",
+        ] {
+            assert!(
+                matches!(guarded.check(url), Err(TargetError::Private(_))),
+                "{url}"
+            );
+        }
         assert!(matches!(
             guarded.check("ftp://example.com/x"),
             Err(TargetError::Scheme)

@@ -22,6 +22,8 @@ use crate::fields::{self, SHORT_TEXT};
 use crate::ids;
 use crate::list::{self, FilterKind, ListParams, ListSpec, Page};
 use crate::patch::Patch;
+use crate::saving::Saving;
+use crate::targets::Targets;
 use crate::time::{format_ms, format_opt, now_ms};
 
 pub const NOUN: &str = "connection";
@@ -151,7 +153,38 @@ impl Vault {
         serde_json::from_slice(&plain)
             .map_err(|e| Error::Internal(format!("an opened secret is not JSON: {e}")))
     }
+
+    /// Seals one secret text (a webhook's signing secret) bound to `aad` (its row's id), marked
+    /// with [`SEALED_PREFIX`] so a sealed value is told from a plaintext one.
+    pub fn seal_text(&self, aad: &str, secret: &str) -> Result<String> {
+        Ok(format!(
+            "{SEALED_PREFIX}{}",
+            self.seal(aad, &json!(secret))?
+        ))
+    }
+
+    /// Opens what [`Vault::seal_text`] sealed. A value without the mark is refused: secrets are
+    /// never read in the clear.
+    pub fn open_text(&self, aad: &str, sealed: &str) -> Result<String> {
+        let body = sealed
+            .strip_prefix(SEALED_PREFIX)
+            .ok_or_else(|| Error::Internal("a secret is stored unsealed".into()))?;
+        match self.open(aad, body)? {
+            Value::String(secret) => Ok(secret),
+            _ => Err(Error::Internal("a sealed secret is not a text".into())),
+        }
+    }
+
+    /// Whether a stored value is a secret this vault sealed for `aad`: marked, and it opens. A
+    /// plaintext secret that happens to start with the mark does not open, so it is not taken
+    /// for a sealed one.
+    pub fn is_sealed_text(&self, aad: &str, stored: &str) -> bool {
+        self.open_text(aad, stored).is_ok()
+    }
 }
+
+/// What a sealed secret text starts with (then `base64(nonce ‖ ciphertext)`).
+pub const SEALED_PREFIX: &str = "sealed:v1:";
 
 /// Checks that this key is the one the database's credentials were sealed with (the first
 /// process to start records it).
@@ -540,8 +573,22 @@ enum SecretChange {
     Replace(Value),
 }
 
-fn apply(input: ConnectionInput, current: Option<&Record>) -> Result<(Record, SecretChange)> {
+fn apply(
+    input: ConnectionInput,
+    current: Option<&Record>,
+    targets: Targets,
+) -> Result<(Record, SecretChange)> {
     let mut p = Problems::default();
+    // Where requests go, as given now: an address that may not be called is refused here
+    // rather than failing every request later.
+    if let Patch::Value(url) = &input.base_url {
+        p.take(targets.check("baseUrl", url));
+    }
+    if let Patch::Value(settings) = &input.settings
+        && let Some(url) = settings["tokenUrl"].as_str()
+    {
+        p.take(targets.check("settings.tokenUrl", url));
+    }
     let name = fields::patch_required(&mut p, "name", input.name, current.map(|c| c.name.clone()));
     let name = p.take(fields::required_text("name", name, SHORT_TEXT));
     let kind = match (input.kind, current) {
@@ -712,12 +759,13 @@ async fn reload(tx: &mut Tx, vault: &Vault, id: &str) -> Result<Connection> {
 
 pub async fn create(
     db: &Db,
-    vault: &Vault,
+    saving: Saving<'_>,
     actor: &Actor,
     input: ConnectionInput,
 ) -> Result<Connection> {
     actor.require(Permission::ManageFlows)?;
-    let (rec, secret) = apply(input, None)?;
+    let vault = saving.vault;
+    let (rec, secret) = apply(input, None, saving.targets)?;
     let id = ids::new_id(ids::CONNECTION);
     let sealed = match secret {
         SecretChange::Replace(value) => Some(vault.seal(&id, &value)?),
@@ -752,11 +800,12 @@ pub async fn create(
 
 pub async fn update(
     db: &Db,
-    vault: &Vault,
+    saving: Saving<'_>,
     actor: &Actor,
     id: &str,
     input: ConnectionInput,
 ) -> Result<Connection> {
+    let vault = saving.vault;
     actor.require(Permission::ManageFlows)?;
     let mut tx = events::begin(db).await?;
     let row = fields::live_row(&mut tx, LIST.table, actor.org_id(), id)
@@ -765,7 +814,7 @@ pub async fn update(
     let before = from_row(Some(vault), &row)?;
     actor.check_if_match(&before)?;
     let current = record_of(&row)?;
-    let (rec, secret) = apply(input, Some(&current))?;
+    let (rec, secret) = apply(input, Some(&current), saving.targets)?;
     let endpoints_changed = rec.base_url != current.base_url || rec.settings != current.settings;
     let mut sealed = row::get_opt_str(&row, "secret")?;
     let mut secret_changed = false;
@@ -1007,5 +1056,20 @@ mod tests {
             "a fresh nonce each time"
         );
         assert!(Vault::from_base64(&B64.encode([1u8; 16])).is_err());
+    }
+
+    #[test]
+    fn sealed_texts_are_told_from_plaintext() {
+        let vault = Vault::from_base64(&B64.encode([7u8; 32])).unwrap();
+        let sealed = vault.seal_text("whk_1", "whsec_abc").unwrap();
+        assert!(sealed.starts_with(SEALED_PREFIX));
+        assert!(!sealed.contains("whsec_abc"));
+        assert_eq!(vault.open_text("whk_1", &sealed).unwrap(), "whsec_abc");
+        assert!(vault.is_sealed_text("whk_1", &sealed));
+        assert!(!vault.is_sealed_text("whk_2", &sealed), "bound to its row");
+        // Plaintext is never opened as if sealed, even when it looks like a sealed value.
+        assert!(vault.open_text("whk_1", "whsec_abc").is_err());
+        assert!(!vault.is_sealed_text("whk_1", "whsec_abc"));
+        assert!(!vault.is_sealed_text("whk_1", "sealed:v1:but-plaintext-after-all"));
     }
 }

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::auth::{Actor, Permission};
-use crate::caps::{Capped, Caps};
+use crate::caps::Capped;
+use crate::connections::Vault;
 use crate::db::{Db, Sql, Tx, row};
 use crate::error::{Error, FieldError, Problems, Result};
 use crate::events;
@@ -21,6 +22,7 @@ use crate::json;
 use crate::list::{self, FilterKind, ListParams, ListSpec, Page};
 use crate::manifest::Manifests;
 use crate::patch::Patch;
+use crate::saving::Saving;
 use crate::template;
 use crate::time::{format_ms, format_opt, now_ms};
 
@@ -29,6 +31,11 @@ pub const NOUN: &str = "flow";
 pub const INBOUND_PATH: &str = "/api/integration/v1/hooks/in/";
 pub const MAX_STEPS: usize = 25;
 const TRIGGER_TYPES: [&str; 4] = ["event", "poll", "webhook", "schedule"];
+/// How the sender of an inbound webhook signs its calls (`trigger.signature`): Standard
+/// Webhooks, Stripe, GitHub, Slack, or the body-only HMAC of earlier versions.
+pub const SIGNATURE_SCHEMES: [&str; 5] = ["standard", "stripe", "github", "slack", "hmac"];
+/// The scheme of a new webhook trigger that has a secret and names no scheme.
+pub const DEFAULT_SIGNATURE: &str = "standard";
 /// The connections of an organization a flow may name: id → type.
 pub type ConnectionKinds = std::collections::BTreeMap<String, String>;
 
@@ -53,8 +60,9 @@ pub struct Flow {
     #[schema(example = "New customer → project")]
     pub name: String,
     pub is_enabled: bool,
-    /// `{type: "event", event, filters?}`, `{type: "webhook", hasSecret, webhookUrl}` or
-    /// `{type: "schedule", schedule}`.
+    /// `{type: "event", event, filters?}`, `{type: "webhook", signature, hasSecret, webhookUrl}`
+    /// (`signature`: `standard`, `stripe`, `github`, `slack`, `hmac`, or null without a secret)
+    /// or `{type: "schedule", schedule}`.
     #[schema(value_type = Object, example = json!({"type": "event", "event": "customer.created"}))]
     pub trigger: Value,
     /// `[{key, action, connectionId, input}]`
@@ -80,7 +88,11 @@ pub struct FlowInput {
     #[schema(value_type = Option<bool>)]
     pub is_enabled: Patch<bool>,
     #[serde(default)]
-    #[schema(value_type = Option<Object>, example = json!({"type": "event", "event": "customer.created"}))]
+    /// `{type: "event", event, filters?}`, `{type: "poll", connectionId, source, schedule}`,
+    /// `{type: "webhook", signature?, secret?}` or `{type: "schedule", schedule}`. A webhook's
+    /// `signature` names how its sender signs (`standard` (default with a secret), `stripe`,
+    /// `github`, `slack` or `hmac`) and needs the `secret` it signs with (write-only).
+    #[schema(value_type = Option<Object>, example = json!({"type": "webhook", "signature": "standard", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}))]
     pub trigger: Patch<Value>,
     #[serde(default)]
     #[schema(value_type = Option<Vec<Object>>)]
@@ -92,18 +104,102 @@ pub struct FlowInput {
 struct CheckedTrigger {
     kind: String,
     event: Option<String>,
-    /// As stored (a webhook's secret included).
+    /// As stored. A webhook's secret is not in it: it is sealed in its own column.
     stored: Value,
+    /// A webhook's signing secret, in the clear only while the flow is checked and saved.
+    secret: Option<String>,
 }
 
-/// Checks a trigger; `current_secret` keeps a webhook's secret when the trigger is re-sent
-/// without one.
+/// The key a Standard Webhooks secret stands for: the base64 after `whsec_` (the prefix is
+/// optional, as in the Standard Webhooks libraries).
+pub fn standard_webhooks_key(secret: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap_or(secret))
+        .ok()
+        .filter(|key| key.len() >= 16)
+}
+
+/// Checks a webhook trigger: its secret (kept from `current` when not given again) and the
+/// scheme its sender signs with (kept likewise; `standard` for a new secret).
+fn check_webhook(
+    p: &mut Problems,
+    object: &Map<String, Value>,
+    current: Option<&CheckedTrigger>,
+) -> Option<CheckedTrigger> {
+    let current = current.filter(|c| c.kind == "webhook");
+    let secret = match object.get("secret") {
+        None => current.and_then(|c| c.secret.clone()),
+        Some(Value::Null) => None,
+        Some(Value::String(s)) if (16..=200).contains(&s.len()) => Some(s.clone()),
+        Some(_) => {
+            p.add(
+                "trigger.secret",
+                "invalid",
+                "trigger.secret must be a string of 16 to 200 characters",
+            );
+            return None;
+        }
+    };
+    let scheme = match object.get("signature") {
+        None | Some(Value::Null) => secret.as_ref().map(|_| {
+            current
+                .and_then(|c| c.stored["signature"].as_str())
+                .unwrap_or(DEFAULT_SIGNATURE)
+                .to_owned()
+        }),
+        Some(Value::String(s)) if SIGNATURE_SCHEMES.contains(&s.as_str()) => Some(s.clone()),
+        Some(_) => {
+            p.add(
+                "trigger.signature",
+                "invalid",
+                format!(
+                    "trigger.signature must be one of {}",
+                    SIGNATURE_SCHEMES.join(", ")
+                ),
+            );
+            return None;
+        }
+    };
+    match (&scheme, &secret) {
+        (Some(scheme), None) => {
+            p.add(
+                "trigger.signature",
+                "secret_required",
+                format!(
+                    "a {scheme} signature needs trigger.secret, the secret the sender signs with"
+                ),
+            );
+            return None;
+        }
+        (Some(scheme), Some(secret))
+            if scheme == "standard" && standard_webhooks_key(secret).is_none() =>
+        {
+            p.add(
+                "trigger.secret",
+                "invalid",
+                "a Standard Webhooks secret is whsec_ followed by the base64 of at least 16 bytes",
+            );
+            return None;
+        }
+        _ => {}
+    }
+    Some(CheckedTrigger {
+        kind: "webhook".into(),
+        event: None,
+        stored: json!({"type": "webhook", "signature": scheme}),
+        secret,
+    })
+}
+
+/// Checks a trigger; `current` (the flow's trigger before this change) keeps a webhook's secret
+/// and scheme when the trigger is re-sent without them.
 fn check_trigger(
     p: &mut Problems,
     manifests: &Manifests,
     connections: &ConnectionKinds,
     trigger: &Value,
-    current_secret: Option<&str>,
+    current: Option<&CheckedTrigger>,
 ) -> Option<CheckedTrigger> {
     let Some(object) = trigger.as_object() else {
         p.add(
@@ -127,7 +223,8 @@ fn check_trigger(
     };
     let unknown = match kind {
         "event" => allowed(&["event", "filters"]),
-        "webhook" => allowed(&["secret"]),
+        // What GET shows (`hasSecret`, `webhookUrl`) may come back in a re-save: ignored.
+        "webhook" => allowed(&["secret", "signature", "hasSecret", "webhookUrl"]),
         "schedule" => allowed(&["schedule"]),
         "poll" => allowed(&["connectionId", "source", "schedule"]),
         _ => {
@@ -181,28 +278,10 @@ fn check_trigger(
                 kind: kind.into(),
                 event: Some(event.to_owned()),
                 stored: json!({"type": "event", "event": event, "filters": filters}),
+                secret: None,
             })
         }
-        "webhook" => {
-            let secret = match object.get("secret") {
-                None => current_secret.map(str::to_owned),
-                Some(Value::Null) => None,
-                Some(Value::String(s)) if (16..=200).contains(&s.len()) => Some(s.clone()),
-                Some(_) => {
-                    p.add(
-                        "trigger.secret",
-                        "invalid",
-                        "trigger.secret must be a string of 16 to 200 characters",
-                    );
-                    return None;
-                }
-            };
-            Some(CheckedTrigger {
-                kind: kind.into(),
-                event: None,
-                stored: json!({"type": "webhook", "secret": secret}),
-            })
-        }
+        "webhook" => check_webhook(p, object, current),
         "poll" => check_poll(p, manifests, connections, object),
         _ => {
             let text = object
@@ -217,6 +296,7 @@ fn check_trigger(
                 kind: kind.into(),
                 event: None,
                 stored: json!({"type": "schedule", "schedule": text}),
+                secret: None,
             })
         }
     }
@@ -286,6 +366,7 @@ fn check_poll(
         kind: "poll".into(),
         event: None,
         stored: json!({"type": "poll", "connectionId": connection, "source": source, "schedule": schedule}),
+        secret: None,
     })
 }
 
@@ -572,10 +653,9 @@ impl Record {
         manifests: &Manifests,
         connections: &ConnectionKinds,
         input: FlowInput,
-        current: Option<(&Record, Option<&str>)>,
+        cur: Option<&Record>,
     ) -> Result<Self> {
         let mut p = Problems::default();
-        let cur = current.map(|c| c.0);
         let name = fields::patch_required(&mut p, "name", input.name, cur.map(|c| c.name.clone()));
         let name = p.take(fields::required_text("name", name, SHORT_TEXT));
         let is_enabled = fields::patch_required(
@@ -587,13 +667,9 @@ impl Record {
         let trigger = match input.trigger {
             Patch::Absent => cur.map(|c| c.trigger.clone()),
             Patch::Null => None,
-            Patch::Value(t) => check_trigger(
-                &mut p,
-                manifests,
-                connections,
-                &t,
-                current.and_then(|c| c.1),
-            ),
+            Patch::Value(t) => {
+                check_trigger(&mut p, manifests, connections, &t, cur.map(|c| &c.trigger))
+            }
         };
         if trigger.is_none() && !p.has("trigger") {
             p.push(FieldError::required("trigger"));
@@ -616,7 +692,8 @@ impl Record {
         })
     }
 
-    fn from_row(r: &row::Row) -> Result<Self> {
+    /// A stored flow, with its webhook secret as opened by the caller.
+    fn from_row(r: &row::Row, secret: Option<String>) -> Result<Self> {
         Ok(Self {
             name: row::get_str(r, "name")?,
             is_enabled: row::get_bool(r, "is_enabled")?,
@@ -624,6 +701,7 @@ impl Record {
                 kind: row::get_str(r, "trigger_type")?,
                 event: row::get_opt_str(r, "event_type")?,
                 stored: json_column(r, "trigger")?,
+                secret,
             },
             steps: json_column(r, "steps")?,
         })
@@ -635,13 +713,14 @@ fn json_column(r: &row::Row, column: &str) -> Result<Value> {
         .map_err(|e| Error::Internal(format!("stored flow {column}: {e}")))
 }
 
-/// The trigger as the API shows it: a webhook's secret is never shown, its URL is.
-fn shown_trigger(stored: &Value, token: Option<&str>) -> Value {
+/// The trigger as the API shows it: a webhook's secret is never shown, its scheme and URL are.
+fn shown_trigger(stored: &Value, token: Option<&str>, has_secret: bool) -> Value {
     let mut shown = stored.clone();
     if shown["type"] == "webhook"
         && let Some(object) = shown.as_object_mut()
     {
-        let has_secret = object.remove("secret").is_some_and(|s| !s.is_null());
+        object.remove("secret");
+        object.entry("signature").or_insert(Value::Null);
         object.insert("hasSecret".into(), Value::Bool(has_secret));
         object.insert(
             "webhookUrl".into(),
@@ -652,13 +731,14 @@ fn shown_trigger(stored: &Value, token: Option<&str>) -> Value {
 }
 
 pub(crate) fn from_row(r: &row::Row) -> Result<Flow> {
-    let rec = Record::from_row(r)?;
+    let rec = Record::from_row(r, None)?;
     let token = row::get_opt_str(r, "webhook_token")?;
+    let has_secret = row::get_opt_str(r, "webhook_secret")?.is_some();
     Ok(Flow {
         id: row::get_str(r, "id")?,
         name: rec.name,
         is_enabled: rec.is_enabled,
-        trigger: shown_trigger(&rec.trigger.stored, token.as_deref()),
+        trigger: shown_trigger(&rec.trigger.stored, token.as_deref(), has_secret),
         steps: rec.steps,
         created_by: row::get_str(r, "created_by")?,
         enabled_at: format_opt(row::get_opt_i64(r, "enabled_at")?),
@@ -696,13 +776,13 @@ pub async fn get(db: &Db, actor: &Actor, id: &str) -> Result<Flow> {
     from_row(&row)
 }
 
-pub async fn create(
-    db: &Db,
-    manifests: &Manifests,
-    caps: &Caps,
-    actor: &Actor,
-    input: FlowInput,
-) -> Result<Flow> {
+pub async fn create(db: &Db, saving: Saving<'_>, actor: &Actor, input: FlowInput) -> Result<Flow> {
+    let Saving {
+        manifests,
+        vault,
+        caps,
+        ..
+    } = saving;
     actor.require(Permission::ManageFlows)?;
     let mut tx = events::begin(db).await?;
     let connections = crate::connections::kinds(&mut tx, actor.org_id()).await?;
@@ -711,7 +791,12 @@ pub async fn create(
     let id = ids::new_id(ids::FLOW);
     let now = now_ms();
     let token = (rec.trigger.kind == "webhook").then(new_token);
-    let secret = rec.trigger.stored["secret"].as_str().map(str::to_owned);
+    let secret = rec
+        .trigger
+        .secret
+        .as_deref()
+        .map(|s| vault.seal_text(&id, s))
+        .transpose()?;
     Sql::new(
         "INSERT INTO flows (id, org_id, name, is_enabled, trigger_type, event_type, trigger, steps, webhook_token, \
          webhook_secret, created_by, enabled_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -751,11 +836,14 @@ async fn reload(tx: &mut Tx, id: &str) -> Result<Flow> {
 
 pub async fn update(
     db: &Db,
-    manifests: &Manifests,
+    saving: Saving<'_>,
     actor: &Actor,
     id: &str,
     input: FlowInput,
 ) -> Result<Flow> {
+    let Saving {
+        manifests, vault, ..
+    } = saving;
     actor.require(Permission::ManageFlows)?;
     let mut tx = events::begin(db).await?;
     let row = fields::live_row(&mut tx, LIST.table, actor.org_id(), id)
@@ -763,18 +851,23 @@ pub async fn update(
         .ok_or(Error::NotFound(NOUN))?;
     let before = from_row(&row)?;
     actor.check_if_match(&before)?;
-    let current = Record::from_row(&row)?;
-    let secret = row::get_opt_str(&row, "webhook_secret")?;
+    let sealed = row::get_opt_str(&row, "webhook_secret")?;
+    let opened = sealed
+        .as_deref()
+        .map(|s| vault.open_text(id, s))
+        .transpose()?;
+    let current = Record::from_row(&row, opened)?;
     let connections = crate::connections::kinds(&mut tx, actor.org_id()).await?;
-    let rec = Record::apply(
-        manifests,
-        &connections,
-        input,
-        Some((&current, secret.as_deref())),
-    )?;
+    let rec = Record::apply(manifests, &connections, input, Some(&current))?;
     if rec == current {
         return Ok(before);
     }
+    // An unchanged secret keeps its sealed value; a new one is sealed.
+    let sealed = match &rec.trigger.secret {
+        None => None,
+        Some(s) if current.trigger.secret.as_ref() == Some(s) => sealed,
+        Some(s) => Some(vault.seal_text(id, s)?),
+    };
     let token = match (
         rec.trigger.kind.as_str(),
         row::get_opt_str(&row, "webhook_token")?,
@@ -799,7 +892,7 @@ pub async fn update(
     .arg(rec.trigger.stored.to_string())
     .arg(rec.steps.to_string())
     .arg(token)
-    .arg(rec.trigger.stored["secret"].as_str().map(str::to_owned))
+    .arg(sealed)
     .arg(enabled_at)
     .arg(if rec.is_enabled { before.last_error.clone() } else { None })
     .arg(now_ms())
@@ -817,7 +910,7 @@ pub async fn update(
 /// `POST /flows/{id}/enable|disable`.
 pub async fn set_enabled(
     db: &Db,
-    manifests: &Manifests,
+    saving: Saving<'_>,
     actor: &Actor,
     id: &str,
     enabled: bool,
@@ -826,7 +919,7 @@ pub async fn set_enabled(
         is_enabled: Patch::Value(enabled),
         ..FlowInput::default()
     };
-    update(db, manifests, actor, id, input).await
+    update(db, saving, actor, id, input).await
 }
 
 pub async fn delete(db: &Db, actor: &Actor, id: &str) -> Result<()> {
@@ -860,7 +953,8 @@ pub struct LiveFlow {
     pub trigger: Value,
     pub steps: Value,
     pub created_by: String,
-    pub webhook_secret: Option<String>,
+    /// An inbound webhook's signing secret, sealed (see [`LiveFlow::webhook_secret`]).
+    sealed_secret: Option<String>,
     /// Events from before this instant do not start it.
     pub enabled_at: Option<i64>,
     /// The error shown on the flow, if any (a success clears it).
@@ -875,10 +969,110 @@ fn live_from_row(r: &row::Row) -> Result<LiveFlow> {
         trigger: json_column(r, "trigger")?,
         steps: json_column(r, "steps")?,
         created_by: row::get_str(r, "created_by")?,
-        webhook_secret: row::get_opt_str(r, "webhook_secret")?,
+        sealed_secret: row::get_opt_str(r, "webhook_secret")?,
         enabled_at: row::get_opt_i64(r, "enabled_at")?,
         last_error: row::get_opt_str(r, "last_error")?,
     })
+}
+
+impl LiveFlow {
+    /// An inbound webhook's signing secret, opened.
+    pub fn webhook_secret(&self, vault: &Vault) -> Result<Option<String>> {
+        self.sealed_secret
+            .as_deref()
+            .map(|s| vault.open_text(&self.id, s))
+            .transpose()
+    }
+
+    /// How an inbound webhook's sender signs (`standard`, `stripe`, `github`, `slack`,
+    /// `hmac`); none when the flow has no secret.
+    pub fn signature(&self) -> Option<&str> {
+        self.trigger["signature"].as_str()
+    }
+}
+
+/// Seals the inbound webhook secrets earlier versions kept in plaintext (in `webhook_secret`,
+/// and a copy inside the stored trigger, which is dropped) and names their scheme on the
+/// trigger: `hmac`, the body-only signature their senders use, so they keep working. A value is
+/// taken for sealed only when it opens, so a plaintext secret that looks sealed is sealed too.
+/// Idempotent; answers how many flows it changed.
+pub async fn seal_plaintext_secrets(db: &Db, vault: &Vault) -> Result<u64> {
+    let rows =
+        Sql::new("SELECT id, trigger, webhook_secret FROM flows WHERE trigger_type = 'webhook'")
+            .fetch_all(db)
+            .await?;
+    let mut changed = 0;
+    for r in &rows {
+        let id = row::get_str(r, "id")?;
+        let text = row::get_str(r, "trigger")?;
+        let secret = row::get_opt_str(r, "webhook_secret")?;
+        let mut trigger: Value = serde_json::from_str(&text)
+            .map_err(|e| Error::Internal(format!("stored flow trigger: {e}")))?;
+        let Some(object) = trigger.as_object_mut() else {
+            continue;
+        };
+        object.remove("secret");
+        let scheme = match (&secret, object.get("signature")) {
+            (Some(_), Some(Value::String(s))) => json!(s),
+            (Some(_), _) => json!("hmac"),
+            (None, _) => Value::Null,
+        };
+        object.insert("signature".into(), scheme);
+        let sealed = match &secret {
+            Some(s) if !vault.is_sealed_text(&id, s) => Some(vault.seal_text(&id, s)?),
+            other => other.clone(),
+        };
+        let upgraded = trigger.to_string();
+        if upgraded == text && sealed == secret {
+            continue;
+        }
+        // Only the row as read: a flow saved meanwhile (by a process already sealing) stays.
+        changed += db
+            .write_count(
+                &Sql::new(
+                    "UPDATE flows SET trigger = ?, webhook_secret = ? WHERE id = ? AND trigger = ? \
+                     AND COALESCE(webhook_secret, '') = COALESCE(?, '')",
+                )
+                .arg(upgraded)
+                .arg(sealed)
+                .arg(&id)
+                .arg(text)
+                .arg(secret),
+            )
+            .await?;
+    }
+    Ok(changed)
+}
+
+/// Refuses to start a run that could not do anything: the organization is read-only (403
+/// `organization_read_only`, as for its writes), or the owner whose role the steps act with is
+/// removed or deactivated (409 `flow_owner_inactive`).
+pub async fn check_runnable(db: &Db, flow: &LiveFlow) -> Result<()> {
+    let organization = crate::organizations::find(db, &flow.org_id).await?;
+    if organization.billing_state == crate::organizations::BillingState::ReadOnly {
+        return Err(Error::Forbidden {
+            code: "organization_read_only",
+            message: "the organization is read-only: its flows start no runs".into(),
+        });
+    }
+    let active = Sql::new(
+        "SELECT is_active FROM org_users WHERE id = ? AND org_id = ? AND deleted_at IS NULL",
+    )
+    .arg(&flow.created_by)
+    .arg(&flow.org_id)
+    .fetch_optional(db)
+    .await?
+    .map(|r| row::get_bool(&r, "is_active"))
+    .transpose()?;
+    if active != Some(true) {
+        return Err(Error::Conflict {
+            code: "flow_owner_inactive",
+            message: "the flow's owner (whose role its steps act with) is removed or deactivated: \
+                      reactivate them, or have an active admin create the flow again"
+                .into(),
+        });
+    }
+    Ok(())
 }
 
 /// Enabled flows of an organization listening to `event_type`.

@@ -63,6 +63,13 @@ fn sqlite_queue_url(database_url: &str) -> String {
     format!("sqlite://{}", file.display())
 }
 
+/// The SQLite file of the queue beside a SQLite database (none for Postgres).
+pub fn sqlite_queue_file(database_url: &str) -> Option<std::path::PathBuf> {
+    crate::db::sqlite_file(database_url)?;
+    let url = sqlite_queue_url(database_url);
+    crate::db::sqlite_file(&url)
+}
+
 impl Queues {
     pub async fn open(database_url: &str) -> Result<Self> {
         let store = match Backend::from_url(database_url) {

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::auth::{Actor, Permission};
-use crate::caps::{Capped, Caps};
+use crate::caps::Capped;
+use crate::connections::{SEALED_PREFIX, Vault};
 use crate::db::{Arg, Db, Sql, Tx, row};
 use crate::error::{Error, FieldError, Problems, Result};
 use crate::events;
@@ -16,6 +17,8 @@ use crate::fields::{self, LONG_TEXT};
 use crate::ids;
 use crate::list::{self, FilterKind, ListParams, ListSpec, Page};
 use crate::patch::Patch;
+use crate::saving::Saving;
+use crate::targets::Targets;
 use crate::time::{Millis, format_ms, format_opt, now_ms};
 
 /// Every event type a subscription may name (besides `*`): those of the log.
@@ -107,9 +110,10 @@ pub struct Subscription {
     pub url: String,
     pub events: Vec<String>,
     pub filters: Option<Value>,
-    pub secret: String,
-    /// The secret before the last rotation, while it still signs.
-    pub previous_secret: Option<String>,
+    /// The signing secret, sealed (see [`Subscription::secrets`]).
+    sealed_secret: String,
+    /// The secret before the last rotation, sealed, while it still signs.
+    sealed_previous: Option<String>,
     pub is_enabled: bool,
     pub failing_since: Option<Millis>,
     /// Events that occurred before the subscription existed are not sent to it.
@@ -136,6 +140,15 @@ impl Subscription {
         named && filtered
     }
 
+    /// The secrets that sign a delivery, opened: the current one, and the one before a
+    /// rotation while it still signs.
+    pub fn secrets(&self, vault: &Vault) -> Result<Vec<String>> {
+        std::iter::once(&self.sealed_secret)
+            .chain(&self.sealed_previous)
+            .map(|sealed| vault.open_text(&self.id, sealed))
+            .collect()
+    }
+
     pub(crate) fn from_row(r: &row::Row) -> Result<Self> {
         let now = now_ms();
         let previous_until = row::get_opt_i64(r, "previous_secret_until")?;
@@ -148,8 +161,8 @@ impl Subscription {
             filters: row::get_opt_str(r, "filters")?
                 .map(|f| parse_json(&f))
                 .transpose()?,
-            secret: row::get_str(r, "secret")?,
-            previous_secret: row::get_opt_str(r, "previous_secret")?
+            sealed_secret: row::get_str(r, "secret")?,
+            sealed_previous: row::get_opt_str(r, "previous_secret")?
                 .filter(|_| previous_until.is_some_and(|t| t > now)),
             is_enabled: row::get_bool(r, "is_enabled")?,
             failing_since: row::get_opt_i64(r, "failing_since")?,
@@ -194,9 +207,11 @@ pub fn new_secret() -> String {
     format!("whsec_{}", STANDARD.encode(bytes))
 }
 
-/// An http(s) URL with a host. Where it may point is checked when delivering (SSRF guard).
-fn check_url(field: &str, url: &str) -> Result<String, FieldError> {
+/// An http(s) URL with a host, not naming a private address outright (unless the operator
+/// allows it). Where a name leads is checked when delivering (SSRF guard).
+fn check_url(targets: Targets, field: &str, url: &str) -> Result<String, FieldError> {
     let url = url.trim();
+    targets.check(field, url)?;
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"));
@@ -268,14 +283,14 @@ pub async fn get_webhook(db: &Db, actor: &Actor, id: &str) -> Result<Webhook> {
 
 pub async fn create_webhook(
     db: &Db,
-    caps: &Caps,
+    saving: Saving<'_>,
     actor: &Actor,
     input: WebhookInput,
 ) -> Result<WebhookWithSecret> {
     actor.require(Permission::ManageWebhooks)?;
     let mut p = Problems::default();
     let url = match input.url {
-        Patch::Value(u) => p.take(check_url("url", &u)),
+        Patch::Value(u) => p.take(check_url(saving.targets, "url", &u)),
         _ => {
             p.push(FieldError::required("url"));
             None
@@ -298,18 +313,23 @@ pub async fn create_webhook(
     let url = url.ok_or_else(|| Error::Internal("url missing after validation".into()))?;
     let secret = new_secret();
     let mut tx = db.begin().await?;
-    caps.check(&mut tx, actor.org_id(), Capped::Webhooks)
+    saving
+        .caps
+        .check(&mut tx, actor.org_id(), Capped::Webhooks)
         .await?;
     let id = insert(
         &mut tx,
+        saving.vault,
         actor,
-        "webhook",
-        &url,
-        &events,
-        description,
-        None,
-        is_enabled,
-        &secret,
+        NewSubscription {
+            kind: "webhook",
+            url: &url,
+            events: &events,
+            description,
+            filters: None,
+            is_enabled,
+            secret: &secret,
+        },
     )
     .await?;
     let row = Sql::new("SELECT * FROM subscriptions WHERE id = ?")
@@ -322,19 +342,35 @@ pub async fn create_webhook(
     Ok(WebhookWithSecret { webhook, secret })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A subscription about to be stored.
+struct NewSubscription<'a> {
+    kind: &'a str,
+    url: &'a str,
+    events: &'a [String],
+    description: Option<String>,
+    filters: Option<&'a Value>,
+    is_enabled: bool,
+    /// In the clear: sealed on the way in.
+    secret: &'a str,
+}
+
 async fn insert(
     tx: &mut Tx,
+    vault: &Vault,
     actor: &Actor,
-    kind: &str,
-    url: &str,
-    events: &[String],
-    description: Option<String>,
-    filters: Option<&Value>,
-    is_enabled: bool,
-    secret: &str,
+    new: NewSubscription<'_>,
 ) -> Result<String> {
+    let NewSubscription {
+        kind,
+        url,
+        events,
+        description,
+        filters,
+        is_enabled,
+        secret,
+    } = new;
     let id = ids::new_id(if kind == "hook" { "hook" } else { "whk" });
+    let sealed = vault.seal_text(&id, secret)?;
     let now = now_ms();
     Sql::new(
         "INSERT INTO subscriptions (id, org_id, kind, url, events, description, filters, is_enabled, secret, \
@@ -348,7 +384,7 @@ async fn insert(
     .arg(description)
     .arg(filters.map(Value::to_string))
     .arg(is_enabled)
-    .arg(secret)
+    .arg(sealed)
     .arg(&actor.user_id)
     .arg(now)
     .arg(now)
@@ -359,6 +395,7 @@ async fn insert(
 
 pub async fn update_webhook(
     db: &Db,
+    targets: Targets,
     actor: &Actor,
     id: &str,
     input: WebhookInput,
@@ -375,7 +412,7 @@ pub async fn update_webhook(
             p.push(FieldError::required("url"));
             None
         }
-        Patch::Value(u) => p.take(check_url("url", &u)),
+        Patch::Value(u) => p.take(check_url(targets, "url", &u)),
     };
     let events =
         fields::patch_required(&mut p, "events", input.events, Some(before.events.clone()));
@@ -436,17 +473,23 @@ pub async fn delete_webhook(db: &Db, actor: &Actor, id: &str) -> Result<()> {
 }
 
 /// A new secret; the old one keeps signing (a second signature) for 24 hours.
-pub async fn rotate_secret(db: &Db, actor: &Actor, id: &str) -> Result<WebhookWithSecret> {
+pub async fn rotate_secret(
+    db: &Db,
+    vault: &Vault,
+    actor: &Actor,
+    id: &str,
+) -> Result<WebhookWithSecret> {
     actor.require(Permission::ManageWebhooks)?;
     let mut tx = db.begin().await?;
     let row = live_subscription(&mut tx, actor, "webhook", id).await?;
+    // Sealed for this row, it moves to the other column as it is.
     let old = row::get_str(&row, "secret")?;
     let secret = new_secret();
     let now = now_ms();
     Sql::new(
         "UPDATE subscriptions SET secret = ?, previous_secret = ?, previous_secret_until = ?, updated_at = ? WHERE id = ?",
     )
-    .arg(&secret)
+    .arg(vault.seal_text(id, &secret)?)
     .arg(old)
     .arg(now + ROTATION_OVERLAP_MS)
     .arg(now)
@@ -486,14 +529,14 @@ pub async fn send_test(db: &Db, actor: &Actor, id: &str) -> Result<Value> {
 /// `POST /hooks`: the same target and event again answers the existing hook (`false`: not created).
 pub async fn subscribe(
     db: &Db,
-    caps: &Caps,
+    saving: Saving<'_>,
     actor: &Actor,
     input: HookInput,
 ) -> Result<(Hook, bool)> {
     actor.require(Permission::ManageWebhooks)?;
     let mut p = Problems::default();
     let url = match input.target_url {
-        Some(u) => p.take(check_url("targetUrl", &u)),
+        Some(u) => p.take(check_url(saving.targets, "targetUrl", &u)),
         None => {
             p.push(FieldError::required("targetUrl"));
             None
@@ -537,17 +580,23 @@ pub async fn subscribe(
     if let Some(row) = existing {
         return Ok((hook_from_row(&row)?, false));
     }
-    caps.check(&mut tx, actor.org_id(), Capped::Hooks).await?;
+    saving
+        .caps
+        .check(&mut tx, actor.org_id(), Capped::Hooks)
+        .await?;
     let id = insert(
         &mut tx,
+        saving.vault,
         actor,
-        "hook",
-        &url,
-        &events,
-        None,
-        filters.as_ref(),
-        true,
-        &new_secret(),
+        NewSubscription {
+            kind: "hook",
+            url: &url,
+            events: &events,
+            description: None,
+            filters: filters.as_ref(),
+            is_enabled: true,
+            secret: &new_secret(),
+        },
     )
     .await?;
     let row = Sql::new("SELECT * FROM subscriptions WHERE id = ?")
@@ -579,6 +628,50 @@ pub async fn unsubscribe(db: &Db, actor: &Actor, id: &str) -> Result<()> {
         fields::soft_delete(&mut tx, LIST.table, id, now_ms()).await?;
     }
     tx.commit().await
+}
+
+/// Seals the signing secrets (current and previous) earlier versions kept in plaintext.
+/// Idempotent; answers how many subscriptions it changed.
+pub async fn seal_plaintext_secrets(db: &Db, vault: &Vault) -> Result<u64> {
+    // Every secret here was made by timix (`whsec_…`), so the mark alone tells sealed ones.
+    let sealed_like = format!("{SEALED_PREFIX}%");
+    let rows = Sql::new(
+        "SELECT id, secret, previous_secret FROM subscriptions WHERE secret NOT LIKE ? \
+         OR previous_secret NOT LIKE ?",
+    )
+    .arg(sealed_like.as_str())
+    .arg(sealed_like.as_str())
+    .fetch_all(db)
+    .await?;
+    let mut changed = 0;
+    for r in &rows {
+        let id = row::get_str(r, "id")?;
+        let secret = row::get_str(r, "secret")?;
+        let previous = row::get_opt_str(r, "previous_secret")?;
+        let seal = |value: &str| -> Result<String> {
+            if value.starts_with(SEALED_PREFIX) {
+                Ok(value.to_owned())
+            } else {
+                vault.seal_text(&id, value)
+            }
+        };
+        let sealed_previous = previous.as_deref().map(seal).transpose()?;
+        // Only the row as read: a rotation meanwhile (by a process already sealing) stays.
+        changed += db
+            .write_count(
+                &Sql::new(
+                    "UPDATE subscriptions SET secret = ?, previous_secret = ? WHERE id = ? AND secret = ? \
+                     AND COALESCE(previous_secret, '') = COALESCE(?, '')",
+                )
+                .arg(seal(&secret)?)
+                .arg(sealed_previous)
+                .arg(&id)
+                .arg(&secret)
+                .arg(previous),
+            )
+            .await?;
+    }
+    Ok(changed)
 }
 
 /// Every enabled subscription of an organization (for the dispatcher).

@@ -233,13 +233,14 @@ async fn an_inbound_webhook_starts_a_run_once() {
     let flow = c
         .post("/flows", json!({
             "name": "Form → customer",
-            "trigger": {"type": "webhook", "secret": secret},
+            "trigger": {"type": "webhook", "signature": "hmac", "secret": secret},
             "steps": [{"key": "customer", "action": "create_customer",
                        "input": {"name": "{{trigger.company}}", "email": "{{trigger.contact.email}}"}}]
         }))
         .await
         .expect(201);
     assert_eq!(flow.body["trigger"]["hasSecret"], true);
+    assert_eq!(flow.body["trigger"]["signature"], "hmac");
     assert!(
         flow.body["trigger"].get("secret").is_none(),
         "the secret is never shown"

@@ -156,6 +156,9 @@ impl Server {
             .env("TIMIX_LOG", "info")
             // Tests start runs in bursts; the run budget has tests of its own that set it.
             .env("TIMIX_RUNS_PER_MINUTE", "0")
+            // Receivers and targets of the tests listen on loopback. A test of the guard
+            // itself passes `("TIMIX_ALLOW_PRIVATE_TARGETS", "0")`.
+            .env("TIMIX_ALLOW_PRIVATE_TARGETS", "1")
             .env_remove("TIMIX_CONFIG")
             .current_dir(&db.dir)
             .stdout(Stdio::null())

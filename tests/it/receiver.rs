@@ -35,7 +35,6 @@ pub type Reply = (u16, Vec<(&'static str, String)>);
 #[derive(Clone)]
 pub struct Receiver {
     pub url: String,
-    pub port: u16,
     received: Arc<Mutex<Vec<Received>>>,
     script: Arc<Mutex<VecDeque<Reply>>>,
     default: Arc<Mutex<u16>>,
@@ -48,7 +47,6 @@ impl Receiver {
         let port = listener.local_addr().unwrap().port();
         let receiver = Receiver {
             url: format!("http://127.0.0.1:{port}/hook"),
-            port,
             received: Arc::default(),
             script: Arc::default(),
             default: Arc::new(Mutex::new(200)),

@@ -368,33 +368,96 @@ async fn rest_hooks_subscribe_idempotently_with_aliases_and_filters() {
 
 #[tokio::test]
 async fn private_targets_are_refused_unless_the_operator_allows_them() {
-    let server = Server::start().await;
-    let org = server.db.bootstrap("business");
-    let c = server.as_key(&org.key);
+    // Saved while the operator allowed private targets (the harness's default)...
+    let db = TestDb::new().await;
+    let (dir, url) = (db.dir.clone(), db.url.clone());
+    let mut open = Server::start_with(db, &[]).await;
+    let org = open.db.bootstrap("business");
     let receiver = Receiver::start().await;
-    let (id, _) = webhook(&c, &receiver.url, json!(["customer.created"])).await;
-    let (named, _) = webhook(
-        &c,
-        &format!("http://localhost:{}/hook", receiver.port),
+    let (kept, _) = webhook(
+        &open.as_key(&org.key),
+        &receiver.url,
         json!(["customer.created"]),
     )
     .await;
-    c.customer("Blocked").await;
-    for webhook in [&id, &named] {
-        let items = deliveries_until(&c, webhook, |d| {
-            d.first()
-                .is_some_and(|x| !x["attempts"].as_array().unwrap().is_empty())
-        })
-        .await;
-        let error = items[0]["attempts"][0]["error"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        assert!(
-            error.contains("private") || error.contains("loopback"),
-            "{error}"
+    assert!(open.terminate().success());
+    drop(open);
+    // ...then served without that permission, on the same database.
+    let server =
+        Server::start_with(TestDb { dir, url }, &[("TIMIX_ALLOW_PRIVATE_TARGETS", "0")]).await;
+    let c = server.as_key(&org.key);
+    // An address named outright is refused when saved, with the field's path.
+    for target in [
+        "http://127.0.0.1:9/hook",
+        "http://localhost:9/hook",
+        "http://[::1]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://[64:ff9b::a9fe:a9fe]/latest/meta-data",
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.0.0.7/hook",
+        "http://[fd00::7]/hook",
+    ] {
+        let r = c.post("/webhooks", json!({"url": target})).await;
+        assert_eq!(
+            r.expect_error(422, "validation_failed").error_fields(),
+            vec!["url"],
+            "{target}"
+        );
+        let r = c
+            .post(
+                "/hooks",
+                json!({"targetUrl": target, "event": "customer.created"}),
+            )
+            .await;
+        assert_eq!(
+            r.expect_error(422, "validation_failed").error_fields(),
+            vec!["targetUrl"],
+            "{target}"
+        );
+        let r = c
+            .post(
+                "/connections",
+                json!({"name": "Inside", "type": "api_key", "baseUrl": target,
+                       "credentials": {"apiKey": "k"}}),
+            )
+            .await;
+        assert_eq!(
+            r.expect_error(422, "validation_failed").error_fields(),
+            vec!["baseUrl"],
+            "{target}"
         );
     }
+    let r = c
+        .patch(
+            &format!("/webhooks/{kept}"),
+            json!({"url": "http://192.168.1.1/x"}),
+        )
+        .await;
+    let details = &r.body["error"]["details"][0];
+    assert_eq!(details["code"], "private_target", "{}", r.body);
+    assert_eq!(
+        r.expect_error(422, "validation_failed").error_fields(),
+        vec!["url"]
+    );
+    // Public targets are fine.
+    c.post("/webhooks", json!({"url": "https://example.com/hook"}))
+        .await
+        .expect(201);
+    // A target saved earlier is refused again at delivery: nothing reaches it.
+    c.customer("Blocked").await;
+    let items = deliveries_until(&c, &kept, |d| {
+        d.first()
+            .is_some_and(|x| !x["attempts"].as_array().unwrap().is_empty())
+    })
+    .await;
+    let error = items[0]["attempts"][0]["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        error.contains("private") || error.contains("loopback"),
+        "{error}"
+    );
     assert!(
         receiver.received().is_empty(),
         "nothing reached the private address"

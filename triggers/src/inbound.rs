@@ -1,12 +1,13 @@
 //! Inbound webhook triggers: `POST /hooks/in/{token}` starts a run of the token's flow with the
-//! payload as its trigger record. A flow with a secret takes only signed calls
-//! (`X-Timix-Signature: sha256=<hex HMAC-SHA256 of the body>`). A sender's retry carrying the
-//! same `Idempotency-Key` or `webhook-id` starts no second run. A payload nested deeper than
-//! [`json::MAX_DEPTH`] levels is refused (422), so that its run can always be read back.
+//! payload as its trigger record. A flow with a secret takes only calls signed the way its
+//! trigger names (`signature`, see [`crate::signatures`]). A sender's retry carrying the same
+//! delivery id starts no second run. A flow that could not run (its owner is gone or
+//! deactivated, its organization read-only) refuses the call instead of queueing a run that
+//! would fail. A payload nested deeper than [`json::MAX_DEPTH`] levels is refused (422), so
+//! that its run can always be read back. The run is paced by its organization's run budget.
 
-use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
-use sha2::Sha256;
+use timix_engine::connections::Vault;
 use timix_engine::db::Db;
 use timix_engine::error::{Error, Result};
 use timix_engine::flows;
@@ -16,6 +17,7 @@ use timix_engine::run_admission::RunAdmission;
 use timix_engine::runs;
 
 use crate::flow_runner::{RunLane, dispatch_runs};
+use crate::signatures::{self, Headers, Refused};
 
 /// What the sender gets back: the run it started; none for a retry of an earlier call.
 pub struct Accepted {
@@ -23,85 +25,82 @@ pub struct Accepted {
     pub duplicate: bool,
 }
 
-/// Whether `signature` (`sha256=<hex>`) is the HMAC-SHA256 of `body` under `secret`.
-pub fn signature_matches(secret: &str, body: &[u8], signature: Option<&str>) -> bool {
-    let Some(hex) = signature.and_then(|s| s.trim().strip_prefix("sha256=")) else {
-        return false;
-    };
-    let Some(expected) = decode_hex(hex) else {
-        return false;
-    };
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
-        return false;
-    };
-    mac.update(body);
-    mac.verify_slice(&expected).is_ok()
-}
-
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
-        .collect()
-}
-
-/// Where the runs inbound calls start go: the database, the organization's pace, and this
-/// process's lane or the queue.
-pub struct Starts<'a> {
+/// Where accepted calls go.
+#[derive(Clone, Copy)]
+pub struct Inbound<'a> {
     pub db: &'a Db,
+    /// Opens the flows' signing secrets.
+    pub vault: &'a Vault,
+    /// Paces the runs each organization starts.
     pub admission: &'a RunAdmission,
+    /// Runs this process executes at once.
     pub lane: Option<&'a RunLane>,
     pub queues: Option<&'a Queues>,
 }
 
+/// One call: the token of its URL, its headers and its body as received.
+pub struct Call<'a> {
+    pub token: &'a str,
+    pub headers: Headers<'a>,
+    pub body: &'a [u8],
+}
+
 /// Accepts one call of an inbound webhook.
-pub async fn accept(
-    starts: &Starts<'_>,
-    token: &str,
-    signature: Option<&str>,
-    delivery_id: Option<&str>,
-    body: &[u8],
-) -> Result<Accepted> {
-    let Starts {
+pub async fn accept(inbound: Inbound<'_>, call: Call<'_>) -> Result<Accepted> {
+    let Inbound {
         db,
+        vault,
         admission,
         lane,
         queues,
-    } = *starts;
-    let Some(flow) = flows::by_token(db, token).await? else {
+    } = inbound;
+    let Some(flow) = flows::by_token(db, call.token).await? else {
         return Err(Error::NotFound("webhook"));
     };
-    if let Some(secret) = &flow.webhook_secret
-        && !signature_matches(secret, body, signature)
-    {
-        return Err(Error::unauthenticated(
-            "invalid_signature",
-            "X-Timix-Signature is missing or does not match the flow's secret",
-        ));
-    }
+    let delivery_id = match (flow.webhook_secret(vault)?, flow.signature()) {
+        (Some(secret), Some(scheme)) => {
+            let now = timix_engine::time::now_ms() / 1000;
+            signatures::verify(scheme, &secret, call.headers, call.body, now).map_err(
+                |refused| match refused {
+                    Refused::Signature(message) => {
+                        Error::unauthenticated("invalid_signature", message)
+                    }
+                    Refused::Stale(message) => {
+                        Error::unauthenticated("timestamp_out_of_tolerance", message)
+                    }
+                },
+            )?
+        }
+        (Some(_), None) => {
+            return Err(Error::Internal(
+                "a webhook flow has a secret but no signature scheme".into(),
+            ));
+        }
+        (None, _) => signatures::plain_delivery_id(call.headers),
+    };
+    // Only a caller who holds the credential learns why the flow cannot run.
+    flows::check_runnable(db, &flow).await?;
     let too_deep = || Error::validation("", "too_deep", json::too_deep_message());
     // A NUL character (`\u0000`) in the payload is kept: stored JSON escapes it. A step that
     // sends it on to this API is refused there (422) like any other caller.
-    let payload: Value = if body.iter().all(u8::is_ascii_whitespace) {
+    let payload: Value = if call.body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
-        match serde_json::from_slice(body) {
+        match serde_json::from_slice(call.body) {
             Ok(payload) => payload,
             Err(error) if json::is_too_deep(&error) => return Err(too_deep()),
-            Err(_) => json!({"body": String::from_utf8_lossy(body)}),
+            Err(_) => json!({"body": String::from_utf8_lossy(call.body)}),
         }
     };
     if json::depth(&payload) > json::MAX_DEPTH {
         return Err(too_deep());
     }
-    if let Some(id) = delivery_id
+    if let Some(id) = &delivery_id
         && (id.is_empty() || id.len() > 255)
     {
         return Err(Error::InvalidParameter(
-            "Idempotency-Key and webhook-id must be 1 to 255 characters".into(),
+            "the delivery id (Idempotency-Key, webhook-id or the scheme's own) must be 1 to 255 characters"
+                .into(),
         ));
     }
     let source = match delivery_id {
@@ -135,43 +134,4 @@ pub async fn accept(
         duplicate: run_id.is_none(),
         run_id,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn signatures_are_checked() {
-        let mut mac = Hmac::<Sha256>::new_from_slice(b"a-secret-of-16-chars").unwrap();
-        mac.update(b"{}");
-        let hex: String = mac
-            .finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let header = format!("sha256={hex}");
-        assert!(signature_matches(
-            "a-secret-of-16-chars",
-            b"{}",
-            Some(&header)
-        ));
-        assert!(!signature_matches(
-            "a-secret-of-16-chars",
-            b"{ }",
-            Some(&header)
-        ));
-        assert!(!signature_matches(
-            "another-secret-16ch",
-            b"{}",
-            Some(&header)
-        ));
-        assert!(!signature_matches("a-secret-of-16-chars", b"{}", None));
-        assert!(!signature_matches(
-            "a-secret-of-16-chars",
-            b"{}",
-            Some("sha256=zz")
-        ));
-    }
 }

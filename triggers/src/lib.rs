@@ -6,5 +6,6 @@ pub mod flow_runner;
 pub mod inbound;
 pub mod poller;
 pub mod scheduler;
+pub mod signatures;
 
 pub use timix_actions as actions;

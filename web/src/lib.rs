@@ -32,6 +32,8 @@ use timix_engine::jobs::Queues;
 use timix_engine::limits::Limiter;
 use timix_engine::manifest::Manifests;
 use timix_engine::run_admission::RunAdmission;
+use timix_engine::saving::Saving;
+use timix_engine::targets::Targets;
 use timix_engine::usage::UsageCounter;
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::OpenApi;
@@ -69,6 +71,8 @@ pub struct AppState {
     pub trust_proxy: bool,
     /// The most flows, webhooks and REST hooks an organization may have.
     pub caps: Caps,
+    /// Whether outbound targets may be private addresses (`TIMIX_ALLOW_PRIVATE_TARGETS`).
+    pub targets: Targets,
     /// Body size and slow-client limits.
     pub request_limits: RequestLimits,
     /// Request counts and latencies for `/metrics`, and its token.
@@ -110,6 +114,7 @@ impl AppState {
             usage: Arc::new(UsageCounter::default()),
             gate: GateOptions::default(),
             caps: Caps::default(),
+            targets: Targets::default(),
             request_limits: RequestLimits::default(),
             metrics: Arc::new(Metrics::default()),
             admission: Arc::new(RunAdmission::new(db.clone(), None)),
@@ -125,6 +130,16 @@ impl AppState {
         self.actions.get().ok_or_else(|| {
             timix_engine::Error::Internal("this process performs no requests".into())
         })
+    }
+
+    /// What saving a flow, a subscription or a connection obeys.
+    pub fn saving(&self) -> Saving<'_> {
+        Saving {
+            manifests: &self.manifests,
+            vault: &self.vault,
+            caps: &self.caps,
+            targets: self.targets,
+        }
     }
 
     /// The OAuth2 redirect URI providers are given.

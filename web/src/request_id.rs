@@ -1,6 +1,8 @@
 //! `X-Request-Id` on every response: the caller's own if it matches `[A-Za-z0-9._-]{1,128}`,
 //! else a new one (`req_<ULID>`).
-//! It is kept in a task-local so that error envelopes and logs can name it.
+//! It is kept in a task-local so that error envelopes and logs can name it. Each request is
+//! logged in a span naming its method and path, the credential in an inbound webhook's path
+//! redacted.
 
 use axum::extract::Request;
 use axum::http::HeaderValue;
@@ -27,6 +29,18 @@ fn acceptable(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
+/// A path as logs show it: the token of an inbound webhook URL is a credential, so it is
+/// replaced (`/api/integration/v1/hooks/in/<redacted>`).
+pub fn loggable_path(path: &str) -> String {
+    match path.find(INBOUND_SEGMENT) {
+        Some(at) => format!("{}{INBOUND_SEGMENT}<redacted>", &path[..at]),
+        None => path.to_owned(),
+    }
+}
+
+/// What precedes an inbound webhook's token in its path.
+const INBOUND_SEGMENT: &str = "/hooks/in/";
+
 pub async fn layer(request: Request, next: Next) -> Response {
     let id = request
         .headers()
@@ -36,7 +50,7 @@ pub async fn layer(request: Request, next: Next) -> Response {
         .map(str::to_owned)
         .unwrap_or_else(|| format!("req_{}", ulid::Ulid::generate()));
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    let path = loggable_path(request.uri().path());
     let started = std::time::Instant::now();
     // Every line logged while serving it names the request (a field of this span).
     let span = tracing::info_span!("request", request_id = %id, %method, %path);
@@ -78,5 +92,25 @@ mod tests {
         ] {
             assert!(!acceptable(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn inbound_tokens_are_redacted_from_logged_paths() {
+        assert_eq!(
+            loggable_path("/api/integration/v1/hooks/in/AbC123xyz"),
+            "/api/integration/v1/hooks/in/<redacted>"
+        );
+        assert_eq!(
+            loggable_path("/api/integration/v1/hooks/in/AbC/more"),
+            "/api/integration/v1/hooks/in/<redacted>"
+        );
+        assert_eq!(
+            loggable_path("/api/integration/v1/customers/cus_1"),
+            "/api/integration/v1/customers/cus_1"
+        );
+        assert_eq!(
+            loggable_path("/api/integration/v1/hooks"),
+            "/api/integration/v1/hooks"
+        );
     }
 }

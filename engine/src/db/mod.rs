@@ -6,7 +6,7 @@
 
 mod sql;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -363,6 +363,17 @@ impl Runner for &mut Tx {
 }
 
 /// Makes sure the folder of a SQLite file exists and that the file is created on first use.
+/// The file a SQLite URL names; none for Postgres or an in-memory database. Beside it SQLite
+/// keeps `-wal` and `-shm` files.
+pub fn sqlite_file(url: &str) -> Option<PathBuf> {
+    if Backend::from_url(url) != Some(Backend::Sqlite) {
+        return None;
+    }
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+}
+
 fn prepare_sqlite_url(url: &str) -> Result<String> {
     let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
     let path = rest.split('?').next().unwrap_or_default();

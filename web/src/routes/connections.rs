@@ -54,7 +54,7 @@ pub async fn create(
     Auth(actor): Auth,
     JsonBody(input): JsonBody<ConnectionInput>,
 ) -> ApiResult<Created<Connection>> {
-    let body = connections::create(&state.db, &state.vault, &actor, input).await?;
+    let body = connections::create(&state.db, state.saving(), &actor, input).await?;
     Ok(Created {
         location: format!("{BASE}/connections/{}", body.id),
         body,
@@ -84,7 +84,7 @@ pub async fn update(
     JsonBody(input): JsonBody<ConnectionInput>,
 ) -> ApiResult<Json<Connection>> {
     Ok(Json(
-        connections::update(&state.db, &state.vault, &actor, &id, input).await?,
+        connections::update(&state.db, state.saving(), &actor, &id, input).await?,
     ))
 }
 

@@ -46,7 +46,7 @@ pub async fn create(
     Auth(actor): Auth,
     JsonBody(input): JsonBody<FlowInput>,
 ) -> ApiResult<Created<Flow>> {
-    let body = flows::create(&state.db, &state.manifests, &state.caps, &actor, input).await?;
+    let body = flows::create(&state.db, state.saving(), &actor, input).await?;
     Ok(Created {
         location: format!("{BASE}/flows/{}", body.id),
         body,
@@ -72,7 +72,7 @@ pub async fn update(
     JsonBody(input): JsonBody<FlowInput>,
 ) -> ApiResult<Json<Flow>> {
     Ok(Json(
-        flows::update(&state.db, &state.manifests, &actor, &id, input).await?,
+        flows::update(&state.db, state.saving(), &actor, &id, input).await?,
     ))
 }
 
@@ -95,7 +95,7 @@ pub async fn enable(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Flow>> {
     Ok(Json(
-        flows::set_enabled(&state.db, &state.manifests, &actor, &id, true).await?,
+        flows::set_enabled(&state.db, state.saving(), &actor, &id, true).await?,
     ))
 }
 
@@ -107,7 +107,7 @@ pub async fn disable(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Flow>> {
     Ok(Json(
-        flows::set_enabled(&state.db, &state.manifests, &actor, &id, false).await?,
+        flows::set_enabled(&state.db, state.saving(), &actor, &id, false).await?,
     ))
 }
 
@@ -197,20 +197,27 @@ pub async fn replay(
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InboundAccepted {
-    /// The run it started; for a retry (same `Idempotency-Key` or `webhook-id`), null.
+    /// The run it started; for a retry (the same delivery id), null.
     pub run_id: Option<String>,
     pub duplicate: bool,
 }
 
 /// Inbound webhook trigger: no API key, the token is the credential. Answers 202 at once; the
-/// run follows. With a flow secret, `X-Timix-Signature: sha256=<hex HMAC-SHA256 of the body>`
-/// is required (401 `invalid_signature`). A JSON payload nested deeper than 64 levels is a 422
-/// (`too_deep`).
+/// run follows. A flow with a secret takes only calls signed as its trigger's `signature` says
+/// (401 `invalid_signature`; a signed time more than 5 minutes from now is 401
+/// `timestamp_out_of_tolerance`): `standard` (Standard Webhooks: `webhook-id`,
+/// `webhook-timestamp`, `webhook-signature`), `stripe` (`Stripe-Signature`), `github`
+/// (`X-Hub-Signature-256`), `slack` (`X-Slack-Signature`, `X-Slack-Request-Timestamp`) or `hmac`
+/// (`X-Timix-Signature: sha256=<hex HMAC-SHA256 of the body>`, no timestamp). A retry with the
+/// same delivery id starts no second run. A flow whose owner is removed or deactivated answers
+/// 409 `flow_owner_inactive`; one of a read-only organization 403 `organization_read_only`.
+/// A JSON payload nested deeper than 64 levels is a 422 (`too_deep`).
 #[utoipa::path(post, path = "/hooks/in/{token}", tag = "flows", params(("token" = String, Path)),
     request_body(content = Object, description = "Any JSON payload: the trigger record of the run"),
     security(()),
     responses((status = 202, body = InboundAccepted), (status = 404, body = ErrorEnvelope),
               (status = 413, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
+              (status = 403, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope),
               (status = 422, body = ErrorEnvelope)))]
 pub async fn inbound(
     State(state): State<AppState>,
@@ -218,20 +225,25 @@ pub async fn inbound(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let delivery = header("idempotency-key").or_else(|| header("webhook-id"));
-    let starts = inbound::Starts {
-        db: &state.db,
-        admission: &state.admission,
-        lane: state.run_lane.as_ref(),
-        queues: state.queues.as_ref(),
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
     };
     let accepted = inbound::accept(
-        &starts,
-        &token,
-        header("x-timix-signature"),
-        delivery,
-        &body,
+        inbound::Inbound {
+            db: &state.db,
+            vault: &state.vault,
+            admission: &state.admission,
+            lane: state.run_lane.as_ref(),
+            queues: state.queues.as_ref(),
+        },
+        inbound::Call {
+            token: &token,
+            headers: &header,
+            body: &body,
+        },
     )
     .await?;
     let answer = InboundAccepted {

@@ -41,7 +41,7 @@ pub async fn create(
     Auth(actor): Auth,
     JsonBody(input): JsonBody<WebhookInput>,
 ) -> ApiResult<Created<WebhookWithSecret>> {
-    let body = webhooks::create_webhook(&state.db, &state.caps, &actor, input).await?;
+    let body = webhooks::create_webhook(&state.db, state.saving(), &actor, input).await?;
     Ok(Created {
         location: format!("{BASE}/webhooks/{}", body.webhook.id),
         body,
@@ -68,7 +68,7 @@ pub async fn update(
     JsonBody(input): JsonBody<WebhookInput>,
 ) -> ApiResult<Json<Webhook>> {
     Ok(Json(
-        webhooks::update_webhook(&state.db, &actor, &id, input).await?,
+        webhooks::update_webhook(&state.db, state.targets, &actor, &id, input).await?,
     ))
 }
 
@@ -103,7 +103,9 @@ pub async fn rotate(
     Auth(actor): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<WebhookWithSecret>> {
-    Ok(Json(webhooks::rotate_secret(&state.db, &actor, &id).await?))
+    Ok(Json(
+        webhooks::rotate_secret(&state.db, &state.vault, &actor, &id).await?,
+    ))
 }
 
 /// Deliveries of this webhook, newest first, each with its attempts.
@@ -154,7 +156,7 @@ pub async fn subscribe(
     Auth(actor): Auth,
     JsonBody(input): JsonBody<HookInput>,
 ) -> ApiResult<Response> {
-    let (hook, created) = webhooks::subscribe(&state.db, &state.caps, &actor, input).await?;
+    let (hook, created) = webhooks::subscribe(&state.db, state.saving(), &actor, input).await?;
     Ok(crate::response::upserted(
         format!("{BASE}/hooks/{}", hook.id),
         hook,

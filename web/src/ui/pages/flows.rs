@@ -68,6 +68,8 @@ struct Draft {
     /// `event:<type>`, `webhook`, `schedule` or `poll`.
     trigger: String,
     secret: String,
+    /// How an inbound webhook's sender signs (`standard`, `stripe`, …).
+    signature: String,
     schedule: String,
     connection_id: String,
     source: String,
@@ -109,6 +111,7 @@ impl Draft {
                 other => other.to_owned(),
             },
             secret: String::new(),
+            signature: as_text(&trigger["signature"]),
             schedule: as_text(&trigger["schedule"]),
             connection_id: as_text(&trigger["connectionId"]),
             source: as_text(&trigger["source"]),
@@ -146,6 +149,7 @@ impl Draft {
                 "name" => draft.name = trimmed,
                 "trigger" => draft.trigger = trimmed,
                 "trigger.secret" => draft.secret = trimmed,
+                "trigger.signature" => draft.signature = trimmed,
                 "trigger.schedule" => draft.schedule = trimmed,
                 "trigger.connectionId" => draft.connection_id = trimmed,
                 "trigger.source" => draft.source = trimmed,
@@ -176,13 +180,22 @@ impl Draft {
     }
 
     /// The body the API takes; `Err` with field errors this form can tell before sending.
-    fn to_flow(&self, manifests: &Manifests) -> Result<Value, BTreeMap<String, String>> {
+    /// `had_secret`: the flow being edited has a webhook secret (kept when none is typed).
+    fn to_flow(
+        &self,
+        manifests: &Manifests,
+        had_secret: bool,
+    ) -> Result<Value, BTreeMap<String, String>> {
         let mut errors = BTreeMap::new();
         let trigger = match self.trigger.as_str() {
             "webhook" => {
                 let mut t = json!({"type": "webhook"});
                 if !self.secret.is_empty() {
                     t["secret"] = json!(self.secret);
+                }
+                // A scheme means something only with a secret (typed now, or kept).
+                if (had_secret || !self.secret.is_empty()) && !self.signature.is_empty() {
+                    t["signature"] = json!(self.signature);
                 }
                 t
             }
@@ -461,7 +474,7 @@ impl Builder<'_> {
         .collect();
         let kind = draft.trigger.split(':').next().unwrap_or("event");
         let fields: &[&str] = match kind {
-            "webhook" => &["trigger.secret"],
+            "webhook" => &["trigger.secret", "trigger.signature"],
             "schedule" => &["trigger.schedule"],
             "poll" => &["trigger.connectionId", "trigger.source", "trigger.schedule"],
             _ => &["trigger.filters"],
@@ -488,9 +501,34 @@ impl Builder<'_> {
             .values()
             .map(|t| json!({"value": t.key, "label": t.label, "selected": t.key == draft.source}))
             .collect();
+        let chosen = if draft.signature.is_empty() {
+            timix_engine::flows::DEFAULT_SIGNATURE
+        } else {
+            draft.signature.as_str()
+        };
+        let signatures: Vec<Value> = [
+            (
+                "standard",
+                "Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature)",
+            ),
+            ("stripe", "Stripe (Stripe-Signature)"),
+            ("github", "GitHub (X-Hub-Signature-256, X-GitHub-Delivery)"),
+            (
+                "slack",
+                "Slack (X-Slack-Signature, X-Slack-Request-Timestamp)",
+            ),
+            (
+                "hmac",
+                "Body-only HMAC (X-Timix-Signature; no timestamp, replayable)",
+            ),
+        ]
+        .iter()
+        .map(|(value, label)| json!({"value": value, "label": label, "selected": chosen == *value}))
+        .collect();
         let mut is = Map::new();
         is.insert(kind.to_owned(), Value::Bool(true));
         let context = json!({
+            "signatures": signatures,
             "triggerOptions": trigger_options,
             "otherTriggers": other_triggers,
             "is": is,
@@ -687,7 +725,10 @@ async fn submit(ui: &Shared, viewer: &Viewer, flow: Option<Value>, fields: &Fiel
         )));
     }
     fill_keys(&mut draft);
-    let body = match draft.to_flow(&ui.app.manifests) {
+    let had_secret = flow
+        .as_ref()
+        .is_some_and(|f| f["trigger"]["hasSecret"] == true);
+    let body = match draft.to_flow(&ui.app.manifests, had_secret) {
         Ok(body) => body,
         Err(errors) => {
             let summary = Some("Some fields need attention.".to_owned());
@@ -817,7 +858,7 @@ mod tests {
         ]);
         let manifests = Manifests::built_in().expect("built-in manifests");
         let flow = Draft::from_fields(&fields)
-            .to_flow(&manifests)
+            .to_flow(&manifests, false)
             .expect("valid");
         assert_eq!(
             flow["trigger"],
@@ -845,9 +886,50 @@ mod tests {
             }}]
         });
         let again = Draft::from_flow(&flow, &manifests)
-            .to_flow(&manifests)
+            .to_flow(&manifests, false)
             .expect("valid");
         assert_eq!(again["trigger"], flow["trigger"]);
         assert_eq!(again["steps"], flow["steps"]);
+    }
+
+    #[test]
+    fn a_webhook_keeps_its_signature_scheme() {
+        let manifests = Manifests::built_in().expect("built-in manifests");
+        let stored = json!({
+            "name": "Hook",
+            "trigger": {"type": "webhook", "signature": "hmac", "hasSecret": true, "webhookUrl": "/x"},
+            "steps": [{"key": "c", "action": "create_customer", "input": {"name": "{{trigger.n}}"}}]
+        });
+        // Re-saved without typing the secret: the scheme is kept with the stored secret.
+        let again = Draft::from_flow(&stored, &manifests)
+            .to_flow(&manifests, true)
+            .expect("valid");
+        assert_eq!(
+            again["trigger"],
+            json!({"type": "webhook", "signature": "hmac"})
+        );
+        // A new secret and a chosen scheme go together.
+        let fields = Fields(vec![
+            ("name".into(), "Hook".into()),
+            ("trigger".into(), "webhook".into()),
+            ("trigger.secret".into(), "a-secret-of-sixteen".into()),
+            ("trigger.signature".into(), "github".into()),
+        ]);
+        let flow = Draft::from_fields(&fields)
+            .to_flow(&manifests, false)
+            .expect("valid");
+        assert_eq!(
+            flow["trigger"],
+            json!({"type": "webhook", "secret": "a-secret-of-sixteen", "signature": "github"})
+        );
+        // No secret at all: no scheme is sent (the URL alone is the credential).
+        let fields = Fields(vec![
+            ("trigger".into(), "webhook".into()),
+            ("trigger.signature".into(), "standard".into()),
+        ]);
+        let flow = Draft::from_fields(&fields)
+            .to_flow(&manifests, false)
+            .expect("valid");
+        assert_eq!(flow["trigger"], json!({"type": "webhook"}));
     }
 }
