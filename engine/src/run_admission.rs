@@ -64,14 +64,7 @@ impl RunAdmission {
         let Some(per_minute) = self.per_minute_of(org_id, now).await? else {
             return Ok(None);
         };
-        let mut orgs = self.orgs.lock().unwrap_or_else(|e| e.into_inner());
-        let pace = orgs.entry(org_id.to_owned()).or_insert(Pace {
-            tat_us: 0,
-            per_minute,
-            checked_at: now,
-        });
-        let (begin_us, tat_us) = next_slot(pace.tat_us, now * 1000, per_minute);
-        pace.tat_us = tat_us;
+        let begin_us = self.take_slot(org_id, now, per_minute, |_| true);
         Ok((begin_us > now * 1000).then(|| (begin_us + 999) / 1000))
     }
 
@@ -82,6 +75,19 @@ impl RunAdmission {
         let Some(per_minute) = self.per_minute_of(org_id, now).await? else {
             return Ok(true);
         };
+        let begin_us = self.take_slot(org_id, now, per_minute, |begin_us| begin_us <= now * 1000);
+        Ok(begin_us <= now * 1000)
+    }
+
+    /// The next slot of `org_id` (when its run may begin, in microseconds), taken if `take`
+    /// says so.
+    fn take_slot(
+        &self,
+        org_id: &str,
+        now: Millis,
+        per_minute: u32,
+        take: impl FnOnce(i64) -> bool,
+    ) -> i64 {
         let mut orgs = self.orgs.lock().unwrap_or_else(|e| e.into_inner());
         let pace = orgs.entry(org_id.to_owned()).or_insert(Pace {
             tat_us: 0,
@@ -89,11 +95,10 @@ impl RunAdmission {
             checked_at: now,
         });
         let (begin_us, tat_us) = next_slot(pace.tat_us, now * 1000, per_minute);
-        if begin_us > now * 1000 {
-            return Ok(false);
+        if take(begin_us) {
+            pace.tat_us = tat_us;
         }
-        pace.tat_us = tat_us;
-        Ok(true)
+        begin_us
     }
 
     /// The organization's budget; None when unlimited.

@@ -79,19 +79,8 @@ fn cursor(values: &str) -> String {
 }
 
 async fn webhook_flow(api: &Client) -> (String, String) {
-    let flow = api
-        .post(
-            "/flows",
-            json!({"name": "Inbound", "trigger": {"type": "webhook"},
-                   "steps": [{"key": "a", "action": "create_customer", "input": {"name": "{{trigger.name}}"}}]}),
-        )
+    api.webhook_flow(json!({"type": "webhook"}), "{{trigger.name}}")
         .await
-        .expect(201);
-    let url = flow.body["trigger"]["webhookUrl"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    (flow.id(), url)
 }
 
 async fn raw(client: &Client, method: Method, path: &str, body: &str) -> Resp {

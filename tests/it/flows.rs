@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{Client, Server, TestDb};
+use crate::harness::{Client, Server, TestDb, hmac_hex};
 use crate::receiver::Receiver;
 
 /// A server that may call loopback targets, with quick retries.
@@ -20,20 +20,9 @@ async fn server() -> Server {
     .await
 }
 
-/// Waits until a run is finished (at most 20 s) and returns it.
+/// Waits until a run is finished and returns it.
 pub(crate) async fn finished_run(c: &Client, id: &str) -> Value {
-    let started = Instant::now();
-    loop {
-        let run = c.get(&format!("/runs/{id}")).await.expect(200).body;
-        if run["status"] == "succeeded" || run["status"] == "failed" {
-            return run;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the run did not finish: {run}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    c.finished_run(id).await
 }
 
 /// Waits for the first run of a flow and returns it once finished.
@@ -319,17 +308,6 @@ async fn an_inbound_webhook_starts_a_run_once() {
         .send(anonymous.request(reqwest::Method::POST, &url).body(huge))
         .await;
     assert_eq!(r.status, 413, "{}", r.body);
-}
-
-fn hmac_hex(secret: &str, body: &[u8]) -> String {
-    use hmac::{Hmac, KeyInit, Mac};
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body);
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 #[tokio::test]

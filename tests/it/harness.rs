@@ -419,6 +419,41 @@ impl Client {
         self.send(self.request(Method::DELETE, path)).await
     }
 
+    /// A flow started by `trigger` (a webhook trigger) with one `create_customer` step whose
+    /// name is the template `name`; returns its id and the URL senders call.
+    pub async fn webhook_flow(&self, trigger: Value, name: &str) -> (String, String) {
+        let flow = self
+            .post(
+                "/flows",
+                json!({"name": "Inbound", "trigger": trigger,
+                       "steps": [{"key": "customer", "action": "create_customer",
+                                  "input": {"name": name}}]}),
+            )
+            .await
+            .expect(201);
+        let url = flow.body["trigger"]["webhookUrl"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        (flow.id(), url)
+    }
+
+    /// Waits until a run is finished (at most 30 s) and returns it.
+    pub async fn finished_run(&self, id: &str) -> Value {
+        let started = Instant::now();
+        loop {
+            let run = self.get(&format!("/runs/{id}")).await.expect(200).body;
+            if run["status"] == "succeeded" || run["status"] == "failed" {
+                return run;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the run did not finish: {run}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     // Shortcuts that build the hierarchy; each asserts success.
 
     pub async fn customer(&self, name: &str) -> String {
@@ -500,5 +535,17 @@ pub async fn query_texts(db: &TestDb, sql: &str) -> Vec<String> {
         .unwrap()
         .iter()
         .map(|r| r.try_get::<String, _>(0).unwrap_or_default())
+        .collect()
+}
+
+/// The hex HMAC-SHA256 of `body` under `key` (how inbound senders and webhooks sign).
+pub fn hmac_hex(key: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(body);
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
         .collect()
 }

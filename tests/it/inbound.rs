@@ -31,22 +31,8 @@ fn hmac_hex(key: &str, parts: &[&[u8]]) -> String {
         .collect()
 }
 
-/// A flow taking inbound calls, with a step that records the payload's `name`.
 async fn webhook_flow(c: &Client, trigger: Value) -> (String, String) {
-    let flow = c
-        .post(
-            "/flows",
-            json!({"name": "Inbound", "trigger": trigger,
-                   "steps": [{"key": "customer", "action": "create_customer",
-                              "input": {"name": "{{trigger.name}}"}}]}),
-        )
-        .await
-        .expect(201);
-    let url = flow.body["trigger"]["webhookUrl"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    (flow.id(), url)
+    c.webhook_flow(trigger, "{{trigger.name}}").await
 }
 
 /// A call as a sender makes it: the body and the headers its scheme signs with.

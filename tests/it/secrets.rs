@@ -6,22 +6,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::harness::{Client, Server, TestDb, backend, execute, query_texts};
+use crate::harness::{Client, Server, TestDb, backend, execute, hmac_hex, query_texts};
 use crate::receiver::{Received, Receiver};
 
 /// What a sealed secret starts with in the database.
 const SEALED: &str = "sealed:v1:";
-
-fn hmac_hex(key: &str, body: &[u8]) -> String {
-    use hmac::{Hmac, KeyInit, Mac};
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
-    mac.update(body);
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 fn verifies(secret: &str, got: &Received) -> bool {
     standardwebhooks::Webhook::new(secret)
@@ -357,19 +346,9 @@ async fn inbound_webhook_tokens_stay_out_of_the_logs() {
     .await;
     let org = server.db.bootstrap("business");
     let c = server.as_key(&org.key);
-    let flow = c
-        .post(
-            "/flows",
-            json!({"name": "Inbound", "trigger": {"type": "webhook"},
-                   "steps": [{"key": "customer", "action": "create_customer",
-                              "input": {"name": "{{trigger.name}}"}}]}),
-        )
-        .await
-        .expect(201);
-    let url = flow.body["trigger"]["webhookUrl"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (flow, url) = c
+        .webhook_flow(json!({"type": "webhook"}), "{{trigger.name}}")
+        .await;
     let token = url.rsplit('/').next().unwrap().to_owned();
     let anonymous = server.anonymous();
     anonymous
@@ -388,7 +367,7 @@ async fn inbound_webhook_tokens_stay_out_of_the_logs() {
         ))
         .await
         .expect_error(404, "not_found");
-    succeeded_run(&c, &flow.id()).await;
+    succeeded_run(&c, &flow).await;
     let log = wait_for_log(&server, "/hooks/in/<redacted>");
     assert!(!log.contains(&token), "the token is in the log:\n{log}");
     assert!(!log.contains(unknown), "a token is in the log:\n{log}");

@@ -9,40 +9,13 @@ use serde_json::{Value, json};
 
 use crate::harness::{Client, Server, TestDb, execute, query_texts};
 
-/// Waits until a run is finished (at most 30 s) and returns it.
 async fn finished(c: &Client, id: &str) -> Value {
-    let started = Instant::now();
-    loop {
-        let run = c.get(&format!("/runs/{id}")).await.expect(200).body;
-        if run["status"] == "succeeded" || run["status"] == "failed" {
-            return run;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the run did not finish: {run}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    c.finished_run(id).await
 }
 
 /// A webhook flow with one `create_customer` step named by `name`; returns its id and URL.
 async fn webhook_flow(c: &Client, name: &str) -> (String, String) {
-    let flow = c
-        .post(
-            "/flows",
-            json!({
-                "name": "Inbound → customer",
-                "trigger": {"type": "webhook"},
-                "steps": [{"key": "c", "action": "create_customer", "input": {"name": name}}]
-            }),
-        )
-        .await
-        .expect(201);
-    let url = flow.body["trigger"]["webhookUrl"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    (flow.id(), url)
+    c.webhook_flow(json!({"type": "webhook"}), name).await
 }
 
 async fn call(server: &Server, url: &str, payload: &Value) -> String {
@@ -97,18 +70,7 @@ async fn no_template_takes_the_process_down() {
 
     // Loops within loops over a 500-item payload: stopped by the budget, a short record kept.
     let nested = "{{#each trigger.items}}{{#each ../trigger.items}}{{#each ../../trigger.items}}x{{/each}}{{/each}}{{/each}}";
-    let steps = json!([{"key": "c", "action": "create_customer", "input": {"name": nested}}]);
-    let flow = c
-        .post(
-            "/flows",
-            json!({"name": "Loops", "trigger": {"type": "webhook"}, "steps": steps}),
-        )
-        .await
-        .expect(201);
-    let url = flow.body["trigger"]["webhookUrl"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (_, url) = webhook_flow(&c, nested).await;
     let items: Vec<u8> = vec![1; 500];
     let payload = json!({"items": items});
     assert!(payload.to_string().len() < 2_500);
@@ -123,18 +85,7 @@ async fn no_template_takes_the_process_down() {
     // Output that grows instead: 200 items, each 4 KiB, twice over.
     let wide =
         "{{#each trigger.items}}{{#each ../trigger.items}}{{../../trigger.text}}{{/each}}{{/each}}";
-    let steps = json!([{"key": "c", "action": "create_customer", "input": {"name": wide}}]);
-    let flow = c
-        .post(
-            "/flows",
-            json!({"name": "Wide", "trigger": {"type": "webhook"}, "steps": steps}),
-        )
-        .await
-        .expect(201);
-    let url = flow.body["trigger"]["webhookUrl"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (_, url) = webhook_flow(&c, wide).await;
     let items: Vec<u8> = vec![1; 200];
     let run = finished(
         &c,
@@ -171,7 +122,7 @@ async fn a_run_that_stopped_its_worker_twice_is_poisoned() {
     let org = server.db.bootstrap("business");
     let c = server.as_key(&org.key);
     let (flow, _) = webhook_flow(&c, "Resumed {{trigger.n}}").await;
-    let pending = json!([{"key": "c", "action": "create_customer", "status": "pending",
+    let pending = json!([{"key": "customer", "action": "create_customer", "status": "pending",
         "input": null, "output": null, "error": null, "attempts": 1,
         "startedAt": null, "finishedAt": null}]);
     // Two runs a stopped worker held (running, lease long over): one whose worker stopped once
