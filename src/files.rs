@@ -117,7 +117,7 @@ fn tighten_file(path: &Path) -> std::io::Result<bool> {
     if !metadata.is_file() || mode & 0o077 == 0 {
         return Ok(false);
     }
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o600))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & !0o077))?;
     Ok(true)
 }
 

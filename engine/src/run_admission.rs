@@ -79,6 +79,15 @@ impl RunAdmission {
         Ok(begin_us <= now * 1000)
     }
 
+    /// Gives back a slot booked for a run that was not started after all (its source had
+    /// started one already).
+    pub fn refund(&self, org_id: &str) {
+        let mut orgs = self.orgs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(pace) = orgs.get_mut(org_id) {
+            pace.tat_us -= (WINDOW_US / pace.per_minute.max(1) as i64).max(1);
+        }
+    }
+
     /// The next slot of `org_id` (when its run may begin, in microseconds), taken if `take`
     /// says so.
     fn take_slot(

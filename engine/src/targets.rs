@@ -64,6 +64,8 @@ fn classify_v6(ip: Ipv6Addr) -> V6 {
         [0x2001, 0, server_hi, server_lo, _, _, client_hi, client_lo] => {
             V6::Carries(vec![v4(server_hi, server_lo), v4(!client_hi, !client_lo)])
         }
+        // The rest of `::/8` (the IPv4-translated `::ffff:0:a.b.c.d` among it) is reserved.
+        [0, ..] => V6::Special,
         _ if ip.is_multicast() => V6::Special,
         // Unique local fc00::/7, link-local fe80::/10, the deprecated site-local fec0::/10.
         [first, ..] if (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80 => V6::Special,

@@ -5,10 +5,11 @@
 //!
 //! Templates are written by organizations, so they run inside a [`Budget`]: partials and
 //! decorators (the only way to recurse) are refused, blocks nest at most [`MAX_NESTING`] deep,
-//! the text rendered for one input is at most [`MAX_OUTPUT_BYTES`], and the block bodies entered
-//! (every `{{#each}}` item, every `{{#if}}` taken) at most [`MAX_BLOCK_ENTRIES`]. Exceeding one
-//! fails the render with a plain reason; nothing a template does can overflow the stack or
-//! allocate without bound.
+//! subexpressions at most [`MAX_SUBEXPRESSION_DEPTH`], the text rendered for one input (and any
+//! helper's text inside it) is at most [`MAX_OUTPUT_BYTES`], and the work done (every block body
+//! entered, every `{{#each}}` item, every expression) at most [`MAX_WORK`] steps. Exceeding one
+//! fails the render with a plain reason; nothing a template does can overflow the stack,
+//! allocate without bound or run without end.
 
 use std::cell::Cell;
 use std::sync::OnceLock;
@@ -54,20 +55,23 @@ pub const MAX_NESTING: usize = 32;
 /// Most text one input (all its templates together) renders to.
 pub const MAX_OUTPUT_BYTES: usize = 1 << 20;
 /// Most block bodies one input (all its templates together) enters.
-pub const MAX_BLOCK_ENTRIES: u64 = 100_000;
+pub const MAX_WORK: u64 = 1_000_000;
+/// Deepest nesting of subexpressions (`(json (upper x))`): each may build a string of its own.
+pub const MAX_SUBEXPRESSION_DEPTH: usize = 8;
 
 /// What one input may still spend while its templates render.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
     pub output_bytes: usize,
-    pub block_entries: u64,
+    /// Steps of work left: block bodies entered and expressions evaluated.
+    pub work: u64,
 }
 
 impl Default for Budget {
     fn default() -> Self {
         Budget {
             output_bytes: MAX_OUTPUT_BYTES,
-            block_entries: MAX_BLOCK_ENTRIES,
+            work: MAX_WORK,
         }
     }
 }
@@ -75,7 +79,10 @@ impl Default for Budget {
 thread_local! {
     /// Block entries left for the render running on this thread (renders never interleave on
     /// one thread: a render is synchronous from start to end).
-    static ENTRIES_LEFT: Cell<u64> = const { Cell::new(0) };
+    static WORK_LEFT: Cell<u64> = const { Cell::new(0) };
+    /// Bytes of text left for the render running on this thread: helpers check what they
+    /// build against it (a subexpression's text is not written to the bounded output).
+    static BYTES_LEFT: Cell<usize> = const { Cell::new(0) };
 }
 
 /// Checks that `text` parses as a template that stays within the rules above.
@@ -102,17 +109,36 @@ fn compile(text: &str) -> Result<Template, TemplateError> {
             "the template does not parse: a {{ is not closed with }}".into(),
         ));
     }
+    if subexpression_depth(text) > MAX_SUBEXPRESSION_DEPTH {
+        return Err(TemplateError(format!(
+            "a template nests at most {MAX_SUBEXPRESSION_DEPTH} subexpressions"
+        )));
+    }
     let mut template = Template::compile(text)
         .map_err(|e| TemplateError(format!("the template does not parse: {}", e.reason())))?;
     instrument(&mut template)?;
     Ok(template)
 }
 
-/// Refuses partials and decorators anywhere in `template`, and makes every block body count
-/// itself against the budget when entered.
+/// Refuses partials and decorators anywhere in `template`, and makes every block body and every
+/// expression count itself against the budget.
 fn instrument(template: &mut Template) -> Result<(), TemplateError> {
-    for element in &mut template.elements {
-        match element {
+    let mut counted = Vec::with_capacity(template.elements.len() * 2);
+    let mut mapping = Vec::with_capacity(template.elements.len() * 2);
+    let old_mapping = std::mem::take(&mut template.mapping);
+    for (i, mut element) in std::mem::take(&mut template.elements)
+        .into_iter()
+        .enumerate()
+    {
+        let at = old_mapping.get(i).cloned();
+        if matches!(
+            element,
+            TemplateElement::Expression(_) | TemplateElement::HtmlExpression(_)
+        ) {
+            counted.push(tick().clone());
+            mapping.extend(at.clone());
+        }
+        match &mut element {
             TemplateElement::PartialExpression(_) | TemplateElement::PartialBlock(_) => {
                 return Err(TemplateError(
                     "partials ({{> …}}) are not available in flow templates".into(),
@@ -127,8 +153,32 @@ fn instrument(template: &mut Template) -> Result<(), TemplateError> {
             TemplateElement::HelperBlock(block) => instrument_block(block)?,
             _ => {}
         }
+        counted.push(element);
+        mapping.extend(at);
+    }
+    template.elements = counted;
+    // Error positions stay right as long as every element keeps one.
+    if mapping.len() == template.elements.len() {
+        template.mapping = mapping;
     }
     Ok(())
+}
+
+/// How deep parentheses (subexpressions) nest in `text`, counted without parsing.
+fn subexpression_depth(text: &str) -> usize {
+    let mut depth = 0usize;
+    let mut deepest = 0;
+    for c in text.chars() {
+        match c {
+            '(' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 fn instrument_block(block: &mut HelperTemplate) -> Result<(), TemplateError> {
@@ -164,31 +214,41 @@ fn block_entered_helper(
     _: &mut RenderContext,
     _: &mut dyn Output,
 ) -> HelperResult {
-    let left = ENTRIES_LEFT.get();
+    let left = WORK_LEFT.get();
     if left == 0 {
         return Err(RenderErrorReason::Other(format!(
-            "the template enters more than {MAX_BLOCK_ENTRIES} blocks or loop items (the limit of one input)"
+            "the template does more than {MAX_WORK} steps of work (blocks, loop items, expressions: the limit of one input)"
         ))
         .into());
     }
-    ENTRIES_LEFT.set(left - 1);
+    WORK_LEFT.set(left - 1);
     Ok(())
 }
 
 /// Collects rendered text up to the bytes the budget has left.
 struct BoundedOutput {
     text: String,
-    limit: usize,
 }
 
 impl Output for BoundedOutput {
     fn write(&mut self, seg: &str) -> Result<(), std::io::Error> {
-        if self.text.len() + seg.len() > self.limit {
+        let left = BYTES_LEFT.get();
+        if seg.len() > left {
             return Err(std::io::Error::other(OUTPUT_EXCEEDED));
         }
+        BYTES_LEFT.set(left - seg.len());
         self.text.push_str(seg);
         Ok(())
     }
+}
+
+/// Refuses a helper's text of `len` bytes (or a value that large as JSON) before it is built,
+/// when it cannot fit in what the render has left.
+fn ensure_fits(len: usize) -> Result<(), RenderError> {
+    if len > BYTES_LEFT.get() {
+        return Err(RenderErrorReason::Other(OUTPUT_EXCEEDED.into()).into());
+    }
+    Ok(())
 }
 
 const OUTPUT_EXCEEDED: &str = "the template renders more than 1 MiB (the limit of one input)";
@@ -239,6 +299,17 @@ pub fn render_within(
     data: &Value,
     budget: &mut Budget,
 ) -> Result<Value, TemplateError> {
+    render_in(text, data, &mut None, budget)
+}
+
+/// [`render_within`] with the data wrapped for handlebars once per input (`context`), not once
+/// per template.
+fn render_in(
+    text: &str,
+    data: &Value,
+    context: &mut Option<Context>,
+    budget: &mut Budget,
+) -> Result<Value, TemplateError> {
     if let Some(path) = sole_path(text) {
         let value = lookup(data, path)
             .ok_or_else(|| TemplateError(format!("{path} is missing (no such variable)")))?;
@@ -253,16 +324,21 @@ pub fn render_within(
         return Ok(Value::String(text.to_owned()));
     }
     let template = compile(text)?;
-    let context = Context::wraps(data).map_err(|e| TemplateError(describe(&e)))?;
+    if context.is_none() {
+        *context = Some(Context::wraps(data).map_err(|e| TemplateError(describe(&e)))?);
+    }
+    let Some(context) = context.as_ref() else {
+        unreachable!("set above");
+    };
     let mut out = BoundedOutput {
         text: String::new(),
-        limit: budget.output_bytes,
     };
-    ENTRIES_LEFT.set(budget.block_entries);
+    WORK_LEFT.set(budget.work);
+    BYTES_LEFT.set(budget.output_bytes);
     let registry = registry();
     let mut render_context = RenderContext::new(None);
-    let rendered = template.render(registry, &context, &mut render_context, &mut out);
-    budget.block_entries = ENTRIES_LEFT.get();
+    let rendered = template.render(registry, context, &mut render_context, &mut out);
+    budget.work = WORK_LEFT.get();
     budget.output_bytes -= out.text.len();
     rendered
         .map(|()| Value::String(out.text))
@@ -350,23 +426,27 @@ pub fn render_value(
     data: &Value,
     at: &str,
 ) -> Result<Value, (String, TemplateError)> {
-    render_value_within(value, data, at, &mut Budget::default())
+    render_value_within(value, data, at, &mut None, &mut Budget::default())
 }
 
 fn render_value_within(
     value: &Value,
     data: &Value,
     at: &str,
+    context: &mut Option<Context>,
     budget: &mut Budget,
 ) -> Result<Value, (String, TemplateError)> {
     match value {
-        Value::String(text) => render_within(text, data, budget).map_err(|e| (at.to_owned(), e)),
+        Value::String(text) => {
+            render_in(text, data, context, budget).map_err(|e| (at.to_owned(), e))
+        }
         Value::Object(map) => {
             let mut out = serde_json::Map::with_capacity(map.len());
             for (key, inner) in map {
+                let at = format!("{at}.{key}");
                 out.insert(
                     key.clone(),
-                    render_value_within(inner, data, &format!("{at}.{key}"), budget)?,
+                    render_value_within(inner, data, &at, context, budget)?,
                 );
             }
             Ok(Value::Object(out))
@@ -374,7 +454,9 @@ fn render_value_within(
         Value::Array(items) => items
             .iter()
             .enumerate()
-            .map(|(i, inner)| render_value_within(inner, data, &format!("{at}[{i}]"), budget))
+            .map(|(i, inner)| {
+                render_value_within(inner, data, &format!("{at}[{i}]"), context, budget)
+            })
             .collect::<Result<Vec<_>, _>>()
             .map(Value::Array),
         other => Ok(other.clone()),
@@ -417,7 +499,9 @@ fn default_helper(
         .iter()
         .map(|p| p.value())
         .find(|v| !matches!(v, Value::Null) && *v != &Value::String(String::new()));
-    out.write(&chosen.map(text_of).unwrap_or_default())?;
+    let text = chosen.map(text_of).unwrap_or_default();
+    ensure_fits(text.len())?;
+    out.write(&text)?;
     Ok(())
 }
 
@@ -434,7 +518,9 @@ fn upper_helper(
     _: &mut RenderContext,
     out: &mut dyn Output,
 ) -> HelperResult {
-    out.write(&text_of(first_param(h, "upper")?).to_uppercase())?;
+    let text = text_of(first_param(h, "upper")?);
+    ensure_fits(text.len())?;
+    out.write(&text.to_uppercase())?;
     Ok(())
 }
 
@@ -445,7 +531,9 @@ fn lower_helper(
     _: &mut RenderContext,
     out: &mut dyn Output,
 ) -> HelperResult {
-    out.write(&text_of(first_param(h, "lower")?).to_lowercase())?;
+    let text = text_of(first_param(h, "lower")?);
+    ensure_fits(text.len())?;
+    out.write(&text.to_lowercase())?;
     Ok(())
 }
 
@@ -456,7 +544,12 @@ fn json_helper(
     _: &mut RenderContext,
     out: &mut dyn Output,
 ) -> HelperResult {
-    out.write(&first_param(h, "json")?.to_string())?;
+    let value = first_param(h, "json")?;
+    // Measured before it is built, then again as built (escaping lengthens it).
+    ensure_fits(size_within(value, BYTES_LEFT.get()))?;
+    let text = value.to_string();
+    ensure_fits(text.len())?;
+    out.write(&text)?;
     Ok(())
 }
 
@@ -488,6 +581,7 @@ fn date_helper(
     let mut formatted = String::new();
     std::fmt::Write::write_fmt(&mut formatted, format_args!("{}", instant.format(&format)))
         .map_err(|_| RenderErrorReason::Other(format!("date: {format:?} is not a valid format")))?;
+    ensure_fits(formatted.len())?;
     out.write(&formatted)?;
     Ok(())
 }
@@ -630,7 +724,7 @@ mod tests {
         let data = json!({"trigger": {"items": items}});
         let text = "{{#each trigger.items}}{{#each ../trigger.items}}{{#each ../../trigger.items}}{{/each}}{{/each}}{{/each}}";
         let e = render(text, &data).unwrap_err();
-        assert!(e.0.contains("more than 100000 blocks"), "{e}");
+        assert!(e.0.contains("more than 1000000 steps"), "{e}");
     }
 
     #[test]
@@ -669,5 +763,35 @@ mod tests {
     #[test]
     fn log_is_not_a_helper() {
         assert!(render("{{log trigger.name}}", &data()).is_err());
+    }
+
+    #[test]
+    fn helpers_inside_helpers_stay_within_the_output_budget() {
+        // Each `json` escapes the one inside it: the text doubles at every level.
+        let bomb = format!(
+            "{{{{json {}(json trigger.text){}}}}}",
+            "(json ".repeat(7),
+            ")".repeat(7)
+        );
+        let quotes = json!({"trigger": {"text": "\"".repeat(20_000)}});
+        let e = render(&bomb, &quotes).unwrap_err();
+        assert_eq!(e.0, OUTPUT_EXCEEDED);
+        let deeper = format!("{{{{json {}x{}}}}}", "(json ".repeat(9), ")".repeat(9));
+        assert!(check(&deeper).unwrap_err().0.contains("subexpressions"));
+        // Ordinary nesting still works.
+        assert_eq!(
+            render("{{upper (lower trigger.name)}}", &data()),
+            Ok(json!("ACME"))
+        );
+    }
+
+    #[test]
+    fn expressions_that_print_nothing_still_count_as_work() {
+        let items: Vec<Value> = (0..3_000).map(|i| json!(i)).collect();
+        let data = json!({"trigger": {"items": items, "empty": ""}});
+        let body = "{{../trigger.empty}}".repeat(400);
+        let text = format!("{{{{#each trigger.items}}}}{body}{{{{/each}}}}");
+        let e = render(&text, &data).unwrap_err();
+        assert!(e.0.contains("more than 1000000 steps"), "{e}");
     }
 }

@@ -220,9 +220,9 @@ impl Dispatcher {
                     None => None,
                 };
                 // Unique per (flow, event): a replayed batch starts nothing twice.
-                match &self.run_lane {
-                    Some(lane) if lane.has_room() && wait.is_none() => claimed_runs.extend(
-                        runs::start_claimed(
+                let started = match &self.run_lane {
+                    Some(lane) if lane.has_room() && wait.is_none() => {
+                        let claimed = runs::start_claimed(
                             &mut tx,
                             flow,
                             &event.id,
@@ -230,17 +230,26 @@ impl Dispatcher {
                             &lineage,
                             lane.lease_ms,
                         )
-                        .await?,
-                    ),
+                        .await?;
+                        let started = claimed.is_some();
+                        claimed_runs.extend(claimed);
+                        started
+                    }
                     _ => {
-                        let started =
+                        let run =
                             runs::start_at(&mut tx, flow, &event.id, &event.data, &lineage, wait)
                                 .await?;
+                        let started = run.is_some();
                         // A run booked for later is taken by the sweeper when its time comes.
                         if wait.is_none() {
-                            started_runs.extend(started);
+                            started_runs.extend(run);
                         }
+                        started
                     }
+                };
+                // A replayed batch started nothing new: the slot goes back.
+                if let (false, Some(admission)) = (started, &self.admission) {
+                    admission.refund(&flow.org_id);
                 }
             }
             if !subscriptions.contains_key(&event.organization_id) {

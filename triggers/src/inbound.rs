@@ -130,6 +130,10 @@ pub async fn accept(inbound: Inbound<'_>, call: Call<'_>) -> Result<Accepted> {
             id
         }
     };
+    // A sender's retry started nothing: its slot goes back.
+    if run_id.is_none() {
+        admission.refund(&flow.org_id);
+    }
     Ok(Accepted {
         duplicate: run_id.is_none(),
         run_id,

@@ -20,11 +20,14 @@ use crate::flow_runner::FlowRunner;
 /// How far back a tick looks for fire times it may have missed.
 const CATCH_UP_MS: i64 = 60_000;
 
-/// Starts the runs of every fire time after `since` (at most a minute back) until now, all in
-/// one transaction; returns the new run ids. A fire time beyond its organization's run budget
-/// is skipped (a later one comes soon) and the flow says so.
-pub async fn tick(db: &Db, admission: &RunAdmission, since: Option<i64>) -> Result<Vec<String>> {
+/// Starts the runs of every fire time since the previous tick at `last` (less a second, for
+/// fires that landed as it ran; at most a minute back) until now, all in one transaction;
+/// returns the new run ids. A fire time beyond its organization's run budget is skipped (a
+/// later one comes soon) and the flow says so; one the previous tick looked at already is not
+/// counted again.
+pub async fn tick(db: &Db, admission: &RunAdmission, last: Option<i64>) -> Result<Vec<String>> {
     let now = now_ms();
+    let since = last.map(|t| t - 1_000);
     let mut fires = Vec::new();
     let mut skipped = Vec::new();
     for flow in flows::scheduled(db).await? {
@@ -41,29 +44,33 @@ pub async fn tick(db: &Db, admission: &RunAdmission, since: Option<i64>) -> Resu
         let Some(from) = DateTime::<Utc>::from_timestamp_millis(since) else {
             continue;
         };
-        let due: Vec<String> = schedule
+        let due: Vec<i64> = schedule
             .after(&from)
-            .take_while(|t| t.timestamp_millis() <= now)
-            .map(|fire| format_ms(fire.timestamp_millis()))
+            .map(|fire| fire.timestamp_millis())
+            .take_while(|t| *t <= now)
             .collect();
         for at in due {
-            if !admission.admit_now(&flow.org_id).await? {
+            let seen_before = last.is_some_and(|last| at <= last);
+            if !seen_before && !admission.admit_now(&flow.org_id).await? {
                 skipped.push(flow.clone());
                 break;
             }
-            fires.push((flow.clone(), at));
+            fires.push((flow.clone(), format_ms(at), !seen_before));
         }
     }
     let mut started = Vec::new();
     if !fires.is_empty() {
         let mut tx = db.begin().await?;
-        for (flow, at) in &fires {
+        for (flow, at, booked) in &fires {
             let text = flow.trigger["schedule"].as_str().unwrap_or_default();
             let trigger = json!({"firedAt": at, "schedule": text});
             let source = format!("schedule:{at}");
-            started.extend(
-                runs::start(&mut tx, flow, &source, &trigger, &runs::Lineage::default()).await?,
-            );
+            match runs::start(&mut tx, flow, &source, &trigger, &runs::Lineage::default()).await? {
+                Some(id) => started.push(id),
+                // A fire time another process started already: its slot goes back.
+                None if *booked => admission.refund(&flow.org_id),
+                None => {}
+            }
         }
         tx.commit().await?;
     }
@@ -88,7 +95,7 @@ pub async fn run(runner: Arc<FlowRunner>) {
     loop {
         every.tick().await;
         let now = now_ms();
-        match tick(&runner.db, &runner.admission, last.map(|t| t - 1_000)).await {
+        match tick(&runner.db, &runner.admission, last).await {
             Ok(ids) => {
                 last = Some(now);
                 for run_id in ids {

@@ -79,7 +79,10 @@ fn timestamp(text: &str, header: &str, now: i64) -> Result<i64, Refused> {
     let ts: i64 = text
         .parse()
         .map_err(|_| Refused::Signature(format!("{header} is not a Unix time in seconds")))?;
-    if (now - ts).abs() > TOLERANCE_SECS {
+    if now
+        .checked_sub(ts)
+        .is_none_or(|d| d.unsigned_abs() > TOLERANCE_SECS as u64)
+    {
         return Err(Refused::Stale(format!(
             "{header} is more than {} minutes away from now: the call is refused as a replay \
              (check the sender's clock)",
