@@ -157,7 +157,7 @@ pub struct Settings {
     pub trust_proxy: bool,
     pub run_retention: Duration,
     pub client_timeout: Duration,
-    pub caps: timix_engine::caps::Caps,
+    pub quotas: timix_engine::automation::quotas::Quotas,
     pub key_rate_limit: Option<u32>,
     /// None: each plan's budget; `Some(0)`: none.
     pub runs_per_minute: Option<u32>,
@@ -247,8 +247,8 @@ impl Settings {
             [one] if !one.is_zero() => *one,
             _ => bail!("TIMIX_CLIENT_TIMEOUT must be one duration such as 30s"),
         };
-        let defaults = timix_engine::caps::Caps::default();
-        let caps = timix_engine::caps::Caps {
+        let defaults = timix_engine::automation::quotas::Quotas::default();
+        let quotas = timix_engine::automation::quotas::Quotas {
             flows: args.max_flows.or(file.max_flows).unwrap_or(defaults.flows),
             webhooks: args
                 .max_webhooks
@@ -289,7 +289,7 @@ impl Settings {
             trust_proxy: args.trust_proxy.or(file.trust_proxy).unwrap_or(false),
             run_retention,
             client_timeout,
-            caps,
+            quotas,
             key_rate_limit: args
                 .key_rate_limit
                 .or(file.key_rate_limit)

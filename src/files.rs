@@ -20,8 +20,8 @@ pub fn secure(settings: &Settings) -> anyhow::Result<()> {
     }
     let url = &settings.database_url;
     let databases = [
-        timix_engine::db::sqlite_file(url),
-        timix_engine::jobs::sqlite_queue_file(url),
+        timix_engine::store::db::sqlite_file(url),
+        timix_engine::store::jobs::sqlite_queue_file(url),
     ];
     let mut files: Vec<PathBuf> = Vec::new();
     for database in databases.into_iter().flatten() {

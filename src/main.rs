@@ -15,12 +15,12 @@ use timix_connectors::delivery::{
 };
 use timix_connectors::outbound::Outbound;
 use timix_engine::Db;
-use timix_engine::bootstrap::{BootstrapInput, bootstrap};
-use timix_engine::connections::Vault;
-use timix_engine::jobs::Queues;
-use timix_engine::manifest::{ManifestProblem, Manifests};
-use timix_engine::organizations::{self, BillingState, Plan};
-use timix_engine::run_admission::RunAdmission;
+use timix_engine::access::bootstrap::{BootstrapInput, bootstrap};
+use timix_engine::access::organizations::{self, BillingState, Plan};
+use timix_engine::automation::connections::Vault;
+use timix_engine::automation::manifest::{ManifestProblem, Manifests};
+use timix_engine::automation::run_admission::RunAdmission;
+use timix_engine::store::jobs::Queues;
 use timix_triggers::actions::Runner;
 use timix_triggers::dispatcher::Dispatcher;
 use timix_triggers::flow_runner::{FlowRunner, Handoff, RunJob, RunLane, serve_lane, sweep_runs};
@@ -346,14 +346,15 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         } => {
             let expires_at = expires_at
                 .map(|t| {
-                    timix_engine::time::parse_instant(&t)
+                    timix_engine::store::clock::parse_instant(&t)
                         .ok_or_else(|| anyhow!("--expires-at must be RFC 3339"))
                 })
                 .transpose()?;
             let db = open_database(&settings).await?;
-            let created = timix_engine::api_keys::create_for_user(&db, &user, &name, expires_at)
-                .await
-                .map_err(describe)?;
+            let created =
+                timix_engine::access::api_keys::create_for_user(&db, &user, &name, expires_at)
+                    .await
+                    .map_err(describe)?;
             println!(
                 "{}",
                 serde_json::json!({"id": created.api_key.id, "apiKey": created.key})
@@ -423,7 +424,7 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
                 .context("cannot load the key credentials are sealed with")?
         }
     };
-    timix_engine::connections::check_vault(&db, &vault).await?;
+    timix_engine::automation::connections::check_vault(&db, &vault).await?;
     seal_plaintext_secrets(&db, &vault).await?;
     let mut state = timix_web::AppState::new(
         db.clone(),
@@ -442,8 +443,8 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
     };
     state.trust_proxy = settings.trust_proxy;
     // Before the in-process API below takes its copy of the state.
-    state.caps = settings.caps;
-    state.targets = timix_engine::targets::Targets {
+    state.quotas = settings.quotas;
+    state.targets = timix_engine::automation::targets::Targets {
         allow_private: settings.allow_private_targets,
     };
     state.gate.quota_override = settings.key_rate_limit;
@@ -518,10 +519,10 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
 /// Seals the webhook signing secrets and inbound webhook secrets an earlier version kept in
 /// plaintext (once: sealed ones are left alone).
 async fn seal_plaintext_secrets(db: &Db, vault: &Vault) -> anyhow::Result<()> {
-    let subscriptions = timix_engine::webhooks::seal_plaintext_secrets(db, vault)
+    let subscriptions = timix_engine::automation::webhooks::seal_plaintext_secrets(db, vault)
         .await
         .context("cannot seal the webhooks' secrets")?;
-    let flows = timix_engine::flows::seal_plaintext_secrets(db, vault)
+    let flows = timix_engine::automation::flows::seal_plaintext_secrets(db, vault)
         .await
         .context("cannot seal the inbound webhooks' secrets")?;
     if subscriptions + flows > 0 {
@@ -739,7 +740,11 @@ async fn purge_expired(db: Db, idempotency_retention: Duration, run_retention: D
     let mut last_tombstone_purge: Option<std::time::Instant> = None;
     loop {
         tick.tick().await;
-        match timix_engine::idempotency::purge(&db, idempotency_retention.as_millis() as i64).await
+        match timix_engine::access::idempotency::purge(
+            &db,
+            idempotency_retention.as_millis() as i64,
+        )
+        .await
         {
             Ok(0) => {}
             Ok(n) => tracing::debug!(purged = n, "Purged expired idempotency keys."),
@@ -756,23 +761,23 @@ async fn purge_expired(db: Db, idempotency_retention: Duration, run_retention: D
                 "customers",
                 "holiday_profiles",
             ];
-            match timix_engine::list::purge_tombstones(&db, &tables).await {
+            match timix_engine::store::list::purge_tombstones(&db, &tables).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(purged = n, "Purged expired tombstones."),
                 Err(error) => tracing::warn!(%error, "Could not purge tombstones."),
             }
             let retention = run_retention.as_millis() as i64;
-            match timix_engine::runs::purge_finished(&db, retention, 100).await {
+            match timix_engine::automation::runs::purge_finished(&db, retention, 100).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(purged = n, "Deleted finished runs past their retention."),
                 Err(error) => tracing::warn!(%error, "Could not delete old runs."),
             }
-            match timix_engine::polls::purge_stale_seen(&db).await {
+            match timix_engine::automation::polls::purge_stale_seen(&db).await {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(purged = n, "Forgot seen items of old poll triggers."),
                 Err(error) => tracing::warn!(%error, "Could not forget old seen items."),
             }
-            match timix_engine::web_sessions::purge_expired(&db).await {
+            match timix_engine::access::web_sessions::purge_expired(&db).await {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(purged = n, "Purged expired sessions and invitations."),
                 Err(error) => tracing::warn!(%error, "Could not purge expired sessions."),

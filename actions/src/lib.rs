@@ -12,10 +12,10 @@ use serde_json::{Map, Value, json};
 use timix_connectors::connection as connecting;
 use timix_connectors::outbound::{Outbound, refused_target};
 use timix_engine::Db;
-use timix_engine::auth::Actor;
-use timix_engine::connections::{self, Resolved, Vault};
-use timix_engine::manifest::{ActionManifest, Mapping, Select};
-use timix_engine::template;
+use timix_engine::access::auth::Actor;
+use timix_engine::automation::connections::{self, Resolved, Vault};
+use timix_engine::automation::manifest::{ActionManifest, Mapping, Select};
+use timix_engine::automation::template;
 
 pub use timix_connectors as connectors;
 
@@ -569,7 +569,7 @@ fn read(action: &ActionManifest, reply: Reply) -> Outcome {
 
 #[cfg(test)]
 mod tests {
-    use timix_engine::manifest::Manifests;
+    use timix_engine::automation::manifest::Manifests;
 
     use super::*;
 

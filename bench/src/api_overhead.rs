@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use timix_engine::Db;
-use timix_engine::bootstrap::{BootstrapInput, bootstrap};
-use timix_engine::organizations::Plan;
+use timix_engine::access::bootstrap::{BootstrapInput, bootstrap};
+use timix_engine::access::organizations::Plan;
 use timix_web::{AppState, GateOptions};
 
 struct Round {
@@ -126,9 +126,9 @@ async fn main() -> anyhow::Result<()> {
 
 /// Serves the application on a free port; returns its base URL.
 async fn serve(db: Db, limits: bool) -> anyhow::Result<String> {
-    let manifests =
-        timix_engine::manifest::Manifests::built_in().expect("valid built-in manifests");
-    let vault = timix_engine::connections::Vault::from_base64(
+    let manifests = timix_engine::automation::manifest::Manifests::built_in()
+        .expect("valid built-in manifests");
+    let vault = timix_engine::automation::connections::Vault::from_base64(
         "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
     )?;
     let mut state = AppState::new(db, None, std::sync::Arc::new(manifests), vault);

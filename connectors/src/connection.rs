@@ -11,8 +11,8 @@ use oauth2::{
     PkceCodeVerifier, RedirectUrl, RefreshToken, Scope, TokenResponse, TokenUrl,
 };
 use serde_json::{Value, json};
-use timix_engine::connections::Resolved;
-use timix_engine::time::now_ms;
+use timix_engine::automation::connections::Resolved;
+use timix_engine::store::clock::now_ms;
 
 use crate::outbound::Outbound;
 

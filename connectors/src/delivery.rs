@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use timix_engine::connections::Vault;
-use timix_engine::db::{Db, Sql, row};
+use timix_engine::automation::connections::Vault;
+use timix_engine::automation::webhooks::{self, Subscription};
 use timix_engine::error::{Error, Result};
-use timix_engine::events::{self, Event};
-use timix_engine::ids;
-use timix_engine::jobs::{Job, JobHandler, Queues};
-use timix_engine::time::now_ms;
-use timix_engine::webhooks::{self, Subscription};
+use timix_engine::store::clock::now_ms;
+use timix_engine::store::db::{Db, Sql, row};
+use timix_engine::store::events::{self, Event};
+use timix_engine::store::ids;
+use timix_engine::store::jobs::{Job, JobHandler, Queues};
 
 use crate::outbound::{Outbound, refused_target};
 use crate::signing::signature_header;
@@ -390,7 +390,7 @@ impl Deliverer {
     /// A REST hook is removed; a webhook is disabled, with a `webhook_endpoint.disabled` event.
     async fn end_subscription(&self, subscription: &Subscription, reason: &str) -> Result<()> {
         let now = now_ms();
-        let mut tx = events::begin(&self.db).await?;
+        let mut tx = events::begin_write(&self.db).await?;
         if subscription.kind == "hook" {
             Sql::new("UPDATE subscriptions SET deleted_at = ?, updated_at = ? WHERE id = ?")
                 .arg(now)

@@ -22,7 +22,7 @@ pub enum TargetError {
 
 /// Whether an address is on the public internet (the rules are the engine's, shared with the
 /// check made when a target is saved).
-pub use timix_engine::targets::is_public;
+pub use timix_engine::automation::targets::is_public;
 
 /// Resolves names and drops the addresses that may not be called.
 struct GuardedResolver;
@@ -92,7 +92,7 @@ impl Outbound {
             return Err(TargetError::Scheme);
         }
         if !self.allow_private
-            && let Some(ip) = timix_engine::targets::private_literal(&parsed)
+            && let Some(ip) = timix_engine::automation::targets::private_literal(&parsed)
         {
             return Err(TargetError::Private(ip));
         }

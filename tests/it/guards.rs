@@ -227,7 +227,7 @@ async fn each_organization_cap_refuses_the_one_too_many_and_writes_nothing() {
     .expect(200);
     assert_eq!(count_of(&server, &org.key, "/hooks").await, 2);
 
-    // Caps are per organization: another one starts from zero.
+    // Quotas are per organization: another one starts from zero.
     let other = server.db.bootstrap("professional");
     server
         .as_key(&other.key)

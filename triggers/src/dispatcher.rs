@@ -12,16 +12,16 @@ use std::sync::Arc;
 use timix_connectors::delivery::{DeliveryJob, FastAttempt};
 
 use crate::flow_runner::{RunLane, dispatch_runs};
-use timix_engine::db::{Backend, Db, Sql, row};
+use timix_engine::automation::flows;
+use timix_engine::automation::run_admission::RunAdmission;
+use timix_engine::automation::runs::{self, Lineage};
+use timix_engine::automation::webhooks::{self, Subscription};
 use timix_engine::error::Result;
-use timix_engine::events;
-use timix_engine::flows;
-use timix_engine::ids;
-use timix_engine::jobs::Queues;
-use timix_engine::run_admission::RunAdmission;
-use timix_engine::runs::{self, Lineage};
-use timix_engine::time::{now_ms, parse_instant};
-use timix_engine::webhooks::{self, Subscription};
+use timix_engine::store::clock::{now_ms, parse_instant};
+use timix_engine::store::db::{Backend, Db, Sql, row};
+use timix_engine::store::events;
+use timix_engine::store::ids;
+use timix_engine::store::jobs::Queues;
 
 const NAME: &str = "webhooks";
 const LEASE_MS: i64 = 10_000;

@@ -7,14 +7,14 @@
 //! that its run can always be read back. The run is paced by its organization's run budget.
 
 use serde_json::{Value, json};
-use timix_engine::connections::Vault;
-use timix_engine::db::Db;
+use timix_engine::automation::connections::Vault;
+use timix_engine::automation::flows;
+use timix_engine::automation::run_admission::RunAdmission;
+use timix_engine::automation::runs;
 use timix_engine::error::{Error, Result};
-use timix_engine::flows;
-use timix_engine::jobs::Queues;
-use timix_engine::json;
-use timix_engine::run_admission::RunAdmission;
-use timix_engine::runs;
+use timix_engine::store::db::Db;
+use timix_engine::store::jobs::Queues;
+use timix_engine::store::json;
 
 use crate::flow_runner::{RunLane, dispatch_runs};
 use crate::signatures::{self, Headers, Refused};
@@ -59,7 +59,7 @@ pub async fn accept(inbound: Inbound<'_>, call: Call<'_>) -> Result<Accepted> {
     };
     let delivery_id = match (flow.webhook_secret(vault)?, flow.signature()) {
         (Some(secret), Some(scheme)) => {
-            let now = timix_engine::time::now_ms() / 1000;
+            let now = timix_engine::store::clock::now_ms() / 1000;
             signatures::verify(scheme, &secret, call.headers, call.body, now).map_err(
                 |refused| match refused {
                     Refused::Signature(message) => {

@@ -17,14 +17,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use timix_actions::{Outcome, text_of, truncate};
-use timix_engine::auth::Actor;
-use timix_engine::connections::{self, Resolved};
+use timix_engine::access::auth::Actor;
+use timix_engine::automation::connections::{self, Resolved};
+use timix_engine::automation::flows::{self, LiveFlow};
+use timix_engine::automation::manifest::TriggerManifest;
+use timix_engine::automation::polls::{self, Item, PollState, Polled};
 use timix_engine::error::Result;
-use timix_engine::flows::{self, LiveFlow};
-use timix_engine::jobs::Queues;
-use timix_engine::manifest::TriggerManifest;
-use timix_engine::polls::{self, Item, PollState, Polled};
-use timix_engine::time::{Millis, format_ms, now_ms};
+use timix_engine::store::clock::{Millis, format_ms, now_ms};
+use timix_engine::store::jobs::Queues;
 
 use crate::flow_runner::{FlowRunner, RunLane, backoff, dispatch_runs};
 
@@ -430,7 +430,7 @@ mod tests {
 
     #[test]
     fn new_and_updated_records_from_this_api() {
-        let manifests = timix_engine::manifest::Manifests::built_in().unwrap();
+        let manifests = timix_engine::automation::manifest::Manifests::built_in().unwrap();
         let enabled = DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z")
             .unwrap()
             .timestamp_millis();

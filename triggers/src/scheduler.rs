@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use timix_engine::db::Db;
+use timix_engine::automation::flows;
+use timix_engine::automation::run_admission::RunAdmission;
+use timix_engine::automation::runs;
 use timix_engine::error::Result;
-use timix_engine::flows;
-use timix_engine::run_admission::RunAdmission;
-use timix_engine::runs;
-use timix_engine::time::{format_ms, now_ms};
+use timix_engine::store::clock::{format_ms, now_ms};
+use timix_engine::store::db::Db;
 
 use crate::flow_runner::FlowRunner;
 

@@ -26,7 +26,7 @@ pub enum Refused {
 /// Reads one request header by its (lower-case) name.
 pub type Headers<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);
 
-/// Checks a call against `scheme` (one of `timix_engine::flows::SIGNATURE_SCHEMES`) and
+/// Checks a call against `scheme` (one of `timix_engine::automation::flows::SIGNATURE_SCHEMES`) and
 /// `secret`, `now` in Unix seconds. Answers the sender's delivery id, if it gives one.
 pub fn verify(
     scheme: &str,
@@ -119,7 +119,7 @@ fn standard(
     let id = required(headers, "webhook-id")?;
     let ts = required(headers, "webhook-timestamp")?;
     let signatures = required(headers, "webhook-signature")?;
-    let key = timix_engine::flows::standard_webhooks_key(secret)
+    let key = timix_engine::automation::flows::standard_webhooks_key(secret)
         .ok_or_else(|| Refused::Signature("the flow's secret is not a whsec_ secret".into()))?;
     let expected = mac(&key, &[id.as_bytes(), b".", ts.as_bytes(), b".", body]);
     let candidates = signatures

@@ -4,7 +4,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use timix_engine::{Error, FieldError, json};
+use timix_engine::{Error, FieldError, store::json};
 
 use crate::request_id;
 

@@ -6,8 +6,8 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
-use timix_engine::auth::Actor;
-use timix_engine::{FieldError, json};
+use timix_engine::access::auth::Actor;
+use timix_engine::{FieldError, store::json};
 
 use crate::error::ApiError;
 

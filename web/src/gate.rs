@@ -8,9 +8,9 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
-use timix_engine::auth::{self, Actor, rate_limit_per_minute};
-use timix_engine::idempotency::{self, Outcome, Stored};
-use timix_engine::limits::{Decision, Quota};
+use timix_engine::access::auth::{self, Actor, rate_limit_per_minute};
+use timix_engine::access::idempotency::{self, Outcome, Stored};
+use timix_engine::access::rate_limits::{Decision, Rate};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -69,8 +69,8 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Actor
 }
 
 /// The key's requests per minute: its plan's, unless the operator overrode it.
-pub fn quota(state: &AppState, actor: &Actor) -> Quota {
-    Quota::per_minute(
+pub fn quota(state: &AppState, actor: &Actor) -> Rate {
+    Rate::per_minute(
         state
             .gate
             .quota_override
@@ -298,11 +298,11 @@ pub async fn etags(request: Request, next: Next) -> Response {
     let Ok(bytes) = to_bytes(body, usize::MAX).await else {
         return ApiError::internal().into_response();
     };
-    let tag = timix_engine::etag::of_bytes(&bytes);
+    let tag = timix_engine::store::etag::of_bytes(&bytes);
     if let Ok(value) = HeaderValue::from_str(&tag) {
         parts.headers.insert(header::ETAG, value);
     }
-    if is_get && if_none_match.is_some_and(|h| timix_engine::etag::matches(&h, &tag)) {
+    if is_get && if_none_match.is_some_and(|h| timix_engine::store::etag::matches(&h, &tag)) {
         parts.status = StatusCode::NOT_MODIFIED;
         parts.headers.remove(header::CONTENT_TYPE);
         parts.headers.remove(header::CONTENT_LENGTH);

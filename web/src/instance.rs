@@ -11,7 +11,7 @@ use axum::body::{Body, to_bytes};
 use axum::http::{HeaderValue, Method, Request, header};
 use serde_json::Value;
 use timix_actions::{ApiCall, Instance, Reply};
-use timix_engine::auth::Actor;
+use timix_engine::access::auth::Actor;
 use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
 

@@ -26,15 +26,15 @@ use axum::http::{Response, StatusCode, header};
 use axum::middleware;
 use axum::response::IntoResponse;
 use timix_engine::Db;
-use timix_engine::caps::Caps;
-use timix_engine::connections::Vault;
-use timix_engine::jobs::Queues;
-use timix_engine::limits::Limiter;
-use timix_engine::manifest::Manifests;
-use timix_engine::run_admission::RunAdmission;
-use timix_engine::saving::Saving;
-use timix_engine::targets::Targets;
-use timix_engine::usage::UsageCounter;
+use timix_engine::access::rate_limits::Limiter;
+use timix_engine::access::usage::UsageCounter;
+use timix_engine::automation::connections::Vault;
+use timix_engine::automation::manifest::Manifests;
+use timix_engine::automation::quotas::Quotas;
+use timix_engine::automation::run_admission::RunAdmission;
+use timix_engine::automation::saving::Saving;
+use timix_engine::automation::targets::Targets;
+use timix_engine::store::jobs::Queues;
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -70,7 +70,7 @@ pub struct AppState {
     /// throttling is then its last entry).
     pub trust_proxy: bool,
     /// The most flows, webhooks and REST hooks an organization may have.
-    pub caps: Caps,
+    pub quotas: Quotas,
     /// Whether outbound targets may be private addresses (`TIMIX_ALLOW_PRIVATE_TARGETS`).
     pub targets: Targets,
     /// Body size and slow-client limits.
@@ -113,7 +113,7 @@ impl AppState {
             limiter: Arc::new(Limiter::for_database(&db)),
             usage: Arc::new(UsageCounter::default()),
             gate: GateOptions::default(),
-            caps: Caps::default(),
+            quotas: Quotas::default(),
             targets: Targets::default(),
             request_limits: RequestLimits::default(),
             metrics: Arc::new(Metrics::default()),
@@ -137,7 +137,7 @@ impl AppState {
         Saving {
             manifests: &self.manifests,
             vault: &self.vault,
-            caps: &self.caps,
+            quotas: &self.quotas,
             targets: self.targets,
         }
     }

@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
-use timix_engine::ops::{self, WorkStats};
+use timix_engine::store::health::{self, WorkStats};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -164,7 +164,7 @@ pub async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Respon
             .push((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
         return error.into_response();
     }
-    let work = match ops::work_stats(&state.db).await {
+    let work = match health::work_stats(&state.db).await {
         Ok(work) => Some(work),
         Err(error) => {
             tracing::warn!(%error, "Could not read the background work for /metrics.");
@@ -325,7 +325,7 @@ fn render_work(out: &mut String, work: Option<&WorkStats>) {
     }
 }
 
-fn by_status(out: &mut String, name: &str, help: &str, known: &[&str], counts: &ops::ByStatus) {
+fn by_status(out: &mut String, name: &str, help: &str, known: &[&str], counts: &health::ByStatus) {
     family(out, name, "gauge", help);
     let others = counts
         .0

@@ -2,20 +2,20 @@
 //! (security schemes, list envelopes, list parameters) declared here.
 
 use serde::Serialize;
-use timix_engine::api_keys::ApiKey;
-use timix_engine::connections::Connection;
-use timix_engine::customers::Customer;
-use timix_engine::flows::Flow;
-use timix_engine::holiday_profiles::HolidayProfile;
-use timix_engine::invoices::Invoice;
-use timix_engine::org_users::OrgUser;
-use timix_engine::projects::Project;
-use timix_engine::runs::Run;
-use timix_engine::subtasks::Subtask;
-use timix_engine::tasks::Task;
-use timix_engine::time_entries::TimeEntry;
-use timix_engine::timesheets::Timesheet;
-use timix_engine::webhooks::{Delivery, Webhook};
+use timix_engine::access::api_keys::ApiKey;
+use timix_engine::access::org_users::OrgUser;
+use timix_engine::automation::connections::Connection;
+use timix_engine::automation::flows::Flow;
+use timix_engine::automation::runs::Run;
+use timix_engine::automation::webhooks::{Delivery, Webhook};
+use timix_engine::billing::customers::Customer;
+use timix_engine::billing::holiday_profiles::HolidayProfile;
+use timix_engine::billing::invoices::Invoice;
+use timix_engine::billing::projects::Project;
+use timix_engine::billing::subtasks::Subtask;
+use timix_engine::billing::tasks::Task;
+use timix_engine::billing::time_entries::TimeEntry;
+use timix_engine::billing::timesheets::Timesheet;
 use utoipa::openapi::security::{
     ApiKey as ApiKeyScheme, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
 };

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use timix_engine::list::Page;
+use timix_engine::store::list::Page;
 
 /// A page of a list: the envelope, `X-Total-Count`, and `X-Sync-Watermark` when syncing.
 pub struct ListResponse<T>(pub Page<T>);

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::{Map, Value, json};
-use timix_engine::manifest::{
+use timix_engine::automation::manifest::{
     ActionKind, ActionManifest, Manifests, Mapping, Select, TriggerManifest,
 };
 

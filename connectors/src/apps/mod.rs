@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::{Value, json};
-use timix_engine::manifest::{ActionKind, ActionManifest, Manifests, Mapping, Select};
+use timix_engine::automation::manifest::{ActionKind, ActionManifest, Manifests, Mapping, Select};
 
 /// Why an app could not be written.
 #[derive(Debug, thiserror::Error)]

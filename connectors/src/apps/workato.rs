@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use serde_json::Value;
-use timix_engine::manifest::{ActionManifest, Manifests, Mapping, Select};
+use timix_engine::automation::manifest::{ActionManifest, Manifests, Mapping, Select};
 
 use super::{ExportError, Field, check, fields, lookups};
 

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::{Value, json};
-use timix_engine::manifest::{ActionKind, Manifests};
+use timix_engine::automation::manifest::{ActionKind, Manifests};
 
 use super::{
     ExportError, Field, check, fields, lookups, request_data, search_or_create_pairs, select_name,

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 use timix_actions::{ApiCall, Instance};
-use timix_engine::auth::Actor;
+use timix_engine::access::auth::Actor;
 
 use crate::instance::InProcess;
 

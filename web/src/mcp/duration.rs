@@ -16,13 +16,13 @@ pub fn parse(text: &str) -> Result<i64, String> {
     .ok_or_else(|| {
         format!(
             "cannot read {} as a duration; write it like \"3h\", \"90m\", \"1:30\", \"1h30m\" or \"2.5h\"",
-            timix_engine::json::quote(text)
+            timix_engine::store::json::quote(text)
         )
     })?;
     if seconds < 1.0 {
         return Err(format!(
             "{} is not a positive duration",
-            timix_engine::json::quote(text)
+            timix_engine::store::json::quote(text)
         ));
     }
     Ok(seconds.round() as i64)

@@ -171,14 +171,14 @@ async fn by_name(
             format!(
                 "no {} is named like {}{}",
                 kind.noun(),
-                timix_engine::json::quote(name),
+                timix_engine::store::json::quote(name),
                 under(parent)
             ),
         )),
         _ => Err(ambiguous(
             format!(
                 "{} matches {} {}s{}; pass an id or the exact name",
-                timix_engine::json::quote(name),
+                timix_engine::store::json::quote(name),
                 found.len(),
                 kind.noun(),
                 under(parent)

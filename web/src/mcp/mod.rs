@@ -32,7 +32,7 @@ use rmcp::transport::streamable_http_server::session::never::NeverSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::Value;
-use timix_engine::auth::Actor;
+use timix_engine::access::auth::Actor;
 
 use crate::AppState;
 use crate::gate;

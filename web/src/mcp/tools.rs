@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use timix_actions::Outcome;
-use timix_engine::manifest::{ActionKind, ActionManifest, Manifests};
-use timix_engine::time::{date_in_zone, format_date, now_ms};
+use timix_engine::automation::manifest::{ActionKind, ActionManifest, Manifests};
+use timix_engine::store::clock::{date_in_zone, format_date, now_ms};
 
 use super::api::{Api, Failure, failure, with_query};
 use super::duration;

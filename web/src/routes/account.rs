@@ -4,9 +4,11 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
-use timix_engine::auth::Role;
-use timix_engine::organizations::{self, BillingState, Organization, OrganizationPatch, Plan};
-use timix_engine::usage::{self, Usage};
+use timix_engine::access::auth::Role;
+use timix_engine::access::organizations::{
+    self, BillingState, Organization, OrganizationPatch, Plan,
+};
+use timix_engine::access::usage::{self, Usage};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -42,7 +44,7 @@ pub struct Ready {
 #[utoipa::path(get, path = "/ready", tag = "system", security(()),
     responses((status = 200, body = Ready), (status = 503, body = ErrorEnvelope)))]
 pub async fn ready(State(state): State<AppState>) -> ApiResult<Json<Ready>> {
-    match timix_engine::ops::readiness(&state.db).await {
+    match timix_engine::store::health::readiness(&state.db).await {
         Ok(()) => Ok(Json(Ready { status: "ready" })),
         Err(reason) => {
             tracing::warn!(%reason, "Not ready.");
@@ -112,7 +114,7 @@ pub async fn me(State(state): State<AppState>, Auth(actor): Auth) -> Json<Me> {
             id: actor.api_key.id.clone(),
             name: actor.api_key.name.clone(),
             prefix: actor.api_key.prefix.clone(),
-            expires_at: timix_engine::time::format_opt(actor.api_key.expires_at),
+            expires_at: timix_engine::store::clock::format_opt(actor.api_key.expires_at),
         },
         user: MeUser {
             id: actor.user_id.clone(),

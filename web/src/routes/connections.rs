@@ -8,9 +8,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Serialize;
 use timix_engine::Error;
-use timix_engine::auth::Permission;
-use timix_engine::connections::{self, Connection, ConnectionInput};
-use timix_engine::list::ListParams;
+use timix_engine::access::auth::Permission;
+use timix_engine::automation::connections::{self, Connection, ConnectionInput};
+use timix_engine::store::list::ListParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -193,7 +193,7 @@ pub async fn callback(
             Error::InvalidParameter("state does not belong to an authorization under way".into())
         })?;
     let started = resolved.secret["verifierAt"].as_i64().unwrap_or(0);
-    if timix_engine::time::now_ms() - started > AUTHORIZATION_TTL_MS {
+    if timix_engine::store::clock::now_ms() - started > AUTHORIZATION_TTL_MS {
         return Err(Error::InvalidParameter(
             "the authorization expired: start it again from the connection".into(),
         )

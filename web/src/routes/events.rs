@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use timix_engine::events::{self, EventPage, EventQuery};
+use timix_engine::store::events::{self, EventPage, EventQuery};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

@@ -8,9 +8,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::json;
 use timix_engine::Error;
-use timix_engine::flows::{self, Flow, FlowInput};
-use timix_engine::list::ListParams;
-use timix_engine::runs::{self, Run};
+use timix_engine::automation::flows::{self, Flow, FlowInput};
+use timix_engine::automation::runs::{self, Run};
+use timix_engine::store::list::ListParams;
 use timix_triggers::flow_runner::dispatch_runs;
 use timix_triggers::inbound;
 use utoipa_axum::router::OpenApiRouter;
@@ -121,7 +121,7 @@ pub async fn test(
     Auth(actor): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    actor.require(timix_engine::auth::Permission::ManageFlows)?;
+    actor.require(timix_engine::access::auth::Permission::ManageFlows)?;
     let flow = flows::get(&state.db, &actor, &id).await?;
     let live = flows::live(&state.db, &flow.id)
         .await?

@@ -4,12 +4,12 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use timix_engine::customers::{Customer, CustomerInput, Customers};
-use timix_engine::list::ListParams;
-use timix_engine::projects::{Project, ProjectInput, Projects};
-use timix_engine::resource::{self, Resource};
-use timix_engine::subtasks::{Subtask, SubtaskInput, Subtasks};
-use timix_engine::tasks::{Task, TaskInput, Tasks};
+use timix_engine::billing::customers::{Customer, CustomerInput, Customers};
+use timix_engine::billing::projects::{Project, ProjectInput, Projects};
+use timix_engine::billing::subtasks::{Subtask, SubtaskInput, Subtasks};
+use timix_engine::billing::tasks::{Task, TaskInput, Tasks};
+use timix_engine::store::list::ListParams;
+use timix_engine::store::resource::{self, Resource};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

@@ -4,10 +4,12 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use timix_engine::invoice_pdf;
-use timix_engine::invoices::{self, Invoice, InvoiceInput, Invoices, IssueInput, PaymentInput};
-use timix_engine::list::ListParams;
-use timix_engine::resource::{self, Resource};
+use timix_engine::billing::invoice_pdf;
+use timix_engine::billing::invoices::{
+    self, Invoice, InvoiceInput, Invoices, IssueInput, PaymentInput,
+};
+use timix_engine::store::list::ListParams;
+use timix_engine::store::resource::{self, Resource};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

@@ -8,9 +8,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::Value;
 use timix_engine::Error;
-use timix_engine::auth::Permission;
-use timix_engine::manifest::ActionKind;
-use timix_engine::manifest::{ActionManifest, TriggerManifest};
+use timix_engine::access::auth::Permission;
+use timix_engine::automation::manifest::ActionKind;
+use timix_engine::automation::manifest::{ActionManifest, TriggerManifest};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

@@ -3,9 +3,9 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use timix_engine::api_keys::{self, ApiKey, ApiKeyInput, CreatedApiKey};
-use timix_engine::list::ListParams;
-use timix_engine::org_users::{self, OrgUser, OrgUserInput};
+use timix_engine::access::api_keys::{self, ApiKey, ApiKeyInput, CreatedApiKey};
+use timix_engine::access::org_users::{self, OrgUser, OrgUserInput};
+use timix_engine::store::list::ListParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

@@ -5,7 +5,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use timix_engine::reports::{
+use timix_engine::billing::reports::{
     self, BudgetReport, CustomerBillingReport, ReportQuery, RevenueReport, Table, UnbilledReport,
 };
 use utoipa::IntoParams;

@@ -4,11 +4,15 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use timix_engine::holiday_profiles::{HolidayProfile, HolidayProfileInput, HolidayProfiles};
-use timix_engine::list::ListParams;
-use timix_engine::resource::{self, Resource};
-use timix_engine::time_entries::{self, TimeEntries, TimeEntry, TimeEntryInput, TimerStart};
-use timix_engine::timesheets::{self, RejectInput, Timesheet};
+use timix_engine::billing::holiday_profiles::{
+    HolidayProfile, HolidayProfileInput, HolidayProfiles,
+};
+use timix_engine::billing::time_entries::{
+    self, TimeEntries, TimeEntry, TimeEntryInput, TimerStart,
+};
+use timix_engine::billing::timesheets::{self, RejectInput, Timesheet};
+use timix_engine::store::list::ListParams;
+use timix_engine::store::resource::{self, Resource};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

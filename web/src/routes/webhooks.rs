@@ -6,10 +6,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use timix_connectors::delivery::DeliveryJob;
-use timix_engine::list::ListParams;
-use timix_engine::webhooks::{
+use timix_engine::automation::webhooks::{
     self, Delivery, Hook, HookInput, Webhook, WebhookInput, WebhookWithSecret,
 };
+use timix_engine::store::list::ListParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

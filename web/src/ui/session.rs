@@ -15,8 +15,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use timix_engine::auth::{Actor, Permission};
-use timix_engine::web_sessions::{self, Credentials, Login, NewSession};
+use timix_engine::access::auth::{Actor, Permission};
+use timix_engine::access::web_sessions::{self, Credentials, Login, NewSession};
 
 use super::{Shared, UiError, UiResult};
 
@@ -68,7 +68,7 @@ pub fn clear_notice_cookie() -> HeaderValue {
 /// A redirect that shows `notice` once on the next page.
 pub fn redirect_with_notice(to: &str, notice: &str) -> Response {
     // A cookie holds about 4 KB; a reason quoted from elsewhere may be longer.
-    let notice = timix_engine::json::shorten_to(notice, 500);
+    let notice = timix_engine::store::json::shorten_to(notice, 500);
     let encoded = URL_SAFE_NO_PAD.encode(notice.as_bytes());
     let mut response = Redirect::to(to).into_response();
     response.headers_mut().append(

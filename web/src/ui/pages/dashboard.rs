@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use serde_json::{Value, json};
-use timix_engine::auth::Permission;
+use timix_engine::access::auth::Permission;
 
 use crate::ui::{Shared, UiResult, Viewer};
 

@@ -13,7 +13,7 @@ use axum::extract::{Form, Path, State};
 use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
 use timix_connectors::apps;
-use timix_engine::manifest::Manifests;
+use timix_engine::automation::manifest::Manifests;
 
 use super::checked_id;
 use crate::ui::session::{Fields, redirect_with_notice};
@@ -435,7 +435,7 @@ impl Builder<'_> {
             "errors": errors,
             "otherErrors": other_errors,
             "error": summary,
-            "canManage": self.viewer.can(timix_engine::auth::Permission::ManageFlows),
+            "canManage": self.viewer.can(timix_engine::access::auth::Permission::ManageFlows),
             "publicUrl": self.ui.app.public_url.trim_end_matches('/'),
         });
         super::merge(&mut context, trigger);
@@ -502,7 +502,7 @@ impl Builder<'_> {
             .map(|t| json!({"value": t.key, "label": t.label, "selected": t.key == draft.source}))
             .collect();
         let chosen = if draft.signature.is_empty() {
-            timix_engine::flows::DEFAULT_SIGNATURE
+            timix_engine::automation::flows::DEFAULT_SIGNATURE
         } else {
             draft.signature.as_str()
         };
@@ -721,7 +721,7 @@ async fn submit(ui: &Shared, viewer: &Viewer, flow: Option<Value>, fields: &Fiel
     if op != "save" {
         return Err(UiError::bad_request(format!(
             "unknown button {}",
-            timix_engine::json::quote(op)
+            timix_engine::store::json::quote(op)
         )));
     }
     fill_keys(&mut draft);

@@ -16,7 +16,7 @@ async fn render(ui: &Shared, viewer: &Viewer, status: StatusCode, extra: Value) 
     let mine = viewer.actor.role;
     let roles: Vec<&str> = ROLES
         .into_iter()
-        .filter(|r| timix_engine::auth::Role::parse(r).is_some_and(|r| r <= mine))
+        .filter(|r| timix_engine::access::auth::Role::parse(r).is_some_and(|r| r <= mine))
         .collect();
     let mut context = json!({"nav": "keys", "keys": keys, "roles": roles});
     super::merge(&mut context, extra);

@@ -4,7 +4,7 @@
 use axum::extract::{Form, Path, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use timix_engine::web_sessions;
+use timix_engine::access::web_sessions;
 
 use super::checked_id;
 use crate::ui::session::Fields;

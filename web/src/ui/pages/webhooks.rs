@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::{checked_id, query};
 use crate::ui::session::{Fields, redirect_with_notice};
 use crate::ui::{Shared, UiError, UiResult, Viewer, back_or_fail};
-use timix_engine::webhooks::EVENT_TYPES;
+use timix_engine::automation::webhooks::EVENT_TYPES;
 
 /// The event types as checkboxes, grouped by what they are about (`customer`).
 fn event_groups() -> Vec<Value> {
