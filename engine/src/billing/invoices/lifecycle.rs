@@ -168,16 +168,15 @@ pub async fn pay(db: &Db, actor: &Actor, id: &str, input: PaymentInput) -> Resul
             );
         }
     }
-    p.into_result()?;
-    let missing = || Error::Internal("payment fields missing after validation".into());
-    let amount = amount.ok_or_else(missing)?;
+    let ok = p.finish("payment")?;
+    let amount = ok.get(amount)?;
     let mut payments = before.payments.clone();
     payments.push(Payment {
         id: ids::new_id(ids::PAYMENT),
         amount: format_amount(amount, &before.currency),
-        paid_on: paid_on.ok_or_else(missing)?,
-        method: method.ok_or_else(missing)?,
-        reference: reference.ok_or_else(missing)?,
+        paid_on: ok.get(paid_on)?,
+        method: ok.get(method)?,
+        reference: ok.get(reference)?,
         created_at: format_ms(now_ms()),
     });
     let fully_paid = paid + amount == total;

@@ -367,15 +367,9 @@ async fn insert(tx: &mut Tx, actor: &Actor, input: InvoiceInput) -> Result<Invoi
         SHORT_TEXT,
     ));
     let manual = input.lines.into_option().unwrap_or_default();
-    p.into_result()?;
-    let missing = || Error::Internal("invoice fields missing after validation".into());
-    let customer = customers::parent(
-        tx,
-        actor.org_id(),
-        &customer_id.ok_or_else(missing)?,
-        "customerId",
-    )
-    .await?;
+    let ok = p.finish("invoice")?;
+    let customer =
+        customers::parent(tx, actor.org_id(), &ok.get(customer_id)?, "customerId").await?;
     let mut p = Problems::default();
     let manual = manual_lines(&mut p, manual, &customer.currency);
     p.into_result()?;
@@ -426,8 +420,8 @@ async fn insert(tx: &mut Tx, actor: &Actor, input: InvoiceInput) -> Result<Invoi
     .arg(sums.tax_total)
     .arg(sums.total)
     .arg(to_json(&shown)?)
-    .arg(notes.ok_or_else(missing)?)
-    .arg(external_id.ok_or_else(missing)?)
+    .arg(ok.get(notes)?)
+    .arg(ok.get(external_id)?)
     .arg(now)
     .arg(now)
     .execute(&mut *tx)
@@ -516,8 +510,7 @@ async fn apply_update(
             kept
         }
     };
-    p.into_result()?;
-    let missing = || Error::Internal("invoice fields missing after validation".into());
+    let ok = p.finish("invoice")?;
     let sums = totals(&lines, tax_rate_bp, &before.currency)?;
     Sql::new(
         "UPDATE invoices SET issue_date = ?, due_date = ?, tax_rate_bp = ?, subtotal = ?, tax_total = ?, \
@@ -530,8 +523,8 @@ async fn apply_update(
     .arg(sums.tax_total)
     .arg(sums.total)
     .arg(to_json(&lines)?)
-    .arg(notes.ok_or_else(missing)?)
-    .arg(external_id.ok_or_else(missing)?)
+    .arg(ok.get(notes)?)
+    .arg(ok.get(external_id)?)
     .arg(now_ms())
     .arg(&before.id)
     .execute(&mut *tx)

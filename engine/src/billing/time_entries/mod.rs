@@ -380,19 +380,18 @@ async fn insert(tx: &mut Tx, actor: &Actor, mut input: TimeEntryInput) -> Result
         input.external_id.into_option(),
         SHORT_TEXT,
     ));
-    p.into_result()?;
-    let missing = || Error::Internal("time entry fields missing after validation".into());
+    let ok = p.finish("time entry")?;
     write_new(
         tx,
         actor,
         NewEntry {
             user_id,
-            subtask_id: subtask_id.ok_or_else(missing)?,
-            timing: timing.ok_or_else(missing)?,
+            subtask_id: ok.get(subtask_id)?,
+            timing: ok.get(timing)?,
             is_running: false,
             billable_requested: input.billable.into_option().unwrap_or(true),
-            notes: notes.ok_or_else(missing)?,
-            external_id: external_id.ok_or_else(missing)?,
+            notes: ok.get(notes)?,
+            external_id: ok.get(external_id)?,
         },
     )
     .await
@@ -464,15 +463,14 @@ async fn apply_update(
             false
         }
     };
-    p.into_result()?;
-    let missing = || Error::Internal("time entry fields missing after validation".into());
-    let timing = timing.ok_or_else(missing)?;
+    let ok = p.finish("time entry")?;
+    let timing = ok.get(timing)?;
     let next = Current {
         timing,
         is_running: current.is_running,
         billable_requested,
-        notes: notes.ok_or_else(missing)?,
-        external_id: external_id.ok_or_else(missing)?,
+        notes: ok.get(notes)?,
+        external_id: ok.get(external_id)?,
     };
     if next == current && subtask_id == before.subtask_id && user_id == before.user_id {
         return Ok(before);
