@@ -135,3 +135,27 @@ impl Checked {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finish_names_every_problem_or_hands_out_the_kept_values() {
+        let mut p = Problems::default();
+        let name = p.take(required_text("name", None, SHORT_TEXT));
+        let email = p.take(opt_email("email", Some("nope".into())));
+        assert_eq!((name, email), (None, None));
+        match p.finish("thing") {
+            Err(Error::Validation(errors)) => assert_eq!(errors.len(), 2),
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+
+        let mut p = Problems::default();
+        let name = p.take(required_text("name", Some(" Acme ".into()), SHORT_TEXT));
+        let ok = p.finish("thing").unwrap();
+        assert_eq!(ok.get(name).unwrap(), "Acme");
+        // A value dropped without a problem is a bug: an internal error, not a panic.
+        assert!(matches!(ok.get(None::<String>), Err(Error::Internal(_))));
+    }
+}
