@@ -328,7 +328,7 @@ async fn invoices_of_the_approved_fixture_are_exact() {
         pdf.header("content-disposition"),
         Some("inline; filename=\"INV-0001.pdf\"")
     );
-    let text = pdf_text(&owner, &acme_id).await;
+    let text = pdf_text(owner, &acme_id).await;
     if let Some(text) = text {
         for needle in [
             "Invoice INV-0001",
