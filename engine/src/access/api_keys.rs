@@ -130,12 +130,8 @@ pub async fn create(db: &Db, actor: &Actor, input: ApiKeyInput) -> Result<Create
     {
         p.add("expiresAt", "invalid", "expiresAt must be in the future");
     }
-    p.into_result()?;
-    let (Some(name), Some(role), Some(expires_at)) = (name, role, expires_at) else {
-        return Err(Error::Internal(
-            "key fields missing after validation".into(),
-        ));
-    };
+    let ok = p.finish("key")?;
+    let (name, role, expires_at) = (ok.get(name)?, ok.get(role)?, ok.get(expires_at)?);
     if role > actor.role {
         return Err(Error::forbidden(format!(
             "a {} cannot create a key with the {} role",

@@ -190,20 +190,19 @@ impl Record {
             input.external_id.apply(cur(|c| c.external_id.clone())),
             SHORT_TEXT,
         ));
-        p.into_result()?;
-        let missing = || Error::Internal("user fields missing after validation".into());
+        let ok = p.finish("user")?;
         Ok(Record {
-            email: email.ok_or_else(missing)?,
-            name: name.ok_or_else(missing)?,
-            role: role.ok_or_else(missing)?,
-            is_active: is_active.ok_or_else(missing)?,
-            weekly_capacity_seconds: weekly_capacity_seconds.ok_or_else(missing)?,
-            cost_rate: cost_rate.ok_or_else(missing)?,
-            billable_rate: billable_rate.ok_or_else(missing)?,
+            email: ok.get(email)?,
+            name: ok.get(name)?,
+            role: ok.get(role)?,
+            is_active: ok.get(is_active)?,
+            weekly_capacity_seconds: ok.get(weekly_capacity_seconds)?,
+            cost_rate: ok.get(cost_rate)?,
+            billable_rate: ok.get(billable_rate)?,
             holiday_profile_id: input
                 .holiday_profile_id
                 .apply(cur(|c| c.holiday_profile_id.clone())),
-            external_id: external_id.ok_or_else(missing)?,
+            external_id: ok.get(external_id)?,
         })
     }
 }

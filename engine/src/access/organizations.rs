@@ -242,14 +242,14 @@ pub async fn update(db: &Db, actor: &Actor, patch: OrganizationPatch) -> Result<
         Patch::Null => problems.take(Err(FieldError::required("weekStartsOn"))),
         Patch::Value(d) => problems.take(check_weekday(&d)),
     };
-    problems.into_result()?;
+    let ok = problems.finish("organization")?;
     actor.check_if_match(&current)?;
-    let (Some(name), Some(currency), Some(timezone), Some(week)) = (name, currency, timezone, week)
-    else {
-        return Err(Error::Internal(
-            "validated organization fields missing".into(),
-        ));
-    };
+    let (name, currency, timezone, week) = (
+        ok.get(name)?,
+        ok.get(currency)?,
+        ok.get(timezone)?,
+        ok.get(week)?,
+    );
     let mut tx = events::begin_write(db).await?;
     Sql::new(
         "UPDATE organizations SET name = ?, currency = ?, timezone = ?, week_starts_on = ?, updated_at = ? WHERE id = ?",

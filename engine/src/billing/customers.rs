@@ -209,43 +209,18 @@ impl Record {
             input.is_archived,
             Some(current.is_some_and(|c| c.is_archived)),
         );
-        p.into_result()?;
-        match (
-            name,
-            email,
-            phone,
-            address,
-            notes,
-            external_id,
-            currency,
-            hourly_rate,
-            is_archived,
-        ) {
-            (
-                Some(name),
-                Some(email),
-                Some(phone),
-                Some(address),
-                Some(notes),
-                Some(external_id),
-                Some(currency),
-                Some(hourly_rate),
-                Some(is_archived),
-            ) => Ok(Record {
-                name,
-                email,
-                phone,
-                address,
-                currency,
-                hourly_rate,
-                notes,
-                external_id,
-                is_archived,
-            }),
-            _ => Err(Error::Internal(
-                "customer fields missing after validation".into(),
-            )),
-        }
+        let ok = p.finish("customer")?;
+        Ok(Record {
+            name: ok.get(name)?,
+            email: ok.get(email)?,
+            phone: ok.get(phone)?,
+            address: ok.get(address)?,
+            currency: ok.get(currency)?,
+            hourly_rate: ok.get(hourly_rate)?,
+            notes: ok.get(notes)?,
+            external_id: ok.get(external_id)?,
+            is_archived: ok.get(is_archived)?,
+        })
     }
 }
 

@@ -259,15 +259,14 @@ impl Record {
             input.external_id.apply(cur(|c| c.external_id.clone())),
             SHORT_TEXT,
         ));
-        p.into_result()?;
-        let missing = || Error::Internal("holiday profile fields missing after validation".into());
+        let ok = p.finish("holiday profile")?;
         Ok(Record {
-            name: name.ok_or_else(missing)?,
+            name: ok.get(name)?,
             country_code,
             holidays,
             working_days,
             seconds_per_day,
-            external_id: external_id.ok_or_else(missing)?,
+            external_id: ok.get(external_id)?,
         })
     }
 }

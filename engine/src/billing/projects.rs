@@ -276,23 +276,22 @@ impl Record {
             input.is_archived,
             Some(current.is_some_and(|c| c.is_archived)),
         );
-        p.into_result()?;
-        let missing = || Error::Internal("project fields missing after validation".into());
+        let ok = p.finish("project")?;
         Ok(Record {
             customer_id,
-            name: name.ok_or_else(missing)?,
-            code: code.ok_or_else(missing)?,
-            billing_method: billing_method.ok_or_else(missing)?,
+            name: ok.get(name)?,
+            code: ok.get(code)?,
+            billing_method: ok.get(billing_method)?,
             currency,
-            hourly_rate: hourly_rate.ok_or_else(missing)?,
-            fixed_fee: fixed_fee.ok_or_else(missing)?,
-            budget_seconds: budget_seconds.ok_or_else(missing)?,
-            budget_amount: budget_amount.ok_or_else(missing)?,
-            starts_on: starts_on.ok_or_else(missing)?,
-            ends_on: ends_on.ok_or_else(missing)?,
-            notes: notes.ok_or_else(missing)?,
-            external_id: external_id.ok_or_else(missing)?,
-            is_archived: is_archived.ok_or_else(missing)?,
+            hourly_rate: ok.get(hourly_rate)?,
+            fixed_fee: ok.get(fixed_fee)?,
+            budget_seconds: ok.get(budget_seconds)?,
+            budget_amount: ok.get(budget_amount)?,
+            starts_on: ok.get(starts_on)?,
+            ends_on: ok.get(ends_on)?,
+            notes: ok.get(notes)?,
+            external_id: ok.get(external_id)?,
+            is_archived: ok.get(is_archived)?,
         })
     }
 }

@@ -155,14 +155,13 @@ impl Record {
             input.external_id.apply(cur(|c| c.external_id.clone())),
             SHORT_TEXT,
         ));
-        p.into_result()?;
-        let missing = || Error::Internal("subtask fields missing after validation".into());
+        let ok = p.finish("subtask")?;
         Ok(Record {
-            name: name.ok_or_else(missing)?,
-            status: status.ok_or_else(missing)?,
-            estimate_seconds: estimate_seconds.ok_or_else(missing)?,
+            name: ok.get(name)?,
+            status: ok.get(status)?,
+            estimate_seconds: ok.get(estimate_seconds)?,
             assignee_id: input.assignee_id.apply(cur(|c| c.assignee_id.clone())),
-            external_id: external_id.ok_or_else(missing)?,
+            external_id: ok.get(external_id)?,
         })
     }
 }

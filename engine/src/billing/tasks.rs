@@ -195,18 +195,17 @@ impl Record {
             input.external_id.apply(cur(|c| c.external_id.clone())),
             SHORT_TEXT,
         ));
-        p.into_result()?;
-        let missing = || Error::Internal("task fields missing after validation".into());
+        let ok = p.finish("task")?;
         Ok(Record {
-            name: name.ok_or_else(missing)?,
-            description: description.ok_or_else(missing)?,
-            status: status.ok_or_else(missing)?,
-            billable: billable.ok_or_else(missing)?,
-            hourly_rate: hourly_rate.ok_or_else(missing)?,
-            estimate_seconds: estimate_seconds.ok_or_else(missing)?,
+            name: ok.get(name)?,
+            description: ok.get(description)?,
+            status: ok.get(status)?,
+            billable: ok.get(billable)?,
+            hourly_rate: ok.get(hourly_rate)?,
+            estimate_seconds: ok.get(estimate_seconds)?,
             // Checked against the organization's users by the caller.
             assignee_id: input.assignee_id.apply(cur(|c| c.assignee_id.clone())),
-            external_id: external_id.ok_or_else(missing)?,
+            external_id: ok.get(external_id)?,
         })
     }
 }

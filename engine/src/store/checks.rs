@@ -1,6 +1,6 @@
 //! Checks shared by the resources' inputs: text, emails, hours, choices, patches.
 
-use crate::error::{FieldError, Problems, Result};
+use crate::error::{Error, FieldError, Problems, Result};
 use crate::store::patch::Patch;
 
 /// Longest free text accepted in a short field (names, emails, codes).
@@ -104,5 +104,58 @@ pub fn patch_required<T>(
             None
         }
         other => other.apply(current),
+    }
+}
+
+/// The end of an input's checks: the values its checks kept, with no problem recorded.
+///
+/// Checks record their problems in [`Problems`] and keep an `Option` per field, so that one
+/// answer names every bad field. Once [`Problems::finish`] found none, each kept value is there;
+/// [`Checked::get`] unwraps it without a `let (Some(a), Some(b), …) = … else` per input.
+#[derive(Debug, Clone, Copy)]
+pub struct Checked {
+    noun: &'static str,
+}
+
+impl Problems {
+    /// A `Validation` error naming every problem found, or a [`Checked`] for the `noun`'s
+    /// kept values.
+    pub fn finish(self, noun: &'static str) -> Result<Checked> {
+        self.into_result()?;
+        Ok(Checked { noun })
+    }
+}
+
+impl Checked {
+    /// A value the checks kept. `None` means a check dropped a value without recording a
+    /// problem: a bug, answered as an internal error rather than a panic.
+    pub fn get<T>(&self, value: Option<T>) -> Result<T> {
+        value.ok_or_else(|| {
+            Error::Internal(format!("{} fields missing after validation", self.noun))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finish_names_every_problem_or_hands_out_the_kept_values() {
+        let mut p = Problems::default();
+        let name = p.take(required_text("name", None, SHORT_TEXT));
+        let email = p.take(opt_email("email", Some("nope".into())));
+        assert_eq!((name, email), (None, None));
+        match p.finish("thing") {
+            Err(Error::Validation(errors)) => assert_eq!(errors.len(), 2),
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+
+        let mut p = Problems::default();
+        let name = p.take(required_text("name", Some(" Acme ".into()), SHORT_TEXT));
+        let ok = p.finish("thing").unwrap();
+        assert_eq!(ok.get(name).unwrap(), "Acme");
+        // A value dropped without a problem is a bug: an internal error, not a panic.
+        assert!(matches!(ok.get(None::<String>), Err(Error::Internal(_))));
     }
 }

@@ -1,0 +1,11 @@
+//! The store on a real database, without the binary: migrations, the event log, lists and
+//! cursors, soft deletes, idempotency records. SQLite by default; a fresh Postgres database per
+//! test with `TIMIX_TEST_DATABASE=postgres` and `TIMIX_TEST_POSTGRES_URL`.
+
+mod support;
+
+mod events;
+mod idempotency;
+mod lists;
+mod migrations;
+mod rows;
