@@ -13,7 +13,7 @@ use timix_connectors::connection as connecting;
 use timix_connectors::outbound::{Outbound, refused_target};
 use timix_engine::Db;
 use timix_engine::access::auth::Actor;
-use timix_engine::automation::connections::{self, Resolved, Vault};
+use timix_engine::automation::connections::{self, ConnectionKind, Resolved, Vault};
 use timix_engine::automation::manifest::{ActionManifest, Mapping, Select};
 use timix_engine::automation::template;
 
@@ -131,7 +131,7 @@ impl Runner {
             Ok(r) => r,
             Err(message) => return Outcome::Fail(failure("template", message)),
         };
-        let remote = connection.filter(|c| c.kind != "self");
+        let remote = connection.filter(|c| c.kind != ConnectionKind::This);
         let url = match (&request.target, remote) {
             (Target::Api(path), None) => {
                 let call = ApiCall {
@@ -173,7 +173,7 @@ impl Runner {
         target: &str,
         query: &[(String, String)],
     ) -> Result<Reply, Outcome> {
-        if connection.kind == "self" {
+        if connection.kind == ConnectionKind::This {
             let call = ApiCall {
                 method: "GET".into(),
                 path: with_query(target, query),
@@ -292,7 +292,7 @@ impl Runner {
         }
         let reply = self.send_once(&request, current.as_ref()).await?;
         match current {
-            Some(c) if reply.status == 401 && c.kind == "oauth2" => {
+            Some(c) if reply.status == 401 && c.kind == ConnectionKind::OAuth2 => {
                 let fresh = self.refreshed(&c).await?;
                 self.send_once(&request, Some(&fresh)).await
             }

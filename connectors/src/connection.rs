@@ -11,7 +11,7 @@ use oauth2::{
     PkceCodeVerifier, RedirectUrl, RefreshToken, Scope, TokenResponse, TokenUrl,
 };
 use serde_json::{Value, json};
-use timix_engine::automation::connections::Resolved;
+use timix_engine::automation::connections::{ConnectionKind, Resolved};
 use timix_engine::store::clock::now_ms;
 
 use crate::outbound::Outbound;
@@ -43,8 +43,8 @@ pub fn authorize(
     connection: &Resolved,
 ) -> reqwest::RequestBuilder {
     let secret = &connection.secret;
-    match connection.kind.as_str() {
-        "api_key" => {
+    match connection.kind {
+        ConnectionKind::ApiKey => {
             let header = connection.settings["header"]
                 .as_str()
                 .unwrap_or("X-Api-Key");
@@ -52,21 +52,21 @@ pub fn authorize(
             let key = secret["apiKey"].as_str().unwrap_or_default();
             builder.header(header, format!("{prefix}{key}"))
         }
-        "basic" => builder.basic_auth(
+        ConnectionKind::Basic => builder.basic_auth(
             secret["username"].as_str().unwrap_or_default(),
             secret["password"].as_str(),
         ),
-        "oauth2" => match secret["accessToken"].as_str() {
+        ConnectionKind::OAuth2 => match secret["accessToken"].as_str() {
             Some(token) => builder.bearer_auth(token),
             None => builder,
         },
-        _ => builder,
+        ConnectionKind::This => builder,
     }
 }
 
 /// Whether an OAuth2 access token is missing or expires within a minute.
 pub fn token_expiring(connection: &Resolved) -> bool {
-    connection.kind == "oauth2"
+    connection.kind == ConnectionKind::OAuth2
         && (connection.secret["accessToken"].is_null()
             || connection.secret["expiresAt"]
                 .as_i64()
@@ -253,7 +253,7 @@ mod tests {
         Resolved {
             id: "con_1".into(),
             org_id: "org_1".into(),
-            kind: kind.into(),
+            kind: kind.parse().unwrap(),
             base_url: base.map(str::to_owned),
             settings: json!({"header": "Authorization", "prefix": "Bearer "}),
             secret: json!({"apiKey": "k"}),

@@ -16,7 +16,7 @@ use timix_engine::automation::connections::{self, Vault};
 use timix_engine::automation::flows;
 use timix_engine::automation::manifest::Manifests;
 use timix_engine::automation::run_admission::RunAdmission;
-use timix_engine::automation::runs::{self, StepRecord};
+use timix_engine::automation::runs::{self, StepRecord, StepStatus};
 use timix_engine::automation::template;
 use timix_engine::error::Result;
 use timix_engine::store::clock::{format_ms, now_ms};
@@ -269,7 +269,7 @@ impl FlowRunner {
         let definitions: Vec<Value> = flow.steps.as_array().cloned().unwrap_or_default();
         let mut outputs = Map::new();
         for (i, record) in steps.clone().iter().enumerate() {
-            if record.status == "succeeded" {
+            if record.status == StepStatus::Succeeded {
                 outputs.insert(
                     record.key.clone(),
                     record.output.clone().unwrap_or(Value::Null),
@@ -354,7 +354,7 @@ impl FlowRunner {
             match outcome {
                 Outcome::Done(output) => {
                     let step = &mut steps[i];
-                    step.status = "succeeded".into();
+                    step.status = StepStatus::Succeeded;
                     step.error = None;
                     step.finished_at = Some(format_ms(now_ms()));
                     step.output = Some(output.clone());
@@ -406,7 +406,7 @@ impl FlowRunner {
              it is not taken again. Replay it once the cause is fixed",
             run.takeovers
         );
-        let Some(i) = steps.iter().position(|s| s.status != "succeeded") else {
+        let Some(i) = steps.iter().position(|s| s.status != StepStatus::Succeeded) else {
             return self
                 .fail(flow_id, run, steps, &format!("poisoned: {message}"))
                 .await;
@@ -430,7 +430,7 @@ impl FlowRunner {
             error["message"].as_str().unwrap_or("error")
         );
         let step = &mut steps[i];
-        step.status = "failed".into();
+        step.status = StepStatus::Failed;
         step.error = Some(error);
         step.finished_at = Some(format_ms(now_ms()));
         self.fail(flow_id, run, steps, &message).await

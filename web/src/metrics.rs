@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
+use timix_engine::automation::runs::RunStatus;
 use timix_engine::store::health::{self, WorkStats};
 
 use crate::AppState;
@@ -249,7 +250,12 @@ fn render_requests(out: &mut String, metrics: &Metrics) {
 }
 
 /// Statuses always reported, so a dashboard sees 0 rather than no series.
-const RUN_STATUSES: [&str; 4] = ["queued", "running", "succeeded", "failed"];
+const RUN_STATUSES: [&str; 4] = [
+    RunStatus::Queued.as_str(),
+    RunStatus::Running.as_str(),
+    RunStatus::Succeeded.as_str(),
+    RunStatus::Failed.as_str(),
+];
 const DELIVERY_STATUSES: [&str; 5] = ["pending", "sending", "failed", "succeeded", "dead"];
 
 fn render_work(out: &mut String, work: Option<&WorkStats>) {
@@ -269,7 +275,7 @@ fn render_work(out: &mut String, work: Option<&WorkStats>) {
         "gauge",
         "Work waiting: runs queued, deliveries pending, sending or awaiting a retry.",
     );
-    let runs_waiting = work.runs.get("queued");
+    let runs_waiting = work.runs.get(RunStatus::Queued.as_str());
     let deliveries_waiting = ["pending", "sending", "failed"]
         .iter()
         .map(|s| work.deliveries.get(s))

@@ -9,7 +9,7 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Serialize;
 use timix_engine::Error;
 use timix_engine::access::auth::Permission;
-use timix_engine::automation::connections::{self, Connection, ConnectionInput};
+use timix_engine::automation::connections::{self, Connection, ConnectionInput, ConnectionKind};
 use timix_engine::store::list::ListParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -143,7 +143,7 @@ pub async fn authorize(
     let resolved = connections::resolve(&state.db, &state.vault, actor.org_id(), &id)
         .await?
         .ok_or(Error::NotFound(connections::NOUN))?;
-    if resolved.kind != "oauth2" {
+    if resolved.kind != ConnectionKind::OAuth2 {
         return Err(Error::conflict("only oauth2 connections are authorized").into());
     }
     let oauth_state = connections::random_state();

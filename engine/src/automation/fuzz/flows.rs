@@ -7,6 +7,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::{ConnectionKinds, FlowInput, Record};
+use crate::automation::connections::ConnectionKind;
 use crate::automation::fuzz::{config, json_value, tricky_text};
 use crate::automation::manifest::Manifests;
 use crate::error::Error;
@@ -18,7 +19,7 @@ fn manifests() -> &'static Manifests {
 }
 
 fn connections() -> ConnectionKinds {
-    [("con_1".to_owned(), "self".to_owned())]
+    [("con_1".to_owned(), ConnectionKind::This)]
         .into_iter()
         .collect()
 }

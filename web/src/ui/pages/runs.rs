@@ -4,12 +4,18 @@
 use axum::extract::{Form, Path, Query, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use timix_engine::automation::runs::RunStatus;
 
 use super::{checked_id, query};
 use crate::ui::session::{Fields, redirect_with_notice};
 use crate::ui::{Shared, UiResult, Viewer, back_or_fail};
 
-const STATUSES: [&str; 4] = ["queued", "running", "succeeded", "failed"];
+const STATUSES: [&str; 4] = [
+    RunStatus::Queued.as_str(),
+    RunStatus::Running.as_str(),
+    RunStatus::Succeeded.as_str(),
+    RunStatus::Failed.as_str(),
+];
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -15,6 +15,10 @@ use crate::store::ids;
 use crate::store::json;
 use crate::store::list::{self, FilterKind, ListParams, ListSpec, Page};
 
+mod status;
+
+pub use status::{RunStatus, StepStatus};
+
 pub const NOUN: &str = "run";
 
 pub const LIST: ListSpec = ListSpec {
@@ -35,7 +39,8 @@ pub struct StepRecord {
     pub key: String,
     pub action: String,
     /// `pending`, `succeeded` or `failed`.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: StepStatus,
     /// The rendered input, as validated and sent.
     #[schema(value_type = Option<Object>)]
     pub input: Option<Value>,
@@ -56,7 +61,8 @@ pub struct Run {
     pub id: String,
     pub flow_id: String,
     /// `queued`, `running`, `succeeded` or `failed`.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: RunStatus,
     /// The record or payload that started it.
     #[schema(value_type = Object)]
     pub trigger: Value,
@@ -99,11 +105,11 @@ impl StepRecord {
 }
 
 pub(crate) fn from_row(r: &row::Row) -> Result<Run> {
-    let status = row::get_str(r, "status")?;
+    let status: RunStatus = row::get_str(r, "status")?.parse()?;
     Ok(Run {
         id: row::get_str(r, "id")?,
         flow_id: row::get_str(r, "flow_id")?,
-        next_attempt_at: (status == "queued")
+        next_attempt_at: (status == RunStatus::Queued)
             .then(|| row::get_i64(r, "next_attempt_at").map(format_ms))
             .transpose()?,
         status,
@@ -143,7 +149,7 @@ fn pending_steps(flow: &LiveFlow) -> Vec<StepRecord> {
         .map(|s| StepRecord {
             key: s["key"].as_str().unwrap_or_default().to_owned(),
             action: s["action"].as_str().unwrap_or_default().to_owned(),
-            status: "pending".into(),
+            status: StepStatus::Pending,
             input: None,
             output: None,
             error: None,
@@ -246,15 +252,15 @@ fn insertion(
     let steps = pending_steps(flow);
     let (status, next_attempt_at, lease_until, token) = match begin {
         Begin::Claimed(lease_ms) => (
-            "running",
+            RunStatus::Running,
             now,
             Some(now + lease_ms),
             Some(ulid::Ulid::generate().to_string()),
         ),
         // Queued now: not swept before the job or lane had its chance.
-        Begin::Now => ("queued", now, Some(now + REQUEUE_AFTER_MS), None),
+        Begin::Now => (RunStatus::Queued, now, Some(now + REQUEUE_AFTER_MS), None),
         // Queued for later: the sweeper takes it when its time comes.
-        Begin::Later(at) => ("queued", at, None, None),
+        Begin::Later(at) => (RunStatus::Queued, at, None, None),
     };
     let root = lineage.root.clone().unwrap_or_else(|| id.clone());
     // A polled item comes from outside: kept to the depth everything else is.
@@ -269,7 +275,7 @@ fn insertion(
     .arg(flow.org_id.as_str())
     .arg(flow.id.as_str())
     .arg(source_key)
-    .arg(status)
+    .arg(status.as_str())
     .arg(trigger.to_string())
     .arg(steps_json(&steps)?)
     .arg(lineage.depth)
@@ -432,7 +438,7 @@ pub async fn finish(
             "UPDATE runs SET status = ?, steps = ?, error = ?, lease_until = NULL, lease_token = NULL, \
              finished_at = ?, updated_at = ? WHERE id = ? AND lease_token = ?",
         )
-        .arg(if error.is_some() { "failed" } else { "succeeded" })
+        .arg(if error.is_some() { RunStatus::Failed } else { RunStatus::Succeeded }.as_str())
         .arg(steps_json(steps)?)
         .arg(error)
         .arg(now)
@@ -485,15 +491,18 @@ pub async fn take_due(db: &Db, limit: i64) -> Result<Vec<String>> {
 pub async fn replay(db: &Db, actor: &Actor, id: &str) -> Result<Run> {
     actor.require(Permission::ManageFlows)?;
     let run = get(db, actor, id).await?;
-    if run.status != "failed" {
+    if run.status != RunStatus::Failed {
         return Err(Error::Conflict {
             code: "invalid_state",
             message: format!("a {} run cannot be replayed; only a failed one", run.status),
         });
     }
     let mut steps = run.steps.clone();
-    for step in steps.iter_mut().filter(|s| s.status != "succeeded") {
-        step.status = "pending".into();
+    for step in steps
+        .iter_mut()
+        .filter(|s| s.status != StepStatus::Succeeded)
+    {
+        step.status = StepStatus::Pending;
         step.attempts = 0;
         step.error = None;
         step.finished_at = None;

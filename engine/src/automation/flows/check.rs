@@ -1,0 +1,576 @@
+//! A flow checked whole against the manifests before it is stored: its trigger (event, poll,
+//! webhook, schedule) and its steps, every problem with its field path.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value, json};
+
+use super::{
+    ConnectionKinds, DEFAULT_SIGNATURE, FlowInput, MAX_STEPS, SIGNATURE_SCHEMES, TRIGGER_TYPES,
+    json_column, parse_schedule,
+};
+use crate::automation::connections::ConnectionKind;
+use crate::automation::manifest::Manifests;
+use crate::automation::template;
+use crate::error::{Error, FieldError, Problems, Result};
+use crate::store::checks::{self, SHORT_TEXT};
+use crate::store::db::row;
+use crate::store::events;
+use crate::store::json;
+use crate::store::patch::Patch;
+
+/// A trigger as stored: its type, and the event type an event trigger listens to.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct CheckedTrigger {
+    pub(super) kind: String,
+    pub(super) event: Option<String>,
+    /// As stored. A webhook's secret is not in it: it is sealed in its own column.
+    pub(super) stored: Value,
+    /// A webhook's signing secret, in the clear only while the flow is checked and saved.
+    pub(super) secret: Option<String>,
+}
+
+/// The key a Standard Webhooks secret stands for: the base64 after `whsec_` (the prefix is
+/// optional, as in the Standard Webhooks libraries).
+pub fn standard_webhooks_key(secret: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap_or(secret))
+        .ok()
+        .filter(|key| key.len() >= 16)
+}
+
+/// Checks a webhook trigger: its secret (kept from `current` when not given again) and the
+/// scheme its sender signs with (kept likewise; `standard` for a new secret).
+fn check_webhook(
+    p: &mut Problems,
+    object: &Map<String, Value>,
+    current: Option<&CheckedTrigger>,
+) -> Option<CheckedTrigger> {
+    let current = current.filter(|c| c.kind == "webhook");
+    let secret = match object.get("secret") {
+        None => current.and_then(|c| c.secret.clone()),
+        Some(Value::Null) => None,
+        Some(Value::String(s)) if (16..=200).contains(&s.len()) => Some(s.clone()),
+        Some(_) => {
+            p.add(
+                "trigger.secret",
+                "invalid",
+                "trigger.secret must be a string of 16 to 200 characters",
+            );
+            return None;
+        }
+    };
+    let scheme = match object.get("signature") {
+        None | Some(Value::Null) => secret.as_ref().map(|_| {
+            current
+                .and_then(|c| c.stored["signature"].as_str())
+                .unwrap_or(DEFAULT_SIGNATURE)
+                .to_owned()
+        }),
+        Some(Value::String(s)) if SIGNATURE_SCHEMES.contains(&s.as_str()) => Some(s.clone()),
+        Some(_) => {
+            p.add(
+                "trigger.signature",
+                "invalid",
+                format!(
+                    "trigger.signature must be one of {}",
+                    SIGNATURE_SCHEMES.join(", ")
+                ),
+            );
+            return None;
+        }
+    };
+    match (&scheme, &secret) {
+        (Some(scheme), None) => {
+            p.add(
+                "trigger.signature",
+                "secret_required",
+                format!(
+                    "a {scheme} signature needs trigger.secret, the secret the sender signs with"
+                ),
+            );
+            return None;
+        }
+        (Some(scheme), Some(secret))
+            if scheme == "standard" && standard_webhooks_key(secret).is_none() =>
+        {
+            p.add(
+                "trigger.secret",
+                "invalid",
+                "a Standard Webhooks secret is whsec_ followed by the base64 of at least 16 bytes",
+            );
+            return None;
+        }
+        _ => {}
+    }
+    Some(CheckedTrigger {
+        kind: "webhook".into(),
+        event: None,
+        stored: json!({"type": "webhook", "signature": scheme}),
+        secret,
+    })
+}
+
+/// Checks a trigger; `current` (the flow's trigger before this change) keeps a webhook's secret
+/// and scheme when the trigger is re-sent without them.
+fn check_trigger(
+    p: &mut Problems,
+    manifests: &Manifests,
+    connections: &ConnectionKinds,
+    trigger: &Value,
+    current: Option<&CheckedTrigger>,
+) -> Option<CheckedTrigger> {
+    let Some(object) = trigger.as_object() else {
+        p.add(
+            "trigger",
+            "invalid",
+            "trigger must be an object with a type",
+        );
+        return None;
+    };
+    let kind = object
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let allowed = |keys: &[&str]| {
+        for key in object.keys() {
+            if key != "type" && !keys.contains(&key.as_str()) {
+                return Some(key.clone());
+            }
+        }
+        None
+    };
+    let unknown = match kind {
+        "event" => allowed(&["event", "filters"]),
+        // What GET shows (`hasSecret`, `webhookUrl`) may come back in a re-save: ignored.
+        "webhook" => allowed(&["secret", "signature", "hasSecret", "webhookUrl"]),
+        "schedule" => allowed(&["schedule"]),
+        "poll" => allowed(&["connectionId", "source", "schedule"]),
+        _ => {
+            p.add(
+                "trigger.type",
+                "invalid",
+                format!("trigger.type must be one of {}", TRIGGER_TYPES.join(", ")),
+            );
+            return None;
+        }
+    };
+    if let Some(key) = unknown {
+        let key = json::shorten(&key);
+        p.add(
+            &format!("trigger.{key}"),
+            "unknown_field",
+            format!("{key} is not a field of a {kind} trigger"),
+        );
+        return None;
+    }
+    match kind {
+        "event" => {
+            let event = object
+                .get("event")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if !events::TYPES.contains(&event)
+                && !manifests.triggers.values().any(|t| t.event == event)
+            {
+                p.add(
+                    "trigger.event",
+                    "unknown_event",
+                    format!(
+                        "trigger.event must be an event type such as customer.created, not {}",
+                        json::quote(event)
+                    ),
+                );
+                return None;
+            }
+            let filters = object.get("filters").cloned().unwrap_or(json!({}));
+            let scalar = |v: &Value| !matches!(v, Value::Object(_) | Value::Array(_));
+            if !filters.as_object().is_some_and(|f| f.values().all(scalar)) {
+                p.add(
+                    "trigger.filters",
+                    "invalid",
+                    "trigger.filters must map fields of the event's record to the values they must have",
+                );
+                return None;
+            }
+            Some(CheckedTrigger {
+                kind: kind.into(),
+                event: Some(event.to_owned()),
+                stored: json!({"type": "event", "event": event, "filters": filters}),
+                secret: None,
+            })
+        }
+        "webhook" => check_webhook(p, object, current),
+        "poll" => check_poll(p, manifests, connections, object),
+        _ => {
+            let text = object
+                .get("schedule")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if let Err(message) = parse_schedule(text) {
+                p.add("trigger.schedule", "invalid", message);
+                return None;
+            }
+            Some(CheckedTrigger {
+                kind: kind.into(),
+                event: None,
+                stored: json!({"type": "schedule", "schedule": text}),
+                secret: None,
+            })
+        }
+    }
+}
+
+/// Checks a poll trigger: a connection, a source (a trigger manifest, or an HTTP source) and a
+/// cron schedule.
+fn check_poll(
+    p: &mut Problems,
+    manifests: &Manifests,
+    connections: &ConnectionKinds,
+    object: &Map<String, Value>,
+) -> Option<CheckedTrigger> {
+    let before = p.len();
+    let connection = object
+        .get("connectionId")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let kind = connections.get(connection);
+    if kind.is_none() {
+        p.add(
+            "trigger.connectionId",
+            if connection.is_empty() { "required" } else { "not_found" },
+            "trigger.connectionId must name a connection of this organization (self polls this instance)",
+        );
+    }
+    let schedule = object
+        .get("schedule")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if let Err(message) = parse_schedule(schedule) {
+        p.add("trigger.schedule", "invalid", message);
+    }
+    let source = match object.get("source") {
+        Some(Value::String(key)) => {
+            if !manifests.triggers.contains_key(key) {
+                p.add(
+                    "trigger.source",
+                    "unknown_manifest",
+                    format!(
+                        "{key:?} is not a trigger; see GET /manifests, or describe an HTTP source"
+                    ),
+                );
+            }
+            Some(json!(key))
+        }
+        Some(Value::Object(http)) => {
+            if kind == Some(&ConnectionKind::This) {
+                p.add(
+                    "trigger.source",
+                    "invalid",
+                    "an HTTP source is read through a connection with a base URL, not self",
+                );
+            }
+            check_http_source(p, http)
+        }
+        _ => {
+            p.add(
+                "trigger.source",
+                "required",
+                "trigger.source must be a trigger manifest key (new_customer) or an HTTP source {url, items, id, …}",
+            );
+            None
+        }
+    };
+    (p.len() == before).then(|| CheckedTrigger {
+        kind: "poll".into(),
+        event: None,
+        stored: json!({"type": "poll", "connectionId": connection, "source": source, "schedule": schedule}),
+        secret: None,
+    })
+}
+
+/// An HTTP source: `{url, query?, items?, id?, version?, since?: {param, field}, next?: {param,
+/// field}}`, completed with its defaults.
+fn check_http_source(p: &mut Problems, http: &Map<String, Value>) -> Option<Value> {
+    let at = "trigger.source";
+    let before = p.len();
+    for key in http.keys() {
+        if !["url", "query", "items", "id", "version", "since", "next"].contains(&key.as_str()) {
+            let key = json::shorten(key);
+            p.add(
+                &format!("{at}.{key}"),
+                "unknown_field",
+                format!("{key} is not a field of an HTTP source"),
+            );
+        }
+    }
+    let text = |p: &mut Problems, key: &str, default: Option<&str>| -> Option<String> {
+        match http.get(key) {
+            None | Some(Value::Null) => default.map(str::to_owned),
+            Some(Value::String(s)) if s.len() <= 2_000 => Some(s.clone()),
+            Some(_) => {
+                p.add(
+                    &format!("{at}.{key}"),
+                    "invalid",
+                    format!("{key} must be a text"),
+                );
+                None
+            }
+        }
+    };
+    let url = text(p, "url", None).unwrap_or_default();
+    let absolute = url::Url::parse(&url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+    if !url.starts_with('/') && !absolute {
+        p.add(
+            &format!("{at}.url"),
+            "invalid",
+            "url must be a path below the connection's base URL (/v1/contacts) or an absolute URL on it",
+        );
+    }
+    let query = http.get("query").cloned().unwrap_or(json!({}));
+    if !query
+        .as_object()
+        .is_some_and(|q| q.values().all(Value::is_string))
+    {
+        p.add(
+            &format!("{at}.query"),
+            "invalid",
+            "query must map parameter names to texts",
+        );
+    }
+    let items = text(p, "items", Some("items"));
+    let id = text(p, "id", Some("id")).filter(|s| !s.is_empty());
+    if id.is_none() && !p.has(&format!("{at}.id")) {
+        p.add(
+            &format!("{at}.id"),
+            "invalid",
+            "id names the field that identifies an item",
+        );
+    }
+    let version = text(p, "version", None).filter(|s| !s.is_empty());
+    let mut pair = |name: &str| -> Option<Value> {
+        let value = http.get(name)?;
+        let ok = value.as_object().is_some_and(|o| {
+            o.len() == 2
+                && ["param", "field"].iter().all(|k| {
+                    o.get(*k)
+                        .and_then(Value::as_str)
+                        .is_some_and(|s| !s.is_empty())
+                })
+        });
+        if !ok {
+            p.add(
+                &format!("{at}.{name}"),
+                "invalid",
+                format!(
+                    "{name} must be {{param, field}}: the query parameter and the answer's field"
+                ),
+            );
+        }
+        Some(value.clone())
+    };
+    let since = pair("since");
+    let next = pair("next");
+    (p.len() == before).then(|| {
+        json!({"url": url, "query": query, "items": items, "id": id, "version": version, "since": since, "next": next})
+    })
+}
+
+/// Checks the steps against the manifests: known actions, unique keys, required inputs
+/// present, no unknown inputs, every template parsing.
+fn check_steps(
+    p: &mut Problems,
+    manifests: &Manifests,
+    connections: &ConnectionKinds,
+    steps: &Value,
+) -> Option<Value> {
+    let Some(list) = steps.as_array() else {
+        p.add("steps", "invalid", "steps must be a list");
+        return None;
+    };
+    if list.is_empty() || list.len() > MAX_STEPS {
+        p.add(
+            "steps",
+            "invalid",
+            format!("a flow has from 1 to {MAX_STEPS} steps"),
+        );
+        return None;
+    }
+    let mut keys = BTreeSet::new();
+    let mut out = Vec::with_capacity(list.len());
+    let before = p.len();
+    for (i, step) in list.iter().enumerate() {
+        let at = format!("steps[{i}]");
+        let Some(step) = step.as_object() else {
+            p.add(&at, "invalid", format!("{at} must be an object"));
+            continue;
+        };
+        for key in step.keys() {
+            if !["key", "action", "connectionId", "input"].contains(&key.as_str()) {
+                let key = json::shorten(key);
+                p.add(
+                    &format!("{at}.{key}"),
+                    "unknown_field",
+                    format!("{key} is not a field of a step"),
+                );
+            }
+        }
+        let key = step.get("key").and_then(Value::as_str).unwrap_or_default();
+        let key_ok = !key.is_empty()
+            && key.len() <= 64
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && key.starts_with(|c: char| c.is_ascii_alphabetic());
+        if !key_ok {
+            p.add(
+                &format!("{at}.key"),
+                "invalid",
+                "a step key is a name of letters, digits and underscores, starting with a letter",
+            );
+        } else if !keys.insert(key.to_owned()) {
+            p.add(
+                &format!("{at}.key"),
+                "duplicate",
+                format!("{key} names two steps"),
+            );
+        }
+        let action_key = step
+            .get("action")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let Some(action) = manifests.actions.get(action_key) else {
+            p.add(
+                &format!("{at}.action"),
+                "unknown_manifest",
+                format!(
+                    "{} is not an action; see GET /manifests",
+                    json::quote(action_key)
+                ),
+            );
+            continue;
+        };
+        let connection = match step.get("connectionId") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(id)) if connections.contains_key(id) => {
+                if connections[id] == ConnectionKind::This && action.request.url.is_some() {
+                    p.add(
+                        &format!("{at}.connectionId"),
+                        "invalid",
+                        format!("{action_key} calls a URL: give it a connection with a base URL, or none"),
+                    );
+                }
+                Some(id.clone())
+            }
+            Some(_) => {
+                p.add(
+                    &format!("{at}.connectionId"),
+                    "not_found",
+                    "connectionId does not name a connection of this organization",
+                );
+                None
+            }
+        };
+        let input = step.get("input").cloned().unwrap_or(json!({}));
+        let Some(fields) = input.as_object() else {
+            p.add(&format!("{at}.input"), "invalid", "input must be an object");
+            continue;
+        };
+        let properties = action.input["properties"].as_object();
+        let closed = action.input["additionalProperties"] == Value::Bool(false);
+        for name in fields.keys() {
+            if closed && properties.is_none_or(|props| !props.contains_key(name)) {
+                let name = json::shorten(name);
+                p.add(
+                    &format!("{at}.input.{name}"),
+                    "unknown_field",
+                    format!("{name} is not an input of {action_key}"),
+                );
+            }
+        }
+        for required in action.input["required"].as_array().into_iter().flatten() {
+            let name = required.as_str().unwrap_or_default();
+            if !fields.contains_key(name) {
+                p.add(
+                    &format!("{at}.input.{name}"),
+                    "required",
+                    format!("{name} is required by {action_key}"),
+                );
+            }
+        }
+        if let Err((path, e)) = template::check_value(&input, &format!("{at}.input")) {
+            p.add(&path, "template", e.0);
+        }
+        out.push(
+            json!({"key": key, "action": action_key, "connectionId": connection, "input": input}),
+        );
+    }
+    (p.len() == before).then_some(Value::Array(out))
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Record {
+    pub(super) name: String,
+    pub(super) is_enabled: bool,
+    pub(super) trigger: CheckedTrigger,
+    pub(super) steps: Value,
+}
+
+impl Record {
+    pub(crate) fn apply(
+        manifests: &Manifests,
+        connections: &ConnectionKinds,
+        input: FlowInput,
+        cur: Option<&Record>,
+    ) -> Result<Self> {
+        let mut p = Problems::default();
+        let name = checks::patch_required(&mut p, "name", input.name, cur.map(|c| c.name.clone()));
+        let name = p.take(checks::required_text("name", name, SHORT_TEXT));
+        let is_enabled = checks::patch_required(
+            &mut p,
+            "isEnabled",
+            input.is_enabled,
+            Some(cur.is_none_or(|c| c.is_enabled)),
+        );
+        let trigger = match input.trigger {
+            Patch::Absent => cur.map(|c| c.trigger.clone()),
+            Patch::Null => None,
+            Patch::Value(t) => {
+                check_trigger(&mut p, manifests, connections, &t, cur.map(|c| &c.trigger))
+            }
+        };
+        if trigger.is_none() && !p.has("trigger") {
+            p.push(FieldError::required("trigger"));
+        }
+        let steps = match input.steps {
+            Patch::Absent => cur.map(|c| c.steps.clone()),
+            Patch::Null => None,
+            Patch::Value(s) => check_steps(&mut p, manifests, connections, &s),
+        };
+        if steps.is_none() && !p.has("steps") {
+            p.push(FieldError::required("steps"));
+        }
+        p.into_result()?;
+        let missing = || Error::Internal("flow fields missing after validation".into());
+        Ok(Record {
+            name: name.ok_or_else(missing)?,
+            is_enabled: is_enabled.ok_or_else(missing)?,
+            trigger: trigger.ok_or_else(missing)?,
+            steps: steps.ok_or_else(missing)?,
+        })
+    }
+
+    /// A stored flow, with its webhook secret as opened by the caller.
+    pub(super) fn from_row(r: &row::Row, secret: Option<String>) -> Result<Self> {
+        Ok(Self {
+            name: row::get_str(r, "name")?,
+            is_enabled: row::get_bool(r, "is_enabled")?,
+            trigger: CheckedTrigger {
+                kind: row::get_str(r, "trigger_type")?,
+                event: row::get_opt_str(r, "event_type")?,
+                stored: json_column(r, "trigger")?,
+                secret,
+            },
+            steps: json_column(r, "steps")?,
+        })
+    }
+}

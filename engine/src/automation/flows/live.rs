@@ -1,0 +1,224 @@
+//! Enabled flows as the workers need them: which flows listen to an event, own an inbound
+//! token or run on a schedule, and what they record when a run fails or succeeds.
+
+use serde_json::{Map, Value, json};
+
+use super::json_column;
+use crate::automation::connections::Vault;
+use crate::error::{Error, Result};
+use crate::store::db::{Db, Sql, row};
+
+#[derive(Debug, Clone)]
+pub struct LiveFlow {
+    pub id: String,
+    pub org_id: String,
+    pub name: String,
+    pub trigger: Value,
+    pub steps: Value,
+    pub created_by: String,
+    /// An inbound webhook's signing secret, sealed (see [`LiveFlow::webhook_secret`]).
+    sealed_secret: Option<String>,
+    /// Events from before this instant do not start it.
+    pub enabled_at: Option<i64>,
+    /// The error shown on the flow, if any (a success clears it).
+    pub last_error: Option<String>,
+}
+
+fn live_from_row(r: &row::Row) -> Result<LiveFlow> {
+    Ok(LiveFlow {
+        id: row::get_str(r, "id")?,
+        org_id: row::get_str(r, "org_id")?,
+        name: row::get_str(r, "name")?,
+        trigger: json_column(r, "trigger")?,
+        steps: json_column(r, "steps")?,
+        created_by: row::get_str(r, "created_by")?,
+        sealed_secret: row::get_opt_str(r, "webhook_secret")?,
+        enabled_at: row::get_opt_i64(r, "enabled_at")?,
+        last_error: row::get_opt_str(r, "last_error")?,
+    })
+}
+
+impl LiveFlow {
+    /// An inbound webhook's signing secret, opened.
+    pub fn webhook_secret(&self, vault: &Vault) -> Result<Option<String>> {
+        self.sealed_secret
+            .as_deref()
+            .map(|s| vault.open_text(&self.id, s))
+            .transpose()
+    }
+
+    /// How an inbound webhook's sender signs (`standard`, `stripe`, `github`, `slack`,
+    /// `hmac`); none when the flow has no secret.
+    pub fn signature(&self) -> Option<&str> {
+        self.trigger["signature"].as_str()
+    }
+}
+
+/// Seals the inbound webhook secrets earlier versions kept in plaintext (in `webhook_secret`,
+/// and a copy inside the stored trigger, which is dropped) and names their scheme on the
+/// trigger: `hmac`, the body-only signature their senders use, so they keep working. A value is
+/// taken for sealed only when it opens, so a plaintext secret that looks sealed is sealed too.
+/// Idempotent; answers how many flows it changed.
+pub async fn seal_plaintext_secrets(db: &Db, vault: &Vault) -> Result<u64> {
+    let rows =
+        Sql::new("SELECT id, trigger, webhook_secret FROM flows WHERE trigger_type = 'webhook'")
+            .fetch_all(db)
+            .await?;
+    let mut changed = 0;
+    for r in &rows {
+        let id = row::get_str(r, "id")?;
+        let text = row::get_str(r, "trigger")?;
+        let secret = row::get_opt_str(r, "webhook_secret")?;
+        let mut trigger: Value = serde_json::from_str(&text)
+            .map_err(|e| Error::Internal(format!("stored flow trigger: {e}")))?;
+        let Some(object) = trigger.as_object_mut() else {
+            continue;
+        };
+        object.remove("secret");
+        let scheme = match (&secret, object.get("signature")) {
+            (Some(_), Some(Value::String(s))) => json!(s),
+            (Some(_), _) => json!("hmac"),
+            (None, _) => Value::Null,
+        };
+        object.insert("signature".into(), scheme);
+        let sealed = match &secret {
+            Some(s) if !vault.is_sealed_text(&id, s) => Some(vault.seal_text(&id, s)?),
+            other => other.clone(),
+        };
+        let upgraded = trigger.to_string();
+        if upgraded == text && sealed == secret {
+            continue;
+        }
+        // Only the row as read: a flow saved meanwhile (by a process already sealing) stays.
+        changed += db
+            .write_count(
+                &Sql::new(
+                    "UPDATE flows SET trigger = ?, webhook_secret = ? WHERE id = ? AND trigger = ? \
+                     AND COALESCE(webhook_secret, '') = COALESCE(?, '')",
+                )
+                .arg(upgraded)
+                .arg(sealed)
+                .arg(&id)
+                .arg(text)
+                .arg(secret),
+            )
+            .await?;
+    }
+    Ok(changed)
+}
+
+/// Refuses to start a run that could not do anything: the organization is read-only (403
+/// `organization_read_only`, as for its writes), or the owner whose role the steps act with is
+/// removed or deactivated (409 `flow_owner_inactive`).
+pub async fn check_runnable(db: &Db, flow: &LiveFlow) -> Result<()> {
+    let organization = crate::access::organizations::find(db, &flow.org_id).await?;
+    if organization.billing_state == crate::access::organizations::BillingState::ReadOnly {
+        return Err(Error::Forbidden {
+            code: "organization_read_only",
+            message: "the organization is read-only: its flows start no runs".into(),
+        });
+    }
+    let active = Sql::new(
+        "SELECT is_active FROM org_users WHERE id = ? AND org_id = ? AND deleted_at IS NULL",
+    )
+    .arg(&flow.created_by)
+    .arg(&flow.org_id)
+    .fetch_optional(db)
+    .await?
+    .map(|r| row::get_bool(&r, "is_active"))
+    .transpose()?;
+    if active != Some(true) {
+        return Err(Error::Conflict {
+            code: "flow_owner_inactive",
+            message: "the flow's owner (whose role its steps act with) is removed or deactivated: \
+                      reactivate them, or have an active admin create the flow again"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
+/// Enabled flows of an organization listening to `event_type`.
+pub async fn listening(
+    runner: impl crate::store::db::Runner,
+    org_id: &str,
+    event_type: &str,
+) -> Result<Vec<LiveFlow>> {
+    Sql::new(
+        "SELECT * FROM flows WHERE org_id = ? AND event_type = ? AND is_enabled = 1 AND deleted_at IS NULL",
+    )
+    .arg(org_id)
+    .arg(event_type)
+    .fetch_all(runner)
+    .await?
+    .iter()
+    .map(live_from_row)
+    .collect()
+}
+
+/// The enabled flow behind an inbound webhook token.
+pub async fn by_token(db: &Db, token: &str) -> Result<Option<LiveFlow>> {
+    Sql::new(
+        "SELECT * FROM flows WHERE webhook_token = ? AND is_enabled = 1 AND deleted_at IS NULL",
+    )
+    .arg(token)
+    .fetch_optional(db)
+    .await?
+    .as_ref()
+    .map(live_from_row)
+    .transpose()
+}
+
+/// Any flow (enabled or not) by id, for running it.
+pub async fn live(db: &Db, id: &str) -> Result<Option<LiveFlow>> {
+    Sql::new("SELECT * FROM flows WHERE id = ? AND deleted_at IS NULL")
+        .arg(id)
+        .fetch_optional(db)
+        .await?
+        .as_ref()
+        .map(live_from_row)
+        .transpose()
+}
+
+/// Whether an event's record matches a trigger's filters (each field equal).
+pub fn matches_filters(trigger: &Value, data: &Value) -> bool {
+    trigger["filters"]
+        .as_object()
+        .is_none_or(|filters| filters.iter().all(|(field, value)| &data[field] == value))
+}
+
+/// Shows the last error on a flow (or clears it), so a failing flow is visible where it is
+/// configured.
+pub async fn note_error(db: &Db, id: &str, error: Option<&str>) -> Result<()> {
+    // Unchanged errors are not written again: a busy failing flow costs no extra writes.
+    db.write_count(
+        &Sql::new(
+            "UPDATE flows SET last_error = ? WHERE id = ? AND COALESCE(last_error, '') <> COALESCE(?, '')",
+        )
+        .arg(error)
+        .arg(id)
+        .arg(error),
+    )
+    .await
+    .map(drop)
+}
+
+/// Keeps the map of an object's fields for templates (`flow` in a step's context).
+pub fn context_of(flow: &LiveFlow) -> Value {
+    let mut map = Map::new();
+    map.insert("id".into(), json!(flow.id));
+    map.insert("name".into(), json!(flow.name));
+    Value::Object(map)
+}
+
+/// Enabled flows with a schedule trigger, across organizations (the scheduler's view).
+pub async fn scheduled(db: &Db) -> Result<Vec<LiveFlow>> {
+    Sql::new(
+        "SELECT * FROM flows WHERE trigger_type = 'schedule' AND is_enabled = 1 AND deleted_at IS NULL",
+    )
+    .fetch_all(db)
+    .await?
+    .iter()
+    .map(live_from_row)
+    .collect()
+}
