@@ -35,8 +35,8 @@ use serde_json::Value;
 use timix_engine::access::auth::Actor;
 
 use crate::AppState;
+use crate::client::ApiClient;
 use crate::gate;
-use crate::instance::InProcess;
 use api::{Api, Failure, failure};
 use tools::Catalogue;
 
@@ -63,7 +63,7 @@ const RESOURCES: [(&str, &str, &str, &str); 2] = [
 pub fn router(state: AppState) -> Router {
     let server = Timix {
         catalogue: Arc::new(Catalogue::new(&state.manifests)),
-        instance: InProcess::new(state.clone()),
+        instance: ApiClient::new(state.clone()),
         state: state.clone(),
     };
     // Hosts are not checked: every request must carry an API key, which a page rebinding DNS
@@ -99,7 +99,7 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
 #[derive(Clone)]
 struct Timix {
     catalogue: Arc<Catalogue>,
-    instance: InProcess,
+    instance: ApiClient,
     state: AppState,
 }
 

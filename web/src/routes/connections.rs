@@ -15,6 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
+use crate::client::ApiClient;
 use crate::error::{ApiResult, ErrorEnvelope};
 use crate::extract::{Auth, JsonBody, QueryPairs};
 use crate::openapi::{ConnectionList, ListQueryDoc};
@@ -113,9 +114,10 @@ pub async fn test(
     let resolved = connections::resolve(&state.db, &state.vault, actor.org_id(), &id)
         .await?
         .ok_or(Error::NotFound(connections::NOUN))?;
-    let runner = state.actions()?;
+    // A `self` connection is tested through this instance's API, as the caller.
+    let this = ApiClient::new(state.clone());
     // The outcome is recorded on the connection; the answer is the connection as it is now.
-    let _ = runner.test(&actor, &resolved).await;
+    let _ = state.performer.test(&this, &actor, &resolved).await;
     Ok(Json(
         connections::get(&state.db, &state.vault, &actor, &id).await?,
     ))
@@ -208,7 +210,7 @@ pub async fn callback(
         )),
         (Some(code), None) => {
             timix_connectors::connection::exchange_code(
-                state.actions()?.outbound(),
+                state.performer.outbound(),
                 &resolved,
                 &state.oauth_redirect(),
                 &code,

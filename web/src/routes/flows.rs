@@ -11,7 +11,7 @@ use timix_engine::Error;
 use timix_engine::automation::flows::{self, Flow, FlowInput};
 use timix_engine::automation::runs::{self, Run};
 use timix_engine::store::list::ListParams;
-use timix_triggers::flow_runner::dispatch_runs;
+use timix_triggers::executor::dispatch_runs;
 use timix_triggers::inbound;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
