@@ -2,18 +2,16 @@
 
 mod config;
 mod files;
+mod operator;
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
 use clap::{Parser, Subcommand, ValueEnum};
-use timix_connectors::apps;
 use timix_engine::Db;
-use timix_engine::access::bootstrap::{BootstrapInput, bootstrap};
-use timix_engine::access::organizations::{self, BillingState, Plan};
 use timix_engine::automation::connections::Vault;
-use timix_engine::automation::manifest::{ManifestProblem, Manifests};
+use timix_engine::automation::manifest::Manifests;
 use timix_engine::automation::targets::Targets;
 use timix_engine::store::jobs::Queues;
 use timix_triggers::executor::RunLane;
@@ -24,6 +22,7 @@ use timix_web::{AppParts, AppState, GateOptions};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{GlobalArgs, LogFormat, Settings};
+use crate::operator::{BootstrapArgs, ExportArgs, KeysCommand, ManifestsCommand, OrgCommand};
 
 #[derive(Parser)]
 #[command(
@@ -49,23 +48,7 @@ enum Command {
     /// Apply pending database migrations and exit.
     Migrate,
     /// Create an organization with an owner and an API key; prints one line of JSON.
-    Bootstrap {
-        #[arg(long)]
-        org: String,
-        #[arg(long)]
-        email: String,
-        #[arg(long, value_enum)]
-        plan: PlanArg,
-        /// Password for the owner's web login.
-        #[arg(long)]
-        password: Option<String>,
-        /// Default currency of the organization (ISO 4217).
-        #[arg(long, default_value = "EUR")]
-        currency: String,
-        /// IANA time zone of the organization.
-        #[arg(long, default_value = "UTC")]
-        timezone: String,
-    },
+    Bootstrap(BootstrapArgs),
     /// API keys (operator commands).
     Keys {
         #[command(subcommand)]
@@ -82,59 +65,7 @@ enum Command {
         command: ManifestsCommand,
     },
     /// Write the Zapier, Make or Workato app, generated from the manifests.
-    Export {
-        #[arg(value_enum)]
-        platform: ExportPlatform,
-        /// The folder to write the app into (created if needed).
-        #[arg(long)]
-        out: std::path::PathBuf,
-        /// A folder laid out like `manifests/`; the built-in manifests if absent.
-        #[arg(long)]
-        manifests: Option<std::path::PathBuf>,
-    },
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum ExportPlatform {
-    Zapier,
-    Make,
-    Workato,
-}
-
-#[derive(Subcommand)]
-enum ManifestsCommand {
-    /// Check manifests against the meta-schema: every problem with its file and path; exit 1 on any.
-    Check {
-        /// A folder laid out like `manifests/` (`actions/`, `triggers/`); the built-in ones if absent.
-        #[arg(long)]
-        dir: Option<std::path::PathBuf>,
-    },
-}
-
-#[derive(Subcommand)]
-enum KeysCommand {
-    /// Create a key for any user; prints {"id", "apiKey"}.
-    Create {
-        #[arg(long)]
-        user: String,
-        #[arg(long, default_value = "operator")]
-        name: String,
-        /// RFC 3339 instant after which the key stops working.
-        #[arg(long)]
-        expires_at: Option<String>,
-    },
-}
-
-#[derive(Subcommand)]
-enum OrgCommand {
-    /// Change an organization's plan or billing state; prints the organization.
-    Update {
-        org_id: String,
-        #[arg(long, value_enum)]
-        plan: Option<PlanArg>,
-        #[arg(long, value_enum)]
-        billing_state: Option<BillingStateArg>,
-    },
+    Export(ExportArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -142,43 +73,6 @@ enum ServeRole {
     Api,
     Worker,
     All,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum PlanArg {
-    Free,
-    Starter,
-    Professional,
-    Business,
-}
-
-impl From<PlanArg> for Plan {
-    fn from(p: PlanArg) -> Self {
-        match p {
-            PlanArg::Free => Plan::Free,
-            PlanArg::Starter => Plan::Starter,
-            PlanArg::Professional => Plan::Professional,
-            PlanArg::Business => Plan::Business,
-        }
-    }
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-#[value(rename_all = "snake_case")]
-enum BillingStateArg {
-    Active,
-    PastDue,
-    ReadOnly,
-}
-
-impl From<BillingStateArg> for BillingState {
-    fn from(s: BillingStateArg) -> Self {
-        match s {
-            BillingStateArg::Active => BillingState::Active,
-            BillingStateArg::PastDue => BillingState::PastDue,
-            BillingStateArg::ReadOnly => BillingState::ReadOnly,
-        }
-    }
 }
 
 fn main() -> ExitCode {
@@ -195,65 +89,6 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli.command, settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),
-    }
-}
-
-/// `timix manifests check`: a summary on success, every problem on failure.
-fn load_manifests(dir: Option<&std::path::Path>) -> Result<Manifests, Vec<ManifestProblem>> {
-    match dir {
-        Some(dir) => Manifests::from_dir(dir),
-        None => Manifests::built_in(),
-    }
-}
-
-/// `timix export zapier|make|workato --out DIR`.
-fn export(
-    platform: ExportPlatform,
-    out: &std::path::Path,
-    dir: Option<&std::path::Path>,
-) -> anyhow::Result<()> {
-    let manifests = load_manifests(dir).map_err(|problems| {
-        anyhow!(
-            "the manifests are invalid: {}",
-            problems
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ")
-        )
-    })?;
-    let version = env!("CARGO_PKG_VERSION");
-    let (name, written) = match platform {
-        ExportPlatform::Zapier => ("Zapier", apps::zapier::write(&manifests, version, out)),
-        ExportPlatform::Make => ("Make", apps::make::write(&manifests, version, out)),
-        ExportPlatform::Workato => ("Workato", apps::workato::write(&manifests, version, out)),
-    };
-    written?;
-    println!(
-        "{name} app with {} triggers and {} actions written to {}",
-        manifests.triggers.len(),
-        manifests.actions.len(),
-        out.display()
-    );
-    Ok(())
-}
-
-fn check_manifests(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
-    match load_manifests(dir) {
-        Ok(m) => {
-            println!(
-                "{} actions and {} triggers: all valid",
-                m.actions.len(),
-                m.triggers.len()
-            );
-            Ok(())
-        }
-        Err(problems) => {
-            for problem in &problems {
-                println!("{problem}");
-            }
-            Err(anyhow!("{} problem(s) in the manifests", problems.len()))
-        }
     }
 }
 
@@ -290,14 +125,6 @@ async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
 
 async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
-        Command::Manifests {
-            command: ManifestsCommand::Check { dir },
-        } => check_manifests(dir.as_deref()),
-        Command::Export {
-            platform,
-            out,
-            manifests,
-        } => export(platform, &out, manifests.as_deref()),
         Command::Serve { role } => serve(settings, role).await,
         Command::Migrate => {
             let db = open_database(&settings).await?;
@@ -305,94 +132,13 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             db.close().await;
             Ok(())
         }
-        Command::Bootstrap {
-            org,
-            email,
-            plan,
-            password,
-            currency,
-            timezone,
-        } => {
-            let db = open_database(&settings).await?;
-            let done = bootstrap(
-                &db,
-                BootstrapInput {
-                    org_name: &org,
-                    email: &email,
-                    plan: plan.into(),
-                    password: password.as_deref(),
-                    currency: &currency,
-                    timezone: &timezone,
-                },
-            )
-            .await
-            .map_err(describe)?;
-            println!("{}", serde_json::to_string(&done)?);
-            db.close().await;
-            Ok(())
-        }
-        Command::Keys {
-            command:
-                KeysCommand::Create {
-                    user,
-                    name,
-                    expires_at,
-                },
-        } => {
-            let expires_at = expires_at
-                .map(|t| {
-                    timix_engine::store::clock::parse_instant(&t)
-                        .ok_or_else(|| anyhow!("--expires-at must be RFC 3339"))
-                })
-                .transpose()?;
-            let db = open_database(&settings).await?;
-            let created =
-                timix_engine::access::api_keys::create_for_user(&db, &user, &name, expires_at)
-                    .await
-                    .map_err(describe)?;
-            println!(
-                "{}",
-                serde_json::json!({"id": created.api_key.id, "apiKey": created.key})
-            );
-            db.close().await;
-            Ok(())
-        }
-        Command::Org {
-            command:
-                OrgCommand::Update {
-                    org_id,
-                    plan,
-                    billing_state,
-                },
-        } => {
-            let db = open_database(&settings).await?;
-            let org = organizations::operator_update(
-                &db,
-                &org_id,
-                plan.map(Into::into),
-                billing_state.map(Into::into),
-            )
-            .await
-            .map_err(describe)?;
-            println!("{}", serde_json::to_string(&org)?);
-            db.close().await;
-            Ok(())
-        }
-    }
-}
-
-/// Engine errors for a terminal: validation details spelled out.
-fn describe(error: timix_engine::Error) -> anyhow::Error {
-    match error {
-        timix_engine::Error::Validation(details) => anyhow!(
-            "{}",
-            details
-                .iter()
-                .map(|d| format!("{}: {}", d.field, d.message))
-                .collect::<Vec<_>>()
-                .join("; ")
-        ),
-        other => anyhow!(other),
+        Command::Bootstrap(args) => operator::bootstrap(open_database(&settings), args).await,
+        Command::Keys { command } => operator::keys(open_database(&settings), command).await,
+        Command::Org { command } => operator::org(open_database(&settings), command).await,
+        Command::Manifests {
+            command: ManifestsCommand::Check { dir },
+        } => operator::check_manifests(dir.as_deref()),
+        Command::Export(args) => operator::export(args),
     }
 }
 
