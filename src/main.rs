@@ -17,7 +17,7 @@ use timix_engine::store::jobs::Queues;
 use timix_triggers::executor::RunLane;
 use timix_triggers::workers::{self, WorkerContext, WorkerSettings};
 use timix_web::client::ApiClient;
-use timix_web::guard::RequestLimits;
+use timix_web::request_guard::RequestLimits;
 use timix_web::{AppParts, AppState, GateOptions};
 use tracing_subscriber::EnvFilter;
 

@@ -61,7 +61,7 @@ impl ApiClient {
                 body: serde_json::json!({"error": {"code": "invalid_parameter", "message": format!("{} is not a valid path", call.path)}}),
             };
         };
-        if let Err(error) = crate::guard::check_uri(request.uri()) {
+        if let Err(error) = crate::request_guard::check_uri(request.uri()) {
             return Reply {
                 status: error.status.as_u16(),
                 retry_after: None,

@@ -2,14 +2,14 @@
 //! the interactive reference at `/docs`, and the MCP endpoint at `/mcp`. Handlers extract, call
 //! the engine, and map results.
 
+pub mod api_gate;
 pub mod client;
 pub mod error;
 pub mod extract;
-pub mod gate;
-pub mod guard;
 pub mod mcp;
 pub mod metrics;
 pub mod openapi;
+pub mod request_guard;
 pub mod request_id;
 pub mod response;
 pub mod routes;
@@ -45,8 +45,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::ApiError;
-use crate::guard::RequestLimits;
 use crate::metrics::Metrics;
+use crate::request_guard::RequestLimits;
 use crate::routes::BASE;
 
 /// What every handler can reach. Built once, completely, by [`AppState::build`]; every copy
@@ -224,11 +224,14 @@ pub fn app(state: AppState) -> Router {
     let ui_state = state.clone();
     let (api, document) = api_router();
     let api = if state.gate.limits {
-        api.layer(middleware::from_fn(gate::etags))
+        api.layer(middleware::from_fn(api_gate::etags))
     } else {
         api
     };
-    let api = api.layer(middleware::from_fn_with_state(state.clone(), gate::gate));
+    let api = api.layer(middleware::from_fn_with_state(
+        state.clone(),
+        api_gate::gate,
+    ));
     let mcp = mcp::router(state.clone());
     let (metrics, limits) = (state.metrics.clone(), state.request_limits);
     Router::new()
@@ -244,7 +247,7 @@ pub fn app(state: AppState) -> Router {
         .route_layer(middleware::from_fn(metrics::mark_route))
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(middleware::from_fn_with_state(limits, guard::guard))
+        .layer(middleware::from_fn_with_state(limits, request_guard::guard))
         .layer(middleware::from_fn_with_state(metrics, metrics::count))
         .layer(middleware::from_fn(request_id::layer))
 }

@@ -123,7 +123,7 @@ pub async fn me(State(state): State<AppState>, Auth(actor): Auth) -> Json<Me> {
             role: actor.role,
         },
         rate_limit: MeRateLimit {
-            limit: crate::gate::quota(&state, &actor).limit,
+            limit: crate::api_gate::quota(&state, &actor).limit,
             window_seconds: 60,
         },
         organization: MeOrganization {
@@ -162,7 +162,7 @@ pub async fn update_organization(
 #[utoipa::path(get, path = "/usage", tag = "system",
     responses((status = 200, body = Usage), (status = 401, body = ErrorEnvelope)))]
 pub async fn usage(State(state): State<AppState>, Auth(actor): Auth) -> ApiResult<Json<Usage>> {
-    let quota = crate::gate::quota(&state, &actor);
+    let quota = crate::api_gate::quota(&state, &actor);
     let now = state.limiter.peek(&actor.api_key.id, quota).await?;
     Ok(Json(
         usage::report(&state.db, &state.usage, &actor, now).await?,
