@@ -204,7 +204,7 @@ fn oauth_redirect(public_url: &str) -> String {
     format!(
         "{}{BASE}{}",
         public_url.trim_end_matches('/'),
-        routes::connections::CALLBACK_PATH
+        routes::oauth2::CALLBACK_PATH
     )
 }
 
@@ -270,8 +270,8 @@ async fn not_found(uri: axum::http::Uri, headers: axum::http::HeaderMap) -> Resp
 fn operations() -> Router<AppState> {
     use axum::routing::get;
     Router::new()
-        .route("/health", get(routes::account::health))
-        .route("/ready", get(routes::account::ready))
+        .route("/health", get(routes::health::health))
+        .route("/ready", get(routes::health::ready))
         .route("/metrics", get(metrics::scrape))
 }
 
