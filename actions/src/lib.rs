@@ -50,15 +50,16 @@ impl Reply {
     }
 }
 
-/// This instance, called in-process as an actor (the web layer provides it).
-pub trait Instance: Send + Sync {
+/// This instance, called in-process as an actor: the web layer's API client implements it, so
+/// a step on this instance runs through the same router as a request over HTTP.
+pub trait ThisInstance: Send + Sync {
     fn call(&self, actor: Actor, call: ApiCall)
     -> Pin<Box<dyn Future<Output = Reply> + Send + '_>>;
 }
 
-/// How an attempt ended.
+/// How an attempt to perform an action ended.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub enum Attempt {
     /// The output the manifest selects.
     Done(Value),
     /// Worth another attempt (network, 429, 5xx…), after `after` if the target said so.
@@ -74,10 +75,13 @@ fn failure(code: &str, message: impl Into<String>) -> Value {
     json!({"code": code, "message": message.into()})
 }
 
-/// Performs actions: this instance in-process, anything else through the guarded client with
-/// a connection's credentials.
-pub struct Runner {
-    instance: Box<dyn Instance>,
+/// Performs actions: on this instance in-process (through the [`ThisInstance`] each call is
+/// handed), anything else through the guarded client with a connection's credentials.
+///
+/// It holds no handle on this instance: the in-process client is built from the finished
+/// application state, which itself holds the performer (for connection tests and OAuth2), so
+/// the caller hands the client to each call that may reach this instance.
+pub struct Performer {
     outbound: Outbound,
     db: Db,
     vault: Vault,
@@ -96,16 +100,9 @@ struct Request<'a> {
     body: Option<&'a Value>,
 }
 
-impl Runner {
-    pub fn new(
-        instance: Box<dyn Instance>,
-        outbound: Outbound,
-        db: Db,
-        vault: Vault,
-        oauth_redirect: String,
-    ) -> Self {
+impl Performer {
+    pub fn new(outbound: Outbound, db: Db, vault: Vault, oauth_redirect: String) -> Self {
         Self {
-            instance,
             outbound,
             db,
             vault,
@@ -122,14 +119,15 @@ impl Runner {
     /// `connection` (none or `self`: this instance, or a URL without credentials).
     pub async fn perform(
         &self,
+        this: &dyn ThisInstance,
         action: &ActionManifest,
         input: &Value,
         actor: &Actor,
         connection: Option<&Resolved>,
-    ) -> Outcome {
+    ) -> Attempt {
         let request = match build(action, input) {
             Ok(r) => r,
-            Err(message) => return Outcome::Fail(failure("template", message)),
+            Err(message) => return Attempt::Fail(failure("template", message)),
         };
         let remote = connection.filter(|c| c.kind != ConnectionKind::This);
         let url = match (&request.target, remote) {
@@ -139,11 +137,11 @@ impl Runner {
                     path: with_query(path, &request.query),
                     body: request.body,
                 };
-                return read(action, self.instance.call(actor.clone(), call).await);
+                return read(action, this.call(actor.clone(), call).await);
             }
             (Target::Api(path) | Target::Url(path), Some(c)) => match connecting::url_on(c, path) {
                 Ok(url) => url,
-                Err(message) => return Outcome::Fail(failure("invalid_input", message)),
+                Err(message) => return Attempt::Fail(failure("invalid_input", message)),
             },
             (Target::Url(url), None) => url.clone(),
         };
@@ -168,21 +166,22 @@ impl Runner {
     /// A GET through a connection (`self`: this instance as `actor`), for poll triggers.
     pub async fn get(
         &self,
+        this: &dyn ThisInstance,
         actor: &Actor,
         connection: &Resolved,
         target: &str,
         query: &[(String, String)],
-    ) -> Result<Reply, Outcome> {
+    ) -> Result<Reply, Attempt> {
         if connection.kind == ConnectionKind::This {
             let call = ApiCall {
                 method: "GET".into(),
                 path: with_query(target, query),
                 body: None,
             };
-            return Ok(self.instance.call(actor.clone(), call).await);
+            return Ok(this.call(actor.clone(), call).await);
         }
         let url = connecting::url_on(connection, target)
-            .map_err(|message| Outcome::Fail(failure("invalid_input", message)))?;
+            .map_err(|message| Attempt::Fail(failure("invalid_input", message)))?;
         let request = Request {
             method: "GET",
             url: &url,
@@ -194,9 +193,14 @@ impl Runner {
     }
 
     /// Tests a connection: a GET of its test path must answer 2xx. Records the outcome on it.
-    pub async fn test(&self, actor: &Actor, connection: &Resolved) -> Result<(), String> {
+    pub async fn test(
+        &self,
+        this: &dyn ThisInstance,
+        actor: &Actor,
+        connection: &Resolved,
+    ) -> Result<(), String> {
         let result = match self
-            .get(actor, connection, &connection.test_path(), &[])
+            .get(this, actor, connection, &connection.test_path(), &[])
             .await
         {
             Ok(reply) if (200..300).contains(&reply.status) => Ok(()),
@@ -208,11 +212,11 @@ impl Runner {
                     .as_str()
                     .map_or_else(|| text_of(&reply.body), str::to_owned)
             )),
-            Err(Outcome::Fail(e) | Outcome::Retry { error: e, .. }) => Err(e["message"]
+            Err(Attempt::Fail(e) | Attempt::Retry { error: e, .. }) => Err(e["message"]
                 .as_str()
                 .unwrap_or("the request failed")
                 .to_owned()),
-            Err(Outcome::Done(_)) => Ok(()),
+            Err(Attempt::Done(_)) => Ok(()),
         };
         let error: Option<String> = result.as_ref().err().map(|e| truncate(e, 500));
         if let Err(e) =
@@ -226,7 +230,7 @@ impl Runner {
     /// New OAuth2 tokens for a connection, saved; a refresh the provider refuses marks it
     /// `error`. One refresh at a time per connection: a caller that waited takes the tokens the
     /// one before it got (a provider that rotates refresh tokens accepts each once).
-    async fn refreshed(&self, connection: &Resolved) -> Result<Resolved, Outcome> {
+    async fn refreshed(&self, connection: &Resolved) -> Result<Resolved, Attempt> {
         let lock = {
             let mut locks = self.refreshing.lock().unwrap_or_else(|e| e.into_inner());
             locks.entry(connection.id.clone()).or_default().clone()
@@ -235,12 +239,12 @@ impl Runner {
         let current =
             connections::resolve(&self.db, &self.vault, &connection.org_id, &connection.id)
                 .await
-                .map_err(|e| Outcome::Retry {
+                .map_err(|e| Attempt::Retry {
                     error: failure("internal", e.to_string()),
                     after: None,
                 })?
                 .ok_or_else(|| {
-                    Outcome::Fail(failure(
+                    Attempt::Fail(failure(
                         "connection_not_found",
                         "the connection was deleted",
                     ))
@@ -254,7 +258,7 @@ impl Runner {
             Ok(secret) => {
                 connections::save_secret(&self.db, &self.vault, &current.id, &secret)
                     .await
-                    .map_err(|e| Outcome::Retry {
+                    .map_err(|e| Attempt::Retry {
                         error: failure("internal", e.to_string()),
                         after: None,
                     })?;
@@ -262,9 +266,9 @@ impl Runner {
             }
             Err(connecting::RefreshError::Refused(message)) => {
                 let _ = connections::set_status(&self.db, &current.id, Some(&message), false).await;
-                Err(Outcome::Fail(failure("connection_error", message)))
+                Err(Attempt::Fail(failure("connection_error", message)))
             }
-            Err(connecting::RefreshError::Unavailable(message)) => Err(Outcome::Retry {
+            Err(connecting::RefreshError::Unavailable(message)) => Err(Attempt::Retry {
                 error: failure("connection_unavailable", message),
                 after: None,
             }),
@@ -277,11 +281,11 @@ impl Runner {
         &self,
         request: Request<'_>,
         connection: Option<&Resolved>,
-    ) -> Result<Reply, Outcome> {
+    ) -> Result<Reply, Attempt> {
         let mut current = connection.cloned();
         if let Some(c) = current.as_ref().filter(|c| connecting::token_expiring(c)) {
             if c.secret["refreshToken"].is_null() && c.secret["accessToken"].is_null() {
-                return Err(Outcome::Fail(failure(
+                return Err(Attempt::Fail(failure(
                     "connection_error",
                     "the OAuth2 connection is not authorized yet: connect it first",
                 )));
@@ -304,7 +308,7 @@ impl Runner {
         &self,
         request: &Request<'_>,
         connection: Option<&Resolved>,
-    ) -> Result<Reply, Outcome> {
+    ) -> Result<Reply, Attempt> {
         let Request {
             method,
             url,
@@ -315,12 +319,12 @@ impl Runner {
         let mut parsed = self
             .outbound
             .check(url)
-            .map_err(|e| Outcome::Fail(failure("target_refused", e.to_string())))?;
+            .map_err(|e| Attempt::Fail(failure("target_refused", e.to_string())))?;
         if !query.is_empty() {
             parsed.query_pairs_mut().extend_pairs(query);
         }
         let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|_| {
-            Outcome::Fail(failure(
+            Attempt::Fail(failure(
                 "invalid_input",
                 format!("{method} is not an HTTP method"),
             ))
@@ -336,10 +340,10 @@ impl Runner {
             builder = builder.json(body);
         }
         let mut response = builder.send().await.map_err(|e| match refused_target(&e) {
-            Some(reason) => Outcome::Fail(failure("target_refused", reason)),
+            Some(reason) => Attempt::Fail(failure("target_refused", reason)),
             // A header or URL that cannot be sent fails the same way every time.
-            None if e.is_builder() => Outcome::Fail(failure("invalid_input", e.to_string())),
-            None => Outcome::Retry {
+            None if e.is_builder() => Attempt::Fail(failure("invalid_input", e.to_string())),
+            None => Attempt::Retry {
                 error: failure("network", e.to_string()),
                 after: None,
             },
@@ -357,12 +361,12 @@ impl Runner {
             .collect();
         // Read at most MAX_RESPONSE_BYTES: a step's output is stored with its run.
         let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| Outcome::Retry {
+        while let Some(chunk) = response.chunk().await.map_err(|e| Attempt::Retry {
             error: failure("network", e.to_string()),
             after: None,
         })? {
             if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(Outcome::Fail(failure(
+                return Err(Attempt::Fail(failure(
                     "response_too_large",
                     format!("the answer is larger than {MAX_RESPONSE_BYTES} bytes"),
                 )));
@@ -535,7 +539,7 @@ fn with_query(path: &str, query: &[(String, String)]) -> String {
 }
 
 /// Reads an answer: the selected output, or a failure the manifest calls retryable or not.
-fn read(action: &ActionManifest, reply: Reply) -> Outcome {
+fn read(action: &ActionManifest, reply: Reply) -> Attempt {
     if (200..300).contains(&reply.status) {
         let output = match action.output.select {
             Select::Item if action.request.url.is_some() => {
@@ -545,7 +549,7 @@ fn read(action: &ActionManifest, reply: Reply) -> Outcome {
             Select::First => reply.body["items"].get(0).cloned().unwrap_or(Value::Null),
             Select::Items => reply.body["items"].clone(),
         };
-        return Outcome::Done(output);
+        return Attempt::Done(output);
     }
     let envelope = &reply.body["error"];
     let mut error = if envelope.is_object() {
@@ -558,12 +562,12 @@ fn read(action: &ActionManifest, reply: Reply) -> Outcome {
         object.remove("requestId");
     }
     if action.retry.statuses.contains(&reply.status) {
-        Outcome::Retry {
+        Attempt::Retry {
             error,
             after: reply.retry_after,
         }
     } else {
-        Outcome::Fail(error)
+        Attempt::Fail(error)
     }
 }
 
@@ -640,15 +644,15 @@ mod tests {
         };
         assert_eq!(
             read(create, reply(201, json!({"id": "cus_1"}))),
-            Outcome::Done(json!({"id": "cus_1"}))
+            Attempt::Done(json!({"id": "cus_1"}))
         );
         assert!(matches!(
             read(create, reply(503, json!("busy"))),
-            Outcome::Retry { .. }
+            Attempt::Retry { .. }
         ));
         assert!(matches!(
             read(create, reply(429, json!({}))),
-            Outcome::Retry { .. }
+            Attempt::Retry { .. }
         ));
         let refused = read(
             create,
@@ -659,12 +663,12 @@ mod tests {
         );
         assert_eq!(
             refused,
-            Outcome::Fail(json!({"code": "validation_failed", "message": "no", "status": 422}))
+            Attempt::Fail(json!({"code": "validation_failed", "message": "no", "status": 422}))
         );
         let find = &manifests.actions["find_customer"];
         assert_eq!(
             read(find, reply(200, json!({"items": []}))),
-            Outcome::Done(Value::Null)
+            Attempt::Done(Value::Null)
         );
     }
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use timix_engine::Db;
 use timix_engine::access::bootstrap::{BootstrapInput, bootstrap};
 use timix_engine::access::organizations::Plan;
-use timix_web::{AppState, GateOptions};
+use timix_web::{AppParts, AppState, GateOptions};
 
 struct Round {
     requests: usize,
@@ -131,12 +131,14 @@ async fn serve(db: Db, limits: bool) -> anyhow::Result<String> {
     let vault = timix_engine::automation::connections::Vault::from_base64(
         "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
     )?;
-    let mut state = AppState::new(db, None, std::sync::Arc::new(manifests), vault);
-    // A budget the load cannot exhaust, so that every request takes the full allowed path.
-    state.gate = GateOptions {
-        limits,
-        quota_override: Some(100_000_000),
-    };
+    let state = AppState::build(AppParts {
+        // A budget the load cannot exhaust, so that every request takes the full allowed path.
+        gate: GateOptions {
+            limits,
+            quota_override: Some(100_000_000),
+        },
+        ..AppParts::new(db, std::sync::Arc::new(manifests), vault)
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, timix_web::app(state)).await });

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use timix_connectors::delivery::{DeliveryJob, FastAttempt};
 
-use crate::flow_runner::{RunLane, dispatch_runs};
+use crate::executor::{RunLane, dispatch_runs};
 use timix_engine::automation::flows;
 use timix_engine::automation::run_admission::RunAdmission;
 use timix_engine::automation::runs::{self, Lineage};

@@ -16,7 +16,7 @@ use timix_engine::store::db::Db;
 use timix_engine::store::jobs::Queues;
 use timix_engine::store::json;
 
-use crate::flow_runner::{RunLane, dispatch_runs};
+use crate::executor::{RunLane, dispatch_runs};
 use crate::signatures::{self, Headers, Refused};
 
 /// What the sender gets back: the run it started; none for a retry of an earlier call.

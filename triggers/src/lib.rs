@@ -1,11 +1,13 @@
 //! The trigger engine: the event-log dispatcher (webhook deliveries and event-triggered flow
-//! runs), inbound webhook triggers, cron schedules, and the runner that executes flow runs.
+//! runs), inbound webhook triggers, cron schedules, poll triggers, the flow executor, and
+//! [`workers::start`], which starts them all from one context value.
 
 pub mod dispatcher;
-pub mod flow_runner;
+pub mod executor;
 pub mod inbound;
 pub mod poller;
 pub mod scheduler;
 pub mod signatures;
+pub mod workers;
 
 pub use timix_actions as actions;

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use timix_actions::{Outcome, text_of, truncate};
+use timix_actions::{Attempt, text_of, truncate};
 use timix_engine::access::auth::Actor;
 use timix_engine::automation::connections::{self, Resolved};
 use timix_engine::automation::flows::{self, LiveFlow};
@@ -26,7 +26,7 @@ use timix_engine::error::Result;
 use timix_engine::store::clock::{Millis, format_ms, now_ms};
 use timix_engine::store::jobs::Queues;
 
-use crate::flow_runner::{FlowRunner, RunLane, backoff, dispatch_runs};
+use crate::executor::{FlowExecutor, RunLane, backoff, dispatch_runs};
 
 /// Pages one poll reads at most; the rest waits for the next fire time.
 const PAGES_PER_POLL: usize = 10;
@@ -36,7 +36,7 @@ const FAILURE_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Polls the due poll flows.
 pub struct Poller {
-    pub runs: Arc<FlowRunner>,
+    pub executor: Arc<FlowExecutor>,
     pub lane: Option<RunLane>,
     pub queues: Option<Queues>,
     /// How long one poll may hold a flow before another process may take it.
@@ -70,7 +70,7 @@ fn poll_error(message: impl Into<String>) -> PollError {
 pub async fn run(poller: Arc<Poller>, every: Duration, concurrency: usize) {
     let slots = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let lease_ms = poller.lease.as_millis() as Millis;
-    let db = poller.runs.db.clone();
+    let db = poller.executor.db.clone();
     loop {
         let free = slots.available_permits();
         if free == 0 {
@@ -114,7 +114,7 @@ pub async fn run(poller: Arc<Poller>, every: Duration, concurrency: usize) {
 impl Poller {
     /// Polls one flow whose lease this poller holds.
     pub async fn poll(&self, state: PollState) -> Result<()> {
-        let db = &self.runs.db;
+        let db = &self.executor.db;
         let Some(flow) = flows::live(db, &state.flow_id).await? else {
             return Ok(());
         };
@@ -126,7 +126,8 @@ impl Poller {
         match self.read(&flow, &state).await {
             Ok(mut polled) => {
                 polled.next_poll_at = next_fire;
-                let started = polls::save(db, &self.runs.admission, &flow, &state, &polled).await?;
+                let started =
+                    polls::save(db, &self.executor.admission, &flow, &state, &polled).await?;
                 if flow.last_error.is_some() {
                     flows::note_error(db, &flow.id, None).await?;
                 }
@@ -148,17 +149,18 @@ impl Poller {
         flow: &LiveFlow,
         state: &PollState,
     ) -> std::result::Result<Polled, PollError> {
-        let runs = &self.runs;
+        let executor = &self.executor;
         let connection_id = flow.trigger["connectionId"].as_str().unwrap_or_default();
-        let connection = connections::resolve(&runs.db, &runs.vault, &flow.org_id, connection_id)
-            .await?
-            .ok_or_else(|| poll_error(format!("the connection {connection_id} was deleted")))?;
-        let actor = runs.actor_of(flow).await?;
+        let connection =
+            connections::resolve(&executor.db, &executor.vault, &flow.org_id, connection_id)
+                .await?
+                .ok_or_else(|| poll_error(format!("the connection {connection_id} was deleted")))?;
+        let actor = executor.actor_of(flow).await?;
         // Records changed from the moment this trigger began (enabled, or given a new source).
         let enabled_at = state.basis_at;
         match &flow.trigger["source"] {
             Value::String(key) => {
-                let manifest = runs
+                let manifest = executor
                     .manifests
                     .triggers
                     .get(key)
@@ -178,19 +180,25 @@ impl Poller {
         query: &[(String, String)],
     ) -> std::result::Result<timix_actions::Reply, PollError> {
         let reply = self
-            .runs
-            .runner
-            .get(actor, connection, path, query)
+            .executor
+            .performer
+            .get(
+                &*self.executor.this_instance,
+                actor,
+                connection,
+                path,
+                query,
+            )
             .await
             .map_err(|outcome| match outcome {
-                Outcome::Retry { error, after } => PollError {
+                Attempt::Retry { error, after } => PollError {
                     message: error["message"]
                         .as_str()
                         .unwrap_or("the source failed")
                         .to_owned(),
                     retry_after: after,
                 },
-                Outcome::Fail(error) | Outcome::Done(error) => {
+                Attempt::Fail(error) | Attempt::Done(error) => {
                     poll_error(error["message"].as_str().unwrap_or("the source failed"))
                 }
             })?;

@@ -15,7 +15,7 @@ use timix_engine::error::Result;
 use timix_engine::store::clock::{format_ms, now_ms};
 use timix_engine::store::db::Db;
 
-use crate::flow_runner::FlowRunner;
+use crate::executor::FlowExecutor;
 
 /// How far back a tick looks for fire times it may have missed.
 const CATCH_UP_MS: i64 = 60_000;
@@ -87,7 +87,7 @@ const SKIPPED: &str = "a fire time was skipped (rate_limited): the organization 
                        as its plan allows a minute";
 
 /// Ticks every second and runs what fired.
-pub async fn run(runner: Arc<FlowRunner>) {
+pub async fn run(executor: Arc<FlowExecutor>) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
     // After the first tick only fire times since the previous one are looked at (less a second,
     // for fires that landed as the tick ran): no rewrite of a minute of fire times each second.
@@ -95,13 +95,13 @@ pub async fn run(runner: Arc<FlowRunner>) {
     loop {
         every.tick().await;
         let now = now_ms();
-        match tick(&runner.db, &runner.admission, last).await {
+        match tick(&executor.db, &executor.admission, last).await {
             Ok(ids) => {
                 last = Some(now);
                 for run_id in ids {
-                    let runner = runner.clone();
+                    let executor = executor.clone();
                     tokio::spawn(async move {
-                        if let Err(error) = runner.execute(&run_id).await {
+                        if let Err(error) = executor.execute(&run_id).await {
                             tracing::warn!(run = %run_id, %error, "A scheduled run could not be executed.");
                         }
                     });

@@ -11,7 +11,7 @@ use timix_engine::{FieldError, store::json};
 
 use crate::error::ApiError;
 
-/// The authenticated caller, as established by the [`gate`](crate::gate).
+/// The authenticated caller, as established by the [`gate`](crate::api_gate).
 pub struct Auth(pub Actor);
 
 impl<S: Send + Sync> FromRequestParts<S> for Auth {

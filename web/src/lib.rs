@@ -2,14 +2,14 @@
 //! the interactive reference at `/docs`, and the MCP endpoint at `/mcp`. Handlers extract, call
 //! the engine, and map results.
 
+pub mod api_gate;
+pub mod client;
 pub mod error;
 pub mod extract;
-pub mod gate;
-pub mod guard;
-pub mod instance;
 pub mod mcp;
 pub mod metrics;
 pub mod openapi;
+pub mod request_guard;
 pub mod request_id;
 pub mod response;
 pub mod routes;
@@ -18,6 +18,7 @@ pub mod ui;
 
 use std::any::Any;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -25,6 +26,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{Response, StatusCode, header};
 use axum::middleware;
 use axum::response::IntoResponse;
+use timix_actions::Performer;
+use timix_connectors::outbound::Outbound;
 use timix_engine::Db;
 use timix_engine::access::rate_limits::Limiter;
 use timix_engine::access::usage::UsageCounter;
@@ -35,17 +38,19 @@ use timix_engine::automation::run_admission::RunAdmission;
 use timix_engine::automation::saving::Saving;
 use timix_engine::automation::targets::Targets;
 use timix_engine::store::jobs::Queues;
+use timix_triggers::executor::RunLane;
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::ApiError;
-use crate::guard::RequestLimits;
 use crate::metrics::Metrics;
+use crate::request_guard::RequestLimits;
 use crate::routes::BASE;
 
-/// What every handler can reach.
+/// What every handler can reach. Built once, completely, by [`AppState::build`]; every copy
+/// (the API's, the UI's, MCP's, the in-process client's) is the same.
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
@@ -57,12 +62,12 @@ pub struct AppState {
     /// The action and trigger manifests.
     pub manifests: Arc<Manifests>,
     /// Where new runs go for immediate execution when this process also runs workers.
-    pub run_lane: Option<timix_triggers::flow_runner::RunLane>,
+    pub run_lane: Option<RunLane>,
     /// Seals and opens connections' credentials.
     pub vault: Vault,
-    /// Performs requests through connections (their tests, OAuth2 token exchanges).
-    /// Set once at start; shared by every clone (the in-process API included).
-    pub actions: Arc<std::sync::OnceLock<Arc<timix_actions::Runner>>>,
+    /// Performs requests through connections (their tests, OAuth2 token exchanges, MCP's
+    /// actions); the flow executor shares it, and with it the OAuth2 refresh locks.
+    pub performer: Arc<Performer>,
     /// Where this service is reached from outside (`https://timix.example.com`), for the
     /// OAuth2 callback.
     pub public_url: String,
@@ -101,35 +106,82 @@ impl Default for GateOptions {
     }
 }
 
-impl AppState {
-    pub fn new(db: Db, queues: Option<Queues>, manifests: Arc<Manifests>, vault: Vault) -> Self {
+/// Everything [`AppState`] is built from. [`AppParts::new`] takes what has no default; set
+/// the rest before [`AppState::build`].
+pub struct AppParts {
+    pub db: Db,
+    pub queues: Option<Queues>,
+    pub manifests: Arc<Manifests>,
+    pub vault: Vault,
+    /// Rate limits and the operator's per-key limit.
+    pub gate: GateOptions,
+    pub quotas: Quotas,
+    pub targets: Targets,
+    pub request_limits: RequestLimits,
+    /// The token `/metrics` asks for; none: it is not served.
+    pub metrics_token: Option<String>,
+    pub public_url: String,
+    pub trust_proxy: bool,
+    /// The operator's run budget per organization (`TIMIX_RUNS_PER_MINUTE`).
+    pub runs_per_minute: Option<u32>,
+    /// Set when this process executes runs itself (it runs workers).
+    pub run_lane: Option<RunLane>,
+}
+
+impl AppParts {
+    pub fn new(db: Db, manifests: Arc<Manifests>, vault: Vault) -> Self {
         Self {
+            db,
+            queues: None,
             manifests,
-            run_lane: None,
             vault,
-            actions: Arc::default(),
-            public_url: "http://127.0.0.1:8080".into(),
-            trust_proxy: false,
-            limiter: Arc::new(Limiter::for_database(&db)),
-            usage: Arc::new(UsageCounter::default()),
             gate: GateOptions::default(),
             quotas: Quotas::default(),
             targets: Targets::default(),
             request_limits: RequestLimits::default(),
-            metrics: Arc::new(Metrics::default()),
-            admission: Arc::new(RunAdmission::new(db.clone(), None)),
-            queues,
-            db,
+            metrics_token: None,
+            public_url: "http://127.0.0.1:8080".into(),
+            trust_proxy: false,
+            runs_per_minute: None,
+            run_lane: None,
         }
     }
 }
 
+/// How long a request an action makes to another service may take.
+const ACTION_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl AppState {
-    /// The requests runner; every serving process has one.
-    pub fn actions(&self) -> timix_engine::Result<&Arc<timix_actions::Runner>> {
-        self.actions.get().ok_or_else(|| {
-            timix_engine::Error::Internal("this process performs no requests".into())
-        })
+    /// The state, complete. The performer is built here from parts that need no state; the
+    /// in-process API client (which needs the finished state) is not part of it but built
+    /// from it ([`client::ApiClient::new`]) and handed to each performer call that may reach
+    /// this instance: that is what breaks the cycle state → performer → client → state.
+    pub fn build(parts: AppParts) -> Self {
+        let oauth_redirect = oauth_redirect(&parts.public_url);
+        let performer = Performer::new(
+            Outbound::new(parts.targets.allow_private, ACTION_TIMEOUT),
+            parts.db.clone(),
+            parts.vault.clone(),
+            oauth_redirect,
+        );
+        Self {
+            limiter: Arc::new(Limiter::for_database(&parts.db)),
+            usage: Arc::new(UsageCounter::default()),
+            admission: Arc::new(RunAdmission::new(parts.db.clone(), parts.runs_per_minute)),
+            metrics: Arc::new(Metrics::new(parts.metrics_token.as_deref())),
+            performer: Arc::new(performer),
+            gate: parts.gate,
+            queues: parts.queues,
+            manifests: parts.manifests,
+            run_lane: parts.run_lane,
+            vault: parts.vault,
+            public_url: parts.public_url,
+            trust_proxy: parts.trust_proxy,
+            quotas: parts.quotas,
+            targets: parts.targets,
+            request_limits: parts.request_limits,
+            db: parts.db,
+        }
     }
 
     /// What saving a flow, a subscription or a connection obeys.
@@ -144,12 +196,16 @@ impl AppState {
 
     /// The OAuth2 redirect URI providers are given.
     pub fn oauth_redirect(&self) -> String {
-        format!(
-            "{}{BASE}{}",
-            self.public_url.trim_end_matches('/'),
-            routes::connections::CALLBACK_PATH
-        )
+        oauth_redirect(&self.public_url)
     }
+}
+
+fn oauth_redirect(public_url: &str) -> String {
+    format!(
+        "{}{BASE}{}",
+        public_url.trim_end_matches('/'),
+        routes::oauth2::CALLBACK_PATH
+    )
 }
 
 /// The OpenAPI document of the API, as served at `/api/integration/v1/openapi.json`.
@@ -168,11 +224,14 @@ pub fn app(state: AppState) -> Router {
     let ui_state = state.clone();
     let (api, document) = api_router();
     let api = if state.gate.limits {
-        api.layer(middleware::from_fn(gate::etags))
+        api.layer(middleware::from_fn(api_gate::etags))
     } else {
         api
     };
-    let api = api.layer(middleware::from_fn_with_state(state.clone(), gate::gate));
+    let api = api.layer(middleware::from_fn_with_state(
+        state.clone(),
+        api_gate::gate,
+    ));
     let mcp = mcp::router(state.clone());
     let (metrics, limits) = (state.metrics.clone(), state.request_limits);
     Router::new()
@@ -188,7 +247,7 @@ pub fn app(state: AppState) -> Router {
         .route_layer(middleware::from_fn(metrics::mark_route))
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(middleware::from_fn_with_state(limits, guard::guard))
+        .layer(middleware::from_fn_with_state(limits, request_guard::guard))
         .layer(middleware::from_fn_with_state(metrics, metrics::count))
         .layer(middleware::from_fn(request_id::layer))
 }
@@ -211,8 +270,8 @@ async fn not_found(uri: axum::http::Uri, headers: axum::http::HeaderMap) -> Resp
 fn operations() -> Router<AppState> {
     use axum::routing::get;
     Router::new()
-        .route("/health", get(routes::account::health))
-        .route("/ready", get(routes::account::ready))
+        .route("/health", get(routes::health::health))
+        .route("/ready", get(routes::health::ready))
         .route("/metrics", get(metrics::scrape))
 }
 

@@ -3,10 +3,10 @@
 //! error object (`{code, message, details?}`), which becomes the tool's error result.
 
 use serde_json::{Value, json};
-use timix_actions::{ApiCall, Instance};
+use timix_actions::ApiCall;
 use timix_engine::access::auth::Actor;
 
-use crate::instance::InProcess;
+use crate::client::ApiClient;
 
 /// What a failed call says: the API's `error` object, or one of ours in the same shape.
 pub type Failure = Value;
@@ -18,7 +18,7 @@ pub fn failure(code: &str, message: impl Into<String>) -> Failure {
 
 /// Calls of the API as one actor.
 pub struct Api<'a> {
-    pub instance: &'a InProcess,
+    pub instance: &'a ApiClient,
     pub actor: &'a Actor,
 }
 
@@ -37,7 +37,7 @@ impl Api<'_> {
             path: path.into(),
             body,
         };
-        let reply = self.instance.call(self.actor.clone(), call).await;
+        let reply = self.instance.request(self.actor.clone(), call).await;
         if (200..300).contains(&reply.status) {
             return Ok(reply.body);
         }

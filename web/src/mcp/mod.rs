@@ -35,8 +35,8 @@ use serde_json::Value;
 use timix_engine::access::auth::Actor;
 
 use crate::AppState;
-use crate::gate;
-use crate::instance::InProcess;
+use crate::api_gate;
+use crate::client::ApiClient;
 use api::{Api, Failure, failure};
 use tools::Catalogue;
 
@@ -63,7 +63,7 @@ const RESOURCES: [(&str, &str, &str, &str); 2] = [
 pub fn router(state: AppState) -> Router {
     let server = Timix {
         catalogue: Arc::new(Catalogue::new(&state.manifests)),
-        instance: InProcess::new(state.clone()),
+        instance: ApiClient::new(state.clone()),
         state: state.clone(),
     };
     // Hosts are not checked: every request must carry an API key, which a page rebinding DNS
@@ -86,7 +86,7 @@ pub fn router(state: AppState) -> Router {
 /// Refuses a request without a valid key with the API's 401 (or 403 for an organization
 /// mismatch) and hands the actor to the tools through the request's extensions.
 async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    match gate::authenticate(&state, request.headers()).await {
+    match api_gate::authenticate(&state, request.headers()).await {
         Ok(actor) => {
             request.extensions_mut().insert(actor);
             next.run(request).await
@@ -99,7 +99,7 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
 #[derive(Clone)]
 struct Timix {
     catalogue: Arc<Catalogue>,
-    instance: InProcess,
+    instance: ApiClient,
     state: AppState,
 }
 
@@ -117,7 +117,7 @@ impl Timix {
     /// The actor, once the call has been counted against the key's rate limit.
     async fn admitted(&self, context: &RequestContext<RoleServer>) -> Result<Actor, Failure> {
         let actor = Self::actor(context)?;
-        gate::spend(&self.state, &actor)
+        api_gate::spend(&self.state, &actor)
             .await
             .map_err(|e| serde_json::json!({"code": e.code, "message": e.message}))?;
         Ok(actor)

@@ -10,7 +10,7 @@ use rmcp::model::{JsonObject, Tool, ToolAnnotations};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use timix_actions::Outcome;
+use timix_actions::Attempt;
 use timix_engine::automation::manifest::{ActionKind, ActionManifest, Manifests};
 use timix_engine::store::clock::{date_in_zone, format_date, now_ms};
 
@@ -167,12 +167,13 @@ async fn perform(
     if let Err(problems) = state.manifests.check_input(&action.key, &input) {
         return Err(invalid_arguments(problems));
     }
-    let runner = state
-        .actions()
-        .map_err(|_| failure("internal_error", "this process performs no actions"))?;
-    match runner.perform(action, &input, api.actor, None).await {
-        Outcome::Done(output) => Ok(output),
-        Outcome::Fail(error) | Outcome::Retry { error, .. } => Err(error),
+    match state
+        .performer
+        .perform(api.instance, action, &input, api.actor, None)
+        .await
+    {
+        Attempt::Done(output) => Ok(output),
+        Attempt::Fail(error) | Attempt::Retry { error, .. } => Err(error),
     }
 }
 

@@ -1,11 +1,9 @@
-//! `/connections`: credentials flows use to reach this instance, another one, or any HTTP API;
-//! their test, and the OAuth2 authorization (`/connections/{id}/authorize` → the provider →
-//! `/oauth2/callback`).
+//! `/connections`: connections to other services, their tests and OAuth2 authorization.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use timix_engine::Error;
 use timix_engine::access::auth::Permission;
@@ -15,17 +13,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
+use crate::client::ApiClient;
 use crate::error::{ApiResult, ErrorEnvelope};
 use crate::extract::{Auth, JsonBody, QueryPairs};
 use crate::openapi::{ConnectionList, ListQueryDoc};
 use crate::response::{Created, ListResponse};
 use crate::routes::BASE;
-
-/// How long an authorization may take from `/authorize` to the callback.
-const AUTHORIZATION_TTL_MS: i64 = 10 * 60 * 1000;
-
-/// Where OAuth2 providers send the user back, below the API base.
-pub const CALLBACK_PATH: &str = "/oauth2/callback";
 
 #[utoipa::path(get, path = "/connections", tag = "connections",
     params(ListQueryDoc, ("type" = Option<String>, Query), ("status" = Option<String>, Query)),
@@ -113,9 +106,10 @@ pub async fn test(
     let resolved = connections::resolve(&state.db, &state.vault, actor.org_id(), &id)
         .await?
         .ok_or(Error::NotFound(connections::NOUN))?;
-    let runner = state.actions()?;
+    // A `self` connection is tested through this instance's API, as the caller.
+    let this = ApiClient::new(state.clone());
     // The outcome is recorded on the connection; the answer is the connection as it is now.
-    let _ = runner.test(&actor, &resolved).await;
+    let _ = state.performer.test(&this, &actor, &resolved).await;
     Ok(Json(
         connections::get(&state.db, &state.vault, &actor, &id).await?,
     ))
@@ -168,90 +162,10 @@ pub async fn authorize(
     Ok((StatusCode::FOUND, [(header::LOCATION, url)], Json(body)).into_response())
 }
 
-/// Where the provider returns the user: exchanges the code for tokens (with the PKCE
-/// verifier), stores them sealed, and marks the connection `ok` (or `error` with the reason).
-/// No API key: the one-time `state` identifies the authorization.
-#[utoipa::path(get, path = "/oauth2/callback", tag = "connections", security(()),
-    params(("state" = String, Query), ("code" = Option<String>, Query), ("error" = Option<String>, Query)),
-    responses((status = 200, description = "A page saying the connection is ready"),
-              (status = 400, body = ErrorEnvelope)))]
-pub async fn callback(
-    State(state): State<AppState>,
-    QueryPairs(query): QueryPairs,
-) -> ApiResult<Response> {
-    let param = |name: &str| {
-        query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
-    let oauth_state =
-        param("state").ok_or_else(|| Error::InvalidParameter("state is required".into()))?;
-    let resolved = connections::take_authorization(&state.db, &state.vault, &oauth_state)
-        .await?
-        .ok_or_else(|| {
-            Error::InvalidParameter("state does not belong to an authorization under way".into())
-        })?;
-    let started = resolved.secret["verifierAt"].as_i64().unwrap_or(0);
-    if timix_engine::store::clock::now_ms() - started > AUTHORIZATION_TTL_MS {
-        return Err(Error::InvalidParameter(
-            "the authorization expired: start it again from the connection".into(),
-        )
-        .into());
-    }
-    let outcome = match (param("code"), param("error")) {
-        (_, Some(error)) => Err(format!(
-            "the provider refused: {error}{}",
-            param("error_description")
-                .map(|d| format!(" ({d})"))
-                .unwrap_or_default()
-        )),
-        (Some(code), None) => {
-            timix_connectors::connection::exchange_code(
-                state.actions()?.outbound(),
-                &resolved,
-                &state.oauth_redirect(),
-                &code,
-            )
-            .await
-        }
-        (None, None) => Err("the provider sent neither a code nor an error".into()),
-    };
-    let (title, message) = match outcome {
-        Ok(secret) => {
-            connections::save_secret(&state.db, &state.vault, &resolved.id, &secret).await?;
-            connections::set_status(&state.db, &resolved.id, None, true).await?;
-            (
-                "Connected",
-                "The connection is ready. You can close this window.".to_owned(),
-            )
-        }
-        Err(reason) => {
-            connections::set_status(&state.db, &resolved.id, Some(&reason), true).await?;
-            ("Not connected", reason)
-        }
-    };
-    let page = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head>\
-                  <body><h1>{title}</h1><p>{}</p><p><a href=\"/connections/{}\">Back to the connection</a></p></body></html>",
-        escape(&message),
-        escape(&resolved.id)
-    );
-    Ok(Html(page).into_response())
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
         .routes(routes!(get, update, delete))
         .routes(routes!(test))
         .routes(routes!(authorize))
-        .routes(routes!(callback))
 }

@@ -1,13 +1,12 @@
-//! `/webhooks` (registered by integrators) and `/hooks` (REST hooks of Zapier, Make, Workato).
+//! `/webhooks`: webhook subscriptions, their deliveries, tests and secrets.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::Value;
 use timix_connectors::delivery::DeliveryJob;
 use timix_engine::automation::webhooks::{
-    self, Delivery, Hook, HookInput, Webhook, WebhookInput, WebhookWithSecret,
+    self, Delivery, Webhook, WebhookInput, WebhookWithSecret,
 };
 use timix_engine::store::list::ListParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -147,42 +146,6 @@ pub async fn retry(
     Ok((StatusCode::ACCEPTED, Json(delivery)).into_response())
 }
 
-/// Subscribes a REST hook. The same target and event again answers the existing hook (200).
-#[utoipa::path(post, path = "/hooks", tag = "hooks", request_body = HookInput,
-    responses((status = 201, body = Hook), (status = 200, body = Hook, description = "Already subscribed"),
-              (status = "4XX", body = ErrorEnvelope)))]
-pub async fn subscribe(
-    State(state): State<AppState>,
-    Auth(actor): Auth,
-    JsonBody(input): JsonBody<HookInput>,
-) -> ApiResult<Response> {
-    let (hook, created) = webhooks::subscribe(&state.db, state.saving(), &actor, input).await?;
-    Ok(crate::response::upserted(
-        format!("{BASE}/hooks/{}", hook.id),
-        hook,
-        created,
-    ))
-}
-
-#[utoipa::path(get, path = "/hooks", tag = "hooks",
-    responses((status = 200, body = Value, description = "`{items: [Hook]}`"), (status = "4XX", body = ErrorEnvelope)))]
-pub async fn hooks(State(state): State<AppState>, Auth(actor): Auth) -> ApiResult<Json<Value>> {
-    let items = webhooks::list_hooks(&state.db, &actor).await?;
-    Ok(Json(serde_json::json!({ "items": items })))
-}
-
-/// Unsubscribes; 204 also when the hook is already gone.
-#[utoipa::path(delete, path = "/hooks/{id}", tag = "hooks", params(("id" = String, Path)),
-    responses((status = 204), (status = "4XX", body = ErrorEnvelope)))]
-pub async fn unsubscribe(
-    State(state): State<AppState>,
-    Auth(actor): Auth,
-    Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
-    webhooks::unsubscribe(&state.db, &actor, &id).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
@@ -191,6 +154,4 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(rotate))
         .routes(routes!(deliveries))
         .routes(routes!(retry))
-        .routes(routes!(hooks, subscribe))
-        .routes(routes!(unsubscribe))
 }

@@ -23,14 +23,14 @@ use axum::routing::{get, post};
 use serde_json::Value;
 
 use crate::AppState;
-use crate::instance::InProcess;
+use crate::client::ApiClient;
 pub use api::ApiFailure;
 pub use session::Viewer;
 
 /// What the UI's handlers share.
 pub struct Ui {
     pub app: AppState,
-    api: InProcess,
+    api: ApiClient,
     views: views::Views,
 }
 
@@ -39,7 +39,7 @@ pub type Shared = Arc<Ui>;
 /// The UI's routes; merged beside the API in [`crate::app`].
 pub fn router(app: AppState) -> Router {
     let ui = Arc::new(Ui {
-        api: InProcess::new(app.clone()),
+        api: ApiClient::new(app.clone()),
         views: views::Views::new(),
         app,
     });

@@ -1,4 +1,4 @@
-//! Executes flow runs. A run is a job on the queue ([`RunJob`]); the worker that takes it
+//! The flow executor: executes flow runs. A run is a job on the queue ([`RunJob`]); the worker that takes it
 //! claims the run with a lease, then performs its steps in order: render the step's input from
 //! the trigger and earlier outputs, check it against the action's schema, perform it, record it.
 //! A retryable failure puts the run back in the queue after a backoff (exponential with jitter,
@@ -10,7 +10,7 @@ use std::time::Duration;
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use timix_actions::{Outcome, Runner};
+use timix_actions::{Attempt, Performer, ThisInstance};
 use timix_engine::access::auth::{self, ApiKeyRef};
 use timix_engine::automation::connections::{self, Vault};
 use timix_engine::automation::flows;
@@ -112,7 +112,7 @@ pub async fn dispatch_runs(lane: Option<&RunLane>, queues: Option<&Queues>, run_
 
 /// Executes the runs handed to the lane, at most `concurrency` at a time.
 pub async fn serve_lane(
-    runner: Arc<FlowRunner>,
+    executor: Arc<FlowExecutor>,
     lane_handle: RunLane,
     mut lane: tokio::sync::mpsc::UnboundedReceiver<Handoff>,
     concurrency: usize,
@@ -122,18 +122,18 @@ pub async fn serve_lane(
         let Ok(permit) = slots.clone().acquire_owned().await else {
             return;
         };
-        let runner = runner.clone();
+        let executor = executor.clone();
         let claimed = lane_handle.claimed.clone();
         tokio::spawn(async move {
             let (run_id, result) = match handoff {
                 Handoff::Claimed(run, handed_at) => {
                     let id = run.id.clone();
-                    let result = runner.execute_handed(run, handed_at).await;
+                    let result = executor.execute_handed(run, handed_at).await;
                     claimed.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                     (id, result)
                 }
                 Handoff::Due(id) => {
-                    let result = runner.execute(&id).await;
+                    let result = executor.execute(&id).await;
                     (id, result)
                 }
             };
@@ -155,11 +155,13 @@ impl Job for RunJob {
     const QUEUE: &'static str = "runs";
 }
 
-/// Runs flows.
-pub struct FlowRunner {
+/// Executes flow runs, performing their steps.
+pub struct FlowExecutor {
     pub db: Db,
     pub manifests: Arc<Manifests>,
-    pub runner: Arc<Runner>,
+    pub performer: Arc<Performer>,
+    /// The in-process API client steps on this instance go through.
+    pub this_instance: Arc<dyn ThisInstance>,
     /// Opens the credentials of the connections steps use.
     pub vault: Vault,
     /// The first retry's delay; each next one doubles it.
@@ -170,7 +172,7 @@ pub struct FlowRunner {
     pub admission: Arc<RunAdmission>,
 }
 
-impl JobHandler<RunJob> for FlowRunner {
+impl JobHandler<RunJob> for FlowExecutor {
     async fn perform(&self, job: RunJob) -> Result<()> {
         let result = self.execute(&job.run_id).await;
         if let Err(error) = &result {
@@ -196,7 +198,7 @@ fn failure(code: &str, message: impl Into<String>) -> Value {
     json!({"code": code, "message": message.into()})
 }
 
-impl FlowRunner {
+impl FlowExecutor {
     fn lease_ms(&self) -> i64 {
         self.lease.as_millis() as i64
     }
@@ -347,12 +349,17 @@ impl FlowRunner {
             let outcome = events::CAUSE
                 .scope(
                     cause,
-                    self.runner
-                        .perform(action, &input, &actor, connection.as_ref()),
+                    self.performer.perform(
+                        &*self.this_instance,
+                        action,
+                        &input,
+                        &actor,
+                        connection.as_ref(),
+                    ),
                 )
                 .await;
             match outcome {
-                Outcome::Done(output) => {
+                Attempt::Done(output) => {
                     let step = &mut steps[i];
                     step.status = StepStatus::Succeeded;
                     step.error = None;
@@ -367,7 +374,7 @@ impl FlowRunner {
                         return Ok(());
                     }
                 }
-                Outcome::Retry { error, after }
+                Attempt::Retry { error, after }
                     if steps[i].attempts < action.retry.max_attempts =>
                 {
                     steps[i].error = Some(error);
@@ -380,7 +387,7 @@ impl FlowRunner {
                     )
                     .await;
                 }
-                Outcome::Retry { error, .. } | Outcome::Fail(error) => {
+                Attempt::Retry { error, .. } | Attempt::Fail(error) => {
                     return self.step_failed(&flow.id, &run, &mut steps, i, error).await;
                 }
             }
@@ -474,7 +481,7 @@ async fn render_input(
 /// The safety net under the queue: every `every`, runs that are due (a retry whose time has
 /// come, a new run whose job has not been taken, a run a crashed worker left) are executed here,
 /// at most `concurrency` at a time. The claim on each run keeps it to one execution.
-pub async fn sweep_runs(runner: Arc<FlowRunner>, every: Duration, concurrency: usize) {
+pub async fn sweep_runs(executor: Arc<FlowExecutor>, every: Duration, concurrency: usize) {
     let slots = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let mut tick = tokio::time::interval(every);
     loop {
@@ -483,15 +490,15 @@ pub async fn sweep_runs(runner: Arc<FlowRunner>, every: Duration, concurrency: u
         if free == 0 {
             continue;
         }
-        match runs::take_due(&runner.db, free).await {
+        match runs::take_due(&executor.db, free).await {
             Ok(ids) => {
                 for run_id in ids {
                     let Ok(permit) = slots.clone().acquire_owned().await else {
                         return;
                     };
-                    let runner = runner.clone();
+                    let executor = executor.clone();
                     tokio::spawn(async move {
-                        if let Err(error) = runner.execute(&run_id).await {
+                        if let Err(error) = executor.execute(&run_id).await {
                             tracing::warn!(run = %run_id, %error, "A run could not be executed.");
                         }
                         drop(permit);

@@ -1,6 +1,7 @@
-//! This instance's API, called in-process: the flow runner's steps on this instance go through
-//! the same handlers (validation, roles, events) as a request over HTTP, as the flow's owner,
-//! without a socket, a key or the rate limit.
+//! The in-process API client: a request run through the API router as an actor, without a
+//! socket, a key or the rate limit. Flow steps on this instance (as the flow's owner), the web
+//! UI (as the viewer) and MCP tools (as the key's actor) all call the API through it, so they
+//! obey exactly the API's validation, roles and events.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,7 +11,7 @@ use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::http::{HeaderValue, Method, Request, header};
 use serde_json::Value;
-use timix_actions::{ApiCall, Instance, Reply};
+use timix_actions::{ApiCall, Reply, ThisInstance};
 use timix_engine::access::auth::Actor;
 use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -21,11 +22,12 @@ use crate::routes::BASE;
 
 /// The API router, authenticated by the actor each call carries.
 #[derive(Clone)]
-pub struct InProcess {
+pub struct ApiClient {
     router: Router,
 }
 
-impl InProcess {
+impl ApiClient {
+    /// A client of the API served with `state` (the finished application state).
     pub fn new(state: AppState) -> Self {
         Self {
             router: crate::api_router()
@@ -59,7 +61,7 @@ impl InProcess {
                 body: serde_json::json!({"error": {"code": "invalid_parameter", "message": format!("{} is not a valid path", call.path)}}),
             };
         };
-        if let Err(error) = crate::guard::check_uri(request.uri()) {
+        if let Err(error) = crate::request_guard::check_uri(request.uri()) {
             return Reply {
                 status: error.status.as_u16(),
                 retry_after: None,
@@ -116,7 +118,7 @@ impl InProcess {
     }
 }
 
-impl Instance for InProcess {
+impl ThisInstance for ApiClient {
     fn call(
         &self,
         actor: Actor,

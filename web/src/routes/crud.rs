@@ -1,24 +1,6 @@
-//! Customers, projects, tasks and subtasks: the same CRUD shape over each engine module.
-
-use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::Response;
-use timix_engine::billing::customers::{Customer, CustomerInput, Customers};
-use timix_engine::billing::projects::{Project, ProjectInput, Projects};
-use timix_engine::billing::subtasks::{Subtask, SubtaskInput, Subtasks};
-use timix_engine::billing::tasks::{Task, TaskInput, Tasks};
-use timix_engine::store::list::ListParams;
-use timix_engine::store::resource::{self, Resource};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
-
-use crate::AppState;
-use crate::error::{ApiResult, ErrorEnvelope};
-use crate::extract::{Auth, JsonBody, QueryPairs};
-use crate::openapi::{CustomerList, ListQueryDoc, ProjectList, SubtaskList, TaskList};
-use crate::response::{Created, ListResponse, upserted};
-use crate::routes::BASE;
+//! The CRUD shape the work hierarchy, time entries, holiday profiles and invoices share:
+//! `crud_resource!` writes a resource's six handlers and its router over the engine's
+//! shared operations.
 
 /// Writes the six handlers and the router of one resource over the engine's shared operations.
 macro_rules! crud_resource {
@@ -117,87 +99,4 @@ macro_rules! crud_resource {
             }
         }
     };
-}
-
-crud_resource!(
-    customer_routes,
-    resource = Customers,
-    item = Customer,
-    input = CustomerInput,
-    list = CustomerList,
-    tag = "customers",
-    collection = "/customers",
-    one = "/customers/{id}",
-    by_external_id = "/customers/by-external-id/{externalId}",
-    filters = ["name", "email", "externalId", "isArchived"]
-);
-
-crud_resource!(
-    project_routes,
-    resource = Projects,
-    item = Project,
-    input = ProjectInput,
-    list = ProjectList,
-    tag = "projects",
-    collection = "/projects",
-    one = "/projects/{id}",
-    by_external_id = "/projects/by-external-id/{externalId}",
-    filters = [
-        "customerId",
-        "name",
-        "code",
-        "externalId",
-        "billingMethod",
-        "isArchived"
-    ]
-);
-
-crud_resource!(
-    task_routes,
-    resource = Tasks,
-    item = Task,
-    input = TaskInput,
-    list = TaskList,
-    tag = "tasks",
-    collection = "/tasks",
-    one = "/tasks/{id}",
-    by_external_id = "/tasks/by-external-id/{externalId}",
-    filters = [
-        "projectId",
-        "name",
-        "status",
-        "assigneeId",
-        "userId",
-        "externalId",
-        "billable"
-    ]
-);
-
-crud_resource!(
-    subtask_routes,
-    resource = Subtasks,
-    item = Subtask,
-    input = SubtaskInput,
-    list = SubtaskList,
-    tag = "subtasks",
-    collection = "/subtasks",
-    one = "/subtasks/{id}",
-    by_external_id = "/subtasks/by-external-id/{externalId}",
-    filters = [
-        "taskId",
-        "projectId",
-        "name",
-        "status",
-        "assigneeId",
-        "userId",
-        "externalId"
-    ]
-);
-
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .merge(customer_routes::router())
-        .merge(project_routes::router())
-        .merge(task_routes::router())
-        .merge(subtask_routes::router())
 }

@@ -1,4 +1,4 @@
-//! The gate every authenticated API request passes: authentication, the key's rate limit,
+//! The API gate every authenticated API request passes: authentication, the key's rate limit,
 //! request counting, and the `If-Match` and `Idempotency-Key` conditions. It runs before the
 //! handlers, so every authenticated answer (errors included) carries the rate-limit headers.
 

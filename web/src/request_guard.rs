@@ -1,6 +1,7 @@
-//! Limits every request meets before any route sees it: the size of its headers (431), the size
-//! of its body (413), how long the client may take to send that body (408), and a path or query
-//! without an encoded NUL character (`%00`, 400), each answered in the API's error envelope.
+//! The request guard: limits every request (API, UI, MCP) meets before any route sees it: the
+//! size of its headers (431), the size of its body (413), how long the client may take to send
+//! that body (408), and a path or query without an encoded NUL character (`%00`, 400), each
+//! answered in the API's error envelope.
 //! Slow headers are cut by the server itself (see [`crate::serve`]).
 
 use std::time::Duration;
