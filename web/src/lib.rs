@@ -221,8 +221,11 @@ pub(crate) fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 
 /// The whole application.
 pub fn app(state: AppState) -> Router {
+    // One in-process client for the UI, MCP and the handlers that call the API themselves.
+    let client = client::ApiClient::new(state.clone());
     let ui_state = state.clone();
     let (api, document) = api_router();
+    let api = api.layer(axum::Extension(client.clone()));
     let api = if state.gate.limits {
         api.layer(middleware::from_fn(api_gate::etags))
     } else {
@@ -232,7 +235,7 @@ pub fn app(state: AppState) -> Router {
         state.clone(),
         api_gate::gate,
     ));
-    let mcp = mcp::router(state.clone());
+    let mcp = mcp::router(state.clone(), client.clone());
     let (metrics, limits) = (state.metrics.clone(), state.request_limits);
     Router::new()
         .merge(api)
@@ -243,7 +246,7 @@ pub fn app(state: AppState) -> Router {
         .merge(SwaggerUi::new("/docs").url(format!("{BASE}/openapi.json"), document))
         .layer(middleware::map_response(envelope_for_bare_errors))
         // After the envelope layer: the UI's pages answer in HTML, errors included.
-        .merge(ui::router(ui_state))
+        .merge(ui::router(ui_state, client))
         .route_layer(middleware::from_fn(metrics::mark_route))
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
         .layer(CatchPanicLayer::custom(panic_response))

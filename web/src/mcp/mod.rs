@@ -60,10 +60,10 @@ const RESOURCES: [(&str, &str, &str, &str); 2] = [
 ];
 
 /// The `/mcp` endpoint, to be merged into the application.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, instance: ApiClient) -> Router {
     let server = Timix {
         catalogue: Arc::new(Catalogue::new(&state.manifests)),
-        instance: ApiClient::new(state.clone()),
+        instance,
         state: state.clone(),
     };
     // Hosts are not checked: every request must carry an API key, which a page rebinding DNS

@@ -1,6 +1,6 @@
 //! `/connections`: connections to other services, their tests and OAuth2 authorization.
 
-use axum::Json;
+use axum::{Extension, Json};
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -99,6 +99,7 @@ pub async fn delete(
     responses((status = 200, body = Connection), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn test(
     State(state): State<AppState>,
+    Extension(this): Extension<ApiClient>,
     Auth(actor): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Connection>> {
@@ -107,7 +108,6 @@ pub async fn test(
         .await?
         .ok_or(Error::NotFound(connections::NOUN))?;
     // A `self` connection is tested through this instance's API, as the caller.
-    let this = ApiClient::new(state.clone());
     // The outcome is recorded on the connection; the answer is the connection as it is now.
     let _ = state.performer.test(&this, &actor, &resolved).await;
     Ok(Json(

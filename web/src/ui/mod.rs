@@ -37,9 +37,9 @@ pub struct Ui {
 pub type Shared = Arc<Ui>;
 
 /// The UI's routes; merged beside the API in [`crate::app`].
-pub fn router(app: AppState) -> Router {
+pub fn router(app: AppState, api: ApiClient) -> Router {
     let ui = Arc::new(Ui {
-        api: ApiClient::new(app.clone()),
+        api,
         views: views::Views::new(),
         app,
     });
