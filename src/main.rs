@@ -10,10 +10,10 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use clap::{Parser, Subcommand, ValueEnum};
 use timix_connectors::apps;
-use timix_connectors::delivery::{
-    AttemptLog, Deliverer, DeliveryJob, FastAttempt, queue_due_retries, requeue_stalled,
-};
 use timix_connectors::outbound::Outbound;
+use timix_connectors::webhooks::{
+    AttemptLog, Deliverer, DeliveryJob, FastAttempt, serve_fast_lane, sweep,
+};
 use timix_engine::Db;
 use timix_engine::access::bootstrap::{BootstrapInput, bootstrap};
 use timix_engine::access::organizations::{self, BillingState, Plan};
@@ -615,7 +615,7 @@ fn start_delivery(
     dispatcher.run_lane = Some(run_lane);
     dispatcher.admission = Some(state.admission.clone());
     dispatcher.fanout_limit = settings.fanout_limit;
-    let (lane, mut fast) = tokio::sync::mpsc::unbounded_channel::<FastAttempt>();
+    let (lane, fast) = tokio::sync::mpsc::unbounded_channel::<FastAttempt>();
     dispatcher.fast_lane = Some(lane.clone());
     let deliverer = Arc::new(Deliverer {
         db: db.clone(),
@@ -646,59 +646,8 @@ fn start_delivery(
         }
     };
     // Due retries and stalled deliveries are queued (durably) and also tried at once here.
-    let sweeper = {
-        let (db, queues, lane) = (db.clone(), queues.clone(), lane.clone());
-        async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(100));
-            for round in 0u64.. {
-                tick.tick().await;
-                match queue_due_retries(&db, &queues).await {
-                    Ok(ids) => ids.into_iter().for_each(|id| {
-                        drop(lane.send(FastAttempt {
-                            delivery_id: id,
-                            known: None,
-                        }))
-                    }),
-                    Err(error) => tracing::warn!(%error, "Could not queue due retries."),
-                }
-                if round.is_multiple_of(50) {
-                    match requeue_stalled(&db, &queues, 30_000).await {
-                        Ok(ids) if ids.is_empty() => {}
-                        Ok(ids) => {
-                            tracing::info!(requeued = ids.len(), "Requeued stalled deliveries.");
-                            ids.into_iter().for_each(|id| {
-                                drop(lane.send(FastAttempt {
-                                    delivery_id: id,
-                                    known: None,
-                                }))
-                            });
-                        }
-                        Err(error) => {
-                            tracing::warn!(%error, "Could not requeue stalled deliveries.")
-                        }
-                    }
-                }
-            }
-        }
-    };
-    let fast_lane = {
-        let deliverer = deliverer.clone();
-        async move {
-            let slots = Arc::new(tokio::sync::Semaphore::new(DELIVERY_CONCURRENCY));
-            while let Some(attempt) = fast.recv().await {
-                let Ok(slot) = slots.clone().acquire_owned().await else {
-                    break;
-                };
-                let deliverer = deliverer.clone();
-                tokio::spawn(async move {
-                    if let Err(error) = deliverer.attempt_now(attempt).await {
-                        tracing::warn!(%error, "A delivery attempt failed to run; its job will retry it.");
-                    }
-                    drop(slot);
-                });
-            }
-        }
-    };
+    let sweeper = sweep::run(db.clone(), queues.clone(), lane);
+    let fast_lane = serve_fast_lane(deliverer, fast, DELIVERY_CONCURRENCY);
     vec![
         tokio::spawn(dispatcher.run()),
         tokio::spawn(workers),

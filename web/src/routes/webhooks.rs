@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
-use timix_connectors::delivery::DeliveryJob;
+use timix_connectors::webhooks::DeliveryJob;
 use timix_engine::automation::webhooks::{
     self, Delivery, Hook, HookInput, Webhook, WebhookInput, WebhookWithSecret,
 };
