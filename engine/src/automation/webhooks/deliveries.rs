@@ -425,3 +425,27 @@ pub async fn take_stalled(db: &Db, grace_ms: i64) -> Result<Vec<String>> {
     }
     Ok(taken)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_stored_and_shown_as_their_names() {
+        for status in DeliveryStatus::ALL {
+            assert_eq!(DeliveryStatus::parse(status.as_str()).unwrap(), status);
+            assert_eq!(
+                serde_json::to_value(status).unwrap(),
+                serde_json::json!(status.as_str())
+            );
+        }
+        let names: Vec<&str> = DeliveryStatus::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(names, ["pending", "sending", "succeeded", "failed", "dead"]);
+        assert!(DeliveryStatus::parse("gone").is_err());
+        let waiting: Vec<_> = DeliveryStatus::ALL
+            .into_iter()
+            .filter(|s| s.awaits_attempt())
+            .collect();
+        assert_eq!(waiting, [DeliveryStatus::Pending, DeliveryStatus::Failed]);
+    }
+}
