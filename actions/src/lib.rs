@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 use timix_connectors::connection as connecting;
-use timix_connectors::outbound::{Outbound, refused_target};
+use timix_connectors::outbound::Outbound;
+use timix_connectors::request::{self as sending, Request, SendError};
 use timix_engine::Db;
 use timix_engine::access::auth::Actor;
 use timix_engine::automation::connections::{self, ConnectionKind, Resolved, Vault};
@@ -89,15 +90,6 @@ pub struct Performer {
     oauth_redirect: String,
     /// One lock per OAuth2 connection being refreshed.
     refreshing: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-}
-
-/// One HTTP request, before credentials.
-struct Request<'a> {
-    method: &'a str,
-    url: &'a str,
-    query: &'a [(String, String)],
-    headers: &'a [(String, String)],
-    body: Option<&'a Value>,
 }
 
 impl Performer {
@@ -309,76 +301,26 @@ impl Performer {
         request: &Request<'_>,
         connection: Option<&Resolved>,
     ) -> Result<Reply, Attempt> {
-        let Request {
-            method,
-            url,
-            query,
-            headers,
-            body,
-        } = *request;
-        let mut parsed = self
-            .outbound
-            .check(url)
-            .map_err(|e| Attempt::Fail(failure("target_refused", e.to_string())))?;
-        if !query.is_empty() {
-            parsed.query_pairs_mut().extend_pairs(query);
-        }
-        let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|_| {
-            Attempt::Fail(failure(
-                "invalid_input",
-                format!("{method} is not an HTTP method"),
-            ))
-        })?;
-        let mut builder = self.outbound.client().request(method, parsed);
-        for (name, value) in headers {
-            builder = builder.header(name, value);
-        }
-        if let Some(connection) = connection {
-            builder = connecting::authorize(builder, connection);
-        }
-        if let Some(body) = body {
-            builder = builder.json(body);
-        }
-        let mut response = builder.send().await.map_err(|e| match refused_target(&e) {
-            Some(reason) => Attempt::Fail(failure("target_refused", reason)),
-            // A header or URL that cannot be sent fails the same way every time.
-            None if e.is_builder() => Attempt::Fail(failure("invalid_input", e.to_string())),
-            None => Attempt::Retry {
-                error: failure("network", e.to_string()),
+        let sent = sending::send(&self.outbound, *request, connection, MAX_RESPONSE_BYTES).await;
+        let response = sent.map_err(|e| match e {
+            SendError::Refused(reason) => Attempt::Fail(failure("target_refused", reason)),
+            SendError::Invalid(reason) => Attempt::Fail(failure("invalid_input", reason)),
+            SendError::Network(reason) => Attempt::Retry {
+                error: failure("network", reason),
                 after: None,
             },
-        })?;
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(retry_after);
-        let headers = response
-            .headers()
-            .iter()
-            .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-            .collect();
-        // Read at most MAX_RESPONSE_BYTES: a step's output is stored with its run.
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| Attempt::Retry {
-            error: failure("network", e.to_string()),
-            after: None,
-        })? {
-            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(Attempt::Fail(failure(
-                    "response_too_large",
-                    format!("the answer is larger than {MAX_RESPONSE_BYTES} bytes"),
-                )));
+            // A step's output is stored with its run: it has a size limit.
+            e @ SendError::TooLarge(_) => {
+                Attempt::Fail(failure("response_too_large", e.to_string()))
             }
-            bytes.extend_from_slice(&chunk);
-        }
+        })?;
+        let bytes = response.body;
         let body = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         Ok(Reply {
-            status,
-            retry_after,
-            headers,
+            status: response.status,
+            retry_after: response.retry_after,
+            headers: response.headers,
             body,
         })
     }
@@ -390,17 +332,6 @@ pub fn truncate(text: &str, max: usize) -> String {
         Some((at, _)) => format!("{}…", &text[..at]),
         None => text.to_owned(),
     }
-}
-
-/// `Retry-After`: seconds, or an HTTP date (the wait until then).
-fn retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let wait = at.signed_duration_since(chrono::Utc::now());
-    Some(wait.to_std().unwrap_or(Duration::ZERO))
 }
 
 enum Target {
@@ -617,19 +548,6 @@ mod tests {
         assert!(matches!(built.target, Target::Url(ref u) if u == "https://example.com/x"));
         assert_eq!(built.body, Some(json!({"a": 1})));
         assert_eq!(built.headers, vec![("X-A".to_owned(), "b".to_owned())]);
-    }
-
-    #[test]
-    fn retry_after_takes_seconds_or_a_date() {
-        assert_eq!(retry_after(" 7 "), Some(Duration::from_secs(7)));
-        assert_eq!(
-            retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
-            Some(Duration::ZERO)
-        );
-        let later = (chrono::Utc::now() + chrono::Duration::seconds(120)).to_rfc2822();
-        let wait = retry_after(&later).unwrap();
-        assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120));
-        assert_eq!(retry_after("soon"), None);
     }
 
     #[test]

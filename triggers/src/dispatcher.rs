@@ -9,22 +9,21 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use timix_connectors::delivery::{DeliveryJob, FastAttempt};
+use timix_connectors::webhooks::{DeliveryJob, FastAttempt};
 
 use crate::executor::{RunLane, dispatch_runs};
 use timix_engine::automation::flows;
 use timix_engine::automation::run_admission::RunAdmission;
 use timix_engine::automation::runs::{self, Lineage};
+use timix_engine::automation::webhooks::deliveries::{self, DeliveryStatus};
 use timix_engine::automation::webhooks::{self, Subscription};
 use timix_engine::error::Result;
 use timix_engine::store::clock::{now_ms, parse_instant};
-use timix_engine::store::db::{Backend, Db, Sql, row};
+use timix_engine::store::db::{Backend, Db};
 use timix_engine::store::events;
-use timix_engine::store::ids;
 use timix_engine::store::jobs::Queues;
+use timix_engine::store::leases::DispatcherCursor;
 
-const NAME: &str = "webhooks";
-const LEASE_MS: i64 = 10_000;
 const BATCH: i64 = 500;
 /// How many flows may start each other in a row (A's step makes the event that starts B…).
 pub const MAX_CHAIN_DEPTH: i64 = 5;
@@ -35,8 +34,8 @@ pub const DEFAULT_FANOUT_LIMIT: i64 = 100;
 pub struct Dispatcher {
     pub db: Db,
     pub queues: Queues,
-    /// This process's name in the lease.
-    pub owner: String,
+    /// The cursor in the event log, and this process's name in its lease.
+    pub cursor: DispatcherCursor,
     /// Postgres URL to `LISTEN` on, so events of other processes wake this one at once.
     pub listen_url: Option<String>,
     /// Deliveries queued by this process are also handed here, to be attempted at once in this
@@ -56,7 +55,7 @@ impl Dispatcher {
         Self {
             db,
             queues,
-            owner: format!("dispatcher-{}", ulid::Ulid::generate()),
+            cursor: DispatcherCursor::new(format!("dispatcher-{}", ulid::Ulid::generate())),
             listen_url,
             fast_lane: None,
             run_lane: None,
@@ -69,14 +68,8 @@ impl Dispatcher {
     pub async fn run(self) {
         let mut local = self.db.watch_events();
         let mut listener = match &self.listen_url {
-            Some(url) => match sqlx::postgres::PgListener::connect(url).await {
-                Ok(mut l) => match l.listen("timix_events").await {
-                    Ok(()) => Some(l),
-                    Err(error) => {
-                        tracing::warn!(%error, "Cannot LISTEN for events; polling every second.");
-                        None
-                    }
-                },
+            Some(url) => match self.db.listen_events(url).await {
+                Ok(listener) => Some(listener),
                 Err(error) => {
                     tracing::warn!(%error, "Cannot LISTEN for events; polling every second.");
                     None
@@ -97,9 +90,7 @@ impl Dispatcher {
             }
             let remote = async {
                 match listener.as_mut() {
-                    Some(l) => {
-                        let _ = l.recv().await;
-                    }
+                    Some(l) => l.notified().await,
                     None => std::future::pending::<()>().await,
                 }
             };
@@ -111,40 +102,12 @@ impl Dispatcher {
         }
     }
 
-    /// Takes or renews the lease; false when another process holds it.
-    async fn lease(&self) -> Result<bool> {
-        let now = now_ms();
-        Sql::new(
-            "INSERT INTO dispatcher_state (name, last_seq, lease_owner, lease_until) VALUES (?, 0, NULL, 0) \
-             ON CONFLICT (name) DO NOTHING",
-        )
-        .arg(NAME)
-        .execute(&self.db)
-        .await?;
-        let taken = Sql::new(
-            "UPDATE dispatcher_state SET lease_owner = ?, lease_until = ? WHERE name = ? \
-             AND (lease_owner = ? OR lease_owner IS NULL OR lease_until < ?)",
-        )
-        .arg(&self.owner)
-        .arg(now + LEASE_MS)
-        .arg(NAME)
-        .arg(&self.owner)
-        .arg(now)
-        .execute(&self.db)
-        .await?;
-        Ok(taken == 1)
-    }
-
     /// One batch. Returns whether there may be more right away.
     pub async fn step(&self) -> Result<bool> {
-        if !self.lease().await? {
+        if !self.cursor.take_lease(&self.db).await? {
             return Ok(false);
         }
-        let state = Sql::new("SELECT last_seq FROM dispatcher_state WHERE name = ?")
-            .arg(NAME)
-            .fetch_one(&self.db)
-            .await?;
-        let cursor = row::get_i64(&state, "last_seq")?;
+        let cursor = self.cursor.position(&self.db).await?;
         let batch = events::after(&self.db, cursor, BATCH).await?;
         let Some(last) = batch.last().map(|e| e.seq) else {
             return Ok(false);
@@ -152,16 +115,7 @@ impl Dispatcher {
         let mut subscriptions: HashMap<String, Vec<Subscription>> = HashMap::new();
         let mut tx = self.db.begin().await?;
         // The cursor moves only if this process still holds the lease and nobody moved it.
-        let moved = Sql::new(
-            "UPDATE dispatcher_state SET last_seq = ? WHERE name = ? AND lease_owner = ? AND last_seq = ?",
-        )
-        .arg(last)
-        .arg(NAME)
-        .arg(&self.owner)
-        .arg(cursor)
-        .execute(&mut tx)
-        .await?;
-        if moved == 0 {
+        if !self.cursor.advance(&mut tx, cursor, last).await? {
             return Ok(false);
         }
         let mut queued = Vec::new();
@@ -260,26 +214,13 @@ impl Dispatcher {
                 if occurred < sub.created_at || !sub.wants(&event.kind, &event.data) {
                     continue;
                 }
-                let id = ids::new_id("dlv");
-                let inserted = Sql::new(
-                    "INSERT INTO deliveries (id, org_id, subscription_id, event_id, event_seq, event_type, status, \
-                     attempts, next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?) \
-                     ON CONFLICT (subscription_id, event_id) DO NOTHING",
-                )
-                .arg(&id)
-                .arg(&event.organization_id)
-                .arg(&sub.id)
-                .arg(&event.id)
-                .arg(event.seq)
-                .arg(&event.kind)
                 // Handed to this process's fast lane, it is created claimed.
-                .arg(if self.fast_lane.is_some() { "sending" } else { "pending" })
-                .arg(now)
-                .arg(now)
-                .arg(now)
-                .execute(&mut tx)
-                .await?;
-                if inserted == 1 {
+                let status = if self.fast_lane.is_some() {
+                    DeliveryStatus::Sending
+                } else {
+                    DeliveryStatus::Pending
+                };
+                if let Some(id) = deliveries::create(&mut tx, event, &sub.id, status).await? {
                     queued.push((id, event.clone(), sub.clone()));
                 }
             }

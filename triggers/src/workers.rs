@@ -6,17 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use timix_actions::{Performer, ThisInstance};
-use timix_connectors::delivery::{
-    AttemptLog, Deliverer, DeliveryJob, FastAttempt, queue_due_retries, requeue_stalled,
-};
 use timix_connectors::outbound::Outbound;
+use timix_connectors::webhooks::{
+    AttemptLog, Deliverer, DeliveryJob, FastAttempt, serve_fast_lane, sweep,
+};
 use timix_engine::Db;
 use timix_engine::access::rate_limits::Limiter;
 use timix_engine::access::usage::UsageCounter;
 use timix_engine::automation::connections::Vault;
 use timix_engine::automation::manifest::Manifests;
 use timix_engine::automation::run_admission::RunAdmission;
-use timix_engine::store::jobs::Queues;
+use timix_engine::store::jobs::{Job, JobHandler, Queues};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinHandle;
 
@@ -115,24 +115,7 @@ fn start_flows(cx: WorkerContext) -> Vec<JoinHandle<()>> {
         queues: Some(cx.queues.clone()),
         lease: cx.settings.run_lease,
     });
-    let workers = {
-        let (queues, executor) = (cx.queues, executor.clone());
-        async move {
-            for round in 0u64.. {
-                let name = format!("runs-{}-{round}", std::process::id());
-                match queues
-                    .work::<RunJob, _>(&name, executor.clone(), RUN_CONCURRENCY)
-                    .await
-                {
-                    Ok(()) => tracing::warn!("The run worker stopped; starting it again."),
-                    Err(error) => {
-                        tracing::error!(%error, "The run worker failed; starting it again.")
-                    }
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    };
+    let workers = work_forever::<RunJob, _>(cx.queues, "runs", executor.clone(), RUN_CONCURRENCY);
     let sweeper = sweep_runs(
         executor.clone(),
         Duration::from_millis(100),
@@ -158,7 +141,7 @@ fn start_delivery(cx: &WorkerContext) -> Vec<JoinHandle<()>> {
     dispatcher.run_lane = Some(cx.run_lane.clone());
     dispatcher.admission = Some(cx.admission.clone());
     dispatcher.fanout_limit = settings.fanout_limit;
-    let (lane, mut fast) = tokio::sync::mpsc::unbounded_channel::<FastAttempt>();
+    let (lane, fast) = tokio::sync::mpsc::unbounded_channel::<FastAttempt>();
     dispatcher.fast_lane = Some(lane.clone());
     let deliverer = Arc::new(Deliverer {
         db: db.clone(),
@@ -168,86 +151,44 @@ fn start_delivery(cx: &WorkerContext) -> Vec<JoinHandle<()>> {
         schedule: settings.webhook_retry_schedule.clone(),
         log: AttemptLog::start(db.clone()),
     });
-    let workers = {
-        let queues = queues.clone();
-        let deliverer = deliverer.clone();
-        async move {
-            // A worker that stops (its database was unreachable, say) is started again.
-            for run in 0u64.. {
-                let name = format!("deliveries-{}-{run}", std::process::id());
-                match queues
-                    .work::<DeliveryJob, _>(&name, deliverer.clone(), DELIVERY_CONCURRENCY)
-                    .await
-                {
-                    Ok(()) => tracing::warn!("The delivery worker stopped; starting it again."),
-                    Err(error) => {
-                        tracing::error!(%error, "The delivery worker failed; starting it again.")
-                    }
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    };
+    let workers = work_forever::<DeliveryJob, _>(
+        queues.clone(),
+        "deliveries",
+        deliverer.clone(),
+        DELIVERY_CONCURRENCY,
+    );
     // Due retries and stalled deliveries are queued (durably) and also tried at once here.
-    let sweeper = {
-        let (db, queues, lane) = (db.clone(), queues.clone(), lane.clone());
-        async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(100));
-            for round in 0u64.. {
-                tick.tick().await;
-                match queue_due_retries(&db, &queues).await {
-                    Ok(ids) => ids.into_iter().for_each(|id| {
-                        drop(lane.send(FastAttempt {
-                            delivery_id: id,
-                            known: None,
-                        }))
-                    }),
-                    Err(error) => tracing::warn!(%error, "Could not queue due retries."),
-                }
-                if round.is_multiple_of(50) {
-                    match requeue_stalled(&db, &queues, 30_000).await {
-                        Ok(ids) if ids.is_empty() => {}
-                        Ok(ids) => {
-                            tracing::info!(requeued = ids.len(), "Requeued stalled deliveries.");
-                            ids.into_iter().for_each(|id| {
-                                drop(lane.send(FastAttempt {
-                                    delivery_id: id,
-                                    known: None,
-                                }))
-                            });
-                        }
-                        Err(error) => {
-                            tracing::warn!(%error, "Could not requeue stalled deliveries.")
-                        }
-                    }
-                }
-            }
-        }
-    };
-    let fast_lane = {
-        let deliverer = deliverer.clone();
-        async move {
-            let slots = Arc::new(tokio::sync::Semaphore::new(DELIVERY_CONCURRENCY));
-            while let Some(attempt) = fast.recv().await {
-                let Ok(slot) = slots.clone().acquire_owned().await else {
-                    break;
-                };
-                let deliverer = deliverer.clone();
-                tokio::spawn(async move {
-                    if let Err(error) = deliverer.attempt_now(attempt).await {
-                        tracing::warn!(%error, "A delivery attempt failed to run; its job will retry it.");
-                    }
-                    drop(slot);
-                });
-            }
-        }
-    };
+    let sweeper = sweep::run(db.clone(), queues.clone(), lane);
+    let fast_lane = serve_fast_lane(deliverer, fast, DELIVERY_CONCURRENCY);
     vec![
         tokio::spawn(dispatcher.run()),
         tokio::spawn(workers),
         tokio::spawn(sweeper),
         tokio::spawn(fast_lane),
     ]
+}
+
+/// Takes jobs of type `J` from the queue with `handler`, `concurrency` at a time; a worker that
+/// stops (its database was unreachable, say) is started again a second later.
+async fn work_forever<J: Job, H: JobHandler<J>>(
+    queues: Queues,
+    name: &'static str,
+    handler: Arc<H>,
+    concurrency: usize,
+) {
+    for round in 0u64.. {
+        let worker = format!("{name}-{}-{round}", std::process::id());
+        match queues
+            .work::<J, _>(&worker, handler.clone(), concurrency)
+            .await
+        {
+            Ok(()) => tracing::warn!(queue = name, "A worker stopped; starting it again."),
+            Err(error) => {
+                tracing::error!(queue = name, %error, "A worker failed; starting it again.")
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// Starts writing request counts every few seconds and forgetting idle rate-limit state every

@@ -10,6 +10,7 @@ pub mod health;
 pub mod ids;
 pub mod jobs;
 pub mod json;
+pub mod leases;
 pub mod list;
 pub mod money;
 pub mod patch;

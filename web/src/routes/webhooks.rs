@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use timix_connectors::delivery::DeliveryJob;
+use timix_connectors::webhooks::DeliveryJob;
 use timix_engine::automation::webhooks::{
     self, Delivery, Webhook, WebhookInput, WebhookWithSecret,
 };

@@ -4,6 +4,7 @@
 //! integers only (instants as Unix milliseconds, money as minor units, flags as 0/1), which both
 //! databases and the `Any` driver agree on. The few statements that differ live in [`Backend`].
 
+mod listen;
 mod sql;
 
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Transaction};
 use tokio::sync::watch;
 
+pub use listen::EventListener;
 pub use sql::{Arg, Sql};
 
 use crate::error::{Error, Result};

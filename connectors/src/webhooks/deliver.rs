@@ -9,16 +9,16 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use timix_engine::automation::connections::Vault;
-use timix_engine::automation::webhooks::{self, Subscription};
+use timix_engine::automation::webhooks::deliveries::{self, AttemptRecord, DeliveryStatus};
+use timix_engine::automation::webhooks::{self, Subscription, subscriptions};
 use timix_engine::error::{Error, Result};
 use timix_engine::store::clock::now_ms;
-use timix_engine::store::db::{Db, Sql, row};
+use timix_engine::store::db::Db;
 use timix_engine::store::events::{self, Event};
-use timix_engine::store::ids;
 use timix_engine::store::jobs::{Job, JobHandler, Queues};
 
+use super::sign::signature_header;
 use crate::outbound::{Outbound, refused_target};
-use crate::signing::signature_header;
 
 /// Attempt one delivery (`dlv_…`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -117,67 +117,43 @@ impl Deliverer {
     /// Claims a delivery that is due: whoever else tries (a duplicate job) stops here. Returns
     /// its attempts so far, its event and subscription; `None` when it is not ours to attempt.
     async fn claim(&self, delivery_id: &str) -> Result<Option<(i64, Arc<Event>, Subscription)>> {
-        let now = now_ms();
-        let Some(row) = Sql::new(
-            "UPDATE deliveries SET status = 'sending', updated_at = ? WHERE id = ? AND status IN ('pending', 'failed') \
-             AND (next_attempt_at IS NULL OR next_attempt_at <= ?) RETURNING attempts, subscription_id, event_id",
-        )
-        .arg(now)
-        .arg(delivery_id)
-        .arg(now + 10)
-        .fetch_optional(&self.db)
-        .await?
-        else {
+        let Some(claimed) = deliveries::claim(&self.db, delivery_id).await? else {
             return Ok(None);
         };
-        let attempts = row::get_i64(&row, "attempts")?;
-        let subscription_id = row::get_str(&row, "subscription_id")?;
-        let event_id = row::get_str(&row, "event_id")?;
-        let subscription = webhooks::subscription(&self.db, &subscription_id)
+        let subscription = webhooks::subscription(&self.db, &claimed.subscription_id)
             .await?
             .filter(|s| s.is_enabled);
         let Some(subscription) = subscription else {
-            self.finish(
+            deliveries::give_up(
+                &self.db,
                 delivery_id,
-                "dead",
-                None,
-                Some("the subscription was removed or disabled"),
+                "the subscription was removed or disabled",
             )
             .await?;
             return Ok(None);
         };
-        let Some(event) = events::by_id(&self.db, &event_id).await? else {
-            self.finish(
-                delivery_id,
-                "dead",
-                None,
-                Some("the event no longer exists"),
-            )
-            .await?;
+        let Some(event) = events::by_id(&self.db, &claimed.event_id).await? else {
+            deliveries::give_up(&self.db, delivery_id, "the event no longer exists").await?;
             return Ok(None);
         };
-        Ok(Some((attempts, Arc::new(event), subscription)))
+        Ok(Some((claimed.attempts, Arc::new(event), subscription)))
     }
 
     /// Whether a queued job should attempt its delivery now: a duplicate job (the delivery is
     /// done, or being sent) ends here with a read, not a write. Waits if it came a little early.
     async fn is_due(&self, delivery_id: &str) -> Result<bool> {
-        let Some(state) = Sql::new("SELECT status, next_attempt_at FROM deliveries WHERE id = ?")
-            .arg(delivery_id)
-            .fetch_optional(&self.db)
-            .await?
-        else {
+        let Some(state) = deliveries::due_state(&self.db, delivery_id).await? else {
             return Ok(false);
         };
-        if !matches!(
-            row::get_str(&state, "status")?.as_str(),
-            "pending" | "failed"
-        ) {
+        if !state.status.awaits_attempt() {
             return Ok(false);
         }
         // The queue schedules to the second: a job may come a little early. Wait for its time.
-        let due = row::get_opt_i64(&state, "next_attempt_at")?;
-        if let Some(early) = due.map(|t| t - now_ms()).filter(|ms| *ms > 0) {
+        if let Some(early) = state
+            .next_attempt_at
+            .map(|t| t - now_ms())
+            .filter(|ms| *ms > 0)
+        {
             if early > 2_000 {
                 let job = DeliveryJob {
                     delivery_id: delivery_id.to_owned(),
@@ -219,53 +195,51 @@ impl Deliverer {
 
         let succeeded = result.status.is_some_and(|s| (200..300).contains(&s));
         if succeeded {
-            if subscription.failing_since.is_some() {
-                Sql::new("UPDATE subscriptions SET failing_since = NULL WHERE id = ?")
-                    .arg(&subscription.id)
-                    .execute(&self.db)
-                    .await?;
-            }
+            subscriptions::mark_recovered(&self.db, &subscription).await?;
             return self
-                .finish_attempt(delivery_id, number, "succeeded", None, &attempt)
+                .finish_attempt(
+                    delivery_id,
+                    number,
+                    DeliveryStatus::Succeeded,
+                    None,
+                    &attempt,
+                )
                 .await;
         }
         if result.status == Some(410) {
             self.end_subscription(&subscription, "the endpoint answered 410 Gone")
                 .await?;
             return self
-                .finish_attempt(delivery_id, number, "dead", None, &attempt)
+                .finish_attempt(delivery_id, number, DeliveryStatus::Dead, None, &attempt)
                 .await;
         }
-        let failing_since = match subscription.failing_since {
-            Some(t) => t,
-            None => {
-                Sql::new("UPDATE subscriptions SET failing_since = ? WHERE id = ?")
-                    .arg(started_at)
-                    .arg(&subscription.id)
-                    .execute(&self.db)
-                    .await?;
-                started_at
-            }
-        };
+        let failing_since =
+            subscriptions::mark_failing(&self.db, &subscription, started_at).await?;
         if started_at - failing_since >= DISABLE_AFTER_MS && subscription.kind == "webhook" {
             self.end_subscription(&subscription, "every delivery failed for five days")
                 .await?;
             return self
-                .finish_attempt(delivery_id, number, "dead", None, &attempt)
+                .finish_attempt(delivery_id, number, DeliveryStatus::Dead, None, &attempt)
                 .await;
         }
         let Some(planned) = self.schedule.get(attempts_before as usize).copied() else {
             return self
-                .finish_attempt(delivery_id, number, "dead", None, &attempt)
+                .finish_attempt(delivery_id, number, DeliveryStatus::Dead, None, &attempt)
                 .await;
         };
         let delay = match result.retry_after {
             Some(wanted) => wanted.min(MAX_RETRY_AFTER),
             None => jitter(planned),
         };
-        // The retry is queued when due by `queue_due_retries`.
-        self.finish_attempt(delivery_id, number, "failed", Some(delay), &attempt)
-            .await
+        // The retry is queued when due by the sweeper.
+        self.finish_attempt(
+            delivery_id,
+            number,
+            DeliveryStatus::Failed,
+            Some(delay),
+            &attempt,
+        )
+        .await
     }
 
     async fn send(&self, subscription: &Subscription, event: &Event) -> AttemptResult {
@@ -348,7 +322,7 @@ impl Deliverer {
         &self,
         delivery_id: &str,
         attempts: i64,
-        status: &str,
+        status: DeliveryStatus,
         retry_in: Option<Duration>,
         attempt: &Attempt<'_>,
     ) -> Result<()> {
@@ -357,7 +331,7 @@ impl Deliverer {
             .write(AttemptRecord {
                 delivery_id: delivery_id.to_owned(),
                 number: attempts,
-                status: status.to_owned(),
+                status,
                 next_attempt_at: retry_in.map(|d| now_ms() + d.as_millis() as i64),
                 started_at: attempt.started_at,
                 duration_ms: attempt.duration_ms,
@@ -368,71 +342,12 @@ impl Deliverer {
             .await
     }
 
-    async fn finish(
-        &self,
-        delivery_id: &str,
-        status: &str,
-        retry_in: Option<Duration>,
-        error: Option<&str>,
-    ) -> Result<()> {
-        let now = now_ms();
-        Sql::new("UPDATE deliveries SET status = ?, next_attempt_at = ?, last_error = ?, updated_at = ? WHERE id = ?")
-            .arg(status)
-            .arg(retry_in.map(|d| now + d.as_millis() as i64))
-            .arg(error)
-            .arg(now)
-            .arg(delivery_id)
-            .execute(&self.db)
-            .await
-            .map(drop)
-    }
-
     /// A REST hook is removed; a webhook is disabled, with a `webhook_endpoint.disabled` event.
     async fn end_subscription(&self, subscription: &Subscription, reason: &str) -> Result<()> {
-        let now = now_ms();
-        let mut tx = events::begin_write(&self.db).await?;
-        if subscription.kind == "hook" {
-            Sql::new("UPDATE subscriptions SET deleted_at = ?, updated_at = ? WHERE id = ?")
-                .arg(now)
-                .arg(now)
-                .arg(&subscription.id)
-                .execute(&mut tx)
-                .await?;
-        } else {
-            Sql::new("UPDATE subscriptions SET is_enabled = 0, disabled_reason = ?, updated_at = ? WHERE id = ?")
-                .arg(reason)
-                .arg(now)
-                .arg(&subscription.id)
-                .execute(&mut tx)
-                .await?;
-            events::append(
-                &mut tx,
-                events::NewEvent {
-                    org_id: &subscription.org_id,
-                    kind: "webhook_endpoint.disabled".into(),
-                    resource_id: &subscription.id,
-                    data: serde_json::json!({"id": subscription.id, "url": subscription.url, "reason": reason}),
-                    changed: None,
-                },
-            )
-            .await?;
-        }
+        subscriptions::end_subscription(&self.db, subscription, reason).await?;
         tracing::info!(subscription_id = %subscription.id, %reason, "Subscription ended.");
-        tx.commit().await
+        Ok(())
     }
-}
-
-/// An attempt's log entry and the delivery's state after it.
-pub struct AttemptRecord {
-    delivery_id: String,
-    number: i64,
-    status: String,
-    next_attempt_at: Option<i64>,
-    started_at: i64,
-    duration_ms: i64,
-    status_code: Option<i64>,
-    excerpt: Option<String>,
-    error: Option<String>,
 }
 
 type LogRequest = (
@@ -460,8 +375,11 @@ impl AttemptLog {
                         Err(_) => break,
                     }
                 }
-                let written = write_batch(&db, &batch).await.map_err(|e| e.to_string());
-                for (_, reply) in batch {
+                let (records, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+                let written = deliveries::record_attempts(&db, &records)
+                    .await
+                    .map_err(|e| e.to_string());
+                for reply in replies {
                     let _ = reply.send(written.clone());
                 }
             }
@@ -480,107 +398,30 @@ impl AttemptLog {
     }
 }
 
-async fn write_batch(db: &Db, batch: &[LogRequest]) -> Result<()> {
-    let now = now_ms();
-    let mut tx = db.begin().await?;
-    for (r, _) in batch {
-        Sql::new(
-            "INSERT INTO delivery_attempts (id, delivery_id, number, started_at, duration_ms, status_code, \
-             response_excerpt, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .arg(ids::new_id("att"))
-        .arg(&r.delivery_id)
-        .arg(r.number)
-        .arg(r.started_at)
-        .arg(r.duration_ms)
-        .arg(r.status_code)
-        .arg(r.excerpt.clone())
-        .arg(r.error.clone())
-        .execute(&mut tx)
-        .await?;
-        Sql::new(
-            "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, last_status_code = ?, \
-             last_error = ?, updated_at = ? WHERE id = ?",
-        )
-        .arg(r.status.as_str())
-        .arg(r.number)
-        .arg(r.next_attempt_at)
-        .arg(r.status_code)
-        .arg(r.error.clone())
-        .arg(now)
-        .arg(&r.delivery_id)
-        .execute(&mut tx)
-        .await?;
+/// Attempts the deliveries handed to this process's fast lane (by the dispatcher and the
+/// sweeper), at most `concurrency` at once, until every sender is gone. Each also has a durable
+/// job: an attempt that cannot run here is made by the job.
+pub async fn serve_fast_lane(
+    deliverer: Arc<Deliverer>,
+    mut lane: tokio::sync::mpsc::UnboundedReceiver<FastAttempt>,
+    concurrency: usize,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    while let Some(attempt) = lane.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let deliverer = deliverer.clone();
+        tokio::spawn(async move {
+            if let Err(error) = deliverer.attempt_now(attempt).await {
+                tracing::warn!(%error, "A delivery attempt failed to run; its job will retry it.");
+            }
+            drop(slot);
+        });
     }
-    tx.commit().await
 }
 
 /// ±20% around `delay`, so that retries of many deliveries spread out.
 fn jitter(delay: Duration) -> Duration {
     delay.mul_f64(rand::random_range(0.8..1.2))
-}
-
-/// Queues a delivery's job. A job that cannot be queued now (the queue is busy) is found again
-/// by the next sweep; the caller also attempts the delivery at once.
-async fn queue_or_log(queues: &Queues, delivery_id: &str) {
-    let job = DeliveryJob {
-        delivery_id: delivery_id.to_owned(),
-    };
-    if let Err(error) = queues.push(job, None).await {
-        tracing::warn!(%error, %delivery_id, "Could not queue a delivery job.");
-    }
-}
-
-/// Queues the retries that are due. Returns their ids.
-pub async fn queue_due_retries(db: &Db, queues: &Queues) -> Result<Vec<String>> {
-    let now = now_ms();
-    let rows = Sql::new(
-        "SELECT id FROM deliveries WHERE status = 'failed' AND next_attempt_at <= ? LIMIT 1000",
-    )
-    .arg(now)
-    .fetch_all(db)
-    .await?;
-    let mut queued = Vec::new();
-    for r in &rows {
-        let id = row::get_str(r, "id")?;
-        // Only one process queues a given retry.
-        let mine = Sql::new("UPDATE deliveries SET status = 'pending', updated_at = ? WHERE id = ? AND status = 'failed'")
-            .arg(now)
-            .arg(&id)
-            .execute(db)
-            .await?;
-        if mine == 1 {
-            queue_or_log(queues, &id).await;
-            queued.push(id);
-        }
-    }
-    Ok(queued)
-}
-
-/// Re-queues deliveries whose job was lost (a crash between a commit and the queue) or whose
-/// attempt was cut short (a crash while sending). Returns their ids.
-pub async fn requeue_stalled(db: &Db, queues: &Queues, grace_ms: i64) -> Result<Vec<String>> {
-    let now = now_ms();
-    let rows = Sql::new(
-        "SELECT id FROM deliveries WHERE (status = 'pending' AND next_attempt_at < ?) \
-         OR (status = 'sending' AND updated_at < ?) LIMIT 1000",
-    )
-    .arg(now - grace_ms)
-    // An attempt times out after 15 s: one still "sending" after 20 s was cut short.
-    .arg(now - 20_000)
-    .fetch_all(db)
-    .await?;
-    let mut requeued = Vec::new();
-    for r in &rows {
-        let id = row::get_str(r, "id")?;
-        Sql::new("UPDATE deliveries SET status = 'pending', next_attempt_at = ?, updated_at = ? WHERE id = ?")
-            .arg(now)
-            .arg(now)
-            .arg(&id)
-            .execute(db)
-            .await?;
-        queue_or_log(queues, &id).await;
-        requeued.push(id);
-    }
-    Ok(requeued)
 }

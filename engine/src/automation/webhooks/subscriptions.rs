@@ -1,12 +1,14 @@
-//! Webhooks (registered by integrators, signed, with a secret shown once) and REST hooks (the
-//! subscriptions Zapier, Make and Workato create). Both are subscriptions to the event log; the
-//! dispatcher turns each matching event into a delivery.
+//! Storing subscriptions: webhooks and REST hooks created, changed, rotated and removed by
+//! their owners, read by the dispatcher and the deliverer, and marked failing, recovered or
+//! ended by what their deliveries come to.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::{
+    Hook, HookInput, LIST, ROTATION_OVERLAP_MS, Subscription, Webhook, WebhookInput,
+    WebhookWithSecret, check_events, check_url, hook_from_row, live_subscription, new_secret,
+    webhook_from_row,
+};
 use crate::access::auth::{Actor, Permission};
 use crate::automation::connections::{SEALED_PREFIX, Vault};
 use crate::automation::quotas::Counted;
@@ -14,261 +16,13 @@ use crate::automation::saving::Saving;
 use crate::automation::targets::Targets;
 use crate::error::{Error, FieldError, Problems, Result};
 use crate::store::checks::{self, LONG_TEXT};
-use crate::store::clock::{Millis, format_ms, format_opt, now_ms};
+use crate::store::clock::{Millis, now_ms};
 use crate::store::db::{Arg, Db, Sql, Tx, row};
 use crate::store::events;
 use crate::store::ids;
-use crate::store::list::{self, FilterKind, ListParams, ListSpec, Page};
+use crate::store::list::{self, ListParams, Page};
 use crate::store::patch::Patch;
 use crate::store::rows;
-
-/// Every event type a subscription may name (besides `*`): those of the log.
-pub use crate::store::events::TYPES as EVENT_TYPES;
-
-/// How long the old secret still signs after a rotation.
-pub const ROTATION_OVERLAP_MS: i64 = 24 * 3600 * 1000;
-
-pub const LIST: ListSpec = ListSpec {
-    table: "subscriptions",
-    sorts: &[],
-    filters: &[("isEnabled", "is_enabled", FilterKind::Bool)],
-    search: None,
-    soft_delete: true,
-};
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Webhook {
-    /// `whk_…`
-    pub id: String,
-    pub url: String,
-    /// Event types, or `*` for all.
-    pub events: Vec<String>,
-    pub description: Option<String>,
-    pub is_enabled: bool,
-    /// Why it was disabled by timix (a `410`, or failing for five days).
-    pub disabled_reason: Option<String>,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-/// The answer to a creation or a rotation: the only time the secret is shown.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct WebhookWithSecret {
-    #[serde(flatten)]
-    pub webhook: Webhook,
-    /// `whsec_…`: verify signatures with it (Standard Webhooks).
-    pub secret: String,
-}
-
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct WebhookInput {
-    #[serde(default)]
-    #[schema(value_type = Option<String>, example = "https://example.com/timix")]
-    pub url: Patch<String>,
-    #[serde(default)]
-    #[schema(value_type = Option<Vec<String>>, example = json!(["customer.created"]))]
-    pub events: Patch<Vec<String>>,
-    #[serde(default)]
-    #[schema(value_type = Option<String>)]
-    pub description: Patch<String>,
-    #[serde(default)]
-    #[schema(value_type = Option<bool>)]
-    pub is_enabled: Patch<bool>,
-}
-
-/// A REST hook as Zapier, Make and Workato see it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Hook {
-    /// `hook_…`
-    pub id: String,
-    pub target_url: String,
-    pub event: String,
-    /// Exact-match conditions on the event's `data` fields.
-    pub filters: Option<Value>,
-    pub created_at: String,
-}
-
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HookInput {
-    #[serde(alias = "target_url", alias = "url", alias = "hookUrl")]
-    #[serde(rename = "targetUrl")]
-    pub target_url: Option<String>,
-    pub event: Option<String>,
-    pub filters: Option<Value>,
-}
-
-/// A subscription as the dispatcher and the deliverer need it.
-#[derive(Debug, Clone)]
-pub struct Subscription {
-    pub id: String,
-    pub org_id: String,
-    pub kind: String,
-    pub url: String,
-    pub events: Vec<String>,
-    pub filters: Option<Value>,
-    /// The signing secret, sealed (see [`Subscription::secrets`]).
-    sealed_secret: String,
-    /// The secret before the last rotation, sealed, while it still signs.
-    sealed_previous: Option<String>,
-    pub is_enabled: bool,
-    pub failing_since: Option<Millis>,
-    /// Events that occurred before the subscription existed are not sent to it.
-    pub created_at: Millis,
-}
-
-impl Subscription {
-    /// Whether an event of `kind` with `data` goes to this subscription.
-    pub fn wants(&self, kind: &str, data: &Value) -> bool {
-        if !self.is_enabled {
-            return false;
-        }
-        if kind == "webhook.test" {
-            // A test goes to the webhook it names only.
-            return data.get("webhookId").and_then(Value::as_str) == Some(self.id.as_str());
-        }
-        let named = self.events.iter().any(|e| e == "*" || e == kind);
-        let filtered = match &self.filters {
-            Some(Value::Object(conditions)) => conditions
-                .iter()
-                .all(|(field, wanted)| data.get(field) == Some(wanted)),
-            _ => true,
-        };
-        named && filtered
-    }
-
-    /// The secrets that sign a delivery, opened: the current one, and the one before a
-    /// rotation while it still signs.
-    pub fn secrets(&self, vault: &Vault) -> Result<Vec<String>> {
-        std::iter::once(&self.sealed_secret)
-            .chain(&self.sealed_previous)
-            .map(|sealed| vault.open_text(&self.id, sealed))
-            .collect()
-    }
-
-    pub(crate) fn from_row(r: &row::Row) -> Result<Self> {
-        let now = now_ms();
-        let previous_until = row::get_opt_i64(r, "previous_secret_until")?;
-        Ok(Self {
-            id: row::get_str(r, "id")?,
-            org_id: row::get_str(r, "org_id")?,
-            kind: row::get_str(r, "kind")?,
-            url: row::get_str(r, "url")?,
-            events: parse_json(&row::get_str(r, "events")?)?,
-            filters: row::get_opt_str(r, "filters")?
-                .map(|f| parse_json(&f))
-                .transpose()?,
-            sealed_secret: row::get_str(r, "secret")?,
-            sealed_previous: row::get_opt_str(r, "previous_secret")?
-                .filter(|_| previous_until.is_some_and(|t| t > now)),
-            is_enabled: row::get_bool(r, "is_enabled")?,
-            failing_since: row::get_opt_i64(r, "failing_since")?,
-            created_at: row::get_i64(r, "created_at")?,
-        })
-    }
-}
-
-fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
-    serde_json::from_str(text).map_err(|e| Error::Internal(format!("stored JSON: {e}")))
-}
-
-fn webhook_from_row(r: &row::Row) -> Result<Webhook> {
-    Ok(Webhook {
-        id: row::get_str(r, "id")?,
-        url: row::get_str(r, "url")?,
-        events: parse_json(&row::get_str(r, "events")?)?,
-        description: row::get_opt_str(r, "description")?,
-        is_enabled: row::get_bool(r, "is_enabled")?,
-        disabled_reason: row::get_opt_str(r, "disabled_reason")?,
-        created_at: format_ms(row::get_i64(r, "created_at")?),
-        updated_at: format_ms(row::get_i64(r, "updated_at")?),
-    })
-}
-
-fn hook_from_row(r: &row::Row) -> Result<Hook> {
-    let events: Vec<String> = parse_json(&row::get_str(r, "events")?)?;
-    Ok(Hook {
-        id: row::get_str(r, "id")?,
-        target_url: row::get_str(r, "url")?,
-        event: events.into_iter().next().unwrap_or_default(),
-        filters: row::get_opt_str(r, "filters")?
-            .map(|f| parse_json(&f))
-            .transpose()?,
-        created_at: format_ms(row::get_i64(r, "created_at")?),
-    })
-}
-
-/// `whsec_` + base64 of 32 random bytes.
-pub fn new_secret() -> String {
-    let bytes: [u8; 32] = rand::random();
-    format!("whsec_{}", STANDARD.encode(bytes))
-}
-
-/// An http(s) URL with a host, not naming a private address outright (unless the operator
-/// allows it). Where a name leads is checked when delivering (SSRF guard).
-fn check_url(targets: Targets, field: &str, url: &str) -> Result<String, FieldError> {
-    let url = url.trim();
-    targets.check(field, url)?;
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
-    match rest {
-        Some(rest)
-            if !rest.is_empty()
-                && !rest.starts_with('/')
-                && url.len() <= 2048
-                && !url.contains(char::is_whitespace) =>
-        {
-            Ok(url.to_owned())
-        }
-        _ => Err(FieldError::new(
-            field,
-            "invalid",
-            format!("{field} must be an http or https URL"),
-        )),
-    }
-}
-
-fn check_events(field: &str, events: &[String]) -> Result<(), FieldError> {
-    if events.is_empty() {
-        return Err(FieldError::new(
-            field,
-            "required",
-            format!("{field} needs at least one event type or *"),
-        ));
-    }
-    match events
-        .iter()
-        .find(|e| *e != "*" && !EVENT_TYPES.contains(&e.as_str()))
-    {
-        Some(bad) => Err(FieldError::new(
-            field,
-            "invalid",
-            format!("unknown event type {}", crate::store::json::quote(bad)),
-        )),
-        None => Ok(()),
-    }
-}
-
-async fn live_subscription(
-    runner: impl crate::store::db::Runner,
-    actor: &Actor,
-    kind: &str,
-    id: &str,
-) -> Result<row::Row> {
-    rows::live_row(runner, LIST.table, actor.org_id(), id)
-        .await?
-        .filter(|r| row::get_str(r, "kind").is_ok_and(|k| k == kind))
-        .ok_or(Error::NotFound(if kind == "hook" {
-            "hook"
-        } else {
-            "webhook"
-        }))
-}
 
 pub async fn list_webhooks(db: &Db, actor: &Actor, params: &ListParams) -> Result<Page<Webhook>> {
     actor.require(Permission::ManageWebhooks)?;
@@ -698,132 +452,64 @@ pub async fn subscription(db: &Db, id: &str) -> Result<Option<Subscription>> {
         .transpose()
 }
 
-/// A delivery with its attempts, for `GET /webhooks/{id}/deliveries`.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Delivery {
-    /// `dlv_…`
-    pub id: String,
-    pub event_id: String,
-    pub event_type: String,
-    /// `pending`, `succeeded`, `failed` (will retry) or `dead` (gave up; retry by hand).
-    pub status: String,
-    pub next_attempt_at: Option<String>,
-    pub attempts: Vec<Attempt>,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Attempt {
-    pub number: i64,
-    pub started_at: String,
-    pub duration_ms: i64,
-    pub status_code: Option<i64>,
-    /// The start of the receiver's answer.
-    pub response_excerpt: Option<String>,
-    pub error: Option<String>,
-}
-
-pub const DELIVERY_LIST: ListSpec = ListSpec {
-    table: "deliveries",
-    sorts: &[],
-    filters: &[
-        ("status", "status", FilterKind::Text),
-        ("eventType", "event_type", FilterKind::Text),
-    ],
-    search: None,
-    soft_delete: false,
-};
-
-pub async fn list_deliveries(
-    db: &Db,
-    actor: &Actor,
-    webhook_id: &str,
-    params: &ListParams,
-) -> Result<Page<Delivery>> {
-    actor.require(Permission::ManageWebhooks)?;
-    live_subscription(db, actor, "webhook", webhook_id).await?;
-    let fixed = [("subscription_id", Arg::from(webhook_id))];
-    let mut page = list::list_where(
-        db,
-        actor.org_id(),
-        &DELIVERY_LIST,
-        params,
-        &fixed,
-        delivery_from_row,
-    )
-    .await?;
-    for item in page.items.iter_mut() {
-        if let list::Item::Live(delivery) = item {
-            delivery.attempts = attempts(db, &delivery.id).await?;
+/// A delivery to the subscription failed: its failure streak starts now unless it already
+/// runs. Returns when the streak started.
+pub async fn mark_failing(db: &Db, subscription: &Subscription, at: Millis) -> Result<Millis> {
+    match subscription.failing_since {
+        Some(since) => Ok(since),
+        None => {
+            Sql::new("UPDATE subscriptions SET failing_since = ? WHERE id = ?")
+                .arg(at)
+                .arg(&subscription.id)
+                .execute(db)
+                .await?;
+            Ok(at)
         }
     }
-    Ok(page)
 }
 
-fn delivery_from_row(r: &row::Row) -> Result<Delivery> {
-    Ok(Delivery {
-        id: row::get_str(r, "id")?,
-        event_id: row::get_str(r, "event_id")?,
-        event_type: row::get_str(r, "event_type")?,
-        status: row::get_str(r, "status")?,
-        next_attempt_at: format_opt(row::get_opt_i64(r, "next_attempt_at")?),
-        attempts: Vec::new(),
-        created_at: format_ms(row::get_i64(r, "created_at")?),
-        updated_at: format_ms(row::get_i64(r, "updated_at")?),
-    })
-}
-
-async fn attempts(db: &Db, delivery_id: &str) -> Result<Vec<Attempt>> {
-    let rows = Sql::new("SELECT * FROM delivery_attempts WHERE delivery_id = ? ORDER BY number")
-        .arg(delivery_id)
-        .fetch_all(db)
-        .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Attempt {
-                number: row::get_i64(r, "number")?,
-                started_at: format_ms(row::get_i64(r, "started_at")?),
-                duration_ms: row::get_i64(r, "duration_ms")?,
-                status_code: row::get_opt_i64(r, "status_code")?,
-                response_excerpt: row::get_opt_str(r, "response_excerpt")?,
-                error: row::get_opt_str(r, "error")?,
-            })
-        })
-        .collect()
-}
-
-/// Makes a delivery of this webhook due again now; returns it. The caller enqueues it.
-pub async fn retry_delivery(
-    db: &Db,
-    actor: &Actor,
-    webhook_id: &str,
-    delivery_id: &str,
-) -> Result<Delivery> {
-    actor.require(Permission::ManageWebhooks)?;
-    live_subscription(db, actor, "webhook", webhook_id).await?;
-    let now = now_ms();
-    let changed = Sql::new(
-        "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, updated_at = ? \
-         WHERE id = ? AND subscription_id = ? AND org_id = ?",
-    )
-    .arg(now)
-    .arg(now)
-    .arg(delivery_id)
-    .arg(webhook_id)
-    .arg(actor.org_id())
-    .execute(db)
-    .await?;
-    if changed == 0 {
-        return Err(Error::NotFound("delivery"));
+/// A delivery to the subscription succeeded: its failure streak (if any) ends.
+pub async fn mark_recovered(db: &Db, subscription: &Subscription) -> Result<()> {
+    if subscription.failing_since.is_none() {
+        return Ok(());
     }
-    let row = Sql::new("SELECT * FROM deliveries WHERE id = ?")
-        .arg(delivery_id)
-        .fetch_one(db)
+    Sql::new("UPDATE subscriptions SET failing_since = NULL WHERE id = ?")
+        .arg(&subscription.id)
+        .execute(db)
+        .await
+        .map(drop)
+}
+
+/// Ends a subscription its receiver no longer takes: a REST hook is removed; a webhook is
+/// disabled with `reason`, with a `webhook_endpoint.disabled` event.
+pub async fn end_subscription(db: &Db, subscription: &Subscription, reason: &str) -> Result<()> {
+    let now = now_ms();
+    let mut tx = events::begin_write(db).await?;
+    if subscription.kind == "hook" {
+        Sql::new("UPDATE subscriptions SET deleted_at = ?, updated_at = ? WHERE id = ?")
+            .arg(now)
+            .arg(now)
+            .arg(&subscription.id)
+            .execute(&mut tx)
+            .await?;
+    } else {
+        Sql::new("UPDATE subscriptions SET is_enabled = 0, disabled_reason = ?, updated_at = ? WHERE id = ?")
+            .arg(reason)
+            .arg(now)
+            .arg(&subscription.id)
+            .execute(&mut tx)
+            .await?;
+        events::append(
+            &mut tx,
+            events::NewEvent {
+                org_id: &subscription.org_id,
+                kind: "webhook_endpoint.disabled".into(),
+                resource_id: &subscription.id,
+                data: serde_json::json!({"id": subscription.id, "url": subscription.url, "reason": reason}),
+                changed: None,
+            },
+        )
         .await?;
-    let mut delivery = delivery_from_row(&row)?;
-    delivery.attempts = attempts(db, delivery_id).await?;
-    Ok(delivery)
+    }
+    tx.commit().await
 }
