@@ -9,7 +9,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use timix_engine::access::auth::{self, Actor, rate_limit_per_minute};
-use timix_engine::access::idempotency::{self, Outcome, Stored};
+use timix_engine::access::idempotency::{self, Answer, Outcome, Stored};
 use timix_engine::access::rate_limits::{Decision, Rate};
 
 use crate::AppState;
@@ -229,7 +229,10 @@ async fn claim_idempotency_key(
 }
 
 fn replay(stored: Stored) -> Response {
-    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let status = match stored.answer {
+        Answer::Created => StatusCode::CREATED,
+        Answer::Changed => StatusCode::OK,
+    };
     let mut response = (status, stored.body).into_response();
     let headers = response.headers_mut();
     headers.insert(

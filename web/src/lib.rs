@@ -221,11 +221,10 @@ pub(crate) fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 
 /// The whole application.
 pub fn app(state: AppState) -> Router {
-    // One in-process client for the UI, MCP and the handlers that call the API themselves.
+    // One in-process client for the UI and MCP.
     let client = client::ApiClient::new(state.clone());
     let ui_state = state.clone();
     let (api, document) = api_router();
-    let api = api.layer(axum::Extension(client.clone()));
     let api = if state.gate.limits {
         api.layer(middleware::from_fn(api_gate::etags))
     } else {

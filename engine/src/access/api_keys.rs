@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::access::auth::{Actor, Permission, Role, hash_key, key_format};
-use crate::access::idempotency;
+use crate::access::idempotency::{self, Answer};
 use crate::error::{Error, Problems, Result};
 use crate::store::checks::{self, SHORT_TEXT};
 use crate::store::clock::{Millis, format_ms, format_opt, now_ms, parse_instant_field};
@@ -150,7 +150,7 @@ pub async fn create(db: &Db, actor: &Actor, input: ApiKeyInput) -> Result<Create
     )
     .await?;
     // A replay of this request does not show the key again: only its hash is ever stored.
-    idempotency::record(&mut tx, actor, 201, &created.api_key).await?;
+    idempotency::record(&mut tx, actor, Answer::Created, &created.api_key).await?;
     tx.commit().await?;
     Ok(created)
 }

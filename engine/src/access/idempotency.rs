@@ -18,10 +18,39 @@ pub struct Claim {
     pub path: String,
 }
 
+/// What an idempotent request did, which decides how its answer is replayed (the web layer
+/// maps it to a status: 201 with `Location`, or 200).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// A record was created.
+    Created,
+    /// A record was changed, or an action taken on it.
+    Changed,
+}
+
+impl Answer {
+    /// The `status` column keeps the codes earlier versions wrote there, so answers recorded
+    /// before an upgrade replay unchanged.
+    fn stored(self) -> i64 {
+        match self {
+            Answer::Created => 201,
+            Answer::Changed => 200,
+        }
+    }
+
+    fn from_stored(value: i64) -> Self {
+        if value == 201 {
+            Answer::Created
+        } else {
+            Answer::Changed
+        }
+    }
+}
+
 /// A stored answer.
 #[derive(Debug, Clone)]
 pub struct Stored {
-    pub status: u16,
+    pub answer: Answer,
     pub location: Option<String>,
     pub body: String,
 }
@@ -90,7 +119,7 @@ pub async fn claim(
     }
     if row::get_str(&row, "state")? == "done" {
         return Ok(Outcome::Replay(Stored {
-            status: row::get_i64(&row, "status")? as u16,
+            answer: Answer::from_stored(row::get_i64(&row, "status")?),
             location: row::get_opt_str(&row, "location")?,
             body: row::get_opt_str(&row, "body")?.unwrap_or_default(),
         }));
@@ -126,20 +155,25 @@ pub async fn claim(
 
 /// Stores the answer of the caller's idempotent request inside the transaction of its change.
 /// Does nothing for a request without an `Idempotency-Key`.
-pub async fn record<T: Serialize>(tx: &mut Tx, actor: &Actor, status: u16, body: &T) -> Result<()> {
+pub async fn record<T: Serialize>(
+    tx: &mut Tx,
+    actor: &Actor,
+    answer: Answer,
+    body: &T,
+) -> Result<()> {
     let Some(claim) = &actor.conditions.idempotency else {
         return Ok(());
     };
     let body = serde_json::to_value(body).map_err(|e| Error::Internal(e.to_string()))?;
-    let location = match (status, body.get("id").and_then(|v| v.as_str())) {
-        (201, Some(id)) => Some(format!("{}/{id}", claim.path.trim_end_matches('/'))),
+    let location = match (answer, body.get("id").and_then(|v| v.as_str())) {
+        (Answer::Created, Some(id)) => Some(format!("{}/{id}", claim.path.trim_end_matches('/'))),
         _ => None,
     };
     Sql::new(
         "UPDATE idempotency_keys SET state = 'done', status = ?, location = ?, body = ?, updated_at = ? \
          WHERE api_key_id = ? AND idem_key = ?",
     )
-    .arg(status as i64)
+    .arg(answer.stored())
     .arg(location)
     .arg(body.to_string())
     .arg(now_ms())

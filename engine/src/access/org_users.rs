@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::access::auth::{Actor, Permission, Role};
-use crate::access::idempotency;
+use crate::access::idempotency::{self, Answer};
 use crate::billing::time_entries;
 use crate::error::{Error, Problems, Result};
 use crate::store::checks::{self, SHORT_TEXT};
@@ -263,7 +263,7 @@ pub async fn create(db: &Db, actor: &Actor, input: OrgUserInput) -> Result<OrgUs
     let id = insert(&mut tx, actor.org_id(), &rec, None).await?;
     let user = reload(&mut tx, &id, &actor.organization.currency).await?;
     events::created(&mut tx, actor.org_id(), NOUN, &id, &user).await?;
-    idempotency::record(&mut tx, actor, 201, &user).await?;
+    idempotency::record(&mut tx, actor, Answer::Created, &user).await?;
     tx.commit().await?;
     Ok(user)
 }
@@ -380,7 +380,7 @@ pub async fn update(db: &Db, actor: &Actor, id: &str, input: OrgUserInput) -> Re
     if before.billable_rate != after.billable_rate {
         time_entries::reprice(&mut tx, actor.org_id(), "user_id", id).await?;
     }
-    idempotency::record(&mut tx, actor, 200, &after).await?;
+    idempotency::record(&mut tx, actor, Answer::Changed, &after).await?;
     tx.commit().await?;
     Ok(after)
 }

@@ -267,7 +267,13 @@ pub async fn update(db: &Db, actor: &Actor, patch: OrganizationPatch) -> Result<
         .fetch_one(&mut tx)
         .await?;
     let updated = Organization::from_row(&row)?;
-    crate::access::idempotency::record(&mut tx, actor, 200, &updated).await?;
+    crate::access::idempotency::record(
+        &mut tx,
+        actor,
+        crate::access::idempotency::Answer::Changed,
+        &updated,
+    )
+    .await?;
     tx.commit().await?;
     Ok(updated)
 }

@@ -1,5 +1,5 @@
 //! Manifests: what an action does and what a trigger reads, as data (`manifests/*/*.yaml`),
-//! the types the engine, the connectors' app generators and the flow runner share.
+//! the types the engine, the connectors' app generators and the flow executor share.
 //! Each file is checked against our meta-schema (`meta_schema.json`), then for what a schema
 //! cannot say: the key matches the file name, the input schema is a valid JSON Schema, every
 //! template parses, keys are unique. Every problem is reported with its file and path.

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use crate::billing::projects;
 use crate::error::{Error, Result};
 use crate::store::checks;
-use crate::store::db::{Runner, Sql, Tx, row};
+use crate::store::db::{QueryTarget, Sql, Tx, row};
 use crate::store::events::{self, NewEvent};
 use crate::store::money::format_amount;
 
@@ -66,7 +66,7 @@ impl Usage {
 
 /// Sums the stopped, live entries of a project (of `from`..=`to` when given).
 pub async fn usage_of(
-    runner: impl Runner,
+    conn: impl QueryTarget,
     project: &row::Row,
     from: Option<&str>,
     to: Option<&str>,
@@ -82,7 +82,7 @@ pub async fn usage_of(
     if let Some(to) = to {
         sql.and(" AND date <= ?", to);
     }
-    let spent = sql.fetch_one(runner).await?;
+    let spent = sql.fetch_one(conn).await?;
     Ok(Usage {
         budget_seconds: row::get_opt_i64(project, "budget_seconds")?,
         budget_amount: row::get_opt_i64(project, "budget_amount")?,

@@ -339,7 +339,13 @@ async fn finish(mut tx: Tx, actor: &Actor, id: &str, status: &str) -> Result<Tim
         },
     )
     .await?;
-    crate::access::idempotency::record(&mut tx, actor, 200, &sheet).await?;
+    crate::access::idempotency::record(
+        &mut tx,
+        actor,
+        crate::access::idempotency::Answer::Changed,
+        &sheet,
+    )
+    .await?;
     tx.commit().await?;
     Ok(sheet)
 }

@@ -7,7 +7,7 @@ use std::future::Future;
 use serde::Serialize;
 
 use crate::access::auth::{Actor, Permission};
-use crate::access::idempotency;
+use crate::access::idempotency::{self, Answer};
 use crate::error::{Error, Result};
 use crate::store::clock::now_ms;
 use crate::store::db::{Db, Sql, Tx, row};
@@ -83,7 +83,7 @@ pub async fn create<R: Resource>(db: &Db, actor: &Actor, input: R::Input) -> Res
     actor.require(R::WRITE)?;
     let mut tx = events::begin_write(db).await?;
     let item = R::insert(&mut tx, actor, input).await?;
-    idempotency::record(&mut tx, actor, 201, &item).await?;
+    idempotency::record(&mut tx, actor, Answer::Created, &item).await?;
     tx.commit().await?;
     Ok(item)
 }
@@ -101,7 +101,7 @@ pub async fn update<R: Resource>(
         .ok_or(Error::NotFound(R::NOUN))?;
     actor.check_if_match(&R::decode(&row)?)?;
     let item = R::update(&mut tx, actor, &row, input).await?;
-    idempotency::record(&mut tx, actor, 200, &item).await?;
+    idempotency::record(&mut tx, actor, Answer::Changed, &item).await?;
     tx.commit().await?;
     Ok(item)
 }

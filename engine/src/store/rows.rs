@@ -2,7 +2,7 @@
 //! transaction), children that block a delete, soft deletes, and unique-index conflicts.
 
 use crate::error::{Error, Result};
-use crate::store::db::{Runner, Sql, row};
+use crate::store::db::{QueryTarget, Sql, row};
 
 /// Maps a unique-index violation on the `(org_id, external_id)` index to a 409.
 pub fn external_id_conflict(error: Error, noun: &str) -> Error {
@@ -31,7 +31,7 @@ pub fn external_id_conflict(error: Error, noun: &str) -> Error {
 /// row stays locked until commit, so concurrent changes of one record (or of a parent and a new
 /// child) apply one after the other instead of overwriting each other.
 pub async fn live_row(
-    runner: impl Runner,
+    conn: impl QueryTarget,
     table: &str,
     org_id: &str,
     id: &str,
@@ -41,15 +41,15 @@ pub async fn live_row(
         .push(" WHERE id = ? AND org_id = ? AND deleted_at IS NULL")
         .bind(id)
         .bind(org_id);
-    if runner.locks_rows() {
+    if conn.locks_rows() {
         sql.push(" FOR UPDATE");
     }
-    sql.fetch_optional(runner).await
+    sql.fetch_optional(conn).await
 }
 
 /// The live row of `table` with this external id.
 pub async fn live_row_by_external_id(
-    runner: impl Runner,
+    conn: impl QueryTarget,
     table: &str,
     org_id: &str,
     external_id: &str,
@@ -59,15 +59,15 @@ pub async fn live_row_by_external_id(
         .push(" WHERE external_id = ? AND org_id = ? AND deleted_at IS NULL")
         .bind(external_id)
         .bind(org_id);
-    if runner.locks_rows() {
+    if conn.locks_rows() {
         sql.push(" FOR UPDATE");
     }
-    sql.fetch_optional(runner).await
+    sql.fetch_optional(conn).await
 }
 
 /// Counts the live rows of `table` whose `column` is `id` (children that block a delete).
 pub async fn count_live_children(
-    runner: impl Runner,
+    conn: impl QueryTarget,
     table: &str,
     column: &str,
     id: &str,
@@ -78,16 +78,16 @@ pub async fn count_live_children(
         .push(column)
         .push(" = ? AND deleted_at IS NULL")
         .bind(id);
-    row::get_i64(&sql.fetch_one(runner).await?, 0)
+    row::get_i64(&sql.fetch_one(conn).await?, 0)
 }
 
 /// Marks a row deleted; its tombstone keeps `id`, `deletedAt` and `updatedAt`.
-pub async fn soft_delete(runner: impl Runner, table: &str, id: &str, now: i64) -> Result<()> {
+pub async fn soft_delete(conn: impl QueryTarget, table: &str, id: &str, now: i64) -> Result<()> {
     let mut sql = Sql::new("UPDATE ");
     sql.push(table)
         .push(" SET deleted_at = ?, updated_at = ? WHERE id = ?")
         .bind(now)
         .bind(now)
         .bind(id);
-    sql.execute(runner).await.map(drop)
+    sql.execute(conn).await.map(drop)
 }

@@ -1,7 +1,7 @@
 //! Idempotency records: a claimed key's answer is stored with its write and replayed; the same
 //! key with another request is refused.
 
-use timix_engine::access::idempotency::{self, Outcome};
+use timix_engine::access::idempotency::{self, Answer, Outcome};
 use timix_engine::billing::customers::Customers;
 use timix_engine::error::Error;
 use timix_engine::store::resource;
@@ -36,7 +36,7 @@ async fn a_recorded_answer_is_replayed_and_a_reused_key_refused() {
     else {
         panic!("a finished key replays");
     };
-    assert_eq!(stored.status, 201);
+    assert_eq!(stored.answer, Answer::Created);
     assert_eq!(
         stored.location.as_deref(),
         Some(format!("/customers/{}", created.id).as_str())

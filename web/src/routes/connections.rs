@@ -3,7 +3,7 @@
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Json;
 use serde::Serialize;
 use timix_engine::Error;
 use timix_engine::access::auth::Permission;
@@ -99,7 +99,6 @@ pub async fn delete(
     responses((status = 200, body = Connection), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn test(
     State(state): State<AppState>,
-    Extension(this): Extension<ApiClient>,
     Auth(actor): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Connection>> {
@@ -107,7 +106,9 @@ pub async fn test(
     let resolved = connections::resolve(&state.db, &state.vault, actor.org_id(), &id)
         .await?
         .ok_or(Error::NotFound(connections::NOUN))?;
-    // A `self` connection is tested through this instance's API, as the caller.
+    // A `self` connection is tested through this instance's API, as the caller. (Built here:
+    // the client the UI and MCP share cannot be handed to a route of the router it wraps.)
+    let this = ApiClient::new(state.clone());
     // The outcome is recorded on the connection; the answer is the connection as it is now.
     let _ = state.performer.test(&this, &actor, &resolved).await;
     Ok(Json(

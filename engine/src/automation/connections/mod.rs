@@ -11,7 +11,7 @@ use crate::access::auth::{Actor, Permission};
 use crate::automation::saving::Saving;
 use crate::error::{Error, Result};
 use crate::store::clock::{format_ms, format_opt, now_ms};
-use crate::store::db::{Db, Runner, Sql, Tx, row};
+use crate::store::db::{Db, QueryTarget, Sql, Tx, row};
 use crate::store::events;
 use crate::store::ids;
 use crate::store::list::{self, FilterKind, ListParams, ListSpec, Page};
@@ -105,7 +105,7 @@ pub struct ConnectionInput {
     pub credentials: Patch<Value>,
 }
 
-/// A connection as the runner uses it, credentials opened.
+/// A connection as the action performer uses it, credentials opened.
 #[derive(Debug, Clone)]
 pub struct Resolved {
     pub id: String,
@@ -236,7 +236,13 @@ pub async fn create(
     .await?;
     let created = reload(&mut tx, vault, &id).await?;
     events::created(&mut tx, actor.org_id(), NOUN, &id, &created).await?;
-    crate::access::idempotency::record(&mut tx, actor, 201, &created).await?;
+    crate::access::idempotency::record(
+        &mut tx,
+        actor,
+        crate::access::idempotency::Answer::Created,
+        &created,
+    )
+    .await?;
     tx.commit().await?;
     Ok(created)
 }
@@ -300,13 +306,19 @@ pub async fn update(
     .await?;
     let after = reload(&mut tx, vault, id).await?;
     events::updated(&mut tx, actor.org_id(), NOUN, id, &before, &after).await?;
-    crate::access::idempotency::record(&mut tx, actor, 200, &after).await?;
+    crate::access::idempotency::record(
+        &mut tx,
+        actor,
+        crate::access::idempotency::Answer::Changed,
+        &after,
+    )
+    .await?;
     tx.commit().await?;
     Ok(after)
 }
 
 /// The live flows of an organization that name a connection (in their trigger or a step).
-async fn flows_using(runner: impl Runner, org_id: &str, id: &str) -> Result<Vec<String>> {
+async fn flows_using(conn: impl QueryTarget, org_id: &str, id: &str) -> Result<Vec<String>> {
     let needle = format!("%\"{id}\"%");
     Sql::new(
         "SELECT id FROM flows WHERE org_id = ? AND deleted_at IS NULL AND (trigger LIKE ? OR steps LIKE ?) ORDER BY id",
@@ -314,7 +326,7 @@ async fn flows_using(runner: impl Runner, org_id: &str, id: &str) -> Result<Vec<
     .arg(org_id)
     .arg(needle.as_str())
     .arg(needle.as_str())
-    .fetch_all(runner)
+    .fetch_all(conn)
     .await?
     .iter()
     .map(|r| row::get_str(r, "id"))
@@ -368,7 +380,7 @@ fn resolved_of(vault: &Vault, r: &row::Row) -> Result<Resolved> {
     })
 }
 
-/// A live connection of an organization with its credentials opened (for the runner).
+/// A live connection of an organization with its credentials opened (for the action performer).
 pub async fn resolve(db: &Db, vault: &Vault, org_id: &str, id: &str) -> Result<Option<Resolved>> {
     rows::live_row(db, LIST.table, org_id, id)
         .await?
@@ -379,12 +391,12 @@ pub async fn resolve(db: &Db, vault: &Vault, org_id: &str, id: &str) -> Result<O
 
 /// The live connections of an organization, id → type (flows check the ids they name).
 pub async fn kinds(
-    runner: impl Runner,
+    conn: impl QueryTarget,
     org_id: &str,
 ) -> Result<crate::automation::flows::ConnectionKinds> {
     Sql::new("SELECT id, type FROM connections WHERE org_id = ? AND deleted_at IS NULL")
         .arg(org_id)
-        .fetch_all(runner)
+        .fetch_all(conn)
         .await?
         .iter()
         .map(|r| Ok((row::get_str(r, "id")?, row::get_str(r, "type")?.parse()?)))

@@ -140,7 +140,7 @@ pub async fn check_runnable(db: &Db, flow: &LiveFlow) -> Result<()> {
 
 /// Enabled flows of an organization listening to `event_type`.
 pub async fn listening(
-    runner: impl crate::store::db::Runner,
+    conn: impl crate::store::db::QueryTarget,
     org_id: &str,
     event_type: &str,
 ) -> Result<Vec<LiveFlow>> {
@@ -149,7 +149,7 @@ pub async fn listening(
     )
     .arg(org_id)
     .arg(event_type)
-    .fetch_all(runner)
+    .fetch_all(conn)
     .await?
     .iter()
     .map(live_from_row)

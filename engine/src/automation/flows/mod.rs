@@ -216,7 +216,13 @@ pub async fn create(db: &Db, saving: Saving<'_>, actor: &Actor, input: FlowInput
     let flow = reload(&mut tx, &id).await?;
     crate::automation::polls::follow(&mut tx, &flow).await?;
     events::created(&mut tx, actor.org_id(), NOUN, &id, &flow).await?;
-    crate::access::idempotency::record(&mut tx, actor, 201, &flow).await?;
+    crate::access::idempotency::record(
+        &mut tx,
+        actor,
+        crate::access::idempotency::Answer::Created,
+        &flow,
+    )
+    .await?;
     tx.commit().await?;
     Ok(flow)
 }
@@ -298,7 +304,13 @@ pub async fn update(
     let after = reload(&mut tx, id).await?;
     crate::automation::polls::follow(&mut tx, &after).await?;
     events::updated(&mut tx, actor.org_id(), NOUN, id, &before, &after).await?;
-    crate::access::idempotency::record(&mut tx, actor, 200, &after).await?;
+    crate::access::idempotency::record(
+        &mut tx,
+        actor,
+        crate::access::idempotency::Answer::Changed,
+        &after,
+    )
+    .await?;
     tx.commit().await?;
     Ok(after)
 }

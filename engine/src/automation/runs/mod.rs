@@ -10,7 +10,7 @@ use crate::access::auth::{Actor, Permission};
 use crate::automation::flows::LiveFlow;
 use crate::error::{Error, Result};
 use crate::store::clock::{Millis, format_ms, format_opt, now_ms};
-use crate::store::db::{Db, Runner, Sql, row};
+use crate::store::db::{Db, QueryTarget, Sql, row};
 use crate::store::ids;
 use crate::store::json;
 use crate::store::list::{self, FilterKind, ListParams, ListSpec, Page};
@@ -176,20 +176,20 @@ pub struct Lineage {
 /// Queues a run of `flow` for `source_key`, unless that source already started one. Returns
 /// the new run's id; queue a job for it.
 pub async fn start(
-    runner: impl Runner,
+    conn: impl QueryTarget,
     flow: &LiveFlow,
     source_key: &str,
     trigger: &Value,
     lineage: &Lineage,
 ) -> Result<Option<String>> {
-    start_at(runner, flow, source_key, trigger, lineage, None).await
+    start_at(conn, flow, source_key, trigger, lineage, None).await
 }
 
 /// [`start`] for a run that may not begin before `not_before` when one is given (its
 /// organization's run budget is spent until then): it waits in the queue, and the sweeper takes
 /// it when its time comes.
 pub async fn start_at(
-    runner: impl Runner,
+    conn: impl QueryTarget,
     flow: &LiveFlow,
     source_key: &str,
     trigger: &Value,
@@ -198,14 +198,14 @@ pub async fn start_at(
 ) -> Result<Option<String>> {
     let begin = not_before.map_or(Begin::Now, Begin::Later);
     let (sql, run) = insertion(flow, source_key, trigger, lineage, begin)?;
-    Ok((sql.execute(runner).await? == 1).then_some(run.id))
+    Ok((sql.execute(conn).await? == 1).then_some(run.id))
 }
 
 /// [`start`] for the process that executes the run at once: the run is created already
 /// claimed by it for `lease_ms` (no separate claim write). Should the process die, the lease
 /// runs out and the sweeper takes the run.
 pub async fn start_claimed(
-    runner: impl Runner,
+    conn: impl QueryTarget,
     flow: &LiveFlow,
     source_key: &str,
     trigger: &Value,
@@ -213,7 +213,7 @@ pub async fn start_claimed(
     lease_ms: i64,
 ) -> Result<Option<ClaimedRun>> {
     let (sql, run) = insertion(flow, source_key, trigger, lineage, Begin::Claimed(lease_ms))?;
-    Ok((sql.execute(runner).await? == 1).then_some(run))
+    Ok((sql.execute(conn).await? == 1).then_some(run))
 }
 
 /// [`start_claimed`] as a write of its own (committed with others waiting at the same time).
@@ -523,10 +523,10 @@ pub async fn replay(db: &Db, actor: &Actor, id: &str) -> Result<Run> {
 }
 
 /// How many runs a chain that began with `root` (an event or a run) has started so far.
-pub async fn count_of_root(runner: impl Runner, root: &str) -> Result<i64> {
+pub async fn count_of_root(conn: impl QueryTarget, root: &str) -> Result<i64> {
     let row = Sql::new("SELECT COUNT(*) AS n FROM runs WHERE root_id = ?")
         .arg(root)
-        .fetch_one(runner)
+        .fetch_one(conn)
         .await?;
     row::get_i64(&row, "n")
 }

@@ -264,12 +264,12 @@ fn check_events(field: &str, events: &[String]) -> Result<(), FieldError> {
 }
 
 async fn live_subscription(
-    runner: impl crate::store::db::Runner,
+    conn: impl crate::store::db::QueryTarget,
     actor: &Actor,
     kind: &str,
     id: &str,
 ) -> Result<row::Row> {
-    rows::live_row(runner, LIST.table, actor.org_id(), id)
+    rows::live_row(conn, LIST.table, actor.org_id(), id)
         .await?
         .filter(|r| row::get_str(r, "kind").is_ok_and(|k| k == kind))
         .ok_or(Error::NotFound(if kind == "hook" {

@@ -92,7 +92,13 @@ pub async fn create_webhook(
         .fetch_one(&mut tx)
         .await?;
     let webhook = webhook_from_row(&row)?;
-    crate::access::idempotency::record(&mut tx, actor, 201, &webhook).await?;
+    crate::access::idempotency::record(
+        &mut tx,
+        actor,
+        crate::access::idempotency::Answer::Created,
+        &webhook,
+    )
+    .await?;
     tx.commit().await?;
     Ok(WebhookWithSecret { webhook, secret })
 }
@@ -214,7 +220,13 @@ pub async fn update_webhook(
         .fetch_one(&mut tx)
         .await?;
     let after = webhook_from_row(&row)?;
-    crate::access::idempotency::record(&mut tx, actor, 200, &after).await?;
+    crate::access::idempotency::record(
+        &mut tx,
+        actor,
+        crate::access::idempotency::Answer::Changed,
+        &after,
+    )
+    .await?;
     tx.commit().await?;
     Ok(after)
 }
@@ -359,7 +371,13 @@ pub async fn subscribe(
         .fetch_one(&mut tx)
         .await?;
     let hook = hook_from_row(&row)?;
-    crate::access::idempotency::record(&mut tx, actor, 201, &hook).await?;
+    crate::access::idempotency::record(
+        &mut tx,
+        actor,
+        crate::access::idempotency::Answer::Created,
+        &hook,
+    )
+    .await?;
     tx.commit().await?;
     Ok((hook, true))
 }
@@ -431,14 +449,14 @@ pub async fn seal_plaintext_secrets(db: &Db, vault: &Vault) -> Result<u64> {
 
 /// Every enabled subscription of an organization (for the dispatcher).
 pub async fn enabled_for(
-    runner: impl crate::store::db::Runner,
+    conn: impl crate::store::db::QueryTarget,
     org_id: &str,
 ) -> Result<Vec<Subscription>> {
     let rows = Sql::new(
         "SELECT * FROM subscriptions WHERE org_id = ? AND is_enabled = 1 AND deleted_at IS NULL",
     )
     .arg(org_id)
-    .fetch_all(runner)
+    .fetch_all(conn)
     .await?;
     rows.iter().map(Subscription::from_row).collect()
 }

@@ -5,7 +5,7 @@ use super::{
     check_dates, entry_ids, from_row, not_draft, to_json,
 };
 use crate::access::auth::{Actor, Permission};
-use crate::access::idempotency;
+use crate::access::idempotency::{self, Answer};
 use crate::billing::time_entries;
 use crate::error::{Error, Problems, Result};
 use crate::store::checks::{self, SHORT_TEXT};
@@ -52,7 +52,7 @@ pub(super) async fn finish(
         )
         .await?;
     }
-    idempotency::record(&mut tx, actor, 200, &after).await?;
+    idempotency::record(&mut tx, actor, Answer::Changed, &after).await?;
     tx.commit().await?;
     Ok(after)
 }

@@ -6,7 +6,7 @@ use crate::access::auth::Actor;
 use crate::billing::{budgets, projects, timesheets};
 use crate::error::{Error, Result};
 use crate::store::clock::now_ms;
-use crate::store::db::{Runner, Sql, Tx, row};
+use crate::store::db::{QueryTarget, Sql, Tx, row};
 use crate::store::events;
 use crate::store::resource;
 use crate::store::rows;

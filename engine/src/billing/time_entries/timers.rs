@@ -7,7 +7,7 @@ use super::{
     check_owner, check_unlocked, from_row, write_new,
 };
 use crate::access::auth::{Actor, Permission};
-use crate::access::idempotency;
+use crate::access::idempotency::{self, Answer};
 use crate::error::{Error, Problems, Result};
 use crate::store::checks::{self, LONG_TEXT, SHORT_TEXT};
 use crate::store::clock::{date_in_zone, format_date, now_ms};
@@ -98,7 +98,7 @@ pub async fn start_timer(db: &Db, actor: &Actor, input: TimerStart) -> Result<Ti
     )
     .await?;
     timer_event(&mut tx, actor, "started", &entry).await?;
-    idempotency::record(&mut tx, actor, 201, &entry).await?;
+    idempotency::record(&mut tx, actor, Answer::Created, &entry).await?;
     tx.commit().await?;
     Ok(entry)
 }
@@ -146,7 +146,7 @@ pub async fn stop_timer(db: &Db, actor: &Actor, id: &str) -> Result<TimeEntry> {
     events::updated(&mut tx, actor.org_id(), NOUN, id, &before, &after).await?;
     timer_event(&mut tx, actor, "stopped", &after).await?;
     after_write(&mut tx, &before, &after).await?;
-    idempotency::record(&mut tx, actor, 200, &after).await?;
+    idempotency::record(&mut tx, actor, Answer::Changed, &after).await?;
     tx.commit().await?;
     Ok(after)
 }

@@ -332,7 +332,7 @@ impl Tx {
 }
 
 /// Where a query runs: the pool, or an open transaction.
-pub trait Runner: Send {
+pub trait QueryTarget: Send {
     fn backend(&self) -> Backend;
     fn executor(&mut self) -> impl Executor<'_, Database = sqlx::Any>;
 
@@ -343,7 +343,7 @@ pub trait Runner: Send {
     }
 }
 
-impl Runner for &Db {
+impl QueryTarget for &Db {
     fn backend(&self) -> Backend {
         self.backend
     }
@@ -352,7 +352,7 @@ impl Runner for &Db {
     }
 }
 
-impl Runner for &mut Tx {
+impl QueryTarget for &mut Tx {
     fn backend(&self) -> Backend {
         self.backend
     }

@@ -3,7 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{Backend, Runner};
+use super::{Backend, QueryTarget};
 use crate::error::{Error, Result};
 
 /// A value bound to a placeholder. Only types every backend stores the same way.
@@ -139,30 +139,27 @@ impl Sql {
         query
     }
 
-    pub async fn fetch_all(&self, mut runner: impl Runner) -> Result<Vec<AnyRow>> {
-        let backend = runner.backend();
-        Ok(self.query(backend).fetch_all(runner.executor()).await?)
+    pub async fn fetch_all(&self, mut conn: impl QueryTarget) -> Result<Vec<AnyRow>> {
+        let backend = conn.backend();
+        Ok(self.query(backend).fetch_all(conn.executor()).await?)
     }
 
-    pub async fn fetch_optional(&self, mut runner: impl Runner) -> Result<Option<AnyRow>> {
-        let backend = runner.backend();
-        Ok(self
-            .query(backend)
-            .fetch_optional(runner.executor())
-            .await?)
+    pub async fn fetch_optional(&self, mut conn: impl QueryTarget) -> Result<Option<AnyRow>> {
+        let backend = conn.backend();
+        Ok(self.query(backend).fetch_optional(conn.executor()).await?)
     }
 
-    pub async fn fetch_one(&self, mut runner: impl Runner) -> Result<AnyRow> {
-        let backend = runner.backend();
-        Ok(self.query(backend).fetch_one(runner.executor()).await?)
+    pub async fn fetch_one(&self, mut conn: impl QueryTarget) -> Result<AnyRow> {
+        let backend = conn.backend();
+        Ok(self.query(backend).fetch_one(conn.executor()).await?)
     }
 
     /// Runs the statement and returns the number of rows it changed.
-    pub async fn execute(&self, mut runner: impl Runner) -> Result<u64> {
-        let backend = runner.backend();
+    pub async fn execute(&self, mut conn: impl QueryTarget) -> Result<u64> {
+        let backend = conn.backend();
         Ok(self
             .query(backend)
-            .execute(runner.executor())
+            .execute(conn.executor())
             .await?
             .rows_affected())
     }
