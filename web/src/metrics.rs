@@ -14,6 +14,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use timix_engine::automation::runs::RunStatus;
+use timix_engine::automation::webhooks::DeliveryStatus;
 use timix_engine::store::health::{self, WorkStats};
 
 use crate::AppState;
@@ -256,7 +257,13 @@ const RUN_STATUSES: [&str; 4] = [
     RunStatus::Succeeded.as_str(),
     RunStatus::Failed.as_str(),
 ];
-const DELIVERY_STATUSES: [&str; 5] = ["pending", "sending", "failed", "succeeded", "dead"];
+const DELIVERY_STATUSES: [&str; 5] = [
+    DeliveryStatus::Pending.as_str(),
+    DeliveryStatus::Sending.as_str(),
+    DeliveryStatus::Failed.as_str(),
+    DeliveryStatus::Succeeded.as_str(),
+    DeliveryStatus::Dead.as_str(),
+];
 
 fn render_work(out: &mut String, work: Option<&WorkStats>) {
     family(
@@ -276,9 +283,9 @@ fn render_work(out: &mut String, work: Option<&WorkStats>) {
         "Work waiting: runs queued, deliveries pending, sending or awaiting a retry.",
     );
     let runs_waiting = work.runs.get(RunStatus::Queued.as_str());
-    let deliveries_waiting = ["pending", "sending", "failed"]
+    let deliveries_waiting = DeliveryStatus::WAITING
         .iter()
-        .map(|s| work.deliveries.get(s))
+        .map(|s| work.deliveries.get(s.as_str()))
         .sum::<i64>();
     let _ = writeln!(out, "timix_queue_depth{{queue=\"runs\"}} {runs_waiting}");
     let _ = writeln!(

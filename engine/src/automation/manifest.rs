@@ -3,6 +3,7 @@
 //! Each file is checked against our meta-schema (`meta_schema.json`), then for what a schema
 //! cannot say: the key matches the file name, the input schema is a valid JSON Schema, every
 //! template parses, keys are unique. Every problem is reported with its file and path.
+//! Under 600 lines without its tests; the checks and the types they check read best together.
 
 use std::collections::BTreeMap;
 use std::path::Path;

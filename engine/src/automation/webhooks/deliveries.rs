@@ -39,7 +39,7 @@ impl DeliveryStatus {
     ];
 
     /// The stored name.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
             Self::Sending => "sending",
@@ -56,6 +56,9 @@ impl DeliveryStatus {
             .find(|s| s.as_str() == text)
             .ok_or_else(|| Error::Internal(format!("unknown delivery status {text:?}")))
     }
+
+    /// Deliveries still to be made: pending, being sent, or awaiting a retry.
+    pub const WAITING: [Self; 3] = [Self::Pending, Self::Sending, Self::Failed];
 
     /// Whether an attempt may be made (when due): pending or failed.
     pub fn awaits_attempt(self) -> bool {
