@@ -1,7 +1,8 @@
 //! The dispatcher: reads the event log in order from a durable cursor and turns every event into
-//! one delivery per matching subscription. The deliveries and the advanced cursor are committed
-//! together, so an event is never skipped and never dispatched twice; the delivery jobs are
-//! queued right after (a job lost in a crash in between is found again by the sweeper).
+//! one run per listening flow and one delivery per matching subscription. The runs, the
+//! deliveries and the advanced cursor are committed together, so an event is never skipped and
+//! never dispatched twice; the jobs are queued right after (a job lost in a crash in between is
+//! found again by the sweepers).
 //! One dispatcher works at a time across processes: it holds a lease it keeps renewing.
 
 use std::collections::HashMap;
@@ -18,8 +19,8 @@ use timix_engine::automation::runs::{self, Lineage};
 use timix_engine::automation::webhooks::deliveries::{self, DeliveryStatus};
 use timix_engine::automation::webhooks::{self, Subscription};
 use timix_engine::error::Result;
-use timix_engine::store::clock::{now_ms, parse_instant};
-use timix_engine::store::db::{Backend, Db};
+use timix_engine::store::clock::{Millis, now_ms, parse_instant};
+use timix_engine::store::db::{Backend, Db, Tx};
 use timix_engine::store::events;
 use timix_engine::store::jobs::Queues;
 use timix_engine::store::leases::DispatcherCursor;
@@ -108,132 +109,190 @@ impl Dispatcher {
             return Ok(false);
         }
         let cursor = self.cursor.position(&self.db).await?;
-        let batch = events::after(&self.db, cursor, BATCH).await?;
-        let Some(last) = batch.last().map(|e| e.seq) else {
+        let events = events::after(&self.db, cursor, BATCH).await?;
+        let Some(last) = events.last().map(|e| e.seq) else {
             return Ok(false);
         };
-        let mut subscriptions: HashMap<String, Vec<Subscription>> = HashMap::new();
+        let full = events.len() as i64 == BATCH;
         let mut tx = self.db.begin().await?;
         // The cursor moves only if this process still holds the lease and nobody moved it.
         if !self.cursor.advance(&mut tx, cursor, last).await? {
             return Ok(false);
         }
-        let mut queued = Vec::new();
-        let mut started_runs = Vec::new();
-        let mut claimed_runs = Vec::new();
-        let mut cut: Vec<(String, Cut)> = Vec::new();
-        // Runs each chain started so far: counted once per batch, then kept up to date here.
-        let mut chain_runs: HashMap<String, i64> = HashMap::new();
-        let mut listening: HashMap<(String, String), Vec<flows::LiveFlow>> = HashMap::new();
+        let mut batch = Batch::default();
         let now = now_ms();
-        let batch: Vec<Arc<events::Event>> = batch.into_iter().map(Arc::new).collect();
-        for event in &batch {
+        for event in events.into_iter().map(Arc::new) {
             let occurred = parse_instant(&event.occurred_at).unwrap_or(now);
-            let key = (event.organization_id.clone(), event.kind.clone());
-            if !listening.contains_key(&key) {
-                let found = flows::listening(&mut tx, &key.0, &key.1).await?;
-                listening.insert(key.clone(), found);
-            }
-            let lineage = Lineage {
-                depth: event.origin_depth,
-                root: Some(
-                    event
-                        .origin_root
-                        .clone()
-                        .unwrap_or_else(|| event.id.clone()),
-                ),
-            };
-            for flow in &listening[&key] {
-                let enabled_before = flow.enabled_at.is_some_and(|at| at <= occurred);
-                if !enabled_before || !flows::matches_filters(&flow.trigger, &event.data) {
-                    continue;
-                }
-                // A flow never starts on its own changes, and chains of flows end.
-                if event.origin_flow.as_deref() == Some(flow.id.as_str()) {
-                    continue;
-                }
-                if event.origin_depth >= MAX_CHAIN_DEPTH {
-                    cut.push((flow.id.clone(), Cut::Depth));
-                    continue;
-                }
-                // A change a flow made: its chain may start only so many runs in all.
-                if let Some(root) = &event.origin_root {
-                    if !chain_runs.contains_key(root) {
-                        let so_far = runs::count_of_root(&mut tx, root).await?;
-                        chain_runs.insert(root.clone(), so_far);
-                    }
-                    let so_far = chain_runs.get_mut(root).expect("counted above");
-                    if *so_far >= self.fanout_limit {
-                        cut.push((flow.id.clone(), Cut::Fanout(self.fanout_limit)));
-                        continue;
-                    }
-                    *so_far += 1;
-                }
-                let wait = match &self.admission {
-                    Some(admission) => admission.book(&flow.org_id).await?,
-                    None => None,
-                };
-                // Unique per (flow, event): a replayed batch starts nothing twice.
-                let started = match &self.run_lane {
-                    Some(lane) if lane.has_room() && wait.is_none() => {
-                        let claimed = runs::start_claimed(
-                            &mut tx,
-                            flow,
-                            &event.id,
-                            &event.data,
-                            &lineage,
-                            lane.lease_ms,
-                        )
-                        .await?;
-                        let started = claimed.is_some();
-                        claimed_runs.extend(claimed);
-                        started
-                    }
-                    _ => {
-                        let run =
-                            runs::start_at(&mut tx, flow, &event.id, &event.data, &lineage, wait)
-                                .await?;
-                        let started = run.is_some();
-                        // A run booked for later is taken by the sweeper when its time comes.
-                        if wait.is_none() {
-                            started_runs.extend(run);
-                        }
-                        started
-                    }
-                };
-                // A replayed batch started nothing new: the slot goes back.
-                if let (false, Some(admission)) = (started, &self.admission) {
-                    admission.refund(&flow.org_id);
-                }
-            }
-            if !subscriptions.contains_key(&event.organization_id) {
-                let subs = webhooks::enabled_for(&mut tx, &event.organization_id).await?;
-                subscriptions.insert(event.organization_id.clone(), subs);
-            }
-            for sub in &subscriptions[&event.organization_id] {
-                if occurred < sub.created_at || !sub.wants(&event.kind, &event.data) {
-                    continue;
-                }
-                // Handed to this process's fast lane, it is created claimed.
-                let status = if self.fast_lane.is_some() {
-                    DeliveryStatus::Sending
-                } else {
-                    DeliveryStatus::Pending
-                };
-                if let Some(id) = deliveries::create(&mut tx, event, &sub.id, status).await? {
-                    queued.push((id, event.clone(), sub.clone()));
-                }
-            }
+            self.start_runs(&mut tx, &mut batch, &event, occurred)
+                .await?;
+            self.create_deliveries(&mut tx, &mut batch, &event, occurred)
+                .await?;
         }
         tx.commit().await?;
-        let jobs: Vec<DeliveryJob> = queued
+        self.hand_on(batch).await;
+        Ok(full)
+    }
+
+    /// Starts a run of every enabled flow that listens to `event`, unless its chain is cut.
+    async fn start_runs(
+        &self,
+        tx: &mut Tx,
+        batch: &mut Batch,
+        event: &events::Event,
+        occurred: Millis,
+    ) -> Result<()> {
+        let key = (event.organization_id.clone(), event.kind.clone());
+        if !batch.listening.contains_key(&key) {
+            let found = flows::listening(&mut *tx, &key.0, &key.1).await?;
+            batch.listening.insert(key.clone(), found);
+        }
+        // Taken out while its flows start (which changes the batch), put back after.
+        let listening = batch.listening.remove(&key).unwrap_or_default();
+        let lineage = Lineage {
+            depth: event.origin_depth,
+            root: Some(
+                event
+                    .origin_root
+                    .clone()
+                    .unwrap_or_else(|| event.id.clone()),
+            ),
+        };
+        for flow in &listening {
+            let enabled_before = flow.enabled_at.is_some_and(|at| at <= occurred);
+            if !enabled_before || !flows::matches_filters(&flow.trigger, &event.data) {
+                continue;
+            }
+            // A flow never starts on its own changes.
+            if event.origin_flow.as_deref() == Some(flow.id.as_str()) {
+                continue;
+            }
+            if let Some(cut) = self.chain_cut(tx, batch, event).await? {
+                batch.cut.push((flow.id.clone(), cut));
+                continue;
+            }
+            self.start_run(tx, batch, flow, event, &lineage).await?;
+        }
+        batch.listening.insert(key, listening);
+        Ok(())
+    }
+
+    /// Whether the chain of flows `event` belongs to may not start another run: it is too deep,
+    /// or it started its budget of runs (counted once per batch, then kept up to date here).
+    async fn chain_cut(
+        &self,
+        tx: &mut Tx,
+        batch: &mut Batch,
+        event: &events::Event,
+    ) -> Result<Option<Cut>> {
+        if event.origin_depth >= MAX_CHAIN_DEPTH {
+            return Ok(Some(Cut::Depth));
+        }
+        // Only a change a flow made has a root: its chain may start only so many runs in all.
+        let Some(root) = &event.origin_root else {
+            return Ok(None);
+        };
+        if !batch.chain_runs.contains_key(root) {
+            let so_far = runs::count_of_root(&mut *tx, root).await?;
+            batch.chain_runs.insert(root.clone(), so_far);
+        }
+        let so_far = batch.chain_runs.get_mut(root).expect("counted above");
+        if *so_far >= self.fanout_limit {
+            return Ok(Some(Cut::Fanout(self.fanout_limit)));
+        }
+        *so_far += 1;
+        Ok(None)
+    }
+
+    /// Starts `flow`'s run for `event`: claimed for this process's lane when it has room and
+    /// the organization's budget allows it now, queued otherwise (until the budget allows it).
+    async fn start_run(
+        &self,
+        tx: &mut Tx,
+        batch: &mut Batch,
+        flow: &flows::LiveFlow,
+        event: &events::Event,
+        lineage: &Lineage,
+    ) -> Result<()> {
+        let wait = match &self.admission {
+            Some(admission) => admission.book(&flow.org_id).await?,
+            None => None,
+        };
+        // Unique per (flow, event): a replayed batch starts nothing twice.
+        let started = match &self.run_lane {
+            Some(lane) if lane.has_room() && wait.is_none() => {
+                let claimed = runs::start_claimed(
+                    &mut *tx,
+                    flow,
+                    &event.id,
+                    &event.data,
+                    lineage,
+                    lane.lease_ms,
+                )
+                .await?;
+                let started = claimed.is_some();
+                batch.claimed_runs.extend(claimed);
+                started
+            }
+            _ => {
+                let run =
+                    runs::start_at(&mut *tx, flow, &event.id, &event.data, lineage, wait).await?;
+                let started = run.is_some();
+                // A run booked for later is taken by the sweeper when its time comes.
+                if wait.is_none() {
+                    batch.started_runs.extend(run);
+                }
+                started
+            }
+        };
+        // A replayed batch started nothing new: the slot goes back.
+        if let (false, Some(admission)) = (started, &self.admission) {
+            admission.refund(&flow.org_id);
+        }
+        Ok(())
+    }
+
+    /// Creates a delivery of `event` for every enabled subscription that wants it.
+    async fn create_deliveries(
+        &self,
+        tx: &mut Tx,
+        batch: &mut Batch,
+        event: &Arc<events::Event>,
+        occurred: Millis,
+    ) -> Result<()> {
+        let org = &event.organization_id;
+        if !batch.subscriptions.contains_key(org) {
+            let found = webhooks::enabled_for(&mut *tx, org).await?;
+            batch.subscriptions.insert(org.clone(), found);
+        }
+        // Handed to this process's fast lane, a delivery is created claimed.
+        let status = if self.fast_lane.is_some() {
+            DeliveryStatus::Sending
+        } else {
+            DeliveryStatus::Pending
+        };
+        for sub in &batch.subscriptions[org] {
+            if occurred < sub.created_at || !sub.wants(&event.kind, &event.data) {
+                continue;
+            }
+            if let Some(id) = deliveries::create(&mut *tx, event, &sub.id, status).await? {
+                batch.deliveries.push((id, event.clone(), sub.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// After the batch committed: deliveries and runs go to this process's lanes and to the
+    /// queue, and flows whose chain was cut say why.
+    async fn hand_on(&self, batch: Batch) {
+        let jobs: Vec<DeliveryJob> = batch
+            .deliveries
             .iter()
             .map(|(id, ..)| DeliveryJob {
                 delivery_id: id.clone(),
             })
             .collect();
         if let Some(lane) = &self.fast_lane {
-            for (delivery_id, event, subscription) in queued {
+            for (delivery_id, event, subscription) in batch.deliveries {
                 let _ = lane.send(FastAttempt {
                     delivery_id,
                     known: Some((event, subscription)),
@@ -244,18 +303,41 @@ impl Dispatcher {
         if let Err(error) = self.queues.push_many(jobs).await {
             tracing::warn!(%error, "Could not queue delivery jobs; the sweeper will.");
         }
-        dispatch_runs(self.run_lane.as_ref(), Some(&self.queues), started_runs).await;
+        dispatch_runs(
+            self.run_lane.as_ref(),
+            Some(&self.queues),
+            batch.started_runs,
+        )
+        .await;
         if let Some(lane) = &self.run_lane {
-            lane.hand_over(claimed_runs);
+            lane.hand_over(batch.claimed_runs);
         }
-        for (flow_id, reason) in cut {
+        for (flow_id, reason) in batch.cut {
             if let Err(error) = flows::note_error(&self.db, &flow_id, Some(&reason.message())).await
             {
                 tracing::warn!(%error, "Could not note a cut chain of flows.");
             }
         }
-        Ok(batch.len() as i64 == BATCH)
     }
+}
+
+/// What one batch of events starts and creates, gathered inside its transaction and handed on
+/// after it commits, with what the batch looked up once.
+#[derive(Default)]
+struct Batch {
+    deliveries: Vec<(String, Arc<events::Event>, Subscription)>,
+    /// Runs queued to start now.
+    started_runs: Vec<String>,
+    /// Runs created claimed by this process's lane.
+    claimed_runs: Vec<runs::ClaimedRun>,
+    /// Flows whose run was not started, and why.
+    cut: Vec<(String, Cut)>,
+    /// Runs each chain started so far, by root.
+    chain_runs: HashMap<String, i64>,
+    /// Enabled flows by (organization, event type).
+    listening: HashMap<(String, String), Vec<flows::LiveFlow>>,
+    /// Enabled subscriptions by organization.
+    subscriptions: HashMap<String, Vec<Subscription>>,
 }
 
 /// Why an event did not start a flow's run although the flow listens to it.

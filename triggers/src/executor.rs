@@ -11,10 +11,10 @@ use rand::RngExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use timix_actions::{Attempt, Performer, ThisInstance};
-use timix_engine::access::auth::{self, ApiKeyRef};
-use timix_engine::automation::connections::{self, Vault};
-use timix_engine::automation::flows;
-use timix_engine::automation::manifest::Manifests;
+use timix_engine::access::auth::{self, Actor, ApiKeyRef};
+use timix_engine::automation::connections::{self, Resolved, Vault};
+use timix_engine::automation::flows::{self, LiveFlow};
+use timix_engine::automation::manifest::{ActionManifest, Manifests};
 use timix_engine::automation::run_admission::RunAdmission;
 use timix_engine::automation::runs::{self, StepRecord, StepStatus};
 use timix_engine::automation::template;
@@ -268,7 +268,6 @@ impl FlowExecutor {
                 return self.fail(&flow.id, &run, &steps, &error.to_string()).await;
             }
         };
-        let definitions: Vec<Value> = flow.steps.as_array().cloned().unwrap_or_default();
         let mut outputs = Map::new();
         for (i, record) in steps.clone().iter().enumerate() {
             if record.status == StepStatus::Succeeded {
@@ -278,86 +277,20 @@ impl FlowExecutor {
                 );
                 continue;
             }
-            let definition = definitions
-                .iter()
-                .find(|d| d["key"] == record.key.as_str())
-                .cloned()
-                .unwrap_or(Value::Null);
-            let Some(action) = self.manifests.actions.get(&record.action) else {
-                let message = format!("{} is no longer an action", record.action);
-                return self
-                    .step_failed(
-                        &flow.id,
-                        &run,
-                        &mut steps,
-                        i,
-                        failure("unknown_manifest", &message),
-                    )
-                    .await;
-            };
             let context = json!({
                 "trigger": run.trigger,
                 "steps": outputs,
                 "flow": flows::context_of(&flow),
                 "now": format_ms(now_ms()),
             });
-            let input = match render_input(definition["input"].clone(), context, i).await {
-                Ok(input) => input,
-                Err((path, e)) => {
-                    let error = json!({"code": "template", "message": format!("{path}: {e}"), "field": path});
-                    return self.step_failed(&flow.id, &run, &mut steps, i, error).await;
-                }
-            };
-            let mut input = input;
-            self.manifests.coerce_input(&action.key, &mut input);
-            steps[i].input = Some(input.clone());
-            if let Err(problems) = self.manifests.check_input(&action.key, &input) {
-                let details: Vec<Value> = problems
-                    .iter()
-                    .map(|(path, message)| json!({"field": path, "message": message}))
-                    .collect();
-                let error = json!({
-                    "code": "invalid_input",
-                    "message": format!("the input does not match {}: {}", action.key, problems[0].1),
-                    "details": details,
-                });
-                return self.step_failed(&flow.id, &run, &mut steps, i, error).await;
-            }
-            let connection = match definition["connectionId"].as_str() {
-                None => None,
-                Some(id) => {
-                    match connections::resolve(&self.db, &self.vault, &flow.org_id, id).await? {
-                        Some(c) => Some(c),
-                        None => {
-                            let error = failure(
-                                "connection_not_found",
-                                format!("the connection {id} was deleted"),
-                            );
-                            return self.step_failed(&flow.id, &run, &mut steps, i, error).await;
-                        }
-                    }
-                }
+            let prepared = match self.prepare(&flow, context, i, &mut steps[i]).await? {
+                Ok(prepared) => prepared,
+                Err(error) => return self.step_failed(&flow.id, &run, &mut steps, i, error).await,
             };
             steps[i].attempts += 1;
             steps[i].started_at = Some(format_ms(now_ms()));
-            // The changes these steps make are this flow's, one level deeper in a chain.
-            let cause = events::Cause {
-                flow_id: flow.id.clone(),
-                depth: run.depth + 1,
-                root: run.root.clone(),
-            };
-            let outcome = events::CAUSE
-                .scope(
-                    cause,
-                    self.performer.perform(
-                        &*self.this_instance,
-                        action,
-                        &input,
-                        &actor,
-                        connection.as_ref(),
-                    ),
-                )
-                .await;
+            let action = prepared.action;
+            let outcome = self.attempt(&flow, &run, &actor, prepared).await;
             match outcome {
                 Attempt::Done(output) => {
                     let step = &mut steps[i];
@@ -397,6 +330,96 @@ impl FlowExecutor {
             flows::note_error(&self.db, &flow.id, None).await?;
         }
         Ok(())
+    }
+
+    /// Readies step `i` of `flow`: its action, its input rendered from `context` and checked
+    /// against the action's schema (kept on `record`, also when it is refused), and its
+    /// connection. A refusal is the error the step fails with.
+    async fn prepare(
+        &self,
+        flow: &LiveFlow,
+        context: Value,
+        i: usize,
+        record: &mut StepRecord,
+    ) -> Result<std::result::Result<Prepared<'_>, Value>> {
+        let definition = flow
+            .steps
+            .as_array()
+            .and_then(|steps| steps.iter().find(|d| d["key"] == record.key.as_str()))
+            .cloned()
+            .unwrap_or(Value::Null);
+        let Some(action) = self.manifests.actions.get(&record.action) else {
+            let message = format!("{} is no longer an action", record.action);
+            return Ok(Err(failure("unknown_manifest", &message)));
+        };
+        let mut input = match render_input(definition["input"].clone(), context, i).await {
+            Ok(input) => input,
+            Err((path, e)) => {
+                return Ok(Err(
+                    json!({"code": "template", "message": format!("{path}: {e}"), "field": path}),
+                ));
+            }
+        };
+        self.manifests.coerce_input(&action.key, &mut input);
+        record.input = Some(input.clone());
+        if let Err(problems) = self.manifests.check_input(&action.key, &input) {
+            let details: Vec<Value> = problems
+                .iter()
+                .map(|(path, message)| json!({"field": path, "message": message}))
+                .collect();
+            return Ok(Err(json!({
+                "code": "invalid_input",
+                "message": format!("the input does not match {}: {}", action.key, problems[0].1),
+                "details": details,
+            })));
+        }
+        let connection = match definition["connectionId"].as_str() {
+            None => None,
+            Some(id) => {
+                match connections::resolve(&self.db, &self.vault, &flow.org_id, id).await? {
+                    Some(c) => Some(c),
+                    None => {
+                        return Ok(Err(failure(
+                            "connection_not_found",
+                            format!("the connection {id} was deleted"),
+                        )));
+                    }
+                }
+            }
+        };
+        Ok(Ok(Prepared {
+            action,
+            input,
+            connection,
+        }))
+    }
+
+    /// One attempt of a readied step, as the flow's owner; the changes it makes are this
+    /// flow's, one level deeper in a chain.
+    async fn attempt(
+        &self,
+        flow: &LiveFlow,
+        run: &runs::ClaimedRun,
+        actor: &Actor,
+        step: Prepared<'_>,
+    ) -> Attempt {
+        let cause = events::Cause {
+            flow_id: flow.id.clone(),
+            depth: run.depth + 1,
+            root: run.root.clone(),
+        };
+        events::CAUSE
+            .scope(
+                cause,
+                self.performer.perform(
+                    &*self.this_instance,
+                    step.action,
+                    &step.input,
+                    actor,
+                    step.connection.as_ref(),
+                ),
+            )
+            .await
     }
 
     /// Fails a run whose worker stopped (a crash, a kill) each of the last times it held it,
@@ -453,6 +476,13 @@ impl FlowExecutor {
         runs::finish(&self.db, run, steps, Some(message)).await?;
         flows::note_error(&self.db, flow_id, Some(message)).await
     }
+}
+
+/// A step ready to be performed.
+struct Prepared<'m> {
+    action: &'m ActionManifest,
+    input: Value,
+    connection: Option<Resolved>,
 }
 
 /// Renders a step's input. Templates that run the engine (loops, conditions, helpers) render
