@@ -369,6 +369,22 @@ pub fn parse_schedule(text: &str) -> anyhow::Result<Vec<Duration>> {
         .collect()
 }
 
+impl Settings {
+    /// What the background workers obey.
+    pub fn workers(&self) -> timix_triggers::workers::WorkerSettings {
+        timix_triggers::workers::WorkerSettings {
+            database_url: self.database_url.clone(),
+            allow_private_targets: self.allow_private_targets,
+            webhook_retry_schedule: self.webhook_retry_schedule.clone(),
+            flow_retry_base: self.flow_retry_base,
+            run_lease: self.run_lease,
+            fanout_limit: self.fanout_limit,
+            idempotency_retention: self.idempotency_retention,
+            run_retention: self.run_retention,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,7 @@ use timix_engine::automation::manifest::Manifests;
 use timix_engine::automation::targets::Targets;
 use timix_engine::store::jobs::Queues;
 use timix_triggers::executor::RunLane;
-use timix_triggers::workers::{self, WorkerContext, WorkerSettings};
+use timix_triggers::workers::{self, WorkerContext};
 use timix_web::client::ApiClient;
 use timix_web::request_guard::RequestLimits;
 use timix_web::{AppParts, AppState, GateOptions};
@@ -147,26 +147,8 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
     let queues = Queues::open(&settings.database_url)
         .await
         .context("cannot open the job queue")?;
-    let manifests = Manifests::built_in().map_err(|problems| {
-        anyhow!(
-            "the built-in manifests are invalid: {}",
-            problems
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ")
-        )
-    })?;
-    let vault = match &settings.secret_key {
-        Some(key) => Vault::from_base64(key).context("TIMIX_SECRET_KEY")?,
-        None => {
-            files::secure(&settings)?;
-            Vault::load_or_create(&settings.data_dir)
-                .context("cannot load the key credentials are sealed with")?
-        }
-    };
-    timix_engine::automation::connections::check_vault(&db, &vault).await?;
-    seal_plaintext_secrets(&db, &vault).await?;
+    let manifests = built_in_manifests()?;
+    let vault = open_vault(&settings, &db).await?;
     // Bound before anything starts, so the OAuth2 redirect knows the port when none is given.
     let listener = match role {
         ServeRole::Worker => None,
@@ -216,16 +198,7 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
             this_instance: Arc::new(ApiClient::new(state.clone())),
             run_lane,
             run_lane_receiver,
-            settings: WorkerSettings {
-                database_url: settings.database_url.clone(),
-                allow_private_targets: settings.allow_private_targets,
-                webhook_retry_schedule: settings.webhook_retry_schedule.clone(),
-                flow_retry_base: settings.flow_retry_base,
-                run_lease: settings.run_lease,
-                fanout_limit: settings.fanout_limit,
-                idempotency_retention: settings.idempotency_retention,
-                run_retention: settings.run_retention,
-            },
+            settings: settings.workers(),
         })
     });
     if let Some(listener) = listener {
@@ -254,6 +227,36 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
     db.close().await;
     tracing::info!("Stopped after finishing in-flight requests.");
     Ok(())
+}
+
+/// The manifests built into the binary; invalid ones stop the start.
+fn built_in_manifests() -> anyhow::Result<Manifests> {
+    Manifests::built_in().map_err(|problems| {
+        anyhow!(
+            "the built-in manifests are invalid: {}",
+            problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    })
+}
+
+/// The key credentials are sealed with (the operator's, or the data dir's), checked against
+/// what the database holds; secrets an earlier version kept in plaintext are sealed with it.
+async fn open_vault(settings: &Settings, db: &Db) -> anyhow::Result<Vault> {
+    let vault = match &settings.secret_key {
+        Some(key) => Vault::from_base64(key).context("TIMIX_SECRET_KEY")?,
+        None => {
+            files::secure(settings)?;
+            Vault::load_or_create(&settings.data_dir)
+                .context("cannot load the key credentials are sealed with")?
+        }
+    };
+    timix_engine::automation::connections::check_vault(db, &vault).await?;
+    seal_plaintext_secrets(db, &vault).await?;
+    Ok(vault)
 }
 
 /// Seals the webhook signing secrets and inbound webhook secrets an earlier version kept in
