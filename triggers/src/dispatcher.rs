@@ -174,25 +174,21 @@ impl Dispatcher {
                     None => None,
                 };
                 // Unique per (flow, event): a replayed batch starts nothing twice.
+                let new_run = runs::NewRun {
+                    flow,
+                    source_key: &event.id,
+                    trigger: &event.data,
+                    lineage: &lineage,
+                };
                 let started = match &self.run_lane {
                     Some(lane) if lane.has_room() && wait.is_none() => {
-                        let claimed = runs::start_claimed(
-                            &mut tx,
-                            flow,
-                            &event.id,
-                            &event.data,
-                            &lineage,
-                            lane.lease_ms,
-                        )
-                        .await?;
+                        let claimed = runs::start_claimed(&mut tx, &new_run, lane.lease_ms).await?;
                         let started = claimed.is_some();
                         claimed_runs.extend(claimed);
                         started
                     }
                     _ => {
-                        let run =
-                            runs::start_at(&mut tx, flow, &event.id, &event.data, &lineage, wait)
-                                .await?;
+                        let run = runs::start_at(&mut tx, &new_run, wait).await?;
                         let started = run.is_some();
                         // A run booked for later is taken by the sweeper when its time comes.
                         if wait.is_none() {

@@ -1,9 +1,9 @@
 //! `/connections`: connections to other services, their tests and OAuth2 authorization.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Serialize;
 use timix_engine::Error;
 use timix_engine::access::auth::Permission;
@@ -153,8 +153,10 @@ pub async fn authorize(
         &state.vault,
         &actor,
         &id,
-        &oauth_state,
-        &verifier,
+        connections::PendingAuthorization {
+            state: &oauth_state,
+            verifier: &verifier,
+        },
     )
     .await?;
     let body = Authorization {
