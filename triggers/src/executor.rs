@@ -286,13 +286,7 @@ impl FlowExecutor {
             let Some(action) = self.manifests.actions.get(&record.action) else {
                 let message = format!("{} is no longer an action", record.action);
                 return self
-                    .step_failed(
-                        &flow.id,
-                        &run,
-                        &mut steps,
-                        i,
-                        failure("unknown_manifest", &message),
-                    )
+                    .step_failed(&run, &mut steps, i, failure("unknown_manifest", &message))
                     .await;
             };
             let context = json!({
@@ -305,7 +299,7 @@ impl FlowExecutor {
                 Ok(input) => input,
                 Err((path, e)) => {
                     let error = json!({"code": "template", "message": format!("{path}: {e}"), "field": path});
-                    return self.step_failed(&flow.id, &run, &mut steps, i, error).await;
+                    return self.step_failed(&run, &mut steps, i, error).await;
                 }
             };
             let mut input = input;
@@ -321,7 +315,7 @@ impl FlowExecutor {
                     "message": format!("the input does not match {}: {}", action.key, problems[0].1),
                     "details": details,
                 });
-                return self.step_failed(&flow.id, &run, &mut steps, i, error).await;
+                return self.step_failed(&run, &mut steps, i, error).await;
             }
             let connection = match definition["connectionId"].as_str() {
                 None => None,
@@ -333,7 +327,7 @@ impl FlowExecutor {
                                 "connection_not_found",
                                 format!("the connection {id} was deleted"),
                             );
-                            return self.step_failed(&flow.id, &run, &mut steps, i, error).await;
+                            return self.step_failed(&run, &mut steps, i, error).await;
                         }
                     }
                 }
@@ -350,10 +344,12 @@ impl FlowExecutor {
                 .scope(
                     cause,
                     self.performer.perform(
-                        &*self.this_instance,
+                        timix_actions::Caller {
+                            this: &*self.this_instance,
+                            actor: &actor,
+                        },
                         action,
                         &input,
-                        &actor,
                         connection.as_ref(),
                     ),
                 )
@@ -388,7 +384,7 @@ impl FlowExecutor {
                     .await;
                 }
                 Attempt::Retry { error, .. } | Attempt::Fail(error) => {
-                    return self.step_failed(&flow.id, &run, &mut steps, i, error).await;
+                    return self.step_failed(&run, &mut steps, i, error).await;
                 }
             }
         }
@@ -418,13 +414,12 @@ impl FlowExecutor {
                 .fail(flow_id, run, steps, &format!("poisoned: {message}"))
                 .await;
         };
-        self.step_failed(flow_id, run, steps, i, failure("poisoned", message))
+        self.step_failed(run, steps, i, failure("poisoned", message))
             .await
     }
 
     async fn step_failed(
         &self,
-        flow_id: &str,
         run: &runs::ClaimedRun,
         steps: &mut [StepRecord],
         i: usize,
@@ -440,7 +435,7 @@ impl FlowExecutor {
         step.status = StepStatus::Failed;
         step.error = Some(error);
         step.finished_at = Some(format_ms(now_ms()));
-        self.fail(flow_id, run, steps, &message).await
+        self.fail(&run.flow_id, run, steps, &message).await
     }
 
     async fn fail(
