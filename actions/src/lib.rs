@@ -58,6 +58,13 @@ pub trait ThisInstance: Send + Sync {
     -> Pin<Box<dyn Future<Output = Reply> + Send + '_>>;
 }
 
+/// Who an action is performed as: the actor, and this instance to reach for steps on it.
+#[derive(Clone, Copy)]
+pub struct Caller<'a> {
+    pub this: &'a dyn ThisInstance,
+    pub actor: &'a Actor,
+}
+
 /// How an attempt to perform an action ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Attempt {
@@ -111,12 +118,12 @@ impl Performer {
     /// `connection` (none or `self`: this instance, or a URL without credentials).
     pub async fn perform(
         &self,
-        this: &dyn ThisInstance,
+        caller: Caller<'_>,
         action: &ActionManifest,
         input: &Value,
-        actor: &Actor,
         connection: Option<&Resolved>,
     ) -> Attempt {
+        let Caller { this, actor } = caller;
         let request = match build(action, input) {
             Ok(r) => r,
             Err(message) => return Attempt::Fail(failure("template", message)),
@@ -158,12 +165,12 @@ impl Performer {
     /// A GET through a connection (`self`: this instance as `actor`), for poll triggers.
     pub async fn get(
         &self,
-        this: &dyn ThisInstance,
-        actor: &Actor,
+        caller: Caller<'_>,
         connection: &Resolved,
         target: &str,
         query: &[(String, String)],
     ) -> Result<Reply, Attempt> {
+        let Caller { this, actor } = caller;
         if connection.kind == ConnectionKind::This {
             let call = ApiCall {
                 method: "GET".into(),
@@ -192,7 +199,12 @@ impl Performer {
         connection: &Resolved,
     ) -> Result<(), String> {
         let result = match self
-            .get(this, actor, connection, &connection.test_path(), &[])
+            .get(
+                Caller { this, actor },
+                connection,
+                &connection.test_path(),
+                &[],
+            )
             .await
         {
             Ok(reply) if (200..300).contains(&reply.status) => Ok(()),

@@ -51,15 +51,26 @@ async fn ready(http: &reqwest::Client, url: &str, since: Instant) -> anyhow::Res
     }
 }
 
+/// The workflow under load: the inbound webhook calls go to, and the receiver's log of the
+/// requests the runs made.
+struct Workflow<'a> {
+    http: &'a reqwest::Client,
+    url: &'a str,
+    arrivals: &'a Arrivals,
+}
+
 /// Latency from each call's answer to its arrival, at `rate` calls a second for `calls`.
 async fn paced(
-    http: &reqwest::Client,
-    url: &str,
-    arrivals: &Arrivals,
+    workflow: &Workflow<'_>,
     first: u64,
     calls: u64,
     rate: u64,
 ) -> anyhow::Result<(Duration, Duration)> {
+    let Workflow {
+        http,
+        url,
+        arrivals,
+    } = *workflow;
     let mut answered = HashMap::new();
     let started = Instant::now();
     for i in 0..calls {
@@ -100,13 +111,16 @@ async fn accepted(http: &reqwest::Client, url: &str, n: u64) -> anyhow::Result<I
 
 /// Runs per second for a burst of `calls` from 32 connections, and the peak memory meanwhile.
 async fn burst(
-    http: &reqwest::Client,
-    url: &str,
-    arrivals: &Arrivals,
+    workflow: &Workflow<'_>,
     first: u64,
     calls: u64,
     pid: u32,
 ) -> anyhow::Result<(f64, f64)> {
+    let Workflow {
+        http,
+        url,
+        arrivals,
+    } = *workflow;
     let started = Instant::now();
     let mut senders = Vec::new();
     for k in 0..32u64 {
@@ -304,10 +318,15 @@ async fn workflow_figures(
     arrivals: &Arrivals,
     pid: u32,
 ) -> anyhow::Result<()> {
-    let (p50, p99) = paced(http, inbound, arrivals, 0, 100, 10).await?;
+    let workflow = Workflow {
+        http,
+        url: inbound,
+        arrivals,
+    };
+    let (p50, p99) = paced(&workflow, 0, 100, 10).await?;
     figures.insert("webhook → HTTP p50 (ms)", ms(p50));
     figures.insert("webhook → HTTP p99 (ms)", ms(p99));
-    let (rate, peak) = burst(http, inbound, arrivals, 1_000_000, 500, pid).await?;
+    let (rate, peak) = burst(&workflow, 1_000_000, 500, pid).await?;
     figures.insert("webhook → HTTP runs/s", rate);
     figures.insert("memory loaded (MiB)", peak);
     Ok(())

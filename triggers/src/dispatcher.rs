@@ -170,7 +170,13 @@ impl Dispatcher {
                 batch.cut.push((flow.id.clone(), cut));
                 continue;
             }
-            self.start_run(tx, batch, flow, event, &lineage).await?;
+            let new_run = runs::NewRun {
+                flow,
+                source_key: &event.id,
+                trigger: &event.data,
+                lineage: &lineage,
+            };
+            self.start_run(tx, batch, &new_run).await?;
         }
         batch.listening.insert(key, listening);
         Ok(())
@@ -203,16 +209,15 @@ impl Dispatcher {
         Ok(None)
     }
 
-    /// Starts `flow`'s run for `event`: claimed for this process's lane when it has room and
+    /// Starts a flow's run for an event: claimed for this process's lane when it has room and
     /// the organization's budget allows it now, queued otherwise (until the budget allows it).
     async fn start_run(
         &self,
         tx: &mut Tx,
         batch: &mut Batch,
-        flow: &flows::LiveFlow,
-        event: &events::Event,
-        lineage: &Lineage,
+        new_run: &runs::NewRun<'_>,
     ) -> Result<()> {
+        let flow = new_run.flow;
         let wait = match &self.admission {
             Some(admission) => admission.book(&flow.org_id).await?,
             None => None,
@@ -220,22 +225,13 @@ impl Dispatcher {
         // Unique per (flow, event): a replayed batch starts nothing twice.
         let started = match &self.run_lane {
             Some(lane) if lane.has_room() && wait.is_none() => {
-                let claimed = runs::start_claimed(
-                    &mut *tx,
-                    flow,
-                    &event.id,
-                    &event.data,
-                    lineage,
-                    lane.lease_ms,
-                )
-                .await?;
+                let claimed = runs::start_claimed(&mut *tx, new_run, lane.lease_ms).await?;
                 let started = claimed.is_some();
                 batch.claimed_runs.extend(claimed);
                 started
             }
             _ => {
-                let run =
-                    runs::start_at(&mut *tx, flow, &event.id, &event.data, lineage, wait).await?;
+                let run = runs::start_at(&mut *tx, new_run, wait).await?;
                 let started = run.is_some();
                 // A run booked for later is taken by the sweeper when its time comes.
                 if wait.is_none() {

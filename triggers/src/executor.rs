@@ -285,7 +285,7 @@ impl FlowExecutor {
             });
             let prepared = match self.prepare(&flow, context, i, &mut steps[i]).await? {
                 Ok(prepared) => prepared,
-                Err(error) => return self.step_failed(&flow.id, &run, &mut steps, i, error).await,
+                Err(error) => return self.step_failed(&run, &mut steps, i, error).await,
             };
             steps[i].attempts += 1;
             steps[i].started_at = Some(format_ms(now_ms()));
@@ -321,7 +321,7 @@ impl FlowExecutor {
                     .await;
                 }
                 Attempt::Retry { error, .. } | Attempt::Fail(error) => {
-                    return self.step_failed(&flow.id, &run, &mut steps, i, error).await;
+                    return self.step_failed(&run, &mut steps, i, error).await;
                 }
             }
         }
@@ -412,10 +412,12 @@ impl FlowExecutor {
             .scope(
                 cause,
                 self.performer.perform(
-                    &*self.this_instance,
+                    timix_actions::Caller {
+                        this: &*self.this_instance,
+                        actor,
+                    },
                     step.action,
                     &step.input,
-                    actor,
                     step.connection.as_ref(),
                 ),
             )
@@ -441,13 +443,12 @@ impl FlowExecutor {
                 .fail(flow_id, run, steps, &format!("poisoned: {message}"))
                 .await;
         };
-        self.step_failed(flow_id, run, steps, i, failure("poisoned", message))
+        self.step_failed(run, steps, i, failure("poisoned", message))
             .await
     }
 
     async fn step_failed(
         &self,
-        flow_id: &str,
         run: &runs::ClaimedRun,
         steps: &mut [StepRecord],
         i: usize,
@@ -463,7 +464,7 @@ impl FlowExecutor {
         step.status = StepStatus::Failed;
         step.error = Some(error);
         step.finished_at = Some(format_ms(now_ms()));
-        self.fail(flow_id, run, steps, &message).await
+        self.fail(&run.flow_id, run, steps, &message).await
     }
 
     async fn fail(

@@ -108,20 +108,24 @@ pub async fn accept(inbound: Inbound<'_>, call: Call<'_>) -> Result<Accepted> {
         None => format!("inbound:{}", ulid::Ulid::generate()),
     };
     let lineage = runs::Lineage::default();
+    let new_run = runs::NewRun {
+        flow: &flow,
+        source_key: &source,
+        trigger: &payload,
+        lineage: &lineage,
+    };
     let wait = admission.book(&flow.org_id).await?;
     let run_id = match lane {
         // This process executes it at once: created claimed, handed over once committed.
         Some(lane) if lane.has_room() && wait.is_none() => {
-            let claimed =
-                runs::start_claimed_now(db, &flow, &source, &payload, &lineage, lane.lease_ms)
-                    .await?;
+            let claimed = runs::start_claimed_now(db, &new_run, lane.lease_ms).await?;
             let id = claimed.as_ref().map(|run| run.id.clone());
             lane.hand_over(claimed.into_iter().collect());
             id
         }
         _ => {
             let mut tx = db.begin().await?;
-            let id = runs::start_at(&mut tx, &flow, &source, &payload, &lineage, wait).await?;
+            let id = runs::start_at(&mut tx, &new_run, wait).await?;
             tx.commit().await?;
             // One booked for later is taken by the sweeper when its time comes.
             if wait.is_none() {

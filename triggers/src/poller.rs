@@ -156,8 +156,6 @@ impl Poller {
                 .await?
                 .ok_or_else(|| poll_error(format!("the connection {connection_id} was deleted")))?;
         let actor = executor.actor_of(flow).await?;
-        // Records changed from the moment this trigger began (enabled, or given a new source).
-        let enabled_at = state.basis_at;
         match &flow.trigger["source"] {
             Value::String(key) => {
                 let manifest = executor
@@ -165,8 +163,7 @@ impl Poller {
                     .triggers
                     .get(key)
                     .ok_or_else(|| poll_error(format!("{key} is no longer a trigger")))?;
-                self.read_api(&actor, &connection, manifest, state, enabled_at)
-                    .await
+                self.read_api(&actor, &connection, manifest, state).await
             }
             source => self.read_http(&actor, &connection, source, state).await,
         }
@@ -183,8 +180,10 @@ impl Poller {
             .executor
             .performer
             .get(
-                &*self.executor.this_instance,
-                actor,
+                timix_actions::Caller {
+                    this: &*self.executor.this_instance,
+                    actor,
+                },
                 connection,
                 path,
                 query,
@@ -223,8 +222,9 @@ impl Poller {
         connection: &Resolved,
         manifest: &TriggerManifest,
         state: &PollState,
-        enabled_at: Millis,
     ) -> std::result::Result<Polled, PollError> {
+        // Records changed from the moment this trigger began (enabled, or given a new source).
+        let enabled_at = state.basis_at;
         let mut since = state
             .cursor
             .as_ref()

@@ -65,7 +65,13 @@ pub async fn tick(db: &Db, admission: &RunAdmission, last: Option<i64>) -> Resul
             let text = flow.trigger["schedule"].as_str().unwrap_or_default();
             let trigger = json!({"firedAt": at, "schedule": text});
             let source = format!("schedule:{at}");
-            match runs::start(&mut tx, flow, &source, &trigger, &runs::Lineage::default()).await? {
+            let run = runs::NewRun {
+                flow,
+                source_key: &source,
+                trigger: &trigger,
+                lineage: &runs::Lineage::default(),
+            };
+            match runs::start(&mut tx, &run).await? {
                 Some(id) => started.push(id),
                 // A fire time another process started already: its slot goes back.
                 None if *booked => admission.refund(&flow.org_id),

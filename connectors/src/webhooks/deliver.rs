@@ -80,6 +80,9 @@ pub struct Deliverer {
 
 /// One attempt, as it is logged.
 struct Attempt<'a> {
+    delivery_id: &'a str,
+    /// 1 for the first attempt.
+    number: i64,
     started_at: i64,
     duration_ms: i64,
     result: &'a AttemptResult,
@@ -188,6 +191,8 @@ impl Deliverer {
         let duration_ms = clock.elapsed().as_millis() as i64;
         let number = attempts_before + 1;
         let attempt = Attempt {
+            delivery_id,
+            number,
             started_at,
             duration_ms,
             result: &result,
@@ -197,20 +202,14 @@ impl Deliverer {
         if succeeded {
             subscriptions::mark_recovered(&self.db, &subscription).await?;
             return self
-                .finish_attempt(
-                    delivery_id,
-                    number,
-                    DeliveryStatus::Succeeded,
-                    None,
-                    &attempt,
-                )
+                .finish_attempt(&attempt, DeliveryStatus::Succeeded, None)
                 .await;
         }
         if result.status == Some(410) {
             self.end_subscription(&subscription, "the endpoint answered 410 Gone")
                 .await?;
             return self
-                .finish_attempt(delivery_id, number, DeliveryStatus::Dead, None, &attempt)
+                .finish_attempt(&attempt, DeliveryStatus::Dead, None)
                 .await;
         }
         let failing_since =
@@ -219,12 +218,12 @@ impl Deliverer {
             self.end_subscription(&subscription, "every delivery failed for five days")
                 .await?;
             return self
-                .finish_attempt(delivery_id, number, DeliveryStatus::Dead, None, &attempt)
+                .finish_attempt(&attempt, DeliveryStatus::Dead, None)
                 .await;
         }
         let Some(planned) = self.schedule.get(attempts_before as usize).copied() else {
             return self
-                .finish_attempt(delivery_id, number, DeliveryStatus::Dead, None, &attempt)
+                .finish_attempt(&attempt, DeliveryStatus::Dead, None)
                 .await;
         };
         let delay = match result.retry_after {
@@ -232,14 +231,8 @@ impl Deliverer {
             None => jitter(planned),
         };
         // The retry is queued when due by the sweeper.
-        self.finish_attempt(
-            delivery_id,
-            number,
-            DeliveryStatus::Failed,
-            Some(delay),
-            &attempt,
-        )
-        .await
+        self.finish_attempt(&attempt, DeliveryStatus::Failed, Some(delay))
+            .await
     }
 
     async fn send(&self, subscription: &Subscription, event: &Event) -> AttemptResult {
@@ -320,17 +313,15 @@ impl Deliverer {
     /// Logs the attempt and moves the delivery on (committed with other attempts' logs).
     async fn finish_attempt(
         &self,
-        delivery_id: &str,
-        attempts: i64,
+        attempt: &Attempt<'_>,
         status: DeliveryStatus,
         retry_in: Option<Duration>,
-        attempt: &Attempt<'_>,
     ) -> Result<()> {
         let result = attempt.result;
         self.log
             .write(AttemptRecord {
-                delivery_id: delivery_id.to_owned(),
-                number: attempts,
+                delivery_id: attempt.delivery_id.to_owned(),
+                number: attempt.number,
                 status,
                 next_attempt_at: retry_in.map(|d| now_ms() + d.as_millis() as i64),
                 started_at: attempt.started_at,

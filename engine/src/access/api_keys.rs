@@ -140,30 +140,40 @@ pub async fn create(db: &Db, actor: &Actor, input: ApiKeyInput) -> Result<Create
         )));
     }
     let mut tx = events::begin_write(db).await?;
-    let created = insert(
-        &mut tx,
-        actor.org_id(),
-        &actor.user_id,
-        &name,
+    let new = NewApiKey {
+        org_id: actor.org_id(),
+        user_id: &actor.user_id,
+        name: &name,
         role,
         expires_at,
-    )
-    .await?;
+    };
+    let created = insert(&mut tx, new).await?;
     // A replay of this request does not show the key again: only its hash is ever stored.
     idempotency::record(&mut tx, actor, Answer::Created, &created.api_key).await?;
     tx.commit().await?;
     Ok(created)
 }
 
+/// A key about to be created: whose it is, what it is called, the role it acts with and when
+/// it expires (never when `None`).
+#[derive(Debug, Clone, Copy)]
+pub struct NewApiKey<'a> {
+    pub org_id: &'a str,
+    pub user_id: &'a str,
+    pub name: &'a str,
+    pub role: Role,
+    pub expires_at: Option<Millis>,
+}
+
 /// Creates a key inside `tx` and logs `api_key.created` (operator paths use this directly).
-pub async fn insert(
-    tx: &mut Tx,
-    org_id: &str,
-    user_id: &str,
-    name: &str,
-    role: Role,
-    expires_at: Option<Millis>,
-) -> Result<CreatedApiKey> {
+pub async fn insert(tx: &mut Tx, new: NewApiKey<'_>) -> Result<CreatedApiKey> {
+    let NewApiKey {
+        org_id,
+        user_id,
+        name,
+        role,
+        expires_at,
+    } = new;
     let key = key_format::generate();
     let id = ids::new_id(ids::API_KEY);
     let now = now_ms();
@@ -207,15 +217,15 @@ pub async fn create_for_user(
         .ok_or(Error::NotFound("user"))?;
     let role = row::get_str(&user, "role")?;
     let role = Role::parse(&role).ok_or_else(|| Error::Internal(format!("stored role {role}")))?;
-    let created = insert(
-        &mut tx,
-        &row::get_str(&user, "org_id")?,
+    let org_id = row::get_str(&user, "org_id")?;
+    let new = NewApiKey {
+        org_id: &org_id,
         user_id,
         name,
         role,
         expires_at,
-    )
-    .await?;
+    };
+    let created = insert(&mut tx, new).await?;
     tx.commit().await?;
     Ok(created)
 }

@@ -53,15 +53,14 @@ pub async fn bootstrap(db: &Db, input: BootstrapInput<'_>) -> Result<Bootstrappe
         },
     )
     .await?;
-    let key = api_keys::insert(
-        &mut tx,
-        &organization_id,
-        &user_id,
-        "bootstrap",
-        Role::Owner,
-        None,
-    )
-    .await?;
+    let new_key = api_keys::NewApiKey {
+        org_id: &organization_id,
+        user_id: &user_id,
+        name: "bootstrap",
+        role: Role::Owner,
+        expires_at: None,
+    };
+    let key = api_keys::insert(&mut tx, new_key).await?;
     tx.commit().await?;
     Ok(Bootstrapped {
         organization_id,

@@ -376,7 +376,7 @@ pub async fn update(db: &Db, actor: &Actor, id: &str, input: OrgUserInput) -> Re
     .await
     .map_err(|e| rows::external_id_conflict(e, "user"))?;
     let after = reload(&mut tx, id, &currency).await?;
-    events::updated(&mut tx, actor.org_id(), NOUN, id, &before, &after).await?;
+    events::updated(&mut tx, actor.org_id(), NOUN, id, (&before, &after)).await?;
     if before.billable_rate != after.billable_rate {
         time_entries::reprice(&mut tx, actor.org_id(), "user_id", id).await?;
     }

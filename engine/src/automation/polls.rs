@@ -207,7 +207,13 @@ pub async fn save(
             let source = format!("poll:{}", state.item_key(&item.key));
             let wait = admission.book(&flow.org_id).await?;
             let lineage = runs::Lineage::default();
-            let run = runs::start_at(&mut tx, flow, &source, &item.record, &lineage, wait).await?;
+            let new_run = runs::NewRun {
+                flow,
+                source_key: &source,
+                trigger: &item.record,
+                lineage: &lineage,
+            };
+            let run = runs::start_at(&mut tx, &new_run, wait).await?;
             // One booked for later is taken by the sweeper when its time comes.
             if wait.is_none() {
                 started.extend(run);

@@ -114,7 +114,7 @@ impl Resource for HolidayProfiles {
         .await
         .map_err(|e| rows::external_id_conflict(e, NOUN))?;
         let after = resource::reload::<HolidayProfiles>(tx, &before.id).await?;
-        events::updated(tx, actor.org_id(), NOUN, &before.id, &before, &after).await?;
+        events::updated(tx, actor.org_id(), NOUN, &before.id, (&before, &after)).await?;
         Ok(after)
     }
 }
@@ -362,52 +362,52 @@ pub async fn expected_seconds(
     .await?
     .ok_or(Error::NotFound("user"))?;
     let weekly = row::get_opt_i64(&user, "weekly_capacity_seconds")?;
-    let (working_days, holidays, per_day) = match row::get_opt_str(&user, "working_days")? {
-        Some(_) => (
-            json_list::<String>(&user, "working_days")?,
-            json_list::<Holiday>(&user, "holidays")?,
-            row::get_i64(&user, "seconds_per_day")?,
-        ),
-        None => (
-            DEFAULT_WORKING_DAYS.map(String::from).to_vec(),
-            Vec::new(),
-            DEFAULT_SECONDS_PER_DAY,
-        ),
+    let calendar = match row::get_opt_str(&user, "working_days")? {
+        Some(_) => Calendar {
+            working_days: json_list::<String>(&user, "working_days")?,
+            holidays: json_list::<Holiday>(&user, "holidays")?,
+            seconds_per_day: row::get_i64(&user, "seconds_per_day")?,
+        },
+        None => Calendar {
+            working_days: DEFAULT_WORKING_DAYS.map(String::from).to_vec(),
+            holidays: Vec::new(),
+            seconds_per_day: DEFAULT_SECONDS_PER_DAY,
+        },
     };
-    Ok(capacity(
-        first,
-        last,
-        &working_days,
-        &holidays,
-        per_day,
-        weekly,
-    ))
+    Ok(calendar.capacity(first, last, weekly))
 }
 
-fn capacity(
-    first: NaiveDate,
-    last: NaiveDate,
-    working_days: &[String],
-    holidays: &[Holiday],
+/// The working week a user follows: their profile's, or the default one.
+struct Calendar {
+    working_days: Vec<String>,
+    holidays: Vec<Holiday>,
     seconds_per_day: i64,
-    weekly_capacity: Option<i64>,
-) -> i64 {
-    let works = |d: NaiveDate| {
-        let name = WEEKDAYS[d.weekday().num_days_from_monday() as usize];
-        working_days.iter().any(|w| w == name)
-    };
-    let holiday_dates: BTreeSet<NaiveDate> = holidays
-        .iter()
-        .filter_map(|h| parse_date(&h.date))
-        .collect();
-    let days = first
-        .iter_days()
-        .take_while(|d| *d <= last)
-        .filter(|d| works(*d) && !holiday_dates.contains(d))
-        .count() as i64;
-    match weekly_capacity {
-        Some(weekly) if !working_days.is_empty() => weekly * days / working_days.len() as i64,
-        _ => seconds_per_day * days,
+}
+
+impl Calendar {
+    /// Working seconds from `first` to `last` (inclusive), at `weekly_capacity` spread over the
+    /// working days when there is one.
+    fn capacity(&self, first: NaiveDate, last: NaiveDate, weekly_capacity: Option<i64>) -> i64 {
+        let works = |d: NaiveDate| {
+            let name = WEEKDAYS[d.weekday().num_days_from_monday() as usize];
+            self.working_days.iter().any(|w| w == name)
+        };
+        let holiday_dates: BTreeSet<NaiveDate> = self
+            .holidays
+            .iter()
+            .filter_map(|h| parse_date(&h.date))
+            .collect();
+        let days = first
+            .iter_days()
+            .take_while(|d| *d <= last)
+            .filter(|d| works(*d) && !holiday_dates.contains(d))
+            .count() as i64;
+        match weekly_capacity {
+            Some(weekly) if !self.working_days.is_empty() => {
+                weekly * days / self.working_days.len() as i64
+            }
+            _ => self.seconds_per_day * days,
+        }
     }
 }
 
@@ -417,6 +417,14 @@ mod tests {
 
     fn day(text: &str) -> NaiveDate {
         parse_date(text).unwrap()
+    }
+
+    fn calendar(working_days: &[String], holidays: &[Holiday], seconds_per_day: i64) -> Calendar {
+        Calendar {
+            working_days: working_days.to_vec(),
+            holidays: holidays.to_vec(),
+            seconds_per_day,
+        }
     }
 
     #[test]
@@ -434,14 +442,17 @@ mod tests {
             },
         ];
         let (mon, sun) = (day("2026-12-21"), day("2026-12-27"));
-        assert_eq!(capacity(mon, sun, &weekdays, &[], 28_800, None), 5 * 28_800);
         assert_eq!(
-            capacity(mon, sun, &weekdays, &christmas, 28_800, None),
+            calendar(&weekdays, &[], 28_800).capacity(mon, sun, None),
+            5 * 28_800
+        );
+        assert_eq!(
+            calendar(&weekdays, &christmas, 28_800).capacity(mon, sun, None),
             4 * 28_800
         );
         // 32 h a week over five working days, one of them a holiday.
         assert_eq!(
-            capacity(mon, sun, &weekdays, &christmas, 28_800, Some(32 * 3600)),
+            calendar(&weekdays, &christmas, 28_800).capacity(mon, sun, Some(32 * 3600)),
             4 * 32 * 3600 / 5
         );
         let four_days = vec![
@@ -451,7 +462,7 @@ mod tests {
             "thursday".into(),
         ];
         assert_eq!(
-            capacity(mon, sun, &four_days, &christmas, 36_000, None),
+            calendar(&four_days, &christmas, 36_000).capacity(mon, sun, None),
             4 * 36_000
         );
     }

@@ -19,6 +19,25 @@ const LINES_PER_PAGE: usize = 40;
 const REGULAR: Name = Name(b"F1");
 const BOLD: Name = Name(b"F2");
 
+/// A font at a size: what a piece of text is set in.
+#[derive(Clone, Copy)]
+struct Face {
+    font: Name<'static>,
+    size: f32,
+}
+
+impl Face {
+    const fn new(font: Name<'static>, size: f32) -> Self {
+        Self { font, size }
+    }
+}
+
+const TITLE: Face = Face::new(BOLD, 22.0);
+const SENDER: Face = Face::new(BOLD, 12.0);
+const LABEL: Face = Face::new(BOLD, 10.0);
+const BODY: Face = Face::new(REGULAR, 10.0);
+const FOOTER: Face = Face::new(REGULAR, 8.0);
+
 /// Column right edges of the line table.
 const QUANTITY_RIGHT: f32 = 360.0;
 const PRICE_RIGHT: f32 = 455.0;
@@ -115,17 +134,17 @@ impl Page {
         }
     }
 
-    fn text(&mut self, font: Name, size: f32, x: f32, y: f32, text: &str) {
+    fn text(&mut self, face: Face, x: f32, y: f32, text: &str) {
         self.content
             .begin_text()
-            .set_font(font, size)
+            .set_font(face.font, face.size)
             .next_line(x, y)
             .show(Str(&win_ansi(text)))
             .end_text();
     }
 
-    fn text_right(&mut self, font: Name, size: f32, right: f32, y: f32, text: &str) {
-        self.text(font, size, right - text_width(text, size), y, text);
+    fn text_right(&mut self, face: Face, right: f32, y: f32, text: &str) {
+        self.text(face, right - text_width(text, face.size), y, text);
     }
 
     fn rule(&mut self, y: f32, gray: f32) {
@@ -150,24 +169,17 @@ pub fn render(org: &Organization, customer: &Customer, invoice: &Invoice) -> Vec
     };
     let mut pages = vec![Page::new()];
     let first = &mut pages[0];
-    first.text(BOLD, 22.0, MARGIN, PAGE_HEIGHT - MARGIN - 10.0, &title);
+    first.text(TITLE, MARGIN, PAGE_HEIGHT - MARGIN - 10.0, &title);
     first.text_right(
-        BOLD,
-        12.0,
+        SENDER,
         AMOUNT_RIGHT,
         PAGE_HEIGHT - MARGIN - 8.0,
         &fit(&org.name, 12.0, 220.0),
     );
     let mut y = PAGE_HEIGHT - MARGIN - 50.0;
-    first.text(BOLD, 10.0, MARGIN, y, "Bill to");
-    first.text(BOLD, 10.0, 330.0, y, "Issue date");
-    first.text_right(
-        REGULAR,
-        10.0,
-        AMOUNT_RIGHT,
-        y,
-        date_or_dash(&invoice.issue_date),
-    );
+    first.text(LABEL, MARGIN, y, "Bill to");
+    first.text(LABEL, 330.0, y, "Issue date");
+    first.text_right(BODY, AMOUNT_RIGHT, y, date_or_dash(&invoice.issue_date));
     y -= LINE_HEIGHT;
     let mut bill_to = vec![customer.name.clone()];
     bill_to.extend(customer.email.clone());
@@ -188,21 +200,21 @@ pub fn render(org: &Organization, customer: &Customer, invoice: &Invoice) -> Vec
     ];
     for i in 0..bill_to.len().max(facts.len()) {
         if let Some(line) = bill_to.get(i) {
-            first.text(REGULAR, 10.0, MARGIN, y, &fit(line, 10.0, 260.0));
+            first.text(BODY, MARGIN, y, &fit(line, 10.0, 260.0));
         }
         if let Some((label, value)) = facts.get(i) {
-            first.text(BOLD, 10.0, 330.0, y, label);
-            first.text_right(REGULAR, 10.0, AMOUNT_RIGHT, y, value);
+            first.text(LABEL, 330.0, y, label);
+            first.text_right(BODY, AMOUNT_RIGHT, y, value);
         }
         y -= LINE_HEIGHT;
     }
     y -= LINE_HEIGHT;
 
     let header = |page: &mut Page, y: f32| {
-        page.text(BOLD, 10.0, MARGIN, y, "Description");
-        page.text_right(BOLD, 10.0, QUANTITY_RIGHT, y, "Quantity");
-        page.text_right(BOLD, 10.0, PRICE_RIGHT, y, "Unit price");
-        page.text_right(BOLD, 10.0, AMOUNT_RIGHT, y, "Amount");
+        page.text(LABEL, MARGIN, y, "Description");
+        page.text_right(LABEL, QUANTITY_RIGHT, y, "Quantity");
+        page.text_right(LABEL, PRICE_RIGHT, y, "Unit price");
+        page.text_right(LABEL, AMOUNT_RIGHT, y, "Amount");
         page.rule(y - 6.0, 0.3);
         y - LINE_HEIGHT - 4.0
     };
@@ -218,23 +230,11 @@ pub fn render(org: &Organization, customer: &Customer, invoice: &Invoice) -> Vec
             room = LINES_PER_PAGE;
         }
         let page = pages.last_mut().expect("a page");
-        page.text(
-            REGULAR,
-            10.0,
-            MARGIN,
-            y,
-            &fit(&line.description, 10.0, 220.0),
-        );
+        page.text(BODY, MARGIN, y, &fit(&line.description, 10.0, 220.0));
         let unit = if line.kind == "time" { " h" } else { "" };
-        page.text_right(
-            REGULAR,
-            10.0,
-            QUANTITY_RIGHT,
-            y,
-            &format!("{}{unit}", line.quantity),
-        );
-        page.text_right(REGULAR, 10.0, PRICE_RIGHT, y, &line.unit_price);
-        page.text_right(REGULAR, 10.0, AMOUNT_RIGHT, y, &line.amount);
+        page.text_right(BODY, QUANTITY_RIGHT, y, &format!("{}{unit}", line.quantity));
+        page.text_right(BODY, PRICE_RIGHT, y, &line.unit_price);
+        page.text_right(BODY, AMOUNT_RIGHT, y, &line.amount);
         y -= LINE_HEIGHT;
         room -= 1;
     }
@@ -267,30 +267,23 @@ pub fn render(org: &Organization, customer: &Customer, invoice: &Invoice) -> Vec
     ]
     .map(|(label, value, bold)| (label.to_owned(), value, bold));
     for (label, value, bold) in &totals {
-        let font = if *bold { BOLD } else { REGULAR };
-        page.text(font, 10.0, 330.0, y, label);
-        page.text_right(font, 10.0, AMOUNT_RIGHT, y, value);
+        let face = if *bold { LABEL } else { BODY };
+        page.text(face, 330.0, y, label);
+        page.text_right(face, AMOUNT_RIGHT, y, value);
         y -= LINE_HEIGHT;
     }
     if let Some(notes) = &invoice.notes {
         y -= LINE_HEIGHT;
-        page.text(BOLD, 10.0, MARGIN, y, "Notes");
+        page.text(LABEL, MARGIN, y, "Notes");
         for line in notes.lines().take(6) {
             y -= LINE_HEIGHT;
-            page.text(
-                REGULAR,
-                10.0,
-                MARGIN,
-                y,
-                &fit(line, 10.0, PAGE_WIDTH - 2.0 * MARGIN),
-            );
+            page.text(BODY, MARGIN, y, &fit(line, 10.0, PAGE_WIDTH - 2.0 * MARGIN));
         }
     }
     let count = pages.len();
     for (i, page) in pages.iter_mut().enumerate() {
         page.text_right(
-            REGULAR,
-            8.0,
+            FOOTER,
             AMOUNT_RIGHT,
             MARGIN - 20.0,
             &format!("{title} · page {} of {count}", i + 1),

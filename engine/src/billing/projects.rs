@@ -433,7 +433,7 @@ async fn apply_update(
     .await
     .map_err(|e| rows::external_id_conflict(e, NOUN))?;
     let after = resource::reload::<Projects>(tx, &before.id).await?;
-    events::updated(tx, actor.org_id(), NOUN, &before.id, &before, &after).await?;
+    events::updated(tx, actor.org_id(), NOUN, &before.id, (&before, &after)).await?;
     if before.hourly_rate != after.hourly_rate || before.billing_method != after.billing_method {
         time_entries::reprice(tx, actor.org_id(), "project_id", &before.id).await?;
     }

@@ -270,7 +270,7 @@ async fn apply_update(
     .await
     .map_err(|e| rows::external_id_conflict(e, NOUN))?;
     let after = resource::reload::<Subtasks>(tx, &before.id).await?;
-    events::updated(tx, actor.org_id(), NOUN, &before.id, &before, &after).await?;
+    events::updated(tx, actor.org_id(), NOUN, &before.id, (&before, &after)).await?;
     Ok(after)
 }
 
@@ -295,7 +295,7 @@ pub(crate) async fn follow_task_move(
             .execute(&mut *tx)
             .await?;
         let after = resource::reload::<Subtasks>(tx, &before.id).await?;
-        events::updated(tx, org_id, NOUN, &before.id, &before, &after).await?;
+        events::updated(tx, org_id, NOUN, &before.id, (&before, &after)).await?;
     }
     Ok(())
 }

@@ -343,7 +343,7 @@ async fn apply_update(
         subtasks::follow_task_move(tx, actor.org_id(), &before.id, &project_id).await?;
     }
     let after = resource::reload::<Tasks>(tx, &before.id).await?;
-    events::updated(tx, actor.org_id(), NOUN, &before.id, &before, &after).await?;
+    events::updated(tx, actor.org_id(), NOUN, &before.id, (&before, &after)).await?;
     if before.hourly_rate != after.hourly_rate || before.billable != after.billable {
         time_entries::reprice(tx, actor.org_id(), "task_id", &before.id).await?;
     }

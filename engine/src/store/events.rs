@@ -230,13 +230,13 @@ pub async fn created<T: Serialize>(
 }
 
 /// Logs an update as `{noun}.updated` with the changed fields, unless nothing changed.
+/// `(before, after)` is the resource as it was and as the write left it.
 pub async fn updated<T: Serialize>(
     tx: &mut Tx,
     org_id: &str,
     noun: &str,
     resource_id: &str,
-    before: &T,
-    after: &T,
+    (before, after): (&T, &T),
 ) -> Result<()> {
     let before = serde_json::to_value(before).map_err(json_error)?;
     let data = serde_json::to_value(after).map_err(json_error)?;

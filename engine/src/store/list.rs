@@ -357,18 +357,27 @@ pub async fn list<T>(
     params: &ListParams,
     decode: impl Fn(&row::Row) -> Result<T>,
 ) -> Result<Page<T>> {
-    list_where(db, org_id, spec, params, &[], decode).await
+    let scope = Scope { org_id, fixed: &[] };
+    list_where(db, scope, spec, params, decode).await
 }
 
-/// [`list`] with fixed conditions `column = value` besides the request's (a webhook's deliveries).
+/// The rows a listing may show: an organization's, narrowed by fixed conditions
+/// `column = value` besides the request's (a webhook's deliveries).
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    pub org_id: &'a str,
+    pub fixed: &'a [(&'a str, Arg)],
+}
+
+/// [`list`] within a [`Scope`] narrower than the organization.
 pub async fn list_where<T>(
     db: &Db,
-    org_id: &str,
+    scope: Scope<'_>,
     spec: &ListSpec,
     params: &ListParams,
-    fixed: &[(&str, Arg)],
     decode: impl Fn(&row::Row) -> Result<T>,
 ) -> Result<Page<T>> {
+    let Scope { org_id, fixed } = scope;
     let mut filter = Sql::new("");
     filter.and(" WHERE org_id = ?", org_id);
     for (column, arg) in fixed {

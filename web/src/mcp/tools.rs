@@ -169,7 +169,15 @@ async fn perform(
     }
     match state
         .performer
-        .perform(api.instance, action, &input, api.actor, None)
+        .perform(
+            timix_actions::Caller {
+                this: api.instance,
+                actor: api.actor,
+            },
+            action,
+            &input,
+            None,
+        )
         .await
     {
         Attempt::Done(output) => Ok(output),

@@ -153,8 +153,10 @@ pub async fn authorize(
         &state.vault,
         &actor,
         &id,
-        &oauth_state,
-        &verifier,
+        connections::PendingAuthorization {
+            state: &oauth_state,
+            verifier: &verifier,
+        },
     )
     .await?;
     let body = Authorization {

@@ -136,7 +136,13 @@ pub async fn test(
         .unwrap_or_else(|| json!({}));
     let source = format!("test:{}", ulid::Ulid::generate());
     let mut tx = state.db.begin().await?;
-    let run_id = runs::start(&mut tx, &live, &source, &sample, &runs::Lineage::default())
+    let run = runs::NewRun {
+        flow: &live,
+        source_key: &source,
+        trigger: &sample,
+        lineage: &runs::Lineage::default(),
+    };
+    let run_id = runs::start(&mut tx, &run)
         .await?
         .ok_or_else(|| Error::Internal("a test run was not started".into()))?;
     tx.commit().await?;

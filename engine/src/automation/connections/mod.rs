@@ -305,7 +305,7 @@ pub async fn update(
     .execute(&mut tx)
     .await?;
     let after = reload(&mut tx, vault, id).await?;
-    events::updated(&mut tx, actor.org_id(), NOUN, id, &before, &after).await?;
+    events::updated(&mut tx, actor.org_id(), NOUN, id, (&before, &after)).await?;
     crate::access::idempotency::record(
         &mut tx,
         actor,

@@ -12,15 +12,23 @@ use crate::store::clock::now_ms;
 use crate::store::db::{Db, Sql};
 use crate::store::rows;
 
-/// Starts an OAuth2 authorization: remembers its `state` and PKCE verifier.
+/// What an OAuth2 authorization waits with until the provider calls back: the `state` it sent
+/// and the PKCE verifier that goes with it.
+#[derive(Debug, Clone, Copy)]
+pub struct PendingAuthorization<'a> {
+    pub state: &'a str,
+    pub verifier: &'a str,
+}
+
+/// Starts an OAuth2 authorization of connection `id`: remembers its `state` and PKCE verifier.
 pub async fn begin_authorization(
     db: &Db,
     vault: &Vault,
     actor: &Actor,
     id: &str,
-    state: &str,
-    verifier: &str,
+    pending: PendingAuthorization<'_>,
 ) -> Result<Resolved> {
+    let PendingAuthorization { state, verifier } = pending;
     actor.require(Permission::ManageFlows)?;
     let mut tx = db.begin().await?;
     let row = rows::live_row(&mut tx, LIST.table, actor.org_id(), id)

@@ -303,7 +303,7 @@ pub async fn update(
     .await?;
     let after = reload(&mut tx, id).await?;
     crate::automation::polls::follow(&mut tx, &after).await?;
-    events::updated(&mut tx, actor.org_id(), NOUN, id, &before, &after).await?;
+    events::updated(&mut tx, actor.org_id(), NOUN, id, (&before, &after)).await?;
     crate::access::idempotency::record(
         &mut tx,
         actor,

@@ -173,16 +173,20 @@ pub struct Lineage {
     pub root: Option<String>,
 }
 
-/// Queues a run of `flow` for `source_key`, unless that source already started one. Returns
-/// the new run's id; queue a job for it.
-pub async fn start(
-    conn: impl QueryTarget,
-    flow: &LiveFlow,
-    source_key: &str,
-    trigger: &Value,
-    lineage: &Lineage,
-) -> Result<Option<String>> {
-    start_at(conn, flow, source_key, trigger, lineage, None).await
+/// What a new run is: the flow it runs, the source that started it (unique per flow: a source
+/// starts one run at most), the trigger data it begins with and its place in a chain of flows.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRun<'a> {
+    pub flow: &'a LiveFlow,
+    pub source_key: &'a str,
+    pub trigger: &'a Value,
+    pub lineage: &'a Lineage,
+}
+
+/// Queues `run`, unless its source already started one. Returns the new run's id; queue a job
+/// for it.
+pub async fn start(conn: impl QueryTarget, run: &NewRun<'_>) -> Result<Option<String>> {
+    start_at(conn, run, None).await
 }
 
 /// [`start`] for a run that may not begin before `not_before` when one is given (its
@@ -190,14 +194,11 @@ pub async fn start(
 /// it when its time comes.
 pub async fn start_at(
     conn: impl QueryTarget,
-    flow: &LiveFlow,
-    source_key: &str,
-    trigger: &Value,
-    lineage: &Lineage,
+    run: &NewRun<'_>,
     not_before: Option<Millis>,
 ) -> Result<Option<String>> {
     let begin = not_before.map_or(Begin::Now, Begin::Later);
-    let (sql, run) = insertion(flow, source_key, trigger, lineage, begin)?;
+    let (sql, run) = insertion(run, begin)?;
     Ok((sql.execute(conn).await? == 1).then_some(run.id))
 }
 
@@ -206,26 +207,20 @@ pub async fn start_at(
 /// runs out and the sweeper takes the run.
 pub async fn start_claimed(
     conn: impl QueryTarget,
-    flow: &LiveFlow,
-    source_key: &str,
-    trigger: &Value,
-    lineage: &Lineage,
+    run: &NewRun<'_>,
     lease_ms: i64,
 ) -> Result<Option<ClaimedRun>> {
-    let (sql, run) = insertion(flow, source_key, trigger, lineage, Begin::Claimed(lease_ms))?;
+    let (sql, run) = insertion(run, Begin::Claimed(lease_ms))?;
     Ok((sql.execute(conn).await? == 1).then_some(run))
 }
 
 /// [`start_claimed`] as a write of its own (committed with others waiting at the same time).
 pub async fn start_claimed_now(
     db: &Db,
-    flow: &LiveFlow,
-    source_key: &str,
-    trigger: &Value,
-    lineage: &Lineage,
+    run: &NewRun<'_>,
     lease_ms: i64,
 ) -> Result<Option<ClaimedRun>> {
-    let (sql, run) = insertion(flow, source_key, trigger, lineage, Begin::Claimed(lease_ms))?;
+    let (sql, run) = insertion(run, Begin::Claimed(lease_ms))?;
     Ok((db.write_count(&sql).await? == 1).then_some(run))
 }
 
@@ -240,13 +235,13 @@ enum Begin {
 
 /// The statement that creates a run (nothing when the source already started one), and the
 /// run it creates.
-fn insertion(
-    flow: &LiveFlow,
-    source_key: &str,
-    trigger: &Value,
-    lineage: &Lineage,
-    begin: Begin,
-) -> Result<(Sql, ClaimedRun)> {
+fn insertion(new: &NewRun<'_>, begin: Begin) -> Result<(Sql, ClaimedRun)> {
+    let NewRun {
+        flow,
+        source_key,
+        trigger,
+        lineage,
+    } = *new;
     let id = ids::new_id(ids::RUN);
     let now = now_ms();
     let steps = pending_steps(flow);

@@ -127,15 +127,11 @@ pub async fn list_deliveries(
     actor.require(Permission::ManageWebhooks)?;
     live_subscription(db, actor, "webhook", webhook_id).await?;
     let fixed = [("subscription_id", Arg::from(webhook_id))];
-    let mut page = list::list_where(
-        db,
-        actor.org_id(),
-        &DELIVERY_LIST,
-        params,
-        &fixed,
-        delivery_from_row,
-    )
-    .await?;
+    let scope = list::Scope {
+        org_id: actor.org_id(),
+        fixed: &fixed,
+    };
+    let mut page = list::list_where(db, scope, &DELIVERY_LIST, params, delivery_from_row).await?;
     for item in page.items.iter_mut() {
         if let list::Item::Live(delivery) = item {
             delivery.attempts = attempts(db, &delivery.id).await?;

@@ -28,7 +28,11 @@ pub async fn list_webhooks(db: &Db, actor: &Actor, params: &ListParams) -> Resul
     actor.require(Permission::ManageWebhooks)?;
     // Hooks live in the same table; this list shows webhooks only.
     let fixed = [("kind", Arg::from("webhook"))];
-    list::list_where(db, actor.org_id(), &LIST, params, &fixed, webhook_from_row).await
+    let scope = list::Scope {
+        org_id: actor.org_id(),
+        fixed: &fixed,
+    };
+    list::list_where(db, scope, &LIST, params, webhook_from_row).await
 }
 
 pub async fn get_webhook(db: &Db, actor: &Actor, id: &str) -> Result<Webhook> {

@@ -38,7 +38,7 @@ pub(super) async fn finish(
     verb: Option<&str>,
 ) -> Result<Invoice> {
     let after = resource::reload::<Invoices>(&mut tx, &before.id).await?;
-    events::updated(&mut tx, actor.org_id(), NOUN, &before.id, before, &after).await?;
+    events::updated(&mut tx, actor.org_id(), NOUN, &before.id, (before, &after)).await?;
     if let Some(verb) = verb {
         events::append(
             &mut tx,

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::{InvoiceLine, LineInput, MAX_LINES, json_of};
+use crate::billing::customers::Customer;
 use crate::error::{Error, FieldError, Problems, Result};
 use crate::store::checks::{self, SHORT_TEXT};
 use crate::store::db::{Sql, Tx, row};
@@ -119,17 +120,17 @@ pub(super) fn manual_lines(p: &mut Problems, lines: Vec<LineInput>, currency: &s
     out
 }
 
-/// Lines for the approved, unbilled, billable time of a customer in `from..=to`: one per
-/// task and rate on hourly projects, one per fixed-fee project (its fee, less what earlier
-/// invoices already billed of it).
+/// Lines for the approved, unbilled, billable time of `customer` (in its currency) in
+/// `from..=to`: one per task and rate on hourly projects, one per fixed-fee project (its fee,
+/// less what earlier invoices already billed of it).
 pub(super) async fn time_lines(
     tx: &mut Tx,
     org_id: &str,
-    customer_id: &str,
-    currency: &str,
+    customer: &Customer,
     from: &str,
     to: &str,
 ) -> Result<Vec<Line>> {
+    let (customer_id, currency) = (customer.id.as_str(), customer.currency.as_str());
     let mut sql = Sql::new(
         "SELECT e.id, e.project_id, e.task_id, e.duration_seconds, e.billable_rate, e.billable_amount, \
          p.name AS project_name, p.billing_method, p.fixed_fee, t.name AS task_name \

@@ -375,15 +375,7 @@ async fn insert(tx: &mut Tx, actor: &Actor, input: InvoiceInput) -> Result<Invoi
     p.into_result()?;
     let mut lines = match (&from, &to) {
         (Some(from), Some(to)) => {
-            let lines = time_lines(
-                tx,
-                actor.org_id(),
-                &customer.id,
-                &customer.currency,
-                from,
-                to,
-            )
-            .await?;
+            let lines = time_lines(tx, actor.org_id(), &customer, from, to).await?;
             if lines.is_empty() {
                 return Err(Error::validation(
                     "from",
@@ -531,6 +523,6 @@ async fn apply_update(
     .await
     .map_err(|e| rows::external_id_conflict(e, NOUN))?;
     let after = resource::reload::<Invoices>(tx, &before.id).await?;
-    events::updated(tx, actor.org_id(), NOUN, &before.id, &before, &after).await?;
+    events::updated(tx, actor.org_id(), NOUN, &before.id, (&before, &after)).await?;
     Ok(after)
 }

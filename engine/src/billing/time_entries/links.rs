@@ -30,7 +30,7 @@ pub(crate) async fn set_approval_status(
             .execute(&mut *tx)
             .await?;
         let after = resource::reload::<TimeEntries>(tx, &before.id).await?;
-        events::updated(tx, org_id, NOUN, &before.id, &before, &after).await?;
+        events::updated(tx, org_id, NOUN, &before.id, (&before, &after)).await?;
     }
     Ok(())
 }
@@ -58,7 +58,7 @@ pub(crate) async fn set_invoice(
         .execute(&mut *tx)
         .await?;
         let after = resource::reload::<TimeEntries>(tx, id).await?;
-        events::updated(tx, org_id, NOUN, id, &before, &after).await?;
+        events::updated(tx, org_id, NOUN, id, (&before, &after)).await?;
     }
     Ok(())
 }

@@ -519,7 +519,7 @@ async fn apply_update(
     .await
     .map_err(|e| rows::external_id_conflict(e, NOUN))?;
     let after = resource::reload::<TimeEntries>(tx, &before.id).await?;
-    events::updated(tx, actor.org_id(), NOUN, &before.id, &before, &after).await?;
+    events::updated(tx, actor.org_id(), NOUN, &before.id, (&before, &after)).await?;
     after_write(tx, &before, &after).await?;
     Ok(after)
 }

@@ -150,7 +150,7 @@ pub(crate) async fn reprice(tx: &mut Tx, org_id: &str, column: &str, id: &str) -
         .execute(&mut *tx)
         .await?;
         let after = resource::reload::<TimeEntries>(tx, &before.id).await?;
-        events::updated(tx, org_id, NOUN, &before.id, &before, &after).await?;
+        events::updated(tx, org_id, NOUN, &before.id, (&before, &after)).await?;
         sheets.insert(after.timesheet_id);
         projects.insert(after.project_id);
     }

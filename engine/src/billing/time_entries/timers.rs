@@ -143,7 +143,7 @@ pub async fn stop_timer(db: &Db, actor: &Actor, id: &str) -> Result<TimeEntry> {
     .execute(&mut tx)
     .await?;
     let after = resource::reload::<TimeEntries>(&mut tx, id).await?;
-    events::updated(&mut tx, actor.org_id(), NOUN, id, &before, &after).await?;
+    events::updated(&mut tx, actor.org_id(), NOUN, id, (&before, &after)).await?;
     timer_event(&mut tx, actor, "stopped", &after).await?;
     after_write(&mut tx, &before, &after).await?;
     idempotency::record(&mut tx, actor, Answer::Changed, &after).await?;

@@ -362,6 +362,21 @@ fn placeholder(kind: &str, lookup: bool) -> &'static str {
     }
 }
 
+/// What the builder page says is wrong with the draft: messages by field path, and a summary
+/// above the form.
+#[derive(Default)]
+struct Feedback {
+    errors: BTreeMap<String, String>,
+    summary: Option<String>,
+}
+
+/// The errors a page has to show, and the paths its fields show them at (the others go in
+/// the summary).
+struct Marks<'e> {
+    errors: &'e BTreeMap<String, String>,
+    shown: BTreeSet<String>,
+}
+
 /// What the builder page needs around the draft.
 struct Builder<'a> {
     ui: &'a Shared,
@@ -398,23 +413,27 @@ impl Builder<'_> {
         status: StatusCode,
         flow: Option<&Value>,
         draft: &Draft,
-        errors: &BTreeMap<String, String>,
-        summary: Option<String>,
+        feedback: Feedback,
     ) -> UiResult {
+        let Feedback { errors, summary } = feedback;
+        let errors = &errors;
         // Every path a field of the page shows an error for; the others go in the summary.
-        let mut shown = BTreeSet::from(["name".to_owned()]);
-        let (trigger, trigger_sample) = self.trigger_context(draft, &mut shown);
+        let mut marks = Marks {
+            errors,
+            shown: BTreeSet::from(["name".to_owned()]),
+        };
+        let (trigger, trigger_sample) = self.trigger_context(draft, &mut marks.shown);
         let mut available = variables("trigger", &trigger_sample);
         let mut steps = Vec::new();
         for (index, step) in draft.steps.iter().enumerate() {
-            steps.push(self.step_context(index, step, errors, &available, &mut shown));
+            steps.push(self.step_context(index, step, &available, &mut marks));
             if let Some(m) = self.ui.app.manifests.actions.get(&step.action) {
                 available.extend(variables(&format!("steps.{}", step.key), &m.sample));
             }
         }
         let other_errors: Vec<String> = errors
             .iter()
-            .filter(|(path, _)| !shown.contains(*path))
+            .filter(|(path, _)| !marks.shown.contains(*path))
             .map(|(path, message)| format!("{path}: {message}"))
             .collect();
         let mut context = json!({
@@ -543,10 +562,10 @@ impl Builder<'_> {
         &self,
         index: usize,
         step: &StepDraft,
-        errors: &BTreeMap<String, String>,
         available: &[Value],
-        shown: &mut BTreeSet<String>,
+        marks: &mut Marks<'_>,
     ) -> Value {
+        let Marks { errors, shown } = marks;
         let manifests = &self.ui.app.manifests;
         let manifest = manifests.actions.get(&step.action);
         let prefix = format!("steps[{index}]");
@@ -643,7 +662,7 @@ pub async fn new_form(State(ui): State<Shared>, viewer: Viewer) -> UiResult {
         steps: vec![StepDraft::default()],
         ..Draft::default()
     };
-    builder.render(StatusCode::OK, None, &draft, &BTreeMap::new(), None)
+    builder.render(StatusCode::OK, None, &draft, Feedback::default())
 }
 
 pub async fn edit_form(
@@ -658,8 +677,7 @@ pub async fn edit_form(
         StatusCode::OK,
         Some(&flow),
         &Draft::from_flow(&flow, &ui.app.manifests),
-        &BTreeMap::new(),
-        None,
+        Feedback::default(),
     )
 }
 
@@ -689,7 +707,6 @@ async fn submit(ui: &Shared, viewer: &Viewer, flow: Option<Value>, fields: &Fiel
     let mut draft = Draft::from_fields(fields);
     let op = fields.get("op").unwrap_or("save");
     let builder = Builder::load(ui, viewer).await?;
-    let no_errors = BTreeMap::new();
     // New steps and steps whose action was picked get a key from the action.
     let fill_keys = |draft: &mut Draft| {
         for i in 0..draft.steps.len() {
@@ -702,11 +719,11 @@ async fn submit(ui: &Shared, viewer: &Viewer, flow: Option<Value>, fields: &Fiel
     match op {
         "add_step" => {
             draft.steps.push(StepDraft::default());
-            return builder.render(StatusCode::OK, flow.as_ref(), &draft, &no_errors, None);
+            return builder.render(StatusCode::OK, flow.as_ref(), &draft, Feedback::default());
         }
         "refresh" => {
             fill_keys(&mut draft);
-            return builder.render(StatusCode::OK, flow.as_ref(), &draft, &no_errors, None);
+            return builder.render(StatusCode::OK, flow.as_ref(), &draft, Feedback::default());
         }
         _ => {}
     }
@@ -716,7 +733,7 @@ async fn submit(ui: &Shared, viewer: &Viewer, flow: Option<Value>, fields: &Fiel
         {
             draft.steps.remove(index);
         }
-        return builder.render(StatusCode::OK, flow.as_ref(), &draft, &no_errors, None);
+        return builder.render(StatusCode::OK, flow.as_ref(), &draft, Feedback::default());
     }
     if op != "save" {
         return Err(UiError::bad_request(format!(
@@ -731,13 +748,15 @@ async fn submit(ui: &Shared, viewer: &Viewer, flow: Option<Value>, fields: &Fiel
     let body = match draft.to_flow(&ui.app.manifests, had_secret) {
         Ok(body) => body,
         Err(errors) => {
-            let summary = Some("Some fields need attention.".to_owned());
+            let feedback = Feedback {
+                errors,
+                summary: Some("Some fields need attention.".to_owned()),
+            };
             return builder.render(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 flow.as_ref(),
                 &draft,
-                &errors,
-                summary,
+                feedback,
             );
         }
     };
@@ -761,13 +780,18 @@ async fn submit(ui: &Shared, viewer: &Viewer, flow: Option<Value>, fields: &Fiel
             Ok(redirect_with_notice(&format!("/flows/{id}"), notice))
         }
         // What the form can fix is shown on it; a refusal of the role or an outage is a page.
-        Err(failure) if matches!(failure.status, 400 | 409 | 412 | 422) => builder.render(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            flow.as_ref(),
-            &draft,
-            &failure.fields,
-            Some(failure.summary()),
-        ),
+        Err(failure) if matches!(failure.status, 400 | 409 | 412 | 422) => {
+            let feedback = Feedback {
+                summary: Some(failure.summary()),
+                errors: failure.fields,
+            };
+            builder.render(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                flow.as_ref(),
+                &draft,
+                feedback,
+            )
+        }
         Err(failure) => Err(failure.into()),
     }
 }
