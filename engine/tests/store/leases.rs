@@ -11,7 +11,10 @@ async fn one_process_holds_the_dispatcher_lease_and_only_it_moves_the_cursor() {
     let first = DispatcherCursor::new("dispatcher-a");
     let second = DispatcherCursor::new("dispatcher-b");
 
-    assert!(first.take_lease(&db).await.unwrap(), "a free lease is taken");
+    assert!(
+        first.take_lease(&db).await.unwrap(),
+        "a free lease is taken"
+    );
     assert!(first.take_lease(&db).await.unwrap(), "its holder renews it");
     assert!(
         !second.take_lease(&db).await.unwrap(),
