@@ -67,7 +67,7 @@ pub struct Caller<'a> {
 
 /// How an attempt to perform an action ended.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Attempt {
+pub enum ActionResult {
     /// The output the manifest selects.
     Done(Value),
     /// Worth another attempt (network, 429, 5xx…), after `after` if the target said so.
@@ -122,11 +122,11 @@ impl Performer {
         action: &ActionManifest,
         input: &Value,
         connection: Option<&Resolved>,
-    ) -> Attempt {
+    ) -> ActionResult {
         let Caller { this, actor } = caller;
         let request = match build(action, input) {
             Ok(r) => r,
-            Err(message) => return Attempt::Fail(failure("template", message)),
+            Err(message) => return ActionResult::Fail(failure("template", message)),
         };
         let remote = connection.filter(|c| c.kind != ConnectionKind::This);
         let url = match (&request.target, remote) {
@@ -140,7 +140,7 @@ impl Performer {
             }
             (Target::Api(path) | Target::Url(path), Some(c)) => match connecting::url_on(c, path) {
                 Ok(url) => url,
-                Err(message) => return Attempt::Fail(failure("invalid_input", message)),
+                Err(message) => return ActionResult::Fail(failure("invalid_input", message)),
             },
             (Target::Url(url), None) => url.clone(),
         };
@@ -169,7 +169,7 @@ impl Performer {
         connection: &Resolved,
         target: &str,
         query: &[(String, String)],
-    ) -> Result<Reply, Attempt> {
+    ) -> Result<Reply, ActionResult> {
         let Caller { this, actor } = caller;
         if connection.kind == ConnectionKind::This {
             let call = ApiCall {
@@ -180,7 +180,7 @@ impl Performer {
             return Ok(this.call(actor.clone(), call).await);
         }
         let url = connecting::url_on(connection, target)
-            .map_err(|message| Attempt::Fail(failure("invalid_input", message)))?;
+            .map_err(|message| ActionResult::Fail(failure("invalid_input", message)))?;
         let request = Request {
             method: "GET",
             url: &url,
@@ -216,11 +216,11 @@ impl Performer {
                     .as_str()
                     .map_or_else(|| text_of(&reply.body), str::to_owned)
             )),
-            Err(Attempt::Fail(e) | Attempt::Retry { error: e, .. }) => Err(e["message"]
+            Err(ActionResult::Fail(e) | ActionResult::Retry { error: e, .. }) => Err(e["message"]
                 .as_str()
                 .unwrap_or("the request failed")
                 .to_owned()),
-            Err(Attempt::Done(_)) => Ok(()),
+            Err(ActionResult::Done(_)) => Ok(()),
         };
         let error: Option<String> = result.as_ref().err().map(|e| truncate(e, 500));
         if let Err(e) =
@@ -234,7 +234,7 @@ impl Performer {
     /// New OAuth2 tokens for a connection, saved; a refresh the provider refuses marks it
     /// `error`. One refresh at a time per connection: a caller that waited takes the tokens the
     /// one before it got (a provider that rotates refresh tokens accepts each once).
-    async fn refreshed(&self, connection: &Resolved) -> Result<Resolved, Attempt> {
+    async fn refreshed(&self, connection: &Resolved) -> Result<Resolved, ActionResult> {
         let lock = {
             let mut locks = self.refreshing.lock().unwrap_or_else(|e| e.into_inner());
             locks.entry(connection.id.clone()).or_default().clone()
@@ -243,12 +243,12 @@ impl Performer {
         let current =
             connections::resolve(&self.db, &self.vault, &connection.org_id, &connection.id)
                 .await
-                .map_err(|e| Attempt::Retry {
+                .map_err(|e| ActionResult::Retry {
                     error: failure("internal", e.to_string()),
                     after: None,
                 })?
                 .ok_or_else(|| {
-                    Attempt::Fail(failure(
+                    ActionResult::Fail(failure(
                         "connection_not_found",
                         "the connection was deleted",
                     ))
@@ -262,7 +262,7 @@ impl Performer {
             Ok(secret) => {
                 connections::save_secret(&self.db, &self.vault, &current.id, &secret)
                     .await
-                    .map_err(|e| Attempt::Retry {
+                    .map_err(|e| ActionResult::Retry {
                         error: failure("internal", e.to_string()),
                         after: None,
                     })?;
@@ -270,9 +270,9 @@ impl Performer {
             }
             Err(connecting::RefreshError::Refused(message)) => {
                 let _ = connections::set_status(&self.db, &current.id, Some(&message), false).await;
-                Err(Attempt::Fail(failure("connection_error", message)))
+                Err(ActionResult::Fail(failure("connection_error", message)))
             }
-            Err(connecting::RefreshError::Unavailable(message)) => Err(Attempt::Retry {
+            Err(connecting::RefreshError::Unavailable(message)) => Err(ActionResult::Retry {
                 error: failure("connection_unavailable", message),
                 after: None,
             }),
@@ -285,11 +285,11 @@ impl Performer {
         &self,
         request: Request<'_>,
         connection: Option<&Resolved>,
-    ) -> Result<Reply, Attempt> {
+    ) -> Result<Reply, ActionResult> {
         let mut current = connection.cloned();
         if let Some(c) = current.as_ref().filter(|c| connecting::token_expiring(c)) {
             if c.secret["refreshToken"].is_null() && c.secret["accessToken"].is_null() {
-                return Err(Attempt::Fail(failure(
+                return Err(ActionResult::Fail(failure(
                     "connection_error",
                     "the OAuth2 connection is not authorized yet: connect it first",
                 )));
@@ -312,18 +312,18 @@ impl Performer {
         &self,
         request: &Request<'_>,
         connection: Option<&Resolved>,
-    ) -> Result<Reply, Attempt> {
+    ) -> Result<Reply, ActionResult> {
         let sent = sending::send(&self.outbound, *request, connection, MAX_RESPONSE_BYTES).await;
         let response = sent.map_err(|e| match e {
-            SendError::Refused(reason) => Attempt::Fail(failure("target_refused", reason)),
-            SendError::Invalid(reason) => Attempt::Fail(failure("invalid_input", reason)),
-            SendError::Network(reason) => Attempt::Retry {
+            SendError::Refused(reason) => ActionResult::Fail(failure("target_refused", reason)),
+            SendError::Invalid(reason) => ActionResult::Fail(failure("invalid_input", reason)),
+            SendError::Network(reason) => ActionResult::Retry {
                 error: failure("network", reason),
                 after: None,
             },
             // A step's output is stored with its run: it has a size limit.
             e @ SendError::TooLarge(_) => {
-                Attempt::Fail(failure("response_too_large", e.to_string()))
+                ActionResult::Fail(failure("response_too_large", e.to_string()))
             }
         })?;
         let bytes = response.body;
@@ -482,7 +482,7 @@ fn with_query(path: &str, query: &[(String, String)]) -> String {
 }
 
 /// Reads an answer: the selected output, or a failure the manifest calls retryable or not.
-fn read(action: &ActionManifest, reply: Reply) -> Attempt {
+fn read(action: &ActionManifest, reply: Reply) -> ActionResult {
     if (200..300).contains(&reply.status) {
         let output = match action.output.select {
             Select::Item if action.request.url.is_some() => {
@@ -492,7 +492,7 @@ fn read(action: &ActionManifest, reply: Reply) -> Attempt {
             Select::First => reply.body["items"].get(0).cloned().unwrap_or(Value::Null),
             Select::Items => reply.body["items"].clone(),
         };
-        return Attempt::Done(output);
+        return ActionResult::Done(output);
     }
     let envelope = &reply.body["error"];
     let mut error = if envelope.is_object() {
@@ -505,12 +505,12 @@ fn read(action: &ActionManifest, reply: Reply) -> Attempt {
         object.remove("requestId");
     }
     if action.retry.statuses.contains(&reply.status) {
-        Attempt::Retry {
+        ActionResult::Retry {
             error,
             after: reply.retry_after,
         }
     } else {
-        Attempt::Fail(error)
+        ActionResult::Fail(error)
     }
 }
 
@@ -574,15 +574,15 @@ mod tests {
         };
         assert_eq!(
             read(create, reply(201, json!({"id": "cus_1"}))),
-            Attempt::Done(json!({"id": "cus_1"}))
+            ActionResult::Done(json!({"id": "cus_1"}))
         );
         assert!(matches!(
             read(create, reply(503, json!("busy"))),
-            Attempt::Retry { .. }
+            ActionResult::Retry { .. }
         ));
         assert!(matches!(
             read(create, reply(429, json!({}))),
-            Attempt::Retry { .. }
+            ActionResult::Retry { .. }
         ));
         let refused = read(
             create,
@@ -593,12 +593,14 @@ mod tests {
         );
         assert_eq!(
             refused,
-            Attempt::Fail(json!({"code": "validation_failed", "message": "no", "status": 422}))
+            ActionResult::Fail(
+                json!({"code": "validation_failed", "message": "no", "status": 422})
+            )
         );
         let find = &manifests.actions["find_customer"];
         assert_eq!(
             read(find, reply(200, json!({"items": []}))),
-            Attempt::Done(Value::Null)
+            ActionResult::Done(Value::Null)
         );
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use timix_actions::{Attempt, Performer, ThisInstance};
+use timix_actions::{ActionResult, Performer, ThisInstance};
 use timix_engine::access::auth::{self, Actor, ApiKeyRef};
 use timix_engine::automation::connections::{self, Resolved, Vault};
 use timix_engine::automation::flows::{self, LiveFlow};
@@ -292,7 +292,7 @@ impl FlowExecutor {
             let action = prepared.action;
             let outcome = self.attempt(&flow, &run, &actor, prepared).await;
             match outcome {
-                Attempt::Done(output) => {
+                ActionResult::Done(output) => {
                     let step = &mut steps[i];
                     step.status = StepStatus::Succeeded;
                     step.error = None;
@@ -307,7 +307,7 @@ impl FlowExecutor {
                         return Ok(());
                     }
                 }
-                Attempt::Retry { error, after }
+                ActionResult::Retry { error, after }
                     if steps[i].attempts < action.retry.max_attempts =>
                 {
                     steps[i].error = Some(error);
@@ -320,7 +320,7 @@ impl FlowExecutor {
                     )
                     .await;
                 }
-                Attempt::Retry { error, .. } | Attempt::Fail(error) => {
+                ActionResult::Retry { error, .. } | ActionResult::Fail(error) => {
                     return self.step_failed(&run, &mut steps, i, error).await;
                 }
             }
@@ -402,7 +402,7 @@ impl FlowExecutor {
         run: &runs::ClaimedRun,
         actor: &Actor,
         step: Prepared<'_>,
-    ) -> Attempt {
+    ) -> ActionResult {
         let cause = events::Cause {
             flow_id: flow.id.clone(),
             depth: run.depth + 1,

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use timix_actions::{Attempt, text_of, truncate};
+use timix_actions::{ActionResult, text_of, truncate};
 use timix_engine::access::auth::Actor;
 use timix_engine::automation::connections::{self, Resolved};
 use timix_engine::automation::flows::{self, LiveFlow};
@@ -190,14 +190,14 @@ impl Poller {
             )
             .await
             .map_err(|outcome| match outcome {
-                Attempt::Retry { error, after } => PollError {
+                ActionResult::Retry { error, after } => PollError {
                     message: error["message"]
                         .as_str()
                         .unwrap_or("the source failed")
                         .to_owned(),
                     retry_after: after,
                 },
-                Attempt::Fail(error) | Attempt::Done(error) => {
+                ActionResult::Fail(error) | ActionResult::Done(error) => {
                     poll_error(error["message"].as_str().unwrap_or("the source failed"))
                 }
             })?;

@@ -10,7 +10,7 @@ use rmcp::model::{JsonObject, Tool, ToolAnnotations};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use timix_actions::Attempt;
+use timix_actions::ActionResult;
 use timix_engine::automation::manifest::{ActionKind, ActionManifest, Manifests};
 use timix_engine::store::clock::{date_in_zone, format_date, now_ms};
 
@@ -180,8 +180,8 @@ async fn perform(
         )
         .await
     {
-        Attempt::Done(output) => Ok(output),
-        Attempt::Fail(error) | Attempt::Retry { error, .. } => Err(error),
+        ActionResult::Done(output) => Ok(output),
+        ActionResult::Fail(error) | ActionResult::Retry { error, .. } => Err(error),
     }
 }
 
