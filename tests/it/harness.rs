@@ -209,6 +209,9 @@ impl Server {
                 timix_connectors::outbound::install_crypto_provider();
                 reqwest::Client::builder()
                     .redirect(reqwest::redirect::Policy::none())
+                    // The server closes connections idle for its client timeout (30 s); a pooled
+                    // one reused just as it closes fails with a broken pipe. Drop them sooner.
+                    .pool_idle_timeout(std::time::Duration::from_secs(10))
                     .build()
                     .unwrap()
             },
