@@ -9,5 +9,3 @@ pub mod poller;
 pub mod scheduler;
 pub mod signatures;
 pub mod workers;
-
-pub use timix_actions as actions;
