@@ -5,7 +5,10 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests");
+    // Read when the script runs, not baked in when it was compiled: a build script reused from
+    // another checkout (a shared target folder) must still embed this checkout's manifests.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let root = Path::new(&manifest_dir).join("../manifests");
     println!("cargo:rerun-if-changed={}", root.display());
     // `sqlx::migrate!` embeds the migrations; a new file must rebuild this crate.
     println!("cargo:rerun-if-changed=../migrations");
