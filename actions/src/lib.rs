@@ -554,6 +554,18 @@ mod tests {
             ),
             "/invoices?status=issued&pageSize=5"
         );
+        // An id in the middle of a path, and a request without a body.
+        let issue = &manifests.actions["issue_invoice"];
+        let built = build(issue, &json!({"id": "inv_1", "issueDate": "2026-12-01"})).unwrap();
+        assert_eq!(built.method, "POST");
+        assert!(matches!(built.target, Target::Api(ref p) if p == "/invoices/inv_1/issue"));
+        assert_eq!(built.body, Some(json!({"issueDate": "2026-12-01"})));
+        let stop = &manifests.actions["stop_timer"];
+        let built = build(stop, &json!({"id": "te_1/../x"})).unwrap();
+        assert!(
+            matches!(built.target, Target::Api(ref p) if p == "/time-entries/te_1%2F..%2Fx/stop")
+        );
+        assert_eq!(built.body, None);
         let http = &manifests.actions["http_request"];
         let built = build(http, &json!({"method": "post", "url": "https://example.com/x", "body": {"a": 1}, "headers": {"X-A": "b"}})).unwrap();
         assert_eq!(built.method, "POST");

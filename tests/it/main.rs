@@ -7,6 +7,7 @@
 
 mod harness;
 
+mod actions;
 mod apps;
 mod auth;
 mod bad_input;

@@ -578,6 +578,13 @@ mod tests {
             "find_customer",
             "find_project",
             "find_task",
+            "find_subtask",
+            "find_org_user",
+            "create_invoice",
+            "update_invoice",
+            "issue_invoice",
+            "start_timer",
+            "stop_timer",
             "http_request",
         ] {
             assert!(manifests.actions.contains_key(key), "{key}");
