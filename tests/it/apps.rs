@@ -9,6 +9,7 @@ use std::process::Command;
 
 use serde_json::{Map, Value, json};
 
+use crate::actions::approved_time;
 use crate::harness::{Client, Server, TestDb};
 use crate::receiver::Receiver;
 
@@ -143,6 +144,97 @@ sample: {id: prj_1, isArchived: true}
     assert!(stderr.contains("shout"), "{stderr}");
 }
 
+#[tokio::test]
+async fn the_invoice_timer_and_search_actions_are_in_all_three_apps() {
+    let server = Server::start().await;
+    let out = temp_dir("built-in-apps");
+    for platform in ["zapier", "make", "workato"] {
+        export(&server, platform, &out.join(platform), None);
+    }
+    let new = [
+        ("create_invoice", "create", "POST", "'invoices'"),
+        (
+            "update_invoice",
+            "create",
+            "PATCH",
+            "'invoices/' + CGI.escape",
+        ),
+        ("issue_invoice", "create", "POST", "+ '/issue'"),
+        (
+            "start_timer",
+            "create",
+            "POST",
+            "'time-entries/timer/start'",
+        ),
+        ("stop_timer", "create", "POST", "+ '/stop'"),
+        ("find_subtask", "search", "GET", "'subtasks'"),
+        ("find_org_user", "search", "GET", "'org-users'"),
+    ];
+    let spec = zapier_spec(&out.join("zapier"));
+    let app = read_json(&out.join("make/app.json"));
+    let workato = std::fs::read_to_string(out.join("workato/connector.rb")).unwrap();
+    for (key, kind, method, path) in new {
+        let action = spec["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["key"] == key)
+            .unwrap_or_else(|| panic!("{key} is not in the Zapier app"));
+        assert_eq!(action["kind"], kind, "{key}");
+        assert_eq!(action["request"]["method"], method, "{key}");
+        let name = timix_connectors::apps::camel(key);
+        let module = &app["components"]["modules"][&name];
+        let make_kind = if kind == "search" { "search" } else { "action" };
+        assert_eq!(module["type"], make_kind, "{key} in the Make app");
+        let communication =
+            read_json(&out.join(format!("make/modules/{name}/communication.iml.json")));
+        assert_eq!(communication["method"], method, "{key}");
+        let start = workato
+            .find(&format!("\n    {key}: {{\n      title:"))
+            .unwrap_or_else(|| panic!("{key} is not a Workato action"));
+        let block = &workato[start..];
+        let block = &block[..block.find("\n    },").unwrap()];
+        assert!(block.contains(path), "{key}: {block}");
+    }
+    // The ids that name records offer their dropdowns; a subtask search pairs with its create.
+    let fields = |key: &str| -> Vec<Value> {
+        spec["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["key"] == key)
+            .unwrap()["fields"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let dynamic = |key: &str, field: &str| -> Value {
+        fields(key)
+            .into_iter()
+            .find(|f| f["key"] == field)
+            .unwrap_or_else(|| panic!("{key}.{field}"))["dynamic"]
+            .clone()
+    };
+    assert_eq!(
+        dynamic("create_invoice", "customerId"),
+        "customer_list.id.name"
+    );
+    assert_eq!(dynamic("start_timer", "subtaskId"), "subtask_list.id.name");
+    assert_eq!(dynamic("start_timer", "userId"), "org_user_list.id.name");
+    assert_eq!(dynamic("find_subtask", "taskId"), "task_list.id.name");
+    let pairs: Vec<&str> = spec["searchOrCreates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["key"].as_str().unwrap())
+        .collect();
+    assert!(pairs.contains(&"find_subtask"), "{pairs:?}");
+    assert!(
+        !pairs.contains(&"find_org_user"),
+        "users are not created by an app"
+    );
+}
+
 /// Records to act on, and the input each action of the built-in manifests is tried with.
 struct Fixture {
     customer: String,
@@ -150,6 +242,14 @@ struct Fixture {
     task: String,
     subtask: String,
     entry: String,
+    /// Drafts to issue and to update (two: the platforms run their actions in different orders).
+    draft_to_issue: String,
+    draft_to_update: String,
+    /// The key's user's running timer, to stop.
+    timer: String,
+    /// Another user: whom a timer is started for, and whose e-mail is searched.
+    member: String,
+    member_email: String,
 }
 
 async fn fixture(c: &Client) -> Fixture {
@@ -165,12 +265,45 @@ async fn fixture(c: &Client) -> Fixture {
         .await
         .expect(201)
         .id();
+    let me = c.get("/me").await.expect(200).body;
+    let owner = me["user"]["id"].as_str().unwrap();
+    // Approved time in November's first week, for `create_invoice`.
+    approved_time(c, owner, &subtask, 3600).await;
+    let draft = || async {
+        c.post(
+            "/invoices",
+            json!({"customerId": customer, "lines": [{"description": "Setup", "unitPrice": "50.00"}]}),
+        )
+        .await
+        .expect(201)
+        .id()
+    };
+    let (draft_to_issue, draft_to_update) = (draft().await, draft().await);
+    let timer = c
+        .post("/time-entries/timer/start", json!({"subtaskId": subtask}))
+        .await
+        .expect(201)
+        .id();
+    let member_email = format!("zap-{}@example.com", ulid::Ulid::generate()).to_lowercase();
+    let member = c
+        .post(
+            "/org-users",
+            json!({"email": member_email, "name": "Zap Member", "role": "member"}),
+        )
+        .await
+        .expect(201)
+        .id();
     Fixture {
         customer,
         project,
         task,
         subtask,
         entry,
+        draft_to_issue,
+        draft_to_update,
+        timer,
+        member,
+        member_email,
     }
 }
 
@@ -219,6 +352,25 @@ fn inputs(f: &Fixture, receiver: &str, json_as_text: bool) -> Vec<(&'static str,
         ("find_customer", json!({"q": "zap cust"})),
         ("find_project", json!({"q": "zap"})),
         ("find_task", json!({"q": "zap", "projectId": f.project})),
+        (
+            "create_invoice",
+            json!({"customerId": f.customer, "from": "2026-11-01", "to": "2026-11-30"}),
+        ),
+        (
+            "update_invoice",
+            json!({"id": f.draft_to_update, "notes": "Changed by an app"}),
+        ),
+        (
+            "issue_invoice",
+            json!({"id": f.draft_to_issue, "issueDate": "2026-12-01"}),
+        ),
+        (
+            "start_timer",
+            json!({"subtaskId": f.subtask, "userId": f.member}),
+        ),
+        ("stop_timer", json!({"id": f.timer})),
+        ("find_subtask", json!({"q": "zap", "taskId": f.task})),
+        ("find_org_user", json!({"email": f.member_email})),
         (
             "http_request",
             json!({"method": "POST", "url": receiver, "body": body}),
@@ -299,6 +451,17 @@ async fn the_zapier_app_passes_its_schema_and_runs_against_a_live_server() {
     assert_eq!(steps["find_customer"][0]["id"], f.customer.as_str());
     assert_eq!(steps["find_task"][0]["id"], f.task.as_str());
     assert_eq!(steps["http_request"]["status"], 200);
+    assert_eq!(steps["create_invoice"]["status"], "draft");
+    assert_eq!(steps["create_invoice"]["lines"][0]["kind"], "time");
+    assert_eq!(steps["update_invoice"]["notes"], "Changed by an app");
+    assert_eq!(steps["issue_invoice"]["status"], "issued");
+    assert_eq!(steps["issue_invoice"]["number"], "INV-0001");
+    assert_eq!(steps["start_timer"]["isRunning"], true);
+    assert_eq!(steps["start_timer"]["userId"], f.member.as_str());
+    assert_eq!(steps["stop_timer"]["id"], f.timer.as_str());
+    assert_eq!(steps["stop_timer"]["isRunning"], false);
+    assert_eq!(steps["find_subtask"][0]["id"], f.subtask.as_str());
+    assert_eq!(steps["find_org_user"][0]["id"], f.member.as_str());
     let received = receiver.received();
     assert_eq!(received.len(), 1);
     assert_eq!(received[0].json(), json!({"hello": "world"}));
@@ -538,7 +701,7 @@ async fn every_request_of_the_make_app_runs_against_a_live_server() {
             other => panic!("unknown module type {other}"),
         }
     }
-    assert_eq!(ran, 14 + 12 * 2, "every module ran");
+    assert_eq!(ran, 21 + 12 * 2, "every module ran");
     for rpc in app["components"]["rpcs"].as_object().unwrap().keys() {
         let communication = read_json(&out.join("rpcs").join(rpc).join("communication.iml.json"));
         let options = communicate(
@@ -561,6 +724,36 @@ async fn every_request_of_the_make_app_runs_against_a_live_server() {
         .map(|i| i["name"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(names, vec!["Made by an app"]);
+    let invoice = |id: String| {
+        let c = c.clone();
+        async move { c.get(&format!("/invoices/{id}")).await.expect(200).body }
+    };
+    assert_eq!(invoice(f.draft_to_issue.clone()).await["status"], "issued");
+    assert_eq!(
+        invoice(f.draft_to_update.clone()).await["notes"],
+        "Changed by an app"
+    );
+    let from_time = c
+        .get(&format!("/invoices?customerId={}&status=draft", f.customer))
+        .await
+        .expect(200)
+        .items();
+    assert!(
+        from_time.iter().any(|i| i["periodFrom"] == "2026-11-01"),
+        "{from_time:?}"
+    );
+    let stopped = c
+        .get(&format!("/time-entries/{}", f.timer))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(stopped["isRunning"], false);
+    let running = c
+        .get(&format!("/time-entries?userId={}&isRunning=true", f.member))
+        .await
+        .expect(200)
+        .items();
+    assert_eq!(running.len(), 1, "the member's timer was started");
     assert_eq!(receiver.received().len(), 1);
     assert!(receiver.received()[0].headers.get("x-api-key").is_none());
 }
