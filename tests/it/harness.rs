@@ -441,12 +441,15 @@ impl Client {
         (flow.id(), url)
     }
 
-    /// Waits until a run is finished (at most 30 s) and returns it.
+    /// Waits until a run is finished (succeeded, failed, filtered or cancelled; at most 30 s)
+    /// and returns it.
     pub async fn finished_run(&self, id: &str) -> Value {
         let started = Instant::now();
         loop {
             let run = self.get(&format!("/runs/{id}")).await.expect(200).body;
-            if run["status"] == "succeeded" || run["status"] == "failed" {
+            if ["succeeded", "failed", "filtered", "cancelled"]
+                .contains(&run["status"].as_str().unwrap_or_default())
+            {
                 return run;
             }
             assert!(

@@ -108,12 +108,14 @@ impl Dispatcher {
         if !self.cursor.take_lease(&self.db).await? {
             return Ok(false);
         }
+        // Finished runs join the log (run.succeeded, run.failed) before the log is read on.
+        let announced = runs::outcomes::announce(&self.db).await?;
         let cursor = self.cursor.position(&self.db).await?;
         let events = events::after(&self.db, cursor, BATCH).await?;
         let Some(last) = events.last().map(|e| e.seq) else {
-            return Ok(false);
+            return Ok(announced > 0);
         };
-        let full = events.len() as i64 == BATCH;
+        let full = events.len() as i64 == BATCH || announced > 0;
         let mut tx = self.db.begin().await?;
         // The cursor moves only if this process still holds the lease and nobody moved it.
         if !self.cursor.advance(&mut tx, cursor, last).await? {
@@ -159,8 +161,16 @@ impl Dispatcher {
         };
         for flow in &listening {
             let enabled_before = flow.enabled_at.is_some_and(|at| at <= occurred);
-            if !enabled_before || !flows::matches_filters(&flow.trigger, &event.data) {
+            if !enabled_before {
                 continue;
+            }
+            match flows::starts_on(flow, event) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(reason) => {
+                    tracing::info!(flow = %flow.id, event = %event.id, %reason, "The flow's condition could not be evaluated; no run.");
+                    continue;
+                }
             }
             // A flow never starts on its own changes.
             if event.origin_flow.as_deref() == Some(flow.id.as_str()) {

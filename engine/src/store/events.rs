@@ -141,6 +141,9 @@ pub const TYPES: &[&str] = &[
     "flow.created",
     "flow.updated",
     "flow.deleted",
+    "flow.disabled",
+    "run.succeeded",
+    "run.failed",
     "connection.created",
     "connection.updated",
     "connection.deleted",
@@ -377,7 +380,9 @@ pub async fn list(db: &Db, actor: &Actor, query: &EventQuery) -> Result<EventPag
     }
     if !actor.can(Permission::ReadFlows) {
         // A flow's record carries its inbound URL, a credential; connections are flows' business.
-        sql.push(" AND type NOT LIKE 'flow.%' AND type NOT LIKE 'connection.%'");
+        sql.push(
+            " AND type NOT LIKE 'flow.%' AND type NOT LIKE 'run.%' AND type NOT LIKE 'connection.%'",
+        );
     }
     sql.push(" ORDER BY seq LIMIT ?").bind(query.limit + 1);
     let rows = sql.fetch_all(db).await?;

@@ -1,17 +1,15 @@
 //! A flow checked whole against the manifests before it is stored: its trigger (event, poll,
 //! webhook, schedule) and its steps, every problem with its field path.
 
-use std::collections::BTreeSet;
-
 use serde_json::{Map, Value, json};
 
+use super::settings::Settings;
 use super::{
-    ConnectionKinds, DEFAULT_SIGNATURE, FlowInput, MAX_STEPS, SIGNATURE_SCHEMES, TRIGGER_TYPES,
-    json_column, parse_schedule,
+    ConnectionKinds, DEFAULT_SIGNATURE, FlowInput, SIGNATURE_SCHEMES, TRIGGER_TYPES, condition,
+    json_column, parse_schedule, program,
 };
 use crate::automation::connections::ConnectionKind;
 use crate::automation::manifest::Manifests;
-use crate::automation::template;
 use crate::error::{Error, FieldError, Problems, Result};
 use crate::store::checks::{self, SHORT_TEXT};
 use crate::store::db::row;
@@ -142,7 +140,7 @@ fn check_trigger(
         None
     };
     let unknown = match kind {
-        "event" => allowed(&["event", "filters"]),
+        "event" => allowed(&["event", "filters", "condition"]),
         // What GET shows (`hasSecret`, `webhookUrl`) may come back in a re-save: ignored.
         "webhook" => allowed(&["secret", "signature", "hasSecret", "webhookUrl"]),
         "schedule" => allowed(&["schedule"]),
@@ -194,10 +192,17 @@ fn check_trigger(
                 );
                 return None;
             }
+            let mut stored = json!({"type": "event", "event": event, "filters": filters});
+            match object.get("condition") {
+                None | Some(Value::Null) => {}
+                Some(c) => {
+                    stored["condition"] = condition::parse(p, c, "trigger.condition")?.to_json()
+                }
+            }
             Some(CheckedTrigger {
                 kind: kind.into(),
                 event: Some(event.to_owned()),
-                stored: json!({"type": "event", "event": event, "filters": filters}),
+                stored,
                 secret: None,
             })
         }
@@ -377,134 +382,18 @@ fn check_http_source(p: &mut Problems, http: &Map<String, Value>) -> Option<Valu
     })
 }
 
-/// Checks the steps against the manifests: known actions, unique keys, required inputs
-/// present, no unknown inputs, every template parsing.
+/// Checks the steps against the manifests (see [`program::parse`]); the steps as stored.
 fn check_steps(
     p: &mut Problems,
     manifests: &Manifests,
     connections: &ConnectionKinds,
     steps: &Value,
 ) -> Option<Value> {
-    let Some(list) = steps.as_array() else {
-        p.add("steps", "invalid", "steps must be a list");
-        return None;
+    let names = program::Names {
+        manifests,
+        connections,
     };
-    if list.is_empty() || list.len() > MAX_STEPS {
-        p.add(
-            "steps",
-            "invalid",
-            format!("a flow has from 1 to {MAX_STEPS} steps"),
-        );
-        return None;
-    }
-    let mut keys = BTreeSet::new();
-    let mut out = Vec::with_capacity(list.len());
-    let before = p.len();
-    for (i, step) in list.iter().enumerate() {
-        let at = format!("steps[{i}]");
-        let Some(step) = step.as_object() else {
-            p.add(&at, "invalid", format!("{at} must be an object"));
-            continue;
-        };
-        for key in step.keys() {
-            if !["key", "action", "connectionId", "input"].contains(&key.as_str()) {
-                let key = json::shorten(key);
-                p.add(
-                    &format!("{at}.{key}"),
-                    "unknown_field",
-                    format!("{key} is not a field of a step"),
-                );
-            }
-        }
-        let key = step.get("key").and_then(Value::as_str).unwrap_or_default();
-        let key_ok = !key.is_empty()
-            && key.len() <= 64
-            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            && key.starts_with(|c: char| c.is_ascii_alphabetic());
-        if !key_ok {
-            p.add(
-                &format!("{at}.key"),
-                "invalid",
-                "a step key is a name of letters, digits and underscores, starting with a letter",
-            );
-        } else if !keys.insert(key.to_owned()) {
-            p.add(
-                &format!("{at}.key"),
-                "duplicate",
-                format!("{key} names two steps"),
-            );
-        }
-        let action_key = step
-            .get("action")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let Some(action) = manifests.actions.get(action_key) else {
-            p.add(
-                &format!("{at}.action"),
-                "unknown_manifest",
-                format!(
-                    "{} is not an action; see GET /manifests",
-                    json::quote(action_key)
-                ),
-            );
-            continue;
-        };
-        let connection = match step.get("connectionId") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(id)) if connections.contains_key(id) => {
-                if connections[id] == ConnectionKind::This && action.request.url.is_some() {
-                    p.add(
-                        &format!("{at}.connectionId"),
-                        "invalid",
-                        format!("{action_key} calls a URL: give it a connection with a base URL, or none"),
-                    );
-                }
-                Some(id.clone())
-            }
-            Some(_) => {
-                p.add(
-                    &format!("{at}.connectionId"),
-                    "not_found",
-                    "connectionId does not name a connection of this organization",
-                );
-                None
-            }
-        };
-        let input = step.get("input").cloned().unwrap_or(json!({}));
-        let Some(fields) = input.as_object() else {
-            p.add(&format!("{at}.input"), "invalid", "input must be an object");
-            continue;
-        };
-        let properties = action.input["properties"].as_object();
-        let closed = action.input["additionalProperties"] == Value::Bool(false);
-        for name in fields.keys() {
-            if closed && properties.is_none_or(|props| !props.contains_key(name)) {
-                let name = json::shorten(name);
-                p.add(
-                    &format!("{at}.input.{name}"),
-                    "unknown_field",
-                    format!("{name} is not an input of {action_key}"),
-                );
-            }
-        }
-        for required in action.input["required"].as_array().into_iter().flatten() {
-            let name = required.as_str().unwrap_or_default();
-            if !fields.contains_key(name) {
-                p.add(
-                    &format!("{at}.input.{name}"),
-                    "required",
-                    format!("{name} is required by {action_key}"),
-                );
-            }
-        }
-        if let Err((path, e)) = template::check_value(&input, &format!("{at}.input")) {
-            p.add(&path, "template", e.0);
-        }
-        out.push(
-            json!({"key": key, "action": action_key, "connectionId": connection, "input": input}),
-        );
-    }
-    (p.len() == before).then_some(Value::Array(out))
+    program::parse(p, steps, "steps", Some(&names)).map(|block| program::block_to_json(&block))
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -513,6 +402,7 @@ pub(crate) struct Record {
     pub(super) is_enabled: bool,
     pub(super) trigger: CheckedTrigger,
     pub(super) steps: Value,
+    pub(super) settings: Settings,
 }
 
 impl Record {
@@ -549,6 +439,12 @@ impl Record {
         if steps.is_none() && !p.has("steps") {
             p.push(FieldError::required("steps"));
         }
+        let current_settings = cur.map(|c| c.settings.clone()).unwrap_or_default();
+        let settings = match input.settings {
+            Patch::Absent => Some(current_settings),
+            Patch::Null => Some(Settings::default()),
+            Patch::Value(s) => Settings::apply(&mut p, &s, &current_settings),
+        };
         p.into_result()?;
         let missing = || Error::Internal("flow fields missing after validation".into());
         Ok(Record {
@@ -556,6 +452,7 @@ impl Record {
             is_enabled: is_enabled.ok_or_else(missing)?,
             trigger: trigger.ok_or_else(missing)?,
             steps: steps.ok_or_else(missing)?,
+            settings: settings.ok_or_else(missing)?,
         })
     }
 
@@ -571,6 +468,7 @@ impl Record {
                 secret,
             },
             steps: json_column(r, "steps")?,
+            settings: Settings::from_stored(&row::get_str(r, "settings")?),
         })
     }
 }

@@ -3,9 +3,11 @@
 
 use serde_json::{Map, Value, json};
 
+use super::condition::{self, Condition};
 use super::json_column;
+use super::program::{self, Block};
 use crate::automation::connections::Vault;
-use crate::error::{Error, Result};
+use crate::error::{Error, Problems, Result};
 use crate::store::db::{Db, Sql, row};
 
 #[derive(Debug, Clone)]
@@ -14,7 +16,10 @@ pub struct LiveFlow {
     pub org_id: String,
     pub name: String,
     pub trigger: Value,
-    pub steps: Value,
+    /// The steps, parsed.
+    pub program: Block,
+    /// An event trigger's condition, parsed.
+    pub condition: Option<Condition>,
     pub created_by: String,
     /// An inbound webhook's signing secret, sealed (see [`LiveFlow::webhook_secret`]).
     sealed_secret: Option<String>,
@@ -25,12 +30,27 @@ pub struct LiveFlow {
 }
 
 fn live_from_row(r: &row::Row) -> Result<LiveFlow> {
+    let id = row::get_str(r, "id")?;
+    let trigger = json_column(r, "trigger")?;
+    let mut problems = Problems::default();
+    let program = program::parse(&mut problems, &json_column(r, "steps")?, "steps", None);
+    let condition = match trigger.get("condition") {
+        None | Some(Value::Null) => None,
+        Some(c) => condition::parse(&mut problems, c, "trigger.condition"),
+    };
+    let Some(program) = program.filter(|_| problems.is_empty()) else {
+        return Err(Error::Internal(format!(
+            "stored flow {id} does not parse: {:?}",
+            problems.into_result()
+        )));
+    };
     Ok(LiveFlow {
-        id: row::get_str(r, "id")?,
+        id,
         org_id: row::get_str(r, "org_id")?,
         name: row::get_str(r, "name")?,
-        trigger: json_column(r, "trigger")?,
-        steps: json_column(r, "steps")?,
+        trigger,
+        program,
+        condition,
         created_by: row::get_str(r, "created_by")?,
         sealed_secret: row::get_opt_str(r, "webhook_secret")?,
         enabled_at: row::get_opt_i64(r, "enabled_at")?,
@@ -185,6 +205,33 @@ pub fn matches_filters(trigger: &Value, data: &Value) -> bool {
     trigger["filters"]
         .as_object()
         .is_none_or(|filters| filters.iter().all(|(field, value)| &data[field] == value))
+}
+
+/// What an event trigger's condition sees: the record as `trigger`, and the event as `event`
+/// (`{type, changedFields, previous}`, the last two empty for other than updates).
+pub fn condition_context(event: &crate::store::events::Event) -> Value {
+    json!({
+        "trigger": event.data,
+        "event": {
+            "type": event.kind,
+            "changedFields": event.changed_fields.clone().unwrap_or_default(),
+            "previous": event.previous.clone().unwrap_or_else(|| json!({})),
+        },
+    })
+}
+
+/// Whether `event` starts `flow`: its filters match and its condition holds. A condition that
+/// cannot be evaluated (values that do not compare) starts nothing; the reason is returned.
+pub fn starts_on(flow: &LiveFlow, event: &crate::store::events::Event) -> Result<bool, String> {
+    if !matches_filters(&flow.trigger, &event.data) {
+        return Ok(false);
+    }
+    match &flow.condition {
+        None => Ok(true),
+        Some(condition) => condition
+            .evaluate(&condition_context(event))
+            .map(|e| e.result),
+    }
 }
 
 /// Shows the last error on a flow (or clears it), so a failing flow is visible where it is

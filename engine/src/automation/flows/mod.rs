@@ -23,7 +23,6 @@ use crate::store::rows;
 pub const NOUN: &str = "flow";
 /// Where inbound webhook triggers are received, followed by the flow's token.
 pub const INBOUND_PATH: &str = "/api/integration/v1/hooks/in/";
-pub const MAX_STEPS: usize = 25;
 const TRIGGER_TYPES: [&str; 4] = ["event", "poll", "webhook", "schedule"];
 /// How the sender of an inbound webhook signs its calls (`trigger.signature`): Standard
 /// Webhooks, Stripe, GitHub, Slack, or the body-only HMAC of earlier versions.
@@ -59,9 +58,11 @@ pub struct Flow {
     /// or `{type: "schedule", schedule}`.
     #[schema(value_type = Object, example = json!({"type": "event", "event": "customer.created"}))]
     pub trigger: Value,
-    /// `[{key, action, connectionId, input}]`
+    /// The steps: actions `{key, action, connectionId, input, onError?, orCreate?}` and control
+    /// nodes (`filter`, `if`, `switch`, `forEach`, `set`, `delay`, `stop`) with their `type`.
     #[schema(value_type = Vec<Object>, example = json!([{"key": "project", "action": "create_project", "connectionId": null, "input": {"customerId": "{{trigger.id}}", "name": "Onboarding {{trigger.name}}"}}]))]
     pub steps: Value,
+    pub settings: Settings,
     /// The user whose role the steps act with.
     pub created_by: String,
     pub enabled_at: Option<String>,
@@ -91,16 +92,25 @@ pub struct FlowInput {
     #[serde(default)]
     #[schema(value_type = Option<Vec<Object>>)]
     pub steps: Patch<Value>,
+    /// `{timezone?, maxConcurrency?, maxRunsPerMinute?, disableAfterFailures?}`; fields not
+    /// given keep their value.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub settings: Patch<Value>,
 }
 
 mod check;
+pub mod condition;
 mod live;
+pub mod program;
 mod schedule;
+pub mod settings;
 
 use check::Record;
 pub use check::standard_webhooks_key;
 pub use live::*;
 pub use schedule::parse_schedule;
+pub use settings::Settings;
 
 fn json_column(r: &row::Row, column: &str) -> Result<Value> {
     serde_json::from_str(&row::get_str(r, column)?)
@@ -134,6 +144,7 @@ pub(crate) fn from_row(r: &row::Row) -> Result<Flow> {
         is_enabled: rec.is_enabled,
         trigger: shown_trigger(&rec.trigger.stored, token.as_deref(), has_secret),
         steps: rec.steps,
+        settings: rec.settings,
         created_by: row::get_str(r, "created_by")?,
         enabled_at: format_opt(row::get_opt_i64(r, "enabled_at")?),
         last_error: row::get_opt_str(r, "last_error")?,
@@ -194,8 +205,9 @@ pub async fn create(db: &Db, saving: Saving<'_>, actor: &Actor, input: FlowInput
         .map(|s| vault.seal_text(&id, s))
         .transpose()?;
     Sql::new(
-        "INSERT INTO flows (id, org_id, name, is_enabled, trigger_type, event_type, trigger, steps, webhook_token, \
-         webhook_secret, created_by, enabled_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO flows (id, org_id, name, is_enabled, trigger_type, event_type, trigger, steps, settings, \
+         webhook_token, webhook_secret, created_by, enabled_at, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .arg(&id)
     .arg(actor.org_id())
@@ -205,6 +217,7 @@ pub async fn create(db: &Db, saving: Saving<'_>, actor: &Actor, input: FlowInput
     .arg(rec.trigger.event.clone())
     .arg(rec.trigger.stored.to_string())
     .arg(rec.steps.to_string())
+    .arg(rec.settings.to_stored())
     .arg(token)
     .arg(secret)
     .arg(actor.user_id.as_str())
@@ -227,7 +240,8 @@ pub async fn create(db: &Db, saving: Saving<'_>, actor: &Actor, input: FlowInput
     Ok(flow)
 }
 
-async fn reload(tx: &mut Tx, id: &str) -> Result<Flow> {
+/// A flow as stored now, inside `tx`.
+pub(crate) async fn reload(tx: &mut Tx, id: &str) -> Result<Flow> {
     from_row(
         &Sql::new("SELECT * FROM flows WHERE id = ?")
             .arg(id)
@@ -285,7 +299,8 @@ pub async fn update(
     };
     Sql::new(
         "UPDATE flows SET name = ?, is_enabled = ?, trigger_type = ?, event_type = ?, trigger = ?, steps = ?, \
-         webhook_token = ?, webhook_secret = ?, enabled_at = ?, last_error = ?, updated_at = ? WHERE id = ?",
+         settings = ?, webhook_token = ?, webhook_secret = ?, enabled_at = ?, last_error = ?, \
+         consecutive_failures = CASE WHEN ? = 1 THEN 0 ELSE consecutive_failures END, updated_at = ? WHERE id = ?",
     )
     .arg(&rec.name)
     .arg(rec.is_enabled)
@@ -293,10 +308,13 @@ pub async fn update(
     .arg(rec.trigger.event.clone())
     .arg(rec.trigger.stored.to_string())
     .arg(rec.steps.to_string())
+    .arg(rec.settings.to_stored())
     .arg(token)
     .arg(sealed)
     .arg(enabled_at)
     .arg(if rec.is_enabled { before.last_error.clone() } else { None })
+    // Enabled again: its failure streak starts over.
+    .arg(i64::from(!current.is_enabled && rec.is_enabled))
     .arg(now_ms())
     .arg(id)
     .execute(&mut tx)

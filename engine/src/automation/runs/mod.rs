@@ -4,7 +4,7 @@
 //! run whose lease ran out is claimed again and resumes at its first unfinished step.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::access::auth::{Actor, Permission};
 use crate::automation::flows::LiveFlow;
@@ -15,6 +15,7 @@ use crate::store::ids;
 use crate::store::json;
 use crate::store::list::{self, FilterKind, ListParams, ListSpec, Page};
 
+pub mod outcomes;
 mod status;
 
 pub use status::{RunStatus, StepStatus};
@@ -32,13 +33,23 @@ pub const LIST: ListSpec = ListSpec {
     soft_delete: false,
 };
 
-/// One step of a run as recorded.
+/// One executed node of a run as recorded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StepRecord {
     pub key: String,
+    /// Where in the flow, and for which loop item: `project`, `check.then.project`,
+    /// `each[3].task`, `find.onError.notify`.
+    #[serde(default)]
+    pub path: String,
+    /// The node's type: `action`, `filter`, `if`, `switch`, `forEach`, `set`, `delay`, `stop`.
+    #[serde(rename = "type", default = "action_type")]
+    pub node: String,
+    /// The action manifest, for an action.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub action: String,
-    /// `pending`, `succeeded` or `failed`.
+    /// `pending`, `succeeded`, `failed`, `skipped` or `continued` (failed, and `onError` went
+    /// on).
     #[schema(value_type = String)]
     pub status: StepStatus,
     /// The rendered input, as validated and sent.
@@ -60,9 +71,13 @@ pub struct Run {
     /// `run_…`
     pub id: String,
     pub flow_id: String,
-    /// `queued`, `running`, `succeeded` or `failed`.
+    /// `queued`, `running`, `waiting`, `succeeded`, `failed`, `filtered` or `cancelled`.
     #[schema(value_type = String)]
     pub status: RunStatus,
+    /// What started it: `{kind: event, eventId}`, `{kind: webhook, deliveryId}`, `{kind: poll,
+    /// itemId}`, `{kind: schedule, firedAt}` or `{kind: test}`.
+    #[schema(value_type = Object)]
+    pub source: Value,
     /// The record or payload that started it.
     #[schema(value_type = Object)]
     pub trigger: Value,
@@ -77,11 +92,62 @@ pub struct Run {
     pub updated_at: String,
 }
 
-fn steps_of(r: &row::Row) -> Result<Vec<StepRecord>> {
-    let mut steps: Vec<StepRecord> = serde_json::from_str(&row::get_str(r, "steps")?)
+fn action_type() -> String {
+    "action".into()
+}
+
+fn parse_steps(text: &str) -> Result<Vec<StepRecord>> {
+    let mut steps: Vec<StepRecord> = serde_json::from_str(text)
         .map_err(|e| Error::Internal(format!("stored run steps: {e}")))?;
-    steps.iter_mut().for_each(StepRecord::clip);
+    for step in &mut steps {
+        step.clip();
+        // Records from before paths existed: a top-level step's path is its key.
+        if step.path.is_empty() {
+            step.path = step.key.clone();
+        }
+    }
     Ok(steps)
+}
+
+fn steps_of(r: &row::Row) -> Result<Vec<StepRecord>> {
+    parse_steps(&row::get_str(r, "steps")?)
+}
+
+/// Lays the records saved since the run row was written (`run_steps`) over its records: a
+/// record of the same path replaces the older one, a new path is added in order.
+fn merge(steps: &mut Vec<StepRecord>, saved: Vec<StepRecord>) {
+    let mut at: std::collections::HashMap<String, usize> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.path.clone(), i))
+        .collect();
+    for record in saved {
+        match at.get(&record.path) {
+            Some(&i) => steps[i] = record,
+            None => {
+                at.insert(record.path.clone(), steps.len());
+                steps.push(record);
+            }
+        }
+    }
+}
+
+/// The run's records with those saved since its row was written; and how many saves that was.
+async fn with_saved(
+    conn: impl QueryTarget,
+    run_id: &str,
+    mut steps: Vec<StepRecord>,
+) -> Result<(Vec<StepRecord>, i64)> {
+    let rows = Sql::new("SELECT seq, steps FROM run_steps WHERE run_id = ? ORDER BY seq")
+        .arg(run_id)
+        .fetch_all(conn)
+        .await?;
+    let mut last = 0;
+    for r in &rows {
+        last = row::get_i64(r, "seq")?;
+        merge(&mut steps, parse_steps(&row::get_str(r, "steps")?)?);
+    }
+    Ok((steps, last))
 }
 
 fn trigger_of(r: &row::Row) -> Result<Value> {
@@ -104,12 +170,25 @@ impl StepRecord {
     }
 }
 
+/// What a run's source key says started it.
+fn source_of(key: &str) -> Value {
+    match key.split_once(':') {
+        Some(("inbound", id)) => json!({"kind": "webhook", "deliveryId": id}),
+        Some(("poll", item)) => json!({"kind": "poll", "itemId": item}),
+        Some(("schedule", at)) => json!({"kind": "schedule", "firedAt": at}),
+        Some(("test", _)) => json!({"kind": "test"}),
+        _ if key.starts_with(ids::EVENT) => json!({"kind": "event", "eventId": key}),
+        _ => json!({"kind": "other"}),
+    }
+}
+
 pub(crate) fn from_row(r: &row::Row) -> Result<Run> {
     let status: RunStatus = row::get_str(r, "status")?.parse()?;
     Ok(Run {
         id: row::get_str(r, "id")?,
         flow_id: row::get_str(r, "flow_id")?,
-        next_attempt_at: (status == RunStatus::Queued)
+        source: source_of(&row::get_str(r, "source_key")?),
+        next_attempt_at: matches!(status, RunStatus::Queued | RunStatus::Waiting)
             .then(|| row::get_i64(r, "next_attempt_at").map(format_ms))
             .transpose()?,
         status,
@@ -137,27 +216,11 @@ pub async fn get(db: &Db, actor: &Actor, id: &str) -> Result<Run> {
         .fetch_optional(db)
         .await?
         .ok_or(Error::NotFound(NOUN))?;
-    from_row(&row)
-}
-
-/// The steps of a new run: every step of the flow, pending.
-fn pending_steps(flow: &LiveFlow) -> Vec<StepRecord> {
-    flow.steps
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|s| StepRecord {
-            key: s["key"].as_str().unwrap_or_default().to_owned(),
-            action: s["action"].as_str().unwrap_or_default().to_owned(),
-            status: StepStatus::Pending,
-            input: None,
-            output: None,
-            error: None,
-            attempts: 0,
-            started_at: None,
-            finished_at: None,
-        })
-        .collect()
+    let mut run = from_row(&row)?;
+    if run.status == RunStatus::Running {
+        run.steps = with_saved(db, id, std::mem::take(&mut run.steps)).await?.0;
+    }
+    Ok(run)
 }
 
 /// How long a queued run waits for the job that was queued for it before the sweeper runs it
@@ -244,7 +307,7 @@ fn insertion(new: &NewRun<'_>, begin: Begin) -> Result<(Sql, ClaimedRun)> {
     } = *new;
     let id = ids::new_id(ids::RUN);
     let now = now_ms();
-    let steps = pending_steps(flow);
+    let steps = Vec::new();
     let (status, next_attempt_at, lease_until, token) = match begin {
         Begin::Claimed(lease_ms) => (
             RunStatus::Running,
@@ -290,6 +353,7 @@ fn insertion(new: &NewRun<'_>, begin: Begin) -> Result<(Sql, ClaimedRun)> {
         depth: lineage.depth,
         root,
         takeovers: 0,
+        saves: 0,
     };
     Ok((sql, run))
 }
@@ -310,6 +374,8 @@ pub struct ClaimedRun {
     pub root: String,
     /// How often its lease ran out since it last made progress (its worker stopped).
     pub takeovers: i64,
+    /// The last of its saves in `run_steps` (0: none since its row was written).
+    pub saves: i64,
 }
 
 /// Lease expiries without progress after which a run is poisoned: it stopped its worker (a
@@ -327,7 +393,7 @@ pub async fn claim(db: &Db, id: &str, lease_ms: i64) -> Result<Option<ClaimedRun
                 "UPDATE runs SET status = 'running', lease_until = ?, lease_token = ?, \
                  takeovers = takeovers + CASE WHEN status = 'running' THEN 1 ELSE 0 END, \
                  started_at = COALESCE(started_at, ?), updated_at = ? WHERE id = ? \
-                 AND ((status = 'queued' AND next_attempt_at <= ?) OR (status = 'running' AND lease_until < ?))",
+                 AND ((status IN ('queued', 'waiting') AND next_attempt_at <= ?) OR (status = 'running' AND lease_until < ?))",
             )
             .arg(now + lease_ms)
             .arg(token.as_str())
@@ -345,15 +411,17 @@ pub async fn claim(db: &Db, id: &str, lease_ms: i64) -> Result<Option<ClaimedRun
         .arg(id)
         .fetch_one(db)
         .await?;
+    let (steps, saves) = with_saved(db, id, steps_of(&row)?).await?;
     Ok(Some(ClaimedRun {
         id: id.to_owned(),
         token,
         flow_id: row::get_str(&row, "flow_id")?,
         trigger: trigger_of(&row)?,
-        steps: steps_of(&row)?,
+        steps,
         depth: row::get_i64(&row, "depth")?,
         root: row::get_opt_str(&row, "root_id")?.unwrap_or_else(|| id.to_owned()),
         takeovers: row::get_i64(&row, "takeovers")?,
+        saves,
     }))
 }
 
@@ -365,28 +433,39 @@ fn steps_json(steps: &[StepRecord]) -> Result<String> {
     serde_json::to_string(&kept).map_err(|e| Error::Internal(e.to_string()))
 }
 
-/// Saves the steps after one of them finished, extending the lease. False when the run is no
-/// longer this claim's: the caller stops.
+/// Saves the records that changed since the last save (`changed`, as save number `seq`) and
+/// extends the lease, in one transaction. False when the run is no longer this claim's: the
+/// caller stops.
 pub async fn save_steps(
     db: &Db,
     run: &ClaimedRun,
-    steps: &[StepRecord],
+    changed: &[StepRecord],
+    seq: i64,
     lease_ms: i64,
 ) -> Result<bool> {
     let now = now_ms();
-    db.write_count(
-        &Sql::new(
-            "UPDATE runs SET steps = ?, lease_until = ?, takeovers = 0, updated_at = ? \
-             WHERE id = ? AND status = 'running' AND lease_token = ?",
-        )
-        .arg(steps_json(steps)?)
-        .arg(now + lease_ms)
-        .arg(now)
-        .arg(run.id.as_str())
-        .arg(run.token.as_str()),
+    let mut tx = db.begin().await?;
+    let held = Sql::new(
+        "UPDATE runs SET lease_until = ?, takeovers = 0, updated_at = ? \
+         WHERE id = ? AND status = 'running' AND lease_token = ?",
     )
-    .await
-    .map(|n| n == 1)
+    .arg(now + lease_ms)
+    .arg(now)
+    .arg(run.id.as_str())
+    .arg(run.token.as_str())
+    .execute(&mut tx)
+    .await?;
+    if held != 1 {
+        return Ok(false);
+    }
+    Sql::new("INSERT INTO run_steps (run_id, seq, steps) VALUES (?, ?, ?)")
+        .arg(run.id.as_str())
+        .arg(seq)
+        .arg(steps_json(changed)?)
+        .execute(&mut tx)
+        .await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// Extends the lease of a run this claim holds; false when it no longer does.
@@ -403,21 +482,64 @@ pub async fn renew(db: &Db, run: &ClaimedRun, lease_ms: i64) -> Result<bool> {
     .map(|n| n == 1)
 }
 
-/// Puts a run back in the queue until `at` (a retryable failure), if this claim still holds it.
-pub async fn retry_at(db: &Db, run: &ClaimedRun, steps: &[StepRecord], at: Millis) -> Result<()> {
-    db.write_count(
-        &Sql::new(
-            "UPDATE runs SET status = 'queued', steps = ?, next_attempt_at = ?, lease_until = NULL, \
+/// How a worker lets go of a run it holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Release<'a> {
+    /// Back in the queue until then (a retryable failure).
+    RetryAt(Millis),
+    /// Waiting at a `delay` until then, no worker holding it.
+    WaitUntil(Millis),
+    /// Over: `succeeded`, `filtered` or `cancelled`, or `failed` with the reason. Its outcome
+    /// is announced in the event log.
+    Finish(RunStatus, Option<&'a str>),
+}
+
+/// Lets go of a run this claim holds, writing all its records (the saves in `run_steps` are
+/// dropped with the same commit). Nothing happens when the claim no longer holds it.
+pub async fn release(
+    db: &Db,
+    run: &ClaimedRun,
+    steps: &[StepRecord],
+    saved: bool,
+    how: Release<'_>,
+) -> Result<()> {
+    let now = now_ms();
+    let sql = match how {
+        Release::RetryAt(at) | Release::WaitUntil(at) => Sql::new(
+            "UPDATE runs SET status = ?, steps = ?, next_attempt_at = ?, lease_until = NULL, \
              lease_token = NULL, takeovers = 0, updated_at = ? WHERE id = ? AND lease_token = ?",
         )
+        .arg(if matches!(how, Release::WaitUntil(_)) { RunStatus::Waiting } else { RunStatus::Queued }.as_str())
         .arg(steps_json(steps)?)
         .arg(at)
-        .arg(now_ms())
+        .arg(now)
         .arg(run.id.as_str())
         .arg(run.token.as_str()),
-    )
-    .await
-    .map(drop)
+        Release::Finish(status, error) => Sql::new(
+            "UPDATE runs SET status = ?, steps = ?, error = ?, lease_until = NULL, lease_token = NULL, \
+             announce = 1, finished_at = ?, updated_at = ? WHERE id = ? AND lease_token = ?",
+        )
+        .arg(status.as_str())
+        .arg(steps_json(steps)?)
+        .arg(error)
+        .arg(now)
+        .arg(now)
+        .arg(run.id.as_str())
+        .arg(run.token.as_str()),
+    };
+    if !saved {
+        // The common case (no save since the row was written): one statement, committed with
+        // others waiting at the same time.
+        return db.write_count(&sql).await.map(drop);
+    }
+    let mut tx = db.begin().await?;
+    if sql.execute(&mut tx).await? == 1 {
+        Sql::new("DELETE FROM run_steps WHERE run_id = ?")
+            .arg(run.id.as_str())
+            .execute(&mut tx)
+            .await?;
+    }
+    tx.commit().await
 }
 
 /// Ends a run: `succeeded`, or `failed` with the reason, if this claim still holds it.
@@ -427,22 +549,19 @@ pub async fn finish(
     steps: &[StepRecord],
     error: Option<&str>,
 ) -> Result<()> {
-    let now = now_ms();
-    db.write_count(
-        &Sql::new(
-            "UPDATE runs SET status = ?, steps = ?, error = ?, lease_until = NULL, lease_token = NULL, \
-             finished_at = ?, updated_at = ? WHERE id = ? AND lease_token = ?",
-        )
-        .arg(if error.is_some() { RunStatus::Failed } else { RunStatus::Succeeded }.as_str())
-        .arg(steps_json(steps)?)
-        .arg(error)
-        .arg(now)
-        .arg(now)
-        .arg(run.id.as_str())
-        .arg(run.token.as_str()),
+    let status = if error.is_some() {
+        RunStatus::Failed
+    } else {
+        RunStatus::Succeeded
+    };
+    release(
+        db,
+        run,
+        steps,
+        run.saves > 0,
+        Release::Finish(status, error),
     )
     .await
-    .map(drop)
 }
 
 /// Runs to execute now: queued ones whose time has come and that no job was queued for lately,
@@ -450,7 +569,7 @@ pub async fn finish(
 /// next sweep leaves it alone meanwhile.
 pub async fn take_due(db: &Db, limit: i64) -> Result<Vec<String>> {
     let now = now_ms();
-    let due = "((status = 'queued' AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?)) \
+    let due = "((status IN ('queued', 'waiting') AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?)) \
                OR (status = 'running' AND lease_until < ?))";
     // A read first: most sweeps find nothing, and a read does not queue behind the writer.
     let mut any = Sql::new("SELECT id FROM runs WHERE ");
@@ -460,7 +579,7 @@ pub async fn take_due(db: &Db, limit: i64) -> Result<Vec<String>> {
         return Ok(Vec::new());
     }
     let mut sql = Sql::new(
-        "UPDATE runs SET status = 'queued', next_attempt_at = CASE WHEN status = 'running' THEN ? ELSE next_attempt_at END, \
+        "UPDATE runs SET status = CASE WHEN status = 'waiting' THEN 'waiting' ELSE 'queued' END, next_attempt_at = CASE WHEN status = 'running' THEN ? ELSE next_attempt_at END, \
          takeovers = takeovers + CASE WHEN status = 'running' THEN 1 ELSE 0 END, \
          lease_until = ?, lease_token = NULL WHERE id IN (SELECT id FROM runs WHERE ",
     );
@@ -492,16 +611,10 @@ pub async fn replay(db: &Db, actor: &Actor, id: &str) -> Result<Run> {
             message: format!("a {} run cannot be replayed; only a failed one", run.status),
         });
     }
+    // What failed is executed again; what succeeded (or failed and was carried past) keeps
+    // its output, and decisions already taken stay taken.
     let mut steps = run.steps.clone();
-    for step in steps
-        .iter_mut()
-        .filter(|s| s.status != StepStatus::Succeeded)
-    {
-        step.status = StepStatus::Pending;
-        step.attempts = 0;
-        step.error = None;
-        step.finished_at = None;
-    }
+    steps.retain(|s| !matches!(s.status, StepStatus::Failed | StepStatus::Pending));
     let now = now_ms();
     db.write_count(
         &Sql::new(
@@ -536,7 +649,7 @@ pub async fn purge_finished(db: &Db, retention_ms: Millis, max_batches: u32) -> 
     let mut purged = 0;
     for _ in 0..max_batches {
         let deleted = Sql::new(
-            "DELETE FROM runs WHERE id IN (SELECT id FROM runs WHERE status IN ('succeeded', 'failed') \
+            "DELETE FROM runs WHERE id IN (SELECT id FROM runs WHERE status IN ('succeeded', 'failed', 'filtered', 'cancelled') \
              AND finished_at < ? LIMIT ?)",
         )
         .arg(cutoff)

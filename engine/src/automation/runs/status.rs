@@ -14,22 +14,46 @@ use crate::error::Error;
 pub enum RunStatus {
     Queued,
     Running,
+    /// At a `delay`: no worker holds it; it is due again at its `next_attempt_at`.
+    Waiting,
     Succeeded,
     Failed,
+    /// A `filter` stopped it: not a failure.
+    Filtered,
+    Cancelled,
 }
 
 impl RunStatus {
     /// Every status, in the order a run goes through them.
-    pub const ALL: [Self; 4] = [Self::Queued, Self::Running, Self::Succeeded, Self::Failed];
+    pub const ALL: [Self; 7] = [
+        Self::Queued,
+        Self::Running,
+        Self::Waiting,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Filtered,
+        Self::Cancelled,
+    ];
 
     /// As stored and shown.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Queued => "queued",
             Self::Running => "running",
+            Self::Waiting => "waiting",
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
+            Self::Filtered => "filtered",
+            Self::Cancelled => "cancelled",
         }
+    }
+
+    /// Whether the run is over: nothing will execute it again (unless it is replayed).
+    pub const fn is_finished(self) -> bool {
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Filtered | Self::Cancelled
+        )
     }
 }
 
@@ -54,14 +78,25 @@ impl FromStr for RunStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
+    /// Reached and not finished: an action between attempts, a loop part way, a delay waiting.
     Pending,
     Succeeded,
     Failed,
+    /// Not executed: the branch it is in was not taken.
+    Skipped,
+    /// Failed, and the run went on past it (`onError: continue` or an error branch).
+    Continued,
 }
 
 impl StepStatus {
     /// Every status.
-    pub const ALL: [Self; 3] = [Self::Pending, Self::Succeeded, Self::Failed];
+    pub const ALL: [Self; 5] = [
+        Self::Pending,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Skipped,
+        Self::Continued,
+    ];
 
     /// As stored and shown.
     pub const fn as_str(self) -> &'static str {
@@ -69,7 +104,14 @@ impl StepStatus {
             Self::Pending => "pending",
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
+            Self::Skipped => "skipped",
+            Self::Continued => "continued",
         }
+    }
+
+    /// Whether the node is done with: a resumed run does not execute it again.
+    pub const fn is_settled(self) -> bool {
+        !matches!(self, Self::Pending)
     }
 }
 

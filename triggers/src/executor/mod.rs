@@ -1,29 +1,34 @@
-//! The flow executor: executes flow runs. A run is a job on the queue ([`RunJob`]); the worker that takes it
-//! claims the run with a lease, then performs its steps in order: render the step's input from
-//! the trigger and earlier outputs, check it against the action's schema, perform it, record it.
-//! A retryable failure puts the run back in the queue after a backoff (exponential with jitter,
-//! or the target's `Retry-After`); a permanent one fails the run with the upstream error.
+//! The flow executor: executes flow runs. A run is a job on the queue ([`RunJob`]); the worker
+//! that takes it claims the run with a lease, then walks the flow's program ([`walk`]): each
+//! action's input rendered from the trigger and earlier outputs, checked against the action's
+//! schema, performed and recorded ([`step`]); conditions, branches, loops and delays decided and
+//! recorded likewise. A retryable failure puts the run back in the queue after a backoff
+//! (exponential with jitter, or the target's `Retry-After`); a permanent one fails the run with
+//! the upstream error, unless the step's `onError` says otherwise; a `delay` parks the run,
+//! holding no worker, until its time.
+
+mod step;
+mod walk;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
-use timix_actions::{ActionResult, Performer, ThisInstance};
-use timix_engine::access::auth::{self, Actor, ApiKeyRef};
-use timix_engine::automation::connections::{self, Resolved, Vault};
+use serde_json::{Value, json};
+use timix_actions::{Performer, ThisInstance};
+use timix_engine::access::auth::{self, ApiKeyRef};
+use timix_engine::automation::connections::Vault;
 use timix_engine::automation::flows::{self, LiveFlow};
-use timix_engine::automation::manifest::{ActionManifest, Manifests};
+use timix_engine::automation::manifest::Manifests;
 use timix_engine::automation::run_admission::RunAdmission;
-use timix_engine::automation::runs::{self, StepRecord, StepStatus};
-use timix_engine::automation::template;
+use timix_engine::automation::runs::{self, Release, RunStatus, StepRecord, StepStatus};
 use timix_engine::error::Result;
 use timix_engine::store::clock::{format_ms, now_ms};
 use timix_engine::store::db::Db;
-use timix_engine::store::events;
 use timix_engine::store::jobs::{Job, JobHandler, Queues};
 use tracing::Instrument;
+use walk::{End, Walk};
 
 /// The longest wait between two attempts of a step.
 const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
@@ -255,258 +260,84 @@ impl FlowExecutor {
     }
 
     async fn execute_steps(&self, run: runs::ClaimedRun) -> Result<()> {
-        let mut steps = run.steps.clone();
         let Some(flow) = flows::live(&self.db, &run.flow_id).await? else {
-            return runs::finish(&self.db, &run, &steps, Some("the flow was deleted")).await;
+            return runs::finish(&self.db, &run, &run.steps, Some("the flow was deleted")).await;
         };
         if run.takeovers >= runs::POISONED_AFTER {
-            return self.poisoned(&flow.id, &run, &mut steps).await;
+            return self.poisoned(&flow, &run).await;
         }
         let actor = match self.actor_of(&flow).await {
             Ok(actor) => actor,
             Err(error) => {
-                return self.fail(&flow.id, &run, &steps, &error.to_string()).await;
-            }
-        };
-        let mut outputs = Map::new();
-        for (i, record) in steps.clone().iter().enumerate() {
-            if record.status == StepStatus::Succeeded {
-                outputs.insert(
-                    record.key.clone(),
-                    record.output.clone().unwrap_or(Value::Null),
-                );
-                continue;
-            }
-            let context = json!({
-                "trigger": run.trigger,
-                "steps": outputs,
-                "flow": flows::context_of(&flow),
-                "now": format_ms(now_ms()),
-            });
-            let prepared = match self.prepare(&flow, context, i, &mut steps[i]).await? {
-                Ok(prepared) => prepared,
-                Err(error) => return self.step_failed(&run, &mut steps, i, error).await,
-            };
-            steps[i].attempts += 1;
-            steps[i].started_at = Some(format_ms(now_ms()));
-            let action = prepared.action;
-            let outcome = self.attempt(&flow, &run, &actor, prepared).await;
-            match outcome {
-                ActionResult::Done(output) => {
-                    let step = &mut steps[i];
-                    step.status = StepStatus::Succeeded;
-                    step.error = None;
-                    step.finished_at = Some(format_ms(now_ms()));
-                    step.output = Some(output.clone());
-                    outputs.insert(step.key.clone(), output);
-                    // The last step is saved with the run's end.
-                    if i + 1 < steps.len()
-                        && !runs::save_steps(&self.db, &run, &steps, self.lease_ms()).await?
-                    {
-                        // Taken over by another worker: it carries on, this one stops.
-                        return Ok(());
-                    }
-                }
-                ActionResult::Retry { error, after }
-                    if steps[i].attempts < action.retry.max_attempts =>
-                {
-                    steps[i].error = Some(error);
-                    let wait = backoff(self.retry_base, steps[i].attempts, after);
-                    return runs::retry_at(
-                        &self.db,
-                        &run,
-                        &steps,
-                        now_ms() + wait.as_millis() as i64,
-                    )
+                let message = error.to_string();
+                return self
+                    .release(&flow, &run, &run.steps, End::Failed(message))
                     .await;
-                }
-                ActionResult::Retry { error, .. } | ActionResult::Fail(error) => {
-                    return self.step_failed(&run, &mut steps, i, error).await;
-                }
             }
-        }
-        runs::finish(&self.db, &run, &steps, None).await?;
-        if flow.last_error.is_some() {
-            flows::note_error(&self.db, &flow.id, None).await?;
-        }
-        Ok(())
+        };
+        let mut walk = Walk::new(self, &flow, &run, &actor);
+        let end = walk.run().await?;
+        let saves = walk.saves;
+        let records = std::mem::take(&mut walk.records);
+        drop(walk);
+        let run = runs::ClaimedRun { saves, ..run };
+        self.release(&flow, &run, &records, end).await
     }
 
-    /// Readies step `i` of `flow`: its action, its input rendered from `context` and checked
-    /// against the action's schema (kept on `record`, also when it is refused), and its
-    /// connection. A refusal is the error the step fails with.
-    async fn prepare(
-        &self,
-        flow: &LiveFlow,
-        context: Value,
-        i: usize,
-        record: &mut StepRecord,
-    ) -> Result<std::result::Result<Prepared<'_>, Value>> {
-        let definition = flow
-            .steps
-            .as_array()
-            .and_then(|steps| steps.iter().find(|d| d["key"] == record.key.as_str()))
-            .cloned()
-            .unwrap_or(Value::Null);
-        let Some(action) = self.manifests.actions.get(&record.action) else {
-            let message = format!("{} is no longer an action", record.action);
-            return Ok(Err(failure("unknown_manifest", &message)));
-        };
-        let mut input = match render_input(definition["input"].clone(), context, i).await {
-            Ok(input) => input,
-            Err((path, e)) => {
-                return Ok(Err(
-                    json!({"code": "template", "message": format!("{path}: {e}"), "field": path}),
-                ));
-            }
-        };
-        self.manifests.coerce_input(&action.key, &mut input);
-        record.input = Some(input.clone());
-        if let Err(problems) = self.manifests.check_input(&action.key, &input) {
-            let details: Vec<Value> = problems
-                .iter()
-                .map(|(path, message)| json!({"field": path, "message": message}))
-                .collect();
-            return Ok(Err(json!({
-                "code": "invalid_input",
-                "message": format!("the input does not match {}: {}", action.key, problems[0].1),
-                "details": details,
-            })));
-        }
-        let connection = match definition["connectionId"].as_str() {
-            None => None,
-            Some(id) => {
-                match connections::resolve(&self.db, &self.vault, &flow.org_id, id).await? {
-                    Some(c) => Some(c),
-                    None => {
-                        return Ok(Err(failure(
-                            "connection_not_found",
-                            format!("the connection {id} was deleted"),
-                        )));
-                    }
-                }
-            }
-        };
-        Ok(Ok(Prepared {
-            action,
-            input,
-            connection,
-        }))
-    }
-
-    /// One attempt of a readied step, as the flow's owner; the changes it makes are this
-    /// flow's, one level deeper in a chain.
-    async fn attempt(
+    /// Lets go of a run as its walk ended, and shows a failure on the flow (a success clears
+    /// it).
+    async fn release(
         &self,
         flow: &LiveFlow,
         run: &runs::ClaimedRun,
-        actor: &Actor,
-        step: Prepared<'_>,
-    ) -> ActionResult {
-        let cause = events::Cause {
-            flow_id: flow.id.clone(),
-            depth: run.depth + 1,
-            root: run.root.clone(),
+        records: &[StepRecord],
+        end: End,
+    ) -> Result<()> {
+        let saved = run.saves > 0;
+        let how = match &end {
+            End::Succeeded => Release::Finish(RunStatus::Succeeded, None),
+            End::Failed(message) => Release::Finish(RunStatus::Failed, Some(message)),
+            End::Filtered => Release::Finish(RunStatus::Filtered, None),
+            End::RetryAt(at) => Release::RetryAt(*at),
+            End::WaitUntil(at) => Release::WaitUntil(*at),
+            End::TakenOver => return Ok(()),
         };
-        events::CAUSE
-            .scope(
-                cause,
-                self.performer.perform(
-                    timix_actions::Caller {
-                        this: &*self.this_instance,
-                        actor,
-                    },
-                    step.action,
-                    &step.input,
-                    step.connection.as_ref(),
-                ),
-            )
-            .await
+        runs::release(&self.db, run, records, saved, how).await?;
+        match end {
+            End::Failed(message) => flows::note_error(&self.db, &flow.id, Some(&message)).await,
+            End::Succeeded | End::Filtered if flow.last_error.is_some() => {
+                flows::note_error(&self.db, &flow.id, None).await
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Fails a run whose worker stopped (a crash, a kill) each of the last times it held it,
     /// with no step finished in between: taking it again would most likely stop the next one.
-    async fn poisoned(
-        &self,
-        flow_id: &str,
-        run: &runs::ClaimedRun,
-        steps: &mut [StepRecord],
-    ) -> Result<()> {
+    async fn poisoned(&self, flow: &LiveFlow, run: &runs::ClaimedRun) -> Result<()> {
         tracing::warn!(run = %run.id, takeovers = run.takeovers, "Run poisoned: not taken again.");
         let message = format!(
             "the run stopped its worker {} times without finishing a step (a crash or a kill); \
              it is not taken again. Replay it once the cause is fixed",
             run.takeovers
         );
-        let Some(i) = steps.iter().position(|s| s.status != StepStatus::Succeeded) else {
-            return self
-                .fail(flow_id, run, steps, &format!("poisoned: {message}"))
-                .await;
+        let mut records = run.steps.clone();
+        // The node it was at: the last one reached and not finished.
+        let at = records
+            .iter_mut()
+            .rev()
+            .find(|r| r.status == StepStatus::Pending);
+        let reason = match at {
+            Some(record) => {
+                record.status = StepStatus::Failed;
+                record.error = Some(failure("poisoned", &message));
+                record.finished_at = Some(format_ms(now_ms()));
+                format!("step {} failed: {message}", record.path)
+            }
+            None => format!("poisoned: {message}"),
         };
-        self.step_failed(run, steps, i, failure("poisoned", message))
-            .await
+        self.release(flow, run, &records, End::Failed(reason)).await
     }
-
-    async fn step_failed(
-        &self,
-        run: &runs::ClaimedRun,
-        steps: &mut [StepRecord],
-        i: usize,
-        error: Value,
-    ) -> Result<()> {
-        let message = format!(
-            "step {} ({}) failed: {}",
-            steps[i].key,
-            steps[i].action,
-            error["message"].as_str().unwrap_or("error")
-        );
-        let step = &mut steps[i];
-        step.status = StepStatus::Failed;
-        step.error = Some(error);
-        step.finished_at = Some(format_ms(now_ms()));
-        self.fail(&run.flow_id, run, steps, &message).await
-    }
-
-    async fn fail(
-        &self,
-        flow_id: &str,
-        run: &runs::ClaimedRun,
-        steps: &[StepRecord],
-        message: &str,
-    ) -> Result<()> {
-        runs::finish(&self.db, run, steps, Some(message)).await?;
-        flows::note_error(&self.db, flow_id, Some(message)).await
-    }
-}
-
-/// A step ready to be performed.
-struct Prepared<'m> {
-    action: &'m ActionManifest,
-    input: Value,
-    connection: Option<Resolved>,
-}
-
-/// Renders a step's input. Templates that run the engine (loops, conditions, helpers) render
-/// on the blocking pool, never on the async workers: within their budget they are bounded, but
-/// not free, and other organizations' requests share those workers.
-async fn render_input(
-    input: Value,
-    context: Value,
-    step: usize,
-) -> std::result::Result<Value, (String, template::TemplateError)> {
-    let at = format!("steps[{step}].input");
-    if !template::needs_engine(&input) {
-        return template::render_value(&input, &context, &at);
-    }
-    let render_at = at.clone();
-    tokio::task::spawn_blocking(move || template::render_value(&input, &context, &render_at))
-        .await
-        .unwrap_or_else(|_| {
-            Err((
-                at,
-                template::TemplateError("the template could not be rendered".into()),
-            ))
-        })
 }
 
 /// The safety net under the queue: every `every`, runs that are due (a retry whose time has
