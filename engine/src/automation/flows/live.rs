@@ -6,6 +6,7 @@ use serde_json::{Map, Value, json};
 use super::condition::{self, Condition};
 use super::json_column;
 use super::program::{self, Block};
+use super::settings::Settings;
 use crate::automation::connections::Vault;
 use crate::error::{Error, Problems, Result};
 use crate::store::db::{Db, Sql, row};
@@ -20,6 +21,7 @@ pub struct LiveFlow {
     pub program: Block,
     /// An event trigger's condition, parsed.
     pub condition: Option<Condition>,
+    pub settings: Settings,
     pub created_by: String,
     /// An inbound webhook's signing secret, sealed (see [`LiveFlow::webhook_secret`]).
     sealed_secret: Option<String>,
@@ -51,6 +53,7 @@ fn live_from_row(r: &row::Row) -> Result<LiveFlow> {
         trigger,
         program,
         condition,
+        settings: Settings::from_stored(&row::get_str(r, "settings")?),
         created_by: row::get_str(r, "created_by")?,
         sealed_secret: row::get_opt_str(r, "webhook_secret")?,
         enabled_at: row::get_opt_i64(r, "enabled_at")?,
