@@ -28,6 +28,7 @@ mod money;
 mod oauth;
 mod observability;
 mod pricing;
+mod programs;
 mod receiver;
 mod reports;
 mod roles;
