@@ -74,7 +74,12 @@ struct Draft {
     connection_id: String,
     source: String,
     filters: String,
+    /// An event trigger's condition, as JSON text.
+    condition: String,
     steps: Vec<StepDraft>,
+    /// The steps as JSON text, for a flow that is more than a line of actions (branches,
+    /// loops, error handling): edited whole, so nothing of it is lost.
+    program: Option<String>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -104,7 +109,15 @@ impl Draft {
             }
             _ => String::new(),
         };
+        let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
+        let is_program = flow["steps"].as_array().is_some_and(|steps| {
+            steps.iter().any(|s| {
+                s.get("type").is_some() || s.get("onError").is_some() || s.get("orCreate").is_some()
+            })
+        });
         Draft {
+            condition: trigger.get("condition").map(pretty).unwrap_or_default(),
+            program: is_program.then(|| pretty(&flow["steps"])),
             name: as_text(&flow["name"]),
             trigger: match kind {
                 "event" => format!("event:{}", as_text(&trigger["event"])),
@@ -154,6 +167,8 @@ impl Draft {
                 "trigger.connectionId" => draft.connection_id = trimmed,
                 "trigger.source" => draft.source = trimmed,
                 "trigger.filters" => draft.filters = trimmed,
+                "trigger.condition" => draft.condition = trimmed,
+                "steps.json" => draft.program = Some(value.replace("\r\n", "\n")),
                 _ => {
                     let Some((index, rest)) = step_field(name) else {
                         continue;
@@ -223,9 +238,36 @@ impl Draft {
                         }
                     }
                 }
+                if !self.condition.is_empty() {
+                    match serde_json::from_str::<Value>(&self.condition) {
+                        Ok(condition @ Value::Object(_)) => t["condition"] = condition,
+                        _ => {
+                            errors.insert(
+                                "trigger.condition".to_owned(),
+                                "write the condition as a JSON object: {\"left\": \"{{trigger.total}}\", \"op\": \"gt\", \"right\": 1000}"
+                                    .to_owned(),
+                            );
+                        }
+                    }
+                }
                 t
             }
         };
+        if let Some(program) = &self.program {
+            return match serde_json::from_str::<Value>(program) {
+                Ok(steps @ Value::Array(_)) if errors.is_empty() => {
+                    Ok(json!({"name": self.name, "trigger": trigger, "steps": steps}))
+                }
+                Ok(Value::Array(_)) => Err(errors),
+                _ => {
+                    errors.insert(
+                        "steps".to_owned(),
+                        "write the steps as a JSON list, as the API takes them".to_owned(),
+                    );
+                    Err(errors)
+                }
+            };
+        }
         let steps: Vec<Value> = self
             .steps
             .iter()
@@ -423,6 +465,10 @@ impl Builder<'_> {
             shown: BTreeSet::from(["name".to_owned()]),
         };
         let (trigger, trigger_sample) = self.trigger_context(draft, &mut marks.shown);
+        marks.shown.insert("trigger.condition".to_owned());
+        if draft.program.is_some() {
+            marks.shown.insert("steps".to_owned());
+        }
         let mut available = variables("trigger", &trigger_sample);
         let mut steps = Vec::new();
         for (index, step) in draft.steps.iter().enumerate() {
@@ -447,7 +493,9 @@ impl Builder<'_> {
                 "schedule": draft.schedule,
                 "source": draft.source,
                 "filters": draft.filters,
+                "condition": draft.condition,
             },
+            "program": draft.program,
             "triggerVariables": variables("trigger", &trigger_sample),
             "hasTriggerSample": !trigger_sample.is_null(),
             "steps": steps,
@@ -912,6 +960,28 @@ mod tests {
         let again = Draft::from_flow(&flow, &manifests)
             .to_flow(&manifests, false)
             .expect("valid");
+        assert_eq!(again["trigger"], flow["trigger"]);
+        assert_eq!(again["steps"], flow["steps"]);
+    }
+
+    #[test]
+    fn a_program_and_an_event_condition_round_trip_unchanged() {
+        let manifests = Manifests::built_in().expect("built-in manifests");
+        let flow = json!({
+            "name": "Paid",
+            "trigger": {"type": "event", "event": "invoice.updated",
+                        "condition": {"left": "{{event.changedFields}}", "op": "contains", "right": "status"}},
+            "steps": [
+                {"key": "check", "type": "if", "condition": {"left": "{{trigger.status}}", "op": "equals", "right": "paid"},
+                 "then": [{"key": "send", "action": "http_request", "input": {"method": "POST", "url": "https://x.example"}, "onError": "continue"}]}
+            ]
+        });
+        let draft = Draft::from_flow(&flow, &manifests);
+        assert!(
+            draft.program.is_some(),
+            "edited as JSON, not as a line of actions"
+        );
+        let again = draft.to_flow(&manifests, false).expect("valid");
         assert_eq!(again["trigger"], flow["trigger"]);
         assert_eq!(again["steps"], flow["steps"]);
     }
