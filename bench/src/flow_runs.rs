@@ -254,6 +254,69 @@ async fn main() -> anyhow::Result<()> {
     }
     let create_span = create_started.elapsed();
 
+    // A program: inbound webhook → if → forEach over 10 items → http_request (12 nodes a run).
+    let program: Value = http
+        .post(api("/flows"))
+        .header("X-Api-Key", &key)
+        .json(&json!({
+            "name": "Inbound → if → each → HTTP",
+            "trigger": {"type": "webhook"},
+            "steps": [{"key": "check", "type": "if",
+                       "condition": {"left": "{{trigger.ok}}", "op": "equals", "right": true},
+                       "then": [{"key": "each", "type": "forEach", "items": "{{trigger.items}}", "steps": [
+                           {"key": "send", "action": "http_request",
+                            "input": {"method": "POST", "url": hook, "body": {"n": "{{item}}"}}}]}]}]
+        }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let program_url = format!(
+        "{}{}",
+        server.base.trim_end_matches("/api/integration/v1"),
+        program["trigger"]["webhookUrl"]
+            .as_str()
+            .unwrap_or_default()
+    );
+    let (programs, items) = (300u64, 10u64);
+    let program_first = 2_000_000u64;
+    let program_started = Instant::now();
+    let mut senders = Vec::new();
+    for k in 0..16u64 {
+        let (http, url) = (http.clone(), program_url.clone());
+        senders.push(tokio::spawn(async move {
+            let mut n = k;
+            while n < programs {
+                let base = program_first + n * items;
+                let list: Vec<u64> = (base..base + items).collect();
+                let _ = http
+                    .post(&url)
+                    .json(&json!({"ok": true, "items": list}))
+                    .send()
+                    .await;
+                n += 16;
+            }
+        }));
+    }
+    for s in senders {
+        s.await?;
+    }
+    wait_for(
+        &state,
+        program_first,
+        (programs * items) as usize,
+        Duration::from_secs(300),
+    )
+    .await;
+    let program_span = program_started.elapsed();
+    let program_calls = state
+        .lock()
+        .unwrap()
+        .keys()
+        .filter(|n| **n >= program_first)
+        .count();
+
     println!("| backend | workload | result |");
     println!("|---|---|---|");
     println!(
@@ -277,6 +340,14 @@ async fn main() -> anyhow::Result<()> {
         "| {backend} | inbound webhook → create customer, burst of {calls} | {:.0} runs/s ({created} done in {:.2} s) |",
         created as f64 / create_span.as_secs_f64().max(0.001),
         create_span.as_secs_f64()
+    );
+    let nodes = programs * (2 + items);
+    println!(
+        "| {backend} | inbound webhook → if → forEach over {items} → http_request, burst of {programs} | {:.0} runs/s, {:.0} nodes/s, {:.2} ms a node ({program_calls} calls in {:.2} s) |",
+        programs as f64 / program_span.as_secs_f64().max(0.001),
+        nodes as f64 / program_span.as_secs_f64().max(0.001),
+        program_span.as_secs_f64() * 1000.0 / nodes as f64,
+        program_span.as_secs_f64()
     );
     println!(
         "| {backend} | memory (RSS) | {idle_memory:.0} MiB idle, {loaded_memory:.0} MiB after the burst |"

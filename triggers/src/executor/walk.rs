@@ -51,6 +51,13 @@ enum Next {
     End(End),
 }
 
+/// The node being executed, and where: its record's path and its definition's.
+struct Here<'n> {
+    node: &'n Node,
+    path: String,
+    definition: String,
+}
+
 /// What a block's nodes see: earlier outputs by key, and the loop item they run for.
 #[derive(Debug, Clone, Default)]
 struct Scope {
@@ -298,8 +305,12 @@ impl<'e> Walk<'e> {
             .cloned();
         match &node.kind {
             NodeKind::Action(action) => {
-                self.action(node, action, scope, path, definition, settled)
-                    .await
+                let here = Here {
+                    node,
+                    path,
+                    definition,
+                };
+                self.action(&here, action, scope, settled).await
             }
             NodeKind::Filter { condition } => {
                 let passed = match settled {
@@ -632,13 +643,16 @@ impl<'e> Walk<'e> {
 
     async fn action(
         &mut self,
-        node: &Node,
+        here: &Here<'_>,
         action: &ActionNode,
         scope: &mut Scope,
-        path: String,
-        definition: String,
         settled: Option<StepRecord>,
     ) -> Result<Next> {
+        let Here {
+            node,
+            path,
+            definition,
+        } = here;
         if let Some(record) = settled {
             let seen = match record.status {
                 StepStatus::Continued => json!({"error": record.error}),
@@ -648,7 +662,7 @@ impl<'e> Walk<'e> {
             return match (&record.status, &action.on_error) {
                 // Resumed inside (or just before) the error branch.
                 (StepStatus::Continued, OnError::Steps(branch)) => {
-                    self.error_branch(branch, scope, &path, &definition).await
+                    self.error_branch(branch, scope, path, definition).await
                 }
                 _ => Ok(Next::Go),
             };
@@ -660,7 +674,7 @@ impl<'e> Walk<'e> {
         let performed = self
             .perform(
                 node,
-                &path,
+                path,
                 ActionCall {
                     action: &action.action,
                     connection_id: action.connection_id.as_deref(),
@@ -674,13 +688,16 @@ impl<'e> Walk<'e> {
             Performed::Done(output) => output,
             Performed::Retry(at) => return Ok(Next::End(End::RetryAt(at))),
             Performed::Failed(error) => {
-                return self
-                    .action_failed(node, action, scope, &path, &definition, error)
-                    .await;
+                return self.action_failed(here, action, scope, error).await;
             }
         };
         let output = match &action.or_create {
             Some(create) if is_nothing(&output) => {
+                // Not done until the creation is: a resumed run searches again, then creates.
+                if let Some(mut search) = self.record(path).cloned() {
+                    search.status = StepStatus::Pending;
+                    self.put(search);
+                }
                 let create_path = format!("{path}.orCreate");
                 let created = match self
                     .record(&create_path)
@@ -705,9 +722,7 @@ impl<'e> Walk<'e> {
                             Performed::Done(output) => output,
                             Performed::Retry(at) => return Ok(Next::End(End::RetryAt(at))),
                             Performed::Failed(error) => {
-                                return self
-                                    .action_failed(node, action, scope, &path, &definition, error)
-                                    .await;
+                                return self.action_failed(here, action, scope, error).await;
                             }
                         }
                     }
@@ -717,7 +732,8 @@ impl<'e> Walk<'e> {
             Some(_) => with_created(output, false),
             None => output,
         };
-        if let Some(mut record) = self.record(&path).cloned() {
+        if let Some(mut record) = self.record(path).cloned() {
+            record.status = StepStatus::Succeeded;
             record.output = Some(output.clone());
             self.put(record);
         }
@@ -728,13 +744,16 @@ impl<'e> Walk<'e> {
     /// An action failed for good: the run fails, goes on past it, or takes its error branch.
     async fn action_failed(
         &mut self,
-        node: &Node,
+        here: &Here<'_>,
         action: &ActionNode,
         scope: &mut Scope,
-        path: &str,
-        definition: &str,
         error: Value,
     ) -> Result<Next> {
+        let Here {
+            node,
+            path,
+            definition,
+        } = here;
         let mut record = self
             .record(path)
             .cloned()

@@ -364,7 +364,7 @@ impl Parser<'_, '_> {
             }
         };
         let input = object.get("input").cloned().unwrap_or(json!({}));
-        self.check_action(at, action, connection_id.as_deref(), &input, "");
+        self.check_action(at, action, connection_id.as_deref(), &input);
         let on_error = match object.get("onError") {
             None | Some(Value::Null) => OnError::Fail,
             Some(Value::String(s)) if s == "fail" => OnError::Fail,
@@ -402,12 +402,12 @@ impl Parser<'_, '_> {
                     .and_then(Value::as_str)
                     .unwrap_or_default();
                 let create_input = create.get("input").cloned().unwrap_or(json!({}));
+                // Its connection is the search's, checked above.
                 self.check_action(
-                    at,
+                    &format!("{at}.orCreate"),
                     create_action,
-                    connection_id.as_deref(),
+                    None,
                     &create_input,
-                    ".orCreate",
                 );
                 if let Some(names) = self.names
                     && names
@@ -445,17 +445,15 @@ impl Parser<'_, '_> {
         })
     }
 
-    /// Checks an action's key, connection and input at `at` + `within` (`.orCreate` for the
-    /// creation of a find-or-create).
+    /// Checks an action's key, connection and input at `at` (`steps[1]`, or
+    /// `steps[1].orCreate` for the creation of a find-or-create).
     fn check_action(
         &mut self,
         at: &str,
         action_key: &str,
         connection: Option<&str>,
         input: &Value,
-        within: &str,
     ) {
-        let at = format!("{at}{within}");
         let Some(fields) = input.as_object() else {
             self.p
                 .add(&format!("{at}.input"), "invalid", "input must be an object");
@@ -480,9 +478,7 @@ impl Parser<'_, '_> {
             );
             return;
         };
-        if within.is_empty()
-            && let Some(id) = connection
-        {
+        if let Some(id) = connection {
             match names.connections.get(id) {
                 Some(ConnectionKind::This) if action.request.url.is_some() => self.p.add(
                     &format!("{at}.connectionId"),
