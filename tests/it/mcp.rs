@@ -196,6 +196,80 @@ async fn an_assistant_logs_time_by_name_reads_reports_and_is_held_to_its_role() 
     assert!(customers.items().is_empty());
 }
 
+#[tokio::test]
+async fn an_assistant_creates_corrects_tests_and_explains_a_flow() {
+    if !python_mcp_ready() {
+        return;
+    }
+    let server = Server::start().await;
+    let org = server.db.bootstrap("professional");
+    let owner = server.as_key(&org.key);
+    let (_, viewer) = owner.user_with_key(&server.db, "viewer").await;
+    let steps = |op: &str| {
+        json!([{"key": "check", "type": "if",
+                "condition": {"left": "{{trigger.name}}", "op": op, "right": ""},
+                "then": [{"key": "customer", "action": "create_customer", "input": {"name": "{{trigger.name}}"}}]}])
+    };
+    let flow = |op: &str| json!({"name": "From an assistant", "trigger": {"type": "webhook"}, "steps": steps(op)});
+    let seen = drive(json!({
+        "url": server.url("/mcp"),
+        "ownerKey": org.key,
+        "viewerKey": viewer.key,
+        "calls": [
+            ["owner", "wrong", "create_flow", flow("differs")],
+            ["owner", "created", "create_flow", flow("notEquals")],
+            ["owner", "explained", "explain_flow", {"flowId": "${created.id}"}],
+            ["owner", "listed", "list_flows", {}],
+            ["owner", "tested", "test_flow", {"flowId": "${created.id}", "trigger": {"name": "Globex"}}],
+            ["owner", "run", "get_run", {"runId": "${tested.id}"}],
+            ["owner", "runs", "list_runs", {"flowId": "${created.id}"}],
+            ["viewer", "refused", "create_flow", flow("notEquals")],
+            ["viewer", "hidden", "list_flows", {}],
+        ],
+    }))
+    .await;
+    // The same 422 as the API, with the path of the problem: enough to correct the definition.
+    let wrong = &seen["wrong"];
+    assert_eq!(wrong["isError"], true, "{wrong}");
+    assert_eq!(wrong["content"]["code"], "validation_failed");
+    assert_eq!(wrong["content"]["status"], 422);
+    assert_eq!(
+        wrong["content"]["details"][0]["field"],
+        "steps[0].condition.op"
+    );
+    let created = &seen["created"];
+    assert_eq!(created["isError"], false, "{created}");
+    let flow_id = created["content"]["id"].as_str().unwrap();
+    let text = seen["explained"]["content"]["explanation"]
+        .as_str()
+        .unwrap();
+    assert!(
+        text.contains("each call of its inbound webhook URL"),
+        "{text}"
+    );
+    assert!(
+        text.contains("1. check [if]: if {{trigger.name}} notEquals"),
+        "{text}"
+    );
+    assert!(
+        text.contains("1.1. customer [action]: do create_customer"),
+        "{text}"
+    );
+    assert_eq!(seen["listed"]["content"]["flows"][0]["id"], flow_id);
+    let run_id = seen["tested"]["content"]["id"].as_str().unwrap();
+    assert_eq!(seen["run"]["content"]["id"], run_id);
+    assert_eq!(seen["runs"]["content"]["runs"][0]["id"], run_id);
+    let run = owner.finished_run(run_id).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["steps"][1]["path"], "check.then.customer");
+    assert_eq!(run["steps"][1]["output"]["name"], "Globex");
+    // Held to the role, as over HTTP.
+    for refused in [&seen["refused"], &seen["hidden"]] {
+        assert_eq!(refused["isError"], true, "{refused}");
+        assert_eq!(refused["content"]["status"], 403, "{refused}");
+    }
+}
+
 /// An MCP initialize request, over plain HTTP.
 fn initialize() -> Value {
     json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {

@@ -378,6 +378,17 @@ async fn failed_runs_are_events_that_start_error_flows_and_disable_the_flow() {
     }))
     .await
     .expect(201);
+    // Followed successes are logged too.
+    c.post(
+        "/flows",
+        json!({
+            "name": "Count successes",
+            "trigger": {"type": "event", "event": "run.succeeded"},
+            "steps": [{"key": "seen", "type": "set", "values": {"run": "{{trigger.runId}}"}}]
+        }),
+    )
+    .await
+    .expect(201);
     for _ in 0..3 {
         let run = call(&server, &url, json!({})).await;
         assert_eq!(c.finished_run(&run).await["status"], "failed");
@@ -420,7 +431,8 @@ async fn failed_runs_are_events_that_start_error_flows_and_disable_the_flow() {
         .items();
     assert_eq!(disabled.len(), 1);
     assert_eq!(disabled[0]["resourceId"], failing.as_str());
-    // The error flow's own runs succeeded: announced too, and they started nothing.
+    // The error flow's own runs succeeded: announced too (a flow follows them), and they
+    // started nothing.
     let started = Instant::now();
     while c.get("/events?types=run.succeeded").await.items().len() < 3 {
         assert!(
@@ -578,4 +590,45 @@ async fn blocks_nest_an_if_in_a_loop_in_a_switch() {
     assert_eq!(items[0]["small"]["amount"], 1);
     assert_eq!(items[2]["customer"]["name"], "Big 10");
     assert_eq!(c.get("/customers?q=Big").await.items().len(), 2);
+}
+
+#[tokio::test]
+async fn a_failed_loop_replays_from_its_failed_item() {
+    let server = Server::start_with(TestDb::new().await, &ENV).await;
+    let org = server.db.bootstrap("business");
+    let c = server.as_key(&org.key);
+    let receiver = Receiver::start().await;
+    // The second call is refused for good; every other call succeeds.
+    receiver.script(vec![(200, vec![]), (400, vec![])]);
+    let (_, url) = webhook_flow(
+        &c,
+        json!([{"key": "each", "type": "forEach", "items": "{{trigger.items}}", "steps": [
+            {"key": "send", "action": "http_request",
+             "input": {"method": "POST", "url": receiver.url, "body": {"i": "{{index}}"}}}]}]),
+        json!({}),
+    )
+    .await;
+    let run = call(&server, &url, json!({"items": ["a", "b", "c"]})).await;
+    let failed = c.finished_run(&run).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(at(&failed, "each[1].send")["status"], "failed");
+    assert_eq!(at(&failed, "each")["status"], "pending");
+    c.post(&format!("/runs/{run}/replay"), json!({}))
+        .await
+        .expect(200);
+    let replayed = c.finished_run(&run).await;
+    assert_eq!(replayed["status"], "succeeded", "{replayed}");
+    let sent: Vec<i64> = receiver
+        .received()
+        .iter()
+        .map(|r| r.json()["i"].as_i64().unwrap())
+        .collect();
+    assert_eq!(sent, [0, 1, 1, 2], "the finished item is not sent again");
+    assert_eq!(
+        at(&replayed, "each")["output"]["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
 }

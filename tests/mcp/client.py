@@ -3,7 +3,10 @@ writes what it saw as JSON, for tests/it/mcp.rs to check.
 
     python3 client.py PLAN.json REPORT.json
 
-PLAN: {"url", "ownerKey", "viewerKey", "logTime": {...}, "ambiguous": {...}}
+PLAN: {"url", "ownerKey", "viewerKey", "logTime": {...}, "ambiguous": {...}} for the fixed
+script, or {"url", "ownerKey", "viewerKey", "calls": [[as, label, tool, arguments], ...]}: tool
+calls in order, as "owner" or "viewer"; a text "${label.field}" in arguments is the field of an
+earlier call's result.
 """
 
 import asyncio
@@ -82,10 +85,42 @@ async def as_viewer(session):
     }
 
 
+def substitute(value, seen):
+    """Arguments with "${label.field}" replaced by that field of an earlier result."""
+    if isinstance(value, dict):
+        return {k: substitute(v, seen) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute(v, seen) for v in value]
+    if isinstance(value, str) and value.startswith("${") and value.endswith("}"):
+        label, field = value[2:-1].split(".", 1)
+        return seen[label]["content"][field]
+    return value
+
+
+async def scripted(plan):
+    seen = {}
+    for who in ("owner", "viewer"):
+        calls = [c for c in plan["calls"] if c[0] == who]
+        if not calls:
+            continue
+
+        async def work(session, calls=calls):
+            await session.initialize()
+            for _, label, tool, arguments in calls:
+                seen[label] = tool_result(await session.call_tool(tool, substitute(arguments, seen)))
+
+        await session_as(plan[who + "Key"], plan["url"], work)
+    return seen
+
+
 async def main(plan_file, report_file):
     with open(plan_file) as f:
         plan = json.load(f)
     url = plan["url"]
+    if "calls" in plan:
+        with open(report_file, "w") as f:
+            json.dump(await scripted(plan), f, indent=2)
+        return
     report = {
         "owner": await session_as(plan["ownerKey"], url, lambda s: as_owner(s, plan)),
         "viewer": await session_as(plan["viewerKey"], url, as_viewer),

@@ -108,6 +108,7 @@ fn start_flows(cx: WorkerContext) -> Vec<JoinHandle<()>> {
         retry_base: cx.settings.flow_retry_base,
         lease: cx.settings.run_lease,
         admission: cx.admission,
+        followers: Arc::default(),
     });
     let poller = Arc::new(Poller {
         executor: executor.clone(),

@@ -22,7 +22,7 @@ use timix_engine::automation::connections::Vault;
 use timix_engine::automation::flows::{self, LiveFlow};
 use timix_engine::automation::manifest::Manifests;
 use timix_engine::automation::run_admission::RunAdmission;
-use timix_engine::automation::runs::{self, Release, RunStatus, StepRecord, StepStatus};
+use timix_engine::automation::runs::{self, Release, RunStatus, StepRecord, StepStatus, outcomes};
 use timix_engine::error::Result;
 use timix_engine::store::clock::{format_ms, now_ms};
 use timix_engine::store::db::Db;
@@ -175,6 +175,8 @@ pub struct FlowExecutor {
     pub lease: Duration,
     /// Paces the runs each organization starts (schedules and polls book through it).
     pub admission: Arc<RunAdmission>,
+    /// Which organizations follow successful runs (whose `run.succeeded` is logged).
+    pub followers: Arc<outcomes::SuccessFollowers>,
 }
 
 impl JobHandler<RunJob> for FlowExecutor {
@@ -294,10 +296,26 @@ impl FlowExecutor {
         end: End,
     ) -> Result<()> {
         let saved = run.saves > 0;
+        // Failures are always announced (they count towards disabling the flow); a success
+        // when it ends a streak of failures or someone follows successes.
+        let announce = match &end {
+            End::Failed(_) => true,
+            End::Succeeded | End::Filtered => {
+                flow.consecutive_failures > 0
+                    || (matches!(end, End::Succeeded)
+                        && self.followers.follows(&self.db, &flow.org_id).await?)
+            }
+            _ => false,
+        };
+        let finish = |status, error| Release::Finish {
+            status,
+            error,
+            announce,
+        };
         let how = match &end {
-            End::Succeeded => Release::Finish(RunStatus::Succeeded, None),
-            End::Failed(message) => Release::Finish(RunStatus::Failed, Some(message)),
-            End::Filtered => Release::Finish(RunStatus::Filtered, None),
+            End::Succeeded => finish(RunStatus::Succeeded, None),
+            End::Failed(message) => finish(RunStatus::Failed, Some(message.as_str())),
+            End::Filtered => finish(RunStatus::Filtered, None),
             End::RetryAt(at) => Release::RetryAt(*at),
             End::WaitUntil(at) => Release::WaitUntil(*at),
             End::TakenOver => return Ok(()),

@@ -81,6 +81,10 @@ impl At {
     }
 }
 
+/// Records a run may have and still save them all in its row at each save; a run with more (a
+/// loop, mostly) appends what changed instead, so that saving does not grow with its length.
+const REWRITTEN_UP_TO: usize = 32;
+
 type Walked<'w> = Pin<Box<dyn Future<Output = Result<Next>> + Send + 'w>>;
 
 pub(super) struct Walk<'e> {
@@ -170,24 +174,27 @@ impl<'e> Walk<'e> {
         if !self.unsaved_action {
             return Ok(true);
         }
-        let changed: Vec<StepRecord> = self
-            .unsaved
-            .iter()
-            .map(|&i| self.records[i].clone())
-            .collect();
-        let seq = self.saves + 1;
-        if !runs::save_steps(
-            &self.exec.db,
-            self.run,
-            &changed,
-            seq,
-            self.exec.lease.as_millis() as i64,
-        )
-        .await?
-        {
+        let lease_ms = self.exec.lease.as_millis() as i64;
+        let held = if self.saves == 0 && self.records.len() <= REWRITTEN_UP_TO {
+            // A short run rewrites its records in its row: one statement, committed with
+            // others waiting at the same time.
+            runs::save_all_steps(&self.exec.db, self.run, &self.records, lease_ms).await?
+        } else {
+            let changed: Vec<StepRecord> = self
+                .unsaved
+                .iter()
+                .map(|&i| self.records[i].clone())
+                .collect();
+            let seq = self.saves + 1;
+            let held = runs::save_steps(&self.exec.db, self.run, &changed, seq, lease_ms).await?;
+            if held {
+                self.saves = seq;
+            }
+            held
+        };
+        if !held {
             return Ok(false);
         }
-        self.saves = seq;
         self.unsaved.clear();
         self.unsaved_action = false;
         Ok(true)

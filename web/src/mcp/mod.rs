@@ -10,6 +10,7 @@
 
 mod api;
 mod duration;
+mod flow_tools;
 mod lookup;
 mod tools;
 

@@ -1,7 +1,7 @@
 //! The tools: one per action manifest that calls this instance's API (its key, description and
 //! JSON Schema as they are, performed by the actions crate like a flow step), plus the
-//! hand-written ones an assistant needs to act on names: `lookup`, `log_time` and the financial
-//! reports. A new manifest file is a new tool at the next start.
+//! hand-written ones an assistant needs to act on names: `lookup`, `log_time`, the financial
+//! reports, and the flow tools ([`super::flow_tools`]). A new manifest file is a new tool at the next start.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use timix_engine::store::clock::{date_in_zone, format_date, now_ms};
 
 use super::api::{Api, Failure, failure, with_query};
 use super::duration;
+use super::flow_tools::{self, FlowTool};
 use super::lookup::{self, Kind};
 use crate::AppState;
 
@@ -60,6 +61,7 @@ enum Handler {
     Lookup,
     LogTime,
     Report(&'static Report),
+    Flow(FlowTool),
 }
 
 /// Every tool and what performs it, made once at start.
@@ -88,7 +90,12 @@ impl Catalogue {
             (log_time_tool(), Handler::LogTime),
         ]
         .into_iter()
-        .chain(REPORTS.iter().map(|r| (report_tool(r), Handler::Report(r))));
+        .chain(REPORTS.iter().map(|r| (report_tool(r), Handler::Report(r))))
+        .chain(
+            flow_tools::tools()
+                .into_iter()
+                .map(|(t, which)| (t, Handler::Flow(which))),
+        );
         for (tool, handler) in hand_written {
             if handlers.contains_key(tool.name.as_ref()) {
                 tracing::warn!(tool = %tool.name, "A manifest has the name of a built-in MCP tool; the built-in one is offered.");
@@ -119,6 +126,7 @@ impl Catalogue {
             Some(Handler::Lookup) => find(api, parse(arguments)?).await,
             Some(Handler::LogTime) => log_time(api, parse(arguments)?).await,
             Some(Handler::Report(report)) => run_report(api, report, parse(arguments)?).await,
+            Some(Handler::Flow(which)) => flow_tools::call(api, *which, arguments).await,
             None => Err(failure("not_found", format!("there is no tool {name}"))),
         }
     }
@@ -128,7 +136,13 @@ fn schema(value: Value) -> Arc<JsonObject> {
     Arc::new(value.as_object().cloned().unwrap_or_default())
 }
 
-fn tool(name: &str, title: &str, description: &str, input: Value, read_only: bool) -> Tool {
+pub(super) fn tool(
+    name: &str,
+    title: &str,
+    description: &str,
+    input: Value,
+    read_only: bool,
+) -> Tool {
     let mut tool = Tool::new(name.to_owned(), description.to_owned(), schema(input));
     tool.title = Some(title.to_owned());
     tool.annotations = Some(
@@ -203,7 +217,7 @@ fn invalid_arguments(problems: Vec<(String, String)>) -> Failure {
 }
 
 /// A hand-written tool's arguments, or `validation_failed` naming the field.
-fn parse<T: DeserializeOwned>(arguments: Value) -> Result<T, Failure> {
+pub(super) fn parse<T: DeserializeOwned>(arguments: Value) -> Result<T, Failure> {
     serde_path_to_error::deserialize(arguments).map_err(|e| {
         let field = e.path().to_string();
         let message = e.inner().to_string();

@@ -22,6 +22,8 @@ pub struct LiveFlow {
     /// An event trigger's condition, parsed.
     pub condition: Option<Condition>,
     pub settings: Settings,
+    /// Its runs that failed in a row, as last counted.
+    pub consecutive_failures: i64,
     pub created_by: String,
     /// An inbound webhook's signing secret, sealed (see [`LiveFlow::webhook_secret`]).
     sealed_secret: Option<String>,
@@ -54,6 +56,7 @@ fn live_from_row(r: &row::Row) -> Result<LiveFlow> {
         program,
         condition,
         settings: Settings::from_stored(&row::get_str(r, "settings")?),
+        consecutive_failures: row::get_i64(r, "consecutive_failures")?,
         created_by: row::get_str(r, "created_by")?,
         sealed_secret: row::get_opt_str(r, "webhook_secret")?,
         enabled_at: row::get_opt_i64(r, "enabled_at")?,

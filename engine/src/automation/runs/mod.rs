@@ -433,6 +433,31 @@ fn steps_json(steps: &[StepRecord]) -> Result<String> {
     serde_json::to_string(&kept).map_err(|e| Error::Internal(e.to_string()))
 }
 
+/// Saves all of a run's records in its row and extends the lease (one statement, committed with
+/// others waiting at the same time). False when the run is no longer this claim's: the caller
+/// stops. Only for a run with no save in `run_steps` (they would lie over these).
+pub async fn save_all_steps(
+    db: &Db,
+    run: &ClaimedRun,
+    steps: &[StepRecord],
+    lease_ms: i64,
+) -> Result<bool> {
+    let now = now_ms();
+    db.write_count(
+        &Sql::new(
+            "UPDATE runs SET steps = ?, lease_until = ?, takeovers = 0, updated_at = ? \
+             WHERE id = ? AND status = 'running' AND lease_token = ?",
+        )
+        .arg(steps_json(steps)?)
+        .arg(now + lease_ms)
+        .arg(now)
+        .arg(run.id.as_str())
+        .arg(run.token.as_str()),
+    )
+    .await
+    .map(|n| n == 1)
+}
+
 /// Saves the records that changed since the last save (`changed`, as save number `seq`) and
 /// extends the lease, in one transaction. False when the run is no longer this claim's: the
 /// caller stops.
@@ -489,9 +514,13 @@ pub enum Release<'a> {
     RetryAt(Millis),
     /// Waiting at a `delay` until then, no worker holding it.
     WaitUntil(Millis),
-    /// Over: `succeeded`, `filtered` or `cancelled`, or `failed` with the reason. Its outcome
-    /// is announced in the event log.
-    Finish(RunStatus, Option<&'a str>),
+    /// Over: `succeeded`, `filtered` or `cancelled`, or `failed` with the reason; `announce`:
+    /// its outcome goes to the event log (see [`outcomes`]).
+    Finish {
+        status: RunStatus,
+        error: Option<&'a str>,
+        announce: bool,
+    },
 }
 
 /// Lets go of a run this claim holds, writing all its records (the saves in `run_steps` are
@@ -515,13 +544,18 @@ pub async fn release(
         .arg(now)
         .arg(run.id.as_str())
         .arg(run.token.as_str()),
-        Release::Finish(status, error) => Sql::new(
+        Release::Finish {
+            status,
+            error,
+            announce,
+        } => Sql::new(
             "UPDATE runs SET status = ?, steps = ?, error = ?, lease_until = NULL, lease_token = NULL, \
-             announce = 1, finished_at = ?, updated_at = ? WHERE id = ? AND lease_token = ?",
+             announce = ?, finished_at = ?, updated_at = ? WHERE id = ? AND lease_token = ?",
         )
         .arg(status.as_str())
         .arg(steps_json(steps)?)
         .arg(error)
+        .arg(i64::from(announce))
         .arg(now)
         .arg(now)
         .arg(run.id.as_str())
@@ -554,14 +588,12 @@ pub async fn finish(
     } else {
         RunStatus::Succeeded
     };
-    release(
-        db,
-        run,
-        steps,
-        run.saves > 0,
-        Release::Finish(status, error),
-    )
-    .await
+    let how = Release::Finish {
+        status,
+        error,
+        announce: error.is_some(),
+    };
+    release(db, run, steps, run.saves > 0, how).await
 }
 
 /// Runs to execute now: queued ones whose time has come and that no job was queued for lately,
@@ -662,4 +694,72 @@ pub async fn purge_finished(db: &Db, retention_ms: Millis, max_batches: u32) -> 
         }
     }
     Ok(purged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(path: &str, status: StepStatus) -> StepRecord {
+        StepRecord {
+            key: path.rsplit('.').next().unwrap_or(path).to_owned(),
+            path: path.to_owned(),
+            node: "action".into(),
+            action: "create_task".into(),
+            status,
+            input: None,
+            output: None,
+            error: None,
+            attempts: 1,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    #[test]
+    fn records_from_before_paths_read_as_top_level_actions() {
+        let stored = r#"[{"key": "project", "action": "create_project", "status": "pending", "input": null,
+            "output": null, "error": null, "attempts": 0, "startedAt": null, "finishedAt": null}]"#;
+        let steps = parse_steps(stored).unwrap();
+        assert_eq!(steps[0].path, "project");
+        assert_eq!(steps[0].node, "action");
+        assert_eq!(steps[0].status, StepStatus::Pending);
+    }
+
+    #[test]
+    fn saved_records_lie_over_the_row_by_path_and_new_ones_follow_in_order() {
+        let mut steps = vec![
+            record("each", StepStatus::Pending),
+            record("each[0].task", StepStatus::Succeeded),
+        ];
+        merge(
+            &mut steps,
+            vec![
+                record("each[1].task", StepStatus::Succeeded),
+                record("each", StepStatus::Succeeded),
+            ],
+        );
+        let paths: Vec<(&str, StepStatus)> =
+            steps.iter().map(|s| (s.path.as_str(), s.status)).collect();
+        assert_eq!(
+            paths,
+            [
+                ("each", StepStatus::Succeeded),
+                ("each[0].task", StepStatus::Succeeded),
+                ("each[1].task", StepStatus::Succeeded),
+            ]
+        );
+    }
+
+    #[test]
+    fn sources_say_what_started_a_run() {
+        assert_eq!(source_of("evt_01ABC")["kind"], "event");
+        assert_eq!(source_of("inbound:msg_1")["deliveryId"], "msg_1");
+        assert_eq!(source_of("poll:42")["itemId"], "42");
+        assert_eq!(
+            source_of("schedule:2026-12-06T09:00:00.000Z")["kind"],
+            "schedule"
+        );
+        assert_eq!(source_of("test:01ABC")["kind"], "test");
+    }
 }

@@ -4,12 +4,17 @@
 //! a `flow.disabled` event once it reaches the flow's `disableAfterFailures`.
 //!
 //! A run's end only marks it to be announced (no extra write on the run's path); announcing
-//! happens in batches, by the one process that holds the dispatcher's lease.
+//! happens in batches, by the one process that holds the dispatcher's lease. Every failed run
+//! is announced; a succeeded run when it ends a flow's streak of failures or when its
+//! organization follows successes (a flow on `run.succeeded`, or a webhook or REST hook that
+//! wants it: see [`SuccessFollowers`]), so the busiest workload, runs that succeed with nobody
+//! listening, logs nothing more than before.
 
 use serde_json::{Value, json};
 
 use super::{RunStatus, StepRecord, StepStatus, parse_steps, source_of};
 use crate::automation::flows::{self, Settings};
+use crate::automation::webhooks;
 use crate::error::Result;
 use crate::store::clock::{format_ms, now_ms};
 use crate::store::db::{Db, Sql, Tx, row};
@@ -17,6 +22,50 @@ use crate::store::events::{self, Cause, NewEvent};
 
 /// Runs announced per transaction.
 const BATCH: i64 = 500;
+
+/// How long a process trusts what it found out about an organization's followers: a flow or
+/// hook on `run.succeeded` made elsewhere is seen within this.
+const FOLLOWERS_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Which organizations follow successful runs, as this process last found out.
+#[derive(Debug, Default)]
+pub struct SuccessFollowers {
+    known: std::sync::Mutex<std::collections::HashMap<String, (bool, std::time::Instant)>>,
+}
+
+impl SuccessFollowers {
+    /// Whether `org_id` has an enabled flow on `run.succeeded`, or an enabled webhook or REST
+    /// hook that wants it (by name or `*`).
+    pub async fn follows(&self, db: &Db, org_id: &str) -> Result<bool> {
+        if let Some((follows, at)) = self.lock().get(org_id)
+            && at.elapsed() < FOLLOWERS_TTL
+        {
+            return Ok(*follows);
+        }
+        let flow = Sql::new(
+            "SELECT id FROM flows WHERE org_id = ? AND event_type = 'run.succeeded' \
+             AND is_enabled = 1 AND deleted_at IS NULL LIMIT 1",
+        )
+        .arg(org_id)
+        .fetch_optional(db)
+        .await?;
+        let follows = flow.is_some()
+            || webhooks::enabled_for(db, org_id)
+                .await?
+                .iter()
+                .any(|s| s.events.iter().any(|e| e == "*" || e == "run.succeeded"));
+        self.lock()
+            .insert(org_id.to_owned(), (follows, std::time::Instant::now()));
+        Ok(follows)
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (bool, std::time::Instant)>>
+    {
+        self.known.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 /// Announces up to [`BATCH`] finished runs; answers how many.
 pub async fn announce(db: &Db) -> Result<usize> {
