@@ -108,30 +108,44 @@ pub async fn disable(
     ))
 }
 
-/// Runs the flow once, now, on its trigger's sample record (an event trigger's manifest
-/// sample, else an empty object). Enabled or not. Answers the queued run: follow it at
-/// `GET /runs/{id}`.
+/// The body of `POST /flows/{id}/test` (optional).
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestInput {
+    /// The record or payload the run starts with; the trigger's sample when absent.
+    #[schema(value_type = Option<Object>)]
+    pub trigger: Option<serde_json::Value>,
+}
+
+/// Runs the flow once, now, on the given trigger record, or its trigger's sample record (an
+/// event trigger's manifest sample, else an empty object). Enabled or not. Answers the queued
+/// run: follow it at `GET /runs/{id}`.
 #[utoipa::path(post, path = "/flows/{id}/test", tag = "flows", params(("id" = String, Path)),
+    request_body(content = Option<TestInput>),
     responses((status = 202, body = Run), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn test(
     State(state): State<AppState>,
     Auth(actor): Auth,
     Path(id): Path<String>,
+    JsonBody(input): JsonBody<TestInput>,
 ) -> ApiResult<Response> {
     actor.require(timix_engine::access::auth::Permission::ManageFlows)?;
     let flow = flows::get(&state.db, &actor, &id).await?;
     let live = flows::live(&state.db, &flow.id)
         .await?
         .ok_or(Error::NotFound(flows::NOUN))?;
-    let sample = flow.trigger["event"]
-        .as_str()
-        .and_then(|event| {
-            state
-                .manifests
-                .triggers
-                .values()
-                .find(|t| t.event == event)
-                .map(|t| t.sample.clone())
+    let sample = input
+        .trigger
+        .clone()
+        .or_else(|| {
+            flow.trigger["event"].as_str().and_then(|event| {
+                state
+                    .manifests
+                    .triggers
+                    .values()
+                    .find(|t| t.event == event)
+                    .map(|t| t.sample.clone())
+            })
         })
         .unwrap_or_else(|| json!({}));
     let source = format!("test:{}", ulid::Ulid::generate());

@@ -42,11 +42,30 @@ fn live_from_row(r: &row::Row) -> Result<LiveFlow> {
         None | Some(Value::Null) => None,
         Some(c) => condition::parse(&mut problems, c, "trigger.condition"),
     };
-    let Some(program) = program.filter(|_| problems.is_empty()) else {
-        return Err(Error::Internal(format!(
-            "stored flow {id} does not parse: {:?}",
-            problems.into_result()
-        )));
+    // A stored flow was checked when saved; should one not parse any more, its runs fail
+    // with the reason instead of the flow failing to load.
+    let program = match program.filter(|_| problems.is_empty()) {
+        Some(program) => program,
+        None => {
+            let reason = match problems.into_result() {
+                Err(Error::Validation(errors)) => errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.field, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                _ => "its steps do not parse".into(),
+            };
+            tracing::warn!(flow = %id, %reason, "A stored flow does not parse.");
+            vec![program::Node {
+                key: "definition".into(),
+                kind: program::NodeKind::Stop {
+                    status: program::StopStatus::Failed,
+                    message: Some(Value::String(format!(
+                        "the flow's definition is invalid: {reason}"
+                    ))),
+                },
+            }]
+        }
     };
     Ok(LiveFlow {
         id,

@@ -335,7 +335,12 @@ impl Parser<'_, '_> {
         }
     }
 
+    /// Checks templates when a flow is saved (a stored one renders them when it runs: one that
+    /// no longer parses fails its step, not the loading of the flow).
     fn template(&mut self, value: &Value, at: &str) {
+        if self.names.is_none() {
+            return;
+        }
         if let Err((path, e)) = template::check_value(value, at) {
             self.p.add(&path, "template", e.0);
         }
