@@ -158,3 +158,82 @@ proptest! {
         }
     }
 }
+
+/// What a helper may be handed: the record's fields (any JSON), literals that trip the number,
+/// date, unit, zone and format readers, and subexpressions that give lists.
+fn helper_argument() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("trigger.a".to_owned()),
+        Just("trigger.b".to_owned()),
+        Just("trigger.c".to_owned()),
+        Just("trigger.missing".to_owned()),
+        prop::sample::select(vec![
+            "0",
+            "-1",
+            "1.5",
+            "1000000000",
+            "true",
+            "null",
+            "\"12.50\"",
+            "\"1e30\"",
+            "\"-170141183460469231731687303715884105728\"",
+            "\"0.000000000000000000000000000000001\"",
+            "\"%Q\"",
+            "\"%\"",
+            "\"%d.%m.%Y %H:%M %Z\"",
+            "\"Europe/Berlin\"",
+            "\"Mars/Base\"",
+            "\"days\"",
+            "\"months\"",
+            "\"years\"",
+            "\"fortnights\"",
+            "\"2024-02-29\"",
+            "\"2026-03-29T01:30:00+01:00\"",
+            "\"\"",
+            "\",\"",
+            "\"é😀\"",
+        ])
+        .prop_map(str::to_owned),
+        Just("(split trigger.a \",\")".to_owned()),
+        Just("(pluck trigger.b \"a\")".to_owned()),
+        Just("(padStart trigger.c 2000 \"ab\")".to_owned()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn every_helper_takes_any_arguments_without_panicking(
+        helper in prop::sample::select(template::helper_names().collect::<Vec<_>>()),
+        args in prop::collection::vec(helper_argument(), 0..4),
+        way in 0usize..3,
+        a in json_value(),
+        b in json_value(),
+        c in json_value(),
+    ) {
+        let call = format!("{helper} {}", args.join(" "));
+        let text = match way {
+            0 => format!("{{{{{call}}}}}"),
+            1 => format!("x{{{{{call}}}}}y"),
+            _ => format!("{{{{#if ({call})}}}}y{{{{else}}}}n{{{{/if}}}}"),
+        };
+        let data = context(json!({"a": a, "b": b, "c": c}));
+        match template::render(&text, &data) {
+            Ok(value) => {
+                let size = value.to_string().len();
+                prop_assert!(size <= template::MAX_OUTPUT_BYTES + 64, "{} bytes", size);
+            }
+            Err(e) => {
+                // The helper (or one in its arguments) names itself; else it is a missing
+                // variable or a limit of the budget.
+                let named = template::helper_names().any(|name| e.0.starts_with(&format!("{name}: ")));
+                prop_assert!(
+                    named || e.0.contains("is missing") || e.0.contains("more than"),
+                    "{}: {}", text, e
+                );
+                prop_assert!(e.0.len() < 1000, "{}", e);
+            }
+        }
+    }
+}

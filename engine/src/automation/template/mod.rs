@@ -1,25 +1,31 @@
 //! Templates: handlebars in strict mode, so a missing variable fails with its path instead of
 //! rendering an empty string. A template that is exactly one `{{path}}` yields the value itself
-//! (a number stays a number, an object an object); anything else renders to a string.
-//! Helpers: `default`, `upper`, `lower`, `json`, `date`.
+//! (a number stays a number, an object an object), and one that is exactly one helper call
+//! (`{{split trigger.tags ","}}`, `{{multiply trigger.hours trigger.rate}}`) yields the helper's
+//! value (a list, a number, a boolean, a text); anything else renders to a string.
+//!
+//! The mapping helpers live in [`helpers`], one file per family (numbers, text, dates, lists,
+//! logic); this module compiles templates, registers the helpers and keeps the budget. Every
+//! helper gives a value, so it works alike as a subexpression (`{{#if (gt trigger.amount
+//! 1000)}}`, `{{join (split x ";") ", "}}`) and printed (lists and objects print as JSON).
 //!
 //! Templates are written by organizations, so they run inside a [`Budget`]: partials and
 //! decorators (the only way to recurse) are refused, blocks nest at most [`MAX_NESTING`] deep,
 //! subexpressions at most [`MAX_SUBEXPRESSION_DEPTH`], the text rendered for one input (and any
-//! helper's text inside it) is at most [`MAX_OUTPUT_BYTES`], and the work done (every block body
-//! entered, every `{{#each}}` item, every expression) at most [`MAX_WORK`] steps. Exceeding one
-//! fails the render with a plain reason; nothing a template does can overflow the stack,
-//! allocate without bound or run without end.
-//!
-//! One file on purpose: compiling, the budget and the helpers share the thread-local budget and
-//! the instrumented registry, and the code is under 600 lines without its tests.
+//! helper's text or list inside it) is at most [`MAX_OUTPUT_BYTES`], and the work done (every
+//! block body entered, every `{{#each}}` item, every expression, every list item or 256 bytes of
+//! text a helper goes through) at most [`MAX_WORK`] steps. Exceeding one fails the render with a
+//! plain reason; nothing a template does can overflow the stack, allocate without bound or run
+//! without end.
 
-use std::cell::Cell;
+mod helpers;
+
+use std::cell::{Cell, RefCell};
 use std::sync::OnceLock;
 
-use handlebars::template::{HelperTemplate, TemplateElement};
+use handlebars::template::{HelperTemplate, Parameter, Subexpression, TemplateElement};
 use handlebars::{
-    Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderError,
+    Context, Handlebars, Helper, HelperResult, Output, Path, RenderContext, RenderError,
     RenderErrorReason, Renderable, Template,
 };
 use serde_json::Value;
@@ -31,6 +37,8 @@ pub struct TemplateError(pub String);
 
 /// The helper injected at the start of every block body to count it against the budget.
 const TICK: &str = "__timix_block_entered";
+/// The helper a template made of one helper call is wrapped in, to keep the call's value.
+const KEEP_VALUE: &str = "__timix_keep_value";
 
 fn registry() -> &'static Handlebars<'static> {
     static REGISTRY: OnceLock<Handlebars<'static>> = OnceLock::new();
@@ -39,16 +47,23 @@ fn registry() -> &'static Handlebars<'static> {
         hb.set_strict_mode(true);
         // Values go into JSON as values, never as HTML.
         hb.register_escape_fn(handlebars::no_escape);
-        hb.register_helper("default", Box::new(default_helper));
-        hb.register_helper("upper", Box::new(upper_helper));
-        hb.register_helper("lower", Box::new(lower_helper));
-        hb.register_helper("json", Box::new(json_helper));
-        hb.register_helper("date", Box::new(date_helper));
+        for spec in helpers::ALL.iter().flat_map(|family| family.iter()) {
+            hb.register_helper(spec.name, Box::new(*spec));
+        }
         hb.register_helper(TICK, Box::new(block_entered_helper));
+        hb.register_helper(KEEP_VALUE, Box::new(keep_value_helper));
         // `log` writes to the process's stdout: not something an organization's template may do.
         hb.unregister_helper("log");
         hb
     })
+}
+
+/// The names of the mapping helpers, for tests that call every one of them.
+#[cfg(test)]
+pub(crate) fn helper_names() -> impl Iterator<Item = &'static str> {
+    helpers::ALL
+        .into_iter()
+        .flat_map(|family| family.iter().map(|spec| spec.name))
 }
 
 /// Longest template accepted, in bytes.
@@ -61,6 +76,8 @@ pub const MAX_OUTPUT_BYTES: usize = 1 << 20;
 pub const MAX_WORK: u64 = 1_000_000;
 /// Deepest nesting of subexpressions (`(json (upper x))`): each may build a string of its own.
 pub const MAX_SUBEXPRESSION_DEPTH: usize = 8;
+/// Bytes of text a helper goes through for one step of work.
+const BYTES_PER_STEP: usize = 256;
 
 /// What one input may still spend while its templates render.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +103,8 @@ thread_local! {
     /// Bytes of text left for the render running on this thread: helpers check what they
     /// build against it (a subexpression's text is not written to the bounded output).
     static BYTES_LEFT: Cell<usize> = const { Cell::new(0) };
+    /// The value of a template made of one helper call, once rendered.
+    static KEPT: RefCell<Option<Value>> = const { RefCell::new(None) };
 }
 
 /// Checks that `text` parses as a template that stays within the rules above.
@@ -119,13 +138,14 @@ fn compile(text: &str) -> Result<Template, TemplateError> {
     }
     let mut template = Template::compile(text)
         .map_err(|e| TemplateError(format!("the template does not parse: {}", e.reason())))?;
-    instrument(&mut template)?;
+    instrument(&mut template, false)?;
     Ok(template)
 }
 
-/// Refuses partials and decorators anywhere in `template`, and makes every block body and every
-/// expression count itself against the budget.
-fn instrument(template: &mut Template) -> Result<(), TemplateError> {
+/// Refuses partials and decorators anywhere in `template`, makes every block body and every
+/// expression count itself against the budget, and (`in_block`) keeps fields named like
+/// helpers readable.
+fn instrument(template: &mut Template, in_block: bool) -> Result<(), TemplateError> {
     let mut counted = Vec::with_capacity(template.elements.len() * 2);
     let mut mapping = Vec::with_capacity(template.elements.len() * 2);
     let old_mapping = std::mem::take(&mut template.mapping);
@@ -153,7 +173,18 @@ fn instrument(template: &mut Template) -> Result<(), TemplateError> {
                         .into(),
                 ));
             }
-            TemplateElement::HelperBlock(block) => instrument_block(block)?,
+            TemplateElement::HelperBlock(block) => {
+                if in_block {
+                    read_as_field(block);
+                }
+                instrument_block(block)?;
+            }
+            TemplateElement::Expression(expression)
+            | TemplateElement::HtmlExpression(expression)
+                if in_block =>
+            {
+                read_as_field(expression)
+            }
             _ => {}
         }
         counted.push(element);
@@ -165,6 +196,52 @@ fn instrument(template: &mut Template) -> Result<(), TemplateError> {
         template.mapping = mapping;
     }
     Ok(())
+}
+
+/// `{{first}}` with nothing to work on is the field `first` of the current item, as it was
+/// before `first` was a helper: a loop over people keeps printing `{{first}} {{last}}`. Only
+/// inside blocks: at the top the fields are `trigger`, `steps`…, and a helper called without
+/// arguments is told so.
+fn read_as_field(expression: &mut HelperTemplate) {
+    if !expression.params.is_empty() || !expression.hash.is_empty() {
+        return;
+    }
+    let name = match &expression.name {
+        Parameter::Name(name) => name,
+        Parameter::Path(Path::Relative((_, raw))) => raw,
+        _ => return,
+    };
+    if helpers::find(name).is_some()
+        && let Ok(path) = Path::parse(&format!("this.{name}"))
+    {
+        expression.name = Parameter::Path(path);
+    }
+}
+
+/// When `template` is exactly one call of a helper (after its tick), wraps the call so that
+/// rendering keeps the call's value instead of its text; says whether it did.
+fn keep_value_of_sole_call(template: &mut Template) -> bool {
+    let [
+        first,
+        TemplateElement::Expression(call) | TemplateElement::HtmlExpression(call),
+    ] = template.elements.as_mut_slice()
+    else {
+        return false;
+    };
+    let is_call = matches!(&call.name, Parameter::Name(name) if helpers::find(name).is_some());
+    if *first != *tick() || !is_call {
+        return false;
+    }
+    let mut keep = call.clone();
+    keep.name = Parameter::Name(KEEP_VALUE.to_owned());
+    keep.hash.clear();
+    keep.params = vec![Parameter::Subexpression(Subexpression::new(
+        call.name.clone(),
+        call.params.clone(),
+        call.hash.clone(),
+    ))];
+    template.elements[1] = TemplateElement::Expression(keep);
+    true
 }
 
 /// How deep parentheses (subexpressions) nest in `text`, counted without parsing.
@@ -189,7 +266,7 @@ fn instrument_block(block: &mut HelperTemplate) -> Result<(), TemplateError> {
         .into_iter()
         .flatten()
     {
-        instrument(body)?;
+        instrument(body, true)?;
         body.elements.insert(0, tick().clone());
         if !body.mapping.is_empty() {
             let first = body.mapping[0].clone();
@@ -217,15 +294,40 @@ fn block_entered_helper(
     _: &mut RenderContext,
     _: &mut dyn Output,
 ) -> HelperResult {
+    spend(1)
+}
+
+/// Keeps its parameter (a helper call's value) for [`render_in`] and prints nothing.
+fn keep_value_helper(
+    h: &Helper,
+    _: &Handlebars,
+    _: &Context,
+    _: &mut RenderContext,
+    _: &mut dyn Output,
+) -> HelperResult {
+    let value = h.param(0).map(|p| p.value()).unwrap_or(&Value::Null);
+    ensure_fits(size_within(value, BYTES_LEFT.get()))?;
+    KEPT.set(Some(value.clone()));
+    Ok(())
+}
+
+/// Counts `steps` of work against what the render has left, failing once it is spent.
+fn spend(steps: u64) -> Result<(), RenderError> {
     let left = WORK_LEFT.get();
-    if left == 0 {
+    if steps > left {
+        WORK_LEFT.set(0);
         return Err(RenderErrorReason::Other(format!(
             "the template does more than {MAX_WORK} steps of work (blocks, loop items, expressions: the limit of one input)"
         ))
         .into());
     }
-    WORK_LEFT.set(left - 1);
+    WORK_LEFT.set(left - steps);
     Ok(())
+}
+
+/// Counts going through `len` bytes of text as work.
+fn spend_on_text(len: usize) -> Result<(), RenderError> {
+    spend((len / BYTES_PER_STEP) as u64)
 }
 
 /// Collects rendered text up to the bytes the budget has left.
@@ -268,7 +370,8 @@ fn block_openings(text: &str) -> usize {
         .count()
 }
 
-/// The single variable path of a template like `{{ trigger.name }}`, if that is all it is.
+/// The single variable path of a template like `{{ trigger.name }}`, if that is all it is. A
+/// helper's name alone (`{{split}}`) is a call without arguments, told so by the helper.
 fn sole_path(text: &str) -> Option<&str> {
     let inner = text.trim().strip_prefix("{{")?.strip_suffix("}}")?.trim();
     let simple = !inner.is_empty()
@@ -276,7 +379,8 @@ fn sole_path(text: &str) -> Option<&str> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '[' | ']'))
         && !inner.starts_with(['.', '['])
-        && !inner.contains("..");
+        && !inner.contains("..")
+        && helpers::find(inner).is_none();
     simple.then_some(inner)
 }
 
@@ -305,6 +409,16 @@ pub fn render_within(
     render_in(text, data, &mut None, budget)
 }
 
+/// Takes what a copied or kept value costs (its size as JSON) from `budget`.
+fn charge_value(value: &Value, budget: &mut Budget) -> Result<(), TemplateError> {
+    // A copied value counts as rendered text: an input of many `{{trigger}}` is as large.
+    budget.output_bytes = budget
+        .output_bytes
+        .checked_sub(size_within(value, budget.output_bytes))
+        .ok_or_else(|| TemplateError(OUTPUT_EXCEEDED.into()))?;
+    Ok(())
+}
+
 /// [`render_within`] with the data wrapped for handlebars once per input (`context`), not once
 /// per template.
 fn render_in(
@@ -316,17 +430,14 @@ fn render_in(
     if let Some(path) = sole_path(text) {
         let value = lookup(data, path)
             .ok_or_else(|| TemplateError(format!("{path} is missing (no such variable)")))?;
-        // A copied value counts as rendered text: an input of many `{{trigger}}` is as large.
-        budget.output_bytes = budget
-            .output_bytes
-            .checked_sub(size_within(value, budget.output_bytes))
-            .ok_or_else(|| TemplateError(OUTPUT_EXCEEDED.into()))?;
+        charge_value(value, budget)?;
         return Ok(value.clone());
     }
     if !text.contains("{{") {
         return Ok(Value::String(text.to_owned()));
     }
-    let template = compile(text)?;
+    let mut template = compile(text)?;
+    let keeps_value = keep_value_of_sole_call(&mut template);
     if context.is_none() {
         *context = Some(Context::wraps(data).map_err(|e| TemplateError(describe(&e)))?);
     }
@@ -338,14 +449,20 @@ fn render_in(
     };
     WORK_LEFT.set(budget.work);
     BYTES_LEFT.set(budget.output_bytes);
+    KEPT.set(None);
     let registry = registry();
     let mut render_context = RenderContext::new(None);
     let rendered = template.render(registry, context, &mut render_context, &mut out);
     budget.work = WORK_LEFT.get();
     budget.output_bytes -= out.text.len();
-    rendered
-        .map(|()| Value::String(out.text))
-        .map_err(|e| TemplateError(describe(&e)))
+    rendered.map_err(|e| TemplateError(describe(&e)))?;
+    match KEPT.take() {
+        Some(value) if keeps_value => {
+            charge_value(&value, budget)?;
+            Ok(value)
+        }
+        _ => Ok(Value::String(out.text)),
+    }
 }
 
 fn describe(error: &RenderError) -> String {
@@ -479,114 +596,6 @@ pub fn check_value(value: &Value, at: &str) -> Result<(), (String, TemplateError
             .try_for_each(|(i, inner)| check_value(inner, &format!("{at}[{i}]"))),
         _ => Ok(()),
     }
-}
-
-fn text_of(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
-/// `{{default input.email "none"}}`: the first parameter unless it is missing, null or empty.
-fn default_helper(
-    h: &Helper,
-    _: &Handlebars,
-    _: &Context,
-    _: &mut RenderContext,
-    out: &mut dyn Output,
-) -> HelperResult {
-    let chosen = h
-        .params()
-        .iter()
-        .map(|p| p.value())
-        .find(|v| !matches!(v, Value::Null) && *v != &Value::String(String::new()));
-    let text = chosen.map(text_of).unwrap_or_default();
-    ensure_fits(text.len())?;
-    out.write(&text)?;
-    Ok(())
-}
-
-fn first_param<'a>(h: &'a Helper, name: &'static str) -> Result<&'a Value, RenderError> {
-    h.param(0)
-        .map(|p| p.value())
-        .ok_or_else(|| RenderErrorReason::ParamNotFoundForIndex(name, 0).into())
-}
-
-fn upper_helper(
-    h: &Helper,
-    _: &Handlebars,
-    _: &Context,
-    _: &mut RenderContext,
-    out: &mut dyn Output,
-) -> HelperResult {
-    let text = text_of(first_param(h, "upper")?);
-    ensure_fits(text.len())?;
-    out.write(&text.to_uppercase())?;
-    Ok(())
-}
-
-fn lower_helper(
-    h: &Helper,
-    _: &Handlebars,
-    _: &Context,
-    _: &mut RenderContext,
-    out: &mut dyn Output,
-) -> HelperResult {
-    let text = text_of(first_param(h, "lower")?);
-    ensure_fits(text.len())?;
-    out.write(&text.to_lowercase())?;
-    Ok(())
-}
-
-fn json_helper(
-    h: &Helper,
-    _: &Handlebars,
-    _: &Context,
-    _: &mut RenderContext,
-    out: &mut dyn Output,
-) -> HelperResult {
-    let value = first_param(h, "json")?;
-    // Measured before it is built, then again as built (escaping lengthens it).
-    ensure_fits(size_within(value, BYTES_LEFT.get()))?;
-    let text = value.to_string();
-    ensure_fits(text.len())?;
-    out.write(&text)?;
-    Ok(())
-}
-
-/// `{{date trigger.createdAt "%Y-%m-%d"}}`: an RFC 3339 instant or a date, formatted with
-/// chrono's strftime; the format defaults to `%Y-%m-%d`.
-fn date_helper(
-    h: &Helper,
-    _: &Handlebars,
-    _: &Context,
-    _: &mut RenderContext,
-    out: &mut dyn Output,
-) -> HelperResult {
-    let text = text_of(first_param(h, "date")?);
-    let format = h
-        .param(1)
-        .map(|p| text_of(p.value()))
-        .unwrap_or_else(|| "%Y-%m-%d".to_owned());
-    let instant = chrono::DateTime::parse_from_rfc3339(&text)
-        .map(|t| t.naive_utc())
-        .or_else(|_| {
-            chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d")
-                .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default())
-        })
-        .map_err(|_| {
-            RenderErrorReason::Other(format!(
-                "date: {text:?} is not a date or an RFC 3339 instant"
-            ))
-        })?;
-    let mut formatted = String::new();
-    std::fmt::Write::write_fmt(&mut formatted, format_args!("{}", instant.format(&format)))
-        .map_err(|_| RenderErrorReason::Other(format!("date: {format:?} is not a valid format")))?;
-    ensure_fits(formatted.len())?;
-    out.write(&formatted)?;
-    Ok(())
 }
 
 #[cfg(test)]
