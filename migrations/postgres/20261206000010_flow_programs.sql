@@ -15,3 +15,5 @@ CREATE INDEX runs_to_announce ON runs (finished_at) WHERE announce = 1;
 -- runs failed in a row.
 ALTER TABLE flows ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';
 ALTER TABLE flows ADD COLUMN consecutive_failures BIGINT NOT NULL DEFAULT 0;
+-- settings.maxConcurrency, where claiming a run can see it.
+ALTER TABLE flows ADD COLUMN max_concurrency BIGINT;

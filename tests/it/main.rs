@@ -14,6 +14,7 @@ mod bad_input;
 mod connections;
 mod errors;
 mod events;
+mod flow_settings;
 mod flows;
 mod guards;
 mod hierarchy;

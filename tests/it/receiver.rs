@@ -39,6 +39,8 @@ pub struct Receiver {
     script: Arc<Mutex<VecDeque<Reply>>>,
     default: Arc<Mutex<u16>>,
     delay: Arc<Mutex<Duration>>,
+    /// Requests being answered now, and the most there ever were at once.
+    in_flight: Arc<Mutex<(usize, usize)>>,
 }
 
 impl Receiver {
@@ -51,6 +53,7 @@ impl Receiver {
             script: Arc::default(),
             default: Arc::new(Mutex::new(200)),
             delay: Arc::default(),
+            in_flight: Arc::default(),
         };
         let state = receiver.clone();
         let app = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
@@ -62,10 +65,16 @@ impl Receiver {
     }
 
     async fn answer(&self, headers: HeaderMap, body: Bytes) -> Response {
+        {
+            let mut in_flight = self.in_flight.lock().unwrap();
+            in_flight.0 += 1;
+            in_flight.1 = in_flight.1.max(in_flight.0);
+        }
         let delay = *self.delay.lock().unwrap();
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
+        self.in_flight.lock().unwrap().0 -= 1;
         self.received.lock().unwrap().push(Received {
             headers,
             body,
@@ -95,6 +104,11 @@ impl Receiver {
 
     pub fn slow(&self, delay: Duration) {
         *self.delay.lock().unwrap() = delay;
+    }
+
+    /// The most requests it was answering at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        self.in_flight.lock().unwrap().1
     }
 
     pub fn received(&self) -> Vec<Received> {

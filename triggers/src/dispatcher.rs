@@ -232,9 +232,14 @@ impl Dispatcher {
             Some(admission) => admission.book(&flow.org_id).await?,
             None => None,
         };
+        // The flow's own throttle, if it has one, on top of the organization's.
+        let wait = wait.max(runs::throttled(&mut *tx, flow).await?);
         // Unique per (flow, event): a replayed batch starts nothing twice.
         let started = match &self.run_lane {
-            Some(lane) if lane.has_room() && wait.is_none() => {
+            // A flow limiting its concurrent runs has them claimed where the limit holds.
+            Some(lane)
+                if lane.has_room() && wait.is_none() && flow.settings.max_concurrency.is_none() =>
+            {
                 let claimed = runs::start_claimed(&mut *tx, new_run, lane.lease_ms).await?;
                 let started = claimed.is_some();
                 batch.claimed_runs.extend(claimed);

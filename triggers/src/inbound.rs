@@ -115,9 +115,12 @@ pub async fn accept(inbound: Inbound<'_>, call: Call<'_>) -> Result<Accepted> {
         lineage: &lineage,
     };
     let wait = admission.book(&flow.org_id).await?;
+    // A throttled or limited flow's runs go through the queue, where those settings hold.
+    let throttled =
+        flow.settings.max_runs_per_minute.is_some() || flow.settings.max_concurrency.is_some();
     let run_id = match lane {
         // This process executes it at once: created claimed, handed over once committed.
-        Some(lane) if lane.has_room() && wait.is_none() => {
+        Some(lane) if lane.has_room() && wait.is_none() && !throttled => {
             let claimed = runs::start_claimed_now(db, &new_run, lane.lease_ms).await?;
             let id = claimed.as_ref().map(|run| run.id.clone());
             lane.hand_over(claimed.into_iter().collect());
@@ -125,6 +128,8 @@ pub async fn accept(inbound: Inbound<'_>, call: Call<'_>) -> Result<Accepted> {
         }
         _ => {
             let mut tx = db.begin().await?;
+            // The flow's own throttle, if it has one, on top of the organization's.
+            let wait = wait.max(runs::throttled(&mut tx, &flow).await?);
             let id = runs::start_at(&mut tx, &new_run, wait).await?;
             tx.commit().await?;
             // One booked for later is taken by the sweeper when its time comes.

@@ -1,12 +1,15 @@
 //! Schedule triggers: each enabled flow with a cron schedule starts a run at every fire time.
 //! A fire time is the run's source (`schedule:<instant>`), unique per flow, so any number of
-//! processes may tick at once and each fire time still starts exactly one run. Schedules are in
-//! UTC. Fire times missed while no process ran are made up for the last minute only.
+//! processes may tick at once and each fire time still starts exactly one run. A schedule is
+//! read in the flow's `settings.timezone`, else its organization's time zone (daylight saving
+//! included: see [`flows::fire_times`]). Fire times missed while no process ran are made up for
+//! the last minute only.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use serde_json::json;
 use timix_engine::automation::flows;
 use timix_engine::automation::run_admission::RunAdmission;
@@ -30,7 +33,13 @@ pub async fn tick(db: &Db, admission: &RunAdmission, last: Option<i64>) -> Resul
     let since = last.map(|t| t - 1_000);
     let mut fires = Vec::new();
     let mut skipped = Vec::new();
-    for flow in flows::scheduled(db).await? {
+    let scheduled = flows::scheduled(db).await?;
+    let zones = if scheduled.is_empty() {
+        Default::default()
+    } else {
+        flows::organization_zones(db).await?
+    };
+    for flow in scheduled {
         let Some(text) = flow.trigger["schedule"].as_str() else {
             continue;
         };
@@ -41,29 +50,28 @@ pub async fn tick(db: &Db, admission: &RunAdmission, last: Option<i64>) -> Resul
             .unwrap_or(now - CATCH_UP_MS)
             .max(now - CATCH_UP_MS)
             .max(flow.enabled_at.unwrap_or(now));
-        let Some(from) = DateTime::<Utc>::from_timestamp_millis(since) else {
-            continue;
-        };
-        let due: Vec<i64> = schedule
-            .after(&from)
-            .map(|fire| fire.timestamp_millis())
-            .take_while(|t| *t <= now)
-            .collect();
+        let zone = zone_of(&flow, &zones);
+        let due = flows::fire_times(&schedule, zone, since, now);
         for at in due {
             let seen_before = last.is_some_and(|last| at <= last);
             if !seen_before && !admission.admit_now(&flow.org_id).await? {
                 skipped.push(flow.clone());
                 break;
             }
-            fires.push((flow.clone(), format_ms(at), !seen_before));
+            fires.push((flow.clone(), at, zone, !seen_before));
         }
     }
     let mut started = Vec::new();
     if !fires.is_empty() {
         let mut tx = db.begin().await?;
-        for (flow, at, booked) in &fires {
+        for (flow, at, zone, booked) in &fires {
             let text = flow.trigger["schedule"].as_str().unwrap_or_default();
-            let trigger = json!({"firedAt": at, "schedule": text});
+            let local = DateTime::<Utc>::from_timestamp_millis(*at).map(|t| {
+                t.with_timezone(zone)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            });
+            let at = format_ms(*at);
+            let trigger = json!({"firedAt": at, "localTime": local, "timezone": zone.name(), "schedule": text});
             let source = format!("schedule:{at}");
             let run = runs::NewRun {
                 flow,
@@ -86,6 +94,16 @@ pub async fn tick(db: &Db, admission: &RunAdmission, last: Option<i64>) -> Resul
         }
     }
     Ok(started)
+}
+
+/// The zone a flow's schedule is read in: its own setting, else its organization's, else UTC.
+fn zone_of(flow: &flows::LiveFlow, zones: &std::collections::HashMap<String, String>) -> Tz {
+    flow.settings
+        .timezone
+        .as_deref()
+        .or_else(|| zones.get(&flow.org_id).map(String::as_str))
+        .and_then(|name| name.parse().ok())
+        .unwrap_or(Tz::UTC)
 }
 
 /// What a flow whose fire time was skipped says.

@@ -206,6 +206,7 @@ pub async fn save(
         if fresh == 1 && !baseline {
             let source = format!("poll:{}", state.item_key(&item.key));
             let wait = admission.book(&flow.org_id).await?;
+            let wait = wait.max(runs::throttled(&mut tx, flow).await?);
             let lineage = runs::Lineage::default();
             let new_run = runs::NewRun {
                 flow,

@@ -221,12 +221,16 @@ impl FlowExecutor {
         auth::acting_user(&self.db, &flow.org_id, &flow.created_by, on_behalf).await
     }
 
-    /// Executes a run if it is due and nobody else holds it.
+    /// Executes a run if it is due and nobody else holds it; then, for a flow with a
+    /// `maxConcurrency`, the run next in line for the slot it frees.
     pub async fn execute(&self, run_id: &str) -> Result<()> {
-        match runs::claim(&self.db, run_id, self.lease_ms()).await? {
-            Some(run) => self.execute_claimed(run).await,
-            None => Ok(()),
+        let mut next = Some(run_id.to_owned());
+        while let Some(id) = next.take() {
+            if let Some(run) = runs::claim(&self.db, &id, self.lease_ms()).await? {
+                next = self.execute_traced(run).await?;
+            }
         }
+        Ok(())
     }
 
     /// Executes a run handed over claimed. One that waited a quarter of its lease renews it
@@ -247,12 +251,18 @@ impl FlowExecutor {
     /// Executes a run this worker holds, from its first unfinished step. Every log line of it
     /// (the in-process API calls of its steps included) carries its `run_id` and `flow_id`.
     pub async fn execute_claimed(&self, run: runs::ClaimedRun) -> Result<()> {
+        self.execute_traced(run).await.map(drop)
+    }
+
+    /// [`Self::execute_claimed`]; answers the run next in line when the flow limits how many of
+    /// its runs execute at once.
+    async fn execute_traced(&self, run: runs::ClaimedRun) -> Result<Option<String>> {
         let span = tracing::info_span!("run", run_id = %run.id, flow_id = %run.flow_id);
         async move {
             tracing::debug!("Run started.");
             let outcome = self.execute_steps(run).await;
             match &outcome {
-                Ok(()) => tracing::info!("Finished working on the run."),
+                Ok(_) => tracing::info!("Finished working on the run."),
                 Err(error) => tracing::warn!(%error, "Run could not be executed."),
             }
             outcome
@@ -261,29 +271,38 @@ impl FlowExecutor {
         .await
     }
 
-    async fn execute_steps(&self, run: runs::ClaimedRun) -> Result<()> {
+    async fn execute_steps(&self, run: runs::ClaimedRun) -> Result<Option<String>> {
         let Some(flow) = flows::live(&self.db, &run.flow_id).await? else {
-            return runs::finish(&self.db, &run, &run.steps, Some("the flow was deleted")).await;
+            runs::finish(&self.db, &run, &run.steps, Some("the flow was deleted")).await?;
+            return Ok(None);
         };
-        if run.takeovers >= runs::POISONED_AFTER {
-            return self.poisoned(&flow, &run).await;
+        self.execute_flow(&flow, run).await?;
+        if flow.settings.max_concurrency.is_none() {
+            return Ok(None);
         }
-        let actor = match self.actor_of(&flow).await {
+        runs::next_in_line(&self.db, &flow.id).await
+    }
+
+    async fn execute_flow(&self, flow: &LiveFlow, run: runs::ClaimedRun) -> Result<()> {
+        if run.takeovers >= runs::POISONED_AFTER {
+            return self.poisoned(flow, &run).await;
+        }
+        let actor = match self.actor_of(flow).await {
             Ok(actor) => actor,
             Err(error) => {
                 let message = error.to_string();
                 return self
-                    .release(&flow, &run, &run.steps, End::Failed(message))
+                    .release(flow, &run, &run.steps, End::Failed(message))
                     .await;
             }
         };
-        let mut walk = Walk::new(self, &flow, &run, &actor);
+        let mut walk = Walk::new(self, flow, &run, &actor);
         let end = walk.run().await?;
         let saves = walk.saves;
         let records = std::mem::take(&mut walk.records);
         drop(walk);
         let run = runs::ClaimedRun { saves, ..run };
-        self.release(&flow, &run, &records, end).await
+        self.release(flow, &run, &records, end).await
     }
 
     /// Lets go of a run as its walk ended, and shows a failure on the flow (a success clears

@@ -294,3 +294,13 @@ pub async fn scheduled(db: &Db) -> Result<Vec<LiveFlow>> {
     .map(live_from_row)
     .collect()
 }
+
+/// Each organization's time zone (schedules are read in it unless a flow names its own).
+pub async fn organization_zones(db: &Db) -> Result<std::collections::HashMap<String, String>> {
+    Sql::new("SELECT id, timezone FROM organizations")
+        .fetch_all(db)
+        .await?
+        .iter()
+        .map(|r| Ok((row::get_str(r, "id")?, row::get_str(r, "timezone")?)))
+        .collect()
+}

@@ -109,7 +109,7 @@ pub mod settings;
 use check::Record;
 pub use check::standard_webhooks_key;
 pub use live::*;
-pub use schedule::parse_schedule;
+pub use schedule::{fire_times, parse_schedule};
 pub use settings::Settings;
 
 fn json_column(r: &row::Row, column: &str) -> Result<Value> {
@@ -206,8 +206,8 @@ pub async fn create(db: &Db, saving: Saving<'_>, actor: &Actor, input: FlowInput
         .transpose()?;
     Sql::new(
         "INSERT INTO flows (id, org_id, name, is_enabled, trigger_type, event_type, trigger, steps, settings, \
-         webhook_token, webhook_secret, created_by, enabled_at, created_at, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         max_concurrency, webhook_token, webhook_secret, created_by, enabled_at, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .arg(&id)
     .arg(actor.org_id())
@@ -218,6 +218,7 @@ pub async fn create(db: &Db, saving: Saving<'_>, actor: &Actor, input: FlowInput
     .arg(rec.trigger.stored.to_string())
     .arg(rec.steps.to_string())
     .arg(rec.settings.to_stored())
+    .arg(rec.settings.max_concurrency.map(i64::from))
     .arg(token)
     .arg(secret)
     .arg(actor.user_id.as_str())
@@ -299,7 +300,7 @@ pub async fn update(
     };
     Sql::new(
         "UPDATE flows SET name = ?, is_enabled = ?, trigger_type = ?, event_type = ?, trigger = ?, steps = ?, \
-         settings = ?, webhook_token = ?, webhook_secret = ?, enabled_at = ?, last_error = ?, \
+         settings = ?, max_concurrency = ?, webhook_token = ?, webhook_secret = ?, enabled_at = ?, last_error = ?, \
          consecutive_failures = CASE WHEN ? = 1 THEN 0 ELSE consecutive_failures END, updated_at = ? WHERE id = ?",
     )
     .arg(&rec.name)
@@ -309,6 +310,7 @@ pub async fn update(
     .arg(rec.trigger.stored.to_string())
     .arg(rec.steps.to_string())
     .arg(rec.settings.to_stored())
+    .arg(rec.settings.max_concurrency.map(i64::from))
     .arg(token)
     .arg(sealed)
     .arg(enabled_at)

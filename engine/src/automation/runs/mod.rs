@@ -223,6 +223,40 @@ pub async fn get(db: &Db, actor: &Actor, id: &str) -> Result<Run> {
     Ok(run)
 }
 
+/// When a new run of `flow` may start under its `maxRunsPerMinute`: none when now (or when the
+/// flow has no such setting), else the instant a minute after the last run that fills the
+/// minute before it. Runs so queued start in the order they came, never more than the setting
+/// in any minute. Call it in the transaction that starts the run: on Postgres it holds a lock
+/// on the flow's throttle until that commits, so that two processes do not both take the last
+/// slot.
+pub async fn throttled(tx: &mut crate::store::db::Tx, flow: &LiveFlow) -> Result<Option<Millis>> {
+    let Some(per_minute) = flow.settings.max_runs_per_minute else {
+        return Ok(None);
+    };
+    if tx.backend() == crate::Backend::Postgres {
+        Sql::new("SELECT pg_advisory_xact_lock(hashtext(?))")
+            .arg(format!("throttle:{}", flow.id))
+            .execute(&mut *tx)
+            .await?;
+    }
+    let now = now_ms();
+    // The starts (or start times booked) of the latest `per_minute` runs; waiting runs (at a
+    // delay) started long ago.
+    let nth = Sql::new(
+        "SELECT next_attempt_at FROM runs WHERE flow_id = ? AND status <> 'waiting' \
+         AND next_attempt_at > ? ORDER BY next_attempt_at DESC LIMIT 1 OFFSET ?",
+    )
+    .arg(flow.id.as_str())
+    .arg(now - 60_000)
+    .arg(i64::from(per_minute) - 1)
+    .fetch_optional(&mut *tx)
+    .await?;
+    Ok(match nth {
+        Some(r) => Some(row::get_i64(&r, "next_attempt_at")? + 60_000).filter(|at| *at > now),
+        None => None,
+    })
+}
+
 /// How long a queued run waits for the job that was queued for it before the sweeper runs it
 /// itself (the job may be late, or lost with a crashed process).
 pub const REQUEUE_AFTER_MS: i64 = 5_000;
@@ -382,28 +416,48 @@ pub struct ClaimedRun {
 /// crash, a kill) that often, so it is failed instead of being taken again.
 pub const POISONED_AFTER: i64 = 2;
 
-/// Takes a run for `lease_ms` if it is due (queued and its time has come) or abandoned
-/// (running with an expired lease). None when another worker has it or it is finished.
+/// Takes a run for `lease_ms` if it is due (queued or waiting, and its time has come) or
+/// abandoned (running with an expired lease). None when another worker has it, it is finished,
+/// or its flow's `maxConcurrency` runs are running already, or an older run of the flow waits
+/// for the slot (runs of such a flow start in the order they came).
 pub async fn claim(db: &Db, id: &str, lease_ms: i64) -> Result<Option<ClaimedRun>> {
     let now = now_ms();
     let token = ulid::Ulid::generate().to_string();
-    let taken = db
-        .write_count(
-            &Sql::new(
-                "UPDATE runs SET status = 'running', lease_until = ?, lease_token = ?, \
-                 takeovers = takeovers + CASE WHEN status = 'running' THEN 1 ELSE 0 END, \
-                 started_at = COALESCE(started_at, ?), updated_at = ? WHERE id = ? \
-                 AND ((status IN ('queued', 'waiting') AND next_attempt_at <= ?) OR (status = 'running' AND lease_until < ?))",
-            )
-            .arg(now + lease_ms)
-            .arg(token.as_str())
-            .arg(now)
-            .arg(now)
-            .arg(id)
-            .arg(now)
-            .arg(now),
+    let update = Sql::new(
+        "UPDATE runs SET status = 'running', lease_until = ?, lease_token = ?, \
+         takeovers = takeovers + CASE WHEN status = 'running' THEN 1 ELSE 0 END, \
+         started_at = COALESCE(started_at, ?), updated_at = ? WHERE id = ? \
+         AND ((status IN ('queued', 'waiting') AND next_attempt_at <= ?) OR (status = 'running' AND lease_until < ?)) \
+         AND (status = 'running' OR NOT EXISTS (SELECT 1 FROM flows f WHERE f.id = runs.flow_id \
+           AND f.max_concurrency IS NOT NULL AND ( \
+             (SELECT COUNT(*) FROM runs r WHERE r.flow_id = runs.flow_id AND r.status = 'running' AND r.lease_until >= ?) >= f.max_concurrency \
+             OR EXISTS (SELECT 1 FROM runs o WHERE o.flow_id = runs.flow_id AND o.status = 'queued' AND o.next_attempt_at <= ? \
+               AND (o.created_at < runs.created_at OR (o.created_at = runs.created_at AND o.id < runs.id))))))",
+    )
+    .arg(now + lease_ms)
+    .arg(token.as_str())
+    .arg(now)
+    .arg(now)
+    .arg(id)
+    .arg(now)
+    .arg(now)
+    .arg(now)
+    .arg(now);
+    let taken = if db.backend() == crate::Backend::Postgres {
+        // Claims of one flow's runs one at a time, so that two never both take its last slot.
+        let mut tx = db.begin().await?;
+        Sql::new(
+            "SELECT pg_advisory_xact_lock(hashtext('runs:' || COALESCE((SELECT flow_id FROM runs WHERE id = ?), '')))",
         )
+        .arg(id)
+        .execute(&mut tx)
         .await?;
+        let taken = update.execute(&mut tx).await?;
+        tx.commit().await?;
+        taken
+    } else {
+        db.write_count(&update).await?
+    };
     if taken == 0 {
         return Ok(None);
     }
@@ -423,6 +477,21 @@ pub async fn claim(db: &Db, id: &str, lease_ms: i64) -> Result<Option<ClaimedRun
         takeovers: row::get_i64(&row, "takeovers")?,
         saves,
     }))
+}
+
+/// The oldest due run of a flow waiting in the queue: the next to take a slot its
+/// `maxConcurrency` frees.
+pub async fn next_in_line(db: &Db, flow_id: &str) -> Result<Option<String>> {
+    Sql::new(
+        "SELECT id FROM runs WHERE flow_id = ? AND status = 'queued' AND next_attempt_at <= ? \
+         ORDER BY created_at, id LIMIT 1",
+    )
+    .arg(flow_id)
+    .arg(now_ms())
+    .fetch_optional(db)
+    .await?
+    .map(|r| row::get_str(&r, "id"))
+    .transpose()
 }
 
 /// The steps as stored: values from outside are cut to [`json::MAX_DEPTH`] levels, so that
