@@ -2,10 +2,12 @@
 //! rendering an empty string. A template that is exactly one `{{path}}` yields the value itself
 //! (a number stays a number, an object an object), and one that is exactly one helper call
 //! (`{{split trigger.tags ","}}`, `{{multiply trigger.hours trigger.rate}}`) yields the helper's
-//! value (a list, a number, a boolean, a text); anything else renders to a string.
+//! value (a list, an object, a number, a boolean, a text or null); anything else renders to a
+//! string. docs/flows.md ("Mapping helpers") lists the helpers with an example each.
 //!
-//! The mapping helpers live in [`helpers`], one file per family (numbers, text, dates, lists,
-//! logic); this module compiles templates, registers the helpers and keeps the budget. Every
+//! The mapping helpers live in [`helpers`], one file per family (numbers on exact decimals, text,
+//! dates, lists, logic); this module compiles templates, registers the helpers and keeps the
+//! budget. Its tests are in `tests.rs`, the helpers' in their files. Every
 //! helper gives a value, so it works alike as a subexpression (`{{#if (gt trigger.amount
 //! 1000)}}`, `{{join (split x ";") ", "}}`) and printed (lists and objects print as JSON).
 //!
@@ -455,8 +457,10 @@ fn render_in(
     let rendered = template.render(registry, context, &mut render_context, &mut out);
     budget.work = WORK_LEFT.get();
     budget.output_bytes -= out.text.len();
+    // Taken even when the render failed, so no value outlives its render on this thread.
+    let kept = KEPT.take();
     rendered.map_err(|e| TemplateError(describe(&e)))?;
-    match KEPT.take() {
+    match kept {
         Some(value) if keeps_value => {
             charge_value(&value, budget)?;
             Ok(value)
@@ -599,211 +603,4 @@ pub fn check_value(value: &Value, at: &str) -> Result<(), (String, TemplateError
 }
 
 #[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    fn data() -> Value {
-        json!({"trigger": {"name": "Acme", "rate": 120, "tags": ["a", "b"], "createdAt": "2026-11-22T09:30:00Z", "email": null},
-               "steps": {"project": {"id": "prj_1"}}})
-    }
-
-    #[test]
-    fn an_unclosed_variable_is_named_plainly() {
-        assert_eq!(
-            check("Project for {{trigger.name"),
-            Err(TemplateError(
-                "the template does not parse: a {{ is not closed with }}".into()
-            ))
-        );
-        assert_eq!(check("{{{trigger.name}}}"), Ok(()));
-    }
-
-    #[test]
-    fn a_sole_variable_keeps_its_type() {
-        assert_eq!(render("{{trigger.rate}}", &data()), Ok(json!(120)));
-        assert_eq!(render("{{ trigger.tags }}", &data()), Ok(json!(["a", "b"])));
-        assert_eq!(render("{{trigger.tags.[1]}}", &data()), Ok(json!("b")));
-        assert_eq!(render("{{steps.project.id}}", &data()), Ok(json!("prj_1")));
-        assert_eq!(render("plain", &data()), Ok(json!("plain")));
-    }
-
-    #[test]
-    fn text_templates_render_and_helpers_apply() {
-        assert_eq!(
-            render("Project for {{trigger.name}}", &data()),
-            Ok(json!("Project for Acme"))
-        );
-        assert_eq!(render("{{upper trigger.name}}", &data()), Ok(json!("ACME")));
-        assert_eq!(
-            render("{{lower trigger.name}}!", &data()),
-            Ok(json!("acme!"))
-        );
-        assert_eq!(
-            render("{{default trigger.email \"none\"}}", &data()),
-            Ok(json!("none"))
-        );
-        // `default` is the one place a missing variable is fine.
-        assert_eq!(
-            render("{{default trigger.nickname trigger.name}}", &data()),
-            Ok(json!("Acme"))
-        );
-        assert_eq!(
-            render("{{date trigger.createdAt \"%d.%m.%Y\"}}", &data()),
-            Ok(json!("22.11.2026"))
-        );
-        assert_eq!(
-            render("{{json trigger.tags}}", &data()),
-            Ok(json!("[\"a\",\"b\"]"))
-        );
-    }
-
-    #[test]
-    fn a_missing_variable_fails_with_its_path() {
-        let e = render("{{trigger.nope}}", &data()).unwrap_err();
-        assert!(e.0.contains("trigger.nope"), "{e}");
-        let e = render("Hello {{trigger.nope}}", &data()).unwrap_err();
-        assert!(e.0.contains("trigger.nope"), "{e}");
-        let e = render_value(
-            &json!({"name": "{{trigger.missing}}"}),
-            &data(),
-            "steps[0].input",
-        )
-        .unwrap_err();
-        assert_eq!(e.0, "steps[0].input.name");
-    }
-
-    #[test]
-    fn templates_that_do_not_parse_are_found() {
-        assert!(check("{{trigger.name").is_err());
-        assert!(check("{{#if x}}no end").is_err());
-        assert!(check("{{trigger.name}} ok").is_ok());
-        let e = check_value(&json!({"a": ["ok", "{{bad"]}), "input").unwrap_err();
-        assert_eq!(e.0, "input.a[1]");
-    }
-
-    #[test]
-    fn partials_and_decorators_are_refused_however_written() {
-        for text in [
-            "{{#*inline \"p\"}}x{{> p}}{{/inline}}{{> p}}",
-            "{{> p}}",
-            "{{~> p~}}",
-            "{{ > p }}",
-            "{{#> layout}}x{{/layout}}",
-            "{{> (lookup trigger \"name\")}}",
-            "{{#if trigger.name}}{{> p}}{{/if}}",
-            "{{#each trigger.tags}}{{else}}{{#*inline \"q\"}}y{{/inline}}{{/each}}",
-            "{{*decorator}}",
-        ] {
-            let checked = check(text).unwrap_err();
-            assert!(checked.0.contains("not available"), "{text}: {checked}");
-            // Rendering refuses too, so a template stored before the check cannot recurse.
-            let rendered = render(text, &data()).unwrap_err();
-            assert!(rendered.0.contains("not available"), "{text}: {rendered}");
-        }
-    }
-
-    #[test]
-    fn loops_and_conditions_still_render() {
-        assert_eq!(
-            render(
-                "{{#each trigger.tags}}{{@index}}={{this}};{{/each}}",
-                &data()
-            ),
-            Ok(json!("0=a;1=b;"))
-        );
-        assert_eq!(
-            render(
-                "{{#if trigger.email}}e{{else if trigger.name}}n{{else}}-{{/if}}",
-                &data()
-            ),
-            Ok(json!("n"))
-        );
-        assert_eq!(
-            render("{{#with trigger}}{{name}}{{/with}}", &data()),
-            Ok(json!("Acme"))
-        );
-        assert_eq!(
-            render("{{#each trigger.tags as |t|}}{{t}}{{/each}}", &data()),
-            Ok(json!("ab"))
-        );
-    }
-
-    #[test]
-    fn loops_within_loops_stop_at_the_block_budget() {
-        let items: Vec<Value> = (0..500).map(|i| json!(i)).collect();
-        let data = json!({"trigger": {"items": items}});
-        let text = "{{#each trigger.items}}{{#each ../trigger.items}}{{#each ../../trigger.items}}{{/each}}{{/each}}{{/each}}";
-        let e = render(text, &data).unwrap_err();
-        assert!(e.0.contains("more than 1000000 steps"), "{e}");
-    }
-
-    #[test]
-    fn output_stops_at_one_mebibyte_for_the_whole_input() {
-        let items: Vec<Value> = (0..200).map(|i| json!(i)).collect();
-        let data = json!({"trigger": {"items": items, "text": "x".repeat(4096)}});
-        let text = "{{#each trigger.items}}{{#each ../trigger.items}}{{../../trigger.text}}{{/each}}{{/each}}";
-        let e = render(text, &data).unwrap_err();
-        assert_eq!(e.0, OUTPUT_EXCEEDED);
-        // Many fields, each under the limit, share one budget.
-        let field = "{{#each trigger.items}}{{../trigger.text}}{{/each}}";
-        let input = json!({"a": field, "b": field});
-        let (path, e) = render_value(&input, &data, "steps[0].input").unwrap_err();
-        assert_eq!(path, "steps[0].input.b");
-        assert_eq!(e.0, OUTPUT_EXCEEDED);
-        // Copies of a value count too.
-        let big = json!({"trigger": {"text": "y".repeat(300_000)}});
-        let copies = json!([
-            "{{trigger.text}}",
-            "{{trigger.text}}",
-            "{{trigger.text}}",
-            "{{trigger}}"
-        ]);
-        let (path, e) = render_value(&copies, &big, "input").unwrap_err();
-        assert_eq!((path.as_str(), e.0.as_str()), ("input[3]", OUTPUT_EXCEEDED));
-    }
-
-    #[test]
-    fn only_real_templates_need_the_engine() {
-        assert!(!needs_engine(
-            &json!({"a": "plain", "b": "{{trigger.name}}", "c": [1, "{{ x }}"]})
-        ));
-        assert!(needs_engine(&json!({"a": ["Hi {{trigger.name}}"]})));
-    }
-
-    #[test]
-    fn log_is_not_a_helper() {
-        assert!(render("{{log trigger.name}}", &data()).is_err());
-    }
-
-    #[test]
-    fn helpers_inside_helpers_stay_within_the_output_budget() {
-        // Each `json` escapes the one inside it: the text doubles at every level.
-        let bomb = format!(
-            "{{{{json {}(json trigger.text){}}}}}",
-            "(json ".repeat(7),
-            ")".repeat(7)
-        );
-        let quotes = json!({"trigger": {"text": "\"".repeat(20_000)}});
-        let e = render(&bomb, &quotes).unwrap_err();
-        assert_eq!(e.0, OUTPUT_EXCEEDED);
-        let deeper = format!("{{{{json {}x{}}}}}", "(json ".repeat(9), ")".repeat(9));
-        assert!(check(&deeper).unwrap_err().0.contains("subexpressions"));
-        // Ordinary nesting still works.
-        assert_eq!(
-            render("{{upper (lower trigger.name)}}", &data()),
-            Ok(json!("ACME"))
-        );
-    }
-
-    #[test]
-    fn expressions_that_print_nothing_still_count_as_work() {
-        let items: Vec<Value> = (0..3_000).map(|i| json!(i)).collect();
-        let data = json!({"trigger": {"items": items, "empty": ""}});
-        let body = "{{../trigger.empty}}".repeat(400);
-        let text = format!("{{{{#each trigger.items}}}}{body}{{{{/each}}}}");
-        let e = render(&text, &data).unwrap_err();
-        assert!(e.0.contains("more than 1000000 steps"), "{e}");
-    }
-}
+mod tests;

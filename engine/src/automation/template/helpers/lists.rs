@@ -6,7 +6,7 @@ use handlebars::RenderError;
 use serde_json::Value;
 
 use super::super::{BYTES_LEFT, ensure_fits, lookup, size_within, spend, spend_on_text};
-use super::numbers::{Decimal, sum as total};
+use super::decimal::{Decimal, sum as total};
 use super::{Args, shown, spec};
 
 pub(super) const HELPERS: &[super::Spec] = &[

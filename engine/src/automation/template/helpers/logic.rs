@@ -13,8 +13,8 @@ use serde_json::Value;
 
 use super::super::{MAX_OUTPUT_BYTES, size_within, spend_on_text};
 use super::dates::Moment;
+use super::decimal::Decimal;
 use super::lists::copied;
-use super::numbers::Decimal;
 use super::{Args, MANY, spec, text_of};
 
 pub(super) const HELPERS: &[super::Spec] = &[

@@ -4,6 +4,7 @@
 //! expression.
 
 mod dates;
+mod decimal;
 mod lists;
 mod logic;
 mod numbers;
@@ -18,7 +19,7 @@ use handlebars::{
 use serde_json::Value;
 
 use super::{BYTES_LEFT, ensure_fits, size_within};
-pub(super) use numbers::Decimal;
+use decimal::Decimal;
 
 /// Every helper, by family.
 pub(super) const ALL: [&[Spec]; 5] = [
