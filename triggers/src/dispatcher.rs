@@ -26,8 +26,7 @@ use timix_engine::store::jobs::Queues;
 use timix_engine::store::leases::DispatcherCursor;
 
 const BATCH: i64 = 500;
-/// How many flows may start each other in a row (A's step makes the event that starts B…).
-pub const MAX_CHAIN_DEPTH: i64 = 5;
+pub use timix_engine::automation::runs::MAX_CHAIN_DEPTH;
 /// How many runs one chain of flows may start in all, from its root event or run (the depth
 /// limit alone lets a few flows on one event multiply into thousands of runs).
 pub const DEFAULT_FANOUT_LIMIT: i64 = 100;
@@ -185,6 +184,7 @@ impl Dispatcher {
                 source_key: &event.id,
                 trigger: &event.data,
                 lineage: &lineage,
+                test: None,
             };
             self.start_run(tx, batch, &new_run).await?;
         }

@@ -23,6 +23,8 @@ use crate::signatures::{self, Headers, Refused};
 pub struct Accepted {
     pub run_id: Option<String>,
     pub duplicate: bool,
+    /// Kept as a sample of the flow (someone listens for a test event); no run.
+    pub sample: bool,
 }
 
 /// Where accepted calls go.
@@ -103,6 +105,16 @@ pub async fn accept(inbound: Inbound<'_>, call: Call<'_>) -> Result<Accepted> {
                 .into(),
         ));
     }
+    if flow.listening_for_samples() {
+        let mut tx = db.begin().await?;
+        flows::samples::keep(&mut tx, &flow.id, "webhook", &payload).await?;
+        tx.commit().await?;
+        return Ok(Accepted {
+            run_id: None,
+            duplicate: false,
+            sample: true,
+        });
+    }
     let source = match delivery_id {
         Some(id) => format!("inbound:{id}"),
         None => format!("inbound:{}", ulid::Ulid::generate()),
@@ -113,6 +125,7 @@ pub async fn accept(inbound: Inbound<'_>, call: Call<'_>) -> Result<Accepted> {
         source_key: &source,
         trigger: &payload,
         lineage: &lineage,
+        test: None,
     };
     let wait = admission.book(&flow.org_id).await?;
     // A throttled or limited flow's runs go through the queue, where those settings hold.
@@ -146,5 +159,6 @@ pub async fn accept(inbound: Inbound<'_>, call: Call<'_>) -> Result<Accepted> {
     Ok(Accepted {
         duplicate: run_id.is_none(),
         run_id,
+        sample: false,
     })
 }

@@ -78,6 +78,7 @@ pub async fn tick(db: &Db, admission: &RunAdmission, last: Option<i64>) -> Resul
                 source_key: &source,
                 trigger: &trigger,
                 lineage: &runs::Lineage::default(),
+                test: None,
             };
             match runs::start(&mut tx, &run).await? {
                 Some(id) => started.push(id),

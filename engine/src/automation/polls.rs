@@ -213,6 +213,7 @@ pub async fn save(
                 source_key: &source,
                 trigger: &item.record,
                 lineage: &lineage,
+                test: None,
             };
             let run = runs::start_at(&mut tx, &new_run, wait).await?;
             // One booked for later is taken by the sweeper when its time comes.

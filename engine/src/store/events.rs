@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use crate::access::auth::{Actor, Permission};
 use crate::error::{Error, Result};
-use crate::store::clock::{format_ms, now_ms};
+use crate::store::clock::{Millis, format_ms, now_ms};
 use crate::store::db::{Backend, Db, Sql, Tx, row};
 use crate::store::ids;
 
@@ -420,6 +420,36 @@ pub async fn after(db: &Db, seq: i64, limit: i64) -> Result<Vec<Event>> {
         .iter()
         .map(event_from_row)
         .collect()
+}
+
+/// A stretch of one organization's log of one event type: by position, by time, or both.
+#[derive(Debug, Clone, Default)]
+pub struct EventRange<'a> {
+    pub org_id: &'a str,
+    pub kind: &'a str,
+    pub seq_from: Option<i64>,
+    pub seq_to: Option<i64>,
+    pub at_from: Option<Millis>,
+    pub at_to: Option<Millis>,
+}
+
+/// The events of `range` in order, at most `limit`.
+pub async fn in_range(db: &Db, range: &EventRange<'_>, limit: i64) -> Result<Vec<Event>> {
+    let mut sql = Sql::new("SELECT * FROM events WHERE org_id = ? AND type = ?");
+    sql.bind(range.org_id).bind(range.kind);
+    let bounds = [
+        (" AND seq >= ?", range.seq_from),
+        (" AND seq <= ?", range.seq_to),
+        (" AND occurred_at >= ?", range.at_from),
+        (" AND occurred_at <= ?", range.at_to),
+    ];
+    for (clause, value) in bounds {
+        if let Some(value) = value {
+            sql.push(clause).bind(value);
+        }
+    }
+    sql.push(" ORDER BY seq LIMIT ?").bind(limit);
+    sql.fetch_all(db).await?.iter().map(event_from_row).collect()
 }
 
 fn event_from_row(row: &row::Row) -> Result<Event> {

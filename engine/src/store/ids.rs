@@ -22,4 +22,5 @@ pub const PAYMENT: &str = "pay";
 pub const HOLIDAY_PROFILE: &str = "hol";
 pub const FLOW: &str = "flw";
 pub const RUN: &str = "run";
+pub const SAMPLE: &str = "smp";
 pub const CONNECTION: &str = "con";

@@ -30,6 +30,14 @@ pub enum FilterKind {
     Min,
     /// An upper bound, inclusive (`to` on dates).
     Max,
+    /// A lower bound on an instant column (milliseconds), given as RFC 3339 or a date.
+    Since,
+    /// An upper bound on an instant column, inclusive.
+    Until,
+}
+
+fn list_instant(name: &str, value: &str) -> Result<Millis> {
+    parse_instant(value).ok_or_else(|| bad(format!("{name} must be an RFC 3339 timestamp or a date")))
 }
 
 /// How a resource can be listed.
@@ -159,6 +167,8 @@ impl ListParams {
                         FilterKind::Bool => (" = ?", Arg::from(parse_bool(other, value)?)),
                         FilterKind::Min => (" >= ?", Arg::from(list_date(other, value)?)),
                         FilterKind::Max => (" <= ?", Arg::from(list_date(other, value)?)),
+                        FilterKind::Since => (" >= ?", Arg::from(list_instant(other, value)?)),
+                        FilterKind::Until => (" <= ?", Arg::from(list_instant(other, value)?)),
                     };
                     out.filters.push((column, operator, arg));
                 }

@@ -272,7 +272,7 @@ impl FlowExecutor {
     }
 
     async fn execute_steps(&self, run: runs::ClaimedRun) -> Result<Option<String>> {
-        let Some(flow) = flows::live(&self.db, &run.flow_id).await? else {
+        let Some(flow) = flows::at_version(&self.db, &run.flow_id, run.flow_version).await? else {
             runs::finish(&self.db, &run, &run.steps, Some("the flow was deleted")).await?;
             return Ok(None);
         };

@@ -65,7 +65,11 @@ impl<'e> Walk<'e> {
         record.attempts += 1;
         record.started_at = Some(format_ms(now_ms()));
         let max_attempts = prepared.action.retry.max_attempts;
-        let performed = match self.attempt(prepared).await {
+        let result = match self.dry_output(&node.key, prepared.action) {
+            Some(output) => ActionResult::Done(output),
+            None => self.attempt(prepared).await,
+        };
+        let performed = match result {
             ActionResult::Done(output) => {
                 record.status = StepStatus::Succeeded;
                 record.error = None;
@@ -143,6 +147,16 @@ impl<'e> Walk<'e> {
             input,
             connection,
         }))
+    }
+
+    /// In a test, what an action gives without being performed: the output pinned for its
+    /// step; in a dry run, else its manifest's sample.
+    fn dry_output(&self, key: &str, action: &ActionManifest) -> Option<Value> {
+        let test = self.run.test.as_ref()?;
+        match test.pinned.get(key) {
+            Some(pinned) => Some(pinned.clone()),
+            None => test.dry_run.then(|| action.sample.clone()),
+        }
     }
 
     /// One attempt of a readied action, as the flow's owner; the changes it makes are this

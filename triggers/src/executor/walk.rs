@@ -145,6 +145,11 @@ impl<'e> Walk<'e> {
         })
     }
 
+    /// Whether this is a dry run: actions are not performed, delays not waited for.
+    pub(super) fn dry_run(&self) -> bool {
+        self.run.test.as_ref().is_some_and(|t| t.dry_run)
+    }
+
     pub(super) fn record(&self, path: &str) -> Option<&StepRecord> {
         self.index.get(path).map(|&i| &self.records[i])
     }
@@ -558,13 +563,13 @@ impl<'e> Walk<'e> {
                         }
                     },
                 };
-                if until <= now {
-                    self.settle(
-                        node,
-                        &path,
-                        StepStatus::Succeeded,
-                        json!({"until": format_ms(until)}),
-                    );
+                if until <= now || self.dry_run() {
+                    // A dry run shows until when it would wait, and goes on.
+                    let mut output = json!({"until": format_ms(until)});
+                    if until > now {
+                        output["dryRun"] = json!(true);
+                    }
+                    self.settle(node, &path, StepStatus::Succeeded, output);
                     return Ok(Next::Go);
                 }
                 let mut record = self

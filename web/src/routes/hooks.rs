@@ -61,6 +61,9 @@ pub struct InboundAccepted {
     /// The run it started; for a retry (the same delivery id), null.
     pub run_id: Option<String>,
     pub duplicate: bool,
+    /// Kept as a sample of the flow, which listens for a test event
+    /// (`POST /flows/{id}/samples/listen`); no run was started.
+    pub sample: bool,
 }
 
 /// Inbound webhook trigger: no API key, the token is the credential. Answers 202 at once; the
@@ -110,6 +113,7 @@ pub async fn inbound(
     let answer = InboundAccepted {
         run_id: accepted.run_id,
         duplicate: accepted.duplicate,
+        sample: accepted.sample,
     };
     Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
 }

@@ -22,6 +22,8 @@ pub struct LiveFlow {
     /// An event trigger's condition, parsed.
     pub condition: Option<Condition>,
     pub settings: Settings,
+    /// The version of the definition above.
+    pub version: i64,
     /// Its runs that failed in a row, as last counted.
     pub consecutive_failures: i64,
     pub created_by: String,
@@ -31,13 +33,47 @@ pub struct LiveFlow {
     pub enabled_at: Option<i64>,
     /// The error shown on the flow, if any (a success clears it).
     pub last_error: Option<String>,
+    /// Whether it is enabled (an inbound call may reach a disabled flow that listens for
+    /// samples).
+    pub is_enabled: bool,
+    /// Until then its inbound calls are kept as samples, not runs.
+    pub listen_until: Option<i64>,
 }
 
 fn live_from_row(r: &row::Row) -> Result<LiveFlow> {
     let id = row::get_str(r, "id")?;
-    let trigger = json_column(r, "trigger")?;
+    let (trigger, program, condition) = parsed(&id, json_column(r, "trigger")?, &json_column(r, "steps")?);
+    Ok(LiveFlow {
+        id,
+        org_id: row::get_str(r, "org_id")?,
+        name: row::get_str(r, "name")?,
+        trigger,
+        program,
+        condition,
+        settings: Settings::from_stored(&row::get_str(r, "settings")?),
+        version: row::get_i64(r, "version")?,
+        consecutive_failures: row::get_i64(r, "consecutive_failures")?,
+        created_by: row::get_str(r, "created_by")?,
+        sealed_secret: row::get_opt_str(r, "webhook_secret")?,
+        enabled_at: row::get_opt_i64(r, "enabled_at")?,
+        last_error: row::get_opt_str(r, "last_error")?,
+        is_enabled: row::get_bool(r, "is_enabled")?,
+        listen_until: row::get_opt_i64(r, "listen_until")?,
+    })
+}
+
+impl LiveFlow {
+    /// Whether its inbound calls are kept as samples now.
+    pub fn listening_for_samples(&self) -> bool {
+        self.listen_until.is_some_and(|until| until > crate::store::clock::now_ms())
+    }
+}
+
+/// A stored definition parsed for running: the trigger, the program and an event trigger's
+/// condition.
+fn parsed(id: &str, trigger: Value, steps: &Value) -> (Value, Block, Option<Condition>) {
     let mut problems = Problems::default();
-    let program = program::parse(&mut problems, &json_column(r, "steps")?, "steps", None);
+    let program = program::parse(&mut problems, steps, "steps", None);
     let condition = match trigger.get("condition") {
         None | Some(Value::Null) => None,
         Some(c) => condition::parse(&mut problems, c, "trigger.condition"),
@@ -67,20 +103,7 @@ fn live_from_row(r: &row::Row) -> Result<LiveFlow> {
             }]
         }
     };
-    Ok(LiveFlow {
-        id,
-        org_id: row::get_str(r, "org_id")?,
-        name: row::get_str(r, "name")?,
-        trigger,
-        program,
-        condition,
-        settings: Settings::from_stored(&row::get_str(r, "settings")?),
-        consecutive_failures: row::get_i64(r, "consecutive_failures")?,
-        created_by: row::get_str(r, "created_by")?,
-        sealed_secret: row::get_opt_str(r, "webhook_secret")?,
-        enabled_at: row::get_opt_i64(r, "enabled_at")?,
-        last_error: row::get_opt_str(r, "last_error")?,
-    })
+    (trigger, program, condition)
 }
 
 impl LiveFlow {
@@ -201,12 +224,13 @@ pub async fn listening(
     .collect()
 }
 
-/// The enabled flow behind an inbound webhook token.
+/// The flow behind an inbound webhook token: enabled, or listening for samples.
 pub async fn by_token(db: &Db, token: &str) -> Result<Option<LiveFlow>> {
     Sql::new(
-        "SELECT * FROM flows WHERE webhook_token = ? AND is_enabled = 1 AND deleted_at IS NULL",
+        "SELECT * FROM flows WHERE webhook_token = ? AND (is_enabled = 1 OR listen_until > ?) AND deleted_at IS NULL",
     )
     .arg(token)
+    .arg(crate::store::clock::now_ms())
     .fetch_optional(db)
     .await?
     .as_ref()
@@ -223,6 +247,26 @@ pub async fn live(db: &Db, id: &str) -> Result<Option<LiveFlow>> {
         .as_ref()
         .map(live_from_row)
         .transpose()
+}
+
+/// A flow by id as it was at `version` (its definition then; the rest as now), for a run that
+/// started on that version. The live flow when `version` is it, or is not kept.
+pub async fn at_version(db: &Db, id: &str, version: Option<i64>) -> Result<Option<LiveFlow>> {
+    let Some(mut flow) = live(db, id).await? else {
+        return Ok(None);
+    };
+    let Some(version) = version.filter(|v| *v != flow.version) else {
+        return Ok(Some(flow));
+    };
+    if let Some(kept) = super::versions::definition(db, id, version).await? {
+        let (trigger, program, condition) = parsed(id, kept.trigger, &kept.steps);
+        flow.trigger = trigger;
+        flow.program = program;
+        flow.condition = condition;
+        flow.settings = kept.settings;
+        flow.version = version;
+    }
+    Ok(Some(flow))
 }
 
 /// Whether an event's record matches a trigger's filters (each field equal).

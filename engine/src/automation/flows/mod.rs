@@ -63,6 +63,11 @@ pub struct Flow {
     #[schema(value_type = Vec<Object>, example = json!([{"key": "project", "action": "create_project", "connectionId": null, "input": {"customerId": "{{trigger.id}}", "name": "Onboarding {{trigger.name}}"}}]))]
     pub steps: Value,
     pub settings: Settings,
+    /// The version of the definition (trigger, steps, settings) new runs start with: 1 when
+    /// created, one more with each change of it. See `GET /flows/{id}/versions`.
+    pub version: i64,
+    /// Whether a draft is saved (`GET /flows/{id}/draft`).
+    pub has_draft: bool,
     /// The user whose role the steps act with.
     pub created_by: String,
     pub enabled_at: Option<String>,
@@ -101,10 +106,14 @@ pub struct FlowInput {
 
 mod check;
 pub mod condition;
+pub mod drafts;
+pub mod explain;
 mod live;
 pub mod program;
+pub mod samples;
 mod schedule;
 pub mod settings;
+pub mod versions;
 
 use check::Record;
 pub use check::standard_webhooks_key;
@@ -145,6 +154,8 @@ pub(crate) fn from_row(r: &row::Row) -> Result<Flow> {
         trigger: shown_trigger(&rec.trigger.stored, token.as_deref(), has_secret),
         steps: rec.steps,
         settings: rec.settings,
+        version: row::get_i64(r, "version")?,
+        has_draft: row::get_opt_str(r, "draft")?.is_some(),
         created_by: row::get_str(r, "created_by")?,
         enabled_at: format_opt(row::get_opt_i64(r, "enabled_at")?),
         last_error: row::get_opt_str(r, "last_error")?,
@@ -227,6 +238,7 @@ pub async fn create(db: &Db, saving: Saving<'_>, actor: &Actor, input: FlowInput
     .arg(now)
     .execute(&mut tx)
     .await?;
+    versions::keep(&mut tx, &id, 1, &rec, &actor.user_id).await?;
     let flow = reload(&mut tx, &id).await?;
     crate::automation::polls::follow(&mut tx, &flow).await?;
     events::created(&mut tx, actor.org_id(), NOUN, &id, &flow).await?;
@@ -293,6 +305,12 @@ pub async fn update(
         ("webhook", None) => Some(new_token()),
         _ => None,
     };
+    let version = if versions::differs(&rec, &current) {
+        versions::keep(&mut tx, id, before.version + 1, &rec, &actor.user_id).await?;
+        before.version + 1
+    } else {
+        before.version
+    };
     let enabled_at = match (current.is_enabled, rec.is_enabled) {
         (false, true) => Some(now_ms()),
         (_, true) => row::get_opt_i64(&row, "enabled_at")?,
@@ -301,7 +319,7 @@ pub async fn update(
     Sql::new(
         "UPDATE flows SET name = ?, is_enabled = ?, trigger_type = ?, event_type = ?, trigger = ?, steps = ?, \
          settings = ?, max_concurrency = ?, webhook_token = ?, webhook_secret = ?, enabled_at = ?, last_error = ?, \
-         consecutive_failures = CASE WHEN ? = 1 THEN 0 ELSE consecutive_failures END, updated_at = ? WHERE id = ?",
+         consecutive_failures = CASE WHEN ? = 1 THEN 0 ELSE consecutive_failures END, version = ?, updated_at = ? WHERE id = ?",
     )
     .arg(&rec.name)
     .arg(rec.is_enabled)
@@ -317,6 +335,7 @@ pub async fn update(
     .arg(if rec.is_enabled { before.last_error.clone() } else { None })
     // Enabled again: its failure streak starts over.
     .arg(i64::from(!current.is_enabled && rec.is_enabled))
+    .arg(version)
     .arg(now_ms())
     .arg(id)
     .execute(&mut tx)

@@ -16,7 +16,10 @@ use crate::store::json;
 use crate::store::list::{self, FilterKind, ListParams, ListSpec, Page};
 
 pub mod outcomes;
+mod replays;
 mod status;
+
+pub use replays::*;
 
 pub use status::{RunStatus, StepStatus};
 
@@ -28,6 +31,11 @@ pub const LIST: ListSpec = ListSpec {
     filters: &[
         ("flowId", "flow_id", FilterKind::Text),
         ("status", "status", FilterKind::Text),
+        ("mode", "mode", FilterKind::Text),
+        ("eventId", "source_key", FilterKind::Text),
+        ("resourceId", "resource_id", FilterKind::Text),
+        ("createdFrom", "created_at", FilterKind::Since),
+        ("createdTo", "created_at", FilterKind::Until),
     ],
     search: None,
     soft_delete: false,
@@ -65,6 +73,37 @@ pub struct StepRecord {
     pub finished_at: Option<String>,
 }
 
+/// Whether a run is the flow at work or someone trying it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum RunMode {
+    Live,
+    Test,
+}
+
+impl RunMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunMode::Live => "live",
+            RunMode::Test => "test",
+        }
+    }
+}
+
+/// How a test run runs: an action whose step key is pinned is not performed (its output is the
+/// pinned one); a dry run performs no action at all (the others give their manifest's sample)
+/// and waits at no delay.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TestOptions {
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Outputs by step key, used instead of performing those steps' actions.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    #[schema(value_type = Object)]
+    pub pinned: serde_json::Map<String, Value>,
+}
+
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Run {
@@ -78,6 +117,12 @@ pub struct Run {
     /// itemId}`, `{kind: schedule, firedAt}` or `{kind: test}`.
     #[schema(value_type = Object)]
     pub source: Value,
+    /// The version of the flow it executes (null for runs from before versions).
+    pub flow_version: Option<i64>,
+    /// `live`, or `test` when started to try the flow.
+    pub mode: RunMode,
+    /// Whether it performed no action (a test's dry run).
+    pub dry_run: bool,
     /// The record or payload that started it.
     #[schema(value_type = Object)]
     pub trigger: Value,
@@ -182,12 +227,28 @@ fn source_of(key: &str) -> Value {
     }
 }
 
+fn test_of(r: &row::Row) -> Result<Option<TestOptions>> {
+    row::get_opt_str(r, "test")?
+        .map(|text| {
+            serde_json::from_str(&text)
+                .map_err(|e| Error::Internal(format!("stored run test: {e}")))
+        })
+        .transpose()
+}
+
 pub(crate) fn from_row(r: &row::Row) -> Result<Run> {
     let status: RunStatus = row::get_str(r, "status")?.parse()?;
     Ok(Run {
         id: row::get_str(r, "id")?,
         flow_id: row::get_str(r, "flow_id")?,
         source: source_of(&row::get_str(r, "source_key")?),
+        flow_version: row::get_opt_i64(r, "flow_version")?,
+        mode: if row::get_str(r, "mode")? == "test" {
+            RunMode::Test
+        } else {
+            RunMode::Live
+        },
+        dry_run: test_of(r)?.is_some_and(|t| t.dry_run),
         next_attempt_at: matches!(status, RunStatus::Queued | RunStatus::Waiting)
             .then(|| row::get_i64(r, "next_attempt_at").map(format_ms))
             .transpose()?,
@@ -261,6 +322,9 @@ pub async fn throttled(tx: &mut crate::store::db::Tx, flow: &LiveFlow) -> Result
 /// itself (the job may be late, or lost with a crashed process).
 pub const REQUEUE_AFTER_MS: i64 = 5_000;
 
+/// How many flows may start each other in a row (A's step makes the event that starts B…).
+pub const MAX_CHAIN_DEPTH: i64 = 5;
+
 /// Where a new run stands in a chain of flows: how deep (0 when a person's change, a call or a
 /// schedule started it) and what the chain began with (an event id; none when the run itself
 /// is the start of its chain).
@@ -278,6 +342,8 @@ pub struct NewRun<'a> {
     pub source_key: &'a str,
     pub trigger: &'a Value,
     pub lineage: &'a Lineage,
+    /// How a test run runs; none for a live run.
+    pub test: Option<&'a TestOptions>,
 }
 
 /// Queues `run`, unless its source already started one. Returns the new run's id; queue a job
@@ -338,6 +404,7 @@ fn insertion(new: &NewRun<'_>, begin: Begin) -> Result<(Sql, ClaimedRun)> {
         source_key,
         trigger,
         lineage,
+        test,
     } = *new;
     let id = ids::new_id(ids::RUN);
     let now = now_ms();
@@ -360,8 +427,8 @@ fn insertion(new: &NewRun<'_>, begin: Begin) -> Result<(Sql, ClaimedRun)> {
     json::clip(&mut trigger);
     let sql = Sql::new(
         "INSERT INTO runs (id, org_id, flow_id, source_key, status, trigger, steps, depth, root_id, \
-         next_attempt_at, lease_until, lease_token, created_at, started_at, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (flow_id, source_key) DO NOTHING",
+         next_attempt_at, lease_until, lease_token, created_at, started_at, updated_at, flow_version, mode, test, resource_id) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (flow_id, source_key) DO NOTHING",
     )
     .arg(&id)
     .arg(flow.org_id.as_str())
@@ -377,7 +444,11 @@ fn insertion(new: &NewRun<'_>, begin: Begin) -> Result<(Sql, ClaimedRun)> {
     .arg(token.clone())
     .arg(now)
     .arg(token.as_ref().map(|_| now))
-    .arg(now);
+    .arg(now)
+    .arg(flow.version)
+    .arg(if test.is_some() { RunMode::Test } else { RunMode::Live }.as_str())
+    .arg(test.map(|t| serde_json::to_string(t).unwrap_or_default()))
+    .arg(resource_of(&trigger));
     let run = ClaimedRun {
         id,
         token: token.unwrap_or_default(),
@@ -388,8 +459,15 @@ fn insertion(new: &NewRun<'_>, begin: Begin) -> Result<(Sql, ClaimedRun)> {
         root,
         takeovers: 0,
         saves: 0,
+        flow_version: Some(flow.version),
+        test: test.cloned(),
     };
     Ok((sql, run))
+}
+
+/// The id of the record a run started with, when its trigger data is one (`runs?resourceId=`).
+fn resource_of(trigger: &Value) -> Option<&str> {
+    trigger["id"].as_str().filter(|id| id.len() <= 64)
 }
 
 /// A run a worker holds: its flow, trigger and steps so far.
@@ -410,6 +488,10 @@ pub struct ClaimedRun {
     pub takeovers: i64,
     /// The last of its saves in `run_steps` (0: none since its row was written).
     pub saves: i64,
+    /// The version of the flow it executes; none for runs from before versions (the live one).
+    pub flow_version: Option<i64>,
+    /// How a test run runs.
+    pub test: Option<TestOptions>,
 }
 
 /// Lease expiries without progress after which a run is poisoned: it stopped its worker (a
@@ -476,6 +558,8 @@ pub async fn claim(db: &Db, id: &str, lease_ms: i64) -> Result<Option<ClaimedRun
         root: row::get_opt_str(&row, "root_id")?.unwrap_or_else(|| id.to_owned()),
         takeovers: row::get_i64(&row, "takeovers")?,
         saves,
+        flow_version: row::get_opt_i64(&row, "flow_version")?,
+        test: test_of(&row)?,
     }))
 }
 
@@ -699,36 +783,6 @@ pub async fn take_due(db: &Db, limit: i64) -> Result<Vec<String>> {
         .iter()
         .map(|r| row::get_str(r, "id"))
         .collect()
-}
-
-/// `POST /runs/{id}/replay`: a failed run starts again from its first failed step (the steps
-/// before it keep their outputs).
-pub async fn replay(db: &Db, actor: &Actor, id: &str) -> Result<Run> {
-    actor.require(Permission::ManageFlows)?;
-    let run = get(db, actor, id).await?;
-    if run.status != RunStatus::Failed {
-        return Err(Error::Conflict {
-            code: "invalid_state",
-            message: format!("a {} run cannot be replayed; only a failed one", run.status),
-        });
-    }
-    // What failed is executed again; what succeeded (or failed and was carried past) keeps
-    // its output, and decisions already taken stay taken.
-    let mut steps = run.steps.clone();
-    steps.retain(|s| !matches!(s.status, StepStatus::Failed | StepStatus::Pending));
-    let now = now_ms();
-    db.write_count(
-        &Sql::new(
-            "UPDATE runs SET status = 'queued', steps = ?, error = NULL, next_attempt_at = ?, lease_until = NULL, takeovers = 0, \
-             finished_at = NULL, updated_at = ? WHERE id = ? AND status = 'failed'",
-        )
-        .arg(steps_json(&steps)?)
-        .arg(now)
-        .arg(now)
-        .arg(id),
-    )
-    .await?;
-    get(db, actor, id).await
 }
 
 /// How many runs a chain that began with `root` (an event or a run) has started so far.

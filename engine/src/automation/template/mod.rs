@@ -21,6 +21,9 @@
 //! without end.
 
 mod helpers;
+mod variables;
+
+pub use variables::variables;
 
 use std::cell::{Cell, RefCell};
 use std::sync::OnceLock;
