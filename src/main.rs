@@ -184,6 +184,7 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
         trust_proxy: settings.trust_proxy,
         runs_per_minute: settings.runs_per_minute,
         run_lane: lane.as_ref().map(|(lane, _)| lane.clone()),
+        fanout_limit: settings.fanout_limit,
         ..AppParts::new(db.clone(), Arc::new(manifests), vault.clone())
     });
     let workers = lane.map(|(run_lane, run_lane_receiver)| {

@@ -84,6 +84,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Paces the runs each organization starts (inbound webhook calls book through it).
     pub admission: Arc<RunAdmission>,
+    /// The most runs one chain of flows may start (explain says when it was reached).
+    pub fanout_limit: i64,
 }
 
 /// What the gate applies beyond authentication. `limits` exists for the benchmark that
@@ -126,6 +128,8 @@ pub struct AppParts {
     pub runs_per_minute: Option<u32>,
     /// Set when this process executes runs itself (it runs workers).
     pub run_lane: Option<RunLane>,
+    /// The most runs one chain of flows may start (`TIMIX_FANOUT_LIMIT`).
+    pub fanout_limit: i64,
 }
 
 impl AppParts {
@@ -144,6 +148,7 @@ impl AppParts {
             trust_proxy: false,
             runs_per_minute: None,
             run_lane: None,
+            fanout_limit: timix_triggers::dispatcher::DEFAULT_FANOUT_LIMIT,
         }
     }
 }
@@ -174,6 +179,7 @@ impl AppState {
             queues: parts.queues,
             manifests: parts.manifests,
             run_lane: parts.run_lane,
+            fanout_limit: parts.fanout_limit,
             vault: parts.vault,
             public_url: parts.public_url,
             trust_proxy: parts.trust_proxy,

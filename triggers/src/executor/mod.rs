@@ -276,6 +276,11 @@ impl FlowExecutor {
             runs::finish(&self.db, &run, &run.steps, Some("the flow was deleted")).await?;
             return Ok(None);
         };
+        // A test of a draft runs the draft's steps.
+        let flow = match run.test.as_ref().and_then(|t| t.steps.as_ref()) {
+            Some(steps) => flows::with_steps(flow, steps),
+            None => flow,
+        };
         self.execute_flow(&flow, run).await?;
         if flow.settings.max_concurrency.is_none() {
             return Ok(None);

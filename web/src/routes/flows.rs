@@ -110,19 +110,34 @@ pub async fn disable(
 
 /// The body of `POST /flows/{id}/test` (optional).
 #[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TestInput {
-    /// The record or payload the run starts with; the trigger's sample when absent.
+    /// The record or payload the run starts with; the trigger's latest sample when absent
+    /// (a captured one, else the trigger manifest's).
+    #[schema(value_type = Option<Object>)]
+    pub record: Option<serde_json::Value>,
+    /// The same as `record` (the name of earlier versions).
     #[schema(value_type = Option<Object>)]
     pub trigger: Option<serde_json::Value>,
+    /// Test the saved draft's steps instead of the live version's.
+    #[serde(default)]
+    pub draft: bool,
+    /// Perform no action: each action's output is its pinned one, else its manifest's sample;
+    /// delays are not waited for. The answer is the finished run.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Outputs by step key, used instead of performing those steps.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub pinned: serde_json::Map<String, serde_json::Value>,
 }
 
-/// Runs the flow once, now, on the given trigger record, or its trigger's sample record (an
-/// event trigger's manifest sample, else an empty object). Enabled or not. Answers the queued
-/// run: follow it at `GET /runs/{id}`.
+/// Runs the flow once, now, as a run with `mode: test`, on the given record or its trigger's
+/// sample, enabled or not. A real test answers 202 with the queued run (follow it at
+/// `GET /runs/{id}`); a dry run answers 200 with the finished run.
 #[utoipa::path(post, path = "/flows/{id}/test", tag = "flows", params(("id" = String, Path)),
     request_body(content = Option<TestInput>),
-    responses((status = 202, body = Run), (status = "4XX", body = ErrorEnvelope)))]
+    responses((status = 200, body = Run), (status = 202, body = Run), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn test(
     State(state): State<AppState>,
     Auth(actor): Auth,
@@ -134,20 +149,22 @@ pub async fn test(
     let live = flows::live(&state.db, &flow.id)
         .await?
         .ok_or(Error::NotFound(flows::NOUN))?;
-    let sample = input
-        .trigger
-        .clone()
-        .or_else(|| {
-            flow.trigger["event"].as_str().and_then(|event| {
-                state
-                    .manifests
-                    .triggers
-                    .values()
-                    .find(|t| t.event == event)
-                    .map(|t| t.sample.clone())
-            })
-        })
-        .unwrap_or_else(|| json!({}));
+    let sample = match input.record.clone().or_else(|| input.trigger.clone()) {
+        Some(record) => record,
+        None => flows::samples::of_trigger(&state.db, &state.manifests, &flow.id, &flow.trigger)
+            .await?
+            .unwrap_or_else(|| json!({})),
+    };
+    let steps = if input.draft {
+        Some(flows::drafts::get(&state.db, &state.manifests, &actor, &id).await?.steps)
+    } else {
+        None
+    };
+    let options = runs::TestOptions {
+        dry_run: input.dry_run,
+        pinned: input.pinned,
+        steps,
+    };
     let source = format!("test:{}", ulid::Ulid::generate());
     let mut tx = state.db.begin().await?;
     let run = runs::NewRun {
@@ -155,6 +172,7 @@ pub async fn test(
         source_key: &source,
         trigger: &sample,
         lineage: &runs::Lineage::default(),
+        test: Some(&options),
     };
     let run_id = runs::start(&mut tx, &run)
         .await?
@@ -166,8 +184,20 @@ pub async fn test(
         vec![run_id.clone()],
     )
     .await;
-    let run = runs::get(&state.db, &actor, &run_id).await?;
-    Ok((StatusCode::ACCEPTED, Json(run)).into_response())
+    if !options.dry_run {
+        let run = runs::get(&state.db, &actor, &run_id).await?;
+        return Ok((StatusCode::ACCEPTED, Json(run)).into_response());
+    }
+    // A dry run performs nothing and waits for nothing: it ends in moments.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let run = runs::get(&state.db, &actor, &run_id).await?;
+        if run.status.is_finished() || tokio::time::Instant::now() > deadline {
+            let status = if run.status.is_finished() { StatusCode::OK } else { StatusCode::ACCEPTED };
+            return Ok((status, Json(run)).into_response());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 pub fn router() -> OpenApiRouter<AppState> {

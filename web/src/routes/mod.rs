@@ -10,6 +10,7 @@ pub mod connections;
 pub mod customers;
 pub mod events;
 pub mod financial_reports;
+pub mod flow_versions;
 pub mod flows;
 pub mod health;
 pub mod holiday_profiles;
@@ -55,6 +56,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(financial_reports::router())
         .merge(manifests::router())
         .merge(flows::router())
+        .merge(flow_versions::router())
         .merge(runs::router())
         .merge(hooks::router())
         .merge(connections::router())

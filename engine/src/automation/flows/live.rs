@@ -269,6 +269,13 @@ pub async fn at_version(db: &Db, id: &str, version: Option<i64>) -> Result<Optio
     Ok(Some(flow))
 }
 
+/// `flow` running `steps` instead of its own (a draft under test).
+pub fn with_steps(mut flow: LiveFlow, steps: &Value) -> LiveFlow {
+    let (_, program, _) = parsed(&flow.id, Value::Null, steps);
+    flow.program = program;
+    flow
+}
+
 /// Whether an event's record matches a trigger's filters (each field equal).
 pub fn matches_filters(trigger: &Value, data: &Value) -> bool {
     trigger["filters"]

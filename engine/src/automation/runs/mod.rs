@@ -102,6 +102,10 @@ pub struct TestOptions {
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     #[schema(value_type = Object)]
     pub pinned: serde_json::Map<String, Value>,
+    /// Steps to run instead of the version's (a draft under test).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub steps: Option<Value>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]

@@ -1,0 +1,181 @@
+//! `/flows/{id}/versions`, `/draft`, `/samples`, `/explain`, `/backfill`: a flow's lifecycle
+//! (API.md section 9).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use timix_engine::automation::flows::drafts::{self, Draft};
+use timix_engine::automation::flows::explain::{self, Backfill, BackfillInput, Explanation};
+use timix_engine::automation::flows::samples::{self, Listening, Sample};
+use timix_engine::automation::flows::versions::{self, FlowVersion};
+use timix_engine::automation::flows::{self, Flow, FlowInput};
+use timix_engine::error::Error;
+use timix_triggers::executor::dispatch_runs;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+use crate::error::{ApiResult, ErrorEnvelope};
+use crate::extract::{Auth, JsonBody, QueryPairs};
+
+/// The versions of a flow's definition, newest first (at most 200).
+#[utoipa::path(get, path = "/flows/{id}/versions", tag = "flows", params(("id" = String, Path)),
+    responses((status = 200, body = Vec<FlowVersion>), (status = "4XX", body = ErrorEnvelope)))]
+pub async fn list_versions(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<FlowVersion>>> {
+    Ok(Json(versions::list(&state.db, &actor, &id).await?))
+}
+
+#[utoipa::path(get, path = "/flows/{id}/versions/{version}", tag = "flows",
+    params(("id" = String, Path), ("version" = i64, Path)),
+    responses((status = 200, body = FlowVersion), (status = "4XX", body = ErrorEnvelope)))]
+pub async fn get_version(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path((id, version)): Path<(String, i64)>,
+) -> ApiResult<Json<FlowVersion>> {
+    Ok(Json(versions::get(&state.db, &actor, &id, version).await?))
+}
+
+/// Makes an earlier version's definition live again, as a new version.
+#[utoipa::path(post, path = "/flows/{id}/versions/{version}/restore", tag = "flows",
+    params(("id" = String, Path), ("version" = i64, Path)),
+    responses((status = 200, body = Flow), (status = 422, body = ErrorEnvelope), (status = "4XX", body = ErrorEnvelope)))]
+pub async fn restore_version(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path((id, version)): Path<(String, i64)>,
+) -> ApiResult<Json<Flow>> {
+    let input = versions::restoring(&state.db, &actor, &id, version).await?;
+    Ok(Json(flows::update(&state.db, state.saving(), &actor, &id, input).await?))
+}
+
+/// Saves a draft: checked like a flow (422 with the path of each problem), not live. The
+/// answer carries warnings, such as a variable the trigger's sample does not have.
+#[utoipa::path(put, path = "/flows/{id}/draft", tag = "flows", params(("id" = String, Path)),
+    request_body = FlowInput,
+    responses((status = 200, body = Draft), (status = 422, body = ErrorEnvelope), (status = "4XX", body = ErrorEnvelope)))]
+pub async fn save_draft(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+    JsonBody(input): JsonBody<FlowInput>,
+) -> ApiResult<Json<Draft>> {
+    Ok(Json(drafts::save(&state.db, state.saving(), &actor, &id, input).await?))
+}
+
+#[utoipa::path(get, path = "/flows/{id}/draft", tag = "flows", params(("id" = String, Path)),
+    responses((status = 200, body = Draft), (status = "4XX", body = ErrorEnvelope)))]
+pub async fn get_draft(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Draft>> {
+    Ok(Json(drafts::get(&state.db, &state.manifests, &actor, &id).await?))
+}
+
+#[utoipa::path(delete, path = "/flows/{id}/draft", tag = "flows", params(("id" = String, Path)),
+    responses((status = 204), (status = "4XX", body = ErrorEnvelope)))]
+pub async fn discard_draft(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    drafts::discard(&state.db, &actor, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The draft becomes the flow's next version.
+#[utoipa::path(post, path = "/flows/{id}/draft/publish", tag = "flows", params(("id" = String, Path)),
+    responses((status = 200, body = Flow), (status = 422, body = ErrorEnvelope), (status = "4XX", body = ErrorEnvelope)))]
+pub async fn publish_draft(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Flow>> {
+    Ok(Json(drafts::publish(&state.db, state.saving(), &actor, &id).await?))
+}
+
+/// For five minutes, inbound calls of this webhook flow are kept as samples and start no run.
+#[utoipa::path(post, path = "/flows/{id}/samples/listen", tag = "flows", params(("id" = String, Path)),
+    responses((status = 200, body = Listening), (status = 409, body = ErrorEnvelope), (status = "4XX", body = ErrorEnvelope)))]
+pub async fn listen(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Listening>> {
+    Ok(Json(samples::listen(&state.db, &actor, &id).await?))
+}
+
+/// The last samples of the flow's trigger, newest first.
+#[utoipa::path(get, path = "/flows/{id}/samples", tag = "flows", params(("id" = String, Path)),
+    responses((status = 200, body = Vec<Sample>), (status = "4XX", body = ErrorEnvelope)))]
+pub async fn list_samples(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<Sample>>> {
+    Ok(Json(samples::list(&state.db, &actor, &id).await?))
+}
+
+/// Whether the flow started a run for an event, and if not, why.
+#[utoipa::path(get, path = "/flows/{id}/explain", tag = "flows",
+    params(("id" = String, Path), ("eventId" = String, Query)),
+    responses((status = 200, body = Explanation), (status = "4XX", body = ErrorEnvelope)))]
+pub async fn explain_event(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+    QueryPairs(query): QueryPairs,
+) -> ApiResult<Json<Explanation>> {
+    let mut event_id = None;
+    for (name, value) in query {
+        match name.as_str() {
+            "eventId" => event_id = Some(value),
+            other => {
+                return Err(Error::InvalidParameter(format!("unknown parameter {other}")).into());
+            }
+        }
+    }
+    let event_id = event_id.ok_or_else(|| Error::InvalidParameter("eventId is required".into()))?;
+    let limit = state.fanout_limit;
+    Ok(Json(explain::explain(&state.db, &actor, &id, &event_id, limit).await?))
+}
+
+/// Runs an event flow over a stretch of the event log (by `seq` or instant), never twice for
+/// one event; a dry run only answers what would start and why the rest would not.
+#[utoipa::path(post, path = "/flows/{id}/backfill", tag = "flows", params(("id" = String, Path)),
+    request_body = BackfillInput,
+    responses((status = 200, body = Backfill), (status = 422, body = ErrorEnvelope), (status = "4XX", body = ErrorEnvelope)))]
+pub async fn backfill(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+    JsonBody(input): JsonBody<BackfillInput>,
+) -> ApiResult<Response> {
+    let (answer, started) = explain::backfill(&state.db, &actor, &id, &input).await?;
+    let (lane, queues) = (state.run_lane.clone(), state.queues.clone());
+    tokio::spawn(async move {
+        for chunk in started.chunks(100) {
+            dispatch_runs(lane.as_ref(), queues.as_ref(), chunk.to_vec()).await;
+        }
+    });
+    Ok((StatusCode::OK, Json(answer)).into_response())
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_versions))
+        .routes(routes!(get_version))
+        .routes(routes!(restore_version))
+        .routes(routes!(save_draft, get_draft, discard_draft))
+        .routes(routes!(publish_draft))
+        .routes(routes!(listen))
+        .routes(routes!(list_samples))
+        .routes(routes!(explain_event))
+        .routes(routes!(backfill))
+}
