@@ -21,6 +21,7 @@ mod hierarchy;
 mod inbound;
 mod invoices;
 mod isolation;
+mod lifecycle;
 mod limits;
 mod lists;
 mod manifests;

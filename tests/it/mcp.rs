@@ -211,6 +211,8 @@ async fn an_assistant_creates_corrects_tests_and_explains_a_flow() {
                 "then": [{"key": "customer", "action": "create_customer", "input": {"name": "{{trigger.name}}"}}]}])
     };
     let flow = |op: &str| json!({"name": "From an assistant", "trigger": {"type": "webhook"}, "steps": steps(op)});
+    let typo = json!([{"key": "customer", "action": "create_customer", "input": {"name": "{{trigger.nme}}"}}]);
+    let fixed = json!([{"key": "customer", "action": "create_customer", "input": {"name": "{{trigger.name}} Ltd"}}]);
     let seen = drive(json!({
         "url": server.url("/mcp"),
         "ownerKey": org.key,
@@ -223,8 +225,15 @@ async fn an_assistant_creates_corrects_tests_and_explains_a_flow() {
             ["owner", "tested", "test_flow", {"flowId": "${created.id}", "trigger": {"name": "Globex"}}],
             ["owner", "run", "get_run", {"runId": "${tested.id}"}],
             ["owner", "runs", "list_runs", {"flowId": "${created.id}"}],
+            ["owner", "drafted", "save_draft", {"flowId": "${created.id}", "steps": typo}],
+            ["owner", "dryDraft", "test_flow", {"flowId": "${created.id}", "trigger": {"name": "Dry"}, "dryRun": true, "draft": true}],
+            ["owner", "fixed", "save_draft", {"flowId": "${created.id}", "steps": fixed}],
+            ["owner", "published", "publish_draft", {"flowId": "${created.id}"}],
+            ["owner", "dry", "test_flow", {"flowId": "${created.id}", "trigger": {"name": "Dry"}, "dryRun": true}],
+            ["owner", "replayed", "replay_run", {"runId": "${dry.id}", "from": "start"}],
             ["viewer", "refused", "create_flow", flow("notEquals")],
             ["viewer", "hidden", "list_flows", {}],
+            ["viewer", "noDraft", "save_draft", {"flowId": "${created.id}", "steps": typo}],
         ],
     }))
     .await;
@@ -263,8 +272,75 @@ async fn an_assistant_creates_corrects_tests_and_explains_a_flow() {
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(run["steps"][1]["path"], "check.then.customer");
     assert_eq!(run["steps"][1]["output"]["name"], "Globex");
+    // Drafts, dry runs and replays.
+    let drafted = &seen["drafted"];
+    assert_eq!(drafted["isError"], false, "{drafted}");
+    assert!(
+        drafted["content"]["warnings"]
+            .to_string()
+            .contains("trigger.nme"),
+        "{drafted}"
+    );
+    // A dry run of the draft shows the typo without performing anything.
+    let caught = &seen["dryDraft"]["content"];
+    assert_eq!(caught["status"], "failed", "{caught}");
+    assert!(
+        caught["error"].as_str().unwrap().contains("trigger.nme"),
+        "{caught}"
+    );
+    assert_eq!(
+        seen["fixed"]["content"]["warnings"],
+        json!([]),
+        "{}",
+        seen["fixed"]
+    );
+    assert_eq!(
+        seen["published"]["content"]["version"], 2,
+        "{}",
+        seen["published"]
+    );
+    let dry = &seen["dry"]["content"];
+    assert_eq!(
+        (
+            dry["mode"].clone(),
+            dry["dryRun"].clone(),
+            dry["status"].clone()
+        ),
+        (json!("test"), json!(true), json!("succeeded")),
+        "{dry}"
+    );
+    assert_eq!(
+        seen["replayed"]["content"]["id"], dry["id"],
+        "{}",
+        seen["replayed"]
+    );
+    assert_eq!(dry["steps"][0]["input"]["name"], "Dry Ltd", "{dry}");
+    assert!(
+        owner
+            .get("/customers?name=Dry")
+            .await
+            .expect(200)
+            .items()
+            .is_empty()
+    );
+    // Why a flow did not start on an event.
+    let event = owner
+        .get("/events?types=customer.created")
+        .await
+        .expect(200)
+        .items()[0]["id"]
+        .clone();
+    let why = drive(json!({
+        "url": server.url("/mcp"), "ownerKey": org.key, "viewerKey": viewer.key,
+        "calls": [["owner", "why", "explain_flow", {"flowId": flow_id, "eventId": event}]],
+    }))
+    .await;
+    assert_eq!(
+        why["why"]["content"]["event"]["reason"], "other_type",
+        "{why}"
+    );
     // Held to the role, as over HTTP.
-    for refused in [&seen["refused"], &seen["hidden"]] {
+    for refused in [&seen["refused"], &seen["hidden"], &seen["noDraft"]] {
         assert_eq!(refused["isError"], true, "{refused}");
         assert_eq!(refused["content"]["status"], 403, "{refused}");
     }

@@ -449,7 +449,11 @@ pub async fn in_range(db: &Db, range: &EventRange<'_>, limit: i64) -> Result<Vec
         }
     }
     sql.push(" ORDER BY seq LIMIT ?").bind(limit);
-    sql.fetch_all(db).await?.iter().map(event_from_row).collect()
+    sql.fetch_all(db)
+        .await?
+        .iter()
+        .map(event_from_row)
+        .collect()
 }
 
 fn event_from_row(row: &row::Row) -> Result<Event> {

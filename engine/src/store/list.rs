@@ -37,7 +37,8 @@ pub enum FilterKind {
 }
 
 fn list_instant(name: &str, value: &str) -> Result<Millis> {
-    parse_instant(value).ok_or_else(|| bad(format!("{name} must be an RFC 3339 timestamp or a date")))
+    parse_instant(value)
+        .ok_or_else(|| bad(format!("{name} must be an RFC 3339 timestamp or a date")))
 }
 
 /// How a resource can be listed.

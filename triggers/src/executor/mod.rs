@@ -38,7 +38,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
 #[derive(Debug)]
 pub enum Handoff {
     /// With when it was handed over: its lease runs from its creation.
-    Claimed(runs::ClaimedRun, std::time::Instant),
+    Claimed(Box<runs::ClaimedRun>, std::time::Instant),
     Due(String),
 }
 
@@ -88,7 +88,7 @@ impl RunLane {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let _ = self
                 .sender
-                .send(Handoff::Claimed(run, std::time::Instant::now()));
+                .send(Handoff::Claimed(Box::new(run), std::time::Instant::now()));
         }
     }
 }
@@ -133,7 +133,7 @@ pub async fn serve_lane(
             let (run_id, result) = match handoff {
                 Handoff::Claimed(run, handed_at) => {
                     let id = run.id.clone();
-                    let result = executor.execute_handed(run, handed_at).await;
+                    let result = executor.execute_handed(*run, handed_at).await;
                     claimed.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                     (id, result)
                 }

@@ -31,6 +31,10 @@ impl Api<'_> {
         self.call("POST", path, Some(body)).await
     }
 
+    pub async fn put(&self, path: &str, body: Value) -> Result<Value, Failure> {
+        self.call("PUT", path, Some(body)).await
+    }
+
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, Failure> {
         let call = ApiCall {
             method: method.into(),

@@ -1,7 +1,8 @@
-//! Tools for flows: list, explain, create and test them, and read their runs, through the API
-//! as the key's actor (so only roles that may manage flows can, as over HTTP). `create_flow`
-//! takes the definition the API takes and answers the API's 422 with the path of every problem,
-//! so an assistant can correct its definition and try again.
+//! Tools for flows: list, explain, create and test them, save and publish drafts, and read,
+//! replay and cancel their runs, through the API as the key's actor (so only roles that may
+//! manage flows can, as over HTTP). `create_flow` and `save_draft` take the definition the API
+//! takes and answer the API's 422 with the path of every problem, so an assistant can correct
+//! its definition and try again.
 
 use rmcp::model::Tool;
 use serde::Deserialize;
@@ -22,6 +23,10 @@ pub enum FlowTool {
     Test,
     Runs,
     Run,
+    SaveDraft,
+    PublishDraft,
+    Replay,
+    Cancel,
 }
 
 pub fn tools() -> Vec<(Tool, FlowTool)> {
@@ -42,9 +47,10 @@ pub fn tools() -> Vec<(Tool, FlowTool)> {
             tool(
                 "explain_flow",
                 "Explain a flow",
-                "Describes a flow in plain words, step by step (conditions, branches, loops, error handling), with its settings, last error and how its recent runs went; and its definition.",
+                "Describes a flow in plain words, step by step (conditions, branches, loops, error handling), with its settings, last error and how its recent runs went; and its definition. Given an eventId, also says whether that event started a run of the flow and, if not, why (not_enabled, other_type, condition_false with each condition's evaluated values, own_change, chain_limit, fanout_limit, rate_limited).",
                 json!({"type": "object", "additionalProperties": false, "required": ["flowId"],
-                       "properties": {"flowId": id("flow")}}),
+                       "properties": {"flowId": id("flow"),
+                                      "eventId": {"type": "string", "description": "An event of the log (evt_…) to explain the flow's answer to."}}}),
                 true,
             ),
             FlowTool::Explain,
@@ -68,10 +74,13 @@ pub fn tools() -> Vec<(Tool, FlowTool)> {
             tool(
                 "test_flow",
                 "Test a flow",
-                "Runs a flow once on a trigger record (the trigger's sample when none is given), performing its actions for real; answers the run, which test_flow's caller can follow with get_run.",
+                "Runs a flow once on a trigger record (the trigger's latest sample when none is given), kept as a run with mode test. A dry run (dryRun: true) performs no action: each action's output is its pinned one or its manifest's sample, and the answer is the finished run with what each step would have sent. Otherwise the actions are performed for real and the answer is the queued run, to follow with get_run.",
                 json!({"type": "object", "additionalProperties": false, "required": ["flowId"], "properties": {
                     "flowId": id("flow"),
-                    "trigger": {"type": "object", "description": "The record or payload the run starts with."}}}),
+                    "trigger": {"type": "object", "description": "The record or payload the run starts with."},
+                    "dryRun": {"type": "boolean", "description": "Perform nothing; show what would be sent."},
+                    "draft": {"type": "boolean", "description": "Test the saved draft instead of the live version."},
+                    "pinned": {"type": "object", "description": "Outputs by step key, used instead of performing those steps."}}}),
                 false,
             ),
             FlowTool::Test,
@@ -99,6 +108,56 @@ pub fn tools() -> Vec<(Tool, FlowTool)> {
             ),
             FlowTool::Run,
         ),
+        (
+            tool(
+                "save_draft",
+                "Save a flow draft",
+                "Saves a draft of a flow without changing what runs: the fields of a flow to change ({trigger?, steps?, settings?, name?}). A wrong draft is refused with every problem and its path; a saved one answers warnings, such as a variable ({{trigger.nme}}) the trigger's sample does not have. Test it with test_flow (draft: true), then publish_draft.",
+                json!({"type": "object", "additionalProperties": false, "required": ["flowId"], "properties": {
+                    "flowId": id("flow"),
+                    "name": {"type": "string", "minLength": 1},
+                    "trigger": {"type": "object"},
+                    "steps": {"type": "array", "items": {"type": "object"}, "minItems": 1},
+                    "settings": {"type": "object"}}}),
+                false,
+            ),
+            FlowTool::SaveDraft,
+        ),
+        (
+            tool(
+                "publish_draft",
+                "Publish a flow draft",
+                "Makes the flow's saved draft its next version: runs started from now on execute it.",
+                json!({"type": "object", "additionalProperties": false, "required": ["flowId"],
+                       "properties": {"flowId": id("flow")}}),
+                false,
+            ),
+            FlowTool::PublishDraft,
+        ),
+        (
+            tool(
+                "replay_run",
+                "Replay a run",
+                "Starts a finished run again: from its failed step (the default for a failed run), from the start, or from a step path (check.then.project, each[3].task); on the version it ran (original, the default) or the flow's live one. Answers the queued run, to follow with get_run.",
+                json!({"type": "object", "additionalProperties": false, "required": ["runId"], "properties": {
+                    "runId": id("run"),
+                    "from": {"type": "string", "description": "failed, start, or a step path."},
+                    "version": {"type": "string", "enum": ["original", "live"]}}}),
+                false,
+            ),
+            FlowTool::Replay,
+        ),
+        (
+            tool(
+                "cancel_run",
+                "Cancel a run",
+                "Cancels a queued, waiting or running run; a running one stops before its next step.",
+                json!({"type": "object", "additionalProperties": false, "required": ["runId"],
+                       "properties": {"runId": id("run")}}),
+                false,
+            ),
+            FlowTool::Cancel,
+        ),
     ]
 }
 
@@ -116,9 +175,29 @@ struct FlowArgs {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ExplainArgs {
+    flow_id: String,
+    event_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct TestArgs {
     flow_id: String,
     trigger: Option<Value>,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    draft: bool,
+    pinned: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ReplayArgs {
+    run_id: String,
+    from: Option<String>,
+    version: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -161,7 +240,7 @@ pub async fn call(api: &Api<'_>, which: FlowTool, arguments: Value) -> Result<Va
             Ok(json!({"flows": flows}))
         }
         FlowTool::Explain => {
-            let args: FlowArgs = parse(arguments)?;
+            let args: ExplainArgs = parse(arguments)?;
             let id = id_segment(&args.flow_id);
             let flow = api.get(&format!("/flows/{id}")).await?;
             let runs = api
@@ -173,8 +252,16 @@ pub async fn call(api: &Api<'_>, which: FlowTool, arguments: Value) -> Result<Va
                     .entry(run["status"].as_str().unwrap_or("?").to_owned())
                     .or_default() += 1;
             }
+            let event = match &args.event_id {
+                Some(event) => {
+                    let path = with_query(&format!("/flows/{id}/explain"), &[("eventId", event)]);
+                    api.get(&path).await?
+                }
+                None => Value::Null,
+            };
             Ok(json!({
                 "explanation": explain(&flow),
+                "event": event,
                 "recentRuns": counts,
                 "lastError": flow["lastError"],
                 "definition": {"name": flow["name"], "isEnabled": flow["isEnabled"], "trigger": flow["trigger"], "steps": flow["steps"], "settings": flow["settings"]},
@@ -192,12 +279,52 @@ pub async fn call(api: &Api<'_>, which: FlowTool, arguments: Value) -> Result<Va
         }
         FlowTool::Test => {
             let args: TestArgs = parse(arguments)?;
-            let body = match args.trigger {
-                Some(trigger) => json!({"trigger": trigger}),
-                None => json!({}),
-            };
+            let mut body = json!({"dryRun": args.dry_run, "draft": args.draft});
+            if let Some(trigger) = args.trigger {
+                body["record"] = trigger;
+            }
+            if let Some(pinned) = args.pinned {
+                body["pinned"] = pinned;
+            }
             api.post(&format!("/flows/{}/test", id_segment(&args.flow_id)), body)
                 .await
+        }
+        FlowTool::SaveDraft => {
+            let Value::Object(mut body) = arguments else {
+                return Err(super::api::failure(
+                    "validation_failed",
+                    "the arguments are {flowId, name?, trigger?, steps?, settings?}",
+                ));
+            };
+            let id = body
+                .remove("flowId")
+                .and_then(|id| id.as_str().map(id_segment))
+                .unwrap_or_default();
+            api.put(&format!("/flows/{id}/draft"), Value::Object(body))
+                .await
+        }
+        FlowTool::PublishDraft => {
+            let args: FlowArgs = parse(arguments)?;
+            let id = id_segment(&args.flow_id);
+            api.post(&format!("/flows/{id}/draft/publish"), json!({}))
+                .await
+        }
+        FlowTool::Replay => {
+            let args: ReplayArgs = parse(arguments)?;
+            let mut body = json!({});
+            if let Some(from) = args.from {
+                body["from"] = json!(from);
+            }
+            if let Some(version) = args.version {
+                body["version"] = json!(version);
+            }
+            let id = id_segment(&args.run_id);
+            api.post(&format!("/runs/{id}/replay"), body).await
+        }
+        FlowTool::Cancel => {
+            let args: RunArgs = parse(arguments)?;
+            let id = id_segment(&args.run_id);
+            api.post(&format!("/runs/{id}/cancel"), json!({})).await
         }
         FlowTool::Runs => {
             let args: RunsArgs = parse(arguments)?;

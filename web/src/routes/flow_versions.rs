@@ -51,7 +51,9 @@ pub async fn restore_version(
     Path((id, version)): Path<(String, i64)>,
 ) -> ApiResult<Json<Flow>> {
     let input = versions::restoring(&state.db, &actor, &id, version).await?;
-    Ok(Json(flows::update(&state.db, state.saving(), &actor, &id, input).await?))
+    Ok(Json(
+        flows::update(&state.db, state.saving(), &actor, &id, input).await?,
+    ))
 }
 
 /// Saves a draft: checked like a flow (422 with the path of each problem), not live. The
@@ -65,7 +67,9 @@ pub async fn save_draft(
     Path(id): Path<String>,
     JsonBody(input): JsonBody<FlowInput>,
 ) -> ApiResult<Json<Draft>> {
-    Ok(Json(drafts::save(&state.db, state.saving(), &actor, &id, input).await?))
+    Ok(Json(
+        drafts::save(&state.db, state.saving(), &actor, &id, input).await?,
+    ))
 }
 
 #[utoipa::path(get, path = "/flows/{id}/draft", tag = "flows", params(("id" = String, Path)),
@@ -75,7 +79,9 @@ pub async fn get_draft(
     Auth(actor): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Draft>> {
-    Ok(Json(drafts::get(&state.db, &state.manifests, &actor, &id).await?))
+    Ok(Json(
+        drafts::get(&state.db, &state.manifests, &actor, &id).await?,
+    ))
 }
 
 #[utoipa::path(delete, path = "/flows/{id}/draft", tag = "flows", params(("id" = String, Path)),
@@ -97,7 +103,9 @@ pub async fn publish_draft(
     Auth(actor): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Flow>> {
-    Ok(Json(drafts::publish(&state.db, state.saving(), &actor, &id).await?))
+    Ok(Json(
+        drafts::publish(&state.db, state.saving(), &actor, &id).await?,
+    ))
 }
 
 /// For five minutes, inbound calls of this webhook flow are kept as samples and start no run.
@@ -109,6 +117,18 @@ pub async fn listen(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Listening>> {
     Ok(Json(samples::listen(&state.db, &actor, &id).await?))
+}
+
+/// Stops listening: inbound calls start runs again (when the flow is enabled).
+#[utoipa::path(delete, path = "/flows/{id}/samples/listen", tag = "flows", params(("id" = String, Path)),
+    responses((status = 204), (status = "4XX", body = ErrorEnvelope)))]
+pub async fn stop_listening(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    samples::stop_listening(&state.db, &actor, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The last samples of the flow's trigger, newest first.
@@ -143,7 +163,9 @@ pub async fn explain_event(
     }
     let event_id = event_id.ok_or_else(|| Error::InvalidParameter("eventId is required".into()))?;
     let limit = state.fanout_limit;
-    Ok(Json(explain::explain(&state.db, &actor, &id, &event_id, limit).await?))
+    Ok(Json(
+        explain::explain(&state.db, &actor, &id, &event_id, limit).await?,
+    ))
 }
 
 /// Runs an event flow over a stretch of the event log (by `seq` or instant), never twice for
@@ -174,7 +196,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(restore_version))
         .routes(routes!(save_draft, get_draft, discard_draft))
         .routes(routes!(publish_draft))
-        .routes(routes!(listen))
+        .routes(routes!(listen, stop_listening))
         .routes(routes!(list_samples))
         .routes(routes!(explain_event))
         .routes(routes!(backfill))

@@ -149,14 +149,19 @@ pub async fn test(
     let live = flows::live(&state.db, &flow.id)
         .await?
         .ok_or(Error::NotFound(flows::NOUN))?;
-    let sample = match input.record.clone().or_else(|| input.trigger.clone()) {
+    let given = input.record.clone().or_else(|| input.trigger.clone());
+    let sample = match given.clone() {
         Some(record) => record,
         None => flows::samples::of_trigger(&state.db, &state.manifests, &flow.id, &flow.trigger)
             .await?
             .unwrap_or_else(|| json!({})),
     };
     let steps = if input.draft {
-        Some(flows::drafts::get(&state.db, &state.manifests, &actor, &id).await?.steps)
+        Some(
+            flows::drafts::get(&state.db, &state.manifests, &actor, &id)
+                .await?
+                .steps,
+        )
     } else {
         None
     };
@@ -177,6 +182,11 @@ pub async fn test(
     let run_id = runs::start(&mut tx, &run)
         .await?
         .ok_or_else(|| Error::Internal("a test run was not started".into()))?;
+    // A record someone tests with is what they expect the trigger to give: drafts check
+    // variables against it, and the next test without a record uses it.
+    if let Some(record) = &given {
+        flows::samples::keep(&mut tx, &flow.id, "test", record).await?;
+    }
     tx.commit().await?;
     dispatch_runs(
         state.run_lane.as_ref(),
@@ -193,7 +203,11 @@ pub async fn test(
     loop {
         let run = runs::get(&state.db, &actor, &run_id).await?;
         if run.status.is_finished() || tokio::time::Instant::now() > deadline {
-            let status = if run.status.is_finished() { StatusCode::OK } else { StatusCode::ACCEPTED };
+            let status = if run.status.is_finished() {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
             return Ok((status, Json(run)).into_response());
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;

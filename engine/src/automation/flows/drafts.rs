@@ -93,8 +93,8 @@ pub async fn get(db: &Db, manifests: &Manifests, actor: &Actor, id: &str) -> Res
     actor.require(Permission::ReadFlows)?;
     let row = flow_row(db, actor, id).await?;
     let text = row::get_opt_str(&row, "draft")?.ok_or_else(no_draft)?;
-    let stored: Value = serde_json::from_str(&text)
-        .map_err(|e| Error::Internal(format!("stored draft: {e}")))?;
+    let stored: Value =
+        serde_json::from_str(&text).map_err(|e| Error::Internal(format!("stored draft: {e}")))?;
     let sample = samples::of_trigger(db, manifests, id, &stored["trigger"]).await?;
     let warnings = warnings(manifests, sample.as_ref(), &stored["steps"]);
     Ok(Draft {
@@ -125,17 +125,12 @@ pub async fn discard(db: &Db, actor: &Actor, id: &str) -> Result<()> {
 }
 
 /// `POST /flows/{id}/draft/publish`: the draft becomes the flow's next version, and is gone.
-pub async fn publish(
-    db: &Db,
-    saving: Saving<'_>,
-    actor: &Actor,
-    id: &str,
-) -> Result<super::Flow> {
+pub async fn publish(db: &Db, saving: Saving<'_>, actor: &Actor, id: &str) -> Result<super::Flow> {
     actor.require(Permission::ManageFlows)?;
     let row = flow_row(db, actor, id).await?;
     let text = row::get_opt_str(&row, "draft")?.ok_or_else(no_draft)?;
-    let stored: Value = serde_json::from_str(&text)
-        .map_err(|e| Error::Internal(format!("stored draft: {e}")))?;
+    let stored: Value =
+        serde_json::from_str(&text).map_err(|e| Error::Internal(format!("stored draft: {e}")))?;
     let trigger = stored["trigger"].clone();
     let input = FlowInput {
         name: Patch::Value(stored["name"].as_str().unwrap_or_default().to_owned()),
@@ -146,9 +141,11 @@ pub async fn publish(
     };
     let flow = update(db, saving, actor, id, input).await?;
     db.write_count(
-        &Sql::new("UPDATE flows SET draft = NULL, draft_updated_at = NULL WHERE id = ? AND draft = ?")
-            .arg(id)
-            .arg(text),
+        &Sql::new(
+            "UPDATE flows SET draft = NULL, draft_updated_at = NULL WHERE id = ? AND draft = ?",
+        )
+        .arg(id)
+        .arg(text),
     )
     .await?;
     super::get(db, actor, &flow.id).await
@@ -179,11 +176,15 @@ pub fn warnings(manifests: &Manifests, trigger: Option<&Value>, steps: &Value) -
 fn collect_outputs(manifests: &Manifests, value: &Value, out: &mut serde_json::Map<String, Value>) {
     match value {
         Value::Object(node) => {
-            if let (Some(key), Some(action)) = (node.get("key").and_then(Value::as_str), node.get("action").and_then(Value::as_str))
-                && let Some(manifest) = manifests.actions.get(action)
+            if let (Some(key), Some(action)) = (
+                node.get("key").and_then(Value::as_str),
+                node.get("action").and_then(Value::as_str),
+            ) && let Some(manifest) = manifests.actions.get(action)
             {
                 let mut sample = manifest.sample.clone();
-                if node.get("orCreate").is_some() && let Some(object) = sample.as_object_mut() {
+                if node.get("orCreate").is_some()
+                    && let Some(object) = sample.as_object_mut()
+                {
                     object.insert("created".into(), json!(false));
                 }
                 out.insert(key.to_owned(), sample);
@@ -191,9 +192,12 @@ fn collect_outputs(manifests: &Manifests, value: &Value, out: &mut serde_json::M
                 // A control node: what it gives is not known from a sample.
                 out.insert(key.to_owned(), Value::Null);
             }
-            node.values().for_each(|v| collect_outputs(manifests, v, out));
+            node.values()
+                .for_each(|v| collect_outputs(manifests, v, out));
         }
-        Value::Array(items) => items.iter().for_each(|v| collect_outputs(manifests, v, out)),
+        Value::Array(items) => items
+            .iter()
+            .for_each(|v| collect_outputs(manifests, v, out)),
         _ => {}
     }
 }
@@ -202,15 +206,27 @@ fn collect_outputs(manifests: &Manifests, value: &Value, out: &mut serde_json::M
 fn walk(value: &Value, at: String, each: &mut dyn FnMut(&str, &str)) {
     match value {
         Value::String(text) => each(&at, text),
-        Value::Object(map) => map.iter().for_each(|(k, v)| walk(v, format!("{at}.{k}"), each)),
-        Value::Array(items) => items.iter().enumerate().for_each(|(i, v)| walk(v, format!("{at}[{i}]"), each)),
+        Value::Object(map) => map
+            .iter()
+            .for_each(|(k, v)| walk(v, format!("{at}.{k}"), each)),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .for_each(|(i, v)| walk(v, format!("{at}[{i}]"), each)),
         _ => {}
     }
 }
 
 /// Why `variable` is not in the samples, if it is not.
-fn missing(variable: &str, trigger: Option<&Value>, outputs: &serde_json::Map<String, Value>) -> Option<String> {
-    let segments: Vec<&str> = variable.split('.').map(|s| s.trim_matches(['[', ']'])).collect();
+fn missing(
+    variable: &str,
+    trigger: Option<&Value>,
+    outputs: &serde_json::Map<String, Value>,
+) -> Option<String> {
+    let segments: Vec<&str> = variable
+        .split('.')
+        .map(|s| s.trim_matches(['[', ']']))
+        .collect();
     match segments.as_slice() {
         ["trigger", rest @ ..] => {
             let sample = trigger.filter(|t| t.as_object().is_some_and(|o| !o.is_empty()))?;
@@ -222,7 +238,9 @@ fn missing(variable: &str, trigger: Option<&Value>, outputs: &serde_json::Map<St
             Some(Value::Null) => None,
             Some(sample) => {
                 let gap = first_gap(sample, rest)?;
-                Some(format!("{variable}: the sample output of step {key} has no {gap}"))
+                Some(format!(
+                    "{variable}: the sample output of step {key} has no {gap}"
+                ))
             }
         },
         _ => None,
@@ -263,12 +281,34 @@ mod tests {
             "a": "{{trigger.nme}}", "b": "{{trigger.name}} {{trigger.address.city}}",
             "c": "{{steps.nope.id}}", "d": "{{trigger.address.zip}}"}}]);
         let found = warnings(&manifests, Some(&trigger), &steps);
-        let fields: Vec<(&str, &str)> = found.iter().map(|w| (w.field.as_str(), w.message.as_str())).collect();
-        assert_eq!(fields, [
-            ("steps[0].values.a", "trigger.nme: the trigger's sample has no nme"),
-            ("steps[0].values.c", "steps.nope.id: the flow has no step nope"),
-            ("steps[0].values.d", "trigger.address.zip: the trigger's sample has no address.zip"),
-        ]);
-        assert!(warnings(&manifests, None, &json!([{"key": "s", "type": "set", "values": {"a": "{{trigger.x}}"}}])).is_empty());
+        let fields: Vec<(&str, &str)> = found
+            .iter()
+            .map(|w| (w.field.as_str(), w.message.as_str()))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                (
+                    "steps[0].values.a",
+                    "trigger.nme: the trigger's sample has no nme"
+                ),
+                (
+                    "steps[0].values.c",
+                    "steps.nope.id: the flow has no step nope"
+                ),
+                (
+                    "steps[0].values.d",
+                    "trigger.address.zip: the trigger's sample has no address.zip"
+                ),
+            ]
+        );
+        assert!(
+            warnings(
+                &manifests,
+                None,
+                &json!([{"key": "s", "type": "set", "values": {"a": "{{trigger.x}}"}}])
+            )
+            .is_empty()
+        );
     }
 }

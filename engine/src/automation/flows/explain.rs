@@ -78,12 +78,22 @@ fn no(reason: Reason, message: impl Into<String>) -> Verdict {
 
 /// Whether `event` matches the flow's trigger (type, filters, condition) and is not its own.
 fn matches(flow: &LiveFlow, event: &Event) -> Verdict {
-    if flow.trigger["type"] != "event" || flow.trigger["event"].as_str() != Some(event.kind.as_str()) {
+    if flow.trigger["type"] != "event"
+        || flow.trigger["event"].as_str() != Some(event.kind.as_str())
+    {
         let listens = flow.trigger["event"].as_str().map_or_else(
-            || format!("a {} trigger", flow.trigger["type"].as_str().unwrap_or("other")),
+            || {
+                format!(
+                    "a {} trigger",
+                    flow.trigger["type"].as_str().unwrap_or("other")
+                )
+            },
             |e| format!("{e} events"),
         );
-        return no(Reason::OtherType, format!("the flow listens to {listens}, not {}", event.kind));
+        return no(
+            Reason::OtherType,
+            format!("the flow listens to {listens}, not {}", event.kind),
+        );
     }
     let mut evaluated = json!({});
     if let Some(filters) = flow.trigger["filters"].as_object() {
@@ -99,7 +109,10 @@ fn matches(flow: &LiveFlow, event: &Event) -> Verdict {
         if !passed {
             return Verdict {
                 evaluated: Some(evaluated),
-                ..no(Reason::ConditionFalse, "a filter of the trigger does not match the record")
+                ..no(
+                    Reason::ConditionFalse,
+                    "a filter of the trigger does not match the record",
+                )
             };
         }
     }
@@ -110,16 +123,25 @@ fn matches(flow: &LiveFlow, event: &Event) -> Verdict {
                 evaluated["condition"] = Value::Array(e.trace);
                 return Verdict {
                     evaluated: Some(evaluated),
-                    ..no(Reason::ConditionFalse, "the trigger's condition is false for this event")
+                    ..no(
+                        Reason::ConditionFalse,
+                        "the trigger's condition is false for this event",
+                    )
                 };
             }
             Err(reason) => {
-                return no(Reason::ConditionFalse, format!("the trigger's condition could not be evaluated: {reason}"));
+                return no(
+                    Reason::ConditionFalse,
+                    format!("the trigger's condition could not be evaluated: {reason}"),
+                );
             }
         }
     }
     if event.origin_flow.as_deref() == Some(flow.id.as_str()) {
-        return no(Reason::OwnChange, "the change was made by this flow's own run; a flow never starts on its own changes");
+        return no(
+            Reason::OwnChange,
+            "the change was made by this flow's own run; a flow never starts on its own changes",
+        );
     }
     Verdict {
         reason: None,
@@ -133,7 +155,11 @@ fn occurred(event: &Event) -> Millis {
 }
 
 /// The run `event` started of `flow`, if any: its id, status and when it may start.
-async fn run_of(db: &Db, flow_id: &str, event_id: &str) -> Result<Option<(String, String, i64, i64)>> {
+async fn run_of(
+    db: &Db,
+    flow_id: &str,
+    event_id: &str,
+) -> Result<Option<(String, String, i64, i64)>> {
     Sql::new("SELECT id, status, created_at, next_attempt_at FROM runs WHERE flow_id = ? AND source_key = ?")
         .arg(flow_id)
         .arg(event_id)
@@ -159,7 +185,13 @@ async fn flow_of(db: &Db, actor: &Actor, flow_id: &str) -> Result<LiveFlow> {
 
 /// `GET /flows/{id}/explain?eventId=`: whether the flow started a run for the event, and if
 /// not, why. `fanout_limit` is the operator's limit on the runs one chain may start.
-pub async fn explain(db: &Db, actor: &Actor, flow_id: &str, event_id: &str, fanout_limit: i64) -> Result<Explanation> {
+pub async fn explain(
+    db: &Db,
+    actor: &Actor,
+    flow_id: &str,
+    event_id: &str,
+    fanout_limit: i64,
+) -> Result<Explanation> {
     actor.require(Permission::ReadFlows)?;
     let flow = flow_of(db, actor, flow_id).await?;
     let event = events::by_id(db, event_id)
@@ -179,20 +211,32 @@ pub async fn explain(db: &Db, actor: &Actor, flow_id: &str, event_id: &str, fano
         // Queued more than a moment after it was created: a run budget holds it back.
         let held = status == "queued" && next > created + 1_000;
         let verdict = if held {
-            no(Reason::RateLimited, "a run was started; it waits in the queue for the organization's or the flow's run budget")
+            no(
+                Reason::RateLimited,
+                "a run was started; it waits in the queue for the organization's or the flow's run budget",
+            )
         } else {
-            Verdict { reason: None, message: format!("a run was started; it is {status}"), evaluated: None }
+            Verdict {
+                reason: None,
+                message: format!("a run was started; it is {status}"),
+                evaluated: None,
+            }
         };
         return Ok(answer(verdict, Some(id)));
     }
     let mut verdict = matches(&flow, &event);
     if verdict.reason.is_none() || verdict.reason == Some(Reason::ConditionFalse) {
         // In the dispatcher's order: a flow not enabled is not asked about its condition.
-        let enabled_before = flow.is_enabled && flow.enabled_at.is_some_and(|at| at <= occurred(&event));
+        let enabled_before =
+            flow.is_enabled && flow.enabled_at.is_some_and(|at| at <= occurred(&event));
         if !enabled_before && flow.trigger["type"] == "event" {
             verdict = no(
                 Reason::NotEnabled,
-                if flow.is_enabled { "the flow was enabled after the event" } else { "the flow is disabled" },
+                if flow.is_enabled {
+                    "the flow was enabled after the event"
+                } else {
+                    "the flow is disabled"
+                },
             );
         }
     }
@@ -205,14 +249,27 @@ pub async fn explain(db: &Db, actor: &Actor, flow_id: &str, event_id: &str, fano
 /// Whether the chain of flows the event's change belongs to may start another run.
 async fn chain_verdict(db: &Db, event: &Event, fanout_limit: i64) -> Result<Verdict> {
     if event.origin_depth >= MAX_CHAIN_DEPTH {
-        return Ok(no(Reason::ChainLimit, format!("the change was made by a chain of {MAX_CHAIN_DEPTH} flows starting each other, the longest allowed")));
+        return Ok(no(
+            Reason::ChainLimit,
+            format!(
+                "the change was made by a chain of {MAX_CHAIN_DEPTH} flows starting each other, the longest allowed"
+            ),
+        ));
     }
     if let Some(root) = &event.origin_root
         && runs::count_of_root(db, root).await? >= fanout_limit
     {
-        return Ok(no(Reason::FanoutLimit, format!("the chain of flows this change belongs to started {fanout_limit} runs, the most one chain may")));
+        return Ok(no(
+            Reason::FanoutLimit,
+            format!(
+                "the chain of flows this change belongs to started {fanout_limit} runs, the most one chain may"
+            ),
+        ));
     }
-    Ok(no(Reason::Pending, "nothing stops the flow from starting on this event, and it has no run for it: the dispatcher has not reached the event yet, or the run was deleted after the retention period"))
+    Ok(no(
+        Reason::Pending,
+        "nothing stops the flow from starting on this event, and it has no run for it: the dispatcher has not reached the event yet, or the run was deleted after the retention period",
+    ))
 }
 
 /// The body of `POST /flows/{id}/backfill`.
@@ -260,27 +317,56 @@ pub struct Backfill {
 fn bound(field: &str, value: &Value) -> Result<(Option<i64>, Option<Millis>)> {
     match value {
         Value::Number(n) => n.as_i64().filter(|n| *n >= 0).map(|n| (Some(n), None)),
-        Value::String(s) => s.parse::<i64>().ok().map(|n| (Some(n), None)).or_else(|| parse_instant(s).map(|at| (None, Some(at)))),
+        Value::String(s) => s
+            .parse::<i64>()
+            .ok()
+            .map(|n| (Some(n), None))
+            .or_else(|| parse_instant(s).map(|at| (None, Some(at)))),
         _ => None,
     }
-    .ok_or_else(|| Error::validation(field, "invalid", format!("{field} is a position in the event log (seq) or an RFC 3339 instant")))
+    .ok_or_else(|| {
+        Error::validation(
+            field,
+            "invalid",
+            format!("{field} is a position in the event log (seq) or an RFC 3339 instant"),
+        )
+    })
 }
 
 /// `POST /flows/{id}/backfill`: runs an event flow over a stretch of its organization's log as
 /// if the events came now (enabled or not; a person's action, so no chain limits), never twice
 /// for one event. Answers each event, and the runs started for the caller to hand to workers.
-pub async fn backfill(db: &Db, actor: &Actor, flow_id: &str, input: &BackfillInput) -> Result<(Backfill, Vec<String>)> {
+pub async fn backfill(
+    db: &Db,
+    actor: &Actor,
+    flow_id: &str,
+    input: &BackfillInput,
+) -> Result<(Backfill, Vec<String>)> {
     actor.require(Permission::ManageFlows)?;
     let flow = flow_of(db, actor, flow_id).await?;
-    let Some(kind) = flow.trigger["event"].as_str().filter(|_| flow.trigger["type"] == "event") else {
-        return Err(Error::validation("trigger", "not_event", "only a flow with an event trigger can be backfilled"));
+    let Some(kind) = flow.trigger["event"]
+        .as_str()
+        .filter(|_| flow.trigger["type"] == "event")
+    else {
+        return Err(Error::validation(
+            "trigger",
+            "not_event",
+            "only a flow with an event trigger can be backfilled",
+        ));
     };
     let (seq_from, at_from) = bound("from", &input.from)?;
     let (seq_to, at_to) = match &input.to {
         Some(to) => bound("to", to)?,
         None => (None, None),
     };
-    let range = EventRange { org_id: &flow.org_id, kind, seq_from, seq_to, at_from, at_to };
+    let range = EventRange {
+        org_id: &flow.org_id,
+        kind,
+        seq_from,
+        seq_to,
+        at_from,
+        at_to,
+    };
     let mut found = events::in_range(db, &range, MAX_BACKFILL + 1).await?;
     let truncated = found.len() as i64 > MAX_BACKFILL;
     found.truncate(MAX_BACKFILL as usize);
@@ -311,7 +397,13 @@ pub async fn backfill(db: &Db, actor: &Actor, flow_id: &str, input: &BackfillInp
             for &i in chunk {
                 let event = &found[i];
                 let lineage = Lineage::default();
-                let new_run = NewRun { flow: &flow, source_key: &event.id, trigger: &event.data, lineage: &lineage, test: None };
+                let new_run = NewRun {
+                    flow: &flow,
+                    source_key: &event.id,
+                    trigger: &event.data,
+                    lineage: &lineage,
+                    test: None,
+                };
                 // The event's own run, unique per flow: a second backfill starts nothing.
                 match runs::start(&mut tx, &new_run).await? {
                     Some(id) => {
@@ -328,5 +420,13 @@ pub async fn backfill(db: &Db, actor: &Actor, flow_id: &str, input: &BackfillInp
         }
     }
     let count = items.iter().filter(|i| i.would_start).count();
-    Ok((Backfill { dry_run: input.dry_run, count, truncated, events: items }, started))
+    Ok((
+        Backfill {
+            dry_run: input.dry_run,
+            count,
+            truncated,
+            events: items,
+        },
+        started,
+    ))
 }

@@ -42,7 +42,8 @@ pub struct LiveFlow {
 
 fn live_from_row(r: &row::Row) -> Result<LiveFlow> {
     let id = row::get_str(r, "id")?;
-    let (trigger, program, condition) = parsed(&id, json_column(r, "trigger")?, &json_column(r, "steps")?);
+    let (trigger, program, condition) =
+        parsed(&id, json_column(r, "trigger")?, &json_column(r, "steps")?);
     Ok(LiveFlow {
         id,
         org_id: row::get_str(r, "org_id")?,
@@ -65,7 +66,8 @@ fn live_from_row(r: &row::Row) -> Result<LiveFlow> {
 impl LiveFlow {
     /// Whether its inbound calls are kept as samples now.
     pub fn listening_for_samples(&self) -> bool {
-        self.listen_until.is_some_and(|until| until > crate::store::clock::now_ms())
+        self.listen_until
+            .is_some_and(|until| until > crate::store::clock::now_ms())
     }
 }
 

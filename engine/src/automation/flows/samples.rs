@@ -24,7 +24,8 @@ pub const KEPT: i64 = 5;
 pub struct Sample {
     /// `smp_…`
     pub id: String,
-    /// `webhook` (a captured inbound call) or `poll` (an item read from the source).
+    /// `webhook` (a captured inbound call), `poll` (an item read from the source) or `test`
+    /// (a record a test was given).
     pub source: String,
     /// The record or payload, as a run would get it as `trigger`.
     #[schema(value_type = Object)]
@@ -43,15 +44,22 @@ pub struct Listening {
 }
 
 /// Keeps `data` as the newest sample of a flow, dropping the oldest beyond [`KEPT`].
-pub async fn keep(conn: &mut crate::store::db::Tx, flow_id: &str, source: &str, data: &Value) -> Result<()> {
-    Sql::new("INSERT INTO flow_samples (id, flow_id, source, data, created_at) VALUES (?, ?, ?, ?, ?)")
-        .arg(ids::new_id(ids::SAMPLE))
-        .arg(flow_id)
-        .arg(source)
-        .arg(data.to_string())
-        .arg(now_ms())
-        .execute(&mut *conn)
-        .await?;
+pub async fn keep(
+    conn: &mut crate::store::db::Tx,
+    flow_id: &str,
+    source: &str,
+    data: &Value,
+) -> Result<()> {
+    Sql::new(
+        "INSERT INTO flow_samples (id, flow_id, source, data, created_at) VALUES (?, ?, ?, ?, ?)",
+    )
+    .arg(ids::new_id(ids::SAMPLE))
+    .arg(flow_id)
+    .arg(source)
+    .arg(data.to_string())
+    .arg(now_ms())
+    .execute(&mut *conn)
+    .await?;
     Sql::new(
         "DELETE FROM flow_samples WHERE flow_id = ? AND id NOT IN \
          (SELECT id FROM flow_samples WHERE flow_id = ? ORDER BY created_at DESC, id DESC LIMIT ?)",
@@ -88,12 +96,14 @@ pub async fn list(db: &Db, actor: &Actor, flow_id: &str) -> Result<Vec<Sample>> 
 
 /// The newest captured sample of a flow.
 pub async fn latest(conn: impl QueryTarget, flow_id: &str) -> Result<Option<Value>> {
-    Sql::new("SELECT data FROM flow_samples WHERE flow_id = ? ORDER BY created_at DESC, id DESC LIMIT 1")
-        .arg(flow_id)
-        .fetch_optional(conn)
-        .await?
-        .map(|r| json_column(&r, "data"))
-        .transpose()
+    Sql::new(
+        "SELECT data FROM flow_samples WHERE flow_id = ? ORDER BY created_at DESC, id DESC LIMIT 1",
+    )
+    .arg(flow_id)
+    .fetch_optional(conn)
+    .await?
+    .map(|r| json_column(&r, "data"))
+    .transpose()
 }
 
 /// What a flow's trigger gives as its record: the newest captured sample, else the sample of
@@ -139,4 +149,15 @@ pub async fn listen(db: &Db, actor: &Actor, flow_id: &str) -> Result<Listening> 
         listening_until: format_ms(until),
         webhook_url: format!("{}{token}", super::INBOUND_PATH),
     })
+}
+
+/// `DELETE /flows/{id}/samples/listen`: inbound calls start runs again (when enabled).
+pub async fn stop_listening(db: &Db, actor: &Actor, flow_id: &str) -> Result<()> {
+    actor.require(Permission::ManageFlows)?;
+    rows::live_row(db, "flows", actor.org_id(), flow_id)
+        .await?
+        .ok_or(Error::NotFound(NOUN))?;
+    db.write_count(&Sql::new("UPDATE flows SET listen_until = NULL WHERE id = ?").arg(flow_id))
+        .await
+        .map(drop)
 }

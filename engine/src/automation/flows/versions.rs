@@ -139,12 +139,7 @@ pub async fn definition(
 }
 
 /// The change that makes a version's definition live again (as the next version).
-pub async fn restoring(
-    db: &Db,
-    actor: &Actor,
-    flow_id: &str,
-    version: i64,
-) -> Result<FlowInput> {
+pub async fn restoring(db: &Db, actor: &Actor, flow_id: &str, version: i64) -> Result<FlowInput> {
     let kept = get(db, actor, flow_id, version).await?;
     let mut trigger = kept.trigger;
     if let Some(object) = trigger.as_object_mut() {

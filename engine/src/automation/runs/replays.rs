@@ -6,7 +6,9 @@
 
 use serde::Deserialize;
 
-use super::{REQUEUE_AFTER_MS, Run, RunStatus, StepRecord, StepStatus, get, steps_json, with_saved};
+use super::{
+    REQUEUE_AFTER_MS, Run, RunStatus, StepRecord, StepStatus, get, steps_json, with_saved,
+};
 use crate::access::auth::{Actor, Permission};
 use crate::error::{Error, Result};
 use crate::store::clock::{now_ms, parse_instant};
@@ -63,15 +65,28 @@ fn conflict(message: String) -> Error {
 
 /// The records a run keeps when it starts again `from`; a step path that is not among them is
 /// refused.
-fn kept_records(status: RunStatus, steps: &[StepRecord], from: Option<&str>) -> Result<Vec<StepRecord>> {
-    let from = from.unwrap_or(if status == RunStatus::Failed { "failed" } else { "start" });
+fn kept_records(
+    status: RunStatus,
+    steps: &[StepRecord],
+    from: Option<&str>,
+) -> Result<Vec<StepRecord>> {
+    let from = from.unwrap_or(if status == RunStatus::Failed {
+        "failed"
+    } else {
+        "start"
+    });
     match from {
         "start" => Ok(Vec::new()),
         // What failed is executed again; what succeeded (or failed and was carried past)
         // keeps its output, and decisions already taken stay taken.
         "failed" => {
-            if !steps.iter().any(|s| s.status == StepStatus::Failed) && status != RunStatus::Failed {
-                return Err(Error::validation("from", "invalid", "the run has no failed step; replay it from start or from a step path"));
+            if !steps.iter().any(|s| s.status == StepStatus::Failed) && status != RunStatus::Failed
+            {
+                return Err(Error::validation(
+                    "from",
+                    "invalid",
+                    "the run has no failed step; replay it from start or from a step path",
+                ));
             }
             Ok(steps
                 .iter()
@@ -81,19 +96,25 @@ fn kept_records(status: RunStatus, steps: &[StepRecord], from: Option<&str>) -> 
         }
         path => {
             let within = |p: &str| {
-                p == path || p.strip_prefix(path).is_some_and(|rest| rest.starts_with(['.', '[']))
+                p == path
+                    || p.strip_prefix(path)
+                        .is_some_and(|rest| rest.starts_with(['.', '[']))
             };
             let Some(at) = steps.iter().position(|s| within(&s.path)) else {
                 return Err(Error::validation(
                     "from",
                     "not_found",
-                    format!("the run has no step at {path}; give a path of its steps, start or failed"),
+                    format!(
+                        "the run has no step at {path}; give a path of its steps, start or failed"
+                    ),
                 ));
             };
             let mut kept = steps[..at].to_vec();
             // A loop that holds the step runs again from there: its items before keep theirs.
             for record in &mut kept {
-                let holds = path.strip_prefix(record.path.as_str()).is_some_and(|rest| rest.starts_with(['.', '[']));
+                let holds = path
+                    .strip_prefix(record.path.as_str())
+                    .is_some_and(|rest| rest.starts_with(['.', '[']));
                 if holds && record.node == "forEach" {
                     record.status = StepStatus::Pending;
                     record.output = None;
@@ -107,7 +128,13 @@ fn kept_records(status: RunStatus, steps: &[StepRecord], from: Option<&str>) -> 
 
 /// Queues a finished run again with `steps` kept, on `version` (none: as it was). False when
 /// it was no longer `status` (another replay or a cancel came first).
-async fn requeue(tx: &mut Tx, id: &str, status: RunStatus, steps: &[StepRecord], version: Option<i64>) -> Result<bool> {
+async fn requeue(
+    tx: &mut Tx,
+    id: &str,
+    status: RunStatus,
+    steps: &[StepRecord],
+    version: Option<i64>,
+) -> Result<bool> {
     let now = now_ms();
     let changed = Sql::new(
         "UPDATE runs SET status = 'queued', steps = ?, error = NULL, next_attempt_at = ?, lease_until = ?, lease_token = NULL, \
@@ -141,7 +168,10 @@ pub async fn replay(db: &Db, actor: &Actor, id: &str, input: &ReplayInput) -> Re
     actor.require(Permission::ManageFlows)?;
     let run = get(db, actor, id).await?;
     if !run.status.is_finished() {
-        return Err(conflict(format!("a {} run cannot be replayed; only a finished one (cancel it first)", run.status)));
+        return Err(conflict(format!(
+            "a {} run cannot be replayed; only a finished one (cancel it first)",
+            run.status
+        )));
     }
     let steps = kept_records(run.status, &run.steps, input.from.as_deref())?;
     let mut tx = db.begin().await?;
@@ -165,20 +195,39 @@ pub async fn replay_many(db: &Db, actor: &Actor, input: &BulkReplayInput) -> Res
         .ok_or(Error::NotFound(crate::automation::flows::NOUN))?;
     let status: RunStatus = match input.status.as_deref() {
         None => RunStatus::Failed,
-        Some(text) => text.parse().ok().filter(|s: &RunStatus| s.is_finished()).ok_or_else(|| {
-            Error::validation("status", "invalid", "status is one of failed, succeeded, filtered, cancelled")
-        })?,
+        Some(text) => text
+            .parse()
+            .ok()
+            .filter(|s: &RunStatus| s.is_finished())
+            .ok_or_else(|| {
+                Error::validation(
+                    "status",
+                    "invalid",
+                    "status is one of failed, succeeded, filtered, cancelled",
+                )
+            })?,
     };
     let instant = |field: &str, value: &Option<String>| -> Result<Option<i64>> {
         value
             .as_deref()
-            .map(|v| parse_instant(v).ok_or_else(|| Error::validation(field, "invalid", format!("{field} must be an RFC 3339 timestamp or a date"))))
+            .map(|v| {
+                parse_instant(v).ok_or_else(|| {
+                    Error::validation(
+                        field,
+                        "invalid",
+                        format!("{field} must be an RFC 3339 timestamp or a date"),
+                    )
+                })
+            })
             .transpose()
     };
     let from = instant("createdFrom", &input.created_from)?;
     let to = instant("createdTo", &input.created_to)?;
-    let mut sql = Sql::new("SELECT id, steps FROM runs WHERE org_id = ? AND flow_id = ? AND status = ?");
-    sql.bind(actor.org_id()).bind(input.flow_id.as_str()).bind(status.as_str());
+    let mut sql =
+        Sql::new("SELECT id, steps FROM runs WHERE org_id = ? AND flow_id = ? AND status = ?");
+    sql.bind(actor.org_id())
+        .bind(input.flow_id.as_str())
+        .bind(status.as_str());
     if let Some(from) = from {
         sql.push(" AND created_at >= ?").bind(from);
     }
@@ -187,7 +236,11 @@ pub async fn replay_many(db: &Db, actor: &Actor, input: &BulkReplayInput) -> Res
     }
     if let Some(ids) = &input.ids {
         if ids.is_empty() || ids.len() > MAX_BULK_REPLAY {
-            return Err(Error::validation("ids", "invalid", format!("ids holds 1 to {MAX_BULK_REPLAY} run ids")));
+            return Err(Error::validation(
+                "ids",
+                "invalid",
+                format!("ids holds 1 to {MAX_BULK_REPLAY} run ids"),
+            ));
         }
         sql.push(" AND id IN (");
         for (i, id) in ids.iter().enumerate() {
@@ -195,13 +248,16 @@ pub async fn replay_many(db: &Db, actor: &Actor, input: &BulkReplayInput) -> Res
         }
         sql.push(")");
     }
-    sql.push(" ORDER BY created_at, id LIMIT ?").bind(MAX_BULK_REPLAY as i64 + 1);
+    sql.push(" ORDER BY created_at, id LIMIT ?")
+        .bind(MAX_BULK_REPLAY as i64 + 1);
     let rows = sql.fetch_all(db).await?;
     if rows.len() > MAX_BULK_REPLAY {
         return Err(Error::validation(
             "",
             "too_many",
-            format!("more than {MAX_BULK_REPLAY} runs match; narrow the filter (createdFrom, createdTo, ids)"),
+            format!(
+                "more than {MAX_BULK_REPLAY} runs match; narrow the filter (createdFrom, createdTo, ids)"
+            ),
         ));
     }
     let mut replayed = Vec::with_capacity(rows.len());
@@ -214,11 +270,8 @@ pub async fn replay_many(db: &Db, actor: &Actor, input: &BulkReplayInput) -> Res
         for r in chunk {
             let id = row::get_str(r, "id")?;
             let steps = super::parse_steps(&row::get_str(r, "steps")?)?;
-            let kept = match kept_records(status, &steps, input.from.as_deref()) {
-                Ok(kept) => kept,
-                // A step path this run did not reach: it starts over.
-                Err(_) => Vec::new(),
-            };
+            // A step path this run did not reach: it starts over.
+            let kept = kept_records(status, &steps, input.from.as_deref()).unwrap_or_default();
             if requeue(&mut tx, &id, status, &kept, version).await? {
                 replayed.push(id);
             }
@@ -234,13 +287,24 @@ pub async fn cancel(db: &Db, actor: &Actor, id: &str) -> Result<Run> {
     actor.require(Permission::ManageFlows)?;
     let run = get(db, actor, id).await?;
     if run.status.is_finished() {
-        return Err(conflict(format!("a {} run cannot be cancelled; it is finished", run.status)));
+        return Err(conflict(format!(
+            "a {} run cannot be cancelled; it is finished",
+            run.status
+        )));
     }
     let now = now_ms();
     let mut tx = db.begin().await?;
     // What a worker saved of a running run goes into its row with it.
-    let stored = Sql::new("SELECT steps FROM runs WHERE id = ?").arg(id).fetch_one(&mut tx).await?;
-    let (steps, _) = with_saved(&mut tx, id, super::parse_steps(&row::get_str(&stored, "steps")?)?).await?;
+    let stored = Sql::new("SELECT steps FROM runs WHERE id = ?")
+        .arg(id)
+        .fetch_one(&mut tx)
+        .await?;
+    let (steps, _) = with_saved(
+        &mut tx,
+        id,
+        super::parse_steps(&row::get_str(&stored, "steps")?)?,
+    )
+    .await?;
     let message = format!("cancelled by {}", actor.user_id);
     let changed = Sql::new(
         "UPDATE runs SET status = 'cancelled', steps = ?, error = ?, lease_until = NULL, lease_token = NULL, \
@@ -256,7 +320,10 @@ pub async fn cancel(db: &Db, actor: &Actor, id: &str) -> Result<Run> {
     if changed == 0 {
         return Err(conflict("the run finished meanwhile".into()));
     }
-    Sql::new("DELETE FROM run_steps WHERE run_id = ?").arg(id).execute(&mut tx).await?;
+    Sql::new("DELETE FROM run_steps WHERE run_id = ?")
+        .arg(id)
+        .execute(&mut tx)
+        .await?;
     tx.commit().await?;
     get(db, actor, id).await
 }

@@ -29,7 +29,8 @@ fn in_template(template: &Template, found: &mut Vec<String>) {
             }
             TemplateElement::HelperBlock(block) => {
                 in_call(block, found);
-                let keeps_context = matches!(&block.name, Parameter::Name(n) if n == "if" || n == "unless");
+                let keeps_context =
+                    matches!(&block.name, Parameter::Name(n) if n == "if" || n == "unless");
                 if keeps_context {
                     block.template.iter().for_each(|t| in_template(t, found));
                     block.inverse.iter().for_each(|t| in_template(t, found));
