@@ -389,6 +389,65 @@ async fn a_dry_run_performs_nothing_and_pinned_outputs_flow_into_later_steps() {
 }
 
 #[tokio::test]
+async fn one_step_is_tested_alone_on_the_context_it_is_given() {
+    let server = Server::start_with(TestDb::new().await, &ENV).await;
+    let org = server.db.bootstrap("business");
+    let c = server.as_key(&org.key);
+    let receiver = Receiver::start().await;
+    let mut send = post_to(
+        &receiver,
+        json!({"customer": "{{steps.find.id}}", "line": "{{item.name}}", "i": "{{index}}", "by": "{{trigger.by}}"}),
+    );
+    send["key"] = json!("send");
+    let (id, _) = flow(
+        &c,
+        webhook(json!([
+            {"key": "find", "action": "find_customer", "input": {"q": "{{trigger.name}}"}},
+            {"key": "each", "type": "forEach", "items": "{{trigger.lines}}", "steps": [send]}])),
+    )
+    .await;
+    let context = json!({"trigger": {"by": "ops"}, "steps": {"find": {"id": "cus_given"}},
+                         "item": {"name": "Design"}, "index": 2});
+    let dry = c
+        .post(
+            &format!("/flows/{id}/steps/send/test"),
+            json!({"context": context, "dryRun": true}),
+        )
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(
+        (dry["status"].clone(), dry["mode"].clone()),
+        (json!("succeeded"), json!("test")),
+        "{dry}"
+    );
+    let body = json!({"customer": "cus_given", "line": "Design", "i": 2, "by": "ops"});
+    assert_eq!(step(&dry, "send")["input"]["body"], body, "{dry}");
+    assert_eq!(
+        dry["steps"].as_array().unwrap().len(),
+        1,
+        "only the step: {dry}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(receiver.received().is_empty());
+
+    let real = c
+        .post(
+            &format!("/flows/{id}/steps/send/test"),
+            json!({"context": context}),
+        )
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(real["status"], "succeeded", "{real}");
+    let sent = receiver.wait_for(1, 10).await;
+    assert_eq!(sent[0].json(), body);
+    c.post(&format!("/flows/{id}/steps/nowhere/test"), json!({}))
+        .await
+        .expect_error(404, "not_found");
+}
+
+#[tokio::test]
 async fn runs_replay_from_a_middle_step_and_on_the_live_version() {
     let server = Server::start_with(TestDb::new().await, &ENV).await;
     let org = server.db.bootstrap("business");

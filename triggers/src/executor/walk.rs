@@ -138,7 +138,17 @@ impl<'e> Walk<'e> {
             path: String::new(),
             definition: "steps".into(),
         };
-        let mut scope = Scope::default();
+        // A step tested alone starts from the outputs and loop item it was given.
+        let mut scope = match self.run.test.as_ref().and_then(|t| t.context.as_ref()) {
+            Some(given) => Scope {
+                steps: given.steps.clone(),
+                item: given
+                    .item
+                    .clone()
+                    .map(|item| (item, given.index.unwrap_or(0))),
+            },
+            None => Scope::default(),
+        };
         Ok(match self.block(&flow.program, &mut scope, at).await? {
             Next::Go | Next::BlockDone => End::Succeeded,
             Next::End(end) => end,

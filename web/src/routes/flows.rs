@@ -145,23 +145,8 @@ pub async fn test(
     JsonBody(input): JsonBody<TestInput>,
 ) -> ApiResult<Response> {
     actor.require(timix_engine::access::auth::Permission::ManageFlows)?;
-    let flow = flows::get(&state.db, &actor, &id).await?;
-    let live = flows::live(&state.db, &flow.id)
-        .await?
-        .ok_or(Error::NotFound(flows::NOUN))?;
-    let given = input.record.clone().or_else(|| input.trigger.clone());
-    let sample = match given.clone() {
-        Some(record) => record,
-        None => flows::samples::of_trigger(&state.db, &state.manifests, &flow.id, &flow.trigger)
-            .await?
-            .unwrap_or_else(|| json!({})),
-    };
     let steps = if input.draft {
-        Some(
-            flows::drafts::get(&state.db, &state.manifests, &actor, &id)
-                .await?
-                .steps,
-        )
+        Some(draft_steps(&state, &actor, &id).await?)
     } else {
         None
     };
@@ -169,13 +154,96 @@ pub async fn test(
         dry_run: input.dry_run,
         pinned: input.pinned,
         steps,
+        context: None,
+    };
+    let record = input.record.or(input.trigger);
+    let wait = options.dry_run;
+    start_test(&state, &actor, &id, record, options, wait).await
+}
+
+/// The body of `POST /flows/{id}/steps/{key}/test`.
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StepTestInput {
+    /// What the step sees: `trigger` (the latest sample when absent), earlier `steps`' outputs
+    /// by key, and for a step inside a loop its `item` and `index`.
+    #[serde(default)]
+    pub context: runs::StepContext,
+    /// Render and check the input, perform nothing; the output is the manifest's sample.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Test the step as the saved draft has it.
+    #[serde(default)]
+    pub draft: bool,
+}
+
+/// Runs one step of the flow alone (a branch, loop or path with what it holds), as a run with
+/// `mode: test`, on the given context. Answers 200 with the finished run, or 202 with the run
+/// still going after 10 seconds (follow it at `GET /runs/{id}`).
+#[utoipa::path(post, path = "/flows/{id}/steps/{key}/test", tag = "flows",
+    params(("id" = String, Path), ("key" = String, Path)),
+    request_body(content = Option<StepTestInput>),
+    responses((status = 200, body = Run), (status = 202, body = Run), (status = "4XX", body = ErrorEnvelope)))]
+pub async fn test_step(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path((id, key)): Path<(String, String)>,
+    JsonBody(input): JsonBody<StepTestInput>,
+) -> ApiResult<Response> {
+    actor.require(timix_engine::access::auth::Permission::ManageFlows)?;
+    let steps = if input.draft {
+        draft_steps(&state, &actor, &id).await?
+    } else {
+        flows::get(&state.db, &actor, &id).await?.steps
+    };
+    let node = flows::program::node_by_key(&steps, &key).ok_or(Error::NotFound("step"))?;
+    let mut context = input.context;
+    let record = context.trigger.take();
+    let options = runs::TestOptions {
+        dry_run: input.dry_run,
+        pinned: Default::default(),
+        steps: Some(json!([node])),
+        context: Some(context),
+    };
+    start_test(&state, &actor, &id, record, options, true).await
+}
+
+async fn draft_steps(
+    state: &AppState,
+    actor: &timix_engine::access::auth::Actor,
+    id: &str,
+) -> ApiResult<serde_json::Value> {
+    Ok(flows::drafts::get(&state.db, &state.manifests, actor, id)
+        .await?
+        .steps)
+}
+
+/// Starts a test run of a flow on `record` (else its trigger's latest sample) and answers it:
+/// finished (200) when `wait` and it ends within 10 seconds, else queued or going (202).
+async fn start_test(
+    state: &AppState,
+    actor: &timix_engine::access::auth::Actor,
+    id: &str,
+    record: Option<serde_json::Value>,
+    options: runs::TestOptions,
+    wait: bool,
+) -> ApiResult<Response> {
+    let flow = flows::get(&state.db, actor, id).await?;
+    let live = flows::live(&state.db, &flow.id)
+        .await?
+        .ok_or(Error::NotFound(flows::NOUN))?;
+    let trigger = match record.clone() {
+        Some(record) => record,
+        None => flows::samples::of_trigger(&state.db, &state.manifests, &flow.id, &flow.trigger)
+            .await?
+            .unwrap_or_else(|| json!({})),
     };
     let source = format!("test:{}", ulid::Ulid::generate());
     let mut tx = state.db.begin().await?;
     let run = runs::NewRun {
         flow: &live,
         source_key: &source,
-        trigger: &sample,
+        trigger: &trigger,
         lineage: &runs::Lineage::default(),
         test: Some(&options),
     };
@@ -184,7 +252,7 @@ pub async fn test(
         .ok_or_else(|| Error::Internal("a test run was not started".into()))?;
     // A record someone tests with is what they expect the trigger to give: drafts check
     // variables against it, and the next test without a record uses it.
-    if let Some(record) = &given {
+    if let Some(record) = &record {
         flows::samples::keep(&mut tx, &flow.id, "test", record).await?;
     }
     tx.commit().await?;
@@ -194,21 +262,14 @@ pub async fn test(
         vec![run_id.clone()],
     )
     .await;
-    if !options.dry_run {
-        let run = runs::get(&state.db, &actor, &run_id).await?;
-        return Ok((StatusCode::ACCEPTED, Json(run)).into_response());
-    }
-    // A dry run performs nothing and waits for nothing: it ends in moments.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let run = runs::get(&state.db, &actor, &run_id).await?;
-        if run.status.is_finished() || tokio::time::Instant::now() > deadline {
-            let status = if run.status.is_finished() {
-                StatusCode::OK
-            } else {
-                StatusCode::ACCEPTED
-            };
-            return Ok((status, Json(run)).into_response());
+        let run = runs::get(&state.db, actor, &run_id).await?;
+        if wait && run.status.is_finished() {
+            return Ok((StatusCode::OK, Json(run)).into_response());
+        }
+        if !wait || tokio::time::Instant::now() > deadline {
+            return Ok((StatusCode::ACCEPTED, Json(run)).into_response());
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
@@ -221,4 +282,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(enable))
         .routes(routes!(disable))
         .routes(routes!(test))
+        .routes(routes!(test_step))
 }

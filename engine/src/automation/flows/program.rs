@@ -872,6 +872,22 @@ fn format_duration(ms: i64) -> String {
     out
 }
 
+/// The definition of the node with `key` anywhere in a flow's `steps` (inside branches, cases,
+/// loops and error paths too), as written.
+pub fn node_by_key(steps: &Value, key: &str) -> Option<Value> {
+    match steps {
+        Value::Array(items) => items.iter().find_map(|v| node_by_key(v, key)),
+        Value::Object(node) => {
+            let is_node = node.contains_key("action") || node.contains_key("type");
+            if is_node && node.get("key").and_then(Value::as_str) == Some(key) {
+                return Some(steps.clone());
+            }
+            node.values().find_map(|v| node_by_key(v, key))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

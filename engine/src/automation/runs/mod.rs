@@ -102,10 +102,32 @@ pub struct TestOptions {
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     #[schema(value_type = Object)]
     pub pinned: serde_json::Map<String, Value>,
-    /// Steps to run instead of the version's (a draft under test).
+    /// Steps to run instead of the version's (a draft under test, or the one step tested).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<Object>>)]
     pub steps: Option<Value>,
+    /// What earlier steps gave, for a step tested alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<StepContext>,
+}
+
+/// What a step tested alone sees besides `trigger`: earlier steps' outputs by key and, for a
+/// step inside a loop, the loop's item and index.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StepContext {
+    /// The record the trigger gives; the flow's latest sample when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub trigger: Option<Value>,
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    #[schema(value_type = Object)]
+    pub steps: serde_json::Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub item: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
