@@ -954,3 +954,121 @@ async fn explain_names_the_chain_and_fanout_limits() {
         "{settled}"
     );
 }
+
+#[tokio::test]
+async fn stalled_triggers_are_flagged_on_the_flow_and_in_metrics() {
+    let env = [
+        ("TIMIX_ALLOW_PRIVATE_TARGETS", "1"),
+        ("TIMIX_METRICS_TOKEN", "lifecycle-metrics"),
+    ];
+    let server = Server::start_with(TestDb::new().await, &env).await;
+    let org = server.db.bootstrap("business");
+    let c = server.as_key(&org.key);
+    let set = json!([{"key": "s", "type": "set", "values": {"a": 1}}]);
+
+    // An event flow that ran shows when; one that never ran shows nothing, and neither stalls.
+    let (ran, _) = flow(
+        &c,
+        json!({"name": "Ran", "trigger": {"type": "event", "event": "customer.created"}, "steps": set}),
+    )
+    .await;
+    let (idle, _) = flow(
+        &c,
+        json!({"name": "Idle", "trigger": {"type": "event", "event": "project.created"}, "steps": set}),
+    )
+    .await;
+    c.customer("Acme").await;
+    let shown = eventually(
+        "lastTriggeredAt",
+        || async { c.get(&format!("/flows/{ran}")).await.expect(200).body },
+        |f| f["lastTriggeredAt"].is_string(),
+    )
+    .await;
+    assert!(shown["stalled"].is_null(), "{shown}");
+    let idle = c.get(&format!("/flows/{idle}")).await.expect(200).body;
+    assert!(
+        idle["lastTriggeredAt"].is_null() && idle["stalled"].is_null(),
+        "{idle}"
+    );
+
+    // A poll whose source keeps failing.
+    let source = Receiver::start().await;
+    source.answer_always(500);
+    let connection = c
+        .post(
+            "/connections",
+            json!({"name": "CRM", "type": "api_key", "baseUrl": source.url,
+                   "settings": {"header": "Authorization", "prefix": "Token "},
+                   "credentials": {"apiKey": "s3cret"}}),
+        )
+        .await
+        .expect(201)
+        .id();
+    let (polling, _) = flow(
+        &c,
+        json!({"name": "CRM contacts", "steps": set,
+               "trigger": {"type": "poll", "connectionId": connection, "schedule": "* * * * * *",
+                           "source": {"url": "/contacts", "items": "contacts", "id": "id"}}}),
+    )
+    .await;
+    // A schedule that has had no process to fire it for ten minutes.
+    let (scheduled, _) = flow(
+        &c,
+        json!({"name": "Every minute", "steps": set,
+               "trigger": {"type": "schedule", "schedule": "0 * * * * *"}}),
+    )
+    .await;
+    crate::harness::execute(
+        &server.db,
+        &format!("UPDATE flows SET enabled_at = enabled_at - 600000 WHERE id = '{scheduled}'"),
+    )
+    .await;
+    let missed = c.get(&format!("/flows/{scheduled}")).await.expect(200).body;
+    assert_eq!(missed["stalled"]["reason"], "missed_fire", "{missed}");
+    assert!(missed["stalled"]["since"].is_string());
+
+    let failing = eventually(
+        "the poll flagged",
+        || async { c.get(&format!("/flows/{polling}")).await.expect(200).body },
+        |f| f["stalled"]["reason"] == "poll_failing",
+    )
+    .await;
+    assert!(
+        failing["stalled"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("500"),
+        "{failing}"
+    );
+    let listed = all(&c, "/flows").await;
+    let flagged: Vec<&Value> = listed
+        .iter()
+        .filter(|f| !f["stalled"].is_null())
+        .map(|f| &f["id"])
+        .collect();
+    assert_eq!(flagged.len(), 2, "{listed:?}");
+
+    let metrics = reqwest::Client::new()
+        .get(server.url("/metrics"))
+        .bearer_auth("lifecycle-metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.lines().any(|l| l == "timix_flows_stalled 2"),
+        "{metrics}"
+    );
+    for (id, reason) in [(&polling, "poll_failing"), (&scheduled, "missed_fire")] {
+        let line = format!("timix_flow_stalled{{flow_id=\"{id}\",reason=\"{reason}\"}} 1");
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
+
+    // Disabled, a flow is not watched.
+    c.post(&format!("/flows/{scheduled}/disable"), json!({}))
+        .await
+        .expect(200);
+    assert!(c.get(&format!("/flows/{scheduled}")).await.expect(200).body["stalled"].is_null());
+}

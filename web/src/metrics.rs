@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
+use timix_engine::automation::flows;
 use timix_engine::automation::runs::RunStatus;
 use timix_engine::automation::webhooks::DeliveryStatus;
 use timix_engine::store::health::{self, WorkStats};
@@ -173,9 +174,19 @@ pub async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Respon
             None
         }
     };
+    let stalled = match flows::watch::stalled_flows(&state.db).await {
+        Ok(stalled) => Some(stalled),
+        Err(error) => {
+            tracing::warn!(%error, "Could not read the stalled flows for /metrics.");
+            None
+        }
+    };
     let mut text = String::new();
     render_requests(&mut text, metrics);
     render_work(&mut text, work.as_ref());
+    if let Some((named, count)) = &stalled {
+        render_stalled(&mut text, named, *count);
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -184,6 +195,31 @@ pub async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Respon
         text,
     )
         .into_response()
+}
+
+/// Enabled schedule and poll flows that stopped firing when they should have.
+fn render_stalled(out: &mut String, named: &[(String, flows::watch::Stalled)], count: usize) {
+    family(
+        out,
+        "timix_flows_stalled",
+        "gauge",
+        "Enabled schedule and poll flows that stopped firing: a missed fire time, an overdue poll, or a source failing poll after poll.",
+    );
+    let _ = writeln!(out, "timix_flows_stalled {count}");
+    family(
+        out,
+        "timix_flow_stalled",
+        "gauge",
+        "1 for each stalled flow (at most 500), with why.",
+    );
+    for (flow_id, stalled) in named {
+        let _ = writeln!(
+            out,
+            "timix_flow_stalled{{flow_id=\"{}\",reason=\"{}\"}} 1",
+            escape(flow_id),
+            stalled.reason.as_str()
+        );
+    }
 }
 
 /// A label value, escaped as the text format wants.

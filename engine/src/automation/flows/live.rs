@@ -40,7 +40,7 @@ pub struct LiveFlow {
     pub listen_until: Option<i64>,
 }
 
-fn live_from_row(r: &row::Row) -> Result<LiveFlow> {
+pub(crate) fn live_from_row(r: &row::Row) -> Result<LiveFlow> {
     let id = row::get_str(r, "id")?;
     let (trigger, program, condition) =
         parsed(&id, json_column(r, "trigger")?, &json_column(r, "steps")?);

@@ -72,6 +72,12 @@ pub struct Flow {
     pub created_by: String,
     pub enabled_at: Option<String>,
     pub last_error: Option<String>,
+    /// When its newest live run still kept was created.
+    pub last_triggered_at: Option<String>,
+    /// Set when an enabled schedule or poll flow stopped firing when it should have: a fire
+    /// time passed without its run, its poll is overdue, or its source failed at the last
+    /// polls in a row.
+    pub stalled: Option<watch::Stalled>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -114,6 +120,7 @@ pub mod samples;
 mod schedule;
 pub mod settings;
 pub mod versions;
+pub mod watch;
 
 use check::Record;
 pub use check::standard_webhooks_key;
@@ -159,6 +166,8 @@ pub(crate) fn from_row(r: &row::Row) -> Result<Flow> {
         created_by: row::get_str(r, "created_by")?,
         enabled_at: format_opt(row::get_opt_i64(r, "enabled_at")?),
         last_error: row::get_opt_str(r, "last_error")?,
+        last_triggered_at: None,
+        stalled: None,
         created_at: format_ms(row::get_i64(r, "created_at")?),
         updated_at: format_ms(row::get_i64(r, "updated_at")?),
     })
@@ -181,7 +190,15 @@ fn new_token() -> String {
 pub async fn list(db: &Db, actor: &Actor, params: &ListParams) -> Result<Page<Flow>> {
     // Admins only: a flow's inbound URL is a credential, and its steps act as its owner.
     actor.require(Permission::ReadFlows)?;
-    list::list(db, actor.org_id(), &LIST, params, from_row).await
+    let mut page = list::list(db, actor.org_id(), &LIST, params, from_row).await?;
+    let mut shown = Vec::with_capacity(page.items.len());
+    for item in &mut page.items {
+        if let list::Item::Live(flow) = item {
+            shown.push(flow);
+        }
+    }
+    watch::annotate(db, shown).await?;
+    Ok(page)
 }
 
 pub async fn get(db: &Db, actor: &Actor, id: &str) -> Result<Flow> {
@@ -189,7 +206,9 @@ pub async fn get(db: &Db, actor: &Actor, id: &str) -> Result<Flow> {
     let row = rows::live_row(db, LIST.table, actor.org_id(), id)
         .await?
         .ok_or(Error::NotFound(NOUN))?;
-    from_row(&row)
+    let mut flow = from_row(&row)?;
+    watch::annotate(db, [&mut flow]).await?;
+    Ok(flow)
 }
 
 pub async fn create(db: &Db, saving: Saving<'_>, actor: &Actor, input: FlowInput) -> Result<Flow> {

@@ -1,5 +1,5 @@
-//! `/`: what needs attention: recent runs, failing flows, connections in error, webhook
-//! deliveries that failed.
+//! `/`: what needs attention: recent runs, failing flows, schedule and poll flows that stopped
+//! firing, connections in error, webhook deliveries that failed.
 
 use axum::extract::State;
 use serde_json::{Value, json};
@@ -31,6 +31,8 @@ pub async fn show(State(ui): State<Shared>, viewer: Viewer) -> UiResult {
             })
             .collect();
         let failing: Vec<&Value> = flows.iter().filter(|f| !f["lastError"].is_null()).collect();
+        let stalled: Vec<&Value> = flows.iter().filter(|f| !f["stalled"].is_null()).collect();
+        context["stalledFlows"] = json!(stalled);
         let connections = ui.items(&viewer, "/connections?status=error").await?;
         context["runs"] = json!(runs);
         context["failingFlows"] = json!(failing);
