@@ -340,6 +340,20 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
+    /// A short list shown whole, as one page (no paging parameters apply).
+    pub fn whole(items: Vec<T>) -> Page<T> {
+        let count = items.len() as i64;
+        Page {
+            items: items.into_iter().map(Item::Live).collect(),
+            total_count: count,
+            page: Some(1),
+            page_size: count,
+            has_more: false,
+            next_cursor: None,
+            sync_watermark: None,
+        }
+    }
+
     pub fn map<U>(self, mut f: impl FnMut(T) -> U) -> Page<U> {
         Page {
             items: self

@@ -320,17 +320,20 @@ impl FlowExecutor {
         end: End,
     ) -> Result<()> {
         let saved = run.saves > 0;
+        // A test tells only whoever runs it: no event, no streak, nothing shown on the flow.
+        let live = run.test.is_none();
         // Failures are always announced (they count towards disabling the flow); a success
         // when it ends a streak of failures or someone follows successes.
-        let announce = match &end {
-            End::Failed(_) => true,
-            End::Succeeded | End::Filtered => {
-                flow.consecutive_failures > 0
-                    || (matches!(end, End::Succeeded)
-                        && self.followers.follows(&self.db, &flow.org_id).await?)
-            }
-            _ => false,
-        };
+        let announce = live
+            && match &end {
+                End::Failed(_) => true,
+                End::Succeeded | End::Filtered => {
+                    flow.consecutive_failures > 0
+                        || (matches!(end, End::Succeeded)
+                            && self.followers.follows(&self.db, &flow.org_id).await?)
+                }
+                _ => false,
+            };
         let finish = |status, error| Release::Finish {
             status,
             error,
@@ -346,6 +349,7 @@ impl FlowExecutor {
         };
         runs::release(&self.db, run, records, saved, how).await?;
         match end {
+            _ if !live => Ok(()),
             End::Failed(message) => flows::note_error(&self.db, &flow.id, Some(&message)).await,
             End::Succeeded | End::Filtered if flow.last_error.is_some() => {
                 flows::note_error(&self.db, &flow.id, None).await

@@ -11,6 +11,7 @@ use timix_engine::automation::flows::samples::{self, Listening, Sample};
 use timix_engine::automation::flows::versions::{self, FlowVersion};
 use timix_engine::automation::flows::{self, Flow, FlowInput};
 use timix_engine::error::Error;
+use timix_engine::store::list::Page;
 use timix_triggers::executor::dispatch_runs;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -18,16 +19,19 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::error::{ApiResult, ErrorEnvelope};
 use crate::extract::{Auth, JsonBody, QueryPairs};
+use crate::openapi::{FlowVersionList, SampleList};
+use crate::response::ListResponse;
 
 /// The versions of a flow's definition, newest first (at most 200).
 #[utoipa::path(get, path = "/flows/{id}/versions", tag = "flows", params(("id" = String, Path)),
-    responses((status = 200, body = Vec<FlowVersion>), (status = "4XX", body = ErrorEnvelope)))]
+    responses((status = 200, body = FlowVersionList), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn list_versions(
     State(state): State<AppState>,
     Auth(actor): Auth,
     Path(id): Path<String>,
-) -> ApiResult<Json<Vec<FlowVersion>>> {
-    Ok(Json(versions::list(&state.db, &actor, &id).await?))
+) -> ApiResult<ListResponse<FlowVersion>> {
+    let versions = versions::list(&state.db, &actor, &id).await?;
+    Ok(ListResponse(Page::whole(versions)))
 }
 
 #[utoipa::path(get, path = "/flows/{id}/versions/{version}", tag = "flows",
@@ -133,13 +137,14 @@ pub async fn stop_listening(
 
 /// The last samples of the flow's trigger, newest first.
 #[utoipa::path(get, path = "/flows/{id}/samples", tag = "flows", params(("id" = String, Path)),
-    responses((status = 200, body = Vec<Sample>), (status = "4XX", body = ErrorEnvelope)))]
+    responses((status = 200, body = SampleList), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn list_samples(
     State(state): State<AppState>,
     Auth(actor): Auth,
     Path(id): Path<String>,
-) -> ApiResult<Json<Vec<Sample>>> {
-    Ok(Json(samples::list(&state.db, &actor, &id).await?))
+) -> ApiResult<ListResponse<Sample>> {
+    let samples = samples::list(&state.db, &actor, &id).await?;
+    Ok(ListResponse(Page::whole(samples)))
 }
 
 /// Whether the flow started a run for an event, and if not, why.
@@ -179,7 +184,8 @@ pub async fn backfill(
     Path(id): Path<String>,
     JsonBody(input): JsonBody<BackfillInput>,
 ) -> ApiResult<Response> {
-    let (answer, started) = explain::backfill(&state.db, &actor, &id, &input).await?;
+    let (answer, started) =
+        explain::backfill(&state.db, &state.admission, &actor, &id, &input).await?;
     let (lane, queues) = (state.run_lane.clone(), state.queues.clone());
     tokio::spawn(async move {
         for chunk in started.chunks(100) {

@@ -79,8 +79,8 @@ pub async fn replay_many(
     Auth(actor): Auth,
     JsonBody(input): JsonBody<BulkReplayInput>,
 ) -> ApiResult<Response> {
-    let ids = runs::replay_many(&state.db, &actor, &input).await?;
-    let count = ids.len();
+    let replayed = runs::replay_many(&state.db, &state.admission, &actor, &input).await?;
+    let (count, ids) = (replayed.count, replayed.now);
     let (lane, queues) = (state.run_lane.clone(), state.queues.clone());
     tokio::spawn(async move {
         for chunk in ids.chunks(100) {

@@ -67,8 +67,19 @@ pub async fn save(
             "a draft does not keep a webhook secret; set it on the flow (PATCH /flows/{id})",
         ));
     }
+    if !input.is_enabled.is_absent() {
+        return Err(Error::validation(
+            "isEnabled",
+            "not_in_draft",
+            "a draft does not enable or disable the flow; use POST /flows/{id}/enable or /disable",
+        ));
+    }
     let row = flow_row(db, actor, id).await?;
-    let current = Record::from_row(&row, None)?;
+    // Checked with the flow's secret, which the draft keeps using.
+    let opened = row::get_opt_str(&row, "webhook_secret")?
+        .map(|sealed| saving.vault.open_text(id, &sealed))
+        .transpose()?;
+    let current = Record::from_row(&row, opened)?;
     let connections = crate::automation::connections::kinds(db, actor.org_id()).await?;
     let rec = Record::apply(saving.manifests, &connections, input, Some(&current))?;
     let stored = json!({
@@ -99,7 +110,11 @@ pub async fn get(db: &Db, manifests: &Manifests, actor: &Actor, id: &str) -> Res
     let warnings = warnings(manifests, sample.as_ref(), &stored["steps"]);
     Ok(Draft {
         name: stored["name"].as_str().unwrap_or_default().to_owned(),
-        trigger: super::shown_trigger(&stored["trigger"], None, false),
+        trigger: super::shown_trigger(
+            &stored["trigger"],
+            row::get_opt_str(&row, "webhook_token")?.as_deref(),
+            row::get_opt_str(&row, "webhook_secret")?.is_some(),
+        ),
         steps: stored["steps"].clone(),
         settings: serde_json::from_value(stored["settings"].clone()).unwrap_or_default(),
         based_on_version: stored["basedOnVersion"].as_i64().unwrap_or(0),

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::{LiveFlow, NOUN, condition_context, live};
 use crate::access::auth::{Actor, Permission};
+use crate::automation::run_admission::RunAdmission;
 use crate::automation::runs::{self, Lineage, MAX_CHAIN_DEPTH, NewRun};
 use crate::error::{Error, Result};
 use crate::store::clock::{Millis, parse_instant};
@@ -225,11 +226,11 @@ pub async fn explain(
         return Ok(answer(verdict, Some(id)));
     }
     let mut verdict = matches(&flow, &event);
-    if verdict.reason.is_none() || verdict.reason == Some(Reason::ConditionFalse) {
-        // In the dispatcher's order: a flow not enabled is not asked about its condition.
+    if verdict.reason != Some(Reason::OtherType) {
+        // In the dispatcher's order: a flow not enabled is asked nothing more.
         let enabled_before =
             flow.is_enabled && flow.enabled_at.is_some_and(|at| at <= occurred(&event));
-        if !enabled_before && flow.trigger["type"] == "event" {
+        if !enabled_before {
             verdict = no(
                 Reason::NotEnabled,
                 if flow.is_enabled {
@@ -317,11 +318,10 @@ pub struct Backfill {
 fn bound(field: &str, value: &Value) -> Result<(Option<i64>, Option<Millis>)> {
     match value {
         Value::Number(n) => n.as_i64().filter(|n| *n >= 0).map(|n| (Some(n), None)),
-        Value::String(s) => s
-            .parse::<i64>()
-            .ok()
-            .map(|n| (Some(n), None))
-            .or_else(|| parse_instant(s).map(|at| (None, Some(at)))),
+        Value::String(s) => match s.parse::<i64>() {
+            Ok(n) => (n >= 0).then_some((Some(n), None)),
+            Err(_) => parse_instant(s).map(|at| (None, Some(at))),
+        },
         _ => None,
     }
     .ok_or_else(|| {
@@ -338,6 +338,7 @@ fn bound(field: &str, value: &Value) -> Result<(Option<i64>, Option<Millis>)> {
 /// for one event. Answers each event, and the runs started for the caller to hand to workers.
 pub async fn backfill(
     db: &Db,
+    admission: &RunAdmission,
     actor: &Actor,
     flow_id: &str,
     input: &BackfillInput,
@@ -404,13 +405,21 @@ pub async fn backfill(
                     lineage: &lineage,
                     test: None,
                 };
+                // Held to the organization's and the flow's run budgets like any other run:
+                // beyond them it waits in the queue.
+                let wait = admission.book(&flow.org_id).await?;
+                let wait = wait.max(runs::throttled(&mut tx, &flow).await?);
                 // The event's own run, unique per flow: a second backfill starts nothing.
-                match runs::start(&mut tx, &new_run).await? {
+                match runs::start_at(&mut tx, &new_run, wait).await? {
                     Some(id) => {
                         items[i].run_id = Some(id.clone());
-                        started.push(id);
+                        // One booked for later is taken by the sweeper when its time comes.
+                        if wait.is_none() {
+                            started.push(id);
+                        }
                     }
                     None => {
+                        admission.refund(&flow.org_id);
                         items[i].would_start = false;
                         items[i].reason = Some(Reason::Duplicate);
                     }

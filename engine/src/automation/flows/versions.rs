@@ -70,12 +70,16 @@ pub(super) fn differs(a: &Record, b: &Record) -> bool {
     a.trigger != b.trigger || a.steps != b.steps || a.settings != b.settings
 }
 
-fn from_row(r: &row::Row, live: i64) -> Result<FlowVersion> {
+fn from_row(r: &row::Row, live: &Current) -> Result<FlowVersion> {
     let version = row::get_i64(r, "version")?;
     Ok(FlowVersion {
         version,
-        is_live: version == live,
-        trigger: shown_trigger(&json_column(r, "trigger")?, None, false),
+        is_live: version == live.version,
+        trigger: shown_trigger(
+            &json_column(r, "trigger")?,
+            live.token.as_deref(),
+            live.has_secret,
+        ),
         steps: json_column(r, "steps")?,
         settings: Settings::from_stored(&row::get_str(r, "settings")?),
         created_by: row::get_str(r, "created_by")?,
@@ -83,12 +87,24 @@ fn from_row(r: &row::Row, live: i64) -> Result<FlowVersion> {
     })
 }
 
+/// What a version shows of the flow as it is now: which version is live, and the inbound URL
+/// and secret every version of a webhook flow shares.
+struct Current {
+    version: i64,
+    token: Option<String>,
+    has_secret: bool,
+}
+
 /// The live version of a flow of the actor's organization.
-async fn live_version(db: &Db, actor: &Actor, flow_id: &str) -> Result<i64> {
+async fn live_version(db: &Db, actor: &Actor, flow_id: &str) -> Result<Current> {
     let flow = rows::live_row(db, "flows", actor.org_id(), flow_id)
         .await?
         .ok_or(Error::NotFound(NOUN))?;
-    row::get_i64(&flow, "version")
+    Ok(Current {
+        version: row::get_i64(&flow, "version")?,
+        token: row::get_opt_str(&flow, "webhook_token")?,
+        has_secret: row::get_opt_str(&flow, "webhook_secret")?.is_some(),
+    })
 }
 
 /// `GET /flows/{id}/versions`: newest first.
@@ -100,7 +116,7 @@ pub async fn list(db: &Db, actor: &Actor, flow_id: &str) -> Result<Vec<FlowVersi
         .fetch_all(db)
         .await?
         .iter()
-        .map(|r| from_row(r, live))
+        .map(|r| from_row(r, &live))
         .collect()
 }
 
@@ -114,7 +130,7 @@ pub async fn get(db: &Db, actor: &Actor, flow_id: &str, version: i64) -> Result<
         .fetch_optional(db)
         .await?
         .ok_or(Error::NotFound("flow version"))?;
-    from_row(&row, live)
+    from_row(&row, &live)
 }
 
 /// A version's definition, for executing a run pinned to it.

@@ -10,12 +10,21 @@ use super::{
     REQUEUE_AFTER_MS, Run, RunStatus, StepRecord, StepStatus, get, steps_json, with_saved,
 };
 use crate::access::auth::{Actor, Permission};
+use crate::automation::run_admission::RunAdmission;
 use crate::error::{Error, Result};
-use crate::store::clock::{now_ms, parse_instant};
+use crate::store::clock::{Millis, now_ms, parse_instant};
 use crate::store::db::{Db, Sql, Tx, row};
 
 /// Most runs one bulk replay takes.
 pub const MAX_BULK_REPLAY: usize = 5_000;
+
+/// What a bulk replay queued: how many runs, and those that may begin now (for the caller to
+/// hand to workers; the others wait in the queue for the run budget).
+#[derive(Debug, Clone, Default)]
+pub struct Replayed {
+    pub count: usize,
+    pub now: Vec<String>,
+}
 
 /// Which version a replay executes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
@@ -134,6 +143,7 @@ async fn requeue(
     status: RunStatus,
     steps: &[StepRecord],
     version: Option<i64>,
+    not_before: Option<Millis>,
 ) -> Result<bool> {
     let now = now_ms();
     let changed = Sql::new(
@@ -142,8 +152,9 @@ async fn requeue(
          WHERE id = ? AND status = ?",
     )
     .arg(steps_json(steps)?)
-    .arg(now)
-    .arg(now + REQUEUE_AFTER_MS)
+    .arg(not_before.unwrap_or(now))
+    // Booked for later, it is the sweeper's when its time comes.
+    .arg(not_before.is_none().then_some(now + REQUEUE_AFTER_MS))
     .arg(version)
     .arg(now)
     .arg(id)
@@ -179,7 +190,7 @@ pub async fn replay(db: &Db, actor: &Actor, id: &str, input: &ReplayInput) -> Re
         ReplayVersion::Original => None,
         ReplayVersion::Live => Some(live_version(&mut tx, &run.flow_id).await?),
     };
-    if !requeue(&mut tx, id, run.status, &steps, version).await? {
+    if !requeue(&mut tx, id, run.status, &steps, version, None).await? {
         return Err(conflict("the run changed meanwhile; read it again".into()));
     }
     tx.commit().await?;
@@ -188,10 +199,16 @@ pub async fn replay(db: &Db, actor: &Actor, id: &str, input: &ReplayInput) -> Re
 
 /// `POST /runs/replay`: queues every finished run of a flow that matches, at most
 /// [`MAX_BULK_REPLAY`]; answers their ids (committed) for the caller to hand to workers.
-pub async fn replay_many(db: &Db, actor: &Actor, input: &BulkReplayInput) -> Result<Vec<String>> {
+pub async fn replay_many(
+    db: &Db,
+    admission: &RunAdmission,
+    actor: &Actor,
+    input: &BulkReplayInput,
+) -> Result<Replayed> {
     actor.require(Permission::ManageFlows)?;
-    crate::store::rows::live_row(db, "flows", actor.org_id(), &input.flow_id)
+    let flow = crate::automation::flows::live(db, &input.flow_id)
         .await?
+        .filter(|f| f.org_id == actor.org_id())
         .ok_or(Error::NotFound(crate::automation::flows::NOUN))?;
     let status: RunStatus = match input.status.as_deref() {
         None => RunStatus::Failed,
@@ -223,8 +240,10 @@ pub async fn replay_many(db: &Db, actor: &Actor, input: &BulkReplayInput) -> Res
     };
     let from = instant("createdFrom", &input.created_from)?;
     let to = instant("createdTo", &input.created_to)?;
-    let mut sql =
-        Sql::new("SELECT id, steps FROM runs WHERE org_id = ? AND flow_id = ? AND status = ?");
+    // Tests are someone's experiments: a bulk replay performs live runs only.
+    let mut sql = Sql::new(
+        "SELECT id, steps FROM runs WHERE org_id = ? AND flow_id = ? AND status = ? AND mode = 'live'",
+    );
     sql.bind(actor.org_id())
         .bind(input.flow_id.as_str())
         .bind(status.as_str());
@@ -272,13 +291,24 @@ pub async fn replay_many(db: &Db, actor: &Actor, input: &BulkReplayInput) -> Res
             let steps = super::parse_steps(&row::get_str(r, "steps")?)?;
             // A step path this run did not reach: it starts over.
             let kept = kept_records(status, &steps, input.from.as_deref()).unwrap_or_default();
-            if requeue(&mut tx, &id, status, &kept, version).await? {
-                replayed.push(id);
+            // Held to the organization's run budget: beyond it a run waits in the queue.
+            let wait = admission.book(actor.org_id()).await?;
+            let wait = wait.max(super::throttled(&mut tx, &flow).await?);
+            if requeue(&mut tx, &id, status, &kept, version, wait).await? {
+                replayed.push((id, wait.is_none()));
+            } else {
+                admission.refund(actor.org_id());
             }
         }
         tx.commit().await?;
     }
-    Ok(replayed)
+    Ok(Replayed {
+        count: replayed.len(),
+        now: replayed
+            .into_iter()
+            .filter_map(|(id, now)| now.then_some(id))
+            .collect(),
+    })
 }
 
 /// `POST /runs/{id}/cancel`: a queued, waiting or running run is cancelled now; a worker that
