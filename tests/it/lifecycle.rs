@@ -126,8 +126,8 @@ async fn drafts_warn_stay_off_line_and_publish_as_versions_that_can_be_restored(
         .get(&format!("/flows/{id}/samples"))
         .await
         .expect(200)
-        .body;
-    assert_eq!(samples[0]["data"]["name"], "Initech", "{samples}");
+        .items();
+    assert_eq!(samples[0]["data"]["name"], "Initech", "{samples:?}");
     assert_eq!(samples[0]["source"], "webhook");
     c.delete(&format!("/flows/{id}/samples/listen"))
         .await
@@ -209,14 +209,9 @@ async fn drafts_warn_stay_off_line_and_publish_as_versions_that_can_be_restored(
         .get(&format!("/flows/{id}/versions"))
         .await
         .expect(200)
-        .body;
-    let numbers: Vec<&Value> = versions
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| &v["version"])
-        .collect();
-    assert_eq!(numbers, [&json!(2), &json!(1)], "{versions}");
+        .items();
+    let numbers: Vec<&Value> = versions.iter().map(|v| &v["version"]).collect();
+    assert_eq!(numbers, [&json!(2), &json!(1)], "{versions:?}");
     let first = c
         .get(&format!("/flows/{id}/versions/1"))
         .await
@@ -442,6 +437,9 @@ async fn one_step_is_tested_alone_on_the_context_it_is_given() {
     assert_eq!(real["status"], "succeeded", "{real}");
     let sent = receiver.wait_for(1, 10).await;
     assert_eq!(sent[0].json(), body);
+    // A step's context is not a whole trigger record: it is not kept as a sample.
+    let samples = c.get(&format!("/flows/{id}/samples")).await.expect(200);
+    assert!(samples.items().is_empty(), "{}", samples.body);
     c.post(&format!("/flows/{id}/steps/nowhere/test"), json!({}))
         .await
         .expect_error(404, "not_found");
@@ -1071,4 +1069,106 @@ async fn stalled_triggers_are_flagged_on_the_flow_and_in_metrics() {
         .await
         .expect(200);
     assert!(c.get(&format!("/flows/{scheduled}")).await.expect(200).body["stalled"].is_null());
+}
+
+#[tokio::test]
+async fn a_poll_flow_fetches_samples_from_its_source_without_runs() {
+    let server = Server::start_with(TestDb::new().await, &ENV).await;
+    let org = server.db.bootstrap("business");
+    let c = server.as_key(&org.key);
+    let connection = c
+        .post(
+            "/connections",
+            json!({"name": "Ourselves", "type": "api_key", "baseUrl": server.url(crate::harness::BASE),
+                   "credentials": {"apiKey": org.key}}),
+        )
+        .await
+        .expect(201)
+        .id();
+    for name in ["Old 1", "Old 2", "Old 3", "Old 4", "Old 5"] {
+        c.customer(name).await;
+    }
+    let (id, _) = flow(
+        &c,
+        json!({"name": "New customers", "isEnabled": false,
+               "trigger": {"type": "poll", "connectionId": connection, "source": "new_customer",
+                           "schedule": "0 0 * * * *"},
+               "steps": [{"key": "s", "type": "set", "values": {"name": "{{trigger.name}}"}}]}),
+    )
+    .await;
+    let fetched = c
+        .post(&format!("/flows/{id}/samples/fetch"), json!({}))
+        .await
+        .expect(200)
+        .items();
+    let names: Vec<&str> = fetched
+        .iter()
+        .map(|s| s["data"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["Old 5", "Old 4", "Old 3"],
+        "newest first: {fetched:?}"
+    );
+    assert!(fetched.iter().all(|s| s["source"] == "poll"));
+    assert!(
+        all(&c, &format!("/runs?flowId={id}")).await.is_empty(),
+        "a fetch starts no run"
+    );
+    // Drafts are checked against what the source really gives.
+    let draft = c
+        .put(
+            &format!("/flows/{id}/draft"),
+            json!({"steps": [{"key": "s", "type": "set", "values": {"name": "{{trigger.nmae}}", "id": "{{trigger.id}}"}}]}),
+        )
+        .await
+        .expect(200)
+        .body;
+    let warned: Vec<&str> = draft["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(warned.len(), 1, "{draft}");
+    assert!(warned[0].contains("trigger.nmae"), "{draft}");
+
+    // A source that fails says why; a webhook flow has no source to fetch from.
+    let broken = Receiver::start().await;
+    broken.answer_always(500);
+    let bad = c
+        .post(
+            "/connections",
+            json!({"name": "Down", "type": "api_key", "baseUrl": broken.url, "credentials": {"apiKey": "k"}}),
+        )
+        .await
+        .expect(201)
+        .id();
+    c.patch(
+        &format!("/flows/{id}"),
+        json!({"trigger": {"type": "poll", "connectionId": bad, "schedule": "0 0 * * * *",
+                           "source": {"url": "/contacts", "items": "contacts", "id": "id"}}}),
+    )
+    .await
+    .expect(200);
+    let failed = c
+        .post(&format!("/flows/{id}/samples/fetch"), json!({}))
+        .await
+        .expect_error(409, "source_failed");
+    assert!(
+        failed.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("500"),
+        "{}",
+        failed.body
+    );
+    let (hook, _) = flow(
+        &c,
+        webhook(json!([{"key": "s", "type": "set", "values": {"a": 1}}])),
+    )
+    .await;
+    c.post(&format!("/flows/{hook}/samples/fetch"), json!({}))
+        .await
+        .expect_error(409, "invalid_state");
 }

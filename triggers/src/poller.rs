@@ -17,13 +17,17 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use timix_actions::{ActionResult, text_of, truncate};
+use timix_actions::{Performer, ThisInstance};
 use timix_engine::access::auth::Actor;
+use timix_engine::automation::connections::Vault;
 use timix_engine::automation::connections::{self, Resolved};
 use timix_engine::automation::flows::{self, LiveFlow};
+use timix_engine::automation::manifest::Manifests;
 use timix_engine::automation::manifest::TriggerManifest;
 use timix_engine::automation::polls::{self, Item, PollState, Polled};
 use timix_engine::error::Result;
 use timix_engine::store::clock::{Millis, format_ms, now_ms};
+use timix_engine::store::db::Db;
 use timix_engine::store::jobs::Queues;
 
 use crate::executor::{FlowExecutor, RunLane, backoff, dispatch_runs};
@@ -123,7 +127,7 @@ impl Poller {
             .and_then(|s| flows::parse_schedule(s).ok())
             .and_then(|s| s.upcoming(Utc).next())
             .map_or(now_ms() + 60_000, |t| t.timestamp_millis());
-        match self.read(&flow, &state).await {
+        match self.reader(PAGES_PER_POLL).read(&flow, &state).await {
             Ok(mut polled) => {
                 polled.next_poll_at = next_fire;
                 let started =
@@ -144,21 +148,99 @@ impl Poller {
         Ok(())
     }
 
+    fn reader(&self, pages: usize) -> SourceReader<'_> {
+        let executor = &*self.executor;
+        SourceReader {
+            db: &executor.db,
+            vault: &executor.vault,
+            manifests: &executor.manifests,
+            performer: &executor.performer,
+            this_instance: &*executor.this_instance,
+            pages,
+        }
+    }
+}
+
+/// Reads a poll flow's source through its connection, as the flow's owner.
+pub struct SourceReader<'a> {
+    pub db: &'a Db,
+    pub vault: &'a Vault,
+    pub manifests: &'a Manifests,
+    pub performer: &'a Performer,
+    pub this_instance: &'a dyn ThisInstance,
+    /// Pages one read takes at most.
+    pub pages: usize,
+}
+
+/// Records a sample fetch keeps at most (the newest of the first page).
+const SAMPLES_FETCHED: usize = 3;
+
+impl SourceReader<'_> {
+    /// Reads the source of a poll flow once, without remembering anything, for samples: the
+    /// newest records (at most three) of this API's list, or of the first page of another.
+    pub async fn sample(&self, flow: &LiveFlow) -> std::result::Result<Vec<Value>, String> {
+        // This API's lists come newest first without a cursor: ask for the newest directly.
+        if let Value::String(key) = &flow.trigger["source"] {
+            return self.newest_of_api(flow, key).await.map_err(|e| e.message);
+        }
+        let state = PollState {
+            flow_id: flow.id.clone(),
+            cursor: None,
+            failures: 0,
+            token: String::new(),
+            basis: String::new(),
+            basis_at: 0,
+        };
+        let polled = self.read(flow, &state).await.map_err(|e| e.message)?;
+        let records: Vec<Value> = polled.items.into_iter().map(|i| i.record).collect();
+        let skip = records.len().saturating_sub(SAMPLES_FETCHED);
+        Ok(records.into_iter().skip(skip).collect())
+    }
+
+    /// The newest records of a trigger manifest's list, oldest of them first.
+    async fn newest_of_api(
+        &self,
+        flow: &LiveFlow,
+        key: &str,
+    ) -> std::result::Result<Vec<Value>, PollError> {
+        let manifest = self
+            .manifests
+            .triggers
+            .get(key)
+            .ok_or_else(|| poll_error(format!("{key} is no longer a trigger")))?;
+        let connection_id = flow.trigger["connectionId"].as_str().unwrap_or_default();
+        let connection = connections::resolve(self.db, self.vault, &flow.org_id, connection_id)
+            .await?
+            .ok_or_else(|| poll_error(format!("the connection {connection_id} was deleted")))?;
+        let actor = crate::executor::acting_for(self.db, flow).await?;
+        let query = [("pageSize".to_owned(), SAMPLES_FETCHED.to_string())];
+        let reply = self
+            .get(&actor, &connection, &manifest.list, &query)
+            .await?;
+        let mut records: Vec<Value> = reply.body["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["isDeleted"] != json!(true))
+            .cloned()
+            .collect();
+        records.reverse();
+        Ok(records)
+    }
+
     async fn read(
         &self,
         flow: &LiveFlow,
         state: &PollState,
     ) -> std::result::Result<Polled, PollError> {
-        let executor = &self.executor;
         let connection_id = flow.trigger["connectionId"].as_str().unwrap_or_default();
-        let connection =
-            connections::resolve(&executor.db, &executor.vault, &flow.org_id, connection_id)
-                .await?
-                .ok_or_else(|| poll_error(format!("the connection {connection_id} was deleted")))?;
-        let actor = executor.actor_of(flow).await?;
+        let connection = connections::resolve(self.db, self.vault, &flow.org_id, connection_id)
+            .await?
+            .ok_or_else(|| poll_error(format!("the connection {connection_id} was deleted")))?;
+        let actor = crate::executor::acting_for(self.db, flow).await?;
         match &flow.trigger["source"] {
             Value::String(key) => {
-                let manifest = executor
+                let manifest = self
                     .manifests
                     .triggers
                     .get(key)
@@ -177,11 +259,10 @@ impl Poller {
         query: &[(String, String)],
     ) -> std::result::Result<timix_actions::Reply, PollError> {
         let reply = self
-            .executor
             .performer
             .get(
                 timix_actions::Caller {
-                    this: &*self.executor.this_instance,
+                    this: self.this_instance,
                     actor,
                 },
                 connection,
@@ -232,7 +313,7 @@ impl Poller {
             .map_or_else(|| format_ms(enabled_at), str::to_owned);
         let mut page_cursor = String::new();
         let mut items = Vec::new();
-        for _ in 0..PAGES_PER_POLL {
+        for _ in 0..self.pages {
             let query = vec![
                 ("updatedSince".to_owned(), since.clone()),
                 ("pageSize".to_owned(), PAGE_SIZE.to_owned()),
@@ -293,7 +374,7 @@ impl Poller {
         let mut highest = since.clone();
         let mut next: Option<String> = None;
         let mut items = Vec::new();
-        for _ in 0..PAGES_PER_POLL {
+        for _ in 0..self.pages {
             let mut query = fixed.clone();
             if let (Some(spec), Some(value)) = (since_spec, &since) {
                 query.push((text_of(&spec["param"]), text_of(value)));

@@ -347,7 +347,7 @@ impl<T> Page<T> {
             items: items.into_iter().map(Item::Live).collect(),
             total_count: count,
             page: Some(1),
-            page_size: count,
+            page_size: count.max(1),
             has_more: false,
             next_cursor: None,
             sync_watermark: None,

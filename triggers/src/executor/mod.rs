@@ -179,6 +179,17 @@ pub struct FlowExecutor {
     pub followers: Arc<outcomes::SuccessFollowers>,
 }
 
+/// The actor a flow's steps (and its poll source) act as: its owner, on the flow's behalf.
+pub async fn acting_for(db: &Db, flow: &flows::LiveFlow) -> Result<auth::Actor> {
+    let on_behalf = ApiKeyRef {
+        id: format!("flow:{}", flow.id),
+        name: flow.name.clone(),
+        prefix: String::new(),
+        expires_at: None,
+    };
+    auth::acting_user(db, &flow.org_id, &flow.created_by, on_behalf).await
+}
+
 impl JobHandler<RunJob> for FlowExecutor {
     async fn perform(&self, job: RunJob) -> Result<()> {
         let result = self.execute(&job.run_id).await;
@@ -212,13 +223,7 @@ impl FlowExecutor {
 
     /// Who a flow acts as: its creator, with the creator's role as it is now.
     pub async fn actor_of(&self, flow: &flows::LiveFlow) -> Result<auth::Actor> {
-        let on_behalf = ApiKeyRef {
-            id: format!("flow:{}", flow.id),
-            name: flow.name.clone(),
-            prefix: String::new(),
-            expires_at: None,
-        };
-        auth::acting_user(&self.db, &flow.org_id, &flow.created_by, on_behalf).await
+        acting_for(&self.db, flow).await
     }
 
     /// Executes a run if it is due and nobody else holds it; then, for a flow with a

@@ -226,10 +226,7 @@ pub async fn call(api: &Api<'_>, which: FlowTool, arguments: Value) -> Result<Va
             let args: ListArgs = parse(arguments)?;
             let name = args.name.unwrap_or_default();
             let page = api
-                .get(&with_query(
-                    "/flows",
-                    &[("name", &name), ("pageSize", "100")],
-                ))
+                .get(&with_query("/flows", &[("q", &name), ("pageSize", "100")]))
                 .await?;
             let flows: Vec<Value> = page["items"]
                 .as_array()

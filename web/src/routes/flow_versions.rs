@@ -13,6 +13,7 @@ use timix_engine::automation::flows::{self, Flow, FlowInput};
 use timix_engine::error::Error;
 use timix_engine::store::list::Page;
 use timix_triggers::executor::dispatch_runs;
+use timix_triggers::poller::SourceReader;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -123,6 +124,37 @@ pub async fn listen(
     Ok(Json(samples::listen(&state.db, &actor, &id).await?))
 }
 
+/// Reads a poll flow's source once, as a poll would from its beginning but remembering nothing,
+/// and keeps the newest records (at most three) as samples. A source that fails answers 409
+/// `source_failed` with its error.
+#[utoipa::path(post, path = "/flows/{id}/samples/fetch", tag = "flows", params(("id" = String, Path)),
+    responses((status = 200, body = SampleList), (status = 409, body = ErrorEnvelope), (status = "4XX", body = ErrorEnvelope)))]
+pub async fn fetch_samples(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<ListResponse<Sample>> {
+    let flow = samples::poll_flow(&state.db, &actor, &id).await?;
+    let this_instance = crate::client::ApiClient::new(state.clone());
+    let reader = SourceReader {
+        db: &state.db,
+        vault: &state.vault,
+        manifests: &state.manifests,
+        performer: &state.performer,
+        this_instance: &this_instance,
+        pages: 1,
+    };
+    let records = reader
+        .sample(&flow)
+        .await
+        .map_err(|message| Error::Conflict {
+            code: "source_failed",
+            message: format!("the source could not be read: {message}"),
+        })?;
+    let kept = samples::keep_fetched(&state.db, &actor, &id, &records).await?;
+    Ok(ListResponse(Page::whole(kept)))
+}
+
 /// Stops listening: inbound calls start runs again (when the flow is enabled).
 #[utoipa::path(delete, path = "/flows/{id}/samples/listen", tag = "flows", params(("id" = String, Path)),
     responses((status = 204), (status = "4XX", body = ErrorEnvelope)))]
@@ -204,6 +236,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(publish_draft))
         .routes(routes!(listen, stop_listening))
         .routes(routes!(list_samples))
+        .routes(routes!(fetch_samples))
         .routes(routes!(explain_event))
         .routes(routes!(backfill))
 }

@@ -156,9 +156,13 @@ pub async fn test(
         steps,
         context: None,
     };
-    let record = input.record.or(input.trigger);
-    let wait = options.dry_run;
-    start_test(&state, &actor, &id, record, options, wait).await
+    let test = TestRun {
+        record: input.record.or(input.trigger),
+        wait: options.dry_run,
+        options,
+        keep_record: true,
+    };
+    start_test(&state, &actor, &id, test).await
 }
 
 /// The body of `POST /flows/{id}/steps/{key}/test`.
@@ -205,7 +209,13 @@ pub async fn test_step(
         steps: Some(json!([node])),
         context: Some(context),
     };
-    start_test(&state, &actor, &id, record, options, true).await
+    let test = TestRun {
+        record,
+        options,
+        wait: true,
+        keep_record: false,
+    };
+    start_test(&state, &actor, &id, test).await
 }
 
 async fn draft_steps(
@@ -218,16 +228,31 @@ async fn draft_steps(
         .steps)
 }
 
-/// Starts a test run of a flow on `record` (else its trigger's latest sample) and answers it:
-/// finished (200) when `wait` and it ends within 10 seconds, else queued or going (202).
+/// A test run to start: on `record` (else the trigger's latest sample), answered finished when
+/// `wait` and it ends within 10 seconds.
+struct TestRun {
+    record: Option<serde_json::Value>,
+    options: runs::TestOptions,
+    wait: bool,
+    /// Whether `record` is a whole trigger record, to keep as the flow's newest sample (a step
+    /// test's context is often only part of one).
+    keep_record: bool,
+}
+
+/// Starts a test run of a flow and answers it: finished (200) when it waits and ends within
+/// 10 seconds, else queued or going (202).
 async fn start_test(
     state: &AppState,
     actor: &timix_engine::access::auth::Actor,
     id: &str,
-    record: Option<serde_json::Value>,
-    options: runs::TestOptions,
-    wait: bool,
+    test: TestRun,
 ) -> ApiResult<Response> {
+    let TestRun {
+        record,
+        options,
+        wait,
+        keep_record,
+    } = test;
     let flow = flows::get(&state.db, actor, id).await?;
     let live = flows::live(&state.db, &flow.id)
         .await?
@@ -252,7 +277,7 @@ async fn start_test(
         .ok_or_else(|| Error::Internal("a test run was not started".into()))?;
     // A record someone tests with is what they expect the trigger to give: drafts check
     // variables against it, and the next test without a record uses it.
-    if let Some(record) = &record {
+    if let (Some(record), true) = (&record, keep_record) {
         flows::samples::keep(&mut tx, &flow.id, "test", record).await?;
     }
     tx.commit().await?;

@@ -882,7 +882,12 @@ pub fn node_by_key(steps: &Value, key: &str) -> Option<Value> {
             if is_node && node.get("key").and_then(Value::as_str) == Some(key) {
                 return Some(steps.clone());
             }
-            node.values().find_map(|v| node_by_key(v, key))
+            // Branches, cases, loops and error paths hold nodes; inputs and values hold data.
+            node.iter()
+                .filter(|(field, _)| {
+                    !matches!(field.as_str(), "input" | "values" | "condition" | "items")
+                })
+                .find_map(|(_, v)| node_by_key(v, key))
         }
         _ => None,
     }

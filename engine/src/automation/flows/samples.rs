@@ -50,6 +50,17 @@ pub async fn keep(
     source: &str,
     data: &Value,
 ) -> Result<()> {
+    keep_at(conn, flow_id, source, data, now_ms()).await
+}
+
+/// [`keep`] as of `at` (records kept together are ordered by it).
+async fn keep_at(
+    conn: &mut crate::store::db::Tx,
+    flow_id: &str,
+    source: &str,
+    data: &Value,
+    at: crate::store::clock::Millis,
+) -> Result<()> {
     Sql::new(
         "INSERT INTO flow_samples (id, flow_id, source, data, created_at) VALUES (?, ?, ?, ?, ?)",
     )
@@ -57,7 +68,7 @@ pub async fn keep(
     .arg(flow_id)
     .arg(source)
     .arg(data.to_string())
-    .arg(now_ms())
+    .arg(at)
     .execute(&mut *conn)
     .await?;
     Sql::new(
@@ -160,4 +171,38 @@ pub async fn stop_listening(db: &Db, actor: &Actor, flow_id: &str) -> Result<()>
     db.write_count(&Sql::new("UPDATE flows SET listen_until = NULL WHERE id = ?").arg(flow_id))
         .await
         .map(drop)
+}
+
+/// The poll flow `POST /flows/{id}/samples/fetch` reads the source of.
+pub async fn poll_flow(db: &Db, actor: &Actor, flow_id: &str) -> Result<super::LiveFlow> {
+    actor.require(Permission::ManageFlows)?;
+    let flow = super::live(db, flow_id)
+        .await?
+        .filter(|f| f.org_id == actor.org_id())
+        .ok_or(Error::NotFound(NOUN))?;
+    if flow.trigger["type"] != "poll" {
+        return Err(Error::Conflict {
+            code: "invalid_state",
+            message: "only a poll flow fetches samples from its source; a webhook flow listens for them with POST /flows/{id}/samples/listen".into(),
+        });
+    }
+    Ok(flow)
+}
+
+/// Keeps records read from a poll flow's source as its newest samples (the last one newest);
+/// answers the samples the flow has now.
+pub async fn keep_fetched(
+    db: &Db,
+    actor: &Actor,
+    flow_id: &str,
+    records: &[Value],
+) -> Result<Vec<Sample>> {
+    let mut tx = db.begin().await?;
+    // Oldest first, a millisecond apart: the source's last record is the newest sample.
+    let now = now_ms();
+    for (i, record) in records.iter().enumerate() {
+        keep_at(&mut tx, flow_id, "poll", record, now + i as i64).await?;
+    }
+    tx.commit().await?;
+    list(db, actor, flow_id).await
 }

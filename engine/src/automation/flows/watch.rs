@@ -14,8 +14,9 @@ use crate::store::db::{Db, Sql, row};
 pub const GRACE_MS: Millis = 2 * 60_000;
 /// Polls that fail in a row before the flow counts as stalled.
 pub const FAILING_POLLS: i64 = 3;
-/// How far back a schedule's fire times are looked at.
-const LOOK_BACK_MS: Millis = 24 * 60 * 60_000;
+/// How far back a schedule's fire times are looked at: a short stretch first (a schedule
+/// firing every second has many), then longer ones, at most a day.
+const LOOK_BACK_MS: [Millis; 3] = [5 * 60_000, 60 * 60_000, 24 * 60 * 60_000];
 /// Most stalled flows `/metrics` names.
 pub const MAX_NAMED: usize = 500;
 
@@ -88,16 +89,18 @@ async fn missed_fire(db: &Db, flow: &LiveFlow, now: Millis) -> Result<Option<Sta
     let zone = zone_name
         .and_then(|z| z.parse::<chrono_tz::Tz>().ok())
         .unwrap_or(chrono_tz::UTC);
-    let from = flow.enabled_at.unwrap_or(now).max(now - LOOK_BACK_MS);
     let to = now - GRACE_MS;
-    if from > to {
-        return Ok(None);
-    }
-    let Some(last) = fire_times(&schedule, zone, from, to)
-        .into_iter()
-        .filter(|at| (from..=to).contains(at))
-        .next_back()
-    else {
+    let enabled = flow.enabled_at.unwrap_or(now);
+    let last = LOOK_BACK_MS.iter().find_map(|back| {
+        let from = enabled.max(to - back);
+        if from > to {
+            return None;
+        }
+        fire_times(&schedule, zone, from, to)
+            .into_iter()
+            .rfind(|at| (from..=to).contains(at))
+    });
+    let Some(last) = last else {
         return Ok(None);
     };
     let at = format_ms(last);

@@ -330,7 +330,7 @@ pub async fn throttled(tx: &mut crate::store::db::Tx, flow: &LiveFlow) -> Result
     // The starts (or start times booked) of the latest `per_minute` runs; waiting runs (at a
     // delay) started long ago.
     let nth = Sql::new(
-        "SELECT next_attempt_at FROM runs WHERE flow_id = ? AND status <> 'waiting' \
+        "SELECT next_attempt_at FROM runs WHERE flow_id = ? AND status <> 'waiting' AND mode = 'live' \
          AND next_attempt_at > ? ORDER BY next_attempt_at DESC LIMIT 1 OFFSET ?",
     )
     .arg(flow.id.as_str())

@@ -135,16 +135,22 @@ fn kept_records(
     }
 }
 
-/// Queues a finished run again with `steps` kept, on `version` (none: as it was). False when
-/// it was no longer `status` (another replay or a cancel came first).
-async fn requeue(
-    tx: &mut Tx,
-    id: &str,
-    status: RunStatus,
-    steps: &[StepRecord],
+/// How a run starts again: with the records it keeps, on a version (none: as it was), not
+/// before an instant (none: now).
+struct Again<'a> {
+    steps: &'a [StepRecord],
     version: Option<i64>,
     not_before: Option<Millis>,
-) -> Result<bool> {
+}
+
+/// Queues a finished run again with `steps` kept, on `version` (none: as it was). False when
+/// it was no longer `status` (another replay or a cancel came first).
+async fn requeue(tx: &mut Tx, id: &str, status: RunStatus, again: Again<'_>) -> Result<bool> {
+    let Again {
+        steps,
+        version,
+        not_before,
+    } = again;
     let now = now_ms();
     let changed = Sql::new(
         "UPDATE runs SET status = 'queued', steps = ?, error = NULL, next_attempt_at = ?, lease_until = ?, lease_token = NULL, \
@@ -190,7 +196,12 @@ pub async fn replay(db: &Db, actor: &Actor, id: &str, input: &ReplayInput) -> Re
         ReplayVersion::Original => None,
         ReplayVersion::Live => Some(live_version(&mut tx, &run.flow_id).await?),
     };
-    if !requeue(&mut tx, id, run.status, &steps, version, None).await? {
+    let again = Again {
+        steps: &steps,
+        version,
+        not_before: None,
+    };
+    if !requeue(&mut tx, id, run.status, again).await? {
         return Err(conflict("the run changed meanwhile; read it again".into()));
     }
     tx.commit().await?;
@@ -294,7 +305,12 @@ pub async fn replay_many(
             // Held to the organization's run budget: beyond it a run waits in the queue.
             let wait = admission.book(actor.org_id()).await?;
             let wait = wait.max(super::throttled(&mut tx, &flow).await?);
-            if requeue(&mut tx, &id, status, &kept, version, wait).await? {
+            let again = Again {
+                steps: &kept,
+                version,
+                not_before: wait,
+            };
+            if requeue(&mut tx, &id, status, again).await? {
                 replayed.push((id, wait.is_none()));
             } else {
                 admission.refund(actor.org_id());
