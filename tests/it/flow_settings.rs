@@ -1,5 +1,6 @@
 //! A flow's settings at work: `maxConcurrency` runs one at a time in order, `maxRunsPerMinute`
-//! queues what is beyond it (none dropped), and a schedule read in a time zone.
+//! queues what is beyond it (none dropped, schedule fire times included), and a schedule read
+//! in a time zone.
 
 use std::time::{Duration, Instant};
 
@@ -103,6 +104,54 @@ async fn max_runs_per_minute_queues_the_rest_and_drops_none() {
         assert!(
             (55..=65).contains(&wait),
             "queued for the next minute: {wait} s"
+        );
+    }
+}
+
+#[tokio::test]
+async fn max_runs_per_minute_queues_schedule_fire_times_too() {
+    let server = Server::start_with(TestDb::new().await, &ENV).await;
+    let org = server.db.bootstrap("business");
+    let c = server.as_key(&org.key);
+    let flow = c
+        .post(
+            "/flows",
+            json!({
+                "name": "Every second", "settings": {"maxRunsPerMinute": 2},
+                "trigger": {"type": "schedule", "schedule": "* * * * * *"},
+                "steps": [{"key": "s", "type": "set", "values": {"at": "{{trigger.firedAt}}"}}]
+            }),
+        )
+        .await
+        .expect(201)
+        .id();
+    let started = Instant::now();
+    let runs = loop {
+        let runs = runs_of(&c, &flow).await;
+        if runs.len() >= 4 {
+            break runs;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "too few fire times: {runs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    c.post(&format!("/flows/{flow}/disable"), json!({}))
+        .await
+        .expect(200);
+    // Two ran; every later fire time waits for the next minute, none is dropped.
+    let ran = runs.iter().filter(|r| r["status"] != "queued").count();
+    assert_eq!(ran, 2, "{runs:?}");
+    for run in runs.iter().filter(|r| r["status"] == "queued") {
+        let fired =
+            chrono::DateTime::parse_from_rfc3339(run["trigger"]["firedAt"].as_str().unwrap())
+                .unwrap();
+        let at =
+            chrono::DateTime::parse_from_rfc3339(run["nextAttemptAt"].as_str().unwrap()).unwrap();
+        assert!(
+            (at - fired).num_seconds() >= 50,
+            "queued for the next minute: {run}"
         );
     }
 }

@@ -80,8 +80,13 @@ pub async fn tick(db: &Db, admission: &RunAdmission, last: Option<i64>) -> Resul
                 lineage: &runs::Lineage::default(),
                 test: None,
             };
-            match runs::start(&mut tx, &run).await? {
-                Some(id) => started.push(id),
+            // The flow's own `maxRunsPerMinute` queues a fire time beyond it (the
+            // organization's budget skips one instead, above).
+            let wait = runs::throttled(&mut tx, flow).await?;
+            match runs::start_at(&mut tx, &run, wait).await? {
+                // One booked for later is taken by the sweeper when its time comes.
+                Some(id) if wait.is_none() => started.push(id),
+                Some(_) => {}
                 // A fire time another process started already: its slot goes back.
                 None if *booked => admission.refund(&flow.org_id),
                 None => {}
