@@ -16,8 +16,10 @@ ALTER TABLE flows ADD COLUMN draft TEXT;
 ALTER TABLE flows ADD COLUMN draft_updated_at BIGINT;
 -- Until then, inbound calls of a webhook flow are kept as samples instead of starting runs.
 ALTER TABLE flows ADD COLUMN listen_until BIGINT;
+-- A webhook secret is the flow's own, never a version's (a flow saved before secrets were sealed
+-- still holds one in its trigger until the start that seals it).
 INSERT INTO flow_versions (flow_id, version, trigger, steps, settings, created_by, created_at)
-    SELECT id, 1, trigger, steps, settings, created_by, updated_at FROM flows;
+    SELECT id, 1, (trigger::jsonb - 'secret')::text, steps, settings, created_by, updated_at FROM flows;
 
 ALTER TABLE runs ADD COLUMN flow_version BIGINT;
 -- 'live', or 'test' for a run someone started to try the flow.

@@ -1,6 +1,6 @@
 //! A flow's settings at work: `maxConcurrency` runs one at a time in order, `maxRunsPerMinute`
-//! queues what is beyond it (none dropped, schedule fire times included), and a schedule read
-//! in a time zone.
+//! queues what is beyond it (none dropped; a schedule's fire times beyond it are skipped), and a
+//! schedule read in a time zone.
 
 use std::time::{Duration, Instant};
 
@@ -109,7 +109,7 @@ async fn max_runs_per_minute_queues_the_rest_and_drops_none() {
 }
 
 #[tokio::test]
-async fn max_runs_per_minute_queues_schedule_fire_times_too() {
+async fn max_runs_per_minute_skips_schedule_fire_times_beyond_it() {
     let server = Server::start_with(TestDb::new().await, &ENV).await;
     let org = server.db.bootstrap("business");
     let c = server.as_key(&org.key);
@@ -125,35 +125,31 @@ async fn max_runs_per_minute_queues_schedule_fire_times_too() {
         .await
         .expect(201)
         .id();
+    // A schedule firing faster than its limit skips the fire times beyond it (queued, they
+    // would pile up without end), and says so on the flow.
     let started = Instant::now();
-    let runs = loop {
-        let runs = runs_of(&c, &flow).await;
-        if runs.len() >= 4 {
-            break runs;
+    let shown = loop {
+        let shown = c.get(&format!("/flows/{flow}")).await.expect(200).body;
+        if shown["lastError"]
+            .as_str()
+            .is_some_and(|e| e.contains("maxRunsPerMinute"))
+        {
+            break shown;
         }
         assert!(
             started.elapsed() < Duration::from_secs(20),
-            "too few fire times: {runs:?}"
+            "never skipped: {shown}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    tokio::time::sleep(Duration::from_secs(2)).await;
     c.post(&format!("/flows/{flow}/disable"), json!({}))
         .await
         .expect(200);
-    // Two ran; every later fire time waits for the next minute, none is dropped.
-    let ran = runs.iter().filter(|r| r["status"] != "queued").count();
-    assert_eq!(ran, 2, "{runs:?}");
-    for run in runs.iter().filter(|r| r["status"] == "queued") {
-        let fired =
-            chrono::DateTime::parse_from_rfc3339(run["trigger"]["firedAt"].as_str().unwrap())
-                .unwrap();
-        let at =
-            chrono::DateTime::parse_from_rfc3339(run["nextAttemptAt"].as_str().unwrap()).unwrap();
-        assert!(
-            (at - fired).num_seconds() >= 50,
-            "queued for the next minute: {run}"
-        );
-    }
+    let runs = runs_of(&c, &flow).await;
+    // Two a minute (a third when the test straddles a minute's turn).
+    assert!((2..=3).contains(&runs.len()), "{runs:?} {shown}");
+    assert!(runs.iter().all(|r| r["status"] != "queued"), "{runs:?}");
 }
 
 #[tokio::test]

@@ -1021,6 +1021,11 @@ async fn stalled_triggers_are_flagged_on_the_flow_and_in_metrics() {
         &format!("UPDATE flows SET enabled_at = enabled_at - 600000 WHERE id = '{scheduled}'"),
     )
     .await;
+    crate::harness::execute(
+        &server.db,
+        &format!("UPDATE flow_versions SET created_at = created_at - 600000 WHERE flow_id = '{scheduled}'"),
+    )
+    .await;
     let missed = c.get(&format!("/flows/{scheduled}")).await.expect(200).body;
     assert_eq!(missed["stalled"]["reason"], "missed_fire", "{missed}");
     assert!(missed["stalled"]["since"].is_string());
@@ -1064,6 +1069,16 @@ async fn stalled_triggers_are_flagged_on_the_flow_and_in_metrics() {
         assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
     }
 
+    // A new schedule counts from when it was set.
+    let changed = c
+        .patch(
+            &format!("/flows/{scheduled}"),
+            json!({"trigger": {"type": "schedule", "schedule": "30 * * * * *"}}),
+        )
+        .await
+        .expect(200)
+        .body;
+    assert!(changed["stalled"].is_null(), "{changed}");
     // Disabled, a flow is not watched.
     c.post(&format!("/flows/{scheduled}/disable"), json!({}))
         .await

@@ -115,6 +115,10 @@ pub async fn accept(inbound: Inbound<'_>, call: Call<'_>) -> Result<Accepted> {
             sample: true,
         });
     }
+    // Found while it listened, and the window closed since: a disabled flow starts nothing.
+    if !flow.is_enabled {
+        return Err(Error::NotFound("webhook"));
+    }
     let source = match delivery_id {
         Some(id) => format!("inbound:{id}"),
         None => format!("inbound:{}", ulid::Ulid::generate()),

@@ -62,6 +62,7 @@ pub async fn tick(db: &Db, admission: &RunAdmission, last: Option<i64>) -> Resul
         }
     }
     let mut started = Vec::new();
+    let mut throttled = Vec::new();
     if !fires.is_empty() {
         let mut tx = db.begin().await?;
         for (flow, at, zone, booked) in &fires {
@@ -80,13 +81,18 @@ pub async fn tick(db: &Db, admission: &RunAdmission, last: Option<i64>) -> Resul
                 lineage: &runs::Lineage::default(),
                 test: None,
             };
-            // The flow's own `maxRunsPerMinute` queues a fire time beyond it (the
-            // organization's budget skips one instead, above).
-            let wait = runs::throttled(&mut tx, flow).await?;
-            match runs::start_at(&mut tx, &run, wait).await? {
-                // One booked for later is taken by the sweeper when its time comes.
-                Some(id) if wait.is_none() => started.push(id),
-                Some(_) => {}
+            // Beyond the flow's own `maxRunsPerMinute` a fire time is skipped like one beyond
+            // the organization's budget: a schedule firing faster than its limit would
+            // otherwise queue without end.
+            if runs::throttled(&mut tx, flow).await?.is_some() {
+                if *booked {
+                    admission.refund(&flow.org_id);
+                }
+                throttled.push(flow.clone());
+                continue;
+            }
+            match runs::start(&mut tx, &run).await? {
+                Some(id) => started.push(id),
                 // A fire time another process started already: its slot goes back.
                 None if *booked => admission.refund(&flow.org_id),
                 None => {}
@@ -94,9 +100,13 @@ pub async fn tick(db: &Db, admission: &RunAdmission, last: Option<i64>) -> Resul
         }
         tx.commit().await?;
     }
-    for flow in skipped {
-        if flow.last_error.as_deref() != Some(SKIPPED) {
-            flows::note_error(db, &flow.id, Some(SKIPPED)).await?;
+    for (flow, why) in skipped
+        .iter()
+        .map(|f| (f, SKIPPED))
+        .chain(throttled.iter().map(|f| (f, THROTTLED)))
+    {
+        if flow.last_error.as_deref() != Some(why) {
+            flows::note_error(db, &flow.id, Some(why)).await?;
         }
     }
     Ok(started)
@@ -115,6 +125,10 @@ fn zone_of(flow: &flows::LiveFlow, zones: &std::collections::HashMap<String, Str
 /// What a flow whose fire time was skipped says.
 const SKIPPED: &str = "a fire time was skipped (rate_limited): the organization started as many runs \
                        as its plan allows a minute";
+
+/// What a flow whose fire time was beyond its own `maxRunsPerMinute` says.
+const THROTTLED: &str = "a fire time was skipped (rate_limited): the flow started as many runs as its \
+                         maxRunsPerMinute allows a minute";
 
 /// Ticks every second and runs what fired.
 pub async fn run(executor: Arc<FlowExecutor>) {

@@ -41,9 +41,15 @@ pub async fn list_versions(
 pub async fn get_version(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Path((id, version)): Path<(String, i64)>,
+    Path((id, version)): Path<(String, String)>,
 ) -> ApiResult<Json<FlowVersion>> {
+    let version = version_number(&version)?;
     Ok(Json(versions::get(&state.db, &actor, &id, version).await?))
+}
+
+/// A version number from a path: anything else names no version.
+fn version_number(text: &str) -> Result<i64, Error> {
+    text.parse().map_err(|_| Error::NotFound("flow version"))
 }
 
 /// Makes an earlier version's definition live again, as a new version.
@@ -53,8 +59,9 @@ pub async fn get_version(
 pub async fn restore_version(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Path((id, version)): Path<(String, i64)>,
+    Path((id, version)): Path<(String, String)>,
 ) -> ApiResult<Json<Flow>> {
+    let version = version_number(&version)?;
     let input = versions::restoring(&state.db, &actor, &id, version).await?;
     Ok(Json(
         flows::update(&state.db, state.saving(), &actor, &id, input).await?,

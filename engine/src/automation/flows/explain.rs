@@ -155,26 +155,26 @@ fn occurred(event: &Event) -> Millis {
     parse_instant(&event.occurred_at).unwrap_or(0)
 }
 
-/// The run `event` started of `flow`, if any: its id, status and when it may start.
-async fn run_of(
-    db: &Db,
-    flow_id: &str,
-    event_id: &str,
-) -> Result<Option<(String, String, i64, i64)>> {
-    Sql::new("SELECT id, status, created_at, next_attempt_at FROM runs WHERE flow_id = ? AND source_key = ?")
-        .arg(flow_id)
-        .arg(event_id)
-        .fetch_optional(db)
-        .await?
-        .map(|r| {
-            Ok((
-                row::get_str(&r, "id")?,
-                row::get_str(&r, "status")?,
-                row::get_i64(&r, "created_at")?,
-                row::get_i64(&r, "next_attempt_at")?,
-            ))
-        })
-        .transpose()
+/// The run `event` started of `flow`, if any: its id, its status, and whether a run budget
+/// holds it back (queued, never started, and due more than a moment after its creation).
+async fn run_of(db: &Db, flow_id: &str, event_id: &str) -> Result<Option<(String, String, bool)>> {
+    Sql::new(
+        "SELECT id, status, CASE WHEN status = 'queued' AND started_at IS NULL \
+         AND next_attempt_at > created_at + 1000 THEN 1 ELSE 0 END AS held \
+         FROM runs WHERE flow_id = ? AND source_key = ?",
+    )
+    .arg(flow_id)
+    .arg(event_id)
+    .fetch_optional(db)
+    .await?
+    .map(|r| {
+        Ok((
+            row::get_str(&r, "id")?,
+            row::get_str(&r, "status")?,
+            row::get_i64(&r, "held")? == 1,
+        ))
+    })
+    .transpose()
 }
 
 async fn flow_of(db: &Db, actor: &Actor, flow_id: &str) -> Result<LiveFlow> {
@@ -208,9 +208,7 @@ pub async fn explain(
         message: verdict.message,
         evaluated: verdict.evaluated,
     };
-    if let Some((id, status, created, next)) = run_of(db, &flow.id, &event.id).await? {
-        // Queued more than a moment after it was created: a run budget holds it back.
-        let held = status == "queued" && next > created + 1_000;
+    if let Some((id, status, held)) = run_of(db, &flow.id, &event.id).await? {
         let verdict = if held {
             no(
                 Reason::RateLimited,

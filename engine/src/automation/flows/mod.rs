@@ -272,6 +272,31 @@ pub async fn create(db: &Db, saving: Saving<'_>, actor: &Actor, input: FlowInput
     Ok(flow)
 }
 
+/// What the watch says of a flow before a change, so that the answer, and the representation
+/// an `If-Match` is checked against, are the ones `GET` shows.
+struct Watched {
+    last_triggered_at: Option<String>,
+    stalled: Option<watch::Stalled>,
+}
+
+impl Watched {
+    fn shown(&self, flow: &Flow) -> Flow {
+        Flow {
+            last_triggered_at: self.last_triggered_at.clone(),
+            stalled: self.stalled.clone(),
+            ..flow.clone()
+        }
+    }
+}
+
+async fn watched_now(db: &Db, actor: &Actor, id: &str) -> Result<Watched> {
+    let flow = get(db, actor, id).await?;
+    Ok(Watched {
+        last_triggered_at: flow.last_triggered_at,
+        stalled: flow.stalled,
+    })
+}
+
 /// A flow as stored now, inside `tx`.
 pub(crate) async fn reload(tx: &mut Tx, id: &str) -> Result<Flow> {
     from_row(
@@ -293,12 +318,13 @@ pub async fn update(
         manifests, vault, ..
     } = saving;
     actor.require(Permission::ManageFlows)?;
+    let watched = watched_now(db, actor, id).await?;
     let mut tx = events::begin_write(db).await?;
     let row = rows::live_row(&mut tx, LIST.table, actor.org_id(), id)
         .await?
         .ok_or(Error::NotFound(NOUN))?;
     let before = from_row(&row)?;
-    actor.check_if_match(&before)?;
+    actor.check_if_match(&watched.shown(&before))?;
     let sealed = row::get_opt_str(&row, "webhook_secret")?;
     let opened = sealed
         .as_deref()
@@ -308,7 +334,7 @@ pub async fn update(
     let connections = crate::automation::connections::kinds(&mut tx, actor.org_id()).await?;
     let rec = Record::apply(manifests, &connections, input, Some(&current))?;
     if rec == current {
-        return Ok(before);
+        return Ok(watched.shown(&before));
     }
     // An unchanged secret keeps its sealed value; a new one is sealed.
     let sealed = match &rec.trigger.secret {
@@ -370,6 +396,8 @@ pub async fn update(
     )
     .await?;
     tx.commit().await?;
+    let mut after = after;
+    watch::annotate(db, [&mut after]).await?;
     Ok(after)
 }
 
@@ -390,12 +418,13 @@ pub async fn set_enabled(
 
 pub async fn delete(db: &Db, actor: &Actor, id: &str) -> Result<()> {
     actor.require(Permission::ManageFlows)?;
+    let watched = watched_now(db, actor, id).await?;
     let mut tx = events::begin_write(db).await?;
     let row = rows::live_row(&mut tx, LIST.table, actor.org_id(), id)
         .await?
         .ok_or(Error::NotFound(NOUN))?;
     let last = from_row(&row)?;
-    actor.check_if_match(&last)?;
+    actor.check_if_match(&watched.shown(&last))?;
     let now = now_ms();
     // The token is freed with the flow: its inbound URL answers 404 from now on.
     Sql::new(

@@ -67,7 +67,8 @@ pub(super) async fn keep(
 
 /// Whether two records differ in what a version holds (not the name, not being enabled).
 pub(super) fn differs(a: &Record, b: &Record) -> bool {
-    a.trigger != b.trigger || a.steps != b.steps || a.settings != b.settings
+    // A new webhook secret is no new definition: the secret is the flow's, not a version's.
+    a.trigger.stored != b.trigger.stored || a.steps != b.steps || a.settings != b.settings
 }
 
 fn from_row(r: &row::Row, live: &Current) -> Result<FlowVersion> {

@@ -90,7 +90,17 @@ async fn missed_fire(db: &Db, flow: &LiveFlow, now: Millis) -> Result<Option<Sta
         .and_then(|z| z.parse::<chrono_tz::Tz>().ok())
         .unwrap_or(chrono_tz::UTC);
     let to = now - GRACE_MS;
-    let enabled = flow.enabled_at.unwrap_or(now);
+    // Fire times count from when the flow was enabled, or got the schedule it has now.
+    let since_version =
+        Sql::new("SELECT created_at FROM flow_versions WHERE flow_id = ? AND version = ?")
+            .arg(flow.id.as_str())
+            .arg(flow.version)
+            .fetch_optional(db)
+            .await?
+            .map(|r| row::get_i64(&r, "created_at"))
+            .transpose()?
+            .unwrap_or(0);
+    let enabled = flow.enabled_at.unwrap_or(now).max(since_version);
     let last = LOOK_BACK_MS.iter().find_map(|back| {
         let from = enabled.max(to - back);
         if from > to {

@@ -341,10 +341,13 @@ pub async fn cancel(db: &Db, actor: &Actor, id: &str) -> Result<Run> {
     let now = now_ms();
     let mut tx = db.begin().await?;
     // What a worker saved of a running run goes into its row with it.
-    let stored = Sql::new("SELECT steps FROM runs WHERE id = ?")
-        .arg(id)
-        .fetch_one(&mut tx)
-        .await?;
+    // Locked until the cancel commits (on Postgres): a worker's save cannot slip in between.
+    let mut read = Sql::new("SELECT steps FROM runs WHERE id = ?");
+    read.bind(id);
+    if tx.backend() == crate::store::db::Backend::Postgres {
+        read.push(" FOR UPDATE");
+    }
+    let stored = read.fetch_one(&mut tx).await?;
     let (steps, _) = with_saved(
         &mut tx,
         id,
