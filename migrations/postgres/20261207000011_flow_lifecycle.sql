@@ -28,7 +28,9 @@ ALTER TABLE runs ADD COLUMN mode TEXT NOT NULL DEFAULT 'live';
 ALTER TABLE runs ADD COLUMN test TEXT;
 -- The record that started it (the trigger's id), to find a record's runs.
 ALTER TABLE runs ADD COLUMN resource_id TEXT;
-CREATE INDEX runs_flow_created ON runs (flow_id, created_at);
+-- When the flow last began a live run (written at most once a minute per flow and process).
+ALTER TABLE flows ADD COLUMN last_triggered_at BIGINT;
+UPDATE flows SET last_triggered_at = (SELECT MAX(created_at) FROM runs WHERE runs.flow_id = flows.id);
 
 -- The last inbound calls or polled items of a flow, kept for tests and the builder.
 CREATE TABLE flow_samples (

@@ -109,6 +109,7 @@ fn start_flows(cx: WorkerContext) -> Vec<JoinHandle<()>> {
         lease: cx.settings.run_lease,
         admission: cx.admission,
         followers: Arc::default(),
+        marks: Default::default(),
     });
     let poller = Arc::new(Poller {
         executor: executor.clone(),

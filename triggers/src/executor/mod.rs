@@ -177,6 +177,8 @@ pub struct FlowExecutor {
     pub admission: Arc<RunAdmission>,
     /// Which organizations follow successful runs (whose `run.succeeded` is logged).
     pub followers: Arc<outcomes::SuccessFollowers>,
+    /// When this process last wrote each flow's `lastTriggeredAt`.
+    pub marks: flows::watch::TriggerMarks,
 }
 
 /// The actor a flow's steps (and its poll source) act as: its owner, on the flow's behalf.
@@ -306,6 +308,11 @@ impl FlowExecutor {
                     .await;
             }
         };
+        if run.test.is_none()
+            && let Err(error) = self.marks.note(&self.db, &flow.id, now_ms()).await
+        {
+            tracing::warn!(flow = %flow.id, %error, "Could not note when the flow was triggered.");
+        }
         let mut walk = Walk::new(self, flow, &run, &actor);
         let end = walk.run().await?;
         let saves = walk.saves;

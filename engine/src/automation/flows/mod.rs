@@ -72,7 +72,7 @@ pub struct Flow {
     pub created_by: String,
     pub enabled_at: Option<String>,
     pub last_error: Option<String>,
-    /// When its newest live run still kept was created.
+    /// When it last began a live run, to within a minute.
     pub last_triggered_at: Option<String>,
     /// Set when an enabled schedule or poll flow stopped firing when it should have: a fire
     /// time passed without its run, its poll is overdue, or its source failed at the last
@@ -166,7 +166,7 @@ pub(crate) fn from_row(r: &row::Row) -> Result<Flow> {
         created_by: row::get_str(r, "created_by")?,
         enabled_at: format_opt(row::get_opt_i64(r, "enabled_at")?),
         last_error: row::get_opt_str(r, "last_error")?,
-        last_triggered_at: None,
+        last_triggered_at: format_opt(row::get_opt_i64(r, "last_triggered_at")?),
         stalled: None,
         created_at: format_ms(row::get_i64(r, "created_at")?),
         updated_at: format_ms(row::get_i64(r, "updated_at")?),
@@ -275,14 +275,12 @@ pub async fn create(db: &Db, saving: Saving<'_>, actor: &Actor, input: FlowInput
 /// What the watch says of a flow before a change, so that the answer, and the representation
 /// an `If-Match` is checked against, are the ones `GET` shows.
 struct Watched {
-    last_triggered_at: Option<String>,
     stalled: Option<watch::Stalled>,
 }
 
 impl Watched {
     fn shown(&self, flow: &Flow) -> Flow {
         Flow {
-            last_triggered_at: self.last_triggered_at.clone(),
             stalled: self.stalled.clone(),
             ..flow.clone()
         }
@@ -292,7 +290,6 @@ impl Watched {
 async fn watched_now(db: &Db, actor: &Actor, id: &str) -> Result<Watched> {
     let flow = get(db, actor, id).await?;
     Ok(Watched {
-        last_triggered_at: flow.last_triggered_at,
         stalled: flow.stalled,
     })
 }

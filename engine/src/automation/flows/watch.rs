@@ -1,7 +1,10 @@
-//! The dead-trigger watch: when a flow last started a run, and whether an enabled schedule or
-//! poll flow has stopped firing when it should (a fire time passed without its run, a poll
-//! overdue or failing again and again). Computed when read, from what the scheduler and the
-//! poller leave behind, so the hot path writes nothing for it.
+//! The dead-trigger watch: when a flow last began a run (written at most once a minute per
+//! flow), and whether an enabled schedule or poll flow has stopped firing when it should (a fire
+//! time passed without its run, a poll overdue or failing again and again; computed when read,
+//! from what the scheduler and the poller leave behind).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use serde::Serialize;
 
@@ -52,16 +55,41 @@ pub struct Stalled {
     pub since: Option<String>,
 }
 
-/// The creation time of a flow's newest live run still kept.
-async fn last_triggered(db: &Db, flow_id: &str) -> Result<Option<Millis>> {
-    Sql::new(
-        "SELECT created_at FROM runs WHERE flow_id = ? AND mode = 'live' ORDER BY created_at DESC LIMIT 1",
-    )
-    .arg(flow_id)
-    .fetch_optional(db)
-    .await?
-    .map(|r| row::get_i64(&r, "created_at"))
-    .transpose()
+/// How often one process writes a flow's `last_triggered_at` at most.
+const MARK_EVERY_MS: Millis = 60_000;
+
+/// When this process last wrote each flow's `last_triggered_at`: a run's path pays for the
+/// write once a minute per flow, not once a run.
+#[derive(Debug, Default)]
+pub struct TriggerMarks {
+    written: Mutex<HashMap<String, Millis>>,
+}
+
+impl TriggerMarks {
+    /// Notes that a live run of the flow began at `at`.
+    pub async fn note(&self, db: &Db, flow_id: &str, at: Millis) -> Result<()> {
+        {
+            let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+            if written
+                .get(flow_id)
+                .is_some_and(|last| at < last + MARK_EVERY_MS)
+            {
+                return Ok(());
+            }
+            written.insert(flow_id.to_owned(), at);
+        }
+        db.write_count(
+            &Sql::new(
+                "UPDATE flows SET last_triggered_at = ? WHERE id = ? \
+                 AND (last_triggered_at IS NULL OR last_triggered_at < ?)",
+            )
+            .arg(at)
+            .arg(flow_id)
+            .arg(at),
+        )
+        .await
+        .map(drop)
+    }
 }
 
 async fn organization_zone(db: &Db, org_id: &str) -> Result<Option<String>> {
@@ -170,11 +198,10 @@ pub async fn stall_of(db: &Db, flow: &LiveFlow, now: Millis) -> Result<Option<St
     }
 }
 
-/// Fills in what the watch knows of flows the API shows: `lastTriggeredAt` and `stalled`.
+/// Fills in whether the flows the API shows are stalled.
 pub async fn annotate<'f>(db: &Db, flows: impl IntoIterator<Item = &'f mut Flow>) -> Result<()> {
     let now = now_ms();
     for flow in flows {
-        flow.last_triggered_at = last_triggered(db, &flow.id).await?.map(format_ms);
         let watched =
             flow.is_enabled && matches!(flow.trigger["type"].as_str(), Some("schedule" | "poll"));
         flow.stalled = match watched {
