@@ -984,3 +984,58 @@ async fn a_failed_connection_test_is_shown_as_an_error_with_its_reason() {
     let notice = text_of(&page.body, "notice\" role=\"status").expect("a notice");
     assert!(notice.contains("The test passed"), "{notice}");
 }
+
+#[tokio::test]
+async fn a_schedule_that_stopped_firing_is_flagged_on_the_dashboard_and_its_page() {
+    let server = Server::start().await;
+    let (email, key, _) = bootstrap_with_password(&server.db, "Acme");
+    let api = server.as_key(&key);
+    let flow = api
+        .post(
+            "/flows",
+            json!({"name": "Nightly summary", "trigger": {"type": "schedule", "schedule": "0 * * * * *"},
+                   "steps": [{"key": "s", "type": "set", "values": {"a": 1}}]}),
+        )
+        .await
+        .expect(201)
+        .id();
+    let mut browser = Browser::new(&server);
+    browser.log_in(&email, PASSWORD).await;
+    let calm = browser.get("/").await;
+    assert!(
+        !calm.body.contains("Triggers that stopped firing"),
+        "{}",
+        calm.body
+    );
+    // Ten minutes without a process to fire it.
+    for table in [
+        "flows SET enabled_at = enabled_at",
+        "flow_versions SET created_at = created_at",
+    ] {
+        let column = if table.starts_with("flows") {
+            "id"
+        } else {
+            "flow_id"
+        };
+        crate::harness::execute(
+            &server.db,
+            &format!("UPDATE {table} - 600000 WHERE {column} = '{flow}'"),
+        )
+        .await;
+    }
+    let page = browser.get("/").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body.contains("Triggers that stopped firing"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Nightly summary"), "{}", page.body);
+    let page = browser.get(&format!("/flows/{flow}")).await;
+    assert!(
+        page.body.contains("The trigger stopped firing"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("passed without a run"), "{}", page.body);
+}
