@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::harness::{Client, Server, TestDb};
+use crate::programs::at;
 use crate::receiver::Receiver;
 
 const ENV: [(&str, &str); 4] = [
@@ -82,15 +83,6 @@ where
     }
 }
 
-fn step<'r>(run: &'r Value, path: &str) -> &'r Value {
-    run["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["path"] == path)
-        .unwrap_or_else(|| panic!("no step {path}: {run}"))
-}
-
 #[tokio::test]
 async fn drafts_warn_stay_off_line_and_publish_as_versions_that_can_be_restored() {
     let server = Server::start_with(TestDb::new().await, &ENV).await;
@@ -156,7 +148,7 @@ async fn drafts_warn_stay_off_line_and_publish_as_versions_that_can_be_restored(
         (run["flowVersion"].clone(), run["mode"].clone()),
         (json!(1), json!("live"))
     );
-    assert_eq!(step(&run, "customer")["output"]["name"], "Live one");
+    assert_eq!(at(&run, "customer")["output"]["name"], "Live one");
 
     // A wrong draft is refused with the path of each problem, and the saved draft stays.
     let refused = c
@@ -202,7 +194,7 @@ async fn drafts_warn_stay_off_line_and_publish_as_versions_that_can_be_restored(
         .finished_run(&call(&server, &url, json!({"name": "Globex"})).await)
         .await;
     assert_eq!(run["flowVersion"], 2);
-    assert_eq!(step(&run, "customer")["output"]["name"], "Globex Ltd");
+    assert_eq!(at(&run, "customer")["output"]["name"], "Globex Ltd");
 
     // History, and a restore that is itself a new version.
     let versions = c
@@ -338,16 +330,16 @@ async fn a_dry_run_performs_nothing_and_pinned_outputs_flow_into_later_steps() {
         (run["mode"].clone(), run["dryRun"].clone()),
         (json!("test"), json!(true))
     );
-    assert_eq!(step(&run, "find")["output"]["id"], "cus_pinned");
+    assert_eq!(at(&run, "find")["output"]["id"], "cus_pinned");
     // What would be sent, rendered with the pinned output.
-    let would_send = &step(&run, "notify")["input"]["body"];
+    let would_send = &at(&run, "notify")["input"]["body"];
     assert_eq!(
         *would_send,
         json!({"customer": "cus_pinned", "name": "Globex"}),
         "{run}"
     );
-    assert_eq!(step(&run, "wait")["output"]["dryRun"], true);
-    assert_eq!(step(&run, "create")["input"]["name"], "Globex");
+    assert_eq!(at(&run, "wait")["output"]["dryRun"], true);
+    assert_eq!(at(&run, "create")["input"]["name"], "Globex");
     // Nothing was performed: no call, no record.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(receiver.received().is_empty());
@@ -417,7 +409,7 @@ async fn one_step_is_tested_alone_on_the_context_it_is_given() {
         "{dry}"
     );
     let body = json!({"customer": "cus_given", "line": "Design", "i": 2, "by": "ops"});
-    assert_eq!(step(&dry, "send")["input"]["body"], body, "{dry}");
+    assert_eq!(at(&dry, "send")["input"]["body"], body, "{dry}");
     assert_eq!(
         dry["steps"].as_array().unwrap().len(),
         1,
@@ -587,7 +579,7 @@ async fn a_thousand_failed_runs_replay_in_bulk_on_the_fixed_version() {
         .unwrap()
         .iter()
         .map(|r| {
-            let n = &step(r, "ok")["output"]["n"];
+            let n = &at(r, "ok")["output"]["n"];
             n.as_i64().or_else(|| n.as_str()?.parse().ok()).unwrap()
         })
         .collect();
@@ -652,6 +644,7 @@ async fn backfill_starts_each_missed_event_once() {
                "steps": [{"key": "hello", "type": "set", "values": {"name": "{{trigger.name}}"}}]}),
     )
     .await;
+    let began = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     for i in 0..150 {
         c.customer(&format!("Before {i}")).await;
     }
@@ -693,6 +686,31 @@ async fn backfill_starts_each_missed_event_once() {
         50,
         "a dry run starts nothing"
     );
+    // By time as by position: from an instant, and up to one before anything happened.
+    let by_time = c
+        .post(
+            &format!("/flows/{id}/backfill"),
+            json!({"from": began, "dryRun": true}),
+        )
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(
+        (
+            by_time["events"].as_array().unwrap().len(),
+            by_time["count"].clone()
+        ),
+        (200, json!(150))
+    );
+    let none = c
+        .post(
+            &format!("/flows/{id}/backfill"),
+            json!({"from": "2020-01-01T00:00:00Z", "to": began, "dryRun": true}),
+        )
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(none["events"], json!([]), "{none}");
 
     let real = c
         .post(&format!("/flows/{id}/backfill"), json!({"from": 0}))
@@ -711,7 +729,7 @@ async fn backfill_starts_each_missed_event_once() {
         .unwrap()
         .iter()
         .map(|r| {
-            step(r, "hello")["output"]["name"]
+            at(r, "hello")["output"]["name"]
                 .as_str()
                 .unwrap()
                 .to_owned()
@@ -1186,4 +1204,237 @@ async fn a_poll_flow_fetches_samples_from_its_source_without_runs() {
     c.post(&format!("/flows/{hook}/samples/fetch"), json!({}))
         .await
         .expect_error(409, "invalid_state");
+}
+
+#[tokio::test]
+async fn bad_input_and_other_organizations_get_clear_errors() {
+    let server = Server::start_with(TestDb::new().await, &ENV).await;
+    let org = server.db.bootstrap("business");
+    let c = server.as_key(&org.key);
+    let set = json!([{"key": "s", "type": "set", "values": {"a": 1}}]);
+    let (hook, url) = flow(&c, webhook(set.clone())).await;
+    let (event, _) = flow(
+        &c,
+        json!({"name": "On customers", "trigger": {"type": "event", "event": "customer.created"}, "steps": set}),
+    )
+    .await;
+    let run = c.finished_run(&call(&server, &url, json!({})).await).await;
+    let run = run["id"].as_str().unwrap();
+
+    let cases: Vec<(&str, String, Value, u16, &str)> = vec![
+        (
+            "PUT",
+            format!("/flows/{hook}/draft"),
+            json!({"steps": "nope"}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "PUT",
+            format!("/flows/{hook}/draft"),
+            json!({"isEnabled": false}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "PUT",
+            format!("/flows/{hook}/draft"),
+            json!({"color": 1}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "POST",
+            format!("/flows/{hook}/draft/publish"),
+            json!({}),
+            404,
+            "not_found",
+        ),
+        (
+            "GET",
+            format!("/flows/{hook}/versions/abc"),
+            json!(null),
+            404,
+            "not_found",
+        ),
+        (
+            "POST",
+            format!("/flows/{hook}/versions/0/restore"),
+            json!({}),
+            404,
+            "not_found",
+        ),
+        (
+            "POST",
+            format!("/flows/{hook}/test"),
+            json!({"pinned": []}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "POST",
+            format!("/flows/{hook}/test"),
+            json!({"draft": true}),
+            404,
+            "not_found",
+        ),
+        (
+            "POST",
+            format!("/flows/{hook}/steps/s/test"),
+            json!({"context": {"steps": 3}}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "POST",
+            format!("/flows/{hook}/steps/s/test"),
+            json!({"context": {"color": 1}}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "POST",
+            format!("/flows/{event}/samples/listen"),
+            json!({}),
+            409,
+            "invalid_state",
+        ),
+        (
+            "GET",
+            format!("/flows/{event}/explain?eventId=evt_x&extra=1"),
+            json!(null),
+            400,
+            "invalid_parameter",
+        ),
+        (
+            "POST",
+            format!("/flows/{event}/backfill"),
+            json!({}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "POST",
+            format!("/flows/{event}/backfill"),
+            json!({"from": "-5"}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "POST",
+            format!("/flows/{event}/backfill"),
+            json!({"from": 0, "to": true}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "POST",
+            format!("/flows/{hook}/backfill"),
+            json!({"from": 0}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "POST",
+            format!("/runs/{run}/replay"),
+            json!({"version": "newest"}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "POST",
+            format!("/runs/{run}/replay"),
+            json!({"from": 7}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "POST",
+            format!("/runs/{run}/cancel"),
+            json!({}),
+            409,
+            "invalid_state",
+        ),
+        (
+            "POST",
+            "/runs/replay".to_owned(),
+            json!({}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "POST",
+            "/runs/replay".to_owned(),
+            json!({"flowId": hook, "status": "running"}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "POST",
+            "/runs/replay".to_owned(),
+            json!({"flowId": hook, "createdFrom": "soon"}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "POST",
+            "/runs/replay".to_owned(),
+            json!({"flowId": hook, "ids": []}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "GET",
+            format!("/runs?flowId={hook}&createdFrom=soon"),
+            json!(null),
+            400,
+            "invalid_parameter",
+        ),
+    ];
+    for (method, path, body, status, code) in &cases {
+        let answer = match *method {
+            "GET" => c.get(path).await,
+            "PUT" => c.put(path, body.clone()).await,
+            _ => c.post(path, body.clone()).await,
+        };
+        assert_eq!(
+            answer.status, *status,
+            "{method} {path} {body}: {}",
+            answer.body
+        );
+        answer.expect_error(*status, code);
+    }
+
+    // Another organization sees none of it.
+    let other = server.db.bootstrap("business");
+    let o = server.as_key(&other.key);
+    for path in [
+        format!("/flows/{hook}/versions"),
+        format!("/flows/{hook}/versions/1"),
+        format!("/flows/{hook}/samples"),
+        format!("/flows/{event}/explain?eventId=evt_x"),
+    ] {
+        o.get(&path).await.expect_error(404, "not_found");
+    }
+    for path in [
+        format!("/flows/{hook}/samples/listen"),
+        format!("/flows/{hook}/test"),
+        format!("/flows/{hook}/steps/s/test"),
+        format!("/flows/{hook}/versions/1/restore"),
+        format!("/flows/{event}/backfill"),
+        format!("/runs/{run}/replay"),
+        format!("/runs/{run}/cancel"),
+    ] {
+        let body = if path.ends_with("backfill") {
+            json!({"from": 0})
+        } else {
+            json!({})
+        };
+        o.post(&path, body).await.expect_error(404, "not_found");
+    }
+    o.put(&format!("/flows/{hook}/draft"), json!({"steps": set}))
+        .await
+        .expect_error(404, "not_found");
+    let foreign = o.post("/runs/replay", json!({"flowId": hook})).await;
+    foreign.expect_error(404, "not_found");
 }

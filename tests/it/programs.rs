@@ -37,7 +37,7 @@ async fn call(server: &Server, url: &str, payload: Value) -> String {
 }
 
 /// The record of `run` at `path`.
-fn at<'r>(run: &'r Value, path: &str) -> &'r Value {
+pub(crate) fn at<'r>(run: &'r Value, path: &str) -> &'r Value {
     run["steps"]
         .as_array()
         .unwrap()
