@@ -45,6 +45,10 @@ pub struct GlobalArgs {
     /// [default: http:// and the bind address].
     #[arg(long, env = "TIMIX_PUBLIC_URL", global = true)]
     pub public_url: Option<String>,
+    /// A folder of connector documents (`*.yaml`, or `<key>/connector.yaml`) every
+    /// organization of this instance may use; read again whenever a file in it changes.
+    #[arg(long, env = "TIMIX_CONNECTORS_DIR", global = true)]
+    pub connectors_dir: Option<PathBuf>,
     /// The key connections' credentials are sealed with: 32 bytes in base64. Every process of
     /// one database needs the same [default: generated into `<data dir>/secret.key`].
     #[arg(long, env = "TIMIX_SECRET_KEY", global = true, hide_env_values = true)]
@@ -119,6 +123,7 @@ struct FileConfig {
     flow_retry_base: Option<String>,
     run_lease: Option<String>,
     public_url: Option<String>,
+    connectors_dir: Option<PathBuf>,
     secret_key: Option<String>,
     trust_proxy: Option<bool>,
     run_retention: Option<String>,
@@ -153,6 +158,7 @@ pub struct Settings {
     pub run_lease: Duration,
     /// None: http:// and the address listened on.
     pub public_url: Option<String>,
+    pub connectors_dir: Option<PathBuf>,
     pub secret_key: Option<String>,
     pub trust_proxy: bool,
     pub run_retention: Duration,
@@ -285,6 +291,7 @@ impl Settings {
             run_lease,
             bind,
             public_url,
+            connectors_dir: args.connectors_dir.clone().or(file.connectors_dir),
             secret_key: args.secret_key.clone().or(file.secret_key),
             trust_proxy: args.trust_proxy.or(file.trust_proxy).unwrap_or(false),
             run_retention,

@@ -11,6 +11,7 @@ use anyhow::{Context, anyhow};
 use clap::{Parser, Subcommand, ValueEnum};
 use timix_engine::Db;
 use timix_engine::automation::connections::Vault;
+use timix_engine::automation::connectors::Registry;
 use timix_engine::automation::manifest::Manifests;
 use timix_engine::automation::targets::Targets;
 use timix_engine::store::jobs::Queues;
@@ -23,6 +24,9 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{GlobalArgs, LogFormat, Settings};
 use crate::operator::{BootstrapArgs, ExportArgs, KeysCommand, ManifestsCommand, OrgCommand};
+
+/// How often the operator's connectors folder is looked at for changes.
+const CONNECTORS_DIR_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Parser)]
 #[command(
@@ -147,7 +151,25 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
     let queues = Queues::open(&settings.database_url)
         .await
         .context("cannot open the job queue")?;
-    let manifests = built_in_manifests()?;
+    let manifests = Arc::new(built_in_manifests()?);
+    let connectors = Arc::new(
+        Registry::new(manifests.clone(), settings.connectors_dir.clone()).map_err(|problems| {
+            anyhow!(
+                "the connector catalogue is invalid: {}",
+                problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        })?,
+    );
+    if let Some(dir) = &settings.connectors_dir
+        && !dir.is_dir()
+    {
+        anyhow::bail!("the connectors folder {} cannot be read", dir.display());
+    }
+    tokio::spawn(connectors.clone().watch(CONNECTORS_DIR_CHECK));
     let vault = open_vault(&settings, &db).await?;
     // Bound before anything starts, so the OAuth2 redirect knows the port when none is given.
     let listener = match role {
@@ -185,13 +207,15 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
         runs_per_minute: settings.runs_per_minute,
         run_lane: lane.as_ref().map(|(lane, _)| lane.clone()),
         fanout_limit: settings.fanout_limit,
-        ..AppParts::new(db.clone(), Arc::new(manifests), vault.clone())
+        connectors: Some(connectors.clone()),
+        ..AppParts::new(db.clone(), manifests, vault.clone())
     });
     let workers = lane.map(|(run_lane, run_lane_receiver)| {
         workers::start(WorkerContext {
             db: db.clone(),
             queues,
             manifests: state.manifests.clone(),
+            connectors,
             vault,
             admission: state.admission.clone(),
             performer: state.performer.clone(),

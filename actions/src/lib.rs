@@ -15,10 +15,14 @@ use timix_connectors::request::{self as sending, Request, SendError};
 use timix_engine::Db;
 use timix_engine::access::auth::Actor;
 use timix_engine::automation::connections::{self, ConnectionKind, Resolved, Vault};
-use timix_engine::automation::manifest::{ActionManifest, Mapping, Select};
+use timix_engine::automation::connectors::dig;
+use timix_engine::automation::manifest::{ActionManifest, Encoding, Mapping, Select};
 use timix_engine::automation::template;
 
 pub use timix_connectors as connectors;
+
+pub mod lookup;
+pub mod paging;
 
 /// The largest answer an `http_request` step reads.
 pub const MAX_RESPONSE_BYTES: usize = 5 * 1024 * 1024;
@@ -97,6 +101,44 @@ pub struct Performer {
     oauth_redirect: String,
     /// One lock per OAuth2 connection being refreshed.
     refreshing: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Per connection with a rate limit: when its window began, and requests in it.
+    pacing: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, u64)>>,
+}
+
+/// The longest a request waits in place for its connector's rate limit.
+const MAX_PACING_WAIT: Duration = Duration::from_secs(2);
+
+/// A request through a connection, described (a poll source's page, a lookup's list).
+#[derive(Debug, Clone, Default)]
+pub struct Call {
+    pub method: String,
+    /// Below the connection's base URL, or an absolute URL on it.
+    pub target: String,
+    pub query: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Value>,
+    pub encoding: Encoding,
+}
+
+/// The error a connection's connector reads in an answer: any answer that is not 2xx, and a
+/// 2xx the connector says is a failure (`errors.failWhen`, as Slack's `{ok: false}`), with its
+/// message from `errors.message`. None for a 2xx that is fine.
+pub fn refusal(connection: &Resolved, reply: &Reply) -> Option<Value> {
+    let errors = &connection.settings["errors"];
+    let fails = errors["failWhen"]
+        .as_object()
+        .is_some_and(|w| dig(&reply.body, w["field"].as_str().unwrap_or_default()) == &w["equals"]);
+    if (200..300).contains(&reply.status) && !fails {
+        return None;
+    }
+    let message = errors["message"]
+        .as_str()
+        .map(|path| dig(&reply.body, path))
+        .filter(|m| !m.is_null())
+        .or_else(|| Some(&reply.body["error"]["message"]).filter(|m| !m.is_null()))
+        .or_else(|| Some(&reply.body["message"]).filter(|m| !m.is_null()))
+        .map_or_else(|| truncate(&text_of(&reply.body), 300), text_of);
+    Some(json!({"code": "http_error", "message": message, "status": reply.status}))
 }
 
 impl Performer {
@@ -107,6 +149,50 @@ impl Performer {
             vault,
             oauth_redirect,
             refreshing: Default::default(),
+            pacing: Default::default(),
+        }
+    }
+
+    /// Holds a request to the pace its connector asks for (`rateLimit`: so many requests per so
+    /// many seconds, per connection, in this process): a short wait here, a longer one as a
+    /// retry later (a worker is not held for it).
+    async fn pace(&self, connection: &Resolved) -> Result<(), ActionResult> {
+        let limit = &connection.settings["rateLimit"];
+        let (Some(requests), Some(seconds)) =
+            (limit["requests"].as_u64(), limit["perSeconds"].as_u64())
+        else {
+            return Ok(());
+        };
+        let window = Duration::from_secs(seconds.max(1));
+        let wait = {
+            let mut pacing = self.pacing.lock().unwrap_or_else(|e| e.into_inner());
+            let now = std::time::Instant::now();
+            let entry = pacing.entry(connection.id.clone()).or_insert((now, 0));
+            if now.duration_since(entry.0) >= window {
+                *entry = (now, 0);
+            }
+            entry.1 += 1;
+            if entry.1 <= requests {
+                Duration::ZERO
+            } else {
+                let slot = (entry.1 - 1) / requests.max(1);
+                (entry.0 + window * u32::try_from(slot).unwrap_or(u32::MAX))
+                    .saturating_duration_since(now)
+            }
+        };
+        if wait.is_zero() {
+            Ok(())
+        } else if wait <= MAX_PACING_WAIT {
+            tokio::time::sleep(wait).await;
+            Ok(())
+        } else {
+            Err(ActionResult::Retry {
+                error: failure(
+                    "rate_limited",
+                    "the connector's rate limit is reached: tried again later",
+                ),
+                after: Some(wait),
+            })
         }
     }
 
@@ -136,7 +222,7 @@ impl Performer {
                     path: with_query(path, &request.query),
                     body: request.body,
                 };
-                return read(action, this.call(actor.clone(), call).await);
+                return read(action, this.call(actor.clone(), call).await, None);
             }
             (Target::Api(path) | Target::Url(path), Some(c)) => match connecting::url_on(c, path) {
                 Ok(url) => url,
@@ -152,14 +238,46 @@ impl Performer {
                     query: &request.query,
                     headers: &request.headers,
                     body: request.body.as_ref(),
+                    encoding: action.request.encoding,
                 },
                 remote,
             )
             .await;
         match sent {
-            Ok(reply) => read(action, reply),
+            Ok(reply) => read(action, reply, remote),
             Err(outcome) => outcome,
         }
+    }
+
+    /// Any request through a connection (`self`: this instance as the caller's actor), for
+    /// poll sources and lookups. An answer that is not 2xx, or that the connector says is a
+    /// failure, is returned as the reply: the caller reads it.
+    pub async fn call(
+        &self,
+        caller: Caller<'_>,
+        connection: &Resolved,
+        call: &Call,
+    ) -> Result<Reply, ActionResult> {
+        let Caller { this, actor } = caller;
+        if connection.kind == ConnectionKind::This {
+            let call = ApiCall {
+                method: call.method.clone(),
+                path: with_query(&call.target, &call.query),
+                body: call.body.clone(),
+            };
+            return Ok(this.call(actor.clone(), call).await);
+        }
+        let url = connecting::url_on(connection, &call.target)
+            .map_err(|message| ActionResult::Fail(failure("invalid_input", message)))?;
+        let request = Request {
+            method: &call.method,
+            url: &url,
+            query: &call.query,
+            headers: &call.headers,
+            body: call.body.as_ref(),
+            encoding: call.encoding,
+        };
+        self.send(request, Some(connection)).await
     }
 
     /// A GET through a connection (`self`: this instance as `actor`), for poll triggers.
@@ -170,51 +288,48 @@ impl Performer {
         target: &str,
         query: &[(String, String)],
     ) -> Result<Reply, ActionResult> {
-        let Caller { this, actor } = caller;
-        if connection.kind == ConnectionKind::This {
-            let call = ApiCall {
-                method: "GET".into(),
-                path: with_query(target, query),
-                body: None,
-            };
-            return Ok(this.call(actor.clone(), call).await);
-        }
-        let url = connecting::url_on(connection, target)
-            .map_err(|message| ActionResult::Fail(failure("invalid_input", message)))?;
-        let request = Request {
-            method: "GET",
-            url: &url,
-            query,
-            headers: &[],
-            body: None,
+        let call = Call {
+            method: "GET".into(),
+            target: target.to_owned(),
+            query: query.to_vec(),
+            ..Call::default()
         };
-        self.send(request, Some(connection)).await
+        self.call(caller, connection, &call).await
     }
 
-    /// Tests a connection: a GET of its test path must answer 2xx. Records the outcome on it.
+    /// Tests a connection: its test request (a GET of its test path unless its connector says
+    /// otherwise) must answer 2xx, and not a failure by the connector's rules. Records the
+    /// outcome on it.
     pub async fn test(
         &self,
         this: &dyn ThisInstance,
         actor: &Actor,
         connection: &Resolved,
     ) -> Result<(), String> {
-        let result = match self
-            .get(
-                Caller { this, actor },
-                connection,
-                &connection.test_path(),
-                &[],
-            )
-            .await
-        {
-            Ok(reply) if (200..300).contains(&reply.status) => Ok(()),
+        let method = connection.settings["testMethod"]
+            .as_str()
+            .unwrap_or("GET")
+            .to_owned();
+        let call = Call {
+            method: method.clone(),
+            target: connection.test_path(),
+            ..Call::default()
+        };
+        let result = match self.call(Caller { this, actor }, connection, &call).await {
+            Ok(reply) if (200..300).contains(&reply.status) => match refusal(connection, &reply) {
+                Some(error) => Err(format!(
+                    "{method} {} answered {}: {}",
+                    connection.test_path(),
+                    reply.status,
+                    text_of(&error["message"])
+                )),
+                None => Ok(()),
+            },
             Ok(reply) => Err(format!(
-                "GET {} answered {}: {}",
+                "{method} {} answered {}: {}",
                 connection.test_path(),
                 reply.status,
-                reply.body["error"]["message"]
-                    .as_str()
-                    .map_or_else(|| text_of(&reply.body), str::to_owned)
+                text_of(&refusal(connection, &reply).map_or(Value::Null, |e| e["message"].clone()))
             )),
             Err(ActionResult::Fail(e) | ActionResult::Retry { error: e, .. }) => Err(e["message"]
                 .as_str()
@@ -286,21 +401,25 @@ impl Performer {
         request: Request<'_>,
         connection: Option<&Resolved>,
     ) -> Result<Reply, ActionResult> {
+        if let Some(c) = connection {
+            self.pace(c).await?;
+        }
         let mut current = connection.cloned();
-        if let Some(c) = current.as_ref().filter(|c| connecting::token_expiring(c)) {
-            if c.secret["refreshToken"].is_null() && c.secret["accessToken"].is_null() {
+        if let Some(c) = connection.filter(|c| connecting::token_expiring(c)) {
+            let grant = c.kind == ConnectionKind::OAuth2ClientCredentials;
+            if !grant && c.secret["refreshToken"].is_null() && c.secret["accessToken"].is_null() {
                 return Err(ActionResult::Fail(failure(
                     "connection_error",
                     "the OAuth2 connection is not authorized yet: connect it first",
                 )));
             }
-            if !c.secret["refreshToken"].is_null() {
+            if grant || !c.secret["refreshToken"].is_null() {
                 current = Some(self.refreshed(c).await?);
             }
         }
         let reply = self.send_once(&request, current.as_ref()).await?;
         match current {
-            Some(c) if reply.status == 401 && c.kind == ConnectionKind::OAuth2 => {
+            Some(c) if reply.status == 401 && c.kind.is_oauth() => {
                 let fresh = self.refreshed(&c).await?;
                 self.send_once(&request, Some(&fresh)).await
             }
@@ -400,6 +519,34 @@ fn mapped(mapping: Option<&Mapping>, data: &Value) -> Result<Option<Value>, Stri
             }
             Ok(Some(Value::Object(out)))
         }
+        Some(Mapping::Tree(map)) => render_tree(&Value::Object(map.clone()), data, "").map(Some),
+    }
+}
+
+/// Renders every string of a body at any depth; a field whose sole variable is absent is left
+/// out (an item of a list becomes null).
+pub fn render_tree(value: &Value, data: &Value, at: &str) -> Result<Value, String> {
+    match value {
+        Value::String(text) => Ok(template::render_optional(text, data)
+            .map_err(|e| format!("{at}: {e}"))?
+            .unwrap_or(Value::Null)),
+        Value::Object(map) => {
+            let mut out = Map::new();
+            for (key, inner) in map {
+                let rendered = render_tree(inner, data, &format!("{at}.{key}"))?;
+                if !(rendered.is_null() && inner.is_string()) {
+                    out.insert(key.clone(), rendered);
+                }
+            }
+            Ok(Value::Object(out))
+        }
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, inner)| render_tree(inner, data, &format!("{at}[{i}]")))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array),
+        other => Ok(other.clone()),
     }
 }
 
@@ -482,15 +629,46 @@ fn with_query(path: &str, query: &[(String, String)]) -> String {
 }
 
 /// Reads an answer: the selected output, or a failure the manifest calls retryable or not.
-fn read(action: &ActionManifest, reply: Reply) -> ActionResult {
+fn read(action: &ActionManifest, reply: Reply, connection: Option<&Resolved>) -> ActionResult {
+    // What the connector says of the answer: a 2xx that is a failure, a message where its
+    // errors keep it.
+    if let Some(mut error) = connection.and_then(|c| refusal(c, &reply)) {
+        if (200..300).contains(&reply.status) {
+            return ActionResult::Fail(error);
+        }
+        if connection.is_some_and(|c| c.settings["errors"]["message"].is_string()) {
+            error["status"] = json!(reply.status);
+            return if action.retry.statuses.contains(&reply.status) {
+                ActionResult::Retry {
+                    error,
+                    after: reply.retry_after,
+                }
+            } else {
+                ActionResult::Fail(error)
+            };
+        }
+    }
     if (200..300).contains(&reply.status) {
         let output = match action.output.select {
             Select::Item if action.request.url.is_some() => {
                 json!({"status": reply.status, "body": reply.body})
             }
-            Select::Item => reply.body,
-            Select::First => reply.body["items"].get(0).cloned().unwrap_or(Value::Null),
-            Select::Items => reply.body["items"].clone(),
+            Select::Item => match &action.output.field {
+                Some(path) => dig(&reply.body, path).clone(),
+                None => reply.body,
+            },
+            Select::First => dig(
+                &reply.body,
+                action.output.items.as_deref().unwrap_or("items"),
+            )
+            .get(0)
+            .cloned()
+            .unwrap_or(Value::Null),
+            Select::Items => dig(
+                &reply.body,
+                action.output.items.as_deref().unwrap_or("items"),
+            )
+            .clone(),
         };
         return ActionResult::Done(output);
     }
@@ -574,6 +752,10 @@ mod tests {
         assert_eq!(built.headers, vec![("X-A".to_owned(), "b".to_owned())]);
     }
 
+    fn read_plain(action: &ActionManifest, reply: Reply) -> ActionResult {
+        read(action, reply, None)
+    }
+
     #[test]
     fn answers_are_read_by_the_manifest() {
         let manifests = Manifests::built_in().unwrap();
@@ -585,18 +767,18 @@ mod tests {
             body,
         };
         assert_eq!(
-            read(create, reply(201, json!({"id": "cus_1"}))),
+            read_plain(create, reply(201, json!({"id": "cus_1"}))),
             ActionResult::Done(json!({"id": "cus_1"}))
         );
         assert!(matches!(
-            read(create, reply(503, json!("busy"))),
+            read_plain(create, reply(503, json!("busy"))),
             ActionResult::Retry { .. }
         ));
         assert!(matches!(
-            read(create, reply(429, json!({}))),
+            read_plain(create, reply(429, json!({}))),
             ActionResult::Retry { .. }
         ));
-        let refused = read(
+        let refused = read_plain(
             create,
             reply(
                 422,
@@ -611,7 +793,7 @@ mod tests {
         );
         let find = &manifests.actions["find_customer"];
         assert_eq!(
-            read(find, reply(200, json!({"items": []}))),
+            read_plain(find, reply(200, json!({"items": []}))),
             ActionResult::Done(Value::Null)
         );
     }

@@ -45,28 +45,46 @@ pub fn authorize(
     let secret = &connection.secret;
     match connection.kind {
         ConnectionKind::ApiKey => {
+            let prefix = connection.settings["prefix"].as_str().unwrap_or("");
+            let key = secret["apiKey"].as_str().unwrap_or_default();
+            // A key in the query goes in with the URL (see `query_key`).
+            if connection.settings["query"].is_string() {
+                return builder;
+            }
             let header = connection.settings["header"]
                 .as_str()
                 .unwrap_or("X-Api-Key");
-            let prefix = connection.settings["prefix"].as_str().unwrap_or("");
-            let key = secret["apiKey"].as_str().unwrap_or_default();
             builder.header(header, format!("{prefix}{key}"))
         }
+        ConnectionKind::Bearer => builder.bearer_auth(secret["token"].as_str().unwrap_or_default()),
         ConnectionKind::Basic => builder.basic_auth(
             secret["username"].as_str().unwrap_or_default(),
             secret["password"].as_str(),
         ),
-        ConnectionKind::OAuth2 => match secret["accessToken"].as_str() {
-            Some(token) => builder.bearer_auth(token),
-            None => builder,
-        },
-        ConnectionKind::This => builder,
+        ConnectionKind::OAuth2 | ConnectionKind::OAuth2ClientCredentials => {
+            match secret["accessToken"].as_str() {
+                Some(token) => builder.bearer_auth(token),
+                None => builder,
+            }
+        }
+        ConnectionKind::This | ConnectionKind::NoAuth => builder,
     }
+}
+
+/// The query parameter and value of an API key sent in the query, for a connection that does.
+pub fn query_key(connection: &Resolved) -> Option<(&str, String)> {
+    if connection.kind != ConnectionKind::ApiKey {
+        return None;
+    }
+    let param = connection.settings["query"].as_str()?;
+    let prefix = connection.settings["prefix"].as_str().unwrap_or("");
+    let key = connection.secret["apiKey"].as_str().unwrap_or_default();
+    Some((param, format!("{prefix}{key}")))
 }
 
 /// Whether an OAuth2 access token is missing or expires within a minute.
 pub fn token_expiring(connection: &Resolved) -> bool {
-    connection.kind == ConnectionKind::OAuth2
+    connection.kind.is_oauth()
         && (connection.secret["accessToken"].is_null()
             || connection.secret["expiresAt"]
                 .as_i64()
@@ -117,8 +135,13 @@ type Client = oauth2::Client<
 fn client(connection: &Resolved, redirect: &str) -> Result<Client, String> {
     let settings = &connection.settings;
     let text = |key: &str| settings[key].as_str().unwrap_or_default().to_owned();
+    // A client-credentials grant has no authorization page; the crate wants one all the same.
+    let authorize = match settings["authorizeUrl"].as_str() {
+        Some(url) => url.to_owned(),
+        None => text("tokenUrl"),
+    };
     let mut client = BasicClient::new(ClientId::new(text("clientId")))
-        .set_auth_uri(AuthUrl::new(text("authorizeUrl")).map_err(|e| format!("authorizeUrl: {e}"))?)
+        .set_auth_uri(AuthUrl::new(authorize).map_err(|e| format!("authorizeUrl: {e}"))?)
         .set_token_uri(TokenUrl::new(text("tokenUrl")).map_err(|e| format!("tokenUrl: {e}"))?)
         .set_redirect_uri(
             RedirectUrl::new(redirect.to_owned()).map_err(|e| format!("redirect: {e}"))?,
@@ -219,12 +242,16 @@ pub enum RefreshError {
     Unavailable(String),
 }
 
-/// Refreshes the access token; the secret with the new tokens.
+/// Refreshes the access token (a client-credentials connection asks for a new one); the secret
+/// with the new tokens.
 pub async fn refresh(
     outbound: &Outbound,
     connection: &Resolved,
     redirect: &str,
 ) -> Result<Value, RefreshError> {
+    if connection.kind == ConnectionKind::OAuth2ClientCredentials {
+        return client_credentials(outbound, connection, redirect).await;
+    }
     let refresh = connection.secret["refreshToken"].as_str().ok_or_else(|| {
         RefreshError::Refused("the provider gave no refresh token: connect again".into())
     })?;
@@ -236,6 +263,36 @@ pub async fn refresh(
         .map_err(|e| {
             let refused = matches!(e, oauth2::RequestTokenError::ServerResponse(_));
             let message = format!("the token refresh failed: {}", describe(e));
+            if refused {
+                RefreshError::Refused(message)
+            } else {
+                RefreshError::Unavailable(message)
+            }
+        })?;
+    Ok(with_tokens(&connection.secret, &token))
+}
+
+/// A token from the client-credentials grant.
+async fn client_credentials(
+    outbound: &Outbound,
+    connection: &Resolved,
+    redirect: &str,
+) -> Result<Value, RefreshError> {
+    let client = client(connection, redirect).map_err(RefreshError::Refused)?;
+    let scopes = connection.settings["scopes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|s| Scope::new(s.to_owned()));
+    let token = client
+        .exchange_client_credentials()
+        .add_scopes(scopes)
+        .request_async(&OAuthHttp(outbound))
+        .await
+        .map_err(|e| {
+            let refused = matches!(e, oauth2::RequestTokenError::ServerResponse(_));
+            let message = format!("the token request failed: {}", describe(e));
             if refused {
                 RefreshError::Refused(message)
             } else {

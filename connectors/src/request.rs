@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use timix_engine::automation::connections::Resolved;
+use timix_engine::automation::manifest::Encoding;
 
 use crate::connection::authorize;
 use crate::outbound::{Outbound, refused_target};
@@ -17,8 +18,9 @@ pub struct Request<'a> {
     /// Added to the URL's query.
     pub query: &'a [(String, String)],
     pub headers: &'a [(String, String)],
-    /// Sent as JSON.
+    /// Sent as JSON, or as a form.
     pub body: Option<&'a Value>,
+    pub encoding: Encoding,
 }
 
 /// The receiver's answer.
@@ -70,12 +72,17 @@ pub async fn send(
         query,
         headers,
         body,
+        encoding,
     } = request;
     let mut parsed = outbound
         .check(url)
         .map_err(|e| SendError::Refused(e.to_string()))?;
     if !query.is_empty() {
         parsed.query_pairs_mut().extend_pairs(query);
+    }
+    // An API key some APIs take as a query parameter.
+    if let Some((param, key)) = connection.and_then(crate::connection::query_key) {
+        parsed.query_pairs_mut().append_pair(param, &key);
     }
     let method = reqwest::Method::from_bytes(method.as_bytes())
         .map_err(|_| SendError::Invalid(format!("{method} is not an HTTP method")))?;
@@ -86,8 +93,20 @@ pub async fn send(
     if let Some(connection) = connection {
         builder = authorize(builder, connection);
     }
-    if let Some(body) = body {
-        builder = builder.json(body);
+    match (body, encoding) {
+        (Some(body), Encoding::Json) => builder = builder.json(body),
+        (Some(body), Encoding::Form) => {
+            let text = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(form_pairs(body))
+                .finish();
+            builder = builder
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(text);
+        }
+        (None, _) => {}
     }
     let mut response = builder.send().await.map_err(|e| match refused_target(&e) {
         Some(reason) => SendError::Refused(reason),
@@ -123,6 +142,36 @@ pub async fn send(
         headers,
         body: bytes,
     })
+}
+
+/// A body as form pairs: nested objects and lists in bracket notation (`metadata[plan]=pro`,
+/// `lines[0][amount]=5`), as form-encoded APIs (Stripe) read them; nulls are left out.
+pub fn form_pairs(body: &Value) -> Vec<(String, String)> {
+    fn walk(prefix: &str, value: &Value, out: &mut Vec<(String, String)>) {
+        match value {
+            Value::Null => {}
+            Value::Object(map) => {
+                for (key, inner) in map {
+                    let name = if prefix.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{prefix}[{key}]")
+                    };
+                    walk(&name, inner, out);
+                }
+            }
+            Value::Array(items) => {
+                for (i, inner) in items.iter().enumerate() {
+                    walk(&format!("{prefix}[{i}]"), inner, out);
+                }
+            }
+            Value::String(s) => out.push((prefix.to_owned(), s.clone())),
+            other => out.push((prefix.to_owned(), other.to_string())),
+        }
+    }
+    let mut out = Vec::new();
+    walk("", body, &mut out);
+    out
 }
 
 /// `Retry-After`: seconds, or an HTTP date (the wait until then).

@@ -38,6 +38,7 @@ mod scale;
 mod schemathesis;
 mod secrets;
 mod server;
+mod standins;
 mod tenant_budgets;
 mod time;
 mod timesheets;

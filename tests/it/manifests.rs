@@ -66,7 +66,7 @@ async fn manifests_check_reports_every_problem_with_file_and_path() {
     let dir = std::env::temp_dir().join(format!("timix-manifests-{}", ulid::Ulid::generate()));
     std::fs::create_dir_all(dir.join("actions")).unwrap();
     std::fs::create_dir_all(dir.join("triggers")).unwrap();
-    let good = include_str!("../../manifests/actions/create_customer.yaml");
+    let good = include_str!("../../manifests/connectors/timix/actions/create_customer.yaml");
     std::fs::write(dir.join("actions/create_customer.yaml"), good).unwrap();
     std::fs::write(
         dir.join("actions/broken.yaml"),

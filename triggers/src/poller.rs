@@ -16,11 +16,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use timix_actions::{ActionResult, text_of, truncate};
+use timix_actions::paging::{self, Page};
+use timix_actions::{ActionResult, Call, render_tree, text_of, truncate};
 use timix_actions::{Performer, ThisInstance};
 use timix_engine::access::auth::Actor;
 use timix_engine::automation::connections::Vault;
 use timix_engine::automation::connections::{self, Resolved};
+use timix_engine::automation::connectors::{
+    INDEX_ID, Pagination, PollSource, Registry, Since, TriggerHow, dig,
+};
 use timix_engine::automation::flows::{self, LiveFlow};
 use timix_engine::automation::manifest::Manifests;
 use timix_engine::automation::manifest::TriggerManifest;
@@ -154,6 +158,7 @@ impl Poller {
             db: &executor.db,
             vault: &executor.vault,
             manifests: &executor.manifests,
+            connectors: &executor.connectors,
             performer: &executor.performer,
             this_instance: &*executor.this_instance,
             pages,
@@ -166,6 +171,7 @@ pub struct SourceReader<'a> {
     pub db: &'a Db,
     pub vault: &'a Vault,
     pub manifests: &'a Manifests,
+    pub connectors: &'a Registry,
     pub performer: &'a Performer,
     pub this_instance: &'a dyn ThisInstance,
     /// Pages one read takes at most.
@@ -180,7 +186,9 @@ impl SourceReader<'_> {
     /// newest records (at most three) of this API's list, or of the first page of another.
     pub async fn sample(&self, flow: &LiveFlow) -> std::result::Result<Vec<Value>, String> {
         // This API's lists come newest first without a cursor: ask for the newest directly.
-        if let Value::String(key) = &flow.trigger["source"] {
+        if let Value::String(key) = &flow.trigger["source"]
+            && !key.contains('.')
+        {
             return self.newest_of_api(flow, key).await.map_err(|e| e.message);
         }
         let state = PollState {
@@ -239,6 +247,15 @@ impl SourceReader<'_> {
             .ok_or_else(|| poll_error(format!("the connection {connection_id} was deleted")))?;
         let actor = crate::executor::acting_for(self.db, flow).await?;
         match &flow.trigger["source"] {
+            Value::String(key) if key.contains('.') => {
+                let source = self.connector_source(flow, key).await?;
+                let listing = Listing {
+                    source: &source,
+                    input: &flow.trigger["input"],
+                    templated: true,
+                };
+                self.read_http(&actor, &connection, listing, state).await
+            }
             Value::String(key) => {
                 let manifest = self
                     .manifests
@@ -247,7 +264,34 @@ impl SourceReader<'_> {
                     .ok_or_else(|| poll_error(format!("{key} is no longer a trigger")))?;
                 self.read_api(&actor, &connection, manifest, state).await
             }
-            source => self.read_http(&actor, &connection, source, state).await,
+            source => {
+                let source = http_source(source);
+                let listing = Listing {
+                    source: &source,
+                    input: &Value::Null,
+                    templated: false,
+                };
+                self.read_http(&actor, &connection, listing, state).await
+            }
+        }
+    }
+
+    /// The source of a connector's poll trigger, in the version the flow was saved with.
+    async fn connector_source(
+        &self,
+        flow: &LiveFlow,
+        key: &str,
+    ) -> std::result::Result<PollSource, PollError> {
+        let version = flow.trigger["connector"].as_str().unwrap_or_default();
+        let loaded = self
+            .connectors
+            .version(self.db, &flow.org_id, version)
+            .await?
+            .ok_or_else(|| poll_error(format!("the connector version of {key} is gone")))?;
+        let name = key.split_once('.').map_or(key, |(_, n)| n);
+        match loaded.trigger(name).map(|t| &t.how) {
+            Some(TriggerHow::Poll { source }) => Ok(source.clone()),
+            _ => Err(poll_error(format!("{key} is no longer a poll trigger"))),
         }
     }
 
@@ -258,16 +302,33 @@ impl SourceReader<'_> {
         path: &str,
         query: &[(String, String)],
     ) -> std::result::Result<timix_actions::Reply, PollError> {
+        let call = Call {
+            method: "GET".into(),
+            target: path.to_owned(),
+            query: query.to_vec(),
+            ..Call::default()
+        };
+        self.request(actor, connection, &call).await
+    }
+
+    /// A request through the connection; an answer that is not 2xx (or that the connector
+    /// says is a failure) is the poll's error.
+    async fn request(
+        &self,
+        actor: &Actor,
+        connection: &Resolved,
+        call: &Call,
+    ) -> std::result::Result<timix_actions::Reply, PollError> {
+        let path = call.target.as_str();
         let reply = self
             .performer
-            .get(
+            .call(
                 timix_actions::Caller {
                     this: self.this_instance,
                     actor,
                 },
                 connection,
-                path,
-                query,
+                call,
             )
             .await
             .map_err(|outcome| match outcome {
@@ -282,15 +343,12 @@ impl SourceReader<'_> {
                     poll_error(error["message"].as_str().unwrap_or("the source failed"))
                 }
             })?;
-        if (200..300).contains(&reply.status) {
+        let Some(error) = timix_actions::refusal(connection, &reply) else {
             return Ok(reply);
-        }
-        let detail = reply.body["error"]["message"]
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| truncate(&reply.body.to_string(), 300));
+        };
+        let detail = truncate(&text_of(&error["message"]), 300);
         Err(PollError {
-            message: format!("GET {path} answered {}: {detail}", reply.status),
+            message: format!("{} {path} answered {}: {detail}", call.method, reply.status),
             retry_after: reply.retry_after,
         })
     }
@@ -344,23 +402,17 @@ impl SourceReader<'_> {
         })
     }
 
-    /// Any JSON API: fixed query, the cursor's `since` parameter, pages by `next`.
+    /// Any JSON API: its request (the cursor's `since` as a parameter or to templates), page
+    /// by page in its pagination style; each item by its id (and version).
     async fn read_http(
         &self,
         actor: &Actor,
         connection: &Resolved,
-        source: &Value,
+        listing: Listing<'_>,
         state: &PollState,
     ) -> std::result::Result<Polled, PollError> {
-        let url = source["url"].as_str().unwrap_or_default();
-        let fixed: Vec<(String, String)> = source["query"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-            .collect();
-        let since_spec = source["since"].as_object();
-        let next_spec = source["next"].as_object();
+        let source = listing.source;
+        let pagination = source.pagination.as_ref();
         // What a source holds at the first poll was there before: it is marked seen, not run.
         // (The first poll follows the enabling at once.)
         let baseline = state.cursor.is_none();
@@ -372,32 +424,36 @@ impl SourceReader<'_> {
             .map(|c| c["since"].clone())
             .filter(|v| !v.is_null());
         let mut highest = since.clone();
-        let mut next: Option<String> = None;
+        let mut page = paging::first(pagination);
         let mut items = Vec::new();
+        let mut position = 0usize;
         for _ in 0..self.pages {
-            let mut query = fixed.clone();
-            if let (Some(spec), Some(value)) = (since_spec, &since) {
-                query.push((text_of(&spec["param"]), text_of(value)));
-            }
-            if let (Some(spec), Some(token)) = (next_spec, &next) {
-                query.push((text_of(&spec["param"]), token.clone()));
-            }
-            let reply = self.get(actor, connection, url, &query).await?;
-            let path = source["items"].as_str().unwrap_or("items");
-            let list = dig(&reply.body, path)
-                .as_array()
-                .ok_or_else(|| poll_error(format!("the answer has no list at {path:?}")))?;
+            let call = listing.call(since.as_ref(), &page).map_err(poll_error)?;
+            let reply = self.request(actor, connection, &call).await?;
+            // Some APIs leave an empty list out (Google Sheets' `values`).
+            let found = dig(&reply.body, &source.items);
+            let list = match found {
+                Value::Null => &Vec::new(),
+                other => other.as_array().ok_or_else(|| {
+                    poll_error(format!("the answer has no list at {:?}", source.items))
+                })?,
+            };
             for record in list {
-                let id = dig(record, source["id"].as_str().unwrap_or("id"));
+                position += 1;
+                let id = if source.id == INDEX_ID {
+                    json!(position)
+                } else {
+                    dig(record, &source.id).clone()
+                };
                 if id.is_null() {
                     continue;
                 }
-                let mut key = text_of(id);
-                if let Some(field) = source["version"].as_str() {
+                let mut key = text_of(&id);
+                if let Some(field) = &source.version {
                     key = format!("{key}@{}", text_of(dig(record, field)));
                 }
-                if let Some(spec) = since_spec {
-                    let value = dig(record, spec["field"].as_str().unwrap_or_default());
+                if let Some(spec) = &source.since {
+                    let value = dig(record, &spec.field);
                     if !value.is_null() && highest.as_ref().is_none_or(|h| later(value, h)) {
                         highest = Some(value.clone());
                     }
@@ -407,12 +463,9 @@ impl SourceReader<'_> {
                     record: record.clone(),
                 });
             }
-            next = next_spec
-                .map(|spec| dig(&reply.body, spec["field"].as_str().unwrap_or_default()))
-                .filter(|v| !v.is_null() && *v != &json!(""))
-                .map(text_of);
-            if next.is_none() || list.is_empty() {
-                break;
+            match paging::next(pagination, &page, &reply, list.len()) {
+                Some(next) => page = next,
+                None => break,
             }
         }
         Ok(Polled {
@@ -421,6 +474,88 @@ impl SourceReader<'_> {
             cursor: json!({"since": highest}),
             next_poll_at: 0,
         })
+    }
+}
+
+/// A list to read: its source, the trigger's input, and whether its query and body are
+/// templates (a connector's) or fixed texts (a flow's own HTTP source).
+#[derive(Clone, Copy)]
+struct Listing<'a> {
+    source: &'a PollSource,
+    input: &'a Value,
+    templated: bool,
+}
+
+impl Listing<'_> {
+    /// The request for one page.
+    fn call(&self, since: Option<&Value>, page: &Page) -> std::result::Result<Call, String> {
+        let source = self.source;
+        let data = json!({"input": self.input, "since": since, "next": page.as_template_value()});
+        let render = |text: &str| -> std::result::Result<String, String> {
+            if !self.templated {
+                return Ok(text.to_owned());
+            }
+            render_tree(&Value::String(text.to_owned()), &data, "source").map(|v| text_of(&v))
+        };
+        let mut call = Call {
+            method: source.method.clone(),
+            target: render(&source.path)?,
+            ..Call::default()
+        };
+        for (name, text) in &source.query {
+            let value = render(text)?;
+            if !value.is_empty() && value != "null" {
+                call.query.push((name.clone(), value));
+            }
+        }
+        for (name, text) in &source.headers {
+            call.headers.push((name.clone(), render(text)?));
+        }
+        if let Some(body) = &source.body {
+            call.body = Some(if self.templated {
+                render_tree(body, &data, "source.body")?
+            } else {
+                body.clone()
+            });
+        }
+        if let (Some(param), Some(value)) =
+            (source.since.as_ref().and_then(|s| s.param.as_ref()), since)
+        {
+            call.query.push((param.clone(), text_of(value)));
+        }
+        paging::apply(source.pagination.as_ref(), page, &mut call);
+        Ok(call)
+    }
+}
+
+/// A flow's own HTTP source (`{url, query, items, id, version, since: {param, field}, next:
+/// {param, field}}`, as checked when the flow was saved) as a source.
+fn http_source(source: &Value) -> PollSource {
+    let text = |v: &Value| v.as_str().map(str::to_owned);
+    let pair = |v: &Value| Some((text(&v["param"])?, text(&v["field"])?));
+    PollSource {
+        method: "GET".into(),
+        path: text(&source["url"]).unwrap_or_default(),
+        query: source["query"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+            .collect(),
+        headers: Default::default(),
+        body: None,
+        items: text(&source["items"]).unwrap_or_else(|| "items".into()),
+        id: text(&source["id"]).unwrap_or_else(|| "id".into()),
+        version: text(&source["version"]),
+        since: pair(&source["since"]).map(|(param, field)| Since {
+            param: Some(param),
+            field,
+        }),
+        pagination: pair(&source["next"]).map(|(param, field)| Pagination::Cursor {
+            param: Some(param),
+            field,
+            more: None,
+        }),
     }
 }
 
@@ -460,21 +595,6 @@ fn api_item(manifest: &TriggerManifest, record: &Value, enabled_at: Millis) -> O
     Some(Item {
         key,
         record: record.clone(),
-    })
-}
-
-/// The value at a dotted path (`data.items`; empty: the value itself).
-fn dig<'a>(value: &'a Value, path: &str) -> &'a Value {
-    if path.is_empty() {
-        return value;
-    }
-    path.split('.').fold(value, |v, key| match v {
-        Value::Array(list) => key
-            .parse::<usize>()
-            .ok()
-            .and_then(|i| list.get(i))
-            .unwrap_or(&Value::Null),
-        _ => v.get(key).unwrap_or(&Value::Null),
     })
 }
 

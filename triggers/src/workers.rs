@@ -57,6 +57,8 @@ pub struct WorkerContext {
     pub db: Db,
     pub queues: Queues,
     pub manifests: Arc<Manifests>,
+    /// The connectors flows' steps and poll triggers name.
+    pub connectors: Arc<timix_engine::automation::connectors::Registry>,
     pub vault: Vault,
     /// Paces the runs each organization starts.
     pub admission: Arc<RunAdmission>,
@@ -102,6 +104,7 @@ fn start_flows(cx: WorkerContext) -> Vec<JoinHandle<()>> {
     let executor = Arc::new(FlowExecutor {
         db: cx.db,
         manifests: cx.manifests,
+        connectors: cx.connectors,
         performer: cx.performer,
         this_instance: cx.this_instance,
         vault: cx.vault,

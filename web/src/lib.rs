@@ -32,6 +32,7 @@ use timix_engine::Db;
 use timix_engine::access::rate_limits::Limiter;
 use timix_engine::access::usage::UsageCounter;
 use timix_engine::automation::connections::Vault;
+use timix_engine::automation::connectors::Registry;
 use timix_engine::automation::manifest::Manifests;
 use timix_engine::automation::quotas::Quotas;
 use timix_engine::automation::run_admission::RunAdmission;
@@ -61,6 +62,8 @@ pub struct AppState {
     pub queues: Option<Queues>,
     /// The action and trigger manifests.
     pub manifests: Arc<Manifests>,
+    /// The connectors besides timix: the catalogue, the operator's, the organizations' own.
+    pub connectors: Arc<Registry>,
     /// Where new runs go for immediate execution when this process also runs workers.
     pub run_lane: Option<RunLane>,
     /// Seals and opens connections' credentials.
@@ -114,6 +117,8 @@ pub struct AppParts {
     pub db: Db,
     pub queues: Option<Queues>,
     pub manifests: Arc<Manifests>,
+    /// None: the catalogue over `manifests`, without an operator's folder.
+    pub connectors: Option<Arc<Registry>>,
     pub vault: Vault,
     /// Rate limits and the operator's per-key limit.
     pub gate: GateOptions,
@@ -138,6 +143,7 @@ impl AppParts {
             db,
             queues: None,
             manifests,
+            connectors: None,
             vault,
             gate: GateOptions::default(),
             quotas: Quotas::default(),
@@ -177,6 +183,9 @@ impl AppState {
             performer: Arc::new(performer),
             gate: parts.gate,
             queues: parts.queues,
+            connectors: parts
+                .connectors
+                .unwrap_or_else(|| Arc::new(Registry::catalogue_only(parts.manifests.clone()))),
             manifests: parts.manifests,
             run_lane: parts.run_lane,
             fanout_limit: parts.fanout_limit,
@@ -197,6 +206,20 @@ impl AppState {
             vault: &self.vault,
             quotas: &self.quotas,
             targets: self.targets,
+        }
+    }
+
+    /// The manifests an organization's flows and connections may name: timix's and the
+    /// actions of every connector it sees.
+    pub async fn manifests_for(&self, org_id: &str) -> timix_engine::Result<Manifests> {
+        self.connectors.view(&self.db, org_id).await
+    }
+
+    /// [`AppState::saving`] with an organization's manifests.
+    pub fn saving_with<'a>(&'a self, manifests: &'a Manifests) -> Saving<'a> {
+        Saving {
+            manifests,
+            ..self.saving()
         }
     }
 

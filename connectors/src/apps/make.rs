@@ -62,6 +62,19 @@ fn mapping(mapping: &Mapping, exclude: &[String]) -> Value {
                 .map(|(k, v)| (k.clone(), json!(iml(v, false))))
                 .collect(),
         ),
+        Mapping::Tree(map) => tree(&Value::Object(map.clone())),
+    }
+}
+
+/// A nested body with each template written in IML.
+fn tree(value: &Value) -> Value {
+    match value {
+        Value::String(text) => json!(iml(text, false)),
+        Value::Object(map) => {
+            Value::Object(map.iter().map(|(k, v)| (k.clone(), tree(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.iter().map(tree).collect()),
+        other => other.clone(),
     }
 }
 

@@ -99,6 +99,26 @@ fn ruby_mapping(mapping: &Mapping, exclude: &[String]) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
+        Mapping::Tree(map) => ruby_tree(&Value::Object(map.clone())),
+    }
+}
+
+/// A nested body as a Ruby literal with each template written in Ruby.
+fn ruby_tree(value: &Value) -> String {
+    match value {
+        Value::String(text) => ruby_template(text, false),
+        Value::Object(map) => format!(
+            "{{ {} }}",
+            map.iter()
+                .map(|(k, v)| format!("{} => {}", ruby_string(k), ruby_tree(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(ruby_tree).collect::<Vec<_>>().join(", ")
+        ),
+        other => other.to_string(),
     }
 }
 

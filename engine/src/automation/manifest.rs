@@ -48,12 +48,24 @@ pub enum ActionKind {
 }
 
 /// Where a request's query, headers or body come from: a value of the input as is (`input`,
-/// `input.headers`), or an object of templates.
+/// `input.headers`), an object of templates, or (a body) an object whose strings are templates
+/// at any depth (`{properties: {email: "{{input.email}}"}}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Mapping {
     Input(String),
     Templates(BTreeMap<String, String>),
+    Tree(serde_json::Map<String, Value>),
+}
+
+/// How a request's body is sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    #[default]
+    Json,
+    /// `application/x-www-form-urlencoded`, nested values in bracket notation (`metadata[plan]`).
+    Form,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,6 +83,8 @@ pub struct RequestSpec {
     /// Input fields left out of a body taken from `input` (those in the path).
     #[serde(default)]
     pub exclude: Vec<String>,
+    #[serde(default)]
+    pub encoding: Encoding,
 }
 
 /// How the output is read from the response body.
@@ -85,9 +99,15 @@ pub enum Select {
     Items,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutputSpec {
     pub select: Select,
+    /// With `item`: the dotted path of the output in the body (`message`); the body if none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// With `first` and `items`: the dotted path of the list (`results`); `items` if none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,6 +177,9 @@ pub struct Manifests {
     pub triggers: BTreeMap<String, TriggerManifest>,
     /// Each action's input schema, compiled (formats asserted).
     inputs: BTreeMap<String, std::sync::Arc<jsonschema::Validator>>,
+    /// The connectors an organization sees besides timix, by key; their actions are in
+    /// `actions` under `<connector>.<action>`.
+    pub connectors: BTreeMap<String, std::sync::Arc<crate::automation::connectors::Loaded>>,
 }
 
 impl std::fmt::Debug for Manifests {
@@ -220,6 +243,15 @@ pub fn coerce(schema: &Value, value: &mut Value) {
     }
 }
 
+/// A validator's message, short: some quote the whole value they are about.
+fn brief(message: &str) -> String {
+    const MAX: usize = 300;
+    match message.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}…", &message[..at]),
+        None => message.to_owned(),
+    }
+}
+
 /// The JSON pointer of the field a validation error is about: for a missing or unexpected
 /// property, that property rather than the object holding it.
 fn field_of(error: &jsonschema::ValidationError<'_>) -> String {
@@ -237,6 +269,76 @@ fn field_of(error: &jsonschema::ValidationError<'_>) -> String {
 }
 
 impl Manifests {
+    /// These manifests with the actions of `connectors` added (`slack.post_message`).
+    pub fn with_connectors(
+        &self,
+        connectors: impl IntoIterator<Item = std::sync::Arc<crate::automation::connectors::Loaded>>,
+    ) -> Manifests {
+        let mut out = self.clone();
+        for connector in connectors {
+            out.actions.extend(
+                connector
+                    .manifests
+                    .actions
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+            out.inputs.extend(
+                connector
+                    .manifests
+                    .inputs
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+            out.connectors
+                .insert(connector.connector.key.clone(), connector);
+        }
+        out
+    }
+
+    /// The connector of a `<connector>.<name>` key, and the name.
+    pub fn connector_of<'k>(
+        &self,
+        key: &'k str,
+    ) -> Option<(
+        &std::sync::Arc<crate::automation::connectors::Loaded>,
+        &'k str,
+    )> {
+        let (connector, name) = key.split_once('.')?;
+        Some((self.connectors.get(connector)?, name))
+    }
+
+    /// Actions (qualified `<prefix>.<key>`) and their compiled schemas: a connector's own.
+    pub(crate) fn qualified(
+        prefix: &str,
+        actions: Vec<ActionManifest>,
+    ) -> Result<Manifests, Vec<(String, String)>> {
+        let mut out = Manifests::default();
+        let mut problems = Vec::new();
+        for (i, mut action) in actions.into_iter().enumerate() {
+            match jsonschema::options()
+                .should_validate_formats(true)
+                .build(&action.input)
+            {
+                Ok(v) => {
+                    action.key = format!("{prefix}.{}", action.key);
+                    out.inputs
+                        .insert(action.key.clone(), std::sync::Arc::new(v));
+                    out.actions.insert(action.key.clone(), action);
+                }
+                Err(e) => problems.push((
+                    format!("/actions/{i}/input"),
+                    format!("not a valid JSON Schema: {e}"),
+                )),
+            }
+        }
+        if problems.is_empty() {
+            Ok(out)
+        } else {
+            Err(problems)
+        }
+    }
+
     /// A step's rendered input with scalars converted to the types its action's schema asks
     /// for (see [`coerce`]).
     pub fn coerce_input(&self, action: &str, input: &mut Value) {
@@ -320,7 +422,7 @@ impl Manifests {
     pub fn parse(
         files: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, Vec<ManifestProblem>> {
-        let checker = MetaSchema::new();
+        let checker = MetaSchema::get();
         let mut out = Manifests::default();
         let mut problems = Vec::new();
         for (file, text) in files {
@@ -416,13 +518,28 @@ impl Manifests {
     }
 }
 
-/// The meta-schema, compiled once for actions and once for triggers.
-struct MetaSchema {
+/// The meta-schema, compiled once for actions, triggers and connectors.
+pub(crate) struct MetaSchema {
     action: jsonschema::Validator,
     trigger: jsonschema::Validator,
+    connector: jsonschema::Validator,
 }
 
 impl MetaSchema {
+    /// Compiled once per process.
+    pub(crate) fn get() -> &'static MetaSchema {
+        static META: std::sync::OnceLock<MetaSchema> = std::sync::OnceLock::new();
+        META.get_or_init(MetaSchema::new)
+    }
+
+    /// Every problem of a connector document by the meta-schema, as (JSON pointer, message).
+    pub(crate) fn connector_problems(&self, value: &Value) -> Vec<(String, String)> {
+        self.connector
+            .iter_errors(value)
+            .map(|e| (field_of(&e), brief(&e.to_string())))
+            .collect()
+    }
+
     fn new() -> Self {
         let meta: Value = serde_json::from_str(META_SCHEMA).expect("the meta-schema is JSON");
         let for_kind = |kind: &str| {
@@ -436,6 +553,7 @@ impl MetaSchema {
         Self {
             action: for_kind("action"),
             trigger: for_kind("trigger"),
+            connector: for_kind("connector"),
         }
     }
 
@@ -454,7 +572,7 @@ impl MetaSchema {
 
 /// Templates of a request that do not parse, checked on the raw manifest so that they are
 /// reported together with the meta-schema's findings.
-fn request_template_problems(request: &Value) -> Vec<(String, String)> {
+pub(crate) fn request_template_problems(request: &Value) -> Vec<(String, String)> {
     let mut problems = Vec::new();
     for field in ["method", "path", "url"] {
         if let Some(text) = request[field].as_str()
@@ -464,21 +582,39 @@ fn request_template_problems(request: &Value) -> Vec<(String, String)> {
         }
     }
     for field in ["query", "headers", "body"] {
-        if let Some(map) = request[field].as_object() {
-            for (key, text) in map {
-                if let Some(text) = text.as_str()
-                    && let Err(e) = template::check(text)
-                {
-                    problems.push((format!("/request/{field}/{key}"), e.0));
-                }
-            }
+        if request[field].is_object() {
+            template_problems(&request[field], &format!("/request/{field}"), &mut problems);
         }
     }
     problems
 }
 
+/// Every string of `value` (at any depth) that is not a template that parses, by JSON pointer
+/// below `at`.
+pub(crate) fn template_problems(value: &Value, at: &str, problems: &mut Vec<(String, String)>) {
+    let escape = |key: &str| key.replace('~', "~0").replace('/', "~1");
+    match value {
+        Value::String(text) => {
+            if let Err(e) = template::check(text) {
+                problems.push((at.to_owned(), e.0));
+            }
+        }
+        Value::Object(map) => {
+            for (key, inner) in map {
+                template_problems(inner, &format!("{at}/{}", escape(key)), problems);
+            }
+        }
+        Value::Array(items) => {
+            for (i, inner) in items.iter().enumerate() {
+                template_problems(inner, &format!("{at}/{i}"), problems);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// What the meta-schema cannot check about an action.
-fn check_action(action: &ActionManifest) -> Vec<(String, String)> {
+pub(crate) fn check_action(action: &ActionManifest) -> Vec<(String, String)> {
     let mut problems = Vec::new();
     let request = &action.request;
     for (name, mapping) in [
@@ -488,6 +624,11 @@ fn check_action(action: &ActionManifest) -> Vec<(String, String)> {
     ] {
         match mapping {
             Some(Mapping::Templates(_)) => {}
+            Some(Mapping::Tree(_)) if name != "body" => problems.push((
+                format!("/request/{name}"),
+                format!("{name} maps names to templates (texts)"),
+            )),
+            Some(Mapping::Tree(_)) => {}
             Some(Mapping::Input(reference)) => {
                 let field = reference.strip_prefix("input.");
                 if let Some(field) = field

@@ -3,6 +3,7 @@
 //! the rules every outbound target obeys.
 
 pub mod connections;
+pub mod connectors;
 pub mod flows;
 #[cfg(test)]
 mod fuzz;

@@ -164,6 +164,8 @@ impl Job for RunJob {
 pub struct FlowExecutor {
     pub db: Db,
     pub manifests: Arc<Manifests>,
+    /// The connectors of the versions flows were saved with.
+    pub connectors: Arc<timix_engine::automation::connectors::Registry>,
     pub performer: Arc<Performer>,
     /// The in-process API client steps on this instance go through.
     pub this_instance: Arc<dyn ThisInstance>,

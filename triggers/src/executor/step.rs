@@ -3,10 +3,13 @@
 //! owner, and the attempt recorded.
 
 use serde_json::{Value, json};
+use std::sync::Arc;
 use timix_actions::ActionResult;
 use timix_engine::automation::connections::{self, Resolved};
 use timix_engine::automation::flows::program::Node;
-use timix_engine::automation::manifest::ActionManifest;
+
+use timix_engine::automation::connectors::Loaded;
+use timix_engine::automation::manifest::{ActionManifest, Manifests};
 use timix_engine::automation::runs::StepStatus;
 use timix_engine::automation::template;
 use timix_engine::error::Result;
@@ -25,16 +28,42 @@ pub(super) enum Performed {
     Failed(Value),
 }
 
+/// Where an action's manifest comes from: timix's own, or the version of a connector the flow
+/// was saved with.
+enum Source<'m> {
+    Timix(&'m Manifests),
+    Connector(Arc<Loaded>),
+}
+
+impl Source<'_> {
+    fn manifests(&self) -> &Manifests {
+        match self {
+            Source::Timix(m) => m,
+            Source::Connector(loaded) => &loaded.manifests,
+        }
+    }
+}
+
 /// An action ready to be performed.
 struct Prepared<'m> {
-    action: &'m ActionManifest,
+    source: Source<'m>,
+    key: String,
     input: Value,
     connection: Option<Resolved>,
+}
+
+impl Prepared<'_> {
+    fn action(&self) -> &ActionManifest {
+        // Present: `prepare` found it.
+        &self.source.manifests().actions[&self.key]
+    }
 }
 
 /// One action to attempt: which manifest, through which connection, with which input template.
 pub(super) struct ActionCall<'a> {
     pub action: &'a str,
+    /// The connector version the flow was saved with, for a connector's action.
+    pub connector: Option<&'a str>,
     pub connection_id: Option<&'a str>,
     pub input: &'a Value,
     /// Where the input is defined (`steps[2].then[0].input`), for messages.
@@ -64,8 +93,8 @@ impl<'e> Walk<'e> {
         };
         record.attempts += 1;
         record.started_at = Some(format_ms(now_ms()));
-        let max_attempts = prepared.action.retry.max_attempts;
-        let result = match self.dry_output(&node.key, prepared.action) {
+        let max_attempts = prepared.action().retry.max_attempts;
+        let result = match self.dry_output(&node.key, prepared.action()) {
             Some(output) => ActionResult::Done(output),
             None => self.attempt(prepared).await,
         };
@@ -100,7 +129,30 @@ impl<'e> Walk<'e> {
         recorded: &mut Option<Value>,
     ) -> Result<std::result::Result<Prepared<'e>, Value>> {
         let exec: &'e super::FlowExecutor = self.exec;
-        let manifests: &'e timix_engine::automation::manifest::Manifests = &exec.manifests;
+        let source = match (
+            exec.manifests.actions.contains_key(call.action),
+            call.connector,
+        ) {
+            (true, _) => Source::Timix(&exec.manifests),
+            (false, Some(version)) => {
+                match exec
+                    .connectors
+                    .version(&exec.db, &self.flow.org_id, version)
+                    .await?
+                {
+                    Some(loaded) => Source::Connector(loaded),
+                    None => {
+                        let message = format!("the connector version {version} is gone");
+                        return Ok(Err(failure("unknown_manifest", &message)));
+                    }
+                }
+            }
+            (false, None) => {
+                let message = format!("{} is no longer an action", call.action);
+                return Ok(Err(failure("unknown_manifest", &message)));
+            }
+        };
+        let manifests = source.manifests();
         let Some(action) = manifests.actions.get(call.action) else {
             let message = format!("{} is no longer an action", call.action);
             return Ok(Err(failure("unknown_manifest", &message)));
@@ -142,8 +194,10 @@ impl<'e> Walk<'e> {
                 }
             }
         };
+        let key = action.key.clone();
         Ok(Ok(Prepared {
-            action,
+            source,
+            key,
             input,
             connection,
         }))
@@ -175,7 +229,7 @@ impl<'e> Walk<'e> {
                         this: &*self.exec.this_instance,
                         actor: self.actor,
                     },
-                    step.action,
+                    step.action(),
                     &step.input,
                     step.connection.as_ref(),
                 ),

@@ -699,6 +699,7 @@ impl<'e> Walk<'e> {
                 path,
                 ActionCall {
                     action: &action.action,
+                    connector: action.connector.as_deref(),
                     connection_id: action.connection_id.as_deref(),
                     input: &action.input,
                     at: format!("{definition}.input"),
@@ -733,6 +734,7 @@ impl<'e> Walk<'e> {
                                 &create_path,
                                 ActionCall {
                                     action: &create.action,
+                                    connector: action.connector.as_deref(),
                                     connection_id: action.connection_id.as_deref(),
                                     input: &create.input,
                                     at: format!("{definition}.orCreate.input"),

@@ -47,7 +47,8 @@ pub async fn create(
     Auth(actor): Auth,
     JsonBody(input): JsonBody<ConnectionInput>,
 ) -> ApiResult<Created<Connection>> {
-    let body = connections::create(&state.db, state.saving(), &actor, input).await?;
+    let manifests = state.manifests_for(actor.org_id()).await?;
+    let body = connections::create(&state.db, state.saving_with(&manifests), &actor, input).await?;
     Ok(Created {
         location: format!("{BASE}/connections/{}", body.id),
         body,
@@ -76,8 +77,9 @@ pub async fn update(
     Path(id): Path<String>,
     JsonBody(input): JsonBody<ConnectionInput>,
 ) -> ApiResult<Json<Connection>> {
+    let manifests = state.manifests_for(actor.org_id()).await?;
     Ok(Json(
-        connections::update(&state.db, state.saving(), &actor, &id, input).await?,
+        connections::update(&state.db, state.saving_with(&manifests), &actor, &id, input).await?,
     ))
 }
 

@@ -61,10 +61,11 @@ pub async fn restore_version(
     Auth(actor): Auth,
     Path((id, version)): Path<(String, String)>,
 ) -> ApiResult<Json<Flow>> {
+    let manifests = state.manifests_for(actor.org_id()).await?;
     let version = version_number(&version)?;
     let input = versions::restoring(&state.db, &actor, &id, version).await?;
     Ok(Json(
-        flows::update(&state.db, state.saving(), &actor, &id, input).await?,
+        flows::update(&state.db, state.saving_with(&manifests), &actor, &id, input).await?,
     ))
 }
 
@@ -79,8 +80,9 @@ pub async fn save_draft(
     Path(id): Path<String>,
     JsonBody(input): JsonBody<FlowInput>,
 ) -> ApiResult<Json<Draft>> {
+    let manifests = state.manifests_for(actor.org_id()).await?;
     Ok(Json(
-        drafts::save(&state.db, state.saving(), &actor, &id, input).await?,
+        drafts::save(&state.db, state.saving_with(&manifests), &actor, &id, input).await?,
     ))
 }
 
@@ -115,8 +117,9 @@ pub async fn publish_draft(
     Auth(actor): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Flow>> {
+    let manifests = state.manifests_for(actor.org_id()).await?;
     Ok(Json(
-        drafts::publish(&state.db, state.saving(), &actor, &id).await?,
+        drafts::publish(&state.db, state.saving_with(&manifests), &actor, &id).await?,
     ))
 }
 
@@ -147,6 +150,7 @@ pub async fn fetch_samples(
         db: &state.db,
         vault: &state.vault,
         manifests: &state.manifests,
+        connectors: &state.connectors,
         performer: &state.performer,
         this_instance: &this_instance,
         pages: 1,

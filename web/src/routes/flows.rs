@@ -43,7 +43,8 @@ pub async fn create(
     Auth(actor): Auth,
     JsonBody(input): JsonBody<FlowInput>,
 ) -> ApiResult<Created<Flow>> {
-    let body = flows::create(&state.db, state.saving(), &actor, input).await?;
+    let manifests = state.manifests_for(actor.org_id()).await?;
+    let body = flows::create(&state.db, state.saving_with(&manifests), &actor, input).await?;
     Ok(Created {
         location: format!("{BASE}/flows/{}", body.id),
         body,
@@ -68,8 +69,9 @@ pub async fn update(
     Path(id): Path<String>,
     JsonBody(input): JsonBody<FlowInput>,
 ) -> ApiResult<Json<Flow>> {
+    let manifests = state.manifests_for(actor.org_id()).await?;
     Ok(Json(
-        flows::update(&state.db, state.saving(), &actor, &id, input).await?,
+        flows::update(&state.db, state.saving_with(&manifests), &actor, &id, input).await?,
     ))
 }
 
@@ -91,8 +93,9 @@ pub async fn enable(
     Auth(actor): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Flow>> {
+    let manifests = state.manifests_for(actor.org_id()).await?;
     Ok(Json(
-        flows::set_enabled(&state.db, state.saving(), &actor, &id, true).await?,
+        flows::set_enabled(&state.db, state.saving_with(&manifests), &actor, &id, true).await?,
     ))
 }
 
@@ -103,8 +106,9 @@ pub async fn disable(
     Auth(actor): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Flow>> {
+    let manifests = state.manifests_for(actor.org_id()).await?;
     Ok(Json(
-        flows::set_enabled(&state.db, state.saving(), &actor, &id, false).await?,
+        flows::set_enabled(&state.db, state.saving_with(&manifests), &actor, &id, false).await?,
     ))
 }
 

@@ -7,6 +7,7 @@ mod crud;
 
 pub mod api_keys;
 pub mod connections;
+pub mod connectors;
 pub mod customers;
 pub mod events;
 pub mod financial_reports;
@@ -60,6 +61,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(runs::router())
         .merge(hooks::router())
         .merge(connections::router())
+        .merge(connectors::router())
         .merge(oauth2::router())
         .merge(events::router())
         .merge(webhooks::router())

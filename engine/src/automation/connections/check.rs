@@ -4,6 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use super::{ConnectionInput, ConnectionKind, DEFAULT_KEY_HEADER, TYPES};
+use crate::automation::connectors::{Auth, Connector};
 use crate::automation::targets::Targets;
 use crate::error::{Error, Problems, Result};
 use crate::store::checks::{self, SHORT_TEXT};
@@ -73,12 +74,28 @@ fn object_of<'a>(p: &mut Problems, value: &'a Value, at: &str) -> Option<&'a Map
     object
 }
 
-/// The settings of a type, checked and completed with defaults.
-fn check_settings(p: &mut Problems, kind: ConnectionKind, value: &Value) -> Option<Value> {
+/// The settings of a type, checked and completed with defaults; `extra` names more keys taken
+/// as they are (a connector's own settings).
+fn check_settings(
+    p: &mut Problems,
+    kind: ConnectionKind,
+    value: &Value,
+    extra: &[&str],
+) -> Option<Value> {
     let name = kind.as_str();
     let object = object_of(p, value, "settings")?;
     let before = p.len();
     let mut out = Map::new();
+    let only_keys =
+        |p: &mut Problems, object: &Map<String, Value>, at: &str, keys: &[&str], kind: &str| {
+            let all: Vec<&str> = keys.iter().chain(extra).copied().collect();
+            only_keys(p, object, at, &all, kind);
+        };
+    for key in extra {
+        if let Some(value) = object.get(*key) {
+            out.insert((*key).to_owned(), value.clone());
+        }
+    }
     let test_path = text_field(p, object, "settings", "testPath");
     if let Some(path) = &test_path
         && !path.starts_with('/')
@@ -91,24 +108,32 @@ fn check_settings(p: &mut Problems, kind: ConnectionKind, value: &Value) -> Opti
     }
     match kind {
         ConnectionKind::This => only_keys(p, object, "settings", &[], name),
+        ConnectionKind::Bearer | ConnectionKind::NoAuth => {
+            only_keys(p, object, "settings", &["testPath"], name);
+        }
         ConnectionKind::ApiKey => {
             only_keys(
                 p,
                 object,
                 "settings",
-                &["header", "prefix", "testPath"],
+                &["header", "query", "prefix", "testPath"],
                 name,
             );
-            let header = text_field(p, object, "settings", "header")
-                .unwrap_or_else(|| DEFAULT_KEY_HEADER.into());
-            if reqwest_like_header_name(&header).is_none() {
-                p.add(
-                    "settings.header",
-                    "invalid",
-                    "header must be an HTTP header name",
-                );
+            // The key goes in a header, or in a query parameter when one is named.
+            if let Some(query) = text_field(p, object, "settings", "query") {
+                out.insert("query".into(), json!(query));
+            } else {
+                let header = text_field(p, object, "settings", "header")
+                    .unwrap_or_else(|| DEFAULT_KEY_HEADER.into());
+                if reqwest_like_header_name(&header).is_none() {
+                    p.add(
+                        "settings.header",
+                        "invalid",
+                        "header must be an HTTP header name",
+                    );
+                }
+                out.insert("header".into(), json!(header));
             }
-            out.insert("header".into(), json!(header));
             let prefix = match object.get("prefix") {
                 Some(Value::String(s)) if s.len() <= 50 => s.clone(),
                 None | Some(Value::Null) => String::new(),
@@ -124,7 +149,12 @@ fn check_settings(p: &mut Problems, kind: ConnectionKind, value: &Value) -> Opti
             out.insert("prefix".into(), json!(prefix));
         }
         ConnectionKind::Basic => only_keys(p, object, "settings", &["testPath"], name),
-        ConnectionKind::OAuth2 => {
+        ConnectionKind::OAuth2 | ConnectionKind::OAuth2ClientCredentials => {
+            let grant_keys: &[&str] = if kind == ConnectionKind::OAuth2 {
+                &["authorizeUrl", "tokenUrl"]
+            } else {
+                &["tokenUrl"]
+            };
             only_keys(
                 p,
                 object,
@@ -139,7 +169,7 @@ fn check_settings(p: &mut Problems, kind: ConnectionKind, value: &Value) -> Opti
                 ],
                 name,
             );
-            for key in ["authorizeUrl", "tokenUrl"] {
+            for key in grant_keys.iter().copied() {
                 let url = text_field(p, object, "settings", key);
                 let valid = url
                     .as_deref()
@@ -162,7 +192,7 @@ fn check_settings(p: &mut Problems, kind: ConnectionKind, value: &Value) -> Opti
                     p.add(
                         "settings.clientId",
                         "required",
-                        "clientId is required for oauth2",
+                        format!("clientId is required for {name}"),
                     );
                 }
                 None => {}
@@ -224,13 +254,21 @@ fn check_credentials(p: &mut Problems, kind: ConnectionKind, value: &Value) -> O
     let object = object_of(p, value, "credentials")?;
     let before = p.len();
     let out = match kind {
-        ConnectionKind::This => {
+        ConnectionKind::This | ConnectionKind::NoAuth => {
             p.add(
                 "credentials",
                 "invalid",
-                "a self connection takes no credentials",
+                format!("a {name} connection takes no credentials"),
             );
             None
+        }
+        ConnectionKind::Bearer => {
+            only_keys(p, object, "credentials", &["token"], name);
+            let token = text_field(p, object, "credentials", "token");
+            if token.is_none() && !p.has("credentials.token") {
+                p.add("credentials.token", "required", "token is required");
+            }
+            token.map(|t| json!({"token": t}))
         }
         ConnectionKind::ApiKey => {
             only_keys(p, object, "credentials", &["apiKey"], name);
@@ -255,7 +293,7 @@ fn check_credentials(p: &mut Problems, kind: ConnectionKind, value: &Value) -> O
             }
             Some(json!({"username": username, "password": password}))
         }
-        ConnectionKind::OAuth2 => {
+        ConnectionKind::OAuth2 | ConnectionKind::OAuth2ClientCredentials => {
             only_keys(p, object, "credentials", &["clientSecret"], name);
             let secret = text_field(p, object, "credentials", "clientSecret");
             Some(json!({"clientSecret": secret}))
@@ -271,6 +309,8 @@ pub(super) struct Record {
     pub(super) kind: ConnectionKind,
     pub(super) base_url: Option<String>,
     pub(super) settings: Value,
+    /// The connector it was made for.
+    pub(super) connector: Option<String>,
 }
 
 /// What a write does to the sealed secret.
@@ -280,10 +320,149 @@ pub(super) enum SecretChange {
     Replace(Value),
 }
 
+/// The connection's type: the connector's auth, or as given (immutable once made).
+fn check_kind(
+    p: &mut Problems,
+    given: Patch<String>,
+    current: Option<&Record>,
+    connector: Option<&Connector>,
+) -> Option<ConnectionKind> {
+    let made = connector.map(|c| c.auth.connection_type());
+    match (given, current) {
+        (Patch::Absent, Some(c)) => Some(c.kind),
+        (Patch::Value(k), Some(c)) if k != c.kind.as_str() => {
+            p.add(
+                "type",
+                "immutable",
+                "the type of a connection cannot change; create another",
+            );
+            None
+        }
+        (Patch::Value(k), None) if made.is_some_and(|m| m != k) => {
+            p.add(
+                "type",
+                "invalid",
+                format!(
+                    "the connector signs in with {}; leave type out",
+                    made.unwrap_or_default()
+                ),
+            );
+            None
+        }
+        (Patch::Absent | Patch::Null, None) if made.is_some() => made.and_then(|m| m.parse().ok()),
+        (Patch::Value(k), _) => p
+            .take(checks::one_of("type", k, &TYPES))
+            .and_then(|k| k.parse().ok()),
+        (_, _) => {
+            p.add(
+                "type",
+                "required",
+                format!("type is required: one of {}", TYPES.join(", ")),
+            );
+            None
+        }
+    }
+}
+
+/// A connector connection's settings as given, checked against the connector's settings
+/// schema, completed with what the connector says of its auth (which the given settings may
+/// override: another token URL for a sandbox), its test request, errors and rate limit.
+fn connector_settings(p: &mut Problems, connector: &Connector, given: &Value) -> Value {
+    let mut merged = Map::new();
+    match &connector.auth {
+        Auth::ApiKey {
+            header,
+            query,
+            prefix,
+        } => {
+            if let Some(query) = query {
+                merged.insert("query".into(), json!(query));
+            } else {
+                merged.insert("header".into(), json!(header));
+            }
+            merged.insert("prefix".into(), json!(prefix.clone().unwrap_or_default()));
+        }
+        Auth::Oauth2 {
+            authorize_url,
+            token_url,
+            scopes,
+            authorize_params,
+        } => {
+            merged.insert("authorizeUrl".into(), json!(authorize_url));
+            merged.insert("tokenUrl".into(), json!(token_url));
+            merged.insert("scopes".into(), json!(scopes));
+            merged.insert("authorizeParams".into(), json!(authorize_params));
+        }
+        Auth::Oauth2ClientCredentials { token_url, scopes } => {
+            merged.insert("tokenUrl".into(), json!(token_url));
+            merged.insert("scopes".into(), json!(scopes));
+        }
+        Auth::None | Auth::Bearer | Auth::Basic => {}
+    }
+    let own: Vec<String> = connector
+        .settings
+        .as_ref()
+        .and_then(|s| s["properties"].as_object())
+        .map(|props| props.keys().cloned().collect())
+        .unwrap_or_default();
+    let overridable = ["authorizeUrl", "tokenUrl", "clientId"];
+    let mut mine = Map::new();
+    if let Some(object) = given.as_object() {
+        for (key, value) in object {
+            if own.contains(key) {
+                mine.insert(key.clone(), value.clone());
+            } else if overridable.contains(&key.as_str())
+                && connector.auth.connection_type().starts_with("oauth2")
+            {
+                merged.insert(key.clone(), value.clone());
+            } else {
+                let key = crate::store::json::shorten(key);
+                p.add(
+                    &format!("settings.{key}"),
+                    "unknown_field",
+                    format!("{key} is not a setting of the {} connector", connector.key),
+                );
+            }
+        }
+    } else if !given.is_null() {
+        p.add("settings", "invalid", "settings must be an object");
+    }
+    if let Some(schema) = &connector.settings
+        && let Ok(validator) = jsonschema::validator_for(schema)
+    {
+        for error in validator.iter_errors(&Value::Object(mine.clone())) {
+            let field = match error.kind() {
+                jsonschema::error::ValidationErrorKind::Required { property } => {
+                    format!("settings.{}", property.as_str().unwrap_or_default())
+                }
+                _ => format!(
+                    "settings{}",
+                    error.instance_path().to_string().replace('/', ".")
+                ),
+            };
+            p.add(&field, "invalid", error.to_string());
+        }
+    }
+    merged.extend(mine);
+    merged.insert("testPath".into(), json!(connector.test.path));
+    merged.insert("testMethod".into(), json!(connector.test.method));
+    if let Some(errors) = &connector.errors {
+        merged.insert("errors".into(), json!(errors));
+    }
+    if let Some(limit) = &connector.rate_limit {
+        merged.insert("rateLimit".into(), json!(limit));
+    }
+    Value::Object(merged)
+}
+
+/// Keys a connector connection keeps in its settings besides those checked by type.
+const CONNECTOR_KEYS: [&str; 3] = ["testMethod", "errors", "rateLimit"];
+
 pub(super) fn apply(
     input: ConnectionInput,
     current: Option<&Record>,
     targets: Targets,
+    connector: Option<&Connector>,
 ) -> Result<(Record, SecretChange)> {
     let mut p = Problems::default();
     // Where requests go, as given now: an address that may not be called is refused here
@@ -298,36 +477,76 @@ pub(super) fn apply(
     }
     let name = checks::patch_required(&mut p, "name", input.name, current.map(|c| c.name.clone()));
     let name = p.take(checks::required_text("name", name, SHORT_TEXT));
-    let kind = match (input.kind, current) {
-        (Patch::Absent, Some(c)) => Some(c.kind),
-        (Patch::Value(k), Some(c)) if k != c.kind.as_str() => {
-            p.add(
-                "type",
-                "immutable",
-                "the type of a connection cannot change; create another",
-            );
-            None
-        }
-        (Patch::Value(k), _) => p
-            .take(checks::one_of("type", k, &TYPES))
-            .and_then(|k| k.parse().ok()),
-        (_, _) => {
-            p.add(
-                "type",
-                "required",
-                format!("type is required: one of {}", TYPES.join(", ")),
-            );
-            None
-        }
-    };
+    let kind = check_kind(&mut p, input.kind, current, connector);
     let Some(kind) = kind else {
         p.into_result()?;
         return Err(Error::Internal("connection type missing".into()));
     };
-    let base_url = match input.base_url {
-        Patch::Absent => current.and_then(|c| c.base_url.clone()),
-        Patch::Null => None,
-        Patch::Value(url) => check_base_url(&mut p, Some(url)),
+    // A connector connection: its settings as given, completed from the connector.
+    let given_settings = match (&input.settings, connector) {
+        (Patch::Value(s), Some(c)) => Patch::Value(connector_settings(&mut p, c, s)),
+        (Patch::Absent, Some(c)) if current.is_none() => {
+            Patch::Value(connector_settings(&mut p, c, &Value::Null))
+        }
+        (Patch::Null, Some(c)) => Patch::Value(connector_settings(&mut p, c, &Value::Null)),
+        (_, _) => input.settings,
+    };
+    let extra: Vec<String> = match (connector, &given_settings) {
+        (Some(c), Patch::Value(settings)) => settings
+            .as_object()
+            .map(|o| {
+                o.keys()
+                    .filter(|k| {
+                        CONNECTOR_KEYS.contains(&k.as_str())
+                            || c.settings
+                                .as_ref()
+                                .is_some_and(|s| s["properties"].get(k.as_str()).is_some())
+                    })
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let base_url = match (input.base_url, connector) {
+        (Patch::Absent, Some(c))
+            if current.is_none() || matches!(given_settings, Patch::Value(_)) =>
+        {
+            // The connector's base URL, with the connection's settings in it.
+            let settings = match &given_settings {
+                Patch::Value(s) => s.clone(),
+                _ => current.map(|c| c.settings.clone()).unwrap_or_default(),
+            };
+            if p.has("settings") {
+                None
+            } else {
+                match crate::automation::template::render(
+                    &c.base_url,
+                    &json!({"settings": settings}),
+                ) {
+                    Ok(url) => check_base_url(&mut p, url.as_str().map(str::to_owned)),
+                    Err(e) => {
+                        p.add(
+                            "settings",
+                            "invalid",
+                            format!("the base URL cannot be made from the settings: {}", e.0),
+                        );
+                        None
+                    }
+                }
+            }
+        }
+        (Patch::Absent, _) => current.and_then(|c| c.base_url.clone()),
+        (Patch::Null, Some(_)) => {
+            p.add(
+                "baseUrl",
+                "invalid",
+                "a connector connection always has a base URL",
+            );
+            None
+        }
+        (Patch::Null, None) => None,
+        (Patch::Value(url), _) => check_base_url(&mut p, Some(url)),
     };
     if kind == ConnectionKind::This && base_url.is_some() {
         p.add(
@@ -335,26 +554,32 @@ pub(super) fn apply(
             "invalid",
             "a self connection is this instance: it takes no baseUrl",
         );
-    } else if kind != ConnectionKind::This && base_url.is_none() && !p.has("baseUrl") {
+    } else if kind != ConnectionKind::This
+        && base_url.is_none()
+        && !p.has("baseUrl")
+        && !p.has("settings")
+    {
         p.add(
             "baseUrl",
             "required",
             format!("baseUrl is required for {kind}"),
         );
     }
-    let settings = match input.settings {
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let settings = match given_settings {
         Patch::Absent => match current {
             Some(c) => Some(c.settings.clone()),
-            None => check_settings(&mut p, kind, &json!({})),
+            None => check_settings(&mut p, kind, &json!({}), &extra),
         },
-        Patch::Null => check_settings(&mut p, kind, &json!({})),
-        Patch::Value(s) => check_settings(&mut p, kind, &s),
+        Patch::Null => check_settings(&mut p, kind, &json!({}), &extra),
+        Patch::Value(s) => check_settings(&mut p, kind, &s, &extra),
     };
+    let needs_credentials = matches!(
+        kind,
+        ConnectionKind::ApiKey | ConnectionKind::Basic | ConnectionKind::Bearer
+    );
     let secret = match input.credentials {
-        Patch::Absent | Patch::Null
-            if current.is_none()
-                && matches!(kind, ConnectionKind::ApiKey | ConnectionKind::Basic) =>
-        {
+        Patch::Absent | Patch::Null if current.is_none() && needs_credentials => {
             p.add(
                 "credentials",
                 "required",
@@ -362,14 +587,13 @@ pub(super) fn apply(
             );
             SecretChange::Keep
         }
-        Patch::Absent if current.is_none() && kind == ConnectionKind::OAuth2 => {
+        Patch::Absent if current.is_none() && kind.is_oauth() => {
             SecretChange::Replace(json!({"clientSecret": null}))
         }
         // Credentials were given for a destination: a new one needs them given again, or
         // changing the base URL would send the stored secret (and a test its answer) elsewhere.
         Patch::Absent | Patch::Null
-            if current.is_some_and(|c| c.base_url != base_url)
-                && matches!(kind, ConnectionKind::ApiKey | ConnectionKind::Basic) =>
+            if current.is_some_and(|c| c.base_url != base_url) && needs_credentials =>
         {
             p.add(
                 "credentials",
@@ -392,6 +616,9 @@ pub(super) fn apply(
             kind,
             base_url,
             settings: settings.ok_or_else(missing)?,
+            connector: connector
+                .map(|c| c.key.clone())
+                .or_else(|| current.and_then(|c| c.connector.clone())),
         },
         secret,
     ))

@@ -23,11 +23,28 @@ pub enum ConnectionKind {
     /// Tokens from an authorization-code grant.
     #[serde(rename = "oauth2")]
     OAuth2,
+    /// A token in `Authorization: Bearer`.
+    #[serde(rename = "bearer")]
+    Bearer,
+    /// Tokens from a client-credentials grant (no person involved).
+    #[serde(rename = "oauth2_client_credentials")]
+    OAuth2ClientCredentials,
+    /// No credentials: a public API.
+    #[serde(rename = "none")]
+    NoAuth,
 }
 
 impl ConnectionKind {
     /// Every kind, in the order the API lists them.
-    pub const ALL: [Self; 4] = [Self::This, Self::ApiKey, Self::Basic, Self::OAuth2];
+    pub const ALL: [Self; 7] = [
+        Self::This,
+        Self::ApiKey,
+        Self::Basic,
+        Self::OAuth2,
+        Self::Bearer,
+        Self::OAuth2ClientCredentials,
+        Self::NoAuth,
+    ];
 
     /// As stored and shown.
     pub const fn as_str(self) -> &'static str {
@@ -36,7 +53,15 @@ impl ConnectionKind {
             Self::ApiKey => "api_key",
             Self::Basic => "basic",
             Self::OAuth2 => "oauth2",
+            Self::Bearer => "bearer",
+            Self::OAuth2ClientCredentials => "oauth2_client_credentials",
+            Self::NoAuth => "none",
         }
+    }
+
+    /// Whether its tokens come from an OAuth2 token endpoint.
+    pub const fn is_oauth(self) -> bool {
+        matches!(self, Self::OAuth2 | Self::OAuth2ClientCredentials)
     }
 }
 

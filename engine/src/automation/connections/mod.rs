@@ -19,11 +19,14 @@ use crate::store::patch::Patch;
 use crate::store::rows;
 
 pub const NOUN: &str = "connection";
-pub const TYPES: [&str; 4] = [
+pub const TYPES: [&str; 7] = [
     ConnectionKind::This.as_str(),
     ConnectionKind::ApiKey.as_str(),
     ConnectionKind::Basic.as_str(),
     ConnectionKind::OAuth2.as_str(),
+    ConnectionKind::Bearer.as_str(),
+    ConnectionKind::OAuth2ClientCredentials.as_str(),
+    ConnectionKind::NoAuth.as_str(),
 ];
 /// The header an `api_key` connection sends its key in unless told otherwise.
 pub const DEFAULT_KEY_HEADER: &str = "X-Api-Key";
@@ -39,6 +42,7 @@ pub const LIST: ListSpec = ListSpec {
         ("name", "name", FilterKind::Text),
         ("type", "type", FilterKind::Text),
         ("status", "status", FilterKind::Text),
+        ("connector", "connector", FilterKind::Text),
     ],
     search: Some("name"),
     soft_delete: true,
@@ -60,10 +64,12 @@ pub struct Connection {
     pub id: String,
     #[schema(example = "Acme's timix")]
     pub name: String,
-    /// `self`, `api_key`, `basic` or `oauth2`.
+    /// `self`, `api_key`, `basic`, `bearer`, `oauth2`, `oauth2_client_credentials` or `none`.
     #[serde(rename = "type")]
     #[schema(value_type = String, example = "api_key")]
     pub kind: ConnectionKind,
+    /// The connector it was made for (`slack`); none for a connection by type.
+    pub connector: Option<String>,
     /// Where its requests go (`https://timix.acme.example/api/integration/v1`); none for `self`.
     pub base_url: Option<String>,
     /// What is not secret: `header`, `prefix`, `testPath`; OAuth2 `authorizeUrl`, `tokenUrl`,
@@ -84,10 +90,15 @@ pub struct Connection {
 }
 
 /// The body of `POST /connections` and `PATCH /connections/{id}`. `credentials` by type:
-/// `api_key` `{apiKey}`, `basic` `{username, password}`, `oauth2` `{clientSecret}`.
+/// `api_key` `{apiKey}`, `bearer` `{token}`, `basic` `{username, password}`, `oauth2` and
+/// `oauth2_client_credentials` `{clientSecret}`. A connection for a connector names it
+/// (`connector: "slack"`): its type, base URL and auth come from the connector.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConnectionInput {
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "slack")]
+    pub connector: Patch<String>,
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub name: Patch<String>,
@@ -142,6 +153,7 @@ pub(crate) fn from_row(vault: Option<&Vault>, r: &row::Row) -> Result<Connection
             .unwrap_or(false),
         _ => false,
     };
+    let connector = row::get_opt_str(r, "connector")?;
     Ok(Connection {
         name: row::get_str(r, "name")?,
         base_url: row::get_opt_str(r, "base_url")?,
@@ -149,6 +161,7 @@ pub(crate) fn from_row(vault: Option<&Vault>, r: &row::Row) -> Result<Connection
         has_credentials: sealed.is_some() && kind != ConnectionKind::OAuth2 || is_authorized,
         is_authorized,
         kind,
+        connector,
         status: row::get_str(r, "status")?.parse()?,
         last_error: row::get_opt_str(r, "last_error")?,
         last_tested_at: format_opt(row::get_opt_i64(r, "last_tested_at")?),
@@ -164,7 +177,44 @@ fn record_of(r: &row::Row) -> Result<Record> {
         kind: row::get_str(r, "type")?.parse()?,
         base_url: row::get_opt_str(r, "base_url")?,
         settings: settings_of(r)?,
+        connector: row::get_opt_str(r, "connector")?,
     })
+}
+
+/// The connector a connection is made for, from the manifests the organization sees.
+fn connector_named<'m>(
+    saving: &Saving<'m>,
+    given: &Patch<String>,
+    current: Option<&Record>,
+) -> Result<Option<&'m crate::automation::connectors::Connector>> {
+    let key = match (given, current) {
+        (Patch::Value(key), Some(c)) if c.connector.as_deref() != Some(key.as_str()) => {
+            return Err(Error::validation(
+                "connector",
+                "immutable",
+                "the connector of a connection cannot change; create another",
+            ));
+        }
+        (Patch::Value(key), _) => Some(key.as_str()),
+        (_, Some(c)) => c.connector.as_deref(),
+        (_, None) => None,
+    };
+    let Some(key) = key else {
+        return Ok(None);
+    };
+    match saving.manifests.connectors.get(key) {
+        Some(loaded) => Ok(Some(&loaded.connector)),
+        // A connection outlives the connector it was made for: it keeps working as made.
+        None if current.is_some() => Ok(None),
+        None => Err(Error::validation(
+            "connector",
+            "unknown_connector",
+            format!(
+                "{} is not a connector; see GET /connectors",
+                crate::store::json::quote(key)
+            ),
+        )),
+    }
 }
 
 pub async fn list(
@@ -204,7 +254,8 @@ pub async fn create(
 ) -> Result<Connection> {
     actor.require(Permission::ManageFlows)?;
     let vault = saving.vault;
-    let (rec, secret) = apply(input, None, saving.targets)?;
+    let connector = connector_named(&saving, &input.connector, None)?;
+    let (rec, secret) = apply(input, None, saving.targets, connector)?;
     let id = ids::new_id(ids::CONNECTION);
     let sealed = match secret {
         SecretChange::Replace(value) => Some(vault.seal(&id, &value)?),
@@ -219,13 +270,14 @@ pub async fn create(
     };
     let mut tx = events::begin_write(db).await?;
     Sql::new(
-        "INSERT INTO connections (id, org_id, name, type, base_url, settings, secret, status, created_at, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO connections (id, org_id, name, type, connector, base_url, settings, secret, status, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .arg(&id)
     .arg(actor.org_id())
     .arg(&rec.name)
     .arg(rec.kind.as_str())
+    .arg(rec.connector.clone())
     .arg(rec.base_url.clone())
     .arg(rec.settings.to_string())
     .arg(sealed)
@@ -263,14 +315,15 @@ pub async fn update(
     let before = from_row(Some(vault), &row)?;
     actor.check_if_match(&before)?;
     let current = record_of(&row)?;
-    let (rec, secret) = apply(input, Some(&current), saving.targets)?;
+    let connector = connector_named(&saving, &input.connector, Some(&current))?;
+    let (rec, secret) = apply(input, Some(&current), saving.targets, connector)?;
     let endpoints_changed = rec.base_url != current.base_url || rec.settings != current.settings;
     let mut sealed = row::get_opt_str(&row, "secret")?;
     let mut secret_changed = false;
     if let SecretChange::Replace(value) = secret {
         sealed = Some(vault.seal(id, &value)?);
         secret_changed = true;
-    } else if endpoints_changed && rec.kind == ConnectionKind::OAuth2 {
+    } else if endpoints_changed && rec.kind.is_oauth() {
         // Tokens belong to the provider, client and API they came from; the client secret to
         // the provider and client.
         let mut kept = match &sealed {
@@ -389,17 +442,33 @@ pub async fn resolve(db: &Db, vault: &Vault, org_id: &str, id: &str) -> Result<O
         .transpose()
 }
 
-/// The live connections of an organization, id → type (flows check the ids they name).
+/// What a flow's check needs to know of a connection it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionRef {
+    pub kind: ConnectionKind,
+    /// The connector it was made for.
+    pub connector: Option<String>,
+}
+
+/// The live connections of an organization, by id (flows check the ids they name).
 pub async fn kinds(
     conn: impl QueryTarget,
     org_id: &str,
 ) -> Result<crate::automation::flows::ConnectionKinds> {
-    Sql::new("SELECT id, type FROM connections WHERE org_id = ? AND deleted_at IS NULL")
+    Sql::new("SELECT id, type, connector FROM connections WHERE org_id = ? AND deleted_at IS NULL")
         .arg(org_id)
         .fetch_all(conn)
         .await?
         .iter()
-        .map(|r| Ok((row::get_str(r, "id")?, row::get_str(r, "type")?.parse()?)))
+        .map(|r| {
+            Ok((
+                row::get_str(r, "id")?,
+                ConnectionRef {
+                    kind: row::get_str(r, "type")?.parse()?,
+                    connector: row::get_opt_str(r, "connector")?,
+                },
+            ))
+        })
         .collect()
 }
 

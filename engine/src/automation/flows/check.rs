@@ -144,7 +144,7 @@ fn check_trigger(
         // What GET shows (`hasSecret`, `webhookUrl`) may come back in a re-save: ignored.
         "webhook" => allowed(&["secret", "signature", "hasSecret", "webhookUrl"]),
         "schedule" => allowed(&["schedule"]),
-        "poll" => allowed(&["connectionId", "source", "schedule"]),
+        "poll" => allowed(&["connectionId", "source", "schedule", "input", "connector"]),
         _ => {
             p.add(
                 "trigger.type",
@@ -240,14 +240,15 @@ fn check_poll(
         .get("connectionId")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let kind = connections.get(connection);
-    if kind.is_none() {
+    let found = connections.get(connection);
+    if found.is_none() {
         p.add(
             "trigger.connectionId",
             if connection.is_empty() { "required" } else { "not_found" },
             "trigger.connectionId must name a connection of this organization (self polls this instance)",
         );
     }
+    let kind = found.map(|c| c.kind);
     let schedule = object
         .get("schedule")
         .and_then(Value::as_str)
@@ -255,7 +256,16 @@ fn check_poll(
     if let Err(message) = parse_schedule(schedule) {
         p.add("trigger.schedule", "invalid", message);
     }
+    let mut stored = json!({"type": "poll", "connectionId": connection, "schedule": schedule});
     let source = match object.get("source") {
+        Some(Value::String(key)) if key.contains('.') => {
+            let input = object.get("input").cloned().unwrap_or(json!({}));
+            if let Some(version) = check_connector_source(p, manifests, found, key, &input) {
+                stored["input"] = input;
+                stored["connector"] = json!(version);
+            }
+            Some(json!(key))
+        }
         Some(Value::String(key)) => {
             if !manifests.triggers.contains_key(key) {
                 p.add(
@@ -269,7 +279,7 @@ fn check_poll(
             Some(json!(key))
         }
         Some(Value::Object(http)) => {
-            if kind == Some(&ConnectionKind::This) {
+            if kind == Some(ConnectionKind::This) {
                 p.add(
                     "trigger.source",
                     "invalid",
@@ -282,17 +292,86 @@ fn check_poll(
             p.add(
                 "trigger.source",
                 "required",
-                "trigger.source must be a trigger manifest key (new_customer) or an HTTP source {url, items, id, …}",
+                "trigger.source must be a trigger manifest key (new_customer), a connector's trigger (slack.new_message) or an HTTP source {url, items, id, …}",
             );
             None
         }
     };
+    if object.get("input").is_some_and(|i| !i.is_null())
+        && stored["input"].is_null()
+        && !p.has("trigger")
+    {
+        p.add(
+            "trigger.input",
+            "unknown_field",
+            "input is the fields of a connector's trigger (source: slack.new_message)",
+        );
+    }
+    stored["source"] = source.unwrap_or(Value::Null);
     (p.len() == before).then(|| CheckedTrigger {
         kind: "poll".into(),
         event: None,
-        stored: json!({"type": "poll", "connectionId": connection, "source": source, "schedule": schedule}),
+        stored,
         secret: None,
     })
+}
+
+/// Checks a connector's poll trigger as a flow's source: it exists, its connection is to that
+/// connector, its input fits the trigger's schema. The connector's version, to keep.
+fn check_connector_source(
+    p: &mut Problems,
+    manifests: &Manifests,
+    connection: Option<&crate::automation::connections::ConnectionRef>,
+    key: &str,
+    input: &Value,
+) -> Option<String> {
+    let Some((loaded, name)) = manifests.connector_of(key) else {
+        p.add(
+            "trigger.source",
+            "unknown_manifest",
+            format!("{key:?} is not a trigger of a connector; see GET /connectors"),
+        );
+        return None;
+    };
+    let poll = loaded.trigger(name).filter(|t| {
+        matches!(
+            t.how,
+            crate::automation::connectors::TriggerHow::Poll { .. }
+        )
+    });
+    if poll.is_none() {
+        p.add(
+            "trigger.source",
+            "unknown_manifest",
+            format!("{name} is not a poll trigger of {}", loaded.connector.label),
+        );
+        return None;
+    }
+    if let Some(c) = connection
+        && c.connector.as_deref() != Some(loaded.connector.key.as_str())
+    {
+        p.add(
+            "trigger.connectionId",
+            "invalid",
+            format!(
+                "{key} reads through a connection to {}",
+                loaded.connector.label
+            ),
+        );
+    }
+    if !input.is_object() {
+        p.add(
+            "trigger.input",
+            "invalid",
+            "trigger.input must be an object",
+        );
+        return None;
+    }
+    for (path, message) in loaded.check_trigger_input(name, input) {
+        let field = format!("trigger.input{}", path.replace('/', "."));
+        p.add(&field, "invalid", message);
+    }
+    Some(loaded.version_id.clone())
 }
 
 /// An HTTP source: `{url, query?, items?, id?, version?, since?: {param, field}, next?: {param,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::access::auth::{Actor, Permission};
-use crate::automation::connections::ConnectionKind;
+use crate::automation::manifest::Manifests;
 use crate::automation::quotas::Counted;
 use crate::automation::saving::Saving;
 use crate::error::{Error, Result};
@@ -30,7 +30,8 @@ pub const SIGNATURE_SCHEMES: [&str; 5] = ["standard", "stripe", "github", "slack
 /// The scheme of a new webhook trigger that has a secret and names no scheme.
 pub const DEFAULT_SIGNATURE: &str = "standard";
 /// The connections of an organization a flow may name: id → type.
-pub type ConnectionKinds = std::collections::BTreeMap<String, ConnectionKind>;
+pub type ConnectionKinds =
+    std::collections::BTreeMap<String, crate::automation::connections::ConnectionRef>;
 
 pub const LIST: ListSpec = ListSpec {
     table: "flows",
@@ -211,6 +212,42 @@ pub async fn get(db: &Db, actor: &Actor, id: &str) -> Result<Flow> {
     Ok(flow)
 }
 
+/// Keeps the connector versions a flow is saved with (found in its definition by id), so that
+/// its runs find them whatever becomes of the connectors.
+async fn remember_connectors(tx: &mut Tx, manifests: &Manifests, rec: &Record) -> Result<()> {
+    let mut ids = std::collections::BTreeSet::new();
+    pinned(&rec.steps, &mut ids);
+    pinned(&rec.trigger.stored, &mut ids);
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let used: Vec<&crate::automation::connectors::Loaded> = manifests
+        .connectors
+        .values()
+        .filter(|c| ids.contains(c.version_id.as_str()))
+        .map(|c| &**c)
+        .collect();
+    crate::automation::connectors::store::remember(tx, &used).await
+}
+
+/// The connector versions (`connector: cnv_…`) named anywhere in a definition.
+fn pinned<'v>(value: &'v Value, out: &mut std::collections::BTreeSet<&'v str>) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map {
+                match (key.as_str(), inner) {
+                    ("connector", Value::String(id)) => {
+                        out.insert(id);
+                    }
+                    _ => pinned(inner, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| pinned(i, out)),
+        _ => {}
+    }
+}
+
 pub async fn create(db: &Db, saving: Saving<'_>, actor: &Actor, input: FlowInput) -> Result<Flow> {
     let Saving {
         manifests,
@@ -258,6 +295,7 @@ pub async fn create(db: &Db, saving: Saving<'_>, actor: &Actor, input: FlowInput
     .execute(&mut tx)
     .await?;
     versions::keep(&mut tx, &id, 1, &rec, &actor.user_id).await?;
+    remember_connectors(&mut tx, manifests, &rec).await?;
     let flow = reload(&mut tx, &id).await?;
     crate::automation::polls::follow(&mut tx, &flow).await?;
     events::created(&mut tx, actor.org_id(), NOUN, &id, &flow).await?;
@@ -349,6 +387,7 @@ pub async fn update(
     };
     let version = if versions::differs(&rec, &current) {
         versions::keep(&mut tx, id, before.version + 1, &rec, &actor.user_id).await?;
+        remember_connectors(&mut tx, manifests, &rec).await?;
         before.version + 1
     } else {
         before.version

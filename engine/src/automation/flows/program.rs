@@ -76,6 +76,9 @@ pub enum NodeKind {
 pub struct ActionNode {
     pub action: String,
     pub connection_id: Option<String>,
+    /// The version of the action's connector the flow was saved with (`cnv_…`); none for
+    /// timix's own actions.
+    pub connector: Option<String>,
     pub input: Value,
     pub on_error: OnError,
     /// Find-or-create: what a search that finds nothing creates instead.
@@ -230,7 +233,14 @@ impl Parser<'_, '_> {
         };
         let before = self.p.len();
         let allowed: &[&str] = match kind {
-            "action" => &["action", "connectionId", "input", "onError", "orCreate"],
+            "action" => &[
+                "action",
+                "connectionId",
+                "input",
+                "onError",
+                "orCreate",
+                "connector",
+            ],
             "filter" => &["condition"],
             "if" => &["condition", "then", "else"],
             "switch" => &["mode", "cases", "default"],
@@ -370,6 +380,17 @@ impl Parser<'_, '_> {
         };
         let input = object.get("input").cloned().unwrap_or(json!({}));
         self.check_action(at, action, connection_id.as_deref(), &input);
+        // Saved: the connector's version now; stored: the version it was saved with.
+        let connector = match self.names {
+            Some(names) => names
+                .manifests
+                .connector_of(action)
+                .map(|(c, _)| c.version_id.clone()),
+            None => object
+                .get("connector")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        };
         let on_error = match object.get("onError") {
             None | Some(Value::Null) => OnError::Fail,
             Some(Value::String(s)) if s == "fail" => OnError::Fail,
@@ -407,13 +428,23 @@ impl Parser<'_, '_> {
                     .and_then(Value::as_str)
                     .unwrap_or_default();
                 let create_input = create.get("input").cloned().unwrap_or(json!({}));
-                // Its connection is the search's, checked above.
+                // Its connection is the search's.
                 self.check_action(
                     &format!("{at}.orCreate"),
                     create_action,
-                    None,
+                    connection_id.as_deref(),
                     &create_input,
                 );
+                if create_action.split_once('.').map(|(c, _)| c)
+                    != action.split_once('.').map(|(c, _)| c)
+                    && !create_action.is_empty()
+                {
+                    self.p.add(
+                        &format!("{at}.orCreate.action"),
+                        "invalid",
+                        "orCreate creates with the search's connector (and connection)",
+                    );
+                }
                 if let Some(names) = self.names
                     && names
                         .manifests
@@ -444,6 +475,7 @@ impl Parser<'_, '_> {
         Some(ActionNode {
             action: action.to_owned(),
             connection_id,
+            connector,
             input,
             on_error,
             or_create,
@@ -483,22 +515,50 @@ impl Parser<'_, '_> {
             );
             return;
         };
-        if let Some(id) = connection {
-            match names.connections.get(id) {
-                Some(ConnectionKind::This) if action.request.url.is_some() => self.p.add(
-                    &format!("{at}.connectionId"),
-                    "invalid",
-                    format!(
-                        "{action_key} calls a URL: give it a connection with a base URL, or none"
-                    ),
+        let connector = names.manifests.connector_of(action_key).map(|(c, _)| c);
+        match (connection, connector) {
+            (None, Some(c)) => self.p.add(
+                &format!("{at}.connectionId"),
+                "required",
+                format!(
+                    "{action_key} needs a connection to {}; see POST /connections with connector: {}",
+                    c.connector.label, c.connector.key
                 ),
+            ),
+            (None, None) => {}
+            (Some(id), _) => match names.connections.get(id) {
+                Some(found)
+                    if connector.is_some_and(|c| {
+                        found.connector.as_deref() != Some(c.connector.key.as_str())
+                    }) =>
+                {
+                    self.p.add(
+                        &format!("{at}.connectionId"),
+                        "invalid",
+                        format!(
+                            "{id} is not a connection to {}: {action_key} needs one",
+                            connector.map_or("", |c| c.connector.label.as_str())
+                        ),
+                    )
+                }
+                Some(found)
+                    if found.kind == ConnectionKind::This && action.request.url.is_some() =>
+                {
+                    self.p.add(
+                        &format!("{at}.connectionId"),
+                        "invalid",
+                        format!(
+                            "{action_key} calls a URL: give it a connection with a base URL, or none"
+                        ),
+                    )
+                }
                 Some(_) => {}
                 None => self.p.add(
                     &format!("{at}.connectionId"),
                     "not_found",
                     "connectionId does not name a connection of this organization",
                 ),
-            }
+            },
         }
         let properties = action.input["properties"].as_object();
         let closed = action.input["additionalProperties"] == Value::Bool(false);
@@ -770,6 +830,9 @@ impl Node {
         match &self.kind {
             NodeKind::Action(a) => {
                 let mut step = json!({"key": key, "action": a.action, "connectionId": a.connection_id, "input": a.input});
+                if let Some(version) = &a.connector {
+                    step["connector"] = json!(version);
+                }
                 match &a.on_error {
                     OnError::Fail => {}
                     OnError::Continue => step["onError"] = json!("continue"),

@@ -19,9 +19,15 @@ fn manifests() -> &'static Manifests {
 }
 
 fn connections() -> ConnectionKinds {
-    [("con_1".to_owned(), ConnectionKind::This)]
-        .into_iter()
-        .collect()
+    [(
+        "con_1".to_owned(),
+        crate::automation::connections::ConnectionRef {
+            kind: ConnectionKind::This,
+            connector: None,
+        },
+    )]
+    .into_iter()
+    .collect()
 }
 
 fn valid() -> Value {

@@ -1,0 +1,31 @@
+-- Connectors as data. An organization's own connectors (installed through the API), each with
+-- its current version; every version a flow may name, the organization's and snapshots of the
+-- catalogue's and the instance's, kept for as long as flows may run them.
+CREATE TABLE connectors (
+    id          TEXT PRIMARY KEY,
+    org_id      TEXT NOT NULL REFERENCES organizations (id),
+    key         TEXT NOT NULL,
+    -- The current version (a row of connector_versions).
+    version_id  TEXT NOT NULL,
+    revision    BIGINT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL,
+    deleted_at  BIGINT
+);
+CREATE UNIQUE INDEX connectors_live_key ON connectors (org_id, key) WHERE deleted_at IS NULL;
+CREATE INDEX connectors_created ON connectors (org_id, created_at, id);
+
+CREATE TABLE connector_versions (
+    -- Derived from the document and who owns it: the same document is the same version.
+    id          TEXT PRIMARY KEY,
+    -- None for a catalogue or instance connector.
+    org_id      TEXT,
+    key         TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    -- The document, as JSON.
+    document    TEXT NOT NULL,
+    created_at  BIGINT NOT NULL
+);
+
+-- The connector a connection was made for (none: a connection by type, as before).
+ALTER TABLE connections ADD COLUMN connector TEXT;
