@@ -141,7 +141,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Org { command } => operator::org(open_database(&settings), command).await,
         Command::Manifests {
             command: ManifestsCommand::Check { dir },
-        } => operator::check_manifests(dir.as_deref()),
+        } => operator::check_manifests(dir.as_deref(), settings.connectors_dir.as_deref()),
         Command::Export(args) => operator::export(args),
     }
 }

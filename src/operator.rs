@@ -6,6 +6,7 @@ use timix_connectors::apps;
 use timix_engine::Db;
 use timix_engine::access::bootstrap::{BootstrapInput, bootstrap as create_organization};
 use timix_engine::access::organizations::{self, BillingState, Plan};
+use timix_engine::automation::connectors::Registry;
 use timix_engine::automation::manifest::{ManifestProblem, Manifests};
 
 /// `timix bootstrap`.
@@ -50,9 +51,11 @@ pub enum ExportPlatform {
 
 #[derive(Subcommand)]
 pub enum ManifestsCommand {
-    /// Check manifests against the meta-schema: every problem with its file and path; exit 1 on any.
+    /// Check manifests and connectors against the meta-schema: every problem with its file and
+    /// path; exit 1 on any.
     Check {
-        /// A folder laid out like `manifests/` (`actions/`, `triggers/`); the built-in ones if absent.
+        /// A folder laid out like `manifests/connectors/timix/` (`actions/`, `triggers/`); the
+        /// built-in ones if absent. The catalogue and `--connectors-dir` are checked too.
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },
@@ -239,24 +242,65 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `timix manifests check`: a summary on success, every problem on failure.
-pub fn check_manifests(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
-    match load_manifests(dir) {
+/// `timix manifests check`: timix's manifests (or a folder of them), the connector catalogue
+/// and the operator's connectors folder, if one is set; a summary on success, every problem
+/// with its file and path on failure.
+pub fn check_manifests(
+    dir: Option<&std::path::Path>,
+    connectors_dir: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let mut problems = Vec::new();
+    let manifests = match load_manifests(dir) {
         Ok(m) => {
             println!(
                 "{} actions and {} triggers: all valid",
                 m.actions.len(),
                 m.triggers.len()
             );
-            Ok(())
+            std::sync::Arc::new(m)
         }
-        Err(problems) => {
-            for problem in &problems {
-                println!("{problem}");
-            }
-            Err(anyhow!("{} problem(s) in the manifests", problems.len()))
+        Err(found) => {
+            problems.extend(found);
+            std::sync::Arc::new(Manifests::default())
         }
+    };
+    if let Some(folder) = connectors_dir
+        && !folder.is_dir()
+    {
+        return Err(anyhow!(
+            "the connectors folder {} cannot be read",
+            folder.display()
+        ));
     }
+    match Registry::new(manifests, connectors_dir.map(std::path::Path::to_path_buf)) {
+        Ok(registry) => {
+            let found = registry.instance_problems();
+            let connectors = registry.shared();
+            println!(
+                "{} connectors ({}): {}",
+                connectors.len(),
+                connectors
+                    .iter()
+                    .map(|c| c.connector.key.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if found.is_empty() {
+                    "all valid"
+                } else {
+                    "the others are invalid"
+                }
+            );
+            problems.extend(found);
+        }
+        Err(found) => problems.extend(found),
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    for problem in &problems {
+        println!("{problem}");
+    }
+    Err(anyhow!("{} problem(s) in the manifests", problems.len()))
 }
 
 /// Engine errors for a terminal: validation details spelled out.

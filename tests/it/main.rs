@@ -12,6 +12,7 @@ mod apps;
 mod auth;
 mod bad_input;
 mod connections;
+mod connectors;
 mod errors;
 mod events;
 mod flow_settings;

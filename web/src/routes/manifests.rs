@@ -9,8 +9,9 @@ use serde::Serialize;
 use serde_json::Value;
 use timix_engine::Error;
 use timix_engine::access::auth::Permission;
+use timix_engine::automation::connectors::ConnectorTrigger;
 use timix_engine::automation::manifest::ActionKind;
-use timix_engine::automation::manifest::{ActionManifest, TriggerManifest};
+use timix_engine::automation::manifest::{ActionManifest, Manifests, TriggerManifest};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -41,6 +42,9 @@ pub struct ManifestView {
     pub event: Option<String>,
     /// What a record looks like.
     pub sample: Value,
+    /// The connector it belongs to (`slack`); none for timix's own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connector: Option<String>,
 }
 
 /// Every manifest.
@@ -62,6 +66,7 @@ fn action_view(a: &ActionManifest) -> ManifestView {
         input_schema: Some(a.input.clone()),
         event: None,
         sample: a.sample.clone(),
+        connector: a.key.split_once('.').map(|(c, _)| c.to_owned()),
     }
 }
 
@@ -76,22 +81,53 @@ fn trigger_view(t: &TriggerManifest) -> ManifestView {
         input_schema: None,
         event: Some(t.event.clone()),
         sample: t.sample.clone(),
+        connector: None,
     }
 }
 
-/// Every action and trigger manifest, actions first, each by key.
+/// A connector's trigger (`slack.new_message`): its input is the trigger's own fields.
+fn connector_trigger_view(connector: &str, t: &ConnectorTrigger) -> ManifestView {
+    ManifestView {
+        key: format!("{connector}.{}", t.key),
+        kind: "trigger",
+        action_kind: None,
+        noun: t.noun.clone(),
+        label: t.label.clone(),
+        description: t.description.clone(),
+        input_schema: t.input.clone(),
+        event: None,
+        sample: t.sample.clone(),
+        connector: Some(connector.to_owned()),
+    }
+}
+
+/// Every manifest an organization's flows may name: timix's, then its connectors'.
+fn views(manifests: &Manifests) -> Vec<ManifestView> {
+    let connector_triggers = manifests.connectors.values().flat_map(|c| {
+        let key = c.connector.key.clone();
+        c.connector
+            .triggers
+            .iter()
+            .map(move |t| connector_trigger_view(&key, t))
+            .collect::<Vec<_>>()
+    });
+    manifests
+        .actions
+        .values()
+        .map(action_view)
+        .chain(manifests.triggers.values().map(trigger_view))
+        .chain(connector_triggers)
+        .collect()
+}
+
+/// Every action and trigger manifest the organization's flows may name: timix's (actions
+/// first), then its connectors' triggers (`slack.new_message`), each by key.
 #[utoipa::path(get, path = "/manifests", tag = "manifests",
     responses((status = 200, body = ManifestList, headers(("X-Total-Count" = i64))),
               (status = "4XX", body = ErrorEnvelope)))]
 pub async fn list(State(state): State<AppState>, Auth(actor): Auth) -> ApiResult<Response> {
     actor.require(Permission::ReadAll)?;
-    let items: Vec<ManifestView> = state
-        .manifests
-        .actions
-        .values()
-        .map(action_view)
-        .chain(state.manifests.triggers.values().map(trigger_view))
-        .collect();
+    let items = views(&state.manifests_for(actor.org_id()).await?);
     let total = items.len();
     let mut response = Json(ManifestList {
         items,
@@ -112,12 +148,9 @@ pub async fn get(
     Path(key): Path<String>,
 ) -> ApiResult<Json<ManifestView>> {
     actor.require(Permission::ReadAll)?;
-    let manifests = &state.manifests;
-    manifests
-        .actions
-        .get(&key)
-        .map(action_view)
-        .or_else(|| manifests.triggers.get(&key).map(trigger_view))
+    views(&state.manifests_for(actor.org_id()).await?)
+        .into_iter()
+        .find(|m| m.key == key)
         .map(Json)
         .ok_or_else(|| Error::NotFound("manifest").into())
 }

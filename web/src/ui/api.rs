@@ -15,12 +15,16 @@ pub struct ApiFailure {
     pub code: String,
     pub message: String,
     pub fields: BTreeMap<String, String>,
+    /// Every problem as the API listed it, `(path, message)`, in its order (`fields` keeps
+    /// the first of each path).
+    pub problems: Vec<(String, String)>,
 }
 
 impl ApiFailure {
     fn from_body(status: u16, body: &Value) -> Self {
         let error = &body["error"];
         let mut fields = BTreeMap::new();
+        let mut problems = Vec::new();
         for detail in error["details"].as_array().into_iter().flatten() {
             if let (Some(field), Some(message)) =
                 (detail["field"].as_str(), detail["message"].as_str())
@@ -28,6 +32,7 @@ impl ApiFailure {
                 fields
                     .entry(field.to_owned())
                     .or_insert_with(|| message.to_owned());
+                problems.push((field.to_owned(), message.to_owned()));
             }
         }
         Self {
@@ -38,22 +43,31 @@ impl ApiFailure {
                 .unwrap_or("the request was refused")
                 .to_owned(),
             fields,
+            problems,
         }
     }
 
     /// An engine error, as the API would have answered it.
     pub fn from_engine(error: timix_engine::Error) -> Self {
         let error = ApiError::from(error);
+        let problems: Vec<(String, String)> = error
+            .details
+            .into_iter()
+            .flatten()
+            .map(|d| (d.field, d.message))
+            .collect();
+        let mut fields = BTreeMap::new();
+        for (field, message) in &problems {
+            fields
+                .entry(field.clone())
+                .or_insert_with(|| message.clone());
+        }
         Self {
             status: error.status.as_u16(),
             code: error.code.to_owned(),
             message: error.message,
-            fields: error
-                .details
-                .into_iter()
-                .flatten()
-                .map(|d| (d.field, d.message))
-                .collect(),
+            fields,
+            problems,
         }
     }
 
@@ -107,6 +121,12 @@ impl Ui {
         body: Value,
     ) -> Result<Value, ApiFailure> {
         self.call(viewer, "POST", path, Some(body))
+            .await
+            .map(|r| r.0)
+    }
+
+    pub async fn put(&self, viewer: &Viewer, path: &str, body: Value) -> Result<Value, ApiFailure> {
+        self.call(viewer, "PUT", path, Some(body))
             .await
             .map(|r| r.0)
     }
