@@ -216,6 +216,7 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
             queues,
             manifests: state.manifests.clone(),
             connectors,
+            public_url: state.public_url.clone(),
             vault,
             admission: state.admission.clone(),
             performer: state.performer.clone(),

@@ -37,7 +37,7 @@ pub struct ExportArgs {
     /// The folder to write the app into (created if needed).
     #[arg(long)]
     out: std::path::PathBuf,
-    /// A folder laid out like `manifests/`; the built-in manifests if absent.
+    /// A folder laid out like `manifests/connectors/timix/`; the built-in manifests if absent.
     #[arg(long)]
     manifests: Option<std::path::PathBuf>,
 }

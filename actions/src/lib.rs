@@ -120,6 +120,43 @@ pub struct Call {
     pub encoding: Encoding,
 }
 
+impl Call {
+    /// The request a connector describes (a lookup, a subscription), its templates rendered
+    /// with `data`; query values that render empty are left out.
+    pub fn described(
+        spec: &timix_engine::automation::connectors::HttpRequest,
+        data: &Value,
+    ) -> Result<Call, String> {
+        let render = |text: &str| -> Result<String, String> {
+            render_tree(&Value::String(text.to_owned()), data, "request").map(|v| text_of(&v))
+        };
+        let target = render_tree(&Value::String(spec.path.clone()), &path_data(data), "path")
+            .map(|v| text_of(&v))?;
+        let mut call = Call {
+            method: spec.method.clone(),
+            target,
+            encoding: spec.encoding,
+            ..Call::default()
+        };
+        for (name, text) in &spec.query {
+            let value = render(text)?;
+            if !value.is_empty() && value != "null" {
+                call.query.push((name.clone(), value));
+            }
+        }
+        for (name, text) in &spec.headers {
+            let value = render(text)?;
+            if !value.is_empty() && value != "null" {
+                call.headers.push((name.clone(), value));
+            }
+        }
+        if let Some(body) = &spec.body {
+            call.body = Some(render_tree(body, data, "request.body")?);
+        }
+        Ok(call)
+    }
+}
+
 /// The error a connection's connector reads in an answer: any answer that is not 2xx, and a
 /// 2xx the connector says is a failure (`errors.failWhen`, as Slack's `{ok: false}`), with its
 /// message from `errors.message`. None for a 2xx that is fine.
@@ -266,6 +303,32 @@ impl Performer {
                 body: call.body.clone(),
             };
             return Ok(this.call(actor.clone(), call).await);
+        }
+        let url = connecting::url_on(connection, &call.target)
+            .map_err(|message| ActionResult::Fail(failure("invalid_input", message)))?;
+        let request = Request {
+            method: &call.method,
+            url: &url,
+            query: &call.query,
+            headers: &call.headers,
+            body: call.body.as_ref(),
+            encoding: call.encoding,
+        };
+        self.send(request, Some(connection)).await
+    }
+
+    /// A request through a connection to another system (never `self`), made on nobody's
+    /// behalf: a subscription made or ended for a flow.
+    pub async fn call_out(
+        &self,
+        connection: &Resolved,
+        call: &Call,
+    ) -> Result<Reply, ActionResult> {
+        if connection.kind == ConnectionKind::This {
+            return Err(ActionResult::Fail(failure(
+                "invalid_input",
+                "this instance is not reached through a subscription",
+            )));
         }
         let url = connecting::url_on(connection, &call.target)
             .map_err(|message| ActionResult::Fail(failure("invalid_input", message)))?;
@@ -550,25 +613,47 @@ pub fn render_tree(value: &Value, data: &Value, at: &str) -> Result<Value, Strin
     }
 }
 
-/// The input with each text value percent-encoded as a path segment (RFC 3986 unreserved
-/// characters kept).
+/// A text percent-encoded as one path segment (RFC 3986 unreserved characters kept).
+fn encode_segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The input with each text value percent-encoded as a path segment.
 fn segments(input: &Value) -> Value {
-    let encode = |text: &str| -> String {
-        text.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                    char::from(b).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect()
-    };
     match input {
         Value::Object(map) => Value::Object(
             map.iter()
                 .map(|(k, v)| match v {
-                    Value::String(s) => (k.clone(), Value::String(encode(s))),
+                    Value::String(s) => (k.clone(), Value::String(encode_segment(s))),
                     other => (k.clone(), other.clone()),
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// What a path template sees: `data` with every text one level down (`input.folder`,
+/// `subscription.id`) or at the top (`q`) encoded as one segment, so that a value cannot reach
+/// another endpoint.
+pub fn path_data(data: &Value) -> Value {
+    match data {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        Value::String(s) => Value::String(encode_segment(s)),
+                        Value::Object(_) => segments(v),
+                        other => other.clone(),
+                    };
+                    (k.clone(), v)
                 })
                 .collect(),
         ),

@@ -7,7 +7,7 @@ use timix_engine::automation::connections::Resolved;
 use timix_engine::automation::connectors::{Lookup, dig};
 
 use crate::paging::{self, Page};
-use crate::{ActionResult, Call, Caller, Performer, render_tree, text_of};
+use crate::{ActionResult, Call, Caller, Performer, text_of};
 
 /// What a dropdown asks for.
 #[derive(Debug, Clone, Copy)]
@@ -49,27 +49,7 @@ impl Performer {
             None => paging::first(pagination),
         };
         let data = json!({"q": q, "input": input, "next": page.as_template_value()});
-        let render = |text: &str| -> Result<String, String> {
-            render_tree(&Value::String(text.to_owned()), &data, "request").map(|v| text_of(&v))
-        };
-        let mut call = Call {
-            method: lookup.request.method.clone(),
-            target: render(&lookup.request.path)?,
-            encoding: lookup.request.encoding,
-            ..Call::default()
-        };
-        for (name, text) in &lookup.request.query {
-            let value = render(text)?;
-            if !value.is_empty() && value != "null" {
-                call.query.push((name.clone(), value));
-            }
-        }
-        for (name, text) in &lookup.request.headers {
-            call.headers.push((name.clone(), render(text)?));
-        }
-        if let Some(body) = &lookup.request.body {
-            call.body = Some(render_tree(body, &data, "request.body")?);
-        }
+        let mut call = Call::described(&lookup.request, &data)?;
         if let (Some(search), false) = (&lookup.search, q.is_empty()) {
             call.query.push((search.param.clone(), q.to_owned()));
         }

@@ -29,3 +29,21 @@ CREATE TABLE connector_versions (
 
 -- The connector a connection was made for (none: a connection by type, as before).
 ALTER TABLE connections ADD COLUMN connector TEXT;
+
+-- A connector's webhook trigger subscribed at the system it watches: one row per flow while a
+-- subscription exists (or is being made), with the trigger it was made for.
+CREATE TABLE trigger_subscriptions (
+    flow_id         TEXT PRIMARY KEY,
+    org_id          TEXT NOT NULL,
+    connection_id   TEXT NOT NULL,
+    -- The flow's trigger as subscribed (its source, input and connector version).
+    trigger         TEXT NOT NULL,
+    -- The system's id of the subscription, once made.
+    remote_id       TEXT,
+    -- 'pending' (being made), 'active', or 'failed' (tried again at next_attempt_at).
+    status          TEXT NOT NULL,
+    failures        BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT NOT NULL,
+    last_error      TEXT,
+    updated_at      BIGINT NOT NULL
+);

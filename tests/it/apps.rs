@@ -68,7 +68,7 @@ async fn a_new_manifest_appears_in_all_three_apps() {
     let server = Server::start().await;
     let manifests = temp_dir("manifests");
     copy_dir(
-        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("manifests"),
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("manifests/connectors/timix"),
         &manifests,
     );
     std::fs::write(

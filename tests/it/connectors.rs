@@ -455,3 +455,214 @@ async fn the_operators_folder_is_read_again_without_a_restart_and_a_broken_file_
         .await
         .expect_error(409, "key_taken");
 }
+
+/// A service that keeps webhook subscriptions: what it was asked to make and to end.
+#[derive(Clone, Default)]
+struct Hooks {
+    made: Arc<Mutex<Vec<Value>>>,
+    ended: Arc<Mutex<Vec<String>>>,
+}
+
+const WATCHED: &str = r#"
+key: folders
+label: Folders
+version: 1.0.0
+description: Folders that tell who watches them.
+baseUrl: https://folders.example/api
+auth: {type: bearer}
+test: {method: GET, path: /me}
+actions:
+  - key: touch
+    kind: request
+    noun: Folder
+    label: Touch a folder
+    description: Touches a folder.
+    input: {type: object, properties: {name: {type: string}}}
+    request: {method: POST, path: /touch}
+    output: {select: item}
+    sample: {}
+  - key: touch_again
+    kind: request
+    noun: Folder
+    label: Touch a folder again
+    description: Touches a folder again.
+    input: {type: object, properties: {name: {type: string}}}
+    request: {method: POST, path: /touch}
+    output: {select: item}
+    sample: {}
+triggers:
+  - key: note_added
+    kind: webhook
+    noun: Note
+    label: Note added
+    description: Each note added to a folder, sent by the service.
+    input: {type: object, required: [folder], properties: {folder: {type: string}}}
+    subscribe:
+      method: POST
+      path: "/folders/{{input.folder}}/hooks"
+      body: {url: "{{webhookUrl}}", secret: "{{secret}}"}
+      id: hook.id
+    unsubscribe: {method: DELETE, path: "/folders/{{input.folder}}/hooks/{{subscription.id}}"}
+    signature: github
+    sample: {text: Hello}
+"#;
+
+#[tokio::test]
+async fn a_webhook_trigger_is_subscribed_while_its_flow_is_enabled() {
+    use axum::extract::Path;
+    let hooks = Hooks::default();
+    let app = axum::Router::new()
+        .route(
+            "/api/folders/{folder}/hooks",
+            axum::routing::post(
+                |State(hooks): State<Hooks>, Path(folder): Path<String>, axum::Json(body): axum::Json<Value>| async move {
+                    if folder == "locked" {
+                        return (
+                            axum::http::StatusCode::FORBIDDEN,
+                            axum::Json(json!({"message": "this folder is locked"})),
+                        )
+                            .into_response();
+                    }
+                    hooks.made.lock().unwrap().push(json!({"folder": folder, "body": body}));
+                    axum::Json(json!({"hook": {"id": "h7"}})).into_response()
+                },
+            ),
+        )
+        .route(
+            "/api/folders/{folder}/hooks/{id}",
+            axum::routing::delete(
+                |State(hooks): State<Hooks>, Path((folder, id)): Path<(String, String)>| async move {
+                    hooks.ended.lock().unwrap().push(format!("{folder}/{id}"));
+                    axum::http::StatusCode::NO_CONTENT
+                },
+            ),
+        )
+        .with_state(hooks.clone());
+    let base = format!("{}/api", standins::serve(app).await);
+    let server = standins::server().await;
+    let org = server.db.bootstrap("business");
+    let c = server.as_key(&org.key);
+    install(&c, WATCHED).await.expect(201);
+    let connection = c
+        .post(
+            "/connections",
+            json!({"name": "Folders", "connector": "folders", "baseUrl": base, "credentials": {"token": "t"}}),
+        )
+        .await
+        .expect(201)
+        .id();
+    let flow = c
+        .post(
+            "/flows",
+            json!({"name": "Notes become customers",
+                   "trigger": {"type": "webhook", "source": "folders.note_added", "connectionId": connection,
+                               "input": {"folder": "inbox"}},
+                   "steps": [{"key": "c", "action": "create_customer", "input": {"name": "{{trigger.text}}"}}]}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(flow.body["trigger"]["signature"], "github");
+    assert_eq!(flow.body["trigger"]["hasSecret"], true);
+    let path = flow.body["trigger"]["webhookUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let flow = flow.id();
+
+    // Made at once, with the flow's URL and the secret the service signs with.
+    let made = eventually(
+        "the subscription",
+        || async { json!(hooks.made.lock().unwrap().clone()) },
+        |made| made.as_array().unwrap().len() == 1,
+    )
+    .await;
+    let made = &made[0];
+    assert_eq!(made["folder"], "inbox");
+    assert_eq!(made["body"]["url"], server.url(&path));
+    let secret = made["body"]["secret"].as_str().unwrap().to_owned();
+    assert!(secret.len() >= 24, "{secret}");
+
+    // The service's calls, signed with that secret, start runs; others are refused.
+    let body = json!({"text": "Hello"}).to_string();
+    let signature = format!(
+        "sha256={}",
+        crate::harness::hmac_hex(&secret, body.as_bytes())
+    );
+    let sent = c
+        .send(
+            c.request(reqwest::Method::POST, &path)
+                .header("content-type", "application/json")
+                .header("x-hub-signature-256", signature)
+                .body(body.clone()),
+        )
+        .await
+        .expect(202);
+    let run = c.finished_run(sent.body["runId"].as_str().unwrap()).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    c.send(
+        c.request(reqwest::Method::POST, &path)
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", "sha256=00")
+            .body(body),
+    )
+    .await
+    .expect_error(401, "invalid_signature");
+
+    // Another folder: the old subscription ends, a new one is made, with the same secret.
+    c.patch(
+        &format!("/flows/{flow}"),
+        json!({"trigger": {"type": "webhook", "source": "folders.note_added", "connectionId": connection,
+                           "input": {"folder": "archive"}}}),
+    )
+    .await
+    .expect(200);
+    eventually(
+        "the subscription moved",
+        || async {
+            json!([
+                hooks.ended.lock().unwrap().clone(),
+                hooks.made.lock().unwrap().len()
+            ])
+        },
+        |v| v == &json!([["inbox/h7"], 2]),
+    )
+    .await;
+    assert_eq!(
+        hooks.made.lock().unwrap()[1]["body"]["secret"],
+        secret.as_str()
+    );
+
+    // Disabled: ended there.
+    c.post(&format!("/flows/{flow}/disable"), json!({}))
+        .await
+        .expect(200);
+    eventually(
+        "the subscription ended",
+        || async { json!(hooks.ended.lock().unwrap().clone()) },
+        |ended| ended == &json!(["inbox/h7", "archive/h7"]),
+    )
+    .await;
+
+    // A subscription the service refuses shows on the flow.
+    let locked = c
+        .post(
+            "/flows",
+            json!({"name": "Locked", "trigger": {"type": "webhook", "source": "folders.note_added",
+                   "connectionId": connection, "input": {"folder": "locked"}},
+                   "steps": [{"key": "c", "action": "create_customer", "input": {"name": "x"}}]}),
+        )
+        .await
+        .expect(201)
+        .id();
+    let shown = eventually(
+        "the failure shown",
+        || async { c.get(&format!("/flows/{locked}")).await.expect(200).body },
+        |f| f["lastError"].is_string(),
+    )
+    .await;
+    let error = shown["lastError"].as_str().unwrap();
+    assert!(
+        error.contains("subscription failed") && error.contains("this folder is locked"),
+        "{error}"
+    );
+}

@@ -1039,3 +1039,281 @@ async fn a_schedule_that_stopped_firing_is_flagged_on_the_dashboard_and_its_page
     );
     assert!(page.body.contains("passed without a run"), "{}", page.body);
 }
+
+/// A form's fields as [`Browser::post`] takes them.
+fn pairs<'a>(fields: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    fields.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// A small connector, as an ops person would paste it.
+const NOTES_CONNECTOR: &str = r#"key: notes
+label: Notes
+version: 1.0.0
+description: A notes service.
+baseUrl: https://notes.example/api
+auth: {type: bearer}
+test: {method: GET, path: /me}
+actions:
+  - key: add_note
+    kind: create
+    noun: Note
+    label: Add a note
+    description: Adds a note.
+    input: {type: object, required: [text], properties: {text: {type: string, title: Text}}}
+    request: {method: POST, path: /notes, body: {text: "{{input.text}}"}}
+    output: {select: item}
+    sample: {id: n1, text: Hello}
+triggers:
+  - key: new_note
+    kind: poll
+    noun: Note
+    label: New note
+    description: Each new note.
+    source: {path: /notes, items: notes, id: id}
+    sample: {id: n1}
+"#;
+
+#[tokio::test]
+async fn a_connector_is_installed_from_its_yaml_connected_to_and_deleted_in_the_ui() {
+    let server = Server::start().await;
+    let (email, key, _) = bootstrap_with_password(&server.db, "Acme");
+    let api = server.as_key(&key);
+    let mut browser = Browser::new(&server);
+    browser.log_in(&email, PASSWORD).await;
+
+    // The menu has it, and the list holds timix itself at least.
+    let page = browser.get("/connectors").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body
+            .contains("<a href=\"/connectors\" aria-current=\"page\">Connectors</a>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("href=\"/connectors/timix\""),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Install a connector"), "{}", page.body);
+    let csrf = page.csrf();
+
+    // A document with problems: every one listed with its path, the text kept, nothing installed.
+    let bad = NOTES_CONNECTOR
+        .replace("label: Notes\n", "")
+        .replace("version: 1.0.0", "version: one")
+        .replace("    sample: {id: n1, text: Hello}\n", "");
+    let page = browser
+        .post("/connectors", &[("_csrf", &csrf), ("document", &bad)])
+        .await;
+    assert_eq!(
+        page.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        page.body
+    );
+    for path in ["/label", "/version", "/actions/0/sample"] {
+        assert!(
+            page.body.contains(&format!("<code>{path}</code>")),
+            "{path} in {}",
+            page.body
+        );
+    }
+    assert!(page.body.contains("aria-invalid=\"true\""), "{}", page.body);
+    assert!(page.body.contains("version: one"), "{}", page.body);
+    api.get("/connectors/notes").await.expect(404);
+    // Not YAML at all: said so, at the field.
+    let page = browser
+        .post("/connectors", &[("_csrf", &csrf), ("document", "key: [")])
+        .await;
+    assert_eq!(
+        page.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("not valid YAML"), "{}", page.body);
+
+    // The document as written: installed, and off to its page.
+    let page = browser
+        .post(
+            "/connectors",
+            &[("_csrf", &csrf), ("document", NOTES_CONNECTOR)],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    assert_eq!(page.location.as_deref(), Some("/connectors/notes"));
+    let page = browser.get("/connectors/notes").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let notice = text_of(&page.body, "notice\" role=\"status").expect("a notice");
+    assert!(notice.contains("Connector installed"), "{notice}");
+    for shown in [
+        "<h1>Notes",
+        "A notes service.",
+        "organization",
+        "bearer",
+        "https://notes.example/api",
+        "notes.add_note",
+        "Add a note",
+        "Adds a note.",
+        "new_note",
+        "New note",
+        "Each new note.",
+        "poll",
+        "href=\"/connections?connector=notes",
+        "New connection to Notes",
+        "Upload a new version",
+        "key: notes",
+    ] {
+        assert!(page.body.contains(shown), "{shown} in {}", page.body);
+    }
+    let page = browser.get("/connectors").await;
+    assert!(
+        page.body
+            .contains("<a href=\"/connectors/notes\">Notes</a>"),
+        "{}",
+        page.body
+    );
+    // timix's own page lists its actions.
+    let page = browser.get("/connectors/timix").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("create_customer"), "{}", page.body);
+    assert!(!page.body.contains("Upload a new version"), "{}", page.body);
+
+    // A new version, through the form: a bad one refused with its problems, then a good one.
+    let path = "/connectors/notes/version";
+    let page = browser
+        .post(path, &[("_csrf", &csrf), ("document", &bad)])
+        .await;
+    assert_eq!(
+        page.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("<code>/label</code>"), "{}", page.body);
+    let v2 = NOTES_CONNECTOR.replace("version: 1.0.0", "version: 1.1.0");
+    let page = browser
+        .post(path, &[("_csrf", &csrf), ("document", &v2)])
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    assert_eq!(page.location.as_deref(), Some("/connectors/notes"));
+    let page = browser.get("/connectors/notes").await;
+    assert!(page.body.contains("1.1.0 (revision 2)"), "{}", page.body);
+
+    // A connection to it: the connector chosen, only its credential (a token) asked for.
+    let page = browser.get("/connections?connector=notes").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body.contains("<option value=\"notes\" selected>"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("name=\"token\""), "{}", page.body);
+    assert!(page.body.contains("Settings (JSON)"), "{}", page.body);
+    assert!(!page.body.contains("name=\"apiKey\""), "{}", page.body);
+    // The form's fields as a browser sends them, with this token and settings' JSON.
+    let form = |token: &str, settings: &str| -> Vec<(&'static str, String)> {
+        vec![
+            ("_csrf", csrf.clone()),
+            ("connector", "notes".to_owned()),
+            ("name", "Notes account".to_owned()),
+            ("token", token.to_owned()),
+            ("settingsJson", settings.to_owned()),
+        ]
+    };
+    // Without its token: the API's reason at the token's field.
+    let fields = form("", "");
+    let page = browser.post("/connections", &pairs(&fields)).await;
+    assert_eq!(
+        page.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("id=\"c-token-err\""), "{}", page.body);
+    // Settings that are not JSON, or that the connector does not have: at the settings.
+    let fields = form("n-secret-token", "{not json");
+    let page = browser.post("/connections", &pairs(&fields)).await;
+    assert_eq!(
+        page.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("not valid JSON"), "{}", page.body);
+    let fields = form("n-secret-token", r#"{"folder": "x"}"#);
+    let page = browser.post("/connections", &pairs(&fields)).await;
+    assert_eq!(
+        page.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("<code>settings.folder</code>"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("n-secret-token"), "{}", page.body);
+    assert_eq!(api.get("/connections").await.items().len(), 0);
+    // Then as it should be.
+    let fields = form("n-secret-token", "");
+    let page = browser.post("/connections", &pairs(&fields)).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let location = page.location.unwrap();
+    let id = location.rsplit('/').next().unwrap().to_owned();
+    let connection = api
+        .get(&format!("/connections/{id}"))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(connection["connector"], "notes");
+    assert_eq!(connection["type"], "bearer");
+    assert_eq!(connection["baseUrl"], "https://notes.example/api");
+    let page = browser.get(&location).await;
+    assert!(
+        page.body.contains("href=\"/connectors/notes\""),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("n-secret-token"), "{}", page.body);
+
+    // Kept while a flow uses it; the page says why.
+    let flow = api
+        .post(
+            "/flows",
+            json!({"name": "Jot it down", "trigger": {"type": "webhook"},
+                   "steps": [{"key": "note", "action": "notes.add_note", "connectionId": id,
+                              "input": {"text": "{{trigger.text}}"}}]}),
+        )
+        .await
+        .expect(201)
+        .id();
+    let page = browser
+        .post("/connectors/notes/delete", &[("_csrf", &csrf)])
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    assert_eq!(page.location.as_deref(), Some("/connectors/notes"));
+    let page = browser.get("/connectors/notes").await;
+    let alert = text_of(&page.body, "alert\" role=\"alert").expect("the refusal");
+    assert!(alert.contains(&flow), "{alert}");
+    api.get("/connectors/notes").await.expect(200);
+
+    // Deleted once the flow is gone.
+    api.delete(&format!("/flows/{flow}")).await.expect(204);
+    let page = browser
+        .post("/connectors/notes/delete", &[("_csrf", &csrf)])
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    assert_eq!(page.location.as_deref(), Some("/connectors"));
+    let page = browser.get("/connectors").await;
+    let notice = text_of(&page.body, "notice\" role=\"status").expect("a notice");
+    assert!(notice.contains("deleted"), "{notice}");
+    assert!(
+        !page.body.contains("href=\"/connectors/notes\""),
+        "{}",
+        page.body
+    );
+    api.get("/connectors/notes").await.expect(404);
+}

@@ -8,4 +8,5 @@ pub mod inbound;
 pub mod poller;
 pub mod scheduler;
 pub mod signatures;
+pub mod subscriber;
 pub mod workers;

@@ -17,7 +17,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use timix_actions::paging::{self, Page};
-use timix_actions::{ActionResult, Call, render_tree, text_of, truncate};
+use timix_actions::{ActionResult, Call, path_data, render_tree, text_of, truncate};
 use timix_actions::{Performer, ThisInstance};
 use timix_engine::access::auth::Actor;
 use timix_engine::automation::connections::Vault;
@@ -497,9 +497,19 @@ impl Listing<'_> {
             }
             render_tree(&Value::String(text.to_owned()), &data, "source").map(|v| text_of(&v))
         };
+        let target = if self.templated {
+            render_tree(
+                &Value::String(source.path.clone()),
+                &path_data(&data),
+                "source.path",
+            )
+            .map(|v| text_of(&v))?
+        } else {
+            source.path.clone()
+        };
         let mut call = Call {
             method: source.method.clone(),
-            target: render(&source.path)?,
+            target,
             ..Call::default()
         };
         for (name, text) in &source.query {
@@ -509,7 +519,10 @@ impl Listing<'_> {
             }
         }
         for (name, text) in &source.headers {
-            call.headers.push((name.clone(), render(text)?));
+            let value = render(text)?;
+            if !value.is_empty() && value != "null" {
+                call.headers.push((name.clone(), value));
+            }
         }
         if let Some(body) = &source.body {
             call.body = Some(if self.templated {

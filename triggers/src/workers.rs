@@ -59,6 +59,8 @@ pub struct WorkerContext {
     pub manifests: Arc<Manifests>,
     /// The connectors flows' steps and poll triggers name.
     pub connectors: Arc<timix_engine::automation::connectors::Registry>,
+    /// Where senders reach this service, for the webhook subscriptions made for flows.
+    pub public_url: String,
     pub vault: Vault,
     /// Paces the runs each organization starts.
     pub admission: Arc<RunAdmission>,
@@ -127,6 +129,13 @@ fn start_flows(cx: WorkerContext) -> Vec<JoinHandle<()>> {
         RUN_CONCURRENCY,
     );
     let scheduler = crate::scheduler::run(executor.clone());
+    let subscriber = crate::subscriber::run(
+        Arc::new(crate::subscriber::Subscriber {
+            executor: executor.clone(),
+            public_url: cx.public_url.clone(),
+        }),
+        Duration::from_millis(500),
+    );
     let polls = crate::poller::run(poller, Duration::from_millis(250), POLL_CONCURRENCY);
     let lane = serve_lane(executor, cx.run_lane, cx.run_lane_receiver, RUN_CONCURRENCY);
     vec![
@@ -134,6 +143,7 @@ fn start_flows(cx: WorkerContext) -> Vec<JoinHandle<()>> {
         tokio::spawn(workers),
         tokio::spawn(sweeper),
         tokio::spawn(scheduler),
+        tokio::spawn(subscriber),
         tokio::spawn(polls),
     ]
 }

@@ -13,6 +13,7 @@ pub mod quotas;
 pub mod run_admission;
 pub mod runs;
 pub mod saving;
+pub mod subscriptions;
 pub mod targets;
 pub mod template;
 pub mod webhooks;

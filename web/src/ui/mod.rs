@@ -1,6 +1,6 @@
-//! The web UI at `/`: server-rendered pages (handlebars) where ops staff manage connections,
-//! flows, runs, API keys, webhooks and users. Every page reads and writes through this
-//! instance's own API, in-process, as the logged-in user: roles, validation and events are
+//! The web UI at `/`: server-rendered pages (handlebars) where ops staff manage connectors,
+//! connections, flows, runs, API keys, webhooks and users. Every page reads and writes through
+//! this instance's own API, in-process, as the logged-in user: roles, validation and events are
 //! exactly the API's, and a refusal names the same field it would over HTTP.
 //!
 //! Pages are plain HTML forms that work without JavaScript; `assets/app.js` adds copying,
@@ -43,7 +43,7 @@ pub fn router(app: AppState, api: ApiClient) -> Router {
         views: views::Views::new(),
         app,
     });
-    use pages::{apps, connections, dashboard, flows, keys, runs, users, webhooks};
+    use pages::{apps, connections, connectors, dashboard, flows, keys, runs, users, webhooks};
     Router::new()
         .route("/", get(dashboard::show))
         .route("/login", get(session::login_form).post(session::log_in))
@@ -58,6 +58,12 @@ pub fn router(app: AppState, api: ApiClient) -> Router {
         )
         .route("/connections/{id}", get(connections::show))
         .route("/connections/{id}/{op}", post(connections::act))
+        .route(
+            "/connectors",
+            get(connectors::list).post(connectors::install),
+        )
+        .route("/connectors/{key}", get(connectors::show))
+        .route("/connectors/{key}/{op}", post(connectors::act))
         .route("/flows", get(flows::list))
         .route("/flows/new", get(flows::new_form).post(flows::save_new))
         .route("/flows/{id}", get(flows::edit_form).post(flows::save))

@@ -23,6 +23,14 @@ const TEMPLATES: &[(&str, &str)] = &[
         "connection",
         include_str!("../../ui/templates/connection.hbs"),
     ),
+    (
+        "connectors",
+        include_str!("../../ui/templates/connectors.hbs"),
+    ),
+    (
+        "connector",
+        include_str!("../../ui/templates/connector.hbs"),
+    ),
     ("flows", include_str!("../../ui/templates/flows.hbs")),
     ("flow", include_str!("../../ui/templates/flow.hbs")),
     ("runs", include_str!("../../ui/templates/runs.hbs")),

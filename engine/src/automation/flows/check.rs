@@ -9,6 +9,7 @@ use super::{
     json_column, parse_schedule, program,
 };
 use crate::automation::connections::ConnectionKind;
+use crate::automation::connectors::TriggerHow;
 use crate::automation::manifest::Manifests;
 use crate::error::{Error, FieldError, Problems, Result};
 use crate::store::checks::{self, SHORT_TEXT};
@@ -110,6 +111,119 @@ fn check_webhook(
     })
 }
 
+/// Checks a webhook trigger a connector subscribes to (`source: github.issue_event`): the
+/// connector's trigger, a connection to it, the trigger's input. The sender signs with the
+/// connector's scheme and a secret timix makes (kept across saves) and gives it when it
+/// subscribes.
+fn check_connector_webhook(
+    p: &mut Problems,
+    manifests: &Manifests,
+    connections: &ConnectionKinds,
+    object: &Map<String, Value>,
+    current: Option<&CheckedTrigger>,
+) -> Option<CheckedTrigger> {
+    let before = p.len();
+    let key = object
+        .get("source")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let connection = object
+        .get("connectionId")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let found = connections.get(connection);
+    if found.is_none() {
+        p.add(
+            "trigger.connectionId",
+            if connection.is_empty() {
+                "required"
+            } else {
+                "not_found"
+            },
+            "trigger.connectionId must name a connection to the trigger's connector",
+        );
+    }
+    let Some((loaded, name)) = manifests.connector_of(key) else {
+        p.add(
+            "trigger.source",
+            "unknown_manifest",
+            format!("{key:?} is not a trigger of a connector; see GET /connectors"),
+        );
+        return None;
+    };
+    let Some(TriggerHow::Webhook { signature, .. }) = loaded.trigger(name).map(|t| &t.how) else {
+        p.add(
+            "trigger.source",
+            "unknown_manifest",
+            format!(
+                "{name} is not a webhook trigger of {}",
+                loaded.connector.label
+            ),
+        );
+        return None;
+    };
+    if let Some(c) = found
+        && c.connector.as_deref() != Some(loaded.connector.key.as_str())
+    {
+        p.add(
+            "trigger.connectionId",
+            "invalid",
+            format!(
+                "{key} subscribes through a connection to {}",
+                loaded.connector.label
+            ),
+        );
+    }
+    let input = object.get("input").cloned().unwrap_or(json!({}));
+    if !input.is_object() {
+        p.add(
+            "trigger.input",
+            "invalid",
+            "trigger.input must be an object",
+        );
+    } else {
+        for (path, message) in loaded.check_trigger_input(name, &input) {
+            p.add(
+                &format!("trigger.input{}", path.replace('/', ".")),
+                "invalid",
+                message,
+            );
+        }
+    }
+    if p.len() != before {
+        return None;
+    }
+    let scheme = signature.as_deref().filter(|s| *s != "none");
+    // The secret the sender signs with: made once, kept while the trigger signs the same way.
+    let secret = scheme.map(|scheme| {
+        current
+            .filter(|c| c.stored["signature"].as_str() == Some(scheme))
+            .and_then(|c| c.secret.clone())
+            .unwrap_or_else(|| new_signing_secret(scheme))
+    });
+    Some(CheckedTrigger {
+        kind: "webhook".into(),
+        event: None,
+        stored: json!({"type": "webhook", "signature": scheme, "source": key, "connectionId": connection,
+                       "input": input, "connector": loaded.version_id}),
+        secret,
+    })
+}
+
+/// A new secret for a sender to sign with: a Standard Webhooks one (`whsec_` and base64), or
+/// 32 random characters.
+fn new_signing_secret(scheme: &str) -> String {
+    use base64::Engine as _;
+    use rand::RngExt;
+    let bytes: [u8; 24] = rand::rng().random();
+    let text = base64::engine::general_purpose::STANDARD.encode(bytes);
+    if scheme == "standard" {
+        format!("whsec_{text}")
+    } else {
+        text.replace(['+', '/', '='], "")
+    }
+}
+
 /// Checks a trigger; `current` (the flow's trigger before this change) keeps a webhook's secret
 /// and scheme when the trigger is re-sent without them.
 fn check_trigger(
@@ -142,7 +256,16 @@ fn check_trigger(
     let unknown = match kind {
         "event" => allowed(&["event", "filters", "condition"]),
         // What GET shows (`hasSecret`, `webhookUrl`) may come back in a re-save: ignored.
-        "webhook" => allowed(&["secret", "signature", "hasSecret", "webhookUrl"]),
+        "webhook" => allowed(&[
+            "secret",
+            "signature",
+            "hasSecret",
+            "webhookUrl",
+            "source",
+            "connectionId",
+            "input",
+            "connector",
+        ]),
         "schedule" => allowed(&["schedule"]),
         "poll" => allowed(&["connectionId", "source", "schedule", "input", "connector"]),
         _ => {
@@ -205,6 +328,9 @@ fn check_trigger(
                 stored,
                 secret: None,
             })
+        }
+        "webhook" if object.get("source").is_some_and(|s| !s.is_null()) => {
+            check_connector_webhook(p, manifests, connections, object, current)
         }
         "webhook" => check_webhook(p, object, current),
         "poll" => check_poll(p, manifests, connections, object),

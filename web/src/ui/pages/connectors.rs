@@ -30,10 +30,13 @@ fn problems(failure: &ApiFailure) -> Vec<Value> {
         .problems
         .iter()
         .map(|(field, message)| {
-            json!({
-                "field": if field.is_empty() { "/" } else { field.as_str() },
-                "message": message,
-            })
+            // The document itself (a root that is not an object) has the empty path.
+            let field = if field.is_empty() {
+                "/"
+            } else {
+                field.as_str()
+            };
+            json!({"field": field, "message": message})
         })
         .collect()
 }
@@ -124,6 +127,25 @@ pub async fn install(
     }
 }
 
+/// A connector's own connection settings (`{key, title, description, required}` each), from
+/// the JSON Schema in its document.
+pub fn settings_of(document: &Value) -> Vec<Value> {
+    let required = &document["settings"]["required"];
+    document["settings"]["properties"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, schema)| {
+            json!({
+                "key": name,
+                "title": schema["title"],
+                "description": schema["description"],
+                "required": required.as_array().is_some_and(|r| r.contains(&json!(name))),
+            })
+        })
+        .collect()
+}
+
 /// An item of a connector's list: an object of the document, or a key alone (timix's).
 fn item(value: &Value) -> Value {
     match value {
@@ -184,22 +206,7 @@ async fn render_show(
         Value::Array(names) => names.iter().map(item).collect(),
         _ => Vec::new(),
     };
-    let settings: Vec<Value> = match &document["settings"]["properties"] {
-        Value::Object(map) => {
-            let required = &document["settings"]["required"];
-            map.iter()
-                .map(|(name, schema)| {
-                    json!({
-                        "key": name,
-                        "title": schema["title"],
-                        "description": schema["description"],
-                        "required": required.as_array().is_some_and(|r| r.contains(&json!(name))),
-                    })
-                })
-                .collect()
-        }
-        _ => Vec::new(),
-    };
+    let settings = settings_of(&document);
     // Only a web address is linked.
     let docs = document["docs"]
         .as_str()
@@ -251,8 +258,8 @@ pub async fn act(
                 Ok(document) => document,
                 Err(message) => {
                     let extra = json!({"error": message, "document": text});
-                    return render_show(&ui, &viewer, key, StatusCode::UNPROCESSABLE_ENTITY, extra)
-                        .await;
+                    let status = StatusCode::UNPROCESSABLE_ENTITY;
+                    return render_show(&ui, &viewer, key, status, extra).await;
                 }
             };
             match ui.put(&viewer, &path, document).await {

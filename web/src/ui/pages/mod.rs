@@ -2,6 +2,7 @@
 
 pub mod apps;
 pub mod connections;
+pub mod connectors;
 pub mod dashboard;
 pub mod flows;
 pub mod keys;
