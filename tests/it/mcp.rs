@@ -89,12 +89,16 @@ async fn an_assistant_logs_time_by_name_reads_reports_and_is_held_to_its_role() 
     let seen = &report["owner"];
     assert_eq!(seen["serverName"], "timix");
 
-    // Every action manifest on this instance is a tool, with its schema and description.
+    // Every action manifest of timix on this instance is a tool, with its schema and
+    // description (other connectors' actions need a connection: they are flows' only).
     let manifests = owner.get("/manifests?pageSize=200").await.expect(200);
     let tools = seen["tools"].as_object().unwrap();
     for manifest in manifests.items() {
         let key = manifest["key"].as_str().unwrap();
-        if manifest["kind"] != "action" || key == "http_request" {
+        if manifest["kind"] != "action"
+            || key == "http_request"
+            || manifest["connector"].is_string()
+        {
             continue;
         }
         let tool = &tools[key];

@@ -443,8 +443,17 @@ fn connector_settings(p: &mut Problems, connector: &Connector, given: &Value) ->
             p.add(&field, "invalid", error.to_string());
         }
     }
+    // The test's path may name settings too (`/companyinfo/{{settings.realmId}}`).
+    let test_path = crate::automation::template::render(
+        &connector.test.path,
+        &json!({"settings": Value::Object(mine.clone())}),
+    )
+    .map_or_else(
+        |_| connector.test.path.clone(),
+        |v| v.as_str().unwrap_or_default().to_owned(),
+    );
     merged.extend(mine);
-    merged.insert("testPath".into(), json!(connector.test.path));
+    merged.insert("testPath".into(), json!(test_path));
     merged.insert("testMethod".into(), json!(connector.test.method));
     if let Some(errors) = &connector.errors {
         merged.insert("errors".into(), json!(errors));

@@ -409,10 +409,15 @@ pub fn load(
 /// used twice, actions that call a URL instead of a path below the base URL.
 fn semantic_problems(document: &Value) -> Vec<(String, String)> {
     let mut problems = Vec::new();
-    if let Some(text) = document["baseUrl"].as_str()
-        && let Err(e) = template::check(text)
-    {
-        problems.push(("/baseUrl".into(), e.0));
+    for (field, at) in [
+        (&document["baseUrl"], "/baseUrl"),
+        (&document["test"]["path"], "/test/path"),
+    ] {
+        if let Some(text) = field.as_str()
+            && let Err(e) = template::check(text)
+        {
+            problems.push((at.into(), e.0));
+        }
     }
     let mut keys = std::collections::BTreeSet::new();
     for (list, kind) in [("actions", "action"), ("triggers", "trigger")] {
