@@ -152,23 +152,15 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
         .await
         .context("cannot open the job queue")?;
     let manifests = Arc::new(built_in_manifests()?);
-    let connectors = Arc::new(
-        Registry::new(manifests.clone(), settings.connectors_dir.clone()).map_err(|problems| {
-            anyhow!(
-                "the connector catalogue is invalid: {}",
-                problems
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )
-        })?,
-    );
     if let Some(dir) = &settings.connectors_dir
         && !dir.is_dir()
     {
         anyhow::bail!("the connectors folder {} cannot be read", dir.display());
     }
+    let connectors = Arc::new(Registry::new(
+        manifests.clone(),
+        settings.connectors_dir.clone(),
+    ));
     tokio::spawn(connectors.clone().watch(CONNECTORS_DIR_CHECK));
     let vault = open_vault(&settings, &db).await?;
     // Bound before anything starts, so the OAuth2 redirect knows the port when none is given.

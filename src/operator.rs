@@ -272,28 +272,25 @@ pub fn check_manifests(
             folder.display()
         ));
     }
-    match Registry::new(manifests, connectors_dir.map(std::path::Path::to_path_buf)) {
-        Ok(registry) => {
-            let found = registry.instance_problems();
-            let connectors = registry.shared();
-            println!(
-                "{} connectors ({}): {}",
-                connectors.len(),
-                connectors
-                    .iter()
-                    .map(|c| c.connector.key.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                if found.is_empty() {
-                    "all valid"
-                } else {
-                    "the others are invalid"
-                }
-            );
-            problems.extend(found);
+    problems.extend(Registry::catalogue_problems());
+    let registry = Registry::new(manifests, connectors_dir.map(std::path::Path::to_path_buf));
+    let found = registry.instance_problems();
+    let connectors = registry.shared();
+    println!(
+        "{} connectors ({}): {}",
+        connectors.len(),
+        connectors
+            .iter()
+            .map(|c| c.connector.key.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        if found.is_empty() {
+            "all valid"
+        } else {
+            "the others are invalid"
         }
-        Err(found) => problems.extend(found),
-    }
+    );
+    problems.extend(found);
     if problems.is_empty() {
         return Ok(());
     }

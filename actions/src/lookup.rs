@@ -45,7 +45,9 @@ impl Performer {
         } = request;
         let pagination = lookup.pagination.as_ref();
         let page = match cursor {
-            Some(c) => Page::from_cursor(c).ok_or("the cursor is not one this lookup gave")?,
+            Some(c) => {
+                Page::from_cursor(c, pagination).ok_or("the cursor is not one this lookup gave")?
+            }
             None => paging::first(pagination),
         };
         let data = json!({"q": q, "input": input, "next": page.as_template_value()});

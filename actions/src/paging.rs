@@ -39,15 +39,24 @@ impl Page {
         }
     }
 
-    pub fn from_cursor(cursor: &str) -> Option<Page> {
+    /// A page given back as a cursor, if it is one `pagination` makes.
+    pub fn from_cursor(cursor: &str, pagination: Option<&Pagination>) -> Option<Page> {
         let (kind, rest) = cursor.split_once(':')?;
-        match kind {
-            "c" => Some(Page::Token(rest.to_owned())),
-            "p" => rest.parse().ok().map(Page::Number),
-            "o" => rest.parse().ok().map(Page::Offset),
-            "u" => Some(Page::Url(rest.to_owned())),
-            _ => None,
-        }
+        let page = match kind {
+            "c" => Page::Token(rest.to_owned()),
+            "p" => Page::Number(rest.parse().ok()?),
+            "o" => Page::Offset(rest.parse().ok()?),
+            "u" => Page::Url(rest.to_owned()),
+            _ => return None,
+        };
+        let fits = matches!(
+            (&page, pagination?),
+            (Page::Token(_), Pagination::Cursor { .. })
+                | (Page::Number(_), Pagination::Page { .. })
+                | (Page::Offset(_), Pagination::Offset { .. })
+                | (Page::Url(_), Pagination::Link)
+        );
+        fits.then_some(page)
     }
 }
 
@@ -105,15 +114,16 @@ pub fn next(
                 Value::String(s) if s.is_empty() => return None,
                 other => text_of(other),
             };
-            // A cursor that does not move would read the same page for ever.
-            (read > 0 && Page::Token(token.clone()) != *page).then_some(Page::Token(token))
+            // A cursor that does not move would read the same page for ever. (An empty page
+            // with a new cursor is not the last: Slack answers such pages.)
+            (Page::Token(token.clone()) != *page).then_some(Page::Token(token))
         }
         Pagination::Page { .. } => match page {
-            Page::Number(n) if read > 0 => Some(Page::Number(n + 1)),
+            Page::Number(n) if read > 0 => n.checked_add(1).map(Page::Number),
             _ => None,
         },
         Pagination::Offset { .. } => match page {
-            Page::Offset(n) if read > 0 => Some(Page::Offset(n + read as u64)),
+            Page::Offset(n) if read > 0 => n.checked_add(read as u64).map(Page::Offset),
             _ => None,
         },
         Pagination::Link => reply.header("link").and_then(next_link).map(Page::Url),
@@ -215,13 +225,24 @@ mod tests {
             &mut call,
         );
         assert!(call.query.is_empty());
-        for page in [
-            Page::Token("a:b".into()),
-            Page::Number(4),
-            Page::Offset(8),
-            Page::Url("https://x/y?z=1".into()),
+        for (page, style) in [
+            (Page::Token("a:b".into()), &cursor),
+            (Page::Number(4), &pages),
+            (Page::Offset(8), &offsets),
+            (Page::Url("https://x/y?z=1".into()), &Pagination::Link),
         ] {
-            assert_eq!(Page::from_cursor(&page.to_cursor().unwrap()), Some(page));
+            let given = page.to_cursor().unwrap();
+            assert_eq!(Page::from_cursor(&given, Some(style)), Some(page));
+            assert_eq!(Page::from_cursor(&given, None), None, "no pages, no cursor");
         }
+        assert_eq!(
+            Page::from_cursor("u:https://elsewhere/", Some(&cursor)),
+            None,
+            "only the kind its pagination makes"
+        );
+        assert_eq!(
+            next(Some(&pages), &Page::Number(u64::MAX), &answer, 3),
+            None
+        );
     }
 }

@@ -108,11 +108,12 @@ pub async fn send(
         }
         (None, _) => {}
     }
+    // Errors are told without their URL: an API key may be in its query.
     let mut response = builder.send().await.map_err(|e| match refused_target(&e) {
         Some(reason) => SendError::Refused(reason),
         // A header or URL that cannot be sent fails the same way every time.
-        None if e.is_builder() => SendError::Invalid(e.to_string()),
-        None => SendError::Network(e.to_string()),
+        None if e.is_builder() => SendError::Invalid(e.without_url().to_string()),
+        None => SendError::Network(e.without_url().to_string()),
     })?;
     let status = response.status().as_u16();
     let retry_after = response
@@ -129,7 +130,7 @@ pub async fn send(
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| SendError::Network(e.to_string()))?
+        .map_err(|e| SendError::Network(e.without_url().to_string()))?
     {
         if bytes.len() + chunk.len() > max_body {
             return Err(SendError::TooLarge(max_body));

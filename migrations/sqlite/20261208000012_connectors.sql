@@ -27,6 +27,9 @@ CREATE TABLE connector_versions (
     created_at  BIGINT NOT NULL
 );
 
+-- The enabled webhook flows, which the subscriber looks through for connectors' triggers.
+CREATE INDEX flows_enabled_webhooks ON flows (id) WHERE trigger_type = 'webhook' AND is_enabled = 1 AND deleted_at IS NULL;
+
 -- The connector a connection was made for (none: a connection by type, as before).
 ALTER TABLE connections ADD COLUMN connector TEXT;
 
@@ -40,7 +43,8 @@ CREATE TABLE trigger_subscriptions (
     trigger         TEXT NOT NULL,
     -- The system's id of the subscription, once made.
     remote_id       TEXT,
-    -- 'pending' (being made), 'active', or 'failed' (tried again at next_attempt_at).
+    -- 'pending' (being made), 'active', 'failed' (made again at next_attempt_at) or 'ending'
+    -- (being ended, or ended again at next_attempt_at).
     status          TEXT NOT NULL,
     failures        BIGINT NOT NULL DEFAULT 0,
     next_attempt_at BIGINT NOT NULL,

@@ -22,7 +22,7 @@ const FAILURE_BACKOFF: Duration = Duration::from_secs(5);
 /// Attempts to end a subscription before it is forgotten (the system may have ended it).
 const END_ATTEMPTS: i64 = 5;
 /// Subscriptions made or ended per round.
-const PER_ROUND: i64 = 20;
+const PER_ROUND: usize = 20;
 
 /// Makes and ends the subscriptions of connectors' webhook triggers.
 pub struct Subscriber {
@@ -77,12 +77,21 @@ fn message_of(outcome: ActionResult) -> String {
 }
 
 impl Subscriber {
+    /// Ends what is no longer wanted, then makes what is: one claim at a time, so that a claim
+    /// never waits behind other requests long enough to expire.
     async fn round(&self) -> Result<()> {
         let db = &self.executor.db;
-        for unwanted in subscriptions::claim_unwanted(db, PER_ROUND).await? {
+        subscriptions::revive(db).await?;
+        for _ in 0..PER_ROUND {
+            let Some(unwanted) = subscriptions::claim_unwanted(db, 1).await?.pop() else {
+                break;
+            };
             self.end(unwanted).await?;
         }
-        for wanted in subscriptions::claim_wanted(db, PER_ROUND).await? {
+        for _ in 0..PER_ROUND {
+            let Some(wanted) = subscriptions::claim_wanted(db, 1).await?.pop() else {
+                break;
+            };
             self.make(wanted).await?;
         }
         Ok(())

@@ -134,7 +134,7 @@ fn start_flows(cx: WorkerContext) -> Vec<JoinHandle<()>> {
             executor: executor.clone(),
             public_url: cx.public_url.clone(),
         }),
-        Duration::from_millis(500),
+        Duration::from_secs(1),
     );
     let polls = crate::poller::run(poller, Duration::from_millis(250), POLL_CONCURRENCY);
     let lane = serve_lane(executor, cx.run_lane, cx.run_lane_receiver, RUN_CONCURRENCY);

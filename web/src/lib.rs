@@ -185,7 +185,7 @@ impl AppState {
             queues: parts.queues,
             connectors: parts
                 .connectors
-                .unwrap_or_else(|| Arc::new(Registry::catalogue_only(parts.manifests.clone()))),
+                .unwrap_or_else(|| Arc::new(Registry::new(parts.manifests.clone(), None))),
             manifests: parts.manifests,
             run_lane: parts.run_lane,
             fanout_limit: parts.fanout_limit,

@@ -422,7 +422,7 @@ impl Manifests {
     pub fn parse(
         files: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, Vec<ManifestProblem>> {
-        let checker = MetaSchema::get();
+        let checker = MetaSchema::new();
         let mut out = Manifests::default();
         let mut problems = Vec::new();
         for (file, text) in files {
@@ -518,42 +518,39 @@ impl Manifests {
     }
 }
 
-/// The meta-schema, compiled once for actions, triggers and connectors.
+/// The meta-schema, compiled for actions and for triggers while manifests are read.
 pub(crate) struct MetaSchema {
     action: jsonschema::Validator,
     trigger: jsonschema::Validator,
-    connector: jsonschema::Validator,
+}
+
+/// The meta-schema's definition `kind` as a validator of its own.
+fn meta_validator(kind: &str) -> jsonschema::Validator {
+    let meta: Value = serde_json::from_str(META_SCHEMA).expect("the meta-schema is JSON");
+    let schema = json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$ref": format!("#/$defs/{kind}"),
+        "$defs": meta["$defs"].clone(),
+    });
+    jsonschema::validator_for(&schema).expect("the meta-schema compiles")
+}
+
+/// Every problem of a connector document by the meta-schema, as (JSON pointer, message). The
+/// validator is compiled when a connector is first read, and kept.
+pub(crate) fn connector_problems(value: &Value) -> Vec<(String, String)> {
+    static CONNECTOR: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    CONNECTOR
+        .get_or_init(|| meta_validator("connector"))
+        .iter_errors(value)
+        .map(|e| (field_of(&e), brief(&e.to_string())))
+        .collect()
 }
 
 impl MetaSchema {
-    /// Compiled once per process.
-    pub(crate) fn get() -> &'static MetaSchema {
-        static META: std::sync::OnceLock<MetaSchema> = std::sync::OnceLock::new();
-        META.get_or_init(MetaSchema::new)
-    }
-
-    /// Every problem of a connector document by the meta-schema, as (JSON pointer, message).
-    pub(crate) fn connector_problems(&self, value: &Value) -> Vec<(String, String)> {
-        self.connector
-            .iter_errors(value)
-            .map(|e| (field_of(&e), brief(&e.to_string())))
-            .collect()
-    }
-
     fn new() -> Self {
-        let meta: Value = serde_json::from_str(META_SCHEMA).expect("the meta-schema is JSON");
-        let for_kind = |kind: &str| {
-            let schema = json!({
-                "$schema": "https://json-schema.org/draft/2020-12/schema",
-                "$ref": format!("#/$defs/{kind}"),
-                "$defs": meta["$defs"].clone(),
-            });
-            jsonschema::validator_for(&schema).expect("the meta-schema compiles")
-        };
         Self {
-            action: for_kind("action"),
-            trigger: for_kind("trigger"),
-            connector: for_kind("connector"),
+            action: meta_validator("action"),
+            trigger: meta_validator("trigger"),
         }
     }
 

@@ -40,7 +40,7 @@ pub async fn claim_wanted(db: &Db, limit: i64) -> Result<Vec<Wanted>> {
     let rows = Sql::new(
         "SELECT f.*, s.failures AS sub_failures FROM flows f \
          LEFT JOIN trigger_subscriptions s ON s.flow_id = f.id \
-         WHERE f.is_enabled = 1 AND f.deleted_at IS NULL AND f.trigger_type = 'webhook' \
+         WHERE f.trigger_type = 'webhook' AND f.is_enabled = 1 AND f.deleted_at IS NULL \
          AND f.trigger LIKE '%\"connector\":%' \
          AND (s.flow_id IS NULL OR (s.status IN ('pending', 'failed') AND s.next_attempt_at <= ?)) \
          ORDER BY f.id LIMIT ?",
@@ -166,6 +166,26 @@ pub async fn claim_unwanted(db: &Db, limit: i64) -> Result<Vec<Unwanted>> {
         }
     }
     Ok(unwanted)
+}
+
+/// Takes back subscriptions that were being ended (their end failed) when their flow wants
+/// them again as they are: enabled again with the same trigger. They were never ended.
+pub async fn revive(db: &Db) -> Result<()> {
+    // A read first: most rounds find nothing being ended, and a write is dearer.
+    let ending =
+        Sql::new("SELECT flow_id FROM trigger_subscriptions WHERE status = 'ending' LIMIT 1")
+            .fetch_optional(db)
+            .await?;
+    if ending.is_none() {
+        return Ok(());
+    }
+    db.write_count(&Sql::new(
+        "UPDATE trigger_subscriptions SET status = 'active', failures = 0, last_error = NULL \
+         WHERE status = 'ending' AND flow_id IN (SELECT f.id FROM flows f WHERE f.id = trigger_subscriptions.flow_id \
+         AND f.is_enabled = 1 AND f.deleted_at IS NULL AND f.trigger = trigger_subscriptions.trigger)",
+    ))
+    .await
+    .map(drop)
 }
 
 /// Forgets a subscription that was ended (or cannot be).

@@ -211,11 +211,11 @@ fn document(headers: &HeaderMap, body: &Bytes, org_id: &str) -> ApiResult<Loaded
                     "the body is not UTF-8",
                 )
             })?;
-            let value: Value = yaml_serde::from_str(text).map_err(|e| {
+            let value = connectors::yaml::read(text).map_err(|e| {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "invalid_yaml",
-                    format!("the body is not valid YAML: {e}"),
+                    format!("the body is not a YAML document: {e}"),
                 )
             })?;
             storable_json(value.to_string().as_bytes())?
@@ -297,6 +297,7 @@ pub async fn delete(
     Auth(actor): Auth,
     Path(key): Path<String>,
 ) -> ApiResult<StatusCode> {
+    actor.require(Permission::ManageFlows)?;
     store::remove(&state.db, &actor, &key).await?;
     Ok(StatusCode::NO_CONTENT)
 }

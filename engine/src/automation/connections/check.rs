@@ -533,7 +533,13 @@ pub(super) fn apply(
                     &c.base_url,
                     &json!({"settings": settings}),
                 ) {
-                    Ok(url) => check_base_url(&mut p, url.as_str().map(str::to_owned)),
+                    Ok(url) => {
+                        let url = url.as_str().map(str::to_owned);
+                        if let Some(url) = &url {
+                            p.take(targets.check("baseUrl", url));
+                        }
+                        check_base_url(&mut p, url)
+                    }
                     Err(e) => {
                         p.add(
                             "settings",

@@ -12,13 +12,14 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::automation::manifest::{
-    ActionManifest, ManifestProblem, Manifests, MetaSchema, check_action,
+    ActionManifest, ManifestProblem, Manifests, check_action, connector_problems,
     request_template_problems, template_problems,
 };
 use crate::automation::template;
 
 mod registry;
 pub mod store;
+pub mod yaml;
 
 pub use registry::Registry;
 
@@ -335,8 +336,8 @@ pub fn parse(
         path: path.to_owned(),
         message,
     };
-    let document: Value = yaml_serde::from_str(text)
-        .map_err(|e| vec![problem("", format!("not valid YAML or JSON: {e}"))])?;
+    let document = yaml::read(text)
+        .map_err(|e| vec![problem("", format!("not a YAML or JSON document: {e}"))])?;
     load(document, source, org_id)
         .map_err(|found| found.into_iter().map(|(p, m)| problem(&p, m)).collect())
 }
@@ -347,7 +348,7 @@ pub fn load(
     source: Source,
     org_id: Option<&str>,
 ) -> Result<Loaded, Vec<(String, String)>> {
-    let mut problems = MetaSchema::get().connector_problems(&document);
+    let mut problems = connector_problems(&document);
     problems.extend(semantic_problems(&document));
     if !problems.is_empty() {
         problems.sort();

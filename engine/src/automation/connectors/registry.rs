@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime};
 
 use super::{Loaded, Source, parse, store};
@@ -19,7 +19,8 @@ const CACHED_VERSIONS: usize = 500;
 /// The connectors of this instance and the versions flows use.
 pub struct Registry {
     base: Arc<Manifests>,
-    catalogue: BTreeMap<String, Arc<Loaded>>,
+    /// Read when first needed: an instance whose flows use no connector does not hold them.
+    catalogue: OnceLock<BTreeMap<String, Arc<Loaded>>>,
     dir: Option<PathBuf>,
     instance: RwLock<Instance>,
     versions: Mutex<HashMap<String, Arc<Loaded>>>,
@@ -34,49 +35,56 @@ struct Instance {
     seen: Vec<(PathBuf, Option<SystemTime>, u64)>,
 }
 
+/// The catalogue's connectors, and the problems of those that do not read.
+fn read_catalogue() -> (BTreeMap<String, Arc<Loaded>>, Vec<ManifestProblem>) {
+    let mut catalogue = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (file, text) in CATALOGUE {
+        match parse(file, text, Source::Catalogue, None) {
+            Ok(loaded) => {
+                catalogue.insert(loaded.connector.key.clone(), Arc::new(loaded));
+            }
+            Err(found) => problems.extend(found),
+        }
+    }
+    (catalogue, problems)
+}
+
+/// The keys of the catalogue's connectors (their folders' names), without reading them.
+fn catalogue_keys() -> impl Iterator<Item = &'static str> {
+    CATALOGUE
+        .iter()
+        .filter_map(|(file, _)| file.split_once('/').map(|(key, _)| key))
+}
+
 impl Registry {
     /// The registry over timix's own manifests (`base`), the catalogue and the operator's
-    /// folder, read now. The catalogue is part of the build: a problem in it is an error.
-    pub fn new(
-        base: Arc<Manifests>,
-        dir: Option<PathBuf>,
-    ) -> std::result::Result<Registry, Vec<ManifestProblem>> {
-        let mut catalogue = BTreeMap::new();
-        let mut problems = Vec::new();
-        for (file, text) in CATALOGUE {
-            match parse(file, text, Source::Catalogue, None) {
-                Ok(loaded) => {
-                    catalogue.insert(loaded.connector.key.clone(), Arc::new(loaded));
-                }
-                Err(found) => problems.extend(found),
-            }
-        }
-        if !problems.is_empty() {
-            return Err(problems);
-        }
+    /// folder (read now).
+    pub fn new(base: Arc<Manifests>, dir: Option<PathBuf>) -> Registry {
         let registry = Registry {
             base,
-            catalogue,
+            catalogue: OnceLock::new(),
             dir,
             instance: RwLock::default(),
             versions: Mutex::default(),
         };
         registry.reload();
-        Ok(registry)
+        registry
     }
 
-    /// The registry without an operator's folder; a catalogue that does not read (it is
-    /// part of the build, and tested) is left out rather than stopping the caller.
-    pub fn catalogue_only(base: Arc<Manifests>) -> Registry {
-        Registry::new(base.clone(), None).unwrap_or_else(|problems| {
-            tracing::error!(?problems, "The connector catalogue does not read.");
-            Registry {
-                base,
-                catalogue: BTreeMap::new(),
-                dir: None,
-                instance: RwLock::default(),
-                versions: Mutex::default(),
+    /// Every problem of the catalogue (it is part of the build, and tested: there should be
+    /// none).
+    pub fn catalogue_problems() -> Vec<ManifestProblem> {
+        read_catalogue().1
+    }
+
+    fn catalogue(&self) -> &BTreeMap<String, Arc<Loaded>> {
+        self.catalogue.get_or_init(|| {
+            let (catalogue, problems) = read_catalogue();
+            for problem in &problems {
+                tracing::error!(%problem, "A connector of the catalogue does not read.");
             }
+            catalogue
         })
     }
 
@@ -122,7 +130,7 @@ impl Registry {
                 }
             };
             match parse(&name, &text, Source::Instance, None) {
-                Ok(loaded) if self.catalogue.contains_key(&loaded.connector.key) => {
+                Ok(loaded) if catalogue_keys().any(|k| k == loaded.connector.key) => {
                     problems.push(ManifestProblem {
                         file: name,
                         path: "/key".into(),
@@ -191,14 +199,14 @@ impl Registry {
     /// The connectors built in or the operator's, by key (the operator's cannot take a
     /// catalogue key).
     pub fn shared(&self) -> Vec<Arc<Loaded>> {
-        let mut all: Vec<Arc<Loaded>> = self.catalogue.values().cloned().collect();
+        let mut all: Vec<Arc<Loaded>> = self.catalogue().values().cloned().collect();
         all.extend(self.read_instance(|i| i.connectors.values().cloned().collect::<Vec<_>>()));
         all
     }
 
     /// A connector shared by the instance (catalogue or folder).
     pub fn shared_one(&self, key: &str) -> Option<Arc<Loaded>> {
-        self.catalogue
+        self.catalogue()
             .get(key)
             .cloned()
             .or_else(|| self.read_instance(|i| i.connectors.get(key).cloned()))
@@ -297,17 +305,23 @@ mod tests {
 
     #[test]
     fn the_catalogue_reads_and_each_connector_has_a_trigger_and_two_actions() {
+        let problems = Registry::catalogue_problems();
+        assert!(
+            problems.is_empty(),
+            "{}",
+            problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
         let base = Arc::new(Manifests::built_in().unwrap());
-        let registry = Registry::new(base, None).unwrap_or_else(|problems| {
-            panic!(
-                "{}",
-                problems
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            )
-        });
+        let registry = Registry::new(base, None);
+        assert_eq!(
+            registry.shared().len(),
+            catalogue_keys().count(),
+            "every folder of the catalogue is a connector"
+        );
         for connector in registry.shared() {
             let c = &connector.connector;
             assert!(!c.triggers.is_empty(), "{} has no trigger", c.key);
@@ -330,7 +344,7 @@ mod tests {
         )
         .unwrap();
         let base = Arc::new(Manifests::built_in().unwrap());
-        let registry = Registry::new(base, Some(dir.clone())).unwrap();
+        let registry = Registry::new(base, Some(dir.clone()));
         let keys: Vec<String> = registry
             .shared()
             .iter()

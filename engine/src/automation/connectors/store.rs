@@ -13,6 +13,8 @@ use crate::store::events;
 use crate::store::ids;
 
 const NOUN: &str = "connector";
+/// Connectors one organization may install.
+pub const MAX_PER_ORGANIZATION: usize = 50;
 
 /// An organization's connector as stored.
 #[derive(Debug, Clone)]
@@ -155,6 +157,14 @@ pub async fn install(db: &Db, actor: &Actor, loaded: &Loaded, taken: bool) -> Re
             code: "already_exists",
             message: format!(
                 "{key} is installed already; PUT /connectors/{key} makes a new version"
+            ),
+        });
+    }
+    if installed(&mut tx, actor.org_id()).await?.len() >= MAX_PER_ORGANIZATION {
+        return Err(Error::Conflict {
+            code: "limit_reached",
+            message: format!(
+                "an organization installs at most {MAX_PER_ORGANIZATION} connectors; delete one first"
             ),
         });
     }

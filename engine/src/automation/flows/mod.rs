@@ -29,7 +29,7 @@ const TRIGGER_TYPES: [&str; 4] = ["event", "poll", "webhook", "schedule"];
 pub const SIGNATURE_SCHEMES: [&str; 5] = ["standard", "stripe", "github", "slack", "hmac"];
 /// The scheme of a new webhook trigger that has a secret and names no scheme.
 pub const DEFAULT_SIGNATURE: &str = "standard";
-/// The connections of an organization a flow may name: id → type.
+/// The connections of an organization a flow may name, by id: their type and connector.
 pub type ConnectionKinds =
     std::collections::BTreeMap<String, crate::automation::connections::ConnectionRef>;
 

@@ -17,7 +17,7 @@ const BUILT_IN: &[&str] = &[
 
 fn built_in(file: &str) -> Value {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../manifests")
+        .join("../manifests/connectors/timix")
         .join(file);
     let text = std::fs::read_to_string(path).expect("the built-in manifest is readable");
     yaml_serde::from_str(&text).expect("the built-in manifest parses")
