@@ -215,6 +215,20 @@ impl AppState {
         self.connectors.view(&self.db, org_id).await
     }
 
+    /// The manifests checking `input` needs: timix's alone when it names no connector (its
+    /// check then reads no connector), else [`AppState::manifests_for`].
+    pub async fn manifests_for_flow(
+        &self,
+        org_id: &str,
+        input: &timix_engine::automation::flows::FlowInput,
+    ) -> timix_engine::Result<std::borrow::Cow<'_, Manifests>> {
+        if input.names_a_connector() {
+            Ok(std::borrow::Cow::Owned(self.manifests_for(org_id).await?))
+        } else {
+            Ok(std::borrow::Cow::Borrowed(&*self.manifests))
+        }
+    }
+
     /// [`AppState::saving`] with an organization's manifests.
     pub fn saving_with<'a>(&'a self, manifests: &'a Manifests) -> Saving<'a> {
         Saving {

@@ -170,13 +170,43 @@ pub struct TriggerManifest {
     pub sample: Value,
 }
 
+/// An action's input schema, checked to compile when read, compiled again when first used.
+struct InputSchema {
+    schema: Value,
+    compiled: std::sync::OnceLock<Option<jsonschema::Validator>>,
+}
+
+impl InputSchema {
+    /// The schema, if it compiles (a schema that does not is refused when it is read).
+    fn checked(schema: &Value) -> Result<Self, String> {
+        compile(schema).map_err(|e| format!("not a valid JSON Schema: {e}"))?;
+        Ok(Self {
+            schema: schema.clone(),
+            compiled: std::sync::OnceLock::new(),
+        })
+    }
+
+    fn validator(&self) -> Option<&jsonschema::Validator> {
+        self.compiled
+            .get_or_init(|| compile(&self.schema).ok())
+            .as_ref()
+    }
+}
+
+fn compile(schema: &Value) -> Result<jsonschema::Validator, jsonschema::ValidationError<'static>> {
+    jsonschema::options()
+        .should_validate_formats(true)
+        .build(schema)
+}
+
 /// Every manifest, by key.
 #[derive(Clone, Default)]
 pub struct Manifests {
     pub actions: BTreeMap<String, ActionManifest>,
     pub triggers: BTreeMap<String, TriggerManifest>,
-    /// Each action's input schema, compiled (formats asserted).
-    inputs: BTreeMap<String, std::sync::Arc<jsonschema::Validator>>,
+    /// Each action's input schema, compiled (formats asserted) when first used: compiled
+    /// schemas are large, and most actions of most connectors are never run.
+    inputs: BTreeMap<String, std::sync::Arc<InputSchema>>,
     /// The connectors an organization sees besides timix, by key; their actions are in
     /// `actions` under `<connector>.<action>`.
     pub connectors: BTreeMap<String, std::sync::Arc<crate::automation::connectors::Loaded>>,
@@ -316,20 +346,14 @@ impl Manifests {
         let mut out = Manifests::default();
         let mut problems = Vec::new();
         for (i, mut action) in actions.into_iter().enumerate() {
-            match jsonschema::options()
-                .should_validate_formats(true)
-                .build(&action.input)
-            {
-                Ok(v) => {
+            match InputSchema::checked(&action.input) {
+                Ok(schema) => {
                     action.key = format!("{prefix}.{}", action.key);
                     out.inputs
-                        .insert(action.key.clone(), std::sync::Arc::new(v));
+                        .insert(action.key.clone(), std::sync::Arc::new(schema));
                     out.actions.insert(action.key.clone(), action);
                 }
-                Err(e) => problems.push((
-                    format!("/actions/{i}/input"),
-                    format!("not a valid JSON Schema: {e}"),
-                )),
+                Err(message) => problems.push((format!("/actions/{i}/input"), message)),
             }
         }
         if problems.is_empty() {
@@ -350,7 +374,7 @@ impl Manifests {
     /// Checks a step's rendered input against its action's schema; every problem as
     /// (JSON pointer below the input, message).
     pub fn check_input(&self, action: &str, input: &Value) -> Result<(), Vec<(String, String)>> {
-        let Some(validator) = self.inputs.get(action) else {
+        let Some(validator) = self.inputs.get(action).and_then(|s| s.validator()) else {
             return Err(vec![(String::new(), format!("{action} is not an action"))]);
         };
         let problems: Vec<(String, String)> = validator
@@ -496,17 +520,14 @@ impl Manifests {
             }
         }
         for (key, action) in &out.actions {
-            match jsonschema::options()
-                .should_validate_formats(true)
-                .build(&action.input)
-            {
-                Ok(v) => {
-                    out.inputs.insert(key.clone(), std::sync::Arc::new(v));
+            match InputSchema::checked(&action.input) {
+                Ok(schema) => {
+                    out.inputs.insert(key.clone(), std::sync::Arc::new(schema));
                 }
-                Err(e) => problems.push(ManifestProblem {
+                Err(message) => problems.push(ManifestProblem {
                     file: format!("actions/{key}.yaml"),
                     path: "/input".into(),
-                    message: format!("not a valid JSON Schema: {e}"),
+                    message,
                 }),
             }
         }

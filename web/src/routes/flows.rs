@@ -43,7 +43,7 @@ pub async fn create(
     Auth(actor): Auth,
     JsonBody(input): JsonBody<FlowInput>,
 ) -> ApiResult<Created<Flow>> {
-    let manifests = state.manifests_for(actor.org_id()).await?;
+    let manifests = state.manifests_for_flow(actor.org_id(), &input).await?;
     let body = flows::create(&state.db, state.saving_with(&manifests), &actor, input).await?;
     Ok(Created {
         location: format!("{BASE}/flows/{}", body.id),
@@ -69,7 +69,7 @@ pub async fn update(
     Path(id): Path<String>,
     JsonBody(input): JsonBody<FlowInput>,
 ) -> ApiResult<Json<Flow>> {
-    let manifests = state.manifests_for(actor.org_id()).await?;
+    let manifests = state.manifests_for_flow(actor.org_id(), &input).await?;
     Ok(Json(
         flows::update(&state.db, state.saving_with(&manifests), &actor, &id, input).await?,
     ))

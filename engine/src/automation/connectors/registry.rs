@@ -35,12 +35,30 @@ struct Instance {
     seen: Vec<(PathBuf, Option<SystemTime>, u64)>,
 }
 
-/// The catalogue's connectors, and the problems of those that do not read.
-fn read_catalogue() -> (BTreeMap<String, Arc<Loaded>>, Vec<ManifestProblem>) {
+/// The catalogue's connectors, and the problems of those that do not read; `check`: against
+/// the meta-schema too (the catalogue's tests do; a running service need not).
+fn read_catalogue(check: bool) -> (BTreeMap<String, Arc<Loaded>>, Vec<ManifestProblem>) {
     let mut catalogue = BTreeMap::new();
     let mut problems = Vec::new();
     for (file, text) in CATALOGUE {
-        match parse(file, text, Source::Catalogue, None) {
+        let read = if check {
+            parse(file, text, Source::Catalogue, None)
+        } else {
+            super::yaml::read(text)
+                .map_err(|e| vec![(String::new(), e)])
+                .and_then(|document| super::load_checked(document, Source::Catalogue, None))
+                .map_err(|found| {
+                    found
+                        .into_iter()
+                        .map(|(path, message)| ManifestProblem {
+                            file: (*file).to_owned(),
+                            path,
+                            message,
+                        })
+                        .collect()
+                })
+        };
+        match read {
             Ok(loaded) => {
                 catalogue.insert(loaded.connector.key.clone(), Arc::new(loaded));
             }
@@ -75,12 +93,12 @@ impl Registry {
     /// Every problem of the catalogue (it is part of the build, and tested: there should be
     /// none).
     pub fn catalogue_problems() -> Vec<ManifestProblem> {
-        read_catalogue().1
+        read_catalogue(true).1
     }
 
     fn catalogue(&self) -> &BTreeMap<String, Arc<Loaded>> {
         self.catalogue.get_or_init(|| {
-            let (catalogue, problems) = read_catalogue();
+            let (catalogue, problems) = read_catalogue(false);
             for problem in &problems {
                 tracing::error!(%problem, "A connector of the catalogue does not read.");
             }

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::{Loaded, Source, load};
+use super::{Loaded, Source, load_checked};
 use crate::access::auth::{Actor, Permission};
 use crate::error::{Error, FieldError, Result};
 use crate::store::clock::now_ms;
@@ -56,7 +56,7 @@ impl StoredVersion {
 fn parse_stored(document: &str, source: Source, org_id: Option<&str>) -> Result<Loaded> {
     let value: Value = serde_json::from_str(document)
         .map_err(|e| Error::Internal(format!("stored connector: {e}")))?;
-    load(value, source, org_id).map_err(|problems| {
+    load_checked(value, source, org_id).map_err(|problems| {
         Error::Internal(format!(
             "a stored connector no longer reads: {}",
             problems

@@ -111,6 +111,26 @@ pub struct FlowInput {
     pub settings: Patch<Value>,
 }
 
+impl FlowInput {
+    /// Whether it names a connector's action or trigger (`slack.post_message`): only then does
+    /// checking it need the organization's connectors.
+    pub fn names_a_connector(&self) -> bool {
+        fn names(value: &Value) -> bool {
+            match value {
+                Value::Object(map) => map.iter().any(|(key, inner)| {
+                    matches!((key.as_str(), inner), ("action" | "source", Value::String(s)) if s.contains('.'))
+                        || names(inner)
+                }),
+                Value::Array(items) => items.iter().any(names),
+                _ => false,
+            }
+        }
+        [&self.trigger, &self.steps]
+            .into_iter()
+            .any(|part| matches!(part, Patch::Value(v) if names(v)))
+    }
+}
+
 mod check;
 pub mod condition;
 pub mod drafts;
