@@ -278,6 +278,17 @@ async fn a_poll_flow_mirrors_another_organization_over_http_without_duplicates()
     })
     .await;
     assert_eq!(names(&cb).await, vec!["Acme", "Globex", "Initech"]);
+    // Their runs recorded (a crash between a step's effect and its record would run the step
+    // again: that is the executor's concern, not the poll's, which this test is about).
+    eventually(20, "three finished runs", || async {
+        cb.get(&format!("/runs?flowId={flow}&status=succeeded"))
+            .await
+            .expect(200)
+            .items()
+            .len()
+            == 3
+    })
+    .await;
 
     // A crash and a restart: the cursor and the seen items are kept.
     crate::harness::signal(server.pid(), "KILL");
