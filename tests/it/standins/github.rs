@@ -18,13 +18,13 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use super::{Call, Calls, eventually, finished_runs, run_action, serve, server};
+use super::{Call, Calls, Incoming, eventually, finished_runs, run_action, serve, server};
 use crate::harness::Client;
 
 /// The example token of GitHub's documentation.
@@ -385,36 +385,6 @@ impl IntoResponse for Refusal {
                 DOCS,
             ),
         }
-    }
-}
-
-/// A request as the handlers read it: method, path, query, headers and body.
-struct Incoming {
-    method: String,
-    path: String,
-    query: HashMap<String, String>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-}
-
-impl<S: Send + Sync> FromRequest<S> for Incoming {
-    type Rejection = Response;
-
-    async fn from_request(request: Request, _: &S) -> Result<Self, Response> {
-        let (parts, body) = request.into_parts();
-        let query = Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
-            .map(|q| q.0)
-            .unwrap_or_default();
-        let body = axum::body::to_bytes(body, 1 << 20)
-            .await
-            .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()).into_response())?;
-        Ok(Incoming {
-            method: parts.method.to_string(),
-            path: parts.uri.path().to_owned(),
-            query,
-            headers: parts.headers,
-            body,
-        })
     }
 }
 

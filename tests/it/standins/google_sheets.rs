@@ -30,7 +30,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use super::{Call, Calls, OAuth, connect, eventually, finished_runs, run_action, serve, server};
+use super::{
+    Call, Calls, OAuth, connect, eventually, finished_runs, percent_decoded, query_of, run_action,
+    serve, server,
+};
 use crate::harness::{Client, Server};
 
 /// Google's public sample spreadsheet (its quickstarts read it); the connection test reads it.
@@ -718,35 +721,6 @@ fn not_found() -> Response {
         "NOT_FOUND",
         "Requested entity was not found.",
     )
-}
-
-fn query_of(uri: &axum::http::Uri) -> HashMap<String, String> {
-    reqwest::Url::parse(&format!("http://standin{uri}"))
-        .map(|url| url.query_pairs().into_owned().collect())
-        .unwrap_or_default()
-}
-
-fn percent_decoded(path: &str) -> String {
-    let bytes = path.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = (bytes[i] == b'%' && i + 2 < bytes.len())
-            .then(|| std::str::from_utf8(&bytes[i + 1..i + 3]).ok())
-            .flatten()
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match hex {
-            Some(byte) => {
-                out.push(byte);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 // ---------------------------------------------------------------------------------------------

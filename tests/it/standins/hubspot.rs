@@ -26,7 +26,10 @@ use axum::routing::{get, patch, post};
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
-use super::{Call, Calls, OAuth, connect, eventually, finished_runs, run_action, serve, server};
+use super::{
+    Call, Calls, OAuth, connect, eventually, finished_runs, percent_decoded, query_of, run_action,
+    serve, server,
+};
 use crate::harness::{Client, Server};
 
 const CONTACTS: &str = "/crm/v3/objects/contacts";
@@ -773,35 +776,6 @@ fn text(value: &Value) -> String {
         Value::Null => String::new(),
         other => other.to_string(),
     }
-}
-
-fn query_of(uri: &axum::http::Uri) -> HashMap<String, String> {
-    reqwest::Url::parse(&format!("http://standin{uri}"))
-        .map(|url| url.query_pairs().into_owned().collect())
-        .unwrap_or_default()
-}
-
-fn percent_decoded(path: &str) -> String {
-    let bytes = path.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = (bytes[i] == b'%' && i + 2 < bytes.len())
-            .then(|| std::str::from_utf8(&bytes[i + 1..i + 3]).ok())
-            .flatten()
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match hex {
-            Some(byte) => {
-                out.push(byte);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Milliseconds since 1970 of `2026-11-20T09:00:00.000Z` (the form HubSpot writes dates in).

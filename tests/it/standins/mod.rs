@@ -296,6 +296,64 @@ pub async fn connect(c: &Client, connection: &str) {
     assert_eq!(connection.body["isAuthorized"], true, "{}", connection.body);
 }
 
+/// A request as a stand-in's handlers read it: method, path, query, headers and body.
+pub struct Incoming {
+    pub method: String,
+    pub path: String,
+    pub query: HashMap<String, String>,
+    pub headers: HeaderMap,
+    pub body: axum::body::Bytes,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Incoming {
+    type Rejection = Response;
+
+    async fn from_request(request: axum::extract::Request, _: &S) -> Result<Self, Response> {
+        let (parts, body) = request.into_parts();
+        let body = axum::body::to_bytes(body, 1 << 20)
+            .await
+            .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()).into_response())?;
+        Ok(Incoming {
+            method: parts.method.to_string(),
+            query: query_of(&parts.uri),
+            path: parts.uri.path().to_owned(),
+            headers: parts.headers,
+            body,
+        })
+    }
+}
+
+/// The query pairs of a request's URI, decoded.
+pub fn query_of(uri: &axum::http::Uri) -> HashMap<String, String> {
+    reqwest::Url::parse(&format!("http://standin{uri}"))
+        .map(|url| url.query_pairs().into_owned().collect())
+        .unwrap_or_default()
+}
+
+/// A path with its `%XX` escapes decoded (Sheets ranges such as `'Leads'!A1` arrive escaped).
+pub fn percent_decoded(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = (bytes[i] == b'%' && i + 2 < bytes.len())
+            .then(|| std::str::from_utf8(&bytes[i + 1..i + 3]).ok())
+            .flatten()
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match hex {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// A stand-in's record of the requests it answered: method, path with query, headers, body.
 #[derive(Clone, Default)]
 pub struct Calls(Arc<Mutex<Vec<Call>>>);

@@ -17,14 +17,16 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{FromRequest, Query, Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use super::{Call, Calls, OAuth, connect, eventually, finished_runs, run_action, serve, server};
+use super::{
+    Call, Calls, Incoming, OAuth, connect, eventually, finished_runs, run_action, serve, server,
+};
 use crate::harness::Client;
 
 const CHANNEL_PAGE: usize = 3;
@@ -156,36 +158,6 @@ impl Slack {
             return Err("invalid_auth");
         }
         Ok(())
-    }
-}
-
-/// A request as the handlers read it: method, path, query, headers and body.
-struct Incoming {
-    method: String,
-    path: String,
-    query: HashMap<String, String>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-}
-
-impl<S: Send + Sync> FromRequest<S> for Incoming {
-    type Rejection = Response;
-
-    async fn from_request(request: Request, _: &S) -> Result<Self, Response> {
-        let (parts, body) = request.into_parts();
-        let query = Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
-            .map(|q| q.0)
-            .unwrap_or_default();
-        let body = axum::body::to_bytes(body, 1 << 20)
-            .await
-            .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()).into_response())?;
-        Ok(Incoming {
-            method: parts.method.to_string(),
-            path: parts.uri.path().to_owned(),
-            query,
-            headers: parts.headers,
-            body,
-        })
     }
 }
 
@@ -874,6 +846,16 @@ async fn slack_channel_lookup_filters_every_page_by_name() {
     );
     let lists = slack.calls.to("GET", "/api/conversations.list");
     assert!(lists.len() >= 3, "three pages read: {}", lists.len());
+    // A cursor the lookup did not give (a URL, from a Link header) is refused before any call.
+    c.get(&format!(
+        "/connectors/slack/lookups/channels?connectionId={connection}&cursor=u:https://elsewhere.example/"
+    ))
+    .await
+    .expect_error(400, "invalid_parameter");
+    assert_eq!(
+        slack.calls.to("GET", "/api/conversations.list").len(),
+        lists.len()
+    );
     assert_eq!(lists[0].query["types"], "public_channel");
     assert_eq!(lists[0].query["exclude_archived"], "true");
     assert!(!lists[0].query.contains_key("cursor"));

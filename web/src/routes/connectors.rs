@@ -303,12 +303,12 @@ pub async fn delete(
 }
 
 /// One page of a lookup's choices (`{value, label}`), read through a connection to the
-/// connector: `q` searches, `cursor` is the previous page's `nextCursor`; other parameters
-/// are the lookup's own (a spreadsheet's id for its sheets).
+/// connector: `q` searches, `cursor` is the previous page's `nextCursor` (400 for another);
+/// other parameters are the lookup's own (a spreadsheet's id for its sheets).
 #[utoipa::path(get, path = "/connectors/{key}/lookups/{name}", tag = "connectors",
     params(("key" = String, Path), ("name" = String, Path), ("connectionId" = String, Query),
            ("q" = Option<String>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, body = LookupChoices), (status = 404, body = ErrorEnvelope),
+    responses((status = 200, body = LookupChoices), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
               (status = 409, body = ErrorEnvelope), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn lookup(
     State(state): State<AppState>,
@@ -353,6 +353,14 @@ pub async fn lookup(
     let input = Value::Object(input);
     let q = param("q").unwrap_or_default();
     let cursor = param("cursor");
+    if let Some(given) = &cursor
+        && timix_actions::paging::Page::from_cursor(given, spec.pagination.as_ref()).is_none()
+    {
+        return Err(Error::InvalidParameter(
+            "cursor must be the nextCursor of an earlier page of this lookup".into(),
+        )
+        .into());
+    }
     let this = ApiClient::new(state.clone());
     let page = state
         .performer
