@@ -87,6 +87,10 @@ pub struct GlobalArgs {
     /// its root event or run [default: 100].
     #[arg(long, env = "TIMIX_FANOUT_LIMIT", global = true)]
     pub fanout_limit: Option<u32>,
+    /// How long an access token of an MCP client (OAuth) serves before the client refreshes it
+    /// [default: 1h].
+    #[arg(long, env = "TIMIX_MCP_TOKEN_LIFETIME", global = true)]
+    pub mcp_token_lifetime: Option<String>,
     /// The bearer token `/metrics` asks for; without one `/metrics` is not served.
     #[arg(
         long,
@@ -134,6 +138,7 @@ struct FileConfig {
     key_rate_limit: Option<u32>,
     runs_per_minute: Option<u32>,
     fanout_limit: Option<u32>,
+    mcp_token_lifetime: Option<String>,
     metrics_token: Option<String>,
     log: Option<String>,
     log_format: Option<String>,
@@ -168,6 +173,7 @@ pub struct Settings {
     /// None: each plan's budget; `Some(0)`: none.
     pub runs_per_minute: Option<u32>,
     pub fanout_limit: i64,
+    pub mcp_token_lifetime: Duration,
     pub metrics_token: Option<String>,
     pub log: String,
     pub log_format: LogFormat,
@@ -274,6 +280,20 @@ impl Settings {
             [one] if !one.is_zero() => *one,
             _ => bail!("TIMIX_RUN_RETENTION must be one duration such as 30d"),
         };
+        let lifetime = args
+            .mcp_token_lifetime
+            .clone()
+            .or(file.mcp_token_lifetime)
+            .unwrap_or_else(|| "1h".to_owned());
+        let mcp_token_lifetime = match parse_schedule(&lifetime)
+            .context("TIMIX_MCP_TOKEN_LIFETIME")?
+            .as_slice()
+        {
+            [one] if one.as_secs() >= 1 => *one,
+            _ => bail!(
+                "TIMIX_MCP_TOKEN_LIFETIME must be one duration of a second or more, such as 1h"
+            ),
+        };
         let bind = args
             .bind
             .clone()
@@ -306,6 +326,7 @@ impl Settings {
                 .fanout_limit
                 .or(file.fanout_limit)
                 .map_or(timix_triggers::dispatcher::DEFAULT_FANOUT_LIMIT, i64::from),
+            mcp_token_lifetime,
             metrics_token: args
                 .metrics_token
                 .clone()

@@ -199,6 +199,10 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
         runs_per_minute: settings.runs_per_minute,
         run_lane: lane.as_ref().map(|(lane, _)| lane.clone()),
         fanout_limit: settings.fanout_limit,
+        mcp_oauth: timix_engine::access::mcp_oauth::Lifetimes {
+            access_ms: settings.mcp_token_lifetime.as_millis() as i64,
+            ..Default::default()
+        },
         connectors: Some(connectors.clone()),
         ..AppParts::new(db.clone(), manifests, vault.clone())
     });

@@ -30,6 +30,7 @@ mod mcp;
 mod money;
 mod oauth;
 mod observability;
+mod openapi;
 mod pricing;
 mod programs;
 mod receiver;

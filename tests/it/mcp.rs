@@ -395,3 +395,922 @@ async fn the_endpoint_refuses_requests_without_a_valid_key_like_the_api() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["result"]["serverInfo"]["name"], "timix", "{body}");
 }
+
+/// Today in the test organization's zone, UTC+14: far enough from UTC that a day read in UTC
+/// is wrong for 14 hours of every day.
+fn today_at_utc_plus_14() -> chrono::NaiveDate {
+    (chrono::Utc::now() + chrono::Duration::hours(14)).date_naive()
+}
+
+#[tokio::test]
+async fn an_assistant_asks_for_unbilled_time_both_ways_overdue_invoices_and_logs_by_day_words() {
+    if !python_mcp_ready() {
+        return;
+    }
+    let server = Server::start().await;
+    let org = server.db.bootstrap("professional");
+    let owner = server.as_key(&org.key);
+    let (_, viewer) = owner.user_with_key(&server.db, "viewer").await;
+    owner
+        .patch(
+            "/organization",
+            json!({"timezone": "Etc/GMT-14", "weekStartsOn": "monday"}),
+        )
+        .await
+        .expect(200);
+    // Solo Ltd has one project with one task and no subtask yet.
+    let solo = owner
+        .post(
+            "/customers",
+            json!({"name": "Solo Ltd", "hourlyRate": "100.00"}),
+        )
+        .await
+        .expect(201)
+        .id();
+    let retainer = owner.project(&solo, "Retainer").await;
+    let support = owner.task(&retainer, "Support").await;
+    // Steady Co's time is approved: 1.5 h in a week long gone.
+    let steady = owner
+        .post(
+            "/customers",
+            json!({"name": "Steady Co", "hourlyRate": "100.00"}),
+        )
+        .await
+        .expect(201)
+        .id();
+    let steady_task = owner
+        .task(&owner.project(&steady, "Ops").await, "Run")
+        .await;
+    let steady_subtask = owner.subtask(&steady_task, "Daily").await;
+    owner
+        .post(
+            "/time-entries",
+            json!({"subtaskId": steady_subtask, "date": "2025-03-03", "durationSeconds": 5400}),
+        )
+        .await
+        .expect(201);
+    let sheet = owner
+        .get(&format!(
+            "/timesheets?userId={}&periodStart=2025-03-03",
+            org.owner_id
+        ))
+        .await
+        .expect(200)
+        .items()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for step in ["submit", "approve"] {
+        owner
+            .post(&format!("/timesheets/{sheet}/{step}"), json!({}))
+            .await
+            .expect(200);
+    }
+    // Late Payer: one invoice overdue and part paid, one due in 2099, one paid.
+    let late = owner.customer("Late Payer").await;
+    let mut invoices = Vec::new();
+    for (line, issued, due) in [
+        ("500.00", "2025-01-02", "2025-02-01"),
+        ("200.00", "2025-01-03", "2099-12-31"),
+        ("300.00", "2025-01-04", "2025-02-01"),
+    ] {
+        let id = owner
+            .post(
+                "/invoices",
+                json!({"customerId": late, "lines": [{"description": "Audit", "unitPrice": line}]}),
+            )
+            .await
+            .expect(201)
+            .id();
+        owner
+            .post(
+                &format!("/invoices/{id}/issue"),
+                json!({"issueDate": issued, "dueDate": due}),
+            )
+            .await
+            .expect(200);
+        invoices.push(id);
+    }
+    for (id, amount) in [(&invoices[0], "100.00"), (&invoices[2], "300.00")] {
+        owner
+            .post(
+                &format!("/invoices/{id}/payments"),
+                json!({"amount": amount}),
+            )
+            .await
+            .expect(200);
+    }
+
+    let today_before = today_at_utc_plus_14();
+    let seen = drive(json!({
+        "url": server.url("/mcp"),
+        "ownerKey": org.key,
+        "viewerKey": viewer.key,
+        "listTools": true,
+        "calls": [
+            ["owner", "yesterday", "log_time", {"customer": "Solo", "duration": "2h", "date": "yesterday", "description": "Fixed the login"}],
+            ["owner", "lastMonday", "log_time", {"customer": "solo ltd", "duration": "1h", "date": "last Monday"}],
+            ["owner", "badDate", "log_time", {"customer": "Solo", "duration": "1h", "date": "next fortnight"}],
+            ["owner", "approvedOnly", "report_unbilled_time", {}],
+            ["owner", "allLogged", "report_unbilled_time", {"includeUnapproved": true}],
+            ["owner", "overdue", "list_invoices", {"overdue": true}],
+            ["owner", "latePayer", "list_invoices", {"customer": "late payer"}],
+            ["viewer", "noInvoices", "list_invoices", {}],
+        ],
+    }))
+    .await;
+    let today_after = today_at_utc_plus_14();
+
+    // The tools say what they take.
+    let tools = &seen["tools"];
+    assert_eq!(tools["list_invoices"]["readOnly"], true);
+    assert!(
+        tools["log_time"]["inputSchema"]["properties"]["date"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("last monday"),
+        "{}",
+        tools["log_time"]
+    );
+    assert_eq!(
+        tools["report_unbilled_time"]["inputSchema"]["properties"]["includeUnapproved"]["type"],
+        "boolean"
+    );
+
+    // log_time reached Support through the customer and made it its subtask, named after it.
+    let first = &seen["yesterday"];
+    assert_eq!(first["isError"], false, "{first}");
+    assert_eq!(first["content"]["subtaskCreated"], true, "{first}");
+    assert!(
+        first["content"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Created the subtask"),
+        "{first}"
+    );
+    let subtasks = owner
+        .get(&format!("/subtasks?taskId={support}"))
+        .await
+        .expect(200)
+        .items();
+    assert_eq!(subtasks.len(), 1, "{subtasks:?}");
+    assert_eq!(subtasks[0]["name"], "Support");
+    assert_eq!(first["content"]["subtask"]["id"], subtasks[0]["id"]);
+    // The next time on Solo finds it: nothing more is created.
+    let second = &seen["lastMonday"];
+    assert_eq!(second["isError"], false, "{second}");
+    assert_eq!(second["content"]["subtaskCreated"], false, "{second}");
+    assert_eq!(second["content"]["subtask"]["id"], subtasks[0]["id"]);
+
+    // The days are the organization's: yesterday, and the latest Monday before today.
+    let mut entries = Vec::new();
+    for label in ["yesterday", "lastMonday"] {
+        let id = seen[label]["content"]["timeEntry"]["id"].as_str().unwrap();
+        let entry = owner.get(&format!("/time-entries/{id}")).await.expect(200);
+        entries.push(entry.body);
+    }
+    let (yesterday, last_monday) = (&entries[0], &entries[1]);
+    assert_eq!(yesterday["durationSeconds"], 7200);
+    assert_eq!(yesterday["notes"], "Fixed the login");
+    assert_eq!(yesterday["subtaskId"], subtasks[0]["id"]);
+    if today_before == today_after {
+        use chrono::Datelike;
+        let today = today_before;
+        let back = match today.weekday().num_days_from_monday() {
+            0 => 7,
+            days => days,
+        };
+        let days_before = |days: u32| {
+            (today - chrono::Days::new(days.into()))
+                .format("%Y-%m-%d")
+                .to_string()
+        };
+        assert_eq!(yesterday["date"], days_before(1));
+        assert_eq!(last_monday["date"], days_before(back));
+    }
+    let bad = &seen["badDate"];
+    assert_eq!(bad["isError"], true, "{bad}");
+    assert_eq!(bad["content"]["code"], "validation_failed");
+    assert_eq!(bad["content"]["details"][0]["field"], "date", "{bad}");
+    assert!(
+        bad["content"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("yesterday"),
+        "the refusal lists what is understood: {bad}"
+    );
+
+    // Unbilled time both ways: approved only (Steady's 1.5 h), and all of it (Solo's 3 h too);
+    // each answer is the API's and says which it counted.
+    let approved = &seen["approvedOnly"]["content"];
+    let all = &seen["allLogged"]["content"];
+    assert_eq!(approved["includeUnapproved"], false, "{approved}");
+    assert_eq!(all["includeUnapproved"], true, "{all}");
+    assert_eq!(approved["totals"][0]["seconds"], 5400, "{approved}");
+    assert_eq!(all["totals"][0]["seconds"], 5400 + 7200 + 3600, "{all}");
+    assert_eq!(approved["totals"][0]["amount"], "150.00", "{approved}");
+    assert_eq!(all["totals"][0]["amount"], "450.00", "{all}");
+    let customers = |report: &Value| -> Vec<String> {
+        report["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["customerName"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(customers(approved), ["Steady Co"]);
+    assert_eq!(customers(all), ["Solo Ltd", "Steady Co"]);
+    for (query, answer) in [("", approved), ("?includeUnapproved=true", all)] {
+        let api = owner
+            .get(&format!("/financial-reports/unbilled-time{query}"))
+            .await
+            .expect(200);
+        assert_eq!(*answer, api.body, "{query}");
+    }
+
+    // Overdue invoices by number and customer, with what is due; the API filters the same way.
+    let overdue = &seen["overdue"]["content"];
+    assert_eq!(seen["overdue"]["isError"], false, "{overdue}");
+    let listed = overdue["invoices"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{overdue}");
+    assert_eq!(listed[0]["id"], invoices[0].as_str());
+    assert_eq!(listed[0]["number"], "INV-0001");
+    assert_eq!(listed[0]["customer"]["name"], "Late Payer");
+    assert_eq!(listed[0]["customer"]["id"], late.as_str());
+    assert_eq!(listed[0]["dueDate"], "2025-02-01");
+    assert_eq!(listed[0]["status"], "issued");
+    assert_eq!(
+        (
+            &listed[0]["total"],
+            &listed[0]["amountDue"],
+            &listed[0]["isOverdue"]
+        ),
+        (&json!("500.00"), &json!("400.00"), &json!(true))
+    );
+    assert_eq!(overdue["totals"][0]["amountDue"], "400.00", "{overdue}");
+    assert_eq!(overdue["totals"][0]["count"], 1);
+    let api_overdue = owner.get("/invoices?overdue=true").await.expect(200);
+    assert_eq!(api_overdue.item_ids(), [invoices[0].clone()]);
+    let mut others = owner
+        .get("/invoices?overdue=false")
+        .await
+        .expect(200)
+        .item_ids();
+    others.sort();
+    let mut expected = vec![invoices[1].clone(), invoices[2].clone()];
+    expected.sort();
+    assert_eq!(others, expected);
+    owner
+        .get("/invoices?overdue=soon")
+        .await
+        .expect_error(400, "invalid_parameter");
+    // By the customer's name: all three, and their totals.
+    let by_customer = &seen["latePayer"]["content"];
+    assert_eq!(by_customer["count"], 3, "{by_customer}");
+    assert_eq!(
+        by_customer["totals"][0]["total"], "1000.00",
+        "{by_customer}"
+    );
+    assert_eq!(
+        by_customer["totals"][0]["amountDue"], "600.00",
+        "{by_customer}"
+    );
+    // Invoices are for managers and up, through MCP as over HTTP.
+    let refused = &seen["noInvoices"];
+    assert_eq!(refused["isError"], true, "{refused}");
+    assert_eq!(refused["content"]["status"], 403, "{refused}");
+}
+
+/// MCP authorization (API.md §11): OAuth 2.1 for assistants that cannot send an API key.
+mod oauth_authorization {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use reqwest::StatusCode;
+    use sha2::{Digest, Sha256};
+
+    use super::*;
+    use crate::ui::{Browser, PASSWORD, bootstrap_with_password};
+
+    /// Runs `tests/mcp/<script>` with `plan`; what it saw.
+    async fn run_script(script: &str, plan: Value) -> Value {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/mcp")
+            .join(script);
+        let (plan_file, report_file) = (temp_file("plan.json"), temp_file("report.json"));
+        std::fs::write(&plan_file, plan.to_string()).unwrap();
+        let run = tokio::time::timeout(
+            std::time::Duration::from_secs(120),
+            tokio::process::Command::new("python3")
+                .arg(&script)
+                .arg(&plan_file)
+                .arg(&report_file)
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .expect("the MCP client finished within 2 minutes")
+        .unwrap();
+        assert!(
+            run.status.success(),
+            "the MCP client failed:\n{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let report = std::fs::read_to_string(&report_file).unwrap();
+        let _ = std::fs::remove_file(plan_file);
+        let _ = std::fs::remove_file(report_file);
+        serde_json::from_str(&report).unwrap()
+    }
+
+    /// A user of `role` who set their password through an invitation: their e-mail.
+    async fn user_with_password(server: &Server, admin: &mut Browser, role: &str) -> String {
+        let email = format!(
+            "{role}-{}@example.com",
+            ulid::Ulid::generate().to_string().to_lowercase()
+        );
+        let csrf = admin.get("/users").await.csrf();
+        let page = admin
+            .post(
+                "/users",
+                &[
+                    ("_csrf", &csrf),
+                    ("email", &email),
+                    ("name", "Mia"),
+                    ("role", role),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::CREATED, "{}", page.body);
+        let start = page.body.find("/invite/").expect("an invitation link");
+        let link: String = page.body[start..]
+            .chars()
+            .take_while(|c| *c != '"')
+            .collect();
+        let mut invited = Browser::new(server);
+        let csrf = invited.get(&link).await.csrf();
+        let page = invited
+            .post(
+                &link,
+                &[
+                    ("_csrf", &csrf),
+                    ("password", PASSWORD),
+                    ("confirm", PASSWORD),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+        email
+    }
+
+    #[tokio::test]
+    async fn an_oauth_only_assistant_connects_through_consent_in_the_web_ui() {
+        if !python_mcp_ready() {
+            return;
+        }
+        let server =
+            Server::start_with(TestDb::new().await, &[("TIMIX_MCP_TOKEN_LIFETIME", "2s")]).await;
+        let (owner_email, owner_key, _) = bootstrap_with_password(&server.db, "Consenting Org");
+        let owner = server.as_key(&owner_key);
+        owner.customer("Acme Corp").await;
+        let mut admin = Browser::new(&server);
+        assert_eq!(
+            admin.log_in(&owner_email, PASSWORD).await.status,
+            StatusCode::SEE_OTHER
+        );
+        let email = user_with_password(&server, &mut admin, "member").await;
+        let member = owner
+            .get(&format!("/org-users?email={email}"))
+            .await
+            .expect(200)
+            .items()[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (origin, url) = (server.url(""), server.url("/mcp"));
+        let redirect = "http://127.0.0.1:9/oauth/callback";
+        let seen = run_script(
+            "oauth_client.py",
+            json!({"url": url, "email": email, "password": PASSWORD, "redirectUri": redirect,
+                   "customer": "acme"}),
+        )
+        .await;
+
+        // Discovery from the 401: the header names the resource metadata, which names this
+        // server as the authorization server.
+        let refused = &seen["unauthenticated"];
+        assert_eq!(refused["status"], 401, "{seen}");
+        assert_eq!(refused["code"], "unauthenticated");
+        assert_eq!(
+            refused["wwwAuthenticate"],
+            format!(
+                "Bearer resource_metadata=\"{origin}/.well-known/oauth-protected-resource/mcp\""
+            )
+        );
+        let discovered = &seen["discovered"];
+        assert_eq!(discovered["resourceMetadata"]["resource"], url.as_str());
+        assert_eq!(
+            discovered["resourceMetadata"]["authorization_servers"],
+            json!([origin])
+        );
+        assert_eq!(discovered["issuer"], origin.as_str());
+        assert_eq!(
+            discovered["registrationEndpoint"],
+            format!("{origin}/oauth/register")
+        );
+        // Dynamic registration: no method asked, so client_secret_basic with a secret (RFC 7591).
+        assert!(
+            seen["client"]["clientId"]
+                .as_str()
+                .unwrap()
+                .starts_with("mcc_")
+        );
+        assert_eq!(seen["client"]["authMethod"], "client_secret_basic");
+        assert_eq!(seen["client"]["hasSecret"], true);
+
+        // The authorization request, the login it needs, the consent page and the code.
+        let authorize = &seen["authorize"];
+        assert_eq!(authorize["query"]["response_type"], "code");
+        assert_eq!(authorize["query"]["code_challenge_method"], "S256");
+        assert_eq!(authorize["query"]["resource"], url.as_str());
+        assert_eq!(authorize["query"]["scope"], "mcp");
+        assert_eq!(authorize["withoutLogin"]["status"], 303);
+        assert!(
+            authorize["withoutLogin"]["location"]
+                .as_str()
+                .unwrap()
+                .starts_with("/login?next=%2Foauth%2Fauthorize%3F"),
+            "{authorize}"
+        );
+        assert_eq!(authorize["login"]["status"], 303);
+        assert_eq!(authorize["consent"]["status"], 200);
+        let text = authorize["consent"]["text"].as_str().unwrap();
+        for expected in [
+            "Allow timix OAuth test to use timix as you?",
+            "127.0.0.1:9",
+            "Consenting Org",
+            email.as_str(),
+            "member: it may read",
+        ] {
+            assert!(text.contains(expected), "{expected} in {text}");
+        }
+        assert_eq!(authorize["allowed"]["status"], 303);
+        assert_eq!(authorize["allowed"]["redirect"], redirect);
+        assert_eq!(
+            authorize["allowed"]["params"],
+            json!(["code", "iss", "state"])
+        );
+
+        // The token acts as the member, with the member's role.
+        let first = &seen["first"];
+        assert_eq!(first["me"]["userId"], member.as_str(), "{first}");
+        assert_eq!(first["me"]["role"], "member");
+        assert_eq!(first["me"]["apiKeyName"], "MCP: timix OAuth test");
+        assert_eq!(first["find"]["isError"], false, "{first}");
+        assert_eq!(first["find"]["content"]["name"], "Acme Corp");
+        for refused in [&first["listFlows"], &first["createCustomer"]] {
+            assert_eq!(refused["isError"], true, "{refused}");
+            assert_eq!(refused["content"]["status"], 403, "{refused}");
+        }
+        assert!(
+            owner
+                .get("/customers?name=By%20the%20assistant")
+                .await
+                .expect(200)
+                .items()
+                .is_empty()
+        );
+        assert_eq!(
+            seen["firstTokens"],
+            json!({"expiresIn": 2, "tokenType": "Bearer", "scope": "mcp"})
+        );
+
+        // Expired, the access token is refused; the SDK refreshed it and rotated the refresh
+        // token.
+        assert_eq!(seen["expired"]["status"], 401, "{seen}");
+        assert!(
+            seen["expired"]["wwwAuthenticate"]
+                .as_str()
+                .unwrap()
+                .ends_with(", error=\"invalid_token\"")
+        );
+        assert_eq!(seen["second"]["userId"], member.as_str());
+        let refresh = &seen["refresh"];
+        assert!(refresh["newTokens"].as_u64().unwrap() >= 1, "{refresh}");
+        assert_eq!(refresh["accessChanged"], true);
+        assert_eq!(refresh["refreshRotated"], true);
+        assert_eq!(refresh["fresh"]["status"], 200);
+
+        // Revoked, neither the access token nor the refresh token serves any more.
+        let revoke = &seen["revoke"];
+        assert_eq!(revoke["status"], 200, "{revoke}");
+        assert_eq!(revoke["accessAfter"]["status"], 401);
+        assert_eq!(
+            revoke["refreshAfter"],
+            json!({"status": 400, "error": "invalid_grant"})
+        );
+    }
+
+    /// A PKCE verifier and its S256 challenge.
+    fn pkce() -> (String, String) {
+        let verifier = format!("{}-{}", ulid::Ulid::generate(), ulid::Ulid::generate());
+        let challenge = URL_SAFE_NO_PAD.encode(&Sha256::digest(verifier.as_bytes())[..]);
+        (verifier, challenge)
+    }
+
+    /// The query of a URL, as pairs.
+    fn query_of(location: &str) -> std::collections::BTreeMap<String, String> {
+        reqwest::Url::parse(location)
+            .unwrap()
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    }
+
+    /// `/oauth/authorize?…` with these parameters.
+    fn authorize_path(params: &[(&str, &str)]) -> String {
+        let mut url = reqwest::Url::parse("http://timix/oauth/authorize").unwrap();
+        url.query_pairs_mut().extend_pairs(params);
+        format!("{}?{}", url.path(), url.query().unwrap())
+    }
+
+    /// The user's answer on the consent page of a request with these parameters: where the
+    /// browser is sent.
+    async fn consent(browser: &mut Browser, params: &[(&str, &str)], decision: &str) -> String {
+        let page = browser.get(&authorize_path(params)).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        let csrf = page.csrf();
+        let mut form: Vec<(&str, &str)> = vec![("_csrf", csrf.as_str()), ("decision", decision)];
+        form.extend_from_slice(params);
+        let page = browser.post("/oauth/authorize", &form).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+        page.location.unwrap()
+    }
+
+    /// An MCP request with a bearer value: its status and JSON.
+    async fn mcp(server: &Server, token: &str, body: Value) -> (u16, Value) {
+        let response = reqwest::Client::new()
+            .post(server.url("/mcp"))
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Accept", "application/json, text/event-stream")
+            .header("MCP-Protocol-Version", "2025-06-18")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    fn read_me() -> Value {
+        json!({"jsonrpc": "2.0", "id": 2, "method": "resources/read", "params": {"uri": "timix://me"}})
+    }
+
+    #[tokio::test]
+    async fn oauth_refuses_what_it_must_and_tokens_follow_the_user() {
+        let server = Server::start().await;
+        let (email, key, owner_id) = bootstrap_with_password(&server.db, "Refusing Org");
+        let owner = server.as_key(&key);
+        let http = reqwest::Client::new();
+        let origin = server.url("");
+
+        // The metadata documents.
+        for path in [
+            "/.well-known/oauth-protected-resource",
+            "/.well-known/oauth-protected-resource/mcp",
+        ] {
+            let document: Value = http
+                .get(server.url(path))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(document["resource"], server.url("/mcp"), "{path}");
+            assert_eq!(document["authorization_servers"], json!([origin]));
+        }
+        let metadata: Value = http
+            .get(server.url("/.well-known/oauth-authorization-server"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            metadata["code_challenge_methods_supported"],
+            json!(["S256"])
+        );
+        assert_eq!(
+            metadata["grant_types_supported"],
+            json!(["authorization_code", "refresh_token"])
+        );
+        assert_eq!(
+            metadata["authorization_endpoint"],
+            format!("{origin}/oauth/authorize")
+        );
+
+        // Registration refuses a redirect URI that is neither https nor loopback.
+        let register = |body: Value| http.post(server.url("/oauth/register")).json(&body).send();
+        for uri in [
+            "http://example.com/cb",
+            "javascript:alert(1)",
+            "https://x.example/cb#f",
+        ] {
+            let refused = register(json!({"client_name": "Bad", "redirect_uris": [uri]}))
+                .await
+                .unwrap();
+            assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{uri}");
+            let body: Value = refused.json().await.unwrap();
+            assert_eq!(body["error"], "invalid_redirect_uri", "{body}");
+        }
+        let redirect = "http://127.0.0.1:9/cb";
+        let registered = register(json!({"client_name": "Public <b>tool</b>",
+                                          "redirect_uris": [redirect],
+                                          "token_endpoint_auth_method": "none"}))
+        .await
+        .unwrap();
+        assert_eq!(registered.status(), StatusCode::CREATED);
+        let client: Value = registered.json().await.unwrap();
+        assert!(client.get("client_secret").is_none(), "{client}");
+        let client_id = client["client_id"].as_str().unwrap().to_owned();
+
+        let mut browser = Browser::new(&server);
+        assert_eq!(
+            browser.log_in(&email, PASSWORD).await.status,
+            StatusCode::SEE_OTHER
+        );
+        let (verifier, challenge) = pkce();
+        let resource = server.url("/mcp");
+        let params = |state: &'static str| {
+            vec![
+                ("response_type", "code"),
+                ("client_id", client_id.as_str()),
+                ("redirect_uri", redirect),
+                ("state", state),
+                ("code_challenge", challenge.as_str()),
+                ("code_challenge_method", "S256"),
+                ("resource", resource.as_str()),
+            ]
+        };
+
+        // A link naming an unknown client or an unregistered redirect is never followed.
+        for (name, value) in [
+            ("client_id", "mcc_unknown"),
+            ("redirect_uri", "https://evil.example/cb"),
+        ] {
+            let mut bad = params("s");
+            bad.iter_mut().find(|(k, _)| *k == name).unwrap().1 = value;
+            let page = browser.get(&authorize_path(&bad)).await;
+            assert_eq!(page.status, StatusCode::BAD_REQUEST, "{name}");
+            assert!(page.location.is_none());
+        }
+        // Without PKCE, or for another resource, the client is sent back with the error.
+        for (missing, error) in [
+            ("code_challenge", "invalid_request"),
+            ("resource", "invalid_target"),
+        ] {
+            let mut bad = params("s1");
+            if missing == "resource" {
+                bad.last_mut().unwrap().1 = "https://other.example/mcp";
+            } else {
+                bad.retain(|(k, _)| *k != missing);
+            }
+            let page = browser.get(&authorize_path(&bad)).await;
+            assert_eq!(page.status, StatusCode::SEE_OTHER, "{missing}");
+            let back = query_of(page.location.as_deref().unwrap());
+            assert_eq!(back["error"], error);
+            assert_eq!(back["state"], "s1");
+        }
+        // The page names the client as it registered (escaped), the organization and the role.
+        let page = browser.get(&authorize_path(&params("s"))).await;
+        assert!(
+            page.body.contains("Public &lt;b&gt;tool&lt;/b&gt;"),
+            "{}",
+            page.body
+        );
+        assert!(page.body.contains("Refusing Org") && page.body.contains("owner"));
+
+        // Denied: the client hears access_denied, with its state and this issuer.
+        let denied = query_of(&consent(&mut browser, &params("s2"), "deny").await);
+        assert_eq!(denied["error"], "access_denied");
+        assert_eq!(denied["state"], "s2");
+        assert_eq!(denied["iss"], origin.as_str());
+
+        let token = |form: Vec<(&'static str, String)>| {
+            let http = http.clone();
+            let url = server.url("/oauth/token");
+            async move {
+                let response = http.post(url).form(&form).send().await.unwrap();
+                let status = response.status().as_u16();
+                (status, response.json::<Value>().await.unwrap())
+            }
+        };
+        let exchange = |code: &str, verifier: &str| {
+            vec![
+                ("grant_type", "authorization_code".to_owned()),
+                ("code", code.to_owned()),
+                ("redirect_uri", redirect.to_owned()),
+                ("client_id", client_id.clone()),
+                ("code_verifier", verifier.to_owned()),
+            ]
+        };
+        let allow = async |browser: &mut Browser, state: &'static str| {
+            let back = query_of(&consent(browser, &params(state), "allow").await);
+            assert_eq!(back["state"], state);
+            back["code"].clone()
+        };
+
+        // A wrong verifier spends the code.
+        let code = allow(&mut browser, "s3").await;
+        let (wrong, _) = pkce();
+        let (status, body) = token(exchange(&code, &wrong)).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{body}"
+        );
+        let (status, body) = token(exchange(&code, &verifier)).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{body}"
+        );
+
+        // A code serves once; presented again it revokes what it gave.
+        let code = allow(&mut browser, "s4").await;
+        let (status, issued) = token(exchange(&code, &verifier)).await;
+        assert_eq!(status, 200, "{issued}");
+        assert_eq!(issued["token_type"], "Bearer");
+        assert_eq!(issued["expires_in"], 3600);
+        let access = issued["access_token"].as_str().unwrap().to_owned();
+        let (status, me) = mcp(&server, &access, read_me()).await;
+        assert_eq!(status, 200, "{me}");
+        let me: Value =
+            serde_json::from_str(me["result"]["contents"][0]["text"].as_str().unwrap()).unwrap();
+        assert_eq!(me["user"]["id"], owner_id.as_str());
+        // Tokens serve /mcp only.
+        let rest = http
+            .get(server.url("/api/integration/v1/me"))
+            .bearer_auth(&access)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(rest.status(), StatusCode::UNAUTHORIZED);
+        let (status, body) = token(exchange(&code, &verifier)).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{body}"
+        );
+        assert_eq!(mcp(&server, &access, read_me()).await.0, 401);
+
+        // Refresh tokens rotate; an old one presented again revokes the grant.
+        let code = allow(&mut browser, "s5").await;
+        let (_, first) = token(exchange(&code, &verifier)).await;
+        let refresh = |refresh_token: &Value| {
+            vec![
+                ("grant_type", "refresh_token".to_owned()),
+                ("refresh_token", refresh_token.as_str().unwrap().to_owned()),
+                ("client_id", client_id.clone()),
+            ]
+        };
+        let (status, second) = token(refresh(&first["refresh_token"])).await;
+        assert_eq!(status, 200, "{second}");
+        assert_ne!(second["refresh_token"], first["refresh_token"]);
+        let access = second["access_token"].as_str().unwrap().to_owned();
+        assert_eq!(mcp(&server, &access, read_me()).await.0, 200);
+        let (status, body) = token(refresh(&first["refresh_token"])).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{body}"
+        );
+        assert_eq!(mcp(&server, &access, read_me()).await.0, 401);
+        let (status, _) = token(refresh(&second["refresh_token"])).await;
+        assert_eq!(status, 400);
+
+        // Other grant types and unknown clients.
+        let (status, body) = token(vec![("grant_type", "password".into())]).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("unsupported_grant_type"))
+        );
+        let mut unknown = exchange("mcpc_nothing", &verifier);
+        unknown[3].1 = "mcc_unknown".into();
+        let (status, body) = token(unknown).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some("invalid_client"))
+        );
+
+        // A confidential client must show its secret.
+        let registered: Value = register(
+            json!({"client_name": "Server app", "redirect_uris": ["https://app.example/cb"]}),
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(
+            registered["token_endpoint_auth_method"],
+            "client_secret_basic"
+        );
+        assert!(
+            registered["client_secret"]
+                .as_str()
+                .unwrap()
+                .starts_with("mcps_")
+        );
+        let (status, body) = token(vec![
+            ("grant_type", "refresh_token".into()),
+            ("refresh_token", "mcpr_x".into()),
+            (
+                "client_id",
+                registered["client_id"].as_str().unwrap().into(),
+            ),
+        ])
+        .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some("invalid_client"))
+        );
+
+        // A token follows its user: a role change applies at once, a deactivation ends it.
+        let mut admin_browser = Browser::new(&server);
+        admin_browser.log_in(&email, PASSWORD).await;
+        let member_email = user_with_password(&server, &mut admin_browser, "manager").await;
+        let member_id = owner
+            .get(&format!("/org-users?email={member_email}"))
+            .await
+            .expect(200)
+            .items()[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let mut member = Browser::new(&server);
+        member.log_in(&member_email, PASSWORD).await;
+        let back = query_of(&consent(&mut member, &params("s6"), "allow").await);
+        let (_, tokens) = token(exchange(&back["code"], &verifier)).await;
+        let access = tokens["access_token"].as_str().unwrap().to_owned();
+        let role = async |access: &str| {
+            let (_, body) = mcp(&server, access, read_me()).await;
+            let me: Value =
+                serde_json::from_str(body["result"]["contents"][0]["text"].as_str().unwrap())
+                    .unwrap();
+            me["user"]["role"].clone()
+        };
+        assert_eq!(role(&access).await, "manager");
+        owner
+            .patch(
+                &format!("/org-users/{member_id}"),
+                json!({"role": "viewer"}),
+            )
+            .await
+            .expect(200);
+        assert_eq!(role(&access).await, "viewer");
+        owner
+            .patch(
+                &format!("/org-users/{member_id}"),
+                json!({"isActive": false}),
+            )
+            .await
+            .expect(200);
+        assert_eq!(mcp(&server, &access, read_me()).await.0, 401);
+        let (status, body) = token(refresh(&tokens["refresh_token"])).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{body}"
+        );
+
+        // As for API keys, a plan below professional cannot connect an assistant.
+        let free_email = format!(
+            "free-{}@example.com",
+            ulid::Ulid::generate().to_string().to_lowercase()
+        );
+        server.db.cli(&[
+            "bootstrap",
+            "--org",
+            "Free Org",
+            "--email",
+            &free_email,
+            "--plan",
+            "free",
+            "--password",
+            PASSWORD,
+        ]);
+        let mut free = Browser::new(&server);
+        free.log_in(&free_email, PASSWORD).await;
+        let page = free.get(&authorize_path(&params("s7"))).await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(page.body.contains("does not include connecting assistants"));
+        assert!(!page.body.contains("value=\"allow\""), "{}", page.body);
+        let mut form = vec![("_csrf", page.csrf()), ("decision", "allow".into())];
+        form.extend(params("s7").iter().map(|(k, v)| (*k, v.to_string())));
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let page = free.post("/oauth/authorize", &form).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
+        assert!(page.body.contains("professional or business plan"));
+    }
+}

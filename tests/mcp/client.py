@@ -6,7 +6,7 @@ writes what it saw as JSON, for tests/it/mcp.rs to check.
 PLAN: {"url", "ownerKey", "viewerKey", "logTime": {...}, "ambiguous": {...}} for the fixed
 script, or {"url", "ownerKey", "viewerKey", "calls": [[as, label, tool, arguments], ...]}: tool
 calls in order, as "owner" or "viewer"; a text "${label.field}" in arguments is the field of an
-earlier call's result.
+earlier call's result. With "listTools": true the owner's tools are reported under "tools".
 """
 
 import asyncio
@@ -39,13 +39,9 @@ async def session_as(key, url, work):
                 return await work(session)
 
 
-async def as_owner(session, plan):
-    seen = {}
-    init = await session.initialize()
-    seen["serverName"] = init.server_info.name
-    seen["protocolVersion"] = init.protocol_version
+async def listed_tools(session):
     tools = await session.list_tools()
-    seen["tools"] = {
+    return {
         t.name: {
             "description": t.description,
             "inputSchema": t.input_schema,
@@ -53,6 +49,14 @@ async def as_owner(session, plan):
         }
         for t in tools.tools
     }
+
+
+async def as_owner(session, plan):
+    seen = {}
+    init = await session.initialize()
+    seen["serverName"] = init.server_info.name
+    seen["protocolVersion"] = init.protocol_version
+    seen["tools"] = await listed_tools(session)
     seen["logTime"] = tool_result(await session.call_tool("log_time", plan["logTime"]))
     seen["ambiguous"] = tool_result(await session.call_tool("log_time", plan["ambiguous"]))
     seen["lookup"] = tool_result(
@@ -104,8 +108,10 @@ async def scripted(plan):
         if not calls:
             continue
 
-        async def work(session, calls=calls):
+        async def work(session, calls=calls, who=who):
             await session.initialize()
+            if who == "owner" and plan.get("listTools"):
+                seen["tools"] = await listed_tools(session)
             for _, label, tool, arguments in calls:
                 seen[label] = tool_result(await session.call_tool(tool, substitute(arguments, seen)))
 

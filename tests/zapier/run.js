@@ -1,6 +1,7 @@
 // Checks an exported Zapier app: validates it with zapier-platform-schema, then runs its
-// authentication test and every trigger, create and search with zapier-platform-core's
-// createAppTester against a live timix server. Writes a JSON report (zapier-platform-core logs
+// authentication test (and the error a refused key raises, as the app is and as an OAuth2 app)
+// and every trigger, create and search with zapier-platform-core's createAppTester against a
+// live timix server. Writes a JSON report (zapier-platform-core logs
 // to stdout); exits 1 on any failure.
 //
 //   NODE_PATH=tests/zapier/node_modules node tests/zapier/run.js <app dir> <plan.json> <report.json>
@@ -30,8 +31,23 @@ const main = async () => {
   report.schemaErrors = validation.errors.map((e) => `${e.property}: ${e.message}`);
 
   const me = await appTester(App.authentication.test, bundle());
-  report.auth = { organization: me.organization.name };
+  report.auth = { organization: me.organization.name, type: App.authentication.type };
   report.label = App.authentication.connectionLabel({}, { inputData: me });
+
+  // A key the server refuses (401): the error the app raises, as it is and as an OAuth2 app.
+  const refused = async () => {
+    try {
+      await appTester(App.authentication.test, bundle({ authData: { ...plan.authData, apiKey: 'bbl_refused' } }));
+      return null;
+    } catch (error) {
+      return error.name;
+    }
+  };
+  report.refusedKey = { asIs: await refused() };
+  const { type } = App.authentication;
+  App.authentication.type = 'oauth2';
+  report.refusedKey.asOAuth2 = await refused();
+  App.authentication.type = type;
 
   for (const [key, trigger] of Object.entries(App.triggers)) {
     const list = trigger.operation.type === 'hook' ? trigger.operation.performList : trigger.operation.perform;

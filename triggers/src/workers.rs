@@ -230,8 +230,8 @@ pub fn keep_request_counters(
 }
 
 /// Forgets idempotency keys past their retention, tombstones past the sync window, finished
-/// runs past theirs, seen items of old poll triggers, and expired web sessions, invitations and
-/// failed logins.
+/// runs past theirs, seen items of old poll triggers, expired web sessions, invitations and
+/// failed logins, and MCP's expired OAuth codes, tokens and unused clients.
 async fn purge_expired(db: Db, idempotency_retention: Duration, run_retention: Duration) {
     let every =
         (idempotency_retention / 4).clamp(Duration::from_millis(250), Duration::from_secs(600));
@@ -280,6 +280,11 @@ async fn purge_expired(db: Db, idempotency_retention: Duration, run_retention: D
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(purged = n, "Purged expired sessions and invitations."),
                 Err(error) => tracing::warn!(%error, "Could not purge expired sessions."),
+            }
+            match timix_engine::access::mcp_oauth::purge_expired(&db).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(purged = n, "Purged expired MCP OAuth codes and tokens."),
+                Err(error) => tracing::warn!(%error, "Could not purge MCP OAuth codes and tokens."),
             }
         }
     }

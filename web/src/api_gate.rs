@@ -48,7 +48,7 @@ fn is_public(path: &str) -> bool {
 }
 
 /// The organization a request names (`X-Organization-Id`, alias `X-Workspace-Id`), if any.
-fn organization_header(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn organization_header(headers: &HeaderMap) -> Option<&str> {
     ["x-organization-id", "x-workspace-id"]
         .iter()
         .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))

@@ -89,6 +89,8 @@ pub struct AppState {
     pub admission: Arc<RunAdmission>,
     /// The most runs one chain of flows may start (explain says when it was reached).
     pub fanout_limit: i64,
+    /// How long the authorization codes and tokens of MCP's OAuth serve.
+    pub mcp_oauth: timix_engine::access::mcp_oauth::Lifetimes,
 }
 
 /// What the gate applies beyond authentication. `limits` exists for the benchmark that
@@ -135,6 +137,8 @@ pub struct AppParts {
     pub run_lane: Option<RunLane>,
     /// The most runs one chain of flows may start (`TIMIX_FANOUT_LIMIT`).
     pub fanout_limit: i64,
+    /// MCP's OAuth codes and tokens (`TIMIX_MCP_TOKEN_LIFETIME` sets the access tokens').
+    pub mcp_oauth: timix_engine::access::mcp_oauth::Lifetimes,
 }
 
 impl AppParts {
@@ -155,6 +159,7 @@ impl AppParts {
             runs_per_minute: None,
             run_lane: None,
             fanout_limit: timix_triggers::dispatcher::DEFAULT_FANOUT_LIMIT,
+            mcp_oauth: Default::default(),
         }
     }
 }
@@ -189,6 +194,7 @@ impl AppState {
             manifests: parts.manifests,
             run_lane: parts.run_lane,
             fanout_limit: parts.fanout_limit,
+            mcp_oauth: parts.mcp_oauth,
             vault: parts.vault,
             public_url: parts.public_url,
             trust_proxy: parts.trust_proxy,
@@ -251,15 +257,12 @@ fn oauth_redirect(public_url: &str) -> String {
     )
 }
 
-/// The OpenAPI document of the API, as served at `/api/integration/v1/openapi.json`.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_router().1
-}
-
-pub(crate) fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+/// The API's routes and its OpenAPI document, as served at `/api/integration/v1/openapi.json`.
+pub(crate) fn api_router() -> (Router<AppState>, serde_json::Value) {
+    let (router, document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest(BASE, routes::router())
-        .split_for_parts()
+        .split_for_parts();
+    (router, openapi::finish(&document))
 }
 
 /// The whole application.
@@ -285,7 +288,10 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found)
         .with_state(state)
         .merge(mcp)
-        .merge(SwaggerUi::new("/docs").url(format!("{BASE}/openapi.json"), document))
+        .merge(
+            SwaggerUi::new("/docs")
+                .external_url_unchecked(format!("{BASE}/openapi.json"), document),
+        )
         .layer(middleware::map_response(envelope_for_bare_errors))
         // After the envelope layer: the UI's pages answer in HTML, errors included.
         .merge(ui::router(ui_state, client))

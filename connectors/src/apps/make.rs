@@ -1,20 +1,20 @@
-//! The Make custom app (`timix export make --out DIR`), in Make's JSON with IML expressions, one
-//! file per block of Make's app editor:
+//! The Make custom app (`timix export make --out DIR`): a local project of the Make Apps Editor
+//! for VS Code, laid out as its "local development for apps" expects, in Make's JSON with IML
+//! expressions:
 //!
-//! - `app.json`: name, label, version, and every component;
-//! - `base.iml.json`: base URL and error handling;
-//! - `connections/timix/communication.iml.json`, `parameters.iml.json`: server URL and API key,
-//!   tested against `/me`;
-//! - `modules/<name>/communication.iml.json`, `mappable-parameters.iml.json`,
-//!   `interface.iml.json`, `samples.iml.json`, `module.json`: an action per create/update/request
-//!   manifest, a search per search manifest, a polling trigger (`watch…`) and an instant trigger
-//!   (`…Instant`, with its webhook) per trigger manifest;
-//! - `webhooks/<name>/communication.iml.json`, `attach.iml.json`, `detach.iml.json`: REST hooks on
-//!   `/hooks`;
-//! - `rpcs/<name>/communication.iml.json`: the dropdown lists.
+//! - `makecomapp.json`: the project: every component with its metadata and the paths of its code
+//!   files, and the origin (the app in Make it deploys to), which the user fills in;
+//! - `general/base.iml.json` (base URL, error types by status), `README.md`, `modules/groups.json`;
+//! - `connections/timix/`: server URL and API key, tested against `/me`;
+//! - `modules/<name>/`: an action per create/update/request manifest, a search per search
+//!   manifest, a polling trigger (`watch…`, with "choose where to start" and a limit) and an
+//!   instant trigger (`…Instant`) per trigger manifest;
+//! - `webhooks/<name>/`: the instant triggers' webhooks, attached and detached on `/hooks`;
+//! - `rpcs/<name>/`: the dropdown lists.
 //!
-//! The API key header is set per module on this API's modules only, never on a request an
-//! `HTTP Request` module sends elsewhere.
+//! A component's files are `<kind>s/<id-in-kebab-case>/<id-in-kebab-case>.<code>.iml.json`, the
+//! names the extension gives them. The API key header is set per module on this API's requests;
+//! the HTTP module sends it only to the connection's own server.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -27,6 +27,23 @@ use timix_engine::automation::manifest::{
 use super::{ExportError, Field, camel, check, fields, lookups};
 
 const API_BASE: &str = "/api/integration/v1";
+/// The local id of the app's one connection.
+const CONNECTION: &str = "timix";
+/// The most records a polling trigger takes in one cycle: the API's largest page.
+const MAX_LIMIT: u64 = 200;
+/// The records offered by "choose where to start" (Make advises 300 at most).
+const EPOCH_LIMIT: u64 = 100;
+/// Where the extension looks for the Make API token of the origin, relative to the project.
+pub const API_KEY_FILE: &str = ".secrets/apikey";
+/// The value the user replaces in `makecomapp.json` before deploying.
+pub const FILL_ME: &str = "-FILL-ME-";
+
+/// The project file of the extension.
+pub const PROJECT_FILE: &str = "makecomapp.json";
+
+/// The error type Make gives a failed request, by status: it retries rate limits and connection
+/// errors, and stops on data errors.
+const ERROR_TYPE: &str = "{{if(statusCode == 429, 'RateLimitError', if(statusCode >= 500, 'ConnectionError', 'DataError'))}}";
 
 /// `{{input.x}}` → `{{parameters.x}}`; in paths each value is URL-encoded.
 fn iml(template: &str, encode: bool) -> String {
@@ -135,6 +152,11 @@ fn interface(sample: &Value) -> Value {
     Value::Array(fields)
 }
 
+/// Whether a URL the HTTP module calls is on the connection's server: a path (Make puts the base
+/// URL before it) or a URL under the connection's server URL.
+const ON_CONNECTION_SERVER: &str =
+    "indexOf(parameters.url, '/') == 0 || indexOf(parameters.url, connection.baseUrl + '/') == 0";
+
 fn action_communication(action: &ActionManifest) -> Value {
     let spec = &action.request;
     let mut out = Map::new();
@@ -178,33 +200,60 @@ fn action_communication(action: &ActionManifest) -> Value {
         Select::Items => json!({"iterate": "{{body.items}}", "output": "{{item}}"}),
     };
     out.insert("response".into(), response);
+    if spec.url.is_some() {
+        return any_url(out);
+    }
     Value::Object(out)
 }
 
-fn list_query(list: &str, sort: &str) -> (String, Value) {
+/// A request to any URL as two requests of which one runs: to the connection's server with its
+/// API key (and none of the headers given, which Make cannot merge with it), or elsewhere with
+/// the headers given and no key.
+fn any_url(request: Map<String, Value>) -> Value {
+    let mut own = request.clone();
+    own.insert(
+        "condition".into(),
+        json!(format!("{{{{{ON_CONNECTION_SERVER}}}}}")),
+    );
+    own.insert("headers".into(), api_headers());
+    let mut elsewhere = request;
+    elsewhere.insert(
+        "condition".into(),
+        json!(format!("{{{{!({ON_CONNECTION_SERVER})}}}}")),
+    );
+    json!([own, elsewhere])
+}
+
+fn list_query(list: &str, sort: &str) -> (String, Map<String, Value>) {
     let (path, query) = list.split_once('?').unwrap_or((list, ""));
     let mut qs: Map<String, Value> = url::form_urlencoded::parse(query.as_bytes())
         .map(|(k, v)| (k.into_owned(), json!(v)))
         .collect();
     qs.insert("sort".into(), json!(sort));
-    qs.insert("pageSize".into(), json!("100"));
-    (path.to_owned(), Value::Object(qs))
+    (path.to_owned(), qs)
+}
+
+/// The date a polling trigger orders its records by: changes, and records entering a state (a
+/// filtered list), by when they changed; new records by when they were created.
+fn trigger_date(trigger: &TriggerManifest) -> &'static str {
+    if trigger.updated || trigger.list.contains('?') {
+        "updatedAt"
+    } else {
+        "createdAt"
+    }
 }
 
 fn polling_communication(trigger: &TriggerManifest) -> Value {
-    // Changes, and records entering a state (a filtered list), by when they changed.
-    let (field, sort) = if trigger.updated || trigger.list.contains('?') {
-        ("updatedAt", "-updatedAt")
-    } else {
-        ("createdAt", "-createdAt")
-    };
-    let (path, qs) = list_query(&trigger.list, sort);
+    let field = trigger_date(trigger);
+    let (path, mut qs) = list_query(&trigger.list, &format!("-{field}"));
+    qs.insert("pageSize".into(), json!("{{parameters.limit}}"));
     json!({
         "url": path,
         "method": "GET",
         "headers": api_headers(),
         "qs": qs,
         "response": {
+            "limit": "{{parameters.limit}}",
             "iterate": "{{body.items}}",
             "output": "{{item}}",
             "trigger": {"id": "{{item.id}}", "date": format!("{{{{item.{field}}}}}"), "type": "date", "order": "desc"}
@@ -212,16 +261,87 @@ fn polling_communication(trigger: &TriggerManifest) -> Value {
     })
 }
 
-fn module(files: &mut BTreeMap<String, String>, name: &str, meta: Value, blocks: &[(&str, Value)]) {
-    let dir = format!("modules/{name}");
-    files.insert(format!("{dir}/module.json"), pretty(&meta));
-    for (block, value) in blocks {
-        files.insert(format!("{dir}/{block}.iml.json"), pretty(value));
-    }
+/// "Choose where to start": the latest records, by the field that names them best, with their
+/// dates. Make merges this over the trigger's communication.
+fn epoch(trigger: &TriggerManifest) -> Value {
+    let sample = trigger.sample.as_object();
+    let label = ["name", "number", "email", "date", "periodStart"]
+        .into_iter()
+        .find(|f| sample.is_some_and(|s| s.get(*f).is_some_and(Value::is_string)))
+        .unwrap_or("id");
+    json!({
+        "qs": {"pageSize": EPOCH_LIMIT.to_string()},
+        "response": {
+            "limit": EPOCH_LIMIT,
+            "output": {
+                "label": format!("{{{{item.{label}}}}}"),
+                "date": format!("{{{{item.{}}}}}", trigger_date(trigger))
+            }
+        }
+    })
+}
+
+/// The limit Make asks for on every polling trigger and passes as `parameters.limit`.
+fn limit_parameter() -> Value {
+    json!([{
+        "name": "limit",
+        "type": "uinteger",
+        "label": "Limit",
+        "help": format!("The most records to work with in one execution cycle (at most {MAX_LIMIT})."),
+        "default": 10,
+        "required": true,
+        "validate": {"min": 1, "max": MAX_LIMIT}
+    }])
 }
 
 fn pretty(value: &Value) -> String {
     serde_json::to_string_pretty(value).unwrap_or_default() + "\n"
+}
+
+/// `watchNewCustomer` → `watch-new-customer`: how the extension names a component's folder and
+/// files.
+pub fn kebab(id: &str) -> String {
+    let mut out = String::new();
+    let mut after_lower = false;
+    for c in id.chars() {
+        if c.is_ascii_uppercase() && after_lower {
+            out.push('-');
+        }
+        after_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+/// The part of a code file's name that says which code it is.
+fn code_name(code: &str) -> &str {
+    match code {
+        "staticParams" => "static-params",
+        "mappableParams" => "mappable-params",
+        "requiredScope" => "required-scope",
+        other => other,
+    }
+}
+
+/// The project being written: its files and, by component kind, its components' metadata.
+struct Project {
+    files: BTreeMap<String, String>,
+    components: Map<String, Value>,
+}
+
+impl Project {
+    /// Adds a component (`kind`: `connection`, `webhook`, `module`, `rpc`) and its code files.
+    fn add(&mut self, kind: &str, id: &str, mut metadata: Value, codes: Vec<(&str, Value)>) {
+        let name = kebab(id);
+        for (code, content) in codes {
+            let path = format!("{kind}s/{name}/{name}.{}.iml.json", code_name(code));
+            self.files.insert(path.clone(), pretty(&content));
+            metadata["codeFiles"][code] = json!(path);
+        }
+        if let Some(of_kind) = self.components.get_mut(kind).and_then(Value::as_object_mut) {
+            of_kind.insert(id.to_owned(), metadata);
+        }
+    }
 }
 
 /// The app's files, by path.
@@ -230,155 +350,258 @@ pub fn files(
     version: &str,
 ) -> Result<BTreeMap<String, String>, ExportError> {
     check(manifests)?;
-    let mut files = BTreeMap::new();
-    files.insert(
-        "base.iml.json".into(),
+    let mut project = Project {
+        files: BTreeMap::new(),
+        components: [
+            "connection",
+            "webhook",
+            "module",
+            "rpc",
+            "function",
+            "endpoint",
+        ]
+        .into_iter()
+        .map(|k| (k.to_owned(), json!({})))
+        .collect(),
+    };
+    project.files.insert(
+        "general/base.iml.json".into(),
         pretty(&json!({
             "baseUrl": format!("{{{{connection.baseUrl}}}}{API_BASE}"),
-            "response": {"error": {"message": "[{{statusCode}}] {{body.error.message}}", "type": "DataError"}},
+            "response": {"error": {"message": "[{{statusCode}}] {{body.error.message}}", "type": ERROR_TYPE}},
             "log": {"sanitize": ["request.headers.x-api-key"]}
         })),
     );
-    files.insert(
-        "connections/timix/parameters.iml.json".into(),
-        pretty(&json!([
-            {"name": "baseUrl", "type": "url", "label": "Server URL", "required": true,
-             "help": "Where your timix server is reached, for example https://timix.example.com."},
-            {"name": "apiKey", "type": "password", "label": "API key", "required": true,
-             "help": "A key created in timix; it starts with bbl_."}
-        ])),
+    // The extension's "common" code (secrets shared by the app) is left out, as it advises.
+    project.add(
+        "connection",
+        CONNECTION,
+        json!({"label": "timix", "connectionType": "basic", "codeFiles": {"common": null}}),
+        vec![
+            (
+                "communication",
+                json!({
+                    "url": format!("{{{{parameters.baseUrl}}}}{API_BASE}/me"),
+                    "method": "GET",
+                    "headers": {"X-Api-Key": "{{parameters.apiKey}}"},
+                    "response": {
+                        "metadata": {"type": "text", "value": "{{body.organization.name}} ({{body.user.email}})"},
+                        "error": {"message": "[{{statusCode}}] {{body.error.message}}", "type": ERROR_TYPE}
+                    },
+                    "log": {"sanitize": ["request.headers.x-api-key"]}
+                }),
+            ),
+            (
+                "params",
+                json!([
+                    {"name": "baseUrl", "type": "url", "label": "Server URL", "required": true,
+                     "help": "Where your timix server is reached, for example https://timix.example.com."},
+                    {"name": "apiKey", "type": "password", "label": "API key", "required": true,
+                     "help": "A key created in timix; it starts with bbl_."}
+                ]),
+            ),
+        ],
     );
-    files.insert(
-        "connections/timix/communication.iml.json".into(),
-        pretty(&json!({
-            "url": format!("{{{{parameters.baseUrl}}}}{API_BASE}/me"),
-            "method": "GET",
-            "headers": {"X-Api-Key": "{{parameters.apiKey}}"},
-            "response": {
-                "metadata": {"type": "text", "value": "{{body.organization.name}} ({{body.user.email}})"},
-                "error": {"message": "[{{statusCode}}] {{body.error.message}}"}
-            },
-            "log": {"sanitize": ["request.headers.x-api-key"]}
-        })),
-    );
+
     let mut rpcs = BTreeMap::new();
-    let mut components = json!({"modules": {}, "rpcs": {}, "webhooks": {}, "connections": {"timix": {"label": "timix", "type": "basic"}}});
     for lookup in lookups(manifests) {
         let name = camel(&format!("list_{}", lookup.key.replace('-', "_")));
-        files.insert(
-            format!("rpcs/{name}/communication.iml.json"),
-            pretty(&json!({
-                "url": lookup.list,
-                "method": "GET",
-                "headers": api_headers(),
-                "qs": {"sort": "name", "pageSize": "100"},
-                "response": {"iterate": "{{body.items}}", "output": {"label": "{{item.name}}", "value": "{{item.id}}"}}
-            })),
+        project.add(
+            "rpc",
+            &name,
+            json!({"label": format!("List {}", lookup.noun), "connection": CONNECTION}),
+            vec![
+                (
+                    "communication",
+                    json!({
+                        "url": lookup.list,
+                        "method": "GET",
+                        "headers": api_headers(),
+                        "qs": {"sort": "name", "pageSize": "100"},
+                        "response": {"iterate": "{{body.items}}", "output": {"label": "{{item.name}}", "value": "{{item.id}}"}}
+                    }),
+                ),
+                ("params", json!([])),
+            ],
         );
-        components["rpcs"][&name] = json!({"label": format!("List {}", lookup.noun)});
         rpcs.insert(lookup.key.clone(), name);
     }
+
+    let mut groups: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for action in manifests.actions.values() {
         let name = camel(&action.key);
-        let kind = if action.kind == ActionKind::Search {
-            "search"
-        } else {
-            "action"
+        let (kind, crud) = match action.kind {
+            ActionKind::Search => ("search", None),
+            ActionKind::Create => ("action", Some("create")),
+            ActionKind::Update => ("action", Some("update")),
+            ActionKind::Request => ("action", None),
         };
         let parameters: Vec<Value> = fields(&action.input)
             .iter()
             .map(|f| parameter(f, &rpcs))
             .collect();
-        let meta = json!({"name": name, "type": kind, "label": action.label, "description": action.description, "connection": "timix"});
-        module(
-            &mut files,
+        let mut metadata = json!({"label": action.label, "description": action.description,
+                                  "moduleType": kind, "connection": CONNECTION});
+        if let Some(crud) = crud {
+            metadata["actionCrud"] = json!(crud);
+        }
+        project.add(
+            "module",
             &name,
-            meta,
-            &[
+            metadata,
+            vec![
                 ("communication", action_communication(action)),
-                ("mappable-parameters", Value::Array(parameters)),
+                ("staticParams", json!([])),
+                ("mappableParams", Value::Array(parameters)),
                 ("interface", interface(&action.sample)),
                 ("samples", action.sample.clone()),
+                ("scope", json!([])),
             ],
         );
-        components["modules"][&name] = json!({"type": kind, "label": action.label});
+        let group = if kind == "search" {
+            "Searches"
+        } else {
+            "Actions"
+        };
+        groups.entry(group).or_default().push(name);
     }
     for trigger in manifests.triggers.values() {
         let watch = camel(&format!("watch_{}", trigger.key));
-        let meta = json!({"name": watch, "type": "trigger", "label": format!("Watch {}", trigger.label),
-                          "description": trigger.description, "connection": "timix"});
-        module(
-            &mut files,
+        project.add(
+            "module",
             &watch,
-            meta,
-            &[
+            json!({"label": format!("Watch {}", trigger.label), "description": trigger.description,
+                   "moduleType": "trigger", "connection": CONNECTION}),
+            vec![
                 ("communication", polling_communication(trigger)),
-                ("mappable-parameters", json!([])),
+                ("epoch", epoch(trigger)),
+                ("staticParams", limit_parameter()),
+                ("mappableParams", json!([])),
                 ("interface", interface(&trigger.sample)),
                 ("samples", trigger.sample.clone()),
+                ("scope", json!([])),
             ],
         );
-        components["modules"][&watch] =
-            json!({"type": "trigger", "label": format!("Watch {}", trigger.label)});
 
         let hook = camel(&format!("{}_hook", trigger.key));
-        let dir = format!("webhooks/{hook}");
-        files.insert(
-            format!("{dir}/communication.iml.json"),
-            pretty(&json!({"output": "{{body.data}}"})),
+        project.add(
+            "webhook",
+            &hook,
+            json!({"label": trigger.label, "webhookType": "web", "connection": CONNECTION}),
+            vec![
+                ("communication", json!({"output": "{{body.data}}"})),
+                ("params", json!([])),
+                (
+                    "attach",
+                    json!({
+                        "url": "/hooks",
+                        "method": "POST",
+                        "headers": api_headers(),
+                        "body": {"targetUrl": "{{webhook.url}}", "event": trigger.event},
+                        "type": "json",
+                        "response": {"data": {"externalHookId": "{{body.id}}"}}
+                    }),
+                ),
+                (
+                    "detach",
+                    json!({
+                        "url": "/hooks/{{encodeURL(webhook.externalHookId)}}",
+                        "method": "DELETE",
+                        "headers": api_headers()
+                    }),
+                ),
+                ("update", json!({})),
+                ("requiredScope", json!([])),
+            ],
         );
-        files.insert(
-            format!("{dir}/attach.iml.json"),
-            pretty(&json!({
-                "url": "/hooks",
-                "method": "POST",
-                "headers": api_headers(),
-                "body": {"targetUrl": "{{webhook.url}}", "event": trigger.event},
-                "type": "json",
-                "response": {"data": {"externalHookId": "{{body.id}}"}}
-            })),
-        );
-        files.insert(
-            format!("{dir}/detach.iml.json"),
-            pretty(&json!({
-                "url": "/hooks/{{encodeURL(webhook.externalHookId)}}",
-                "method": "DELETE",
-                "headers": api_headers()
-            })),
-        );
-        components["webhooks"][&hook] =
-            json!({"label": trigger.label, "type": "dedicated", "connection": "timix"});
         let instant = camel(&format!("{}_instant", trigger.key));
-        let meta = json!({"name": instant, "type": "instant_trigger", "label": format!("{} (Instant)", trigger.label),
-                          "description": trigger.description, "connection": "timix", "webhook": hook});
-        module(
-            &mut files,
+        project.add(
+            "module",
             &instant,
-            meta,
-            &[
+            json!({"label": format!("{} (Instant)", trigger.label), "description": trigger.description,
+                   "moduleType": "instant_trigger", "connection": CONNECTION, "webhook": hook}),
+            vec![
+                // The webhook's communication gives the record; the module passes it on.
+                ("communication", json!({})),
+                ("staticParams", json!([])),
+                ("mappableParams", json!([])),
                 ("interface", interface(&trigger.sample)),
                 ("samples", trigger.sample.clone()),
             ],
         );
-        components["modules"][&instant] = json!({"type": "instant_trigger", "label": format!("{} (Instant)", trigger.label), "webhook": hook});
+        groups
+            .entry("Triggers")
+            .or_default()
+            .extend([watch, instant]);
     }
-    files.insert(
-        "app.json".into(),
-        pretty(&json!({
-            "name": "timix",
-            "label": "timix",
-            "version": version,
-            "description": "Time tracking and billing: customers, projects, tasks, time, invoices.",
-            "theme": "#2f6fed",
-            "language": "en",
-            "components": components,
-        })),
-    );
-    Ok(files)
+    let groups: Vec<Value> = ["Triggers", "Actions", "Searches"]
+        .into_iter()
+        .filter_map(|label| {
+            groups
+                .remove(label)
+                .map(|modules| json!({"label": label, "modules": modules}))
+        })
+        .collect();
+    project
+        .files
+        .insert("modules/groups.json".into(), pretty(&json!(groups)));
+    project.files.insert("README.md".into(), readme(version));
+    // The extension keeps the Make API token in `.secrets/`: never in git.
+    project
+        .files
+        .insert(".gitignore".into(), ".secrets/\n".into());
+
+    let makecomapp = json!({
+        "fileVersion": 1,
+        "generalCodeFiles": {
+            "base": "general/base.iml.json",
+            "common": null,
+            "readme": "README.md",
+            "groups": "modules/groups.json"
+        },
+        "components": project.components,
+        "origins": [{
+            "label": "timix in Make",
+            "baseUrl": "https://eu1.make.com/api",
+            "appId": FILL_ME,
+            "appVersion": 1,
+            "apikeyFile": API_KEY_FILE
+        }]
+    });
+    project
+        .files
+        .insert(PROJECT_FILE.into(), pretty(&makecomapp));
+    Ok(project.files)
 }
 
+fn readme(version: &str) -> String {
+    format!(
+        "# timix\n\n\
+         Time tracking and billing: customers, projects, tasks, time, invoices.\n\n\
+         Generated by `timix export make` ({version}) from the timix manifests: export again rather \
+         than edit. Connect with your timix **Server URL** (for example \
+         `https://timix.example.com`) and an **API key** created in timix.\n"
+    )
+}
+
+/// Writes the project into `out`. Exported again into the same folder, it keeps the origins of
+/// the `makecomapp.json` there: the app in Make it deploys to, and which of its components each
+/// local one is.
 pub fn write(manifests: &Manifests, version: &str, out: &Path) -> Result<(), ExportError> {
-    super::write_files(out, &files(manifests, version)?)
+    let mut files = files(manifests, version)?;
+    let previous = std::fs::read_to_string(out.join(PROJECT_FILE))
+        .ok()
+        .and_then(|text| serde_json::from_str::<Value>(&text).ok());
+    if let Some(origins) = previous
+        .map(|p| p["origins"].clone())
+        .filter(Value::is_array)
+    {
+        let mut project: Value = serde_json::from_str(&files[PROJECT_FILE])
+            .map_err(|e| ExportError::Manifest(e.to_string()))?;
+        project["origins"] = origins;
+        files.insert(PROJECT_FILE.into(), pretty(&project));
+    }
+    super::write_files(out, &files)
 }
 
 #[cfg(test)]
@@ -396,5 +619,12 @@ mod tests {
             mapping(&Mapping::Input("input".into()), &["id".into()]),
             json!("{{omit(parameters, 'id')}}")
         );
+    }
+
+    #[test]
+    fn names_are_the_extensions() {
+        assert_eq!(kebab("watchNewCustomer"), "watch-new-customer");
+        assert_eq!(kebab("listOrgUsers"), "list-org-users");
+        assert_eq!(kebab("timix"), "timix");
     }
 }

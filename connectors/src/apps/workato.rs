@@ -1,10 +1,11 @@
 //! The Workato connector (`timix export workato --out DIR` writes `connector.rb`), in Workato's
 //! connector SDK: a connection (server URL and API key, `apply` adding the key, `base_uri`), a
 //! `test` against `/me`, a trigger per trigger manifest (`poll` on an `updatedSince` cursor kept
-//! in the closure, `dedup`, and `webhook_subscribe`/`webhook_unsubscribe`/`webhook_notification`
-//! on `/hooks`), an action per action manifest on this API (`execute` performs its request;
-//! `http_request` is left out: `apply` would give the key to any host), `pick_lists`
-//! for the dropdowns and `object_definitions` read off the samples.
+//! in the closure as ISO 8601 text, `dedup`, and `webhook_subscribe`/`webhook_unsubscribe`/
+//! `webhook_notification` on `/hooks`), an action per action manifest on this API (`execute`
+//! performs its request and returns what its `output_fields` declare: a search the record it
+//! found; `http_request` is left out: `apply` would give the key to any host), `pick_lists` for
+//! the dropdowns and `object_definitions` read off the samples.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -133,16 +134,21 @@ fn input_field(field: &Field, pick_lists: &BTreeMap<String, String>) -> String {
         format!("label: {}", ruby_string(&field.label)),
         format!("optional: {}", !field.required),
     ];
-    let (kind, control) = match field.kind {
-        "integer" => ("integer", "integer"),
-        "number" => ("number", "number"),
-        "boolean" => ("boolean", "checkbox"),
-        "datetime" => ("date_time", "date_time"),
-        "object" | "json" => ("object", "text-area"),
-        "array" => ("array", "text"),
-        _ => ("string", "text"),
+    // `convert_input` turns a value mapped from another app as text ("1800", "true") into the
+    // field's type before `execute` sees it.
+    let (kind, control, convert) = match field.kind {
+        "integer" => ("integer", "integer", Some("integer_conversion")),
+        "number" => ("number", "number", Some("float_conversion")),
+        "boolean" => ("boolean", "checkbox", Some("boolean_conversion")),
+        "datetime" => ("date_time", "date_time", Some("render_iso8601_timestamp")),
+        "object" | "json" => ("object", "text-area", None),
+        "array" => ("array", "text", None),
+        _ => ("string", "text", None),
     };
     parts.push(format!("type: {}", ruby_string(kind)));
+    if let Some(convert) = convert {
+        parts.push(format!("convert_input: {}", ruby_string(convert)));
+    }
     if let Some(list) = field.lookup.as_ref().and_then(|l| pick_lists.get(l)) {
         parts.push("control_type: 'select'".into());
         parts.push(format!("pick_list: {}", ruby_string(list)));
@@ -161,6 +167,25 @@ fn input_field(field: &Field, pick_lists: &BTreeMap<String, String>) -> String {
         parts.push(format!("hint: {}", ruby_string(help)));
     }
     format!("{{ {} }}", parts.join(", "))
+}
+
+/// An action's output fields: the record it returns, or (a list) the records under `items`.
+fn output_fields(action: &ActionManifest) -> String {
+    let record = sample_fields(&action.sample);
+    match action.output.select {
+        Select::Items => {
+            format!("[{{ name: 'items', type: 'array', of: 'object', properties: {record} }}]")
+        }
+        Select::Item | Select::First => record,
+    }
+}
+
+/// What an action returns for its sample record.
+fn sample_output(action: &ActionManifest) -> String {
+    match action.output.select {
+        Select::Items => format!("{{ 'items' => [{}] }}", ruby(&action.sample)),
+        Select::Item | Select::First => ruby(&action.sample),
+    }
 }
 
 fn sample_fields(sample: &Value) -> String {
@@ -240,7 +265,8 @@ fn execute(action: &ActionManifest) -> String {
             "request.after_response { |code, body, _headers| { 'status' => code, 'body' => body } }"
         }
         Select::Item => "request",
-        Select::First => "{ 'item' => (request['items'] || []).first }",
+        // The record itself, as `output_fields` declare it; nothing found is an empty record.
+        Select::First => "(request['items'] || []).first || {}",
         Select::Items => "{ 'items' => request['items'] || [] }",
     };
     lines.push(read.into());
@@ -308,7 +334,7 @@ pub fn source(manifests: &Manifests, version: &str) -> Result<String, ExportErro
     for action in this_api(manifests) {
         let _ = writeln!(w, "    {}_output: {{", action.key);
         let _ = writeln!(w, "      fields: lambda do |_connection, _config_fields|");
-        let _ = writeln!(w, "        {}", sample_fields(&action.sample));
+        let _ = writeln!(w, "        {}", output_fields(action));
         let _ = writeln!(w, "      end");
         let _ = writeln!(w, "    }},");
     }
@@ -359,26 +385,36 @@ pub fn source(manifests: &Manifests, version: &str) -> Result<String, ExportErro
         );
         let _ = writeln!(w, "      end,");
         let _ = writeln!(w, "      poll: lambda do |_connection, input, closure|");
+        // Workato may give a stored position back as a time, which `to_s` would write as
+        // `2026-12-05 08:37:12 -0800`: the position is read as a time and sent and stored as
+        // ISO 8601 text.
         let _ = writeln!(
             w,
-            "        since = closure || (input['since'].presence || 1.hour.ago).to_time.utc.iso8601"
+            "        since = (closure.presence || input['since'].presence || 1.hour.ago).to_time.utc.iso8601(3)"
         );
         let _ = writeln!(
             w,
             "        page = get({}, updatedSince: since, pageSize: 100{fixed})",
             ruby_string(path.trim_start_matches('/'))
         );
-        let _ = writeln!(w, "        records = page['items'] || []");
+        let _ = writeln!(w, "        listed = page['items'] || []");
         if !trigger.updated && !trigger.list.contains('?') {
             let _ = writeln!(
                 w,
-                "        records = records.select {{ |record| record['createdAt'].to_s >= since.to_s }}"
+                "        records = listed.select {{ |record| record['createdAt'].to_time >= since.to_time }}"
             );
+        } else {
+            let _ = writeln!(w, "        records = listed");
         }
-        let _ = writeln!(w, "        last = records.last");
+        // The list is in `updatedAt` order: the next page starts at the last record listed.
+        let _ = writeln!(w, "        last = listed.last");
         let _ = writeln!(
             w,
-            "        {{ events: records, next_poll: last ? last['updatedAt'] : since, can_poll_more: page['hasMore'] == true }}"
+            "        next_poll = last ? last['updatedAt'].to_time.utc.iso8601(3) : since"
+        );
+        let _ = writeln!(
+            w,
+            "        {{ events: records, next_poll: next_poll, can_poll_more: page['hasMore'] == true }}"
         );
         let _ = writeln!(w, "      end,");
         let _ = writeln!(w, "      dedup: lambda do |record|");
@@ -437,7 +473,7 @@ pub fn source(manifests: &Manifests, version: &str) -> Result<String, ExportErro
         let _ = writeln!(w, "        object_definitions['{}_output']", action.key);
         let _ = writeln!(w, "      end,");
         let _ = writeln!(w, "      sample_output: lambda do |_connection, _input|");
-        let _ = writeln!(w, "        {}", ruby(&action.sample));
+        let _ = writeln!(w, "        {}", sample_output(action));
         let _ = writeln!(w, "      end");
         let _ = writeln!(w, "    }},");
     }

@@ -1,7 +1,8 @@
 //! The Zapier CLI app (`timix export zapier --out DIR`): `package.json` pinning
 //! `zapier-platform-core`, and `index.js`: the manifests as data (`SPEC`) followed by the
 //! runtime that turns them into the app. Authentication is `custom` (the server's URL and an API
-//! key, tested against `/me`). Each trigger manifest gives a polling trigger (newest first,
+//! key, tested against `/me`; a refused key asks the user to reconnect, as only OAuth2 tokens
+//! refresh). Each trigger manifest gives a polling trigger (newest first,
 //! deduplicated by `id`) and a REST-hook trigger (`…_instant`, subscribed through `/hooks`);
 //! each create, update or request action a create; each search a search, paired with the create
 //! of its noun as a search-or-create; each lookup a hidden trigger feeding the dropdowns.
@@ -20,6 +21,8 @@ use super::{
 pub const PLATFORM_VERSION: &str = "19.1.0";
 const RUNTIME: &str = include_str!("zapier_runtime.js");
 
+/// A Zapier input field. Its `type` lets Zapier coerce a value mapped from another app as text;
+/// the runtime coerces too, where Zapier does not.
 fn field(field: &Field, lookup_trigger: Option<&str>) -> Value {
     let mut out = json!({"key": field.key, "label": field.label, "required": field.required});
     if let Some(help) = &field.help {
@@ -31,7 +34,10 @@ fn field(field: &Field, lookup_trigger: Option<&str>) -> Value {
         "boolean" => out["type"] = json!("boolean"),
         "datetime" => out["type"] = json!("datetime"),
         "object" => out["dict"] = json!(true),
-        "array" => out["list"] = json!(true),
+        "array" => {
+            out["list"] = json!(true);
+            out["type"] = json!("string");
+        }
         "json" => {
             out["type"] = json!("text");
             out["json"] = json!(true);

@@ -5,10 +5,28 @@ const API_BASE = '/api/integration/v1';
 const apiUrl = (bundle, path) =>
   `${String(bundle.authData.baseUrl || '').replace(/\/+$/, '')}${API_BASE}${path}`;
 
+// A server URL and an API key, tested against `/me`.
+const authentication = {
+  type: 'custom',
+  fields: [
+    { key: 'baseUrl', label: 'Server URL', required: true, type: 'string',
+      helpText: 'Where your timix server is reached, for example `https://timix.example.com`.' },
+    { key: 'apiKey', label: 'API key', required: true, type: 'password',
+      helpText: 'A key created in timix (Settings → API keys); it starts with `bbl_`.' },
+  ],
+  test: async (z, bundle) => (await z.request({ url: apiUrl(bundle, '/me') })).data,
+  connectionLabel: (z, bundle) =>
+    `${bundle.inputData.organization.name} (${bundle.inputData.user.email})`,
+};
+
+const onServer = (bundle, url) => {
+  const base = String(bundle.authData.baseUrl || '').replace(/\/+$/, '');
+  return Boolean(base) && String(url).startsWith(`${base}${API_BASE}`);
+};
+
 // The API key goes to the timix server only, never to another host an HTTP step names.
 const addApiKey = (request, z, bundle) => {
-  const base = String(bundle.authData.baseUrl || '').replace(/\/+$/, '');
-  if (base && String(request.url).startsWith(`${base}${API_BASE}`)) {
+  if (onServer(bundle, request.url)) {
     request.headers = request.headers || {};
     request.headers['X-Api-Key'] = bundle.authData.apiKey;
   }
@@ -16,7 +34,7 @@ const addApiKey = (request, z, bundle) => {
 };
 
 // The API's error envelope becomes a Zapier error with its message and code.
-const explainErrors = (response, z) => {
+const explainErrors = (response, z, bundle) => {
   if (response.status >= 400 && !response.skipThrowForStatus) {
     let error = {};
     try {
@@ -26,8 +44,10 @@ const explainErrors = (response, z) => {
     }
     const details = (error.details || []).map((d) => `${d.field}: ${d.message}`).join('; ');
     const message = `${error.message || response.content || 'request failed'}${details ? ` (${details})` : ''}`;
-    if (response.status === 401) {
-      throw new z.errors.RefreshAuthError(message);
+    if (response.status === 401 && onServer(bundle, response.request && response.request.url)) {
+      // Only an OAuth2 token can be refreshed; a refused API key needs the user to reconnect.
+      if (authentication.type === 'oauth2') throw new z.errors.RefreshAuthError(message);
+      throw new z.errors.ExpiredAuthError(message);
     }
     throw new z.errors.Error(message, error.code || `http_${response.status}`, response.status);
   }
@@ -61,7 +81,33 @@ const mapped = (mapping, input) => {
   return out;
 };
 
-// Zapier gives every field as entered: drop empty ones, read JSON fields.
+const TRUE_TEXTS = ['true', 'yes', 'y', 'on', '1', 't'];
+const FALSE_TEXTS = ['false', 'no', 'n', 'off', '0', 'f'];
+
+// A value mapped from another app arrives as text ("1800", "true") where Zapier did not coerce
+// it to the field's type; the API wants the type. Text that is no such value is left for the
+// API to refuse with its message.
+const coerce = (field, value) => {
+  if (typeof value !== 'string') {
+    if (field.type === 'boolean' && typeof value === 'number') return value !== 0;
+    return value;
+  }
+  const text = value.trim();
+  switch (field.type) {
+    case 'integer':
+      return /^[+-]?\d+$/.test(text) ? Number(text) : value;
+    case 'number':
+      return text !== '' && Number.isFinite(Number(text)) ? Number(text) : value;
+    case 'boolean':
+      if (TRUE_TEXTS.includes(text.toLowerCase())) return true;
+      if (FALSE_TEXTS.includes(text.toLowerCase())) return false;
+      return value;
+    default:
+      return value;
+  }
+};
+
+// Zapier gives every field as entered: drop empty ones, read JSON fields, coerce typed ones.
 const cleanInput = (inputData, fields) => {
   const input = {};
   Object.entries(inputData || {}).forEach(([key, value]) => {
@@ -76,7 +122,7 @@ const cleanInput = (inputData, fields) => {
         return;
       }
     }
-    input[key] = value;
+    input[key] = field ? coerce(field, value) : value;
   });
   return input;
 };
@@ -236,18 +282,7 @@ SPEC.searchOrCreates.forEach((pair) => {
 module.exports = {
   version: require('./package.json').version,
   platformVersion: require('zapier-platform-core').version,
-  authentication: {
-    type: 'custom',
-    fields: [
-      { key: 'baseUrl', label: 'Server URL', required: true, type: 'string',
-        helpText: 'Where your timix server is reached, for example `https://timix.example.com`.' },
-      { key: 'apiKey', label: 'API key', required: true, type: 'password',
-        helpText: 'A key created in timix (Settings → API keys); it starts with `bbl_`.' },
-    ],
-    test: async (z, bundle) => (await z.request({ url: apiUrl(bundle, '/me') })).data,
-    connectionLabel: (z, bundle) =>
-      `${bundle.inputData.organization.name} (${bundle.inputData.user.email})`,
-  },
+  authentication,
   beforeRequest: [addApiKey],
   afterResponse: [explainErrors],
   triggers,

@@ -57,12 +57,15 @@ pub struct CreatedApiKey {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ApiKeyInput {
-    /// Required: what the key is for.
-    #[schema(example = "Zapier")]
+    /// What the key is for.
+    #[schema(value_type = String, required = true, max_length = 200,
+             pattern = r"^[\s\u0085]*[^\s\u0000\u0085][^\u0000]*$", example = "Zapier")]
     pub name: Option<String>,
     /// At most the creator's role; defaults to it.
+    #[schema(value_type = Option<Role>)]
     pub role: Option<String>,
-    /// RFC 3339; must be in the future.
+    /// RFC 3339; must be in the future. None: the key does not expire.
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
 }
 

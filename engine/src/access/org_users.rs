@@ -53,36 +53,43 @@ pub struct OrgUser {
 }
 
 /// The body of `POST` and `PATCH`. On create `email` and `name` are required; `role` defaults
-/// to `member`. Nobody grants a role above their own.
+/// to `member`. Nobody grants a role above their own. Rates are in the organization's
+/// currency: decimal strings with at most two decimals (none for a currency without minor
+/// units, such as JPY).
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OrgUserInput {
+    /// One `@`, and a domain with a dot inside it; stored in lower case.
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "ada@example.com")]
+    #[schema(value_type = String, required = true, max_length = 200,
+             pattern = r"^[^@\s\u0000\u0085]+@[^@\s\u0000\u0085.][^@\s\u0000\u0085]*\.[^@\s\u0000\u0085]*[^@\s\u0000\u0085.]$",
+             example = "ada@example.com")]
     pub email: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "Ada Lovelace")]
+    #[schema(value_type = String, required = true, max_length = 200,
+             pattern = r"^[\s\u0085]*[^\s\u0000\u0085][^\u0000]*$", example = "Ada Lovelace")]
     pub name: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<Role>)]
+    #[schema(value_type = Role)]
     pub role: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<bool>)]
+    #[schema(value_type = bool)]
     pub is_active: Patch<bool>,
     #[serde(default)]
-    #[schema(value_type = Option<f64>)]
+    #[schema(value_type = Option<f64>, minimum = 0, maximum = 168)]
     pub weekly_capacity_hours: Patch<f64>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^[0-9]{1,13}(\.[0-9]{1,2}0*)?$")]
     pub cost_rate: Patch<Amount>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^[0-9]{1,13}(\.[0-9]{1,2}0*)?$")]
     pub billable_rate: Patch<Amount>,
+    /// A holiday profile (`hol_…`) of the organization.
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub holiday_profile_id: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 200, pattern = r"^[^\u0000]*$")]
     pub external_id: Patch<String>,
 }
 

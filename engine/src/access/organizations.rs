@@ -123,29 +123,56 @@ impl Organization {
 }
 
 /// `PATCH /organization`. Plan and billing state are named only to be refused with a clear
-/// message: the operator changes them (`timix org update`).
+/// message: the operator changes them (`timix org update`); the schema leaves them out.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OrganizationPatch {
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String, max_length = 200,
+             pattern = r"^[\s\u0085]*[^\s\u0000\u0085][^\u0000]*$")]
     pub name: Patch<String>,
+    /// ISO 4217: the default currency of new customers and of users' rates.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String, pattern = "^[A-Z]{3}$", example = "EUR")]
     pub currency: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = TimeZoneName)]
     pub timezone: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = WeekdayName)]
     pub week_starts_on: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>, read_only)]
+    #[schema(ignore)]
     pub plan: Patch<serde_json::Value>,
     #[serde(default)]
-    #[schema(value_type = Option<String>, read_only)]
+    #[schema(ignore)]
     pub billing_state: Patch<serde_json::Value>,
 }
+
+/// The schema of a weekday: one of [`WEEKDAYS`].
+pub struct WeekdayName;
+
+impl utoipa::PartialSchema for WeekdayName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::store::checks::one_of_schema("A weekday, by its lower-case English name.", WEEKDAYS)
+    }
+}
+
+impl utoipa::ToSchema for WeekdayName {}
+
+/// The schema of a time zone: one of the IANA names the time zone database knows.
+pub struct TimeZoneName;
+
+impl utoipa::PartialSchema for TimeZoneName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::store::checks::one_of_schema(
+            "An IANA time zone, e.g. `Europe/Berlin`.",
+            chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()),
+        )
+    }
+}
+
+impl utoipa::ToSchema for TimeZoneName {}
 
 pub async fn get(db: &Db, actor: &Actor) -> Result<Organization> {
     actor.require(Permission::ReadAll)?;

@@ -89,36 +89,46 @@ pub struct Customer {
 }
 
 /// The body of `POST`, `PATCH` and `PUT /by-external-id`. On create `name` is required; on
-/// update every field is optional and `null` clears an optional field.
+/// update every field is optional and `null` clears an optional field. Texts are trimmed; a
+/// blank optional text means none.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CustomerInput {
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "Acme Corp")]
+    #[schema(value_type = String, required = true, max_length = 200,
+             pattern = r"^[\s\u0085]*[^\s\u0000\u0085][^\u0000]*$", example = "Acme Corp")]
     pub name: Patch<String>,
+    /// One `@`, and a domain with a dot inside it; stored in lower case.
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "billing@acme.example")]
+    #[schema(value_type = Option<String>, max_length = 200,
+             pattern = r"^[^@\s\u0000\u0085]+@[^@\s\u0000\u0085.][^@\s\u0000\u0085]*\.[^@\s\u0000\u0085]*[^@\s\u0000\u0085.]$",
+             example = "billing@acme.example")]
     pub email: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 200, pattern = r"^[^\u0000]*$")]
     pub phone: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 10000, pattern = r"^[^\u0000]*$")]
     pub address: Patch<String>,
+    /// ISO 4217; defaults to the organization's currency. It cannot change once the customer
+    /// has projects or invoices.
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "EUR")]
+    #[schema(value_type = String, pattern = "^[A-Z]{3}$", example = "EUR")]
     pub currency: Patch<String>,
+    /// A decimal string in `currency` with at most two decimals (none for a currency without
+    /// minor units, such as JPY).
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "125.00")]
+    #[schema(value_type = Option<String>, pattern = r"^[0-9]{1,13}(\.[0-9]{1,2}0*)?$", example = "125.00")]
     pub hourly_rate: Patch<Amount>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 10000, pattern = r"^[^\u0000]*$")]
     pub notes: Patch<String>,
+    /// Your own id for this customer, unique in the organization.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 200, pattern = r"^[^\u0000]*$")]
     pub external_id: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<bool>)]
+    #[schema(value_type = bool)]
     pub is_archived: Patch<bool>,
 }
 

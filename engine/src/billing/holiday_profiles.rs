@@ -7,7 +7,7 @@ use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 
 use crate::access::auth::{Actor, Permission};
-use crate::access::organizations::WEEKDAYS;
+use crate::access::organizations::{WEEKDAYS, WeekdayName};
 use crate::error::{Error, Problems, Result};
 use crate::store::checks::{self, SHORT_TEXT};
 use crate::store::clock::{format_ms, now_ms, parse_date, parse_date_field};
@@ -122,10 +122,14 @@ impl Resource for HolidayProfiles {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Holiday {
-    /// `YYYY-MM-DD`
-    #[schema(example = "2026-12-25")]
+    /// `YYYY-MM-DD`, once per profile.
+    #[schema(format = Date, example = "2026-12-25")]
     pub date: String,
-    #[schema(example = "Christmas Day")]
+    #[schema(
+        max_length = 200,
+        pattern = r"^[\s\u0085]*[^\s\u0000\u0085][^\u0000]*$",
+        example = "Christmas Day"
+    )]
     pub name: String,
 }
 
@@ -148,27 +152,31 @@ pub struct HolidayProfile {
 }
 
 /// The body of `POST`, `PATCH` and `PUT /by-external-id`. `name` is required on create;
-/// `workingDays` defaults to Monday to Friday and `hoursPerDay` to 8.
+/// `workingDays` defaults to Monday to Friday and `hoursPerDay` to 8 (`null` restores them).
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HolidayProfileInput {
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "Germany (Berlin)")]
+    #[schema(value_type = String, required = true, max_length = 200,
+             pattern = r"^[\s\u0085]*[^\s\u0000\u0085][^\u0000]*$", example = "Germany (Berlin)")]
     pub name: Patch<String>,
+    /// ISO 3166-1 alpha-2; stored in upper case.
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "DE")]
+    #[schema(value_type = Option<String>, pattern = "^[A-Za-z]{2}$", example = "DE")]
     pub country_code: Patch<String>,
+    /// At most 400, each date once; `null` empties the list.
     #[serde(default)]
-    #[schema(value_type = Option<Vec<Holiday>>)]
+    #[schema(value_type = Option<Vec<Holiday>>, max_items = 400)]
     pub holidays: Patch<Vec<Holiday>>,
+    /// Weekday names, in any case; a day named twice counts once.
     #[serde(default)]
-    #[schema(value_type = Option<Vec<String>>, example = json!(["monday", "tuesday", "wednesday", "thursday", "friday"]))]
+    #[schema(value_type = Option<Vec<WeekdayName>>, example = json!(["monday", "tuesday", "wednesday", "thursday", "friday"]))]
     pub working_days: Patch<Vec<String>>,
     #[serde(default)]
-    #[schema(value_type = Option<f64>, example = 8)]
+    #[schema(value_type = Option<f64>, minimum = 0, maximum = 24, example = 8)]
     pub hours_per_day: Patch<f64>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 200, pattern = r"^[^\u0000]*$")]
     pub external_id: Patch<String>,
 }
 

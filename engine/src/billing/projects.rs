@@ -96,50 +96,69 @@ pub struct Project {
 }
 
 /// The body of `POST`, `PATCH` and `PUT /by-external-id`. On create `customerId` and `name` are
-/// required; `billingMethod` defaults to `hourly`.
+/// required; `billingMethod` defaults to `hourly`, and `fixed_fee` needs `fixedFee`. Amounts
+/// are in the customer's currency: decimal strings with at most two decimals (none for a
+/// currency without minor units, such as JPY).
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProjectInput {
+    /// A live, not archived customer (`cus_…`) of the organization.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String, required = true)]
     pub customer_id: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "Website relaunch")]
+    #[schema(value_type = String, required = true, max_length = 200,
+             pattern = r"^[\s\u0085]*[^\s\u0000\u0085][^\u0000]*$", example = "Website relaunch")]
     pub name: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 200, pattern = r"^[^\u0000]*$")]
     pub code: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "hourly")]
+    #[schema(value_type = BillingMethod)]
     pub billing_method: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "110.00")]
+    #[schema(value_type = Option<String>, pattern = r"^[0-9]{1,13}(\.[0-9]{1,2}0*)?$", example = "110.00")]
     pub hourly_rate: Patch<Amount>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^[0-9]{1,13}(\.[0-9]{1,2}0*)?$")]
     pub fixed_fee: Patch<Amount>,
     #[serde(default)]
-    #[schema(value_type = Option<f64>)]
+    #[schema(value_type = Option<f64>, minimum = 0, maximum = 1000000)]
     pub budget_hours: Patch<f64>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^[0-9]{1,13}(\.[0-9]{1,2}0*)?$")]
     pub budget_amount: Patch<Amount>,
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "2026-01-01")]
+    #[schema(value_type = Option<String>, format = Date, example = "2026-01-01")]
     pub starts_on: Patch<String>,
+    /// Not before `startsOn`.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, format = Date)]
     pub ends_on: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 10000, pattern = r"^[^\u0000]*$")]
     pub notes: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 200, pattern = r"^[^\u0000]*$")]
     pub external_id: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<bool>)]
+    #[schema(value_type = bool)]
     pub is_archived: Patch<bool>,
 }
+
+/// The schema of a project's `billingMethod`: one of [`BILLING_METHODS`].
+pub struct BillingMethod;
+
+impl utoipa::PartialSchema for BillingMethod {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        checks::one_of_schema(
+            "How the project is billed; `hourly` unless said.",
+            BILLING_METHODS,
+        )
+    }
+}
+
+impl utoipa::ToSchema for BillingMethod {}
 
 #[derive(Debug, Clone, PartialEq)]
 struct Record {

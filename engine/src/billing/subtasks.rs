@@ -92,23 +92,26 @@ pub struct Subtask {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SubtaskInput {
+    /// A task (`tsk_…`) of the organization, in a project that is not archived.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String, required = true)]
     pub task_id: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "Wireframes")]
+    #[schema(value_type = String, required = true, max_length = 200,
+             pattern = r"^[\s\u0085]*[^\s\u0000\u0085][^\u0000]*$", example = "Wireframes")]
     pub name: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "open")]
+    #[schema(value_type = tasks::TaskStatus)]
     pub status: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<f64>)]
+    #[schema(value_type = Option<f64>, minimum = 0, maximum = 1000000)]
     pub estimate_hours: Patch<f64>,
+    /// An active user (`usr_…`) of the organization.
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub assignee_id: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 200, pattern = r"^[^\u0000]*$")]
     pub external_id: Patch<String>,
 }
 

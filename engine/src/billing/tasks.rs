@@ -94,34 +94,50 @@ pub struct Task {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TaskInput {
+    /// A live, not archived project (`prj_…`) of the organization.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String, required = true)]
     pub project_id: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "Design")]
+    #[schema(value_type = String, required = true, max_length = 200,
+             pattern = r"^[\s\u0085]*[^\s\u0000\u0085][^\u0000]*$", example = "Design")]
     pub name: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 10000, pattern = r"^[^\u0000]*$")]
     pub description: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "open")]
+    #[schema(value_type = TaskStatus)]
     pub status: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<bool>)]
+    #[schema(value_type = bool)]
     pub billable: Patch<bool>,
+    /// In the project's currency: a decimal string with at most two decimals (none for a
+    /// currency without minor units, such as JPY).
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^[0-9]{1,13}(\.[0-9]{1,2}0*)?$")]
     pub hourly_rate: Patch<Amount>,
     #[serde(default)]
-    #[schema(value_type = Option<f64>)]
+    #[schema(value_type = Option<f64>, minimum = 0, maximum = 1000000)]
     pub estimate_hours: Patch<f64>,
+    /// An active user (`usr_…`) of the organization.
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub assignee_id: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 200, pattern = r"^[^\u0000]*$")]
     pub external_id: Patch<String>,
 }
+
+/// The schema of a task's or a subtask's `status`: one of [`STATUSES`].
+pub struct TaskStatus;
+
+impl utoipa::PartialSchema for TaskStatus {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        checks::one_of_schema("Where the work stands; `open` unless said.", STATUSES)
+    }
+}
+
+impl utoipa::ToSchema for TaskStatus {}
 
 #[derive(Debug, Clone, PartialEq)]
 struct Record {

@@ -69,7 +69,11 @@ pub struct Timesheet {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RejectInput {
-    #[schema(example = "Please split the Friday entry by task")]
+    #[schema(
+        max_length = 10000,
+        pattern = r"^[^\u0000]*$",
+        example = "Please split the Friday entry by task"
+    )]
     pub reason: Option<String>,
 }
 

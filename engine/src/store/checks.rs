@@ -91,6 +91,20 @@ pub fn one_of(field: &str, value: String, allowed: &[&str]) -> Result<String, Fi
     }
 }
 
+/// The OpenAPI schema of a [`one_of`] check: a string among `allowed`. The inputs' named
+/// choices (`TaskStatus`, `WeekdayName`…) are built with it from the lists their checks use,
+/// so the document cannot drift from what is accepted.
+pub fn one_of_schema<'a>(
+    description: &str,
+    allowed: impl IntoIterator<Item = &'a str>,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .description(Some(description))
+        .enum_values(Some(allowed))
+        .into()
+}
+
 /// Applies a patch to a required field: `null` is refused.
 pub fn patch_required<T>(
     problems: &mut Problems,

@@ -75,6 +75,8 @@ pub struct ListParams {
     include_deleted: bool,
     q: Option<String>,
     filters: Vec<(&'static str, &'static str, Arg)>,
+    /// Conditions a resource adds itself ([`ListParams::and_where`]).
+    conditions: Vec<(&'static str, Vec<Arg>)>,
     paging_by_cursor: bool,
 }
 
@@ -82,7 +84,8 @@ fn bad(message: impl Into<String>) -> Error {
     Error::InvalidParameter(message.into())
 }
 
-fn parse_bool(name: &str, value: &str) -> Result<bool> {
+/// `true`/`1` or `false`/`0`, else a 400 naming the parameter.
+pub fn parse_bool(name: &str, value: &str) -> Result<bool> {
     match value {
         "true" | "1" => Ok(true),
         "false" | "0" => Ok(false),
@@ -109,6 +112,7 @@ impl ListParams {
             include_deleted: false,
             q: None,
             filters: Vec::new(),
+            conditions: Vec::new(),
             paging_by_cursor: false,
         };
         let mut page_given = false;
@@ -214,6 +218,12 @@ impl ListParams {
             }
         }
         Ok(out)
+    }
+
+    /// Narrows the list by a condition of the resource's own (a parameter the generic filters
+    /// cannot express, such as invoices' `overdue`); its `?`s take `args` in order.
+    pub fn and_where(&mut self, condition: &'static str, args: Vec<Arg>) {
+        self.conditions.push((condition, args));
     }
 }
 
@@ -421,6 +431,12 @@ pub async fn list_where<T>(
             .push(column)
             .push(operator)
             .bind(arg.clone());
+    }
+    for (condition, args) in &params.conditions {
+        filter.push(" AND (").push(condition).push(")");
+        for arg in args {
+            filter.bind(arg.clone());
+        }
     }
     if let (Some(q), Some(column)) = (&params.q, spec.search) {
         let escaped = q

@@ -32,6 +32,12 @@ pub trait Resource {
     const CHILDREN: &'static [(&'static str, &'static str, &'static str)];
 
     fn decode(row: &row::Row) -> Result<Self::Item>;
+
+    /// Reads a list request's query; a resource with parameters of its own (invoices'
+    /// `overdue`, which needs the organization's today) reads them here.
+    fn list_params(_actor: &Actor, query: &[(String, String)]) -> Result<ListParams> {
+        ListParams::parse(&Self::LIST, query)
+    }
     fn external_id(input: &mut Self::Input) -> &mut Patch<String>;
     /// Checks `input` and inserts it (with its event) inside `tx`.
     fn insert(

@@ -137,19 +137,59 @@ pub async fn resolve(
     reference: Option<&str>,
     parent: Option<&Value>,
 ) -> Result<Option<Value>, Failure> {
-    let parent_id = parent.and_then(|p| p["id"].as_str());
     let reference = reference.map(str::trim).filter(|r| !r.is_empty());
-    match reference {
-        Some(id) if id.starts_with(kind.id_prefix()) => {
+    if reference.is_none() && parent.is_none() {
+        return Ok(None);
+    }
+    match fitting(api, kind, reference, parent).await? {
+        Some(record) => Ok(Some(record)),
+        None => Err(nothing(kind, reference, parent)),
+    }
+}
+
+/// Like [`resolve`] under a known `parent`, but `None` when nothing there fits (no record
+/// named like `reference`, or no child at all when there is no reference), so the caller may
+/// create it. Several that fit are still refused with the candidates.
+pub async fn resolve_under(
+    api: &Api<'_>,
+    kind: Kind,
+    reference: Option<&str>,
+    parent: &Value,
+) -> Result<Option<Value>, Failure> {
+    let reference = reference.map(str::trim).filter(|r| !r.is_empty());
+    fitting(api, kind, reference, Some(parent)).await
+}
+
+/// The record `reference` means, or the parent's only child; `None` when none fits.
+async fn fitting(
+    api: &Api<'_>,
+    kind: Kind,
+    reference: Option<&str>,
+    parent: Option<&Value>,
+) -> Result<Option<Value>, Failure> {
+    match (reference, parent.and_then(|p| p["id"].as_str())) {
+        (Some(id), _) if id.starts_with(kind.id_prefix()) => {
             let record = api.get(&format!("{}/{id}", kind.path())).await?;
             Ok(Some(summary(kind, &record)))
         }
-        Some(name) => by_name(api, kind, name, parent).await.map(Some),
-        None => match parent_id {
-            Some(id) => only_child(api, kind, id, parent).await.map(Some),
-            None => Ok(None),
-        },
+        (Some(name), _) => by_name(api, kind, name, parent).await,
+        (None, Some(id)) => only_child(api, kind, id, parent).await,
+        (None, None) => Ok(None),
     }
+}
+
+/// The `not_found` answer when nothing fits.
+fn nothing(kind: Kind, reference: Option<&str>, parent: Option<&Value>) -> Failure {
+    let message = match reference {
+        Some(name) => format!(
+            "no {} is named like {}{}",
+            kind.noun(),
+            timix_engine::store::json::quote(name),
+            under(parent)
+        ),
+        None => format!("there is no {}{}", kind.noun(), under(parent)),
+    };
+    failure("not_found", message)
 }
 
 async fn by_name(
@@ -157,7 +197,7 @@ async fn by_name(
     kind: Kind,
     name: &str,
     parent: Option<&Value>,
-) -> Result<Value, Failure> {
+) -> Result<Option<Value>, Failure> {
     let found = find(api, kind, name, parent.and_then(|p| p["id"].as_str())).await?;
     let exact: Vec<Value> = found
         .iter()
@@ -165,16 +205,8 @@ async fn by_name(
         .cloned()
         .collect();
     match (exact.as_slice(), found.as_slice()) {
-        ([one], _) | ([], [one]) => Ok(one.clone()),
-        (_, []) => Err(failure(
-            "not_found",
-            format!(
-                "no {} is named like {}{}",
-                kind.noun(),
-                timix_engine::store::json::quote(name),
-                under(parent)
-            ),
-        )),
+        ([one], _) | ([], [one]) => Ok(Some(one.clone())),
+        (_, []) => Ok(None),
         _ => Err(ambiguous(
             format!(
                 "{} matches {} {}s{}; pass an id or the exact name",
@@ -193,7 +225,7 @@ async fn only_child(
     kind: Kind,
     parent_id: &str,
     parent: Option<&Value>,
-) -> Result<Value, Failure> {
+) -> Result<Option<Value>, Failure> {
     let Some(field) = kind.parent_field() else {
         return Err(failure("invalid_parameter", "name a customer"));
     };
@@ -211,11 +243,8 @@ async fn only_child(
         .map(|r| summary(kind, r))
         .collect();
     match children.as_slice() {
-        [one] => Ok(one.clone()),
-        [] => Err(failure(
-            "not_found",
-            format!("there is no {}{}", kind.noun(), under(parent)),
-        )),
+        [one] => Ok(Some(one.clone())),
+        [] => Ok(None),
         many => Err(ambiguous(
             format!(
                 "there are {} {}s{}; say which one",
@@ -226,6 +255,23 @@ async fn only_child(
             many,
         )),
     }
+}
+
+/// Creates a `kind` record named `name` under `parent` through the API (so with its roles and
+/// checks); its summary.
+pub async fn create_under(
+    api: &Api<'_>,
+    kind: Kind,
+    name: &str,
+    parent: &Value,
+) -> Result<Value, Failure> {
+    let Some(field) = kind.parent_field() else {
+        return Err(failure("invalid_parameter", "a customer has no parent"));
+    };
+    let mut body = json!({"name": name});
+    body[field] = parent["id"].clone();
+    let record = api.post(kind.path(), body).await?;
+    Ok(summary(kind, &record))
 }
 
 /// " under project \"Website\"" for messages.

@@ -1,16 +1,21 @@
 //! `/mcp`: the Model Context Protocol over Streamable HTTP, so an AI assistant (Claude, ChatGPT,
-//! Cursor…) can operate timix with an API key. Every request is authenticated like an API
-//! request (401 envelope otherwise); every tool call and resource read is made as the key's
-//! actor through the API router in-process, under the key's rate limit, so roles, validation,
-//! events and error codes are the REST API's. API errors come back as tool results with
-//! `isError: true` and the API's `{code, message, details}`, never as protocol failures.
+//! Cursor…) can operate timix with an API key, or with an OAuth access token its user consented
+//! to in the web UI ([`authorization`]). Every request is authenticated (a 401 envelope
+//! otherwise, whose `WWW-Authenticate` names the OAuth metadata); every tool call and resource
+//! read is made as the caller's actor through the API router in-process, under its rate limit,
+//! so roles, validation, events and error codes are the REST API's. API errors come back as
+//! tool results with `isError: true` and the API's `{code, message, details}`, never as
+//! protocol failures.
 //!
 //! The server is stateless (no session to keep), which lets any `--role api` process behind a
 //! load balancer answer any request.
 
 mod api;
+pub mod authorization;
+mod dates;
 mod duration;
 mod flow_tools;
+mod invoice_tools;
 mod lookup;
 mod tools;
 
@@ -67,8 +72,9 @@ pub fn router(state: AppState, instance: ApiClient) -> Router {
         instance,
         state: state.clone(),
     };
-    // Hosts are not checked: every request must carry an API key, which a page rebinding DNS
-    // to this server does not have, and the service answers under any name it is deployed at.
+    // Hosts are not checked: every request must carry an API key or an access token, which a
+    // page rebinding DNS to this server does not have, and the service answers under any name
+    // it is deployed at.
     let config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(false)
         .with_json_response(true)
@@ -81,18 +87,19 @@ pub fn router(state: AppState, instance: ApiClient) -> Router {
     );
     Router::new()
         .route_service(PATH, service)
-        .layer(middleware::from_fn_with_state(state, authenticate))
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .merge(authorization::router(state))
 }
 
-/// Refuses a request without a valid key with the API's 401 (or 403 for an organization
-/// mismatch) and hands the actor to the tools through the request's extensions.
+/// Refuses a request without a valid key or access token with the API's 401 (or 403 for an
+/// organization mismatch) and hands the actor to the tools through the request's extensions.
 async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    match api_gate::authenticate(&state, request.headers()).await {
+    match authorization::authenticate(&state, request.headers()).await {
         Ok(actor) => {
             request.extensions_mut().insert(actor);
             next.run(request).await
         }
-        Err(error) => error.into_response(),
+        Err(error) => authorization::challenge(&state, request.headers(), error).into_response(),
     }
 }
 
@@ -172,7 +179,9 @@ impl ServerHandler for Timix {
             .with_instructions(
                 "Time tracking and billing: customers → projects → tasks → subtasks → time entries. \
                  Use `lookup` to turn names into ids, `log_time` to log time by name, the \
-                 `report_*` tools for financial reports. Errors carry the API's code and message.",
+                 `report_*` tools for financial reports, `list_invoices` for invoices (overdue \
+                 ones too). Dates may be words such as \"yesterday\" or \"last monday\", read in \
+                 the organization's time zone. Errors carry the API's code and message.",
             )
     }
 

@@ -1,7 +1,8 @@
 //! The tools: one per action manifest that calls this instance's API (its key, description and
 //! JSON Schema as they are, performed by the actions crate like a flow step), plus the
 //! hand-written ones an assistant needs to act on names: `lookup`, `log_time`, the financial
-//! reports, and the flow tools ([`super::flow_tools`]). A new manifest file is a new tool at the next start.
+//! reports, `list_invoices` ([`super::invoice_tools`]) and the flow tools
+//! ([`super::flow_tools`]). A new manifest file is a new tool at the next start.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,11 +13,12 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use timix_actions::ActionResult;
 use timix_engine::automation::manifest::{ActionKind, ActionManifest, Manifests};
-use timix_engine::store::clock::{date_in_zone, format_date, now_ms};
 
 use super::api::{Api, Failure, failure, with_query};
+use super::dates::{Calendar, DAY_WORDS, PERIOD_WORDS};
 use super::duration;
 use super::flow_tools::{self, FlowTool};
+use super::invoice_tools;
 use super::lookup::{self, Kind};
 use crate::AppState;
 
@@ -26,32 +28,38 @@ pub struct Report {
     pub path: &'static str,
     pub description: &'static str,
     pub group_by: bool,
+    /// Takes `includeUnapproved` (the unbilled-time report).
+    pub include_unapproved: bool,
 }
 
 pub const REPORTS: [Report; 4] = [
     Report {
         tool: "report_unbilled_time",
         path: "/financial-reports/unbilled-time",
-        description: "Time logged but not yet invoiced, per customer and project, with hours and amounts per currency.",
+        description: "Billable time not yet on an invoice, per customer and project, with hours and amounts per currency. By default it counts approved time only (timesheets approved: what invoicing would bill now); with includeUnapproved: true it counts all logged billable time not yet invoiced, whatever its approval (open, submitted or rejected timesheets too). The answer's includeUnapproved says which was counted: when asked about \"unbilled time\" without more, give both figures or say which one you give.",
         group_by: false,
+        include_unapproved: true,
     },
     Report {
         tool: "report_revenue",
         path: "/financial-reports/revenue",
         description: "Revenue from logged billable time, grouped by customer (default), project, user or month, with totals per currency.",
         group_by: true,
+        include_unapproved: false,
     },
     Report {
         tool: "report_budget_health",
         path: "/financial-reports/budget-health",
         description: "Each project's hours and amount spent against its budget.",
         group_by: false,
+        include_unapproved: false,
     },
     Report {
         tool: "report_customer_billing",
         path: "/financial-reports/customer-billing",
         description: "Per customer: invoiced, paid and outstanding amounts (dates are issue dates).",
         group_by: false,
+        include_unapproved: false,
     },
 ];
 
@@ -61,6 +69,7 @@ enum Handler {
     Lookup,
     LogTime,
     Report(&'static Report),
+    Invoices,
     Flow(FlowTool),
 }
 
@@ -88,6 +97,7 @@ impl Catalogue {
         let hand_written = [
             (lookup_tool(), Handler::Lookup),
             (log_time_tool(), Handler::LogTime),
+            (invoice_tools::list_invoices_tool(), Handler::Invoices),
         ]
         .into_iter()
         .chain(REPORTS.iter().map(|r| (report_tool(r), Handler::Report(r))))
@@ -126,6 +136,7 @@ impl Catalogue {
             Some(Handler::Lookup) => find(api, parse(arguments)?).await,
             Some(Handler::LogTime) => log_time(api, parse(arguments)?).await,
             Some(Handler::Report(report)) => run_report(api, report, parse(arguments)?).await,
+            Some(Handler::Invoices) => invoice_tools::list_invoices(api, parse(arguments)?).await,
             Some(Handler::Flow(which)) => flow_tools::call(api, *which, arguments).await,
             None => Err(failure("not_found", format!("there is no tool {name}"))),
         }
@@ -200,7 +211,7 @@ async fn perform(
 }
 
 /// Schema violations as the API's `validation_failed`, each naming its field.
-fn invalid_arguments(problems: Vec<(String, String)>) -> Failure {
+pub(super) fn invalid_arguments(problems: Vec<(String, String)>) -> Failure {
     let details: Vec<Value> = problems
         .iter()
         .map(|(path, message)| {
@@ -275,7 +286,7 @@ fn log_time_tool() -> Tool {
     tool(
         "log_time",
         "Log time",
-        "Logs time on a subtask named by id or name, directly or through its customer, project and task: \"3h on Acme\" works when Acme has one project, task and subtask. A name that fits several records is refused with the candidates. The duration is written like \"3h\", \"90m\", \"1:30\", \"1h30m\" or \"2.5h\"; the date defaults to today in the organization's time zone.",
+        "Logs time on a subtask named by id or name, directly or through its customer, project and task: \"3h on Acme\" works when Acme has one project with one task. When that task has no subtask yet, or none named like the subtask given, one is created under it (with the name given, else the task's name) and the answer says so (subtaskCreated, message). A name that fits several records, or a level left out that has several, is refused with the candidates. The duration is written like \"3h\", \"90m\", \"1:30\", \"1h30m\" or \"2.5h\"; the date may be a word such as \"yesterday\" or \"last monday\" and defaults to today in the organization's time zone.",
         json!({
             "type": "object",
             "additionalProperties": false,
@@ -286,7 +297,7 @@ fn log_time_tool() -> Tool {
                 "task": reference("task"),
                 "subtask": reference("subtask"),
                 "duration": {"type": "string", "description": "How long: \"3h\", \"90m\", \"1:30\", \"1h30m\", \"2.5h\"."},
-                "date": {"type": "string", "format": "date", "description": "The day worked, YYYY-MM-DD; today when left out."},
+                "date": {"type": "string", "description": format!("The day worked: {DAY_WORDS}. Today when left out.")},
                 "description": {"type": "string", "description": "What was done (the entry's notes)."},
                 "billable": {"type": "boolean", "description": "Whether the time is billable; the task's setting when left out."}
             }
@@ -313,6 +324,9 @@ async fn log_time(api: &Api<'_>, args: LogTimeArgs) -> Result<Value, Failure> {
         json!({"code": "validation_failed", "message": message,
                "details": [{"field": "duration", "code": "invalid", "message": message}]})
     })?;
+    let date = Calendar::of(api.actor)
+        .day(args.date.as_deref().unwrap_or("today"))
+        .map_err(|message| invalid_arguments(vec![("/date".into(), message)]))?;
     let customer = lookup::resolve(api, Kind::Customer, args.customer.as_deref(), None).await?;
     let project = lookup::resolve(
         api,
@@ -322,16 +336,24 @@ async fn log_time(api: &Api<'_>, args: LogTimeArgs) -> Result<Value, Failure> {
     )
     .await?;
     let task = lookup::resolve(api, Kind::Task, args.task.as_deref(), project.as_ref()).await?;
-    let subtask = lookup::resolve(api, Kind::Subtask, args.subtask.as_deref(), task.as_ref())
-        .await?
-        .ok_or_else(|| {
-            json!({"code": "validation_failed",
-                   "message": "say where the time goes: a subtask, or its customer, project or task",
-                   "details": [{"field": "subtask", "code": "required", "message": "name a customer, project, task or subtask"}]})
-        })?;
-    let date = args
-        .date
-        .unwrap_or_else(|| format_date(date_in_zone(now_ms(), &api.actor.organization.timezone)));
+    let (subtask, created) = match &task {
+        Some(task) => {
+            match lookup::resolve_under(api, Kind::Subtask, args.subtask.as_deref(), task).await? {
+                Some(subtask) => (subtask, false),
+                None => (new_subtask(api, task, args.subtask.as_deref()).await?, true),
+            }
+        }
+        None => {
+            let subtask = lookup::resolve(api, Kind::Subtask, args.subtask.as_deref(), None)
+                .await?
+                .ok_or_else(|| {
+                    json!({"code": "validation_failed",
+                           "message": "say where the time goes: a subtask, or its customer, project or task",
+                           "details": [{"field": "subtask", "code": "required", "message": "name a customer, project, task or subtask"}]})
+                })?;
+            (subtask, false)
+        }
+    };
     let mut body = json!({"subtaskId": subtask["id"], "date": date, "durationSeconds": seconds});
     if let Some(notes) = args.description {
         body["notes"] = json!(notes);
@@ -340,19 +362,42 @@ async fn log_time(api: &Api<'_>, args: LogTimeArgs) -> Result<Value, Failure> {
         body["billable"] = json!(billable);
     }
     let entry = api.post("/time-entries", body).await?;
-    Ok(json!({"timeEntry": entry, "subtask": subtask}))
+    let mut answer = json!({"timeEntry": entry, "subtask": subtask, "subtaskCreated": created});
+    if created {
+        answer["message"] = json!(format!(
+            "Created the subtask {} under the task {}, which had none that fits, and logged the time on it.",
+            subtask["name"],
+            task.as_ref().map_or(Value::Null, |t| t["name"].clone())
+        ));
+    }
+    Ok(answer)
+}
+
+/// A subtask for time on a task that has none that fits: named as the assistant named it, else
+/// after the task, since later time on the task lands in it too (one entry's notes would not
+/// fit as its name).
+async fn new_subtask(api: &Api<'_>, task: &Value, named: Option<&str>) -> Result<Value, Failure> {
+    let name = named
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .or_else(|| task["name"].as_str())
+        .unwrap_or("Time");
+    lookup::create_under(api, Kind::Subtask, name, task).await
 }
 
 fn report_tool(report: &Report) -> Tool {
     let mut properties = json!({
-        "from": {"type": "string", "format": "date", "description": "First date, YYYY-MM-DD, inclusive."},
-        "to": {"type": "string", "format": "date", "description": "Last date, YYYY-MM-DD, inclusive."},
+        "from": {"type": "string", "description": format!("First work date, inclusive: {DAY_WORDS}; or {PERIOD_WORDS}.")},
+        "to": {"type": "string", "description": "Last work date, inclusive; the same forms as from."},
         "customerId": {"type": "string", "description": "Only this customer (find its id with lookup)."},
         "projectId": {"type": "string", "description": "Only this project (find its id with lookup)."}
     });
     if report.group_by {
         properties["groupBy"] =
             json!({"type": "string", "enum": ["customer", "project", "user", "month"]});
+    }
+    if report.include_unapproved {
+        properties["includeUnapproved"] = json!({"type": "boolean", "description": "true: all logged billable time not yet invoiced, approved or not; false (the default): approved time only."});
     }
     let title = report.tool.trim_start_matches("report_").replace('_', " ");
     tool(
@@ -372,6 +417,7 @@ struct ReportArgs {
     customer_id: Option<String>,
     project_id: Option<String>,
     group_by: Option<String>,
+    include_unapproved: Option<bool>,
 }
 
 async fn run_report(api: &Api<'_>, report: &Report, args: ReportArgs) -> Result<Value, Failure> {
@@ -381,14 +427,25 @@ async fn run_report(api: &Api<'_>, report: &Report, args: ReportArgs) -> Result<
             format!("{} takes no groupBy", report.tool),
         )]));
     }
+    if args.include_unapproved.is_some() && !report.include_unapproved {
+        return Err(invalid_arguments(vec![(
+            "/includeUnapproved".into(),
+            format!("{} takes no includeUnapproved", report.tool),
+        )]));
+    }
+    let calendar = Calendar::of(api.actor);
+    let from = date_bound(&args.from, "from", |t| calendar.first_day(t))?;
+    let to = date_bound(&args.to, "to", |t| calendar.last_day(t))?;
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
-    let (from, to, customer, project, group) = (
-        text(&args.from),
-        text(&args.to),
+    let (customer, project, group) = (
         text(&args.customer_id),
         text(&args.project_id),
         text(&args.group_by),
     );
+    let unapproved = args
+        .include_unapproved
+        .map(|b| b.to_string())
+        .unwrap_or_default();
     let path = with_query(
         report.path,
         &[
@@ -397,7 +454,23 @@ async fn run_report(api: &Api<'_>, report: &Report, args: ReportArgs) -> Result<
             ("customerId", &customer),
             ("projectId", &project),
             ("groupBy", &group),
+            ("includeUnapproved", &unapproved),
         ],
     );
     api.get(&path).await
+}
+
+/// A `from` or `to` argument as `YYYY-MM-DD` (empty when left out), or `validation_failed`
+/// naming it with the forms understood.
+pub(super) fn date_bound(
+    text: &Option<String>,
+    field: &str,
+    read: impl Fn(&str) -> Result<String, String>,
+) -> Result<String, Failure> {
+    match text {
+        Some(text) => {
+            read(text).map_err(|message| invalid_arguments(vec![(format!("/{field}"), message)]))
+        }
+        None => Ok(String::new()),
+    }
 }

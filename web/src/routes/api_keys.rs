@@ -15,8 +15,8 @@ use crate::openapi::{ApiKeyList, ListQueryDoc};
 use crate::response::{Created, ListResponse};
 use crate::routes::BASE;
 
-#[utoipa::path(get, path = "/api-keys", tag = "api-keys",
-    params(ListQueryDoc, ("userId" = Option<String>, Query)),
+#[utoipa::path(get, path = "/api-keys", operation_id = "listApiKeys", tag = "api-keys",
+    params(ListQueryDoc, crate::openapi::SearchQueryDoc, ("userId" = Option<String>, Query)),
     responses((status = 200, body = ApiKeyList), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn list_keys(
     State(state): State<AppState>,
@@ -31,7 +31,7 @@ pub async fn list_keys(
 
 /// Creates a key for the calling user (professional and business plans). The full key is in
 /// this answer only.
-#[utoipa::path(post, path = "/api-keys", tag = "api-keys", request_body = ApiKeyInput,
+#[utoipa::path(post, path = "/api-keys", operation_id = "createApiKey", tag = "api-keys", request_body = ApiKeyInput,
     responses((status = 201, body = CreatedApiKey), (status = 403, body = ErrorEnvelope, description = "plan_required or forbidden"),
               (status = "4XX", body = ErrorEnvelope)))]
 pub async fn create_key(
@@ -46,7 +46,7 @@ pub async fn create_key(
     })
 }
 
-#[utoipa::path(get, path = "/api-keys/{id}", tag = "api-keys", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/api-keys/{id}", operation_id = "getApiKey", tag = "api-keys", params(("id" = String, Path)),
     responses((status = 200, body = ApiKey), (status = 404, body = ErrorEnvelope)))]
 pub async fn get_key(
     State(state): State<AppState>,
@@ -57,7 +57,7 @@ pub async fn get_key(
 }
 
 /// Revokes the key; its next request is refused with `api_key_revoked`.
-#[utoipa::path(delete, path = "/api-keys/{id}", tag = "api-keys", params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/api-keys/{id}", operation_id = "revokeApiKey", tag = "api-keys", params(("id" = String, Path)),
     responses((status = 204), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn revoke_key(
     State(state): State<AppState>,

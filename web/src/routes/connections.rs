@@ -20,8 +20,8 @@ use crate::openapi::{ConnectionList, ListQueryDoc};
 use crate::response::{Created, ListResponse};
 use crate::routes::BASE;
 
-#[utoipa::path(get, path = "/connections", tag = "connections",
-    params(ListQueryDoc, ("type" = Option<String>, Query), ("status" = Option<String>, Query)),
+#[utoipa::path(get, path = "/connections", operation_id = "listConnections", tag = "connections",
+    params(ListQueryDoc, crate::openapi::SearchQueryDoc, crate::openapi::TombstonesQueryDoc, ("type" = Option<String>, Query), ("status" = Option<String>, Query)),
     responses((status = 200, body = ConnectionList), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn list(
     State(state): State<AppState>,
@@ -39,7 +39,7 @@ pub async fn list(
 /// `baseUrl` and `credentials.username`/`password`; `oauth2` a `baseUrl`,
 /// `settings.authorizeUrl`, `tokenUrl`, `clientId`, `scopes` and `credentials.clientSecret`.
 /// Credentials are never shown again.
-#[utoipa::path(post, path = "/connections", tag = "connections", request_body = ConnectionInput,
+#[utoipa::path(post, path = "/connections", operation_id = "createConnection", tag = "connections", request_body = ConnectionInput,
     responses((status = 201, body = Connection, headers(("Location" = String))),
               (status = 422, body = ErrorEnvelope), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn create(
@@ -55,7 +55,7 @@ pub async fn create(
     })
 }
 
-#[utoipa::path(get, path = "/connections/{id}", tag = "connections", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/connections/{id}", operation_id = "getConnection", tag = "connections", params(("id" = String, Path)),
     responses((status = 200, body = Connection), (status = 404, body = ErrorEnvelope)))]
 pub async fn get(
     State(state): State<AppState>,
@@ -68,7 +68,7 @@ pub async fn get(
 }
 
 /// Changes a connection; new credentials, a new base URL or settings make it `untested`.
-#[utoipa::path(patch, path = "/connections/{id}", tag = "connections", params(("id" = String, Path)),
+#[utoipa::path(patch, path = "/connections/{id}", operation_id = "updateConnection", tag = "connections", params(("id" = String, Path)),
     request_body = ConnectionInput,
     responses((status = 200, body = Connection), (status = 422, body = ErrorEnvelope), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn update(
@@ -84,7 +84,7 @@ pub async fn update(
 }
 
 /// Deletes a connection and its credentials; 409 `in_use` while a flow names it.
-#[utoipa::path(delete, path = "/connections/{id}", tag = "connections", params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/connections/{id}", operation_id = "deleteConnection", tag = "connections", params(("id" = String, Path)),
     responses((status = 204), (status = 409, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn delete(
     State(state): State<AppState>,
@@ -97,7 +97,7 @@ pub async fn delete(
 
 /// Calls the connection's test path (`settings.testPath`, default `/me`) with its credentials
 /// and records the outcome: the connection comes back `ok`, or `error` with `lastError`.
-#[utoipa::path(post, path = "/connections/{id}/test", tag = "connections", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/connections/{id}/test", operation_id = "testConnection", tag = "connections", params(("id" = String, Path)),
     responses((status = 200, body = Connection), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn test(
     State(state): State<AppState>,
@@ -128,7 +128,7 @@ pub struct Authorization {
 /// Starts the OAuth2 authorization of an `oauth2` connection: answers 302 to the provider's
 /// consent page (authorization code with PKCE and a one-time `state`), with the same URL in the
 /// body. The provider sends the user back to `/oauth2/callback`.
-#[utoipa::path(get, path = "/connections/{id}/authorize", tag = "connections", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/connections/{id}/authorize", operation_id = "authorizeConnection", tag = "connections", params(("id" = String, Path)),
     responses((status = 302, body = Authorization, headers(("Location" = String))),
               (status = 409, body = ErrorEnvelope), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn authorize(

@@ -125,7 +125,7 @@ async fn revisions(state: &AppState, actor: &Actor) -> ApiResult<Vec<(String, i6
 }
 
 /// Every connector the organization can use: timix, the catalogue, the operator's and its own.
-#[utoipa::path(get, path = "/connectors", tag = "connectors",
+#[utoipa::path(get, path = "/connectors", operation_id = "listConnectors", tag = "connectors",
     responses((status = 200, body = ConnectorList, headers(("X-Total-Count" = i64))),
               (status = "4XX", body = ErrorEnvelope)))]
 pub async fn list(State(state): State<AppState>, Auth(actor): Auth) -> ApiResult<Response> {
@@ -163,7 +163,7 @@ async fn find(state: &AppState, actor: &Actor, key: &str) -> ApiResult<Arc<Loade
 }
 
 /// A connector's whole document, with where it comes from, its version id and revision.
-#[utoipa::path(get, path = "/connectors/{key}", tag = "connectors", params(("key" = String, Path)),
+#[utoipa::path(get, path = "/connectors/{key}", operation_id = "getConnector", tag = "connectors", params(("key" = String, Path)),
     responses((status = 200, body = Object), (status = 404, body = ErrorEnvelope)))]
 pub async fn get(
     State(state): State<AppState>,
@@ -245,7 +245,7 @@ fn document(headers: &HeaderMap, body: &Bytes, org_id: &str) -> ApiResult<Loaded
 /// Installs a connector for the organization (admin): usable by its flows at once. The body
 /// is the connector document as YAML (`Content-Type: application/yaml`) or JSON; a document
 /// that does not fit the format is refused with every problem and its path.
-#[utoipa::path(post, path = "/connectors", tag = "connectors",
+#[utoipa::path(post, path = "/connectors", operation_id = "installConnector", tag = "connectors",
     request_body(content = Object, content_type = "application/yaml"),
     responses((status = 201, body = ConnectorView, headers(("Location" = String))),
               (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
@@ -272,7 +272,7 @@ pub async fn create(
 
 /// A new version of the organization's connector. Flows keep the version they were saved
 /// with until they are saved again.
-#[utoipa::path(put, path = "/connectors/{key}", tag = "connectors", params(("key" = String, Path)),
+#[utoipa::path(put, path = "/connectors/{key}", operation_id = "replaceConnector", tag = "connectors", params(("key" = String, Path)),
     request_body(content = Object, content_type = "application/yaml"),
     responses((status = 200, body = ConnectorView), (status = 404, body = ErrorEnvelope),
               (status = 422, body = ErrorEnvelope), (status = "4XX", body = ErrorEnvelope)))]
@@ -290,7 +290,7 @@ pub async fn replace(
 }
 
 /// Removes the organization's connector; 409 `in_use` while a flow uses it.
-#[utoipa::path(delete, path = "/connectors/{key}", tag = "connectors", params(("key" = String, Path)),
+#[utoipa::path(delete, path = "/connectors/{key}", operation_id = "deleteConnector", tag = "connectors", params(("key" = String, Path)),
     responses((status = 204), (status = 409, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub async fn delete(
     State(state): State<AppState>,
@@ -305,7 +305,7 @@ pub async fn delete(
 /// One page of a lookup's choices (`{value, label}`), read through a connection to the
 /// connector: `q` searches, `cursor` is the previous page's `nextCursor` (400 for another);
 /// other parameters are the lookup's own (a spreadsheet's id for its sheets).
-#[utoipa::path(get, path = "/connectors/{key}/lookups/{name}", tag = "connectors",
+#[utoipa::path(get, path = "/connectors/{key}/lookups/{name}", operation_id = "runConnectorLookup", tag = "connectors",
     params(("key" = String, Path), ("name" = String, Path), ("connectionId" = String, Query),
            ("q" = Option<String>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, body = LookupChoices), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),

@@ -3,17 +3,20 @@
 //! shared operations.
 
 /// Writes the six handlers and the router of one resource over the engine's shared operations.
+/// `more_params` documents list parameters that the resource reads itself (`Resource::list_params`).
 macro_rules! crud_resource {
     (
         $module:ident, resource = $resource:ident, item = $item:ident, input = $input:ident, list = $list:ident,
-        tag = $tag:tt, collection = $collection:tt, one = $one:tt, by_external_id = $by_ext:tt,
+        names = ($singular:tt, $plural:tt), tag = $tag:tt, collection = $collection:tt, one = $one:tt,
+        by_external_id = $by_ext:tt,
         filters = [$($filter:tt),*]
+        $(, more_params = [$($more_param:tt),*])?
     ) => {
         pub mod $module {
             use super::*;
 
-            #[utoipa::path(get, path = $collection, tag = $tag,
-                params(ListQueryDoc, $(($filter = Option<String>, Query, description = "Exact match")),*),
+            #[utoipa::path(get, path = $collection, operation_id = concat!("list", $plural), tag = $tag,
+                params(ListQueryDoc, crate::openapi::SearchQueryDoc, crate::openapi::TombstonesQueryDoc, $(($filter = Option<String>, Query, description = "Exact match")),* $($(, $more_param)*)?),
                 responses((status = 200, body = $list, description = "One page, newest first unless sorted",
                            headers(("X-Total-Count" = i64), ("X-Sync-Watermark" = String))),
                           (status = "4XX", body = ErrorEnvelope)))]
@@ -22,11 +25,11 @@ macro_rules! crud_resource {
                 Auth(actor): Auth,
                 QueryPairs(query): QueryPairs,
             ) -> ApiResult<ListResponse<$item>> {
-                let params = ListParams::parse(&$resource::LIST, &query)?;
+                let params: ListParams = $resource::list_params(&actor, &query)?;
                 Ok(ListResponse(resource::list::<$resource>(&state.db, &actor, &params).await?))
             }
 
-            #[utoipa::path(post, path = $collection, tag = $tag, request_body = $input,
+            #[utoipa::path(post, path = $collection, operation_id = concat!("create", $singular), tag = $tag, request_body = $input,
                 responses((status = 201, body = $item, headers(("Location" = String))),
                           (status = 422, body = ErrorEnvelope, description = "Invalid fields, or a missing or archived parent"),
                           (status = "4XX", body = ErrorEnvelope)))]
@@ -39,7 +42,7 @@ macro_rules! crud_resource {
                 Ok(Created { location: format!("{BASE}{}/{}", $collection, body.id), body })
             }
 
-            #[utoipa::path(get, path = $one, tag = $tag, params(("id" = String, Path)),
+            #[utoipa::path(get, path = $one, operation_id = concat!("get", $singular), tag = $tag, params(("id" = String, Path)),
                 responses((status = 200, body = $item), (status = 404, body = ErrorEnvelope)))]
             pub async fn get(
                 State(state): State<AppState>,
@@ -49,7 +52,7 @@ macro_rules! crud_resource {
                 Ok(Json(resource::get::<$resource>(&state.db, &actor, &id).await?))
             }
 
-            #[utoipa::path(patch, path = $one, tag = $tag, params(("id" = String, Path)), request_body = $input,
+            #[utoipa::path(patch, path = $one, operation_id = concat!("update", $singular), tag = $tag, params(("id" = String, Path)), request_body = $input,
                 responses((status = 200, body = $item), (status = 404, body = ErrorEnvelope),
                           (status = 422, body = ErrorEnvelope)))]
             pub async fn update(
@@ -61,7 +64,7 @@ macro_rules! crud_resource {
                 Ok(Json(resource::update::<$resource>(&state.db, &actor, &id, input).await?))
             }
 
-            #[utoipa::path(delete, path = $one, tag = $tag, params(("id" = String, Path)),
+            #[utoipa::path(delete, path = $one, operation_id = concat!("delete", $singular), tag = $tag, params(("id" = String, Path)),
                 responses((status = 204, description = "Deleted"), (status = 404, body = ErrorEnvelope),
                           (status = 409, body = ErrorEnvelope, description = "Still has children")))]
             pub async fn delete(
@@ -75,7 +78,7 @@ macro_rules! crud_resource {
 
             /// Find-or-create by your own id: updates the record with this `externalId` (200) or
             /// creates it (201).
-            #[utoipa::path(put, path = $by_ext, tag = $tag, params(("externalId" = String, Path)),
+            #[utoipa::path(put, path = $by_ext, operation_id = concat!("upsert", $singular, "ByExternalId"), tag = $tag, params(("externalId" = String, Path)),
                 request_body = $input,
                 responses((status = 200, body = $item, description = "Updated"),
                           (status = 201, body = $item, description = "Created"),

@@ -23,11 +23,13 @@ crud_resource!(
     item = Customer,
     input = CustomerInput,
     list = CustomerList,
+    names = ("Customer", "Customers"),
     tag = "customers",
     collection = "/customers",
     one = "/customers/{id}",
     by_external_id = "/customers/by-external-id/{externalId}",
-    filters = ["name", "email", "externalId", "isArchived"]
+    filters = ["name", "email", "externalId"],
+    more_params = [("isArchived" = Option<bool>, Query, description = "Archived (true) or active (false) only")]
 );
 
 pub fn router() -> OpenApiRouter<AppState> {

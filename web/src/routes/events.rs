@@ -11,10 +11,10 @@ use crate::error::{ApiResult, ErrorEnvelope};
 use crate::extract::{Auth, QueryPairs};
 
 /// Reads the organization's change log in order. Keep `nextAfter` and pass it as `after`.
-#[utoipa::path(get, path = "/events", tag = "events",
-    params(("after" = Option<i64>, Query, description = "Return events with a larger seq (default 0)"),
+#[utoipa::path(get, path = "/events", operation_id = "listEvents", tag = "events",
+    params(("after" = Option<i64>, Query, minimum = 0, description = "Return events with a larger seq (default 0)"),
            ("types" = Option<String>, Query, description = "Comma list, e.g. customer.created,project.updated"),
-           ("limit" = Option<i64>, Query, description = "1-1000, default 100")),
+           ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "1-1000, default 100")),
     responses((status = 200, body = EventPage), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn list_events(
     State(state): State<AppState>,

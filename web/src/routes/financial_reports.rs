@@ -6,7 +6,8 @@ use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use timix_engine::billing::reports::{
-    self, BudgetReport, CustomerBillingReport, ReportQuery, RevenueReport, Table, UnbilledReport,
+    self, BudgetReport, CustomerBillingReport, ReportQuery, RevenueReport, Table, UnbilledQuery,
+    UnbilledReport,
 };
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -22,14 +23,27 @@ use crate::extract::{Auth, QueryPairs};
 #[allow(dead_code)]
 pub struct ReportQueryDoc {
     /// First work date (or issue date for customer billing), `YYYY-MM-DD`, inclusive.
+    #[param(format = Date)]
     from: Option<String>,
     /// Last date, inclusive.
+    #[param(format = Date)]
     to: Option<String>,
     #[param(rename = "customerId")]
     customer_id: Option<String>,
     /// Not for customer billing.
     #[param(rename = "projectId")]
     project_id: Option<String>,
+}
+
+/// What the revenue report's rows are.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum RevenueGrouping {
+    Customer,
+    Project,
+    User,
+    Month,
 }
 
 /// A report's table as an RFC 4180 CSV download, written row by row.
@@ -67,8 +81,8 @@ fn csv_download(table: Table, name: &str) -> ApiResult<Response> {
 
 /// Billable value of the logged time of the period, grouped by `customer` (default),
 /// `project`, `user` or `month`, with totals per currency.
-#[utoipa::path(get, path = "/financial-reports/revenue", tag = "financial-reports",
-    params(ReportQueryDoc, ("groupBy" = Option<String>, Query, description = "customer, project, user or month")),
+#[utoipa::path(get, path = "/financial-reports/revenue", operation_id = "getRevenueReport", tag = "financial-reports",
+    params(ReportQueryDoc, ("groupBy" = inline(Option<RevenueGrouping>), Query, description = "Rows per customer (default), project, user or month")),
     responses((status = 200, body = RevenueReport), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn revenue(
     State(state): State<AppState>,
@@ -79,8 +93,8 @@ pub async fn revenue(
     Ok(Json(reports::revenue(&state.db, &actor, &q).await?))
 }
 
-#[utoipa::path(get, path = "/financial-reports/revenue/export/csv", tag = "financial-reports",
-    params(ReportQueryDoc, ("groupBy" = Option<String>, Query)),
+#[utoipa::path(get, path = "/financial-reports/revenue/export/csv", operation_id = "exportRevenueReport", tag = "financial-reports",
+    params(ReportQueryDoc, ("groupBy" = inline(Option<RevenueGrouping>), Query)),
     responses((status = 200, content_type = "text/csv", body = String), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn revenue_csv(
     State(state): State<AppState>,
@@ -96,7 +110,7 @@ pub async fn revenue_csv(
 
 /// Projects with a budget: hours and amount spent against it, percent used, and `ok`,
 /// `warning` (from 80%) or `over` (from 100%).
-#[utoipa::path(get, path = "/financial-reports/budget-health", tag = "financial-reports",
+#[utoipa::path(get, path = "/financial-reports/budget-health", operation_id = "getBudgetHealthReport", tag = "financial-reports",
     params(ReportQueryDoc),
     responses((status = 200, body = BudgetReport), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn budget_health(
@@ -108,7 +122,7 @@ pub async fn budget_health(
     Ok(Json(reports::budget_health(&state.db, &actor, &q).await?))
 }
 
-#[utoipa::path(get, path = "/financial-reports/budget-health/export/csv", tag = "financial-reports",
+#[utoipa::path(get, path = "/financial-reports/budget-health/export/csv", operation_id = "exportBudgetHealthReport", tag = "financial-reports",
     params(ReportQueryDoc),
     responses((status = 200, content_type = "text/csv", body = String), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn budget_health_csv(
@@ -123,28 +137,29 @@ pub async fn budget_health_csv(
     )
 }
 
-/// Approved, billable time not yet invoiced, per customer and project.
-#[utoipa::path(get, path = "/financial-reports/unbilled-time", tag = "financial-reports",
-    params(ReportQueryDoc),
+/// Billable time not yet invoiced, per customer and project: approved time only (what
+/// `POST /invoices` would bill), or with `includeUnapproved=true` all logged time.
+#[utoipa::path(get, path = "/financial-reports/unbilled-time", operation_id = "getUnbilledTimeReport", tag = "financial-reports",
+    params(ReportQueryDoc, ("includeUnapproved" = Option<bool>, Query, description = "Also count time not yet approved (open, submitted or rejected timesheets); default false: approved time only")),
     responses((status = 200, body = UnbilledReport), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn unbilled_time(
     State(state): State<AppState>,
     Auth(actor): Auth,
     QueryPairs(query): QueryPairs,
 ) -> ApiResult<Json<UnbilledReport>> {
-    let q = ReportQuery::parse(&query, false)?;
+    let q = UnbilledQuery::parse(&query)?;
     Ok(Json(reports::unbilled_time(&state.db, &actor, &q).await?))
 }
 
-#[utoipa::path(get, path = "/financial-reports/unbilled-time/export/csv", tag = "financial-reports",
-    params(ReportQueryDoc),
+#[utoipa::path(get, path = "/financial-reports/unbilled-time/export/csv", operation_id = "exportUnbilledTimeReport", tag = "financial-reports",
+    params(ReportQueryDoc, ("includeUnapproved" = Option<bool>, Query, description = "Also count time not yet approved (open, submitted or rejected timesheets); default false: approved time only")),
     responses((status = 200, content_type = "text/csv", body = String), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn unbilled_time_csv(
     State(state): State<AppState>,
     Auth(actor): Auth,
     QueryPairs(query): QueryPairs,
 ) -> ApiResult<Response> {
-    let q = ReportQuery::parse(&query, false)?;
+    let q = UnbilledQuery::parse(&query)?;
     csv_download(
         reports::unbilled_time(&state.db, &actor, &q).await?.table(),
         "unbilled-time",
@@ -152,7 +167,7 @@ pub async fn unbilled_time_csv(
 }
 
 /// Per customer: invoiced, paid, outstanding and overdue, over invoices issued in the period.
-#[utoipa::path(get, path = "/financial-reports/customer-billing", tag = "financial-reports",
+#[utoipa::path(get, path = "/financial-reports/customer-billing", operation_id = "getCustomerBillingReport", tag = "financial-reports",
     params(ReportQueryDoc),
     responses((status = 200, body = CustomerBillingReport), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn customer_billing(
@@ -166,7 +181,7 @@ pub async fn customer_billing(
     ))
 }
 
-#[utoipa::path(get, path = "/financial-reports/customer-billing/export/csv", tag = "financial-reports",
+#[utoipa::path(get, path = "/financial-reports/customer-billing/export/csv", operation_id = "exportCustomerBillingReport", tag = "financial-reports",
     params(ReportQueryDoc),
     responses((status = 200, content_type = "text/csv", body = String), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn customer_billing_csv(

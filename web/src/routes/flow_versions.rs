@@ -24,7 +24,7 @@ use crate::openapi::{FlowVersionList, SampleList};
 use crate::response::ListResponse;
 
 /// The versions of a flow's definition, newest first (at most 200).
-#[utoipa::path(get, path = "/flows/{id}/versions", tag = "flows", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/flows/{id}/versions", operation_id = "listFlowVersions", tag = "flows", params(("id" = String, Path)),
     responses((status = 200, body = FlowVersionList), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn list_versions(
     State(state): State<AppState>,
@@ -35,7 +35,7 @@ pub async fn list_versions(
     Ok(ListResponse(Page::whole(versions)))
 }
 
-#[utoipa::path(get, path = "/flows/{id}/versions/{version}", tag = "flows",
+#[utoipa::path(get, path = "/flows/{id}/versions/{version}", operation_id = "getFlowVersion", tag = "flows",
     params(("id" = String, Path), ("version" = i64, Path)),
     responses((status = 200, body = FlowVersion), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn get_version(
@@ -53,7 +53,7 @@ fn version_number(text: &str) -> Result<i64, Error> {
 }
 
 /// Makes an earlier version's definition live again, as a new version.
-#[utoipa::path(post, path = "/flows/{id}/versions/{version}/restore", tag = "flows",
+#[utoipa::path(post, path = "/flows/{id}/versions/{version}/restore", operation_id = "restoreFlowVersion", tag = "flows",
     params(("id" = String, Path), ("version" = i64, Path)),
     responses((status = 200, body = Flow), (status = 422, body = ErrorEnvelope), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn restore_version(
@@ -71,7 +71,7 @@ pub async fn restore_version(
 
 /// Saves a draft: checked like a flow (422 with the path of each problem), not live. The
 /// answer carries warnings, such as a variable the trigger's sample does not have.
-#[utoipa::path(put, path = "/flows/{id}/draft", tag = "flows", params(("id" = String, Path)),
+#[utoipa::path(put, path = "/flows/{id}/draft", operation_id = "saveFlowDraft", tag = "flows", params(("id" = String, Path)),
     request_body = FlowInput,
     responses((status = 200, body = Draft), (status = 422, body = ErrorEnvelope), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn save_draft(
@@ -86,7 +86,7 @@ pub async fn save_draft(
     ))
 }
 
-#[utoipa::path(get, path = "/flows/{id}/draft", tag = "flows", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/flows/{id}/draft", operation_id = "getFlowDraft", tag = "flows", params(("id" = String, Path)),
     responses((status = 200, body = Draft), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn get_draft(
     State(state): State<AppState>,
@@ -98,7 +98,7 @@ pub async fn get_draft(
     ))
 }
 
-#[utoipa::path(delete, path = "/flows/{id}/draft", tag = "flows", params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/flows/{id}/draft", operation_id = "discardFlowDraft", tag = "flows", params(("id" = String, Path)),
     responses((status = 204), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn discard_draft(
     State(state): State<AppState>,
@@ -110,7 +110,7 @@ pub async fn discard_draft(
 }
 
 /// The draft becomes the flow's next version.
-#[utoipa::path(post, path = "/flows/{id}/draft/publish", tag = "flows", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/flows/{id}/draft/publish", operation_id = "publishFlowDraft", tag = "flows", params(("id" = String, Path)),
     responses((status = 200, body = Flow), (status = 422, body = ErrorEnvelope), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn publish_draft(
     State(state): State<AppState>,
@@ -124,7 +124,7 @@ pub async fn publish_draft(
 }
 
 /// For five minutes, inbound calls of this webhook flow are kept as samples and start no run.
-#[utoipa::path(post, path = "/flows/{id}/samples/listen", tag = "flows", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/flows/{id}/samples/listen", operation_id = "listenForFlowSamples", tag = "flows", params(("id" = String, Path)),
     responses((status = 200, body = Listening), (status = 409, body = ErrorEnvelope), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn listen(
     State(state): State<AppState>,
@@ -137,7 +137,7 @@ pub async fn listen(
 /// Reads a poll flow's source once, as a poll would from its beginning but remembering nothing,
 /// and keeps the newest records (at most three) as samples. A source that fails answers 409
 /// `source_failed` with its error.
-#[utoipa::path(post, path = "/flows/{id}/samples/fetch", tag = "flows", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/flows/{id}/samples/fetch", operation_id = "fetchFlowSamples", tag = "flows", params(("id" = String, Path)),
     responses((status = 200, body = SampleList), (status = 409, body = ErrorEnvelope), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn fetch_samples(
     State(state): State<AppState>,
@@ -167,7 +167,7 @@ pub async fn fetch_samples(
 }
 
 /// Stops listening: inbound calls start runs again (when the flow is enabled).
-#[utoipa::path(delete, path = "/flows/{id}/samples/listen", tag = "flows", params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/flows/{id}/samples/listen", operation_id = "stopListeningForFlowSamples", tag = "flows", params(("id" = String, Path)),
     responses((status = 204), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn stop_listening(
     State(state): State<AppState>,
@@ -179,7 +179,7 @@ pub async fn stop_listening(
 }
 
 /// The last samples of the flow's trigger, newest first.
-#[utoipa::path(get, path = "/flows/{id}/samples", tag = "flows", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/flows/{id}/samples", operation_id = "listFlowSamples", tag = "flows", params(("id" = String, Path)),
     responses((status = 200, body = SampleList), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn list_samples(
     State(state): State<AppState>,
@@ -191,7 +191,7 @@ pub async fn list_samples(
 }
 
 /// Whether the flow started a run for an event, and if not, why.
-#[utoipa::path(get, path = "/flows/{id}/explain", tag = "flows",
+#[utoipa::path(get, path = "/flows/{id}/explain", operation_id = "explainFlowEvent", tag = "flows",
     params(("id" = String, Path), ("eventId" = String, Query)),
     responses((status = 200, body = Explanation), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn explain_event(
@@ -218,7 +218,7 @@ pub async fn explain_event(
 
 /// Runs an event flow over a stretch of the event log (by `seq` or instant), never twice for
 /// one event; a dry run only answers what would start and why the rest would not.
-#[utoipa::path(post, path = "/flows/{id}/backfill", tag = "flows", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/flows/{id}/backfill", operation_id = "backfillFlow", tag = "flows", params(("id" = String, Path)),
     request_body = BackfillInput,
     responses((status = 200, body = Backfill), (status = 422, body = ErrorEnvelope), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn backfill(

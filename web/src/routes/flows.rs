@@ -20,8 +20,8 @@ use crate::openapi::{FlowList, ListQueryDoc};
 use crate::response::{Created, ListResponse};
 use crate::routes::BASE;
 
-#[utoipa::path(get, path = "/flows", tag = "flows",
-    params(ListQueryDoc, ("isEnabled" = Option<bool>, Query), ("triggerType" = Option<String>, Query), ("event" = Option<String>, Query)),
+#[utoipa::path(get, path = "/flows", operation_id = "listFlows", tag = "flows",
+    params(ListQueryDoc, crate::openapi::SearchQueryDoc, crate::openapi::TombstonesQueryDoc, ("isEnabled" = Option<bool>, Query), ("triggerType" = Option<String>, Query), ("event" = Option<String>, Query)),
     responses((status = 200, body = FlowList), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn list(
     State(state): State<AppState>,
@@ -35,7 +35,7 @@ pub async fn list(
 /// Creates a flow. It is checked whole against the manifests: an unknown action, a missing
 /// required input, a template that does not parse or a bad cron expression is a 422 naming the
 /// field (`steps[1].input.name`).
-#[utoipa::path(post, path = "/flows", tag = "flows", request_body = FlowInput,
+#[utoipa::path(post, path = "/flows", operation_id = "createFlow", tag = "flows", request_body = FlowInput,
     responses((status = 201, body = Flow, headers(("Location" = String))),
               (status = 422, body = ErrorEnvelope), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn create(
@@ -51,7 +51,7 @@ pub async fn create(
     })
 }
 
-#[utoipa::path(get, path = "/flows/{id}", tag = "flows", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/flows/{id}", operation_id = "getFlow", tag = "flows", params(("id" = String, Path)),
     responses((status = 200, body = Flow), (status = 404, body = ErrorEnvelope)))]
 pub async fn get(
     State(state): State<AppState>,
@@ -61,7 +61,7 @@ pub async fn get(
     Ok(Json(flows::get(&state.db, &actor, &id).await?))
 }
 
-#[utoipa::path(patch, path = "/flows/{id}", tag = "flows", params(("id" = String, Path)), request_body = FlowInput,
+#[utoipa::path(patch, path = "/flows/{id}", operation_id = "updateFlow", tag = "flows", params(("id" = String, Path)), request_body = FlowInput,
     responses((status = 200, body = Flow), (status = 422, body = ErrorEnvelope), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn update(
     State(state): State<AppState>,
@@ -75,7 +75,7 @@ pub async fn update(
     ))
 }
 
-#[utoipa::path(delete, path = "/flows/{id}", tag = "flows", params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/flows/{id}", operation_id = "deleteFlow", tag = "flows", params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorEnvelope)))]
 pub async fn delete(
     State(state): State<AppState>,
@@ -86,7 +86,7 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/flows/{id}/enable", tag = "flows", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/flows/{id}/enable", operation_id = "enableFlow", tag = "flows", params(("id" = String, Path)),
     responses((status = 200, body = Flow), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn enable(
     State(state): State<AppState>,
@@ -99,7 +99,7 @@ pub async fn enable(
     ))
 }
 
-#[utoipa::path(post, path = "/flows/{id}/disable", tag = "flows", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/flows/{id}/disable", operation_id = "disableFlow", tag = "flows", params(("id" = String, Path)),
     responses((status = 200, body = Flow), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn disable(
     State(state): State<AppState>,
@@ -139,7 +139,7 @@ pub struct TestInput {
 /// Runs the flow once, now, as a run with `mode: test`, on the given record or its trigger's
 /// sample, enabled or not. A real test answers 202 with the queued run (follow it at
 /// `GET /runs/{id}`); a dry run answers 200 with the finished run.
-#[utoipa::path(post, path = "/flows/{id}/test", tag = "flows", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/flows/{id}/test", operation_id = "testFlow", tag = "flows", params(("id" = String, Path)),
     request_body(content = Option<TestInput>),
     responses((status = 200, body = Run), (status = 202, body = Run), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn test(
@@ -188,7 +188,7 @@ pub struct StepTestInput {
 /// Runs one step of the flow alone (a branch, loop or path with what it holds), as a run with
 /// `mode: test`, on the given context. Answers 200 with the finished run, or 202 with the run
 /// still going after 10 seconds (follow it at `GET /runs/{id}`).
-#[utoipa::path(post, path = "/flows/{id}/steps/{key}/test", tag = "flows",
+#[utoipa::path(post, path = "/flows/{id}/steps/{key}/test", operation_id = "testFlowStep", tag = "flows",
     params(("id" = String, Path), ("key" = String, Path)),
     request_body(content = Option<StepTestInput>),
     responses((status = 200, body = Run), (status = 202, body = Run), (status = "4XX", body = ErrorEnvelope)))]

@@ -19,7 +19,7 @@ pub struct Health {
 }
 
 /// Liveness: answers while the process serves requests. No authentication.
-#[utoipa::path(get, path = "/health", tag = "system", security(()), responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/health", operation_id = "getHealth", tag = "system", security(()), responses((status = 200, body = Health)))]
 pub async fn health() -> Json<Health> {
     Json(Health {
         status: "ok",
@@ -35,7 +35,7 @@ pub struct Ready {
 
 /// Readiness: the database answers and its migrations are applied; otherwise 503
 /// `not_ready`. No authentication. Also served at `/ready`.
-#[utoipa::path(get, path = "/ready", tag = "system", security(()),
+#[utoipa::path(get, path = "/ready", operation_id = "getReadiness", tag = "system", security(()),
     responses((status = 200, body = Ready), (status = 503, body = ErrorEnvelope)))]
 pub async fn ready(State(state): State<AppState>) -> ApiResult<Json<Ready>> {
     match timix_engine::store::health::readiness(&state.db).await {

@@ -25,6 +25,7 @@ crud_resource!(
     item = HolidayProfile,
     input = HolidayProfileInput,
     list = HolidayProfileList,
+    names = ("HolidayProfile", "HolidayProfiles"),
     tag = "holiday-profiles",
     collection = "/holiday-profiles",
     one = "/holiday-profiles/{id}",

@@ -19,7 +19,7 @@ use crate::extract::{Auth, JsonBody};
 use crate::routes::BASE;
 
 /// Subscribes a REST hook. The same target and event again answers the existing hook (200).
-#[utoipa::path(post, path = "/hooks", tag = "hooks", request_body = HookInput,
+#[utoipa::path(post, path = "/hooks", operation_id = "subscribeHook", tag = "hooks", request_body = HookInput,
     responses((status = 201, body = Hook), (status = 200, body = Hook, description = "Already subscribed"),
               (status = "4XX", body = ErrorEnvelope)))]
 pub async fn subscribe(
@@ -35,7 +35,7 @@ pub async fn subscribe(
     ))
 }
 
-#[utoipa::path(get, path = "/hooks", tag = "hooks",
+#[utoipa::path(get, path = "/hooks", operation_id = "listHooks", tag = "hooks",
     responses((status = 200, body = Value, description = "`{items: [Hook]}`"), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn hooks(State(state): State<AppState>, Auth(actor): Auth) -> ApiResult<Json<Value>> {
     let items = webhooks::list_hooks(&state.db, &actor).await?;
@@ -43,7 +43,7 @@ pub async fn hooks(State(state): State<AppState>, Auth(actor): Auth) -> ApiResul
 }
 
 /// Unsubscribes; 204 also when the hook is already gone.
-#[utoipa::path(delete, path = "/hooks/{id}", tag = "hooks", params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/hooks/{id}", operation_id = "unsubscribeHook", tag = "hooks", params(("id" = String, Path)),
     responses((status = 204), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn unsubscribe(
     State(state): State<AppState>,
@@ -76,7 +76,7 @@ pub struct InboundAccepted {
 /// same delivery id starts no second run. A flow whose owner is removed or deactivated answers
 /// 409 `flow_owner_inactive`; one of a read-only organization 403 `organization_read_only`.
 /// A JSON payload nested deeper than 64 levels is a 422 (`too_deep`).
-#[utoipa::path(post, path = "/hooks/in/{token}", tag = "flows", params(("token" = String, Path)),
+#[utoipa::path(post, path = "/hooks/in/{token}", operation_id = "receiveInboundWebhook", tag = "flows", params(("token" = String, Path)),
     request_body(content = Object, description = "Any JSON payload: the trigger record of the run"),
     security(()),
     responses((status = 202, body = InboundAccepted), (status = 404, body = ErrorEnvelope),

@@ -26,6 +26,7 @@ crud_resource!(
     item = Invoice,
     input = InvoiceInput,
     list = InvoiceList,
+    names = ("Invoice", "Invoices"),
     tag = "invoices",
     collection = "/invoices",
     one = "/invoices/{id}",
@@ -35,15 +36,18 @@ crud_resource!(
         "status",
         "number",
         "currency",
-        "externalId",
-        "from",
-        "to"
+        "externalId"
+    ],
+    more_params = [
+        ("from" = Option<String>, Query, format = Date, description = "Issued on or after this date"),
+        ("to" = Option<String>, Query, format = Date, description = "Issued on or before this date"),
+        ("overdue" = Option<bool>, Query, description = "true: issued, not fully paid, and due before today in the organization's time zone; false: all others")
     ]
 );
 
 /// Issues a draft: it gets the organization's next number (gap-free), its dates, and its
 /// entries stay locked. An invoice with nothing to pay is paid at once.
-#[utoipa::path(post, path = "/invoices/{id}/issue", tag = "invoices", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/invoices/{id}/issue", operation_id = "issueInvoice", tag = "invoices", params(("id" = String, Path)),
     request_body = IssueInput,
     responses((status = 200, body = Invoice), (status = 409, body = ErrorEnvelope, description = "`invoice_not_draft`"),
               (status = "4XX", body = ErrorEnvelope)))]
@@ -57,7 +61,7 @@ pub async fn issue(
 }
 
 /// Records a payment of an issued invoice; when nothing is due any more it is `paid`.
-#[utoipa::path(post, path = "/invoices/{id}/payments", tag = "invoices", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/invoices/{id}/payments", operation_id = "recordInvoicePayment", tag = "invoices", params(("id" = String, Path)),
     request_body = PaymentInput,
     responses((status = 200, body = Invoice), (status = 422, body = ErrorEnvelope, description = "More than is due"),
               (status = "4XX", body = ErrorEnvelope)))]
@@ -71,7 +75,7 @@ pub async fn pay(
 }
 
 /// Voids an issued invoice without payments: the number stays used, the time is free again.
-#[utoipa::path(post, path = "/invoices/{id}/void", tag = "invoices", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/invoices/{id}/void", operation_id = "voidInvoice", tag = "invoices", params(("id" = String, Path)),
     responses((status = 200, body = Invoice), (status = 409, body = ErrorEnvelope), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn void(
     State(state): State<AppState>,
@@ -82,7 +86,7 @@ pub async fn void(
 }
 
 /// The invoice as a PDF document.
-#[utoipa::path(get, path = "/invoices/{id}/pdf", tag = "invoices", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/invoices/{id}/pdf", operation_id = "getInvoicePdf", tag = "invoices", params(("id" = String, Path)),
     responses((status = 200, content_type = "application/pdf", body = Vec<u8>), (status = 404, body = ErrorEnvelope)))]
 pub async fn pdf(
     State(state): State<AppState>,

@@ -122,7 +122,7 @@ fn views(manifests: &Manifests) -> Vec<ManifestView> {
 
 /// Every action and trigger manifest the organization's flows may name: timix's (actions
 /// first), then its connectors' triggers (`slack.new_message`), each by key.
-#[utoipa::path(get, path = "/manifests", tag = "manifests",
+#[utoipa::path(get, path = "/manifests", operation_id = "listManifests", tag = "manifests",
     responses((status = 200, body = ManifestList, headers(("X-Total-Count" = i64))),
               (status = "4XX", body = ErrorEnvelope)))]
 pub async fn list(State(state): State<AppState>, Auth(actor): Auth) -> ApiResult<Response> {
@@ -140,7 +140,7 @@ pub async fn list(State(state): State<AppState>, Auth(actor): Auth) -> ApiResult
     Ok(response)
 }
 
-#[utoipa::path(get, path = "/manifests/{key}", tag = "manifests", params(("key" = String, Path)),
+#[utoipa::path(get, path = "/manifests/{key}", operation_id = "getManifest", tag = "manifests", params(("key" = String, Path)),
     responses((status = 200, body = ManifestView), (status = 404, body = ErrorEnvelope)))]
 pub async fn get(
     State(state): State<AppState>,

@@ -61,7 +61,7 @@ pub struct MeRateLimit {
 
 /// Who this key is: the key, its user, the organization, permissions and rate limit.
 /// A good connection test.
-#[utoipa::path(get, path = "/me", tag = "system",
+#[utoipa::path(get, path = "/me", operation_id = "getMe", tag = "system",
     responses((status = 200, body = Me), (status = 401, body = ErrorEnvelope)))]
 pub async fn me(State(state): State<AppState>, Auth(actor): Auth) -> Json<Me> {
     Json(Me {

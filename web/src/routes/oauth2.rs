@@ -20,7 +20,7 @@ const AUTHORIZATION_TTL_MS: i64 = 10 * 60 * 1000;
 /// Where the provider returns the user: exchanges the code for tokens (with the PKCE
 /// verifier), stores them sealed, and marks the connection `ok` (or `error` with the reason).
 /// No API key: the one-time `state` identifies the authorization.
-#[utoipa::path(get, path = "/oauth2/callback", tag = "connections", security(()),
+#[utoipa::path(get, path = "/oauth2/callback", operation_id = "completeConnectionAuthorization", tag = "connections", security(()),
     params(("state" = String, Query), ("code" = Option<String>, Query), ("error" = Option<String>, Query)),
     responses((status = 200, description = "A page saying the connection is ready"),
               (status = 400, body = ErrorEnvelope)))]

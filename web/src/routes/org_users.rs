@@ -15,8 +15,8 @@ use crate::openapi::{ListQueryDoc, OrgUserList};
 use crate::response::{Created, ListResponse};
 use crate::routes::BASE;
 
-#[utoipa::path(get, path = "/org-users", tag = "org-users",
-    params(ListQueryDoc, ("email" = Option<String>, Query), ("role" = Option<String>, Query),
+#[utoipa::path(get, path = "/org-users", operation_id = "listOrgUsers", tag = "org-users",
+    params(ListQueryDoc, crate::openapi::SearchQueryDoc, crate::openapi::TombstonesQueryDoc, ("email" = Option<String>, Query), ("role" = Option<String>, Query),
            ("isActive" = Option<bool>, Query), ("externalId" = Option<String>, Query)),
     responses((status = 200, body = OrgUserList), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn list_users(
@@ -31,7 +31,7 @@ pub async fn list_users(
 }
 
 /// Admins add users; nobody gives a role above their own.
-#[utoipa::path(post, path = "/org-users", tag = "org-users", request_body = OrgUserInput,
+#[utoipa::path(post, path = "/org-users", operation_id = "createOrgUser", tag = "org-users", request_body = OrgUserInput,
     responses((status = 201, body = OrgUser), (status = 409, body = ErrorEnvelope, description = "Email taken"),
               (status = "4XX", body = ErrorEnvelope)))]
 pub async fn create_user(
@@ -46,7 +46,7 @@ pub async fn create_user(
     })
 }
 
-#[utoipa::path(get, path = "/org-users/{id}", tag = "org-users", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/org-users/{id}", operation_id = "getOrgUser", tag = "org-users", params(("id" = String, Path)),
     responses((status = 200, body = OrgUser), (status = 404, body = ErrorEnvelope)))]
 pub async fn get_user(
     State(state): State<AppState>,
@@ -56,7 +56,7 @@ pub async fn get_user(
     Ok(Json(org_users::get(&state.db, &actor, &id).await?))
 }
 
-#[utoipa::path(patch, path = "/org-users/{id}", tag = "org-users", params(("id" = String, Path)),
+#[utoipa::path(patch, path = "/org-users/{id}", operation_id = "updateOrgUser", tag = "org-users", params(("id" = String, Path)),
     request_body = OrgUserInput,
     responses((status = 200, body = OrgUser), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn update_user(
@@ -71,7 +71,7 @@ pub async fn update_user(
 }
 
 /// Removes the user and revokes their keys.
-#[utoipa::path(delete, path = "/org-users/{id}", tag = "org-users", params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/org-users/{id}", operation_id = "deleteOrgUser", tag = "org-users", params(("id" = String, Path)),
     responses((status = 204), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn delete_user(
     State(state): State<AppState>,

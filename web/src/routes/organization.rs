@@ -10,7 +10,7 @@ use crate::AppState;
 use crate::error::{ApiResult, ErrorEnvelope};
 use crate::extract::{Auth, JsonBody};
 
-#[utoipa::path(get, path = "/organization", tag = "organization",
+#[utoipa::path(get, path = "/organization", operation_id = "getOrganization", tag = "organization",
     responses((status = 200, body = Organization), (status = 401, body = ErrorEnvelope)))]
 pub async fn get_organization(
     State(state): State<AppState>,
@@ -21,7 +21,7 @@ pub async fn get_organization(
 
 /// Owners change the name, currency, time zone and first day of the week. Plan and billing
 /// state are refused here: the operator changes them.
-#[utoipa::path(patch, path = "/organization", tag = "organization", request_body = OrganizationPatch,
+#[utoipa::path(patch, path = "/organization", operation_id = "updateOrganization", tag = "organization", request_body = OrganizationPatch,
     responses((status = 200, body = Organization), (status = 403, body = ErrorEnvelope),
               (status = 422, body = ErrorEnvelope)))]
 pub async fn update_organization(

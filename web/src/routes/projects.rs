@@ -23,6 +23,7 @@ crud_resource!(
     item = Project,
     input = ProjectInput,
     list = ProjectList,
+    names = ("Project", "Projects"),
     tag = "projects",
     collection = "/projects",
     one = "/projects/{id}",
@@ -32,9 +33,9 @@ crud_resource!(
         "name",
         "code",
         "externalId",
-        "billingMethod",
-        "isArchived"
-    ]
+        "billingMethod"
+    ],
+    more_params = [("isArchived" = Option<bool>, Query, description = "Archived (true) or active (false) only")]
 );
 
 pub fn router() -> OpenApiRouter<AppState> {

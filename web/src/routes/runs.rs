@@ -16,7 +16,7 @@ use crate::extract::{Auth, JsonBody, QueryPairs};
 use crate::openapi::{ListQueryDoc, RunList};
 use crate::response::ListResponse;
 
-#[utoipa::path(get, path = "/runs", tag = "runs",
+#[utoipa::path(get, path = "/runs", operation_id = "listRuns", tag = "runs",
     params(ListQueryDoc, ("flowId" = Option<String>, Query), ("status" = Option<String>, Query),
         ("mode" = Option<String>, Query, description = "live or test"),
         ("eventId" = Option<String>, Query, description = "runs the event started"),
@@ -32,7 +32,7 @@ pub async fn list_runs(
     Ok(ListResponse(runs::list(&state.db, &actor, &params).await?))
 }
 
-#[utoipa::path(get, path = "/runs/{id}", tag = "runs", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/runs/{id}", operation_id = "getRun", tag = "runs", params(("id" = String, Path)),
     responses((status = 200, body = Run), (status = 404, body = ErrorEnvelope)))]
 pub async fn get_run(
     State(state): State<AppState>,
@@ -45,7 +45,7 @@ pub async fn get_run(
 /// Starts a finished run again: from its failed step (the default for a failed run; what
 /// succeeded keeps its output), from the start (the default otherwise) or from a step path,
 /// on the version it ran (default) or the flow's live one.
-#[utoipa::path(post, path = "/runs/{id}/replay", tag = "runs", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/runs/{id}/replay", operation_id = "replayRun", tag = "runs", params(("id" = String, Path)),
     request_body(content = Option<ReplayInput>),
     responses((status = 200, body = Run), (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn replay(
@@ -72,8 +72,8 @@ pub struct Replayed {
 
 /// Replays the finished runs of a flow that match (at most 5,000): they are queued again before
 /// the answer and executed in the background; follow them with `GET /runs?flowId=&status=`.
-#[utoipa::path(post, path = "/runs/replay", tag = "runs", request_body = BulkReplayInput,
-    responses((status = 202, body = Replayed), (status = 422, body = ErrorEnvelope), (status = "4XX", body = ErrorEnvelope)))]
+#[utoipa::path(post, path = "/runs/replay", operation_id = "replayRuns", tag = "runs", request_body = BulkReplayInput,
+    responses((status = 202, body = Replayed), (status = 404, body = ErrorEnvelope, description = "No such flow"), (status = 422, body = ErrorEnvelope), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn replay_many(
     State(state): State<AppState>,
     Auth(actor): Auth,
@@ -91,7 +91,7 @@ pub async fn replay_many(
 }
 
 /// Cancels a queued, waiting or running run; a running one stops before its next step.
-#[utoipa::path(post, path = "/runs/{id}/cancel", tag = "runs", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/runs/{id}/cancel", operation_id = "cancelRun", tag = "runs", params(("id" = String, Path)),
     responses((status = 200, body = Run), (status = 409, body = ErrorEnvelope), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn cancel(
     State(state): State<AppState>,

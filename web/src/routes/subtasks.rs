@@ -23,6 +23,7 @@ crud_resource!(
     item = Subtask,
     input = SubtaskInput,
     list = SubtaskList,
+    names = ("Subtask", "Subtasks"),
     tag = "subtasks",
     collection = "/subtasks",
     one = "/subtasks/{id}",

@@ -23,6 +23,7 @@ crud_resource!(
     item = Task,
     input = TaskInput,
     list = TaskList,
+    names = ("Task", "Tasks"),
     tag = "tasks",
     collection = "/tasks",
     one = "/tasks/{id}",
@@ -33,9 +34,9 @@ crud_resource!(
         "status",
         "assigneeId",
         "userId",
-        "externalId",
-        "billable"
-    ]
+        "externalId"
+    ],
+    more_params = [("billable" = Option<bool>, Query, description = "Billable (true) or not (false) only")]
 );
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -25,6 +25,7 @@ crud_resource!(
     item = TimeEntry,
     input = TimeEntryInput,
     list = TimeEntryList,
+    names = ("TimeEntry", "TimeEntries"),
     tag = "time-entries",
     collection = "/time-entries",
     one = "/time-entries/{id}",
@@ -38,17 +39,19 @@ crud_resource!(
         "timesheetId",
         "invoiceId",
         "approvalStatus",
-        "date",
-        "from",
-        "to",
-        "isRunning",
-        "billable",
         "externalId"
+    ],
+    more_params = [
+        ("date" = Option<String>, Query, format = Date, description = "Work on this date only"),
+        ("from" = Option<String>, Query, format = Date, description = "Work on or after this date"),
+        ("to" = Option<String>, Query, format = Date, description = "Work on or before this date"),
+        ("isRunning" = Option<bool>, Query, description = "Running timers (true) or stopped entries (false) only"),
+        ("billable" = Option<bool>, Query, description = "Billable (true) or not (false) only")
     ]
 );
 
 /// Starts a timer for the key's user (or, for managers, `userId`): a running entry from now.
-#[utoipa::path(post, path = "/time-entries/timer/start", tag = "time-entries", request_body = TimerStart,
+#[utoipa::path(post, path = "/time-entries/timer/start", operation_id = "startTimer", tag = "time-entries", request_body = TimerStart,
     responses((status = 201, body = TimeEntry, headers(("Location" = String))),
               (status = 409, body = ErrorEnvelope, description = "`timer_already_running`: stop the running one first"),
               (status = "4XX", body = ErrorEnvelope)))]
@@ -65,7 +68,7 @@ pub async fn start_timer(
 }
 
 /// Stops a running timer: the entry ends now, gets its duration and is priced.
-#[utoipa::path(post, path = "/time-entries/{id}/stop", tag = "time-entries", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/time-entries/{id}/stop", operation_id = "stopTimer", tag = "time-entries", params(("id" = String, Path)),
     responses((status = 200, body = TimeEntry),
               (status = 409, body = ErrorEnvelope, description = "`timer_not_running`"),
               (status = "4XX", body = ErrorEnvelope)))]

@@ -15,7 +15,7 @@ use crate::response::ListResponse;
 
 /// Timesheets, one per user and week, newest first. Filters: `userId`, `status`,
 /// `periodStart`, and `from`/`to` on the week's first day.
-#[utoipa::path(get, path = "/timesheets", tag = "timesheets",
+#[utoipa::path(get, path = "/timesheets", operation_id = "listTimesheets", tag = "timesheets",
     params(ListQueryDoc, ("userId" = Option<String>, Query), ("status" = Option<String>, Query),
            ("periodStart" = Option<String>, Query), ("from" = Option<String>, Query), ("to" = Option<String>, Query)),
     responses((status = 200, body = TimesheetList), (status = "4XX", body = ErrorEnvelope)))]
@@ -30,7 +30,7 @@ pub async fn list_timesheets(
     ))
 }
 
-#[utoipa::path(get, path = "/timesheets/{id}", tag = "timesheets", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/timesheets/{id}", operation_id = "getTimesheet", tag = "timesheets", params(("id" = String, Path)),
     responses((status = 200, body = Timesheet), (status = 404, body = ErrorEnvelope)))]
 pub async fn get_timesheet(
     State(state): State<AppState>,
@@ -42,7 +42,7 @@ pub async fn get_timesheet(
 
 /// Submits an open or rejected week for approval (its user, or a manager). Refused with 409
 /// `timer_running` while a timer of the week runs.
-#[utoipa::path(post, path = "/timesheets/{id}/submit", tag = "timesheets", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/timesheets/{id}/submit", operation_id = "submitTimesheet", tag = "timesheets", params(("id" = String, Path)),
     responses((status = 200, body = Timesheet), (status = 409, body = ErrorEnvelope), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn submit(
     State(state): State<AppState>,
@@ -53,7 +53,7 @@ pub async fn submit(
 }
 
 /// Approves a submitted week (managers): its entries are locked.
-#[utoipa::path(post, path = "/timesheets/{id}/approve", tag = "timesheets", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/timesheets/{id}/approve", operation_id = "approveTimesheet", tag = "timesheets", params(("id" = String, Path)),
     responses((status = 200, body = Timesheet), (status = 409, body = ErrorEnvelope), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn approve(
     State(state): State<AppState>,
@@ -64,7 +64,7 @@ pub async fn approve(
 }
 
 /// Sends a submitted (or approved, not invoiced) week back to its user, with a reason.
-#[utoipa::path(post, path = "/timesheets/{id}/reject", tag = "timesheets", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/timesheets/{id}/reject", operation_id = "rejectTimesheet", tag = "timesheets", params(("id" = String, Path)),
     request_body = RejectInput,
     responses((status = 200, body = Timesheet), (status = 409, body = ErrorEnvelope), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn reject(

@@ -12,7 +12,7 @@ use crate::extract::Auth;
 
 /// This key's rate limit now, request counts of the key and the organization per day for the
 /// last 90 days, and a linear forecast of the month.
-#[utoipa::path(get, path = "/usage", tag = "system",
+#[utoipa::path(get, path = "/usage", operation_id = "getUsage", tag = "system",
     responses((status = 200, body = Usage), (status = 401, body = ErrorEnvelope)))]
 pub async fn usage(State(state): State<AppState>, Auth(actor): Auth) -> ApiResult<Json<Usage>> {
     let quota = crate::api_gate::quota(&state, &actor);

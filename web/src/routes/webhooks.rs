@@ -19,7 +19,7 @@ use crate::openapi::{DeliveryList, ListQueryDoc, WebhookList};
 use crate::response::{Created, ListResponse};
 use crate::routes::BASE;
 
-#[utoipa::path(get, path = "/webhooks", tag = "webhooks", params(ListQueryDoc),
+#[utoipa::path(get, path = "/webhooks", operation_id = "listWebhooks", tag = "webhooks", params(ListQueryDoc, crate::openapi::TombstonesQueryDoc),
     responses((status = 200, body = WebhookList), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn list(
     State(state): State<AppState>,
@@ -33,7 +33,7 @@ pub async fn list(
 }
 
 /// Registers a webhook. The answer carries its signing secret, shown this once.
-#[utoipa::path(post, path = "/webhooks", tag = "webhooks", request_body = WebhookInput,
+#[utoipa::path(post, path = "/webhooks", operation_id = "createWebhook", tag = "webhooks", request_body = WebhookInput,
     responses((status = 201, body = WebhookWithSecret), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn create(
     State(state): State<AppState>,
@@ -47,7 +47,7 @@ pub async fn create(
     })
 }
 
-#[utoipa::path(get, path = "/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/webhooks/{id}", operation_id = "getWebhook", tag = "webhooks", params(("id" = String, Path)),
     responses((status = 200, body = Webhook), (status = 404, body = ErrorEnvelope)))]
 pub async fn get(
     State(state): State<AppState>,
@@ -58,7 +58,7 @@ pub async fn get(
 }
 
 /// Changes the URL, events, description, or enables it again (which clears a failure streak).
-#[utoipa::path(patch, path = "/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)), request_body = WebhookInput,
+#[utoipa::path(patch, path = "/webhooks/{id}", operation_id = "updateWebhook", tag = "webhooks", params(("id" = String, Path)), request_body = WebhookInput,
     responses((status = 200, body = Webhook), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn update(
     State(state): State<AppState>,
@@ -71,7 +71,7 @@ pub async fn update(
     ))
 }
 
-#[utoipa::path(delete, path = "/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/webhooks/{id}", operation_id = "deleteWebhook", tag = "webhooks", params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorEnvelope)))]
 pub async fn delete(
     State(state): State<AppState>,
@@ -83,7 +83,7 @@ pub async fn delete(
 }
 
 /// Sends a `webhook.test` event to this webhook only.
-#[utoipa::path(post, path = "/webhooks/{id}/test", tag = "webhooks", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/webhooks/{id}/test", operation_id = "testWebhook", tag = "webhooks", params(("id" = String, Path)),
     responses((status = 202, description = "Queued for delivery"), (status = 404, body = ErrorEnvelope)))]
 pub async fn test(
     State(state): State<AppState>,
@@ -95,7 +95,7 @@ pub async fn test(
 }
 
 /// A new secret. For 24 hours deliveries carry signatures with both the new and the old one.
-#[utoipa::path(post, path = "/webhooks/{id}/rotate-secret", tag = "webhooks", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/webhooks/{id}/rotate-secret", operation_id = "rotateWebhookSecret", tag = "webhooks", params(("id" = String, Path)),
     responses((status = 200, body = WebhookWithSecret), (status = 404, body = ErrorEnvelope)))]
 pub async fn rotate(
     State(state): State<AppState>,
@@ -108,7 +108,7 @@ pub async fn rotate(
 }
 
 /// Deliveries of this webhook, newest first, each with its attempts.
-#[utoipa::path(get, path = "/webhooks/{id}/deliveries", tag = "webhooks",
+#[utoipa::path(get, path = "/webhooks/{id}/deliveries", operation_id = "listWebhookDeliveries", tag = "webhooks",
     params(("id" = String, Path), ListQueryDoc, ("status" = Option<String>, Query), ("eventType" = Option<String>, Query)),
     responses((status = 200, body = DeliveryList), (status = "4XX", body = ErrorEnvelope)))]
 pub async fn deliveries(
@@ -124,7 +124,7 @@ pub async fn deliveries(
 }
 
 /// Attempts a delivery again now (also a dead one).
-#[utoipa::path(post, path = "/webhooks/{id}/deliveries/{deliveryId}/retry", tag = "webhooks",
+#[utoipa::path(post, path = "/webhooks/{id}/deliveries/{deliveryId}/retry", operation_id = "retryWebhookDelivery", tag = "webhooks",
     params(("id" = String, Path), ("deliveryId" = String, Path)),
     responses((status = 202, body = Delivery), (status = 404, body = ErrorEnvelope)))]
 pub async fn retry(

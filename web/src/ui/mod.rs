@@ -26,6 +26,7 @@ use crate::AppState;
 use crate::client::ApiClient;
 pub use api::ApiFailure;
 pub use session::Viewer;
+pub(crate) use session::client_address;
 
 /// What the UI's handlers share.
 pub struct Ui {
@@ -43,7 +44,9 @@ pub fn router(app: AppState, api: ApiClient) -> Router {
         views: views::Views::new(),
         app,
     });
-    use pages::{apps, connections, connectors, dashboard, flows, keys, runs, users, webhooks};
+    use pages::{
+        apps, authorize, connections, connectors, dashboard, flows, keys, runs, users, webhooks,
+    };
     Router::new()
         .route("/", get(dashboard::show))
         .route("/login", get(session::login_form).post(session::log_in))
@@ -84,6 +87,10 @@ pub fn router(app: AppState, api: ApiClient) -> Router {
         .route("/users/{id}/invite", post(users::invite_again))
         .route("/apps", get(apps::list))
         .route("/apps/{file}", get(apps::download))
+        .route(
+            authorize::PATH,
+            get(authorize::show).post(authorize::decide),
+        )
         .route("/assets/{file}", get(assets::serve))
         .with_state(ui)
         .layer(middleware::map_response(html_errors))

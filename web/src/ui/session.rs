@@ -226,33 +226,39 @@ impl FromRequestParts<Shared> for ClientAddress {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, ui: &Shared) -> Result<Self, Self::Rejection> {
-        let forwarded = || {
-            parts
-                .headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
-                .next_back()
-        };
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
-        let address = if ui.app.trust_proxy {
-            forwarded().or(peer)
-        } else {
-            peer
-        };
-        Ok(ClientAddress(match address {
-            Some(std::net::IpAddr::V6(v6)) => {
-                let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            }
-            Some(v4) => v4.to_string(),
-            None => "unknown".into(),
-        }))
+        Ok(ClientAddress(client_address(parts, ui.app.trust_proxy)))
+    }
+}
+
+/// The address a request came from, as [`ClientAddress`] finds it; also what OAuth client
+/// registrations are counted by.
+pub(crate) fn client_address(parts: &Parts, trust_proxy: bool) -> String {
+    let forwarded = || {
+        parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
+            .next_back()
+    };
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let address = if trust_proxy {
+        forwarded().or(peer)
+    } else {
+        peer
+    };
+    match address {
+        Some(std::net::IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Some(v4) => v4.to_string(),
+        None => "unknown".into(),
     }
 }
 

@@ -40,6 +40,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("webhook", include_str!("../../ui/templates/webhook.hbs")),
     ("users", include_str!("../../ui/templates/users.hbs")),
     ("apps", include_str!("../../ui/templates/apps.hbs")),
+    (
+        "authorize",
+        include_str!("../../ui/templates/authorize.hbs"),
+    ),
 ];
 
 handlebars_helper!(when: |instant: Value| short_instant(&instant));

@@ -96,17 +96,25 @@ pub struct Connection {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConnectionInput {
+    /// A connector's key (see `GET /connectors`); it cannot change once made.
     #[serde(default)]
     #[schema(value_type = Option<String>, example = "slack")]
     pub connector: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String, required = true, max_length = 200,
+             pattern = r"^[\s\u0085]*[^\s\u0000\u0085][^\u0000]*$")]
     pub name: Patch<String>,
+    /// Required unless `connector` gives it; it cannot change once made.
     #[serde(default, rename = "type")]
-    #[schema(value_type = Option<String>, example = "api_key")]
+    #[schema(value_type = ConnectionType)]
     pub kind: Patch<String>,
+    /// An absolute http(s) URL without credentials, query or fragment; none for `self`, and
+    /// required otherwise unless `connector` gives it. The schema keeps to host names; a
+    /// public IP address is accepted too, a private one or `localhost` only if the operator
+    /// allows private targets.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>,
+             pattern = r"^https?://(?![^/]*\.[Ll][Oo][Cc][Aa][Ll][Hh][Oo][Ss][Tt](:|/|$))([A-Za-z0-9]+(-[A-Za-z0-9]+)*\.)+[A-Za-z][A-Za-z0-9]*(-[A-Za-z0-9]+)*(:[0-9]{1,4})?(/[A-Za-z0-9._~!$&'()*+,;=:@%-]*)*$")]
     pub base_url: Patch<String>,
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
@@ -115,6 +123,17 @@ pub struct ConnectionInput {
     #[schema(value_type = Option<Object>, example = json!({"apiKey": "bbl_…"}))]
     pub credentials: Patch<Value>,
 }
+
+/// The schema of a connection's `type`: one of [`TYPES`].
+pub struct ConnectionType;
+
+impl utoipa::PartialSchema for ConnectionType {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::store::checks::one_of_schema("How a connection reaches its system.", TYPES)
+    }
+}
+
+impl utoipa::ToSchema for ConnectionType {}
 
 /// A connection as the action performer uses it, credentials opened.
 #[derive(Debug, Clone)]

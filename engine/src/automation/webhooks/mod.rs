@@ -71,22 +71,42 @@ pub struct WebhookWithSecret {
     pub secret: String,
 }
 
+/// The body of `POST /webhooks` (`url` required) and `PATCH /webhooks/{id}`.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebhookInput {
+    /// An http(s) URL. The schema keeps to host names; a public IP address is accepted too,
+    /// a private one or `localhost` only if the operator allows private targets.
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "https://example.com/timix")]
+    #[schema(value_type = String, required = true, max_length = 2048,
+             pattern = r"^https?://(?![^/?#]*\.[Ll][Oo][Cc][Aa][Ll][Hh][Oo][Ss][Tt](:|[/?#]|$))([A-Za-z0-9]+(-[A-Za-z0-9]+)*\.)+[A-Za-z][A-Za-z0-9]*(-[A-Za-z0-9]+)*(:[0-9]{1,4})?([/?#][!-~]*)?$",
+             example = "https://example.com/timix")]
     pub url: Patch<String>,
+    /// Event types, or `*` for all (the default).
     #[serde(default)]
-    #[schema(value_type = Option<Vec<String>>, example = json!(["customer.created"]))]
+    #[schema(value_type = Vec<EventSelector>, min_items = 1, example = json!(["customer.created"]))]
     pub events: Patch<Vec<String>>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 10000, pattern = r"^[^\u0000]*$")]
     pub description: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<bool>)]
+    #[schema(value_type = bool)]
     pub is_enabled: Patch<bool>,
 }
+
+/// The schema of an event type a subscription names: one of [`EVENT_TYPES`], or `*`.
+pub struct EventSelector;
+
+impl utoipa::PartialSchema for EventSelector {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::store::checks::one_of_schema(
+            "An event type of the log, or `*` for every type.",
+            std::iter::once("*").chain(EVENT_TYPES.iter().copied()),
+        )
+    }
+}
+
+impl utoipa::ToSchema for EventSelector {}
 
 /// A REST hook as Zapier, Make and Workato see it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -104,10 +124,16 @@ pub struct Hook {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HookInput {
+    /// An http(s) URL, as for a webhook.
     #[serde(alias = "target_url", alias = "url", alias = "hookUrl")]
     #[serde(rename = "targetUrl")]
+    #[schema(value_type = String, required = true, max_length = 2048,
+             pattern = r"^https?://(?![^/?#]*\.[Ll][Oo][Cc][Aa][Ll][Hh][Oo][Ss][Tt](:|[/?#]|$))([A-Za-z0-9]+(-[A-Za-z0-9]+)*\.)+[A-Za-z][A-Za-z0-9]*(-[A-Za-z0-9]+)*(:[0-9]{1,4})?([/?#][!-~]*)?$")]
     pub target_url: Option<String>,
+    #[schema(value_type = EventSelector, required = true)]
     pub event: Option<String>,
+    /// Exact-match conditions on the event's `data` fields.
+    #[schema(value_type = Option<Object>)]
     pub filters: Option<Value>,
 }
 

@@ -17,10 +17,10 @@ use crate::store::checks::{self, LONG_TEXT, SHORT_TEXT};
 use crate::store::clock::{
     date_in_zone, format_date, format_ms, format_opt, now_ms, parse_date_field,
 };
-use crate::store::db::{Sql, Tx, row};
+use crate::store::db::{Arg, Sql, Tx, row};
 use crate::store::events;
 use crate::store::ids;
-use crate::store::list::{FilterKind, ListSpec};
+use crate::store::list::{self, FilterKind, ListParams, ListSpec};
 use crate::store::money::{Amount, format_amount, format_decimal};
 use crate::store::patch::Patch;
 use crate::store::resource::{self, Resource};
@@ -48,6 +48,13 @@ pub const LIST: ListSpec = ListSpec {
     soft_delete: true,
 };
 
+/// `overdue=true`: issued, not fully paid, due before the `?` date (today). Kept in step with
+/// [`Invoice::is_overdue`].
+const OVERDUE: &str =
+    "status = 'issued' AND total > amount_paid AND due_date IS NOT NULL AND due_date < ?";
+const NOT_OVERDUE: &str =
+    "NOT (status = 'issued' AND total > amount_paid AND due_date IS NOT NULL AND due_date < ?)";
+
 /// The shared operations ([`resource`]) for this resource.
 pub struct Invoices;
 
@@ -66,6 +73,26 @@ impl Resource for Invoices {
 
     fn external_id(input: &mut InvoiceInput) -> &mut Patch<String> {
         &mut input.external_id
+    }
+
+    /// The list's parameters and `overdue` (`true`/`false`), judged against today in the
+    /// organization's time zone, which the generic filters do not know.
+    fn list_params(actor: &Actor, query: &[(String, String)]) -> Result<ListParams> {
+        let (overdue, rest): (Vec<_>, Vec<_>) = query
+            .iter()
+            .cloned()
+            .partition(|(name, _)| name == "overdue");
+        let mut params = ListParams::parse(&LIST, &rest)?;
+        if let Some((name, value)) = overdue.last() {
+            let condition = if list::parse_bool(name, value)? {
+                OVERDUE
+            } else {
+                NOT_OVERDUE
+            };
+            let today = format_date(date_in_zone(now_ms(), &actor.organization.timezone));
+            params.and_where(condition, vec![Arg::from(today)]);
+        }
+        Ok(params)
     }
 
     async fn insert(tx: &mut Tx, actor: &Actor, input: InvoiceInput) -> Result<Invoice> {
@@ -182,52 +209,64 @@ pub struct Invoice {
     pub updated_at: String,
 }
 
-/// A line given by hand.
+/// A line given by hand. Its amount, quantity × unit price, fits in 13 whole digits.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LineInput {
-    #[schema(example = "Hosting, November")]
+    #[schema(
+        max_length = 200,
+        pattern = r"^[\s\u0085]*[^\s\u0000\u0085][^\u0000]*$",
+        example = "Hosting, November"
+    )]
     pub description: String,
-    /// Up to three decimals; default 1.
-    #[schema(value_type = Option<String>, example = "1")]
+    /// A decimal string with up to three decimals; default 1.
+    #[schema(value_type = Option<String>, pattern = r"^[0-9]{1,13}(\.[0-9]{1,3}0*)?$", example = "1")]
     pub quantity: Option<Amount>,
-    #[schema(value_type = String, example = "49.00")]
+    /// In the customer's currency: a decimal string with at most two decimals (none for a
+    /// currency without minor units, such as JPY).
+    #[schema(value_type = String, pattern = r"^[0-9]{1,13}(\.[0-9]{1,2}0*)?$", example = "49.00")]
     pub unit_price: Amount,
 }
 
 /// The body of `POST /invoices` and `PATCH /invoices/{id}` (drafts only). On create
 /// `customerId` is required, and `from` with `to` (bill the customer's approved, unbilled,
 /// billable time of that period), `lines`, or both. `lines` on a PATCH replaces the manual
-/// lines; lines built from time stay until the draft is deleted.
+/// lines; lines built from time stay until the draft is deleted. A PATCH cannot change
+/// `customerId`, `from` or `to`.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InvoiceInput {
+    /// A live, not archived customer (`cus_…`) of the organization.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String, required = true)]
     pub customer_id: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "2026-11-01")]
+    #[schema(value_type = Option<String>, format = Date, example = "2026-11-01")]
     pub from: Patch<String>,
+    /// Not before `from`.
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "2026-11-30")]
+    #[schema(value_type = Option<String>, format = Date, example = "2026-11-30")]
     pub to: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<Vec<LineInput>>)]
+    #[schema(value_type = Option<Vec<LineInput>>, max_items = 500)]
     pub lines: Patch<Vec<LineInput>>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, format = Date)]
     pub issue_date: Patch<String>,
+    /// Not before `issueDate`.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, format = Date)]
     pub due_date: Patch<String>,
+    /// A percentage from 0 to 100 with at most two decimals; `null` means 0.
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "19.00")]
+    #[schema(value_type = Option<String>, pattern = r"^([0-9]{1,2}(\.[0-9]{1,2}0*)?|100(\.0+)?)$",
+             example = "19.00")]
     pub tax_rate: Patch<Amount>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 10000, pattern = r"^[^\u0000]*$")]
     pub notes: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 200, pattern = r"^[^\u0000]*$")]
     pub external_id: Patch<String>,
 }
 
@@ -236,8 +275,10 @@ pub struct InvoiceInput {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IssueInput {
     /// Defaults to the draft's, else today in the organization's time zone.
+    #[schema(format = Date)]
     pub issue_date: Option<String>,
-    /// Defaults to the draft's, else 30 days after the issue date.
+    /// Not before the issue date. Defaults to the draft's, else 30 days after the issue date.
+    #[schema(format = Date)]
     pub due_date: Option<String>,
 }
 
@@ -245,12 +286,17 @@ pub struct IssueInput {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PaymentInput {
-    #[schema(value_type = String, example = "500.00")]
+    /// More than zero and at most the amount due, in the invoice's currency: a decimal
+    /// string with at most two decimals (none for a currency without minor units, such as JPY).
+    #[schema(value_type = String, pattern = r"^(?![0.]*$)[0-9]{1,13}(\.[0-9]{1,2}0*)?$",
+             example = "500.00")]
     pub amount: Amount,
     /// Defaults to today.
+    #[schema(format = Date)]
     pub paid_on: Option<String>,
-    #[schema(example = "bank_transfer")]
+    #[schema(max_length = 200, pattern = r"^[^\u0000]*$", example = "bank_transfer")]
     pub method: Option<String>,
+    #[schema(max_length = 200, pattern = r"^[^\u0000]*$")]
     pub reference: Option<String>,
 }
 

@@ -12,7 +12,7 @@ pub use customer_billing::{
     CustomerBillingReport, CustomerBillingRow, CustomerBillingTotal, customer_billing,
 };
 pub use revenue::{RevenueReport, RevenueRow, RevenueTotal, revenue};
-pub use unbilled::{UnbilledReport, UnbilledRow, UnbilledTotal, unbilled_time};
+pub use unbilled::{UnbilledQuery, UnbilledReport, UnbilledRow, UnbilledTotal, unbilled_time};
 
 use crate::access::auth::Actor;
 use crate::error::{Error, Result};

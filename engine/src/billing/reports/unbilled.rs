@@ -1,4 +1,5 @@
-//! Unbilled time: approved, billable time not yet on an invoice.
+//! Unbilled time: billable time not yet on an invoice; approved time only unless asked for all
+//! of it.
 
 use std::collections::BTreeMap;
 
@@ -8,6 +9,7 @@ use super::{ReportQuery, Table, entries_sql, hours};
 use crate::access::auth::{Actor, Permission};
 use crate::error::Result;
 use crate::store::db::{Db, row};
+use crate::store::list::parse_bool;
 use crate::store::money::format_amount;
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -41,19 +43,59 @@ pub struct UnbilledTotal {
 pub struct UnbilledReport {
     pub from: Option<String>,
     pub to: Option<String>,
+    /// What was counted: `false`, approved time only (what invoicing bills now); `true`, all
+    /// logged time, whatever its timesheet's status.
+    pub include_unapproved: bool,
     pub items: Vec<UnbilledRow>,
     pub totals: Vec<UnbilledTotal>,
 }
 
-/// Approved, billable time not yet on an invoice: the time `POST /invoices` with `from` and
-/// `to` would bill (fixed-fee work shows its hours at no amount: its fee line is worked out at
-/// invoicing, less what earlier invoices billed).
-pub async fn unbilled_time(db: &Db, actor: &Actor, q: &ReportQuery) -> Result<UnbilledReport> {
+/// The unbilled-time report's query: every report's filters, and `includeUnapproved`.
+#[derive(Debug, Clone, Default)]
+pub struct UnbilledQuery {
+    pub report: ReportQuery,
+    pub include_unapproved: bool,
+}
+
+impl UnbilledQuery {
+    /// Reads the query string; unknown parameters and bad values are a 400.
+    pub fn parse(params: &[(String, String)]) -> Result<Self> {
+        let mut include_unapproved = false;
+        let mut rest = Vec::with_capacity(params.len());
+        for (name, value) in params {
+            if name == "includeUnapproved" {
+                include_unapproved = parse_bool(name, value)?;
+            } else {
+                rest.push((name.clone(), value.clone()));
+            }
+        }
+        Ok(Self {
+            report: ReportQuery::parse(&rest, false)?,
+            include_unapproved,
+        })
+    }
+}
+
+/// Billable time not yet on an invoice. By default approved time only: the time `POST
+/// /invoices` with `from` and `to` would bill; with `include_unapproved`, also time of open,
+/// submitted and rejected timesheets. Fixed-fee work shows its hours at no amount: its fee line
+/// is worked out at invoicing, less what earlier invoices billed.
+pub async fn unbilled_time(
+    db: &Db,
+    actor: &Actor,
+    query: &UnbilledQuery,
+) -> Result<UnbilledReport> {
     actor.require(Permission::ReadFinancials)?;
+    let q = &query.report;
+    let approval = if query.include_unapproved {
+        ""
+    } else {
+        " AND e.approval_status = 'approved'"
+    };
     let rows = entries_sql(
         actor,
         q,
-        " AND e.approval_status = 'approved' AND e.invoice_id IS NULL AND e.billable = 1",
+        &format!("{approval} AND e.invoice_id IS NULL AND e.billable = 1"),
     )
     .fetch_all(db)
     .await?;
@@ -84,6 +126,7 @@ pub async fn unbilled_time(db: &Db, actor: &Actor, q: &ReportQuery) -> Result<Un
     Ok(UnbilledReport {
         from: q.from.clone(),
         to: q.to.clone(),
+        include_unapproved: query.include_unapproved,
         items: groups
             .into_iter()
             .map(

@@ -160,32 +160,37 @@ pub struct TimeEntry {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TimeEntryInput {
+    /// A subtask (`sub_…`) of the organization, in a project that is not archived.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String, required = true)]
     pub subtask_id: Patch<String>,
+    /// An active user (`usr_…`) of the organization; only managers and up log others' time.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String)]
     pub user_id: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "2026-11-20")]
+    #[schema(value_type = String, format = Date, example = "2026-11-20")]
     pub date: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "2026-11-20T09:00:00Z")]
+    #[schema(value_type = Option<String>, format = DateTime, example = "2026-11-20T09:00:00Z")]
     pub started_at: Patch<String>,
+    /// After `startedAt`, which it needs.
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "2026-11-20T10:30:00Z")]
+    #[schema(value_type = Option<String>, format = DateTime, example = "2026-11-20T10:30:00Z")]
     pub ended_at: Patch<String>,
+    /// From 1 second to 24 hours; with both `startedAt` and `endedAt`, their difference.
     #[serde(default)]
-    #[schema(value_type = Option<i64>, example = 5400)]
+    #[schema(value_type = i64, minimum = 1, maximum = 86400, example = 5400)]
     pub duration_seconds: Patch<i64>,
     #[serde(default)]
-    #[schema(value_type = Option<bool>)]
+    #[schema(value_type = bool)]
     pub billable: Patch<bool>,
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "Homepage wireframes")]
+    #[schema(value_type = Option<String>, max_length = 10000, pattern = r"^[^\u0000]*$",
+             example = "Homepage wireframes")]
     pub notes: Patch<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 200, pattern = r"^[^\u0000]*$")]
     pub external_id: Patch<String>,
 }
 
@@ -193,11 +198,14 @@ pub struct TimeEntryInput {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TimerStart {
+    /// A subtask (`sub_…`) of the organization, in a project that is not archived.
     pub subtask_id: String,
     /// Defaults to the key's user; managers may start a timer for someone else.
     pub user_id: Option<String>,
+    #[schema(max_length = 10000, pattern = r"^[^\u0000]*$")]
     pub notes: Option<String>,
     pub billable: Option<bool>,
+    #[schema(max_length = 200, pattern = r"^[^\u0000]*$")]
     pub external_id: Option<String>,
 }
 

@@ -1,6 +1,7 @@
 //! One module per section of the UI: each reads through the API and renders its templates.
 
 pub mod apps;
+pub mod authorize;
 pub mod connections;
 pub mod connectors;
 pub mod dashboard;

@@ -1,5 +1,11 @@
 //! The OpenAPI 3.1 document: generated from the handlers' annotations, plus the shared pieces
-//! (security schemes, list envelopes, list parameters) declared here.
+//! (security schemes, list envelopes, list parameters) declared here, then completed with the
+//! statuses every operation shares (`responses`), the bodies of updates and upserts derived from
+//! the inputs (`bodies`) and the links between operations (`links`).
+
+mod bodies;
+mod links;
+mod responses;
 
 use serde::Serialize;
 use timix_engine::access::api_keys::ApiKey;
@@ -59,6 +65,20 @@ timers, timesheets, invoices and financial reports, people and keys, and the ord
 )]
 pub struct ApiDoc;
 
+/// Completes the document the routes generated: shared error statuses, descriptions, links.
+pub fn finish(document: &utoipa::openapi::OpenApi) -> serde_json::Value {
+    let mut value = serde_json::to_value(document).expect("the document serializes");
+    if let Some(paths) = value
+        .get_mut("paths")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        responses::complete(paths);
+        links::add(paths);
+    }
+    bodies::derive(&mut value);
+    value
+}
+
 struct Security;
 
 impl Modify for Security {
@@ -89,25 +109,41 @@ impl Modify for Security {
 #[allow(dead_code)]
 pub struct ListQueryDoc {
     /// Page number from 1 (default 1).
+    #[param(minimum = 1)]
     page: Option<i64>,
     /// Items per page, 1–200 (default 50).
-    #[param(rename = "pageSize")]
+    #[param(rename = "pageSize", minimum = 1, maximum = 200)]
     page_size: Option<i64>,
     /// Opaque keyset cursor: pass `nextCursor` of the previous page (empty to start).
     cursor: Option<String>,
     /// Comma list of fields, `-` for descending; default `-createdAt`. `id` breaks ties.
     sort: Option<String>,
     /// Only records updated at or after this instant, oldest first; see `X-Sync-Watermark`.
-    #[param(rename = "updatedSince")]
+    #[param(rename = "updatedSince", format = DateTime)]
     updated_since: Option<String>,
     /// Only records created at or after this instant.
-    #[param(rename = "createdSince")]
+    #[param(rename = "createdSince", format = DateTime)]
     created_since: Option<String>,
+}
+
+/// The text search of lists that have one.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct SearchQueryDoc {
+    /// Contains this text, case-insensitive: the name (an invoice's number, a time entry's
+    /// notes).
+    q: Option<String>,
+}
+
+/// Deleted records in a sync, for lists that remember them.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct TombstonesQueryDoc {
     /// With `updatedSince`: also return deleted records as tombstones.
     #[param(rename = "includeDeleted")]
     include_deleted: Option<bool>,
-    /// Name contains this text (case-insensitive).
-    q: Option<String>,
 }
 
 macro_rules! list_schema {
