@@ -13,7 +13,7 @@ CREATE TABLE oauth_clients (
     auth_method     TEXT NOT NULL,
     secret_hash     TEXT,
     created_at      INTEGER NOT NULL,
-    -- The last consent or token request; none: never used (forgotten after a day).
+    -- The last consent or token request; none: never used (forgotten after an hour).
     last_used_at    INTEGER
 );
 CREATE INDEX oauth_clients_used ON oauth_clients (last_used_at, created_at);
@@ -39,6 +39,9 @@ CREATE TABLE oauth_codes (
     org_id          TEXT NOT NULL REFERENCES organizations (id),
     user_id         TEXT NOT NULL REFERENCES org_users (id),
     redirect_uri    TEXT NOT NULL,
+    -- 1 when the authorization request named its redirect URI: the token request must then
+    -- name it too (RFC 6749 section 4.1.3).
+    redirect_uri_given INTEGER NOT NULL DEFAULT 0,
     -- PKCE: base64url of the SHA-256 of the verifier the token request must show.
     code_challenge  TEXT NOT NULL,
     scope           TEXT NOT NULL,

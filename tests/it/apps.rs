@@ -6,13 +6,14 @@
 //! matched against the API's paths, and run against a live server by an interpreter of the
 //! connector SDK (`tests/workato/`).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::{Map, Value, json};
 
 use crate::actions::approved_time;
-use crate::harness::{Client, Server, TestDb};
+use crate::harness::{Client, Server, TestDb, tool_ready};
 use crate::receiver::Receiver;
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -30,18 +31,6 @@ fn export(server: &Server, platform: &str, out: &Path, manifests: Option<&Path>)
         args.extend(["--manifests", &dir]);
     }
     server.db.cli(&args);
-}
-
-/// Whether a tool the test needs is here; in CI it must be.
-fn tool_ready(what: &str, ready: bool) -> bool {
-    if !ready {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must run this test: {what} is missing"
-        );
-        eprintln!("\n!!! SKIPPED: {what} is missing !!!\n");
-    }
-    ready
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -524,8 +513,8 @@ async fn the_zapier_app_passes_its_schema_and_runs_against_a_live_server() {
 
 /// An IML expression (what is between `{{` and `}}`), as far as the Make app uses IML: paths
 /// (`parameters.id`), strings, numbers, `undefined`, `( )`, `!`, `+`, `==` (`=`), `!=`, `<`,
-/// `<=`, `>`, `>=`, `&&`, `||`, and the functions `encodeURL`, `omit`, `if`, `ifempty` and
-/// `indexOf`.
+/// `<=`, `>`, `>=`, `&&`, `||`, and the functions `encodeURL`, `omit`, `if`, `ifempty`,
+/// `indexOf` and `lower`.
 fn iml_value(expression: &str, context: &Value) -> Value {
     let tokens = iml_tokens(expression);
     let mut parser = ImlParser {
@@ -754,6 +743,7 @@ fn call(name: &str, args: Vec<Value>) -> Value {
             let (haystack, needle) = (text(&args[0]), text(&args[1]));
             json!(haystack.find(&needle).map_or(-1, |i| i as i64))
         }
+        "lower" => json!(text(&args[0]).to_lowercase()),
         other => panic!("IML: the function {other} is not one the app may use"),
     }
 }
@@ -1137,14 +1127,8 @@ async fn the_make_export_is_a_project_the_vs_code_extension_opens() {
     );
     assert_eq!(
         keys(&manifest["components"]),
-        [
-            "connection",
-            "endpoint",
-            "function",
-            "module",
-            "rpc",
-            "webhook"
-        ]
+        // The extension's schema (makecomapp.schema.json) allows exactly these kinds.
+        ["connection", "function", "module", "rpc", "webhook"]
     );
     // The origin the user points at their app in Make (the extension asks for the API token and
     // keeps it in `apikeyFile`).
@@ -1332,7 +1316,9 @@ async fn the_make_export_is_a_project_the_vs_code_extension_opens() {
     };
     for (status, kind) in [
         (400, "DataError"),
-        (401, "DataError"),
+        // A refused key: Make asks for the connection to be authorized again.
+        (401, "AccountValidationError"),
+        (403, "DataError"),
         (404, "DataError"),
         (409, "DataError"),
         (422, "DataError"),
@@ -1379,7 +1365,10 @@ async fn every_request_of_the_make_app_runs_against_a_live_server() {
     )
     .await
     .unwrap_err();
-    assert_eq!((refused.status, refused.kind.as_str()), (401, "DataError"));
+    assert_eq!(
+        (refused.status, refused.kind.as_str()),
+        (401, "AccountValidationError")
+    );
     assert!(refused.message.starts_with("[401] "), "{}", refused.message);
 
     let inputs: std::collections::HashMap<String, Value> = inputs(&f, &receiver.url, false)
@@ -1538,7 +1527,12 @@ async fn every_request_of_the_make_app_runs_against_a_live_server() {
             communicate(&http, &base, &http_module, &context).await
         }
     };
-    for url in ["/me".to_owned(), server.url("/api/integration/v1/me")] {
+    // A path without its leading `/` is on the server too, and gets the key.
+    for url in [
+        "/me".to_owned(),
+        "me".to_owned(),
+        server.url("/api/integration/v1/me"),
+    ] {
         let outcome = call(url.clone())
             .await
             .unwrap_or_else(|e| panic!("{url}: {e:?}"));
@@ -1546,11 +1540,15 @@ async fn every_request_of_the_make_app_runs_against_a_live_server() {
         assert_eq!(outcome.outputs[0]["status"], 200, "{url}");
         assert!(outcome.outputs[0]["body"]["organization"]["name"].is_string());
     }
+    let customers = call("customers?pageSize=1".to_owned()).await.unwrap();
+    assert_eq!(customers.outputs[0]["status"], 200);
+    assert!(customers.outputs[0]["body"]["items"].is_array());
     let own = http_module[0]["condition"].clone();
     for url in [
         receiver.url.clone(),
         format!("{}.evil.example/me", server.url("")),
         format!("https://evil.example/?{}", server.url("")),
+        "HTTPS://evil.example/customers".to_owned(),
     ] {
         let context = json!({"connection": connection.clone(), "parameters": {"url": url}});
         assert!(!truthy(&iml(&own, &context)), "{url} is not the server");
@@ -1563,6 +1561,7 @@ async fn every_request_of_the_make_app_runs_against_a_live_server() {
         (500, Vec::new()),
         (400, Vec::new()),
         (404, Vec::new()),
+        (401, Vec::new()),
     ]);
     for (status, kind) in [
         (429, "RateLimitError"),
@@ -1570,6 +1569,8 @@ async fn every_request_of_the_make_app_runs_against_a_live_server() {
         (500, "ConnectionError"),
         (400, "DataError"),
         (404, "DataError"),
+        // Another server's 401 says nothing about the connection.
+        (401, "DataError"),
     ] {
         let error = call(receiver.url.clone()).await.unwrap_err();
         assert_eq!((error.status, error.kind.as_str()), (status, kind));
@@ -1741,8 +1742,16 @@ async fn the_workato_connector_polls_twice_and_acts_against_a_live_server() {
             assert!(is_iso8601(stored), "{key} stores {stored:?}");
             let requests = poll["requests"].as_array().unwrap();
             assert_eq!(requests.len(), 1, "{key}: {poll}");
-            let since = requests[0]["query"]["updatedSince"].as_str().unwrap();
-            assert!(is_iso8601(since), "{key} sent updatedSince={since:?}");
+            // New records in creation order; changes on the sync filter.
+            let query = &requests[0]["query"];
+            let since = if key.starts_with("new_") {
+                assert_eq!(query["sort"], "createdAt", "{key}: {poll}");
+                &query["createdSince"]
+            } else {
+                &query["updatedSince"]
+            };
+            let since = since.as_str().unwrap_or_else(|| panic!("{key}: {poll}"));
+            assert!(is_iso8601(since), "{key} sent {since:?}");
             assert_eq!(requests[0]["status"], 200, "{key}: {poll}");
         }
         // Its events have the fields its output declares.
@@ -1814,4 +1823,123 @@ async fn the_workato_connector_polls_twice_and_acts_against_a_live_server() {
     assert_eq!(entry["billable"], true);
     assert_eq!(actions["issue_invoice"]["output"]["status"], "issued");
     assert_eq!(actions["stop_timer"]["output"]["isRunning"], false);
+}
+
+/// Runs `tests/workato/run.rb` on the exported connector with `plan`; its report.
+async fn run_workato(server: &Server, plan: Value) -> Value {
+    let tests = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/workato");
+    let out = temp_dir("workato-paged");
+    export(server, "workato", &out, None);
+    let plan_file = out.join("plan.json");
+    std::fs::write(&plan_file, plan.to_string()).unwrap();
+    let run = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        tokio::process::Command::new("ruby")
+            .arg(tests.join("run.rb"))
+            .arg(out.join("connector.rb"))
+            .arg(&plan_file)
+            .arg(out.join("report.json"))
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the Workato run finished within 2 minutes")
+    .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap()
+}
+
+/// A backlog longer than a page: a record made in the window and changed after the first
+/// page's last record is neither lost by the new-record trigger nor by the change trigger, and
+/// a change landing between two pages is picked up.
+#[tokio::test]
+async fn the_workato_triggers_lose_no_record_across_pages() {
+    let ruby = Command::new("ruby").arg("--version").output().is_ok();
+    if !tool_ready("ruby (Debian's ruby)", ruby) {
+        return;
+    }
+    let server = Server::start().await;
+    let org = server.db.bootstrap("business");
+    let c = server.as_key(&org.key);
+    let early = c
+        .post("/customers", json!({"name": "Early bird"}))
+        .await
+        .expect(201);
+    let since = early.body["createdAt"].as_str().unwrap().to_owned();
+    let early = early.id();
+    let mut bulk = Vec::new();
+    for i in 0..105 {
+        bulk.push(c.customer(&format!("Bulk {i}")).await);
+    }
+    // Changed last: by `updatedAt` it now comes after the first page's last record.
+    c.patch(
+        &format!("/customers/{early}"),
+        json!({"name": "Early bird, renamed"}),
+    )
+    .await
+    .expect(200);
+
+    let report = run_workato(
+        &server,
+        json!({
+            "connection": {"base_url": server.url(""), "api_key": org.key},
+            "paged": [
+                {"trigger": "new_customer", "since": since, "between": [
+                    {"method": "post", "path": "customers", "payload": {"name": "Late arrival"}}]},
+                {"trigger": "updated_customer", "since": since, "between": [
+                    {"method": "patch", "path": format!("customers/{}", bulk[0]),
+                     "payload": {"notes": "changed between pages"}}]},
+            ],
+        }),
+    )
+    .await;
+
+    let paged = |trigger: &str| -> (Vec<Value>, Vec<String>) {
+        let polls = report["paged"][trigger]["polls"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let ids = report["paged"][trigger]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .collect();
+        (polls, ids)
+    };
+    let distinct = |ids: &[String]| ids.iter().collect::<BTreeSet<_>>().len();
+
+    // New records: every one once, the early one too, and the one made between two pages.
+    let (polls, ids) = paged("new_customer");
+    assert!(polls.len() > 1, "more than one page: {polls:?}");
+    for poll in &polls {
+        let query = &poll["requests"][0]["query"];
+        assert_eq!(query["sort"], "createdAt", "{poll}");
+        assert!(query["createdSince"].is_string(), "{poll}");
+    }
+    assert_eq!(ids.len(), 107, "{ids:?}");
+    assert_eq!(distinct(&ids), 107);
+    assert!(ids.contains(&early), "the early record is not lost");
+
+    // Changes: every record, the early one after its change, and the first bulk record twice:
+    // as made, and as changed between two pages. Each next poll starts at the watermark given.
+    let (polls, ids) = paged("updated_customer");
+    assert!(polls.len() > 1, "more than one page: {polls:?}");
+    for pair in polls.windows(2) {
+        assert_eq!(
+            pair[1]["requests"][0]["query"]["updatedSince"], pair[0]["nextPoll"],
+            "{pair:?}"
+        );
+    }
+    assert_eq!(distinct(&ids), 107, "{ids:?}");
+    assert!(ids.contains(&early), "the changed early record is not lost");
+    assert_eq!(
+        ids.iter().filter(|id| **id == bulk[0]).count(),
+        2,
+        "{ids:?}"
+    );
 }

@@ -555,3 +555,16 @@ pub fn hmac_hex(key: &str, body: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// Whether a tool a test drives (`what`, found by the caller) is here: a test skips without it,
+/// loudly, except in CI, which must run it.
+pub fn tool_ready(what: &str, ready: bool) -> bool {
+    if !ready {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run this test: {what} is missing"
+        );
+        eprintln!("\n!!! SKIPPED: {what} is missing !!!\n");
+    }
+    ready
+}

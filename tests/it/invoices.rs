@@ -546,3 +546,55 @@ async fn edge_invoices_are_handled_not_failed() {
         "no invoice event for a viewer"
     );
 }
+
+/// `isOverdue` and `overdue=true` judge by the same day: today in the organization's zone. At
+/// UTC+14, "yesterday" there is today in UTC for 14 hours of every day, when a UTC reading
+/// would call the invoice not yet due.
+#[tokio::test]
+async fn an_invoice_due_yesterday_in_the_organizations_zone_is_overdue_both_ways() {
+    let server = Server::start().await;
+    let org = server.db.bootstrap("business");
+    let owner = server.as_key(&org.key);
+    owner
+        .patch("/organization", json!({"timezone": "Etc/GMT-14"}))
+        .await
+        .expect(200);
+    let customer = owner.customer("Far East Ltd").await;
+    let id = owner
+        .post(
+            "/invoices",
+            json!({"customerId": customer, "lines": [{"description": "Audit", "unitPrice": "100.00"}]}),
+        )
+        .await
+        .expect(201)
+        .id();
+    let today_there = (chrono::Utc::now() + chrono::Duration::hours(14)).date_naive();
+    let yesterday_there = (today_there - chrono::Days::new(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    let issued = owner
+        .post(
+            &format!("/invoices/{id}/issue"),
+            json!({"issueDate": yesterday_there, "dueDate": yesterday_there}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(issued.body["isOverdue"], true, "{}", issued.body);
+
+    let overdue = owner
+        .get("/invoices?overdue=true")
+        .await
+        .expect(200)
+        .items();
+    let ids: Vec<&str> = overdue.iter().map(|i| i["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [id.as_str()]);
+    assert_eq!(overdue[0]["isOverdue"], true);
+    let one = owner.get(&format!("/invoices/{id}")).await.expect(200);
+    assert_eq!(one.body["isOverdue"], true);
+    let not_overdue = owner
+        .get("/invoices?overdue=false")
+        .await
+        .expect(200)
+        .items();
+    assert!(not_overdue.is_empty(), "{not_overdue:?}");
+}

@@ -15,16 +15,10 @@ fn python_mcp_ready() -> bool {
         .args(["-c", "import mcp.client.streamable_http"])
         .output()
         .is_ok_and(|o| o.status.success());
-    if !ready {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must run this test: python3 with `pip install -r tests/mcp/requirements.txt` is missing"
-        );
-        eprintln!(
-            "\n!!! SKIPPED: python3 with the mcp package is missing (pip install -r tests/mcp/requirements.txt) !!!\n"
-        );
-    }
-    ready
+    tool_ready(
+        "python3 with the mcp package (pip install -r tests/mcp/requirements.txt)",
+        ready,
+    )
 }
 
 fn temp_file(name: &str) -> PathBuf {
@@ -34,9 +28,11 @@ fn temp_file(name: &str) -> PathBuf {
     ))
 }
 
-/// Runs the Python client with `plan`; what it saw.
-async fn drive(plan: Value) -> Value {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/mcp/client.py");
+/// Runs `tests/mcp/<script>` with `plan`; what it saw.
+async fn run_script(script: &str, plan: Value) -> Value {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/mcp")
+        .join(script);
     let (plan_file, report_file) = (temp_file("plan.json"), temp_file("report.json"));
     std::fs::write(&plan_file, plan.to_string()).unwrap();
     let run = tokio::time::timeout(
@@ -60,6 +56,11 @@ async fn drive(plan: Value) -> Value {
     let _ = std::fs::remove_file(plan_file);
     let _ = std::fs::remove_file(report_file);
     serde_json::from_str(&report).unwrap()
+}
+
+/// Runs the Python client (`tests/mcp/client.py`) with `plan`; what it saw.
+async fn drive(plan: Value) -> Value {
+    run_script("client.py", plan).await
 }
 
 #[tokio::test]
@@ -681,6 +682,66 @@ async fn an_assistant_asks_for_unbilled_time_both_ways_overdue_invoices_and_logs
     assert_eq!(refused["content"]["status"], 403, "{refused}");
 }
 
+/// Assistants send tool calls in parallel: two `log_time` calls at once on a task with no
+/// subtask both find none, and still end with one subtask holding both entries.
+#[tokio::test]
+async fn an_assistant_logging_time_twice_at_once_makes_one_subtask() {
+    if !python_mcp_ready() {
+        return;
+    }
+    let server = Server::start().await;
+    let org = server.db.bootstrap("professional");
+    let owner = server.as_key(&org.key);
+    let (_, viewer) = owner.user_with_key(&server.db, "viewer").await;
+    let twin = owner.customer("Twin Calls").await;
+    let task = owner
+        .task(&owner.project(&twin, "Website").await, "Design")
+        .await;
+    let seen = drive(json!({
+        "url": server.url("/mcp"),
+        "ownerKey": org.key,
+        "viewerKey": viewer.key,
+        "calls": [{"together": [
+            ["owner", "first", "log_time", {"customer": "Twin", "duration": "1h", "description": "Sketches"}],
+            ["owner", "second", "log_time", {"customer": "Twin", "duration": "2h", "description": "Mock-ups"}],
+        ]}],
+    }))
+    .await;
+
+    let subtasks = owner
+        .get(&format!("/subtasks?taskId={task}"))
+        .await
+        .expect(200)
+        .items();
+    assert_eq!(subtasks.len(), 1, "{subtasks:?}");
+    assert_eq!(subtasks[0]["name"], "Design");
+    let mut created = 0;
+    for label in ["first", "second"] {
+        let call = &seen[label];
+        assert_eq!(call["isError"], false, "{call}");
+        assert_eq!(
+            call["content"]["subtask"]["id"], subtasks[0]["id"],
+            "{call}"
+        );
+        created += usize::from(call["content"]["subtaskCreated"] == true);
+    }
+    assert_eq!(created, 1, "one call made the subtask: {seen}");
+    let entries = owner
+        .get(&format!(
+            "/time-entries?subtaskId={}",
+            subtasks[0]["id"].as_str().unwrap()
+        ))
+        .await
+        .expect(200)
+        .items();
+    let mut seconds: Vec<i64> = entries
+        .iter()
+        .map(|e| e["durationSeconds"].as_i64().unwrap())
+        .collect();
+    seconds.sort_unstable();
+    assert_eq!(seconds, [3600, 7200]);
+}
+
 /// MCP authorization (API.md §11): OAuth 2.1 for assistants that cannot send an API key.
 mod oauth_authorization {
     use base64::Engine as _;
@@ -690,36 +751,6 @@ mod oauth_authorization {
 
     use super::*;
     use crate::ui::{Browser, PASSWORD, bootstrap_with_password};
-
-    /// Runs `tests/mcp/<script>` with `plan`; what it saw.
-    async fn run_script(script: &str, plan: Value) -> Value {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/mcp")
-            .join(script);
-        let (plan_file, report_file) = (temp_file("plan.json"), temp_file("report.json"));
-        std::fs::write(&plan_file, plan.to_string()).unwrap();
-        let run = tokio::time::timeout(
-            std::time::Duration::from_secs(120),
-            tokio::process::Command::new("python3")
-                .arg(&script)
-                .arg(&plan_file)
-                .arg(&report_file)
-                .kill_on_drop(true)
-                .output(),
-        )
-        .await
-        .expect("the MCP client finished within 2 minutes")
-        .unwrap();
-        assert!(
-            run.status.success(),
-            "the MCP client failed:\n{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
-        let report = std::fs::read_to_string(&report_file).unwrap();
-        let _ = std::fs::remove_file(plan_file);
-        let _ = std::fs::remove_file(report_file);
-        serde_json::from_str(&report).unwrap()
-    }
 
     /// A user of `role` who set their password through an invitation: their e-mail.
     async fn user_with_password(server: &Server, admin: &mut Browser, role: &str) -> String {
@@ -925,6 +956,26 @@ mod oauth_authorization {
             .collect()
     }
 
+    /// The first link of `body` to `target`, as a URL.
+    fn link_to(body: &str, target: &str) -> String {
+        let start = body
+            .find(&format!("href=\"{target}"))
+            .unwrap_or_else(|| panic!("a link to {target} in {body}"))
+            + "href=\"".len();
+        let escaped: String = body[start..].chars().take_while(|c| *c != '"').collect();
+        [
+            ("&#x3D;", "="),
+            ("&#x27;", "'"),
+            ("&quot;", "\""),
+            ("&lt;", "<"),
+            ("&gt;", ">"),
+            ("&#x60;", "`"),
+            ("&amp;", "&"),
+        ]
+        .iter()
+        .fold(escaped, |text, (entity, plain)| text.replace(entity, plain))
+    }
+
     /// `/oauth/authorize?…` with these parameters.
     fn authorize_path(params: &[(&str, &str)]) -> String {
         let mut url = reqwest::Url::parse("http://timix/oauth/authorize").unwrap();
@@ -1064,7 +1115,8 @@ mod oauth_authorization {
             assert_eq!(page.status, StatusCode::BAD_REQUEST, "{name}");
             assert!(page.location.is_none());
         }
-        // Without PKCE, or for another resource, the client is sent back with the error.
+        // Without PKCE, or for another resource, the user is shown why, with a link that
+        // takes the error back to the client: never sent there unasked (RFC 9700 §4.11.2).
         for (missing, error) in [
             ("code_challenge", "invalid_request"),
             ("resource", "invalid_target"),
@@ -1076,8 +1128,9 @@ mod oauth_authorization {
                 bad.retain(|(k, _)| *k != missing);
             }
             let page = browser.get(&authorize_path(&bad)).await;
-            assert_eq!(page.status, StatusCode::SEE_OTHER, "{missing}");
-            let back = query_of(page.location.as_deref().unwrap());
+            assert_eq!(page.status, StatusCode::BAD_REQUEST, "{missing}");
+            assert!(page.location.is_none());
+            let back = query_of(&link_to(&page.body, redirect));
             assert_eq!(back["error"], error);
             assert_eq!(back["state"], "s1");
         }
@@ -1312,5 +1365,358 @@ mod oauth_authorization {
         let page = free.post("/oauth/authorize", &form).await;
         assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
         assert!(page.body.contains("professional or business plan"));
+    }
+
+    /// Registers a public client that sends users back to `redirect`: its id.
+    async fn register_public(server: &Server, name: &str, redirect: &str) -> String {
+        let response = reqwest::Client::new()
+            .post(server.url("/oauth/register"))
+            .json(&json!({"client_name": name, "redirect_uris": [redirect],
+                          "token_endpoint_auth_method": "none"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.unwrap();
+        body["client_id"].as_str().unwrap().to_owned()
+    }
+
+    /// A token request with this form: its status and JSON.
+    async fn token_request(server: &Server, form: &[(&str, &str)]) -> (u16, Value) {
+        let response = reqwest::Client::new()
+            .post(server.url("/oauth/token"))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// An authorization request of `client_id` with state `s`.
+    fn request_params<'a>(
+        client_id: &'a str,
+        redirect: &'a str,
+        challenge: &'a str,
+    ) -> Vec<(&'a str, &'a str)> {
+        vec![
+            ("response_type", "code"),
+            ("client_id", client_id),
+            ("redirect_uri", redirect),
+            ("state", "s"),
+            ("code_challenge", challenge),
+            ("code_challenge_method", "S256"),
+        ]
+    }
+
+    /// Consents as `browser`'s user and exchanges the code: the tokens.
+    async fn connect(
+        server: &Server,
+        browser: &mut Browser,
+        client_id: &str,
+        redirect: &str,
+    ) -> Value {
+        let (verifier, challenge) = pkce();
+        let params = request_params(client_id, redirect, &challenge);
+        let back = query_of(&consent(browser, &params, "allow").await);
+        let (status, tokens) = token_request(
+            server,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &back["code"]),
+                ("redirect_uri", redirect),
+                ("client_id", client_id),
+                ("code_verifier", &verifier),
+            ],
+        )
+        .await;
+        assert_eq!(status, 200, "{tokens}");
+        tokens
+    }
+
+    /// A refresh request of a public client.
+    fn refresh_form<'a>(client_id: &'a str, tokens: &'a Value) -> [(&'a str, &'a str); 3] {
+        [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+            ("client_id", client_id),
+        ]
+    }
+
+    #[tokio::test]
+    async fn authorization_refusals_send_nobody_to_the_client_unasked() {
+        let server = Server::start().await;
+        let (email, _, _) = bootstrap_with_password(&server.db, "Careful Org");
+        let evil = "https://evil.example/cb";
+        let client_id = register_public(&server, "Evil", evil).await;
+        let (_, challenge) = pkce();
+        let good = request_params(&client_id, evil, &challenge);
+        let mut bad_type = good.clone();
+        bad_type[0].1 = "token";
+        let mut no_pkce = good.clone();
+        no_pkce.retain(|(k, _)| *k != "code_challenge");
+
+        // A visitor who is not logged in goes to the login page, whatever the request asks.
+        let mut visitor = Browser::new(&server);
+        for bad in [&bad_type, &no_pkce] {
+            let page = visitor.get(&authorize_path(bad)).await;
+            assert_eq!(page.status, StatusCode::SEE_OTHER);
+            let location = page.location.unwrap();
+            assert!(location.starts_with("/login?next="), "{location}");
+        }
+        // Logged in, the user sees the refusal with a link back, to follow or not.
+        let mut browser = Browser::new(&server);
+        browser.log_in(&email, PASSWORD).await;
+        for (bad, error) in [
+            (&bad_type, "unsupported_response_type"),
+            (&no_pkce, "invalid_request"),
+        ] {
+            let page = browser.get(&authorize_path(bad)).await;
+            assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.body);
+            assert!(page.location.is_none());
+            assert!(page.body.contains("Evil cannot connect this way"));
+            let back = query_of(&link_to(&page.body, evil));
+            assert_eq!(back["error"], error);
+            assert_eq!(back["state"], "s");
+            assert_eq!(back["iss"], server.url("").as_str());
+        }
+        // The consent form sent with such a request is answered the same way.
+        let csrf = browser.get("/connected-apps").await.csrf();
+        let mut form = vec![("_csrf", csrf.as_str()), ("decision", "allow")];
+        form.extend_from_slice(&no_pkce);
+        let page = browser.post("/oauth/authorize", &form).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST);
+        assert!(page.location.is_none());
+    }
+
+    #[tokio::test]
+    async fn the_token_endpoint_bounds_forms_and_clients_and_a_refresh_token_serves_once() {
+        let server = Server::start().await;
+        let (email, _, _) = bootstrap_with_password(&server.db, "Bounded Org");
+        let redirect = "http://127.0.0.1:9/cb";
+        let client_id = register_public(&server, "Bounded", redirect).await;
+
+        // A form past 16 KiB is refused unread; a repeated parameter among many is found.
+        let big = "x".repeat(17 * 1024);
+        let (status, body) = token_request(
+            &server,
+            &[("grant_type", "refresh_token"), ("refresh_token", &big)],
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (413, Some("invalid_request")),
+            "{body}"
+        );
+        let mut many: Vec<(String, &str)> = (0..1500).map(|i| (format!("p{i}"), "v")).collect();
+        many.push(("p7".into(), "again"));
+        let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        let (status, body) = token_request(&server, &many).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_request")),
+            "{body}"
+        );
+        assert_eq!(body["error_description"], "p7 is given more than once");
+
+        // A code of a request that named its redirect URI needs it named again (RFC 6749
+        // §4.1.3); a code of one that left the only registered URI implied does not.
+        let mut browser = Browser::new(&server);
+        browser.log_in(&email, PASSWORD).await;
+        let (verifier, challenge) = pkce();
+        let params = request_params(&client_id, redirect, &challenge);
+        let mut exchange = async |params: &[(&str, &str)]| {
+            let back = query_of(&consent(&mut browser, params, "allow").await);
+            token_request(
+                &server,
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", &back["code"]),
+                    ("client_id", &client_id),
+                    ("code_verifier", &verifier),
+                ],
+            )
+            .await
+        };
+        let (status, body) = exchange(&params).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_request")),
+            "{body}"
+        );
+        assert!(
+            body["error_description"]
+                .as_str()
+                .unwrap()
+                .starts_with("redirect_uri is required")
+        );
+        let implied: Vec<_> = params
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != "redirect_uri")
+            .collect();
+        let (status, first) = exchange(&implied).await;
+        assert_eq!(status, 200, "{first}");
+
+        // A refresh ends the access token it replaces at once.
+        let old_access = first["access_token"].as_str().unwrap();
+        assert_eq!(mcp(&server, old_access, read_me()).await.0, 200);
+        let (status, second) = token_request(&server, &refresh_form(&client_id, &first)).await;
+        assert_eq!(status, 200, "{second}");
+        assert_eq!(mcp(&server, old_access, read_me()).await.0, 401);
+        let access = second["access_token"].as_str().unwrap();
+        assert_eq!(mcp(&server, access, read_me()).await.0, 200);
+
+        // Refreshes with one token at once: exactly one gets tokens, and the others, a reuse,
+        // revoke the grant (the winner's new tokens with it).
+        let form = refresh_form(&client_id, &second);
+        let (a, b, c, d) = tokio::join!(
+            token_request(&server, &form),
+            token_request(&server, &form),
+            token_request(&server, &form),
+            token_request(&server, &form),
+        );
+        let answers = [a, b, c, d];
+        let won: Vec<_> = answers
+            .iter()
+            .filter(|(status, _)| *status == 200)
+            .collect();
+        assert_eq!(won.len(), 1, "{answers:?}");
+        for (status, body) in answers.iter().filter(|(status, _)| *status != 200) {
+            assert_eq!(
+                (*status, body["error"].as_str()),
+                (400, Some("invalid_grant")),
+                "{body}"
+            );
+        }
+        let winner = &won[0].1;
+        let winner_access = winner["access_token"].as_str().unwrap();
+        assert_eq!(mcp(&server, winner_access, read_me()).await.0, 401);
+        assert_eq!(mcp(&server, access, read_me()).await.0, 401);
+        let (status, _) = token_request(&server, &refresh_form(&client_id, winner)).await;
+        assert_eq!(status, 400);
+
+        // Past 60 token requests a minute, a client is told when to come back.
+        let eager = register_public(&server, "Eager", redirect).await;
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "mcpr_nothing"),
+            ("client_id", eager.as_str()),
+        ];
+        let http = reqwest::Client::new();
+        let mut allowed = 0;
+        let limited = loop {
+            let response = http
+                .post(server.url("/oauth/token"))
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            if response.status() == StatusCode::TOO_MANY_REQUESTS {
+                break response;
+            }
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+            allowed += 1;
+            assert!(allowed < 80, "no 429 after {allowed} token requests");
+        };
+        assert!(allowed >= 60, "{allowed}");
+        let retry: u64 = limited.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(retry >= 1);
+        let body: Value = limited.json().await.unwrap();
+        assert_eq!(body["error"], "temporarily_unavailable");
+        // Another client is not held back.
+        let (status, _) = token_request(&server, &refresh_form(&client_id, winner)).await;
+        assert_eq!(status, 400);
+    }
+
+    /// The revocation forms of a Connected assistants page, in order: their actions.
+    fn revoke_actions(body: &str) -> Vec<String> {
+        body.match_indices("action=\"/connected-apps/")
+            .map(|(at, _)| {
+                body[at + "action=\"".len()..]
+                    .chars()
+                    .take_while(|c| *c != '"')
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn connected_assistants_are_listed_and_revoked_in_the_web_ui() {
+        let server = Server::start().await;
+        let (email, _, _) = bootstrap_with_password(&server.db, "Listing Org");
+        let redirect = "https://assistant.example/cb";
+        let client_id = register_public(&server, "Helper <i>bot</i>", redirect).await;
+        let mut owner = Browser::new(&server);
+        owner.log_in(&email, PASSWORD).await;
+        let member_email = user_with_password(&server, &mut owner, "member").await;
+        let mut member = Browser::new(&server);
+        member.log_in(&member_email, PASSWORD).await;
+
+        // The consent page says where access is revoked; any role may consent.
+        let (_, challenge) = pkce();
+        let page = member
+            .get(&authorize_path(&request_params(
+                &client_id, redirect, &challenge,
+            )))
+            .await;
+        assert!(
+            page.body.contains("href=\"/connected-apps\""),
+            "{}",
+            page.body
+        );
+        let owners = connect(&server, &mut owner, &client_id, redirect).await;
+        let members = connect(&server, &mut member, &client_id, redirect).await;
+        let owner_access = owners["access_token"].as_str().unwrap();
+        let member_access = members["access_token"].as_str().unwrap();
+
+        // A member sees their own grant; the owner theirs and everyone else's.
+        let page = member.get("/connected-apps").await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(page.body.contains("Helper &lt;i&gt;bot&lt;/i&gt;"));
+        assert!(page.body.contains("assistant.example"));
+        assert!(
+            page.body.contains("href=\"/connected-apps\""),
+            "in the menu"
+        );
+        assert_eq!(revoke_actions(&page.body).len(), 1, "{}", page.body);
+        let member_csrf = page.csrf();
+        let page = owner.get("/connected-apps").await;
+        assert!(page.body.contains(&member_email));
+        let actions = revoke_actions(&page.body);
+        assert_eq!(actions.len(), 2, "{}", page.body);
+        let (owner_grant, member_grant) = (&actions[0], &actions[1]);
+        let owner_csrf = page.csrf();
+
+        // Another user's grant is not the member's to revoke.
+        let page = member.post(owner_grant, &[("_csrf", &member_csrf)]).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND);
+        assert_eq!(mcp(&server, owner_access, read_me()).await.0, 200);
+
+        // Revoked from the page, the access token is refused at once, the refresh token too.
+        let page = owner.post(member_grant, &[("_csrf", &owner_csrf)]).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+        assert_eq!(page.location.as_deref(), Some("/connected-apps"));
+        assert_eq!(mcp(&server, member_access, read_me()).await.0, 401);
+        let (status, body) = token_request(&server, &refresh_form(&client_id, &members)).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{body}"
+        );
+        let page = member.get("/connected-apps").await;
+        assert!(revoke_actions(&page.body).is_empty(), "{}", page.body);
+        let page = member.post(owner_grant, &[("_csrf", &member_csrf)]).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND);
+
+        let page = owner.post(owner_grant, &[("_csrf", &owner_csrf)]).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+        assert_eq!(mcp(&server, owner_access, read_me()).await.0, 401);
+        let page = owner.get("/connected-apps").await;
+        assert!(revoke_actions(&page.body).is_empty(), "{}", page.body);
     }
 }

@@ -9,19 +9,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::harness::{BASE, Server};
-
-/// Whether a tool is here; in CI it must be.
-fn tool_ready(what: &str, ready: bool) -> bool {
-    if !ready {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must run this test: {what} is missing"
-        );
-        eprintln!("\n!!! SKIPPED: {what} is missing !!!\n");
-    }
-    ready
-}
+use crate::harness::{BASE, Server, tool_ready};
 
 async fn served_document(server: &Server) -> Value {
     server

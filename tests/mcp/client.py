@@ -6,7 +6,9 @@ writes what it saw as JSON, for tests/it/mcp.rs to check.
 PLAN: {"url", "ownerKey", "viewerKey", "logTime": {...}, "ambiguous": {...}} for the fixed
 script, or {"url", "ownerKey", "viewerKey", "calls": [[as, label, tool, arguments], ...]}: tool
 calls in order, as "owner" or "viewer"; a text "${label.field}" in arguments is the field of an
-earlier call's result. With "listTools": true the owner's tools are reported under "tools".
+earlier call's result. An entry {"together": [[as, label, tool, arguments], ...]} (all as the
+same user) sends its calls at once in that user's session, as an assistant sending parallel tool
+calls does. With "listTools": true the owner's tools are reported under "tools".
 """
 
 import asyncio
@@ -101,19 +103,29 @@ def substitute(value, seen):
     return value
 
 
+def caller(entry):
+    """Who sends a plan entry: a call's first field, or that of a group's first call."""
+    return entry["together"][0][0] if isinstance(entry, dict) else entry[0]
+
+
 async def scripted(plan):
     seen = {}
     for who in ("owner", "viewer"):
-        calls = [c for c in plan["calls"] if c[0] == who]
-        if not calls:
+        entries = [e for e in plan["calls"] if caller(e) == who]
+        if not entries:
             continue
 
-        async def work(session, calls=calls, who=who):
+        async def work(session, entries=entries, who=who):
             await session.initialize()
             if who == "owner" and plan.get("listTools"):
                 seen["tools"] = await listed_tools(session)
-            for _, label, tool, arguments in calls:
-                seen[label] = tool_result(await session.call_tool(tool, substitute(arguments, seen)))
+            for entry in entries:
+                group = entry["together"] if isinstance(entry, dict) else [entry]
+                results = await asyncio.gather(
+                    *(session.call_tool(tool, substitute(arguments, seen)) for _, _, tool, arguments in group)
+                )
+                for (_, label, _, _), result in zip(group, results):
+                    seen[label] = tool_result(result)
 
         await session_as(plan[who + "Key"], plan["url"], work)
     return seen

@@ -79,18 +79,16 @@ try {
   await page.getByLabel('Name', { exact: true }).fill('New customer → project');
   await page.getByLabel('Trigger', { exact: true }).selectOption({ label: 'New Customer' });
   await page.getByLabel('Action', { exact: true }).selectOption('create_project');
-  await page.waitForSelector('[name="steps[0].input.customerId"]');
+  await page.waitForSelector('[name="steps[0].input.name"]');
   report.builderKeptName = await page.getByLabel('Name', { exact: true }).first().inputValue();
   report.stepKey = await page.getByLabel('Step key', { exact: true }).inputValue();
   report.builderFields = await page.locator('.step .inputs label').allTextContents();
-  // Variables are inserted where the cursor is.
-  await page.locator('[name="steps[0].input.customerId"]').click();
-  await page.getByRole('button', { name: 'trigger.id', exact: true }).click();
+  // The customer picker starts on the trigger's customer, the one source of a customer here.
   const projectName = page.locator('[name="steps[0].input.name"]');
   // First a template that does not parse: the error must land on this field.
   await projectName.fill('Project for {{trigger.name');
   await page.getByRole('button', { name: 'Create flow' }).click();
-  await page.waitForLoadState();
+  await page.waitForSelector('#s0-name-err');
   report.fieldError = {
     invalid: await page.locator('[name="steps[0].input.name"]').getAttribute('aria-invalid'),
     message: await text(page.locator('#s0-name-err')),
@@ -98,7 +96,7 @@ try {
   };
   await shot('06-flow-builder-error');
   await page.locator('[name="steps[0].input.name"]').fill('Project for ');
-  await page.getByRole('button', { name: 'trigger.name', exact: true }).click();
+  await page.locator('.step:not(.trigger) [data-insert="trigger.name"]').click();
   report.projectTemplate = await page.locator('[name="steps[0].input.name"]').inputValue();
   await shot('07-flow-builder');
   await page.getByRole('button', { name: 'Create flow' }).click();
@@ -122,7 +120,7 @@ try {
     stepError: await text(page.locator('.step-result .alert').first()),
   };
   await shot('08b-sample-run-failed');
-  await page.getByRole('button', { name: 'Replay' }).click();
+  await page.getByRole('button', { name: 'Replay', exact: true }).click();
   await page.waitForURL(/\/runs\/run_/);
   report.replayNotice = await text(page.getByRole('status'));
 
@@ -180,7 +178,7 @@ try {
   }
   report.deliveryAttempts = await page.locator('.delivery tbody tr').count();
   report.deliveryError = await text(page.locator('.delivery td.error-text').first());
-  await page.getByRole('button', { name: /^Retry the/ }).first().click();
+  await page.getByRole('button', { name: /^Retry now: the / }).first().click();
   await page.waitForLoadState();
   report.retryNotice = await text(page.getByRole('status'));
   await page.getByRole('button', { name: 'Rotate secret' }).click();

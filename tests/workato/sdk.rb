@@ -8,6 +8,7 @@
 #   `.payload` and `.after_response` change it first; a relative URL is put after `base_uri`;
 #   `authorization.apply` adds its headers to every request; a status of 400 or more raises
 #   unless `after_response` reads it;
+# - `error(message)` stops the lambda with that message;
 # - `poll(connection, input, closure)` returns `{ events:, next_poll:, can_poll_more: }`; the
 #   platform stores `next_poll` and gives it back as the next closure (a stored timestamp comes
 #   back as a Time, as Workato does); `dedup` keeps an event from starting a job twice;
@@ -175,6 +176,11 @@ module WorkatoSdk
 
     def delete(url, payload = nil)
       Request.new(self, 'delete', url, payload: payload)
+    end
+
+    # The SDK's way for a lambda to fail with a message.
+    def error(message)
+      raise message.to_s
     end
 
     # Inside `authorization.apply`: the headers every request gets.

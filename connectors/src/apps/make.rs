@@ -41,9 +41,16 @@ pub const FILL_ME: &str = "-FILL-ME-";
 /// The project file of the extension.
 pub const PROJECT_FILE: &str = "makecomapp.json";
 
-/// The error type Make gives a failed request, by status: it retries rate limits and connection
-/// errors, and stops on data errors.
-const ERROR_TYPE: &str = "{{if(statusCode == 429, 'RateLimitError', if(statusCode >= 500, 'ConnectionError', 'DataError'))}}";
+/// The error type Make gives a failed request to this API, by status: it retries rate limits and
+/// connection errors, stops on data errors, and on a refused key (401) raises
+/// `AccountValidationError`, Make's documented type for credentials to review in the
+/// connection. A 403 is a role or plan the key lacks, which a new connection would not change: a
+/// data error.
+const ERROR_TYPE: &str = "{{if(statusCode == 401, 'AccountValidationError', if(statusCode == 429, 'RateLimitError', if(statusCode >= 500, 'ConnectionError', 'DataError')))}}";
+
+/// The error type of the HTTP module's request to another server, whose 401 says nothing
+/// about the connection.
+const OTHER_SERVER_ERROR_TYPE: &str = "{{if(statusCode == 429, 'RateLimitError', if(statusCode >= 500, 'ConnectionError', 'DataError'))}}";
 
 /// `{{input.x}}` → `{{parameters.x}}`; in paths each value is URL-encoded.
 fn iml(template: &str, encode: bool) -> String {
@@ -152,10 +159,15 @@ fn interface(sample: &Value) -> Value {
     Value::Array(fields)
 }
 
-/// Whether a URL the HTTP module calls is on the connection's server: a path (Make puts the base
-/// URL before it) or a URL under the connection's server URL.
-const ON_CONNECTION_SERVER: &str =
-    "indexOf(parameters.url, '/') == 0 || indexOf(parameters.url, connection.baseUrl + '/') == 0";
+/// Whether the URL the HTTP module calls is absolute: anything else (`/me`, `customers`) is a
+/// path Make puts after the base URL.
+const ABSOLUTE_URL: &str = "indexOf(lower(parameters.url), 'http://') == 0 || indexOf(lower(parameters.url), 'https://') == 0";
+
+/// Whether a URL the HTTP module calls is on the connection's server: a path, with or without
+/// its leading `/`, or a URL under the connection's server URL.
+fn on_connection_server() -> String {
+    format!("!({ABSOLUTE_URL}) || indexOf(parameters.url, connection.baseUrl + '/') == 0")
+}
 
 fn action_communication(action: &ActionManifest) -> Value {
     let spec = &action.request;
@@ -210,17 +222,25 @@ fn action_communication(action: &ActionManifest) -> Value {
 /// API key (and none of the headers given, which Make cannot merge with it), or elsewhere with
 /// the headers given and no key.
 fn any_url(request: Map<String, Value>) -> Value {
+    let on_server = on_connection_server();
     let mut own = request.clone();
+    own.insert("condition".into(), json!(format!("{{{{{on_server}}}}}")));
+    // A path given without its leading `/` (`customers`) still goes under the base URL's path.
     own.insert(
-        "condition".into(),
-        json!(format!("{{{{{ON_CONNECTION_SERVER}}}}}")),
+        "url".into(),
+        json!(format!(
+            "{{{{if(!({ABSOLUTE_URL}) && indexOf(parameters.url, '/') != 0, '/' + parameters.url, parameters.url)}}}}"
+        )),
     );
     own.insert("headers".into(), api_headers());
     let mut elsewhere = request;
-    elsewhere.insert(
-        "condition".into(),
-        json!(format!("{{{{!({ON_CONNECTION_SERVER})}}}}")),
-    );
+    elsewhere.insert("condition".into(), json!(format!("{{{{!({on_server})}}}}")));
+    if let Some(response) = elsewhere.get_mut("response").and_then(Value::as_object_mut) {
+        response.insert(
+            "error".into(),
+            json!({"message": "[{{statusCode}}] {{body.error.message}}", "type": OTHER_SERVER_ERROR_TYPE}),
+        );
+    }
     json!([own, elsewhere])
 }
 
@@ -344,91 +364,129 @@ impl Project {
     }
 }
 
-/// The app's files, by path.
+/// The app's files, by path: the base, the connection, an RPC per dropdown, a module per action,
+/// a polling module, a webhook and an instant module per trigger, the groups, and the
+/// extension's `makecomapp.json`.
 pub fn files(
     manifests: &Manifests,
     version: &str,
 ) -> Result<BTreeMap<String, String>, ExportError> {
     check(manifests)?;
-    let mut project = Project {
-        files: BTreeMap::new(),
-        components: [
-            "connection",
-            "webhook",
-            "module",
-            "rpc",
-            "function",
-            "endpoint",
-        ]
-        .into_iter()
-        .map(|k| (k.to_owned(), json!({})))
-        .collect(),
-    };
-    project.files.insert(
-        "general/base.iml.json".into(),
-        pretty(&json!({
-            "baseUrl": format!("{{{{connection.baseUrl}}}}{API_BASE}"),
-            "response": {"error": {"message": "[{{statusCode}}] {{body.error.message}}", "type": ERROR_TYPE}},
-            "log": {"sanitize": ["request.headers.x-api-key"]}
-        })),
-    );
-    // The extension's "common" code (secrets shared by the app) is left out, as it advises.
-    project.add(
-        "connection",
-        CONNECTION,
-        json!({"label": "timix", "connectionType": "basic", "codeFiles": {"common": null}}),
-        vec![
-            (
-                "communication",
-                json!({
-                    "url": format!("{{{{parameters.baseUrl}}}}{API_BASE}/me"),
-                    "method": "GET",
-                    "headers": {"X-Api-Key": "{{parameters.apiKey}}"},
-                    "response": {
-                        "metadata": {"type": "text", "value": "{{body.organization.name}} ({{body.user.email}})"},
-                        "error": {"message": "[{{statusCode}}] {{body.error.message}}", "type": ERROR_TYPE}
-                    },
-                    "log": {"sanitize": ["request.headers.x-api-key"]}
-                }),
-            ),
-            (
-                "params",
-                json!([
-                    {"name": "baseUrl", "type": "url", "label": "Server URL", "required": true,
-                     "help": "Where your timix server is reached, for example https://timix.example.com."},
-                    {"name": "apiKey", "type": "password", "label": "API key", "required": true,
-                     "help": "A key created in timix; it starts with bbl_."}
-                ]),
-            ),
-        ],
-    );
+    let mut project = Project::new();
+    project.add_base();
+    project.add_connection();
+    let rpcs = project.add_rpcs(manifests);
+    let mut groups: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for action in manifests.actions.values() {
+        let (group, name) = project.add_action(action, &rpcs);
+        groups.entry(group).or_default().push(name);
+    }
+    for trigger in manifests.triggers.values() {
+        let modules = project.add_trigger(trigger);
+        groups.entry("Triggers").or_default().extend(modules);
+    }
+    project.add_groups(groups);
+    project.files.insert("README.md".into(), readme(version));
+    // The extension keeps the Make API token in `.secrets/`: never in git.
+    project
+        .files
+        .insert(".gitignore".into(), ".secrets/\n".into());
+    project.add_makecomapp();
+    Ok(project.files)
+}
 
-    let mut rpcs = BTreeMap::new();
-    for lookup in lookups(manifests) {
-        let name = camel(&format!("list_{}", lookup.key.replace('-', "_")));
-        project.add(
-            "rpc",
-            &name,
-            json!({"label": format!("List {}", lookup.noun), "connection": CONNECTION}),
+impl Project {
+    /// No files yet, and no component of any kind the extension's schema allows.
+    fn new() -> Self {
+        Project {
+            files: BTreeMap::new(),
+            components: ["connection", "webhook", "module", "rpc", "function"]
+                .into_iter()
+                .map(|k| (k.to_owned(), json!({})))
+                .collect(),
+        }
+    }
+
+    /// The base every module's request starts from: the API's URL and its errors.
+    fn add_base(&mut self) {
+        self.files.insert(
+            "general/base.iml.json".into(),
+            pretty(&json!({
+                "baseUrl": format!("{{{{connection.baseUrl}}}}{API_BASE}"),
+                "response": {"error": {"message": "[{{statusCode}}] {{body.error.message}}", "type": ERROR_TYPE}},
+                "log": {"sanitize": ["request.headers.x-api-key"]}
+            })),
+        );
+    }
+
+    /// The connection: a server URL and an API key, tested against `/me`. The extension's
+    /// "common" code (secrets shared by the app) is left out, as it advises.
+    fn add_connection(&mut self) {
+        self.add(
+            "connection",
+            CONNECTION,
+            json!({"label": "timix", "connectionType": "basic", "codeFiles": {"common": null}}),
             vec![
                 (
                     "communication",
                     json!({
-                        "url": lookup.list,
+                        "url": format!("{{{{parameters.baseUrl}}}}{API_BASE}/me"),
                         "method": "GET",
-                        "headers": api_headers(),
-                        "qs": {"sort": "name", "pageSize": "100"},
-                        "response": {"iterate": "{{body.items}}", "output": {"label": "{{item.name}}", "value": "{{item.id}}"}}
+                        "headers": {"X-Api-Key": "{{parameters.apiKey}}"},
+                        "response": {
+                            "metadata": {"type": "text", "value": "{{body.organization.name}} ({{body.user.email}})"},
+                            "error": {"message": "[{{statusCode}}] {{body.error.message}}", "type": ERROR_TYPE}
+                        },
+                        "log": {"sanitize": ["request.headers.x-api-key"]}
                     }),
                 ),
-                ("params", json!([])),
+                (
+                    "params",
+                    json!([
+                        {"name": "baseUrl", "type": "url", "label": "Server URL", "required": true,
+                         "help": "Where your timix server is reached, for example https://timix.example.com."},
+                        {"name": "apiKey", "type": "password", "label": "API key", "required": true,
+                         "help": "A key created in timix; it starts with bbl_."}
+                    ]),
+                ),
             ],
         );
-        rpcs.insert(lookup.key.clone(), name);
     }
 
-    let mut groups: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for action in manifests.actions.values() {
+    /// An RPC per dropdown; the RPC's name by lookup key.
+    fn add_rpcs(&mut self, manifests: &Manifests) -> BTreeMap<String, String> {
+        let mut rpcs = BTreeMap::new();
+        for lookup in lookups(manifests) {
+            let name = camel(&format!("list_{}", lookup.key.replace('-', "_")));
+            self.add(
+                "rpc",
+                &name,
+                json!({"label": format!("List {}", lookup.noun), "connection": CONNECTION}),
+                vec![
+                    (
+                        "communication",
+                        json!({
+                            "url": lookup.list,
+                            "method": "GET",
+                            "headers": api_headers(),
+                            "qs": {"sort": "name", "pageSize": "100"},
+                            "response": {"iterate": "{{body.items}}", "output": {"label": "{{item.name}}", "value": "{{item.id}}"}}
+                        }),
+                    ),
+                    ("params", json!([])),
+                ],
+            );
+            rpcs.insert(lookup.key.clone(), name);
+        }
+        rpcs
+    }
+
+    /// The module of an action; its group (`Actions` or `Searches`) and name.
+    fn add_action(
+        &mut self,
+        action: &ActionManifest,
+        rpcs: &BTreeMap<String, String>,
+    ) -> (&'static str, String) {
         let name = camel(&action.key);
         let (kind, crud) = match action.kind {
             ActionKind::Search => ("search", None),
@@ -438,14 +496,14 @@ pub fn files(
         };
         let parameters: Vec<Value> = fields(&action.input)
             .iter()
-            .map(|f| parameter(f, &rpcs))
+            .map(|f| parameter(f, rpcs))
             .collect();
         let mut metadata = json!({"label": action.label, "description": action.description,
                                   "moduleType": kind, "connection": CONNECTION});
         if let Some(crud) = crud {
             metadata["actionCrud"] = json!(crud);
         }
-        project.add(
+        self.add(
             "module",
             &name,
             metadata,
@@ -463,11 +521,14 @@ pub fn files(
         } else {
             "Actions"
         };
-        groups.entry(group).or_default().push(name);
+        (group, name)
     }
-    for trigger in manifests.triggers.values() {
+
+    /// A trigger's polling module, its webhook on `/hooks` and the instant module on that
+    /// webhook; the two modules' names.
+    fn add_trigger(&mut self, trigger: &TriggerManifest) -> [String; 2] {
         let watch = camel(&format!("watch_{}", trigger.key));
-        project.add(
+        self.add(
             "module",
             &watch,
             json!({"label": format!("Watch {}", trigger.label), "description": trigger.description,
@@ -482,40 +543,15 @@ pub fn files(
                 ("scope", json!([])),
             ],
         );
-
         let hook = camel(&format!("{}_hook", trigger.key));
-        project.add(
+        self.add(
             "webhook",
             &hook,
             json!({"label": trigger.label, "webhookType": "web", "connection": CONNECTION}),
-            vec![
-                ("communication", json!({"output": "{{body.data}}"})),
-                ("params", json!([])),
-                (
-                    "attach",
-                    json!({
-                        "url": "/hooks",
-                        "method": "POST",
-                        "headers": api_headers(),
-                        "body": {"targetUrl": "{{webhook.url}}", "event": trigger.event},
-                        "type": "json",
-                        "response": {"data": {"externalHookId": "{{body.id}}"}}
-                    }),
-                ),
-                (
-                    "detach",
-                    json!({
-                        "url": "/hooks/{{encodeURL(webhook.externalHookId)}}",
-                        "method": "DELETE",
-                        "headers": api_headers()
-                    }),
-                ),
-                ("update", json!({})),
-                ("requiredScope", json!([])),
-            ],
+            webhook_codes(trigger),
         );
         let instant = camel(&format!("{}_instant", trigger.key));
-        project.add(
+        self.add(
             "module",
             &instant,
             json!({"label": format!("{} (Instant)", trigger.label), "description": trigger.description,
@@ -529,49 +565,74 @@ pub fn files(
                 ("samples", trigger.sample.clone()),
             ],
         );
-        groups
-            .entry("Triggers")
-            .or_default()
-            .extend([watch, instant]);
+        [watch, instant]
     }
-    let groups: Vec<Value> = ["Triggers", "Actions", "Searches"]
-        .into_iter()
-        .filter_map(|label| {
-            groups
-                .remove(label)
-                .map(|modules| json!({"label": label, "modules": modules}))
-        })
-        .collect();
-    project
-        .files
-        .insert("modules/groups.json".into(), pretty(&json!(groups)));
-    project.files.insert("README.md".into(), readme(version));
-    // The extension keeps the Make API token in `.secrets/`: never in git.
-    project
-        .files
-        .insert(".gitignore".into(), ".secrets/\n".into());
 
-    let makecomapp = json!({
-        "fileVersion": 1,
-        "generalCodeFiles": {
-            "base": "general/base.iml.json",
-            "common": null,
-            "readme": "README.md",
-            "groups": "modules/groups.json"
-        },
-        "components": project.components,
-        "origins": [{
-            "label": "timix in Make",
-            "baseUrl": "https://eu1.make.com/api",
-            "appId": FILL_ME,
-            "appVersion": 1,
-            "apikeyFile": API_KEY_FILE
-        }]
-    });
-    project
-        .files
-        .insert(PROJECT_FILE.into(), pretty(&makecomapp));
-    Ok(project.files)
+    /// `modules/groups.json`: triggers, actions and searches, in that order.
+    fn add_groups(&mut self, mut groups: BTreeMap<&str, Vec<String>>) {
+        let groups: Vec<Value> = ["Triggers", "Actions", "Searches"]
+            .into_iter()
+            .filter_map(|label| {
+                groups
+                    .remove(label)
+                    .map(|modules| json!({"label": label, "modules": modules}))
+            })
+            .collect();
+        self.files
+            .insert("modules/groups.json".into(), pretty(&json!(groups)));
+    }
+
+    /// The extension's project file: the general code files, the components, and an origin
+    /// for the user to point at their app in Make.
+    fn add_makecomapp(&mut self) {
+        let makecomapp = json!({
+            "fileVersion": 1,
+            "generalCodeFiles": {
+                "base": "general/base.iml.json",
+                "common": null,
+                "readme": "README.md",
+                "groups": "modules/groups.json"
+            },
+            "components": self.components,
+            "origins": [{
+                "label": "timix in Make",
+                "baseUrl": "https://eu1.make.com/api",
+                "appId": FILL_ME,
+                "appVersion": 1,
+                "apikeyFile": API_KEY_FILE
+            }]
+        });
+        self.files.insert(PROJECT_FILE.into(), pretty(&makecomapp));
+    }
+}
+
+/// A trigger's webhook: it gives the delivered record, and attaches and detaches a REST hook.
+fn webhook_codes(trigger: &TriggerManifest) -> Vec<(&'static str, Value)> {
+    vec![
+        ("communication", json!({"output": "{{body.data}}"})),
+        ("params", json!([])),
+        (
+            "attach",
+            json!({
+                "url": "/hooks",
+                "method": "POST",
+                "headers": api_headers(),
+                "body": {"targetUrl": "{{webhook.url}}", "event": trigger.event},
+                "type": "json",
+                "response": {"data": {"externalHookId": "{{body.id}}"}}
+            }),
+        ),
+        (
+            "detach",
+            json!({
+                "url": "/hooks/{{encodeURL(webhook.externalHookId)}}",
+                "method": "DELETE",
+                "headers": api_headers()
+            }),
+        ),
+        ("update", json!({})),
+        ("requiredScope", json!([])),
+    ]
 }
 
 fn readme(version: &str) -> String {

@@ -1,7 +1,8 @@
 //! The Workato connector (`timix export workato --out DIR` writes `connector.rb`), in Workato's
 //! connector SDK: a connection (server URL and API key, `apply` adding the key, `base_uri`), a
-//! `test` against `/me`, a trigger per trigger manifest (`poll` on an `updatedSince` cursor kept
-//! in the closure as ISO 8601 text, `dedup`, and `webhook_subscribe`/`webhook_unsubscribe`/
+//! `test` against `/me`, a trigger per trigger manifest (`poll`: new records on a `createdSince`
+//! cursor in creation order, changes on `updatedSince` and the `X-Sync-Watermark` the API gives
+//! back, the position kept in the closure as ISO 8601 text; `dedup`; and `webhook_subscribe`/`webhook_unsubscribe`/
 //! `webhook_notification` on `/hooks`), an action per action manifest on this API (`execute`
 //! performs its request and returns what its `output_fields` declare: a search the record it
 //! found; `http_request` is left out: `apply` would give the key to any host), `pick_lists` for
@@ -392,26 +393,12 @@ pub fn source(manifests: &Manifests, version: &str) -> Result<String, ExportErro
             w,
             "        since = (closure.presence || input['since'].presence || 1.hour.ago).to_time.utc.iso8601(3)"
         );
-        let _ = writeln!(
-            w,
-            "        page = get({}, updatedSince: since, pageSize: 100{fixed})",
-            ruby_string(path.trim_start_matches('/'))
-        );
-        let _ = writeln!(w, "        listed = page['items'] || []");
-        if !trigger.updated && !trigger.list.contains('?') {
-            let _ = writeln!(
-                w,
-                "        records = listed.select {{ |record| record['createdAt'].to_time >= since.to_time }}"
-            );
+        let path = ruby_string(path.trim_start_matches('/'));
+        if trigger.updated || trigger.list.contains('?') {
+            poll_changes(w, &path, &fixed);
         } else {
-            let _ = writeln!(w, "        records = listed");
+            poll_new(w, &path);
         }
-        // The list is in `updatedAt` order: the next page starts at the last record listed.
-        let _ = writeln!(w, "        last = listed.last");
-        let _ = writeln!(
-            w,
-            "        next_poll = last ? last['updatedAt'].to_time.utc.iso8601(3) : since"
-        );
         let _ = writeln!(
             w,
             "        {{ events: records, next_poll: next_poll, can_poll_more: page['hasMore'] == true }}"
@@ -494,6 +481,50 @@ pub fn files(
 
 pub fn write(manifests: &Manifests, version: &str, out: &Path) -> Result<(), ExportError> {
     super::write_files(out, &files(manifests, version)?)
+}
+
+/// The body of a new-record trigger's `poll`: records created since the position, oldest first,
+/// the position moving to the last one's `createdAt`. An update never moves a record out of
+/// this order, so none is skipped across pages; the position is inclusive and `dedup` drops
+/// the record seen again at the edge.
+fn poll_new(w: &mut String, path: &str) {
+    let _ = writeln!(
+        w,
+        "        page = get({path}, createdSince: since, sort: 'createdAt', pageSize: 100)"
+    );
+    let _ = writeln!(w, "        records = page['items'] || []");
+    let _ = writeln!(w, "        last = records.last");
+    let _ = writeln!(
+        w,
+        "        next_poll = last ? last['createdAt'].to_time.utc.iso8601(3) : since"
+    );
+}
+
+/// The body of a change trigger's `poll` (and of one that watches records entering a state):
+/// records updated since the position, in `updatedAt` order, the position moving to the
+/// `X-Sync-Watermark` the API answers with (API §2), which also holds back for writes still
+/// committing.
+fn poll_changes(w: &mut String, path: &str, fixed: &str) {
+    let _ = writeln!(
+        w,
+        "        answer = get({path}, updatedSince: since, pageSize: 100{fixed}).after_response do |code, body, headers|"
+    );
+    let _ = writeln!(
+        w,
+        "          error(\"#{{code}}: #{{body}}\") if code.to_i >= 400"
+    );
+    let _ = writeln!(
+        w,
+        "          mark = (headers || {{}}).find {{ |name, _| name.to_s.downcase == 'x-sync-watermark' }}&.last"
+    );
+    let _ = writeln!(
+        w,
+        "          {{ 'page' => body, 'mark' => Array(mark).first }}"
+    );
+    let _ = writeln!(w, "        end");
+    let _ = writeln!(w, "        page = answer['page'] || {{}}");
+    let _ = writeln!(w, "        records = page['items'] || []");
+    let _ = writeln!(w, "        next_poll = answer['mark'].presence || since");
 }
 
 #[cfg(test)]

@@ -86,18 +86,6 @@ pub async fn claim(
     path: &str,
 ) -> Result<Outcome> {
     check_key(key)?;
-    let now = now_ms();
-    let inserted = Sql::new(
-        "INSERT INTO idempotency_keys (api_key_id, idem_key, request_hash, state, created_at, updated_at) \
-         VALUES (?, ?, ?, 'running', ?, ?) ON CONFLICT (api_key_id, idem_key) DO NOTHING",
-    )
-    .arg(api_key_id)
-    .arg(key)
-    .arg(request_hash)
-    .arg(now)
-    .arg(now)
-    .execute(db)
-    .await?;
     let fresh = || {
         Outcome::Fresh(Claim {
             api_key_id: api_key_id.to_owned(),
@@ -105,15 +93,36 @@ pub async fn claim(
             path: path.to_owned(),
         })
     };
-    if inserted == 1 {
-        return Ok(fresh());
-    }
-    let row = Sql::new("SELECT * FROM idempotency_keys WHERE api_key_id = ? AND idem_key = ?")
+    // The key is either inserted here or read back; a row purged in between (its retention
+    // ended) is inserted again.
+    let mut attempts = 0;
+    let (now, row) = loop {
+        let now = now_ms();
+        let inserted = Sql::new(
+            "INSERT INTO idempotency_keys (api_key_id, idem_key, request_hash, state, created_at, updated_at) \
+             VALUES (?, ?, ?, 'running', ?, ?) ON CONFLICT (api_key_id, idem_key) DO NOTHING",
+        )
         .arg(api_key_id)
         .arg(key)
-        .fetch_optional(db)
-        .await?
-        .ok_or_else(|| Error::conflict("the idempotency key changed hands; retry"))?;
+        .arg(request_hash)
+        .arg(now)
+        .arg(now)
+        .execute(db)
+        .await?;
+        if inserted == 1 {
+            return Ok(fresh());
+        }
+        let row = Sql::new("SELECT * FROM idempotency_keys WHERE api_key_id = ? AND idem_key = ?")
+            .arg(api_key_id)
+            .arg(key)
+            .fetch_optional(db)
+            .await?;
+        match row {
+            Some(row) => break (now, row),
+            None if attempts < 3 => attempts += 1,
+            None => return Err(Error::conflict("the idempotency key changed hands; retry")),
+        }
+    };
     if row::get_str(&row, "request_hash")? != request_hash {
         return Err(Error::IdempotencyKeyReused);
     }

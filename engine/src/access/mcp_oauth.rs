@@ -7,14 +7,15 @@
 //! A token acts as the user who consented, with their current role in their organization, as a
 //! web session does: a role change applies at once, and a removed or deactivated user's tokens
 //! stop working. Refresh tokens rotate; one presented twice revokes its whole grant, and so does
-//! an authorization code presented twice (OAuth 2.1 §4.1.3, §4.3.1).
+//! an authorization code presented twice (OAuth 2.1 §4.1.3, §4.3.1). Users see and revoke their
+//! grants in the web UI ([`grants`], [`revoke_grant_as`]), admins everyone's.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::access::auth::{Actor, ApiKeyRef, acting_user, hash_key};
+use crate::access::auth::{Actor, ApiKeyRef, Role, acting_user, hash_key};
 use crate::error::{Error, Result};
 use crate::store::clock::{Millis, now_ms};
 use crate::store::db::{Db, Sql, Tx, row};
@@ -112,6 +113,17 @@ impl Refusal {
 /// What an OAuth request comes to: done, or refused with a reason the client is told.
 pub type Outcome<T> = std::result::Result<T, Refusal>;
 
+/// `?` for refusals: the value of an [`Outcome`], or the refusal returned as the function's
+/// own outcome.
+macro_rules! granted {
+    ($outcome:expr) => {
+        match $outcome {
+            Ok(value) => value,
+            Err(refusal) => return Ok(Err(refusal)),
+        }
+    };
+}
+
 /// How a client proves itself at the token endpoint (RFC 7591 `token_endpoint_auth_method`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientAuthMethod {
@@ -173,10 +185,14 @@ const MAX_URI_CHARS: usize = 2000;
 const MAX_NAME_CHARS: usize = 100;
 const MAX_STATE_CHARS: usize = 2000;
 /// Clients registered and never used that may exist at once. Registration needs no
-/// credentials, so this bounds what anyone can make the database keep.
+/// credentials, so this bounds what anyone can make the database keep; at the bound the oldest
+/// of them make room for new ones ([`register`]).
 pub const MAX_UNUSED_CLIENTS: i64 = 5_000;
 /// A client nobody consented to within this long is forgotten.
-const UNUSED_CLIENT_TTL_MS: Millis = 24 * 60 * 60 * 1000;
+const UNUSED_CLIENT_TTL_MS: Millis = 60 * 60 * 1000;
+/// A client never used may make room for a new one once it is this old: long enough for its
+/// user to log in and consent.
+const UNUSED_CLIENT_GRACE_MS: Millis = 15 * 60 * 1000;
 /// A client without any grant left is forgotten after this long without use.
 const IDLE_CLIENT_TTL_MS: Millis = 90 * 24 * 60 * 60 * 1000;
 /// `last_used_at` of a grant is written at most this often.
@@ -190,19 +206,20 @@ fn random_secret(prefix: &str) -> String {
 }
 
 /// Registers a client. Its redirect URIs must be https, or http on a loopback address (a
-/// native app's own listener, RFC 8252 §7.3).
-pub async fn register(db: &Db, metadata: ClientMetadata) -> Result<Outcome<Registered>> {
-    let (name, redirect_uris, auth_method) = match check_metadata(metadata) {
-        Ok(checked) => checked,
-        Err(refusal) => return Ok(Err(refusal)),
-    };
-    let unused = Sql::new("SELECT COUNT(*) AS n FROM oauth_clients WHERE last_used_at IS NULL")
-        .fetch_one(db)
-        .await?;
-    if row::get_i64(&unused, "n")? >= MAX_UNUSED_CLIENTS {
+/// native app's own listener, RFC 8252 §7.3). With `max_unused` clients registered and never
+/// used, the oldest of them past [`UNUSED_CLIENT_GRACE_MS`] are forgotten to make room: whoever
+/// registers in bulk pushes out abandoned registrations, not everyone's next one.
+pub async fn register(
+    db: &Db,
+    metadata: ClientMetadata,
+    max_unused: i64,
+) -> Result<Outcome<Registered>> {
+    let (name, redirect_uris, auth_method) = granted!(check_metadata(metadata));
+    if !make_room(db, max_unused).await? {
         return Ok(Err(Refusal::new(
             ErrorCode::TemporarilyUnavailable,
-            "too many clients are registered and not yet used; try again later",
+            "too many clients were registered in the last minutes and not yet used; try again \
+             later",
         )));
     }
     let secret =
@@ -231,6 +248,37 @@ pub async fn register(db: &Db, metadata: ClientMetadata) -> Result<Outcome<Regis
     )
     .await?;
     Ok(Ok(Registered { client, secret }))
+}
+
+/// Whether one more never-used client fits under `max_unused`, once the oldest never-used
+/// clients past their grace period are forgotten if need be.
+async fn make_room(db: &Db, max_unused: i64) -> Result<bool> {
+    let unused = Sql::new("SELECT COUNT(*) AS n FROM oauth_clients WHERE last_used_at IS NULL")
+        .fetch_one(db)
+        .await?;
+    let excess = row::get_i64(&unused, "n")? - max_unused + 1;
+    if excess <= 0 {
+        return Ok(true);
+    }
+    let forgotten = db
+        .write_count(
+            &Sql::new(
+                "DELETE FROM oauth_clients WHERE id IN (SELECT id FROM oauth_clients \
+                 WHERE last_used_at IS NULL AND created_at <= ? AND NOT EXISTS \
+                 (SELECT 1 FROM oauth_codes c WHERE c.client_id = oauth_clients.id) \
+                 ORDER BY created_at, id LIMIT ?)",
+            )
+            .arg(now_ms() - UNUSED_CLIENT_GRACE_MS)
+            .arg(excess),
+        )
+        .await?;
+    if forgotten > 0 {
+        tracing::info!(
+            forgotten,
+            "Unused OAuth clients were forgotten to make room."
+        );
+    }
+    Ok(i64::try_from(forgotten).unwrap_or(i64::MAX) >= excess)
 }
 
 fn check_metadata(metadata: ClientMetadata) -> Outcome<(String, Vec<String>, ClientAuthMethod)> {
@@ -417,6 +465,9 @@ pub struct AuthorizationRequest {
     pub client_id: String,
     pub client_name: String,
     pub redirect_uri: String,
+    /// Whether the request named its redirect URI (rather than leaving the one registered
+    /// implied): the token request must then name it too (RFC 6749 §4.1.3).
+    pub redirect_uri_given: bool,
     pub state: Option<String>,
     pub code_challenge: String,
 }
@@ -428,8 +479,11 @@ pub enum Checked {
     /// The client or its redirect URI is unknown: nothing may be sent there (RFC 6749
     /// §4.1.2.1); the user is told why.
     Unusable(String),
-    /// The client is sent back with this refusal.
+    /// The request is refused before the user was asked. The user is shown why, with a link
+    /// back to the client carrying this refusal; never sent there by itself, since anyone may
+    /// register a client and its redirect URIs (RFC 9700 §4.11.2).
     Refused {
+        client_name: String,
         redirect_uri: String,
         state: Option<String>,
         refusal: Refusal,
@@ -476,6 +530,7 @@ pub async fn check_authorization(
     };
     let refuse = |code: ErrorCode, message: &str| {
         Ok(Checked::Refused {
+            client_name: client.name.clone(),
             redirect_uri: redirect_uri.clone(),
             state: params.state.clone(),
             refusal: Refusal::new(code, message),
@@ -526,6 +581,7 @@ pub async fn check_authorization(
         client_id: client.id,
         client_name: client.name,
         redirect_uri,
+        redirect_uri_given: params.redirect_uri.is_some(),
         state: params.state.clone(),
         code_challenge: challenge.to_owned(),
     }))
@@ -573,13 +629,15 @@ pub async fn approve(
     }
     Sql::new(
         "INSERT INTO oauth_codes (code_hash, client_id, org_id, user_id, redirect_uri, \
-         code_challenge, scope, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         redirect_uri_given, code_challenge, scope, created_at, expires_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .arg(hash_key(&code))
     .arg(request.client_id.as_str())
     .arg(actor.org_id())
     .arg(actor.user_id.as_str())
     .arg(request.redirect_uri.as_str())
+    .arg(i64::from(request.redirect_uri_given))
     .arg(request.code_challenge.as_str())
     .arg(SCOPE)
     .arg(now)
@@ -651,6 +709,26 @@ fn check_resource(given: Option<&str>, ours: &str) -> Outcome<()> {
     }
 }
 
+/// What every token request starts with: the client proven, the grant's one required
+/// parameter (`name`, `value`) present, and the resource, if one is named, this server's.
+async fn token_request<'a>(
+    db: &Db,
+    issuer: &Issuer<'_>,
+    credentials: &ClientCredentials,
+    (name, value): (&str, Option<&'a str>),
+    resource: Option<&str>,
+) -> Result<Outcome<(Client, &'a str)>> {
+    let client = granted!(authenticate_client(db, credentials).await?);
+    let Some(value) = value else {
+        return Ok(Err(Refusal::new(
+            ErrorCode::InvalidRequest,
+            format!("{name} is required"),
+        )));
+    };
+    granted!(check_resource(resource, issuer.resource));
+    Ok(Ok((client, value)))
+}
+
 /// Exchanges an authorization code for tokens. A code serves once, whatever the outcome; one
 /// presented again revokes the tokens its first exchange gave.
 pub async fn exchange_code(
@@ -659,25 +737,23 @@ pub async fn exchange_code(
     credentials: &ClientCredentials,
     exchange: &CodeExchange,
 ) -> Result<Outcome<Tokens>> {
-    let client = match authenticate_client(db, credentials).await? {
-        Ok(client) => client,
-        Err(refusal) => return Ok(Err(refusal)),
-    };
-    let Some(code) = exchange.code.as_deref() else {
-        return Ok(Err(Refusal::new(
-            ErrorCode::InvalidRequest,
-            "code is required",
-        )));
-    };
-    if let Err(refusal) = check_resource(exchange.resource.as_deref(), issuer.resource) {
-        return Ok(Err(refusal));
-    }
+    let (client, code) = granted!(
+        token_request(
+            db,
+            &issuer,
+            credentials,
+            ("code", exchange.code.as_deref()),
+            exchange.resource.as_deref(),
+        )
+        .await?
+    );
     let code_hash = hash_key(code);
     let now = now_ms();
     let mut tx = db.begin().await?;
     let claimed = Sql::new(
         "UPDATE oauth_codes SET used_at = ? WHERE code_hash = ? AND used_at IS NULL \
-         RETURNING client_id, org_id, user_id, redirect_uri, code_challenge, scope, expires_at",
+         RETURNING client_id, org_id, user_id, redirect_uri, redirect_uri_given, \
+         code_challenge, scope, expires_at",
     )
     .arg(now)
     .arg(code_hash.as_str())
@@ -701,44 +777,13 @@ pub async fn exchange_code(
             None => invalid_grant("the authorization code is not valid"),
         }));
     };
-    // From here the code is spent, whatever the answer: the claim is committed with it.
-    let refusal = if row::get_str(&r, "client_id")? != client.id {
-        Some(invalid_grant(
-            "the authorization code was issued to another client",
-        ))
-    } else if row::get_i64(&r, "expires_at")? <= now {
-        Some(invalid_grant("the authorization code has expired"))
-    } else if exchange
-        .redirect_uri
-        .as_deref()
-        .is_some_and(|given| given != row::get_str(&r, "redirect_uri").unwrap_or_default())
-    {
-        Some(invalid_grant(
-            "redirect_uri differs from the one of the authorization request",
-        ))
-    } else {
-        match exchange.code_verifier.as_deref() {
-            None => Some(Refusal::new(
-                ErrorCode::InvalidRequest,
-                "code_verifier is required (PKCE)",
-            )),
-            Some(verifier)
-                if !is_pkce_text(verifier)
-                    || challenge_of(verifier) != row::get_str(&r, "code_challenge")? =>
-            {
-                Some(invalid_grant(
-                    "code_verifier does not match the code_challenge",
-                ))
-            }
-            Some(_) => None,
-        }
-    };
-    if let Some(refusal) = refusal {
-        tx.commit().await?;
-        return Ok(Err(refusal));
-    }
     let (org_id, user_id) = (row::get_str(&r, "org_id")?, row::get_str(&r, "user_id")?);
-    if let Err(refusal) = still_acting(db, &org_id, &user_id).await? {
+    let checked = match check_code(&r, &client, exchange, now)? {
+        Ok(()) => still_acting(db, &org_id, &user_id).await?.map(drop),
+        refused => refused,
+    };
+    if let Err(refusal) = checked {
+        // The code is spent, whatever the answer: the claim is committed with it.
         tx.commit().await?;
         return Ok(Err(refusal));
     }
@@ -769,6 +814,53 @@ pub async fn exchange_code(
         .await?;
     tx.commit().await?;
     Ok(Ok(tokens))
+}
+
+/// Whether a claimed code (`r`) may be exchanged by this request.
+fn check_code(
+    r: &row::Row,
+    client: &Client,
+    exchange: &CodeExchange,
+    now: Millis,
+) -> Result<Outcome<()>> {
+    if row::get_str(r, "client_id")? != client.id {
+        return Ok(Err(invalid_grant(
+            "the authorization code was issued to another client",
+        )));
+    }
+    if row::get_i64(r, "expires_at")? <= now {
+        return Ok(Err(invalid_grant("the authorization code has expired")));
+    }
+    // RFC 6749 §4.1.3: required when the authorization request carried one.
+    match exchange.redirect_uri.as_deref() {
+        None if row::get_i64(r, "redirect_uri_given")? != 0 => {
+            return Ok(Err(Refusal::new(
+                ErrorCode::InvalidRequest,
+                "redirect_uri is required: the authorization request named one",
+            )));
+        }
+        Some(given) if given != row::get_str(r, "redirect_uri")? => {
+            return Ok(Err(invalid_grant(
+                "redirect_uri differs from the one of the authorization request",
+            )));
+        }
+        _ => {}
+    }
+    Ok(match exchange.code_verifier.as_deref() {
+        None => Err(Refusal::new(
+            ErrorCode::InvalidRequest,
+            "code_verifier is required (PKCE)",
+        )),
+        Some(verifier)
+            if !is_pkce_text(verifier)
+                || challenge_of(verifier) != row::get_str(r, "code_challenge")? =>
+        {
+            Err(invalid_grant(
+                "code_verifier does not match the code_challenge",
+            ))
+        }
+        Some(_) => Ok(()),
+    })
 }
 
 /// Refused when the user who consented can no longer log in (removed, deactivated).
@@ -840,37 +932,47 @@ pub struct Refresh {
 }
 
 /// The `refresh_token` grant: a new access token and a new refresh token for the old one,
-/// which is spent. A spent one presented again revokes the grant (it was copied).
+/// which is spent. A spent one presented again revokes the grant (it was copied). The grant
+/// keeps only its new tokens and the one just spent (to recognise it if it comes back).
 pub async fn refresh(
     db: &Db,
     issuer: Issuer<'_>,
     credentials: &ClientCredentials,
     request: &Refresh,
 ) -> Result<Outcome<Tokens>> {
-    let client = match authenticate_client(db, credentials).await? {
-        Ok(client) => client,
-        Err(refusal) => return Ok(Err(refusal)),
-    };
-    let Some(token) = request.refresh_token.as_deref() else {
-        return Ok(Err(Refusal::new(
-            ErrorCode::InvalidRequest,
-            "refresh_token is required",
-        )));
-    };
-    if let Err(refusal) = check_resource(request.resource.as_deref(), issuer.resource) {
-        return Ok(Err(refusal));
-    }
+    let (client, token) = granted!(
+        token_request(
+            db,
+            &issuer,
+            credentials,
+            ("refresh_token", request.refresh_token.as_deref()),
+            request.resource.as_deref(),
+        )
+        .await?
+    );
     let token_hash = hash_key(token);
     let now = now_ms();
     let mut tx = db.begin().await?;
+    // The claim decides between concurrent refreshes with one token: the second's UPDATE waits
+    // for the first to commit, then finds `used_at` set and changes nothing, a reuse.
+    let claimed = Sql::new(
+        "UPDATE oauth_tokens SET used_at = ? \
+         WHERE token_hash = ? AND kind = 'refresh' AND used_at IS NULL RETURNING grant_id",
+    )
+    .arg(now)
+    .arg(token_hash.as_str())
+    .fetch_optional(&mut tx)
+    .await?;
     let found = Sql::new(
-        "SELECT t.used_at, t.expires_at, g.id, g.client_id, g.org_id, g.user_id, g.revoked_at \
+        "SELECT t.expires_at, g.id, g.client_id, g.org_id, g.user_id, g.revoked_at \
          FROM oauth_tokens t JOIN oauth_grants g ON g.id = t.grant_id \
          WHERE t.token_hash = ? AND t.kind = 'refresh'",
     )
     .arg(token_hash.as_str())
     .fetch_optional(&mut tx)
     .await?;
+    // A refusal below rolls the claim back, except for a reuse: the rightful client's token
+    // stays unspent when another client shows it.
     let Some(r) = found else {
         return Ok(Err(invalid_grant("the refresh token is not valid")));
     };
@@ -880,9 +982,10 @@ pub async fn refresh(
             "the refresh token was issued to another client",
         )));
     }
-    if row::get_opt_i64(&r, "used_at")?.is_some() {
+    if claimed.is_none() {
         revoke_grant(&mut tx, &grant_id, now).await?;
         tx.commit().await?;
+        tracing::warn!(%grant_id, "A spent refresh token came back; its grant is revoked.");
         return Ok(Err(invalid_grant(
             "the refresh token was used already; its grant is revoked",
         )));
@@ -893,14 +996,15 @@ pub async fn refresh(
         )));
     }
     let (org_id, user_id) = (row::get_str(&r, "org_id")?, row::get_str(&r, "user_id")?);
-    if let Err(refusal) = still_acting(db, &org_id, &user_id).await? {
-        return Ok(Err(refusal));
-    }
-    Sql::new("UPDATE oauth_tokens SET used_at = ? WHERE token_hash = ?")
-        .arg(now)
-        .arg(token_hash.as_str())
-        .execute(&mut tx)
-        .await?;
+    granted!(still_acting(db, &org_id, &user_id).await?);
+    Sql::new(
+        "DELETE FROM oauth_tokens WHERE grant_id = ? AND token_hash <> ? \
+         AND (kind = 'access' OR used_at IS NOT NULL)",
+    )
+    .arg(grant_id.as_str())
+    .arg(token_hash.as_str())
+    .execute(&mut tx)
+    .await?;
     Sql::new("UPDATE oauth_grants SET last_used_at = ? WHERE id = ?")
         .arg(now)
         .arg(grant_id.as_str())
@@ -918,10 +1022,7 @@ pub async fn revoke(
     credentials: &ClientCredentials,
     token: Option<&str>,
 ) -> Result<Outcome<()>> {
-    let client = match authenticate_client(db, credentials).await? {
-        Ok(client) => client,
-        Err(refusal) => return Ok(Err(refusal)),
-    };
+    let client = granted!(authenticate_client(db, credentials).await?);
     let Some(token) = token else {
         return Ok(Err(Refusal::new(
             ErrorCode::InvalidRequest,
@@ -948,6 +1049,87 @@ pub async fn revoke(
     revoke_grant(&mut tx, &row::get_str(&r, "id")?, now_ms()).await?;
     tx.commit().await?;
     Ok(Ok(()))
+}
+
+/// A user's consent to a client, as the web UI lists it.
+#[derive(Debug, Clone)]
+pub struct GrantSummary {
+    pub id: String,
+    pub client_name: String,
+    /// Where the client sends its users back: the hosts of its redirect URIs.
+    pub redirect_hosts: Vec<String>,
+    pub user_id: String,
+    pub user_name: String,
+    pub user_email: String,
+    pub created_at: Millis,
+    pub last_used_at: Option<Millis>,
+}
+
+/// Whether `actor` may see and revoke every grant of their organization, not only their own.
+pub fn sees_all_grants(actor: &Actor) -> bool {
+    actor.role >= Role::Admin
+}
+
+/// The grants in force that `actor` may see and revoke, newest first: their own, and for an
+/// admin or owner every one of their organization. A grant is in force until it is revoked or
+/// its refresh token expires.
+pub async fn grants(db: &Db, actor: &Actor) -> Result<Vec<GrantSummary>> {
+    let mut sql = Sql::new(
+        "SELECT g.id, g.user_id, g.created_at, g.last_used_at, c.name AS client_name, \
+         c.redirect_uris, u.name AS user_name, u.email AS user_email \
+         FROM oauth_grants g JOIN oauth_clients c ON c.id = g.client_id \
+         JOIN org_users u ON u.id = g.user_id \
+         WHERE g.org_id = ? AND g.revoked_at IS NULL AND EXISTS (SELECT 1 FROM oauth_tokens t \
+         WHERE t.grant_id = g.id AND t.kind = 'refresh' AND t.used_at IS NULL \
+         AND t.expires_at > ?)",
+    )
+    .arg(actor.org_id())
+    .arg(now_ms());
+    if !sees_all_grants(actor) {
+        sql.and(" AND g.user_id = ?", actor.user_id.as_str());
+    }
+    sql.push(" ORDER BY g.created_at DESC, g.id DESC LIMIT 500");
+    let rows = sql.fetch_all(db).await?;
+    rows.iter()
+        .map(|r| {
+            let uris: Vec<String> = serde_json::from_str(&row::get_str(r, "redirect_uris")?)
+                .map_err(|e| Error::Internal(format!("stored redirect URIs: {e}")))?;
+            let mut redirect_hosts: Vec<String> = uris.iter().map(|u| redirect_host(u)).collect();
+            redirect_hosts.dedup();
+            Ok(GrantSummary {
+                id: row::get_str(r, "id")?,
+                client_name: row::get_str(r, "client_name")?,
+                redirect_hosts,
+                user_id: row::get_str(r, "user_id")?,
+                user_name: row::get_str(r, "user_name")?,
+                user_email: row::get_str(r, "user_email")?,
+                created_at: row::get_i64(r, "created_at")?,
+                last_used_at: row::get_opt_i64(r, "last_used_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Revokes a grant from the web UI: `actor`'s own, or as an admin or owner any of their
+/// organization's. Any other is not found, so as not to tell it exists.
+pub async fn revoke_grant_as(db: &Db, actor: &Actor, grant_id: &str) -> Result<()> {
+    let mut tx = db.begin().await?;
+    let found = Sql::new(
+        "SELECT user_id FROM oauth_grants WHERE id = ? AND org_id = ? AND revoked_at IS NULL",
+    )
+    .arg(grant_id)
+    .arg(actor.org_id())
+    .fetch_optional(&mut tx)
+    .await?;
+    let Some(r) = found else {
+        return Err(Error::NotFound("connected assistant"));
+    };
+    if row::get_str(&r, "user_id")? != actor.user_id && !sees_all_grants(actor) {
+        return Err(Error::NotFound("connected assistant"));
+    }
+    revoke_grant(&mut tx, grant_id, now_ms()).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 fn invalid_token(message: &str) -> Error {
@@ -1018,7 +1200,7 @@ pub async fn authenticate(db: &Db, token: &str, org_header: Option<&str>) -> Res
 }
 
 /// Forgets expired codes and tokens, grants with no token left, clients registered and never
-/// used within a day, and clients without grants unused for 90 days.
+/// used within an hour, and clients without grants unused for 90 days.
 pub async fn purge_expired(db: &Db) -> Result<u64> {
     let now = now_ms();
     let statements = [

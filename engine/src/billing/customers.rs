@@ -45,7 +45,7 @@ impl Resource for Customers {
         ("invoices", "customer_id", "invoice(s)"),
     ];
 
-    fn decode(row: &row::Row) -> Result<Customer> {
+    fn decode(_actor: &Actor, row: &row::Row) -> Result<Customer> {
         from_row(row)
     }
 
@@ -276,7 +276,7 @@ async fn insert(tx: &mut Tx, actor: &Actor, input: CustomerInput) -> Result<Cust
     .execute(&mut *tx)
     .await
     .map_err(|e| rows::external_id_conflict(e, NOUN))?;
-    let customer = resource::reload::<Customers>(tx, &id).await?;
+    let customer = resource::reload::<Customers>(tx, actor, &id).await?;
     events::created(tx, actor.org_id(), NOUN, &id, &customer).await?;
     Ok(customer)
 }
@@ -327,7 +327,7 @@ async fn apply_update(
     .execute(&mut *tx)
     .await
     .map_err(|e| rows::external_id_conflict(e, NOUN))?;
-    let after = resource::reload::<Customers>(tx, &before.id).await?;
+    let after = resource::reload::<Customers>(tx, actor, &before.id).await?;
     events::updated(tx, actor.org_id(), NOUN, &before.id, (&before, &after)).await?;
     if before.hourly_rate != after.hourly_rate {
         time_entries::reprice(tx, actor.org_id(), "customer_id", &before.id).await?;

@@ -48,7 +48,7 @@ impl Resource for HolidayProfiles {
     const CHILDREN: &'static [(&'static str, &'static str, &'static str)] =
         &[("org_users", "holiday_profile_id", "user(s) following it")];
 
-    fn decode(row: &row::Row) -> Result<HolidayProfile> {
+    fn decode(_actor: &Actor, row: &row::Row) -> Result<HolidayProfile> {
         from_row(row)
     }
 
@@ -81,7 +81,7 @@ impl Resource for HolidayProfiles {
         .execute(&mut *tx)
         .await
         .map_err(|e| rows::external_id_conflict(e, NOUN))?;
-        let profile = resource::reload::<HolidayProfiles>(tx, &id).await?;
+        let profile = resource::reload::<HolidayProfiles>(tx, actor, &id).await?;
         events::created(tx, actor.org_id(), NOUN, &id, &profile).await?;
         Ok(profile)
     }
@@ -113,7 +113,7 @@ impl Resource for HolidayProfiles {
         .execute(&mut *tx)
         .await
         .map_err(|e| rows::external_id_conflict(e, NOUN))?;
-        let after = resource::reload::<HolidayProfiles>(tx, &before.id).await?;
+        let after = resource::reload::<HolidayProfiles>(tx, actor, &before.id).await?;
         events::updated(tx, actor.org_id(), NOUN, &before.id, (&before, &after)).await?;
         Ok(after)
     }

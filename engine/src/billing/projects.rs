@@ -47,7 +47,7 @@ impl Resource for Projects {
     const CHILDREN: &'static [(&'static str, &'static str, &'static str)] =
         &[("tasks", "project_id", "task(s)")];
 
-    fn decode(row: &row::Row) -> Result<Project> {
+    fn decode(_actor: &Actor, row: &row::Row) -> Result<Project> {
         from_row(row)
     }
 
@@ -383,7 +383,7 @@ async fn insert(tx: &mut Tx, actor: &Actor, mut input: ProjectInput) -> Result<P
     .execute(&mut *tx)
     .await
     .map_err(|e| rows::external_id_conflict(e, NOUN))?;
-    let project = resource::reload::<Projects>(tx, &id).await?;
+    let project = resource::reload::<Projects>(tx, actor, &id).await?;
     events::created(tx, actor.org_id(), NOUN, &id, &project).await?;
     Ok(project)
 }
@@ -451,7 +451,7 @@ async fn apply_update(
     .execute(&mut *tx)
     .await
     .map_err(|e| rows::external_id_conflict(e, NOUN))?;
-    let after = resource::reload::<Projects>(tx, &before.id).await?;
+    let after = resource::reload::<Projects>(tx, actor, &before.id).await?;
     events::updated(tx, actor.org_id(), NOUN, &before.id, (&before, &after)).await?;
     if before.hourly_rate != after.hourly_rate || before.billing_method != after.billing_method {
         time_entries::reprice(tx, actor.org_id(), "project_id", &before.id).await?;

@@ -47,7 +47,7 @@ impl Resource for Subtasks {
     const CHILDREN: &'static [(&'static str, &'static str, &'static str)] =
         &[("time_entries", "subtask_id", "time entries")];
 
-    fn decode(row: &row::Row) -> Result<Subtask> {
+    fn decode(_actor: &Actor, row: &row::Row) -> Result<Subtask> {
         from_row(row)
     }
 
@@ -219,7 +219,7 @@ async fn insert(tx: &mut Tx, actor: &Actor, mut input: SubtaskInput) -> Result<S
     .execute(&mut *tx)
     .await
     .map_err(|e| rows::external_id_conflict(e, NOUN))?;
-    let subtask = resource::reload::<Subtasks>(tx, &id).await?;
+    let subtask = resource::reload::<Subtasks>(tx, actor, &id).await?;
     events::created(tx, actor.org_id(), NOUN, &id, &subtask).await?;
     Ok(subtask)
 }
@@ -272,7 +272,7 @@ async fn apply_update(
     .execute(&mut *tx)
     .await
     .map_err(|e| rows::external_id_conflict(e, NOUN))?;
-    let after = resource::reload::<Subtasks>(tx, &before.id).await?;
+    let after = from_row(&resource::reload_row(tx, LIST.table, &before.id).await?)?;
     events::updated(tx, actor.org_id(), NOUN, &before.id, (&before, &after)).await?;
     Ok(after)
 }
@@ -297,7 +297,7 @@ pub(crate) async fn follow_task_move(
             .arg(&before.id)
             .execute(&mut *tx)
             .await?;
-        let after = resource::reload::<Subtasks>(tx, &before.id).await?;
+        let after = from_row(&resource::reload_row(tx, LIST.table, &before.id).await?)?;
         events::updated(tx, org_id, NOUN, &before.id, (&before, &after)).await?;
     }
     Ok(())

@@ -50,7 +50,7 @@ impl Resource for Tasks {
     const CHILDREN: &'static [(&'static str, &'static str, &'static str)] =
         &[("subtasks", "task_id", "subtask(s)")];
 
-    fn decode(row: &row::Row) -> Result<Task> {
+    fn decode(_actor: &Actor, row: &row::Row) -> Result<Task> {
         from_row(row)
     }
 
@@ -289,7 +289,7 @@ async fn insert(tx: &mut Tx, actor: &Actor, mut input: TaskInput) -> Result<Task
     .execute(&mut *tx)
     .await
     .map_err(|e| rows::external_id_conflict(e, NOUN))?;
-    let task = resource::reload::<Tasks>(tx, &id).await?;
+    let task = resource::reload::<Tasks>(tx, actor, &id).await?;
     events::created(tx, actor.org_id(), NOUN, &id, &task).await?;
     Ok(task)
 }
@@ -358,7 +358,7 @@ async fn apply_update(
     if project_id != before.project_id {
         subtasks::follow_task_move(tx, actor.org_id(), &before.id, &project_id).await?;
     }
-    let after = resource::reload::<Tasks>(tx, &before.id).await?;
+    let after = resource::reload::<Tasks>(tx, actor, &before.id).await?;
     events::updated(tx, actor.org_id(), NOUN, &before.id, (&before, &after)).await?;
     if before.hourly_rate != after.hourly_rate || before.billable != after.billable {
         time_entries::reprice(tx, actor.org_id(), "task_id", &before.id).await?;

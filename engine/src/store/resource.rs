@@ -31,7 +31,9 @@ pub trait Resource {
     /// Live children that block a delete: (table, column pointing here, what to call them).
     const CHILDREN: &'static [(&'static str, &'static str, &'static str)];
 
-    fn decode(row: &row::Row) -> Result<Self::Item>;
+    /// A stored row as the API shows it to `actor` (invoices' `isOverdue` needs the
+    /// organization's today).
+    fn decode(actor: &Actor, row: &row::Row) -> Result<Self::Item>;
 
     /// Reads a list request's query; a resource with parameters of its own (invoices'
     /// `overdue`, which needs the organization's today) reads them here.
@@ -74,7 +76,10 @@ pub async fn list<R: Resource>(
     params: &ListParams,
 ) -> Result<Page<R::Item>> {
     actor.require(R::READ)?;
-    list::list(db, actor.org_id(), &R::LIST, params, R::decode).await
+    list::list(db, actor.org_id(), &R::LIST, params, |row| {
+        R::decode(actor, row)
+    })
+    .await
 }
 
 pub async fn get<R: Resource>(db: &Db, actor: &Actor, id: &str) -> Result<R::Item> {
@@ -82,7 +87,7 @@ pub async fn get<R: Resource>(db: &Db, actor: &Actor, id: &str) -> Result<R::Ite
     let row = rows::live_row(db, R::LIST.table, actor.org_id(), id)
         .await?
         .ok_or(Error::NotFound(R::NOUN))?;
-    R::decode(&row)
+    R::decode(actor, &row)
 }
 
 pub async fn create<R: Resource>(db: &Db, actor: &Actor, input: R::Input) -> Result<R::Item> {
@@ -105,7 +110,7 @@ pub async fn update<R: Resource>(
     let row = rows::live_row(&mut tx, R::LIST.table, actor.org_id(), id)
         .await?
         .ok_or(Error::NotFound(R::NOUN))?;
-    actor.check_if_match(&R::decode(&row)?)?;
+    actor.check_if_match(&R::decode(actor, &row)?)?;
     let item = R::update(&mut tx, actor, &row, input).await?;
     idempotency::record(&mut tx, actor, Answer::Changed, &item).await?;
     tx.commit().await?;
@@ -167,7 +172,7 @@ pub async fn delete<R: Resource>(db: &Db, actor: &Actor, id: &str) -> Result<()>
             )));
         }
     }
-    let last = R::decode(&row)?;
+    let last = R::decode(actor, &row)?;
     actor.check_if_match(&last)?;
     R::check_delete(actor, &last)?;
     rows::soft_delete(&mut tx, R::LIST.table, id, now_ms()).await?;
@@ -177,8 +182,14 @@ pub async fn delete<R: Resource>(db: &Db, actor: &Actor, id: &str) -> Result<()>
 }
 
 /// Reads a record back inside the transaction that wrote it.
-pub async fn reload<R: Resource>(tx: &mut Tx, id: &str) -> Result<R::Item> {
+pub async fn reload<R: Resource>(tx: &mut Tx, actor: &Actor, id: &str) -> Result<R::Item> {
+    R::decode(actor, &reload_row(tx, R::LIST.table, id).await?)
+}
+
+/// The row of a record of `table` inside the transaction that wrote it, for writes made on no
+/// actor's behalf (cascades) that decode it themselves.
+pub async fn reload_row(tx: &mut Tx, table: &str, id: &str) -> Result<row::Row> {
     let mut sql = Sql::new("SELECT * FROM ");
-    sql.push(R::LIST.table).push(" WHERE id = ?").bind(id);
-    R::decode(&sql.fetch_one(&mut *tx).await?)
+    sql.push(table).push(" WHERE id = ?").bind(id);
+    sql.fetch_one(&mut *tx).await
 }

@@ -9,5 +9,6 @@ mod events;
 mod idempotency;
 mod leases;
 mod lists;
+mod mcp_oauth;
 mod migrations;
 mod rows;

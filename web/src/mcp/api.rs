@@ -24,18 +24,32 @@ pub struct Api<'a> {
 
 impl Api<'_> {
     pub async fn get(&self, path: &str) -> Result<Value, Failure> {
-        self.call("GET", path, None).await
+        self.call("GET", path, None).await.map(|(_, body)| body)
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Result<Value, Failure> {
-        self.call("POST", path, Some(body)).await
+        self.call("POST", path, Some(body))
+            .await
+            .map(|(_, body)| body)
     }
 
     pub async fn put(&self, path: &str, body: Value) -> Result<Value, Failure> {
-        self.call("PUT", path, Some(body)).await
+        self.upsert(path, body).await.map(|(body, _)| body)
     }
 
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, Failure> {
+    /// A `PUT …/by-external-id/…`: the record, and whether it was created (201) rather than
+    /// found and updated (200).
+    pub async fn upsert(&self, path: &str, body: Value) -> Result<(Value, bool), Failure> {
+        let (status, body) = self.call("PUT", path, Some(body)).await?;
+        Ok((body, status == 201))
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, Value), Failure> {
         let call = ApiCall {
             method: method.into(),
             path: path.into(),
@@ -43,7 +57,7 @@ impl Api<'_> {
         };
         let reply = self.instance.request(self.actor.clone(), call).await;
         if (200..300).contains(&reply.status) {
-            return Ok(reply.body);
+            return Ok((reply.status, reply.body));
         }
         let mut error = match reply.body.get("error") {
             Some(error) if error.is_object() => error.clone(),

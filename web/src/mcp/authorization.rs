@@ -7,8 +7,10 @@
 //! - `POST /oauth/register`: dynamic client registration (RFC 7591);
 //! - `GET /oauth/authorize`: the consent page of the web UI (`crate::ui::pages::authorize`);
 //! - `POST /oauth/token`: the `authorization_code` (PKCE S256 required) and `refresh_token`
-//!   grants;
+//!   grants, at most 60 requests a minute per client;
 //! - `POST /oauth/revoke`: token revocation (RFC 7009).
+//!
+//! Both take forms of at most 16 KiB: they are public.
 //!
 //! This server is its own authorization server: the issuer is the public URL. The storage and
 //! every rule are in `timix_engine::access::mcp_oauth`; these handlers read the requests and
@@ -17,7 +19,9 @@
 
 use axum::Json;
 use axum::Router;
-use axum::body::{Bytes, to_bytes};
+use std::collections::HashSet;
+
+use axum::body::to_bytes;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -50,6 +54,13 @@ const REGISTRATIONS_PER_ADDRESS: Rate = Rate {
 };
 /// Client metadata is a few hundred bytes.
 const MAX_REGISTRATION_BYTES: usize = 64 * 1024;
+/// A token or revocation request is a few hundred bytes; these endpoints are public.
+const MAX_FORM_BYTES: usize = 16 * 1024;
+/// Token requests one client may make: a client in use refreshes about once an hour.
+const TOKENS_PER_CLIENT: Rate = Rate {
+    limit: 60,
+    window_seconds: 60,
+};
 
 /// The metadata documents and the endpoints clients call (the consent page is the UI's).
 pub fn router(state: AppState) -> Router {
@@ -240,27 +251,13 @@ async fn register(State(state): State<AppState>, request: Request) -> Response {
 async fn registered(state: &AppState, request: Request) -> Result<Response, OAuthError> {
     let (parts, body) = request.into_parts();
     let address = crate::ui::client_address(&parts, state.trust_proxy);
-    let decision = state
-        .limiter
-        .acquire(
-            &format!("oauth-register:{address}"),
-            REGISTRATIONS_PER_ADDRESS,
-        )
-        .await?;
-    if !decision.allowed {
-        let mut error = OAuthError::new(
-            ErrorCode::TemporarilyUnavailable,
-            format!(
-                "too many registrations from this address; retry in {} s",
-                decision.retry_after
-            ),
-        );
-        error.status = StatusCode::TOO_MANY_REQUESTS;
-        error
-            .headers
-            .push((header::RETRY_AFTER, HeaderValue::from(decision.retry_after)));
-        return Err(error);
-    }
+    limit(
+        state,
+        &format!("oauth-register:{address}"),
+        REGISTRATIONS_PER_ADDRESS,
+        "too many registrations from this address",
+    )
+    .await?;
     let bytes = to_bytes(body, MAX_REGISTRATION_BYTES).await.map_err(|_| {
         OAuthError::new(
             ErrorCode::InvalidClientMetadata,
@@ -276,7 +273,7 @@ async fn registered(state: &AppState, request: Request) -> Result<Response, OAut
             ),
         )
     })?;
-    let registered = mcp_oauth::register(&state.db, metadata)
+    let registered = mcp_oauth::register(&state.db, metadata, mcp_oauth::MAX_UNUSED_CLIENTS)
         .await?
         .map_err(|r| OAuthError::refused(r, false))?;
     let client = &registered.client;
@@ -298,11 +295,42 @@ async fn registered(state: &AppState, request: Request) -> Result<Response, OAut
     Ok(no_store((StatusCode::CREATED, Json(body)).into_response()))
 }
 
-/// The parameters of a token or revocation request: a form, each parameter at most once
-/// (RFC 6749 §3.2).
+/// Counts a request against `rate` under `key`: a 429 with `Retry-After` past it.
+async fn limit(state: &AppState, key: &str, rate: Rate, what: &str) -> Result<(), OAuthError> {
+    let decision = state.limiter.acquire(key, rate).await?;
+    if decision.allowed {
+        return Ok(());
+    }
+    let mut error = OAuthError::new(
+        ErrorCode::TemporarilyUnavailable,
+        format!("{what}; retry in {} s", decision.retry_after),
+    );
+    error.status = StatusCode::TOO_MANY_REQUESTS;
+    error
+        .headers
+        .push((header::RETRY_AFTER, HeaderValue::from(decision.retry_after)));
+    Err(error)
+}
+
+/// The parameters of a token or revocation request: a form of at most [`MAX_FORM_BYTES`], each
+/// parameter at most once (RFC 6749 §3.2).
 struct Form(Vec<(String, String)>);
 
 impl Form {
+    async fn read(request: Request) -> Result<(HeaderMap, Self), OAuthError> {
+        let (parts, body) = request.into_parts();
+        let body = to_bytes(body, MAX_FORM_BYTES).await.map_err(|_| {
+            let mut error = OAuthError::new(
+                ErrorCode::InvalidRequest,
+                format!("the form is larger than {MAX_FORM_BYTES} bytes"),
+            );
+            error.status = StatusCode::PAYLOAD_TOO_LARGE;
+            error
+        })?;
+        let form = Self::parse(&parts.headers, &body)?;
+        Ok((parts.headers, form))
+    }
+
     fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Self, OAuthError> {
         let is_form = headers
             .get(header::CONTENT_TYPE)
@@ -320,8 +348,9 @@ impl Form {
         }
         let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
             .map_err(|_| OAuthError::new(ErrorCode::InvalidRequest, "the form cannot be read"))?;
-        for (at, (name, _)) in pairs.iter().enumerate() {
-            if pairs[..at].iter().any(|(earlier, _)| earlier == name) {
+        let mut seen = HashSet::with_capacity(pairs.len());
+        for (name, _) in &pairs {
+            if !seen.insert(name.as_str()) {
                 return Err(OAuthError::new(
                     ErrorCode::InvalidRequest,
                     format!(
@@ -416,8 +445,8 @@ fn form_decode(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    match tokens(&state, &headers, &body).await {
+async fn token(State(state): State<AppState>, request: Request) -> Response {
+    match tokens(&state, request).await {
         Ok(tokens) => no_store(
             Json(json!({
                 "access_token": tokens.access_token,
@@ -432,9 +461,23 @@ async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
     }
 }
 
-async fn tokens(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Tokens, OAuthError> {
-    let form = Form::parse(headers, body)?;
-    let (credentials, basic) = form.client(headers)?;
+async fn tokens(state: &AppState, request: Request) -> Result<Tokens, OAuthError> {
+    let (headers, form) = Form::read(request).await?;
+    let (credentials, basic) = form.client(&headers)?;
+    // Client ids are short; a longer one is refused as unknown without a budget of its own.
+    if let Some(client_id) = credentials
+        .client_id
+        .as_deref()
+        .filter(|id| id.len() <= 100)
+    {
+        limit(
+            state,
+            &format!("oauth-token:{client_id}"),
+            TOKENS_PER_CLIENT,
+            "too many token requests from this client",
+        )
+        .await?;
+    }
     let resource = resource(state);
     let issuer = Issuer {
         lifetimes: state.mcp_oauth,
@@ -473,9 +516,9 @@ async fn tokens(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<To
     outcome.map_err(|refusal| OAuthError::refused(refusal, basic))
 }
 
-async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn revoke(State(state): State<AppState>, request: Request) -> Response {
     let revoked = async {
-        let form = Form::parse(&headers, &body)?;
+        let (headers, form) = Form::read(request).await?;
         let (credentials, basic) = form.client(&headers)?;
         mcp_oauth::revoke(&state.db, &credentials, form.get("token").as_deref())
             .await?
@@ -497,5 +540,23 @@ mod tests {
         assert_eq!(form_decode("mcps_x-y_z").as_deref(), Some("mcps_x-y_z"));
         assert_eq!(form_decode("bad%2"), None);
         assert_eq!(form_decode("bad%zz"), None);
+    }
+
+    #[test]
+    fn a_form_names_each_parameter_once() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded; charset=UTF-8"),
+        );
+        let distinct: Vec<String> = (0..2000).map(|i| format!("p{i}=v")).collect();
+        let form = Form::parse(&headers, distinct.join("&").as_bytes()).unwrap();
+        assert_eq!(form.get("p1999").as_deref(), Some("v"));
+        let repeated = format!("{}&p3=again", distinct.join("&"));
+        let refused = Form::parse(&headers, repeated.as_bytes()).err().unwrap();
+        assert_eq!(refused.code, "invalid_request");
+        assert_eq!(refused.message, "p3 is given more than once");
+        let refused = Form::parse(&HeaderMap::new(), b"a=b").err().unwrap();
+        assert_eq!(refused.code, "invalid_request");
     }
 }

@@ -9,6 +9,9 @@ use timix_engine::store::clock::{
 };
 use timix_engine::store::json::quote;
 
+use super::api::Failure;
+use super::tools::invalid_arguments;
+
 /// What every date argument's schema says it takes.
 pub const DAY_WORDS: &str = "YYYY-MM-DD, or in the organization's time zone: today, yesterday, tomorrow, \"N days ago\", a weekday (\"monday\": the latest Monday up to and including today), \"last monday\" (the latest Monday strictly before today), \"this monday\" (the Monday of the current week, which may be ahead)";
 
@@ -99,6 +102,21 @@ impl Calendar {
             _ => return None,
         };
         Some((day, day))
+    }
+}
+
+/// A `from` or `to` argument as `YYYY-MM-DD` (empty when left out), or `validation_failed`
+/// naming it with the forms understood.
+pub fn date_bound(
+    text: &Option<String>,
+    field: &str,
+    read: impl Fn(&str) -> Result<String, String>,
+) -> Result<String, Failure> {
+    match text {
+        Some(text) => {
+            read(text).map_err(|message| invalid_arguments(vec![(format!("/{field}"), message)]))
+        }
+        None => Ok(String::new()),
     }
 }
 
@@ -198,6 +216,66 @@ mod tests {
             Ok("2026-11-15")
         );
         assert_eq!(sunday_weeks.day("this monday").as_deref(), Ok("2026-11-23"));
+    }
+
+    #[test]
+    fn on_a_monday_a_monday_is_today_or_a_week_ago() {
+        let monday = Calendar {
+            today: parse_date("2026-11-23").unwrap(),
+            ..calendar()
+        };
+        for (text, day) in [
+            ("monday", "2026-11-23"),
+            ("last monday", "2026-11-16"),
+            ("this monday", "2026-11-23"),
+            ("sunday", "2026-11-22"),
+            ("this sunday", "2026-11-29"),
+        ] {
+            assert_eq!(monday.day(text).as_deref(), Ok(day), "{text}");
+        }
+        assert_eq!(monday.first_day("this week").as_deref(), Ok("2026-11-23"));
+        assert_eq!(monday.first_day("last week").as_deref(), Ok("2026-11-16"));
+    }
+
+    #[test]
+    fn on_the_sunday_that_starts_a_week() {
+        let sunday = Calendar {
+            today: parse_date("2026-11-29").unwrap(),
+            week_starts_on: Weekday::Sun,
+        };
+        for (text, day) in [
+            ("sunday", "2026-11-29"),
+            ("last sunday", "2026-11-22"),
+            ("this sunday", "2026-11-29"),
+            // The current week runs Sunday 29 to Saturday 5: its Monday is ahead.
+            ("this monday", "2026-11-30"),
+            ("monday", "2026-11-23"),
+            ("last saturday", "2026-11-28"),
+        ] {
+            assert_eq!(sunday.day(text).as_deref(), Ok(day), "{text}");
+        }
+        for (text, first, last) in [
+            ("this week", "2026-11-29", "2026-12-05"),
+            ("last week", "2026-11-22", "2026-11-28"),
+        ] {
+            assert_eq!(sunday.first_day(text).as_deref(), Ok(first), "{text}");
+            assert_eq!(sunday.last_day(text).as_deref(), Ok(last), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_bound_left_out_is_empty_and_a_bad_one_names_its_field() {
+        let c = calendar();
+        assert_eq!(
+            date_bound(&None, "from", |t| c.first_day(t)),
+            Ok(String::new())
+        );
+        assert_eq!(
+            date_bound(&Some("last week".into()), "to", |t| c.last_day(t)),
+            Ok("2026-11-22".into())
+        );
+        let refused = date_bound(&Some("soon".into()), "to", |t| c.last_day(t)).unwrap_err();
+        assert_eq!(refused["details"][0]["field"], "to", "{refused}");
     }
 
     #[test]

@@ -12,9 +12,9 @@ use timix_engine::store::clock::format_date;
 use timix_engine::store::money::{format_amount, parse_amount};
 
 use super::api::{Api, Failure, with_query};
-use super::dates::{Calendar, DAY_WORDS, PERIOD_WORDS};
+use super::dates::{Calendar, DAY_WORDS, PERIOD_WORDS, date_bound};
 use super::lookup::{self, Kind};
-use super::tools::{date_bound, invalid_arguments, tool};
+use super::tools::{invalid_arguments, tool};
 
 /// Invoices read per page, and the most pages read: totals cover at most 1,000 invoices.
 const PAGE_SIZE: usize = 200;
@@ -63,13 +63,47 @@ pub async fn list_invoices(api: &Api<'_>, args: ListInvoicesArgs) -> Result<Valu
     let calendar = Calendar::of(api.actor);
     let from = date_bound(&args.from, "from", |t| calendar.first_day(t))?;
     let to = date_bound(&args.to, "to", |t| calendar.last_day(t))?;
+    let (status, overdue) = status_and_overdue(&args)?;
     let customer = lookup::resolve(api, Kind::Customer, args.customer.as_deref(), None).await?;
     let customer_id = customer
         .as_ref()
         .and_then(|c| c["id"].as_str())
-        .unwrap_or_default()
-        .to_owned();
-    // "overdue" is not a status, but an assistant may well send it as one.
+        .unwrap_or_default();
+    let filters = [
+        ("status", status.as_str()),
+        ("customerId", customer_id),
+        ("overdue", overdue.as_str()),
+        ("from", from.as_str()),
+        ("to", to.as_str()),
+    ];
+    let (invoices, total_count) = read_invoices(api, &filters).await?;
+    let names = customer_names(api, &invoices).await?;
+
+    let mut sums: BTreeMap<String, Sums> = BTreeMap::new();
+    let listed: Vec<Value> = invoices
+        .iter()
+        .map(|invoice| add_up(invoice, &mut sums))
+        .map(|invoice| shown(invoice, &names))
+        .collect();
+    let mut answer = json!({
+        "invoices": listed,
+        "count": invoices.len(),
+        "totalCount": total_count,
+        "totals": totals(sums),
+        "today": format_date(calendar.today),
+    });
+    if (invoices.len() as u64) < total_count {
+        answer["message"] = json!(format!(
+            "Only the newest {} of {total_count} invoices are listed, and the totals are theirs: narrow the filters for the rest.",
+            invoices.len()
+        ));
+    }
+    Ok(answer)
+}
+
+/// The `status` and `overdue` query values (empty when left out). "overdue" is not a status,
+/// but an assistant may well send it as one.
+fn status_and_overdue(args: &ListInvoicesArgs) -> Result<(String, String), Failure> {
     let (status, overdue) = match args.status.as_deref().map(str::trim) {
         Some("overdue") if args.overdue != Some(false) => (String::new(), Some(true)),
         Some(status) if !STATUSES.contains(&status) => {
@@ -80,89 +114,110 @@ pub async fn list_invoices(api: &Api<'_>, args: ListInvoicesArgs) -> Result<Valu
         }
         status => (status.unwrap_or_default().to_owned(), args.overdue),
     };
-    let overdue = overdue.map(|o| o.to_string()).unwrap_or_default();
-    let page_size = PAGE_SIZE.to_string();
+    Ok((status, overdue.map(|o| o.to_string()).unwrap_or_default()))
+}
 
+/// The newest invoices that pass `filters`, at most [`MAX_PAGES`] pages of them, and how many
+/// pass in all.
+async fn read_invoices(
+    api: &Api<'_>,
+    filters: &[(&str, &str)],
+) -> Result<(Vec<Value>, u64), Failure> {
+    let page_size = PAGE_SIZE.to_string();
     let mut invoices = Vec::new();
     let mut total_count = 0;
     for page in 1..=MAX_PAGES {
         let page = page.to_string();
-        let path = with_query(
-            "/invoices",
-            &[
-                ("status", &status),
-                ("customerId", &customer_id),
-                ("overdue", &overdue),
-                ("from", &from),
-                ("to", &to),
-                ("pageSize", &page_size),
-                ("page", &page),
-            ],
-        );
-        let body = api.get(&path).await?;
+        let mut query = filters.to_vec();
+        query.extend([("pageSize", page_size.as_str()), ("page", page.as_str())]);
+        let body = api.get(&with_query("/invoices", &query)).await?;
         total_count = body["totalCount"].as_u64().unwrap_or_default();
         invoices.extend(body["items"].as_array().into_iter().flatten().cloned());
         if body["hasMore"] != true {
             break;
         }
     }
+    Ok((invoices, total_count))
+}
 
-    let customer_ids: BTreeSet<&str> = invoices
+/// The names of the invoices' customers, by id, from one paged read of `/customers` that stops
+/// once every one is named. A customer deleted since is left out (its invoices show no name);
+/// a failure of the read is the tool's.
+async fn customer_names(
+    api: &Api<'_>,
+    invoices: &[Value],
+) -> Result<BTreeMap<String, Value>, Failure> {
+    let mut wanted: BTreeSet<&str> = invoices
         .iter()
         .filter_map(|invoice| invoice["customerId"].as_str())
         .collect();
+    let page_size = PAGE_SIZE.to_string();
     let mut names = BTreeMap::new();
-    for id in customer_ids {
-        // A customer deleted since is shown without its name rather than failing the list.
-        let name = match api.get(&format!("/customers/{id}")).await {
-            Ok(customer) => customer["name"].clone(),
-            Err(_) => Value::Null,
-        };
-        names.insert(id.to_owned(), name);
+    let mut page = 1;
+    while !wanted.is_empty() {
+        let number = page.to_string();
+        let path = with_query(
+            "/customers",
+            &[
+                ("pageSize", &page_size),
+                ("page", &number),
+                ("sort", "createdAt"),
+            ],
+        );
+        let body = api.get(&path).await?;
+        for customer in body["items"].as_array().into_iter().flatten() {
+            let id = customer["id"].as_str().unwrap_or_default();
+            if wanted.remove(id) {
+                names.insert(id.to_owned(), customer["name"].clone());
+            }
+        }
+        if body["hasMore"] != true {
+            break;
+        }
+        page += 1;
     }
+    Ok(names)
+}
 
-    let today = format_date(calendar.today);
-    let mut sums: BTreeMap<String, Sums> = BTreeMap::new();
-    let listed: Vec<Value> = invoices
-        .iter()
-        .map(|invoice| {
-            let currency = invoice["currency"].as_str().unwrap_or_default();
-            let minor = |field: &str| {
-                invoice[field]
-                    .as_str()
-                    .and_then(|a| parse_amount(field, a, currency).ok())
-                    .map_or(0, i128::from)
-            };
-            let sum = sums.entry(currency.to_owned()).or_default();
-            sum.count += 1;
-            sum.total += minor("total");
-            sum.paid += minor("amountPaid");
-            let due = minor("amountDue");
-            sum.due += due;
-            // Overdue as the `overdue` filter has it, in the organization's time zone.
-            let overdue = invoice["status"] == "issued"
-                && due > 0
-                && invoice["dueDate"]
-                    .as_str()
-                    .is_some_and(|date| date < today.as_str());
-            let customer_id = invoice["customerId"].as_str().unwrap_or_default();
-            json!({
-                "id": invoice["id"],
-                "number": invoice["number"],
-                "customer": {"id": customer_id, "name": names.get(customer_id)},
-                "status": invoice["status"],
-                "issueDate": invoice["issueDate"],
-                "dueDate": invoice["dueDate"],
-                "currency": currency,
-                "total": invoice["total"],
-                "amountPaid": invoice["amountPaid"],
-                "amountDue": invoice["amountDue"],
-                "isOverdue": overdue,
-            })
-        })
-        .collect();
-    let totals: Vec<Value> = sums
-        .into_iter()
+/// Adds `invoice` to its currency's sums; the invoice.
+fn add_up<'a>(invoice: &'a Value, sums: &mut BTreeMap<String, Sums>) -> &'a Value {
+    let currency = invoice["currency"].as_str().unwrap_or_default();
+    let minor = |field: &str| {
+        invoice[field]
+            .as_str()
+            .and_then(|a| parse_amount(field, a, currency).ok())
+            .map_or(0, i128::from)
+    };
+    let sum = sums.entry(currency.to_owned()).or_default();
+    sum.count += 1;
+    sum.total += minor("total");
+    sum.paid += minor("amountPaid");
+    sum.due += minor("amountDue");
+    invoice
+}
+
+/// What the tool shows of an invoice. `isOverdue` is the API's, judged like the `overdue`
+/// filter in the organization's time zone.
+fn shown(invoice: &Value, names: &BTreeMap<String, Value>) -> Value {
+    let customer_id = invoice["customerId"].as_str().unwrap_or_default();
+    json!({
+        "id": invoice["id"],
+        "number": invoice["number"],
+        "customer": {"id": customer_id, "name": names.get(customer_id)},
+        "status": invoice["status"],
+        "issueDate": invoice["issueDate"],
+        "dueDate": invoice["dueDate"],
+        "currency": invoice["currency"],
+        "total": invoice["total"],
+        "amountPaid": invoice["amountPaid"],
+        "amountDue": invoice["amountDue"],
+        "isOverdue": invoice["isOverdue"] == true,
+    })
+}
+
+/// The sums per currency, as decimal amounts.
+fn totals(sums: BTreeMap<String, Sums>) -> Vec<Value> {
+    sums.into_iter()
         .map(|(currency, s)| {
             json!({
                 "currency": currency,
@@ -172,19 +227,5 @@ pub async fn list_invoices(api: &Api<'_>, args: ListInvoicesArgs) -> Result<Valu
                 "amountDue": format_amount(s.due, &currency),
             })
         })
-        .collect();
-    let mut answer = json!({
-        "invoices": listed,
-        "count": invoices.len(),
-        "totalCount": total_count,
-        "totals": totals,
-        "today": today,
-    });
-    if (invoices.len() as u64) < total_count {
-        answer["message"] = json!(format!(
-            "Only the newest {} of {total_count} invoices are listed, and the totals are theirs: narrow the filters for the rest.",
-            invoices.len()
-        ));
-    }
-    Ok(answer)
+        .collect()
 }

@@ -257,21 +257,49 @@ async fn only_child(
     }
 }
 
-/// Creates a `kind` record named `name` under `parent` through the API (so with its roles and
-/// checks); its summary.
-pub async fn create_under(
+/// Finds or creates the `kind` record named `name` under `parent` through the API (so with its
+/// roles and checks): its summary, and whether this call created it.
+///
+/// An assistant may send several calls at once, each finding nothing and creating: so the
+/// record is upserted at `PUT …/by-external-id/{id}` with an id derived from the parent and the
+/// name, and calls that race end with one record. When two inserts still collide (409), the
+/// winner's record is read back.
+pub async fn find_or_create_under(
     api: &Api<'_>,
     kind: Kind,
     name: &str,
     parent: &Value,
-) -> Result<Value, Failure> {
+) -> Result<(Value, bool), Failure> {
     let Some(field) = kind.parent_field() else {
         return Err(failure("invalid_parameter", "a customer has no parent"));
     };
+    let parent_id = parent["id"].as_str().unwrap_or_default();
+    let external_id = derived_external_id(parent_id, name);
     let mut body = json!({"name": name});
-    body[field] = parent["id"].clone();
-    let record = api.post(kind.path(), body).await?;
-    Ok(summary(kind, &record))
+    body[field] = json!(parent_id);
+    let path = format!("{}/by-external-id/{external_id}", kind.path());
+    match api.upsert(&path, body).await {
+        Ok((record, created)) => Ok((summary(kind, &record), created)),
+        Err(conflict) if conflict["status"] == 409 => {
+            let found = api
+                .get(&with_query(kind.path(), &[("externalId", &external_id)]))
+                .await?;
+            match found["items"].as_array().and_then(|items| items.first()) {
+                Some(record) => Ok((summary(kind, record), false)),
+                None => Err(conflict),
+            }
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// The external id of the record named `name` (trimmed, any case) under `parent_id`: the same
+/// for every call, and safe in a path.
+fn derived_external_id(parent_id: &str, name: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(name.trim().to_lowercase().as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("mcp-{parent_id}-{hex}")
 }
 
 /// " under project \"Website\"" for messages.
@@ -287,4 +315,23 @@ fn under(parent: Option<&Value>) -> String {
 
 fn ambiguous(message: String, candidates: &[Value]) -> Failure {
     json!({"code": "ambiguous", "message": message, "candidates": candidates})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_derived_external_id_depends_on_the_parent_and_the_name_in_any_case() {
+        let id = derived_external_id("tsk_1", "Design");
+        assert_eq!(id, derived_external_id("tsk_1", " design "));
+        assert_ne!(id, derived_external_id("tsk_2", "Design"));
+        assert_ne!(id, derived_external_id("tsk_1", "Build"));
+        assert!(id.starts_with("mcp-tsk_1-"), "{id}");
+        assert!(
+            id.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)),
+            "{id}"
+        );
+    }
 }

@@ -15,7 +15,7 @@ use timix_actions::ActionResult;
 use timix_engine::automation::manifest::{ActionKind, ActionManifest, Manifests};
 
 use super::api::{Api, Failure, failure, with_query};
-use super::dates::{Calendar, DAY_WORDS, PERIOD_WORDS};
+use super::dates::{Calendar, DAY_WORDS, PERIOD_WORDS, date_bound};
 use super::duration;
 use super::flow_tools::{self, FlowTool};
 use super::invoice_tools;
@@ -340,7 +340,7 @@ async fn log_time(api: &Api<'_>, args: LogTimeArgs) -> Result<Value, Failure> {
         Some(task) => {
             match lookup::resolve_under(api, Kind::Subtask, args.subtask.as_deref(), task).await? {
                 Some(subtask) => (subtask, false),
-                None => (new_subtask(api, task, args.subtask.as_deref()).await?, true),
+                None => new_subtask(api, task, args.subtask.as_deref()).await?,
             }
         }
         None => {
@@ -375,14 +375,19 @@ async fn log_time(api: &Api<'_>, args: LogTimeArgs) -> Result<Value, Failure> {
 
 /// A subtask for time on a task that has none that fits: named as the assistant named it, else
 /// after the task, since later time on the task lands in it too (one entry's notes would not
-/// fit as its name).
-async fn new_subtask(api: &Api<'_>, task: &Value, named: Option<&str>) -> Result<Value, Failure> {
+/// fit as its name). Found rather than made when a call sent at the same time made it first;
+/// whether this call created it.
+async fn new_subtask(
+    api: &Api<'_>,
+    task: &Value,
+    named: Option<&str>,
+) -> Result<(Value, bool), Failure> {
     let name = named
         .map(str::trim)
         .filter(|n| !n.is_empty())
         .or_else(|| task["name"].as_str())
         .unwrap_or("Time");
-    lookup::create_under(api, Kind::Subtask, name, task).await
+    lookup::find_or_create_under(api, Kind::Subtask, name, task).await
 }
 
 fn report_tool(report: &Report) -> Tool {
@@ -458,19 +463,4 @@ async fn run_report(api: &Api<'_>, report: &Report, args: ReportArgs) -> Result<
         ],
     );
     api.get(&path).await
-}
-
-/// A `from` or `to` argument as `YYYY-MM-DD` (empty when left out), or `validation_failed`
-/// naming it with the forms understood.
-pub(super) fn date_bound(
-    text: &Option<String>,
-    field: &str,
-    read: impl Fn(&str) -> Result<String, String>,
-) -> Result<String, Failure> {
-    match text {
-        Some(text) => {
-            read(text).map_err(|message| invalid_arguments(vec![(format!("/{field}"), message)]))
-        }
-        None => Ok(String::new()),
-    }
 }

@@ -16,6 +16,21 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../../ui/assets/app.js"),
     ),
     (
+        "schedule.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../ui/assets/schedule.js"),
+    ),
+    (
+        "builder.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../ui/assets/builder.js"),
+    ),
+    (
+        "builder.css",
+        "text/css; charset=utf-8",
+        include_str!("../../ui/assets/builder.css"),
+    ),
+    (
         "icon.svg",
         "image/svg+xml",
         include_str!("../../ui/assets/icon.svg"),

@@ -9,6 +9,7 @@
 mod api;
 mod assets;
 mod pages;
+mod schedule;
 mod session;
 mod views;
 
@@ -45,7 +46,8 @@ pub fn router(app: AppState, api: ApiClient) -> Router {
         app,
     });
     use pages::{
-        apps, authorize, connections, connectors, dashboard, flows, keys, runs, users, webhooks,
+        apps, authorize, connection_edit, connections, connectors, dashboard, flows, keys, runs,
+        users, webhooks,
     };
     Router::new()
         .route("/", get(dashboard::show))
@@ -60,6 +62,10 @@ pub fn router(app: AppState, api: ApiClient) -> Router {
             get(connections::list).post(connections::create),
         )
         .route("/connections/{id}", get(connections::show))
+        .route(
+            "/connections/{id}/edit",
+            get(connection_edit::edit_form).post(connection_edit::save),
+        )
         .route("/connections/{id}/{op}", post(connections::act))
         .route(
             "/connectors",
@@ -69,8 +75,11 @@ pub fn router(app: AppState, api: ApiClient) -> Router {
         .route("/connectors/{key}/{op}", post(connectors::act))
         .route("/flows", get(flows::list))
         .route("/flows/new", get(flows::new_form).post(flows::save_new))
+        .route("/flows/lookup", get(flows::lookup))
         .route("/flows/{id}", get(flows::edit_form).post(flows::save))
         .route("/flows/{id}/{op}", post(flows::act))
+        .merge(pages::flow_lifecycle::routes())
+        .route("/ui/schedule-preview", get(schedule::preview_json))
         .route("/runs", get(runs::list))
         .route("/runs/{id}", get(runs::show))
         .route("/runs/{id}/replay", post(runs::replay))
@@ -78,18 +87,31 @@ pub fn router(app: AppState, api: ApiClient) -> Router {
         .route("/keys/{id}/revoke", post(keys::revoke))
         .route("/webhooks", get(webhooks::list).post(webhooks::create))
         .route("/webhooks/{id}", get(webhooks::show))
+        .route(
+            "/webhooks/{id}/edit",
+            get(webhooks::edit_form).post(webhooks::save),
+        )
         .route("/webhooks/{id}/{op}", post(webhooks::act))
         .route(
             "/webhooks/{id}/deliveries/{delivery}/retry",
             post(webhooks::retry),
         )
         .route("/users", get(users::list).post(users::invite))
-        .route("/users/{id}/invite", post(users::invite_again))
+        .route("/users/{id}", get(users::edit_form).post(users::save))
+        .route("/users/{id}/{op}", post(users::act))
         .route("/apps", get(apps::list))
         .route("/apps/{file}", get(apps::download))
         .route(
             authorize::PATH,
             get(authorize::show).post(authorize::decide),
+        )
+        .route(
+            pages::connected_apps::PATH,
+            get(pages::connected_apps::list),
+        )
+        .route(
+            "/connected-apps/{id}/revoke",
+            post(pages::connected_apps::revoke),
         )
         .route("/assets/{file}", get(assets::serve))
         .with_state(ui)

@@ -206,6 +206,7 @@ impl Viewer {
             "email": a.user_email,
             "role": a.role.as_str(),
             "organization": a.organization.name,
+            "timeZone": a.organization.timezone,
             "can": {
                 "flows": self.can(Permission::ReadFlows),
                 "manageFlows": self.can(Permission::ManageFlows),

@@ -2,7 +2,9 @@
 
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use handlebars::{Handlebars, handlebars_helper};
+use handlebars::{
+    Context, Handlebars, Helper, HelperDef, HelperResult, Output, RenderContext, handlebars_helper,
+};
 use serde_json::Value;
 
 /// Every template, by name; `layout` wraps the pages of a logged-in user.
@@ -33,20 +35,61 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("flows", include_str!("../../ui/templates/flows.hbs")),
     ("flow", include_str!("../../ui/templates/flow.hbs")),
+    (
+        "flow_lifecycle_bar",
+        include_str!("../../ui/templates/flow_lifecycle_bar.hbs"),
+    ),
+    (
+        "flow_draft",
+        include_str!("../../ui/templates/flow_draft.hbs"),
+    ),
+    (
+        "flow_versions",
+        include_str!("../../ui/templates/flow_versions.hbs"),
+    ),
+    (
+        "flow_version",
+        include_str!("../../ui/templates/flow_version.hbs"),
+    ),
+    (
+        "flow_samples",
+        include_str!("../../ui/templates/flow_samples.hbs"),
+    ),
+    (
+        "flow_explain",
+        include_str!("../../ui/templates/flow_explain.hbs"),
+    ),
+    ("run_node", include_str!("../../ui/templates/run_node.hbs")),
+    (
+        "schedule_editor",
+        include_str!("../../ui/templates/schedule_editor.hbs"),
+    ),
     ("runs", include_str!("../../ui/templates/runs.hbs")),
     ("run", include_str!("../../ui/templates/run.hbs")),
     ("keys", include_str!("../../ui/templates/keys.hbs")),
     ("webhooks", include_str!("../../ui/templates/webhooks.hbs")),
     ("webhook", include_str!("../../ui/templates/webhook.hbs")),
     ("users", include_str!("../../ui/templates/users.hbs")),
+    ("user", include_str!("../../ui/templates/user.hbs")),
+    (
+        "webhook_edit",
+        include_str!("../../ui/templates/webhook_edit.hbs"),
+    ),
+    (
+        "connection_edit",
+        include_str!("../../ui/templates/connection_edit.hbs"),
+    ),
     ("apps", include_str!("../../ui/templates/apps.hbs")),
     (
         "authorize",
         include_str!("../../ui/templates/authorize.hbs"),
     ),
+    (
+        "connected_apps",
+        include_str!("../../ui/templates/connected_apps.hbs"),
+    ),
 ];
 
-handlebars_helper!(when: |instant: Value| short_instant(&instant));
 handlebars_helper!(pretty: |value: Value| serde_json::to_string_pretty(&value).unwrap_or_default());
 handlebars_helper!(includes: |list: Value, item: Value| list.as_array().is_some_and(|l| l.contains(&item)));
 handlebars_helper!(inc: |n: u64| n + 1);
@@ -54,12 +97,39 @@ handlebars_helper!(plural: |count: u64, word: str| {
     if count == 1 { format!("1 {word}") } else { format!("{count} {word}s") }
 });
 
-/// `2026-11-23T04:25:54.127Z` → `2026-11-23 04:25:54 UTC`; empty for null.
-fn short_instant(value: &Value) -> String {
-    match value.as_str() {
-        Some(text) if text.len() >= 19 => format!("{} {} UTC", &text[..10], &text[11..19]),
-        Some(text) => text.to_owned(),
-        None => String::new(),
+/// `{{when createdAt}}`: an instant in the organization's time zone (the page's
+/// `viewer.timeZone`, UTC without one): `2026-11-22 23:25:54 EST`.
+struct When;
+
+impl HelperDef for When {
+    fn call<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        ctx: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+        out: &mut dyn Output,
+    ) -> HelperResult {
+        let instant = h.param(0).map(|p| p.value()).unwrap_or(&Value::Null);
+        let zone = ctx.data()["viewer"]["timeZone"].as_str().unwrap_or("UTC");
+        out.write(&escape(&local_instant(instant, zone)))?;
+        Ok(())
+    }
+}
+
+/// `2026-11-23T04:25:54.127Z` in `zone` → `2026-11-22 23:25:54 EST`; empty for null; a text
+/// that is not an instant as it is.
+pub fn local_instant(value: &Value, zone: &str) -> String {
+    let Some(text) = value.as_str() else {
+        return String::new();
+    };
+    let zone: chrono_tz::Tz = zone.parse().unwrap_or(chrono_tz::UTC);
+    match chrono::DateTime::parse_from_rfc3339(text) {
+        Ok(at) => at
+            .with_timezone(&zone)
+            .format("%Y-%m-%d %H:%M:%S %Z")
+            .to_string(),
+        Err(_) => text.to_owned(),
     }
 }
 
@@ -70,7 +140,7 @@ pub struct Views {
 impl Views {
     pub fn new() -> Self {
         let mut registry = Handlebars::new();
-        registry.register_helper("when", Box::new(when));
+        registry.register_helper("when", Box::new(When));
         registry.register_helper("pretty", Box::new(pretty));
         registry.register_helper("plural", Box::new(plural));
         registry.register_helper("inc", Box::new(inc));
@@ -118,4 +188,50 @@ pub fn error_page(title: &str, message: &str) -> String {
         t = escape(title),
         m = escape(message)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn when_shows_instants_in_the_organizations_zone_everywhere_in_a_page() {
+        let mut registry = Handlebars::new();
+        registry.register_helper("when", Box::new(When));
+        registry
+            .register_template_string("item", "[{{when at}}]")
+            .unwrap();
+        registry
+            .register_template_string(
+                "page",
+                "{{when at}}|{{#each runs}}{{when createdAt}}|{{/each}}{{> item at=at}}{{when missing}}",
+            )
+            .unwrap();
+        let page = |zone: Option<&str>| {
+            let mut context = json!({
+                "at": "2026-12-07T04:25:54.127Z",
+                "runs": [{"createdAt": "2026-07-01T12:00:00.000Z"}],
+            });
+            if let Some(zone) = zone {
+                context["viewer"] = json!({"timeZone": zone});
+            }
+            registry.render("page", &context).unwrap()
+        };
+        assert_eq!(
+            page(Some("Asia/Kolkata")),
+            "2026-12-07 09:55:54 IST|2026-07-01 17:30:00 IST|[2026-12-07 09:55:54 IST]"
+        );
+        // Daylight saving: New York is EST in December, EDT in July.
+        assert_eq!(
+            page(Some("America/New_York")),
+            "2026-12-06 23:25:54 EST|2026-07-01 08:00:00 EDT|[2026-12-06 23:25:54 EST]"
+        );
+        assert_eq!(
+            page(None),
+            "2026-12-07 04:25:54 UTC|2026-07-01 12:00:00 UTC|[2026-12-07 04:25:54 UTC]"
+        );
+        assert_eq!(local_instant(&json!("soon"), "UTC"), "soon");
+    }
 }

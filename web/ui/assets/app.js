@@ -57,48 +57,7 @@
     onChosen(select, function () { select.form.submit(); });
   });
 
-  // The flow builder: picking a trigger or an action shows its fields (the server renders them).
-  document.querySelectorAll('[data-refresh]').forEach(function (control) {
-    var refresh = function () {
-      var form = control.form;
-      var op = document.createElement('input');
-      op.type = 'hidden';
-      op.name = 'op';
-      op.value = 'refresh';
-      form.appendChild(op);
-      sessionStorage.setItem('timix-focus', control.id);
-      form.submit();
-    };
-    if (control.tagName === 'SELECT') onChosen(control, refresh);
-    else control.addEventListener('change', refresh);
-  });
-  var refocus = sessionStorage.getItem('timix-focus');
-  if (refocus) {
-    sessionStorage.removeItem('timix-focus');
-    var again = document.getElementById(refocus);
-    if (again) again.focus();
-  }
-
-  // Variables go where the cursor was in the step's last focused field.
-  var lastField = null;
-  document.addEventListener('focusin', function (event) {
-    if (event.target.matches('[data-variable-target]')) lastField = event.target;
-  });
-  document.addEventListener('click', function (event) {
-    var chip = event.target.closest('[data-insert]');
-    if (!chip) return;
-    var step = chip.closest('.step');
-    var field = lastField && step && step.contains(lastField)
-      ? lastField
-      : step && step.querySelector('[data-variable-target]');
-    if (!field) return;
-    var text = '{{' + chip.dataset.insert + '}}';
-    var start = field.selectionStart == null ? field.value.length : field.selectionStart;
-    var end = field.selectionEnd == null ? field.value.length : field.selectionEnd;
-    field.value = field.value.slice(0, start) + text + field.value.slice(end);
-    field.focus();
-    field.setSelectionRange(start + text.length, start + text.length);
-  });
+  // The flow builder has its own script (builder.js).
 
   // Connection form: show the fields of the chosen type only.
   document.querySelectorAll('form[data-type-switch]').forEach(function (form) {

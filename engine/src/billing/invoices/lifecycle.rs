@@ -2,7 +2,7 @@
 
 use super::{
     DEFAULT_PAYMENT_TERM_DAYS, Invoice, Invoices, IssueInput, LIST, NOUN, Payment, PaymentInput,
-    check_dates, entry_ids, from_row, not_draft, to_json,
+    check_dates, entry_ids, from_row, not_draft, org_today, to_json,
 };
 use crate::access::auth::{Actor, Permission};
 use crate::access::idempotency::{self, Answer};
@@ -25,7 +25,7 @@ pub(super) async fn locked(tx: &mut Tx, actor: &Actor, id: &str) -> Result<Invoi
     let row = rows::live_row(&mut *tx, LIST.table, actor.org_id(), id)
         .await?
         .ok_or(Error::NotFound(NOUN))?;
-    let invoice = from_row(&row)?;
+    let invoice = from_row(&row, &org_today(actor))?;
     actor.check_if_match(&invoice)?;
     Ok(invoice)
 }
@@ -37,7 +37,7 @@ pub(super) async fn finish(
     before: &Invoice,
     verb: Option<&str>,
 ) -> Result<Invoice> {
-    let after = resource::reload::<Invoices>(&mut tx, &before.id).await?;
+    let after = resource::reload::<Invoices>(&mut tx, actor, &before.id).await?;
     events::updated(&mut tx, actor.org_id(), NOUN, &before.id, (before, &after)).await?;
     if let Some(verb) = verb {
         events::append(
@@ -113,7 +113,7 @@ pub async fn issue(db: &Db, actor: &Actor, id: &str, input: IssueInput) -> Resul
     .await?;
     if paid_now {
         // Nothing to pay: issued and paid in one step, and both are announced.
-        let issued = resource::reload::<Invoices>(&mut tx, id).await?;
+        let issued = resource::reload::<Invoices>(&mut tx, actor, id).await?;
         events::append(
             &mut tx,
             NewEvent {

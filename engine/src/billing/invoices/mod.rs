@@ -48,8 +48,8 @@ pub const LIST: ListSpec = ListSpec {
     soft_delete: true,
 };
 
-/// `overdue=true`: issued, not fully paid, due before the `?` date (today). Kept in step with
-/// [`Invoice::is_overdue`].
+/// `overdue=true`: issued, not fully paid, due before the `?` date (the organization's today,
+/// [`org_today`]). Kept in step with [`overdue`], which sets [`Invoice::is_overdue`].
 const OVERDUE: &str =
     "status = 'issued' AND total > amount_paid AND due_date IS NOT NULL AND due_date < ?";
 const NOT_OVERDUE: &str =
@@ -67,8 +67,8 @@ impl Resource for Invoices {
     const WRITE: Permission = Permission::WriteInvoices;
     const CHILDREN: &'static [(&'static str, &'static str, &'static str)] = &[];
 
-    fn decode(row: &row::Row) -> Result<Invoice> {
-        from_row(row)
+    fn decode(actor: &Actor, row: &row::Row) -> Result<Invoice> {
+        from_row(row, &org_today(actor))
     }
 
     fn external_id(input: &mut InvoiceInput) -> &mut Patch<String> {
@@ -89,8 +89,7 @@ impl Resource for Invoices {
             } else {
                 NOT_OVERDUE
             };
-            let today = format_date(date_in_zone(now_ms(), &actor.organization.timezone));
-            params.and_where(condition, vec![Arg::from(today)]);
+            params.and_where(condition, vec![Arg::from(org_today(actor))]);
         }
         Ok(params)
     }
@@ -198,7 +197,8 @@ pub struct Invoice {
     pub amount_paid: String,
     #[schema(example = "797.10")]
     pub amount_due: String,
-    /// Issued, not fully paid, and past its due date.
+    /// Issued, not fully paid, and due before today in the organization's time zone: what
+    /// `overdue=true` lists.
     pub is_overdue: bool,
     pub notes: Option<String>,
     pub external_id: Option<String>,
@@ -309,21 +309,30 @@ fn to_json<T: Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| Error::Internal(e.to_string()))
 }
 
-pub(crate) fn from_row(r: &row::Row) -> Result<Invoice> {
+/// Today (`YYYY-MM-DD`) in the actor's organization's time zone: the day `overdue` and
+/// `isOverdue` are judged against.
+pub(crate) fn org_today(actor: &Actor) -> String {
+    format_date(date_in_zone(now_ms(), &actor.organization.timezone))
+}
+
+/// Issued, not fully paid, and due before `today`: the [`OVERDUE`] condition in Rust.
+fn overdue(status: &str, total: i64, paid: i64, due_date: Option<&str>, today: &str) -> bool {
+    status == "issued" && total > paid && due_date.is_some_and(|d| d < today)
+}
+
+/// An invoice row, with `isOverdue` judged against `today` (see [`org_today`]).
+pub(crate) fn from_row(r: &row::Row, today: &str) -> Result<Invoice> {
     let currency = row::get_str(r, "currency")?;
     let money = |column: &str| row::get_i64(r, column).map(|m| format_amount(m, &currency));
     let total = row::get_i64(r, "total")?;
     let paid = row::get_i64(r, "amount_paid")?;
     let status = row::get_str(r, "status")?;
     let due_date = row::get_opt_str(r, "due_date")?;
-    let today = format_date(date_in_zone(now_ms(), "UTC"));
     Ok(Invoice {
         id: row::get_str(r, "id")?,
         number: row::get_opt_str(r, "number")?,
         customer_id: row::get_str(r, "customer_id")?,
-        is_overdue: status == "issued"
-            && total > paid
-            && due_date.as_deref().is_some_and(|d| *d < *today),
+        is_overdue: overdue(&status, total, paid, due_date.as_deref(), today),
         status,
         issue_date: row::get_opt_str(r, "issue_date")?,
         due_date,
@@ -469,7 +478,7 @@ async fn insert(tx: &mut Tx, actor: &Actor, input: InvoiceInput) -> Result<Invoi
         let ids: Vec<String> = line.time_entry_ids.clone();
         time_entries::set_invoice(tx, actor.org_id(), &ids, Some((&id, &line.id))).await?;
     }
-    let invoice = resource::reload::<Invoices>(tx, &id).await?;
+    let invoice = resource::reload::<Invoices>(tx, actor, &id).await?;
     events::created(tx, actor.org_id(), NOUN, &id, &invoice).await?;
     Ok(invoice)
 }
@@ -487,7 +496,7 @@ async fn apply_update(
     row: &row::Row,
     input: InvoiceInput,
 ) -> Result<Invoice> {
-    let before = from_row(row)?;
+    let before = from_row(row, &org_today(actor))?;
     if before.status != "draft" {
         return Err(not_draft(&before, "edited"));
     }
@@ -568,7 +577,7 @@ async fn apply_update(
     .execute(&mut *tx)
     .await
     .map_err(|e| rows::external_id_conflict(e, NOUN))?;
-    let after = resource::reload::<Invoices>(tx, &before.id).await?;
+    let after = resource::reload::<Invoices>(tx, actor, &before.id).await?;
     events::updated(tx, actor.org_id(), NOUN, &before.id, (&before, &after)).await?;
     Ok(after)
 }

@@ -1,6 +1,6 @@
 //! What timesheets, invoices and the hierarchy do to entries: approval, invoicing, moves.
 
-use super::{NOUN, TimeEntries, from_row};
+use super::{LIST, NOUN, from_row};
 use crate::error::{Error, Result};
 use crate::store::clock::now_ms;
 use crate::store::db::{Sql, Tx, row};
@@ -29,7 +29,7 @@ pub(crate) async fn set_approval_status(
             .arg(&before.id)
             .execute(&mut *tx)
             .await?;
-        let after = resource::reload::<TimeEntries>(tx, &before.id).await?;
+        let after = from_row(&resource::reload_row(tx, LIST.table, &before.id).await?)?;
         events::updated(tx, org_id, NOUN, &before.id, (&before, &after)).await?;
     }
     Ok(())
@@ -57,7 +57,7 @@ pub(crate) async fn set_invoice(
         .arg(id.as_str())
         .execute(&mut *tx)
         .await?;
-        let after = resource::reload::<TimeEntries>(tx, id).await?;
+        let after = from_row(&resource::reload_row(tx, LIST.table, id).await?)?;
         events::updated(tx, org_id, NOUN, id, (&before, &after)).await?;
     }
     Ok(())

@@ -71,7 +71,7 @@ impl Resource for TimeEntries {
     const WRITE: Permission = Permission::WriteOwnTime;
     const CHILDREN: &'static [(&'static str, &'static str, &'static str)] = &[];
 
-    fn decode(row: &row::Row) -> Result<TimeEntry> {
+    fn decode(_actor: &Actor, row: &row::Row) -> Result<TimeEntry> {
         from_row(row)
     }
 
@@ -357,7 +357,7 @@ async fn write_new(tx: &mut Tx, actor: &Actor, new: NewEntry) -> Result<TimeEntr
     .execute(&mut *tx)
     .await
     .map_err(|e| timer_conflict(rows::external_id_conflict(e, NOUN)))?;
-    let entry = resource::reload::<TimeEntries>(tx, &id).await?;
+    let entry = resource::reload::<TimeEntries>(tx, actor, &id).await?;
     events::created(tx, actor.org_id(), NOUN, &id, &entry).await?;
     timesheets::refresh_totals(tx, &timesheet_id).await?;
     budgets::check(tx, &entry.project_id).await?;
@@ -526,7 +526,7 @@ async fn apply_update(
     .execute(&mut *tx)
     .await
     .map_err(|e| rows::external_id_conflict(e, NOUN))?;
-    let after = resource::reload::<TimeEntries>(tx, &before.id).await?;
+    let after = resource::reload::<TimeEntries>(tx, actor, &before.id).await?;
     events::updated(tx, actor.org_id(), NOUN, &before.id, (&before, &after)).await?;
     after_write(tx, &before, &after).await?;
     Ok(after)

@@ -1,7 +1,7 @@
 //! The price of an entry: its billable rate read from the hierarchy and the user, its amount,
 //! and repricing when a rate above it changes.
 
-use super::{NOUN, TimeEntries, from_row};
+use super::{LIST, NOUN, from_row};
 use crate::access::auth::Actor;
 use crate::billing::{budgets, projects, timesheets};
 use crate::error::{Error, Result};
@@ -149,7 +149,7 @@ pub(crate) async fn reprice(tx: &mut Tx, org_id: &str, column: &str, id: &str) -
         .arg(&before.id)
         .execute(&mut *tx)
         .await?;
-        let after = resource::reload::<TimeEntries>(tx, &before.id).await?;
+        let after = from_row(&resource::reload_row(tx, LIST.table, &before.id).await?)?;
         events::updated(tx, org_id, NOUN, &before.id, (&before, &after)).await?;
         sheets.insert(after.timesheet_id);
         projects.insert(after.project_id);

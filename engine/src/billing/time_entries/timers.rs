@@ -142,7 +142,7 @@ pub async fn stop_timer(db: &Db, actor: &Actor, id: &str) -> Result<TimeEntry> {
     .arg(id)
     .execute(&mut tx)
     .await?;
-    let after = resource::reload::<TimeEntries>(&mut tx, id).await?;
+    let after = resource::reload::<TimeEntries>(&mut tx, actor, id).await?;
     events::updated(&mut tx, actor.org_id(), NOUN, id, (&before, &after)).await?;
     timer_event(&mut tx, actor, "stopped", &after).await?;
     after_write(&mut tx, &before, &after).await?;

@@ -2,8 +2,10 @@
 //! ChatGPT…) sends its user (`crate::mcp::authorization`). The user logs in if needed and sees
 //! which application asks, where it will send them back, and as whom, in which organization and
 //! with which role it would act; allowing gives the application an authorization code, denying
-//! sends it `access_denied`. A request naming an unknown client or redirect URI is never sent
-//! anywhere: the page says why.
+//! sends it `access_denied`. Nothing sends the browser to the application without the user's
+//! own click: a request naming an unknown client or redirect URI shows why it cannot be used,
+//! and a request refused before the user was asked shows why, with a link back to the
+//! application (RFC 9700 §4.11.2), since anyone may register a client with any redirect URI.
 
 use axum::extract::{Form, Query, State};
 use axum::http::StatusCode;
@@ -58,7 +60,7 @@ fn params_of(fields: &Fields) -> UiResult<AuthorizeParams> {
     })
 }
 
-/// A request that may be put to the user, or the answer it already has.
+/// A request that may be put to the user, or the page that says why not.
 async fn checked(
     ui: &Shared,
     params: &AuthorizeParams,
@@ -74,32 +76,58 @@ async fn checked(
                     message,
                 });
             }
+            // Shown, not followed: the client chose where the link goes.
             Checked::Refused {
+                client_name,
                 redirect_uri,
                 state,
                 refusal,
-            } => Err(back(
-                ui,
-                &redirect_uri,
-                &[
-                    ("error", refusal.code.as_str()),
-                    ("error_description", &refusal.message),
-                ],
-                state.as_deref(),
-            )),
+            } => {
+                let back = callback(
+                    ui,
+                    &redirect_uri,
+                    &[
+                        ("error", refusal.code.as_str()),
+                        ("error_description", &refusal.message),
+                    ],
+                    state.as_deref(),
+                );
+                let context = json!({
+                    "refused": {
+                        "client": client_name,
+                        "message": refusal.message,
+                        "back": back,
+                        "host": mcp_oauth::redirect_host(&redirect_uri),
+                    },
+                });
+                Err((
+                    StatusCode::BAD_REQUEST,
+                    ui.views.render("authorize", &context),
+                )
+                    .into_response())
+            }
         },
     )
 }
 
-/// Sends the user back to the application with `params`, its `state` and this issuer
-/// (RFC 9207).
-fn back(ui: &Shared, redirect_uri: &str, params: &[(&str, &str)], state: Option<&str>) -> Response {
+/// The address that hands the client `params`, its `state` and this issuer (RFC 9207).
+fn callback(
+    ui: &Shared,
+    redirect_uri: &str,
+    params: &[(&str, &str)],
+    state: Option<&str>,
+) -> String {
     let mut pairs = params.to_vec();
     if let Some(state) = state {
         pairs.push(("state", state));
     }
     pairs.push(("iss", authorization::issuer(&ui.app)));
-    Redirect::to(&mcp_oauth::callback_url(redirect_uri, &pairs)).into_response()
+    mcp_oauth::callback_url(redirect_uri, &pairs)
+}
+
+/// Sends the user back to the application with the user's answer.
+fn back(ui: &Shared, redirect_uri: &str, params: &[(&str, &str)], state: Option<&str>) -> Response {
+    Redirect::to(&callback(ui, redirect_uri, params, state)).into_response()
 }
 
 /// What each role lets an assistant do, in the words of the permission matrix.
@@ -124,13 +152,13 @@ pub async fn show(
     viewer: Result<Viewer, UiError>,
     Query(fields): Query<Fields>,
 ) -> UiResult {
+    // The login comes first: whatever the request, nobody is sent anywhere without it.
+    let viewer = viewer?;
     let params = params_of(&fields)?;
     let request = match checked(&ui, &params).await? {
         Ok(request) => request,
         Err(answer) => return Ok(answer),
     };
-    // Checked before the login: a broken link is not worth logging in for.
-    let viewer = viewer?;
     let actor = &viewer.actor;
     let hidden: Vec<_> = PARAMS
         .iter()
@@ -142,6 +170,7 @@ pub async fn show(
         })
         .collect();
     let context = json!({
+        "consent": true,
         "csrf": viewer.csrf,
         "client": {"name": request.client_name, "id": request.client_id},
         "redirectHost": mcp_oauth::redirect_host(&request.redirect_uri),

@@ -1,6 +1,7 @@
 //! `/connections`: add connections to a connector (its credentials by how it signs in, its
 //! settings) or by type (API-key, basic, OAuth2 and `self`), test them, connect OAuth2 ones (the
-//! provider's page and back), see their status and last error, delete them.
+//! provider's page and back), see their status and last error and the flows that use them,
+//! delete them. Editing and replacing one in its flows is in `connection_edit`.
 
 use std::collections::BTreeMap;
 
@@ -10,7 +11,7 @@ use axum::response::{IntoResponse, Redirect};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::checked_id;
+use super::{checked_id, connection_edit};
 use crate::ui::session::{Fields, redirect_with_alert, redirect_with_notice};
 use crate::ui::{Shared, UiError, UiResult, Viewer, back_or_fail};
 
@@ -23,7 +24,7 @@ const TYPES: [(&str, &str); 4] = [
 
 /// Settings a connector connection's form has fields of its own for; its other settings'
 /// errors are shown at the settings' JSON.
-const OWN_SETTING_FIELDS: [&str; 1] = ["settings.clientId"];
+pub(super) const OWN_SETTING_FIELDS: [&str; 1] = ["settings.clientId"];
 
 /// What the form is for: `?connector=slack` (a connector) or `?connector=type:basic` (a type).
 #[derive(Debug, Default, Deserialize)]
@@ -351,29 +352,30 @@ pub async fn create(
 
 pub async fn show(State(ui): State<Shared>, viewer: Viewer, Path(id): Path<String>) -> UiResult {
     let id = checked_id(&id, "connection")?;
-    let connection = ui.get(&viewer, &format!("/connections/{id}")).await?;
-    let flows = ui.items(&viewer, "/flows?limit=200").await?;
-    let uses: Vec<&Value> = flows
-        .iter()
-        .filter(|f| {
-            f["trigger"]["connectionId"].as_str() == Some(id)
-                || f["steps"]
-                    .as_array()
-                    .is_some_and(|s| s.iter().any(|s| s["connectionId"].as_str() == Some(id)))
-        })
-        .collect();
-    let context = json!({
+    render_one(&ui, &viewer, id, json!({})).await
+}
+
+/// A connection's page: its facts, the flows that use it, and the connections of the same
+/// connector or type that could take its place in them.
+pub(super) async fn render_one(ui: &Shared, viewer: &Viewer, id: &str, extra: Value) -> UiResult {
+    let connection = ui.get(viewer, &format!("/connections/{id}")).await?;
+    let uses = connection_edit::flows_using(ui, viewer, id).await?;
+    let others = ui.items(viewer, "/connections?limit=200").await?;
+    let mut context = json!({
         "nav": "connections",
         "connection": connection,
         "isOauth": connection["type"] == "oauth2",
         "settings": serde_json::to_string_pretty(&connection["settings"]).unwrap_or_default(),
         "usedBy": uses,
+        "replacements": connection_edit::replacements(&connection, &others),
         "redirectUri": ui.app.oauth_redirect(),
     });
-    Ok(ui.page(&viewer, "connection", context))
+    super::merge(&mut context, extra);
+    Ok(ui.page(viewer, "connection", context))
 }
 
-/// `test`, `connect` (OAuth2: off to the provider) and `delete`.
+/// `test`, `connect` (OAuth2: off to the provider), `replace` (in the flows that use it) and
+/// `delete`.
 pub async fn act(
     State(ui): State<Shared>,
     viewer: Viewer,
@@ -416,6 +418,7 @@ pub async fn act(
                 .ok_or_else(|| UiError::bad_request("the provider's address is missing"))?;
             Ok(Redirect::to(&location).into_response())
         }
+        "replace" => connection_edit::replace(&ui, &viewer, id, &fields).await,
         "delete" => match ui.delete(&viewer, &path).await {
             Ok(_) => Ok(redirect_with_notice(
                 "/connections",

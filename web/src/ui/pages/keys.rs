@@ -1,23 +1,53 @@
 //! `/keys`: the viewer's organization's API keys; a new key is shown once, on the answer to
-//! the form that made it (never in a URL).
+//! the form that made it (never in a URL). A new key starts at the lowest role, with what each
+//! role allows beside the choice, so a key gets what its job needs rather than its maker's role.
 
 use axum::extract::{Form, Path, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
+use timix_engine::access::auth::Role;
 
 use super::checked_id;
 use crate::ui::session::{Fields, redirect_with_notice};
 use crate::ui::{Shared, UiResult, Viewer, back_or_fail};
 
-const ROLES: [&str; 5] = ["viewer", "member", "manager", "admin", "owner"];
+/// Each role, lowest first, with what it allows (API.md's permission matrix, in short).
+pub(super) const ROLE_MEANINGS: [(Role, &str); 5] = [
+    (Role::Viewer, "reads everything, changes nothing"),
+    (
+        Role::Member,
+        "reads; logs its own time and timers; works on tasks and subtasks",
+    ),
+    (
+        Role::Manager,
+        "a member's rights, and customers, projects, approvals, invoices and reports",
+    ),
+    (
+        Role::Admin,
+        "a manager's rights, and users, API keys, webhooks, connections and flows",
+    ),
+    (
+        Role::Owner,
+        "everything, including the organization's settings and plan",
+    ),
+];
+
+/// The roles `mine` may give (none above it), each with its meaning; `chosen` is selected.
+pub(super) fn role_choices(mine: Role, chosen: &str) -> Vec<Value> {
+    ROLE_MEANINGS
+        .iter()
+        .filter(|(role, _)| *role <= mine)
+        .map(|(role, meaning)| {
+            json!({"value": role.as_str(), "meaning": meaning, "selected": role.as_str() == chosen})
+        })
+        .collect()
+}
 
 async fn render(ui: &Shared, viewer: &Viewer, status: StatusCode, extra: Value) -> UiResult {
     let keys = ui.items(viewer, "/api-keys?limit=200").await?;
-    let mine = viewer.actor.role;
-    let roles: Vec<&str> = ROLES
-        .into_iter()
-        .filter(|r| timix_engine::access::auth::Role::parse(r).is_some_and(|r| r <= mine))
-        .collect();
+    // The lowest role unless a refused form chose another.
+    let chosen = extra["form"]["role"].as_str().unwrap_or("viewer");
+    let roles = role_choices(viewer.actor.role, chosen);
     let mut context = json!({"nav": "keys", "keys": keys, "roles": roles});
     super::merge(&mut context, extra);
     Ok(ui.page_with_status(status, viewer, "keys", context))

@@ -2,9 +2,12 @@
 
 pub mod apps;
 pub mod authorize;
+pub mod connected_apps;
+pub mod connection_edit;
 pub mod connections;
 pub mod connectors;
 pub mod dashboard;
+pub mod flow_lifecycle;
 pub mod flows;
 pub mod keys;
 pub mod runs;

@@ -1,5 +1,6 @@
 //! `/webhooks`: endpoints that receive the organization's events; deliveries with their
-//! attempts, retry, secret rotation (the new secret shown once), test and delete.
+//! attempts, retry, secret rotation (the new secret shown once), test and delete; an edit page
+//! for the URL, events, description and whether it is enabled.
 
 use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
@@ -8,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::{checked_id, query};
 use crate::ui::session::{Fields, redirect_with_notice};
-use crate::ui::{Shared, UiError, UiResult, Viewer, back_or_fail};
+use crate::ui::{ApiFailure, Shared, UiError, UiResult, Viewer, back_or_fail};
 use timix_engine::automation::webhooks::EVENT_TYPES;
 
 /// The event types as checkboxes, grouped by what they are about (`customer`).
@@ -183,6 +184,72 @@ pub async fn act(
             Err(failure) => back_or_fail(&path, failure),
         },
         _ => Err(UiError::not_found("action")),
+    }
+}
+
+/// The edit page: the webhook's fields, or a refused form (what was sent, and why) with each
+/// problem at its field.
+async fn render_edit(
+    ui: &Shared,
+    viewer: &Viewer,
+    id: &str,
+    refused: Option<(Value, ApiFailure)>,
+) -> UiResult {
+    let hook = ui.get(viewer, &format!("/webhooks/{id}")).await?;
+    let (status, form, failure) = match refused {
+        Some((form, failure)) => (StatusCode::UNPROCESSABLE_ENTITY, form, Some(failure)),
+        None => {
+            let form = json!({
+                "url": hook["url"],
+                "events": hook["events"],
+                "description": hook["description"],
+                "isEnabled": hook["isEnabled"],
+            });
+            (StatusCode::OK, form, None)
+        }
+    };
+    let context = json!({
+        "nav": "webhooks",
+        "webhook": hook,
+        "groups": event_groups(),
+        "form": form,
+        "error": failure.as_ref().map(ApiFailure::summary),
+        "fieldErrors": failure.map(|f| f.fields),
+    });
+    Ok(ui.page_with_status(status, viewer, "webhook_edit", context))
+}
+
+pub async fn edit_form(
+    State(ui): State<Shared>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> UiResult {
+    let id = checked_id(&id, "webhook")?;
+    render_edit(&ui, &viewer, id, None).await
+}
+
+/// Saves the edit form through `PATCH /webhooks/{id}`; an emptied description is removed.
+pub async fn save(
+    State(ui): State<Shared>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Form(fields): Form<Fields>,
+) -> UiResult {
+    viewer.check(&fields)?;
+    let id = checked_id(&id, "webhook")?;
+    let path = format!("/webhooks/{id}");
+    let body = json!({
+        "url": fields.get("url"),
+        "events": events(&fields),
+        "description": fields.get("description"),
+        "isEnabled": fields.get("isEnabled").is_some(),
+    });
+    match ui.call(&viewer, "PATCH", &path, Some(body.clone())).await {
+        Ok(_) => Ok(redirect_with_notice(&path, "The webhook is saved.")),
+        Err(failure) if matches!(failure.status, 400 | 409 | 422) => {
+            render_edit(&ui, &viewer, id, Some((body, failure))).await
+        }
+        Err(failure) => Err(failure.into()),
     }
 }
 

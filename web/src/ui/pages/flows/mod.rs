@@ -4,26 +4,35 @@
 //! trigger's sample and earlier steps' samples give the variables a field can use.
 //!
 //! Adding, removing or changing a step re-renders the form from what was typed (`op`), so the
-//! builder works without JavaScript; the script only sends the form when an action is picked
-//! and inserts variables where the cursor is.
+//! builder works without JavaScript; the script (`builder.js`) sends those in the background
+//! and swaps the form, inserts variables where the cursor is and searches the pickers.
+//! Saving goes through a draft: variables the data does not have are flagged before anything
+//! is live, and **Publish** makes it the flow.
+
+mod control;
+mod data;
+mod pickers;
+mod plain;
+
+pub use pickers::lookup;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use axum::extract::{Form, Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use serde_json::{Map, Value, json};
 use timix_connectors::apps;
 use timix_engine::automation::manifest::Manifests;
 
-use super::checked_id;
-use crate::ui::session::{Fields, redirect_with_notice};
-use crate::ui::{Shared, UiError, UiResult, Viewer, back_or_fail};
+use axum::response::Response;
 
-/// Variables listed per sample, at most.
-const MAX_VARIABLES: usize = 40;
+use super::checked_id;
+use crate::ui::session::{Fields, redirect_with_alert, redirect_with_notice};
+use crate::ui::{ApiFailure, Shared, UiError, UiResult, Viewer, back_or_fail};
 
 pub async fn list(State(ui): State<Shared>, viewer: Viewer) -> UiResult {
     let flows = ui.items(&viewer, "/flows?limit=200&sort=name").await?;
+    let flows = super::flow_lifecycle::with_health(&ui, &viewer, flows).await;
     let flows: Vec<Value> = flows
         .into_iter()
         .map(|mut f| {
@@ -88,6 +97,13 @@ struct StepDraft {
     action: String,
     connection_id: String,
     input: BTreeMap<String, String>,
+    /// Picks and dates as sent, made into `input` by [`pickers::resolve`].
+    picks: BTreeMap<String, String>,
+    dates: BTreeMap<String, String>,
+    /// Inputs whose picker was set to "map a value".
+    mapped: BTreeSet<String>,
+    /// "Only if…" and "for each…" around the step.
+    control: control::Control,
 }
 
 /// A value of a flow as the text a field shows: strings as they are, the rest as JSON.
@@ -110,11 +126,9 @@ impl Draft {
             _ => String::new(),
         };
         let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
-        let is_program = flow["steps"].as_array().is_some_and(|steps| {
-            steps.iter().any(|s| {
-                s.get("type").is_some() || s.get("onError").is_some() || s.get("orCreate").is_some()
-            })
-        });
+        let is_program = flow["steps"]
+            .as_array()
+            .is_some_and(|steps| steps.iter().any(|s| control::unwrap(s).is_none()));
         Draft {
             condition: trigger.get("condition").map(pretty).unwrap_or_default(),
             program: is_program.then(|| pretty(&flow["steps"])),
@@ -133,9 +147,11 @@ impl Draft {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|s| {
+                .filter_map(control::unwrap)
+                .map(|(s, control)| {
                     let action = as_text(&s["action"]);
                     StepDraft {
+                        control,
                         key: as_text(&s["key"]),
                         connection_id: as_text(&s["connectionId"]),
                         input: s["input"]
@@ -147,6 +163,7 @@ impl Draft {
                             })
                             .collect(),
                         action,
+                        ..StepDraft::default()
                     }
                 })
                 .collect(),
@@ -178,8 +195,16 @@ impl Draft {
                         "key" => step.key = trimmed,
                         "action" => step.action = trimmed,
                         "connectionId" => step.connection_id = trimmed,
+                        "if.left" => step.control.left = value.clone(),
+                        "if.op" => step.control.op = trimmed,
+                        "if.right" => step.control.right = value.clone(),
+                        "each.items" => step.control.items = trimmed,
                         _ => {
-                            if let Some(input) = rest.strip_prefix("input.") {
+                            if let Some(pick) = rest.strip_prefix("pick.") {
+                                step.picks.insert(pick.to_owned(), trimmed);
+                            } else if let Some(date) = rest.strip_prefix("when.") {
+                                step.dates.insert(date.to_owned(), trimmed);
+                            } else if let Some(input) = rest.strip_prefix("input.") {
                                 // Inputs keep their spaces (a template may mean them); browsers
                                 // send a text area's line breaks as CRLF.
                                 step.input
@@ -190,7 +215,16 @@ impl Draft {
                 }
             }
         }
-        draft.steps = steps.into_values().collect();
+        if let Some(cron) = crate::ui::schedule::from_fields(fields) {
+            draft.schedule = cron;
+        }
+        draft.steps = steps
+            .into_values()
+            .map(|mut step| {
+                step.mapped = pickers::resolve(&mut step.input, &step.picks, &step.dates);
+                step
+            })
+            .collect();
         draft
     }
 
@@ -284,7 +318,7 @@ impl Draft {
                 if !step.connection_id.is_empty() {
                     s["connectionId"] = json!(step.connection_id);
                 }
-                s
+                step.control.wrap(&step.key, s)
             })
             .collect();
         if errors.is_empty() {
@@ -360,38 +394,6 @@ fn default_key(action: &str, taken: &[String]) -> String {
     key
 }
 
-/// `trigger.name`, `trigger.address.city`… of a sample, one level of nesting deep.
-fn variables(prefix: &str, sample: &Value) -> Vec<Value> {
-    let mut out = Vec::new();
-    if let Value::Object(map) = sample {
-        for (key, value) in map {
-            match value {
-                Value::Object(inner) => {
-                    for (k, v) in inner {
-                        out.push(
-                            json!({"path": format!("{prefix}.{key}.{k}"), "sample": short(v)}),
-                        );
-                    }
-                }
-                other => {
-                    out.push(json!({"path": format!("{prefix}.{key}"), "sample": short(other)}))
-                }
-            }
-        }
-    }
-    out.truncate(MAX_VARIABLES);
-    out
-}
-
-fn short(value: &Value) -> String {
-    let text = as_text(value);
-    if text.chars().count() > 40 {
-        format!("{}…", text.chars().take(39).collect::<String>())
-    } else {
-        text
-    }
-}
-
 /// What an empty field suggests typing.
 fn placeholder(kind: &str, lookup: bool) -> &'static str {
     match kind {
@@ -410,13 +412,26 @@ fn placeholder(kind: &str, lookup: bool) -> &'static str {
 struct Feedback {
     errors: BTreeMap<String, String>,
     summary: Option<String>,
+    /// A saved draft's warnings (variables the data does not have), by field path.
+    warnings: BTreeMap<String, String>,
+    /// The flow's unpublished draft is what the form shows.
+    is_draft: bool,
 }
 
 /// The errors a page has to show, and the paths its fields show them at (the others go in
 /// the summary).
 struct Marks<'e> {
     errors: &'e BTreeMap<String, String>,
+    warnings: &'e BTreeMap<String, String>,
     shown: BTreeSet<String>,
+}
+
+/// The data a step can use: the panel's sections and the pickers' sources, of the trigger
+/// and the steps before it.
+#[derive(Default)]
+struct Panel {
+    sections: Vec<Value>,
+    sources: Vec<pickers::Source>,
 }
 
 /// What the builder page needs around the draft.
@@ -424,16 +439,45 @@ struct Builder<'a> {
     ui: &'a Shared,
     viewer: &'a Viewer,
     connections: Vec<Value>,
+    /// Records offered by the pickers, by lookup.
+    records: pickers::Records,
+    /// What the saved flow has seen (samples, its latest run).
+    seen: data::Seen,
 }
 
 impl Builder<'_> {
-    async fn load<'a>(ui: &'a Shared, viewer: &'a Viewer) -> UiResult<Builder<'a>> {
+    async fn load<'a>(
+        ui: &'a Shared,
+        viewer: &'a Viewer,
+        flow: Option<&Value>,
+    ) -> UiResult<Builder<'a>> {
         let connections = ui.items(viewer, "/connections?limit=200").await?;
+        let seen = match flow.and_then(|f| f["id"].as_str()) {
+            Some(id) => data::Seen::load(ui, viewer, id).await,
+            None => data::Seen::default(),
+        };
         Ok(Builder {
             ui,
             viewer,
             connections,
+            records: pickers::Records::new(),
+            seen,
         })
+    }
+
+    /// Reads the records the draft's pickers offer (this instance's lookups only; a
+    /// connector's are searched from the page).
+    async fn load_records(&mut self, draft: &Draft) {
+        let manifests = &self.ui.app.manifests;
+        let lookups = draft
+            .steps
+            .iter()
+            .filter(|s| !s.action.contains('.'))
+            .filter_map(|s| manifests.actions.get(&s.action))
+            .flat_map(|m| apps::fields(&m.input))
+            .filter_map(|f| f.lookup)
+            .collect();
+        self.records = pickers::records(self.ui, self.viewer, lookups).await;
     }
 
     /// The connections to pick from; one the list does not hold (deleted, or past the first
@@ -450,43 +494,57 @@ impl Builder<'_> {
         options
     }
 
-    fn render(
-        &self,
+    async fn render(
+        mut self,
         status: StatusCode,
         flow: Option<&Value>,
         draft: &Draft,
         feedback: Feedback,
     ) -> UiResult {
-        let Feedback { errors, summary } = feedback;
+        self.load_records(draft).await;
+        let Feedback {
+            errors,
+            summary,
+            warnings,
+            is_draft,
+        } = feedback;
         let errors = &errors;
         // Every path a field of the page shows an error for; the others go in the summary.
         let mut marks = Marks {
             errors,
+            warnings: &warnings,
             shown: BTreeSet::from(["name".to_owned()]),
         };
-        let (trigger, trigger_sample) = self.trigger_context(draft, &mut marks.shown);
+        let (trigger, manifest_sample) = self.trigger_context(draft, &mut marks.shown);
         marks.shown.insert("trigger.condition".to_owned());
         if draft.program.is_some() {
             marks.shown.insert("steps".to_owned());
         }
-        let mut available = variables("trigger", &trigger_sample);
+        let mut panel = Panel::default();
+        self.add_trigger_data(&mut panel, flow, draft, manifest_sample);
+        let trigger_sections = panel.sections.clone();
         let mut steps = Vec::new();
         for (index, step) in draft.steps.iter().enumerate() {
-            steps.push(self.step_context(index, step, &available, &mut marks));
-            if let Some(m) = self.ui.app.manifests.actions.get(&step.action) {
-                available.extend(variables(&format!("steps.{}", step.key), &m.sample));
-            }
+            steps.push(self.step_context(index, step, &panel, &mut marks));
+            self.add_step_data(&mut panel, index, step);
         }
-        let other_errors: Vec<String> = errors
-            .iter()
-            .filter(|(path, _)| !marks.shown.contains(*path))
-            .map(|(path, message)| format!("{path}: {message}"))
-            .collect();
+        let unplaced = |map: &BTreeMap<String, String>| -> Vec<String> {
+            map.iter()
+                .filter(|(path, _)| !marks.shown.contains(*path))
+                .map(|(path, message)| format!("{}: {message}", plain::field_name(path)))
+                .collect()
+        };
+        let other_errors = unplaced(errors);
+        let other_warnings = unplaced(&warnings);
         let mut context = json!({
             "nav": "flows",
             "title": if draft.name.is_empty() { "New flow" } else { draft.name.as_str() },
             "flow": flow,
             "isNew": flow.is_none(),
+            "isDraft": is_draft,
+            "hasWarnings": !warnings.is_empty(),
+            "warningCount": warnings.len(),
+            "otherWarnings": other_warnings,
             "action": flow.and_then(|f| f["id"].as_str()).map_or("/flows/new".to_owned(), |id| format!("/flows/{id}")),
             "draft": {
                 "name": draft.name,
@@ -496,8 +554,8 @@ impl Builder<'_> {
                 "condition": draft.condition,
             },
             "program": draft.program,
-            "triggerVariables": variables("trigger", &trigger_sample),
-            "hasTriggerSample": !trigger_sample.is_null(),
+            "triggerSections": trigger_sections,
+            "scheduleEditor": crate::ui::schedule::for_builder(self.viewer, flow, draft.trigger.as_str(), &draft.schedule),
             "steps": steps,
             "errors": errors,
             "otherErrors": other_errors,
@@ -509,6 +567,72 @@ impl Builder<'_> {
         Ok(self
             .ui
             .page_with_status(status, self.viewer, "flow", context))
+    }
+
+    /// The trigger's data: the flow's latest sample while the trigger is the saved one, else
+    /// the manifest's sample.
+    fn add_trigger_data(
+        &self,
+        panel: &mut Panel,
+        flow: Option<&Value>,
+        draft: &Draft,
+        manifest_sample: Value,
+    ) {
+        let same_trigger = flow
+            .is_some_and(|f| Draft::from_flow(f, &self.ui.app.manifests).trigger == draft.trigger);
+        let (sample, origin) = match &self.seen.trigger {
+            Some(seen) if same_trigger => (seen.clone(), "the latest sample"),
+            _ => (manifest_sample, "an example record"),
+        };
+        let event = draft.trigger.strip_prefix("event:").unwrap_or_default();
+        let noun = self
+            .ui
+            .app
+            .manifests
+            .triggers
+            .values()
+            .find(|t| !event.is_empty() && t.event == event)
+            .map(|t| pickers::noun_key(&t.noun))
+            .unwrap_or_default();
+        if !sample.is_null() {
+            panel
+                .sections
+                .push(data::section("The trigger", origin, "trigger", &sample));
+        }
+        panel.sources.push(pickers::Source {
+            path: "trigger".into(),
+            title: "the trigger".into(),
+            noun,
+            sample,
+        });
+    }
+
+    /// A step's output for the steps after it: its latest run's, else its action's sample.
+    fn add_step_data(&self, panel: &mut Panel, index: usize, step: &StepDraft) {
+        let Some(manifest) = self.ui.app.manifests.actions.get(&step.action) else {
+            return;
+        };
+        if step.key.is_empty() {
+            return;
+        }
+        let (output, origin) = match self.seen.outputs.get(&step.key) {
+            Some(output) => (output.clone(), "the latest run"),
+            None => (manifest.sample.clone(), "an example result"),
+        };
+        let title = format!("step {} ({})", index + 1, step.key);
+        let path = format!("steps.{}", step.key);
+        panel.sections.push(data::section(
+            &format!("Step {}: {}", index + 1, manifest.label),
+            origin,
+            &path,
+            &output,
+        ));
+        panel.sources.push(pickers::Source {
+            path,
+            title,
+            noun: pickers::noun_key(&manifest.noun),
+            sample: output,
+        });
     }
 
     /// The trigger's choices and fields, and the sample record its variables come from.
@@ -605,15 +729,20 @@ impl Builder<'_> {
         (context, sample)
     }
 
-    /// One step: its action, key, connection and the fields of its action's input.
+    /// One step: its action, key, connection, the fields of its action's input (with their
+    /// pickers) and the data of the trigger and the steps before it.
     fn step_context(
         &self,
         index: usize,
         step: &StepDraft,
-        available: &[Value],
+        panel: &Panel,
         marks: &mut Marks<'_>,
     ) -> Value {
-        let Marks { errors, shown } = marks;
+        let Marks {
+            errors,
+            warnings,
+            shown,
+        } = marks;
         let manifests = &self.ui.app.manifests;
         let manifest = manifests.actions.get(&step.action);
         let prefix = format!("steps[{index}]");
@@ -621,48 +750,54 @@ impl Builder<'_> {
             shown.insert(format!("{prefix}{part}"));
         }
         let schema_fields = manifest.map(|m| apps::fields(&m.input)).unwrap_or_default();
-        let field = |key: &str,
-                     label: &str,
-                     help: Option<&str>,
-                     required: bool,
-                     kind: &str,
-                     choices: &[String],
-                     lookup: bool| {
-            let name = format!("{prefix}.input.{key}");
-            let value = step.input.get(key).cloned().unwrap_or_default();
-            json!({
+        let connector = step.action.split_once('.').map(|(c, _)| c);
+        let field = |f: &apps::Field| {
+            let name = format!("{prefix}.input.{}", f.key);
+            let value = step.input.get(&f.key).cloned().unwrap_or_default();
+            let format = manifest.and_then(|m| m.input["properties"][&f.key]["format"].as_str());
+            let pick = pickers::FieldPick {
+                field: f,
+                format,
+                connector,
+                value: &value,
+                mapped: step.mapped.contains(&f.key),
+            };
+            let mut context = json!({
                 "name": name,
-                "id": format!("s{index}-{key}"),
-                "label": label,
-                "help": help,
-                "required": required,
-                "multiline": is_json_kind(kind) || matches!(key, "notes" | "body" | "description") || value.contains('\n'),
-                "choices": choices,
-                "placeholder": placeholder(kind, lookup),
-                "error": errors.get(&name),
+                "pickName": format!("{prefix}.pick.{}", f.key),
+                "dateName": format!("{prefix}.when.{}", f.key),
+                "id": format!("s{index}-{}", f.key),
+                "label": f.label,
+                "help": f.help,
+                "required": f.required,
+                "multiline": is_json_kind(f.kind) || matches!(f.key.as_str(), "notes" | "body" | "description") || value.contains('\n'),
+                "placeholder": placeholder(f.kind, f.lookup.is_some()),
+                "error": errors.get(&name).map(|m| plain::message(m)),
+                "apiError": errors.get(&name).map(|m| format!("{name}: {m}")),
+                "warning": warnings.get(&name),
                 "value": value,
-            })
+            });
+            super::merge(
+                &mut context,
+                pickers::picker(&pick, &self.records, &panel.sources),
+            );
+            context
         };
-        let mut fields: Vec<Value> = schema_fields
-            .iter()
-            .map(|f| {
-                field(
-                    &f.key,
-                    &f.label,
-                    f.help.as_deref(),
-                    f.required,
-                    f.kind,
-                    &f.choices,
-                    f.lookup.is_some(),
-                )
-            })
-            .collect();
+        let mut fields: Vec<Value> = schema_fields.iter().map(field).collect();
         // Inputs the action does not know (its manifest changed, or is gone) are kept and shown,
         // so that saving does not drop them silently; the API names what is wrong with them.
         for key in step.input.keys() {
             if !schema_fields.iter().any(|f| &f.key == key) {
-                let help = "Not an input of this action: empty it to remove it.";
-                fields.push(field(key, key, Some(help), false, "json", &[], false));
+                let unknown = apps::Field {
+                    key: key.clone(),
+                    label: key.clone(),
+                    help: Some("Not an input of this action: empty it to remove it.".into()),
+                    required: false,
+                    kind: "json",
+                    choices: Vec::new(),
+                    lookup: None,
+                };
+                fields.push(field(&unknown));
             }
         }
         for f in &fields {
@@ -670,12 +805,32 @@ impl Builder<'_> {
                 shown.insert(name.to_owned());
             }
         }
+        for part in [".if.left", ".if.op", ".if.right", ".each.items"] {
+            shown.insert(format!("{prefix}{part}"));
+        }
+        let mut sections = panel.sections.clone();
+        if step.control.has_loop() {
+            sections.insert(0, data::loop_section(&step.control.items));
+        }
+        let control = json!({
+            "open": step.control.has_condition() || step.control.has_loop()
+                || [".if.left", ".if.op", ".if.right", ".each.items"].iter().any(|p| errors.contains_key(&format!("{prefix}{p}"))),
+            "text": step.control.describe(),
+            "left": step.control.left,
+            "right": step.control.right,
+            "items": step.control.items,
+            "ops": step.control.op_options(),
+            "leftError": errors.get(&format!("{prefix}.if.left")),
+            "opError": errors.get(&format!("{prefix}.if.op")),
+            "rightError": errors.get(&format!("{prefix}.if.right")),
+            "itemsError": errors.get(&format!("{prefix}.each.items")),
+        });
         let (required, optional): (Vec<Value>, Vec<Value>) =
             fields.into_iter().partition(|f| f["required"] == true);
         // Optional fields fold away unless one holds something to see.
         let optional_open = optional
             .iter()
-            .any(|f| f["value"] != "" || !f["error"].is_null());
+            .any(|f| f["value"] != "" || !f["error"].is_null() || !f["warning"].is_null());
         let action_options: Vec<Value> = manifests
             .actions
             .values()
@@ -693,9 +848,10 @@ impl Builder<'_> {
             "requiredFields": required,
             "optionalFields": optional,
             "optionalOpen": optional_open,
-            "variables": available,
+            "data": sections,
+            "control": control,
             "keyError": errors.get(&format!("{prefix}.key")),
-            "actionError": errors.get(&format!("{prefix}.action")),
+            "actionError": errors.get(&format!("{prefix}.action")).map(|m| plain::message(m)),
             "connectionError": errors.get(&format!("{prefix}.connectionId")),
             "inputError": errors.get(&format!("{prefix}.input")),
             "error": errors.get(&prefix),
@@ -704,15 +860,18 @@ impl Builder<'_> {
 }
 
 pub async fn new_form(State(ui): State<Shared>, viewer: Viewer) -> UiResult {
-    let builder = Builder::load(&ui, &viewer).await?;
+    let builder = Builder::load(&ui, &viewer, None).await?;
     let draft = Draft {
         trigger: "event:customer.created".into(),
         steps: vec![StepDraft::default()],
         ..Draft::default()
     };
-    builder.render(StatusCode::OK, None, &draft, Feedback::default())
+    builder
+        .render(StatusCode::OK, None, &draft, Feedback::default())
+        .await
 }
 
+/// A saved flow, or its unpublished draft with the draft's warnings at their fields.
 pub async fn edit_form(
     State(ui): State<Shared>,
     viewer: Viewer,
@@ -720,74 +879,121 @@ pub async fn edit_form(
 ) -> UiResult {
     let id = checked_id(&id, "flow")?;
     let flow = ui.get(&viewer, &format!("/flows/{id}")).await?;
-    let builder = Builder::load(&ui, &viewer).await?;
-    builder.render(
-        StatusCode::OK,
-        Some(&flow),
-        &Draft::from_flow(&flow, &ui.app.manifests),
-        Feedback::default(),
-    )
+    let builder = Builder::load(&ui, &viewer, Some(&flow)).await?;
+    let (shown, feedback) = match ui.get(&viewer, &format!("/flows/{id}/draft")).await {
+        Ok(draft) => {
+            let warnings = draft["warnings"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|w| {
+                    let field = control::form_path(w["field"].as_str()?);
+                    Some((field, plain::warning(w)))
+                })
+                .collect();
+            let mut shown = draft.clone();
+            shown["id"] = flow["id"].clone();
+            let feedback = Feedback {
+                warnings,
+                is_draft: true,
+                ..Feedback::default()
+            };
+            (shown, feedback)
+        }
+        Err(_) => (flow.clone(), Feedback::default()),
+    };
+    builder
+        .render(
+            StatusCode::OK,
+            Some(&flow),
+            &Draft::from_flow(&shown, &ui.app.manifests),
+            feedback,
+        )
+        .await
 }
 
 pub async fn save_new(
     State(ui): State<Shared>,
     viewer: Viewer,
+    headers: HeaderMap,
     Form(fields): Form<Fields>,
 ) -> UiResult {
     viewer.check(&fields)?;
-    submit(&ui, &viewer, None, &fields).await
+    let response = submit(&ui, &viewer, None, &fields).await?;
+    Ok(for_script(&headers, response))
 }
 
 pub async fn save(
     State(ui): State<Shared>,
     viewer: Viewer,
     Path(id): Path<String>,
+    headers: HeaderMap,
     Form(fields): Form<Fields>,
 ) -> UiResult {
     viewer.check(&fields)?;
     let id = checked_id(&id, "flow")?;
     let flow = ui.get(&viewer, &format!("/flows/{id}")).await?;
-    submit(&ui, &viewer, Some(flow), &fields).await
+    let response = submit(&ui, &viewer, Some(flow), &fields).await?;
+    Ok(for_script(&headers, response))
 }
 
-/// The builder's buttons: `save`, `add_step`, `remove_step:N`, `refresh`.
+/// The builder's script sends the form in the background (`X-Timix-Builder`): a redirect is
+/// answered as `X-Redirect` for it to follow, so the notice it carries is read by the page
+/// the browser then shows, and no POST answer ever becomes a page of the history.
+fn for_script(headers: &HeaderMap, mut response: Response) -> Response {
+    if !headers.contains_key("x-timix-builder") || !response.status().is_redirection() {
+        return response;
+    }
+    if let Some(location) = response.headers_mut().remove(header::LOCATION) {
+        response.headers_mut().insert("x-redirect", location);
+    }
+    *response.status_mut() = StatusCode::OK;
+    response
+}
+
+/// The builder's buttons: `save`, `add_step`, `remove_step:N`, `move_up:N`, `refresh`.
 async fn submit(ui: &Shared, viewer: &Viewer, flow: Option<Value>, fields: &Fields) -> UiResult {
     let mut draft = Draft::from_fields(fields);
     let op = fields.get("op").unwrap_or("save");
-    let builder = Builder::load(ui, viewer).await?;
-    // New steps and steps whose action was picked get a key from the action.
-    let fill_keys = |draft: &mut Draft| {
-        for i in 0..draft.steps.len() {
-            if draft.steps[i].key.is_empty() && !draft.steps[i].action.is_empty() {
-                let taken: Vec<String> = draft.steps.iter().map(|s| s.key.clone()).collect();
-                draft.steps[i].key = default_key(&draft.steps[i].action, &taken);
-            }
-        }
+    let builder = Builder::load(ui, viewer, flow.as_ref()).await?;
+    let at = |prefix: &str| {
+        op.strip_prefix(prefix)
+            .and_then(|i| i.parse::<usize>().ok())
+            .filter(|i| *i < draft.steps.len())
     };
-    match op {
+    let edited = match op {
         "add_step" => {
             draft.steps.push(StepDraft::default());
-            return builder.render(StatusCode::OK, flow.as_ref(), &draft, Feedback::default());
+            true
         }
         "refresh" => {
             fill_keys(&mut draft);
-            return builder.render(StatusCode::OK, flow.as_ref(), &draft, Feedback::default());
+            true
         }
-        _ => {}
-    }
-    if let Some(index) = op.strip_prefix("remove_step:") {
-        if let Ok(index) = index.parse::<usize>()
-            && index < draft.steps.len()
-        {
-            draft.steps.remove(index);
+        _ if op.starts_with("remove_step:") => {
+            if let Some(index) = at("remove_step:") {
+                draft.steps.remove(index);
+            }
+            true
         }
-        return builder.render(StatusCode::OK, flow.as_ref(), &draft, Feedback::default());
-    }
-    if op != "save" {
-        return Err(UiError::bad_request(format!(
-            "unknown button {}",
-            timix_engine::store::json::quote(op)
-        )));
+        _ if op.starts_with("move_up:") => {
+            if let Some(index) = at("move_up:").filter(|i| *i > 0) {
+                draft.steps.swap(index, index - 1);
+            }
+            true
+        }
+        "save" => false,
+        _ => {
+            return Err(UiError::bad_request(format!(
+                "unknown button {}",
+                timix_engine::store::json::quote(op)
+            )));
+        }
+    };
+    if edited {
+        return builder
+            .render(StatusCode::OK, flow.as_ref(), &draft, Feedback::default())
+            .await;
     }
     fill_keys(&mut draft);
     let had_secret = flow
@@ -799,52 +1005,128 @@ async fn submit(ui: &Shared, viewer: &Viewer, flow: Option<Value>, fields: &Fiel
             let feedback = Feedback {
                 errors,
                 summary: Some("Some fields need attention.".to_owned()),
+                ..Feedback::default()
             };
-            return builder.render(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                flow.as_ref(),
-                &draft,
-                feedback,
-            );
+            return builder
+                .render(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    flow.as_ref(),
+                    &draft,
+                    feedback,
+                )
+                .await;
         }
     };
     let saved = match &flow {
-        None => ui.post(viewer, "/flows", body).await,
+        None => create_checked(ui, viewer, body).await,
         Some(existing) => {
             let id = existing["id"].as_str().unwrap_or_default();
-            ui.call(viewer, "PATCH", &format!("/flows/{id}"), Some(body))
-                .await
-                .map(|r| r.0)
+            save_checked(ui, viewer, id, body).await
         }
     };
     match saved {
-        Ok(saved) => {
-            let id = saved["id"].as_str().unwrap_or_default();
-            let notice = if flow.is_none() {
-                "Flow created. It is enabled: its trigger starts runs from now on."
-            } else {
-                "Flow saved."
-            };
-            Ok(redirect_with_notice(&format!("/flows/{id}"), notice))
-        }
+        Ok(redirect) => Ok(redirect),
         // What the form can fix is shown on it; a refusal of the role or an outage is a page.
         Err(failure) if matches!(failure.status, 400 | 409 | 412 | 422) => {
             let feedback = Feedback {
-                summary: Some(failure.summary()),
-                errors: failure.fields,
+                summary: Some(plain::summary(&failure)),
+                errors: failure
+                    .fields
+                    .iter()
+                    .map(|(path, message)| (control::form_path(path), message.clone()))
+                    .collect(),
+                ..Feedback::default()
             };
-            builder.render(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                flow.as_ref(),
-                &draft,
-                feedback,
-            )
+            builder
+                .render(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    flow.as_ref(),
+                    &draft,
+                    feedback,
+                )
+                .await
         }
         Err(failure) => Err(failure.into()),
     }
 }
 
-/// `enable`, `disable`, `test` (a run on the trigger's sample, then its page) and `delete`.
+/// A new flow is created disabled and checked as a draft: without warnings it is enabled at
+/// once; with them it stays off and its page shows them, with **Publish**.
+async fn create_checked(
+    ui: &Shared,
+    viewer: &Viewer,
+    mut body: Value,
+) -> Result<Response, ApiFailure> {
+    body["isEnabled"] = json!(false);
+    let created = ui.post(viewer, "/flows", body.clone()).await?;
+    let id = created["id"].as_str().unwrap_or_default();
+    body.as_object_mut().map(|b| b.remove("isEnabled"));
+    let draft = ui.put(viewer, &format!("/flows/{id}/draft"), body).await?;
+    let path = format!("/flows/{id}");
+    if has_warnings(&draft) {
+        return Ok(redirect_with_alert(
+            &path,
+            "Flow created but not enabled: some variables are not in the data (flagged below). Fix them, or publish as it is.",
+        ));
+    }
+    ui.delete(viewer, &format!("{path}/draft")).await?;
+    ui.post(viewer, &format!("{path}/enable"), json!({}))
+        .await?;
+    Ok(redirect_with_notice(
+        &path,
+        "Flow created. It is enabled: its trigger starts runs from now on.",
+    ))
+}
+
+/// A change is saved as the flow's draft; without warnings it is published at once.
+async fn save_checked(
+    ui: &Shared,
+    viewer: &Viewer,
+    id: &str,
+    body: Value,
+) -> Result<Response, ApiFailure> {
+    let path = format!("/flows/{id}");
+    let draft = ui.put(viewer, &format!("{path}/draft"), body).await?;
+    if has_warnings(&draft) {
+        return Ok(redirect_with_alert(
+            &path,
+            "Saved as a draft, not live: some variables are not in the data (flagged below). Fix them, or publish as it is.",
+        ));
+    }
+    ui.post(viewer, &format!("{path}/draft/publish"), json!({}))
+        .await?;
+    Ok(redirect_with_notice(&path, "Flow saved."))
+}
+
+fn has_warnings(draft: &Value) -> bool {
+    draft["warnings"].as_array().is_some_and(|w| !w.is_empty())
+}
+
+/// The flow the builder's fields describe (steps' keys filled from their actions), for the
+/// lifecycle's "Save as draft" and "show the URL first" (`flow` is the saved flow, or null);
+/// `Err` with the field errors the form can tell.
+pub fn form_to_flow(
+    ui: &Shared,
+    flow: &Value,
+    fields: &Fields,
+) -> Result<Value, BTreeMap<String, String>> {
+    let mut draft = Draft::from_fields(fields);
+    fill_keys(&mut draft);
+    draft.to_flow(&ui.app.manifests, flow["trigger"]["hasSecret"] == true)
+}
+
+/// New steps and steps whose action was picked get a key from the action.
+fn fill_keys(draft: &mut Draft) {
+    for i in 0..draft.steps.len() {
+        if draft.steps[i].key.is_empty() && !draft.steps[i].action.is_empty() {
+            let taken: Vec<String> = draft.steps.iter().map(|s| s.key.clone()).collect();
+            draft.steps[i].key = default_key(&draft.steps[i].action, &taken);
+        }
+    }
+}
+
+/// `enable`, `disable`, `test` (a run on the trigger's sample, then its page), `delete`,
+/// `publish` (the draft becomes the live flow, enabled) and `discard` (the draft is dropped).
 pub async fn act(
     State(ui): State<Shared>,
     viewer: Viewer,
@@ -866,6 +1148,28 @@ pub async fn act(
             };
             Ok(redirect_with_notice(&path, notice))
         }
+        "publish" => {
+            let published = ui
+                .post(&viewer, &format!("{path}/draft/publish"), json!({}))
+                .await;
+            let flow = match published {
+                Ok(flow) => flow,
+                Err(failure) => return back_or_fail(&path, failure),
+            };
+            if flow["isEnabled"] != true
+                && let Err(failure) = ui.post(&viewer, &format!("{path}/enable"), json!({})).await
+            {
+                return back_or_fail(&path, failure);
+            }
+            Ok(redirect_with_notice(
+                &path,
+                &format!("Published: version {} is live.", flow["version"]),
+            ))
+        }
+        "discard" => match ui.delete(&viewer, &format!("{path}/draft")).await {
+            Ok(_) => Ok(redirect_with_notice(&path, "The draft is discarded.")),
+            Err(failure) => back_or_fail(&path, failure),
+        },
         "test" => {
             let run = match ui.post(&viewer, &format!("{path}/test"), json!({})).await {
                 Ok(run) => run,

@@ -1,0 +1,171 @@
+//! Every page of the web UI in headless Chromium (`tests/ui/ui_a11y.mjs`) at a desktop and a
+//! phone size: axe-core finds no violations, nothing scrolls sideways on a phone, the header
+//! stays small and a table's status stays in view. Screenshots of every page at both sizes are
+//! kept under `target/tmp/ui-a11y/<backend>/`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::{Server, TestDb, backend};
+use crate::ui::{PASSWORD, bootstrap_with_password};
+
+/// Every page the script must have visited, by its name in the report.
+const PAGES: &[&str] = &[
+    "login",
+    "dashboard",
+    "flows",
+    "flow-new",
+    "flow-event",
+    "flow-webhook",
+    "flow-schedule",
+    "flow-poll",
+    "runs",
+    "run-succeeded",
+    "run-failed",
+    "flow-draft",
+    "flow-versions",
+    "flow-version",
+    "flow-explain",
+    "flow-samples",
+    "run-test",
+    "connections",
+    "connections-connector",
+    "connection",
+    "connection-edit",
+    "connectors",
+    "connector",
+    "webhooks",
+    "webhook",
+    "webhook-edit",
+    "keys",
+    "users",
+    "user",
+    "apps",
+    "authorize",
+    "connected-apps",
+    "not-found",
+    "invite",
+];
+
+/// The header on a phone: at most this many pixels of its 844 (it was a quarter).
+const PHONE_HEADER_MAX: u64 = 100;
+
+/// Runs the script, or `None` (loudly, and never on CI) when chromium or node is missing.
+async fn visit_every_page() -> Option<(Value, PathBuf)> {
+    let tests = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/ui");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let ready = tests.join("node_modules/playwright-core").exists()
+        && tests.join("node_modules/axe-core").exists()
+        && std::path::Path::new(&chromium).exists()
+        && std::process::Command::new("node")
+            .arg("--version")
+            .output()
+            .is_ok();
+    if !ready {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run this test: chromium or `npm ci --prefix tests/ui` is missing"
+        );
+        eprintln!("\n!!! SKIPPED: chromium, node or tests/ui/node_modules is missing !!!\n");
+        return None;
+    }
+    let server = Server::start_with(TestDb::new().await, &[]).await;
+    let (email, key, _) = bootstrap_with_password(&server.db, "Acme Ltd");
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("ui-a11y")
+        .join(backend());
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let script = tokio::process::Command::new("node")
+        .arg(tests.join("ui_a11y.mjs"))
+        .current_dir(&tests)
+        .env("BASE", server.url(""))
+        .env("EMAIL", &email)
+        .env("PASSWORD", PASSWORD)
+        .env("API_KEY", &key)
+        .env("OUT", &out)
+        .env("CHROMIUM", &chromium)
+        .kill_on_drop(true)
+        .output();
+    let run = tokio::time::timeout(Duration::from_secs(600), script)
+        .await
+        .expect("the pages are visited within 10 minutes")
+        .unwrap();
+    let report = std::fs::read_to_string(out.join("report.json")).unwrap_or_else(|_| {
+        panic!(
+            "no report; node said: {}{}",
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr)
+        )
+    });
+    Some((serde_json::from_str(&report).unwrap(), out))
+}
+
+/// What is wrong with one visit of one page, as lines for the failure message.
+fn problems_of(visit: &Value, out: &std::path::Path) -> Vec<String> {
+    let at = format!(
+        "{} ({}) at {}px",
+        visit["name"].as_str().unwrap_or("?"),
+        visit["path"].as_str().unwrap_or("?"),
+        visit["width"]
+    );
+    let mut problems = Vec::new();
+    if visit["status"] != visit["expectStatus"] {
+        problems.push(format!("{at}: HTTP {}", visit["status"]));
+    }
+    for violation in visit["violations"].as_array().into_iter().flatten() {
+        problems.push(format!(
+            "{at}: axe {} ({}): {} at {}",
+            violation["id"], violation["impact"], violation["help"], violation["targets"]
+        ));
+    }
+    if visit["width"] == 390 {
+        if visit["scrollWidth"].as_u64() > visit["innerWidth"].as_u64() {
+            problems.push(format!(
+                "{at}: scrolls sideways ({}px wide); sticking out: {}",
+                visit["scrollWidth"], visit["overflowing"]
+            ));
+        }
+        if visit["headerHeight"].as_u64().unwrap_or(u64::MAX) > PHONE_HEADER_MAX {
+            problems.push(format!("{at}: header {}px high", visit["headerHeight"]));
+        }
+        if visit["currentNavInView"] == false {
+            problems.push(format!("{at}: the current section's link is out of view"));
+        }
+        if visit["badgesOutOfView"].as_u64() != Some(0) {
+            problems.push(format!(
+                "{at}: {} status badges out of view",
+                visit["badgesOutOfView"]
+            ));
+        }
+    }
+    let shot = out.join(visit["screenshot"].as_str().unwrap_or("missing"));
+    if !shot.is_file() {
+        problems.push(format!("{at}: no screenshot {}", shot.display()));
+    }
+    problems
+}
+
+#[tokio::test]
+async fn every_page_passes_axe_and_fits_a_phone() {
+    let Some((report, out)) = visit_every_page().await else {
+        return;
+    };
+    assert!(report["failure"].is_null(), "{report:#}");
+    let visits = report["pages"].as_array().expect("pages visited");
+    for name in PAGES {
+        for width in [1280, 390] {
+            assert!(
+                visits
+                    .iter()
+                    .any(|v| v["name"] == *name && v["width"] == width),
+                "{name} was not visited at {width}px: {report:#}"
+            );
+        }
+    }
+    let problems: Vec<String> = visits.iter().flat_map(|v| problems_of(v, &out)).collect();
+    assert!(problems.is_empty(), "\n{}\n", problems.join("\n"));
+    assert_eq!(report["consoleErrors"], serde_json::json!([]), "{report:#}");
+}

@@ -1,0 +1,329 @@
+//! The flow builder in headless Chromium (`tests/ui/ui_builder.mjs`): the onboarding flow built
+//! with pickers and the data panel only, counted in clicks and keystrokes; a typo flagged as a
+//! draft before it is live; a picker searched; Enter and leaving guarded; the builder without
+//! JavaScript. Screenshots go to `target/tmp/ui-screenshots/builder/<backend>/`.
+
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+use crate::harness::{Server, TestDb, backend};
+use crate::ui::{PASSWORD, bootstrap_with_password};
+
+/// Today's builder took 23 clicks and 65 keystrokes for the onboarding flow.
+const CLICKS_BEFORE: u64 = 23;
+const KEYSTROKES_BEFORE: u64 = 65;
+
+fn screenshots() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("ui-screenshots")
+        .join("builder")
+        .join(backend());
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The report of the script, or `None` when the browser is missing here (never in CI).
+async fn run_script(server: &Server, email: &str, key: &str) -> Option<Value> {
+    let tests = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/ui");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let ready = tests.join("node_modules/playwright-core").exists()
+        && std::path::Path::new(&chromium).exists()
+        && std::process::Command::new("node")
+            .arg("--version")
+            .output()
+            .is_ok();
+    if !ready {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run this test: chromium or `npm ci --prefix tests/ui` is missing"
+        );
+        eprintln!("\n!!! SKIPPED: chromium, node or tests/ui/node_modules is missing !!!\n");
+        return None;
+    }
+    let out = screenshots();
+    let run = tokio::process::Command::new("node")
+        .arg(tests.join("ui_builder.mjs"))
+        .current_dir(&tests)
+        .env("BASE", server.url(""))
+        .env("EMAIL", email)
+        .env("PASSWORD", PASSWORD)
+        .env("API_KEY", key)
+        .env("OUT", &out)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .await
+        .unwrap();
+    let text = std::fs::read_to_string(out.join("report.json")).unwrap_or_else(|_| {
+        panic!(
+            "no report; node said: {}{}",
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr)
+        )
+    });
+    Some(serde_json::from_str(&text).unwrap())
+}
+
+#[tokio::test]
+async fn in_chromium_the_onboarding_flow_is_picked_not_typed_and_a_typo_is_flagged() {
+    let server = Server::start_with(TestDb::new().await, &[]).await;
+    let (email, key, _) = bootstrap_with_password(&server.db, "Acme Ltd");
+    let Some(report) = run_script(&server, &email, &key).await else {
+        return;
+    };
+    assert!(report["failure"].is_null(), "{report:#}");
+    assert_eq!(report["consoleErrors"], json!([]), "{report:#}");
+
+    // Built with pickers and the data panel, without a page load, in under half the effort.
+    let clicks = report["count"]["clicks"].as_u64().unwrap();
+    let keystrokes = report["count"]["keystrokes"].as_u64().unwrap();
+    eprintln!(
+        "onboarding flow: {clicks} clicks and {keystrokes} keystrokes (before: {CLICKS_BEFORE} and {KEYSTROKES_BEFORE})"
+    );
+    assert!(clicks * 2 < CLICKS_BEFORE, "{clicks} clicks");
+    assert!(
+        keystrokes * 2 < KEYSTROKES_BEFORE,
+        "{keystrokes} keystrokes"
+    );
+    assert_eq!(report["navigationsWhileBuilding"], 0, "{report:#}");
+    assert_eq!(report["trigger"], "event:customer.created");
+    assert!(
+        report["customerPicked"]
+            .as_str()
+            .unwrap()
+            .starts_with("Customer from the trigger"),
+        "{report:#}"
+    );
+    assert_eq!(report["customerMapHidden"], true);
+    let options = report["customerOptions"].as_array().unwrap();
+    assert!(options.iter().any(|o| o == "Initech"), "{options:?}");
+    assert!(
+        options
+            .iter()
+            .any(|o| o.as_str().unwrap().starts_with("Map a value"))
+    );
+    assert_eq!(
+        report["billingOptions"],
+        json!([
+            "— choose —",
+            "hourly",
+            "fixed_fee",
+            "non_billable",
+            "Map a value (a variable or text)…"
+        ])
+    );
+    assert_eq!(report["startsOnType"], "date");
+    assert!(
+        report["dataRow"].as_str().unwrap().starts_with("Name: "),
+        "{report:#}"
+    );
+    assert_eq!(report["projectName"], "{{trigger.name}}");
+    assert_eq!(report["addStepFocus"], "steps[1].action");
+    assert_eq!(report["scrolledDown"], true);
+    assert!(
+        report["projectPicked"]
+            .as_str()
+            .unwrap()
+            .starts_with("Project from step 1 (project)"),
+        "{report:#}"
+    );
+    assert!(
+        report["createdNotice"]
+            .as_str()
+            .unwrap()
+            .starts_with("Flow created. It is enabled"),
+        "{report:#}"
+    );
+
+    // The flow as stored, and its run on a new customer.
+    let api = server.as_key(&key);
+    let flow_id = report["flowId"].as_str().unwrap();
+    let steps = json!([
+        {"key": "project", "action": "create_project", "connectionId": null,
+         "input": {"customerId": "{{trigger.id}}", "name": "{{trigger.name}}"}},
+        {"key": "task", "action": "create_task", "connectionId": null,
+         "input": {"projectId": "{{steps.project.id}}", "name": "Kick-off"}}
+    ]);
+    assert_eq!(report["typo"]["liveSteps"], steps, "the typo is not live");
+    assert_eq!(report["run"]["status"], "succeeded", "{report:#}");
+    let tasks = api
+        .get("/api/integration/v1/tasks?name=Kick-off")
+        .await
+        .items();
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    let project = api
+        .get(&format!(
+            "/api/integration/v1/projects/{}",
+            tasks[0]["projectId"].as_str().unwrap()
+        ))
+        .await
+        .body;
+    assert_eq!(project["name"], "Globex");
+    // Once run, the panel shows the run's outputs.
+    let origins = report["panelOrigins"].as_array().unwrap();
+    assert!(
+        origins
+            .iter()
+            .any(|o| o == "Step 1: Create Project (the latest run)"),
+        "{origins:?}"
+    );
+
+    // The typo: flagged at its field, kept as a draft; fixed from the panel, it went live.
+    let warning = report["typo"]["warning"].as_str().unwrap();
+    assert!(warning.contains("{{trigger.nme}}"), "{warning}");
+    assert!(warning.contains("not in the data"), "{warning}");
+    assert!(
+        report["typo"]["alert"]
+            .as_str()
+            .unwrap()
+            .contains("Saved as a draft, not live"),
+        "{report:#}"
+    );
+    assert_eq!(report["typo"]["banner"], "Unpublished draft");
+    assert_eq!(
+        report["typo"]["shownValue"],
+        "Kick-off with {{trigger.nme}}"
+    );
+    assert!(
+        report["publishedNotice"]
+            .as_str()
+            .unwrap()
+            .ends_with("is live."),
+        "{report:#}"
+    );
+    assert_eq!(report["liveAfterPublish"], "Kick-off with {{trigger.nme}}");
+    assert_eq!(report["fixedNotice"], "Flow saved.");
+    assert_eq!(report["draftBannerAfterFix"], 0);
+    assert_eq!(
+        report["liveAfterFix"][1]["input"]["name"],
+        "Kick-off with {{trigger.name}}"
+    );
+    let flow = api
+        .get(&format!("/api/integration/v1/flows/{flow_id}"))
+        .await
+        .body;
+    assert_eq!(flow["isEnabled"], true);
+
+    // An `if` inside a `forEach`, built in the form, stored as the flow language has them,
+    // shown again as the same form, and run: two plan tasks for the Corp, none for Hooli.
+    assert!(
+        report["controlText"]
+            .as_str()
+            .unwrap()
+            .contains("only if {{trigger.name}} contains Corp"),
+        "{report:#}"
+    );
+    assert!(
+        report["branchNotice"]
+            .as_str()
+            .unwrap()
+            .starts_with("Flow created. It is enabled"),
+        "{report:#}"
+    );
+    let branch = api
+        .get(&format!(
+            "/api/integration/v1/flows/{}",
+            report["branchFlowId"].as_str().unwrap()
+        ))
+        .await
+        .body;
+    let each = &branch["steps"][1];
+    assert_eq!(each["type"], "forEach", "{branch:#}");
+    assert_eq!(each["items"], json!(["Plan A", "Plan B"]));
+    let check = &each["steps"][0];
+    assert_eq!(check["type"], "if");
+    assert_eq!(
+        check["condition"],
+        json!({"left": "{{trigger.name}}", "op": "contains", "right": "Corp"})
+    );
+    assert_eq!(check["then"][0]["action"], "create_task");
+    assert_eq!(
+        check["then"][0]["input"],
+        json!({"projectId": "{{steps.project.id}}", "name": "{{item}}"})
+    );
+    assert_eq!(report["branchReopened"]["left"], "{{trigger.name}}");
+    assert_eq!(report["branchReopened"]["items"], "[\"Plan A\",\"Plan B\"]");
+    assert_eq!(report["branchReopened"]["name"], "{{item}}");
+    assert_eq!(
+        report["branchRuns"],
+        json!(["succeeded", "succeeded"]),
+        "{report:#}"
+    );
+    for plan in ["Plan A", "Plan B"] {
+        let tasks = api
+            .get(&format!(
+                "/api/integration/v1/tasks?name={}",
+                plan.replace(' ', "%20")
+            ))
+            .await
+            .items();
+        assert_eq!(tasks.len(), 1, "{plan}: {tasks:?}");
+        let project = api
+            .get(&format!(
+                "/api/integration/v1/projects/{}",
+                tasks[0]["projectId"].as_str().unwrap()
+            ))
+            .await
+            .body;
+        assert_eq!(project["name"], "Umbrella Corp");
+    }
+
+    // A searched picker, Enter, leaving with changes.
+    assert!(
+        report["searchedValue"]
+            .as_str()
+            .unwrap()
+            .starts_with("cus_"),
+        "{report:#}"
+    );
+    assert_eq!(
+        report["plainError"]["message"], "Fill this in: the action needs it.",
+        "{report:#}"
+    );
+    assert!(
+        report["plainError"]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("steps[0].input.id: "),
+        "{report:#}"
+    );
+    assert!(
+        report["plainError"]["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("The flow was not saved"),
+        "{report:#}"
+    );
+    assert_eq!(report["plainError"]["url"], "/flows/new");
+    assert_eq!(report["enterNavigations"], 0);
+    assert_eq!(report["enterUrl"], "/flows/new");
+    assert!(
+        !report["flowsAfterEnter"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == "Half built"),
+        "{report:#}"
+    );
+    assert!(
+        report["dialogs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d == "beforeunload"),
+        "{report:#}"
+    );
+
+    // Without JavaScript: the picker with its text field, the variables to copy, a step added.
+    assert_eq!(report["noJs"]["mapVisible"], true);
+    assert!(
+        report["noJs"]["picked"]
+            .as_str()
+            .unwrap()
+            .starts_with("Customer from the trigger")
+    );
+    assert_eq!(report["noJs"]["variableShown"], true);
+    assert_eq!(report["noJs"]["keptTask"], "Kick-off with {{trigger.name}}");
+    assert_eq!(report["noJs"]["movedUp"], "create_task");
+}
