@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde_json::{Value, json};
 
 use crate::harness::{Server, TestDb, backend};
-use crate::ui::{PASSWORD, bootstrap_with_password};
+use crate::ui::{Browser, PASSWORD, bootstrap_with_password};
 
 /// Today's builder took 23 clicks and 65 keystrokes for the onboarding flow.
 const CLICKS_BEFORE: u64 = 23;
@@ -185,6 +185,23 @@ async fn in_chromium_the_onboarding_flow_is_picked_not_typed_and_a_typo_is_flagg
         report["typo"]["shownValue"],
         "Kick-off with {{trigger.nme}}"
     );
+    // Reopened, the page edits the draft and says so, with one Publish; discarded, the live
+    // version is back.
+    let reopened = &report["draftReopened"];
+    let note = reopened["note"].as_str().unwrap();
+    let live = reopened["liveVersion"].as_i64().unwrap();
+    assert!(
+        note.starts_with("Editing the draft saved at 20")
+            && note.contains(&format!("; the live version is {live}.")),
+        "{report:#}"
+    );
+    assert_eq!(reopened["shownValue"], "Kick-off with {{trigger.nme}}");
+    assert_eq!(reopened["publishButtons"], json!(["Publish anyway"]));
+    assert_eq!(
+        report["discarded"],
+        json!({"banners": 0, "shownValue": "Kick-off", "hasDraft": false}),
+        "{report:#}"
+    );
     assert!(
         report["publishedNotice"]
             .as_str()
@@ -204,6 +221,16 @@ async fn in_chromium_the_onboarding_flow_is_picked_not_typed_and_a_typo_is_flagg
         .await
         .body;
     assert_eq!(flow["isEnabled"], true);
+
+    // The yes/no field: a switch, off while unset, on by Space, saved as `true`; its text
+    // field only when "Map a value…" is ticked.
+    let switch = &report["billableSwitch"];
+    assert_eq!(switch["checked"], false, "{report:#}");
+    assert_eq!(switch["mapHidden"], true, "{report:#}");
+    assert_eq!(switch["mapShownWhenAsked"], true, "{report:#}");
+    assert_eq!(switch["checkedBySpace"], true, "{report:#}");
+    assert_eq!(switch["saved"]["billable"], true, "{report:#}");
+    assert_eq!(switch["reopened"], true, "{report:#}");
 
     // An `if` inside a `forEach`, built in the form, stored as the flow language has them,
     // shown again as the same form, and run: two plan tasks for the Corp, none for Hooli.
@@ -326,4 +353,54 @@ async fn in_chromium_the_onboarding_flow_is_picked_not_typed_and_a_typo_is_flagg
     assert_eq!(report["noJs"]["variableShown"], true);
     assert_eq!(report["noJs"]["keptTask"], "Kick-off with {{trigger.name}}");
     assert_eq!(report["noJs"]["movedUp"], "create_task");
+}
+
+/// Schedules are said in words on the flows list and the flow page, by the schedule editor's
+/// kinds (a cron expression of no kind is shown as itself), and the trigger is "Schedule".
+#[tokio::test]
+async fn schedules_are_described_in_words() {
+    let server = Server::start_with(TestDb::new().await, &[]).await;
+    let (email, key, _) = bootstrap_with_password(&server.db, "Acme Ltd");
+    let api = server.as_key(&key);
+    let mut ids = Vec::new();
+    for (name, cron) in [
+        ("Standup", "15 8 * * 1-5"),
+        ("Sync", "*/15 * * * *"),
+        ("Sundays", "0 0 * * 0"),
+    ] {
+        let flow = api
+            .post(
+                "/flows",
+                json!({"name": name, "trigger": {"type": "schedule", "schedule": cron},
+                       "steps": [{"key": "s", "type": "set", "values": {"a": "1"}}]}),
+            )
+            .await
+            .expect(201)
+            .body;
+        ids.push(flow["id"].as_str().unwrap().to_owned());
+    }
+    let mut browser = Browser::new(&server);
+    browser.log_in(&email, PASSWORD).await;
+    let list = browser.get("/flows").await;
+    for words in [
+        ">Weekdays at 08:15</td>",
+        ">Every 15 minutes</td>",
+        ">Cron 0 0 * * 0</td>",
+    ] {
+        assert!(list.body.contains(words), "{words}: {}", list.body);
+    }
+    let page = browser.get(&format!("/flows/{}", ids[0])).await;
+    assert!(
+        page.body
+            .contains("<span id=\"trigger-words\">Weekdays at 08:15</span>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("<option value=\"schedule\" selected>Schedule</option>"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("Schedule (cron)"), "{}", page.body);
 }

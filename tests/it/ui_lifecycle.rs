@@ -275,11 +275,22 @@ async fn in_chromium_a_flow_is_drafted_tested_published_restored_replayed_and_ex
         "{report:#}"
     );
 
-    // Published: the draft is version 2.
+    // The flow page edits the draft, says so, and offers one Publish.
+    let on_page = &report["draftOnFlowPage"];
+    let note = on_page["note"].as_str().unwrap();
+    assert!(
+        note.starts_with("Editing the draft saved at 20")
+            && note.contains("; the live version is 1."),
+        "{on_page}"
+    );
+    assert_eq!(on_page["name"], "{{trigger.name}} Ltd");
+    assert_eq!(on_page["publishButtons"], json!(["Publish"]));
+    // Published: the draft is version 2; the flow stays enabled, as it was.
     assert_eq!(
         report["published"]["notice"],
-        "Draft published: version 2 is live."
+        "Published: version 2 is live."
     );
+    assert_eq!(report["published"]["flow"]["isEnabled"], true);
     assert_eq!(report["published"]["flow"]["hasDraft"], false);
     assert_eq!(
         report["published"]["flow"]["steps"][0]["input"]["name"],
@@ -546,4 +557,106 @@ async fn lifecycle_pages_refuse_what_the_api_refuses() {
         let page = browser.get(&format!("/flows/{theirs}/{path}")).await;
         assert_eq!(page.status, StatusCode::NOT_FOUND, "{path}: {}", page.body);
     }
+}
+
+/// The flow page over plain HTTP: a flow with a draft is edited as the draft, with one Publish
+/// (in the draft's banner); publishing makes the draft the live version and leaves enabling to
+/// the toggle (a disabled flow stays disabled); discarding shows the live version again.
+#[tokio::test]
+async fn the_flow_page_edits_the_draft_and_publishing_leaves_enabling_alone() {
+    let server = Server::start_with(TestDb::new().await, &ENV).await;
+    let (email, key, _) = bootstrap_with_password(&server.db, "Acme");
+    let api = server.as_key(&key);
+    let definition = |name: &str| {
+        json!({"name": "Off", "trigger": {"type": "webhook"},
+               "steps": [{"key": "customer", "action": "create_customer", "input": {"name": name}}]})
+    };
+    let mut body = definition("Live name");
+    body["isEnabled"] = json!(false);
+    let off = flow(&api, body).await;
+    let id = off["id"].as_str().unwrap();
+    api.put(&format!("/flows/{id}/draft"), definition("Draft name"))
+        .await
+        .expect(200);
+    let mut browser = Browser::new(&server);
+    browser.log_in(&email, PASSWORD).await;
+
+    // The builder shows the draft, says so, and has one publish: the banner's.
+    let page = browser.get(&format!("/flows/{id}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body.contains("Editing the draft saved at 20"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("the live version is 1."),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("value=\"Draft name\""), "{}", page.body);
+    assert!(!page.body.contains("value=\"Live name\""), "{}", page.body);
+    assert!(
+        page.body.contains(">Discard draft</button>"),
+        "{}",
+        page.body
+    );
+    assert_eq!(
+        page.body.matches("/draft/publish\"").count(),
+        1,
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("Publish draft"), "{}", page.body);
+    let csrf = page.csrf();
+
+    // Discarded: the live version is back in the form.
+    let discarded = browser
+        .post(&format!("/flows/{id}/draft/discard"), &[("_csrf", &csrf)])
+        .await;
+    assert_eq!(
+        discarded.location.as_deref(),
+        Some(format!("/flows/{id}").as_str())
+    );
+    let page = browser.get(&format!("/flows/{id}")).await;
+    assert!(page.body.contains("Draft discarded"), "{}", page.body);
+    assert!(page.body.contains("value=\"Live name\""), "{}", page.body);
+    assert!(!page.body.contains("draft-banner"), "{}", page.body);
+
+    // Published: the draft is the live version 2, and the disabled flow is still disabled.
+    api.put(&format!("/flows/{id}/draft"), definition("Draft name"))
+        .await
+        .expect(200);
+    let published = browser
+        .post(&format!("/flows/{id}/draft/publish"), &[("_csrf", &csrf)])
+        .await;
+    assert_eq!(
+        published.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        published.body
+    );
+    let page = browser.get(&format!("/flows/{id}")).await;
+    assert!(
+        page.body.contains(
+            "Published: version 2 is the flow. It is disabled: Enable starts its trigger."
+        ),
+        "{}",
+        page.body
+    );
+    let live = api.get(&format!("/flows/{id}")).await.expect(200).body;
+    assert_eq!(
+        (
+            live["version"].clone(),
+            live["isEnabled"].clone(),
+            live["hasDraft"].clone()
+        ),
+        (json!(2), json!(false), json!(false))
+    );
+    assert_eq!(live["steps"][0]["input"]["name"], "Draft name");
+    // The old route of a second publish that also enabled the flow is gone.
+    let old = browser
+        .post(&format!("/flows/{id}/publish"), &[("_csrf", &csrf)])
+        .await;
+    assert_eq!(old.status, StatusCode::NOT_FOUND, "{}", old.body);
 }

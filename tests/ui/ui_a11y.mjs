@@ -1,7 +1,10 @@
 // Visits every page of the web UI at a desktop (1280×900) and a phone (390×844) size, runs
 // axe-core on each, measures whether the page scrolls sideways, and keeps a full-page
 // screenshot of each. Data for the pages to show is made through the API first. Writes what it
-// saw to OUT/report.json; the Rust test (tests/it/ui_a11y.rs) asserts on it.
+// saw to OUT/report.json; the Rust test (tests/it/ui_a11y.rs) asserts on it. Also: the boxes
+// that scroll (a run's long output) are reached and scrolled by keyboard, a table's cells are
+// named by their column on a phone, and the current section's link is scrolled into view by
+// app.js where the CSS does not do it.
 //
 // env: BASE (http://127.0.0.1:port), EMAIL, PASSWORD, API_KEY, OUT (directory),
 // CHROMIUM (default /usr/bin/chromium).
@@ -40,8 +43,8 @@ const finishedRun = async (flowId) => {
 };
 
 // A customer, a flow of each trigger kind (one with two versions and a draft), a succeeded, a
-// failed and a dry-run test run, a connection, a webhook with a failed delivery, a key, a user
-// and an OAuth client.
+// failed and a dry-run test run, a run whose output is longer than its box, a connection, a
+// webhook with a failed delivery, a key, a user and an OAuth client.
 async function seed() {
   const s = report.seeded;
   const connection = await api('/connections', {
@@ -90,6 +93,17 @@ async function seed() {
     body: JSON.stringify({ name: 'Initech' }),
   });
   s.failedRun = (await finishedRun(webhookFlow.id)).id;
+  // Forty lines of output: more than the 24rem its box shows on a desktop.
+  const lines = Object.fromEntries(Array.from({ length: 40 }, (_, i) =>
+    [`line${String(i + 1).padStart(2, '0')}`, `Line ${i + 1} of a long output`]));
+  const longFlow = await api('/flows', {
+    name: 'Long output', trigger: { type: 'webhook' },
+    steps: [{ key: 'lines', type: 'set', values: lines }],
+  });
+  await fetch(`${BASE}${new URL(longFlow.trigger.webhookUrl, BASE).pathname}`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(lines),
+  });
+  s.longRun = (await finishedRun(longFlow.id)).id;
 
   const webhook = await api('/webhooks', {
     url: 'http://127.0.0.1:9/timix-events', events: ['customer.created', 'project.created'],
@@ -151,11 +165,55 @@ function phoneLayout() {
   };
 }
 
-async function check(page, name, path, expectStatus = 200) {
+// Boxes that scroll and hold nothing focusable: each must be reachable by Tab and named.
+function scrollBoxes() {
+  const controls = 'a[href], button, input, select, textarea, summary';
+  const focusable = `${controls}, [tabindex]`;
+  return [...document.querySelectorAll('body *')].filter((el) => {
+    if (el.matches(controls)) return false;
+    const style = getComputedStyle(el);
+    const scrolls = (/auto|scroll/.test(style.overflowY) && el.scrollHeight > el.clientHeight + 1) ||
+      (/auto|scroll/.test(style.overflowX) && el.scrollWidth > el.clientWidth + 1);
+    return scrolls && el.getClientRects().length > 0 && !el.querySelector(focusable);
+  }).map((el) => ({
+    tag: el.tagName.toLowerCase(),
+    tabindex: el.getAttribute('tabindex'),
+    label: el.getAttribute('aria-label'),
+  }));
+}
+
+// The cells of every table as they read (a cell's ::before, then its text), and the cells whose
+// data-label is missing or is not their column's header. The first column names the row and
+// needs no label; a column whose header is only for screen readers (buttons) gets none.
+function tableLabels() {
+  const shown = [];
+  const problems = [];
+  let labelsShown = 0;
+  for (const table of document.querySelectorAll('table')) {
+    const headers = [...table.querySelectorAll('thead th')].map((th) =>
+      (th.querySelector('.sr-only') ? '' : th.textContent.trim()));
+    for (const row of table.querySelectorAll('tbody tr')) {
+      [...row.children].forEach((td, i) => {
+        const label = td.getAttribute('data-label');
+        const where = `${headers.join('|')} column ${i + 1}`;
+        if (label !== null && label !== headers[i]) problems.push(`${where}: data-label "${label}"`);
+        if (label === null && i > 0 && headers[i]) problems.push(`${where}: no data-label`);
+        const before = getComputedStyle(td, '::before').content;
+        const prefix = /^".*"$/.test(before) ? JSON.parse(before) : '';
+        if (prefix) labelsShown += 1;
+        if (td.getClientRects().length > 0 && shown.length < 60) shown.push(prefix + td.innerText.trim());
+      });
+    }
+  }
+  return { cells: shown, labelProblems: problems.slice(0, 10), labelsShown };
+}
+
+async function check(page, name, path, expectStatus = 200, prepare = null) {
   for (const size of SIZES) {
     await page.setViewportSize(size);
     const response = await page.goto(`${BASE}${path}`);
     await page.waitForLoadState('networkidle', { timeout: 5000 }).catch(() => {});
+    if (prepare) await page.evaluate(prepare);
     const seen = { name, path, width: size.width, status: response ? response.status() : 0, expectStatus };
     await page.evaluate(AXE);
     seen.violations = await page.evaluate(async () => {
@@ -168,6 +226,8 @@ async function check(page, name, path, expectStatus = 200) {
     Object.assign(seen, await page.evaluate(() => ({
       scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth,
     })));
+    seen.scrollBoxes = await page.evaluate(scrollBoxes);
+    Object.assign(seen, await page.evaluate(tableLabels));
     if (size.width < 600) {
       seen.overflowing = await page.evaluate(overflowing);
       Object.assign(seen, await page.evaluate(phoneLayout));
@@ -176,6 +236,64 @@ async function check(page, name, path, expectStatus = 200) {
     await page.screenshot({ path: `${OUT}/${seen.screenshot}`, fullPage: true });
     report.pages.push(seen);
   }
+}
+
+// A run's long output on a desktop: Tab presses from the top of the page until the output box
+// has the focus, and whether the arrow keys then scroll it.
+async function longOutputByKeyboard(page) {
+  await page.setViewportSize(SIZES[0]);
+  await page.goto(`${BASE}/runs/${report.seeded.longRun}`);
+  await page.evaluate(() => document.querySelectorAll('.step-result details').forEach((d) => { d.open = true; }));
+  const seen = { tabs: null, scrollTop: 0 };
+  for (let tabs = 1; tabs <= 60; tabs++) {
+    await page.keyboard.press('Tab');
+    const focused = await page.evaluate(() => document.activeElement.getAttribute('aria-label'));
+    if (focused && focused.startsWith('Output of')) { seen.tabs = tabs; break; }
+  }
+  if (seen.tabs) {
+    for (let i = 0; i < 5; i++) await page.keyboard.press('ArrowDown');
+    // The arrows scroll smoothly: wait for a line's worth or two seconds.
+    await page.waitForFunction(() => document.activeElement.scrollTop >= 20, null, { timeout: 2000 })
+      .catch(() => {});
+    seen.scrollTop = await page.evaluate(() => document.activeElement.scrollTop);
+  }
+  return seen;
+}
+
+// At a phone's width, with the CSS that keeps the current section's link in view taken out:
+// where app.js leaves the link (and, with `javaScript` false, where it is without it), whether
+// the page itself moved, and the layout shift the page had.
+async function sectionRowWithoutCss(loggedIn, path, javaScript) {
+  const context = await browser.newContext({ viewport: SIZES[1], javaScriptEnabled: javaScript });
+  await context.addCookies(await loggedIn.cookies());
+  await context.route('**/assets/app.css', async (route) => {
+    const css = await (await route.fetch()).text();
+    await route.fulfill({ contentType: 'text/css', body: css.replace(/scroll-initial-target:[^;}]*;?/g, '') });
+  });
+  await context.addInitScript(() => {
+    window.layoutShift = 0;
+    new PerformanceObserver((list) => {
+      for (const entry of list.getEntries()) window.layoutShift += entry.value;
+    }).observe({ type: 'layout-shift', buffered: true });
+  });
+  const page = await context.newPage();
+  await page.goto(`${BASE}${path}`);
+  await page.waitForLoadState('networkidle', { timeout: 5000 }).catch(() => {});
+  const seen = await page.evaluate(() => {
+    const link = document.querySelector('nav a[aria-current="page"]');
+    const box = link.getBoundingClientRect();
+    return {
+      cssSupported: CSS.supports('scroll-initial-target', 'nearest'),
+      cssLeft: /scroll-initial-target/.test([...document.styleSheets].map((s) =>
+        [...s.cssRules].map((r) => r.cssText).join('')).join('')),
+      inView: box.left >= -0.5 && box.right <= window.innerWidth + 0.5,
+      rowScrollLeft: Math.round(link.closest('nav').scrollLeft),
+      pageScrollY: window.scrollY,
+    };
+  });
+  seen.layoutShift = javaScript ? await page.evaluate(() => window.layoutShift) : null;
+  await context.close();
+  return { path, javaScript, ...seen };
 }
 
 // An invitation link for the seeded user, as an admin gets it on the Users page.
@@ -247,6 +365,15 @@ try {
     ['authorize', s.authorize],
   ];
   for (const [name, path] of pages) await check(page, name, path);
+  // With its step's input and output open: a long output in a box that scrolls on a desktop.
+  await check(page, 'run-long', `/runs/${s.longRun}`, 200,
+    () => document.querySelectorAll('details').forEach((d) => { d.open = true; }));
+  report.longOutput = await longOutputByKeyboard(page);
+  report.sectionRow = [];
+  for (const path of ['/connected-apps', '/users']) {
+    report.sectionRow.push(await sectionRowWithoutCss(context, path, true));
+  }
+  report.sectionRow.push(await sectionRowWithoutCss(context, '/connected-apps', false));
   // Allowed, the assistant is listed among the connected ones.
   await page.route('http://127.0.0.1:9/**', (route) => route.fulfill({ body: 'back at the client' }));
   await page.goto(`${BASE}${s.authorize}`);

@@ -1,8 +1,8 @@
 // The flow builder in headless Chromium: "every new customer gets an onboarding project with a
 // kick-off task" built with pickers and the data panel only (clicks and keystrokes counted), a
-// typo flagged before it goes live, a record found by searching a picker, Enter and leaving
-// the page guarded, and the same builder without JavaScript. Writes a JSON report the Rust test
-// (tests/it/ui_builder.rs) asserts on.
+// typo flagged before it goes live (the draft reopened and discarded), a yes/no switch, a
+// record found by searching a picker, Enter and leaving the page guarded, and the same builder
+// without JavaScript. Writes a JSON report the Rust test (tests/it/ui_builder.rs) asserts on.
 //
 // env: BASE, EMAIL, PASSWORD, API_KEY, OUT (directory), CHROMIUM (default /usr/bin/chromium).
 import { chromium } from 'playwright-core';
@@ -116,6 +116,25 @@ try {
     liveSteps: (await api(`/flows/${report.flowId}`)).steps,
   };
   await shot('b4-typo-flagged');
+  // Opened again, the page edits the draft, not the live version, and says so.
+  await page.goto(`${BASE}/flows/${report.flowId}`);
+  report.draftReopened = {
+    note: await text(page.locator('#draft-note')),
+    shownValue: await taskName.inputValue(),
+    publishButtons: await page.getByRole('button', { name: /^Publish/ }).allTextContents(),
+    liveVersion: (await api(`/flows/${report.flowId}`)).version,
+  };
+  // Discarded, the page shows the live version again.
+  await page.getByRole('button', { name: 'Discard draft' }).click();
+  await page.getByText(/^Draft discarded/).waitFor();
+  report.discarded = {
+    banners: await page.locator('.draft-banner').count(),
+    shownValue: await taskName.inputValue(),
+    hasDraft: (await api(`/flows/${report.flowId}`)).hasDraft,
+  };
+  await taskName.fill('Kick-off with {{trigger.nme}}');
+  await page.getByRole('button', { name: 'Save flow' }).click();
+  await page.waitForSelector('#s1-name-warn');
   // Publishing anyway is the user's call: then it is live.
   await page.getByRole('button', { name: 'Publish anyway' }).click();
   await page.getByText(/^Published: version/).waitFor();
@@ -129,6 +148,25 @@ try {
   report.fixedNotice = await text(page.getByText('Flow saved.'));
   report.draftBannerAfterFix = await page.locator('.draft-banner').count();
   report.liveAfterFix = (await api(`/flows/${report.flowId}`)).steps;
+
+  // A yes/no field is a switch, with "Map a value…" beside it.
+  const task = page.locator('.step:not(.trigger)').nth(1);
+  await task.locator('details.optional > summary').click();
+  const billable = page.getByRole('switch', { name: 'Billable' });
+  report.billableSwitch = {
+    checked: await billable.isChecked(),
+    mapHidden: await page.locator('[name="steps[1].input.billable"]').isHidden(),
+  };
+  await task.getByLabel('Map a value…', { exact: true }).check();
+  report.billableSwitch.mapShownWhenAsked = await page.locator('[name="steps[1].input.billable"]').isVisible();
+  await task.getByLabel('Map a value…', { exact: true }).uncheck();
+  await billable.press('Space');
+  report.billableSwitch.checkedBySpace = await billable.isChecked();
+  await shot('b8-switch');
+  await page.getByRole('button', { name: 'Save flow' }).click();
+  await page.getByText('Flow saved.').waitFor();
+  report.billableSwitch.saved = (await api(`/flows/${report.flowId}`)).steps[1].input;
+  report.billableSwitch.reopened = await page.locator('#s1-billable').isChecked();
 
   // An "if" and a "forEach": a kick-off plan for customers whose name says Corp.
   await page.goto(`${BASE}/flows/new`);

@@ -99,8 +99,14 @@ try {
     runId: page.url().split('/').pop(),
   };
   await shot('lifecycle-03-dry-run');
+  // Back on the flow page, the builder shows the draft; its banner has the one Publish.
   await page.goto(`${BASE}/flows/${HOOK_FLOW}`);
-  await click(page.getByRole('button', { name: 'Publish draft' }));
+  report.draftOnFlowPage = {
+    note: await text(page.locator('#draft-note')),
+    name: await nameField.inputValue(),
+    publishButtons: await page.getByRole('button', { name: /Publish/ }).allTextContents(),
+  };
+  await click(page.locator('.draft-banner').getByRole('button', { name: 'Publish', exact: true }));
   await page.waitForURL(`${BASE}/flows/${HOOK_FLOW}`);
   report.published = { notice: await status(), flow: (await api(`/flows/${HOOK_FLOW}`)).body };
 

@@ -57,6 +57,19 @@
     onChosen(select, function () { select.form.submit(); });
   });
 
+  // On a narrow window the sections are one row that scrolls sideways: the current one is
+  // brought into the middle of it where it would be out of view (only Chromium does that from
+  // the CSS). Only the row scrolls; the page does not move.
+  var currentSection = document.querySelector('.top nav a[aria-current="page"]');
+  var sectionRow = currentSection && currentSection.closest('nav');
+  if (sectionRow && sectionRow.scrollWidth > sectionRow.clientWidth) {
+    var rowBox = sectionRow.getBoundingClientRect();
+    var linkBox = currentSection.getBoundingClientRect();
+    if (linkBox.left < rowBox.left || linkBox.right > rowBox.right) {
+      sectionRow.scrollLeft += (linkBox.left + linkBox.right - rowBox.left - rowBox.right) / 2;
+    }
+  }
+
   // The flow builder has its own script (builder.js).
 
   // Connection form: show the fields of the chosen type only.

@@ -19,8 +19,14 @@
     var map = select.closest('.field').querySelector('[data-map]');
     if (map) map.hidden = !(select.value === '' || select.value === '__map');
   }
+  // A yes/no switch: its text field shows only while "Map a value…" is ticked.
+  function showSwitchMap(box) {
+    var map = box.closest('.field').querySelector('[data-map]');
+    if (map) map.hidden = !box.checked;
+  }
   function setUp() {
     document.querySelectorAll('#builder select[data-pick]').forEach(showMap);
+    document.querySelectorAll('#builder [data-map-toggle]').forEach(showSwitchMap);
     document.querySelectorAll('#builder .picker-search').forEach(function (search) { search.hidden = false; });
   }
 
@@ -34,6 +40,11 @@
         var input = target.closest('.field').querySelector('[data-variable-target]');
         if (input) { input.focus(); lastField = input; }
       }
+    }
+    if (target.matches('[data-map-toggle]')) {
+      showSwitchMap(target);
+      var mapped = target.closest('.field').querySelector('[data-variable-target]');
+      if (target.checked && mapped) { mapped.focus(); lastField = mapped; }
     }
     // A date picked replaces a mapped value.
     if (target.matches('input[data-pick]')) {

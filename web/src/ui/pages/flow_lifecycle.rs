@@ -119,6 +119,20 @@ async fn show_draft(State(ui): State<Shared>, viewer: Viewer, Path(id): Path<Str
     Ok(ui.page(&viewer, "flow_draft", context))
 }
 
+/// The one publish of the UI (the flow page's draft banner and the draft page): the draft
+/// becomes the live version. Whether the flow runs is the Enable/Disable toggle's alone, so
+/// publishing a change never switches a flow someone turned off back on (docs/ui.md).
+fn published_notice(flow: &Value) -> String {
+    let version = flow["version"].as_i64().unwrap_or_default();
+    if flow["isEnabled"] == true {
+        format!("Published: version {version} is live.")
+    } else {
+        format!(
+            "Published: version {version} is the flow. It is disabled: Enable starts its trigger."
+        )
+    }
+}
+
 /// `publish` (the draft becomes the next version) or `discard`.
 async fn draft_act(
     State(ui): State<Shared>,
@@ -136,10 +150,7 @@ async fn draft_act(
         {
             Ok(flow) => Ok(redirect_with_notice(
                 &format!("/flows/{id}"),
-                &format!(
-                    "Draft published: version {} is live.",
-                    flow["version"].as_i64().unwrap_or_default()
-                ),
+                &published_notice(&flow),
             )),
             Err(failure) => back_or_fail(&back, failure),
         },

@@ -54,9 +54,10 @@ fn trigger_summary(manifests: &Manifests, trigger: &Value) -> String {
                 .map_or_else(|| format!("Event {event}"), |t| t.label.clone())
         }
         Some("webhook") => "Inbound webhook".into(),
-        Some("schedule") => format!("Schedule {}", trigger["schedule"].as_str().unwrap_or("")),
+        Some("schedule") => plain::schedule_words(trigger["schedule"].as_str().unwrap_or("")),
+        // A poll's schedule is read in UTC (the schedule editor says so too).
         Some("poll") => format!(
-            "Poll {} ({})",
+            "Poll {} ({}{})",
             trigger["source"]
                 .as_str()
                 .map(str::to_owned)
@@ -64,9 +65,20 @@ fn trigger_summary(manifests: &Manifests, trigger: &Value) -> String {
                     .as_str()
                     .unwrap_or("HTTP")
                     .to_owned()),
-            trigger["schedule"].as_str().unwrap_or("")
+            plain::schedule_words(trigger["schedule"].as_str().unwrap_or("")),
+            poll_zone(trigger["schedule"].as_str().unwrap_or(""))
         ),
         _ => "—".into(),
+    }
+}
+
+/// " UTC" after a poll schedule at a time of day, which the scheduler reads in UTC.
+fn poll_zone(cron: &str) -> &'static str {
+    let kind = crate::ui::schedule::Editor::from_cron(cron).kind;
+    if matches!(kind.as_str(), "daily" | "weekdays" | "monthly") {
+        " UTC"
+    } else {
+        ""
     }
 }
 
@@ -414,8 +426,8 @@ struct Feedback {
     summary: Option<String>,
     /// A saved draft's warnings (variables the data does not have), by field path.
     warnings: BTreeMap<String, String>,
-    /// The flow's unpublished draft is what the form shows.
-    is_draft: bool,
+    /// The flow's saved draft (what the form started from), for the banner saying so.
+    saved_draft: Option<Value>,
 }
 
 /// The errors a page has to show, and the paths its fields show them at (the others go in
@@ -506,7 +518,7 @@ impl Builder<'_> {
             errors,
             summary,
             warnings,
-            is_draft,
+            saved_draft,
         } = feedback;
         let errors = &errors;
         // Every path a field of the page shows an error for; the others go in the summary.
@@ -541,7 +553,7 @@ impl Builder<'_> {
             "title": if draft.name.is_empty() { "New flow" } else { draft.name.as_str() },
             "flow": flow,
             "isNew": flow.is_none(),
-            "isDraft": is_draft,
+            "savedDraft": saved_draft.as_ref().map(|d| json!({"updatedAt": d["updatedAt"]})),
             "hasWarnings": !warnings.is_empty(),
             "warningCount": warnings.len(),
             "otherWarnings": other_warnings,
@@ -562,6 +574,7 @@ impl Builder<'_> {
             "error": summary,
             "canManage": self.viewer.can(timix_engine::access::auth::Permission::ManageFlows),
             "publicUrl": self.ui.app.public_url.trim_end_matches('/'),
+            "triggerSummary": flow.map(|f| trigger_summary(&self.ui.app.manifests, &f["trigger"])),
         });
         super::merge(&mut context, trigger);
         Ok(self
@@ -657,7 +670,7 @@ impl Builder<'_> {
         }
         let other_triggers: Vec<Value> = [
             ("webhook", "Inbound webhook (any JSON POSTed to the flow's URL)"),
-            ("schedule", "Schedule (cron)"),
+            ("schedule", "Schedule"),
             ("poll", "Poll a source through a connection"),
         ]
         .iter()
@@ -895,7 +908,7 @@ pub async fn edit_form(
             shown["id"] = flow["id"].clone();
             let feedback = Feedback {
                 warnings,
-                is_draft: true,
+                saved_draft: Some(draft),
                 ..Feedback::default()
             };
             (shown, feedback)
@@ -990,9 +1003,15 @@ async fn submit(ui: &Shared, viewer: &Viewer, flow: Option<Value>, fields: &Fiel
             )));
         }
     };
+    // Editing a flow that has a draft goes on from the draft: its banner stays.
+    let pending = saved_draft(ui, viewer, flow.as_ref()).await;
     if edited {
+        let feedback = Feedback {
+            saved_draft: pending,
+            ..Feedback::default()
+        };
         return builder
-            .render(StatusCode::OK, flow.as_ref(), &draft, Feedback::default())
+            .render(StatusCode::OK, flow.as_ref(), &draft, feedback)
             .await;
     }
     fill_keys(&mut draft);
@@ -1005,6 +1024,7 @@ async fn submit(ui: &Shared, viewer: &Viewer, flow: Option<Value>, fields: &Fiel
             let feedback = Feedback {
                 errors,
                 summary: Some("Some fields need attention.".to_owned()),
+                saved_draft: pending,
                 ..Feedback::default()
             };
             return builder
@@ -1035,6 +1055,7 @@ async fn submit(ui: &Shared, viewer: &Viewer, flow: Option<Value>, fields: &Fiel
                     .iter()
                     .map(|(path, message)| (control::form_path(path), message.clone()))
                     .collect(),
+                saved_draft: pending,
                 ..Feedback::default()
             };
             builder
@@ -1066,7 +1087,7 @@ async fn create_checked(
     if has_warnings(&draft) {
         return Ok(redirect_with_alert(
             &path,
-            "Flow created but not enabled: some variables are not in the data (flagged below). Fix them, or publish as it is.",
+            "Flow created but not enabled: some variables are not in the data (flagged below). Fix them, or publish as it is, then enable it.",
         ));
     }
     ui.delete(viewer, &format!("{path}/draft")).await?;
@@ -1098,6 +1119,13 @@ async fn save_checked(
     Ok(redirect_with_notice(&path, "Flow saved."))
 }
 
+/// The saved draft of a flow that has one.
+async fn saved_draft(ui: &Shared, viewer: &Viewer, flow: Option<&Value>) -> Option<Value> {
+    let flow = flow.filter(|f| f["hasDraft"] == true)?;
+    let id = flow["id"].as_str()?;
+    ui.get(viewer, &format!("/flows/{id}/draft")).await.ok()
+}
+
 fn has_warnings(draft: &Value) -> bool {
     draft["warnings"].as_array().is_some_and(|w| !w.is_empty())
 }
@@ -1125,8 +1153,8 @@ fn fill_keys(draft: &mut Draft) {
     }
 }
 
-/// `enable`, `disable`, `test` (a run on the trigger's sample, then its page), `delete`,
-/// `publish` (the draft becomes the live flow, enabled) and `discard` (the draft is dropped).
+/// `enable`, `disable`, `test` (a run on the trigger's sample, then its page) and `delete`.
+/// Publishing and discarding a draft are the lifecycle's (`/flows/{id}/draft/{op}`).
 pub async fn act(
     State(ui): State<Shared>,
     viewer: Viewer,
@@ -1148,28 +1176,6 @@ pub async fn act(
             };
             Ok(redirect_with_notice(&path, notice))
         }
-        "publish" => {
-            let published = ui
-                .post(&viewer, &format!("{path}/draft/publish"), json!({}))
-                .await;
-            let flow = match published {
-                Ok(flow) => flow,
-                Err(failure) => return back_or_fail(&path, failure),
-            };
-            if flow["isEnabled"] != true
-                && let Err(failure) = ui.post(&viewer, &format!("{path}/enable"), json!({})).await
-            {
-                return back_or_fail(&path, failure);
-            }
-            Ok(redirect_with_notice(
-                &path,
-                &format!("Published: version {} is live.", flow["version"]),
-            ))
-        }
-        "discard" => match ui.delete(&viewer, &format!("{path}/draft")).await {
-            Ok(_) => Ok(redirect_with_notice(&path, "The draft is discarded.")),
-            Err(failure) => back_or_fail(&path, failure),
-        },
         "test" => {
             let run = match ui.post(&viewer, &format!("{path}/test"), json!({})).await {
                 Ok(run) => run,

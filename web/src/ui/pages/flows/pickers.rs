@@ -1,10 +1,10 @@
 //! Pickers for a step's inputs: a field whose values form a known set is chosen, not typed.
 //! `x-lookup` ids offer this instance's records and the flow's own data of the same noun (the
-//! trigger's customer, the project of an earlier step); enums and booleans are selects; dates
+//! trigger's customer, the project of an earlier step); enums are selects, booleans switches; dates
 //! and instants are date inputs. Every picker keeps "or map a value": a text field for a
 //! variable or a template.
 //!
-//! The form sends a picker as `steps[i].pick.<key>` (a select) or `steps[i].when.<key>` (a date
+//! The form sends a picker as `steps[i].pick.<key>` (a select, a switch) or `steps[i].when.<key>` (a date
 //! input) beside the text `steps[i].input.<key>`; [`resolve`] makes them one input value.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -153,14 +153,7 @@ pub fn picker(pick: &FieldPick<'_>, records: &Records, sources: &[Source]) -> Va
             .collect();
         groups.push(("Choices".into(), options, false));
     } else if field.kind == "boolean" {
-        groups.push((
-            "Choices".into(),
-            vec![
-                json!({"value": "true", "label": "Yes"}),
-                json!({"value": "false", "label": "No"}),
-            ],
-            false,
-        ));
+        return toggle(pick);
     } else {
         return json!({});
     }
@@ -208,6 +201,25 @@ pub fn picker(pick: &FieldPick<'_>, records: &Records, sources: &[Source]) -> Va
         "noneChosen": value.is_empty() && !pick.mapped,
         "lookupUrl": lookup_url,
         "searchLabel": field.lookup.as_deref().map(|l| format!("Search {}", l.replace('-', " "))),
+    })
+}
+
+/// A yes/no field as a switch (a checkbox with `role=switch`), with "Map a value…" beside it.
+/// The form sends a hidden "off" value before the switch, so the switch's `true` wins when it
+/// is on; an optional field that was never set stays unset while the switch is off.
+fn toggle(pick: &FieldPick<'_>) -> Value {
+    let value = pick.value.trim();
+    let is_flag = matches!(value, "" | "true" | "false");
+    let off = if value.is_empty() && !pick.field.required {
+        ""
+    } else {
+        "false"
+    };
+    json!({
+        "picker": "toggle",
+        "on": value == "true",
+        "offValue": off,
+        "mapMode": pick.mapped || !is_flag,
     })
 }
 
@@ -369,5 +381,38 @@ mod tests {
             Some("2026-11-23T09:00")
         );
         assert_eq!(instant_for_input("{{trigger.at}}"), None);
+    }
+
+    #[test]
+    fn a_flag_is_a_switch_that_keeps_an_unset_optional_unset() {
+        let field = apps::Field {
+            key: "billable".into(),
+            label: "Billable".into(),
+            help: None,
+            required: false,
+            kind: "boolean",
+            choices: Vec::new(),
+            lookup: None,
+        };
+        let pick = |value: &'static str| FieldPick {
+            field: &field,
+            format: None,
+            connector: None,
+            value,
+            mapped: false,
+        };
+        let shown = |value| picker(&pick(value), &Records::new(), &[]);
+        assert_eq!(
+            shown(""),
+            json!({"picker": "toggle", "on": false, "offValue": "", "mapMode": false})
+        );
+        assert_eq!(shown("true")["on"], true);
+        assert_eq!(shown("false")["offValue"], "false");
+        assert_eq!(shown("{{trigger.billable}}")["mapMode"], true);
+        // The switch's `true` comes after the hidden "off" value, and wins.
+        let mut input = BTreeMap::new();
+        let picks = BTreeMap::from([("billable".to_owned(), "true".to_owned())]);
+        resolve(&mut input, &picks, &BTreeMap::new());
+        assert_eq!(input["billable"], "true");
     }
 }

@@ -67,6 +67,27 @@ fn capitalized(text: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A schedule in words, by the schedule editor's kinds: `*/15 * * * *` is "Every 15 minutes",
+/// `15 8 * * 1-5` "Weekdays at 08:15"; any other expression is shown as its cron text.
+pub fn schedule_words(cron: &str) -> String {
+    let cron = cron.trim();
+    if cron.is_empty() {
+        return "No schedule yet".into();
+    }
+    let editor = crate::ui::schedule::Editor::from_cron(cron);
+    match editor.kind.as_str() {
+        "minutes" => match editor.every.as_str() {
+            "1" => "Every minute".into(),
+            "60" => "Every hour".into(),
+            n => format!("Every {n} minutes"),
+        },
+        "daily" => format!("Daily at {}", editor.time),
+        "weekdays" => format!("Weekdays at {}", editor.time),
+        "monthly" => format!("Monthly on day {} at {}", editor.day, editor.time),
+        _ => format!("Cron {cron}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,5 +102,15 @@ mod tests {
         assert_eq!(field_name("steps[1].input.name"), "Step 2 › name");
         let w = json!({"message": "trigger.nme: the trigger's sample has no nme"});
         assert!(warning(&w).starts_with("{{trigger.nme}} is not in the data"));
+    }
+
+    #[test]
+    fn schedules_are_said_in_words() {
+        assert_eq!(schedule_words("*/15 * * * *"), "Every 15 minutes");
+        assert_eq!(schedule_words("15 8 * * 1-5"), "Weekdays at 08:15");
+        assert_eq!(schedule_words("0 9 * * *"), "Daily at 09:00");
+        assert_eq!(schedule_words("30 7 1 * *"), "Monthly on day 1 at 07:30");
+        assert_eq!(schedule_words("0 * * * *"), "Every hour");
+        assert_eq!(schedule_words("0 * * * * *"), "Cron 0 * * * * *");
     }
 }
