@@ -163,7 +163,8 @@ try {
   await billable.press('Space');
   report.billableSwitch.checkedBySpace = await billable.isChecked();
   await shot('b8-switch');
-  await page.getByRole('button', { name: 'Save flow' }).click();
+  // The page already says "Flow saved." from before: wait for the new page, not the old notice.
+  await Promise.all([page.waitForEvent('load'), page.getByRole('button', { name: 'Save flow' }).click()]);
   await page.getByText('Flow saved.').waitFor();
   report.billableSwitch.saved = (await api(`/flows/${report.flowId}`)).steps[1].input;
   report.billableSwitch.reopened = await page.locator('#s1-billable').isChecked();
