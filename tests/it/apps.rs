@@ -13,14 +13,8 @@ use std::process::Command;
 use serde_json::{Map, Value, json};
 
 use crate::actions::approved_time;
-use crate::harness::{Client, Server, TestDb, tool_ready};
+use crate::harness::{Client, Script, Server, TestDb, temp_dir, tool_ready};
 use crate::receiver::Receiver;
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("timix-{name}-{}", ulid::Ulid::generate()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn export(server: &Server, platform: &str, out: &Path, manifests: Option<&Path>) {
     let out = out.display().to_string();
@@ -410,12 +404,12 @@ fn as_text(input: Value) -> Value {
 
 #[tokio::test]
 async fn the_zapier_app_passes_its_schema_and_runs_against_a_live_server() {
-    let tests = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/zapier");
-    let ready = tests.join("node_modules/zapier-platform-core").exists()
-        && Command::new("node").arg("--version").output().is_ok();
-    if !tool_ready("node with `npm ci --prefix tests/zapier`", ready) {
+    let Some(zapier) = Script::new("node", "zapier/run.js")
+        .packages(&["zapier-platform-core"])
+        .ready()
+    else {
         return;
-    }
+    };
     let server =
         Server::start_with(TestDb::new().await, &[("TIMIX_ALLOW_PRIVATE_TARGETS", "1")]).await;
     let org = server.db.bootstrap("business");
@@ -440,25 +434,8 @@ async fn the_zapier_app_passes_its_schema_and_runs_against_a_live_server() {
         "hookTarget": receiver.url,
         "steps": steps,
     });
-    let plan_file = out.join("plan.json");
-    std::fs::write(&plan_file, plan.to_string()).unwrap();
     // Async: the receiver answers on this test's runtime while node runs.
-    let run = tokio::process::Command::new("node")
-        .arg(tests.join("run.js"))
-        .arg(&out)
-        .arg(&plan_file)
-        .arg(out.join("report.json"))
-        .env("NODE_PATH", tests.join("node_modules"))
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let report = zapier.arg(&out).plan(&out, &plan).run().await;
     assert_eq!(report["schemaErrors"], json!([]), "{report}");
     let label = report["label"].as_str().unwrap();
     assert!(label.starts_with("Test Org (owner-"), "{label}");
@@ -1678,19 +1655,15 @@ fn is_iso8601(text: &str) -> bool {
 
 #[tokio::test]
 async fn the_workato_connector_polls_twice_and_acts_against_a_live_server() {
-    let tests = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/workato");
-    let ruby = Command::new("ruby").arg("--version").output().is_ok();
-    if !tool_ready("ruby (Debian's ruby)", ruby) {
+    let Some(workato) = Script::new("ruby", "workato/run.rb").ready() else {
         return;
-    }
+    };
     let server =
         Server::start_with(TestDb::new().await, &[("TIMIX_ALLOW_PRIVATE_TARGETS", "1")]).await;
     let org = server.db.bootstrap("business");
     let c = server.as_key(&org.key);
     let f = fixture(&c).await;
     let receiver = Receiver::start().await;
-    let out = temp_dir("workato-run");
-    export(&server, "workato", &out, None);
     // The connector has no `http_request` (see its module); inputs come mapped as text.
     let actions: Vec<Value> = inputs(&f, &receiver.url, false)
         .into_iter()
@@ -1702,23 +1675,7 @@ async fn the_workato_connector_polls_twice_and_acts_against_a_live_server() {
         "hookTarget": receiver.url,
         "actions": actions,
     });
-    let plan_file = out.join("plan.json");
-    std::fs::write(&plan_file, plan.to_string()).unwrap();
-    let run = tokio::process::Command::new("ruby")
-        .arg(tests.join("run.rb"))
-        .arg(out.join("connector.rb"))
-        .arg(&plan_file)
-        .arg(out.join("report.json"))
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let report = run_workato(workato, &server, plan).await;
 
     // The connection test and the dropdowns.
     assert!(report["test"]["organization"]["name"].is_string());
@@ -1826,31 +1783,15 @@ async fn the_workato_connector_polls_twice_and_acts_against_a_live_server() {
 }
 
 /// Runs `tests/workato/run.rb` on the exported connector with `plan`; its report.
-async fn run_workato(server: &Server, plan: Value) -> Value {
-    let tests = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/workato");
-    let out = temp_dir("workato-paged");
+async fn run_workato(workato: Script, server: &Server, plan: Value) -> Value {
+    let out = temp_dir("workato-run");
     export(server, "workato", &out, None);
-    let plan_file = out.join("plan.json");
-    std::fs::write(&plan_file, plan.to_string()).unwrap();
-    let run = tokio::time::timeout(
-        std::time::Duration::from_secs(120),
-        tokio::process::Command::new("ruby")
-            .arg(tests.join("run.rb"))
-            .arg(out.join("connector.rb"))
-            .arg(&plan_file)
-            .arg(out.join("report.json"))
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("the Workato run finished within 2 minutes")
-    .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap()
+    workato
+        .arg(out.join("connector.rb"))
+        .timeout(std::time::Duration::from_secs(120))
+        .plan(&out, &plan)
+        .run()
+        .await
 }
 
 /// A backlog longer than a page: a record made in the window and changed after the first
@@ -1858,10 +1799,9 @@ async fn run_workato(server: &Server, plan: Value) -> Value {
 /// a change landing between two pages is picked up.
 #[tokio::test]
 async fn the_workato_triggers_lose_no_record_across_pages() {
-    let ruby = Command::new("ruby").arg("--version").output().is_ok();
-    if !tool_ready("ruby (Debian's ruby)", ruby) {
+    let Some(workato) = Script::new("ruby", "workato/run.rb").ready() else {
         return;
-    }
+    };
     let server = Server::start().await;
     let org = server.db.bootstrap("business");
     let c = server.as_key(&org.key);
@@ -1884,6 +1824,7 @@ async fn the_workato_triggers_lose_no_record_across_pages() {
     .expect(200);
 
     let report = run_workato(
+        workato,
         &server,
         json!({
             "connection": {"base_url": server.url(""), "api_key": org.key},

@@ -1,8 +1,9 @@
 //! Starts the real `timix` binary on a random port, on SQLite (default) or on a fresh Postgres
 //! database (`TIMIX_TEST_DATABASE=postgres` with `TIMIX_TEST_POSTGRES_URL`), and talks to it.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -567,4 +568,162 @@ pub fn tool_ready(what: &str, ready: bool) -> bool {
         eprintln!("\n!!! SKIPPED: {what} is missing !!!\n");
     }
     ready
+}
+
+/// A new folder in the system's temporary one.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("timix-{name}-{}", ulid::Ulid::generate()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The folder `target/tmp/<path>`, emptied, for what a test leaves to look at (screenshots).
+pub fn kept_dir(path: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(path);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A script under `tests/` that a test drives with node, python3 or ruby, run in its folder. It
+/// writes what it saw to a JSON report, which [`Script::run`] returns.
+pub struct Script {
+    what: String,
+    folder: PathBuf,
+    command: tokio::process::Command,
+    missing: Vec<String>,
+    report: PathBuf,
+    timeout: Option<Duration>,
+    check_status: bool,
+}
+
+impl Script {
+    /// `program tests/<script>`, which must exit with success.
+    pub fn new(program: &str, script: &str) -> Script {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let script = Path::new("tests").join(script);
+        let folder = script.parent().unwrap().to_owned();
+        let mut command = tokio::process::Command::new(program);
+        command
+            .arg(root.join(&script))
+            .current_dir(root.join(&folder))
+            .kill_on_drop(true);
+        let runs = Command::new(program).arg("--version").output().is_ok();
+        Script {
+            what: format!("{program} {}", script.display()),
+            folder,
+            command,
+            missing: Vec::new(),
+            report: PathBuf::new(),
+            timeout: None,
+            check_status: true,
+        }
+        .needs(program, runs)
+    }
+
+    /// `node tests/ui/<script>` driving headless Chromium (`CHROMIUM`, by default Debian's
+    /// `/usr/bin/chromium`) with playwright-core, given `OUT` (`out`) for its screenshots and
+    /// report. A failure is in its report (`failure`), so its exit status is not checked.
+    pub fn browser(script: &str, out: &Path) -> Script {
+        let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        let mut browser = Script::new("node", &format!("ui/{script}"))
+            .packages(&["playwright-core"])
+            .needs(
+                &format!("chromium ({chromium})"),
+                Path::new(&chromium).exists(),
+            )
+            .env("CHROMIUM", &chromium)
+            .env("OUT", out);
+        browser.report = out.join("report.json");
+        browser.check_status = false;
+        browser
+    }
+
+    /// Needs `what` too, which is here or not.
+    pub fn needs(mut self, what: &str, here: bool) -> Script {
+        if !here {
+            self.missing.push(what.to_owned());
+        }
+        self
+    }
+
+    /// Needs these packages in the script's `node_modules` too, which go on `NODE_PATH` for code
+    /// outside the folder.
+    pub fn packages(mut self, names: &[&str]) -> Script {
+        let modules = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(&self.folder)
+            .join("node_modules");
+        for name in names {
+            let what = format!("{name} (npm ci --prefix {})", self.folder.display());
+            self = self.needs(&what, modules.join(name).exists());
+        }
+        self.env("NODE_PATH", modules)
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Script {
+        self.command.arg(arg);
+        self
+    }
+
+    pub fn env(mut self, name: &str, value: impl AsRef<OsStr>) -> Script {
+        self.command.env(name, value);
+        self
+    }
+
+    pub fn envs<K: AsRef<OsStr>, V: AsRef<OsStr>>(
+        mut self,
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> Script {
+        self.command.envs(vars);
+        self
+    }
+
+    /// Fails the test when the script takes longer.
+    pub fn timeout(mut self, limit: Duration) -> Script {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// Writes `plan` to `dir/plan.json` and passes it and `dir/report.json` as the last two
+    /// arguments.
+    pub fn plan(mut self, dir: &Path, plan: &Value) -> Script {
+        std::fs::write(dir.join("plan.json"), plan.to_string()).unwrap();
+        self.report = dir.join("report.json");
+        self.command.arg(dir.join("plan.json")).arg(&self.report);
+        self
+    }
+
+    /// The script, or `None` when something it needs is missing: the test then skips, loudly,
+    /// except in CI, which must run it.
+    pub fn ready(self) -> Option<Script> {
+        tool_ready(&self.missing.join(" and "), self.missing.is_empty()).then_some(self)
+    }
+
+    /// Runs the script and returns its report.
+    pub async fn run(mut self) -> Value {
+        let output = self.command.output();
+        let run = match self.timeout {
+            Some(limit) => tokio::time::timeout(limit, output)
+                .await
+                .unwrap_or_else(|_| panic!("{} did not finish within {limit:?}", self.what)),
+            None => output.await,
+        }
+        .unwrap();
+        let said = || {
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&run.stdout),
+                String::from_utf8_lossy(&run.stderr)
+            )
+        };
+        assert!(
+            run.status.success() || !self.check_status,
+            "{} failed: {}",
+            self.what,
+            said()
+        );
+        let report = std::fs::read_to_string(&self.report)
+            .unwrap_or_else(|_| panic!("no report from {}; it said: {}", self.what, said()));
+        serde_json::from_str(&report).unwrap()
+    }
 }

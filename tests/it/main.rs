@@ -50,4 +50,5 @@ mod ui_builder;
 mod ui_edit_pages;
 mod ui_lifecycle;
 mod ui_schedules;
+mod ui_tree;
 mod webhooks;

@@ -2,7 +2,6 @@
 //! client (`tests/mcp/client.py`, pinned in `tests/mcp/requirements.txt`). It reports what it
 //! saw; this test checks that against the REST API.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::{Value, json};
@@ -21,41 +20,16 @@ fn python_mcp_ready() -> bool {
     )
 }
 
-fn temp_file(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!(
-        "timix-mcp-{}-{name}",
-        ulid::Ulid::generate().to_string().to_lowercase()
-    ))
-}
-
 /// Runs `tests/mcp/<script>` with `plan`; what it saw.
 async fn run_script(script: &str, plan: Value) -> Value {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/mcp")
-        .join(script);
-    let (plan_file, report_file) = (temp_file("plan.json"), temp_file("report.json"));
-    std::fs::write(&plan_file, plan.to_string()).unwrap();
-    let run = tokio::time::timeout(
-        std::time::Duration::from_secs(120),
-        tokio::process::Command::new("python3")
-            .arg(&script)
-            .arg(&plan_file)
-            .arg(&report_file)
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("the MCP client finished within 2 minutes")
-    .unwrap();
-    assert!(
-        run.status.success(),
-        "the MCP client failed:\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let report = std::fs::read_to_string(&report_file).unwrap();
-    let _ = std::fs::remove_file(plan_file);
-    let _ = std::fs::remove_file(report_file);
-    serde_json::from_str(&report).unwrap()
+    let dir = temp_dir("mcp");
+    let seen = Script::new("python3", &format!("mcp/{script}"))
+        .timeout(std::time::Duration::from_secs(120))
+        .plan(&dir, &plan)
+        .run()
+        .await;
+    let _ = std::fs::remove_dir_all(dir);
+    seen
 }
 
 /// Runs the Python client (`tests/mcp/client.py`) with `plan`; what it saw.

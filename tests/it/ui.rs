@@ -4,12 +4,11 @@
 //! `target/tmp/ui-screenshots/<backend>/`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::{Server, TestDb, backend};
+use crate::harness::{Script, Server, TestDb, backend, kept_dir};
 
 pub(crate) const PASSWORD: &str = "correct horse battery";
 
@@ -420,60 +419,22 @@ async fn an_invited_member_sets_a_password_and_sees_what_the_role_allows() {
     assert!(names.lines().any(|n| n.ends_with(".json")), "{names}");
 }
 
-/// Where a test's screenshots are kept.
-fn screenshots() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("ui-screenshots")
-        .join(backend());
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 #[tokio::test]
 async fn in_chromium_an_ops_person_builds_a_flow_and_sees_its_run() {
-    let tests = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/ui");
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let ready = tests.join("node_modules/playwright-core").exists()
-        && std::path::Path::new(&chromium).exists()
-        && std::process::Command::new("node")
-            .arg("--version")
-            .output()
-            .is_ok();
-    if !ready {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must run this test: chromium or `npm ci --prefix tests/ui` is missing"
-        );
-        eprintln!("\n!!! SKIPPED: chromium, node or tests/ui/node_modules is missing !!!\n");
+    let out = kept_dir(&format!("ui-screenshots/{}", backend()));
+    let Some(script) = Script::browser("run.mjs", &out).ready() else {
         return;
-    }
+    };
     let server =
         Server::start_with(TestDb::new().await, &[("TIMIX_ALLOW_PRIVATE_TARGETS", "1")]).await;
     let (email, key, _) = bootstrap_with_password(&server.db, "Acme Ltd");
-    let out = screenshots();
-    let run = tokio::process::Command::new("node")
-        .arg(tests.join("run.mjs"))
-        .current_dir(&tests)
+    let report = script
         .env("BASE", server.url(""))
         .env("EMAIL", &email)
         .env("PASSWORD", PASSWORD)
         .env("API_KEY", &key)
-        .env("OUT", &out)
-        .env("CHROMIUM", &chromium)
-        .output()
-        .await
-        .unwrap();
-    let report: Value = serde_json::from_str(
-        &std::fs::read_to_string(out.join("report.json")).unwrap_or_else(|_| {
-            panic!(
-                "no report; node said: {}{}",
-                String::from_utf8_lossy(&run.stdout),
-                String::from_utf8_lossy(&run.stderr)
-            )
-        }),
-    )
-    .unwrap();
+        .run()
+        .await;
     assert!(report["failure"].is_null(), "{report:#}");
 
     assert_eq!(report["loginRedirect"], "/login?next=%2Fruns");

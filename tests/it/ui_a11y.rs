@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{Server, TestDb, backend};
+use crate::harness::{Script, Server, TestDb, backend, kept_dir};
 use crate::ui::{PASSWORD, bootstrap_with_password};
 
 /// Every page the script must have visited, by its name in the report.
@@ -57,53 +57,21 @@ const PHONE_HEADER_MAX: u64 = 100;
 
 /// Runs the script, or `None` (loudly, and never on CI) when chromium or node is missing.
 async fn visit_every_page() -> Option<(Value, PathBuf)> {
-    let tests = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/ui");
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let ready = tests.join("node_modules/playwright-core").exists()
-        && tests.join("node_modules/axe-core").exists()
-        && std::path::Path::new(&chromium).exists()
-        && std::process::Command::new("node")
-            .arg("--version")
-            .output()
-            .is_ok();
-    if !ready {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must run this test: chromium or `npm ci --prefix tests/ui` is missing"
-        );
-        eprintln!("\n!!! SKIPPED: chromium, node or tests/ui/node_modules is missing !!!\n");
-        return None;
-    }
+    let out = kept_dir(&format!("ui-a11y/{}", backend()));
+    let script = Script::browser("ui_a11y.mjs", &out)
+        .packages(&["axe-core"])
+        .ready()?;
     let server = Server::start_with(TestDb::new().await, &[]).await;
     let (email, key, _) = bootstrap_with_password(&server.db, "Acme Ltd");
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("ui-a11y")
-        .join(backend());
-    let _ = std::fs::remove_dir_all(&out);
-    std::fs::create_dir_all(&out).unwrap();
-    let script = tokio::process::Command::new("node")
-        .arg(tests.join("ui_a11y.mjs"))
-        .current_dir(&tests)
+    let report = script
         .env("BASE", server.url(""))
         .env("EMAIL", &email)
         .env("PASSWORD", PASSWORD)
         .env("API_KEY", &key)
-        .env("OUT", &out)
-        .env("CHROMIUM", &chromium)
-        .kill_on_drop(true)
-        .output();
-    let run = tokio::time::timeout(Duration::from_secs(600), script)
-        .await
-        .expect("the pages are visited within 10 minutes")
-        .unwrap();
-    let report = std::fs::read_to_string(out.join("report.json")).unwrap_or_else(|_| {
-        panic!(
-            "no report; node said: {}{}",
-            String::from_utf8_lossy(&run.stdout),
-            String::from_utf8_lossy(&run.stderr)
-        )
-    });
-    Some((serde_json::from_str(&report).unwrap(), out))
+        .timeout(Duration::from_secs(600))
+        .run()
+        .await;
+    Some((report, out))
 }
 
 /// What is wrong with one visit of one page, as lines for the failure message.

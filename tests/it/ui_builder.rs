@@ -3,75 +3,30 @@
 //! draft before it is live; a picker searched; Enter and leaving guarded; the builder without
 //! JavaScript. Screenshots go to `target/tmp/ui-screenshots/builder/<backend>/`.
 
-use std::path::PathBuf;
+use serde_json::json;
 
-use serde_json::{Value, json};
-
-use crate::harness::{Server, TestDb, backend};
+use crate::harness::{Script, Server, TestDb, backend, kept_dir};
 use crate::ui::{Browser, PASSWORD, bootstrap_with_password};
 
 /// Today's builder took 23 clicks and 65 keystrokes for the onboarding flow.
 const CLICKS_BEFORE: u64 = 23;
 const KEYSTROKES_BEFORE: u64 = 65;
 
-fn screenshots() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("ui-screenshots")
-        .join("builder")
-        .join(backend());
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// The report of the script, or `None` when the browser is missing here (never in CI).
-async fn run_script(server: &Server, email: &str, key: &str) -> Option<Value> {
-    let tests = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/ui");
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let ready = tests.join("node_modules/playwright-core").exists()
-        && std::path::Path::new(&chromium).exists()
-        && std::process::Command::new("node")
-            .arg("--version")
-            .output()
-            .is_ok();
-    if !ready {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must run this test: chromium or `npm ci --prefix tests/ui` is missing"
-        );
-        eprintln!("\n!!! SKIPPED: chromium, node or tests/ui/node_modules is missing !!!\n");
-        return None;
-    }
-    let out = screenshots();
-    let run = tokio::process::Command::new("node")
-        .arg(tests.join("ui_builder.mjs"))
-        .current_dir(&tests)
-        .env("BASE", server.url(""))
-        .env("EMAIL", email)
-        .env("PASSWORD", PASSWORD)
-        .env("API_KEY", key)
-        .env("OUT", &out)
-        .env("CHROMIUM", &chromium)
-        .output()
-        .await
-        .unwrap();
-    let text = std::fs::read_to_string(out.join("report.json")).unwrap_or_else(|_| {
-        panic!(
-            "no report; node said: {}{}",
-            String::from_utf8_lossy(&run.stdout),
-            String::from_utf8_lossy(&run.stderr)
-        )
-    });
-    Some(serde_json::from_str(&text).unwrap())
-}
-
 #[tokio::test]
 async fn in_chromium_the_onboarding_flow_is_picked_not_typed_and_a_typo_is_flagged() {
-    let server = Server::start_with(TestDb::new().await, &[]).await;
-    let (email, key, _) = bootstrap_with_password(&server.db, "Acme Ltd");
-    let Some(report) = run_script(&server, &email, &key).await else {
+    let out = kept_dir(&format!("ui-screenshots/builder/{}", backend()));
+    let Some(script) = Script::browser("ui_builder.mjs", &out).ready() else {
         return;
     };
+    let server = Server::start_with(TestDb::new().await, &[]).await;
+    let (email, key, _) = bootstrap_with_password(&server.db, "Acme Ltd");
+    let report = script
+        .env("BASE", server.url(""))
+        .env("EMAIL", &email)
+        .env("PASSWORD", PASSWORD)
+        .env("API_KEY", &key)
+        .run()
+        .await;
     assert!(report["failure"].is_null(), "{report:#}");
     assert_eq!(report["consoleErrors"], json!([]), "{report:#}");
 

@@ -3,12 +3,10 @@
 //! deactivation; and the key form starting at the lowest role. Over plain HTTP (refusals at
 //! their fields) and in headless Chromium (`tests/ui/ui_edit_pages.mjs`).
 
-use std::path::PathBuf;
-
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::{Client, Server, TestDb, backend};
+use crate::harness::{Client, Script, Server, TestDb, backend, kept_dir};
 use crate::ui::{Browser, PASSWORD, bootstrap_with_password};
 
 const MIA_PASSWORD: &str = "mia's own password";
@@ -319,22 +317,10 @@ async fn a_connector_connection_takes_new_settings_and_keeps_its_client() {
 
 #[tokio::test]
 async fn in_chromium_connections_webhooks_and_users_are_edited() {
-    let tests = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/ui");
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let ready = tests.join("node_modules/playwright-core").exists()
-        && std::path::Path::new(&chromium).exists()
-        && std::process::Command::new("node")
-            .arg("--version")
-            .output()
-            .is_ok();
-    if !ready {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must run this test: chromium or `npm ci --prefix tests/ui` is missing"
-        );
-        eprintln!("\n!!! SKIPPED: chromium, node or tests/ui/node_modules is missing !!!\n");
+    let out = kept_dir(&format!("ui-screenshots/{}-edit-pages", backend()));
+    let Some(script) = Script::browser("ui_edit_pages.mjs", &out).ready() else {
         return;
-    }
+    };
     let server =
         Server::start_with(TestDb::new().await, &[("TIMIX_ALLOW_PRIVATE_TARGETS", "1")]).await;
     let (email, key, _) = bootstrap_with_password(&server.db, "Acme Ltd");
@@ -378,10 +364,7 @@ async fn in_chromium_connections_webhooks_and_users_are_edited() {
         .expect(201)
         .id();
 
-    let out = screenshots();
-    let run = tokio::process::Command::new("node")
-        .arg(tests.join("ui_edit_pages.mjs"))
-        .current_dir(&tests)
+    let report = script
         .env("BASE", server.url(""))
         .env("EMAIL", &email)
         .env("PASSWORD", PASSWORD)
@@ -392,21 +375,8 @@ async fn in_chromium_connections_webhooks_and_users_are_edited() {
         .env("USER_ID", &mia_id)
         .env("USER_EMAIL", &mia_email)
         .env("USER_PASSWORD", MIA_PASSWORD)
-        .env("OUT", &out)
-        .env("CHROMIUM", &chromium)
-        .output()
-        .await
-        .unwrap();
-    let report: Value = serde_json::from_str(
-        &std::fs::read_to_string(out.join("report.json")).unwrap_or_else(|_| {
-            panic!(
-                "no report; node said: {}{}",
-                String::from_utf8_lossy(&run.stdout),
-                String::from_utf8_lossy(&run.stderr)
-            )
-        }),
-    )
-    .unwrap();
+        .run()
+        .await;
     assert!(report["failure"].is_null(), "{report:#}");
 
     // The key rotated on the edit page: the test failed before and passes after.
@@ -618,14 +588,4 @@ async fn in_chromium_connections_webhooks_and_users_are_edited() {
         let file = out.join(format!("{}.png", shot.as_str().unwrap()));
         assert!(std::fs::metadata(&file).unwrap().len() > 10_000, "{file:?}");
     }
-}
-
-/// Where this test's screenshots are kept.
-fn screenshots() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("ui-screenshots")
-        .join(format!("{}-edit-pages", backend()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }

@@ -4,13 +4,12 @@
 //! headless Chromium (`tests/ui/ui_lifecycle.mjs`); the pages' forms are also checked over
 //! plain HTTP, where no browser is needed.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::{Client, Server, TestDb, backend};
+use crate::harness::{Client, Script, Server, TestDb, backend, kept_dir};
 use crate::ui::{Browser, PASSWORD, bootstrap_with_password};
 
 const ENV: [(&str, &str); 3] = [
@@ -134,55 +133,22 @@ async fn seed(server: &Server, api: &Client) -> Vec<(&'static str, String)> {
 
 #[tokio::test]
 async fn in_chromium_a_flow_is_drafted_tested_published_restored_replayed_and_explained() {
-    let tests = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/ui");
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let ready = tests.join("node_modules/playwright-core").exists()
-        && std::path::Path::new(&chromium).exists()
-        && std::process::Command::new("node")
-            .arg("--version")
-            .output()
-            .is_ok();
-    if !ready {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must run this test: chromium or `npm ci --prefix tests/ui` is missing"
-        );
-        eprintln!("\n!!! SKIPPED: chromium, node or tests/ui/node_modules is missing !!!\n");
+    let out = kept_dir(&format!("ui-lifecycle-screenshots/{}", backend()));
+    let Some(script) = Script::browser("ui_lifecycle.mjs", &out).ready() else {
         return;
-    }
+    };
     let server = Server::start_with(TestDb::new().await, &ENV).await;
     let (email, key, _) = bootstrap_with_password(&server.db, "Acme Ltd");
     let api = server.as_key(&key);
     let seeded = seed(&server, &api).await;
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("ui-lifecycle-screenshots")
-        .join(backend());
-    let _ = std::fs::remove_dir_all(&out);
-    std::fs::create_dir_all(&out).unwrap();
-    let mut command = tokio::process::Command::new("node");
-    command
-        .arg(tests.join("ui_lifecycle.mjs"))
-        .current_dir(&tests)
+    let report = script
         .env("BASE", server.url(""))
         .env("EMAIL", &email)
         .env("PASSWORD", PASSWORD)
         .env("API_KEY", &key)
-        .env("OUT", &out)
-        .env("CHROMIUM", &chromium);
-    for (name, value) in &seeded {
-        command.env(name, value);
-    }
-    let run = command.output().await.unwrap();
-    let report: Value = serde_json::from_str(
-        &std::fs::read_to_string(out.join("report.json")).unwrap_or_else(|_| {
-            panic!(
-                "no report; node said: {}{}",
-                String::from_utf8_lossy(&run.stdout),
-                String::from_utf8_lossy(&run.stderr)
-            )
-        }),
-    )
-    .unwrap();
+        .envs(seeded)
+        .run()
+        .await;
     assert!(report["failure"].is_null(), "{report:#}");
     assert_eq!(report["consoleErrors"], json!([]), "{report:#}");
 

@@ -6,13 +6,12 @@
 //! is the UTC instant plus 5:30; daylight saving is covered by the unit tests of
 //! `web/src/ui/schedule.rs` (New York).
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Datelike, FixedOffset, Timelike, Utc};
 use serde_json::{Value, json};
 
-use crate::harness::{Client, Server, TestDb, backend};
+use crate::harness::{Client, Script, Server, TestDb, backend, kept_dir};
 use crate::ui::{Browser, PASSWORD, bootstrap_with_password};
 
 const ZONE: &str = "Asia/Kolkata";
@@ -269,51 +268,19 @@ async fn a_run(api: &Client) -> (String, String) {
 
 #[tokio::test]
 async fn in_chromium_each_schedule_kind_previews_in_the_org_zone_and_times_are_local() {
-    let tests = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/ui");
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let ready = tests.join("node_modules/playwright-core").exists()
-        && std::path::Path::new(&chromium).exists()
-        && std::process::Command::new("node")
-            .arg("--version")
-            .output()
-            .is_ok();
-    if !ready {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must run this test: chromium or `npm ci --prefix tests/ui` is missing"
-        );
-        eprintln!("\n!!! SKIPPED: chromium, node or tests/ui/node_modules is missing !!!\n");
+    let out = kept_dir(&format!("ui-screenshots/schedules-{}", backend()));
+    let Some(script) = Script::browser("ui_schedules.mjs", &out).ready() else {
         return;
-    }
+    };
     let (server, email, api) = kolkata_org().await;
     let (run_id, run_created) = a_run(&api).await;
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("ui-screenshots")
-        .join(format!("schedules-{}", backend()));
-    let _ = std::fs::remove_dir_all(&out);
-    std::fs::create_dir_all(&out).unwrap();
-    let run = tokio::process::Command::new("node")
-        .arg(tests.join("ui_schedules.mjs"))
-        .current_dir(&tests)
+    let report = script
         .env("BASE", server.url(""))
         .env("EMAIL", &email)
         .env("PASSWORD", PASSWORD)
         .env("RUN_ID", &run_id)
-        .env("OUT", &out)
-        .env("CHROMIUM", &chromium)
-        .output()
-        .await
-        .unwrap();
-    let report: Value = serde_json::from_str(
-        &std::fs::read_to_string(out.join("report.json")).unwrap_or_else(|_| {
-            panic!(
-                "no report; node said: {}{}",
-                String::from_utf8_lossy(&run.stdout),
-                String::from_utf8_lossy(&run.stderr)
-            )
-        }),
-    )
-    .unwrap();
+        .run()
+        .await;
     assert!(report["failure"].is_null(), "{report:#}");
     assert_eq!(report["consoleErrors"], json!([]), "{report:#}");
 

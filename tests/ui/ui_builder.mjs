@@ -100,7 +100,7 @@ try {
   }
   // The data panel now shows what the run made.
   await page.reload();
-  report.panelOrigins = await page.locator('.step:not(.trigger) .data-section h3').allTextContents();
+  report.panelOrigins = await page.locator('.step:not(.trigger) .data-section .data-title').allTextContents();
 
   // A typo is flagged before it is live.
   navigations = 0;
@@ -268,7 +268,7 @@ try {
   await noJs.getByRole('button', { name: 'Add a step' }).click();
   await noJs.waitForSelector('[name="steps[2].action"]');
   report.noJs.keptTask = await noJs.locator('[name="steps[1].input.name"]').inputValue();
-  await noJs.getByRole('button', { name: 'Move step 2 up' }).click();
+  await noJs.getByRole('button', { name: 'Move up step 2' }).click();
   await noJs.waitForSelector('[name="steps[2].action"]');
   report.noJs.movedUp = await noJs.locator('[name="steps[0].action"]').inputValue();
   await noJs.screenshot({ path: `${OUT}/b5-no-javascript.png`, fullPage: true });

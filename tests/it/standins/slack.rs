@@ -453,6 +453,86 @@ async fn update_message(State(slack): State<Slack>, incoming: Incoming) -> Respo
     }))
 }
 
+#[tokio::test]
+async fn the_builder_finds_a_slack_channel_by_searching_the_workspace() {
+    let (slack, url) = workspace().await;
+    let server = server().await;
+    let (email, key, _) = crate::ui::bootstrap_with_password(&server.db, "Acme Ltd");
+    let c = server.as_key(&key);
+    let connection = connection(&c, &url).await;
+    let mut browser = crate::ui::Browser::new(&server);
+    browser.log_in(&email, crate::ui::PASSWORD).await;
+
+    // A Slack step's channel is a picker whose search asks the connector's lookup with the
+    // step's connection.
+    let csrf = browser.get("/flows/new").await.csrf();
+    let form = browser
+        .post(
+            "/flows/new",
+            &[
+                ("_csrf", &csrf),
+                ("name", "Tell sales"),
+                ("trigger", "event:customer.created"),
+                ("op", "refresh"),
+                ("steps[0].action", "slack.post_message"),
+                ("steps[0].connectionId", &connection),
+            ],
+        )
+        .await;
+    assert_eq!(form.status, reqwest::StatusCode::OK, "{}", form.body);
+    // (Handlebars writes `=` in attributes as `&#x3D;`.)
+    assert!(
+        form.body.contains(
+            "data-lookup-url=\"/flows/lookup?connector&#x3D;slack&amp;name&#x3D;channels\" data-for=\"s0-channel\""
+        ),
+        "{}",
+        form.body
+    );
+    assert!(
+        form.body
+            .contains("<optgroup label=\"Slack\"><option value=\"slack.post_message\" selected>")
+    );
+    assert!(
+        form.body
+            .contains("name=\"steps[0].key\" class=\"mono\" value=\"post_message\"")
+    );
+    assert!(form.body.contains("name=\"steps[0].pick.channel\""));
+
+    // Typing "gen" in it: the workspace's channels whose name holds it, across its pages.
+    let found = browser
+        .get(&format!(
+            "/flows/lookup?connector=slack&name=channels&connectionId={connection}&q=gen"
+        ))
+        .await;
+    assert_eq!(found.status, reqwest::StatusCode::OK, "{}", found.body);
+    let found: Value = serde_json::from_str(&found.body).unwrap();
+    let mut labels: Vec<(&str, &str)> = found["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["label"].as_str().unwrap(), i["value"].as_str().unwrap()))
+        .collect();
+    labels.sort_unstable();
+    assert_eq!(
+        labels,
+        [
+            ("design-general", "C0100000007"),
+            ("gen-ai", "C0100000005"),
+            ("general", GENERAL)
+        ]
+    );
+    let lists = slack.calls.to("GET", "/api/conversations.list");
+    assert!(lists.iter().all(|l| slack.oauth.valid(&l.headers)));
+
+    // Without a connection the picker has nothing to ask: an empty list with the reason.
+    let none = browser
+        .get("/flows/lookup?connector=slack&name=channels&q=gen")
+        .await;
+    let none: Value = serde_json::from_str(&none.body).unwrap();
+    assert_eq!(none["items"], json!([]));
+    assert!(none["error"].is_string(), "{none}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // The connector, end to end through timix's API.
 

@@ -36,6 +36,18 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("flows", include_str!("../../ui/templates/flows.hbs")),
     ("flow", include_str!("../../ui/templates/flow.hbs")),
     (
+        "flow_tree_item",
+        include_str!("../../ui/templates/flow_tree_item.hbs"),
+    ),
+    (
+        "flow_node",
+        include_str!("../../ui/templates/flow_node.hbs"),
+    ),
+    (
+        "flow_condition",
+        include_str!("../../ui/templates/flow_condition.hbs"),
+    ),
+    (
         "flow_lifecycle_bar",
         include_str!("../../ui/templates/flow_lifecycle_bar.hbs"),
     ),

@@ -110,6 +110,14 @@
   // into the step's first input field shown.
   document.addEventListener('focusin', function (event) {
     if (event.target.matches('[data-variable-target]')) lastField = event.target;
+    // A connector's picker has no records until asked: the first page comes when its search
+    // box is first entered.
+    if (event.target.matches('.picker-search') && !event.target.dataset.asked) {
+      event.target.dataset.asked = '1';
+      var select = document.getElementById(event.target.dataset.for);
+      var group = select && select.querySelector('optgroup[data-records]');
+      if (group && !group.children.length) search(event.target);
+    }
   });
   document.addEventListener('click', function (event) {
     var chip = event.target.closest('[data-insert]');
@@ -229,24 +237,20 @@
     setUp();
     bindRefresh();
     window.scrollTo(0, scroll);
-    var focus = null;
-    if (op === 'add_step') {
-      var steps = main.querySelectorAll('#builder .step:not(.trigger)');
-      var last = steps[steps.length - 1];
-      focus = last && last.querySelector('select[name$=".action"]');
-    } else if (op.indexOf('move_up:') === 0) {
-      var index = Number(op.split(':')[1]) - 1;
-      focus = main.querySelector('[name="steps[' + index + '].action"]');
-    } else if (op.indexOf('remove_step:') === 0) {
-      focus = main.querySelector('button[value=add_step]');
-    } else if (op === 'save') {
+    // The server names the field where the work goes on after an edit (the new step's first
+    // field, the moved step's button, the list a step left).
+    var marker = main.querySelector('[data-focus]');
+    var edited = !!marker;
+    var focus = marker ? document.getElementById(marker.dataset.focus) : null;
+    if (!marker && op === 'save') {
       focus = main.querySelector('#builder [aria-invalid=true]') || main.querySelector('#form-error');
-    } else if (focusId) {
+    } else if (!marker && focusId) {
       focus = document.getElementById(focusId);
     }
     if (focus) {
-      focus.focus({ preventScroll: op !== 'add_step' && op !== 'save' });
-      if (op === 'add_step' || op === 'save') focus.scrollIntoView({ block: 'center' });
+      var jump = op === 'save' || (edited && op.indexOf('move_') !== 0);
+      focus.focus({ preventScroll: !jump });
+      if (jump) focus.scrollIntoView({ block: 'center' });
     }
     dirty = true;
   }

@@ -55,7 +55,7 @@ async fn save_draft(
     viewer.check(&fields)?;
     let id = checked_id(&id, "flow")?;
     let flow = flow_of(&ui, &viewer, id).await?;
-    let body = match flows::form_to_flow(&ui, &flow, &fields) {
+    let body = match flows::form_to_flow(&ui, &viewer, &flow, &fields).await {
         Ok(body) => body,
         Err(errors) => return Ok(refused_draft(&ui, &viewer, &flow, &errors_list(&errors))),
     };
@@ -632,7 +632,7 @@ async fn create_disabled(
     Form(fields): Form<Fields>,
 ) -> UiResult {
     viewer.check(&fields)?;
-    let mut body = match flows::form_to_flow(&ui, &Value::Null, &fields) {
+    let mut body = match flows::form_to_flow(&ui, &viewer, &Value::Null, &fields).await {
         Ok(body) => body,
         Err(errors) => {
             let first = errors.values().next().cloned().unwrap_or_default();

@@ -1,8 +1,8 @@
 //! "Only if…" and "for each…" around a step: the builder's form for the flow language's `if`
 //! and `forEach` nodes (API.md section 8). A step with a condition is stored as an `if` whose
 //! `then` is that step (`<key>_if`); with a list, as a `forEach` over it (`<key>_each`), the
-//! condition inside the loop. A stored flow of that shape comes back as the same form; any other
-//! program is edited as JSON.
+//! condition inside the loop. A stored flow of that shape comes back as the same form; other
+//! `if` and `forEach` nodes are nodes of the tree (`tree.rs`).
 
 use serde_json::{Value, json};
 
@@ -121,7 +121,9 @@ pub fn unwrap(node: &Value) -> Option<(&Value, Control)> {
         node = single(&node["then"])?;
     }
     let plain = node.get("type").is_none_or(|t| t == "action")
-        && node.get("onError").is_none()
+        && node
+            .get("onError")
+            .is_none_or(|e| e == "fail" || e == "continue" || e["steps"].is_array())
         && node.get("orCreate").is_none()
         && node.get("action").is_some();
     let key = node["key"].as_str()?;
@@ -151,37 +153,6 @@ fn text(value: &Value) -> String {
     }
 }
 
-/// An API path of a wrapped step as the form names it: `steps[0].steps[0].then[0].input.name`
-/// → `steps[0].input.name`, `steps[0].condition.left` → `steps[0].if.left`,
-/// `steps[0].items` → `steps[0].each.items`.
-pub fn form_path(path: &str) -> String {
-    let Some(rest) = path.strip_prefix("steps[") else {
-        return path.to_owned();
-    };
-    let Some((index, mut tail)) = rest.split_once(']') else {
-        return path.to_owned();
-    };
-    loop {
-        if let Some(t) = tail.strip_prefix(".steps[0]") {
-            tail = t;
-        } else if let Some(t) = tail.strip_prefix(".then[0]") {
-            tail = t;
-        } else {
-            break;
-        }
-    }
-    let tail = if let Some(t) = tail.strip_prefix(".condition.") {
-        format!(".if.{t}")
-    } else if tail == ".condition" {
-        ".if.left".to_owned()
-    } else if tail == ".items" {
-        ".each.items".to_owned()
-    } else {
-        tail.to_owned()
-    };
-    format!("steps[{index}]{tail}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,19 +174,8 @@ mod tests {
         assert_eq!(inner, &action);
         assert_eq!(again.items, "[\"Kick-off\",\"Plan\"]");
         assert_eq!(again.op, "contains");
-        // An `if` of another key is a program, edited as JSON: re-saving keeps its key.
+        // An `if` of another key is a node of its own: re-saving keeps its key.
         let other = json!({"key": "check", "type": "if", "condition": {"left": "a", "op": "isEmpty"}, "then": [action]});
         assert!(unwrap(&other).is_none());
-    }
-
-    #[test]
-    fn api_paths_of_wrapped_steps_name_the_form_fields() {
-        assert_eq!(
-            form_path("steps[1].steps[0].then[0].input.name"),
-            "steps[1].input.name"
-        );
-        assert_eq!(form_path("steps[0].condition.left"), "steps[0].if.left");
-        assert_eq!(form_path("steps[2].items"), "steps[2].each.items");
-        assert_eq!(form_path("trigger.schedule"), "trigger.schedule");
     }
 }

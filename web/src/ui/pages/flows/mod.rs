@@ -13,16 +13,21 @@ mod control;
 mod data;
 mod pickers;
 mod plain;
+mod tree;
+mod tree_view;
 
 pub use pickers::lookup;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use serde_json::{Map, Value, json};
 use timix_connectors::apps;
 use timix_engine::automation::manifest::Manifests;
+use tree::{Node, NodeKind};
+use tree_view::{At, Walk, add_kinds};
 
 use axum::response::Response;
 
@@ -97,25 +102,12 @@ struct Draft {
     filters: String,
     /// An event trigger's condition, as JSON text.
     condition: String,
-    steps: Vec<StepDraft>,
-    /// The steps as JSON text, for a flow that is more than a line of actions (branches,
-    /// loops, error handling): edited whole, so nothing of it is lost.
+    /// A connector trigger's own fields (the channel to watch), as JSON text.
+    trigger_input: String,
+    /// The steps, a tree of nodes.
+    steps: Vec<Node>,
+    /// The steps as JSON text, when a form sends them whole (`steps.json`).
     program: Option<String>,
-}
-
-#[derive(Debug, Default, Clone)]
-struct StepDraft {
-    key: String,
-    action: String,
-    connection_id: String,
-    input: BTreeMap<String, String>,
-    /// Picks and dates as sent, made into `input` by [`pickers::resolve`].
-    picks: BTreeMap<String, String>,
-    dates: BTreeMap<String, String>,
-    /// Inputs whose picker was set to "map a value".
-    mapped: BTreeSet<String>,
-    /// "Only if…" and "for each…" around the step.
-    control: control::Control,
 }
 
 /// A value of a flow as the text a field shows: strings as they are, the rest as JSON.
@@ -138,12 +130,13 @@ impl Draft {
             _ => String::new(),
         };
         let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
-        let is_program = flow["steps"]
-            .as_array()
-            .is_some_and(|steps| steps.iter().any(|s| control::unwrap(s).is_none()));
+        let input_text = |action: &str, key: &str, value: &Value| {
+            field_text(input_kind(manifests, action, key), value)
+        };
         Draft {
             condition: trigger.get("condition").map(pretty).unwrap_or_default(),
-            program: is_program.then(|| pretty(&flow["steps"])),
+            trigger_input: trigger.get("input").map(pretty).unwrap_or_default(),
+            program: None,
             name: as_text(&flow["name"]),
             trigger: match kind {
                 "event" => format!("event:{}", as_text(&trigger["event"])),
@@ -159,32 +152,14 @@ impl Draft {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter_map(control::unwrap)
-                .map(|(s, control)| {
-                    let action = as_text(&s["action"]);
-                    StepDraft {
-                        control,
-                        key: as_text(&s["key"]),
-                        connection_id: as_text(&s["connectionId"]),
-                        input: s["input"]
-                            .as_object()
-                            .into_iter()
-                            .flatten()
-                            .map(|(k, v)| {
-                                (k.clone(), field_text(input_kind(manifests, &action, k), v))
-                            })
-                            .collect(),
-                        action,
-                        ..StepDraft::default()
-                    }
-                })
+                .map(|node| Node::from_value(node, &input_text))
                 .collect(),
         }
     }
 
     fn from_fields(fields: &Fields) -> Self {
         let mut draft = Draft::default();
-        let mut steps: BTreeMap<usize, StepDraft> = BTreeMap::new();
+        let mut nodes: BTreeMap<Vec<tree::Segment>, FormNode> = BTreeMap::new();
         for (name, value) in &fields.0 {
             let trimmed = value.trim().to_owned();
             match name.as_str() {
@@ -197,46 +172,24 @@ impl Draft {
                 "trigger.source" => draft.source = trimmed,
                 "trigger.filters" => draft.filters = trimmed,
                 "trigger.condition" => draft.condition = trimmed,
+                "trigger.input" => draft.trigger_input = trimmed,
                 "steps.json" => draft.program = Some(value.replace("\r\n", "\n")),
                 _ => {
-                    let Some((index, rest)) = step_field(name) else {
+                    let Some((path, rest)) = tree::split_field(name) else {
                         continue;
                     };
-                    let step = steps.entry(index).or_default();
-                    match rest {
-                        "key" => step.key = trimmed,
-                        "action" => step.action = trimmed,
-                        "connectionId" => step.connection_id = trimmed,
-                        "if.left" => step.control.left = value.clone(),
-                        "if.op" => step.control.op = trimmed,
-                        "if.right" => step.control.right = value.clone(),
-                        "each.items" => step.control.items = trimmed,
-                        _ => {
-                            if let Some(pick) = rest.strip_prefix("pick.") {
-                                step.picks.insert(pick.to_owned(), trimmed);
-                            } else if let Some(date) = rest.strip_prefix("when.") {
-                                step.dates.insert(date.to_owned(), trimmed);
-                            } else if let Some(input) = rest.strip_prefix("input.") {
-                                // Inputs keep their spaces (a template may mean them); browsers
-                                // send a text area's line breaks as CRLF.
-                                step.input
-                                    .insert(input.to_owned(), value.replace("\r\n", "\n"));
-                            }
-                        }
-                    }
+                    nodes.entry(path).or_default().set(rest, value);
                 }
             }
         }
         if let Some(cron) = crate::ui::schedule::from_fields(fields) {
             draft.schedule = cron;
         }
-        draft.steps = steps
-            .into_values()
-            .map(|mut step| {
-                step.mapped = pickers::resolve(&mut step.input, &step.picks, &step.dates);
-                step
-            })
+        let nodes = nodes
+            .into_iter()
+            .map(|(path, form)| (path, form.into_node()))
             .collect();
+        draft.steps = tree::assemble(nodes);
         draft
     }
 
@@ -249,6 +202,10 @@ impl Draft {
     ) -> Result<Value, BTreeMap<String, String>> {
         let mut errors = BTreeMap::new();
         let trigger = match self.trigger.as_str() {
+            // A connector's webhook: the service is subscribed to through the connection.
+            "webhook" if !self.source.is_empty() => {
+                json!({"type": "webhook", "source": self.source, "connectionId": self.connection_id})
+            }
             "webhook" => {
                 let mut t = json!({"type": "webhook"});
                 if !self.secret.is_empty() {
@@ -299,6 +256,19 @@ impl Draft {
                 t
             }
         };
+        let mut trigger = trigger;
+        if !self.trigger_input.is_empty() && matches!(self.trigger.as_str(), "poll" | "webhook") {
+            match serde_json::from_str::<Value>(&self.trigger_input) {
+                Ok(input @ Value::Object(_)) => trigger["input"] = input,
+                _ => {
+                    errors.insert(
+                        "trigger.input".to_owned(),
+                        "write the trigger's settings as a JSON object: {\"channel\": \"C0123\"}"
+                            .to_owned(),
+                    );
+                }
+            }
+        }
         if let Some(program) = &self.program {
             return match serde_json::from_str::<Value>(program) {
                 Ok(steps @ Value::Array(_)) if errors.is_empty() => {
@@ -314,31 +284,137 @@ impl Draft {
                 }
             };
         }
-        let steps: Vec<Value> = self
-            .steps
-            .iter()
-            .map(|step| {
-                let mut input = Map::new();
-                for (key, text) in &step.input {
-                    if text.trim().is_empty() {
-                        continue;
-                    }
-                    let kind = input_kind(manifests, &step.action, key);
-                    input.insert(key.clone(), typed(kind, text));
+        let action = |step: &Node, _: &mut BTreeMap<String, String>| {
+            let mut input = Map::new();
+            for (key, text) in &step.input {
+                if text.trim().is_empty() {
+                    continue;
                 }
-                let mut s = json!({"key": step.key, "action": step.action, "input": input});
-                if !step.connection_id.is_empty() {
-                    s["connectionId"] = json!(step.connection_id);
-                }
-                step.control.wrap(&step.key, s)
-            })
-            .collect();
+                let kind = input_kind(manifests, &step.action, key);
+                input.insert(key.clone(), typed(kind, text));
+            }
+            let mut s = json!({"key": step.key, "action": step.action, "input": input});
+            if !step.connection_id.is_empty() {
+                s["connectionId"] = json!(step.connection_id);
+            }
+            s
+        };
+        let steps = tree::nodes_to_value(&self.steps, "steps", &mut errors, &action);
         if errors.is_empty() {
             Ok(json!({"name": self.name, "trigger": trigger, "steps": steps}))
         } else {
             Err(errors)
         }
     }
+
+    /// Every node of the steps, parents before their children.
+    fn nodes(&self) -> Vec<&Node> {
+        fn walk<'n>(nodes: &'n [Node], into: &mut Vec<&'n Node>) {
+            for node in nodes {
+                into.push(node);
+                for (_, list) in node.lists() {
+                    walk(list, into);
+                }
+            }
+        }
+        let mut all = Vec::new();
+        walk(&self.steps, &mut all);
+        all
+    }
+}
+
+/// One node's fields as a form sends them, before the node is put in its place.
+#[derive(Default)]
+struct FormNode {
+    node: Node,
+    cases: BTreeMap<usize, tree::Case>,
+    values: BTreeMap<usize, (String, String)>,
+}
+
+impl FormNode {
+    /// One field of the node (`rest` is its name after the node's path).
+    fn set(&mut self, rest: &str, value: &str) {
+        let trimmed = value.trim().to_owned();
+        // Templates keep their spaces (a template may mean them); browsers send a text area's
+        // line breaks as CRLF.
+        let kept = value.replace("\r\n", "\n");
+        let node = &mut self.node;
+        match rest {
+            "type" => node.kind = NodeKind::parse(&trimmed).unwrap_or(NodeKind::Json),
+            "key" => node.key = trimmed,
+            "action" => node.action = trimmed,
+            "connectionId" => node.connection_id = trimmed,
+            "onError" => node.on_error = trimmed,
+            "if.left" => node.control.left = kept,
+            "if.op" => node.control.op = trimmed,
+            "if.right" => node.control.right = kept,
+            "each.items" => node.control.items = trimmed,
+            "mode" => node.mode = trimmed,
+            "items" => node.items = trimmed,
+            "maxItems" => node.max_items = trimmed,
+            "for.amount" => node.wait_amount = trimmed,
+            "for.unit" => node.wait_unit = trimmed,
+            "until" => node.until = trimmed,
+            "status" => node.status = trimmed,
+            "message" => node.message = kept,
+            "json" => node.json = kept,
+            _ => {
+                if let Some(field) = rest.strip_prefix("condition.") {
+                    set_condition(&mut node.condition, field, value);
+                } else if let Some(pick) = rest.strip_prefix("pick.") {
+                    node.picks.insert(pick.to_owned(), trimmed);
+                } else if let Some(date) = rest.strip_prefix("when.") {
+                    node.dates.insert(date.to_owned(), trimmed);
+                } else if let Some(input) = rest.strip_prefix("input.") {
+                    node.input.insert(input.to_owned(), kept);
+                } else if let Some((index, field)) = indexed(rest, "cases[") {
+                    let case = self.cases.entry(index).or_default();
+                    if field == "name" {
+                        case.name = trimmed;
+                    } else if let Some(field) = field.strip_prefix("condition.") {
+                        set_condition(&mut case.condition, field, value);
+                    }
+                } else if let Some((index, field)) = indexed(rest, "values[") {
+                    let row = self.values.entry(index).or_default();
+                    match field {
+                        "name" => row.0 = trimmed,
+                        "value" => row.1 = kept,
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn into_node(self) -> Node {
+        let mut node = self.node;
+        node.cases = self.cases.into_values().collect();
+        node.values = self
+            .values
+            .into_values()
+            .filter(|(name, value)| !name.is_empty() || !value.trim().is_empty())
+            .collect();
+        if node.kind == NodeKind::Action {
+            node.mapped = pickers::resolve(&mut node.input, &node.picks, &node.dates);
+        }
+        node
+    }
+}
+
+fn set_condition(condition: &mut tree::Condition, field: &str, value: &str) {
+    match field {
+        "left" => condition.left = value.to_owned(),
+        "op" => condition.op = value.trim().to_owned(),
+        "right" => condition.right = value.to_owned(),
+        "json" => condition.json = value.replace("\r\n", "\n"),
+        _ => {}
+    }
+}
+
+/// `cases[2].name` with `cases[` → `(2, "name")`.
+fn indexed<'f>(rest: &'f str, prefix: &str) -> Option<(usize, &'f str)> {
+    let (index, field) = rest.strip_prefix(prefix)?.split_once("].")?;
+    Some((index.parse().ok()?, field))
 }
 
 /// A field's text as the value the flow stores: texts stay texts (templates included); a
@@ -381,15 +457,10 @@ fn input_kind(manifests: &Manifests, action: &str, key: &str) -> &'static str {
         .map_or("json", |f| f.kind)
 }
 
-/// `steps[3].input.name` → `(3, "input.name")`.
-fn step_field(name: &str) -> Option<(usize, &str)> {
-    let rest = name.strip_prefix("steps[")?;
-    let (index, rest) = rest.split_once("].")?;
-    Some((index.parse().ok()?, rest))
-}
-
 /// `create_project` → `project`, unique among the keys taken.
 fn default_key(action: &str, taken: &[String]) -> String {
+    // A connector's action (`slack.post_message`) without its connector: keys have no dots.
+    let action = action.rsplit('.').next().unwrap_or(action);
     let base = action
         .strip_prefix("create_")
         .or_else(|| action.strip_prefix("update_"))
@@ -428,6 +499,8 @@ struct Feedback {
     warnings: BTreeMap<String, String>,
     /// The flow's saved draft (what the form started from), for the banner saying so.
     saved_draft: Option<Value>,
+    /// The id of the field where the work goes on after an edit.
+    focus: Option<String>,
 }
 
 /// The errors a page has to show, and the paths its fields show them at (the others go in
@@ -450,6 +523,9 @@ struct Panel {
 struct Builder<'a> {
     ui: &'a Shared,
     viewer: &'a Viewer,
+    /// timix's actions and triggers with those of every connector the organization sees
+    /// (`slack.post_message`).
+    manifests: Arc<Manifests>,
     connections: Vec<Value>,
     /// Records offered by the pickers, by lookup.
     records: pickers::Records,
@@ -464,6 +540,7 @@ impl Builder<'_> {
         flow: Option<&Value>,
     ) -> UiResult<Builder<'a>> {
         let connections = ui.items(viewer, "/connections?limit=200").await?;
+        let manifests = organization_manifests(ui, viewer).await;
         let seen = match flow.and_then(|f| f["id"].as_str()) {
             Some(id) => data::Seen::load(ui, viewer, id).await,
             None => data::Seen::default(),
@@ -471,6 +548,7 @@ impl Builder<'_> {
         Ok(Builder {
             ui,
             viewer,
+            manifests,
             connections,
             records: pickers::Records::new(),
             seen,
@@ -480,11 +558,11 @@ impl Builder<'_> {
     /// Reads the records the draft's pickers offer (this instance's lookups only; a
     /// connector's are searched from the page).
     async fn load_records(&mut self, draft: &Draft) {
-        let manifests = &self.ui.app.manifests;
+        let manifests = &self.manifests;
         let lookups = draft
-            .steps
-            .iter()
-            .filter(|s| !s.action.contains('.'))
+            .nodes()
+            .into_iter()
+            .filter(|s| s.kind == NodeKind::Action && !s.action.contains('.'))
             .filter_map(|s| manifests.actions.get(&s.action))
             .flat_map(|m| apps::fields(&m.input))
             .filter_map(|f| f.lookup)
@@ -519,6 +597,7 @@ impl Builder<'_> {
             summary,
             warnings,
             saved_draft,
+            focus,
         } = feedback;
         let errors = &errors;
         // Every path a field of the page shows an error for; the others go in the summary.
@@ -535,11 +614,13 @@ impl Builder<'_> {
         let mut panel = Panel::default();
         self.add_trigger_data(&mut panel, flow, draft, manifest_sample);
         let trigger_sections = panel.sections.clone();
-        let mut steps = Vec::new();
-        for (index, step) in draft.steps.iter().enumerate() {
-            steps.push(self.step_context(index, step, &panel, &mut marks));
-            self.add_step_data(&mut panel, index, step);
-        }
+        let mut walk = Walk {
+            items: Vec::new(),
+            panel: &mut panel,
+            marks: &mut marks,
+        };
+        self.push_list(&mut walk, ("steps", "Steps"), &draft.steps, "");
+        let tree = walk.items;
         let unplaced = |map: &BTreeMap<String, String>| -> Vec<String> {
             map.iter()
                 .filter(|(path, _)| !marks.shown.contains(*path))
@@ -564,17 +645,21 @@ impl Builder<'_> {
                 "source": draft.source,
                 "filters": draft.filters,
                 "condition": draft.condition,
+                "input": draft.trigger_input,
+                "connectorWebhook": draft.trigger == "webhook" && !draft.source.is_empty(),
             },
             "program": draft.program,
             "triggerSections": trigger_sections,
             "scheduleEditor": crate::ui::schedule::for_builder(self.viewer, flow, draft.trigger.as_str(), &draft.schedule),
-            "steps": steps,
+            "tree": tree,
+            "addKinds": add_kinds(),
+            "focus": focus,
             "errors": errors,
             "otherErrors": other_errors,
             "error": summary,
             "canManage": self.viewer.can(timix_engine::access::auth::Permission::ManageFlows),
             "publicUrl": self.ui.app.public_url.trim_end_matches('/'),
-            "triggerSummary": flow.map(|f| trigger_summary(&self.ui.app.manifests, &f["trigger"])),
+            "triggerSummary": flow.map(|f| trigger_summary(&self.manifests, &f["trigger"])),
         });
         super::merge(&mut context, trigger);
         Ok(self
@@ -591,8 +676,8 @@ impl Builder<'_> {
         draft: &Draft,
         manifest_sample: Value,
     ) {
-        let same_trigger = flow
-            .is_some_and(|f| Draft::from_flow(f, &self.ui.app.manifests).trigger == draft.trigger);
+        let same_trigger =
+            flow.is_some_and(|f| Draft::from_flow(f, &self.manifests).trigger == draft.trigger);
         let (sample, origin) = match &self.seen.trigger {
             Some(seen) if same_trigger => (seen.clone(), "the latest sample"),
             _ => (manifest_sample, "an example record"),
@@ -621,8 +706,8 @@ impl Builder<'_> {
     }
 
     /// A step's output for the steps after it: its latest run's, else its action's sample.
-    fn add_step_data(&self, panel: &mut Panel, index: usize, step: &StepDraft) {
-        let Some(manifest) = self.ui.app.manifests.actions.get(&step.action) else {
+    fn add_step_data(&self, panel: &mut Panel, number: &str, step: &Node) {
+        let Some(manifest) = self.manifests.actions.get(&step.action) else {
             return;
         };
         if step.key.is_empty() {
@@ -632,10 +717,10 @@ impl Builder<'_> {
             Some(output) => (output.clone(), "the latest run"),
             None => (manifest.sample.clone(), "an example result"),
         };
-        let title = format!("step {} ({})", index + 1, step.key);
+        let title = format!("step {number} ({})", step.key);
         let path = format!("steps.{}", step.key);
         panel.sections.push(data::section(
-            &format!("Step {}: {}", index + 1, manifest.label),
+            &format!("Step {number}: {}", manifest.label),
             origin,
             &path,
             &output,
@@ -650,7 +735,7 @@ impl Builder<'_> {
 
     /// The trigger's choices and fields, and the sample record its variables come from.
     fn trigger_context(&self, draft: &Draft, shown: &mut BTreeSet<String>) -> (Value, Value) {
-        let manifests = &self.ui.app.manifests;
+        let manifests = &self.manifests;
         let mut trigger_options: Vec<Value> = manifests
             .triggers
             .values()
@@ -678,9 +763,20 @@ impl Builder<'_> {
         .collect();
         let kind = draft.trigger.split(':').next().unwrap_or("event");
         let fields: &[&str] = match kind {
-            "webhook" => &["trigger.secret", "trigger.signature"],
+            "webhook" => &[
+                "trigger.secret",
+                "trigger.signature",
+                "trigger.source",
+                "trigger.connectionId",
+                "trigger.input",
+            ],
             "schedule" => &["trigger.schedule"],
-            "poll" => &["trigger.connectionId", "trigger.source", "trigger.schedule"],
+            "poll" => &[
+                "trigger.connectionId",
+                "trigger.source",
+                "trigger.schedule",
+                "trigger.input",
+            ],
             _ => &["trigger.filters"],
         };
         shown.extend(fields.iter().map(|f| (*f).to_owned()));
@@ -746,8 +842,8 @@ impl Builder<'_> {
     /// pickers) and the data of the trigger and the steps before it.
     fn step_context(
         &self,
-        index: usize,
-        step: &StepDraft,
+        at: &At<'_>,
+        step: &Node,
         panel: &Panel,
         marks: &mut Marks<'_>,
     ) -> Value {
@@ -756,10 +852,11 @@ impl Builder<'_> {
             warnings,
             shown,
         } = marks;
-        let manifests = &self.ui.app.manifests;
+        let manifests = &self.manifests;
         let manifest = manifests.actions.get(&step.action);
-        let prefix = format!("steps[{index}]");
-        for part in ["", ".key", ".action", ".connectionId", ".input"] {
+        let prefix = at.path;
+        let dom = at.id;
+        for part in ["", ".key", ".action", ".connectionId", ".input", ".onError"] {
             shown.insert(format!("{prefix}{part}"));
         }
         let schema_fields = manifest.map(|m| apps::fields(&m.input)).unwrap_or_default();
@@ -779,7 +876,7 @@ impl Builder<'_> {
                 "name": name,
                 "pickName": format!("{prefix}.pick.{}", f.key),
                 "dateName": format!("{prefix}.when.{}", f.key),
-                "id": format!("s{index}-{}", f.key),
+                "id": format!("{dom}-{}", f.key),
                 "label": f.label,
                 "help": f.help,
                 "required": f.required,
@@ -844,17 +941,35 @@ impl Builder<'_> {
         let optional_open = optional
             .iter()
             .any(|f| f["value"] != "" || !f["error"].is_null() || !f["warning"].is_null());
-        let action_options: Vec<Value> = manifests
-            .actions
-            .values()
-            .map(|m| json!({"value": m.key, "label": m.label, "selected": m.key == step.action}))
+        // timix's actions first, then each connector's under its name.
+        let mut action_groups: Vec<(String, Vec<Value>)> = vec![("timix".into(), Vec::new())];
+        for (key, m) in &manifests.actions {
+            let option = json!({"value": key, "label": m.label, "selected": *key == step.action});
+            let group = match key.split_once('.') {
+                None => "timix".to_owned(),
+                Some((connector, _)) => manifests
+                    .connectors
+                    .get(connector)
+                    .map_or_else(|| connector.to_owned(), |c| c.connector.label.clone()),
+            };
+            match action_groups.iter_mut().find(|(label, _)| *label == group) {
+                Some((_, options)) => options.push(option),
+                None => action_groups.push((group, vec![option])),
+            }
+        }
+        let action_groups: Vec<Value> = action_groups
+            .into_iter()
+            .map(|(label, options)| json!({"label": label, "options": options}))
             .collect();
         json!({
-            "index": index,
-            "number": index + 1,
             "key": step.key,
             "action": step.action,
-            "actionOptions": action_options,
+            "onErrorOptions": [
+                {"value": "", "label": "Stop the run: it fails", "selected": step.on_error.is_empty()},
+                {"value": "continue", "label": "Go on with the next step", "selected": step.on_error == "continue"},
+                {"value": "steps", "label": "Run other steps instead", "selected": step.on_error == "steps"},
+            ],
+            "actionGroups": action_groups,
             "connectionOptions": self.connection_options(&step.connection_id),
             "manifest": manifest.map(|m| json!({"label": m.label, "description": m.description})),
             "hasFields": !required.is_empty() || !optional.is_empty(),
@@ -867,8 +982,25 @@ impl Builder<'_> {
             "actionError": errors.get(&format!("{prefix}.action")).map(|m| plain::message(m)),
             "connectionError": errors.get(&format!("{prefix}.connectionId")),
             "inputError": errors.get(&format!("{prefix}.input")),
-            "error": errors.get(&prefix),
+            "error": errors.get(prefix),
         })
+    }
+}
+
+/// timix's manifests with the organization's connectors; timix's alone when the connectors
+/// cannot be read (the builder still works for timix's own actions).
+async fn organization_manifests(ui: &Shared, viewer: &Viewer) -> Arc<Manifests> {
+    match ui
+        .app
+        .connectors
+        .view(&ui.app.db, viewer.actor.org_id())
+        .await
+    {
+        Ok(view) => Arc::new(view),
+        Err(error) => {
+            tracing::warn!(%error, "The organization's connectors could not be read for the builder.");
+            ui.app.manifests.clone()
+        }
     }
 }
 
@@ -876,7 +1008,7 @@ pub async fn new_form(State(ui): State<Shared>, viewer: Viewer) -> UiResult {
     let builder = Builder::load(&ui, &viewer, None).await?;
     let draft = Draft {
         trigger: "event:customer.created".into(),
-        steps: vec![StepDraft::default()],
+        steps: vec![Node::new(NodeKind::Action)],
         ..Draft::default()
     };
     builder
@@ -895,12 +1027,13 @@ pub async fn edit_form(
     let builder = Builder::load(&ui, &viewer, Some(&flow)).await?;
     let (shown, feedback) = match ui.get(&viewer, &format!("/flows/{id}/draft")).await {
         Ok(draft) => {
+            let paths = tree::PathMap::of(&Draft::from_flow(&draft, &builder.manifests).steps);
             let warnings = draft["warnings"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .filter_map(|w| {
-                    let field = control::form_path(w["field"].as_str()?);
+                    let field = paths.form_path(w["field"].as_str()?);
                     Some((field, plain::warning(w)))
                 })
                 .collect();
@@ -915,13 +1048,9 @@ pub async fn edit_form(
         }
         Err(_) => (flow.clone(), Feedback::default()),
     };
+    let shown_draft = Draft::from_flow(&shown, &builder.manifests);
     builder
-        .render(
-            StatusCode::OK,
-            Some(&flow),
-            &Draft::from_flow(&shown, &ui.app.manifests),
-            feedback,
-        )
+        .render(StatusCode::OK, Some(&flow), &shown_draft, feedback)
         .await
 }
 
@@ -964,50 +1093,36 @@ fn for_script(headers: &HeaderMap, mut response: Response) -> Response {
     response
 }
 
-/// The builder's buttons: `save`, `add_step`, `remove_step:N`, `move_up:N`, `refresh`.
+/// The builder's buttons: `save`, `refresh`, and the edits of [`edit`].
 async fn submit(ui: &Shared, viewer: &Viewer, flow: Option<Value>, fields: &Fields) -> UiResult {
     let mut draft = Draft::from_fields(fields);
     let op = fields.get("op").unwrap_or("save");
     let builder = Builder::load(ui, viewer, flow.as_ref()).await?;
-    let at = |prefix: &str| {
-        op.strip_prefix(prefix)
-            .and_then(|i| i.parse::<usize>().ok())
-            .filter(|i| *i < draft.steps.len())
-    };
     let edited = match op {
-        "add_step" => {
-            draft.steps.push(StepDraft::default());
-            true
-        }
+        "save" => None,
         "refresh" => {
             fill_keys(&mut draft);
-            true
+            Some(None)
         }
-        _ if op.starts_with("remove_step:") => {
-            if let Some(index) = at("remove_step:") {
-                draft.steps.remove(index);
+        _ => match edit(&mut draft.steps, op) {
+            Some(focus) => {
+                fill_keys(&mut draft);
+                Some(focus)
             }
-            true
-        }
-        _ if op.starts_with("move_up:") => {
-            if let Some(index) = at("move_up:").filter(|i| *i > 0) {
-                draft.steps.swap(index, index - 1);
+            None => {
+                return Err(UiError::bad_request(format!(
+                    "unknown button {}",
+                    timix_engine::store::json::quote(op)
+                )));
             }
-            true
-        }
-        "save" => false,
-        _ => {
-            return Err(UiError::bad_request(format!(
-                "unknown button {}",
-                timix_engine::store::json::quote(op)
-            )));
-        }
+        },
     };
     // Editing a flow that has a draft goes on from the draft: its banner stays.
     let pending = saved_draft(ui, viewer, flow.as_ref()).await;
-    if edited {
+    if let Some(focus) = edited {
         let feedback = Feedback {
             saved_draft: pending,
+            focus,
             ..Feedback::default()
         };
         return builder
@@ -1015,10 +1130,11 @@ async fn submit(ui: &Shared, viewer: &Viewer, flow: Option<Value>, fields: &Fiel
             .await;
     }
     fill_keys(&mut draft);
+    let paths = tree::PathMap::of(&draft.steps);
     let had_secret = flow
         .as_ref()
         .is_some_and(|f| f["trigger"]["hasSecret"] == true);
-    let body = match draft.to_flow(&ui.app.manifests, had_secret) {
+    let body = match draft.to_flow(&builder.manifests, had_secret) {
         Ok(body) => body,
         Err(errors) => {
             let feedback = Feedback {
@@ -1053,7 +1169,7 @@ async fn submit(ui: &Shared, viewer: &Viewer, flow: Option<Value>, fields: &Fiel
                 errors: failure
                     .fields
                     .iter()
-                    .map(|(path, message)| (control::form_path(path), message.clone()))
+                    .map(|(path, message)| (paths.form_path(path), message.clone()))
                     .collect(),
                 saved_draft: pending,
                 ..Feedback::default()
@@ -1133,23 +1249,138 @@ fn has_warnings(draft: &Value) -> bool {
 /// The flow the builder's fields describe (steps' keys filled from their actions), for the
 /// lifecycle's "Save as draft" and "show the URL first" (`flow` is the saved flow, or null);
 /// `Err` with the field errors the form can tell.
-pub fn form_to_flow(
+pub async fn form_to_flow(
     ui: &Shared,
+    viewer: &Viewer,
     flow: &Value,
     fields: &Fields,
 ) -> Result<Value, BTreeMap<String, String>> {
     let mut draft = Draft::from_fields(fields);
     fill_keys(&mut draft);
-    draft.to_flow(&ui.app.manifests, flow["trigger"]["hasSecret"] == true)
+    let manifests = organization_manifests(ui, viewer).await;
+    draft.to_flow(&manifests, flow["trigger"]["hasSecret"] == true)
 }
 
-/// New steps and steps whose action was picked get a key from the action.
+/// New nodes and steps whose action was picked get a key: an action's from the action, the
+/// others' from their kind.
 fn fill_keys(draft: &mut Draft) {
-    for i in 0..draft.steps.len() {
-        if draft.steps[i].key.is_empty() && !draft.steps[i].action.is_empty() {
-            let taken: Vec<String> = draft.steps.iter().map(|s| s.key.clone()).collect();
-            draft.steps[i].key = default_key(&draft.steps[i].action, &taken);
+    let mut taken = Vec::new();
+    for node in &draft.steps {
+        node.keys(&mut taken);
+    }
+    fn fill(nodes: &mut [Node], taken: &mut Vec<String>) {
+        for node in nodes {
+            if node.key.is_empty() {
+                let base = match node.kind {
+                    NodeKind::Action => node.action.as_str(),
+                    other => other.default_key(),
+                };
+                if !base.is_empty() {
+                    node.key = default_key(base, taken);
+                    taken.push(node.key.clone());
+                }
+            }
+            for name in node
+                .lists()
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect::<Vec<_>>()
+            {
+                if let Some(list) = node.list_mut(&name) {
+                    fill(list, taken);
+                }
+            }
         }
+    }
+    fill(&mut draft.steps, &mut taken);
+}
+
+/// What a builder button does to the steps (`add_step`; `add:<list>:<kind>` with a list such as
+/// `steps` or `steps[1].then`; `remove:<node>`, `move_up:<node>`, `move_down:<node>`;
+/// `add_case:<switch>`, `remove_case:<switch>:<n>`, `add_value:<set>`), and the id of the field
+/// to focus after it. `None` for a button it does not know.
+fn edit(steps: &mut Vec<Node>, op: &str) -> Option<Option<String>> {
+    let (verb, target) = op.split_once(':').unwrap_or((op, ""));
+    // `remove_step:2` and `move_up:2` name a step of the first level by its index.
+    let node_path = |text: &str| match text.parse::<usize>() {
+        Ok(index) => format!("steps[{index}]"),
+        Err(_) => text.to_owned(),
+    };
+    match verb {
+        "add_step" => {
+            steps.push(Node::new(NodeKind::Action));
+            Some(Some(format!(
+                "{}-action",
+                tree::dom_id(&format!("steps[{}]", steps.len() - 1))
+            )))
+        }
+        "add" => {
+            let (list_path, kind) = target.rsplit_once(':')?;
+            let kind = NodeKind::parse(kind)?;
+            let list = tree::list_at(steps, list_path)?;
+            list.push(Node::new(kind));
+            let path = format!("{list_path}[{}]", list.len() - 1);
+            Some(Some(tree::first_field_id(&path, kind)))
+        }
+        "remove" | "remove_step" => {
+            let path = node_path(target);
+            let (list, index) = tree::parent_list(steps, &path)?;
+            if index < list.len() {
+                list.remove(index);
+            }
+            let list_path = path.rsplit_once('[').map_or("steps", |(l, _)| l);
+            Some(Some(format!("{}-add", tree::dom_id(list_path))))
+        }
+        "move_up" | "move_down" => {
+            let path = node_path(target);
+            let (list, index) = tree::parent_list(steps, &path)?;
+            let to = if verb == "move_up" {
+                index.checked_sub(1)
+            } else {
+                Some(index + 1).filter(|i| *i < list.len())
+            };
+            let Some(to) = to.filter(|_| index < list.len()) else {
+                return Some(None);
+            };
+            list.swap(index, to);
+            let (list_path, _) = path.rsplit_once('[')?;
+            let moved = tree::dom_id(&format!("{list_path}[{to}]"));
+            let edge =
+                (verb == "move_up" && to == 0) || (verb == "move_down" && to + 1 == list.len());
+            let button = match (verb, edge) {
+                ("move_up", false) | ("move_down", true) => "up",
+                _ => "down",
+            };
+            Some(Some(format!("{moved}-{button}")))
+        }
+        "add_case" => {
+            let node = tree::node_at(steps, target)?;
+            let n = node.cases.len();
+            node.cases.push(tree::Case {
+                name: format!("Path {}", n + 1),
+                ..tree::Case::default()
+            });
+            Some(Some(format!("{}-c{n}-name", tree::dom_id(target))))
+        }
+        "remove_case" => {
+            let (path, index) = target.rsplit_once(':')?;
+            let node = tree::node_at(steps, path)?;
+            let index: usize = index.parse().ok()?;
+            if index < node.cases.len() {
+                node.cases.remove(index);
+            }
+            Some(Some(format!("{}-add-case", tree::dom_id(path))))
+        }
+        "add_value" => {
+            let node = tree::node_at(steps, target)?;
+            node.values.push((String::new(), String::new()));
+            Some(Some(format!(
+                "{}-v{}-name",
+                tree::dom_id(target),
+                node.values.len() - 1
+            )))
+        }
+        _ => None,
     }
 }
 
@@ -1203,13 +1434,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn step_fields_parse_their_index_and_path() {
-        assert_eq!(step_field("steps[12].input.name"), Some((12, "input.name")));
-        assert_eq!(step_field("steps[x].key"), None);
-        assert_eq!(step_field("name"), None);
-    }
-
-    #[test]
     fn typed_values_keep_templates_as_text() {
         assert_eq!(typed("integer", "7"), json!(7));
         assert_eq!(typed("integer", "{{trigger.n}}"), json!("{{trigger.n}}"));
@@ -1222,6 +1446,7 @@ mod tests {
         let taken = vec!["project".to_owned()];
         assert_eq!(default_key("create_project", &taken), "project2");
         assert_eq!(default_key("http_request", &[]), "http_request");
+        assert_eq!(default_key("slack.post_message", &[]), "post_message");
     }
 
     #[test]
@@ -1287,13 +1512,29 @@ mod tests {
             ]
         });
         let draft = Draft::from_flow(&flow, &manifests);
-        assert!(
-            draft.program.is_some(),
-            "edited as JSON, not as a line of actions"
-        );
+        assert_eq!(draft.steps[0].kind, NodeKind::If, "a node of the tree");
+        assert_eq!(draft.steps[0].then[0].on_error, "continue");
         let again = draft.to_flow(&manifests, false).expect("valid");
         assert_eq!(again["trigger"], flow["trigger"]);
         assert_eq!(again["steps"], flow["steps"]);
+    }
+
+    #[test]
+    fn connector_triggers_keep_their_source_connection_and_input() {
+        let manifests = Manifests::built_in().expect("built-in manifests");
+        for trigger in [
+            json!({"type": "webhook", "source": "github.new_issue_event", "connectionId": "con_1",
+                   "input": {"repo": "acme/app"}}),
+            json!({"type": "poll", "source": "slack.new_message", "connectionId": "con_2",
+                   "input": {"channel": "C0100000001"}, "schedule": "*/5 * * * *"}),
+        ] {
+            let flow = json!({"name": "From a service", "trigger": trigger,
+                              "steps": [{"key": "c", "action": "create_customer", "input": {"name": "x"}}]});
+            let again = Draft::from_flow(&flow, &manifests)
+                .to_flow(&manifests, false)
+                .expect("valid");
+            assert_eq!(again["trigger"], flow["trigger"]);
+        }
     }
 
     #[test]

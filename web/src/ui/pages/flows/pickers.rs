@@ -338,7 +338,12 @@ pub async fn lookup(
         }
         _ => return Err(crate::ui::UiError::not_found("lookup")),
     };
-    let items = match ui.items(&viewer, &path).await {
+    let items = if query.list.is_some() {
+        ui.items(&viewer, &path).await
+    } else {
+        connector_items(&ui, &viewer, &path).await
+    };
+    let items = match items {
         Ok(items) => items,
         Err(failure) => return Ok(Json(json!({"items": [], "error": failure.message}))),
     };
@@ -352,6 +357,35 @@ pub async fn lookup(
     };
     Ok(Json(json!({ "items": items })))
 }
+
+/// A connector lookup's matches across its pages (a service that cannot search by name is
+/// matched here page by page), up to [`LOOKUP_PAGES`] pages or [`LOOKUP_ITEMS`] items.
+async fn connector_items(
+    ui: &Shared,
+    viewer: &Viewer,
+    path: &str,
+) -> Result<Vec<Value>, crate::ui::ApiFailure> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..LOOKUP_PAGES {
+        let page_path = match &cursor {
+            Some(c) => format!("{path}&{}", super::super::query(&[("cursor", Some(c))])),
+            None => path.to_owned(),
+        };
+        let page = ui.get(viewer, &page_path).await?;
+        items.extend(page["items"].as_array().into_iter().flatten().cloned());
+        cursor = page["nextCursor"].as_str().map(str::to_owned);
+        if cursor.is_none() || page["hasMore"] == false || items.len() >= LOOKUP_ITEMS {
+            break;
+        }
+    }
+    items.truncate(LOOKUP_ITEMS);
+    Ok(items)
+}
+
+/// How far a picker's search reads a connector's lookup.
+const LOOKUP_PAGES: usize = 5;
+const LOOKUP_ITEMS: usize = 100;
 
 #[cfg(test)]
 mod tests {
