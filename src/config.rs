@@ -41,6 +41,10 @@ pub struct GlobalArgs {
     /// [default: 60s]. Keep it above the outbound timeout (30s).
     #[arg(long, env = "TIMIX_RUN_LEASE", global = true)]
     pub run_lease: Option<String>,
+    /// Inbound webhook calls are refused (503 with Retry-After) while the oldest run waiting
+    /// for this process's workers has waited longer than this; 0 never refuses [default: 5s].
+    #[arg(long, env = "TIMIX_INBOUND_BACKLOG", global = true)]
+    pub inbound_backlog: Option<String>,
     /// Where users reach this service (`https://timix.example.com`), for OAuth2 redirects
     /// [default: http:// and the bind address].
     #[arg(long, env = "TIMIX_PUBLIC_URL", global = true)]
@@ -126,6 +130,7 @@ struct FileConfig {
     idempotency_retention: Option<String>,
     flow_retry_base: Option<String>,
     run_lease: Option<String>,
+    inbound_backlog: Option<String>,
     public_url: Option<String>,
     connectors_dir: Option<PathBuf>,
     secret_key: Option<String>,
@@ -161,6 +166,8 @@ pub struct Settings {
     pub idempotency_retention: Duration,
     pub flow_retry_base: Duration,
     pub run_lease: Duration,
+    /// The oldest wait of a run before inbound calls are refused; `None`: never.
+    pub inbound_backlog: Option<Duration>,
     /// None: http:// and the address listened on.
     pub public_url: Option<String>,
     pub connectors_dir: Option<PathBuf>,
@@ -247,6 +254,18 @@ impl Settings {
             [one] => *one,
             _ => bail!("TIMIX_RUN_LEASE must be one duration such as 60s"),
         };
+        let backlog = args
+            .inbound_backlog
+            .clone()
+            .or(file.inbound_backlog)
+            .unwrap_or_else(|| "5s".to_owned());
+        let inbound_backlog = match parse_schedule(&backlog)
+            .context("TIMIX_INBOUND_BACKLOG")?
+            .as_slice()
+        {
+            [one] => Some(*one).filter(|d| !d.is_zero()),
+            _ => bail!("TIMIX_INBOUND_BACKLOG must be one duration such as 5s, or 0"),
+        };
         let timeout = args
             .client_timeout
             .clone()
@@ -309,6 +328,7 @@ impl Settings {
         Ok(Settings {
             flow_retry_base,
             run_lease,
+            inbound_backlog,
             bind,
             public_url,
             connectors_dir: args.connectors_dir.clone().or(file.connectors_dir),

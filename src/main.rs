@@ -179,7 +179,13 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
     };
     // New runs started in this process are executed here at once when it runs workers.
     let runs_here = matches!(role, ServeRole::Worker | ServeRole::All);
-    let lane = runs_here.then(|| RunLane::new(settings.run_lease, workers::RUN_CONCURRENCY));
+    let lane = runs_here.then(|| {
+        RunLane::new(
+            settings.run_lease,
+            workers::RUN_CONCURRENCY,
+            settings.inbound_backlog,
+        )
+    });
     let state = AppState::build(AppParts {
         queues: Some(queues.clone()),
         gate: GateOptions {

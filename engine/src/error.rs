@@ -63,6 +63,9 @@ pub enum Error {
         message: String,
         retry_after_secs: u64,
     },
+    /// More work waits than the operator allows: retry after `retry_after_secs`.
+    #[error("the service has more work waiting than it takes on; retry in {retry_after_secs} s")]
+    Overloaded { retry_after_secs: u64 },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]

@@ -394,3 +394,116 @@ async fn a_flow_that_cannot_run_refuses_inbound_calls_instead_of_queueing_runs()
         .expect(202);
     finished_runs(&c, &by_owner, 1).await;
 }
+
+#[tokio::test]
+async fn a_backlog_past_the_limit_refuses_calls_with_503_and_loses_nothing_accepted() {
+    let env = [
+        ("TIMIX_ALLOW_PRIVATE_TARGETS", "1"),
+        ("TIMIX_INBOUND_BACKLOG", "2s"),
+        ("TIMIX_METRICS_TOKEN", "backlog-metrics"),
+    ];
+    let server = Server::start_with(crate::harness::TestDb::new().await, &env).await;
+    let org = server.db.bootstrap("business");
+    let c = server.as_key(&org.key);
+    // Every run's one step takes 4 s at the receiver, so runs wait for the 32 workers.
+    let receiver = crate::receiver::Receiver::start().await;
+    receiver.slow(Duration::from_secs(4));
+    let flow = c
+        .post(
+            "/flows",
+            json!({"name": "Forward", "trigger": {"type": "webhook"},
+                   "steps": [{"key": "send", "action": "http_request",
+                              "input": {"method": "POST", "url": receiver.url, "body": {"n": "{{trigger.n}}"}}}]}),
+        )
+        .await
+        .expect(201);
+    let id = flow.id();
+    let url = flow.body["trigger"]["webhookUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Calls sent at once, each on its own task, answered in the order sent.
+    let calls = |numbers: std::ops::Range<usize>| {
+        let mut set = tokio::task::JoinSet::new();
+        for n in numbers {
+            let (anonymous, url) = (server.anonymous(), url.clone());
+            set.spawn(async move { (n, anonymous.post(&url, json!({"n": n})).await) });
+        }
+        async move {
+            let mut answers = set.join_all().await;
+            answers.sort_by_key(|(n, _)| *n);
+            answers
+                .into_iter()
+                .map(|(_, answer)| answer)
+                .collect::<Vec<_>>()
+        }
+    };
+
+    // 100 calls at once: 32 runs start and the others wait, more than the 64 that may wait.
+    let first = calls(0..100).await;
+    assert!(first.iter().all(|r| r.status == 202), "all accepted");
+    // The next call's answer waits for room (a second at most; no run starts in it), and as
+    // the oldest run has waited less than the 2 s allowed, it is accepted.
+    assert_eq!(calls(100..101).await[0].status, 202);
+    // Now the oldest waiting run has waited more than 2 s (and has 2 s to wait still): calls
+    // are refused before anything is written, with the wait as Retry-After.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let refused = calls(101..111).await;
+    for answer in &refused {
+        assert_eq!(answer.status, 503, "{:?}", answer.body);
+        assert_eq!(answer.body["error"]["code"], "overloaded");
+        let retry: u64 = answer.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=60).contains(&retry), "Retry-After: {retry}");
+    }
+    let metrics = reqwest::Client::new()
+        .get(server.url("/metrics"))
+        .bearer_auth("backlog-metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "timix_inbound_calls_total{outcome=\"refused\"} 10"),
+        "{metrics}"
+    );
+    let held: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("timix_inbound_calls_total{outcome=\"held\"} "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(held, 1, "{metrics}");
+
+    // Every accepted call's run is done, once; the refused ones started nothing.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let runs = loop {
+        let runs = c
+            .get(&format!("/runs?flowId={id}&limit=200"))
+            .await
+            .expect(200)
+            .items();
+        if runs.iter().filter(|r| r["status"] == "succeeded").count() == 101 {
+            break runs;
+        }
+        assert!(Instant::now() < deadline, "{} runs", runs.len());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(runs.len(), 101);
+    let mut sent: Vec<u64> = receiver
+        .received()
+        .iter()
+        .map(|r| match &r.json()["n"] {
+            Value::String(n) => n.parse().unwrap(),
+            n => n.as_u64().unwrap(),
+        })
+        .collect();
+    sent.sort_unstable();
+    assert_eq!(sent, (0..101).collect::<Vec<u64>>());
+    // Drained: calls are accepted at once again.
+    receiver.slow(Duration::ZERO);
+    assert_eq!(calls(111..112).await[0].status, 202);
+}

@@ -4,7 +4,10 @@
 //! delivery id starts no second run. A flow that could not run (its owner is gone or
 //! deactivated, its organization read-only) refuses the call instead of queueing a run that
 //! would fail. A payload nested deeper than [`json::MAX_DEPTH`] levels is refused (422), so
-//! that its run can always be read back. The run is paced by its organization's run budget.
+//! that its run can always be read back. The run is paced by its organization's run budget,
+//! and by the work waiting for this process's workers: a call is held while they are busy and
+//! refused (503, `Retry-After`) when the oldest waiting run has waited past the operator's
+//! limit (`executor::backlog`).
 
 use serde_json::{Value, json};
 use timix_engine::automation::connections::Vault;
@@ -16,7 +19,7 @@ use timix_engine::store::db::Db;
 use timix_engine::store::jobs::Queues;
 use timix_engine::store::json;
 
-use crate::executor::{RunLane, dispatch_runs};
+use crate::executor::{Admit, RunLane, dispatch_runs};
 use crate::signatures::{self, Headers, Refused};
 
 /// What the sender gets back: the run it started; none for a retry of an earlier call.
@@ -118,6 +121,15 @@ pub async fn accept(inbound: Inbound<'_>, call: Call<'_>) -> Result<Accepted> {
     // Found while it listened, and the window closed since: a disabled flow starts nothing.
     if !flow.is_enabled {
         return Err(Error::NotFound("webhook"));
+    }
+    // Paced by the work waiting here, and refused before anything is written when too much
+    // waits (see `executor::backlog`).
+    if let Some(lane) = lane
+        && let Admit::Refused { retry_after } = lane.backlog.admit().await
+    {
+        return Err(Error::Overloaded {
+            retry_after_secs: retry_after.as_secs(),
+        });
     }
     let source = match delivery_id {
         Some(id) => format!("inbound:{id}"),

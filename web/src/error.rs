@@ -115,6 +115,19 @@ impl From<Error> for ApiError {
                 }
                 e
             }
+            Error::Overloaded { retry_after_secs } => {
+                let mut e = Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded",
+                    format!(
+                        "more runs are waiting than this service takes on; retry in {retry_after_secs} s"
+                    ),
+                );
+                if let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+                    e.headers.push((header::RETRY_AFTER, value));
+                }
+                e
+            }
             Error::SyncWindowExpired(message) => {
                 Self::new(StatusCode::GONE, "sync_window_expired", message)
             }

@@ -184,6 +184,9 @@ pub async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Respon
     let mut text = String::new();
     render_requests(&mut text, metrics);
     render_work(&mut text, work.as_ref());
+    if let Some(lane) = &state.run_lane {
+        render_backlog(&mut text, &lane.backlog);
+    }
     if let Some((named, count)) = &stalled {
         render_stalled(&mut text, named, *count);
     }
@@ -195,6 +198,45 @@ pub async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Respon
         text,
     )
         .into_response()
+}
+
+/// This process's runs waiting for a worker, and what inbound webhook calls met because of
+/// them (held for room, refused past `TIMIX_INBOUND_BACKLOG`).
+fn render_backlog(out: &mut String, backlog: &timix_triggers::executor::Backlog) {
+    family(
+        out,
+        "timix_run_backlog",
+        "gauge",
+        "Runs waiting for this process's workers.",
+    );
+    let _ = writeln!(out, "timix_run_backlog {}", backlog.len());
+    family(
+        out,
+        "timix_run_backlog_oldest_seconds",
+        "gauge",
+        "How long the oldest run waiting for this process's workers has waited.",
+    );
+    let _ = writeln!(
+        out,
+        "timix_run_backlog_oldest_seconds {}",
+        backlog.oldest_wait().as_secs_f64()
+    );
+    family(
+        out,
+        "timix_inbound_calls_total",
+        "counter",
+        "Inbound webhook calls that met a backlog: held until a run started, or refused with 503.",
+    );
+    let _ = writeln!(
+        out,
+        "timix_inbound_calls_total{{outcome=\"held\"}} {}",
+        backlog.held()
+    );
+    let _ = writeln!(
+        out,
+        "timix_inbound_calls_total{{outcome=\"refused\"}} {}",
+        backlog.refused()
+    );
 }
 
 /// Enabled schedule and poll flows that stopped firing when they should have.

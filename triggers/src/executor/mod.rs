@@ -7,6 +7,7 @@
 //! the upstream error, unless the step's `onError` says otherwise; a `delay` parks the run,
 //! holding no worker, until its time.
 
+pub mod backlog;
 mod step;
 mod walk;
 
@@ -29,6 +30,8 @@ use timix_engine::store::db::Db;
 use timix_engine::store::jobs::{Job, JobHandler, Queues};
 use tracing::Instrument;
 use walk::{End, Walk};
+
+pub use backlog::{Admit, Backlog};
 
 /// The longest wait between two attempts of a step.
 const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
@@ -54,16 +57,25 @@ pub struct RunLane {
     claimed: Arc<std::sync::atomic::AtomicUsize>,
     /// How many claimed runs may wait in the lane.
     capacity: usize,
+    /// The runs waiting for a worker, which inbound calls are admitted by.
+    pub backlog: Arc<Backlog>,
 }
 
 /// Claimed runs that may wait per worker slot of the lane: enough for a burst, few enough that
 /// the wait stays well within a lease.
 const CLAIMED_PER_SLOT: usize = 32;
 
+/// Runs that may wait per worker slot before inbound calls are held: every worker has its next
+/// run ready, and a run waits a few runs' time at most.
+const WAITING_PER_SLOT: usize = 2;
+
 impl RunLane {
+    /// `capacity`: the runs executed at once; `backlog_limit`: the oldest wait beyond which
+    /// inbound calls are refused (`None`: never).
     pub fn new(
         lease: Duration,
         capacity: usize,
+        backlog_limit: Option<Duration>,
     ) -> (Self, tokio::sync::mpsc::UnboundedReceiver<Handoff>) {
         let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
         let lane = RunLane {
@@ -71,6 +83,10 @@ impl RunLane {
             lease_ms: lease.as_millis() as i64,
             claimed: Arc::default(),
             capacity: capacity.max(1) * CLAIMED_PER_SLOT,
+            backlog: Arc::new(Backlog::new(
+                capacity.max(1) * WAITING_PER_SLOT,
+                backlog_limit,
+            )),
         };
         (lane, receiver)
     }
@@ -86,6 +102,7 @@ impl RunLane {
         for run in claimed {
             self.claimed
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.backlog.entered();
             let _ = self
                 .sender
                 .send(Handoff::Claimed(Box::new(run), std::time::Instant::now()));
@@ -100,6 +117,7 @@ pub async fn dispatch_runs(lane: Option<&RunLane>, queues: Option<&Queues>, run_
     }
     if let Some(lane) = lane {
         for id in run_ids {
+            lane.backlog.entered();
             let _ = lane.sender.send(Handoff::Due(id));
         }
         return;
@@ -127,6 +145,7 @@ pub async fn serve_lane(
         let Ok(permit) = slots.clone().acquire_owned().await else {
             return;
         };
+        lane_handle.backlog.started();
         let executor = executor.clone();
         let claimed = lane_handle.claimed.clone();
         tokio::spawn(async move {
