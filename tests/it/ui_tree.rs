@@ -43,7 +43,7 @@ async fn in_chromium_a_flow_of_branches_paths_and_loops_is_built_as_a_tree_and_r
         "1 Create Project",
         "2 If {{trigger.name}} contains Corp",
         "2.1 Create Task",
-        "2.1 Stop: the run succeeds",
+        "2.e1 Stop: the run succeeds",
         "3 Set greeting",
         "4 Paths: the first that matches",
         "4.a1 For each item of [\"Plan A\", \"Plan B\"]",

@@ -123,9 +123,12 @@
     var chip = event.target.closest('[data-insert]');
     if (!chip || !chip.closest('#builder')) return;
     var step = chip.closest('.step');
-    var field = lastField && step && step.contains(lastField) && visible(lastField)
+    // The step's own field: not one of a node nested in it (an if's Then steps).
+    var field = lastField && step && lastField.closest('.step') === step && visible(lastField)
       ? lastField
-      : step && Array.prototype.find.call(step.querySelectorAll('.inputs [data-variable-target]'), visible);
+      : step && Array.prototype.find.call(step.querySelectorAll('.inputs [data-variable-target]'), function (f) {
+        return f.closest('.step') === step && visible(f);
+      });
     if (!field) return;
     var text = '{{' + chip.dataset.insert + '}}';
     var start = field.selectionStart == null ? field.value.length : field.selectionStart;
@@ -248,9 +251,12 @@
       focus = document.getElementById(focusId);
     }
     if (focus) {
-      var jump = op === 'save' || (edited && op.indexOf('move_') !== 0);
+      var moved = edited && op.indexOf('move_') === 0;
+      var jump = op === 'save' || (edited && !moved);
       focus.focus({ preventScroll: !jump });
       if (jump) focus.scrollIntoView({ block: 'center' });
+      // A moved step's button stays in view where the step went.
+      if (moved) focus.scrollIntoView({ block: 'nearest' });
     }
     dirty = true;
   }

@@ -6,6 +6,8 @@
 
 use serde_json::{Value, json};
 
+use super::as_text as text;
+
 /// The condition and the loop of one step, as the form holds them.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Control {
@@ -77,10 +79,7 @@ impl Control {
     pub fn wrap(&self, key: &str, node: Value) -> Value {
         let mut node = node;
         if self.has_condition() {
-            let mut condition = json!({"left": self.left, "op": self.op});
-            if !self.right.is_empty() {
-                condition["right"] = json!(self.right);
-            }
+            let condition = comparison(&self.left, &self.op, &self.right);
             node = json!({"key": format!("{key}_if"), "type": "if", "condition": condition, "then": [node]});
         }
         if self.has_loop() {
@@ -111,7 +110,7 @@ pub fn unwrap(node: &Value) -> Option<(&Value, Control)> {
     }
     if node["type"] == "if" && only_keys(node, &["key", "type", "condition", "then"]) {
         let condition = &node["condition"];
-        if !only_keys(condition, &["left", "op", "right"]) {
+        if !is_form_comparison(condition) {
             return None;
         }
         wrappers.push((node["key"].as_str()?, "_if"));
@@ -133,6 +132,30 @@ pub fn unwrap(node: &Value) -> Option<(&Value, Control)> {
     (plain && same_keys).then_some((node, control))
 }
 
+/// A comparison as the flow language stores it (`right` only when there is one).
+pub fn comparison(left: &str, op: &str, right: &str) -> Value {
+    let mut condition = json!({"left": left, "op": op});
+    if !right.is_empty() {
+        condition["right"] = json!(right);
+    }
+    condition
+}
+
+/// A stored condition the form's fields give back unchanged: one comparison of the ones it
+/// offers, of texts on one line, with a non-empty `right` when it has one. Anything else
+/// (`all`, `in`, a number, a line break) is edited as JSON.
+pub fn is_form_comparison(condition: &Value) -> bool {
+    let line = |v: &Value| v.as_str().is_some_and(|t| !t.contains('\n'));
+    only_keys(condition, &["left", "op", "right"])
+        && line(&condition["left"])
+        && condition["op"]
+            .as_str()
+            .is_some_and(|op| OPS.iter().any(|(o, _)| *o == op))
+        && condition
+            .get("right")
+            .is_none_or(|r| line(r) && r.as_str() != Some(""))
+}
+
 fn single(steps: &Value) -> Option<&Value> {
     match steps.as_array()?.as_slice() {
         [one] => Some(one),
@@ -143,14 +166,6 @@ fn single(steps: &Value) -> Option<&Value> {
 fn only_keys(node: &Value, keys: &[&str]) -> bool {
     node.as_object()
         .is_some_and(|map| map.keys().all(|k| keys.contains(&k.as_str())))
-}
-
-fn text(value: &Value) -> String {
-    match value {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ mod tree_view;
 
 pub use pickers::lookup;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use axum::extract::{Form, Path, State};
@@ -111,7 +111,7 @@ struct Draft {
 }
 
 /// A value of a flow as the text a field shows: strings as they are, the rest as JSON.
-fn as_text(value: &Value) -> String {
+pub(super) fn as_text(value: &Value) -> String {
     match value {
         Value::Null => String::new(),
         Value::String(s) => s.clone(),
@@ -178,6 +178,11 @@ impl Draft {
                     let Some((path, rest)) = tree::split_field(name) else {
                         continue;
                     };
+                    // More nodes than a flow may have are not read (the API refuses such a
+                    // flow anyway), so that a posted form's size bounds the work it makes.
+                    if nodes.len() >= MAX_FORM_NODES && !nodes.contains_key(&path) {
+                        continue;
+                    }
                     nodes.entry(path).or_default().set(rest, value);
                 }
             }
@@ -284,7 +289,7 @@ impl Draft {
                 }
             };
         }
-        let action = |step: &Node, _: &mut BTreeMap<String, String>| {
+        let action = |step: &Node| {
             let mut input = Map::new();
             for (key, text) in &step.input {
                 if text.trim().is_empty() {
@@ -322,6 +327,11 @@ impl Draft {
         all
     }
 }
+
+/// The most nodes a form is read with: above the flow language's 200.
+const MAX_FORM_NODES: usize = 250;
+/// The most paths of a switch, and values of a set, a form is read with.
+const MAX_FORM_ROWS: usize = 200;
 
 /// One node's fields as a form sends them, before the node is put in its place.
 #[derive(Default)]
@@ -368,6 +378,9 @@ impl FormNode {
                 } else if let Some(input) = rest.strip_prefix("input.") {
                     node.input.insert(input.to_owned(), kept);
                 } else if let Some((index, field)) = indexed(rest, "cases[") {
+                    if self.cases.len() >= MAX_FORM_ROWS && !self.cases.contains_key(&index) {
+                        return;
+                    }
                     let case = self.cases.entry(index).or_default();
                     if field == "name" {
                         case.name = trimmed;
@@ -375,6 +388,9 @@ impl FormNode {
                         set_condition(&mut case.condition, field, value);
                     }
                 } else if let Some((index, field)) = indexed(rest, "values[") {
+                    if self.values.len() >= MAX_FORM_ROWS && !self.values.contains_key(&index) {
+                        return;
+                    }
                     let row = self.values.entry(index).or_default();
                     match field {
                         "name" => row.0 = trimmed,
@@ -458,7 +474,7 @@ fn input_kind(manifests: &Manifests, action: &str, key: &str) -> &'static str {
 }
 
 /// `create_project` → `project`, unique among the keys taken.
-fn default_key(action: &str, taken: &[String]) -> String {
+fn default_key(action: &str, taken: &HashSet<String>) -> String {
     // A connector's action (`slack.post_message`) without its connector: keys have no dots.
     let action = action.rsplit('.').next().unwrap_or(action);
     let base = action
@@ -957,6 +973,12 @@ impl Builder<'_> {
                 None => action_groups.push((group, vec![option])),
             }
         }
+        // An action this page does not know (its connector is gone or unreadable) stays chosen,
+        // so that saving keeps it and the API says what is wrong with it.
+        if !step.action.is_empty() && !manifests.actions.contains_key(&step.action) {
+            let option = json!({"value": step.action, "label": step.action, "selected": true});
+            action_groups.push(("Not available here".to_owned(), vec![option]));
+        }
         let action_groups: Vec<Value> = action_groups
             .into_iter()
             .map(|(label, options)| json!({"label": label, "options": options}))
@@ -1102,12 +1124,12 @@ async fn submit(ui: &Shared, viewer: &Viewer, flow: Option<Value>, fields: &Fiel
         "save" => None,
         "refresh" => {
             fill_keys(&mut draft);
-            Some(None)
+            Some(Edited::default())
         }
         _ => match edit(&mut draft.steps, op) {
-            Some(focus) => {
+            Some(edited) => {
                 fill_keys(&mut draft);
-                Some(focus)
+                Some(edited)
             }
             None => {
                 return Err(UiError::bad_request(format!(
@@ -1119,7 +1141,7 @@ async fn submit(ui: &Shared, viewer: &Viewer, flow: Option<Value>, fields: &Fiel
     };
     // Editing a flow that has a draft goes on from the draft: its banner stays.
     let pending = saved_draft(ui, viewer, flow.as_ref()).await;
-    if let Some(focus) = edited {
+    if let Some(Edited { focus }) = edited {
         let feedback = Feedback {
             saved_draft: pending,
             focus,
@@ -1264,11 +1286,12 @@ pub async fn form_to_flow(
 /// New nodes and steps whose action was picked get a key: an action's from the action, the
 /// others' from their kind.
 fn fill_keys(draft: &mut Draft) {
-    let mut taken = Vec::new();
+    let mut keys = Vec::new();
     for node in &draft.steps {
-        node.keys(&mut taken);
+        node.keys(&mut keys);
     }
-    fn fill(nodes: &mut [Node], taken: &mut Vec<String>) {
+    let mut taken: HashSet<String> = keys.into_iter().collect();
+    fn fill(nodes: &mut [Node], taken: &mut HashSet<String>) {
         for node in nodes {
             if node.key.is_empty() {
                 let base = match node.kind {
@@ -1277,7 +1300,7 @@ fn fill_keys(draft: &mut Draft) {
                 };
                 if !base.is_empty() {
                     node.key = default_key(base, taken);
-                    taken.push(node.key.clone());
+                    taken.insert(node.key.clone());
                 }
             }
             for name in node
@@ -1297,9 +1320,9 @@ fn fill_keys(draft: &mut Draft) {
 
 /// What a builder button does to the steps (`add_step`; `add:<list>:<kind>` with a list such as
 /// `steps` or `steps[1].then`; `remove:<node>`, `move_up:<node>`, `move_down:<node>`;
-/// `add_case:<switch>`, `remove_case:<switch>:<n>`, `add_value:<set>`), and the id of the field
-/// to focus after it. `None` for a button it does not know.
-fn edit(steps: &mut Vec<Node>, op: &str) -> Option<Option<String>> {
+/// `add_case:<switch>`, `remove_case:<switch>:<n>`, `add_value:<set>`). `None` for a button it
+/// does not know, or a node that is not there.
+fn edit(steps: &mut Vec<Node>, op: &str) -> Option<Edited> {
     let (verb, target) = op.split_once(':').unwrap_or((op, ""));
     // `remove_step:2` and `move_up:2` name a step of the first level by its index.
     let node_path = |text: &str| match text.parse::<usize>() {
@@ -1309,7 +1332,7 @@ fn edit(steps: &mut Vec<Node>, op: &str) -> Option<Option<String>> {
     match verb {
         "add_step" => {
             steps.push(Node::new(NodeKind::Action));
-            Some(Some(format!(
+            Some(Edited::focus(format!(
                 "{}-action",
                 tree::dom_id(&format!("steps[{}]", steps.len() - 1))
             )))
@@ -1320,7 +1343,7 @@ fn edit(steps: &mut Vec<Node>, op: &str) -> Option<Option<String>> {
             let list = tree::list_at(steps, list_path)?;
             list.push(Node::new(kind));
             let path = format!("{list_path}[{}]", list.len() - 1);
-            Some(Some(tree::first_field_id(&path, kind)))
+            Some(Edited::focus(tree::first_field_id(&path, kind)))
         }
         "remove" | "remove_step" => {
             let path = node_path(target);
@@ -1329,7 +1352,7 @@ fn edit(steps: &mut Vec<Node>, op: &str) -> Option<Option<String>> {
                 list.remove(index);
             }
             let list_path = path.rsplit_once('[').map_or("steps", |(l, _)| l);
-            Some(Some(format!("{}-add", tree::dom_id(list_path))))
+            Some(Edited::focus(format!("{}-add", tree::dom_id(list_path))))
         }
         "move_up" | "move_down" => {
             let path = node_path(target);
@@ -1337,10 +1360,10 @@ fn edit(steps: &mut Vec<Node>, op: &str) -> Option<Option<String>> {
             let to = if verb == "move_up" {
                 index.checked_sub(1)
             } else {
-                Some(index + 1).filter(|i| *i < list.len())
+                index.checked_add(1).filter(|i| *i < list.len())
             };
             let Some(to) = to.filter(|_| index < list.len()) else {
-                return Some(None);
+                return Some(Edited::default());
             };
             list.swap(index, to);
             let (list_path, _) = path.rsplit_once('[')?;
@@ -1351,16 +1374,16 @@ fn edit(steps: &mut Vec<Node>, op: &str) -> Option<Option<String>> {
                 ("move_up", false) | ("move_down", true) => "up",
                 _ => "down",
             };
-            Some(Some(format!("{moved}-{button}")))
+            Some(Edited::focus(format!("{moved}-{button}")))
         }
         "add_case" => {
             let node = tree::node_at(steps, target)?;
             let n = node.cases.len();
             node.cases.push(tree::Case {
-                name: format!("Path {}", n + 1),
+                name: format!("path_{}", n + 1),
                 ..tree::Case::default()
             });
-            Some(Some(format!("{}-c{n}-name", tree::dom_id(target))))
+            Some(Edited::focus(format!("{}-c{n}-name", tree::dom_id(target))))
         }
         "remove_case" => {
             let (path, index) = target.rsplit_once(':')?;
@@ -1369,18 +1392,30 @@ fn edit(steps: &mut Vec<Node>, op: &str) -> Option<Option<String>> {
             if index < node.cases.len() {
                 node.cases.remove(index);
             }
-            Some(Some(format!("{}-add-case", tree::dom_id(path))))
+            Some(Edited::focus(format!("{}-add-case", tree::dom_id(path))))
         }
         "add_value" => {
             let node = tree::node_at(steps, target)?;
             node.values.push((String::new(), String::new()));
-            Some(Some(format!(
+            Some(Edited::focus(format!(
                 "{}-v{}-name",
                 tree::dom_id(target),
                 node.values.len() - 1
             )))
         }
         _ => None,
+    }
+}
+
+/// What an edit of the steps did: the id of the field where the work goes on.
+#[derive(Debug, Default)]
+struct Edited {
+    focus: Option<String>,
+}
+
+impl Edited {
+    fn focus(id: String) -> Self {
+        Edited { focus: Some(id) }
     }
 }
 
@@ -1434,6 +1469,44 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_posted_form_is_read_within_bounds() {
+        // Many more nodes than a flow may have: only the first MAX_FORM_NODES are read.
+        let fields = Fields(
+            (0..20_000)
+                .map(|i| (format!("steps[{i}].type"), "stop".to_owned()))
+                .collect(),
+        );
+        let mut draft = Draft::from_fields(&fields);
+        assert_eq!(draft.steps.len(), MAX_FORM_NODES);
+        fill_keys(&mut draft);
+        assert_eq!(draft.steps[1].key, "stop2");
+        // A move past the end, or from an index no list has, changes nothing.
+        let mut steps = vec![Node::new(NodeKind::Stop)];
+        assert!(edit(&mut steps, &format!("move_down:steps[{}]", usize::MAX)).is_some());
+        assert!(edit(&mut steps, "move_down:steps[0]").is_some());
+        assert_eq!(steps.len(), 1);
+        assert!(edit(&mut steps, "remove:steps[0].then[0]").is_none());
+    }
+
+    #[test]
+    fn a_delay_of_several_units_is_sent_as_written() {
+        let fields = Fields(vec![
+            ("steps[0].type".into(), "delay".into()),
+            ("steps[0].key".into(), "wait".into()),
+            ("steps[0].for.amount".into(), "1h30m".into()),
+            ("steps[0].for.unit".into(), "".into()),
+        ]);
+        let manifests = Manifests::built_in().expect("built-in manifests");
+        let flow = Draft::from_fields(&fields)
+            .to_flow(&manifests, false)
+            .expect("valid");
+        assert_eq!(
+            flow["steps"][0],
+            json!({"key": "wait", "type": "delay", "for": "1h30m"})
+        );
+    }
+
+    #[test]
     fn typed_values_keep_templates_as_text() {
         assert_eq!(typed("integer", "7"), json!(7));
         assert_eq!(typed("integer", "{{trigger.n}}"), json!("{{trigger.n}}"));
@@ -1443,10 +1516,13 @@ mod tests {
 
     #[test]
     fn default_keys_are_unique() {
-        let taken = vec!["project".to_owned()];
+        let taken = HashSet::from(["project".to_owned()]);
         assert_eq!(default_key("create_project", &taken), "project2");
-        assert_eq!(default_key("http_request", &[]), "http_request");
-        assert_eq!(default_key("slack.post_message", &[]), "post_message");
+        assert_eq!(default_key("http_request", &HashSet::new()), "http_request");
+        assert_eq!(
+            default_key("slack.post_message", &HashSet::new()),
+            "post_message"
+        );
     }
 
     #[test]

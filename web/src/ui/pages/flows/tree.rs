@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
+use super::as_text as text;
 use super::control::{self, Control, OPS};
 
 /// The kinds of node the builder offers, in the order of its "Add" menu.
@@ -111,12 +112,7 @@ pub struct Condition {
 
 impl Condition {
     fn from_value(value: &Value) -> Self {
-        let leaf = value.as_object().is_some_and(|m| {
-            m.keys()
-                .all(|k| matches!(k.as_str(), "left" | "op" | "right"))
-                && m.get("left").is_none_or(Value::is_string)
-                && m.get("op").is_some_and(Value::is_string)
-        });
+        let leaf = control::is_form_comparison(value);
         if leaf {
             Condition {
                 left: text(&value["left"]),
@@ -141,11 +137,7 @@ impl Condition {
                 .filter(Value::is_object)
                 .ok_or("write the condition as a JSON object: {\"all\": [{\"left\": \"{{trigger.total}}\", \"op\": \"gt\", \"right\": \"1000\"}]}");
         }
-        let mut condition = json!({"left": self.left, "op": self.op});
-        if !self.right.is_empty() {
-            condition["right"] = json!(self.right);
-        }
-        Ok(condition)
+        Ok(control::comparison(&self.left, &self.op, &self.right))
     }
 
     /// "{{trigger.name}} contains Corp".
@@ -234,7 +226,7 @@ impl Node {
             NodeKind::Switch => {
                 node.mode = "first".into();
                 node.cases = vec![Case {
-                    name: "Path 1".into(),
+                    name: "path_1".into(),
                     ..Case::default()
                 }];
             }
@@ -355,7 +347,13 @@ impl Node {
             Some(NodeKind::Filter) if fits(&["key", "type", "condition"]) => {
                 shown.condition = Condition::from_value(&node["condition"]);
             }
-            Some(NodeKind::Set) if fits(&["key", "type", "values"]) => {
+            // Values other than texts keep their types as the node's JSON.
+            Some(NodeKind::Set)
+                if fits(&["key", "type", "values"])
+                    && node["values"]
+                        .as_object()
+                        .is_some_and(|v| v.values().all(Value::is_string)) =>
+            {
                 shown.values = node["values"]
                     .as_object()
                     .into_iter()
@@ -368,8 +366,14 @@ impl Node {
                 let unit_at = wait
                     .find(|c: char| !c.is_ascii_digit())
                     .unwrap_or(wait.len());
-                shown.wait_amount = wait[..unit_at].to_owned();
-                shown.wait_unit = wait[unit_at..].to_owned();
+                let (amount, unit) = wait.split_at(unit_at);
+                // "15m" is an amount and a unit; "1h30m" is kept as written.
+                if !amount.is_empty() && UNITS.iter().any(|(u, _, _)| *u == unit) {
+                    shown.wait_amount = amount.to_owned();
+                    shown.wait_unit = unit.to_owned();
+                } else {
+                    shown.wait_amount = wait.clone();
+                }
                 shown.until = text(&node["until"]);
             }
             Some(NodeKind::Stop) if fits(&["key", "type", "status", "message"]) => {
@@ -390,7 +394,7 @@ impl Node {
         &self,
         path: &str,
         errors: &mut BTreeMap<String, String>,
-        action: &dyn Fn(&Node, &mut BTreeMap<String, String>) -> Value,
+        action: &dyn Fn(&Node) -> Value,
     ) -> Value {
         let list = |nodes: &[Node], name: &str, errors: &mut BTreeMap<String, String>| {
             nodes_to_value(nodes, &format!("{path}.{name}"), errors, action)
@@ -407,7 +411,7 @@ impl Node {
             };
         let mut node = match self.kind {
             NodeKind::Action => {
-                let mut inner = action(self, errors);
+                let mut inner = action(self);
                 match self.on_error.as_str() {
                     "continue" => inner["onError"] = json!("continue"),
                     "steps" => {
@@ -462,12 +466,19 @@ impl Node {
                 json!({"type": "filter", "condition": condition("condition", &self.condition, errors)})
             }
             NodeKind::Set => {
-                let values: Map<String, Value> = self
-                    .values
-                    .iter()
-                    .filter(|(name, _)| !name.trim().is_empty())
-                    .map(|(name, value)| (name.trim().to_owned(), json!(value)))
-                    .collect();
+                let mut values = Map::new();
+                for (name, value) in &self.values {
+                    let name = name.trim();
+                    if name.is_empty() || values.contains_key(name) {
+                        let message = if name.is_empty() {
+                            "give each value a name".to_owned()
+                        } else {
+                            format!("two values are named {name}: give each its own name")
+                        };
+                        errors.insert(format!("{path}.values"), message);
+                    }
+                    values.insert(name.to_owned(), json!(value));
+                }
                 json!({"type": "set", "values": values})
             }
             NodeKind::Delay => {
@@ -480,7 +491,7 @@ impl Node {
             NodeKind::Stop => {
                 let mut node = json!({"type": "stop", "status": self.status});
                 if !self.message.trim().is_empty() {
-                    node["message"] = json!(self.message.trim());
+                    node["message"] = json!(self.message);
                 }
                 node
             }
@@ -531,6 +542,9 @@ impl Node {
             NodeKind::Delay if self.wait_amount.trim().is_empty() => {
                 format!("Wait until {}", self.until.trim())
             }
+            NodeKind::Delay if self.wait_unit.is_empty() => {
+                format!("Wait {}", self.wait_amount.trim())
+            }
             NodeKind::Delay => format!(
                 "Wait {} {}",
                 self.wait_amount.trim(),
@@ -580,7 +594,7 @@ pub fn nodes_to_value(
     nodes: &[Node],
     list_path: &str,
     errors: &mut BTreeMap<String, String>,
-    action: &dyn Fn(&Node, &mut BTreeMap<String, String>) -> Value,
+    action: &dyn Fn(&Node) -> Value,
 ) -> Value {
     Value::Array(
         nodes
@@ -589,14 +603,6 @@ pub fn nodes_to_value(
             .map(|(i, node)| node.to_value(&format!("{list_path}[{i}]"), errors, action))
             .collect(),
     )
-}
-
-fn text(value: &Value) -> String {
-    match value {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }
 
 /// How deep a form's node paths go: beyond the flow language's nesting, so that the API names
@@ -639,7 +645,7 @@ pub fn split_field(name: &str) -> Option<(Vec<Segment>, &str)> {
         };
         let Ok(index) = index.parse() else { break };
         path.push(Segment { list, index });
-        // Deeper than the flow language nests (8) is not a field of this form.
+        // Deeper than MAX_DEPTH is not a field of this form.
         if path.len() > MAX_DEPTH {
             return None;
         }
@@ -841,7 +847,7 @@ mod tests {
         text(value)
     }
 
-    fn as_action(node: &Node, _: &mut BTreeMap<String, String>) -> Value {
+    fn as_action(node: &Node) -> Value {
         let input: Map<String, Value> = node
             .input
             .iter()
@@ -880,6 +886,61 @@ mod tests {
         let again = nodes_to_value(&nodes, "steps", &mut errors, &as_action);
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(again, steps);
+    }
+
+    #[test]
+    fn what_the_fields_cannot_hold_is_kept_as_json() {
+        let steps = json!([
+            {"key": "w", "type": "delay", "for": "1h30m"},
+            {"key": "v", "type": "set", "values": {"n": 5, "list": ["a"], "t": "x"}},
+            {"key": "i", "type": "if", "condition": {"left": "{{trigger.s}}", "op": "in", "right": ["paid", "sent"]},
+             "then": []},
+            {"key": "f", "type": "filter", "condition": {"left": "{{trigger.n}}", "op": "gt", "right": 1000}},
+            {"key": "g", "type": "filter", "condition": {"left": "{{trigger.n}}", "op": "equals", "right": ""}},
+            {"key": "h", "type": "filter", "condition": {"left": "a\nb", "op": "equals", "right": "c"}},
+            {"key": "s", "type": "stop", "status": "failed", "message": "  two\nlines  "}
+        ]);
+        let nodes: Vec<Node> = steps
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| Node::from_value(n, &shown))
+            .collect();
+        assert_eq!(
+            (nodes[0].wait_amount.as_str(), nodes[0].wait_unit.as_str()),
+            ("1h30m", "")
+        );
+        assert_eq!(nodes[0].describe(), "Wait 1h30m");
+        assert_eq!(nodes[1].kind, NodeKind::Json, "values that are not texts");
+        for condition in [
+            &nodes[2].condition,
+            &nodes[3].condition,
+            &nodes[4].condition,
+            &nodes[5].condition,
+        ] {
+            assert!(!condition.json.is_empty(), "{condition:?}");
+        }
+        let mut errors = BTreeMap::new();
+        let again = nodes_to_value(&nodes, "steps", &mut errors, &as_action);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(again, steps);
+    }
+
+    #[test]
+    fn a_set_needs_named_values_once_each() {
+        let node = Node {
+            kind: NodeKind::Set,
+            key: "v".into(),
+            values: vec![
+                ("a".into(), "1".into()),
+                ("a".into(), "2".into()),
+                ("".into(), "3".into()),
+            ],
+            ..Node::default()
+        };
+        let mut errors = BTreeMap::new();
+        node.to_value("steps[0]", &mut errors, &as_action);
+        assert!(errors["steps[0].values"].contains("name"), "{errors:?}");
     }
 
     #[test]

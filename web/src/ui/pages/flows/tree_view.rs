@@ -2,7 +2,8 @@
 //! heading in words, its fields and errors, the data it can use, and its lists of nodes
 //! (`then`, `else`, a path's steps, a loop's steps, an error branch), each ending with the
 //! buttons that add to it. The tree is handed to the page as a flat sequence of start and end
-//! items, so that rendering it never recurses, however deep it is.
+//! items, so that the page's template renders it without nesting templates, however deep it is
+//! (the walk here recurses once per level, which a form's paths bound).
 
 use serde_json::{Value, json};
 
@@ -85,22 +86,30 @@ impl Builder<'_> {
         match node.kind {
             NodeKind::Action if node.on_error == "steps" => self.push_list(
                 walk,
-                (&format!("{path}.onError.steps"), "When it fails"),
+                (
+                    &format!("{path}.onError.steps"),
+                    &format!("Step {}: when it fails", at.number),
+                ),
                 &node.error_steps,
                 &numbering,
             ),
             NodeKind::If => {
                 let then = format!("{path}.then");
-                self.push_list(walk, (&then, "Then"), &node.then, &numbering);
+                let label = format!("Step {}: then", at.number);
+                self.push_list(walk, (&then, &label), &node.then, &numbering);
                 let otherwise = format!("{path}.else");
-                self.push_list(walk, (&otherwise, "Else"), &node.otherwise, &numbering);
+                // Numbered apart from Then's ("2.e1"), so that no two steps share a number.
+                let label = format!("Step {}: else", at.number);
+                let numbering = format!("{}.e", at.number);
+                self.push_list(walk, (&otherwise, &label), &node.otherwise, &numbering);
             }
             NodeKind::ForEach => {
                 walk.panel
                     .sections
                     .insert(0, data::loop_section(&node.items));
                 let body = format!("{path}.steps");
-                self.push_list(walk, (&body, "For each item"), &node.body, &numbering);
+                let label = format!("Step {}: for each item", at.number);
+                self.push_list(walk, (&body, &label), &node.body, &numbering);
                 walk.panel.sections.remove(0);
             }
             NodeKind::Switch => {
@@ -121,10 +130,13 @@ impl Builder<'_> {
                         "condition": condition_context(&format!("{prefix}.condition"), &id, &case.condition, walk.marks),
                     });
                     walk.items.push(json!({"caseStart": case_context}));
-                    let letter = (b'a' + (i % 26) as u8) as char;
+                    let letter = case_letters(i);
                     self.push_list(
                         walk,
-                        (&format!("{prefix}.steps"), &format!("Path “{}”", case.name)),
+                        (
+                            &format!("{prefix}.steps"),
+                            &format!("Step {}: path “{}”", at.number, case.name),
+                        ),
                         &case.steps,
                         &format!("{numbering}{letter}"),
                     );
@@ -134,7 +146,10 @@ impl Builder<'_> {
                     .push(json!({"addCase": {"path": path, "id": at.id, "number": at.number}}));
                 self.push_list(
                     walk,
-                    (&format!("{path}.default"), "When no path matches"),
+                    (
+                        &format!("{path}.default"),
+                        &format!("Step {}: when no path matches", at.number),
+                    ),
                     &node.default,
                     &numbering,
                 );
@@ -190,7 +205,7 @@ impl Builder<'_> {
                 "heading": heading,
                 "key": node.key,
                 "keyError": error(".key"),
-                "error": error(""),
+                "error": error("").or_else(|| error(".type")),
             }),
         );
         context
@@ -237,6 +252,7 @@ impl Builder<'_> {
                     {"value": "all", "label": "Every path that matches", "selected": node.mode == "all"},
                 ]);
                 context["modeError"] = json!(error(".mode"));
+                context["casesError"] = json!(error(".cases"));
             }
             NodeKind::ForEach => {
                 context["items"] = json!(node.items);
@@ -252,7 +268,7 @@ impl Builder<'_> {
                     .enumerate()
                     .map(|(i, (name, value))| {
                         marks.shown.insert(format!("{path}.values.{name}"));
-                        json!({"index": i, "name": name, "value": value, "error": error(&format!(".values.{name}")), "warning": warning(&format!(".values.{name}"))})
+                        json!({"index": i, "name": name, "value": value, "multiline": value.contains('\n'), "error": error(&format!(".values.{name}")), "warning": warning(&format!(".values.{name}"))})
                     })
                     .collect();
                 if rows.is_empty() {
@@ -264,12 +280,15 @@ impl Builder<'_> {
             }
             NodeKind::Delay => {
                 context["amount"] = json!(node.wait_amount);
-                context["units"] = json!(
-                    tree::UNITS
-                        .iter()
-                        .map(|(u, _, many)| json!({"value": u, "label": many, "selected": *u == node.wait_unit}))
-                        .collect::<Vec<_>>()
-                );
+                let mut units: Vec<Value> = tree::UNITS
+                    .iter()
+                    .map(|(u, _, many)| json!({"value": u, "label": many, "selected": *u == node.wait_unit}))
+                    .collect();
+                // A wait of several units ("1h30m") is kept as written.
+                if node.wait_unit.is_empty() && !node.wait_amount.trim().is_empty() {
+                    units.push(json!({"value": "", "label": "(as written)", "selected": true}));
+                }
+                context["units"] = json!(units);
                 context["until"] = json!(node.until);
                 context["forError"] = json!(error(".for"));
                 context["untilError"] = json!(error(".until"));
@@ -281,13 +300,39 @@ impl Builder<'_> {
                     {"value": "failed", "label": "The run fails", "selected": node.status == "failed"},
                 ]);
                 context["message"] = json!(node.message);
+                context["messageMultiline"] = json!(node.message.contains('\n'));
                 context["statusError"] = json!(error(".status"));
                 context["messageError"] = json!(error(".message"));
                 context["messageWarning"] = json!(warning(".message"));
             }
             NodeKind::Json => {
                 context["json"] = json!(node.json);
-                context["jsonError"] = json!(error(".json"));
+                // Every problem inside a node written as JSON is shown at its text.
+                let inside: Vec<String> = errors
+                    .iter()
+                    .filter(|(field, _)| {
+                        field.as_str() == path
+                            || field
+                                .strip_prefix(path)
+                                .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+                    })
+                    .map(|(field, message)| {
+                        let at = field.strip_prefix(path).unwrap_or_default();
+                        let message = plain::message(message);
+                        if at.is_empty() || at == ".json" {
+                            message
+                        } else {
+                            format!("{}: {message}", at.trim_start_matches('.'))
+                        }
+                    })
+                    .collect();
+                marks.shown.extend(
+                    errors
+                        .keys()
+                        .filter(|field| field.starts_with(path))
+                        .cloned(),
+                );
+                context["jsonError"] = json!((!inside.is_empty()).then(|| inside.join("; ")));
             }
             NodeKind::Action => {}
         }
@@ -345,8 +390,42 @@ fn condition_context(
         "leftError": error(".left").or_else(|| error("")),
         "opError": error(".op"),
         "rightError": error(".right"),
-        "jsonError": error(".json"),
+        // Written as JSON, every problem of the condition is shown at its text.
+        "jsonError": if condition.json.trim().is_empty() {
+            error(".json")
+        } else {
+            ["", ".json", ".left", ".op", ".right"]
+                .iter()
+                .find_map(|suffix| error(suffix))
+        },
         "leftWarning": warning(".left"),
         "rightWarning": warning(".right"),
     })
+}
+
+/// A switch's paths by letter, as its steps are numbered: a, b, … z, aa, ab, …
+fn case_letters(index: usize) -> String {
+    let mut letters = Vec::new();
+    let mut n = index + 1;
+    while n > 0 {
+        n -= 1;
+        letters.push((b'a' + (n % 26) as u8) as char);
+        n /= 26;
+    }
+    letters.iter().rev().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn paths_are_lettered_without_repeating() {
+        let letters: Vec<String> = [0, 1, 25, 26, 27, 51, 52, 701, 702]
+            .iter()
+            .map(|i| super::case_letters(*i))
+            .collect();
+        assert_eq!(
+            letters,
+            ["a", "b", "z", "aa", "ab", "az", "ba", "zz", "aaa"]
+        );
+    }
 }
