@@ -31,7 +31,6 @@ impl ApiClient {
     pub fn new(state: AppState) -> Self {
         Self {
             router: crate::api_router()
-                .0
                 .with_state(state)
                 .layer(CatchPanicLayer::new()),
         }

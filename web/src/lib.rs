@@ -257,12 +257,27 @@ fn oauth_redirect(public_url: &str) -> String {
     )
 }
 
-/// The API's routes and its OpenAPI document, as served at `/api/integration/v1/openapi.json`.
-pub(crate) fn api_router() -> (Router<AppState>, serde_json::Value) {
-    let (router, document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+/// The API's routes. Their OpenAPI document is made when first asked for ([`openapi_json`]):
+/// kept as a value it would be the largest thing the process holds.
+pub(crate) fn api_router() -> Router<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest(BASE, routes::router())
-        .split_for_parts();
-    (router, openapi::finish(&document))
+        .split_for_parts()
+        .0
+}
+
+/// `GET /api/integration/v1/openapi.json`: the document, made once and kept as its text.
+async fn openapi_json() -> Response<Body> {
+    static DOCUMENT: std::sync::OnceLock<axum::body::Bytes> = std::sync::OnceLock::new();
+    let text = DOCUMENT.get_or_init(|| {
+        let (_, document) = OpenApiRouter::<AppState>::with_openapi(openapi::ApiDoc::openapi())
+            .nest(BASE, routes::router())
+            .split_for_parts();
+        serde_json::to_vec(&openapi::finish(&document))
+            .unwrap_or_default()
+            .into()
+    });
+    ([(header::CONTENT_TYPE, "application/json")], text.clone()).into_response()
 }
 
 /// The whole application.
@@ -270,7 +285,7 @@ pub fn app(state: AppState) -> Router {
     // One in-process client for the UI and MCP.
     let client = client::ApiClient::new(state.clone());
     let ui_state = state.clone();
-    let (api, document) = api_router();
+    let api = api_router();
     let api = if state.gate.limits {
         api.layer(middleware::from_fn(api_gate::etags))
     } else {
@@ -284,13 +299,18 @@ pub fn app(state: AppState) -> Router {
     let (metrics, limits) = (state.metrics.clone(), state.request_limits);
     Router::new()
         .merge(api)
+        .route(
+            &format!("{BASE}/openapi.json"),
+            axum::routing::get(openapi_json),
+        )
         .merge(operations())
         .fallback(not_found)
         .with_state(state)
         .merge(mcp)
         .merge(
-            SwaggerUi::new("/docs")
-                .external_url_unchecked(format!("{BASE}/openapi.json"), document),
+            SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::new([format!(
+                "{BASE}/openapi.json"
+            )])),
         )
         .layer(middleware::map_response(envelope_for_bare_errors))
         // After the envelope layer: the UI's pages answer in HTML, errors included.
