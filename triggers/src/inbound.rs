@@ -19,7 +19,7 @@ use timix_engine::store::db::Db;
 use timix_engine::store::jobs::Queues;
 use timix_engine::store::json;
 
-use crate::executor::{Admit, RunLane, dispatch_runs};
+use crate::executor::{Admit, Prepared, RunLane, dispatch_runs};
 use crate::signatures::{self, Headers, Refused};
 
 /// What the sender gets back: the run it started; none for a retry of an earlier call.
@@ -83,8 +83,9 @@ pub async fn accept(inbound: Inbound<'_>, call: Call<'_>) -> Result<Accepted> {
         }
         (None, _) => signatures::plain_delivery_id(call.headers),
     };
-    // Only a caller who holds the credential learns why the flow cannot run.
-    flows::check_runnable(db, &flow).await?;
+    // Only a caller who holds the credential learns why the flow cannot run. The actor read
+    // for it goes with the run to a worker of this process.
+    let actor = flows::runnable_actor(db, &flow).await?;
     let too_deep = || Error::validation("", "too_deep", json::too_deep_message());
     // A NUL character (`\u0000`) in the payload is kept: stored JSON escapes it. A step that
     // sends it on to this API is refused there (422) like any other caller.
@@ -143,7 +144,8 @@ pub async fn accept(inbound: Inbound<'_>, call: Call<'_>) -> Result<Accepted> {
         lineage: &lineage,
         test: None,
     };
-    let wait = admission.book(&flow.org_id).await?;
+    let org_id = flow.org_id.clone();
+    let wait = admission.book(&org_id).await?;
     // A throttled or limited flow's runs go through the queue, where those settings hold.
     let throttled =
         flow.settings.max_runs_per_minute.is_some() || flow.settings.max_concurrency.is_some();
@@ -152,7 +154,10 @@ pub async fn accept(inbound: Inbound<'_>, call: Call<'_>) -> Result<Accepted> {
         Some(lane) if lane.has_room() && wait.is_none() && !throttled => {
             let claimed = runs::start_claimed_now(db, &new_run, lane.lease_ms).await?;
             let id = claimed.as_ref().map(|run| run.id.clone());
-            lane.hand_over(claimed.into_iter().collect());
+            if let Some(run) = claimed {
+                let prepared = Prepared { flow, actor };
+                lane.hand_over_one(run, Some(prepared));
+            }
             id
         }
         _ => {
@@ -170,7 +175,7 @@ pub async fn accept(inbound: Inbound<'_>, call: Call<'_>) -> Result<Accepted> {
     };
     // A sender's retry started nothing: its slot goes back.
     if run_id.is_none() {
-        admission.refund(&flow.org_id);
+        admission.refund(&org_id);
     }
     Ok(Accepted {
         duplicate: run_id.is_none(),

@@ -18,7 +18,7 @@ use rand::RngExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use timix_actions::{Performer, ThisInstance};
-use timix_engine::access::auth::{self, ApiKeyRef};
+use timix_engine::access::auth;
 use timix_engine::automation::connections::Vault;
 use timix_engine::automation::flows::{self, LiveFlow};
 use timix_engine::automation::manifest::Manifests;
@@ -40,10 +40,27 @@ const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
 /// at once), or the id of a run to claim.
 #[derive(Debug)]
 pub enum Handoff {
-    /// With when it was handed over: its lease runs from its creation.
-    Claimed(Box<runs::ClaimedRun>, std::time::Instant),
+    /// With when it was handed over (its lease runs from its creation), and what the process
+    /// that made it already read for it.
+    Claimed(
+        Box<runs::ClaimedRun>,
+        std::time::Instant,
+        Option<Box<Prepared>>,
+    ),
     Due(String),
 }
+
+/// The flow and the actor a run was made with, read moments before (an inbound call checks
+/// both before it accepts): its worker takes them instead of reading them again, when it
+/// starts the run at once.
+#[derive(Debug)]
+pub struct Prepared {
+    pub flow: LiveFlow,
+    pub actor: auth::Actor,
+}
+
+/// How long after its hand-over a run's [`Prepared`] is still taken as it is.
+const PREPARED_FOR: Duration = Duration::from_secs(1);
 
 /// Where a process that also runs workers hands new runs over for immediate execution. The run
 /// is committed first, so a run sent here and lost with the process is found by the sweeper
@@ -100,13 +117,20 @@ impl RunLane {
     /// Hands over runs created claimed (after their transaction committed).
     pub fn hand_over(&self, claimed: Vec<runs::ClaimedRun>) {
         for run in claimed {
-            self.claimed
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.backlog.entered();
-            let _ = self
-                .sender
-                .send(Handoff::Claimed(Box::new(run), std::time::Instant::now()));
+            self.hand_over_one(run, None);
         }
+    }
+
+    /// Hands over a run created claimed, with the flow and actor read for it.
+    pub fn hand_over_one(&self, run: runs::ClaimedRun, prepared: Option<Prepared>) {
+        self.claimed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.backlog.entered();
+        let _ = self.sender.send(Handoff::Claimed(
+            Box::new(run),
+            std::time::Instant::now(),
+            prepared.map(Box::new),
+        ));
     }
 }
 
@@ -150,9 +174,9 @@ pub async fn serve_lane(
         let claimed = lane_handle.claimed.clone();
         tokio::spawn(async move {
             let (run_id, result) = match handoff {
-                Handoff::Claimed(run, handed_at) => {
+                Handoff::Claimed(run, handed_at, prepared) => {
                     let id = run.id.clone();
-                    let result = executor.execute_handed(*run, handed_at).await;
+                    let result = executor.execute_handed(*run, handed_at, prepared).await;
                     claimed.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                     (id, result)
                 }
@@ -204,13 +228,7 @@ pub struct FlowExecutor {
 
 /// The actor a flow's steps (and its poll source) act as: its owner, on the flow's behalf.
 pub async fn acting_for(db: &Db, flow: &flows::LiveFlow) -> Result<auth::Actor> {
-    let on_behalf = ApiKeyRef {
-        id: format!("flow:{}", flow.id),
-        name: flow.name.clone(),
-        prefix: String::new(),
-        expires_at: None,
-    };
-    auth::acting_user(db, &flow.org_id, &flow.created_by, on_behalf).await
+    auth::acting_user(db, &flow.org_id, &flow.created_by, flows::acting_key(flow)).await
 }
 
 impl JobHandler<RunJob> for FlowExecutor {
@@ -255,7 +273,7 @@ impl FlowExecutor {
         let mut next = Some(run_id.to_owned());
         while let Some(id) = next.take() {
             if let Some(run) = runs::claim(&self.db, &id, self.lease_ms()).await? {
-                next = self.execute_traced(run).await?;
+                next = self.execute_traced(run, None).await?;
             }
         }
         Ok(())
@@ -267,28 +285,41 @@ impl FlowExecutor {
         &self,
         run: runs::ClaimedRun,
         handed_at: std::time::Instant,
+        prepared: Option<Box<Prepared>>,
     ) -> Result<()> {
         if handed_at.elapsed() > self.lease / 4
             && !runs::renew(&self.db, &run, self.lease_ms()).await?
         {
             return Ok(());
         }
-        self.execute_claimed(run).await
+        // Read moments ago for this very run: taken as it is; later, read again.
+        let prepared = prepared.filter(|p| {
+            handed_at.elapsed() < PREPARED_FOR
+                && run.test.is_none()
+                && run.flow_version == Some(p.flow.version)
+        });
+        self.execute_traced(run, prepared.map(|p| *p))
+            .await
+            .map(drop)
     }
 
     /// Executes a run this worker holds, from its first unfinished step. Every log line of it
     /// (the in-process API calls of its steps included) carries its `run_id` and `flow_id`.
     pub async fn execute_claimed(&self, run: runs::ClaimedRun) -> Result<()> {
-        self.execute_traced(run).await.map(drop)
+        self.execute_traced(run, None).await.map(drop)
     }
 
     /// [`Self::execute_claimed`]; answers the run next in line when the flow limits how many of
     /// its runs execute at once.
-    async fn execute_traced(&self, run: runs::ClaimedRun) -> Result<Option<String>> {
+    async fn execute_traced(
+        &self,
+        run: runs::ClaimedRun,
+        prepared: Option<Prepared>,
+    ) -> Result<Option<String>> {
         let span = tracing::info_span!("run", run_id = %run.id, flow_id = %run.flow_id);
         async move {
             tracing::debug!("Run started.");
-            let outcome = self.execute_steps(run).await;
+            let outcome = self.execute_steps(run, prepared).await;
             match &outcome {
                 Ok(_) => tracing::info!("Finished working on the run."),
                 Err(error) => tracing::warn!(%error, "Run could not be executed."),
@@ -299,28 +330,48 @@ impl FlowExecutor {
         .await
     }
 
-    async fn execute_steps(&self, run: runs::ClaimedRun) -> Result<Option<String>> {
-        let Some(flow) = flows::at_version(&self.db, &run.flow_id, run.flow_version).await? else {
-            runs::finish(&self.db, &run, &run.steps, Some("the flow was deleted")).await?;
-            return Ok(None);
+    async fn execute_steps(
+        &self,
+        run: runs::ClaimedRun,
+        prepared: Option<Prepared>,
+    ) -> Result<Option<String>> {
+        let (flow, actor) = match prepared {
+            Some(Prepared { flow, actor }) => (flow, Some(actor)),
+            None => match flows::at_version(&self.db, &run.flow_id, run.flow_version).await? {
+                Some(flow) => (flow, None),
+                None => {
+                    runs::finish(&self.db, &run, &run.steps, Some("the flow was deleted")).await?;
+                    return Ok(None);
+                }
+            },
         };
         // A test of a draft runs the draft's steps.
         let flow = match run.test.as_ref().and_then(|t| t.steps.as_ref()) {
             Some(steps) => flows::with_steps(flow, steps),
             None => flow,
         };
-        self.execute_flow(&flow, run).await?;
+        self.execute_flow(&flow, run, actor).await?;
         if flow.settings.max_concurrency.is_none() {
             return Ok(None);
         }
         runs::next_in_line(&self.db, &flow.id).await
     }
 
-    async fn execute_flow(&self, flow: &LiveFlow, run: runs::ClaimedRun) -> Result<()> {
+    /// `actor`: the one read for the run when it was made, if it was just now.
+    async fn execute_flow(
+        &self,
+        flow: &LiveFlow,
+        run: runs::ClaimedRun,
+        actor: Option<auth::Actor>,
+    ) -> Result<()> {
         if run.takeovers >= runs::POISONED_AFTER {
             return self.poisoned(flow, &run).await;
         }
-        let actor = match self.actor_of(flow).await {
+        let actor = match actor {
+            Some(actor) => Ok(actor),
+            None => self.actor_of(flow).await,
+        };
+        let actor = match actor {
             Ok(actor) => actor,
             Err(error) => {
                 let message = error.to_string();

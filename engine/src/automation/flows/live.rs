@@ -7,6 +7,7 @@ use super::condition::{self, Condition};
 use super::json_column;
 use super::program::{self, Block};
 use super::settings::Settings;
+use crate::access::auth::{Actor, ApiKeyRef, Conditions, Role};
 use crate::automation::connections::Vault;
 use crate::error::{Error, Problems, Result};
 use crate::store::db::{Db, Sql, row};
@@ -181,6 +182,12 @@ pub async fn seal_plaintext_secrets(db: &Db, vault: &Vault) -> Result<u64> {
 /// `organization_read_only`, as for its writes), or the owner whose role the steps act with is
 /// removed or deactivated (409 `flow_owner_inactive`).
 pub async fn check_runnable(db: &Db, flow: &LiveFlow) -> Result<()> {
+    runnable_actor(db, flow).await.map(drop)
+}
+
+/// [`check_runnable`], answering the actor the flow's steps act as (its owner, on the flow's
+/// behalf), read with the same two queries.
+pub async fn runnable_actor(db: &Db, flow: &LiveFlow) -> Result<Actor> {
     let organization = crate::access::organizations::find(db, &flow.org_id).await?;
     if organization.billing_state == crate::access::organizations::BillingState::ReadOnly {
         return Err(Error::Forbidden {
@@ -188,24 +195,46 @@ pub async fn check_runnable(db: &Db, flow: &LiveFlow) -> Result<()> {
             message: "the organization is read-only: its flows start no runs".into(),
         });
     }
-    let active = Sql::new(
-        "SELECT is_active FROM org_users WHERE id = ? AND org_id = ? AND deleted_at IS NULL",
+    let owner = Sql::new(
+        "SELECT email, name, role, is_active FROM org_users WHERE id = ? AND org_id = ? AND deleted_at IS NULL",
     )
     .arg(&flow.created_by)
     .arg(&flow.org_id)
     .fetch_optional(db)
-    .await?
-    .map(|r| row::get_bool(&r, "is_active"))
-    .transpose()?;
-    if active != Some(true) {
-        return Err(Error::Conflict {
-            code: "flow_owner_inactive",
-            message: "the flow's owner (whose role its steps act with) is removed or deactivated: \
-                      reactivate them, or have an active admin create the flow again"
-                .into(),
-        });
+    .await?;
+    let owner = match owner {
+        Some(row) if row::get_bool(&row, "is_active")? => row,
+        _ => {
+            return Err(Error::Conflict {
+                code: "flow_owner_inactive",
+                message:
+                    "the flow's owner (whose role its steps act with) is removed or deactivated: \
+                          reactivate them, or have an active admin create the flow again"
+                        .into(),
+            });
+        }
+    };
+    let role = Role::parse(&row::get_str(&owner, "role")?)
+        .ok_or_else(|| Error::Internal("unknown role stored".into()))?;
+    Ok(Actor {
+        organization,
+        user_id: flow.created_by.clone(),
+        user_email: row::get_str(&owner, "email")?,
+        user_name: row::get_str(&owner, "name")?,
+        role,
+        api_key: acting_key(flow),
+        conditions: Conditions::default(),
+    })
+}
+
+/// What a flow's steps act through: the flow, as if it were a key of its owner.
+pub fn acting_key(flow: &LiveFlow) -> ApiKeyRef {
+    ApiKeyRef {
+        id: format!("flow:{}", flow.id),
+        name: flow.name.clone(),
+        prefix: String::new(),
+        expires_at: None,
     }
-    Ok(())
 }
 
 /// Enabled flows of an organization listening to `event_type`.
