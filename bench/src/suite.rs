@@ -1,17 +1,24 @@
-//! The benchmark suite: timix on SQLite and on Postgres, and n8n, measured by the same load
-//! generator in one run, each figure the median of several runs.
+//! The benchmark suite: timix on SQLite and on Postgres, and its peers (n8n, Node-RED and a bare
+//! axum forwarder), measured by the same load generator and receiver in one run, each figure the
+//! median of several runs.
 //!
 //! - start-up: from spawning the process (on a fresh database) to its health check answering;
 //! - memory: resident set of the process tree, idle after start and at the end of the burst;
 //! - authenticated `GET /customers/{id}` and `POST /customers` (timix): requests per second and
 //!   p99 with 16 keep-alive connections;
 //! - event → webhook (timix): from a customer's `201` to its signed delivery at a local receiver;
-//! - inbound webhook → HTTP request to a local receiver, the workflow both products run: latency
+//! - inbound webhook → HTTP request to a local receiver, the workflow timix and n8n run: latency
 //!   at 10 calls a second, and runs per second for a burst of 500 calls from 32 connections
-//!   (from the first call to the last arrival at the receiver).
+//!   (from the first call to the last arrival at the receiver);
+//! - the peers' workload, the same workflow on every system: closed loops of `TIMIX_BENCH_CALLS`
+//!   calls (20,000 unless set) from 1, 8 and 32 connections, runs per second and p50 end to end
+//!   at the receiver, and the CPU time each run cost (the system's process tree, plus the
+//!   Postgres server's processes for timix on Postgres).
 //!
 //! ```sh
 //! cargo build --release --bins -p timix -p timix-bench
+//! # Node-RED 5 from npm with the Node.js 24 its package brings, optional.
+//! npm ci --prefix bench/node-red
 //! # n8n 1.123 from npm (Node.js 20.19+), optional. Its isolated-vm does not build against
 //! # Debian's Node.js and is not used with the legacy expression engine: skip the scripts and
 //! # build only SQLite's driver.
@@ -19,12 +26,20 @@
 //! TIMIX_BENCH_POSTGRES_URL=postgres://user:pw@127.0.0.1/postgres target/release/suite [RUNS]
 //! ```
 
+mod closed_loop;
+mod cpu;
+mod peers;
+mod report;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use closed_loop::closed_loop;
+use cpu::CpuMeter;
+use peers::NodeRed;
 use serde_json::{Value, json};
 use timix_bench::{
     Arrivals, bootstrap, fresh_database_on, percentile, process_tree_mib, receiver, start, wait_for,
@@ -193,7 +208,7 @@ where
     ))
 }
 
-async fn timix_run(postgres: Option<&str>) -> anyhow::Result<Figures> {
+async fn timix_run(postgres: Option<&str>, calls: u64) -> anyhow::Result<Figures> {
     let mut figures = Figures::new();
     let (_, mut env, dir) = fresh_database_on(postgres).await?;
     // The load below is one key's: lift the plan's limit, as an operator of their own may.
@@ -201,6 +216,12 @@ async fn timix_run(postgres: Option<&str>) -> anyhow::Result<Figures> {
     let http = reqwest::Client::new();
     let spawned = Instant::now();
     let server = start(&env)?;
+    let meter = match postgres {
+        Some(_) => {
+            CpuMeter::process_tree(server.child.id()).with_postgres_database(&database_name(&env))
+        }
+        None => CpuMeter::process_tree(server.child.id()),
+    };
     figures.insert(
         "start-up (ms)",
         ms(ready(&http, &format!("{}/health", server.base), spawned).await?),
@@ -305,6 +326,12 @@ async fn timix_run(postgres: Option<&str>) -> anyhow::Result<Figures> {
         flow["trigger"]["webhookUrl"].as_str().unwrap_or_default()
     );
     workflow_figures(&mut figures, &http, &inbound, &arrivals, server.child.id()).await?;
+    let workflow = Workflow {
+        http: &http,
+        url: &inbound,
+        arrivals: &arrivals,
+    };
+    closed_loop_figures(&mut figures, &workflow, &meter, calls).await?;
     drop(server);
     let _ = std::fs::remove_dir_all(dir);
     Ok(figures)
@@ -332,8 +359,92 @@ async fn workflow_figures(
     Ok(())
 }
 
+/// The closed loops of the peers' workload: (connections, runs/s figure, p50 figure).
+const CLOSED_LOOPS: [(u64, &str, &str); 3] = [
+    (1, "c=1 runs/s", "c=1 p50 (ms)"),
+    (8, "c=8 runs/s", "c=8 p50 (ms)"),
+    (32, "c=32 runs/s", "c=32 p50 (ms)"),
+];
+
+/// The peers' workload: `calls` calls from 1, 8 and 32 connections in closed loops, and the
+/// CPU time the three loops cost per call (until the last call reached the receiver).
+async fn closed_loop_figures(
+    figures: &mut Figures,
+    workflow: &Workflow<'_>,
+    meter: &CpuMeter,
+    calls: u64,
+) -> anyhow::Result<()> {
+    let before = meter.used();
+    let mut refused = 0;
+    for (k, (connections, rate, p50)) in (1u64..).zip(CLOSED_LOOPS) {
+        let outcome = closed_loop(workflow, 10_000_000 * k, calls, connections).await?;
+        eprintln!("  closed loop, c={connections}: {outcome:?}");
+        figures.insert(rate, outcome.runs_per_second);
+        figures.insert(p50, ms(outcome.p50));
+        refused += outcome.refused;
+    }
+    figures.insert("refused, sent again", refused as f64);
+    let used = meter.used().since(before);
+    let per_run = |cpu: Duration| ms(cpu) / (CLOSED_LOOPS.len() as u64 * calls) as f64;
+    figures.insert("CPU per run (ms)", per_run(used.system));
+    if meter.counts_a_database_server() {
+        figures.insert("server CPU per run (ms)", per_run(used.database_server));
+    }
+    Ok(())
+}
+
+/// The database `DATABASE_URL` of `env` names.
+fn database_name(env: &[(String, String)]) -> String {
+    env.iter()
+        .find(|(k, _)| k == "DATABASE_URL")
+        .and_then(|(_, url)| url.rsplit('/').next())
+        .map(|name| name.split('?').next().unwrap_or(name).to_owned())
+        .unwrap_or_default()
+}
+
+/// Start-up, idle memory and the peers' workload of a peer that `start` starts forwarding to
+/// `target`.
+async fn peer_run(
+    start: impl FnOnce(&str) -> anyhow::Result<peers::Started>,
+    calls: u64,
+) -> anyhow::Result<Figures> {
+    let mut figures = Figures::new();
+    let (target, arrivals) = receiver().await?;
+    let http = reqwest::Client::new();
+    let spawned = Instant::now();
+    let started = start(&target)?;
+    let inbound = started.inbound.clone();
+    figures.insert(
+        "start-up (ms)",
+        ms(peers::serving(&http, &inbound, spawned).await?),
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pid = started.peer.0.id();
+    figures.insert("memory idle (MiB)", process_tree_mib(pid));
+    let workflow = Workflow {
+        http: &http,
+        url: &inbound,
+        arrivals: &arrivals,
+    };
+    closed_loop_figures(&mut figures, &workflow, &CpuMeter::process_tree(pid), calls).await?;
+    drop(started);
+    Ok(figures)
+}
+
+/// Node-RED from `bench/node-red` with the flow "http in → http request → http response", its
+/// user dir in a fresh temp dir.
+async fn node_red_run(node_red: &NodeRed, calls: u64) -> anyhow::Result<Figures> {
+    let user_dir =
+        std::env::temp_dir().join(format!("timix-bench-node-red-{}", ulid::Ulid::generate()));
+    std::fs::create_dir_all(&user_dir)?;
+    let port = free_port()?;
+    let figures = peer_run(|target| node_red.start(&user_dir, port, target), calls).await;
+    let _ = std::fs::remove_dir_all(user_dir);
+    figures
+}
+
 /// n8n from `bench/n8n`, with the workflow "Webhook (respond at once) → HTTP Request".
-async fn n8n_run(n8n: &Path) -> anyhow::Result<Figures> {
+async fn n8n_run(n8n: &Path, calls: u64) -> anyhow::Result<Figures> {
     let mut figures = Figures::new();
     let folder = std::env::temp_dir().join(format!("timix-bench-n8n-{}", ulid::Ulid::generate()));
     std::fs::create_dir_all(&folder)?;
@@ -397,6 +508,13 @@ async fn n8n_run(n8n: &Path) -> anyhow::Result<Figures> {
     tokio::time::sleep(Duration::from_secs(3)).await;
     figures.insert("memory idle (MiB)", process_tree_mib(child.0.id()));
     workflow_figures(&mut figures, &http, &inbound, &arrivals, child.0.id()).await?;
+    let workflow = Workflow {
+        http: &http,
+        url: &inbound,
+        arrivals: &arrivals,
+    };
+    let meter = CpuMeter::process_tree(child.0.id());
+    closed_loop_figures(&mut figures, &workflow, &meter, calls).await?;
     drop(child);
     let _ = std::fs::remove_dir_all(folder);
     Ok(figures)
@@ -450,9 +568,85 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+/// The systems the suite measures, in the order of its tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum System {
+    Forwarder,
+    NodeRed,
+    TimixSqlite,
+    TimixPostgres,
+    N8n,
+}
+
+impl System {
+    fn name(self) -> &'static str {
+        match self {
+            System::Forwarder => "bare axum forwarding (no storage)",
+            System::NodeRed => "Node-RED (keeps nothing)",
+            System::TimixSqlite => "timix (SQLite)",
+            System::TimixPostgres => "timix (Postgres)",
+            System::N8n => "n8n (SQLite)",
+        }
+    }
+}
+
+/// A count from the environment, or `default`.
+fn count_from_env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Which systems are present, with what each needs to run.
+struct Setup {
+    postgres: Option<String>,
+    node_red: Option<NodeRed>,
+    n8n: PathBuf,
+    calls: report::Calls,
+}
+
+impl Setup {
+    fn systems(&self) -> Vec<System> {
+        let mut systems = vec![System::Forwarder];
+        if self.node_red.is_some() {
+            systems.push(System::NodeRed);
+        } else {
+            eprintln!(
+                "Node-RED is not installed in {} (npm ci --prefix bench/node-red): it is left out",
+                NodeRed::folder().display()
+            );
+        }
+        systems.push(System::TimixSqlite);
+        if self.postgres.is_some() {
+            systems.push(System::TimixPostgres);
+        } else {
+            eprintln!("TIMIX_BENCH_POSTGRES_URL is not set: timix on Postgres is left out");
+        }
+        if self.n8n.exists() {
+            systems.push(System::N8n);
+        } else {
+            eprintln!(
+                "{} is missing (npm ci --prefix bench/n8n): n8n is left out",
+                self.n8n.display()
+            );
+        }
+        systems
+    }
+
+    async fn run(&self, system: System) -> anyhow::Result<Figures> {
+        let calls = self.calls.each;
+        match system {
+            System::Forwarder => peer_run(peers::start_forwarder, calls).await,
+            System::NodeRed => {
+                let node_red = self.node_red.as_ref().expect("only listed when installed");
+                node_red_run(node_red, calls).await
+            }
+            System::TimixSqlite => timix_run(None, calls).await,
+            System::TimixPostgres => timix_run(self.postgres.as_deref(), calls).await,
+            System::N8n => n8n_run(&self.n8n, self.calls.n8n).await,
+        }
+    }
 }
 
 #[tokio::main]
@@ -462,73 +656,50 @@ async fn main() -> anyhow::Result<()> {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(3);
-    let postgres = std::env::var("TIMIX_BENCH_POSTGRES_URL").ok();
-    let n8n = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("n8n/node_modules/.bin/n8n");
-    let mut systems: Vec<&str> = vec!["timix (SQLite)"];
-    if postgres.is_some() {
-        systems.push("timix (Postgres)");
-    } else {
-        eprintln!("TIMIX_BENCH_POSTGRES_URL is not set: timix on Postgres is left out");
-    }
-    if n8n.exists() {
-        systems.push("n8n (SQLite)");
-    } else {
-        eprintln!(
-            "{} is missing (npm ci --prefix bench/n8n): n8n is left out",
-            n8n.display()
-        );
-    }
-    let mut results: BTreeMap<&str, Vec<Figures>> = BTreeMap::new();
+    let each = count_from_env("TIMIX_BENCH_CALLS", 20_000);
+    let setup = Setup {
+        postgres: std::env::var("TIMIX_BENCH_POSTGRES_URL").ok(),
+        node_red: NodeRed::installed(),
+        n8n: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("n8n/node_modules/.bin/n8n"),
+        calls: report::Calls {
+            each,
+            // n8n runs about 15 calls a second here: 20,000 would take over an hour a loop.
+            n8n: count_from_env("TIMIX_BENCH_N8N_CALLS", 1_000).min(each),
+        },
+    };
+    let systems = setup.systems();
+    let mut results = report::Results::new();
     // Runs interleave the systems, so that a slower moment of the machine hits all alike.
     for run in 1..=runs {
-        for system in &systems {
-            eprintln!("run {run}/{runs}: {system}");
-            let figures = match *system {
-                "timix (SQLite)" => timix_run(None).await?,
-                "timix (Postgres)" => timix_run(postgres.as_deref()).await?,
-                _ => n8n_run(&n8n).await?,
-            };
+        for &system in &systems {
+            eprintln!("run {run}/{runs}: {}", system.name());
+            let figures = setup.run(system).await?;
             eprintln!("  {figures:?}");
             results.entry(system).or_default().push(figures);
         }
     }
-    let metrics = [
-        "start-up (ms)",
-        "memory idle (MiB)",
-        "memory loaded (MiB)",
-        "GET requests/s",
-        "GET p99 (ms)",
-        "POST requests/s",
-        "POST p99 (ms)",
-        "event → webhook p50 (ms)",
-        "event → webhook p99 (ms)",
-        "webhook → HTTP p50 (ms)",
-        "webhook → HTTP p99 (ms)",
-        "webhook → HTTP runs/s",
-    ];
-    println!("| median of {runs} | {} |", systems.join(" | "));
-    println!("|---|{}", "---:|".repeat(systems.len()));
-    for metric in metrics {
-        let cells: Vec<String> = systems
-            .iter()
-            .map(|s| {
-                let mut values: Vec<f64> = results[s]
-                    .iter()
-                    .filter_map(|f| f.get(metric).copied())
-                    .collect();
-                if values.is_empty() {
-                    "n/a".into()
-                } else {
-                    let m = median(&mut values);
-                    if m >= 100.0 {
-                        format!("{m:.0}")
-                    } else {
-                        format!("{m:.1}")
-                    }
-                }
-            })
-            .collect();
-        println!("| {metric} | {} |", cells.join(" | "));
-    }
+    print!("{}", report::figures_table(&results, runs));
+    println!();
+    print!("{}", report::peers_table(&results, runs, setup.calls));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_database_is_the_last_segment_of_its_url() {
+        let env = |url: &str| vec![("DATABASE_URL".to_owned(), url.to_owned())];
+        assert_eq!(
+            database_name(&env("postgres://u:p@127.0.0.1:5432/timix_bench_01ab")),
+            "timix_bench_01ab"
+        );
+        assert_eq!(
+            database_name(&env(
+                "postgres://u:p@127.0.0.1/timix_bench_01ab?sslmode=disable"
+            )),
+            "timix_bench_01ab"
+        );
+    }
 }
