@@ -38,7 +38,7 @@ pub struct Backlog {
     room: usize,
     /// The oldest wait accepted; `None` never refuses.
     limit: Option<Duration>,
-    /// Signalled whenever a run starts.
+    /// Signalled once whenever a run starts.
     started: tokio::sync::Notify,
     refused: AtomicU64,
     held: AtomicU64,
@@ -65,10 +65,11 @@ impl Backlog {
         self.lock().push_back(Instant::now());
     }
 
-    /// The oldest waiting run got a worker.
+    /// The oldest waiting run got a worker: one held call may take its place (waking them all
+    /// would have every held call look at once for the one place).
     pub fn started(&self) {
         self.lock().pop_front();
-        self.started.notify_waiters();
+        self.started.notify_one();
     }
 
     /// Runs waiting to start.
@@ -100,8 +101,7 @@ impl Backlog {
         // Whether this call's answer has waited for room.
         let mut waited = false;
         loop {
-            // Registered before looking, so that a start between the look and the wait is
-            // not missed.
+            // A start between the look and the wait leaves a permit: it is not missed.
             let started = self.started.notified();
             let (waiting, oldest) = {
                 let waiting = self.lock();
