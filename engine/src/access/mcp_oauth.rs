@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::access::auth::{Actor, ApiKeyRef, Role, acting_user, hash_key};
 use crate::error::{Error, Result};
 use crate::store::clock::{Millis, now_ms};
-use crate::store::db::{Db, Sql, Tx, row};
+use crate::store::db::{Backend, Db, Sql, Tx, row};
 use crate::store::ids::new_id;
 use crate::store::json::shorten;
 
@@ -953,6 +953,18 @@ pub async fn refresh(
     let token_hash = hash_key(token);
     let now = now_ms();
     let mut tx = db.begin().await?;
+    // On Postgres, refreshes of one grant queue on its row first: the winner deletes tokens
+    // then touches the grant, a reuse revokes the grant then deletes tokens, and without one
+    // order between them the two deadlock. (SQLite takes writes one at a time.)
+    if tx.backend() == Backend::Postgres {
+        Sql::new(
+            "SELECT g.id FROM oauth_grants g JOIN oauth_tokens t ON t.grant_id = g.id \
+             WHERE t.token_hash = ? AND t.kind = 'refresh' FOR UPDATE OF g",
+        )
+        .arg(token_hash.as_str())
+        .fetch_optional(&mut tx)
+        .await?;
+    }
     // The claim decides between concurrent refreshes with one token: the second's UPDATE waits
     // for the first to commit, then finds `used_at` set and changes nothing, a reuse.
     let claimed = Sql::new(
