@@ -6,6 +6,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -135,8 +137,13 @@ pub fn bootstrap(env: &[(String, String)]) -> anyhow::Result<Org> {
 
 /// Starts `timix serve` on a free port and waits until it listens.
 pub fn start(env: &[(String, String)]) -> anyhow::Result<Server> {
+    start_as(env, "all")
+}
+
+/// [`start`] in a `role`: `all` or `api` (it listens); `worker` (no address: `base` is empty).
+pub fn start_as(env: &[(String, String)], role: &str) -> anyhow::Result<Server> {
     let mut child = Command::new(timix())
-        .args(["serve", "--bind", "127.0.0.1:0"])
+        .args(["serve", "--bind", "127.0.0.1:0", "--role", role])
         // One organization's load is the measure: lift its run budget (as for its key's rate
         // limit) unless a benchmark sets one.
         .env("TIMIX_RUNS_PER_MINUTE", "0")
@@ -152,6 +159,9 @@ pub fn start(env: &[(String, String)]) -> anyhow::Result<Server> {
             if line.contains("WARN") || line.contains("ERROR") {
                 eprintln!("server: {line}");
             }
+            if line.contains("worker started") {
+                let _ = tx.send(String::new());
+            }
             if let Some(rest) = line.split("listening on ").nth(1) {
                 let address: String = rest
                     .chars()
@@ -164,7 +174,10 @@ pub fn start(env: &[(String, String)]) -> anyhow::Result<Server> {
     let address = rx.recv_timeout(Duration::from_secs(60))?;
     Ok(Server {
         child,
-        base: format!("http://{address}/api/integration/v1"),
+        base: match address.as_str() {
+            "" => String::new(),
+            _ => format!("http://{address}/api/integration/v1"),
+        },
     })
 }
 
@@ -223,7 +236,16 @@ pub type Arrivals = Arc<Mutex<HashMap<u64, Instant>>>;
 /// A local receiver: when each numbered call arrived (`{"n": 7}`, or a webhook delivery of the
 /// customer named `C7`).
 pub async fn receiver() -> anyhow::Result<(String, Arrivals)> {
+    let (url, arrivals, _) = counting_receiver().await?;
+    Ok((url, arrivals))
+}
+
+/// A [`receiver`] that also counts the calls that arrived for a number already received (a
+/// run executed twice).
+pub async fn counting_receiver() -> anyhow::Result<(String, Arrivals, Arc<AtomicU64>)> {
     let arrivals: Arrivals = Arc::default();
+    let repeats = Arc::new(AtomicU64::new(0));
+    let repeated = repeats.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     let sink = arrivals.clone();
@@ -242,13 +264,20 @@ pub async fn receiver() -> anyhow::Result<(String, Arrivals)> {
                         .and_then(|s| s.parse().ok())
                 });
             if let Some(n) = n {
-                sink.lock().unwrap().entry(n).or_insert(now);
+                match sink.lock().unwrap().entry(n) {
+                    Entry::Occupied(_) => {
+                        repeated.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Entry::Vacant(first) => {
+                        first.insert(now);
+                    }
+                }
             }
             "ok"
         }
     });
     tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok((format!("http://{address}/hook"), arrivals))
+    Ok((format!("http://{address}/hook"), arrivals, repeats))
 }
 
 pub async fn wait_for(arrivals: &Arrivals, from: u64, count: usize, limit: Duration) {

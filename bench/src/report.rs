@@ -53,7 +53,7 @@ fn number(value: f64) -> String {
 
 /// One column a system, one row a figure.
 pub fn figures_table(results: &Results, runs: usize) -> String {
-    let systems: Vec<System> = results.keys().copied().collect();
+    let systems: Vec<System> = peers(results).collect();
     let names: Vec<&str> = systems.iter().map(|s| s.name()).collect();
     let mut out = format!("| median of {runs} | {} |\n", names.join(" | "));
     let _ = writeln!(out, "|---|{}", "---:|".repeat(systems.len()));
@@ -78,7 +78,7 @@ pub fn peers_table(results: &Results, runs: usize, calls: Calls) -> String {
         "| | c=1 runs/s | c=1 p50 | c=8 runs/s | c=32 runs/s | c=32 p50 | CPU per run | idle RSS |\n",
     );
     out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
-    for &system in results.keys() {
+    for system in peers(results) {
         let cell = |figure: &str, unit: &str| {
             median_of(results, system, figure).map_or("n/a".into(), |v| number(v) + unit)
         };
@@ -103,7 +103,7 @@ pub fn peers_table(results: &Results, runs: usize, calls: Calls) -> String {
         );
     }
     out.push('\n');
-    for &system in results.keys() {
+    for system in peers(results) {
         if let Some(refused) = median_of(results, system, "refused, sent again")
             && refused > 0.0
         {
@@ -120,6 +120,49 @@ pub fn peers_table(results: &Results, runs: usize, calls: Calls) -> String {
                 out.push_str(&line);
             }
         }
+    }
+    out
+}
+
+/// The systems of the main tables: all but the scale-out runs.
+fn peers(results: &Results) -> impl Iterator<Item = System> + '_ {
+    results.keys().copied().filter(|s| !s.scales_out())
+}
+
+/// Scale-out on Postgres: runs per second and CPU per run (every timix process and the database
+/// server) with one worker process and with two, and how many runs were executed twice.
+pub fn scale_out_table(results: &Results, runs: usize, calls: Calls) -> String {
+    let mut out = format!(
+        "Scale-out on one Postgres: an API process takes the calls, worker processes execute \
+         the runs; closed loop, {} calls a loop, median of {runs}\n\n",
+        calls.each
+    );
+    out.push_str(
+        "| | c=8 runs/s | c=32 runs/s | CPU per run (timix) | CPU per run (server) | CPU per run (all) | runs executed twice |\n",
+    );
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
+    for system in results.keys().copied().filter(|s| s.scales_out()) {
+        let value = |figure: &str| median_of(results, system, figure);
+        let cell =
+            |figure: &str, unit: &str| value(figure).map_or("n/a".into(), |v| number(v) + unit);
+        let all = match (value("CPU per run (ms)"), value("server CPU per run (ms)")) {
+            (Some(timix), Some(server)) => number(timix + server) + " ms",
+            _ => "n/a".into(),
+        };
+        // Any run executed twice in any of the runs, not the median.
+        let twice: f64 = results[&system]
+            .iter()
+            .filter_map(|f| f.get("runs executed twice"))
+            .sum();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {all} | {twice:.0} |",
+            system.name(),
+            cell("c=8 runs/s", ""),
+            cell("c=32 runs/s", ""),
+            cell("CPU per run (ms)", " ms"),
+            cell("server CPU per run (ms)", " ms"),
+        );
     }
     out
 }
@@ -220,5 +263,37 @@ mod tests {
             table.contains("| memory idle (MiB) | n/a | 37.0 |"),
             "{table}"
         );
+    }
+
+    #[test]
+    fn the_scale_out_table_sums_the_cpu_and_counts_every_run_executed_twice() {
+        let mut results = results();
+        let run = |rate: f64, twice: f64| {
+            figures(&[
+                ("c=8 runs/s", rate),
+                ("c=32 runs/s", rate),
+                ("CPU per run (ms)", 0.5),
+                ("server CPU per run (ms)", 0.25),
+                ("runs executed twice", twice),
+            ])
+        };
+        results.insert(
+            System::ScaleOut(2),
+            vec![run(900.0, 0.0), run(1100.0, 2.0), run(1000.0, 0.0)],
+        );
+        let calls = Calls {
+            each: 2000,
+            n8n: 1000,
+        };
+        let table = scale_out_table(&results, 3, calls);
+        assert!(
+            table.contains(
+                "| timix (Postgres), API + 2 worker processes | 1000 | 1000 | 0.500 ms | 0.250 ms | 0.750 ms | 2 |"
+            ),
+            "{table}"
+        );
+        // The other tables leave it out.
+        assert!(!peers_table(&results, 3, calls).contains("worker processes"));
+        assert!(!figures_table(&results, 3).contains("worker processes"));
     }
 }

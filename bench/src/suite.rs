@@ -30,6 +30,7 @@ mod closed_loop;
 mod cpu;
 mod peers;
 mod report;
+mod scale_out;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -576,6 +577,8 @@ enum System {
     TimixSqlite,
     TimixPostgres,
     N8n,
+    /// On Postgres: an API process and this many worker processes.
+    ScaleOut(u8),
 }
 
 impl System {
@@ -586,6 +589,25 @@ impl System {
             System::TimixSqlite => "timix (SQLite)",
             System::TimixPostgres => "timix (Postgres)",
             System::N8n => "n8n (SQLite)",
+            System::ScaleOut(1) => "timix (Postgres), API + 1 worker process",
+            System::ScaleOut(_) => "timix (Postgres), API + 2 worker processes",
+        }
+    }
+
+    /// Measured for the scale-out table only.
+    fn scales_out(self) -> bool {
+        matches!(self, System::ScaleOut(_))
+    }
+
+    /// Its name in `TIMIX_BENCH_SYSTEMS`.
+    fn key(self) -> &'static str {
+        match self {
+            System::Forwarder => "forwarder",
+            System::NodeRed => "node-red",
+            System::TimixSqlite => "sqlite",
+            System::TimixPostgres => "postgres",
+            System::N8n => "n8n",
+            System::ScaleOut(_) => "scale-out",
         }
     }
 }
@@ -620,6 +642,7 @@ impl Setup {
         systems.push(System::TimixSqlite);
         if self.postgres.is_some() {
             systems.push(System::TimixPostgres);
+            systems.extend([System::ScaleOut(1), System::ScaleOut(2)]);
         } else {
             eprintln!("TIMIX_BENCH_POSTGRES_URL is not set: timix on Postgres is left out");
         }
@@ -630,6 +653,10 @@ impl Setup {
                 "{} is missing (npm ci --prefix bench/n8n): n8n is left out",
                 self.n8n.display()
             );
+        }
+        // A comparison of two builds needs only timix: `TIMIX_BENCH_SYSTEMS=sqlite,postgres`.
+        if let Ok(only) = std::env::var("TIMIX_BENCH_SYSTEMS") {
+            systems.retain(|s| only.split(',').any(|k| k.trim() == s.key()));
         }
         systems
     }
@@ -645,6 +672,10 @@ impl Setup {
             System::TimixSqlite => timix_run(None, calls).await,
             System::TimixPostgres => timix_run(self.postgres.as_deref(), calls).await,
             System::N8n => n8n_run(&self.n8n, self.calls.n8n).await,
+            System::ScaleOut(workers) => {
+                let postgres = self.postgres.as_deref().expect("only listed with Postgres");
+                scale_out::run(postgres, workers.into(), calls).await
+            }
         }
     }
 }
@@ -681,6 +712,10 @@ async fn main() -> anyhow::Result<()> {
     print!("{}", report::figures_table(&results, runs));
     println!();
     print!("{}", report::peers_table(&results, runs, setup.calls));
+    if results.keys().any(|s| s.scales_out()) {
+        println!();
+        print!("{}", report::scale_out_table(&results, runs, setup.calls));
+    }
     Ok(())
 }
 

@@ -59,7 +59,7 @@ pub async fn accept(inbound: Inbound<'_>, call: Call<'_>) -> Result<Accepted> {
         lane,
         queues,
     } = inbound;
-    let Some(flow) = flows::by_token(db, call.token).await? else {
+    let Some((flow, actor)) = flows::by_token(db, call.token).await? else {
         return Err(Error::NotFound("webhook"));
     };
     let delivery_id = match (flow.webhook_secret(vault)?, flow.signature()) {
@@ -85,7 +85,7 @@ pub async fn accept(inbound: Inbound<'_>, call: Call<'_>) -> Result<Accepted> {
     };
     // Only a caller who holds the credential learns why the flow cannot run. The actor read
     // for it goes with the run to a worker of this process.
-    let actor = flows::runnable_actor(db, &flow).await?;
+    let actor = actor?;
     let too_deep = || Error::validation("", "too_deep", json::too_deep_message());
     // A NUL character (`\u0000`) in the payload is kept: stored JSON escapes it. A step that
     // sends it on to this API is refused there (422) like any other caller.

@@ -104,20 +104,27 @@ pub struct Organization {
 
 impl Organization {
     pub(crate) fn from_row(r: &row::Row) -> Result<Self> {
-        let plan = row::get_str(r, "plan")?;
-        let state = row::get_str(r, "billing_state")?;
+        Self::from_columns(r, "")
+    }
+
+    /// From a row whose organization columns are named with `prefix` (`org_id`, `org_name`…:
+    /// joined to another table's row).
+    pub(crate) fn from_columns(r: &row::Row, prefix: &str) -> Result<Self> {
+        let column = |name: &str| format!("{prefix}{name}");
+        let plan = row::get_str(r, &column("plan"))?;
+        let state = row::get_str(r, &column("billing_state"))?;
         Ok(Self {
-            id: row::get_str(r, "id")?,
-            name: row::get_str(r, "name")?,
+            id: row::get_str(r, &column("id"))?,
+            name: row::get_str(r, &column("name"))?,
             plan: Plan::parse(&plan)
                 .ok_or_else(|| Error::Internal(format!("stored plan {plan}")))?,
             billing_state: BillingState::parse(&state)
                 .ok_or_else(|| Error::Internal(format!("stored billing state {state}")))?,
-            currency: row::get_str(r, "currency")?,
-            timezone: row::get_str(r, "timezone")?,
-            week_starts_on: row::get_str(r, "week_starts_on")?,
-            created_at: format_ms(row::get_i64(r, "created_at")?),
-            updated_at: format_ms(row::get_i64(r, "updated_at")?),
+            currency: row::get_str(r, &column("currency"))?,
+            timezone: row::get_str(r, &column("timezone"))?,
+            week_starts_on: row::get_str(r, &column("week_starts_on"))?,
+            created_at: format_ms(row::get_i64(r, column("created_at").as_str())?),
+            updated_at: format_ms(row::get_i64(r, column("updated_at").as_str())?),
         })
     }
 }

@@ -321,7 +321,9 @@ impl FlowExecutor {
             tracing::debug!("Run started.");
             let outcome = self.execute_steps(run, prepared).await;
             match &outcome {
-                Ok(_) => tracing::info!("Finished working on the run."),
+                // Recorded in the run itself: a line a run would flood the log at thousands a
+                // second.
+                Ok(_) => tracing::debug!("Finished working on the run."),
                 Err(error) => tracing::warn!(%error, "Run could not be executed."),
             }
             outcome

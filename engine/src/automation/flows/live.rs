@@ -189,21 +189,32 @@ pub async fn check_runnable(db: &Db, flow: &LiveFlow) -> Result<()> {
 /// behalf), read with the same two queries.
 pub async fn runnable_actor(db: &Db, flow: &LiveFlow) -> Result<Actor> {
     let organization = crate::access::organizations::find(db, &flow.org_id).await?;
+    let owner = Sql::new(
+        "SELECT email AS owner_email, name AS owner_name, role AS owner_role, \
+         is_active AS owner_is_active FROM org_users WHERE id = ? AND org_id = ? AND deleted_at IS NULL",
+    )
+    .arg(&flow.created_by)
+    .arg(&flow.org_id)
+    .fetch_optional(db)
+    .await?;
+    actor_of(flow, organization, owner.as_ref())
+}
+
+/// The actor a flow's steps act as, from its organization and its owner's row (`owner_`
+/// columns; none when the owner is removed): refused as [`check_runnable`] says.
+fn actor_of(
+    flow: &LiveFlow,
+    organization: crate::access::organizations::Organization,
+    owner: Option<&row::Row>,
+) -> Result<Actor> {
     if organization.billing_state == crate::access::organizations::BillingState::ReadOnly {
         return Err(Error::Forbidden {
             code: "organization_read_only",
             message: "the organization is read-only: its flows start no runs".into(),
         });
     }
-    let owner = Sql::new(
-        "SELECT email, name, role, is_active FROM org_users WHERE id = ? AND org_id = ? AND deleted_at IS NULL",
-    )
-    .arg(&flow.created_by)
-    .arg(&flow.org_id)
-    .fetch_optional(db)
-    .await?;
     let owner = match owner {
-        Some(row) if row::get_bool(&row, "is_active")? => row,
+        Some(row) if row::get_bool(row, "owner_is_active")? => row,
         _ => {
             return Err(Error::Conflict {
                 code: "flow_owner_inactive",
@@ -214,13 +225,13 @@ pub async fn runnable_actor(db: &Db, flow: &LiveFlow) -> Result<Actor> {
             });
         }
     };
-    let role = Role::parse(&row::get_str(&owner, "role")?)
+    let role = Role::parse(&row::get_str(owner, "owner_role")?)
         .ok_or_else(|| Error::Internal("unknown role stored".into()))?;
     Ok(Actor {
         organization,
         user_id: flow.created_by.clone(),
-        user_email: row::get_str(&owner, "email")?,
-        user_name: row::get_str(&owner, "name")?,
+        user_email: row::get_str(owner, "owner_email")?,
+        user_name: row::get_str(owner, "owner_name")?,
         role,
         api_key: acting_key(flow),
         conditions: Conditions::default(),
@@ -255,18 +266,32 @@ pub async fn listening(
     .collect()
 }
 
-/// The flow behind an inbound webhook token: enabled, or listening for samples.
-pub async fn by_token(db: &Db, token: &str) -> Result<Option<LiveFlow>> {
-    Sql::new(
-        "SELECT * FROM flows WHERE webhook_token = ? AND (is_enabled = 1 OR listen_until > ?) AND deleted_at IS NULL",
+/// The flow behind an inbound webhook token (enabled, or listening for samples), and whether
+/// it can run: the actor its steps act as, or why not (as [`runnable_actor`]). One query: an
+/// inbound call reads nothing else before its run is written.
+pub async fn by_token(db: &Db, token: &str) -> Result<Option<(LiveFlow, Result<Actor>)>> {
+    let Some(found) = Sql::new(
+        "SELECT f.*, o.name AS org_name, o.plan AS org_plan, o.billing_state AS org_billing_state, \
+         o.currency AS org_currency, o.timezone AS org_timezone, o.week_starts_on AS org_week_starts_on, \
+         o.created_at AS org_created_at, o.updated_at AS org_updated_at, \
+         u.email AS owner_email, u.name AS owner_name, u.role AS owner_role, u.is_active AS owner_is_active \
+         FROM flows f JOIN organizations o ON o.id = f.org_id \
+         LEFT JOIN org_users u ON u.id = f.created_by AND u.org_id = f.org_id AND u.deleted_at IS NULL \
+         WHERE f.webhook_token = ? AND (f.is_enabled = 1 OR f.listen_until > ?) AND f.deleted_at IS NULL",
     )
     .arg(token)
     .arg(crate::store::clock::now_ms())
     .fetch_optional(db)
     .await?
-    .as_ref()
-    .map(live_from_row)
-    .transpose()
+    else {
+        return Ok(None);
+    };
+    let flow = live_from_row(&found)?;
+    let organization = crate::access::organizations::Organization::from_columns(&found, "org_")?;
+    // No owner row: the LEFT JOIN's columns are NULL.
+    let owner = row::get_opt_str(&found, "owner_email")?.map(|_| &found);
+    let actor = actor_of(&flow, organization, owner);
+    Ok(Some((flow, actor)))
 }
 
 /// Any flow (enabled or not) by id, for running it.

@@ -59,8 +59,8 @@ pub struct Db {
     /// SQLite has one writer at a time; its own busy-wait is unfair under load (a writer can
     /// starve past the timeout), so this process's write transactions queue here, in order.
     write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
-    /// SQLite: single statements waiting to be committed together (see [`Db::write_count`]).
-    group: Option<tokio::sync::mpsc::UnboundedSender<Grouped>>,
+    /// Single statements waiting to be committed together (see [`Db::write_count`]).
+    group: tokio::sync::mpsc::UnboundedSender<Grouped>,
 }
 
 /// A statement waiting for the next group commit, and who waits for its outcome.
@@ -117,6 +117,16 @@ enum GroupFailure {
 }
 
 async fn run_group(db: &Db, group: &[Grouped]) -> std::result::Result<Vec<u64>, GroupFailure> {
+    if let [alone] = group {
+        // Its own statement commits it: no transaction around it (two round trips fewer).
+        let _turn = db.write_turn().await;
+        let count = alone
+            .sql
+            .execute(db)
+            .await
+            .map_err(|e| GroupFailure::Statement(0, e))?;
+        return Ok(vec![count]);
+    }
     let mut tx = db.begin().await.map_err(GroupFailure::Transaction)?;
     let mut counts = Vec::with_capacity(group.len());
     for (at, grouped) in group.iter().enumerate() {
@@ -173,18 +183,26 @@ impl Db {
             }
             Backend::Postgres => pool_options.connect_with(options).await?,
         };
-        let mut db = Self {
+        // Postgres groups too: every commit waits for its WAL flush, and statements that share
+        // one transaction share the flush and the server's work per transaction.
+        let (group, queue) = tokio::sync::mpsc::unbounded_channel();
+        let db = Self {
             pool,
             backend,
             events_appended: Arc::new(watch::Sender::new(0)),
             write_gate: (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(()))),
-            group: None,
+            group,
         };
-        if backend == Backend::Sqlite {
-            let (sender, queue) = tokio::sync::mpsc::unbounded_channel();
-            tokio::spawn(commit_groups(db.clone(), queue));
-            db.group = Some(sender);
-        }
+        // The committer's own handle sends to a closed queue: the queue ends, and the task
+        // with it, when the last handle the application holds is dropped.
+        let (closed, _) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(commit_groups(
+            Self {
+                group: closed,
+                ..db.clone()
+            },
+            queue,
+        ));
         Ok(db)
     }
 
@@ -226,10 +244,7 @@ impl Db {
     /// Starts a transaction that will write. On SQLite it takes the write lock up front
     /// (`BEGIN IMMEDIATE`), so a read-then-write never fails half way with `SQLITE_BUSY`.
     pub async fn begin(&self) -> Result<Tx> {
-        let turn = match &self.write_gate {
-            Some(gate) => Some(gate.clone().lock_owned().await),
-            None => None,
-        };
+        let turn = self.write_turn().await;
         let inner = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
@@ -243,47 +258,41 @@ impl Db {
         })
     }
 
+    /// This process's turn to write, on SQLite (none needed on Postgres).
+    async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match &self.write_gate {
+            Some(gate) => Some(gate.clone().lock_owned().await),
+            None => None,
+        }
+    }
+
     /// Runs one writing statement and answers the rows it returns (`RETURNING`). On SQLite it
     /// waits its turn at the write gate like a transaction, instead of busy-waiting for the
     /// file's write lock against the transactions holding it.
     pub async fn write(&self, sql: &Sql) -> Result<Vec<row::Row>> {
         match self.backend {
+            // One statement commits itself: no transaction around it.
             Backend::Sqlite => {
-                let mut tx = self.begin().await?;
-                let rows = sql.fetch_all(&mut tx).await?;
-                tx.commit().await?;
-                Ok(rows)
+                let _turn = self.write_turn().await;
+                sql.fetch_all(self).await
             }
             Backend::Postgres => sql.fetch_all(self).await,
         }
     }
 
     /// [`Db::write`] for a statement that returns nothing: the number of rows it changed, once
-    /// committed. On SQLite statements sent at once by many tasks are committed together (one
-    /// transaction for all that wait), which is where SQLite's single writer spends its time.
+    /// committed. Statements sent at once by many tasks are committed together (one
+    /// transaction for all that wait): on SQLite that is where its single writer spends its
+    /// time, on Postgres each commit waits for a WAL flush.
     pub async fn write_count(&self, sql: &Sql) -> Result<u64> {
-        if let Some(group) = &self.group {
-            let (reply, outcome) = tokio::sync::oneshot::channel();
-            if group
-                .send(Grouped {
-                    sql: sql.clone(),
-                    reply,
-                })
-                .is_ok()
-                && let Ok(outcome) = outcome.await
-            {
-                return outcome;
-            }
-            return Err(Error::Internal("the database is closing".into()));
-        }
-        match self.backend {
-            Backend::Sqlite => {
-                let mut tx = self.begin().await?;
-                let n = sql.execute(&mut tx).await?;
-                tx.commit().await?;
-                Ok(n)
-            }
-            Backend::Postgres => sql.execute(self).await,
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        let sent = self.group.send(Grouped {
+            sql: sql.clone(),
+            reply,
+        });
+        match (sent, outcome.await) {
+            (Ok(()), Ok(outcome)) => outcome,
+            _ => Err(Error::Internal("the database is closing".into())),
         }
     }
 
