@@ -25,6 +25,8 @@ pub struct Outcome {
     pub runs_per_second: f64,
     /// From sending a call (its first try) to its arrival at the receiver.
     pub p50: Duration,
+    /// The same, the 99th percentile.
+    pub p99: Duration,
     /// Answers that were not 2xx (each such call was sent again).
     pub refused: u64,
 }
@@ -81,6 +83,7 @@ pub async fn closed_loop(
     Ok(Outcome {
         runs_per_second: calls as f64 / last.duration_since(started).as_secs_f64().max(1e-6),
         p50: percentile(&latencies, 0.5),
+        p99: percentile(&latencies, 0.99),
         refused,
     })
 }

@@ -75,9 +75,9 @@ pub fn peers_table(results: &Results, runs: usize, calls: Calls) -> String {
         calls.each, calls.n8n
     );
     out.push_str(
-        "| | c=1 runs/s | c=1 p50 | c=8 runs/s | c=32 runs/s | c=32 p50 | CPU per run | idle RSS |\n",
+        "| | c=1 runs/s | c=1 p50 | c=8 runs/s | c=32 runs/s | c=32 p50 | c=32 p99 | CPU per run | idle RSS |\n",
     );
-    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for system in peers(results) {
         let cell = |figure: &str, unit: &str| {
             median_of(results, system, figure).map_or("n/a".into(), |v| number(v) + unit)
@@ -92,13 +92,14 @@ pub fn peers_table(results: &Results, runs: usize, calls: Calls) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {cpu} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {cpu} | {} |",
             system.name(),
             cell("c=1 runs/s", ""),
             cell("c=1 p50 (ms)", " ms"),
             cell("c=8 runs/s", ""),
             cell("c=32 runs/s", ""),
             cell("c=32 p50 (ms)", " ms"),
+            cell("c=32 p99 (ms)", " ms"),
             cell("memory idle (MiB)", " MiB"),
         );
     }
@@ -237,7 +238,7 @@ mod tests {
         let table = peers_table(&results(), 3, calls);
         assert!(
             table.contains(
-                "| timix (Postgres) | n/a | n/a | 1000 | 8000 | n/a | 0.500 ms + 0.400 ms server | 37.0 MiB |"
+                "| timix (Postgres) | n/a | n/a | 1000 | 8000 | n/a | n/a | 0.500 ms + 0.400 ms server | 37.0 MiB |"
             ),
             "{table}"
         );

@@ -360,11 +360,12 @@ async fn workflow_figures(
     Ok(())
 }
 
-/// The closed loops of the peers' workload: (connections, runs/s figure, p50 figure).
-const CLOSED_LOOPS: [(u64, &str, &str); 3] = [
-    (1, "c=1 runs/s", "c=1 p50 (ms)"),
-    (8, "c=8 runs/s", "c=8 p50 (ms)"),
-    (32, "c=32 runs/s", "c=32 p50 (ms)"),
+/// The closed loops of the peers' workload: (connections, runs/s figure, p50 figure, p99
+/// figure).
+const CLOSED_LOOPS: [(u64, &str, &str, &str); 3] = [
+    (1, "c=1 runs/s", "c=1 p50 (ms)", "c=1 p99 (ms)"),
+    (8, "c=8 runs/s", "c=8 p50 (ms)", "c=8 p99 (ms)"),
+    (32, "c=32 runs/s", "c=32 p50 (ms)", "c=32 p99 (ms)"),
 ];
 
 /// The peers' workload: `calls` calls from 1, 8 and 32 connections in closed loops, and the
@@ -377,11 +378,12 @@ async fn closed_loop_figures(
 ) -> anyhow::Result<()> {
     let before = meter.used();
     let mut refused = 0;
-    for (k, (connections, rate, p50)) in (1u64..).zip(CLOSED_LOOPS) {
+    for (k, (connections, rate, p50, p99)) in (1u64..).zip(CLOSED_LOOPS) {
         let outcome = closed_loop(workflow, 10_000_000 * k, calls, connections).await?;
         eprintln!("  closed loop, c={connections}: {outcome:?}");
         figures.insert(rate, outcome.runs_per_second);
         figures.insert(p50, ms(outcome.p50));
+        figures.insert(p99, ms(outcome.p99));
         refused += outcome.refused;
     }
     figures.insert("refused, sent again", refused as f64);

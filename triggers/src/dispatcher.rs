@@ -295,24 +295,30 @@ impl Dispatcher {
     /// After the batch committed: deliveries and runs go to this process's lanes and to the
     /// queue, and flows whose chain was cut say why.
     async fn hand_on(&self, batch: Batch) {
-        let jobs: Vec<DeliveryJob> = batch
-            .deliveries
-            .iter()
-            .map(|(id, ..)| DeliveryJob {
-                delivery_id: id.clone(),
-            })
-            .collect();
-        if let Some(lane) = &self.fast_lane {
-            for (delivery_id, event, subscription) in batch.deliveries {
-                let _ = lane.send(FastAttempt {
-                    delivery_id,
-                    known: Some((event, subscription)),
-                });
+        match &self.fast_lane {
+            // Created claimed ("sending") and attempted here at once, with no job: should this
+            // process stop first, the sweeper finds them still sending past an attempt's
+            // timeout and queues them again.
+            Some(lane) => {
+                for (delivery_id, event, subscription) in batch.deliveries {
+                    let _ = lane.send(FastAttempt {
+                        delivery_id,
+                        known: Some((event, subscription)),
+                    });
+                }
             }
-        }
-        // The deliveries are committed: a job that cannot be queued now is found by the sweeper.
-        if let Err(error) = self.queues.push_many(jobs).await {
-            tracing::warn!(%error, "Could not queue delivery jobs; the sweeper will.");
+            None => {
+                let jobs: Vec<DeliveryJob> = batch
+                    .deliveries
+                    .into_iter()
+                    .map(|(delivery_id, ..)| DeliveryJob { delivery_id })
+                    .collect();
+                // The deliveries are committed: a job that cannot be queued now is found by
+                // the sweeper.
+                if let Err(error) = self.queues.push_many(jobs).await {
+                    tracing::warn!(%error, "Could not queue delivery jobs; the sweeper will.");
+                }
+            }
         }
         dispatch_runs(
             self.run_lane.as_ref(),

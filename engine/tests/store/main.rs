@@ -6,6 +6,7 @@
 mod support;
 
 mod events;
+mod group_commit;
 mod idempotency;
 mod leases;
 mod lists;

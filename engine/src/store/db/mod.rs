@@ -86,12 +86,21 @@ async fn commit_groups(db: Db, mut queue: tokio::sync::mpsc::UnboundedReceiver<G
                 Err(_) => break,
             }
         }
+        let mut deadlocks = 0;
         while !group.is_empty() {
             match run_group(&db, &group).await {
                 Ok(counts) => {
                     for (grouped, count) in group.drain(..).zip(counts) {
                         let _ = grouped.reply.send(Ok(count));
                     }
+                }
+                // Postgres: another process's transaction locked rows this group holds in the
+                // other order, and the server chose ours. The rollback let the other go on; no
+                // statement is at fault, so the group runs again as it was.
+                Err(GroupFailure::Statement(_, error))
+                    if is_deadlock(&error) && deadlocks < MAX_DEADLOCK_RETRIES =>
+                {
+                    deadlocks += 1;
                 }
                 Err(GroupFailure::Statement(at, error)) => {
                     let _ = group.remove(at).reply.send(Err(error));
@@ -106,6 +115,20 @@ async fn commit_groups(db: Db, mut queue: tokio::sync::mpsc::UnboundedReceiver<G
                 }
             }
         }
+    }
+}
+
+/// How many times a group that deadlocked with another transaction runs again.
+const MAX_DEADLOCK_RETRIES: u32 = 10;
+
+/// Whether the database ended the statement to break a deadlock (or a serialization
+/// conflict): running it again is expected to succeed.
+fn is_deadlock(error: &Error) -> bool {
+    match error {
+        Error::Database(sqlx::Error::Database(e)) => {
+            matches!(e.code().as_deref(), Some("40P01" | "40001"))
+        }
+        _ => false,
     }
 }
 
@@ -158,8 +181,10 @@ impl Db {
         }
         let options = AnyConnectOptions::from_str(&url)?;
         let pool_options = AnyPoolOptions::new()
+            // SQLite: one writer at a time and a thread a connection; on two cores more
+            // readers than this only wait for each other (and each keeps its own page cache).
             .max_connections(match backend {
-                Backend::Sqlite => 8,
+                Backend::Sqlite => 4,
                 Backend::Postgres => 16,
             })
             .acquire_timeout(Duration::from_secs(10));
