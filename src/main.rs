@@ -25,12 +25,6 @@ use tracing_subscriber::EnvFilter;
 use crate::config::{GlobalArgs, LogFormat, Settings};
 use crate::operator::{BootstrapArgs, ExportArgs, KeysCommand, ManifestsCommand, OrgCommand};
 
-/// mimalloc instead of the C library's allocator: a run allocates and frees many small values
-/// across threads (the async workers, SQLite's connection threads), where glibc's malloc spends
-/// more time and keeps an arena of freed memory for every thread.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// How often the operator's connectors folder is looked at for changes.
 const CONNECTORS_DIR_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
