@@ -310,15 +310,15 @@ impl Db {
     /// transaction for all that wait): on SQLite that is where its single writer spends its
     /// time, on Postgres each commit waits for a WAL flush.
     pub async fn write_count(&self, sql: &Sql) -> Result<u64> {
+        let closing = || Error::Internal("the database is closing".into());
         let (reply, outcome) = tokio::sync::oneshot::channel();
-        let sent = self.group.send(Grouped {
+        let grouped = Grouped {
             sql: sql.clone(),
             reply,
-        });
-        match (sent, outcome.await) {
-            (Ok(()), Ok(outcome)) => outcome,
-            _ => Err(Error::Internal("the database is closing".into())),
-        }
+        };
+        // A statement not taken (the committer has stopped) drops its reply here, not later.
+        self.group.send(grouped).map_err(|_| closing())?;
+        outcome.await.unwrap_or_else(|_| Err(closing()))
     }
 
     /// A receiver that sees a change whenever this process commits new events; readers of the
