@@ -219,7 +219,11 @@ async fn json_logs_carry_the_request_id_and_the_run_and_flow_ids() {
         TestDb::new().await,
         &[
             ("TIMIX_LOG_FORMAT", "json"),
-            ("TIMIX_LOG", "info,timix_web::request_id=debug"),
+            // A run's own lines are at debug (a line a run would flood the log).
+            (
+                "TIMIX_LOG",
+                "info,timix_web::request_id=debug,timix_triggers::executor=debug",
+            ),
         ],
     )
     .await;
