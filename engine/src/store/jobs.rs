@@ -80,8 +80,11 @@ impl Queues {
                     .create_if_missing(true)
                     .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
                     .busy_timeout(Duration::from_secs(10));
+                // No round trip to test a connection before each statement (see
+                // `store::db::direct`); the queue's file is local.
                 let pool = apalis_sqlite::SqlitePoolOptions::new()
                     .max_connections(8)
+                    .test_before_acquire(false)
                     .connect_with(options)
                     .await
                     .map_err(queue_error)?;
@@ -89,7 +92,19 @@ impl Queues {
                 Store::Sqlite(pool)
             }
             Some(Backend::Postgres) => {
-                let pool = apalis_postgres::PgPool::connect(database_url)
+                // A connection idle for long is tested before use; one that has just served
+                // is not (a round trip to the server saved on each of the queue's statements).
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .test_before_acquire(false)
+                    .before_acquire(|conn, meta| {
+                        Box::pin(async move {
+                            if meta.idle_for > Duration::from_secs(30) {
+                                sqlx::Connection::ping(conn).await?;
+                            }
+                            Ok(true)
+                        })
+                    })
+                    .connect(database_url)
                     .await
                     .map_err(queue_error)?;
                 PostgresStorage::setup(&pool).await.map_err(queue_error)?;

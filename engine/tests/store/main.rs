@@ -5,6 +5,7 @@
 
 mod support;
 
+mod connections;
 mod events;
 mod group_commit;
 mod idempotency;

@@ -4,6 +4,7 @@
 //! integers only (instants as Unix milliseconds, money as minor units, flags as 0/1), which both
 //! databases and the `Any` driver agree on. The few statements that differ live in [`Backend`].
 
+mod direct;
 mod listen;
 mod sql;
 
@@ -13,9 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Executor, Transaction};
+use sqlx::{AnyConnection, AnyPool, Connection, Executor, Transaction};
 use tokio::sync::watch;
 
+pub use direct::Lease;
 pub use listen::EventListener;
 pub use sql::{Arg, Sql};
 
@@ -23,6 +25,13 @@ use crate::error::{Error, Result};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// Every SQLite connection's settings. WAL lets readers run beside the one writer; a writer
+/// waits for the lock instead of failing at once (CLI commands beside a server); a commit
+/// reaches the WAL file before it is answered and the file is synced at checkpoints (see
+/// docs/operations.md on durability).
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
+                              PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -52,7 +61,10 @@ impl Backend {
 /// The database handle every service works through. Cheap to clone.
 #[derive(Clone)]
 pub struct Db {
+    /// Transactions and migrations.
     pool: AnyPool,
+    /// Single statements (see [`direct`]).
+    direct: Arc<direct::Direct>,
     backend: Backend,
     /// Bumped after every commit that appended events, so readers of the log need not poll.
     events_appended: Arc<watch::Sender<u64>>,
@@ -78,6 +90,8 @@ const GROUP_LIMIT: usize = 256;
 /// rare: the common path costs nothing extra). A commit that fails fails them all, and none of
 /// them is committed.
 async fn commit_groups(db: Db, mut queue: tokio::sync::mpsc::UnboundedReceiver<Grouped>) {
+    // The committer's own connection and when it last served; opened again after one fails.
+    let mut held: Option<(AnyConnection, std::time::Instant)> = None;
     while let Some(first) = queue.recv().await {
         let mut group = vec![first];
         while group.len() < GROUP_LIMIT {
@@ -88,7 +102,34 @@ async fn commit_groups(db: Db, mut queue: tokio::sync::mpsc::UnboundedReceiver<G
         }
         let mut deadlocks = 0;
         while !group.is_empty() {
-            match run_group(&db, &group).await {
+            if let Some((conn, since)) = held.take() {
+                held = direct::alive(conn, db.backend, since)
+                    .await
+                    .map(|conn| (conn, since));
+            }
+            let conn = match held.as_mut() {
+                Some((conn, since)) => {
+                    *since = std::time::Instant::now();
+                    conn
+                }
+                None => match db.direct.open().await {
+                    Ok(conn) => &mut held.insert((conn, std::time::Instant::now())).0,
+                    Err(error) => {
+                        let message = error.to_string();
+                        for grouped in group.drain(..) {
+                            let _ = grouped.reply.send(Err(Error::Internal(format!(
+                                "group commit failed: {message}"
+                            ))));
+                        }
+                        continue;
+                    }
+                },
+            };
+            let outcome = run_group(&db, conn, &group).await;
+            if outcome.as_ref().is_err_and(GroupFailure::ends_connection) {
+                held = None;
+            }
+            match outcome {
                 Ok(counts) => {
                     for (grouped, count) in group.drain(..).zip(counts) {
                         let _ = grouped.reply.send(Ok(count));
@@ -135,34 +176,54 @@ fn is_deadlock(error: &Error) -> bool {
 enum GroupFailure {
     /// The statement at this index failed; nothing was committed.
     Statement(usize, Error),
-    /// The transaction could not begin or commit.
+    /// The transaction could not begin, roll back or commit.
     Transaction(Error),
 }
 
-async fn run_group(db: &Db, group: &[Grouped]) -> std::result::Result<Vec<u64>, GroupFailure> {
+impl GroupFailure {
+    /// Whether the committer's connection is unfit for the next group.
+    fn ends_connection(&self) -> bool {
+        match self {
+            Self::Statement(_, Error::Database(e)) => !direct::survives(e),
+            Self::Statement(..) => false,
+            Self::Transaction(_) => true,
+        }
+    }
+}
+
+async fn run_group(
+    db: &Db,
+    conn: &mut AnyConnection,
+    group: &[Grouped],
+) -> std::result::Result<Vec<u64>, GroupFailure> {
+    let _turn = db.write_turn().await;
+    let backend = db.backend;
     if let [alone] = group {
         // Its own statement commits it: no transaction around it (two round trips fewer).
-        let _turn = db.write_turn().await;
         let count = alone
             .sql
-            .execute(db)
+            .execute(Held { conn, backend })
             .await
             .map_err(|e| GroupFailure::Statement(0, e))?;
         return Ok(vec![count]);
     }
-    let mut tx = db.begin().await.map_err(GroupFailure::Transaction)?;
+    let begin = match backend {
+        Backend::Sqlite => "BEGIN IMMEDIATE",
+        Backend::Postgres => "BEGIN",
+    };
+    let transaction = |e: sqlx::Error| GroupFailure::Transaction(e.into());
+    conn.execute(begin).await.map_err(transaction)?;
     let mut counts = Vec::with_capacity(group.len());
     for (at, grouped) in group.iter().enumerate() {
-        // Dropping the transaction rolls back what the group did so far.
-        counts.push(
-            grouped
-                .sql
-                .execute(&mut tx)
-                .await
-                .map_err(|e| GroupFailure::Statement(at, e))?,
-        );
+        match grouped.sql.execute(Held { conn, backend }).await {
+            Ok(count) => counts.push(count),
+            Err(error) => {
+                conn.execute("ROLLBACK").await.map_err(transaction)?;
+                return Err(GroupFailure::Statement(at, error));
+            }
+        }
     }
-    tx.commit().await.map_err(GroupFailure::Transaction)?;
+    conn.execute("COMMIT").await.map_err(transaction)?;
     Ok(counts)
 }
 
@@ -180,39 +241,46 @@ impl Db {
             url = prepare_sqlite_url(&url)?;
         }
         let options = AnyConnectOptions::from_str(&url)?;
+        // SQLite: a thread a connection, and its own page cache; one write transaction at a
+        // time (the write gate), and on two cores more readers than this only wait for each
+        // other. Postgres: as many as a server's default 100 allows for a few processes.
+        let (transactions, statements) = match backend {
+            Backend::Sqlite => (2, 3),
+            Backend::Postgres => (6, 9),
+        };
         let pool_options = AnyPoolOptions::new()
-            // SQLite: one writer at a time and a thread a connection; on two cores more
-            // readers than this only wait for each other (and each keeps its own page cache).
-            .max_connections(match backend {
-                Backend::Sqlite => 4,
-                Backend::Postgres => 16,
-            })
-            .acquire_timeout(Duration::from_secs(10));
+            .max_connections(transactions)
+            .acquire_timeout(Duration::from_secs(10))
+            // A connection that has just served needs no round trip to show it is alive.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > direct::IDLE_CHECK {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            });
         let pool = match backend {
             Backend::Sqlite => {
                 pool_options
                     .after_connect(|conn, _| {
                         Box::pin(async move {
-                            // WAL lets readers run beside the one writer; a writer waits for the
-                            // lock instead of failing at once (CLI commands beside a server).
-                            conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
-                                 PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
-                            )
-                            .await?;
+                            conn.execute(SQLITE_PRAGMAS).await?;
                             Ok(())
                         })
                     })
-                    .connect_with(options)
+                    .connect_with(options.clone())
                     .await?
             }
-            Backend::Postgres => pool_options.connect_with(options).await?,
+            Backend::Postgres => pool_options.connect_with(options.clone()).await?,
         };
         // Postgres groups too: every commit waits for its WAL flush, and statements that share
         // one transaction share the flush and the server's work per transaction.
         let (group, queue) = tokio::sync::mpsc::unbounded_channel();
         let db = Self {
             pool,
+            direct: Arc::new(direct::Direct::new(options, backend, statements)),
             backend,
             events_appended: Arc::new(watch::Sender::new(0)),
             write_gate: (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(()))),
@@ -365,10 +433,10 @@ impl Tx {
     }
 }
 
-/// Where a query runs: the pool, or an open transaction.
+/// Where a query runs: a connection lent for it, or an open transaction.
 pub trait QueryTarget: Send {
     fn backend(&self) -> Backend;
-    fn executor(&mut self) -> impl Executor<'_, Database = sqlx::Any>;
+    fn connection(&mut self) -> impl Future<Output = Result<Conn<'_>>> + Send;
 
     /// Whether rows read here should be locked until commit (`FOR UPDATE`). Only Postgres
     /// write transactions need it: SQLite's `BEGIN IMMEDIATE` already serialises writers.
@@ -381,8 +449,8 @@ impl QueryTarget for &Db {
     fn backend(&self) -> Backend {
         self.backend
     }
-    fn executor(&mut self) -> impl Executor<'_, Database = sqlx::Any> {
-        &self.pool
+    async fn connection(&mut self) -> Result<Conn<'_>> {
+        Ok(Conn::Lent(self.direct.lend().await?))
     }
 }
 
@@ -393,8 +461,49 @@ impl QueryTarget for &mut Tx {
     fn locks_rows(&self) -> bool {
         self.backend == Backend::Postgres
     }
-    fn executor(&mut self) -> impl Executor<'_, Database = sqlx::Any> {
-        self.conn()
+    async fn connection(&mut self) -> Result<Conn<'_>> {
+        Ok(Conn::Held(self.conn()))
+    }
+}
+
+/// The group committer's connection.
+struct Held<'a> {
+    conn: &'a mut AnyConnection,
+    backend: Backend,
+}
+
+impl QueryTarget for Held<'_> {
+    fn backend(&self) -> Backend {
+        self.backend
+    }
+    async fn connection(&mut self) -> Result<Conn<'_>> {
+        Ok(Conn::Held(self.conn))
+    }
+}
+
+/// The connection a statement runs on.
+pub enum Conn<'a> {
+    /// Lent for this statement.
+    Lent(Lease<'a>),
+    /// A transaction's, or the group committer's.
+    Held(&'a mut AnyConnection),
+}
+
+impl Conn<'_> {
+    pub(super) fn get(&mut self) -> &mut AnyConnection {
+        match self {
+            Self::Lent(lease) => lease,
+            Self::Held(conn) => conn,
+        }
+    }
+
+    /// The outcome of a statement run here; a lent connection that failed with it is not lent
+    /// again.
+    pub(super) fn settle<T>(&mut self, outcome: std::result::Result<T, sqlx::Error>) -> Result<T> {
+        if let Self::Lent(lease) = self {
+            lease.settle(&outcome);
+        }
+        Ok(outcome?)
     }
 }
 

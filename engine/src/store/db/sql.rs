@@ -139,29 +139,36 @@ impl Sql {
         query
     }
 
-    pub async fn fetch_all(&self, mut conn: impl QueryTarget) -> Result<Vec<AnyRow>> {
-        let backend = conn.backend();
-        Ok(self.query(backend).fetch_all(conn.executor()).await?)
+    pub async fn fetch_all(&self, mut target: impl QueryTarget) -> Result<Vec<AnyRow>> {
+        let query = self.query(target.backend());
+        let mut conn = target.connection().await?;
+        let outcome = query.fetch_all(conn.get()).await;
+        conn.settle(outcome)
     }
 
-    pub async fn fetch_optional(&self, mut conn: impl QueryTarget) -> Result<Option<AnyRow>> {
-        let backend = conn.backend();
-        Ok(self.query(backend).fetch_optional(conn.executor()).await?)
+    pub async fn fetch_optional(&self, mut target: impl QueryTarget) -> Result<Option<AnyRow>> {
+        let query = self.query(target.backend());
+        let mut conn = target.connection().await?;
+        let outcome = query.fetch_optional(conn.get()).await;
+        conn.settle(outcome)
     }
 
-    pub async fn fetch_one(&self, mut conn: impl QueryTarget) -> Result<AnyRow> {
-        let backend = conn.backend();
-        Ok(self.query(backend).fetch_one(conn.executor()).await?)
+    pub async fn fetch_one(&self, mut target: impl QueryTarget) -> Result<AnyRow> {
+        let query = self.query(target.backend());
+        let mut conn = target.connection().await?;
+        let outcome = query.fetch_one(conn.get()).await;
+        conn.settle(outcome)
     }
 
     /// Runs the statement and returns the number of rows it changed.
-    pub async fn execute(&self, mut conn: impl QueryTarget) -> Result<u64> {
-        let backend = conn.backend();
-        Ok(self
-            .query(backend)
-            .execute(conn.executor())
-            .await?
-            .rows_affected())
+    pub async fn execute(&self, mut target: impl QueryTarget) -> Result<u64> {
+        let query = self.query(target.backend());
+        let mut conn = target.connection().await?;
+        let outcome = query
+            .execute(conn.get())
+            .await
+            .map(|done| done.rows_affected());
+        conn.settle(outcome)
     }
 }
 
