@@ -2,14 +2,15 @@
 //! processes (`--role worker`) beside them. A burst of writes spread over both API processes,
 //! with one worker and one API process killed with `kill -9` in the middle: every acknowledged
 //! record starts exactly one flow run that succeeds, and every acknowledged event is delivered to
-//! its webhook at least once.
+//! its webhook at least once. Inbound calls accepted by an API process are offered to every
+//! worker process at once (no queued job each), and each runs once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::harness::{Server, TestDb, backend, signal};
+use crate::harness::{Server, TestDb, backend, query_texts, signal};
 use crate::receiver::Receiver;
 
 fn same_database(db: &TestDb) -> TestDb {
@@ -164,4 +165,68 @@ async fn api_and_worker_processes_lose_nothing_when_one_of_each_is_killed_mid_bu
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+#[tokio::test]
+async fn runs_an_api_process_accepts_are_offered_to_competing_workers_and_each_runs_once() {
+    if backend() != "postgres" {
+        eprintln!(
+            "SKIPPED on SQLite: one process per database file; this runs in the Postgres pass"
+        );
+        return;
+    }
+    let db = TestDb::new().await;
+    let env = [("TIMIX_ALLOW_PRIVATE_TARGETS", "1")];
+    let _workers = [
+        Server::start_as(same_database(&db), &env, "worker").await,
+        Server::start_as(same_database(&db), &env, "worker").await,
+    ];
+    let api = Server::start_as(same_database(&db), &env, "api").await;
+    let org = api.db.bootstrap("business");
+    let client = api.as_key(&org.key);
+    let actions = Receiver::start().await;
+    let flow = client
+        .post("/api/integration/v1/flows", json!({
+            "name": "Forward",
+            "trigger": {"type": "webhook"},
+            "steps": [{"key": "send", "action": "http_request",
+                       "input": {"method": "POST", "url": actions.url, "body": {"n": "{{trigger.n}}"}}}]
+        }))
+        .await
+        .expect(201);
+    let hook = flow.body["trigger"]["webhookUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let calls = 60;
+    let sender = api.anonymous();
+    for wave in 0..(calls / 6) {
+        let mut sent = tokio::task::JoinSet::new();
+        for i in 0..6 {
+            let request = sender
+                .request(reqwest::Method::POST, &hook)
+                .json(&json!({"n": wave * 6 + i}));
+            sent.spawn(request.send());
+        }
+        for answer in sent.join_all().await {
+            assert_eq!(answer.unwrap().status(), 202);
+        }
+    }
+    let received = actions.wait_for(calls, 60).await;
+    let mut per_call: BTreeMap<String, usize> = BTreeMap::new();
+    for request in &received {
+        *per_call.entry(request.json()["n"].to_string()).or_default() += 1;
+    }
+    assert_eq!(per_call.len(), calls, "every call's run sent its request");
+    assert!(
+        per_call.values().all(|&n| n == 1),
+        "a run was executed twice: {per_call:?}"
+    );
+    // The workers took the runs from the runs table: no job was queued for any of them.
+    let jobs = query_texts(
+        &db,
+        "SELECT COUNT(*)::text FROM apalis.jobs WHERE job_type = 'runs'",
+    )
+    .await;
+    assert_eq!(jobs, ["0"], "jobs queued for runs");
 }

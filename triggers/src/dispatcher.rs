@@ -321,6 +321,7 @@ impl Dispatcher {
             }
         }
         dispatch_runs(
+            &self.db,
             self.run_lane.as_ref(),
             Some(&self.queues),
             batch.started_runs,

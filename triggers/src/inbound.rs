@@ -168,7 +168,7 @@ pub async fn accept(inbound: Inbound<'_>, call: Call<'_>) -> Result<Accepted> {
             tx.commit().await?;
             // One booked for later is taken by the sweeper when its time comes.
             if wait.is_none() {
-                dispatch_runs(lane, queues, id.iter().cloned().collect()).await;
+                dispatch_runs(db, lane, queues, id.iter().cloned().collect()).await;
             }
             id
         }

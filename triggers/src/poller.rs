@@ -139,7 +139,7 @@ impl Poller {
                 if flow.last_error.is_some() {
                     flows::note_error(db, &flow.id, None).await?;
                 }
-                dispatch_runs(self.lane.as_ref(), self.queues.as_ref(), started).await;
+                dispatch_runs(db, self.lane.as_ref(), self.queues.as_ref(), started).await;
             }
             Err(error) => {
                 let wait = backoff(FAILURE_BACKOFF, state.failures + 1, error.retry_after);

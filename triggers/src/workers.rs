@@ -127,6 +127,7 @@ fn start_flows(cx: WorkerContext) -> Vec<JoinHandle<()>> {
         executor.clone(),
         Duration::from_millis(100),
         RUN_CONCURRENCY,
+        cx.settings.database_url.clone(),
     );
     let scheduler = crate::scheduler::run(executor.clone());
     let subscriber = crate::subscriber::run(

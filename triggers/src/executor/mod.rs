@@ -26,7 +26,7 @@ use timix_engine::automation::run_admission::RunAdmission;
 use timix_engine::automation::runs::{self, Release, RunStatus, StepRecord, StepStatus, outcomes};
 use timix_engine::error::Result;
 use timix_engine::store::clock::{format_ms, now_ms};
-use timix_engine::store::db::Db;
+use timix_engine::store::db::{Backend, Db};
 use timix_engine::store::jobs::{Job, JobHandler, Queues};
 use tracing::Instrument;
 use walk::{End, Walk};
@@ -134,8 +134,14 @@ impl RunLane {
     }
 }
 
-/// Hands new runs to this process's lane when it has one, else queues a job for each.
-pub async fn dispatch_runs(lane: Option<&RunLane>, queues: Option<&Queues>, run_ids: Vec<String>) {
+/// Hands new runs to this process's lane when it has one; else, on Postgres, offers them to
+/// every process's workers at once (`runs::offer`); else queues a job for each.
+pub async fn dispatch_runs(
+    db: &Db,
+    lane: Option<&RunLane>,
+    queues: Option<&Queues>,
+    run_ids: Vec<String>,
+) {
     if run_ids.is_empty() {
         return;
     }
@@ -143,6 +149,12 @@ pub async fn dispatch_runs(lane: Option<&RunLane>, queues: Option<&Queues>, run_
         for id in run_ids {
             lane.backlog.entered();
             let _ = lane.sender.send(Handoff::Due(id));
+        }
+        return;
+    }
+    if db.backend() == Backend::Postgres {
+        if let Err(error) = runs::offer(db, &run_ids).await {
+            tracing::warn!(%error, "Could not offer runs to the workers; the sweeper will.");
         }
         return;
     }
@@ -472,14 +484,37 @@ impl FlowExecutor {
     }
 }
 
-/// The safety net under the queue: every `every`, runs that are due (a retry whose time has
-/// come, a new run whose job has not been taken, a run a crashed worker left) are executed here,
-/// at most `concurrency` at a time. The claim on each run keeps it to one execution.
-pub async fn sweep_runs(executor: Arc<FlowExecutor>, every: Duration, concurrency: usize) {
+/// Every `every`, and on Postgres whenever another process offers runs (`runs::offer`), runs
+/// that are due (an offered run, a retry whose time has come, a new run whose job has not been
+/// taken, a run a crashed worker left) are executed here, at most `concurrency` at a time. The
+/// claim on each run keeps it to one execution; workers of several processes take different
+/// runs (`runs::take_due`).
+pub async fn sweep_runs(
+    executor: Arc<FlowExecutor>,
+    every: Duration,
+    concurrency: usize,
+    database_url: String,
+) {
     let slots = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let mut tick = tokio::time::interval(every);
+    let mut offered = match executor.db.listen_runs(&database_url).await {
+        Ok(listener) => Some(listener),
+        Err(error) => {
+            tracing::warn!(%error, "Cannot LISTEN for offered runs; looking for them every {every:?}.");
+            None
+        }
+    };
     loop {
-        tick.tick().await;
+        let offer = async {
+            match offered.as_mut() {
+                Some(listener) => listener.notified().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tick.tick() => {},
+            _ = offer => {},
+        }
         let free = slots.available_permits() as i64;
         if free == 0 {
             continue;

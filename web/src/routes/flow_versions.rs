@@ -229,10 +229,14 @@ pub async fn backfill(
 ) -> ApiResult<Response> {
     let (answer, started) =
         explain::backfill(&state.db, &state.admission, &actor, &id, &input).await?;
-    let (lane, queues) = (state.run_lane.clone(), state.queues.clone());
+    let (db, lane, queues) = (
+        state.db.clone(),
+        state.run_lane.clone(),
+        state.queues.clone(),
+    );
     tokio::spawn(async move {
         for chunk in started.chunks(100) {
-            dispatch_runs(lane.as_ref(), queues.as_ref(), chunk.to_vec()).await;
+            dispatch_runs(&db, lane.as_ref(), queues.as_ref(), chunk.to_vec()).await;
         }
     });
     Ok((StatusCode::OK, Json(answer)).into_response())

@@ -286,6 +286,7 @@ async fn start_test(
     }
     tx.commit().await?;
     dispatch_runs(
+        &state.db,
         state.run_lane.as_ref(),
         state.queues.as_ref(),
         vec![run_id.clone()],

@@ -56,6 +56,7 @@ pub async fn replay(
 ) -> ApiResult<Json<Run>> {
     let run = runs::replay(&state.db, &actor, &id, &input).await?;
     dispatch_runs(
+        &state.db,
         state.run_lane.as_ref(),
         state.queues.as_ref(),
         vec![run.id.clone()],
@@ -81,10 +82,14 @@ pub async fn replay_many(
 ) -> ApiResult<Response> {
     let replayed = runs::replay_many(&state.db, &state.admission, &actor, &input).await?;
     let (count, ids) = (replayed.count, replayed.now);
-    let (lane, queues) = (state.run_lane.clone(), state.queues.clone());
+    let (db, lane, queues) = (
+        state.db.clone(),
+        state.run_lane.clone(),
+        state.queues.clone(),
+    );
     tokio::spawn(async move {
         for chunk in ids.chunks(100) {
-            dispatch_runs(lane.as_ref(), queues.as_ref(), chunk.to_vec()).await;
+            dispatch_runs(&db, lane.as_ref(), queues.as_ref(), chunk.to_vec()).await;
         }
     });
     Ok((StatusCode::ACCEPTED, Json(Replayed { count })).into_response())

@@ -775,6 +775,29 @@ pub async fn finish(
     release(db, run, steps, run.saves > 0, how).await
 }
 
+/// Offers queued runs to the workers of every process at once (Postgres, from a process with
+/// no workers of its own): they become due for the sweepers now, instead of after the time a
+/// job's worker would have had, and the sweepers listening on `timix_runs` wake. One statement;
+/// the workers compete for the runs with [`take_due`] (`SKIP LOCKED`), so no queued job is
+/// needed per run.
+pub async fn offer(db: &Db, ids: &[String]) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut sql = Sql::new(
+        "WITH opened AS (UPDATE runs SET lease_until = NULL WHERE status = 'queued' AND id IN (",
+    );
+    for (n, id) in ids.iter().enumerate() {
+        sql.push(if n == 0 { "?" } else { ", ?" }).bind(id.as_str());
+    }
+    sql.push(&format!(
+        ") RETURNING 1) SELECT pg_notify('{}', '') WHERE EXISTS (SELECT 1 FROM opened)",
+        crate::store::db::RUNS_CHANNEL
+    ));
+    db.write(&sql).await?;
+    Ok(())
+}
+
 /// Runs to execute now: queued ones whose time has come and that no job was queued for lately,
 /// and running ones whose worker vanished (their lease ran out). Each is marked so that the
 /// next sweep leaves it alone meanwhile.

@@ -101,14 +101,14 @@ pub(super) fn survives(error: &sqlx::Error) -> bool {
     if let sqlx::Error::Database(e) = error {
         // Postgres ends the session with a fatal error (an administrator's command, a
         // shutdown): the connection is gone though the server answered.
-        return true
-            || e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
-                .is_none_or(|pg| {
-                    !matches!(
-                        pg.severity(),
-                        sqlx::postgres::PgSeverity::Fatal | sqlx::postgres::PgSeverity::Panic
-                    )
-                });
+        return e
+            .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+            .is_none_or(|pg| {
+                !matches!(
+                    pg.severity(),
+                    sqlx::postgres::PgSeverity::Fatal | sqlx::postgres::PgSeverity::Panic
+                )
+            });
     }
     matches!(
         error,

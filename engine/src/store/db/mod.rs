@@ -18,7 +18,7 @@ use sqlx::{AnyConnection, AnyPool, Connection, Executor, Transaction};
 use tokio::sync::watch;
 
 pub use direct::Lease;
-pub use listen::EventListener;
+pub use listen::{EventListener, Listener, RUNS_CHANNEL};
 pub use sql::{Arg, Sql};
 
 use crate::error::{Error, Result};
@@ -29,7 +29,7 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrati
 /// Every SQLite connection's settings. WAL lets readers run beside the one writer; a writer
 /// waits for the lock instead of failing at once (CLI commands beside a server); a commit
 /// reaches the WAL file before it is answered and the file is synced at checkpoints (see
-/// docs/operations.md on durability).
+/// docs/operations.md, "What a commit survives").
 const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
                               PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;";
 
