@@ -90,8 +90,7 @@ const GROUP_LIMIT: usize = 256;
 /// rare: the common path costs nothing extra). A commit that fails fails them all, and none of
 /// them is committed.
 async fn commit_groups(db: Db, mut queue: tokio::sync::mpsc::UnboundedReceiver<Grouped>) {
-    // The committer's own connection and when it last served; opened again after one fails.
-    let mut held: Option<(AnyConnection, std::time::Instant)> = None;
+    let mut held = HeldConnection::default();
     while let Some(first) = queue.recv().await {
         let mut group = vec![first];
         while group.len() < GROUP_LIMIT {
@@ -102,32 +101,16 @@ async fn commit_groups(db: Db, mut queue: tokio::sync::mpsc::UnboundedReceiver<G
         }
         let mut deadlocks = 0;
         while !group.is_empty() {
-            if let Some((conn, since)) = held.take() {
-                held = direct::alive(conn, db.backend, since)
-                    .await
-                    .map(|conn| (conn, since));
-            }
-            let conn = match held.as_mut() {
-                Some((conn, since)) => {
-                    *since = std::time::Instant::now();
-                    conn
+            let conn = match held.get(&db).await {
+                Ok(conn) => conn,
+                Err(error) => {
+                    fail_all(&mut group, &error);
+                    continue;
                 }
-                None => match db.direct.open().await {
-                    Ok(conn) => &mut held.insert((conn, std::time::Instant::now())).0,
-                    Err(error) => {
-                        let message = error.to_string();
-                        for grouped in group.drain(..) {
-                            let _ = grouped.reply.send(Err(Error::Internal(format!(
-                                "group commit failed: {message}"
-                            ))));
-                        }
-                        continue;
-                    }
-                },
             };
             let outcome = run_group(&db, conn, &group).await;
             if outcome.as_ref().is_err_and(GroupFailure::ends_connection) {
-                held = None;
+                held.forget();
             }
             match outcome {
                 Ok(counts) => {
@@ -146,16 +129,45 @@ async fn commit_groups(db: Db, mut queue: tokio::sync::mpsc::UnboundedReceiver<G
                 Err(GroupFailure::Statement(at, error)) => {
                     let _ = group.remove(at).reply.send(Err(error));
                 }
-                Err(GroupFailure::Transaction(error)) => {
-                    let message = error.to_string();
-                    for grouped in group.drain(..) {
-                        let _ = grouped.reply.send(Err(Error::Internal(format!(
-                            "group commit failed: {message}"
-                        ))));
-                    }
-                }
+                Err(GroupFailure::Transaction(error)) => fail_all(&mut group, &error),
             }
         }
+    }
+}
+
+/// Answers every statement of a group that could not be committed.
+fn fail_all(group: &mut Vec<Grouped>, error: &Error) {
+    let message = error.to_string();
+    for grouped in group.drain(..) {
+        let _ = grouped.reply.send(Err(Error::Internal(format!(
+            "group commit failed: {message}"
+        ))));
+    }
+}
+
+/// The group committer's own connection and when it last served.
+#[derive(Default)]
+struct HeldConnection {
+    held: Option<(AnyConnection, std::time::Instant)>,
+}
+
+impl HeldConnection {
+    /// The connection, tested first if it was idle for a while, or a new one.
+    async fn get(&mut self, db: &Db) -> Result<&mut AnyConnection> {
+        let kept = match self.held.take() {
+            Some((conn, since)) => direct::alive(conn, db.backend, since).await,
+            None => None,
+        };
+        let conn = match kept {
+            Some(conn) => conn,
+            None => db.direct.open().await?,
+        };
+        Ok(&mut self.held.insert((conn, std::time::Instant::now())).0)
+    }
+
+    /// Drops the connection: the next group opens another.
+    fn forget(&mut self) {
+        self.held = None;
     }
 }
 
