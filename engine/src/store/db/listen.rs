@@ -48,12 +48,16 @@ impl Db {
 
 impl Listener {
     /// Waits for the next notification, then takes those that arrived with it (one wake for
-    /// a burst). A broken connection ends the wait too (the listener reconnects on the next
-    /// call): either way the caller looks again.
+    /// a burst). A broken connection ends the wait too, a second later (the listener
+    /// reconnects on the next call; a server that is down does not spin its caller): either
+    /// way the caller looks again.
     pub async fn notified(&mut self) {
         match self.listener.as_mut() {
             Some(listener) => {
-                let _ = listener.recv().await;
+                if listener.recv().await.is_err() {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    return;
+                }
                 // Those already arrived are taken without waiting (a zero timeout polls once).
                 while let Ok(Ok(_)) =
                     tokio::time::timeout(std::time::Duration::ZERO, listener.recv()).await
