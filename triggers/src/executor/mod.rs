@@ -445,15 +445,15 @@ impl FlowExecutor {
             End::WaitUntil(at) => Release::WaitUntil(*at),
             End::TakenOver => return Ok(()),
         };
-        runs::release(&self.db, run, records, saved, how).await?;
-        match end {
-            _ if !live => Ok(()),
-            End::Failed(message) => flows::note_error(&self.db, &flow.id, Some(&message)).await,
-            End::Succeeded | End::Filtered if flow.last_error.is_some() => {
-                flows::note_error(&self.db, &flow.id, None).await
-            }
-            _ => Ok(()),
+        // The flow shows a run's failure by the time the run does.
+        if let (true, End::Failed(message)) = (live, &end) {
+            flows::note_error(&self.db, &flow.id, Some(message)).await?;
         }
+        runs::release(&self.db, run, records, saved, how).await?;
+        if live && matches!(end, End::Succeeded | End::Filtered) && flow.last_error.is_some() {
+            flows::note_error(&self.db, &flow.id, None).await?;
+        }
+        Ok(())
     }
 
     /// Fails a run whose worker stopped (a crash, a kill) each of the last times it held it,
