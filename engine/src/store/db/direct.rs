@@ -8,7 +8,8 @@
 //! an error of the connection (not of its statement), or whose statement was cut off half way,
 //! is closed instead of being lent again. One that has been idle for a while is tested first
 //! (on Postgres: the server may have closed it, or restarted), so a statement does not fail for
-//! a connection that died while nobody used it.
+//! a connection that died while nobody used it. When one lent connection is found dead, the
+//! idle ones are all tested before their next use: a server restart ends them together.
 
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
@@ -62,9 +63,19 @@ impl Direct {
         Ok(Lease {
             conn: Some(conn),
             home: self,
-            sound: false,
+            outcome: Outcome::CutOff,
             _permit: permit,
         })
+    }
+
+    /// Has every idle connection tested before its next use, as if it had been idle for long.
+    fn suspect_idle(&self) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        match Instant::now().checked_sub(IDLE_CHECK * 2) {
+            Some(long_ago) => idle.iter_mut().for_each(|(_, since)| *since = long_ago),
+            // A clock too young to go back that far: close them instead.
+            None => idle.clear(),
+        }
     }
 
     /// A new connection with this process's settings (SQLite's pragmas).
@@ -127,16 +138,28 @@ pub(super) fn survives(error: &sqlx::Error) -> bool {
 pub struct Lease<'a> {
     conn: Option<AnyConnection>,
     home: &'a Direct,
-    sound: bool,
+    outcome: Outcome,
     _permit: SemaphorePermit<'a>,
+}
+
+/// How a lent connection's statement ended.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// It answered (rows, or a refusal of the statement): the connection is lent again.
+    Answered,
+    /// Dropped before its answer (a timeout, a cancelled request): the connection is closed.
+    CutOff,
+    /// The connection failed: closed, and the idle ones are suspect.
+    Lost,
 }
 
 impl Lease<'_> {
     /// Records how the statement ended: the connection is lent again unless it failed.
     pub(super) fn settle<T>(&mut self, outcome: &std::result::Result<T, sqlx::Error>) {
-        self.sound = match outcome {
-            Ok(_) => true,
-            Err(e) => survives(e),
+        self.outcome = match outcome {
+            Ok(_) => Outcome::Answered,
+            Err(e) if survives(e) => Outcome::Answered,
+            Err(_) => Outcome::Lost,
         };
     }
 }
@@ -160,16 +183,23 @@ impl DerefMut for Lease<'_> {
 
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
-        if let Some(conn) = self.conn.take()
-            && self.sound
-        {
-            self.home
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        match self.outcome {
+            Outcome::Answered => self
+                .home
                 .idle
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .push((conn, Instant::now()));
+                .push((conn, Instant::now())),
+            // A connection not put back closes as it drops (SQLite: its thread ends; Postgres:
+            // the server sees the socket close).
+            Outcome::CutOff => drop(conn),
+            Outcome::Lost => {
+                drop(conn);
+                self.home.suspect_idle();
+            }
         }
-        // A connection not put back closes as it drops (SQLite: its thread ends; Postgres:
-        // the server sees the socket close).
     }
 }
