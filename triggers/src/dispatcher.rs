@@ -320,6 +320,13 @@ impl Dispatcher {
                 }
             }
         }
+        // Before the runs start, so that whoever sees them can see why a chain was cut.
+        for (flow_id, reason) in batch.cut {
+            if let Err(error) = flows::note_error(&self.db, &flow_id, Some(&reason.message())).await
+            {
+                tracing::warn!(%error, "Could not note a cut chain of flows.");
+            }
+        }
         dispatch_runs(
             &self.db,
             self.run_lane.as_ref(),
@@ -329,12 +336,6 @@ impl Dispatcher {
         .await;
         if let Some(lane) = &self.run_lane {
             lane.hand_over(batch.claimed_runs);
-        }
-        for (flow_id, reason) in batch.cut {
-            if let Err(error) = flows::note_error(&self.db, &flow_id, Some(&reason.message())).await
-            {
-                tracing::warn!(%error, "Could not note a cut chain of flows.");
-            }
         }
     }
 }

@@ -531,48 +531,43 @@ pub const POISONED_AFTER: i64 = 2;
 pub async fn claim(db: &Db, id: &str, lease_ms: i64) -> Result<Option<ClaimedRun>> {
     let now = now_ms();
     let token = ulid::Ulid::generate().to_string();
-    let update = Sql::new(
-        "UPDATE runs SET status = 'running', lease_until = ?, lease_token = ?, \
-         takeovers = takeovers + CASE WHEN status = 'running' THEN 1 ELSE 0 END, \
-         started_at = COALESCE(started_at, ?), updated_at = ? WHERE id = ? \
-         AND ((status IN ('queued', 'waiting') AND next_attempt_at <= ?) OR (status = 'running' AND lease_until < ?)) \
-         AND (status = 'running' OR NOT EXISTS (SELECT 1 FROM flows f WHERE f.id = runs.flow_id \
-           AND f.max_concurrency IS NOT NULL AND ( \
-             (SELECT COUNT(*) FROM runs r WHERE r.flow_id = runs.flow_id AND r.status = 'running' AND r.lease_until >= ?) >= f.max_concurrency \
-             OR EXISTS (SELECT 1 FROM runs o WHERE o.flow_id = runs.flow_id AND o.status = 'queued' AND o.next_attempt_at <= ? \
-               AND (o.created_at < runs.created_at OR (o.created_at = runs.created_at AND o.id < runs.id))))))",
-    )
-    .arg(now + lease_ms)
-    .arg(token.as_str())
-    .arg(now)
-    .arg(now)
-    .arg(id)
-    .arg(now)
-    .arg(now)
-    .arg(now)
-    .arg(now);
-    let taken = if db.backend() == crate::Backend::Postgres {
-        // Claims of one flow's runs one at a time, so that two never both take its last slot.
-        let mut tx = db.begin().await?;
-        Sql::new(
-            "SELECT pg_advisory_xact_lock(hashtext('runs:' || COALESCE((SELECT flow_id FROM runs WHERE id = ?), '')))",
+    // The claim, for any run (`FREE_SLOT`) or for one of a flow without a limit.
+    let update = |any_flow: bool| {
+        let mut sql = Sql::new(
+            "UPDATE runs SET status = 'running', lease_until = ?, lease_token = ?, \
+             takeovers = takeovers + CASE WHEN status = 'running' THEN 1 ELSE 0 END, \
+             started_at = COALESCE(started_at, ?), updated_at = ? WHERE id = ? \
+             AND ((status IN ('queued', 'waiting') AND next_attempt_at <= ?) OR (status = 'running' AND lease_until < ?)) AND ",
         )
+        .arg(now + lease_ms)
+        .arg(token.as_str())
+        .arg(now)
+        .arg(now)
         .arg(id)
-        .execute(&mut tx)
-        .await?;
-        let taken = update.execute(&mut tx).await?;
-        tx.commit().await?;
-        taken
-    } else {
-        db.write_count(&update).await?
+        .arg(now)
+        .arg(now);
+        if any_flow {
+            sql.push(FREE_SLOT).bind(now).bind(now);
+        } else {
+            sql.push(UNLIMITED_FLOW);
+        }
+        sql.push(" RETURNING *");
+        sql
     };
-    if taken == 0 {
+    let taken = if db.backend() == crate::Backend::Postgres {
+        // A run of a flow without `maxConcurrency` is taken by one statement: its row's lock
+        // keeps two workers from both taking it.
+        match db.write(&update(false)).await?.pop() {
+            None => claim_slot(db, &update(true), id).await?,
+            taken => taken,
+        }
+    } else {
+        // SQLite's writes are serial: nothing else can take the slot meanwhile.
+        db.write(&update(true)).await?.pop()
+    };
+    let Some(row) = taken else {
         return Ok(None);
-    }
-    let row = Sql::new("SELECT * FROM runs WHERE id = ?")
-        .arg(id)
-        .fetch_one(db)
-        .await?;
+    };
     let (steps, saves) = with_saved(db, id, steps_of(&row)?).await?;
     Ok(Some(ClaimedRun {
         id: id.to_owned(),
@@ -587,6 +582,32 @@ pub async fn claim(db: &Db, id: &str, lease_ms: i64) -> Result<Option<ClaimedRun
         flow_version: row::get_opt_i64(&row, "flow_version")?,
         test: test_of(&row)?,
     }))
+}
+
+/// The claim's condition for a run whose flow has no `maxConcurrency`.
+const UNLIMITED_FLOW: &str = "NOT EXISTS (SELECT 1 FROM flows f WHERE f.id = runs.flow_id AND f.max_concurrency IS NOT NULL)";
+
+/// The claim's condition for any run: a running one (taken over) keeps its slot; a due one
+/// takes a slot if its flow has one free and no older run of the flow waits for it.
+const FREE_SLOT: &str = "(status = 'running' OR NOT EXISTS (SELECT 1 FROM flows f WHERE f.id = runs.flow_id \
+     AND f.max_concurrency IS NOT NULL AND ( \
+       (SELECT COUNT(*) FROM runs r WHERE r.flow_id = runs.flow_id AND r.status = 'running' AND r.lease_until >= ?) >= f.max_concurrency \
+       OR EXISTS (SELECT 1 FROM runs o WHERE o.flow_id = runs.flow_id AND o.status = 'queued' AND o.next_attempt_at <= ? \
+         AND (o.created_at < runs.created_at OR (o.created_at = runs.created_at AND o.id < runs.id))))))";
+
+/// On Postgres, claims a run of a limited flow: the claims of one flow's runs are taken one
+/// at a time, so that two never both take its last slot.
+async fn claim_slot(db: &Db, update: &Sql, id: &str) -> Result<Option<row::Row>> {
+    let mut tx = db.begin().await?;
+    Sql::new(
+        "SELECT pg_advisory_xact_lock(hashtext('runs:' || COALESCE((SELECT flow_id FROM runs WHERE id = ?), '')))",
+    )
+    .arg(id)
+    .execute(&mut tx)
+    .await?;
+    let taken = update.fetch_optional(&mut tx).await?;
+    tx.commit().await?;
+    Ok(taken)
 }
 
 /// The oldest due run of a flow waiting in the queue: the next to take a slot its
@@ -803,35 +824,70 @@ pub async fn offer(db: &Db, ids: &[String]) -> Result<()> {
 /// next sweep leaves it alone meanwhile.
 pub async fn take_due(db: &Db, limit: i64) -> Result<Vec<String>> {
     let now = now_ms();
-    let due = "((status IN ('queued', 'waiting') AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?)) \
-               OR (status = 'running' AND lease_until < ?))";
     // A read first: most sweeps find nothing, and a read does not queue behind the writer.
-    let mut any = Sql::new("SELECT id FROM runs WHERE ");
-    any.push(due).bind(now).bind(now).bind(now);
-    any.push(" LIMIT 1");
+    let mut any = Sql::new("SELECT id FROM (");
+    push_due(&mut any, now, 1, false);
+    any.push(") AS open LIMIT 1");
     if any.fetch_optional(db).await?.is_none() {
         return Ok(Vec::new());
     }
-    let mut sql = Sql::new(
+    // The runs to take are chosen once (materialized), then marked. Their rows are locked
+    // meanwhile (Postgres; SQLite's statement has the database to itself), so they are still
+    // due when marked.
+    let mut sql = Sql::new("WITH due AS MATERIALIZED (SELECT id FROM (");
+    // Rows another sweeper is taking are skipped on Postgres, not waited for and taken again.
+    push_due(
+        &mut sql,
+        now,
+        limit,
+        db.backend() == crate::Backend::Postgres,
+    );
+    sql.push(") AS open ORDER BY next_attempt_at LIMIT ?) ")
+        .bind(limit);
+    sql.push(
         "UPDATE runs SET status = CASE WHEN status = 'waiting' THEN 'waiting' ELSE 'queued' END, next_attempt_at = CASE WHEN status = 'running' THEN ? ELSE next_attempt_at END, \
          takeovers = takeovers + CASE WHEN status = 'running' THEN 1 ELSE 0 END, \
-         lease_until = ?, lease_token = NULL WHERE id IN (SELECT id FROM runs WHERE ",
-    );
-    sql.bind(now).bind(now + REQUEUE_AFTER_MS);
-    sql.push(due).bind(now).bind(now).bind(now);
-    sql.push(" ORDER BY next_attempt_at LIMIT ?").bind(limit);
-    if db.backend() == crate::Backend::Postgres {
-        // Rows another sweeper is taking are skipped, not waited for and taken again.
-        sql.push(" FOR UPDATE SKIP LOCKED");
-    }
-    // Checked again on the row as it is now (Postgres re-reads it after a wait).
-    sql.push(") AND ").push(due).bind(now).bind(now).bind(now);
+         lease_until = ?, lease_token = NULL WHERE id IN (SELECT id FROM due)",
+    )
+    .bind(now)
+    .bind(now + REQUEUE_AFTER_MS);
     sql.push(" RETURNING id");
     db.write(&sql)
         .await?
         .iter()
         .map(|r| row::get_str(r, "id"))
         .collect()
+}
+
+/// Appends the runs due at `now` (`id` and `next_attempt_at`), at most `limit` of each kind:
+/// queued and waiting ones whose time has come and that nobody took lately, and running ones
+/// whose lease ran out. Each kind is read alone, in the order of `runs_due` (status, then
+/// time): a plain index scan stops at the first rows it needs and marks the dead entries it
+/// passes (every change of status leaves one until vacuum) so that later sweeps skip them,
+/// where a scan of all three at once visited every dead entry on every sweep.
+fn push_due(sql: &mut Sql, now: Millis, limit: i64, skip_locked: bool) {
+    let lock = if skip_locked {
+        " FOR UPDATE SKIP LOCKED"
+    } else {
+        ""
+    };
+    for (n, status) in ["queued", "waiting"].into_iter().enumerate() {
+        sql.push(if n == 0 { "" } else { " UNION ALL " });
+        sql.push(&format!(
+            "SELECT id, next_attempt_at FROM (SELECT id, next_attempt_at FROM runs WHERE status = '{status}' \
+             AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?) \
+             ORDER BY next_attempt_at LIMIT ?{lock}) AS {status}"
+        ))
+        .bind(now)
+        .bind(now)
+        .bind(limit);
+    }
+    sql.push(&format!(
+        " UNION ALL SELECT id, next_attempt_at FROM (SELECT id, next_attempt_at FROM runs \
+         WHERE status = 'running' AND lease_until < ? ORDER BY next_attempt_at LIMIT ?{lock}) AS abandoned"
+    ))
+    .bind(now)
+    .bind(limit);
 }
 
 /// How many runs a chain that began with `root` (an event or a run) has started so far.
