@@ -10,6 +10,7 @@
 //! limit (`executor::backlog`).
 
 use serde_json::{Value, json};
+use timix_engine::Backend;
 use timix_engine::automation::connections::Vault;
 use timix_engine::automation::flows;
 use timix_engine::automation::run_admission::RunAdmission;
@@ -159,6 +160,11 @@ pub async fn accept(inbound: Inbound<'_>, call: Call<'_>) -> Result<Accepted> {
                 lane.hand_over_one(run, Some(prepared));
             }
             id
+        }
+        // A process that executes no runs (an API process) on Postgres: created open and offered
+        // to the workers in one statement.
+        None if wait.is_none() && !throttled && db.backend() == Backend::Postgres => {
+            runs::start_offered(db, &new_run).await?
         }
         _ => {
             let mut tx = db.begin().await?;

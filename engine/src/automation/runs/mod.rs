@@ -413,13 +413,27 @@ pub async fn start_claimed_now(
     Ok((db.write_count(&sql).await? == 1).then_some(run))
 }
 
-/// How a new run begins: queued now, queued until an instant, or claimed by its creator for a
-/// lease.
+/// On Postgres, for a process that executes no runs itself: the run is created open to every
+/// worker and offered to them (`NOTIFY`, sent when it commits) by one statement, committed with
+/// others. Returns the new run's id; none when its source already started one.
+pub async fn start_offered(db: &Db, run: &NewRun<'_>) -> Result<Option<String>> {
+    let (insert, run) = insertion(run, Begin::Offered)?;
+    let mut sql = Sql::new("WITH created AS (");
+    sql.append(&insert).push(&format!(
+        " RETURNING 1) SELECT pg_notify('{}', '') FROM created",
+        crate::store::db::RUNS_CHANNEL
+    ));
+    Ok((db.write_count(&sql).await? == 1).then_some(run.id))
+}
+
+/// How a new run begins: queued now, queued until an instant, claimed by its creator for a
+/// lease, or open to every worker at once.
 #[derive(Debug, Clone, Copy)]
 enum Begin {
     Now,
     Later(Millis),
     Claimed(i64),
+    Offered,
 }
 
 /// The statement that creates a run (nothing when the source already started one), and the
@@ -446,6 +460,8 @@ fn insertion(new: &NewRun<'_>, begin: Begin) -> Result<(Sql, ClaimedRun)> {
         Begin::Now => (RunStatus::Queued, now, Some(now + REQUEUE_AFTER_MS), None),
         // Queued for later: the sweeper takes it when its time comes.
         Begin::Later(at) => (RunStatus::Queued, at, None, None),
+        // Queued now, for the first worker that takes it.
+        Begin::Offered => (RunStatus::Queued, now, None, None),
     };
     let root = lineage.root.clone().unwrap_or_else(|| id.clone());
     // A polled item comes from outside: kept to the depth everything else is.

@@ -91,6 +91,13 @@ impl Sql {
         self
     }
 
+    /// Appends another statement, its arguments with it.
+    pub fn append(&mut self, other: &Sql) -> &mut Self {
+        self.text.push_str(&other.text);
+        self.args.extend(other.args.iter().cloned());
+        self
+    }
+
     /// Appends `text` with one argument, e.g. `and(" AND name = ?", name)`.
     pub fn and(&mut self, text: &str, value: impl Into<Arg>) -> &mut Self {
         self.push(text).bind(value)
