@@ -42,7 +42,8 @@ pub struct GlobalArgs {
     #[arg(long, env = "TIMIX_RUN_LEASE", global = true)]
     pub run_lease: Option<String>,
     /// Inbound webhook calls are refused (503 with Retry-After) while the oldest run waiting
-    /// for this process's workers has waited longer than this; 0 never refuses [default: 5s].
+    /// for this process's workers (with --role api: for any worker) has waited longer than
+    /// this; 0 never refuses [default: 5s].
     #[arg(long, env = "TIMIX_INBOUND_BACKLOG", global = true)]
     pub inbound_backlog: Option<String>,
     /// Where users reach this service (`https://timix.example.com`), for OAuth2 redirects

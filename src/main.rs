@@ -15,7 +15,7 @@ use timix_engine::automation::connectors::Registry;
 use timix_engine::automation::manifest::Manifests;
 use timix_engine::automation::targets::Targets;
 use timix_engine::store::jobs::Queues;
-use timix_triggers::executor::RunLane;
+use timix_triggers::executor::{RunLane, SharedBacklog};
 use timix_triggers::workers::{self, WorkerContext};
 use timix_web::client::ApiClient;
 use timix_web::request_guard::RequestLimits;
@@ -204,6 +204,9 @@ async fn serve(settings: Settings, role: ServeRole) -> anyhow::Result<()> {
         trust_proxy: settings.trust_proxy,
         runs_per_minute: settings.runs_per_minute,
         run_lane: lane.as_ref().map(|(lane, _)| lane.clone()),
+        // Without workers, inbound calls are paced by the runs waiting for the worker processes.
+        shared_backlog: (!runs_here)
+            .then(|| Arc::new(SharedBacklog::new(settings.inbound_backlog))),
         fanout_limit: settings.fanout_limit,
         mcp_oauth: timix_engine::access::mcp_oauth::Lifetimes {
             access_ms: settings.mcp_token_lifetime.as_millis() as i64,

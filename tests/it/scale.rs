@@ -230,3 +230,117 @@ async fn runs_an_api_process_accepts_are_offered_to_competing_workers_and_each_r
     .await;
     assert_eq!(jobs, ["0"], "jobs queued for runs");
 }
+
+#[tokio::test]
+async fn an_api_process_refuses_calls_while_runs_wait_too_long_for_the_workers() {
+    if backend() != "postgres" {
+        eprintln!(
+            "SKIPPED on SQLite: one process per database file; this runs in the Postgres pass"
+        );
+        return;
+    }
+    let db = TestDb::new().await;
+    let env = [
+        ("TIMIX_ALLOW_PRIVATE_TARGETS", "1"),
+        ("TIMIX_INBOUND_BACKLOG", "1s"),
+        ("TIMIX_METRICS_TOKEN", "api-backlog"),
+    ];
+    // No worker yet: every accepted run waits in the database.
+    let api = Server::start_as(same_database(&db), &env, "api").await;
+    let org = api.db.bootstrap("business");
+    let client = api.as_key(&org.key);
+    let actions = Receiver::start().await;
+    let flow = client
+        .post("/api/integration/v1/flows", json!({
+            "name": "Forward",
+            "trigger": {"type": "webhook"},
+            "steps": [{"key": "send", "action": "http_request",
+                       "input": {"method": "POST", "url": actions.url, "body": {"n": "{{trigger.n}}"}}}]
+        }))
+        .await
+        .expect(201);
+    let id = flow.id();
+    let hook = flow.body["trigger"]["webhookUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sender = api.anonymous();
+    for n in 0..5 {
+        sender.post(&hook, json!({"n": n})).await.expect(202);
+    }
+    let metrics = || async {
+        reqwest::Client::new()
+            .get(api.url("/metrics"))
+            .bearer_auth("api-backlog")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let value = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .parse()
+            .unwrap()
+    };
+    // Below the limit nothing is refused; past it (plus the 100 ms a reading is kept), calls are
+    // refused before anything is written.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = metrics().await;
+        assert_eq!(value(&text, "timix_run_backlog"), 5.0, "{text}");
+        if value(&text, "timix_run_backlog_oldest_seconds") > 1.2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for n in 5..8 {
+        let answer = sender.post(&hook, json!({"n": n})).await;
+        let answer = answer.expect_error(503, "overloaded");
+        let retry: u64 = answer.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=60).contains(&retry), "Retry-After: {retry}");
+    }
+    let text = metrics().await;
+    assert_eq!(
+        value(&text, "timix_inbound_calls_total{outcome=\"refused\"}"),
+        3.0
+    );
+    assert_eq!(
+        value(&text, "timix_run_backlog"),
+        5.0,
+        "refused calls wrote nothing"
+    );
+
+    // A worker drains the backlog: each accepted call's run is done once, and calls are
+    // accepted again.
+    let _worker = Server::start_as(db, &env, "worker").await;
+    actions.wait_for(5, 60).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = sender.post(&hook, json!({"n": 8})).await;
+        if answer.status == 202 {
+            break;
+        }
+        answer.expect_error(503, "overloaded");
+        assert!(Instant::now() < deadline, "still refused");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let received = actions.wait_for(6, 60).await;
+    let mut numbers: Vec<String> = received.iter().map(|r| r.json()["n"].to_string()).collect();
+    numbers.sort();
+    assert_eq!(numbers, ["0", "1", "2", "3", "4", "8"]);
+    let runs = client
+        .get(&format!("/api/integration/v1/runs?flowId={id}&pageSize=50"))
+        .await
+        .expect(200)
+        .items();
+    assert_eq!(
+        runs.len(),
+        6,
+        "one run per accepted call, none for a refused one"
+    );
+}

@@ -7,7 +7,8 @@
 //! that its run can always be read back. The run is paced by its organization's run budget,
 //! and by the work waiting for this process's workers: a call is held while they are busy and
 //! refused (503, `Retry-After`) when the oldest waiting run has waited past the operator's
-//! limit (`executor::backlog`).
+//! limit (`executor::backlog`). A process without workers refuses by the runs waiting in the
+//! database for the worker processes.
 
 use serde_json::{Value, json};
 use timix_engine::Backend;
@@ -20,7 +21,7 @@ use timix_engine::store::db::Db;
 use timix_engine::store::jobs::Queues;
 use timix_engine::store::json;
 
-use crate::executor::{Admit, Prepared, RunLane, dispatch_runs};
+use crate::executor::{Admit, Prepared, RunLane, SharedBacklog, dispatch_runs};
 use crate::signatures::{self, Headers, Refused};
 
 /// What the sender gets back: the run it started; none for a retry of an earlier call.
@@ -41,6 +42,9 @@ pub struct Inbound<'a> {
     pub admission: &'a RunAdmission,
     /// Runs this process executes at once.
     pub lane: Option<&'a RunLane>,
+    /// Without a lane: the runs waiting in the database for the worker processes, which pace
+    /// the calls instead.
+    pub shared_backlog: Option<&'a SharedBacklog>,
     pub queues: Option<&'a Queues>,
 }
 
@@ -58,6 +62,7 @@ pub async fn accept(inbound: Inbound<'_>, call: Call<'_>) -> Result<Accepted> {
         vault,
         admission,
         lane,
+        shared_backlog,
         queues,
     } = inbound;
     let Some((flow, actor)) = flows::by_token(db, call.token).await? else {
@@ -126,9 +131,12 @@ pub async fn accept(inbound: Inbound<'_>, call: Call<'_>) -> Result<Accepted> {
     }
     // Paced by the work waiting here, and refused before anything is written when too much
     // waits (see `executor::backlog`).
-    if let Some(lane) = lane
-        && let Admit::Refused { retry_after } = lane.backlog.admit().await
-    {
+    let admitted = match (lane, shared_backlog) {
+        (Some(lane), _) => lane.backlog.admit().await,
+        (None, Some(shared)) => shared.admit(db).await?,
+        (None, None) => Admit::Now,
+    };
+    if let Admit::Refused { retry_after } = admitted {
         return Err(Error::Overloaded {
             retry_after_secs: retry_after.as_secs(),
         });

@@ -39,7 +39,7 @@ use timix_engine::automation::run_admission::RunAdmission;
 use timix_engine::automation::saving::Saving;
 use timix_engine::automation::targets::Targets;
 use timix_engine::store::jobs::Queues;
-use timix_triggers::executor::RunLane;
+use timix_triggers::executor::{RunLane, SharedBacklog};
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -66,6 +66,9 @@ pub struct AppState {
     pub connectors: Arc<Registry>,
     /// Where new runs go for immediate execution when this process also runs workers.
     pub run_lane: Option<RunLane>,
+    /// In a process without workers: the runs waiting for the worker processes, which pace
+    /// inbound webhook calls.
+    pub shared_backlog: Option<Arc<SharedBacklog>>,
     /// Seals and opens connections' credentials.
     pub vault: Vault,
     /// Performs requests through connections (their tests, OAuth2 token exchanges, MCP's
@@ -135,6 +138,8 @@ pub struct AppParts {
     pub runs_per_minute: Option<u32>,
     /// Set when this process executes runs itself (it runs workers).
     pub run_lane: Option<RunLane>,
+    /// Set in a process that runs no workers (`--role api`).
+    pub shared_backlog: Option<Arc<SharedBacklog>>,
     /// The most runs one chain of flows may start (`TIMIX_FANOUT_LIMIT`).
     pub fanout_limit: i64,
     /// MCP's OAuth codes and tokens (`TIMIX_MCP_TOKEN_LIFETIME` sets the access tokens').
@@ -158,6 +163,7 @@ impl AppParts {
             trust_proxy: false,
             runs_per_minute: None,
             run_lane: None,
+            shared_backlog: None,
             fanout_limit: timix_triggers::dispatcher::DEFAULT_FANOUT_LIMIT,
             mcp_oauth: Default::default(),
         }
@@ -193,6 +199,7 @@ impl AppState {
                 .unwrap_or_else(|| Arc::new(Registry::new(parts.manifests.clone(), None))),
             manifests: parts.manifests,
             run_lane: parts.run_lane,
+            shared_backlog: parts.shared_backlog,
             fanout_limit: parts.fanout_limit,
             mcp_oauth: parts.mcp_oauth,
             vault: parts.vault,

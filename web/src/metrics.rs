@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -14,7 +14,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use timix_engine::automation::flows;
-use timix_engine::automation::runs::RunStatus;
+use timix_engine::automation::runs::{self, RunStatus};
 use timix_engine::automation::webhooks::DeliveryStatus;
 use timix_engine::store::health::{self, WorkStats};
 
@@ -181,11 +181,32 @@ pub async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Respon
             None
         }
     };
+    let backlog = match (&state.run_lane, &state.shared_backlog) {
+        (Some(lane), _) => Some(Backlog {
+            waiting: lane.backlog.len() as i64,
+            oldest: lane.backlog.oldest_wait(),
+            held: lane.backlog.held(),
+            refused: lane.backlog.refused(),
+        }),
+        (None, Some(shared)) => match runs::waiting(&state.db).await {
+            Ok((waiting, oldest)) => Some(Backlog {
+                waiting,
+                oldest,
+                held: 0,
+                refused: shared.refused(),
+            }),
+            Err(error) => {
+                tracing::warn!(%error, "Could not read the waiting runs for /metrics.");
+                None
+            }
+        },
+        (None, None) => None,
+    };
     let mut text = String::new();
     render_requests(&mut text, metrics);
     render_work(&mut text, work.as_ref());
-    if let Some(lane) = &state.run_lane {
-        render_backlog(&mut text, &lane.backlog);
+    if let Some(backlog) = &backlog {
+        render_backlog(&mut text, backlog);
     }
     if let Some((named, count)) = &stalled {
         render_stalled(&mut text, named, *count);
@@ -200,26 +221,36 @@ pub async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Respon
         .into_response()
 }
 
-/// This process's runs waiting for a worker, and what inbound webhook calls met because of
-/// them (held for room, refused past `TIMIX_INBOUND_BACKLOG`).
-fn render_backlog(out: &mut String, backlog: &timix_triggers::executor::Backlog) {
+/// The runs waiting for a worker (this process's; in a process without workers, the worker
+/// processes'), and what inbound webhook calls met because of them.
+struct Backlog {
+    waiting: i64,
+    /// How long the oldest of them has waited.
+    oldest: Duration,
+    /// Calls whose answer waited for room (only a process with workers holds calls).
+    held: u64,
+    /// Calls refused past `TIMIX_INBOUND_BACKLOG`.
+    refused: u64,
+}
+
+fn render_backlog(out: &mut String, backlog: &Backlog) {
     family(
         out,
         "timix_run_backlog",
         "gauge",
-        "Runs waiting for this process's workers.",
+        "Runs waiting for a worker (this process's, or the worker processes' in one without).",
     );
-    let _ = writeln!(out, "timix_run_backlog {}", backlog.len());
+    let _ = writeln!(out, "timix_run_backlog {}", backlog.waiting);
     family(
         out,
         "timix_run_backlog_oldest_seconds",
         "gauge",
-        "How long the oldest run waiting for this process's workers has waited.",
+        "How long the oldest run waiting for a worker has waited.",
     );
     let _ = writeln!(
         out,
         "timix_run_backlog_oldest_seconds {}",
-        backlog.oldest_wait().as_secs_f64()
+        backlog.oldest.as_secs_f64()
     );
     family(
         out,
@@ -230,12 +261,12 @@ fn render_backlog(out: &mut String, backlog: &timix_triggers::executor::Backlog)
     let _ = writeln!(
         out,
         "timix_inbound_calls_total{{outcome=\"held\"}} {}",
-        backlog.held()
+        backlog.held
     );
     let _ = writeln!(
         out,
         "timix_inbound_calls_total{{outcome=\"refused\"}} {}",
-        backlog.refused()
+        backlog.refused
     );
 }
 

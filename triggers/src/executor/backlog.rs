@@ -11,11 +11,20 @@
 //!
 //! The age of the oldest waiting run is the time work actually waits, whatever the runs do
 //! (fast steps, slow targets, stuck workers), so no estimate of their speed is needed.
+//!
+//! A process that runs no workers (`--role api`) has no lane: its runs wait in the database for
+//! the worker processes. [`SharedBacklog`] refuses its calls by the same rule, reading the age
+//! of the oldest queued run from the database at most every [`SHARED_READ_EVERY`]; it holds no
+//! call (no start reaches it to wake one).
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use timix_engine::automation::runs;
+use timix_engine::error::Result;
+use timix_engine::store::db::Db;
 
 /// The longest an inbound call's answer waits for room.
 pub const MAX_HOLD: Duration = Duration::from_secs(1);
@@ -112,9 +121,7 @@ impl Backlog {
                 && oldest > limit
             {
                 self.refused.fetch_add(1, Ordering::Relaxed);
-                // The wait the oldest run had is what a retry would meet now.
-                let retry_after = Duration::from_secs(oldest.as_secs().clamp(1, 60));
-                return Admit::Refused { retry_after };
+                return refused(oldest);
             }
             // Room, or held long enough without passing the limit: it waits its turn.
             if waiting < self.room || tokio::time::Instant::now() >= deadline {
@@ -126,6 +133,95 @@ impl Backlog {
             waited = true;
             let _ = tokio::time::timeout_at(deadline, started).await;
         }
+    }
+}
+
+/// A refusal: the wait the oldest run had is what a retry would meet now.
+fn refused(oldest: Duration) -> Admit {
+    Admit::Refused {
+        retry_after: Duration::from_secs(oldest.as_secs().clamp(1, 60)),
+    }
+}
+
+/// How old the shared backlog's reading may be when a call is admitted by it.
+pub const SHARED_READ_EVERY: Duration = Duration::from_millis(100);
+
+/// The backlog of a process without workers: the queued runs in the database, waiting for the
+/// worker processes. See the module docs.
+#[derive(Debug)]
+pub struct SharedBacklog {
+    /// The oldest wait accepted; `None` never refuses.
+    limit: Option<Duration>,
+    /// The last reading: when it was taken, and how long the oldest queued run had waited then.
+    reading: Mutex<Option<(Instant, Duration)>>,
+    /// Taken by the one call that reads the database again; the others go by the last reading.
+    reader: tokio::sync::Mutex<()>,
+    refused: AtomicU64,
+}
+
+impl SharedBacklog {
+    pub fn new(limit: Option<Duration>) -> Self {
+        SharedBacklog {
+            limit: limit.filter(|l| !l.is_zero()),
+            reading: Mutex::new(None),
+            reader: tokio::sync::Mutex::new(()),
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    fn last_reading(&self) -> Option<(Instant, Duration)> {
+        *self.reading.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How long the oldest queued run has waited: the last reading, aged since it was taken,
+    /// or a new one when it is older than [`SHARED_READ_EVERY`].
+    async fn oldest_wait(&self, db: &Db) -> Result<Duration> {
+        let aged = |(at, oldest): (Instant, Duration)| {
+            if oldest.is_zero() {
+                oldest
+            } else {
+                oldest + at.elapsed()
+            }
+        };
+        let last = self.last_reading();
+        if let Some(last) = last
+            && last.0.elapsed() < SHARED_READ_EVERY
+        {
+            return Ok(aged(last));
+        }
+        // One call reads; those arriving meanwhile go by the last reading, if there is one.
+        let _reader = match (self.reader.try_lock(), last) {
+            (Ok(reader), _) => reader,
+            (Err(_), Some(last)) => return Ok(aged(last)),
+            (Err(_), None) => self.reader.lock().await,
+        };
+        if let Some(last) = self.last_reading()
+            && last.0.elapsed() < SHARED_READ_EVERY
+        {
+            return Ok(aged(last));
+        }
+        let oldest = runs::longest_wait(db).await?;
+        *self.reading.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), oldest));
+        Ok(oldest)
+    }
+
+    /// Whether an inbound call may start a run now: refused when the oldest queued run has
+    /// waited past the limit.
+    pub async fn admit(&self, db: &Db) -> Result<Admit> {
+        let Some(limit) = self.limit else {
+            return Ok(Admit::Now);
+        };
+        let oldest = self.oldest_wait(db).await?;
+        if oldest <= limit {
+            return Ok(Admit::Now);
+        }
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        Ok(refused(oldest))
+    }
+
+    /// Calls refused since the start.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 }
 

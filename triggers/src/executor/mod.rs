@@ -31,7 +31,7 @@ use timix_engine::store::jobs::{Job, JobHandler, Queues};
 use tracing::Instrument;
 use walk::{End, Walk};
 
-pub use backlog::{Admit, Backlog};
+pub use backlog::{Admit, Backlog, SharedBacklog};
 
 /// The longest wait between two attempts of a step.
 const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);

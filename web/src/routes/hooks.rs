@@ -75,14 +75,16 @@ pub struct InboundAccepted {
 /// (`X-Timix-Signature: sha256=<hex HMAC-SHA256 of the body>`, no timestamp). A retry with the
 /// same delivery id starts no second run. A flow whose owner is removed or deactivated answers
 /// 409 `flow_owner_inactive`; one of a read-only organization 403 `organization_read_only`.
-/// A JSON payload nested deeper than 64 levels is a 422 (`too_deep`).
+/// A JSON payload nested deeper than 64 levels is a 422 (`too_deep`). When the oldest run waiting
+/// for a worker has waited longer than `TIMIX_INBOUND_BACKLOG`, the call is refused before
+/// anything is written: 503 `overloaded` with `Retry-After` (seconds).
 #[utoipa::path(post, path = "/hooks/in/{token}", operation_id = "receiveInboundWebhook", tag = "flows", params(("token" = String, Path)),
     request_body(content = Object, description = "Any JSON payload: the trigger record of the run"),
     security(()),
     responses((status = 202, body = InboundAccepted), (status = 404, body = ErrorEnvelope),
               (status = 413, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
               (status = 403, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope),
-              (status = 422, body = ErrorEnvelope)))]
+              (status = 422, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
 pub async fn inbound(
     State(state): State<AppState>,
     Path(token): Path<String>,
@@ -101,6 +103,7 @@ pub async fn inbound(
             vault: &state.vault,
             admission: &state.admission,
             lane: state.run_lane.as_ref(),
+            shared_backlog: state.shared_backlog.as_deref(),
             queues: state.queues.as_ref(),
         },
         inbound::Call {

@@ -3,6 +3,8 @@
 //! stored as it goes, so a crash loses nothing: a worker claims a due run with a lease, and a
 //! run whose lease ran out is claimed again and resumes at its first unfinished step.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -639,6 +641,45 @@ pub async fn next_in_line(db: &Db, flow_id: &str) -> Result<Option<String>> {
     .await?
     .map(|r| row::get_str(&r, "id"))
     .transpose()
+}
+
+/// The runs waiting for a worker of any process: how many queued runs are due, and how long
+/// the one that has waited longest has been due (zero when none waits). For `/metrics`: the
+/// count reads every waiting run's index entry.
+pub async fn waiting(db: &Db) -> Result<(i64, Duration)> {
+    let now = now_ms();
+    let row = Sql::new(
+        "SELECT COUNT(*) AS n, MIN(next_attempt_at) AS oldest FROM runs \
+         WHERE status = 'queued' AND next_attempt_at <= ?",
+    )
+    .arg(now)
+    .fetch_one(db)
+    .await?;
+    let oldest = row::get_opt_i64(&row, "oldest")?;
+    Ok((row::get_i64(&row, "n")?, waited_since(oldest, now)))
+}
+
+/// How long the queued run that has waited longest for a worker has been due (zero when none
+/// waits): one step down the `runs_due` index, cheap enough for every inbound call of a
+/// process that runs no workers.
+pub async fn longest_wait(db: &Db) -> Result<Duration> {
+    let now = now_ms();
+    let oldest = Sql::new(
+        "SELECT next_attempt_at FROM runs WHERE status = 'queued' AND next_attempt_at <= ? \
+         ORDER BY next_attempt_at LIMIT 1",
+    )
+    .arg(now)
+    .fetch_optional(db)
+    .await?
+    .map(|r| row::get_i64(&r, "next_attempt_at"))
+    .transpose()?;
+    Ok(waited_since(oldest, now))
+}
+
+fn waited_since(due: Option<Millis>, now: Millis) -> Duration {
+    due.map_or(Duration::ZERO, |due| {
+        Duration::from_millis(u64::try_from(now - due).unwrap_or(0))
+    })
 }
 
 /// The steps as stored: values from outside are cut to [`json::MAX_DEPTH`] levels, so that
