@@ -37,8 +37,9 @@ pub struct GlobalArgs {
     /// The wait before a flow step's first retry; each next one doubles it [default: 2s].
     #[arg(long, env = "TIMIX_FLOW_RETRY_BASE", global = true)]
     pub flow_retry_base: Option<String>,
-    /// How long a worker holds a run between two steps before another may take it over
-    /// [default: 60s]. Keep it above the outbound timeout (30s).
+    /// How long a run, or a poll flow while polling, waits after its worker died before another
+    /// process takes it over; a live worker extends a run's, also during a slow step
+    /// [default: 60s].
     #[arg(long, env = "TIMIX_RUN_LEASE", global = true)]
     pub run_lease: Option<String>,
     /// Inbound webhook calls are refused (503 with Retry-After) while the oldest run waiting

@@ -400,12 +400,35 @@ impl FlowExecutor {
             tracing::warn!(flow = %flow.id, %error, "Could not note when the flow was triggered.");
         }
         let mut walk = Walk::new(self, flow, &run, &actor);
-        let end = walk.run().await?;
+        let end = self.holding_lease(&run, walk.run()).await?;
         let saves = walk.saves;
         let records = std::mem::take(&mut walk.records);
         drop(walk);
         let run = runs::ClaimedRun { saves, ..run };
         self.release(flow, &run, &records, end).await
+    }
+
+    /// Does `work` on a run this worker holds, extending the run's lease every third of it
+    /// meanwhile: a step may take longer than the lease (a slow target, a long in-process call)
+    /// without another worker taking the run over and performing the step a second time. The
+    /// lease still runs out soon after this process dies.
+    async fn holding_lease<T>(&self, run: &runs::ClaimedRun, work: impl Future<Output = T>) -> T {
+        let every = (self.lease / 3).max(Duration::from_millis(10));
+        let mut renewals = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        renewals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut work = std::pin::pin!(work);
+        loop {
+            tokio::select! {
+                biased;
+                done = &mut work => return done,
+                _ = renewals.tick() => {
+                    // One that no longer holds the run finds out at its next save and stops.
+                    if let Err(error) = runs::renew(&self.db, run, self.lease_ms()).await {
+                        tracing::warn!(%error, "Could not extend the run's lease.");
+                    }
+                }
+            }
+        }
     }
 
     /// Lets go of a run as its walk ended, and shows a failure on the flow (a success clears
