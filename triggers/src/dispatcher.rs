@@ -20,7 +20,7 @@ use timix_engine::automation::webhooks::deliveries::{self, DeliveryStatus};
 use timix_engine::automation::webhooks::{self, Subscription};
 use timix_engine::error::Result;
 use timix_engine::store::clock::{Millis, now_ms, parse_instant};
-use timix_engine::store::db::{Backend, Db, Tx};
+use timix_engine::store::db::{Db, Tx};
 use timix_engine::store::events;
 use timix_engine::store::jobs::Queues;
 use timix_engine::store::leases::DispatcherCursor;
@@ -51,7 +51,7 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     pub fn new(db: Db, queues: Queues, database_url: &str) -> Self {
-        let listen_url = (db.backend() == Backend::Postgres).then(|| database_url.to_owned());
+        let listen_url = db.backend().notifies().then(|| database_url.to_owned());
         Self {
             db,
             queues,

@@ -11,7 +11,6 @@
 //! database for the worker processes.
 
 use serde_json::{Value, json};
-use timix_engine::Backend;
 use timix_engine::automation::connections::Vault;
 use timix_engine::automation::flows;
 use timix_engine::automation::run_admission::RunAdmission;
@@ -171,7 +170,7 @@ pub async fn accept(inbound: Inbound<'_>, call: Call<'_>) -> Result<Accepted> {
         }
         // A process that executes no runs (an API process) on Postgres: created open and offered
         // to the workers in one statement.
-        None if wait.is_none() && !throttled && db.backend() == Backend::Postgres => {
+        None if wait.is_none() && !throttled && db.backend().notifies() => {
             runs::start_offered(db, &new_run).await?
         }
         _ => {

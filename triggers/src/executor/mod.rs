@@ -26,7 +26,7 @@ use timix_engine::automation::run_admission::RunAdmission;
 use timix_engine::automation::runs::{self, Release, RunStatus, StepRecord, StepStatus, outcomes};
 use timix_engine::error::Result;
 use timix_engine::store::clock::{format_ms, now_ms};
-use timix_engine::store::db::{Backend, Db};
+use timix_engine::store::db::Db;
 use timix_engine::store::jobs::{Job, JobHandler, Queues};
 use tracing::Instrument;
 use walk::{End, Walk};
@@ -152,7 +152,7 @@ pub async fn dispatch_runs(
         }
         return;
     }
-    if db.backend() == Backend::Postgres {
+    if db.backend().notifies() {
         if let Err(error) = runs::offer(db, &run_ids).await {
             tracing::warn!(%error, "Could not offer runs to the workers; the sweeper will.");
         }

@@ -5,7 +5,7 @@
 
 use sqlx::postgres::PgListener;
 
-use super::{Backend, Db};
+use super::Db;
 use crate::error::Result;
 
 /// The channel the event log's writers notify (see `events::begin_write`).
@@ -35,7 +35,7 @@ impl Db {
     }
 
     async fn listen(&self, url: &str, channel: &str) -> Result<Listener> {
-        if self.backend != Backend::Postgres {
+        if !self.backend.notifies() {
             return Ok(Listener { listener: None });
         }
         let mut listener = PgListener::connect(url).await?;

@@ -56,6 +56,13 @@ impl Backend {
             Self::Postgres => "postgres",
         }
     }
+
+    /// Whether other processes hear of this database's commits (`LISTEN`/`NOTIFY`, see
+    /// [`listen`]): runs are offered to the worker processes and readers of the event log woken
+    /// without polling. SQLite has one process per file, which hears its own work in-process.
+    pub fn notifies(self) -> bool {
+        self == Self::Postgres
+    }
 }
 
 /// The database handle every service works through. Cheap to clone.
