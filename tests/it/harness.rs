@@ -224,6 +224,18 @@ impl Server {
         format!("http://{}{path}", self.address)
     }
 
+    /// `/metrics` scraped with `token`, as text.
+    pub async fn metrics(&self, token: &str) -> String {
+        let response = reqwest::Client::new()
+            .get(self.url("/metrics"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "/metrics");
+        response.text().await.unwrap()
+    }
+
     /// A client acting with `key`.
     pub fn as_key(&self, key: &str) -> Client {
         Client {
@@ -726,4 +738,11 @@ impl Script {
             .unwrap_or_else(|_| panic!("no report from {}; it said: {}", self.what, said()));
         serde_json::from_str(&report).unwrap()
     }
+}
+
+/// The value of the sample `series` (name and labels, exactly as rendered) in a `/metrics`
+/// text, if present.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::harness::{Client, Resp, Server};
+use crate::harness::{Client, Resp, Server, sample};
 
 /// A Standard Webhooks secret (the specification's test vector's).
 const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -447,26 +447,10 @@ async fn a_backlog_past_the_limit_refuses_calls_with_503_and_loses_nothing_accep
     assert_eq!(calls(100..101).await[0].status, 202);
     // Once the oldest waiting run has waited more than 5 s (it starts at 8 s), calls are
     // refused before anything is written, with the wait as Retry-After.
-    let metrics = || async {
-        reqwest::Client::new()
-            .get(server.url("/metrics"))
-            .bearer_auth("backlog-metrics")
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let metrics = || server.metrics("backlog-metrics");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let oldest: f64 = metrics()
-            .await
-            .lines()
-            .find_map(|l| l.strip_prefix("timix_run_backlog_oldest_seconds "))
-            .unwrap()
-            .parse()
-            .unwrap();
+        let oldest = sample(&metrics().await, "timix_run_backlog_oldest_seconds").unwrap();
         if oldest > 5.1 {
             break;
         }

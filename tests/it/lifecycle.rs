@@ -1069,15 +1069,7 @@ async fn stalled_triggers_are_flagged_on_the_flow_and_in_metrics() {
         .collect();
     assert_eq!(flagged.len(), 2, "{listed:?}");
 
-    let metrics = reqwest::Client::new()
-        .get(server.url("/metrics"))
-        .bearer_auth("lifecycle-metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics("lifecycle-metrics").await;
     assert!(
         metrics.lines().any(|l| l == "timix_flows_stalled 2"),
         "{metrics}"

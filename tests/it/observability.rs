@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{BASE, Client, Server, TestDb, execute};
+use crate::harness::{BASE, Client, Server, TestDb, execute, sample};
 use crate::receiver::Receiver;
 
 const TOKEN: &str = "metrics-token-for-tests";
@@ -31,12 +31,6 @@ async fn scrape(server: &Server, token: Option<&str>) -> (u16, String) {
     }
     let response = request.send().await.unwrap();
     (response.status().as_u16(), response.text().await.unwrap())
-}
-
-/// The value of the sample `series` (name and labels, exactly as rendered), if present.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 #[tokio::test]

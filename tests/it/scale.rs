@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::harness::{Server, TestDb, backend, query_texts, signal};
+use crate::harness::{Server, TestDb, backend, query_texts, sample, signal};
 use crate::receiver::Receiver;
 
 fn same_database(db: &TestDb) -> TestDb {
@@ -268,23 +268,9 @@ async fn an_api_process_refuses_calls_while_runs_wait_too_long_for_the_workers()
     for n in 0..5 {
         sender.post(&hook, json!({"n": n})).await.expect(202);
     }
-    let metrics = || async {
-        reqwest::Client::new()
-            .get(api.url("/metrics"))
-            .bearer_auth("api-backlog")
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
-    let value = |text: &str, name: &str| -> f64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-            .unwrap_or_else(|| panic!("no {name} in {text}"))
-            .parse()
-            .unwrap()
+    let metrics = || api.metrics("api-backlog");
+    let value = |text: &str, series: &str| -> f64 {
+        sample(text, series).unwrap_or_else(|| panic!("no {series} in {text}"))
     };
     // Below the limit nothing is refused; past it (plus the 100 ms a reading is kept), calls are
     // refused before anything is written.

@@ -145,8 +145,9 @@ impl Poller {
                 let wait = backoff(FAILURE_BACKOFF, state.failures + 1, error.retry_after);
                 let at = next_fire.max(now_ms() + wait.as_millis() as Millis);
                 let message = format!("poll failed: {}", error.message);
-                polls::failed(db, &state, &message, at).await?;
+                // The flow shows the failure by the time the poll's state does.
                 flows::note_error(db, &flow.id, Some(&message)).await?;
+                polls::failed(db, &state, &message, at).await?;
             }
         }
         Ok(())

@@ -414,20 +414,23 @@ impl FlowExecutor {
     /// lease still runs out soon after this process dies.
     async fn holding_lease<T>(&self, run: &runs::ClaimedRun, work: impl Future<Output = T>) -> T {
         let every = (self.lease / 3).max(Duration::from_millis(10));
-        let mut renewals = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        renewals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut work = std::pin::pin!(work);
-        loop {
-            tokio::select! {
-                biased;
-                done = &mut work => return done,
-                _ = renewals.tick() => {
-                    // One that no longer holds the run finds out at its next save and stops.
-                    if let Err(error) = runs::renew(&self.db, run, self.lease_ms()).await {
-                        tracing::warn!(%error, "Could not extend the run's lease.");
-                    }
+        // Polled beside the work, never instead of it: the work may hold the SQLite write turn a
+        // renewal waits for.
+        let renewing = async {
+            let mut renewals = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            renewals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                renewals.tick().await;
+                // One that no longer holds the run finds out at its next save and stops.
+                if let Err(error) = runs::renew(&self.db, run, self.lease_ms()).await {
+                    tracing::warn!(%error, "Could not extend the run's lease.");
                 }
             }
+        };
+        tokio::select! {
+            biased;
+            done = work => done,
+            never = renewing => never,
         }
     }
 
@@ -507,11 +510,18 @@ impl FlowExecutor {
     }
 }
 
+/// A run a sweep took: claimed for this worker already, or marked for a claim of its own.
+enum Taken {
+    Claimed(Box<runs::ClaimedRun>),
+    Marked(String),
+}
+
 /// Every `every`, and on Postgres whenever another process offers runs (`runs::offer`), runs
 /// that are due (an offered run, a retry whose time has come, a new run whose job has not been
-/// taken, a run a crashed worker left) are executed here, at most `concurrency` at a time. The
-/// claim on each run keeps it to one execution; workers of several processes take different
-/// runs (`runs::take_due`).
+/// taken, a run a crashed worker left) are executed here, at most `concurrency` at a time. A
+/// sweep claims them in one statement (those of flows with `maxConcurrency` on their own), and
+/// the claim keeps each to one execution; workers of several processes take different runs
+/// (`runs::take_due`).
 pub async fn sweep_runs(
     executor: Arc<FlowExecutor>,
     every: Duration,
@@ -542,15 +552,29 @@ pub async fn sweep_runs(
         if free == 0 {
             continue;
         }
-        match runs::take_due(&executor.db, free).await {
-            Ok(ids) => {
-                for run_id in ids {
+        match runs::take_due(&executor.db, free, executor.lease_ms()).await {
+            Ok(swept) => {
+                let taken = swept
+                    .claimed
+                    .into_iter()
+                    .map(|run| Taken::Claimed(Box::new(run)))
+                    .chain(swept.marked.into_iter().map(Taken::Marked));
+                for taken in taken {
                     let Ok(permit) = slots.clone().acquire_owned().await else {
                         return;
                     };
                     let executor = executor.clone();
                     tokio::spawn(async move {
-                        if let Err(error) = executor.execute(&run_id).await {
+                        let (run_id, outcome) = match taken {
+                            Taken::Claimed(run) => {
+                                (run.id.clone(), executor.execute_claimed(*run).await)
+                            }
+                            Taken::Marked(id) => {
+                                let outcome = executor.execute(&id).await;
+                                (id, outcome)
+                            }
+                        };
+                        if let Err(error) = outcome {
                             tracing::warn!(run = %run_id, %error, "A run could not be executed.");
                         }
                         drop(permit);

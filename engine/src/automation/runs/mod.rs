@@ -583,23 +583,35 @@ pub async fn claim(db: &Db, id: &str, lease_ms: i64) -> Result<Option<ClaimedRun
         // SQLite's writes are serial: nothing else can take the slot meanwhile.
         db.write(&update(true)).await?.pop()
     };
-    let Some(row) = taken else {
-        return Ok(None);
+    match taken {
+        Some(row) => claimed(db, &row, token, now).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The run a claim at `now` with `token` took, from its row as the claim left it.
+async fn claimed(db: &Db, row: &row::Row, token: String, now: Millis) -> Result<ClaimedRun> {
+    let id = row::get_str(row, "id")?;
+    // A run this very claim started (its start is now) has saved nothing yet: `run_steps` is
+    // read only for one started before.
+    let (steps, saves) = if row::get_opt_i64(row, "started_at")? == Some(now) {
+        (steps_of(row)?, 0)
+    } else {
+        with_saved(db, &id, steps_of(row)?).await?
     };
-    let (steps, saves) = with_saved(db, id, steps_of(&row)?).await?;
-    Ok(Some(ClaimedRun {
-        id: id.to_owned(),
+    Ok(ClaimedRun {
         token,
-        flow_id: row::get_str(&row, "flow_id")?,
-        trigger: trigger_of(&row)?,
+        flow_id: row::get_str(row, "flow_id")?,
+        trigger: trigger_of(row)?,
         steps,
-        depth: row::get_i64(&row, "depth")?,
-        root: row::get_opt_str(&row, "root_id")?.unwrap_or_else(|| id.to_owned()),
-        takeovers: row::get_i64(&row, "takeovers")?,
+        depth: row::get_i64(row, "depth")?,
+        root: row::get_opt_str(row, "root_id")?.unwrap_or_else(|| id.clone()),
+        takeovers: row::get_i64(row, "takeovers")?,
         saves,
-        flow_version: row::get_opt_i64(&row, "flow_version")?,
-        test: test_of(&row)?,
-    }))
+        flow_version: row::get_opt_i64(row, "flow_version")?,
+        test: test_of(row)?,
+        id,
+    })
 }
 
 /// The claim's condition for a run whose flow has no `maxConcurrency`.
@@ -876,22 +888,34 @@ pub async fn offer(db: &Db, ids: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Runs to execute now: queued ones whose time has come and that no job was queued for lately,
-/// and running ones whose worker vanished (their lease ran out). Each is marked so that the
-/// next sweep leaves it alone meanwhile.
-pub async fn take_due(db: &Db, limit: i64) -> Result<Vec<String>> {
+/// What a sweep took: runs claimed for the sweeping worker, and runs marked for a claim of
+/// their own ([`claim`]), those of flows with `maxConcurrency`, whose limit holds there.
+#[derive(Debug, Default)]
+pub struct Swept {
+    pub claimed: Vec<ClaimedRun>,
+    pub marked: Vec<String>,
+}
+
+/// Runs to execute now, at most `limit`: queued ones whose time has come and that no job was
+/// queued for lately, and running ones whose worker vanished (their lease ran out). One
+/// statement claims them for `lease_ms`; a run of a flow with `maxConcurrency` is only marked,
+/// so that the next sweep leaves it alone while its own claim looks at the flow's slots.
+pub async fn take_due(db: &Db, limit: i64, lease_ms: i64) -> Result<Swept> {
     let now = now_ms();
     // A read first: most sweeps find nothing, and a read does not queue behind the writer.
     let mut any = Sql::new("SELECT id FROM (");
     push_due(&mut any, now, 1, false);
     any.push(") AS open LIMIT 1");
     if any.fetch_optional(db).await?.is_none() {
-        return Ok(Vec::new());
+        return Ok(Swept::default());
     }
-    // The runs to take are chosen once (materialized), then marked. Their rows are locked
-    // meanwhile (Postgres; SQLite's statement has the database to itself), so they are still
-    // due when marked.
-    let mut sql = Sql::new("WITH due AS MATERIALIZED (SELECT id FROM (");
+    // The runs to take are chosen once (materialized), then claimed or marked. Their rows are
+    // locked meanwhile (Postgres; SQLite's statement has the database to itself), so they are
+    // still due when taken.
+    let token = ulid::Ulid::generate().to_string();
+    let mut sql = Sql::new("WITH due AS MATERIALIZED (SELECT id, ");
+    sql.push(LIMITED_FLOW);
+    sql.push(" AS limited FROM (");
     // Rows another sweeper is taking are skipped on Postgres, not waited for and taken again.
     push_due(
         &mut sql,
@@ -901,22 +925,49 @@ pub async fn take_due(db: &Db, limit: i64) -> Result<Vec<String>> {
     );
     sql.push(") AS open ORDER BY next_attempt_at LIMIT ?) ")
         .bind(limit);
+    // A limited flow's run: marked as before a claim of its own. Any other: claimed, as
+    // `claim` does.
     sql.push(
-        "UPDATE runs SET status = CASE WHEN status = 'waiting' THEN 'waiting' ELSE 'queued' END, next_attempt_at = CASE WHEN status = 'running' THEN ? ELSE next_attempt_at END, \
-         takeovers = takeovers + CASE WHEN status = 'running' THEN 1 ELSE 0 END, \
-         lease_until = ?, lease_token = NULL WHERE id IN (SELECT id FROM due)",
+        "UPDATE runs SET \
+         status = CASE WHEN due.limited = 0 THEN 'running' WHEN runs.status = 'waiting' THEN 'waiting' ELSE 'queued' END, \
+         next_attempt_at = CASE WHEN due.limited = 1 AND runs.status = 'running' THEN ? ELSE runs.next_attempt_at END, \
+         takeovers = runs.takeovers + CASE WHEN runs.status = 'running' THEN 1 ELSE 0 END, \
+         lease_until = CASE WHEN due.limited = 0 THEN ? ELSE ? END, \
+         lease_token = CASE WHEN due.limited = 0 THEN ? ELSE NULL END, \
+         started_at = CASE WHEN due.limited = 0 THEN COALESCE(runs.started_at, ?) ELSE runs.started_at END, \
+         updated_at = CASE WHEN due.limited = 0 THEN ? ELSE runs.updated_at END \
+         FROM due WHERE runs.id = due.id",
     )
     .bind(now)
-    .bind(now + REQUEUE_AFTER_MS);
-    sql.push(" RETURNING id");
-    db.write(&sql)
-        .await?
-        .iter()
-        .map(|r| row::get_str(r, "id"))
-        .collect()
+    .bind(now + lease_ms)
+    .bind(now + REQUEUE_AFTER_MS)
+    .bind(token.as_str())
+    .bind(now)
+    .bind(now);
+    // The run's columns only (SQLite returns no others from an `UPDATE … FROM`).
+    sql.push(if db.backend() == crate::Backend::Postgres {
+        " RETURNING runs.*"
+    } else {
+        " RETURNING *"
+    });
+    let mut swept = Swept::default();
+    for row in db.write(&sql).await? {
+        if row::get_opt_str(&row, "lease_token")?.as_deref() == Some(token.as_str()) {
+            swept
+                .claimed
+                .push(claimed(db, &row, token.clone(), now).await?);
+        } else {
+            swept.marked.push(row::get_str(&row, "id")?);
+        }
+    }
+    Ok(swept)
 }
 
-/// Appends the runs due at `now` (`id` and `next_attempt_at`), at most `limit` of each kind:
+/// 1 for a run (`open`, a due run in [`take_due`]) whose flow has a `maxConcurrency`, else 0.
+const LIMITED_FLOW: &str = "(CASE WHEN EXISTS (SELECT 1 FROM flows f WHERE f.id = open.flow_id \
+     AND f.max_concurrency IS NOT NULL) THEN 1 ELSE 0 END)";
+
+/// Appends the runs due at `now` (`id`, `flow_id` and `next_attempt_at`), at most `limit` of each kind:
 /// queued and waiting ones whose time has come and that nobody took lately, and running ones
 /// whose lease ran out. Each kind is read alone, in the order of `runs_due` (status, then
 /// time): a plain index scan stops at the first rows it needs and marks the dead entries it
@@ -931,7 +982,7 @@ fn push_due(sql: &mut Sql, now: Millis, limit: i64, skip_locked: bool) {
     for (n, status) in ["queued", "waiting"].into_iter().enumerate() {
         sql.push(if n == 0 { "" } else { " UNION ALL " });
         sql.push(&format!(
-            "SELECT id, next_attempt_at FROM (SELECT id, next_attempt_at FROM runs WHERE status = '{status}' \
+            "SELECT id, flow_id, next_attempt_at FROM (SELECT id, flow_id, next_attempt_at FROM runs WHERE status = '{status}' \
              AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?) \
              ORDER BY next_attempt_at LIMIT ?{lock}) AS {status}"
         ))
@@ -940,7 +991,7 @@ fn push_due(sql: &mut Sql, now: Millis, limit: i64, skip_locked: bool) {
         .bind(limit);
     }
     sql.push(&format!(
-        " UNION ALL SELECT id, next_attempt_at FROM (SELECT id, next_attempt_at FROM runs \
+        " UNION ALL SELECT id, flow_id, next_attempt_at FROM (SELECT id, flow_id, next_attempt_at FROM runs \
          WHERE status = 'running' AND lease_until < ? ORDER BY next_attempt_at LIMIT ?{lock}) AS abandoned"
     ))
     .bind(now)
