@@ -297,6 +297,45 @@ async fn a_delay_waits_without_a_worker_and_wakes_after_a_restart() {
 }
 
 #[tokio::test]
+async fn a_run_whose_owner_is_deactivated_while_it_waits_fails_when_it_wakes() {
+    let server = Server::start_with(TestDb::new().await, &ENV).await;
+    let org = server.db.bootstrap("business");
+    let c = server.as_key(&org.key);
+    let (admin_id, admin) = c.user_with_key(&server.db, "admin").await;
+    let (_, inbound) = webhook_flow(
+        &admin,
+        json!([{"key": "wait", "type": "delay", "for": "2s"},
+               {"key": "customer", "action": "create_customer", "input": {"name": "Acting for nobody"}}]),
+        json!({}),
+    )
+    .await;
+    let run = call(&server, &inbound, json!({})).await;
+    wait_status(&c, &run, "waiting").await;
+    c.patch(
+        &format!("/org-users/{admin_id}"),
+        json!({"isActive": false}),
+    )
+    .await
+    .expect(200);
+
+    // The worker that wakes the run reads who its steps act as again, and nobody does.
+    let done = c.finished_run(&run).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert!(
+        done["error"].as_str().unwrap().contains("deactivated"),
+        "{done}"
+    );
+    let customers = c.get("/customers?limit=100").await.expect(200);
+    assert!(
+        customers
+            .items()
+            .iter()
+            .all(|customer| customer["name"] != "Acting for nobody"),
+        "no step acted for the deactivated owner"
+    );
+}
+
+#[tokio::test]
 async fn a_long_loop_resumes_at_the_unfinished_item_after_a_kill() {
     let db = TestDb::new().await;
     let (dir, url) = (db.dir.clone(), db.url.clone());

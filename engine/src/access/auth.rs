@@ -386,24 +386,36 @@ pub async fn acting_user(
     on_behalf: ApiKeyRef,
 ) -> Result<Actor> {
     let organization = crate::access::organizations::find(db, org_id).await?;
-    let row = Sql::new(
-        "SELECT email, name, role, is_active FROM org_users WHERE id = ? AND org_id = ? AND deleted_at IS NULL",
+    let owner = Sql::new(
+        "SELECT email AS owner_email, name AS owner_name, role AS owner_role, \
+         is_active AS owner_is_active FROM org_users WHERE id = ? AND org_id = ? AND deleted_at IS NULL",
     )
     .arg(user_id)
     .arg(org_id)
     .fetch_optional(db)
-    .await?
-    .ok_or_else(|| Error::forbidden("the flow's owner no longer exists"))?;
-    if !row::get_bool(&row, "is_active")? {
+    .await?;
+    acting_as(organization, user_id, owner.as_ref(), on_behalf)
+}
+
+/// [`acting_user`] from rows read already: the owner's columns named `owner_email`,
+/// `owner_name`, `owner_role` and `owner_is_active` (none when the owner is removed).
+pub(crate) fn acting_as(
+    organization: Organization,
+    user_id: &str,
+    owner: Option<&row::Row>,
+    on_behalf: ApiKeyRef,
+) -> Result<Actor> {
+    let owner = owner.ok_or_else(|| Error::forbidden("the flow's owner no longer exists"))?;
+    if !row::get_bool(owner, "owner_is_active")? {
         return Err(Error::forbidden("the flow's owner is deactivated"));
     }
-    let role = Role::parse(&row::get_str(&row, "role")?)
+    let role = Role::parse(&row::get_str(owner, "owner_role")?)
         .ok_or_else(|| Error::Internal("unknown role stored".into()))?;
     Ok(Actor {
         organization,
         user_id: user_id.to_owned(),
-        user_email: row::get_str(&row, "email")?,
-        user_name: row::get_str(&row, "name")?,
+        user_email: row::get_str(owner, "owner_email")?,
+        user_name: row::get_str(owner, "owner_name")?,
         role,
         api_key: on_behalf,
         conditions: Conditions::default(),

@@ -274,11 +274,6 @@ impl FlowExecutor {
         self.lease.as_millis() as i64
     }
 
-    /// Who a flow acts as: its creator, with the creator's role as it is now.
-    pub async fn actor_of(&self, flow: &flows::LiveFlow) -> Result<auth::Actor> {
-        acting_for(&self.db, flow).await
-    }
-
     /// Executes a run if it is due and nobody else holds it; then, for a flow with a
     /// `maxConcurrency`, the run next in line for the slot it frees.
     pub async fn execute(&self, run_id: &str) -> Result<()> {
@@ -350,9 +345,9 @@ impl FlowExecutor {
         prepared: Option<Prepared>,
     ) -> Result<Option<String>> {
         let (flow, actor) = match prepared {
-            Some(Prepared { flow, actor }) => (flow, Some(actor)),
-            None => match flows::at_version(&self.db, &run.flow_id, run.flow_version).await? {
-                Some(flow) => (flow, None),
+            Some(Prepared { flow, actor }) => (flow, Ok(actor)),
+            None => match flows::for_run(&self.db, &run.flow_id, run.flow_version).await? {
+                Some(found) => found,
                 None => {
                     runs::finish(&self.db, &run, &run.steps, Some("the flow was deleted")).await?;
                     return Ok(None);
@@ -371,20 +366,16 @@ impl FlowExecutor {
         runs::next_in_line(&self.db, &flow.id).await
     }
 
-    /// `actor`: the one read for the run when it was made, if it was just now.
+    /// `actor`: who the steps act as, or why nobody can.
     async fn execute_flow(
         &self,
         flow: &LiveFlow,
         run: runs::ClaimedRun,
-        actor: Option<auth::Actor>,
+        actor: Result<auth::Actor>,
     ) -> Result<()> {
         if run.takeovers >= runs::POISONED_AFTER {
             return self.poisoned(flow, &run).await;
         }
-        let actor = match actor {
-            Some(actor) => Ok(actor),
-            None => self.actor_of(flow).await,
-        };
         let actor = match actor {
             Ok(actor) => actor,
             Err(error) => {

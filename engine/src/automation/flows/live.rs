@@ -266,35 +266,72 @@ pub async fn listening(
     .collect()
 }
 
+/// A flow's columns with its organization's (`org_…`) and its owner's (`owner_…`, NULL when
+/// the owner is removed): what a run needs besides the flow, in the flow's statement.
+const WITH_ORGANIZATION_AND_OWNER: &str = "SELECT f.*, o.name AS org_name, o.plan AS org_plan, \
+     o.billing_state AS org_billing_state, o.currency AS org_currency, o.timezone AS org_timezone, \
+     o.week_starts_on AS org_week_starts_on, o.created_at AS org_created_at, \
+     o.updated_at AS org_updated_at, u.email AS owner_email, u.name AS owner_name, \
+     u.role AS owner_role, u.is_active AS owner_is_active \
+     FROM flows f JOIN organizations o ON o.id = f.org_id \
+     LEFT JOIN org_users u ON u.id = f.created_by AND u.org_id = f.org_id AND u.deleted_at IS NULL";
+
+/// The parts of a [`WITH_ORGANIZATION_AND_OWNER`] row; the owner's columns when there is one.
+fn with_organization_and_owner(
+    found: &row::Row,
+) -> Result<(
+    LiveFlow,
+    crate::access::organizations::Organization,
+    Option<&row::Row>,
+)> {
+    let flow = live_from_row(found)?;
+    let organization = crate::access::organizations::Organization::from_columns(found, "org_")?;
+    // No owner row: the LEFT JOIN's columns are NULL.
+    let owner = row::get_opt_str(found, "owner_email")?.map(|_| found);
+    Ok((flow, organization, owner))
+}
+
 /// The flow behind an inbound webhook token (enabled, or listening for samples), and whether
 /// it can run: the actor its steps act as, or why not (as [`runnable_actor`]). One query: an
 /// inbound call reads nothing else before its run is written.
 pub async fn by_token(db: &Db, token: &str) -> Result<Option<(LiveFlow, Result<Actor>)>> {
-    let Some(found) = Sql::new(
-        "SELECT f.*, o.name AS org_name, o.plan AS org_plan, o.billing_state AS org_billing_state, \
-         o.currency AS org_currency, o.timezone AS org_timezone, o.week_starts_on AS org_week_starts_on, \
-         o.created_at AS org_created_at, o.updated_at AS org_updated_at, \
-         u.email AS owner_email, u.name AS owner_name, u.role AS owner_role, u.is_active AS owner_is_active \
-         FROM flows f JOIN organizations o ON o.id = f.org_id \
-         LEFT JOIN org_users u ON u.id = f.created_by AND u.org_id = f.org_id AND u.deleted_at IS NULL \
-         WHERE f.webhook_token = ? AND (f.is_enabled = 1 OR f.listen_until > ?) AND f.deleted_at IS NULL",
+    let mut sql = Sql::new(WITH_ORGANIZATION_AND_OWNER);
+    sql.push(
+        " WHERE f.webhook_token = ? AND (f.is_enabled = 1 OR f.listen_until > ?) \
+         AND f.deleted_at IS NULL",
     )
-    .arg(token)
-    .arg(crate::store::clock::now_ms())
-    .fetch_optional(db)
-    .await?
-    else {
+    .bind(token)
+    .bind(crate::store::clock::now_ms());
+    let Some(found) = sql.fetch_optional(db).await? else {
         return Ok(None);
     };
-    let flow = live_from_row(&found)?;
-    let organization = crate::access::organizations::Organization::from_columns(&found, "org_")?;
-    // No owner row: the LEFT JOIN's columns are NULL.
-    let owner = row::get_opt_str(&found, "owner_email")?.map(|_| &found);
+    let (flow, organization, owner) = with_organization_and_owner(&found)?;
     let actor = actor_of(&flow, organization, owner);
     Ok(Some((flow, actor)))
 }
 
-/// Any flow (enabled or not) by id, for running it.
+/// A flow by id as a run that started on `version` executes it (its definition then, the rest
+/// as now; the live one when `version` is it or is not kept), with the actor its steps act as
+/// or why there is none (as [`crate::access::auth::acting_user`] answers). The flow, its
+/// organization and its owner are one statement; an older version's definition is a second.
+pub async fn for_run(
+    db: &Db,
+    id: &str,
+    version: Option<i64>,
+) -> Result<Option<(LiveFlow, Result<Actor>)>> {
+    let mut sql = Sql::new(WITH_ORGANIZATION_AND_OWNER);
+    sql.push(" WHERE f.id = ? AND f.deleted_at IS NULL")
+        .bind(id);
+    let Some(found) = sql.fetch_optional(db).await? else {
+        return Ok(None);
+    };
+    let (flow, organization, owner) = with_organization_and_owner(&found)?;
+    let actor =
+        crate::access::auth::acting_as(organization, &flow.created_by, owner, acting_key(&flow));
+    Ok(Some((as_of(db, flow, version).await?, actor)))
+}
+
+/// Any flow (enabled or not) by id.
 pub async fn live(db: &Db, id: &str) -> Result<Option<LiveFlow>> {
     Sql::new("SELECT * FROM flows WHERE id = ? AND deleted_at IS NULL")
         .arg(id)
@@ -305,24 +342,21 @@ pub async fn live(db: &Db, id: &str) -> Result<Option<LiveFlow>> {
         .transpose()
 }
 
-/// A flow by id as it was at `version` (its definition then; the rest as now), for a run that
-/// started on that version. The live flow when `version` is it, or is not kept.
-pub async fn at_version(db: &Db, id: &str, version: Option<i64>) -> Result<Option<LiveFlow>> {
-    let Some(mut flow) = live(db, id).await? else {
-        return Ok(None);
-    };
+/// `flow` (as it is now) with its definition as it was at `version`, when that is another and
+/// is kept.
+async fn as_of(db: &Db, mut flow: LiveFlow, version: Option<i64>) -> Result<LiveFlow> {
     let Some(version) = version.filter(|v| *v != flow.version) else {
-        return Ok(Some(flow));
+        return Ok(flow);
     };
-    if let Some(kept) = super::versions::definition(db, id, version).await? {
-        let (trigger, program, condition) = parsed(id, kept.trigger, &kept.steps);
+    if let Some(kept) = super::versions::definition(db, &flow.id, version).await? {
+        let (trigger, program, condition) = parsed(&flow.id, kept.trigger, &kept.steps);
         flow.trigger = trigger;
         flow.program = program;
         flow.condition = condition;
         flow.settings = kept.settings;
         flow.version = version;
     }
-    Ok(Some(flow))
+    Ok(flow)
 }
 
 /// `flow` running `steps` instead of its own (a draft under test).
