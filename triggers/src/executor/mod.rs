@@ -521,6 +521,8 @@ pub async fn sweep_runs(
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let mut tick = tokio::time::interval(every);
+    // Ticks missed while waiting for a slot are not made up in a burst.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut offered = match executor.db.listen_runs(&database_url).await {
         Ok(listener) => Some(listener),
         Err(error) => {
@@ -539,10 +541,12 @@ pub async fn sweep_runs(
             _ = tick.tick() => {},
             _ = offer => {},
         }
-        let free = slots.available_permits() as i64;
-        if free == 0 {
-            continue;
-        }
+        // A wake while every slot is busy sweeps once one frees, not at the next tick: the
+        // runs offered meanwhile would wait for it.
+        let Ok(first) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let free = slots.available_permits() as i64 + 1;
         match runs::take_due(&executor.db, free, executor.lease_ms()).await {
             Ok(swept) => {
                 let taken = swept
@@ -550,9 +554,14 @@ pub async fn sweep_runs(
                     .into_iter()
                     .map(|run| Taken::Claimed(Box::new(run)))
                     .chain(swept.marked.into_iter().map(Taken::Marked));
+                let mut first = Some(first);
                 for taken in taken {
-                    let Ok(permit) = slots.clone().acquire_owned().await else {
-                        return;
+                    let permit = match first.take() {
+                        Some(permit) => permit,
+                        None => match slots.clone().acquire_owned().await {
+                            Ok(permit) => permit,
+                            Err(_) => return,
+                        },
                     };
                     let executor = executor.clone();
                     tokio::spawn(async move {
