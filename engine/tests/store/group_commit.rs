@@ -2,7 +2,7 @@
 //! learns its own outcome, a failing statement fails alone, and two processes whose groups lock
 //! the same rows in opposite orders both finish.
 
-use timix_engine::store::db::{Db, Sql};
+use timix_engine::store::db::{Db, Sql, row};
 
 use crate::support;
 
@@ -85,4 +85,60 @@ async fn two_processes_locking_the_same_rows_in_opposite_orders_both_finish() {
     for task in sent {
         assert_eq!(task.await.unwrap().ok(), Some(1));
     }
+}
+
+#[tokio::test]
+async fn values_sent_together_are_stored_exactly_as_sent() {
+    let db = support::db().await;
+    let texts = [
+        "it's",
+        "back\\slash \\' and \\\\",
+        "\\'; DROP TABLE organizations; --",
+        "E'quoted'::text",
+        "$1 ? $$ dollars $$",
+        "日本語 ✓ 🚀",
+        "",
+        "line\nbreak\ttab",
+    ];
+    let mut orgs = Vec::new();
+    for n in 0..texts.len() {
+        orgs.push(
+            support::owner(&db, &format!("Org {n}"))
+                .await
+                .org_id()
+                .to_owned(),
+        );
+    }
+    // Sent at once: committed as groups.
+    let mut sent = Vec::new();
+    for (n, (org_id, text)) in orgs.iter().zip(texts).enumerate() {
+        let db = db.clone();
+        let statement = Sql::new("UPDATE organizations SET name = ?, updated_at = ? WHERE id = ?")
+            .arg(text)
+            .arg(-(n as i64) * 1_000_000_007)
+            .arg(org_id.as_str());
+        sent.push(tokio::spawn(
+            async move { db.write_count(&statement).await },
+        ));
+    }
+    for task in sent {
+        assert_eq!(task.await.unwrap().ok(), Some(1));
+    }
+    for (n, (org_id, text)) in orgs.iter().zip(texts).enumerate() {
+        let row = Sql::new("SELECT name, updated_at FROM organizations WHERE id = ?")
+            .arg(org_id.as_str())
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        assert_eq!(row::get_str(&row, "name").unwrap(), text);
+        assert_eq!(
+            row::get_i64(&row, "updated_at").unwrap(),
+            -(n as i64) * 1_000_000_007
+        );
+    }
+    let count = Sql::new("SELECT COUNT(*) AS n FROM organizations")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(row::get_i64(&count, "n").unwrap(), texts.len() as i64);
 }

@@ -226,6 +226,11 @@ async fn run_group(
             .map_err(|e| GroupFailure::Statement(0, e))?;
         return Ok(vec![count]);
     }
+    if backend == Backend::Postgres
+        && let Some(message) = one_message(group)
+    {
+        return run_in_one_message(conn, message, group.len()).await;
+    }
     let begin = match backend {
         Backend::Sqlite => "BEGIN IMMEDIATE",
         Backend::Postgres => "BEGIN",
@@ -244,6 +249,57 @@ async fn run_group(
     }
     conn.execute("COMMIT").await.map_err(transaction)?;
     Ok(counts)
+}
+
+/// Postgres: a group as one message, `BEGIN; …; COMMIT` with the arguments written in
+/// ([`Sql::inlined_for_postgres`]). None when a statement's arguments cannot be.
+fn one_message(group: &[Grouped]) -> Option<String> {
+    let mut message = String::from("BEGIN;\n");
+    for grouped in group {
+        let statement = grouped.sql.inlined_for_postgres()?;
+        message.push_str(statement.trim_end().trim_end_matches(';'));
+        // On a line of its own: a statement ending in a `--` comment does not swallow the next.
+        message.push_str(";\n");
+    }
+    message.push_str("COMMIT");
+    Some(message)
+}
+
+/// Runs a group sent as [`one_message`]: one round trip to the server, where a statement at a
+/// time takes one each and the transaction two more. The server answers each statement in
+/// order (`BEGIN`'s first) and stops at the first that fails, which tells which one it was.
+async fn run_in_one_message(
+    conn: &mut AnyConnection,
+    message: String,
+    statements: usize,
+) -> std::result::Result<Vec<u64>, GroupFailure> {
+    use futures_util::StreamExt;
+    let mut answers = Vec::with_capacity(statements + 2);
+    let failed = {
+        let mut results = sqlx::raw_sql(sqlx::AssertSqlSafe(message)).fetch_many(&mut *conn);
+        loop {
+            match results.next().await {
+                Some(Ok(sqlx::Either::Left(done))) => answers.push(done.rows_affected()),
+                Some(Ok(sqlx::Either::Right(_row))) => {}
+                Some(Err(error)) => break Some(error),
+                None => break None,
+            }
+        }
+    };
+    let transaction = |e: sqlx::Error| GroupFailure::Transaction(e.into());
+    match failed {
+        None if answers.len() == statements + 2 => Ok(answers[1..=statements].to_vec()),
+        None => Err(GroupFailure::Transaction(Error::Internal(format!(
+            "a group of {statements} statements got {} answers",
+            answers.len()
+        )))),
+        // BEGIN failed, or COMMIT (which then rolled back): the transaction as a whole.
+        Some(error) if answers.is_empty() || answers.len() > statements => Err(transaction(error)),
+        Some(error) => {
+            conn.execute("ROLLBACK").await.map_err(transaction)?;
+            Err(GroupFailure::Statement(answers.len() - 1, error.into()))
+        }
+    }
 }
 
 impl Db {

@@ -132,6 +132,43 @@ impl Sql {
         }
     }
 
+    /// The statement with its arguments written in as literals of the types they would be
+    /// bound as (Postgres: `text`, `int8`), for statements sent together in one message, which
+    /// carries no parameters. Text is an escape string (`E'…'`, its quotes and backslashes
+    /// doubled), so no value can end it early or be read as SQL. None when the placeholders
+    /// and the arguments do not pair up (the statement is then sent on its own, and refused
+    /// there).
+    pub(super) fn inlined_for_postgres(&self) -> Option<String> {
+        use std::fmt::Write;
+        let mut out = String::with_capacity(self.text.len() + 32 * self.args.len());
+        let mut args = self.args.iter();
+        for ch in self.text.chars() {
+            if ch != '?' {
+                out.push(ch);
+                continue;
+            }
+            match args.next()? {
+                Arg::Text(Some(text)) => {
+                    out.push_str("E'");
+                    for c in storable(text).chars() {
+                        match c {
+                            '\'' => out.push_str("''"),
+                            '\\' => out.push_str("\\\\"),
+                            c => out.push(c),
+                        }
+                    }
+                    out.push_str("'::text");
+                }
+                Arg::Text(None) => out.push_str("NULL::text"),
+                Arg::Int(Some(n)) => {
+                    let _ = write!(out, "({n})::int8");
+                }
+                Arg::Int(None) => out.push_str("NULL::int8"),
+            }
+        }
+        args.next().is_none().then_some(out)
+    }
+
     fn query(
         &self,
         backend: Backend,
@@ -230,6 +267,24 @@ mod tests {
     fn nul_is_never_bound() {
         assert_eq!(storable("a\0b"), "a\u{FFFD}b");
         assert_eq!(storable("plain"), "plain");
+    }
+
+    #[test]
+    fn arguments_written_in_cannot_end_their_literal() {
+        let sql = Sql::new("UPDATE t SET a = ?, b = ?, c = ?, d = ? WHERE e = ?")
+            .arg("it's \\'; DROP TABLE t; --")
+            .arg(-7i64)
+            .arg(None::<String>)
+            .arg(None::<i64>)
+            .arg("nul\0here");
+        assert_eq!(
+            sql.inlined_for_postgres().unwrap(),
+            "UPDATE t SET a = E'it''s \\\\''; DROP TABLE t; --'::text, b = (-7)::int8, \
+             c = NULL::text, d = NULL::int8 WHERE e = E'nul\u{FFFD}here'::text"
+        );
+        // Placeholders and arguments that do not pair up are not written in.
+        assert_eq!(Sql::new("SELECT ?").inlined_for_postgres(), None);
+        assert_eq!(Sql::new("SELECT 1").arg(1i64).inlined_for_postgres(), None);
     }
 
     #[test]
