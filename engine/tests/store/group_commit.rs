@@ -99,6 +99,9 @@ async fn values_sent_together_are_stored_exactly_as_sent() {
         "日本語 ✓ 🚀",
         "",
         "line\nbreak\ttab",
+        // Larger than a message of a group: the group goes in several.
+        &"x'\\".repeat(3000),
+        &"y".repeat(9000),
     ];
     let mut orgs = Vec::new();
     for n in 0..texts.len() {
@@ -121,9 +124,20 @@ async fn values_sent_together_are_stored_exactly_as_sent() {
             async move { db.write_count(&statement).await },
         ));
     }
+    // One that fails (NOT NULL), sent with them: it fails alone.
+    let failing = {
+        let (db, org_id) = (db.clone(), orgs[0].clone());
+        tokio::spawn(async move {
+            db.write_count(
+                &Sql::new("UPDATE organizations SET name = NULL WHERE id = ?").arg(org_id),
+            )
+            .await
+        })
+    };
     for task in sent {
         assert_eq!(task.await.unwrap().ok(), Some(1));
     }
+    assert!(failing.await.unwrap().is_err());
     for (n, (org_id, text)) in orgs.iter().zip(texts).enumerate() {
         let row = Sql::new("SELECT name, updated_at FROM organizations WHERE id = ?")
             .arg(org_id.as_str())

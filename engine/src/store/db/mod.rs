@@ -227,9 +227,9 @@ async fn run_group(
         return Ok(vec![count]);
     }
     if backend == Backend::Postgres
-        && let Some(message) = one_message(group)
+        && let Some(messages) = messages(group)
     {
-        return run_in_one_message(conn, message, group.len()).await;
+        return run_in_messages(conn, messages, group.len()).await;
     }
     let begin = match backend {
         Backend::Sqlite => "BEGIN IMMEDIATE",
@@ -251,41 +251,59 @@ async fn run_group(
     Ok(counts)
 }
 
-/// Postgres: a group as one message, `BEGIN; …; COMMIT` with the arguments written in
+/// The most a message of a group carries, one statement larger than this aside. A larger one
+/// leaves the client in more than one write (TLS writes at most 16 KiB a record) and sqlx does
+/// not set `TCP_NODELAY` on its sockets: the last write would wait for the server's delayed
+/// acknowledgement, tens of milliseconds.
+const MESSAGE_LIMIT: usize = 12 * 1024;
+
+/// Postgres: a group as a few messages, `BEGIN; …; COMMIT` with the arguments written in
 /// ([`Sql::inlined_for_postgres`]). None when a statement's arguments cannot be.
-fn one_message(group: &[Grouped]) -> Option<String> {
+fn messages(group: &[Grouped]) -> Option<Vec<String>> {
+    let mut messages = Vec::new();
     let mut message = String::from("BEGIN;\n");
     for grouped in group {
         let statement = grouped.sql.inlined_for_postgres()?;
-        message.push_str(statement.trim_end().trim_end_matches(';'));
+        let statement = statement.trim_end().trim_end_matches(';');
+        if !message.is_empty() && message.len() + statement.len() + 2 > MESSAGE_LIMIT {
+            messages.push(std::mem::take(&mut message));
+        }
+        message.push_str(statement);
         // On a line of its own: a statement ending in a `--` comment does not swallow the next.
         message.push_str(";\n");
     }
     message.push_str("COMMIT");
-    Some(message)
+    messages.push(message);
+    Some(messages)
 }
 
-/// Runs a group sent as [`one_message`]: one round trip to the server, where a statement at a
-/// time takes one each and the transaction two more. The server answers each statement in
-/// order (`BEGIN`'s first) and stops at the first that fails, which tells which one it was.
-async fn run_in_one_message(
+/// Runs a group sent as [`messages`]: a round trip a message, where a statement at a time
+/// takes one each and the transaction two more. The server answers each statement in order
+/// (`BEGIN`'s first) and stops at the first that fails, which tells which one it was.
+async fn run_in_messages(
     conn: &mut AnyConnection,
-    message: String,
+    messages: Vec<String>,
     statements: usize,
 ) -> std::result::Result<Vec<u64>, GroupFailure> {
     use futures_util::StreamExt;
     let mut answers = Vec::with_capacity(statements + 2);
-    let failed = {
+    let mut failed = None;
+    for message in messages {
         let mut results = sqlx::raw_sql(sqlx::AssertSqlSafe(message)).fetch_many(&mut *conn);
-        loop {
-            match results.next().await {
-                Some(Ok(sqlx::Either::Left(done))) => answers.push(done.rows_affected()),
-                Some(Ok(sqlx::Either::Right(_row))) => {}
-                Some(Err(error)) => break Some(error),
-                None => break None,
+        while let Some(answer) = results.next().await {
+            match answer {
+                Ok(sqlx::Either::Left(done)) => answers.push(done.rows_affected()),
+                Ok(sqlx::Either::Right(_row)) => {}
+                Err(error) => {
+                    failed = Some(error);
+                    break;
+                }
             }
         }
-    };
+        if failed.is_some() {
+            break;
+        }
+    }
     let transaction = |e: sqlx::Error| GroupFailure::Transaction(e.into());
     match failed {
         None if answers.len() == statements + 2 => Ok(answers[1..=statements].to_vec()),
